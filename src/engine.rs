@@ -1,0 +1,420 @@
+//! The engine: a loaded model with its tokenizer and template, answering
+//! [`ExplainRequest`]s.
+
+use crate::chat_template::ChatTemplate;
+use crate::error::{Error, Result};
+use crate::methods::{gradient, Pass};
+use crate::models::llama::Llama;
+use crate::source::{self, ModelPath};
+use crate::types::{
+    Candidate, Conservation, ExplainRequest, Explanation, Method, MethodResult, Prediction, Stage,
+    StreamEvent, Target, TargetSpec, Token,
+};
+use candle_core::{DType, Device, Tensor, Var};
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use tokenizers::Tokenizer;
+
+/// How to load an engine.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// An alias (`smollm2-135m`), a GGUF file or a Hugging Face directory.
+    pub model: String,
+    /// Where the model runs.
+    pub device: Device,
+    /// Weight and activation dtype (f32 for exact gradients; bf16 halves memory).
+    pub dtype: DType,
+    /// A cap on prompt tokens below the model's context length (memory grows with the
+    /// square of the prompt in attention).
+    pub max_tokens: Option<usize>,
+}
+
+impl LoadOptions {
+    /// Defaults for a model: CPU, f32, the model's own context length.
+    pub fn new(model: impl Into<String>) -> Self {
+        LoadOptions {
+            model: model.into(),
+            device: Device::Cpu,
+            dtype: DType::F32,
+            max_tokens: None,
+        }
+    }
+}
+
+/// A tokenized prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokenized {
+    /// The text that was tokenized.
+    pub text: String,
+    /// Its tokens.
+    pub tokens: Vec<Token>,
+    /// Token range of the user's text, when templated.
+    pub query_span: Option<[usize; 2]>,
+}
+
+/// A loaded model ready to explain prompts. Cheap to share behind an `Arc`; `explain` takes
+/// `&self`.
+pub struct Engine {
+    name: String,
+    model: Llama,
+    tokenizer: Tokenizer,
+    chat_template: Option<ChatTemplate>,
+    add_bos: Option<u32>,
+    eos: Vec<u32>,
+    device: Device,
+    max_tokens: usize,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One backward pass's raw results.
+struct PassResult {
+    grad: Tensor,
+    trace: Vec<Vec<f32>>,
+}
+
+impl Engine {
+    /// Loads a model by alias, GGUF path or directory on the CPU in f32.
+    pub fn load(model: &str) -> Result<Self> {
+        Self::load_with(&LoadOptions::new(model))
+    }
+
+    /// Loads a model with explicit options.
+    pub fn load_with(opts: &LoadOptions) -> Result<Self> {
+        let (name, path) = source::resolve(&opts.model)?;
+        tracing::info!(model = %name, ?path, "loading");
+        let mut loaded = source::open(&path, opts.dtype, &opts.device)?;
+        let model = Llama::load(loaded.config.clone(), loaded.weights.as_mut(), &opts.device)
+            .map_err(|e| match (e, &path) {
+                (Error::Candle(c), ModelPath::Gguf(p) | ModelPath::HfDir(p)) => {
+                    Error::BadModelFile {
+                        path: p.clone(),
+                        reason: c.to_string(),
+                    }
+                }
+                (e, _) => e,
+            })?;
+        let ctx = loaded.config.max_position_embeddings;
+        Ok(Engine {
+            name,
+            model,
+            tokenizer: loaded.tokenizer,
+            chat_template: loaded.chat_template,
+            add_bos: loaded.add_bos,
+            eos: loaded.eos,
+            device: opts.device.clone(),
+            max_tokens: opts.max_tokens.map_or(ctx, |m| m.min(ctx)),
+        })
+    }
+
+    /// The model's name (alias or file stem).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Decoder layers.
+    pub fn n_layers(&self) -> usize {
+        self.model.config().num_hidden_layers
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.model.config().vocab_size
+    }
+
+    /// The most tokens a prompt may have.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// End-of-sequence / end-of-turn ids.
+    pub fn eos_ids(&self) -> &[u32] {
+        &self.eos
+    }
+
+    /// Whether the model has a chat template.
+    pub fn has_chat_template(&self) -> bool {
+        self.chat_template.is_some()
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Decodes one token (byte-level BPE undone; lossy for a token holding part of a
+    /// character).
+    pub fn decode_token(&self, id: u32) -> String {
+        self.tokenizer.decode(&[id], false).unwrap_or_default()
+    }
+
+    /// Templates (optionally) and tokenizes a prompt.
+    pub fn tokenize(&self, prompt: &str, chat_template: bool) -> Result<Tokenized> {
+        if prompt.trim().is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        let (text, query) = if chat_template {
+            let t = self.chat_template.as_ref().ok_or(Error::NoChatTemplate)?;
+            let r = t.render(prompt)?;
+            (r.text, r.query)
+        } else {
+            (prompt.to_string(), None)
+        };
+        let enc = self
+            .tokenizer
+            .encode(text.as_str(), false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let mut tokens = Vec::with_capacity(enc.len() + 1);
+        if let Some(bos) = self.add_bos {
+            tokens.push(Token {
+                id: bos,
+                text: self.decode_token(bos),
+                start: 0,
+                end: 0,
+                special: true,
+            });
+        }
+        for (i, (&id, &(start, end))) in enc.get_ids().iter().zip(enc.get_offsets()).enumerate() {
+            tokens.push(Token {
+                id,
+                text: self.decode_token(id),
+                start,
+                end,
+                special: enc.get_special_tokens_mask().get(i) == Some(&1) || self.is_special(id),
+            });
+        }
+        let query_span = query.and_then(|q| {
+            let inside = |t: &Token| t.end > q.start && t.start < q.end;
+            let first = tokens.iter().position(inside)?;
+            let last = tokens.iter().rposition(inside)?;
+            Some([first, last + 1])
+        });
+        Ok(Tokenized {
+            text,
+            tokens,
+            query_span,
+        })
+    }
+
+    fn is_special(&self, id: u32) -> bool {
+        self.tokenizer
+            .get_added_tokens_decoder()
+            .get(&id)
+            .is_some_and(|t| t.special)
+    }
+
+    /// Resolves a target spec against the logits; `None` = argmax.
+    fn target_id(&self, spec: &TargetSpec, argmax: u32) -> Result<u32> {
+        match spec {
+            TargetSpec::Argmax => Ok(argmax),
+            TargetSpec::Id(id) => {
+                if (*id as usize) < self.vocab_size() {
+                    Ok(*id)
+                } else {
+                    Err(Error::TargetOutOfRange {
+                        id: *id,
+                        vocab: self.vocab_size(),
+                    })
+                }
+            }
+            TargetSpec::Text(text) => {
+                let enc = self
+                    .tokenizer
+                    .encode(text.as_str(), false)
+                    .map_err(|e| Error::Tokenizer(e.to_string()))?;
+                enc.get_ids()
+                    .first()
+                    .copied()
+                    .ok_or_else(|| Error::EmptyTarget(text.clone()))
+            }
+        }
+    }
+
+    /// Explains a prompt; the whole result at once.
+    pub fn explain(&self, req: &ExplainRequest) -> Result<Explanation> {
+        self.explain_streaming(req, &mut |_| ControlFlow::Continue(()))
+    }
+
+    /// Explains a prompt, handing each [`StreamEvent`] to `sink` as soon as it is known.
+    /// `sink` returning `Break` cancels the request with [`Error::Cancelled`].
+    pub fn explain_streaming(
+        &self,
+        req: &ExplainRequest,
+        sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
+    ) -> Result<Explanation> {
+        let mut emit = |ev: StreamEvent| match sink(&ev) {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(()) => Err(Error::Cancelled),
+        };
+        let stage = |stage, method| StreamEvent::Stage { stage, method };
+        emit(stage(Stage::Tokenize, None))?;
+        let tok = self.tokenize(&req.prompt, req.chat_template)?;
+        let n = tok.tokens.len();
+        if n > self.max_tokens {
+            return Err(Error::PromptTooLong {
+                tokens: n,
+                limit: self.max_tokens,
+            });
+        }
+        emit(StreamEvent::Tokens {
+            text: tok.text.clone(),
+            tokens: tok.tokens.clone(),
+            query_span: tok.query_span,
+            n_layers: self.n_layers(),
+        })?;
+
+        emit(stage(Stage::Forward, None))?;
+        let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
+        let embeds = self.model.embed(&ids)?;
+        // The forward values are identical under every rule set, so one no-grad pass gives
+        // the logits for the prediction.
+        let out = self
+            .model
+            .forward(&embeds, crate::models::Plain.as_dyn(), false)?;
+        let logits: Vec<f32> = self
+            .model
+            .lm_head()
+            .matmul(&out.last_hidden.unsqueeze(1)?)?
+            .squeeze(1)?
+            .to_dtype(DType::F32)?
+            .to_vec1()?;
+        let (prediction, argmax) = self.prediction(&logits, req.top_k);
+        let target_id = self.target_id(&req.target, argmax)?;
+        let target = self.candidate(target_id, &logits);
+        let rank = logits
+            .iter()
+            .filter(|&&l| l > logits[target_id as usize])
+            .count();
+        let target = Target {
+            token: target,
+            rank,
+        };
+        let seed = if req.seed_with_logit {
+            target.token.logit
+        } else {
+            1.0
+        };
+        emit(StreamEvent::Prediction {
+            prediction: prediction.clone(),
+            target: target.clone(),
+        })?;
+
+        let mut methods = BTreeMap::new();
+        let mut passes: BTreeMap<Pass, PassResult> = BTreeMap::new();
+        let mut seen = Vec::new();
+        for &method in &req.methods {
+            if seen.contains(&method) {
+                continue;
+            }
+            seen.push(method);
+            let pass = Pass::of(method);
+            let r = match passes.entry(pass) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    emit(stage(Stage::Backward, Some(method)))?;
+                    e.insert(self.backward(&embeds, pass, target_id, seed)?)
+                }
+            };
+            let scores = match method {
+                Method::Saliency => gradient::l2_norm(&r.grad)?,
+                _ => gradient::dot(&embeds, &r.grad)?,
+            };
+            let conservation = matches!(method, Method::Attnlrp | Method::CpLrp).then(|| {
+                let denom = seed * target.token.logit;
+                Conservation {
+                    input: scores.iter().sum::<f32>() / denom,
+                    last_layer: r.trace.last().map_or(0.0, |l| l.iter().sum::<f32>()) / denom,
+                }
+            });
+            let result = MethodResult {
+                scores,
+                trace_normalized: gradient::normalize_rows(&r.trace),
+                trace: r.trace.clone(),
+                conservation,
+            };
+            emit(StreamEvent::Method {
+                method,
+                result: result.clone(),
+            })?;
+            methods.insert(method.name().to_string(), result);
+        }
+        emit(StreamEvent::Done)?;
+        Ok(Explanation {
+            model: self.name.clone(),
+            text: tok.text,
+            chat_template: req.chat_template,
+            tokens: tok.tokens,
+            query_span: tok.query_span,
+            n_layers: self.n_layers(),
+            prediction,
+            target,
+            seed,
+            methods,
+        })
+    }
+
+    /// One forward + backward pass under a method's rules: the gradient of
+    /// `seed · logit[target]` w.r.t. the input embeddings and every layer output.
+    fn backward(&self, embeds: &Tensor, pass: Pass, target: u32, seed: f32) -> Result<PassResult> {
+        let x = Var::from_tensor(embeds)?;
+        let out = self.model.forward(x.as_tensor(), pass.rules(), true)?;
+        // Only the target's row of lm_head enters the graph.
+        let row = self
+            .model
+            .lm_head()
+            .narrow(0, target as usize, 1)?
+            .squeeze(0)?;
+        let y = (out.last_hidden * row)?.sum_all()?;
+        let y = (y * seed as f64)?;
+        let grads = y.backward()?;
+        let grad = grads
+            .get(&x)
+            .cloned()
+            .ok_or_else(|| candle_core::Error::Msg("no gradient reached the embeddings".into()))?;
+        let trace = out
+            .taps
+            .iter()
+            .zip(&out.layer_outputs)
+            .map(|(tap, h)| match grads.get(tap) {
+                Some(g) => gradient::dot(h, g),
+                None => Ok(vec![0.0; h.dim(0)?]),
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(PassResult { grad, trace })
+    }
+
+    fn candidate(&self, id: u32, logits: &[f32]) -> Candidate {
+        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let z: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+        let logit = logits[id as usize];
+        Candidate {
+            id,
+            text: self.decode_token(id),
+            logit,
+            prob: ((logit as f64 - max).exp() / z) as f32,
+        }
+    }
+
+    fn prediction(&self, logits: &[f32], top_k: usize) -> (Prediction, u32) {
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        let top: Vec<Candidate> = order
+            .iter()
+            .take(top_k.max(1))
+            .map(|&id| self.candidate(id, logits))
+            .collect();
+        let best = top[0].clone();
+        (Prediction { best, top }, order[0])
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+}

@@ -1,0 +1,45 @@
+//! TokenLens: why did a language model say what it said?
+//!
+//! The engine loads a causal LLM (Llama family; GGUF or Hugging Face safetensors) with
+//! [candle](https://github.com/huggingface/candle), runs a differentiable forward pass from
+//! the input embeddings and attributes a predicted token to the input tokens:
+//!
+//! - gradient-norm **saliency** and **input×gradient**,
+//! - **AttnLRP** and **CP-LRP** as LXT's efficient mode computes them,
+//! - the **latent relevance trace** (layer × token) for each.
+//!
+//! ```no_run
+//! use tokenlens::{Engine, ExplainRequest};
+//! let engine = Engine::load("smollm2-135m")?;
+//! let ex = engine.explain(&ExplainRequest::new("What is the capital of France?"))?;
+//! println!("{} {:?}", ex.prediction.best.text, ex.methods["saliency"].scores);
+//! # Ok::<(), tokenlens::Error>(())
+//! ```
+//!
+//! [`types`] holds the serde types shared with the web front end; it alone compiles without
+//! the `engine` feature (for wasm).
+#![deny(missing_docs)]
+
+pub mod colormap;
+pub mod types;
+
+#[cfg(feature = "engine")]
+pub mod chat_template;
+#[cfg(feature = "engine")]
+mod engine;
+#[cfg(feature = "engine")]
+mod error;
+#[cfg(feature = "engine")]
+pub mod methods;
+#[cfg(feature = "engine")]
+pub mod models;
+#[cfg(feature = "engine")]
+pub mod source;
+#[cfg(feature = "engine")]
+pub mod tokenizer;
+
+#[cfg(feature = "engine")]
+pub use engine::{Engine, LoadOptions, Tokenized};
+#[cfg(feature = "engine")]
+pub use error::{Error, Result};
+pub use types::*;

@@ -1,0 +1,119 @@
+//! A linear layer whose weight is a constant of the backward pass.
+//!
+//! candle's matmul backward always computes the gradient of both operands, so a plain
+//! `x.matmul(w)` spends as much backward time on weight gradients, which attribution never
+//! needs, as on the input gradient. [`Linear`] routes tracked inputs through a custom op
+//! whose backward returns only `grad · W`.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Storage, Tensor};
+
+/// `y = x Wᵀ` with `W: [out, in]` held constant.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+}
+
+impl Linear {
+    /// A layer from a `[out, in]` weight.
+    pub fn new(weight: Tensor) -> Self {
+        Linear { weight }
+    }
+
+    /// The `[out, in]` weight.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// `x: [n, in] -> [n, out]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.track_op() && x.device().is_cpu() {
+            x.contiguous()?.apply_op1(ConstMatmul {
+                weight: self.weight.clone(),
+            })
+        } else {
+            // No graph to record (or a GPU, where the plain op is used): an ordinary matmul.
+            x.matmul(&self.weight.t()?)
+        }
+    }
+}
+
+struct ConstMatmul {
+    weight: Tensor,
+}
+
+fn cpu_tensor(storage: &CpuStorage, layout: &Layout) -> Result<Tensor> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("const-matmul input must be contiguous".into()))?;
+    let shape = layout.shape();
+    match storage.dtype() {
+        DType::F32 => {
+            Tensor::from_slice(&storage.as_slice::<f32>()?[start..end], shape, &Device::Cpu)
+        }
+        DType::BF16 => Tensor::from_slice(
+            &storage.as_slice::<half::bf16>()?[start..end],
+            shape,
+            &Device::Cpu,
+        ),
+        DType::F16 => Tensor::from_slice(
+            &storage.as_slice::<half::f16>()?[start..end],
+            shape,
+            &Device::Cpu,
+        ),
+        dt => candle_core::bail!("const-matmul: unsupported dtype {dt:?}"),
+    }
+}
+
+impl CustomOp1 for ConstMatmul {
+    fn name(&self) -> &'static str {
+        "const-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = cpu_tensor(storage, layout)?;
+        let y = x.matmul(&self.weight.t()?)?.contiguous()?;
+        let (s, l) = y.storage_and_layout();
+        match &*s {
+            Storage::Cpu(c) if l.start_offset() == 0 => Ok((c.clone(), l.shape().clone())),
+            _ => candle_core::bail!("const-matmul: unexpected output storage"),
+        }
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        // dL/dx = dL/dy · W; W gets no gradient.
+        Ok(Some(grad_res.matmul(&self.weight)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    #[test]
+    fn input_gradient_matches_plain_matmul() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::arange(0f32, 12., &dev)?
+            .reshape((3, 4))?
+            .affine(0.1, -0.3)?;
+        let x = Var::from_tensor(
+            &Tensor::arange(0f32, 8., &dev)?
+                .reshape((2, 4))?
+                .affine(0.2, 0.1)?,
+        )?;
+        let lin = Linear::new(w.clone());
+        let y1 = lin.forward(x.as_tensor())?;
+        let y2 = x.as_tensor().matmul(&w.t()?)?;
+        let d = (&y1 - &y2)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(d < 1e-6, "forward differs by {d}");
+        let coef = Tensor::new(&[[1f32, -2., 0.5], [0.3, 0.7, -1.1]], &dev)?;
+        let g1 = y1.mul(&coef)?.sum_all()?.backward()?;
+        let g2 = y2.mul(&coef)?.sum_all()?.backward()?;
+        let (g1, g2) = (g1.get(&x).unwrap(), g2.get(&x).unwrap());
+        let d = (g1 - g2)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(d < 1e-6, "gradient differs by {d}");
+        assert!(g1.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
+        Ok(())
+    }
+}

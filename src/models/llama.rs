@@ -1,0 +1,325 @@
+//! Llama (SmolLM2, Llama 2/3 and their kin), differentiable from the input embeddings.
+//!
+//! Follows transformers' `modeling_llama.py`: pre-norm decoder layers with grouped-query
+//! attention, rotary position embeddings, a SiLU-gated MLP, RMSNorm. Weights are dequantized
+//! to f32 (or kept in bf16) and held as constants: only activations get gradients.
+
+use super::linear::Linear;
+use super::{softmax_last_dim, Rules};
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use serde::Deserialize;
+
+/// Hyper-parameters, with `config.json`'s field names.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Config {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Residual stream width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Decoder layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention).
+    pub num_key_value_heads: usize,
+    /// Per-head width; `hidden_size / num_attention_heads` when absent.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    /// Context length.
+    pub max_position_embeddings: usize,
+    /// lm_head shares the embedding matrix.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// RoPE pairs adjacent dimensions (GGUF's permuted Q/K) instead of the two halves
+    /// (Hugging Face checkpoints). Not a `config.json` field.
+    #[serde(skip)]
+    pub rope_interleaved: bool,
+}
+
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+
+impl Config {
+    /// Per-head width.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+}
+
+/// Source of named weights (Hugging Face names), dequantized.
+pub trait WeightSource {
+    /// The tensor stored under this Hugging Face name, e.g. `model.layers.0.self_attn.q_proj.weight`.
+    fn get(&mut self, name: &str) -> crate::Result<Tensor>;
+    /// Whether a tensor of that name exists.
+    fn contains(&self, name: &str) -> bool;
+}
+
+/// Rotary embedding tables, shared by every layer.
+#[derive(Debug, Clone)]
+struct Rotary {
+    cos: Tensor, // (max_pos, head_dim / 2)
+    sin: Tensor,
+    interleaved: bool,
+}
+
+impl Rotary {
+    fn new(cfg: &Config, dtype: DType, dev: &Device) -> Result<Self> {
+        let hd = cfg.head_dim();
+        let inv_freq: Vec<f32> = (0..hd / 2)
+            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64) as f32)
+            .collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, hd / 2), dev)?;
+        let pos = Tensor::arange(0u32, cfg.max_position_embeddings as u32, dev)?
+            .to_dtype(DType::F32)?
+            .reshape((cfg.max_position_embeddings, 1))?;
+        let freqs = pos.broadcast_mul(&inv_freq)?;
+        Ok(Rotary {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+            interleaved: cfg.rope_interleaved,
+        })
+    }
+
+    /// `x: (heads, seq, head_dim)` rotated for positions `offset..offset + seq`.
+    fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
+        let (h, n, hd) = x.dims3()?;
+        let cos = self.cos.narrow(0, offset, n)?;
+        let sin = self.sin.narrow(0, offset, n)?;
+        if self.interleaved {
+            // Pairs (0,1), (2,3), …: the layout of llama.cpp's permuted Q/K weights.
+            let x = x.reshape((h, n, hd / 2, 2))?;
+            let x0 = x.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?;
+            let x1 = x.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?;
+            let r0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
+            let r1 = (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?;
+            Tensor::stack(&[r0, r1], D::Minus1)?.reshape((h, n, hd))
+        } else {
+            let x0 = x.narrow(D::Minus1, 0, hd / 2)?;
+            let x1 = x.narrow(D::Minus1, hd / 2, hd / 2)?;
+            let r0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
+            let r1 = (x1.broadcast_mul(&cos)? + x0.broadcast_mul(&sin)?)?;
+            Tensor::cat(&[r0, r1], D::Minus1)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn load(w: &mut dyn WeightSource, p: &str) -> crate::Result<Self> {
+        Ok(Mlp {
+            gate_proj: Linear::new(w.get(&format!("{p}.gate_proj.weight"))?),
+            up_proj: Linear::new(w.get(&format!("{p}.up_proj.weight"))?),
+            down_proj: Linear::new(w.get(&format!("{p}.down_proj.weight"))?),
+        })
+    }
+
+    fn forward(&self, x: &Tensor, rules: &dyn Rules) -> Result<Tensor> {
+        let act = rules.silu(&self.gate_proj.forward(x)?)?;
+        let h = rules.gate_product(&act, &self.up_proj.forward(x)?)?;
+        self.down_proj.forward(&h)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(w: &mut dyn WeightSource, p: &str, cfg: &Config) -> crate::Result<Self> {
+        Ok(Attention {
+            q_proj: Linear::new(w.get(&format!("{p}.q_proj.weight"))?),
+            k_proj: Linear::new(w.get(&format!("{p}.k_proj.weight"))?),
+            v_proj: Linear::new(w.get(&format!("{p}.v_proj.weight"))?),
+            o_proj: Linear::new(w.get(&format!("{p}.o_proj.weight"))?),
+            n_heads: cfg.num_attention_heads,
+            n_kv_heads: cfg.num_key_value_heads,
+            head_dim: cfg.head_dim(),
+        })
+    }
+
+    /// `(seq, hidden) -> (heads, seq, head_dim)`
+    fn split_heads(&self, x: &Tensor, heads: usize) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        x.reshape((n, heads, self.head_dim))?
+            .transpose(0, 1)?
+            .contiguous()
+    }
+
+    /// Repeats each key/value head for its group of query heads, as transformers' `repeat_kv`.
+    fn repeat_kv(&self, x: Tensor) -> Result<Tensor> {
+        let rep = self.n_heads / self.n_kv_heads;
+        if rep == 1 {
+            return Ok(x);
+        }
+        let (kvh, n, hd) = x.dims3()?;
+        x.unsqueeze(1)?
+            .broadcast_as((kvh, rep, n, hd))?
+            .reshape((kvh * rep, n, hd))
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rot: &Rotary,
+        mask: &Tensor,
+        rules: &dyn Rules,
+    ) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        let q = self.split_heads(&self.q_proj.forward(x)?, self.n_heads)?;
+        let k = self.split_heads(&self.k_proj.forward(x)?, self.n_kv_heads)?;
+        let v = self.split_heads(&self.v_proj.forward(x)?, self.n_kv_heads)?;
+        let (q, k, v) = rules.attention_inputs(q, k, v)?;
+        let q = rot.apply(&q, 0)?;
+        let k = self.repeat_kv(rot.apply(&k, 0)?)?;
+        let v = self.repeat_kv(v)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let att = softmax_last_dim(&att)?;
+        let o = att.matmul(&v.contiguous()?)?; // (heads, seq, head_dim)
+        let o = o
+            .transpose(0, 1)?
+            .reshape((n, self.n_heads * self.head_dim))?;
+        self.o_proj.forward(&o)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    self_attn: Attention,
+    mlp: Mlp,
+    input_layernorm: Tensor,
+    post_attention_layernorm: Tensor,
+}
+
+/// What a forward pass returns.
+#[derive(Debug)]
+pub struct ForwardOutput {
+    /// The final-norm hidden state of the last position, `(hidden,)`.
+    pub last_hidden: Tensor,
+    /// Every decoder layer's output `(seq, hidden)` (the residual stream after the layer).
+    pub layer_outputs: Vec<Tensor>,
+    /// Zero variables added to each layer output; their gradients are dy/dh_l.
+    pub taps: Vec<Var>,
+}
+
+/// A Llama model up to the final norm, plus the (possibly tied) output projection.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    cfg: Config,
+    embed_tokens: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: Tensor,
+    lm_head: Tensor, // (vocab, hidden)
+    rotary: Rotary,
+}
+
+impl Llama {
+    /// Loads weights by their Hugging Face names.
+    pub fn load(cfg: Config, w: &mut dyn WeightSource, dev: &Device) -> crate::Result<Self> {
+        let embed_tokens = w.get("model.embed_tokens.weight")?;
+        let dtype = embed_tokens.dtype();
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| {
+                let p = format!("model.layers.{i}");
+                Ok(DecoderLayer {
+                    self_attn: Attention::load(w, &format!("{p}.self_attn"), &cfg)?,
+                    mlp: Mlp::load(w, &format!("{p}.mlp"))?,
+                    input_layernorm: w.get(&format!("{p}.input_layernorm.weight"))?,
+                    post_attention_layernorm: w
+                        .get(&format!("{p}.post_attention_layernorm.weight"))?,
+                })
+            })
+            .collect::<crate::Result<Vec<_>>>()?;
+        let norm = w.get("model.norm.weight")?;
+        let lm_head = if w.contains("lm_head.weight") {
+            w.get("lm_head.weight")?
+        } else {
+            embed_tokens.clone()
+        };
+        let rotary = Rotary::new(&cfg, dtype, dev)?;
+        Ok(Llama {
+            cfg,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Input embeddings `(seq, hidden)` of token ids.
+    pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        let ids = Tensor::new(ids, self.embed_tokens.device())?;
+        self.embed_tokens.embedding(&ids)
+    }
+
+    /// The output projection `(vocab, hidden)`.
+    pub fn lm_head(&self) -> &Tensor {
+        &self.lm_head
+    }
+
+    /// Runs the decoder from input embeddings `(seq, hidden)`. With `tap_layers`, a zero
+    /// variable is added to each layer's output so that a backward pass yields dy/dh_l.
+    pub fn forward(
+        &self,
+        embeds: &Tensor,
+        rules: &dyn Rules,
+        tap_layers: bool,
+    ) -> Result<ForwardOutput> {
+        let n = embeds.dim(0)?;
+        let mask: Vec<f32> = (0..n)
+            .flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (n, n), embeds.device())?.to_dtype(embeds.dtype())?;
+        let eps = self.cfg.rms_norm_eps;
+        let mut h = embeds.clone();
+        let mut layer_outputs = Vec::with_capacity(self.layers.len());
+        let mut taps = Vec::new();
+        for layer in &self.layers {
+            let x = rules.rms_norm(&h, &layer.input_layernorm, eps)?;
+            h = (h + layer.self_attn.forward(&x, &self.rotary, &mask, rules)?)?;
+            let x = rules.rms_norm(&h, &layer.post_attention_layernorm, eps)?;
+            h = (&h + layer.mlp.forward(&x, rules)?)?;
+            if tap_layers {
+                let tap = Var::zeros(h.shape(), h.dtype(), h.device())?;
+                h = (h + tap.as_tensor())?;
+                taps.push(tap);
+            }
+            layer_outputs.push(h.clone());
+        }
+        let last = h.narrow(0, n - 1, 1)?;
+        let last_hidden = rules.rms_norm(&last, &self.norm, eps)?.squeeze(0)?;
+        Ok(ForwardOutput {
+            last_hidden,
+            layer_outputs,
+            taps,
+        })
+    }
+}

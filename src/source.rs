@@ -1,0 +1,415 @@
+//! Finding and opening model files: aliases in the local cache, GGUF files, Hugging Face
+//! directories (config.json + *.safetensors + tokenizer.json).
+
+use crate::chat_template::ChatTemplate;
+use crate::error::{Error, Result};
+use crate::models::llama::{Config, WeightSource};
+use candle_core::quantized::gguf_file::{self, Content};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use tokenizers::Tokenizer;
+
+/// A model the engine knows by a short name, fetched into the cache by
+/// `scripts/fetch-models.sh`.
+#[derive(Debug, Clone, Copy)]
+pub struct Alias {
+    /// Short name.
+    pub name: &'static str,
+    /// File name inside the cache's `models/` directory.
+    pub file: &'static str,
+}
+
+/// Every alias; the first is the default model.
+pub const ALIASES: &[Alias] = &[Alias {
+    name: "smollm2-135m",
+    file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+}];
+
+/// The default model's alias.
+pub const DEFAULT_MODEL: &str = "smollm2-135m";
+
+/// The cache directory: `$TOKENLENS_CACHE`, else `$XDG_CACHE_HOME/tokenlens`, else
+/// `~/.cache/tokenlens`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TOKENLENS_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("tokenlens");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".cache").join("tokenlens")
+}
+
+/// Where a model spec points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelPath {
+    /// A GGUF file.
+    Gguf(PathBuf),
+    /// A Hugging Face model directory.
+    HfDir(PathBuf),
+}
+
+/// Resolves `--model`: an alias, a `.gguf` file or a directory.
+pub fn resolve(spec: &str) -> Result<(String, ModelPath)> {
+    if let Some(alias) = ALIASES.iter().find(|a| a.name == spec) {
+        let path = cache_dir().join("models").join(alias.file);
+        if !path.is_file() {
+            return Err(Error::ModelNotFetched {
+                alias: alias.name.into(),
+                path,
+            });
+        }
+        return Ok((alias.name.into(), ModelPath::Gguf(path)));
+    }
+    let path = PathBuf::from(spec);
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| spec.to_string());
+    if path.is_dir() {
+        return Ok((name, ModelPath::HfDir(path)));
+    }
+    if path.is_file() {
+        return Ok((name, ModelPath::Gguf(path)));
+    }
+    Err(Error::UnknownModel {
+        spec: spec.into(),
+        known: ALIASES
+            .iter()
+            .map(|a| a.name)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// Everything needed to build an engine: configuration, weights, tokenizer, template.
+pub struct Loaded {
+    /// Model hyper-parameters.
+    pub config: Config,
+    /// Weights by Hugging Face name.
+    pub weights: Box<dyn WeightSource>,
+    /// The tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The chat template, if the model has one.
+    pub chat_template: Option<ChatTemplate>,
+    /// Whether to prepend BOS when tokenizing.
+    pub add_bos: Option<u32>,
+    /// End-of-sequence token ids.
+    pub eos: Vec<u32>,
+}
+
+fn bad(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::BadModelFile {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Opens a model from where [`resolve`] points.
+pub fn open(path: &ModelPath, dtype: DType, dev: &Device) -> Result<Loaded> {
+    match path {
+        ModelPath::Gguf(p) => open_gguf(p, dtype, dev),
+        ModelPath::HfDir(p) => open_hf_dir(p, dtype, dev),
+    }
+}
+
+struct GgufWeights {
+    path: PathBuf,
+    content: Content,
+    reader: BufReader<File>,
+    dtype: DType,
+    device: Device,
+}
+
+/// Maps a Hugging Face tensor name to llama.cpp's.
+fn gguf_name(hf: &str) -> String {
+    let direct = [
+        ("model.embed_tokens.weight", "token_embd.weight"),
+        ("model.norm.weight", "output_norm.weight"),
+        ("lm_head.weight", "output.weight"),
+    ];
+    if let Some((_, g)) = direct.iter().find(|(h, _)| *h == hf) {
+        return g.to_string();
+    }
+    let Some(rest) = hf.strip_prefix("model.layers.") else {
+        return hf.to_string();
+    };
+    let (idx, tail) = rest.split_once('.').unwrap_or((rest, ""));
+    let part = match tail {
+        "self_attn.q_proj.weight" => "attn_q.weight",
+        "self_attn.k_proj.weight" => "attn_k.weight",
+        "self_attn.v_proj.weight" => "attn_v.weight",
+        "self_attn.o_proj.weight" => "attn_output.weight",
+        "input_layernorm.weight" => "attn_norm.weight",
+        "post_attention_layernorm.weight" => "ffn_norm.weight",
+        "mlp.gate_proj.weight" => "ffn_gate.weight",
+        "mlp.up_proj.weight" => "ffn_up.weight",
+        "mlp.down_proj.weight" => "ffn_down.weight",
+        other => other,
+    };
+    format!("blk.{idx}.{part}")
+}
+
+impl WeightSource for GgufWeights {
+    fn get(&mut self, name: &str) -> Result<Tensor> {
+        let g = gguf_name(name);
+        let q = self
+            .content
+            .tensor(&mut self.reader, &g, &Device::Cpu)
+            .map_err(|e| bad(&self.path, format!("tensor {g}: {e}")))?;
+        // Dequantize on the CPU (exact), then move: gradients need dense weights.
+        let t = q
+            .dequantize(&Device::Cpu)
+            .map_err(|e| bad(&self.path, format!("tensor {g}: {e}")))?;
+        Ok(t.to_dtype(self.dtype)?.to_device(&self.device)?)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(&gguf_name(name))
+    }
+}
+
+fn md_u32(c: &Content, key: &str) -> Option<u32> {
+    c.metadata.get(key).and_then(|v| v.to_u32().ok())
+}
+fn md_f32(c: &Content, key: &str) -> Option<f32> {
+    c.metadata.get(key).and_then(|v| v.to_f32().ok())
+}
+fn md_str<'a>(c: &'a Content, key: &str) -> Option<&'a str> {
+    c.metadata
+        .get(key)
+        .and_then(|v| v.to_string().ok())
+        .map(String::as_str)
+}
+
+fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = BufReader::new(file);
+    let content = gguf_file::Content::read(&mut reader).map_err(|e| bad(path, e))?;
+    // A truncated file has a valid header but tensors past its end.
+    let len = std::fs::metadata(path)
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    for (name, info) in &content.tensor_infos {
+        let size =
+            info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+        if content.tensor_data_offset + info.offset + size as u64 > len {
+            return Err(bad(
+                path,
+                format!("truncated: tensor {name} runs past the end of the file"),
+            ));
+        }
+    }
+    let arch = md_str(&content, "general.architecture").unwrap_or("");
+    if arch != "llama" {
+        return Err(Error::UnsupportedArchitecture(arch.into()));
+    }
+    let need_u32 = |k: &str| {
+        md_u32(&content, &format!("{arch}.{k}"))
+            .map(|v| v as usize)
+            .ok_or_else(|| bad(path, format!("metadata has no {arch}.{k}")))
+    };
+    let tokenizer = crate::tokenizer::from_gguf(&content)?;
+    let hidden = need_u32("embedding_length")?;
+    let heads = need_u32("attention.head_count")?;
+    let config = Config {
+        vocab_size: tokenizer.get_vocab_size(true),
+        hidden_size: hidden,
+        intermediate_size: need_u32("feed_forward_length")?,
+        num_hidden_layers: need_u32("block_count")?,
+        num_attention_heads: heads,
+        num_key_value_heads: md_u32(&content, &format!("{arch}.attention.head_count_kv"))
+            .map(|v| v as usize)
+            .unwrap_or(heads),
+        head_dim: md_u32(&content, &format!("{arch}.rope.dimension_count")).map(|v| v as usize),
+        rms_norm_eps: md_f32(
+            &content,
+            &format!("{arch}.attention.layer_norm_rms_epsilon"),
+        )
+        .unwrap_or(1e-5) as f64,
+        rope_theta: md_f32(&content, &format!("{arch}.rope.freq_base")).unwrap_or(10_000.0) as f64,
+        max_position_embeddings: need_u32("context_length")?,
+        tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+        // llama.cpp permutes Q and K so that RoPE pairs adjacent dimensions.
+        rope_interleaved: true,
+    };
+    let tokens = crate::tokenizer::gguf_strings(&content, "tokenizer.ggml.tokens")?;
+    let token_str = |key: &str| {
+        md_u32(&content, key)
+            .and_then(|id| tokens.get(id as usize).cloned())
+            .unwrap_or_default()
+    };
+    let bos = md_u32(&content, "tokenizer.ggml.bos_token_id");
+    let eos = md_u32(&content, "tokenizer.ggml.eos_token_id");
+    let add_bos = match content.metadata.get("tokenizer.ggml.add_bos_token") {
+        Some(v) => v.to_bool().unwrap_or(false),
+        None => false,
+    };
+    let chat_template = md_str(&content, "tokenizer.chat_template").map(|src| {
+        ChatTemplate::new(
+            src.to_string(),
+            token_str("tokenizer.ggml.bos_token_id"),
+            token_str("tokenizer.ggml.eos_token_id"),
+        )
+    });
+    let mut eos_ids: Vec<u32> = eos.into_iter().collect();
+    // The chat templates' end-of-turn marker ends generation too.
+    for t in ["<|im_end|>", "<|eot_id|>", "<end_of_turn>"] {
+        if let Some(id) = tokenizer.token_to_id(t) {
+            if !eos_ids.contains(&id) {
+                eos_ids.push(id);
+            }
+        }
+    }
+    Ok(Loaded {
+        config,
+        weights: Box::new(GgufWeights {
+            path: path.to_path_buf(),
+            content,
+            reader,
+            dtype,
+            device: dev.clone(),
+        }),
+        tokenizer,
+        chat_template,
+        add_bos: if add_bos { bos } else { None },
+        eos: eos_ids,
+    })
+}
+
+struct SafetensorsWeights {
+    tensors: HashMap<String, Tensor>,
+    dtype: DType,
+    device: Device,
+    dir: PathBuf,
+}
+
+impl WeightSource for SafetensorsWeights {
+    fn get(&mut self, name: &str) -> Result<Tensor> {
+        let t = self
+            .tensors
+            .remove(name)
+            .ok_or_else(|| bad(&self.dir, format!("no tensor {name}")))?;
+        Ok(t.to_dtype(self.dtype)?.to_device(&self.device)?)
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| bad(path, e))
+}
+
+fn open_hf_dir(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
+    let cfg_path = dir.join("config.json");
+    let raw = read_json(&cfg_path)?;
+    let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+    if model_type != "llama" {
+        return Err(Error::UnsupportedArchitecture(model_type.into()));
+    }
+    if raw.get("rope_scaling").is_some_and(|v| !v.is_null()) {
+        return Err(bad(&cfg_path, "rope_scaling is not supported yet"));
+    }
+    let mut config: Config = serde_json::from_value(raw.clone()).map_err(|e| bad(&cfg_path, e))?;
+    config.rope_interleaved = false;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(bad(dir, "no *.safetensors files"));
+    }
+    let mut tensors = HashMap::new();
+    for f in &files {
+        tensors.extend(candle_core::safetensors::load(f, &Device::Cpu).map_err(|e| bad(f, e))?);
+    }
+    let tokenizer = crate::tokenizer::from_file(&dir.join("tokenizer.json"))?;
+    let tok_cfg = read_json(&dir.join("tokenizer_config.json")).ok();
+    let special = |key: &str| -> String {
+        tok_cfg
+            .as_ref()
+            .and_then(|c| c.get(key))
+            .and_then(|v| {
+                v.as_str()
+                    .or_else(|| v.get("content").and_then(|c| c.as_str()))
+            })
+            .unwrap_or("")
+            .to_string()
+    };
+    let chat_template = tok_cfg
+        .as_ref()
+        .and_then(|c| c.get("chat_template"))
+        .and_then(|v| v.as_str())
+        .map(|src| ChatTemplate::new(src.into(), special("bos_token"), special("eos_token")));
+    let mut eos = Vec::new();
+    match raw.get("eos_token_id") {
+        Some(serde_json::Value::Number(n)) => eos.extend(n.as_u64().map(|v| v as u32)),
+        Some(serde_json::Value::Array(a)) => {
+            eos.extend(a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32))
+        }
+        _ => {}
+    }
+    let add_bos = tok_cfg
+        .as_ref()
+        .and_then(|c| c.get("add_bos_token"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let bos = raw
+        .get("bos_token_id")
+        .and_then(|v| v.as_u64())
+        .map(|v| v as u32);
+    Ok(Loaded {
+        config,
+        weights: Box::new(SafetensorsWeights {
+            tensors,
+            dtype,
+            device: dev.clone(),
+            dir: dir.to_path_buf(),
+        }),
+        tokenizer,
+        chat_template,
+        add_bos: if add_bos { bos } else { None },
+        eos,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gguf_name;
+
+    #[test]
+    fn maps_names_to_llama_cpp() {
+        assert_eq!(
+            gguf_name("model.layers.12.mlp.up_proj.weight"),
+            "blk.12.ffn_up.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.0.self_attn.o_proj.weight"),
+            "blk.0.attn_output.weight"
+        );
+        assert_eq!(gguf_name("model.embed_tokens.weight"), "token_embd.weight");
+        assert_eq!(gguf_name("lm_head.weight"), "output.weight");
+    }
+}

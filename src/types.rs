@@ -1,0 +1,267 @@
+//! Plain serde types shared by the engine, the CLI's `--json` output, the server and the web
+//! page. No candle here: this module compiles for wasm.
+//!
+//! The JSON schema is documented in `docs/schema.md`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// An attribution method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// L2 norm over the hidden dimension of d(target logit)/d(input embeddings).
+    Saliency,
+    /// Sum over the hidden dimension of embeddings ⊙ gradient.
+    InputXGradient,
+    /// AttnLRP as LXT's efficient mode computes it (signed relevance).
+    Attnlrp,
+    /// CP-LRP: AttnLRP with attention weights and the MLP gate held constant.
+    CpLrp,
+}
+
+impl Method {
+    /// Every method, in display order.
+    pub const ALL: [Method; 4] = [
+        Method::Saliency,
+        Method::InputXGradient,
+        Method::Attnlrp,
+        Method::CpLrp,
+    ];
+
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Saliency => "saliency",
+            Method::InputXGradient => "input_x_gradient",
+            Method::Attnlrp => "attnlrp",
+            Method::CpLrp => "cp_lrp",
+        }
+    }
+
+    /// Parses a method name as [`Method::name`] writes it.
+    pub fn from_name(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// True when scores can be negative (use a diverging colormap).
+    pub fn is_signed(self) -> bool {
+        !matches!(self, Method::Saliency)
+    }
+}
+
+/// Which token to explain.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum TargetSpec {
+    /// The model's most likely next token.
+    #[default]
+    Argmax,
+    /// The first token of this text (e.g. `" Paris"`).
+    Text(String),
+    /// A token id.
+    Id(u32),
+}
+
+/// What to explain and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExplainRequest {
+    /// The user's text.
+    pub prompt: String,
+    /// Wrap the prompt in the model's chat template (one user message plus the generation
+    /// prompt). False sends the text as is.
+    #[serde(default = "default_true")]
+    pub chat_template: bool,
+    /// The token to explain.
+    #[serde(default)]
+    pub target: TargetSpec,
+    /// Methods to run, in order.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<Method>,
+    /// How many candidates the prediction lists.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Seed the backward pass with the target logit instead of 1.0 (LXT's trace example does
+    /// this; it scales every score by the logit).
+    #[serde(default)]
+    pub seed_with_logit: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_methods() -> Vec<Method> {
+    vec![Method::Saliency, Method::InputXGradient]
+}
+fn default_top_k() -> usize {
+    10
+}
+
+impl ExplainRequest {
+    /// A request with the defaults: chat template on, argmax target, the gradient methods.
+    pub fn new(prompt: impl Into<String>) -> Self {
+        ExplainRequest {
+            prompt: prompt.into(),
+            chat_template: true,
+            target: TargetSpec::Argmax,
+            methods: default_methods(),
+            top_k: default_top_k(),
+            seed_with_logit: false,
+        }
+    }
+}
+
+/// One token of the (templated) prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Token {
+    /// Vocabulary id.
+    pub id: u32,
+    /// The token decoded on its own (byte-level BPE undone: a space is a space).
+    pub text: String,
+    /// Start byte offset in [`Explanation::text`].
+    pub start: usize,
+    /// End byte offset (exclusive) in [`Explanation::text`].
+    pub end: usize,
+    /// A control token of the template (`<|im_start|>` and the like).
+    pub special: bool,
+}
+
+/// A candidate next token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Vocabulary id.
+    pub id: u32,
+    /// Decoded text.
+    pub text: String,
+    /// Raw logit.
+    pub logit: f32,
+    /// Softmax probability over the vocabulary.
+    pub prob: f32,
+}
+
+/// The model's next-token prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The argmax token.
+    #[serde(flatten)]
+    pub best: Candidate,
+    /// The top-k candidates, best first (the argmax included).
+    pub top: Vec<Candidate>,
+}
+
+/// The token being explained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    /// Its logit, probability, id and text.
+    #[serde(flatten)]
+    pub token: Candidate,
+    /// Its rank among all tokens (0 = the argmax).
+    pub rank: usize,
+}
+
+/// Relevance bookkeeping: how much of the explained logit the scores account for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conservation {
+    /// Sum of the input scores / (seed × target logit).
+    pub input: f32,
+    /// Sum of the last layer's trace / (seed × target logit); 1 up to rounding.
+    pub last_layer: f32,
+}
+
+/// One method's scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodResult {
+    /// One score per token.
+    pub scores: Vec<f32>,
+    /// `[n_layers][n_tokens]`: per decoder layer output h_l, `sum_d h_l[t,d] * dy/dh_l[t,d]`.
+    pub trace: Vec<Vec<f32>>,
+    /// `trace` with each layer divided by its max |value|.
+    pub trace_normalized: Vec<Vec<f32>>,
+    /// Conservation figures (for relevance methods).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub conservation: Option<Conservation>,
+}
+
+/// Everything an explanation holds; the CLI's `--json` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// The model's name.
+    pub model: String,
+    /// The text that was tokenized (the templated prompt, or the raw prompt).
+    pub text: String,
+    /// Whether the chat template was applied.
+    pub chat_template: bool,
+    /// The tokens of `text`.
+    pub tokens: Vec<Token>,
+    /// Token range `[start, end)` of the user's text inside the template; null in raw mode.
+    pub query_span: Option<[usize; 2]>,
+    /// Decoder layers (rows of every trace).
+    pub n_layers: usize,
+    /// The next-token prediction.
+    pub prediction: Prediction,
+    /// The token explained.
+    pub target: Target,
+    /// The backward seed (1.0, or the target logit).
+    pub seed: f32,
+    /// Results keyed by method name.
+    pub methods: BTreeMap<String, MethodResult>,
+}
+
+/// Stages of an explanation, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Templating and tokenization.
+    Tokenize,
+    /// The forward pass.
+    Forward,
+    /// A backward pass for one method.
+    Backward,
+}
+
+/// What a streaming explanation sends, in order: `tokens`, `prediction`, one `method` per
+/// method, `done`. `stage` events may come between them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamEvent {
+    /// A stage began.
+    Stage {
+        /// Which.
+        stage: Stage,
+        /// The method, for backward passes.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        method: Option<Method>,
+    },
+    /// The prompt's tokens.
+    Tokens {
+        /// The tokenized text.
+        text: String,
+        /// Tokens.
+        tokens: Vec<Token>,
+        /// The query's token range.
+        query_span: Option<[usize; 2]>,
+        /// Decoder layers.
+        n_layers: usize,
+    },
+    /// The prediction and the chosen target.
+    Prediction {
+        /// Prediction.
+        prediction: Prediction,
+        /// Target.
+        target: Target,
+    },
+    /// One method finished.
+    Method {
+        /// Which.
+        method: Method,
+        /// Its scores.
+        result: MethodResult,
+    },
+    /// All done.
+    Done,
+    /// The request failed.
+    Error {
+        /// A readable message.
+        message: String,
+    },
+}

@@ -1,0 +1,172 @@
+//! The `tokenlens` binary: JSON schema, targets, exit codes and messages.
+
+use std::process::{Command, Output};
+
+fn tokenlens(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenlens"))
+        .args(args)
+        .output()
+        .expect("run tokenlens")
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = tokenlens(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(
+        err.contains(needle),
+        "{args:?}: stderr {err:?} lacks {needle:?}"
+    );
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+}
+
+#[test]
+fn json_document_follows_the_schema() {
+    let out = tokenlens(&[
+        "explain",
+        "--prompt",
+        "What is the capital of France?",
+        "--target",
+        " Paris",
+        "--methods",
+        "saliency,attnlrp",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = v["tokens"].as_array().unwrap().len();
+    let tok = &v["tokens"][0];
+    for k in ["id", "text", "start", "end", "special"] {
+        assert!(!tok[k].is_null(), "token lacks {k}");
+    }
+    let span = v["query_span"].as_array().unwrap();
+    assert!(span[0].as_u64().unwrap() < span[1].as_u64().unwrap());
+    for k in ["id", "text", "logit", "prob", "top"] {
+        assert!(!v["prediction"][k].is_null(), "prediction lacks {k}");
+    }
+    assert_eq!(v["target"]["text"], " Paris");
+    assert!(v["target"]["rank"].as_u64().is_some());
+    for m in ["saliency", "attnlrp"] {
+        let r = &v["methods"][m];
+        assert_eq!(r["scores"].as_array().unwrap().len(), n);
+        assert_eq!(r["trace"].as_array().unwrap().len(), 30);
+        assert_eq!(r["trace"][0].as_array().unwrap().len(), n);
+        assert_eq!(r["trace_normalized"].as_array().unwrap().len(), 30);
+    }
+    assert!(v["methods"]["attnlrp"]["conservation"]["input"]
+        .as_f64()
+        .is_some());
+}
+
+#[test]
+fn terminal_output_names_the_prediction() {
+    let out = tokenlens(&["explain", "--raw", "--prompt", "The Eiffel Tower is in"]);
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("prediction:") && s.contains("saliency"), "{s}");
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_a_message() {
+    fails_with(&["explain", "--prompt", ""], "the prompt is empty");
+    fails_with(
+        &["explain", "--prompt", "hi", "--model", "nope"],
+        "unknown model \"nope\"",
+    );
+    fails_with(
+        &["explain", "--prompt", "hi", "--target-id", "99999999"],
+        "out of range",
+    );
+    fails_with(
+        &["explain", "--prompt", "hi", "--target", ""],
+        "tokenizes to nothing",
+    );
+    fails_with(
+        &["explain", "--prompt", "hi", "--methods", "magic"],
+        "unknown method \"magic\"",
+    );
+    fails_with(
+        &[
+            "explain",
+            "--prompt",
+            "a a a a a a",
+            "--raw",
+            "--max-tokens",
+            "3",
+        ],
+        "more than the 3",
+    );
+}
+
+#[test]
+fn alias_not_fetched_says_how_to_fetch() {
+    let empty = std::env::temp_dir().join(format!("tokenlens-empty-cache-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_tokenlens"))
+        .args(["explain", "--prompt", "hi"])
+        .env("TOKENLENS_CACHE", &empty)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fetch-models.sh"), "{err}");
+}
+
+#[test]
+fn figures_are_written_as_png_and_svg() {
+    let dir = std::env::temp_dir().join(format!("tokenlens-fig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("h.png");
+    let svg = dir.join("t.svg");
+    let out = tokenlens(&[
+        "heatmap",
+        "--prompt",
+        "What is the capital of France?",
+        "-o",
+        png.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    // IHDR: width and height, big-endian, at bytes 16..24.
+    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert!(w >= 760 && h >= 250, "{w}x{h}");
+    let out = tokenlens(&[
+        "trace",
+        "--raw",
+        "--prompt",
+        "I have 5 cats and 3 dogs. My cats love to play with my",
+        "--methods",
+        "attnlrp",
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    // 30 layers × 17 tokens of cells, plus the colorbar and background.
+    assert!(text.matches("<rect").count() >= 30 * 17, "too few cells");
+    assert!(text.contains("dogs"));
+    fails_with(
+        &[
+            "trace",
+            "--prompt",
+            "hi",
+            "-o",
+            dir.join("x.jpg").to_str().unwrap(),
+        ],
+        ".png or .svg",
+    );
+}

@@ -1,0 +1,91 @@
+//! Bad input gets a typed error, never a panic.
+
+use crate::util::{default_model_path, engine};
+use tokenlens::{Engine, Error, ExplainRequest, TargetSpec};
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tokenlens-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn empty_prompt() {
+    for p in ["", "   \n"] {
+        let err = engine().explain(&ExplainRequest::new(p)).unwrap_err();
+        assert!(matches!(err, Error::EmptyPrompt), "{err}");
+    }
+}
+
+#[test]
+fn prompt_longer_than_context() {
+    let e = engine();
+    let mut req = ExplainRequest::new("a ".repeat(e.max_tokens() + 10));
+    req.chat_template = false;
+    match e.explain(&req).unwrap_err() {
+        Error::PromptTooLong { tokens, limit } => {
+            assert_eq!(limit, 8192);
+            assert!(tokens > limit);
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn target_text_that_tokenizes_to_nothing() {
+    let mut req = ExplainRequest::new("Hello");
+    req.target = TargetSpec::Text(String::new());
+    let err = engine().explain(&req).unwrap_err();
+    assert!(matches!(err, Error::EmptyTarget(_)), "{err}");
+}
+
+#[test]
+fn target_id_out_of_range() {
+    let mut req = ExplainRequest::new("Hello");
+    req.target = TargetSpec::Id(49152);
+    let err = engine().explain(&req).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TargetOutOfRange {
+                id: 49152,
+                vocab: 49152
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_alias_and_missing_file() {
+    for spec in ["no-such-model", "/nonexistent/model.gguf"] {
+        let err = Engine::load(spec).unwrap_err();
+        assert!(matches!(err, Error::UnknownModel { .. }), "{err}");
+        assert!(
+            err.to_string().contains("smollm2-135m"),
+            "lists known aliases: {err}"
+        );
+    }
+}
+
+#[test]
+fn non_gguf_file() {
+    let p = tmp("not-a-model.gguf");
+    std::fs::write(&p, "this is not a model").unwrap();
+    let err = Engine::load(p.to_str().unwrap()).unwrap_err();
+    assert!(matches!(err, Error::BadModelFile { .. }), "{err}");
+}
+
+#[test]
+fn truncated_gguf() {
+    let bytes = std::fs::read(default_model_path()).unwrap();
+    let p = tmp("truncated.gguf");
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let err = Engine::load(p.to_str().unwrap()).unwrap_err();
+    assert!(matches!(err, Error::BadModelFile { .. }), "{err}");
+    assert!(err.to_string().contains("truncated"), "{err}");
+    // Cut inside the header too.
+    std::fs::write(&p, &bytes[..1000]).unwrap();
+    let err = Engine::load(p.to_str().unwrap()).unwrap_err();
+    assert!(matches!(err, Error::BadModelFile { .. }), "{err}");
+}

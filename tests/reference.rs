@@ -1,0 +1,219 @@
+//! The engine against PyTorch + transformers (+ lxt) on the same GGUF weights.
+//!
+//! Fixtures: `tests/fixtures/reference/*.json`, written by `scripts/reference.py`.
+//! Tolerances (f32 on both sides):
+//! - token ids and templated text identical; same argmax;
+//! - top-10 logits: max |ours − ref| / max |ref| ≤ 1e-4;
+//! - each method's scores: max |ours − ref| / max |ref| ≤ 1e-3 and Spearman ≥ 0.99;
+//! - each trace layer: max |ours − ref| / max |ref layer| ≤ 1e-3; except a layer that
+//!   vanishes (max |ref| < 1e-4 × |logit|): there ours must vanish too. With plain gradients
+//!   the last layer's trace is zero in exact arithmetic (RMSNorm is scale-invariant, so
+//!   h ⟂ ∂y/∂h); both sides hold only f32 rounding noise there (~1e-7 of the logit).
+
+use crate::util::{engine, rel_err, root, spearman};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tokenlens::{ExplainRequest, Method, TargetSpec};
+
+const SCORE_TOL: f32 = 1e-3;
+const LOGIT_TOL: f32 = 1e-4;
+const MIN_SPEARMAN: f64 = 0.99;
+const VANISHING: f32 = 1e-4;
+
+#[derive(Deserialize)]
+struct Fixture {
+    name: String,
+    prompt: String,
+    chat_template: bool,
+    text: String,
+    ids: Vec<u32>,
+    top_ids: Vec<u32>,
+    top_logits: Vec<f32>,
+    targets: Vec<FixtureTarget>,
+}
+
+#[derive(Deserialize)]
+struct FixtureTarget {
+    id: u32,
+    logit: f32,
+    scores: BTreeMap<String, Vec<f32>>,
+    traces: BTreeMap<String, Vec<Vec<f32>>>,
+}
+
+fn fixtures() -> Vec<Fixture> {
+    let dir = root().join("tests/fixtures/reference");
+    let mut out: Vec<Fixture> = std::fs::read_dir(&dir)
+        .expect("fixture directory")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap())
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(
+        out.len() >= 8,
+        "expected at least 8 fixtures, found {}",
+        out.len()
+    );
+    out
+}
+
+fn trace_key(method: &str) -> &str {
+    match method {
+        "saliency" | "input_x_gradient" => "plain",
+        m => m,
+    }
+}
+
+#[test]
+fn fixtures_cover_the_required_cases() {
+    let fx = fixtures();
+    assert!(fx.iter().any(|f| f.chat_template) && fx.iter().any(|f| !f.chat_template));
+    assert!(
+        fx.iter().any(|f| f.ids.len() >= 250),
+        "no fixture of 250+ tokens"
+    );
+    assert!(fx
+        .iter()
+        .any(|f| f.prompt.chars().any(|c| c.is_ascii_digit())));
+    assert!(fx.iter().any(|f| !f.prompt.is_ascii()));
+    assert!(fx
+        .iter()
+        .all(|f| f.targets.len() >= 2 && f.targets[0].id != f.targets[1].id));
+}
+
+#[test]
+fn tokens_and_template_match_transformers() {
+    let e = engine();
+    for f in fixtures() {
+        let tok = e.tokenize(&f.prompt, f.chat_template).unwrap();
+        assert_eq!(tok.text, f.text, "{}: templated text differs", f.name);
+        let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
+        assert_eq!(ids, f.ids, "{}: token ids differ", f.name);
+        if f.chat_template {
+            let [a, b] = tok.query_span.expect("query span");
+            let q = &tok.text[tok.tokens[a].start..tok.tokens[b - 1].end];
+            assert_eq!(
+                q, f.prompt,
+                "{}: query span does not cover the prompt exactly",
+                f.name
+            );
+            assert!(
+                tok.tokens[a - 1].end <= tok.tokens[a].start,
+                "{}: span starts late",
+                f.name
+            );
+        } else {
+            assert_eq!(tok.query_span, None);
+        }
+    }
+}
+
+#[test]
+fn scores_match_pytorch_and_lxt() {
+    let e = engine();
+    let mut checked = 0;
+    // Worst relative error per method (scores, trace) and lowest Spearman, printed at the end.
+    let mut worst: BTreeMap<String, (f32, f32, f64)> = BTreeMap::new();
+    for f in fixtures() {
+        for (ti, t) in f.targets.iter().enumerate() {
+            let req = ExplainRequest {
+                target: TargetSpec::Id(t.id),
+                methods: Method::ALL.to_vec(),
+                top_k: f.top_ids.len(),
+                ..ExplainRequest {
+                    chat_template: f.chat_template,
+                    ..ExplainRequest::new(f.prompt.clone())
+                }
+            };
+            let ex = e.explain(&req).unwrap();
+            let ctx = format!("{} target {} ({})", f.name, ti, t.id);
+            if ti == 0 {
+                assert_eq!(ex.prediction.best.id, f.top_ids[0], "{ctx}: argmax differs");
+                let ours: Vec<u32> = ex.prediction.top.iter().map(|c| c.id).collect();
+                assert_eq!(ours[..2], f.top_ids[..2], "{ctx}: top-2 differ");
+                let ol: Vec<f32> = f
+                    .top_ids
+                    .iter()
+                    .map(|id| {
+                        ex.prediction
+                            .top
+                            .iter()
+                            .find(|c| c.id == *id)
+                            .map_or(f32::NAN, |c| c.logit)
+                    })
+                    .collect();
+                let err = rel_err(&ol, &f.top_logits);
+                assert!(err <= LOGIT_TOL, "{ctx}: logits rel err {err:e}");
+            }
+            let lerr = (ex.target.token.logit - t.logit).abs() / t.logit.abs();
+            assert!(lerr <= LOGIT_TOL, "{ctx}: target logit rel err {lerr:e}");
+            for (method, want) in &t.scores {
+                let got = &ex.methods[method.as_str()];
+                let err = rel_err(&got.scores, want);
+                let rho = spearman(&got.scores, want);
+                assert!(err <= SCORE_TOL, "{ctx} {method}: rel err {err:e}");
+                assert!(rho >= MIN_SPEARMAN, "{ctx} {method}: spearman {rho}");
+                assert!(
+                    got.scores.iter().any(|&s| s != 0.0),
+                    "{ctx} {method}: all zero"
+                );
+                let w = worst.entry(method.clone()).or_insert((0.0, 0.0, 1.0));
+                w.0 = w.0.max(err);
+                w.2 = w.2.min(rho);
+                let want_trace = &t.traces[trace_key(method)];
+                assert_eq!(got.trace.len(), want_trace.len(), "{ctx} {method}: layers");
+                let vanish = VANISHING * t.logit.abs();
+                for (l, (g, w)) in got.trace.iter().zip(want_trace).enumerate() {
+                    let max_abs = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
+                    if max_abs(w) < vanish {
+                        assert!(
+                            max_abs(g) < vanish,
+                            "{ctx} {method} trace layer {l} should vanish"
+                        );
+                        continue;
+                    }
+                    let err = rel_err(g, w);
+                    let wm = worst.get_mut(method.as_str()).unwrap();
+                    wm.1 = wm.1.max(err);
+                    assert!(
+                        err <= SCORE_TOL,
+                        "{ctx} {method} trace layer {l}: rel err {err:e}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    for (m, (s, t, r)) in &worst {
+        eprintln!("{m}: worst score rel err {s:.2e}, worst trace-layer rel err {t:.2e}, min spearman {r:.6}");
+    }
+    assert!(checked >= 8 * 2 * 4, "only {checked} comparisons ran");
+}
+
+#[test]
+fn attnlrp_conservation_is_reported() {
+    let mut req = ExplainRequest::new("What is the capital of France?");
+    req.methods = vec![Method::Attnlrp, Method::CpLrp];
+    let ex = engine().explain(&req).unwrap();
+    for m in ["attnlrp", "cp_lrp"] {
+        let c = ex.methods[m].conservation.clone().expect("conservation");
+        // The last layer's trace sums to the logit exactly (identity-rule norm + lm_head).
+        assert!(
+            (c.last_layer - 1.0).abs() < 1e-3,
+            "{m}: last layer {}",
+            c.last_layer
+        );
+        assert!(c.input > 0.0 && c.input <= 1.01, "{m}: input {}", c.input);
+    }
+    // Seeding with the logit scales every score by it.
+    req.seed_with_logit = true;
+    let ex2 = engine().explain(&req).unwrap();
+    let logit = ex.target.token.logit;
+    let a = &ex.methods["attnlrp"].scores;
+    let b: Vec<f32> = ex2.methods["attnlrp"]
+        .scores
+        .iter()
+        .map(|v| v / logit)
+        .collect();
+    assert!(rel_err(&b, a) < 1e-4);
+}

@@ -1,0 +1,7 @@
+//! Integration tests: one binary (see Cargo.toml), a module per area.
+
+mod util;
+
+mod cli;
+mod errors;
+mod reference;
