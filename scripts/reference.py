@@ -58,12 +58,57 @@ PROMPTS = {
 
 MODES = ["plain", "attnlrp", "cp_lrp"]
 
+# A tiny random-weight Llama saved as a Hugging Face directory (config.json, safetensors,
+# tokenizer.json): exercises the safetensors loader and the half-split RoPE layout.
+TINY_DIR = os.path.join(ROOT, "tests", "fixtures", "tiny-llama")
+TINY_PROMPTS = {
+    "tiny_chat": ("Why is the sky blue? 42 reasons, s'il vous plaît.", True),
+    "tiny_raw": ("fn main() { println!(\"hi\"); }", False),
+}
 
-def load(gguf_path):
+
+def make_tiny(gguf_path):
+    """Writes TINY_DIR from a seeded random init, with SmolLM2's tokenizer and template."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok, _ = load(gguf_path, tokenizer_only=True)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=16, intermediate_size=40, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=True,
+        initializer_range=0.4, bos_token_id=1, eos_token_id=2, torch_dtype="bfloat16",
+    )
+    model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+    # Non-trivial norm weights so the norms matter.
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "norm" in n:
+                p.copy_(1.0 + 0.3 * torch.randn_like(p))
+    os.makedirs(TINY_DIR, exist_ok=True)
+    model.save_pretrained(TINY_DIR, safe_serialization=True)
+    tok.save_pretrained(TINY_DIR)
+    for extra in ["special_tokens_map.json", "generation_config.json"]:
+        path = os.path.join(TINY_DIR, extra)
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def load(gguf_path, tokenizer_only=False):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from tokenizers import pre_tokenizers
 
+    if os.path.isdir(gguf_path):
+        tok = AutoTokenizer.from_pretrained(gguf_path)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_path, torch_dtype=torch.float32, attn_implementation="eager"
+        )
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return tok, model
     d, f = os.path.split(gguf_path)
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
     # transformers' GGUF converter ignores tokenizer.ggml.pre; llama.cpp's "smollm"
@@ -74,6 +119,11 @@ def load(gguf_path):
             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=True),
         ]
     )
+    # The GGUF says tokenizer.ggml.add_bos_token = false (as SmolLM2's tokenizer.json); the
+    # converter drops it and would prepend BOS to raw text.
+    tok.add_bos_token = False
+    if tokenizer_only:
+        return tok, None
     model = AutoModelForCausalLM.from_pretrained(
         d, gguf_file=f, torch_dtype=torch.float32, attn_implementation="eager"
     )
@@ -90,7 +140,9 @@ def encode(tok, prompt, chat):
         )
     else:
         text = prompt
-    ids = tok(text, add_special_tokens=False).input_ids
+    # transformers tokenizes templated text without special tokens (apply_chat_template), raw
+    # text with them (the tokenizer's BOS policy).
+    ids = tok(text, add_special_tokens=not chat).input_ids
     return text, ids
 
 
@@ -134,9 +186,18 @@ def run_mode(mode, gguf, out_path):
         from lxt.efficient.models.llama import attnLRP, cp_LRP
 
         monkey_patch(modeling_llama, attnLRP if mode == "attnlrp" else cp_LRP)
-    tok, model = load(gguf)
     result = {}
-    for name, (prompt, chat) in PROMPTS.items():
+    for source, prompts in [(gguf, PROMPTS), (TINY_DIR, TINY_PROMPTS)]:
+        tok, model = load(source)
+        run_prompts(tok, model, prompts, mode, result)
+    with open(out_path, "w") as f:
+        json.dump(result, f)
+
+
+def run_prompts(tok, model, prompts, mode, result):
+    import torch
+
+    for name, (prompt, chat) in prompts.items():
         text, ids = encode(tok, prompt, chat)
         with torch.no_grad():
             emb = model.get_input_embeddings()(torch.tensor([ids]))
@@ -168,8 +229,6 @@ def run_mode(mode, gguf, out_path):
             )
         result[name] = entry
         print(f"{mode}: {name} ({len(ids)} tokens)", file=sys.stderr)
-    with open(out_path, "w") as f:
-        json.dump(result, f)
 
 
 def main():
@@ -185,6 +244,7 @@ def main():
     import transformers, torch, lxt  # noqa: F401  (versions recorded below)
     from importlib.metadata import version
 
+    make_tiny(args.gguf)
     parts = {}
     for mode in MODES:
         out = os.path.join(OUT, f".{mode}.partial.json")
@@ -193,13 +253,15 @@ def main():
         with open(out) as f:
             parts[mode] = json.load(f)
         os.remove(out)
-    for name, (prompt, chat) in PROMPTS.items():
+    every = [(n, p, "smollm2-135m") for n, p in PROMPTS.items()]
+    every += [(n, p, "tests/fixtures/tiny-llama") for n, p in TINY_PROMPTS.items()]
+    for name, (prompt, chat), model in every:
         base = parts["plain"][name]
         doc = {
             "name": name,
             "prompt": prompt,
             "chat_template": chat,
-            "model_file": os.path.basename(args.gguf),
+            "model": model,
             "versions": {p: version(p) for p in ["torch", "transformers", "lxt", "gguf"]},
             "text": base["text"],
             "ids": base["ids"],
@@ -219,7 +281,7 @@ def main():
             doc["targets"].append(tgt)
         with open(os.path.join(OUT, f"{name}.json"), "w") as f:
             json.dump(doc, f, ensure_ascii=False)
-    print(f"wrote {len(PROMPTS)} fixtures to {OUT}", file=sys.stderr)
+    print(f"wrote {len(every)} fixtures to {OUT}", file=sys.stderr)
 
 
 if __name__ == "__main__":

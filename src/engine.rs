@@ -171,7 +171,9 @@ impl Engine {
             .encode(text.as_str(), false)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut tokens = Vec::with_capacity(enc.len() + 1);
-        if let Some(bos) = self.add_bos {
+        // A chat template writes its own BOS (transformers tokenizes templated text without
+        // special tokens); raw text gets the tokenizer's BOS when the model asks for one.
+        if let Some(bos) = self.add_bos.filter(|_| !chat_template) {
             tokens.push(Token {
                 id: bos,
                 text: self.decode_token(bos),

@@ -358,11 +358,19 @@ fn open_hf_dir(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
             .unwrap_or("")
             .to_string()
     };
-    let chat_template = tok_cfg
-        .as_ref()
-        .and_then(|c| c.get("chat_template"))
-        .and_then(|v| v.as_str())
-        .map(|src| ChatTemplate::new(src.into(), special("bos_token"), special("eos_token")));
+    // transformers ≥ 4.50 writes the template to chat_template.jinja; older versions keep it
+    // in tokenizer_config.json.
+    let template_src = std::fs::read_to_string(dir.join("chat_template.jinja"))
+        .ok()
+        .or_else(|| {
+            tok_cfg
+                .as_ref()
+                .and_then(|c| c.get("chat_template"))
+                .and_then(|v| v.as_str())
+                .map(String::from)
+        });
+    let chat_template =
+        template_src.map(|src| ChatTemplate::new(src, special("bos_token"), special("eos_token")));
     let mut eos = Vec::new();
     match raw.get("eos_token_id") {
         Some(serde_json::Value::Number(n)) => eos.extend(n.as_u64().map(|v| v as u32)),

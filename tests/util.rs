@@ -15,6 +15,23 @@ pub fn engine() -> &'static Engine {
     })
 }
 
+/// The engine a fixture names: the default alias, or a directory relative to the repo.
+pub fn engine_for(model: &str) -> &'static Engine {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    if model == tokenlens::source::DEFAULT_MODEL {
+        return engine();
+    }
+    static OTHERS: OnceLock<Mutex<HashMap<String, &'static Engine>>> = OnceLock::new();
+    let mut map = OTHERS.get_or_init(Default::default).lock().unwrap();
+    map.entry(model.to_string()).or_insert_with(|| {
+        let path = root().join(model);
+        let e =
+            Engine::load(path.to_str().unwrap()).unwrap_or_else(|e| panic!("loading {model}: {e}"));
+        Box::leak(Box::new(e))
+    })
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
