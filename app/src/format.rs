@@ -1,0 +1,50 @@
+//! Number formatting and score ranking for the page (pure functions).
+
+/// `v` with 3 significant digits: `0.0123`, `4.56`, `789`, `1.23e-5`.
+pub fn sig3(v: f32) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return if v == 0.0 { "0".into() } else { v.to_string() };
+    }
+    let mag = v.abs().log10().floor() as i32;
+    if (-4..6).contains(&mag) {
+        let decimals = (2 - mag).max(0) as usize;
+        format!("{v:.decimals$}")
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+/// 1-based rank of each score, highest first (ties share the better rank).
+pub fn ranks(scores: &[f32]) -> Vec<usize> {
+    scores
+        .iter()
+        .map(|s| 1 + scores.iter().filter(|o| *o > s).count())
+        .collect()
+}
+
+/// Largest |score| (0 for none).
+pub fn max_abs(scores: &[f32]) -> f32 {
+    scores.iter().fold(0f32, |m, v| m.max(v.abs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_significant_digits() {
+        assert_eq!(sig3(0.0), "0");
+        assert_eq!(sig3(1.23456), "1.23");
+        assert_eq!(sig3(-0.0123456), "-0.0123");
+        assert_eq!(sig3(789.4), "789");
+        assert_eq!(sig3(12345.0), "12345");
+        assert_eq!(sig3(0.000012345), "1.23e-5");
+        assert_eq!(sig3(1234567.0), "1.23e6");
+    }
+
+    #[test]
+    fn ranks_highest_first() {
+        assert_eq!(ranks(&[0.5, 2.0, -1.0, 2.0]), vec![3, 1, 4, 1]);
+        assert_eq!(max_abs(&[0.5, -3.0]), 3.0);
+    }
+}

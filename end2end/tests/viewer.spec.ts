@@ -1,0 +1,129 @@
+import { test, expect, Page } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+
+const root = path.resolve(__dirname, '..', '..');
+const cli = path.join(root, 'target', 'release', 'tokenlens');
+const shots = path.join(__dirname, '..', 'test-results', 'screenshots');
+
+/** The engine's JSON for a prompt, from the CLI. */
+function engineJson(prompt: string, methods: string): any {
+  const out = execFileSync(cli, ['explain', '--prompt', prompt, '--methods', methods, '--json'], {
+    encoding: 'utf8',
+  });
+  return JSON.parse(out);
+}
+
+async function explain(page: Page, prompt: string) {
+  await page.goto('/');
+  // Wait for hydration: the picker is filled by the client and the button becomes live.
+  await expect(page.locator('select[name=model] option').first()).toHaveAttribute('value', 'smollm2-135m');
+  await page.locator('textarea[name=prompt]').fill(prompt);
+  await page.locator('button[name=submit]').click();
+}
+
+async function scoresOnPage(page: Page): Promise<number[]> {
+  return page.locator('.tokens .tok').evaluateAll((els) =>
+    els.map((e) => Number(e.getAttribute('data-score'))),
+  );
+}
+
+function expectClose(got: number[], want: number[], rel = 1e-4) {
+  expect(got.length).toBe(want.length);
+  const scale = Math.max(...want.map(Math.abs));
+  const worst = Math.max(...got.map((g, i) => Math.abs(g - want[i])));
+  expect(worst / scale).toBeLessThanOrEqual(rel);
+}
+
+test('streams tokens colored with the engine\'s saliency scores', async ({ page }) => {
+  const prompt = 'What is the capital of France?';
+  await explain(page, prompt);
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const want = engineJson(prompt, 'saliency');
+  const spans = page.locator('.tokens .tok');
+  await expect(spans).toHaveCount(want.tokens.length);
+  expectClose(await scoresOnPage(page), want.methods.saliency.scores);
+  // Each span is colored, and shows its token's text.
+  const first = spans.nth(want.query_span[0]);
+  await expect(first).toHaveText(want.tokens[want.query_span[0]].text);
+  expect(await first.evaluate((e) => getComputedStyle(e).backgroundColor)).not.toBe('rgba(0, 0, 0, 0)');
+  await expect(page.locator('[data-testid=prediction]')).toContainText(want.prediction.text);
+  await page.screenshot({ path: path.join(shots, 'saliency.png'), fullPage: true });
+});
+
+test('hover shows the exact score; switching method re-colors without a reload', async ({ page }) => {
+  const prompt = 'The Eiffel Tower is in the city of';
+  await explain(page, prompt);
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const want = engineJson(prompt, 'saliency,attnlrp');
+  await page.evaluate(() => ((window as any).__marker = 'same page'));
+
+  const i = want.query_span[0] + 1;
+  await page.locator(`.tokens .tok[data-token-index="${i}"]`).hover();
+  const tip = page.locator('[data-testid=tooltip]');
+  await expect(tip).toBeVisible();
+  const s = want.methods.saliency.scores[i];
+  await expect(tip).toContainText(Number(s.toPrecision(3)).toString().replace(/^0\./, '0.').slice(0, 4));
+  await expect(tip).toContainText(`id ${want.tokens[i].id}`);
+
+  await page.locator('input[name=method][value=attnlrp]').check();
+  expectClose(await scoresOnPage(page), want.methods.attnlrp.scores);
+  await expect(page.locator('.colorbar')).toHaveAttribute('data-signed', 'true');
+  expect(await page.evaluate(() => (window as any).__marker)).toBe('same page');
+  await page.screenshot({ path: path.join(shots, 'attnlrp.png'), fullPage: true });
+});
+
+test('the grid has n_layers × n_tokens cells with the trace values', async ({ page }) => {
+  const prompt = 'I have 5 cats and 3 dogs. My cats love to play with my';
+  await explain(page, prompt);
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const want = engineJson(prompt, 'saliency');
+  const n = want.tokens.length;
+  const cells = page.locator('[data-testid=grid] rect.cell');
+  await expect(cells).toHaveCount(want.n_layers * n);
+  const l = 10, t = n - 2;
+  const cell = page.locator(`rect.cell[data-layer="${l}"][data-token-index="${t}"]`);
+  const v = Number(await cell.getAttribute('data-score'));
+  const ref = want.methods.saliency.trace[l][t];
+  expect(Math.abs(v - ref)).toBeLessThanOrEqual(1e-4 * Math.max(...want.methods.saliency.trace[l].map(Math.abs)));
+  // Hovering a cell highlights its token, and hovering a token highlights its column.
+  await cell.hover();
+  await expect(page.locator('[data-testid=tooltip]')).toContainText(`layer ${l}`);
+  await expect(page.locator(`.tokens .tok[data-token-index="${t}"]`)).toHaveClass(/hovered/);
+  await page.locator(`.tokens .tok[data-token-index="${t - 1}"]`).hover();
+  await expect(page.locator('rect.column-highlight')).toHaveCount(1);
+  // "query only" narrows the tokens and the grid to the user's text.
+  await page.locator('input[name=query_only]').check();
+  const [a, b] = want.query_span;
+  await expect(cells).toHaveCount(want.n_layers * (b - a));
+  await expect(page.locator('.tokens .tok')).toHaveCount(b - a);
+  await page.screenshot({ path: path.join(shots, 'grid.png'), fullPage: true });
+});
+
+test('errors are shown as readable messages', async ({ page }) => {
+  await explain(page, '   ');
+  await expect(page.locator('[data-testid=error]')).toContainText('the prompt is empty');
+  await expect(page.locator('button[name=submit]')).toBeEnabled();
+  // Longer than the model's context: refused by the engine, reported in the page.
+  await page.locator('textarea[name=prompt]').fill('a '.repeat(9000));
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=error]')).toContainText('more than the 8192 this model accepts');
+  await expect(page.locator('[data-testid=status]')).not.toHaveClass(/running/);
+  // A good request afterwards clears the error.
+  await page.locator('textarea[name=prompt]').fill('Hello');
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await expect(page.locator('[data-testid=error]')).toHaveCount(0);
+});
+
+test('HTML in the prompt renders literally', async ({ page }) => {
+  let dialogs = 0;
+  page.on('dialog', (d) => { dialogs++; d.dismiss(); });
+  const prompt = "<script>alert('x')</script><b>bold</b> & <i>more</i>";
+  await explain(page, prompt);
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const text = await page.locator('.tokens').innerText();
+  expect(text).toContain("<script>alert('x')</script><b>bold</b> & <i>more</i>");
+  await expect(page.locator('.tokens b, .tokens script, .tokens i')).toHaveCount(0);
+  expect(dialogs).toBe(0);
+});

@@ -1,0 +1,114 @@
+//! `tokenlens-server`: the TokenLens viewer over HTTP (Axum + Leptos).
+//!
+//! Loads the models once at start, shares them with the server functions through Leptos
+//! context, and runs model work on one worker thread with a bounded queue.
+
+use anyhow::Context;
+use app::ssr::{Model, ServerState, Worker};
+use axum::Router;
+use clap::Parser;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokenlens::{Engine, LoadOptions};
+
+/// Serve the TokenLens viewer.
+#[derive(Parser, Debug)]
+#[command(name = "tokenlens-server", version, about)]
+struct Args {
+    /// Models to offer (alias, .gguf file or Hugging Face directory); repeat for several.
+    /// The first is the default.
+    #[arg(short, long = "model", default_value = tokenlens::source::DEFAULT_MODEL)]
+    models: Vec<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000", env = "TOKENLENS_ADDR")]
+    addr: SocketAddr,
+    /// Directory with the built front end (pkg/, style.css), as `scripts/build-web.sh` makes it.
+    #[arg(long, default_value = "target/site", env = "TOKENLENS_SITE")]
+    site_root: PathBuf,
+    /// Requests that may wait for the model worker before new ones are refused as busy.
+    #[arg(long, default_value_t = 8)]
+    queue: usize,
+    /// Refuse prompts longer than this many tokens (default: each model's context length).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+}
+
+fn app(state: ServerState, options: LeptosOptions) -> Router {
+    let routes = generate_route_list(app::App);
+    Router::new()
+        .leptos_routes_with_context(&options, routes, move || provide_context(state.clone()), {
+            let options = options.clone();
+            move || app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler(app::shell))
+        .with_state(options)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let pkg = args.site_root.join("pkg").join("tokenlens.wasm");
+    anyhow::ensure!(
+        pkg.is_file(),
+        "the front end is not built ({} is missing); run scripts/build-web.sh",
+        pkg.display()
+    );
+    let mut models = Vec::new();
+    for spec in &args.models {
+        let started = std::time::Instant::now();
+        let opts = LoadOptions {
+            max_tokens: args.max_tokens,
+            ..LoadOptions::new(spec)
+        };
+        let engine = Engine::load_with(&opts).with_context(|| format!("loading model {spec:?}"))?;
+        tracing::info!(
+            model = engine.name(),
+            ms = started.elapsed().as_millis() as u64,
+            "model loaded"
+        );
+        models.push(Model {
+            name: engine.name().to_string(),
+            engine: Arc::new(engine),
+        });
+    }
+    let state = ServerState {
+        models: Arc::new(models),
+        worker: Worker::start(args.queue),
+    };
+    let options = LeptosOptions::builder()
+        .output_name("tokenlens")
+        .site_root(args.site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(args.addr)
+        .build();
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("listening on {}", args.addr))?;
+    tracing::info!("listening on http://{}", args.addr);
+    eprintln!("TokenLens is ready at http://{}", args.addr);
+    axum::serve(listener, app(state, options).into_make_service())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
