@@ -73,6 +73,12 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// A forward pass with its graph, ready for a backward pass.
+struct Graph {
+    x: Var,
+    out: crate::models::llama::ForwardOutput,
+}
+
 /// One backward pass's raw results.
 struct PassResult {
     grad: Tensor,
@@ -274,15 +280,31 @@ impl Engine {
         emit(stage(Stage::Forward, None))?;
         let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
         let embeds = self.model.embed(&ids)?;
-        // The forward values are identical under every rule set, so one no-grad pass gives
-        // the logits for the prediction.
-        let out = self
-            .model
-            .forward(&embeds, crate::models::Plain.as_dyn(), false)?;
+        let mut methods_req: Vec<Method> = Vec::new();
+        for &m in &req.methods {
+            if !methods_req.contains(&m) {
+                methods_req.push(m);
+            }
+        }
+        // Forward values are identical under every rule set, so the first method's forward
+        // pass (graph recorded) also gives the logits for the prediction; with no method, a
+        // plain forward without a graph.
+        let first = match methods_req.first() {
+            Some(&m) => Some(self.forward_pass(&embeds, Pass::of(m))?),
+            None => None,
+        };
+        let last_hidden = match &first {
+            Some(g) => g.1.out.last_hidden.detach(),
+            None => {
+                self.model
+                    .forward(&embeds, crate::models::Plain.as_dyn(), false)?
+                    .last_hidden
+            }
+        };
         let logits: Vec<f32> = self
             .model
             .lm_head()
-            .matmul(&out.last_hidden.unsqueeze(1)?)?
+            .matmul(&last_hidden.unsqueeze(1)?)?
             .squeeze(1)?
             .to_dtype(DType::F32)?
             .to_vec1()?;
@@ -309,18 +331,18 @@ impl Engine {
 
         let mut methods = BTreeMap::new();
         let mut passes: BTreeMap<Pass, PassResult> = BTreeMap::new();
-        let mut seen = Vec::new();
-        for &method in &req.methods {
-            if seen.contains(&method) {
-                continue;
-            }
-            seen.push(method);
+        let mut first = first;
+        for method in methods_req {
             let pass = Pass::of(method);
             let r = match passes.entry(pass) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
                     emit(stage(Stage::Backward, Some(method)))?;
-                    e.insert(self.backward(&embeds, pass, target_id, seed)?)
+                    let graph = match first.take() {
+                        Some((p, g)) if p == pass => g,
+                        _ => self.forward_pass(&embeds, pass)?.1,
+                    };
+                    e.insert(self.backward(graph, target_id, seed)?)
                 }
             };
             let scores = match method {
@@ -361,12 +383,17 @@ impl Engine {
         })
     }
 
-    /// One forward + backward pass under a method's rules: the gradient of
-    /// `seed · logit[target]` w.r.t. the input embeddings and every layer output.
-    fn backward(&self, embeds: &Tensor, pass: Pass, target: u32, seed: f32) -> Result<PassResult> {
+    /// A forward pass under a pass's rules, recording the graph from the input embeddings.
+    fn forward_pass(&self, embeds: &Tensor, pass: Pass) -> Result<(Pass, Graph)> {
         let x = Var::from_tensor(embeds)?;
         let out = self.model.forward(x.as_tensor(), pass.rules(), true)?;
-        // Only the target's row of lm_head enters the graph.
+        Ok((pass, Graph { x, out }))
+    }
+
+    /// The backward pass: the gradient of `seed · logit[target]` w.r.t. the input embeddings
+    /// and every layer output.
+    fn backward(&self, graph: Graph, target: u32, seed: f32) -> Result<PassResult> {
+        let Graph { x, out } = graph;
         let row = self
             .model
             .lm_head()

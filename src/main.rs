@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tokenlens::{Engine, ExplainRequest, Explanation, LoadOptions, Method, TargetSpec};
 
+mod bench;
 mod plot;
 mod terminal;
 
@@ -38,6 +39,8 @@ enum Command {
         #[arg(long)]
         all_tokens: bool,
     },
+    /// Time load, forward and each method on one prompt, as JSON (see scripts/bench.py).
+    Bench(bench::BenchArgs),
     /// Draw the layer × token latent relevance trace of one method (PNG or SVG).
     Trace {
         #[command(flatten)]
@@ -147,6 +150,7 @@ fn run() -> anyhow::Result<()> {
             plot::heatmap(&ex, &req.first_method(), !all_tokens, &output)?;
             eprintln!("wrote {}", output.display());
         }
+        Command::Bench(args) => bench::run(&args)?,
         Command::Trace { req, output } => {
             let ex = req.run()?;
             plot::trace(&ex, &req.first_method(), &output)?;

@@ -78,6 +78,10 @@ pub fn resolve(spec: &str) -> Result<(String, ModelPath)> {
     if path.is_file() {
         return Ok((name, ModelPath::Gguf(path)));
     }
+    #[cfg(feature = "hub")]
+    if looks_like_hub_id(spec) {
+        return Ok((spec.to_string(), ModelPath::HfDir(hub::fetch(spec)?)));
+    }
     Err(Error::UnknownModel {
         spec: spec.into(),
         known: ALIASES
@@ -86,6 +90,99 @@ pub fn resolve(spec: &str) -> Result<(String, ModelPath)> {
             .collect::<Vec<_>>()
             .join(", "),
     })
+}
+
+/// `owner/name`: one slash, no path-like parts.
+#[cfg(feature = "hub")]
+fn looks_like_hub_id(spec: &str) -> bool {
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    matches!(spec.split_once('/'), Some((a, b)) if ok(a) && ok(b))
+}
+
+/// Models on the Hugging Face Hub, through hf-hub: files come from its cache
+/// (`$HF_HOME/hub`), downloaded first unless `HF_HUB_OFFLINE=1`.
+#[cfg(feature = "hub")]
+mod hub {
+    use super::*;
+    use hf_hub::{api::sync::ApiBuilder, Cache, Repo};
+
+    const REQUIRED: &[&str] = &["config.json", "tokenizer.json"];
+    const OPTIONAL: &[&str] = &[
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "generation_config.json",
+    ];
+
+    fn offline() -> bool {
+        std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0")
+    }
+
+    /// The snapshot directory holding the model's files.
+    pub fn fetch(id: &str) -> Result<PathBuf> {
+        let cache = Cache::from_env();
+        let cached = cache.repo(Repo::model(id.to_string()));
+        let api = if offline() {
+            None
+        } else {
+            Some(
+                ApiBuilder::from_cache(cache.clone())
+                    .with_progress(false)
+                    .build()
+                    .map_err(|e| hub_err(id, e))?
+                    .repo(Repo::model(id.to_string())),
+            )
+        };
+        // A file from the cache, else from the Hub; Err says why it is not there.
+        let get = |file: &str| -> std::result::Result<PathBuf, String> {
+            if let Some(p) = cached.get(file) {
+                return Ok(p);
+            }
+            match &api {
+                Some(api) => api.get(file).map_err(|e| format!("{file}: {e}")),
+                None => Err(format!(
+                    "{file} is not in the Hugging Face cache (HF_HUB_OFFLINE is set)"
+                )),
+            }
+        };
+        let mut dir = None;
+        for file in REQUIRED {
+            let p = get(file).map_err(|e| hub_err(id, e))?;
+            dir = p.parent().map(Path::to_path_buf);
+        }
+        for file in OPTIONAL {
+            // Absent optional files are fine.
+            let _ = get(file);
+        }
+        if let Err(single) = get("model.safetensors") {
+            let index = get("model.safetensors.index.json")
+                .map_err(|e| hub_err(id, format!("{single}; and {e}")))?;
+            let index = read_json(&index)?;
+            let mut shards: Vec<&str> = index
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .map(|m| m.values().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            shards.sort();
+            shards.dedup();
+            for shard in shards {
+                get(shard).map_err(|e| hub_err(id, e))?;
+            }
+        }
+        dir.ok_or_else(|| hub_err(id, "no files"))
+    }
+
+    fn hub_err(id: &str, e: impl std::fmt::Display) -> Error {
+        Error::BadModelFile {
+            path: PathBuf::from(format!("hf://{id}")),
+            reason: e.to_string(),
+        }
+    }
 }
 
 /// Everything needed to build an engine: configuration, weights, tokenizer, template.

@@ -170,3 +170,51 @@ fn figures_are_written_as_png_and_svg() {
         ".png or .svg",
     );
 }
+
+/// A Hub id resolves through hf-hub's cache layout (`$HF_HOME/hub/models--owner--name`);
+/// offline here, so the cache is laid out by hand from the tiny fixture model.
+#[test]
+fn hub_ids_resolve_through_the_hf_cache() {
+    let home = std::env::temp_dir().join(format!("tokenlens-hf-home-{}", std::process::id()));
+    let repo = home.join("hub").join("models--test--tiny-llama");
+    let snap = repo.join("snapshots").join("0123456789abcdef");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs").join("main"), "0123456789abcdef").unwrap();
+    let src = crate::util::root().join("tests/fixtures/tiny-llama");
+    for f in std::fs::read_dir(&src).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, snap.join(f.file_name().unwrap())).unwrap();
+    }
+    let run = |model: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tokenlens"))
+            .args([
+                "explain",
+                "--prompt",
+                "Why is the sky blue?",
+                "--model",
+                model,
+                "--json",
+            ])
+            .env("HF_HOME", &home)
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap()
+    };
+    let out = run("test/tiny-llama");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["model"], "test/tiny-llama");
+    assert_eq!(v["n_layers"], 3);
+    let out = run("test/absent-model");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config.json is not in the Hugging Face cache"),
+        "{err}"
+    );
+}

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Benchmark: TokenLens against PyTorch + transformers (+ lxt for AttnLRP), side by side.
+
+Same GGUF weights (f32), same prompt text, same machine, one run. For prompts of about 48,
+512 and 2048 tokens it times model load, a forward pass, saliency (forward + backward +
+latent trace) and AttnLRP (likewise, with lxt's efficient rules), median of --repeat runs
+after a warm-up, both sides using every core; and peak memory (each side and method set in
+its own process). Prints a table with the ratios ours / PyTorch (< 1 = TokenLens faster).
+
+Run (after scripts/reference-env.sh and `cargo build --release`):
+    ~/.cache/tokenlens/venv/bin/python scripts/bench.py [--lengths 48,512,2048] [--repeat 3]
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import reference  # noqa: E402  (the same loader and tokenizer fix as the fixtures)
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+def timed(repeat, f):
+    f()
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        out.append(time.perf_counter() - t)
+    return median(out)
+
+
+def torch_side(mode, gguf, prompt_file, repeat):
+    """One process per mode: 'plain' (forward + saliency) or 'attnlrp'."""
+    import torch
+    from transformers.models.llama import modeling_llama
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    if mode == "attnlrp":
+        from lxt.efficient import monkey_patch
+        from lxt.efficient.models.llama import attnLRP
+
+        monkey_patch(modeling_llama, attnLRP)
+    t = time.perf_counter()
+    tok, model = reference.load(gguf)
+    load_s = time.perf_counter() - t
+    text = open(prompt_file).read()
+    ids = tok(text, add_special_tokens=False).input_ids
+    ids_t = torch.tensor([ids])
+
+    def forward():
+        with torch.no_grad():
+            model(input_ids=ids_t, use_cache=False).logits[0, -1].argmax()
+
+    def method():
+        # What the engine does: forward with the graph, argmax, backward of its logit,
+        # per-token scores from the embedding gradient, the per-layer trace.
+        layers = model.model.layers
+        saved = []
+
+        def hook(_m, _i, out):
+            h = out[0] if isinstance(out, tuple) else out
+            h.retain_grad()
+            saved.append(h)
+
+        handles = [l.register_forward_hook(hook) for l in layers]
+        try:
+            emb = model.get_input_embeddings()(ids_t).detach().requires_grad_(True)
+            logits = model(inputs_embeds=emb, use_cache=False).logits[0, -1]
+            target = int(logits.argmax())
+            torch.topk(logits.detach(), 10)
+            logits[target].backward()
+        finally:
+            for h in handles:
+                h.remove()
+        g = emb.grad[0]
+        scores = g.norm(dim=-1) if mode == "plain" else (emb[0] * g).sum(-1)
+        trace = [(h[0] * h.grad[0]).sum(-1) for h in saved]
+        return scores.tolist(), [t.tolist() for t in trace]
+
+    res = {"n_tokens": len(ids), "load_s": load_s}
+    if mode == "plain":
+        res["forward_s"] = timed(repeat, forward)
+        res["methods_s"] = {"saliency": timed(repeat, method)}
+    else:
+        res["methods_s"] = {"attnlrp": timed(repeat, method)}
+    res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(res))
+
+
+def run_json(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def make_prompt(tok, n):
+    ids = []
+    while len(ids) < n:
+        ids += tok(reference.LONG + " ", add_special_tokens=False).input_ids
+    return tok.decode(ids[:n])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--gguf", default=os.path.expanduser(
+        "~/.cache/tokenlens/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--lengths", default="48,512,2048")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "tokenlens"))
+    ap.add_argument("--torch-side", choices=["plain", "attnlrp"], help="internal")
+    ap.add_argument("--prompt-file", help="internal")
+    args = ap.parse_args()
+    if args.torch_side:
+        return torch_side(args.torch_side, args.gguf, args.prompt_file, args.repeat)
+
+    tok, _ = reference.load(args.gguf, tokenizer_only=True)
+    rows = []
+    for n in [int(x) for x in args.lengths.split(",")]:
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write(make_prompt(tok, n))
+            path = f.name
+        ours = run_json([args.binary, "bench", "--prompt-file", path, "--model", args.gguf,
+                         "--methods", "saliency,attnlrp", "--repeat", str(args.repeat)])
+        py = [sys.executable, __file__, "--gguf", args.gguf, "--prompt-file", path,
+              "--repeat", str(args.repeat), "--torch-side"]
+        plain = run_json(py + ["plain"])
+        lrp = run_json(py + ["attnlrp"])
+        os.remove(path)
+        assert ours["n_tokens"] == plain["n_tokens"] == lrp["n_tokens"], (ours, plain, lrp)
+        theirs = {
+            "load": plain["load_s"], "forward": plain["forward_s"],
+            "saliency + trace": plain["methods_s"]["saliency"],
+            "attnlrp + trace": lrp["methods_s"]["attnlrp"],
+        }
+        mine = {
+            "load": ours["load_s"], "forward": ours["forward_s"],
+            "saliency + trace": ours["methods_s"]["saliency"],
+            "attnlrp + trace": ours["methods_s"]["attnlrp"],
+        }
+        for k in theirs:
+            rows.append((n, ours["n_tokens"], k, mine[k], theirs[k]))
+        rows.append((n, ours["n_tokens"], "peak memory (MiB)", ours["peak_rss_mib"],
+                     max(plain["peak_rss_mib"], lrp["peak_rss_mib"])))
+        print(f"done {n}", file=sys.stderr)
+
+    import platform
+    import torch
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print("| prompt tokens | what | TokenLens | PyTorch | ratio |")
+    print("|---:|---|---:|---:|---:|")
+    for n, real, k, a, b in rows:
+        unit = "" if "memory" in k else " s"
+        fmt = (lambda v: f"{v:.0f}") if "memory" in k else (lambda v: f"{v:.3f}")
+        print(f"| {real} | {k} | {fmt(a)}{unit} | {fmt(b)}{unit} | {a / b:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
