@@ -5,8 +5,8 @@
 //! needs, as on the input gradient. [`Linear`] routes tracked inputs through a custom op
 //! whose backward returns only `grad · W`.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Storage, Tensor};
+use super::{cpu_tensor, into_cpu_storage};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 /// `y = x Wᵀ` with `W: [out, in]` held constant.
 #[derive(Debug, Clone)]
@@ -42,29 +42,6 @@ struct ConstMatmul {
     weight: Tensor,
 }
 
-fn cpu_tensor(storage: &CpuStorage, layout: &Layout) -> Result<Tensor> {
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("const-matmul input must be contiguous".into()))?;
-    let shape = layout.shape();
-    match storage.dtype() {
-        DType::F32 => {
-            Tensor::from_slice(&storage.as_slice::<f32>()?[start..end], shape, &Device::Cpu)
-        }
-        DType::BF16 => Tensor::from_slice(
-            &storage.as_slice::<half::bf16>()?[start..end],
-            shape,
-            &Device::Cpu,
-        ),
-        DType::F16 => Tensor::from_slice(
-            &storage.as_slice::<half::f16>()?[start..end],
-            shape,
-            &Device::Cpu,
-        ),
-        dt => candle_core::bail!("const-matmul: unsupported dtype {dt:?}"),
-    }
-}
-
 impl CustomOp1 for ConstMatmul {
     fn name(&self) -> &'static str {
         "const-matmul"
@@ -72,12 +49,7 @@ impl CustomOp1 for ConstMatmul {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = cpu_tensor(storage, layout)?;
-        let y = x.matmul(&self.weight.t()?)?.contiguous()?;
-        let (s, l) = y.storage_and_layout();
-        match &*s {
-            Storage::Cpu(c) if l.start_offset() == 0 => Ok((c.clone(), l.shape().clone())),
-            _ => candle_core::bail!("const-matmul: unexpected output storage"),
-        }
+        into_cpu_storage(&x.matmul(&self.weight.t()?)?)
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -89,7 +61,7 @@ impl CustomOp1 for ConstMatmul {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Var;
+    use candle_core::{Device, Var};
 
     #[test]
     fn input_gradient_matches_plain_matmul() -> Result<()> {

@@ -4,8 +4,9 @@
 //! attention, rotary position embeddings, a SiLU-gated MLP, RMSNorm. Weights are dequantized
 //! to f32 (or kept in bf16) and held as constants: only activations get gradients.
 
+use super::attention::causal_attention;
 use super::linear::Linear;
-use super::{softmax_last_dim, Rules};
+use super::Rules;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use serde::Deserialize;
 
@@ -179,13 +180,7 @@ impl Attention {
             .reshape((kvh * rep, n, hd))
     }
 
-    fn forward(
-        &self,
-        x: &Tensor,
-        rot: &Rotary,
-        mask: &Tensor,
-        rules: &dyn Rules,
-    ) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, rot: &Rotary, rules: &dyn Rules) -> Result<Tensor> {
         let n = x.dim(0)?;
         let q = self.split_heads(&self.q_proj.forward(x)?, self.n_heads)?;
         let k = self.split_heads(&self.k_proj.forward(x)?, self.n_kv_heads)?;
@@ -195,9 +190,7 @@ impl Attention {
         let k = self.repeat_kv(rot.apply(&k, 0)?)?;
         let v = self.repeat_kv(v)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let att = softmax_last_dim(&att)?;
-        let o = att.matmul(&v.contiguous()?)?; // (heads, seq, head_dim)
+        let o = causal_attention(&q, &k, &v, scale)?; // (heads, seq, head_dim)
         let o = o
             .transpose(0, 1)?
             .reshape((n, self.n_heads * self.head_dim))?;
@@ -294,17 +287,13 @@ impl Llama {
         tap_layers: bool,
     ) -> Result<ForwardOutput> {
         let n = embeds.dim(0)?;
-        let mask: Vec<f32> = (0..n)
-            .flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_vec(mask, (n, n), embeds.device())?.to_dtype(embeds.dtype())?;
         let eps = self.cfg.rms_norm_eps;
         let mut h = embeds.clone();
         let mut layer_outputs = Vec::with_capacity(self.layers.len());
         let mut taps = Vec::new();
         for layer in &self.layers {
             let x = rules.rms_norm(&h, &layer.input_layernorm, eps)?;
-            h = (h + layer.self_attn.forward(&x, &self.rotary, &mask, rules)?)?;
+            h = (h + layer.self_attn.forward(&x, &self.rotary, rules)?)?;
             let x = rules.rms_norm(&h, &layer.post_attention_layernorm, eps)?;
             h = (&h + layer.mlp.forward(&x, rules)?)?;
             if tap_layers {

@@ -5,10 +5,12 @@
 //! pass (norm, activation, gate product, attention inputs) they call [`Rules`]. [`Plain`]
 //! gives ordinary gradients; `methods::attnlrp` holds the LRP variants.
 
+pub mod attention;
 pub mod linear;
 pub mod llama;
 
-use candle_core::{Result, Tensor, D};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, DType, Device, Layout, Result, Shape, Storage, Tensor, D};
 
 /// The backward-pass rules a model defers to. Every method must leave the forward values
 /// unchanged; only gradients differ.
@@ -61,5 +63,39 @@ impl Plain {
     /// `&Plain` as a trait object.
     pub fn as_dyn(&self) -> &dyn Rules {
         self
+    }
+}
+
+/// A graph-free CPU tensor holding a copy of a custom op's (contiguous) input.
+pub(crate) fn cpu_tensor(storage: &CpuStorage, layout: &Layout) -> Result<Tensor> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("custom op input must be contiguous".into()))?;
+    let shape = layout.shape();
+    match storage.dtype() {
+        DType::F32 => {
+            Tensor::from_slice(&storage.as_slice::<f32>()?[start..end], shape, &Device::Cpu)
+        }
+        DType::BF16 => Tensor::from_slice(
+            &storage.as_slice::<half::bf16>()?[start..end],
+            shape,
+            &Device::Cpu,
+        ),
+        DType::F16 => Tensor::from_slice(
+            &storage.as_slice::<half::f16>()?[start..end],
+            shape,
+            &Device::Cpu,
+        ),
+        dt => candle_core::bail!("custom op: unsupported dtype {dt:?}"),
+    }
+}
+
+/// A custom op's result: the storage of a CPU tensor, made contiguous.
+pub(crate) fn into_cpu_storage(t: &Tensor) -> Result<(CpuStorage, Shape)> {
+    let t = t.contiguous()?;
+    let (s, l) = t.storage_and_layout();
+    match &*s {
+        Storage::Cpu(c) if l.start_offset() == 0 => Ok((c.clone(), l.shape().clone())),
+        _ => candle_core::bail!("custom op: unexpected output storage"),
     }
 }
