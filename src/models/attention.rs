@@ -7,6 +7,7 @@
 //! O(seq · head_dim) memory per layer between the passes. Gradients are the ordinary ones;
 //! LRP rules act on q, k and v before the op.
 
+use super::gated::scale_gradient;
 use super::{cpu_tensor, into_cpu_storage, softmax_last_dim};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 
@@ -23,6 +24,8 @@ fn probabilities(q: &Tensor, k: &Tensor, scale: f64) -> Result<Tensor> {
 
 struct CausalAttention {
     scale: f64,
+    /// Gradient factors for q, k, v (LRP rules; 1 = ordinary).
+    factors: [f64; 3],
 }
 
 impl CustomOp3 for CausalAttention {
@@ -56,31 +59,69 @@ impl CustomOp3 for CausalAttention {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (q, k, v, g) = (q.detach(), k.detach(), v.detach(), grad.detach());
+        let [fq, fk, fv] = self.factors;
+        let scaled = |t: Tensor, f: f64| if f == 1.0 { Ok(t) } else { t * f };
         let p = probabilities(&q, &k, self.scale)?;
-        let dv = p.t()?.matmul(&g)?;
+        let dv = if fv == 0.0 {
+            None
+        } else {
+            Some(scaled(p.t()?.matmul(&g)?, fv)?)
+        };
+        if fq == 0.0 && fk == 0.0 {
+            return Ok((None, None, dv));
+        }
         let dp = g.matmul(&v.t()?)?;
         // Softmax backward: dS = P ⊙ (dP − Σ_j dP ⊙ P); masked entries have P = 0.
         let ds = (&p * dp.broadcast_sub(&(&dp * &p)?.sum_keepdim(D::Minus1)?)?)?;
         let ds = (ds * self.scale)?;
-        let dq = ds.matmul(&k)?;
-        let dk = ds.t()?.matmul(&q)?;
-        Ok((Some(dq), Some(dk), Some(dv)))
+        let dq = if fq == 0.0 {
+            None
+        } else {
+            Some(scaled(ds.matmul(&k)?, fq)?)
+        };
+        let dk = if fk == 0.0 {
+            None
+        } else {
+            Some(scaled(ds.t()?.matmul(&q)?, fk)?)
+        };
+        Ok((dq, dk, dv))
     }
 }
 
 /// Causal attention of `q, k, v: (heads, seq, head_dim)` (k and v already repeated for
-/// grouped-query attention) → `(heads, seq, head_dim)`.
-pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+/// grouped-query attention) → `(heads, seq, head_dim)`. The gradients flowing back into q,
+/// k and v are multiplied by `factors` (LRP's rules; `[1, 1, 1]` is ordinary attention).
+pub fn causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    factors: [f64; 3],
+) -> Result<Tensor> {
+    // An input whose gradient factor is 0 leaves the graph here: candle expects a gradient
+    // for every tracked input of an op.
+    let hold = |t: &Tensor, f: f64| if f == 0.0 { t.detach() } else { t.clone() };
+    let (q, k, v) = (
+        &hold(q, factors[0]),
+        &hold(k, factors[1]),
+        &hold(v, factors[2]),
+    );
     let tracked = q.track_op() || k.track_op() || v.track_op();
     if tracked && q.device().is_cpu() {
         q.contiguous()?.apply_op3(
             &k.contiguous()?,
             &v.contiguous()?,
-            CausalAttention { scale },
+            CausalAttention { scale, factors },
         )
     } else {
         // No graph to keep (or a GPU): the primitive form.
-        probabilities(q, k, scale)?.matmul(&v.contiguous()?)
+        let [fq, fk, fv] = factors;
+        let (q, k, v) = (
+            scale_gradient(q, fq)?,
+            scale_gradient(k, fk)?,
+            scale_gradient(v, fv)?,
+        );
+        probabilities(&q, &k, scale)?.matmul(&v.contiguous()?)
     }
 }
 
@@ -102,8 +143,14 @@ mod tests {
         };
         let (q, k, v) = (mk(0.1)?, mk(1.3)?, mk(2.7)?);
         let coef = Tensor::arange(0f32, 40., &dev)?.reshape((2, 5, 4))?.cos()?;
-        let fused = causal_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), 0.5)?;
-        let plain = probabilities(q.as_tensor(), k.as_tensor(), 0.5)?.matmul(v.as_tensor())?;
+        let f = [0.25, 0.25, 0.5];
+        let fused = causal_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), 0.5, f)?;
+        let (qs, ks, vs) = (
+            scale_gradient(q.as_tensor(), f[0])?,
+            scale_gradient(k.as_tensor(), f[1])?,
+            scale_gradient(v.as_tensor(), f[2])?,
+        );
+        let plain = probabilities(&qs, &ks, 0.5)?.matmul(&vs)?;
         let d = (&fused - &plain)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(d < 1e-6, "forward differs by {d}");
         let g1 = (fused * &coef)?.sum_all()?.backward()?;

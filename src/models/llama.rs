@@ -5,6 +5,7 @@
 //! to f32 (or kept in bf16) and held as constants: only activations get gradients.
 
 use super::attention::causal_attention;
+use super::gated::gated_silu;
 use super::linear::Linear;
 use super::Rules;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
@@ -92,24 +93,97 @@ impl Rotary {
 
     /// `x: (heads, seq, head_dim)` rotated for positions `offset..offset + seq`.
     fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
-        let (h, n, hd) = x.dims3()?;
+        let n = x.dim(1)?;
         let cos = self.cos.narrow(0, offset, n)?;
         let sin = self.sin.narrow(0, offset, n)?;
-        if self.interleaved {
-            // Pairs (0,1), (2,3), …: the layout of llama.cpp's permuted Q/K weights.
-            let x = x.reshape((h, n, hd / 2, 2))?;
-            let x0 = x.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?;
-            let x1 = x.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?;
-            let r0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
-            let r1 = (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?;
-            Tensor::stack(&[r0, r1], D::Minus1)?.reshape((h, n, hd))
+        if x.track_op() && x.device().is_cpu() && x.dtype() == DType::F32 {
+            // One graph node instead of a dozen per call; see `RopeOp`.
+            x.contiguous()?.apply_op1(RopeOp {
+                cos: cos.contiguous()?,
+                sin: sin.contiguous()?,
+                interleaved: self.interleaved,
+            })
         } else {
-            let x0 = x.narrow(D::Minus1, 0, hd / 2)?;
-            let x1 = x.narrow(D::Minus1, hd / 2, hd / 2)?;
-            let r0 = (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?;
-            let r1 = (x1.broadcast_mul(&cos)? + x0.broadcast_mul(&sin)?)?;
-            Tensor::cat(&[r0, r1], D::Minus1)
+            rotate(x, &cos, &sin, self.interleaved)
         }
+    }
+}
+
+/// Rotates `x: (heads, seq, head_dim)` by the angles whose cos and sin are `(seq, head_dim/2)`.
+fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Tensor> {
+    let (h, n, hd) = x.dims3()?;
+    if interleaved {
+        // Pairs (0,1), (2,3), …: the layout of llama.cpp's permuted Q/K weights.
+        let x = x.reshape((h, n, hd / 2, 2))?;
+        let x0 = x.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?;
+        let x1 = x.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?;
+        let r0 = (x0.broadcast_mul(cos)? - x1.broadcast_mul(sin)?)?;
+        let r1 = (x0.broadcast_mul(sin)? + x1.broadcast_mul(cos)?)?;
+        Tensor::stack(&[r0, r1], D::Minus1)?.reshape((h, n, hd))
+    } else {
+        let x0 = x.narrow(D::Minus1, 0, hd / 2)?;
+        let x1 = x.narrow(D::Minus1, hd / 2, hd / 2)?;
+        let r0 = (x0.broadcast_mul(cos)? - x1.broadcast_mul(sin)?)?;
+        let r1 = (x1.broadcast_mul(cos)? + x0.broadcast_mul(sin)?)?;
+        Tensor::cat(&[r0, r1], D::Minus1)
+    }
+}
+
+/// RoPE as one op. A rotation's gradient is the inverse rotation: rotate by −θ.
+struct RopeOp {
+    cos: Tensor, // (seq, head_dim / 2), f32, contiguous
+    sin: Tensor,
+    interleaved: bool,
+}
+
+impl candle_core::CustomOp1 for RopeOp {
+    fn name(&self) -> &'static str {
+        "rope"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (h, n, hd) = layout.shape().dims3()?;
+        let Some((a, b)) = layout.contiguous_offsets() else {
+            candle_core::bail!("rope input must be contiguous")
+        };
+        let x = &storage.as_slice::<f32>()?[a..b];
+        let cos = self.cos.flatten_all()?.to_vec1::<f32>()?;
+        let sin = self.sin.flatten_all()?.to_vec1::<f32>()?;
+        let half = hd / 2;
+        let mut out = vec![0f32; x.len()];
+        for head in 0..h {
+            for t in 0..n {
+                let base = (head * n + t) * hd;
+                let (c, s) = (
+                    &cos[t * half..(t + 1) * half],
+                    &sin[t * half..(t + 1) * half],
+                );
+                for i in 0..half {
+                    let (i0, i1) = if self.interleaved {
+                        (base + 2 * i, base + 2 * i + 1)
+                    } else {
+                        (base + i, base + half + i)
+                    };
+                    let (x0, x1) = (x[i0], x[i1]);
+                    out[i0] = x0 * c[i] - x1 * s[i];
+                    out[i1] = x0 * s[i] + x1 * c[i];
+                }
+            }
+        }
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(rotate(
+            &grad.detach(),
+            &self.cos,
+            &self.sin.neg()?,
+            self.interleaved,
+        )?))
     }
 }
 
@@ -130,8 +204,8 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, rules: &dyn Rules) -> Result<Tensor> {
-        let act = rules.silu(&self.gate_proj.forward(x)?)?;
-        let h = rules.gate_product(&act, &self.up_proj.forward(x)?)?;
+        let gate = self.gate_proj.forward(x)?;
+        let h = gated_silu(&gate, &self.up_proj.forward(x)?, rules.gate())?;
         self.down_proj.forward(&h)
     }
 }
@@ -185,12 +259,11 @@ impl Attention {
         let q = self.split_heads(&self.q_proj.forward(x)?, self.n_heads)?;
         let k = self.split_heads(&self.k_proj.forward(x)?, self.n_kv_heads)?;
         let v = self.split_heads(&self.v_proj.forward(x)?, self.n_kv_heads)?;
-        let (q, k, v) = rules.attention_inputs(q, k, v)?;
         let q = rot.apply(&q, 0)?;
         let k = self.repeat_kv(rot.apply(&k, 0)?)?;
         let v = self.repeat_kv(v)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let o = causal_attention(&q, &k, &v, scale)?; // (heads, seq, head_dim)
+        let o = causal_attention(&q, &k, &v, scale, rules.attention_factors())?; // (heads, seq, head_dim)
         let o = o
             .transpose(0, 1)?
             .reshape((n, self.n_heads * self.head_dim))?;

@@ -2,12 +2,17 @@
 //! exact (several of candle's fast kernels have no backward; see `docs/notes.md`).
 //!
 //! Models never mention attribution: at each point where an LRP rule may change the backward
-//! pass (norm, activation, gate product, attention inputs) they call [`Rules`]. [`Plain`]
+//! pass (norm, gated activation, attention inputs) they ask [`Rules`]. [`Plain`]
 //! gives ordinary gradients; `methods::attnlrp` holds the LRP variants.
 
 pub mod attention;
+pub mod gated;
 pub mod linear;
 pub mod llama;
+pub mod norm;
+
+pub use gated::GateRule;
+pub use norm::rms_norm;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Shape, Storage, Tensor, D};
@@ -19,22 +24,14 @@ pub trait Rules: Sync {
     fn rms_norm(&self, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
         rms_norm(x, weight, eps, false)
     }
-    /// The MLP's activation applied to the gate projection (SiLU for Llama).
-    fn silu(&self, gate: &Tensor) -> Result<Tensor> {
-        gate.silu()
+    /// How the gradient passes the MLP's gated activation `silu(gate) ⊙ up`.
+    fn gate(&self) -> GateRule {
+        GateRule::Plain
     }
-    /// The MLP's elementwise product `act(gate) ⊙ up`.
-    fn gate_product(&self, act: &Tensor, up: &Tensor) -> Result<Tensor> {
-        act * up
-    }
-    /// Queries, keys and values as they enter attention.
-    fn attention_inputs(
-        &self,
-        q: Tensor,
-        k: Tensor,
-        v: Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        Ok((q, k, v))
+    /// Factors on the gradients that flow into q, k and v through attention (0 holds them
+    /// constant).
+    fn attention_factors(&self) -> [f64; 3] {
+        [1.0; 3]
     }
 }
 
@@ -43,14 +40,6 @@ pub trait Rules: Sync {
 pub struct Plain;
 
 impl Rules for Plain {}
-
-/// RMSNorm from primitives; `stop_variance` holds `1/sqrt(mean(x²)+eps)` constant in the
-/// backward pass (LRP's identity rule) while the forward value is unchanged.
-pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, stop_variance: bool) -> Result<Tensor> {
-    let inv = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
-    let inv = if stop_variance { inv.detach() } else { inv };
-    x.broadcast_mul(&inv)?.broadcast_mul(weight)
-}
 
 /// Softmax over the last dimension from primitives (differentiable).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
