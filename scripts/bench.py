@@ -40,7 +40,7 @@ def timed(repeat, f):
     return median(out)
 
 
-def torch_side(mode, gguf, prompt_file, repeat):
+def torch_side(mode, gguf, prompt_file, repeat, chat):
     """One process per mode: 'plain' (forward + saliency) or 'attnlrp'."""
     import torch
     from transformers.models.llama import modeling_llama
@@ -54,8 +54,7 @@ def torch_side(mode, gguf, prompt_file, repeat):
     t = time.perf_counter()
     tok, model = reference.load(gguf)
     load_s = time.perf_counter() - t
-    text = open(prompt_file).read()
-    ids = tok(text, add_special_tokens=False).input_ids
+    text, ids = reference.encode(tok, open(prompt_file).read(), chat)
     ids_t = torch.tensor([ids])
 
     def forward():
@@ -63,30 +62,11 @@ def torch_side(mode, gguf, prompt_file, repeat):
             model(input_ids=ids_t, use_cache=False).logits[0, -1].argmax()
 
     def method():
-        # What the engine does: forward with the graph, argmax, backward of its logit,
-        # per-token scores from the embedding gradient, the per-layer trace.
-        layers = model.model.layers
-        saved = []
-
-        def hook(_m, _i, out):
-            h = out[0] if isinstance(out, tuple) else out
-            h.retain_grad()
-            saved.append(h)
-
-        handles = [l.register_forward_hook(hook) for l in layers]
-        try:
-            emb = model.get_input_embeddings()(ids_t).detach().requires_grad_(True)
-            logits = model(inputs_embeds=emb, use_cache=False).logits[0, -1]
-            target = int(logits.argmax())
-            torch.topk(logits.detach(), 10)
-            logits[target].backward()
-        finally:
-            for h in handles:
-                h.remove()
-        g = emb.grad[0]
-        scores = g.norm(dim=-1) if mode == "plain" else (emb[0] * g).sum(-1)
-        trace = [(h[0] * h.grad[0]).sum(-1) for h in saved]
-        return scores.tolist(), [t.tolist() for t in trace]
+        # What the engine does: forward with the graph, top-k, backward of the argmax
+        # logit, per-token scores from the embedding gradient, the per-layer trace.
+        grad, emb, trace, _ = reference.attribute(model, ids, None)
+        scores = grad.norm(dim=-1) if mode == "plain" else (emb * grad).sum(-1)
+        return scores.tolist(), trace
 
     res = {"n_tokens": len(ids), "load_s": load_s}
     if mode == "plain":
@@ -114,25 +94,32 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gguf", default=os.path.expanduser(
         "~/.cache/tokenlens/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
-    ap.add_argument("--lengths", default="48,512,2048")
+    ap.add_argument("--lengths", default="48,512,2048", help="comma-separated; may be empty")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "tokenlens"))
     ap.add_argument("--torch-side", choices=["plain", "attnlrp"], help="internal")
     ap.add_argument("--prompt-file", help="internal")
+    ap.add_argument("--chat", action="store_true", help="internal")
+    ap.add_argument("--seed-prompt", action="store_true",
+                    help="also time the first seed's query, chat-templated")
     args = ap.parse_args()
     if args.torch_side:
-        return torch_side(args.torch_side, args.gguf, args.prompt_file, args.repeat)
+        return torch_side(args.torch_side, args.gguf, args.prompt_file, args.repeat, args.chat)
 
     tok, _ = reference.load(args.gguf, tokenizer_only=True)
     rows = []
-    for n in [int(x) for x in args.lengths.split(",")]:
+    cases = [(str(n), make_prompt(tok, int(n)), False) for n in args.lengths.split(",") if n]
+    if args.seed_prompt:
+        cases.insert(0, ("seed query (chat)", reference.PROMPTS["seed_query"][0], True))
+    for label, prompt, chat in cases:
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-            f.write(make_prompt(tok, n))
+            f.write(prompt)
             path = f.name
+        flag = ["--chat"] if chat else []
         ours = run_json([args.binary, "bench", "--prompt-file", path, "--model", args.gguf,
-                         "--methods", "saliency,attnlrp", "--repeat", str(args.repeat)])
+                         "--methods", "saliency,attnlrp", "--repeat", str(args.repeat)] + flag)
         py = [sys.executable, __file__, "--gguf", args.gguf, "--prompt-file", path,
-              "--repeat", str(args.repeat), "--torch-side"]
+              "--repeat", str(args.repeat)] + flag + ["--torch-side"]
         plain = run_json(py + ["plain"])
         lrp = run_json(py + ["attnlrp"])
         os.remove(path)
@@ -147,11 +134,12 @@ def main():
             "saliency + trace": ours["methods_s"]["saliency"],
             "attnlrp + trace": ours["methods_s"]["attnlrp"],
         }
+        name = f"{ours['n_tokens']}" + (f" ({label})" if not label.isdigit() else "")
         for k in theirs:
-            rows.append((n, ours["n_tokens"], k, mine[k], theirs[k]))
-        rows.append((n, ours["n_tokens"], "peak memory (MiB)", ours["peak_rss_mib"],
+            rows.append((name, k, mine[k], theirs[k]))
+        rows.append((name, "peak memory (MiB)", ours["peak_rss_mib"],
                      max(plain["peak_rss_mib"], lrp["peak_rss_mib"])))
-        print(f"done {n}", file=sys.stderr)
+        print(f"done {label}", file=sys.stderr)
 
     import platform
     import torch
@@ -160,7 +148,7 @@ def main():
           f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
     print("| prompt tokens | what | TokenLens | PyTorch | ratio |")
     print("|---:|---|---:|---:|---:|")
-    for n, real, k, a, b in rows:
+    for real, k, a, b in rows:
         unit = "" if "memory" in k else " s"
         fmt = (lambda v: f"{v:.0f}") if "memory" in k else (lambda v: f"{v:.3f}")
         print(f"| {real} | {k} | {fmt(a)}{unit} | {fmt(b)}{unit} | {a / b:.2f}× |")

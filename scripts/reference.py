@@ -147,7 +147,8 @@ def encode(tok, prompt, chat):
 
 
 def attribute(model, ids, target):
-    """One forward + backward; returns (grad, embeds, trace, logits)."""
+    """One forward + backward of the target's logit (None: the argmax, as the engine's
+    default); returns (grad, embeds, trace, logits)."""
     import torch
 
     layers = model.model.layers
@@ -163,6 +164,9 @@ def attribute(model, ids, target):
         ids_t = torch.tensor([ids])
         emb = model.get_input_embeddings()(ids_t).detach().requires_grad_(True)
         logits = model(inputs_embeds=emb, use_cache=False).logits[0, -1]
+        if target is None:
+            target = int(logits.argmax())
+            torch.topk(logits.detach(), 10)  # the prediction the engine also reports
         logits[target].backward()
     finally:
         for h in handles:

@@ -9,9 +9,12 @@ use tokenlens::{Engine, ExplainRequest, LoadOptions, Method};
 /// Options of `tokenlens bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// File holding the prompt (sent raw, without the chat template).
+    /// File holding the prompt (sent raw unless --chat).
     #[arg(long)]
     prompt_file: PathBuf,
+    /// Wrap the prompt in the model's chat template.
+    #[arg(long)]
+    chat: bool,
     /// Model: alias, .gguf or directory.
     #[arg(short, long, default_value = tokenlens::source::DEFAULT_MODEL)]
     model: String,
@@ -59,8 +62,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let engine = Engine::load_with(&LoadOptions::new(&args.model))?;
     let load_s = t.elapsed().as_secs_f64();
     let mut req = ExplainRequest::new(prompt);
-    req.chat_template = false;
-    let n_tokens = engine.tokenize(&req.prompt, false)?.tokens.len();
+    req.chat_template = args.chat;
+    let n_tokens = engine.tokenize(&req.prompt, args.chat)?.tokens.len();
 
     req.methods = vec![];
     let forward_s = time(args.repeat, || Ok(engine.explain(&req).map(|_| ())?))?;

@@ -6,7 +6,7 @@
 //! tensor ops. A primitive twin ([`gated_silu_primitive`]) gives the same values and
 //! gradients on any device; the tests hold the two together.
 
-use super::cpu_tensor;
+use super::{cpu_tensor, f32_slice};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
@@ -73,17 +73,13 @@ impl CustomOp2 for GatedSilu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("gated-silu inputs must be contiguous")
-        };
         if s1.dtype() != DType::F32 {
             // Other dtypes: through candle's own ops on a copy.
             let (g, u) = (cpu_tensor(s1, l1)?, cpu_tensor(s2, l2)?);
             return super::into_cpu_storage(&(g.silu()? * u)?);
         }
-        let g = &s1.as_slice::<f32>()?[a0..a1];
-        let u = &s2.as_slice::<f32>()?[b0..b1];
+        let g = f32_slice(s1, l1, self.name())?;
+        let u = f32_slice(s2, l2, self.name())?;
         let out: Vec<f32> = g
             .iter()
             .zip(u)

@@ -147,10 +147,7 @@ impl candle_core::CustomOp1 for RopeOp {
         layout: &candle_core::Layout,
     ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
         let (h, n, hd) = layout.shape().dims3()?;
-        let Some((a, b)) = layout.contiguous_offsets() else {
-            candle_core::bail!("rope input must be contiguous")
-        };
-        let x = &storage.as_slice::<f32>()?[a..b];
+        let x = super::f32_slice(storage, layout, self.name())?;
         let cos = self.cos.flatten_all()?.to_vec1::<f32>()?;
         let sin = self.sin.flatten_all()?.to_vec1::<f32>()?;
         let half = hd / 2;

@@ -88,3 +88,11 @@ pub(crate) fn into_cpu_storage(t: &Tensor) -> Result<(CpuStorage, Shape)> {
         _ => candle_core::bail!("custom op: unexpected output storage"),
     }
 }
+
+/// The f32 data of a contiguous custom-op input.
+pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    let Some((a, b)) = l.contiguous_offsets() else {
+        candle_core::bail!("{op}: inputs must be contiguous")
+    };
+    Ok(&s.as_slice::<f32>()?[a..b])
+}

@@ -5,7 +5,7 @@
 //! is one loop forward and a few tensor ops backward. `stop_variance` is LRP's identity
 //! rule: the factor `1/sqrt(mean(x²)+ε)` is a constant of the backward pass.
 
-use candle_core::backend::BackendStorage;
+use super::f32_slice;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 
 /// The primitive twin: same values and gradients, any device and dtype.
@@ -37,15 +37,9 @@ impl CustomOp2 for RmsNorm {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("rms-norm inputs must be contiguous")
-        };
-        if s1.dtype() != DType::F32 || s2.dtype() != DType::F32 {
-            candle_core::bail!("rms-norm: the fused op takes f32")
-        }
-        let x = &s1.as_slice::<f32>()?[a0..a1];
-        let w = &s2.as_slice::<f32>()?[b0..b1];
+        // `rms_norm` sends only f32 here; `as_slice` refuses anything else.
+        let x = f32_slice(s1, l1, self.name())?;
+        let w = f32_slice(s2, l2, self.name())?;
         let d = w.len();
         let mut out = Vec::with_capacity(x.len());
         for row in x.chunks_exact(d) {
