@@ -1,5 +1,8 @@
-//! Differentiable model families, built from primitive tensor ops so that every gradient is
-//! exact (several of candle's fast kernels have no backward; see `docs/notes.md`).
+//! Differentiable model families. Every op has a backward pass: candle's fast kernels
+//! (`candle_nn::ops::rms_norm`, `rope`, `softmax_last_dim`, quantized matmul, sdpa) have none
+//! and silently cut the graph, so the models use primitive tensor ops, or fused custom ops
+//! (`attention`, `gated`, `norm`, `linear`) whose backward passes are written beside them
+//! and tested against their primitive twins.
 //!
 //! Models never mention attribution: at each point where an LRP rule may change the backward
 //! pass (norm, gated activation, attention inputs) they ask [`Rules`]. [`Plain`]
