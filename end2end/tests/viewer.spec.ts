@@ -127,3 +127,19 @@ test('HTML in the prompt renders literally', async ({ page }) => {
   await expect(page.locator('.tokens b, .tokens script, .tokens i')).toHaveCount(0);
   expect(dialogs).toBe(0);
 });
+
+test('cancel stops waiting for a running explanation', async ({ page }) => {
+  const passage = 'The printing press changed how texts were copied, checked and sold across Europe. ';
+  await explain(page, passage.repeat(8));
+  const cancel = page.locator('button[name=cancel]');
+  await expect(cancel).toBeEnabled();
+  await cancel.click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('cancelled');
+  await expect(page.locator('button[name=submit]')).toBeEnabled();
+  await expect(cancel).toBeDisabled();
+  // The page takes a new request afterwards.
+  await page.locator('textarea[name=prompt]').fill('Hello');
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 40_000 });
+  await expect(page.locator('.tokens .tok[data-score]').first()).toBeVisible();
+});

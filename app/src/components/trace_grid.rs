@@ -10,7 +10,7 @@ use crate::format::sig3;
 const CW: usize = 14; // cell width
 const CH: usize = 12; // cell height
 const TOP: usize = 92; // room for the rotated token labels
-const LEFT: usize = 30; // layer labels
+const LEFT: usize = 34; // the layer axis, a separate SVG that stays in view
 
 fn label(text: &str) -> String {
     let t = text.replace('\n', "↵").replace(' ', "·");
@@ -41,12 +41,12 @@ pub fn TraceGrid(
     let (a, b) = range;
     let n = b - a;
     let layers = trace.len();
-    let width = LEFT + n * CW + 4;
+    let width = n * CW + 4;
     let height = TOP + layers * CH + 4;
     let cells = (0..layers)
         .flat_map(|l| (a..b).map(move |t| (l, t)))
         .map(|(l, t)| {
-            let x = LEFT + (t - a) * CW;
+            let x = (t - a) * CW;
             let y = TOP + l * CH;
             view! {
                 <rect
@@ -65,7 +65,7 @@ pub fn TraceGrid(
         .collect_view();
     let token_labels = (a..b)
         .map(|t| {
-            let x = LEFT + (t - a) * CW + CW / 2 + 4;
+            let x = (t - a) * CW + CW / 2 + 4;
             let y = TOP - 4;
             view! {
                 <text
@@ -93,7 +93,7 @@ pub fn TraceGrid(
             view! {
                 <rect
                     class="column-highlight"
-                    x=(LEFT + (t - a) * CW).to_string()
+                    x=((t - a) * CW).to_string()
                     y="0"
                     width=CW.to_string()
                     height=height.to_string()
@@ -124,19 +124,27 @@ pub fn TraceGrid(
     };
     view! {
         <div class="grid-scroll" data-testid="grid">
-            <svg
-                class="grid"
-                width=width.to_string()
-                height=height.to_string()
-                on:mousemove=on_move
-                on:mouseleave=on_leave
-            >
-                <text class="axis-label" x="2" y=(TOP - 4).to_string()>"layer"</text>
-                {layer_labels}
-                {token_labels}
-                {cells}
-                {column}
-            </svg>
+            <div class="grid-row">
+                <svg class="grid-axis" width=LEFT.to_string() height=height.to_string()>
+                    <text class="axis-label" x=(LEFT - 4).to_string() y=(TOP - 4).to_string()>
+                        "layer"
+                    </text>
+                    {layer_labels}
+                </svg>
+                <svg
+                    class="grid"
+                    width=width.to_string()
+                    height=height.to_string()
+                    on:mousemove=on_move
+                    on:mouseleave=on_leave
+                >
+                    {token_labels}
+                    {cells}
+                    {column}
+                </svg>
+            </div>
         </div>
     }
+    // Type-erased: the nested SVG view types otherwise exceed rustc's recursion limit.
+    .into_any()
 }
