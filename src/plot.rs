@@ -89,6 +89,19 @@ fn fmt_score(v: f32) -> String {
     }
 }
 
+/// A white figure of width `w` with `title` centred on top; returns the width.
+fn frame<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    w: u32,
+) -> anyhow::Result<i32> {
+    let w = w as i32;
+    area.fill(&WHITE).map_err(de)?;
+    let style = font(16.0).pos(Pos::new(HPos::Center, VPos::Top));
+    area.draw_text(title, &style, (w / 2, 8)).map_err(de)?;
+    Ok(w)
+}
+
 /// A horizontal colorbar with its ends and (for signed maps) its center labelled.
 fn colorbar<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -157,15 +170,7 @@ impl Figure for Heatmap {
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
-        area.fill(&WHITE).map_err(de)?;
-        let (w, _) = self.size();
-        let w = w as i32;
-        area.draw_text(
-            &self.title,
-            &font(16.0).pos(Pos::new(HPos::Center, VPos::Top)),
-            (w / 2, 8),
-        )
-        .map_err(de)?;
+        let w = frame(area, &self.title, self.size().0)?;
         let max = self.scores.iter().fold(0f32, |m, v| m.max(v.abs()));
         colorbar(
             area,
@@ -218,15 +223,7 @@ impl Figure for TraceFigure {
     }
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
-        area.fill(&WHITE).map_err(de)?;
-        let (w, _) = self.size();
-        let w = w as i32;
-        area.draw_text(
-            &self.title,
-            &font(16.0).pos(Pos::new(HPos::Center, VPos::Top)),
-            (w / 2, 8),
-        )
-        .map_err(de)?;
+        let w = frame(area, &self.title, self.size().0)?;
         colorbar(
             area,
             (w / 2 - 150, 58, 300, 12),
