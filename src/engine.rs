@@ -297,7 +297,7 @@ impl Engine {
             Some(g) => g.1.out.last_hidden.detach(),
             None => {
                 self.model
-                    .forward(&embeds, crate::models::Plain.as_dyn(), false)?
+                    .forward(&embeds, &crate::models::Plain, false)?
                     .last_hidden
             }
         };

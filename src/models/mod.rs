@@ -51,13 +51,6 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
 }
 
-impl Plain {
-    /// `&Plain` as a trait object.
-    pub fn as_dyn(&self) -> &dyn Rules {
-        self
-    }
-}
-
 /// A graph-free CPU tensor holding a copy of a custom op's (contiguous) input.
 pub(crate) fn cpu_tensor(storage: &CpuStorage, layout: &Layout) -> Result<Tensor> {
     let (start, end) = layout
