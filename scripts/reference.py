@@ -23,6 +23,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(ROOT, "tests", "fixtures", "reference")
+GEN_OUT = os.path.join(ROOT, "tests", "fixtures", "generation.json")
 
 LONG = (
     "Summarize the following passage in one sentence. "
@@ -146,9 +147,9 @@ def encode(tok, prompt, chat):
     return text, ids
 
 
-def attribute(model, ids, target):
+def attribute(model, ids, target, contrast=None):
     """One forward + backward of the target's logit (None: the argmax, as the engine's
-    default); returns (grad, embeds, trace, logits)."""
+    default), or of logit[target] - logit[contrast]; returns (grad, embeds, trace, logits)."""
     import torch
 
     layers = model.model.layers
@@ -167,7 +168,8 @@ def attribute(model, ids, target):
         if target is None:
             target = int(logits.argmax())
             torch.topk(logits.detach(), 10)  # the prediction the engine also reports
-        logits[target].backward()
+        y = logits[target] if contrast is None else logits[target] - logits[contrast]
+        y.backward()
     finally:
         for h in handles:
             h.remove()
@@ -191,6 +193,8 @@ def run_mode(mode, gguf, out_path):
 
         monkey_patch(modeling_llama, attnLRP if mode == "attnlrp" else cp_LRP)
     result = {}
+    if mode == "plain":
+        result["__generation__"] = run_generation(gguf)
     for source, prompts in [(gguf, PROMPTS), (TINY_DIR, TINY_PROMPTS)]:
         tok, model = load(source)
         run_prompts(tok, model, prompts, mode, result)
@@ -207,7 +211,9 @@ def run_prompts(tok, model, prompts, mode, result):
             emb = model.get_input_embeddings()(torch.tensor([ids]))
             logits = model(inputs_embeds=emb, use_cache=False).logits[0, -1]
         top = torch.topk(logits, 10)
-        targets = [int(top.indices[0]), int(top.indices[1])]
+        # The argmax, the runner-up, and the contrast "argmax rather than runner-up".
+        a, b = int(top.indices[0]), int(top.indices[1])
+        targets = [(a, None), (b, None), (a, b)]
         entry = {
             "text": text,
             "ids": ids,
@@ -215,8 +221,8 @@ def run_prompts(tok, model, prompts, mode, result):
             "top_logits": r(top.values.tolist()),
             "targets": [],
         }
-        for t in targets:
-            grad, e, trace, lg = attribute(model, ids, t)
+        for t, c in targets:
+            grad, e, trace, lg = attribute(model, ids, t, c)
             scores = {}
             if mode == "plain":
                 scores["saliency"] = r(grad.norm(dim=-1).tolist())
@@ -227,12 +233,54 @@ def run_prompts(tok, model, prompts, mode, result):
                 {
                     "id": t,
                     "logit": float(lg[t]),
+                    "contrast": c,
+                    "contrast_logit": None if c is None else float(lg[c]),
                     "scores": scores,
                     "trace": [r(row) for row in trace],
                 }
             )
         result[name] = entry
         print(f"{mode}: {name} ({len(ids)} tokens)", file=sys.stderr)
+
+
+# Greedy continuations: name -> (prompt, chat_template, model).
+GEN_PROMPTS = {
+    "capital_chat": ("What is the capital of France?", True, "smollm2"),
+    "seed_query": (PROMPTS["seed_query"][0], True, "smollm2"),
+    "poem_chat": ("Write a short poem about the sea.", True, "smollm2"),
+    "eiffel_raw": (PROMPTS["eiffel_raw"][0], False, "smollm2"),
+    "code_raw": (PROMPTS["code_raw"][0], False, "smollm2"),
+    "tiny_chat": (TINY_PROMPTS["tiny_chat"][0], True, "tiny"),
+}
+GEN_TOKENS = 32
+
+
+def run_generation(gguf):
+    """transformers' greedy decoding (generate, do_sample=False, its KV cache and its
+    end-of-sequence ids) for GEN_TOKENS new tokens."""
+    import torch
+
+    out = {}
+    models = {"smollm2": load(gguf), "tiny": load(TINY_DIR)}
+    for name, (prompt, chat, which) in GEN_PROMPTS.items():
+        tok, model = models[which]
+        text, ids = encode(tok, prompt, chat)
+        with torch.no_grad():
+            seq = model.generate(
+                torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                do_sample=False, temperature=None, top_p=None, top_k=None,
+                max_new_tokens=GEN_TOKENS, pad_token_id=tok.eos_token_id,
+            )[0][len(ids):].tolist()
+        eos = model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        out[name] = {
+            "prompt": prompt, "chat_template": chat,
+            "model": "smollm2-135m" if which == "smollm2" else "tests/fixtures/tiny-llama",
+            "ids": ids, "generated": seq, "eos_ids": eos,
+            "text": tok.decode(seq, skip_special_tokens=False),
+        }
+        print(f"generate: {name}: {len(seq)} tokens {out[name]['text']!r}", file=sys.stderr)
+    return out
 
 
 def main():
@@ -274,7 +322,11 @@ def main():
             "targets": [],
         }
         for i, t in enumerate(base["targets"]):
-            tgt = {"id": t["id"], "logit": t["logit"], "scores": dict(t["scores"]), "traces": {"plain": t["trace"]}}
+            tgt = {
+                "id": t["id"], "logit": t["logit"],
+                "contrast": t["contrast"], "contrast_logit": t["contrast_logit"],
+                "scores": dict(t["scores"]), "traces": {"plain": t["trace"]},
+            }
             for mode in ["attnlrp", "cp_lrp"]:
                 other = parts[mode][name]
                 assert other["ids"] == base["ids"], f"{mode} tokenized {name} differently"
@@ -285,7 +337,14 @@ def main():
             doc["targets"].append(tgt)
         with open(os.path.join(OUT, f"{name}.json"), "w") as f:
             json.dump(doc, f, ensure_ascii=False)
-    print(f"wrote {len(every)} fixtures to {OUT}", file=sys.stderr)
+    gen = {
+        "versions": {p: version(p) for p in ["torch", "transformers"]},
+        "max_new_tokens": GEN_TOKENS,
+        "prompts": parts["plain"]["__generation__"],
+    }
+    with open(GEN_OUT, "w") as f:
+        json.dump(gen, f, ensure_ascii=False, indent=1)
+    print(f"wrote {len(every)} fixtures to {OUT} and {GEN_OUT}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -78,3 +78,79 @@ mod tests {
         assert_eq!(text_on(viridis(0.0)), [255, 255, 255]);
     }
 }
+
+/// How scores map to colors: the page's color controls and the CLI's figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ColorScale {
+    /// Diverging colors around 0 (signed scores) or sequential ones over |score|.
+    pub signed: bool,
+    /// The |score| that gets the end color; larger ones are clipped.
+    pub max: f32,
+    /// Exponent on the normalized magnitude (< 1 brightens small scores).
+    pub gamma: f32,
+}
+
+impl ColorScale {
+    /// The normalized value of a score: in [-1, 1] when signed, [0, 1] otherwise.
+    pub fn normalize(&self, score: f32) -> f32 {
+        let v = if self.signed { score } else { score.abs() };
+        if self.max.is_nan() || self.max <= 0.0 || v.is_nan() {
+            return 0.0;
+        }
+        let m = (v.abs() / self.max).min(1.0);
+        let g = if self.gamma > 0.0 { self.gamma } else { 1.0 };
+        m.powf(g).copysign(v)
+    }
+
+    /// The color of a score.
+    pub fn color(&self, score: f32) -> Rgb {
+        let v = self.normalize(score);
+        if self.signed {
+            bwr(v)
+        } else {
+            viridis(v)
+        }
+    }
+}
+
+/// The `q`-quantile (0..=1) of |scores| (nearest rank), 0 for no scores: a clip point that
+/// keeps one outlier (often the first token) from washing out the rest.
+pub fn abs_quantile(scores: &[f32], q: f32) -> f32 {
+    let mut a: Vec<f32> = scores
+        .iter()
+        .map(|s| s.abs())
+        .filter(|s| !s.is_nan())
+        .collect();
+    if a.is_empty() {
+        return 0.0;
+    }
+    a.sort_by(f32::total_cmp);
+    let k = ((q.clamp(0.0, 1.0) * a.len() as f32).ceil() as usize).clamp(1, a.len());
+    a[k - 1]
+}
+
+#[cfg(test)]
+mod scale_tests {
+    use super::*;
+
+    #[test]
+    fn scale_clips_and_bends() {
+        let s = ColorScale {
+            signed: true,
+            max: 2.0,
+            gamma: 0.5,
+        };
+        assert_eq!(s.normalize(-8.0), -1.0);
+        assert!((s.normalize(0.5) - 0.5).abs() < 1e-6); // (0.25)^0.5
+        assert_eq!(s.color(0.0), bwr(0.0));
+        let u = ColorScale {
+            signed: false,
+            max: 4.0,
+            gamma: 1.0,
+        };
+        assert_eq!(u.normalize(-2.0), 0.5);
+        assert_eq!(abs_quantile(&[1.0, -4.0, 2.0, 3.0], 1.0), 4.0);
+        assert_eq!(abs_quantile(&[1.0, -4.0, 2.0, 3.0], 0.75), 3.0);
+        assert_eq!(abs_quantile(&[], 0.9), 0.0);
+    }
+}

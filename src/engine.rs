@@ -4,10 +4,12 @@
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::methods::{gradient, Pass};
-use crate::models::llama::Llama;
+use crate::models::llama::{KvCache, Llama};
+use crate::sampling::Sampler;
 use crate::source::{self, ModelPath};
 use crate::types::{
-    Candidate, Conservation, ExplainRequest, Explanation, Method, MethodResult, Prediction, Stage,
+    Candidate, Conservation, ExplainRequest, Explanation, GenerateRequest, GeneratedToken,
+    Generation, Method, MethodResult, Prediction, Stage, StepRow, StepsRequest, StopReason,
     StreamEvent, Target, TargetSpec, Token,
 };
 use candle_core::{DType, Device, Tensor, Var};
@@ -77,6 +79,28 @@ impl std::fmt::Debug for Engine {
 struct Graph {
     x: Var,
     out: crate::models::llama::ForwardOutput,
+}
+
+/// What [`Engine::attribute`] computes.
+struct Attributed {
+    prediction: Prediction,
+    target: Target,
+    seed: f32,
+    methods: BTreeMap<Method, MethodResult>,
+}
+
+fn stage(stage: Stage, method: Option<Method>) -> StreamEvent {
+    StreamEvent::Stage { stage, method }
+}
+
+/// Wraps a sink: `Break` becomes [`Error::Cancelled`].
+fn emitter(
+    sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
+) -> impl FnMut(StreamEvent) -> Result<()> + '_ {
+    move |ev| match sink(&ev) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(Error::Cancelled),
+    }
 }
 
 /// One backward pass's raw results.
@@ -186,6 +210,7 @@ impl Engine {
                 start: 0,
                 end: 0,
                 special: true,
+                generated: false,
             });
         }
         for (i, (&id, &(start, end))) in enc.get_ids().iter().zip(enc.get_offsets()).enumerate() {
@@ -195,6 +220,7 @@ impl Engine {
                 start,
                 end,
                 special: enc.get_special_tokens_mask().get(i) == Some(&1) || self.is_special(id),
+                generated: false,
             });
         }
         let query_span = query.and_then(|q| {
@@ -249,6 +275,52 @@ impl Engine {
         self.explain_streaming(req, &mut |_| ControlFlow::Continue(()))
     }
 
+    /// The prompt (templated, tokenized) followed by `continuation` ids (generated tokens).
+    pub fn context(
+        &self,
+        prompt: &str,
+        chat_template: bool,
+        continuation: &[u32],
+    ) -> Result<Tokenized> {
+        let mut tok = self.tokenize(prompt, chat_template)?;
+        for &id in continuation {
+            if id as usize >= self.vocab_size() {
+                return Err(Error::ContinuationOutOfRange {
+                    id,
+                    vocab: self.vocab_size(),
+                });
+            }
+            let token = self.appended_token(&mut tok.text, id);
+            tok.tokens.push(token);
+        }
+        Ok(tok)
+    }
+
+    /// A generated token appended to `text`, with its offsets there.
+    fn appended_token(&self, text: &mut String, id: u32) -> Token {
+        let piece = self.decode_token(id);
+        let start = text.len();
+        text.push_str(&piece);
+        Token {
+            id,
+            start,
+            end: text.len(),
+            text: piece,
+            special: self.is_special(id),
+            generated: true,
+        }
+    }
+
+    fn check_length(&self, tokens: usize) -> Result<()> {
+        if tokens > self.max_tokens {
+            return Err(Error::PromptTooLong {
+                tokens,
+                limit: self.max_tokens,
+            });
+        }
+        Ok(())
+    }
+
     /// Explains a prompt, handing each [`StreamEvent`] to `sink` as soon as it is known.
     /// `sink` returning `Break` cancels the request with [`Error::Cancelled`].
     pub fn explain_streaming(
@@ -256,30 +328,47 @@ impl Engine {
         req: &ExplainRequest,
         sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
     ) -> Result<Explanation> {
-        let mut emit = |ev: StreamEvent| match sink(&ev) {
-            ControlFlow::Continue(()) => Ok(()),
-            ControlFlow::Break(()) => Err(Error::Cancelled),
-        };
-        let stage = |stage, method| StreamEvent::Stage { stage, method };
+        let mut emit = emitter(sink);
         emit(stage(Stage::Tokenize, None))?;
-        let tok = self.tokenize(&req.prompt, req.chat_template)?;
-        let n = tok.tokens.len();
-        if n > self.max_tokens {
-            return Err(Error::PromptTooLong {
-                tokens: n,
-                limit: self.max_tokens,
-            });
-        }
+        let tok = self.context(&req.prompt, req.chat_template, &req.continuation)?;
+        self.check_length(tok.tokens.len())?;
         emit(StreamEvent::Tokens {
             text: tok.text.clone(),
             tokens: tok.tokens.clone(),
             query_span: tok.query_span,
             n_layers: self.n_layers(),
         })?;
-
-        emit(stage(Stage::Forward, None))?;
         let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
-        let embeds = self.model.embed(&ids)?;
+        let a = self.attribute(&ids, req, &mut emit)?;
+        emit(StreamEvent::Done)?;
+        Ok(Explanation {
+            model: self.name.clone(),
+            text: tok.text,
+            chat_template: req.chat_template,
+            tokens: tok.tokens,
+            query_span: tok.query_span,
+            n_layers: self.n_layers(),
+            prediction: a.prediction,
+            target: a.target,
+            seed: a.seed,
+            methods: a
+                .methods
+                .into_iter()
+                .map(|(m, r)| (m.name().to_string(), r))
+                .collect(),
+        })
+    }
+
+    /// Forward pass, prediction, target, and every method's backward pass on `ids`;
+    /// emits `stage`, `prediction` and `method` events. `req`'s prompt is not read.
+    fn attribute(
+        &self,
+        ids: &[u32],
+        req: &ExplainRequest,
+        emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
+    ) -> Result<Attributed> {
+        emit(stage(Stage::Forward, None))?;
+        let embeds = self.model.embed(ids)?;
         let mut methods_req: Vec<Method> = Vec::new();
         for &m in &req.methods {
             if !methods_req.contains(&m) {
@@ -310,17 +399,27 @@ impl Engine {
             .to_vec1()?;
         let (prediction, argmax) = self.prediction(&logits, req.top_k);
         let target_id = self.target_id(&req.target, argmax)?;
-        let target = self.candidate(target_id, &logits);
+        let contrast_id = match &req.contrast {
+            Some(spec) => {
+                let id = self.target_id(spec, argmax)?;
+                if id == target_id {
+                    return Err(Error::ContrastIsTarget(self.decode_token(id)));
+                }
+                Some(id)
+            }
+            None => None,
+        };
         let rank = logits
             .iter()
             .filter(|&&l| l > logits[target_id as usize])
             .count();
         let target = Target {
-            token: target,
+            token: self.candidate(target_id, &logits),
             rank,
+            contrast: contrast_id.map(|c| self.candidate(c, &logits)),
         };
         let seed = if req.seed_with_logit {
-            target.token.logit
+            target.explained_logit()
         } else {
             1.0
         };
@@ -342,7 +441,7 @@ impl Engine {
                         Some((p, g)) if p == pass => g,
                         _ => self.forward_pass(&embeds, pass)?.1,
                     };
-                    e.insert(self.backward(graph, target_id, seed)?)
+                    e.insert(self.backward(graph, target_id, contrast_id, seed)?)
                 }
             };
             let scores = match method {
@@ -350,7 +449,7 @@ impl Engine {
                 _ => gradient::dot(&embeds, &r.grad)?,
             };
             let conservation = matches!(method, Method::Attnlrp | Method::CpLrp).then(|| {
-                let denom = seed * target.token.logit;
+                let denom = seed * target.explained_logit();
                 Conservation {
                     input: scores.iter().sum::<f32>() / denom,
                     last_layer: r.trace.last().map_or(0.0, |l| l.iter().sum::<f32>()) / denom,
@@ -366,21 +465,149 @@ impl Engine {
                 method,
                 result: result.clone(),
             })?;
-            methods.insert(method.name().to_string(), result);
+            methods.insert(method, result);
         }
-        emit(StreamEvent::Done)?;
-        Ok(Explanation {
-            model: self.name.clone(),
-            text: tok.text,
-            chat_template: req.chat_template,
-            tokens: tok.tokens,
-            query_span: tok.query_span,
-            n_layers: self.n_layers(),
+        Ok(Attributed {
             prediction,
             target,
             seed,
             methods,
         })
+    }
+
+    /// Generates an answer; the whole result at once.
+    pub fn generate(&self, req: &GenerateRequest) -> Result<Generation> {
+        self.generate_streaming(req, &mut |_| ControlFlow::Continue(()))
+    }
+
+    /// Generates an answer with a KV cache, emitting `tokens`, one `generated` event per
+    /// token, `finished` and `done`. Stops at an end-of-turn token (not kept),
+    /// `max_new_tokens`, or a full context.
+    pub fn generate_streaming(
+        &self,
+        req: &GenerateRequest,
+        sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
+    ) -> Result<Generation> {
+        let mut emit = emitter(sink);
+        if req.max_new_tokens == 0 {
+            return Err(Error::InvalidSetting(
+                "max new tokens must be at least 1".into(),
+            ));
+        }
+        let mut sampler = Sampler::new(req.sampling)?;
+        emit(stage(Stage::Tokenize, None))?;
+        let tok = self.tokenize(&req.prompt, req.chat_template)?;
+        self.check_length(tok.tokens.len())?;
+        emit(StreamEvent::Tokens {
+            text: tok.text.clone(),
+            tokens: tok.tokens.clone(),
+            query_span: tok.query_span,
+            n_layers: self.n_layers(),
+        })?;
+        emit(stage(Stage::Generate, None))?;
+        let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
+        let mut cache = KvCache::default();
+        let mut logits = self
+            .model
+            .forward_cached(&ids, &mut cache)?
+            .to_vec1::<f32>()?;
+        let mut text = tok.text.clone();
+        let mut generated: Vec<GeneratedToken> = Vec::new();
+        let stop = loop {
+            let id = sampler.sample(&logits);
+            if self.eos.contains(&id) {
+                break StopReason::EndOfTurn;
+            }
+            let token = GeneratedToken {
+                prob: self.candidate(id, &logits).prob,
+                token: self.appended_token(&mut text, id),
+            };
+            emit(StreamEvent::Generated {
+                index: generated.len(),
+                token: token.clone(),
+            })?;
+            generated.push(token);
+            if generated.len() >= req.max_new_tokens {
+                break StopReason::MaxNewTokens;
+            }
+            // The next token's context must still fit (to generate it, and to explain it).
+            if cache.len() + 1 >= self.max_tokens {
+                break StopReason::ContextFull;
+            }
+            logits = self.model.forward_cached(&[id], &mut cache)?.to_vec1()?;
+        };
+        emit(StreamEvent::Finished { stop })?;
+        emit(StreamEvent::Done)?;
+        let answer_ids: Vec<u32> = generated.iter().map(|g| g.token.id).collect();
+        let answer = self
+            .tokenizer
+            .decode(&answer_ids, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(Generation {
+            model: self.name.clone(),
+            text: tok.text,
+            chat_template: req.chat_template,
+            tokens: tok.tokens,
+            generated,
+            answer,
+            stop,
+            sampling: req.sampling,
+        })
+    }
+
+    /// Explains every generated token against its context (prompt and earlier generated
+    /// tokens): emits `tokens` (prompt and answer), one `step` row per generated token,
+    /// `done`. Returns the rows.
+    pub fn explain_steps_streaming(
+        &self,
+        req: &StepsRequest,
+        sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
+    ) -> Result<Vec<StepRow>> {
+        let mut emit = emitter(sink);
+        if req.generated.is_empty() {
+            return Err(Error::InvalidSetting(
+                "there are no generated tokens to explain".into(),
+            ));
+        }
+        emit(stage(Stage::Tokenize, None))?;
+        let tok = self.context(&req.prompt, req.chat_template, &req.generated)?;
+        let prompt_len = tok.tokens.len() - req.generated.len();
+        self.check_length(tok.tokens.len() - 1)?;
+        emit(StreamEvent::Tokens {
+            text: tok.text.clone(),
+            tokens: tok.tokens.clone(),
+            query_span: tok.query_span,
+            n_layers: self.n_layers(),
+        })?;
+        let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
+        let mut rows = Vec::with_capacity(req.generated.len());
+        for (step, &target) in req.generated.iter().enumerate() {
+            let sub = ExplainRequest {
+                target: TargetSpec::Id(target),
+                methods: req.methods.clone(),
+                top_k: 1,
+                ..ExplainRequest::new(String::new())
+            };
+            // Only progress passes through; the row is the step's event.
+            let mut inner = |ev: StreamEvent| match ev {
+                StreamEvent::Stage { .. } => emit(ev),
+                _ => Ok(()),
+            };
+            let a = self.attribute(&ids[..prompt_len + step], &sub, &mut inner)?;
+            let row = StepRow {
+                step,
+                target: a.target,
+                scores: a
+                    .methods
+                    .into_iter()
+                    .map(|(m, r)| (m.name().to_string(), r.scores))
+                    .collect(),
+            };
+            emit(StreamEvent::Step { row: row.clone() })?;
+            rows.push(row);
+        }
+        emit(StreamEvent::Done)?;
+        Ok(rows)
     }
 
     /// A forward pass under a pass's rules, recording the graph from the input embeddings.
@@ -390,15 +617,22 @@ impl Engine {
         Ok((pass, Graph { x, out }))
     }
 
-    /// The backward pass: the gradient of `seed · logit[target]` w.r.t. the input embeddings
-    /// and every layer output.
-    fn backward(&self, graph: Graph, target: u32, seed: f32) -> Result<PassResult> {
+    /// The backward pass: the gradient of `seed · (logit[target] − logit[contrast])` w.r.t.
+    /// the input embeddings and every layer output. Only the target's (and contrast's) row
+    /// of the output projection enters the graph.
+    fn backward(
+        &self,
+        graph: Graph,
+        target: u32,
+        contrast: Option<u32>,
+        seed: f32,
+    ) -> Result<PassResult> {
         let Graph { x, out } = graph;
-        let row = self
-            .model
-            .lm_head()
-            .narrow(0, target as usize, 1)?
-            .squeeze(0)?;
+        let head_row = |id: u32| self.model.lm_head().narrow(0, id as usize, 1)?.squeeze(0);
+        let row = match contrast {
+            Some(c) => (head_row(target)? - head_row(c)?)?,
+            None => head_row(target)?,
+        };
         let y = (out.last_hidden * row)?.sum_all()?;
         let y = (y * seed as f64)?;
         let grads = y.backward()?;

@@ -70,6 +70,20 @@ pub enum Error {
     /// Tokenizer failure.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A request setting out of its range (sampling, lengths, steps).
+    #[error("invalid setting: {0}")]
+    InvalidSetting(String),
+    /// A continuation (generated) token id outside the vocabulary.
+    #[error("generated token id {id} is out of range: the vocabulary has {vocab} tokens")]
+    ContinuationOutOfRange {
+        /// The id.
+        id: u32,
+        /// Vocabulary size.
+        vocab: usize,
+    },
+    /// The contrast token is the target itself: the difference is identically 0.
+    #[error("the contrast token is the target itself ({0:?}); pick another")]
+    ContrastIsTarget(String),
     /// The caller cancelled the request.
     #[error("cancelled")]
     Cancelled,

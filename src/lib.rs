@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod colormap;
+pub mod granularity;
 pub mod types;
 
 #[cfg(feature = "engine")]
@@ -33,6 +34,8 @@ mod error;
 pub mod methods;
 #[cfg(feature = "engine")]
 pub mod models;
+#[cfg(feature = "engine")]
+pub mod sampling;
 #[cfg(feature = "engine")]
 pub mod source;
 #[cfg(feature = "engine")]

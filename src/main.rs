@@ -4,7 +4,11 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tokenlens::{Engine, ExplainRequest, Explanation, LoadOptions, Method, TargetSpec};
+use tokenlens::granularity::{Aggregate, Granularity};
+use tokenlens::{
+    Engine, ExplainRequest, Explanation, GenerateRequest, Generation, LoadOptions, Method,
+    Sampling, StreamEvent, TargetSpec,
+};
 
 mod bench;
 mod plot;
@@ -25,6 +29,29 @@ enum Command {
         #[command(flatten)]
         req: RequestArgs,
         /// Print one JSON document (schema: docs/schema.md).
+        #[arg(long)]
+        json: bool,
+        /// Show (and in JSON, add) scores per word or sentence as well as per token.
+        #[arg(long, value_parser = parse_granularity, default_value = "token")]
+        granularity: Granularity,
+        /// How a word's or sentence's score is made from its tokens': sum or max_abs.
+        #[arg(long, value_parser = parse_aggregate, default_value = "sum")]
+        aggregate: Aggregate,
+    },
+    /// Generate an answer, streamed token by token (KV cache; stops at end of turn).
+    Generate {
+        /// The prompt (the user's message).
+        #[arg(short, long)]
+        prompt: String,
+        /// Send the prompt as is, without the chat template.
+        #[arg(long)]
+        raw: bool,
+        /// Model: an alias (smollm2-135m), a .gguf file or a Hugging Face directory.
+        #[arg(short, long, default_value = tokenlens::source::DEFAULT_MODEL)]
+        model: String,
+        #[command(flatten)]
+        gen: GenArgs,
+        /// Print one JSON document (schema: docs/schema.md) instead of streaming text.
         #[arg(long)]
         json: bool,
     },
@@ -84,6 +111,70 @@ struct RequestArgs {
     /// Refuse prompts longer than this many tokens (default: the model's context).
     #[arg(long)]
     max_tokens: Option<usize>,
+    /// Contrastive target: explain logit(target) − logit(first token of this text).
+    #[arg(long)]
+    contrast: Option<String>,
+    /// Generate an answer first (settings below) and explain its N-th token (1-based)
+    /// against the prompt and the N−1 tokens before it.
+    #[arg(long, conflicts_with_all = ["target", "target_id"])]
+    step: Option<usize>,
+    #[command(flatten)]
+    gen: GenArgs,
+}
+
+/// Generation settings (the first seed's defaults).
+#[derive(Args, Debug, Clone)]
+struct GenArgs {
+    /// The most tokens to generate.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// Always take the most likely token (same as --temperature 0).
+    #[arg(long)]
+    greedy: bool,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    /// Sample among the k most likely tokens (0 = all).
+    #[arg(long, default_value_t = 20)]
+    sample_top_k: usize,
+    /// Sample among the smallest set of tokens holding this probability.
+    #[arg(long, default_value_t = 0.8)]
+    top_p: f32,
+    /// Random seed for sampling: the same seed gives the same answer.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl GenArgs {
+    fn request(&self, prompt: &str, raw: bool) -> GenerateRequest {
+        GenerateRequest {
+            prompt: prompt.to_string(),
+            chat_template: !raw,
+            sampling: Sampling {
+                temperature: if self.greedy { 0.0 } else { self.temperature },
+                top_k: self.sample_top_k,
+                top_p: self.top_p,
+                seed: self.seed,
+            },
+            max_new_tokens: self.max_new_tokens,
+        }
+    }
+}
+
+fn parse_granularity(s: &str) -> Result<Granularity, String> {
+    Granularity::from_name(s).ok_or_else(|| format!("{s:?}: expected token, word or sentence"))
+}
+
+fn parse_aggregate(s: &str) -> Result<Aggregate, String> {
+    Aggregate::from_name(s).ok_or_else(|| format!("{s:?}: expected sum or max_abs"))
+}
+
+fn load(model: &str, max_tokens: Option<usize>) -> anyhow::Result<Engine> {
+    let opts = LoadOptions {
+        max_tokens,
+        ..LoadOptions::new(model)
+    };
+    Engine::load_with(&opts).with_context(|| format!("loading model {model:?}"))
 }
 
 impl RequestArgs {
@@ -111,17 +202,27 @@ impl RequestArgs {
             methods,
             top_k: self.top_k,
             seed_with_logit: self.seed_with_logit,
+            continuation: Vec::new(),
+            contrast: self.contrast.clone().map(TargetSpec::Text),
         })
     }
 
     fn run(&self) -> anyhow::Result<Explanation> {
-        let req = self.request()?;
-        let opts = LoadOptions {
-            max_tokens: self.max_tokens,
-            ..LoadOptions::new(&self.model)
-        };
-        let engine =
-            Engine::load_with(&opts).with_context(|| format!("loading model {:?}", self.model))?;
+        let mut req = self.request()?;
+        let engine = load(&self.model, self.max_tokens)?;
+        if let Some(step) = self.step {
+            let gen = engine.generate(&self.gen.request(&self.prompt, self.raw))?;
+            let ids = gen.ids();
+            if step == 0 || step > ids.len() {
+                bail!(
+                    "--step {step} is out of range: the answer has {} tokens ({:?})",
+                    ids.len(),
+                    gen.answer
+                );
+            }
+            req.continuation = ids[..step - 1].to_vec();
+            req.target = TargetSpec::Id(ids[step - 1]);
+        }
         Ok(engine.explain(&req)?)
     }
 
@@ -133,12 +234,39 @@ impl RequestArgs {
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Explain { req, json } => {
+        Command::Explain {
+            req,
+            json,
+            granularity,
+            aggregate,
+        } => {
             let ex = req.run()?;
             if json {
-                println!("{}", serde_json::to_string(&ex)?);
+                let mut doc = serde_json::to_value(&ex)?;
+                if granularity != Granularity::Token {
+                    doc["granularity"] = terminal::grouped(&ex, granularity, aggregate);
+                }
+                println!("{doc}");
             } else {
-                terminal::print(&ex);
+                terminal::print(&ex, granularity, aggregate);
+            }
+        }
+        Command::Generate {
+            prompt,
+            raw,
+            model,
+            gen,
+            json,
+        } => {
+            let engine = load(&model, None)?;
+            let req = gen.request(&prompt, raw);
+            let g = if json {
+                engine.generate(&req)?
+            } else {
+                generate_to_terminal(&engine, &req)?
+            };
+            if json {
+                println!("{}", serde_json::to_string(&g)?);
             }
         }
         Command::Heatmap {
@@ -158,6 +286,27 @@ fn run() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Streams the answer to stdout as it is generated; the stop reason goes to stderr.
+fn generate_to_terminal(engine: &Engine, req: &GenerateRequest) -> anyhow::Result<Generation> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let g = engine.generate_streaming(req, &mut |ev| {
+        if let StreamEvent::Generated { token, .. } = ev {
+            // A closed stdout (`| head`) ends generation.
+            if write!(out, "{}", token.token.text)
+                .and_then(|_| out.flush())
+                .is_err()
+            {
+                return std::ops::ControlFlow::Break(());
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    })?;
+    writeln!(out)?;
+    eprintln!("[{} tokens, stop: {:?}]", g.generated.len(), g.stop);
+    Ok(g)
 }
 
 fn main() -> ExitCode {

@@ -1,5 +1,6 @@
 //! Colored tokens for the terminal (24-bit ANSI backgrounds).
 
+use tokenlens::granularity::{aggregate, groups, Aggregate, Granularity};
 use tokenlens::{Explanation, Method};
 
 /// Background for a score in [-1, 1]: white to red for positive, white to blue for negative.
@@ -17,8 +18,30 @@ fn visible(text: &str) -> String {
     text.replace('\n', "↵\n").replace('\t', "→")
 }
 
-/// Prints the prediction, the target and each method's colored tokens.
-pub fn print(ex: &Explanation) {
+/// The scores per word or sentence, as the `granularity` member of `explain --json`.
+pub fn grouped(ex: &Explanation, level: Granularity, how: Aggregate) -> serde_json::Value {
+    let g = groups(&ex.tokens, level);
+    let scores: serde_json::Map<String, serde_json::Value> = ex
+        .methods
+        .iter()
+        .map(|(name, r)| {
+            (
+                name.clone(),
+                serde_json::json!(aggregate(&r.scores, &g, how)),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "level": level.name(),
+        "aggregate": how.name(),
+        "groups": g,
+        "scores": scores,
+    })
+}
+
+/// Prints the prediction, the target and each method's colored tokens (or words, or
+/// sentences).
+pub fn print(ex: &Explanation, level: Granularity, how: Aggregate) {
     let p = &ex.prediction.best;
     println!(
         "prediction: {:?} (id {}, logit {:.3}, p {:.3})",
@@ -29,23 +52,35 @@ pub fn print(ex: &Explanation) {
         "target:     {:?} (id {}, logit {:.3}, p {:.3}, rank {})",
         t.token.text, t.token.id, t.token.logit, t.token.prob, t.rank
     );
+    if let Some(c) = &t.contrast {
+        println!(
+            "contrast:   {:?} (id {}, logit {:.3}, p {:.3}): scores explain logit difference {:.3}",
+            c.text,
+            c.id,
+            c.logit,
+            c.prob,
+            t.explained_logit()
+        );
+    }
+    let g = groups(&ex.tokens, level);
     for (name, result) in &ex.methods {
-        let max = result.scores.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scores = aggregate(&result.scores, &g, how);
+        let max = scores.iter().fold(0f32, |m, v| m.max(v.abs()));
         let signed = Method::from_name(name).is_some_and(|m| m.is_signed());
         println!("\n{name}{}:", if signed { " (red +, blue −)" } else { "" });
         let mut line = String::new();
-        for (tok, s) in ex.tokens.iter().zip(&result.scores) {
+        for (grp, s) in g.iter().zip(&scores) {
             let v = if max > 0.0 { s / max } else { 0.0 };
             let (r, g, b) = color(v);
             line.push_str(&format!(
                 "\x1b[48;2;{r};{g};{b}m\x1b[38;2;0;0;0m{}\x1b[0m",
-                visible(&tok.text)
+                visible(&grp.text)
             ));
         }
         println!("{line}");
         if let Some(c) = &result.conservation {
             println!(
-                "conservation: input {:.3}, last layer {:.3} of the target logit",
+                "conservation: input {:.3}, last layer {:.3} of the explained logit",
                 c.input, c.last_layer
             );
         }

@@ -85,6 +85,15 @@ pub struct ExplainRequest {
     /// this; it scales every score by the logit).
     #[serde(default)]
     pub seed_with_logit: bool,
+    /// Token ids appended after the (templated) prompt: the first generated tokens, when a
+    /// generated token is explained. Explaining step N of a generation is the prompt with the
+    /// first N−1 generated ids here and the N-th as the target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continuation: Vec<u32>,
+    /// A contrastive target: the score explained becomes `logit(target) − logit(contrast)`,
+    /// "why the target rather than this".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrast: Option<TargetSpec>,
 }
 
 fn default_true() -> bool {
@@ -107,8 +116,160 @@ impl ExplainRequest {
             methods: default_methods(),
             top_k: default_top_k(),
             seed_with_logit: false,
+            continuation: Vec::new(),
+            contrast: None,
         }
     }
+}
+
+/// How the next token is chosen during generation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// Softmax temperature; 0 means greedy (always the argmax).
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (0 = no limit).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p (1 = no limit).
+    pub top_p: f32,
+    /// Random seed: the same seed, prompt and settings give the same answer.
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    /// The first seed's settings: temperature 0.7, top-k 20, top-p 0.8 (seed 0).
+    fn default() -> Self {
+        Sampling {
+            temperature: 0.7,
+            top_k: 20,
+            top_p: 0.8,
+            seed: 0,
+        }
+    }
+}
+
+impl Sampling {
+    /// Always the most likely token.
+    pub fn greedy() -> Self {
+        Sampling {
+            temperature: 0.0,
+            ..Sampling::default()
+        }
+    }
+
+    /// True when no randomness is involved.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0 || self.top_k == 1
+    }
+}
+
+/// A generation request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateRequest {
+    /// The user's text.
+    pub prompt: String,
+    /// Wrap the prompt in the model's chat template.
+    #[serde(default = "default_true")]
+    pub chat_template: bool,
+    /// Sampling settings.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// The most tokens to generate.
+    #[serde(default = "default_max_new_tokens")]
+    pub max_new_tokens: usize,
+}
+
+fn default_max_new_tokens() -> usize {
+    64
+}
+
+impl GenerateRequest {
+    /// A request with the defaults: chat template on, the first seed's sampling, 64 tokens.
+    pub fn new(prompt: impl Into<String>) -> Self {
+        GenerateRequest {
+            prompt: prompt.into(),
+            chat_template: true,
+            sampling: Sampling::default(),
+            max_new_tokens: default_max_new_tokens(),
+        }
+    }
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model produced an end-of-turn / end-of-sequence token (not included in the
+    /// answer).
+    EndOfTurn,
+    /// `max_new_tokens` were generated.
+    MaxNewTokens,
+    /// The model's context (or the server's token limit) is full.
+    ContextFull,
+}
+
+/// One generated token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratedToken {
+    /// The token (offsets into [`Generation::text`] + the answer so far).
+    #[serde(flatten)]
+    pub token: Token,
+    /// Its probability under the model (temperature 1, before any filtering).
+    pub prob: f32,
+}
+
+/// A finished generation; `tokenlens generate --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    /// The model's name.
+    pub model: String,
+    /// The (templated) prompt text.
+    pub text: String,
+    /// Whether the chat template was applied.
+    pub chat_template: bool,
+    /// The prompt's tokens.
+    pub tokens: Vec<Token>,
+    /// The answer's tokens.
+    pub generated: Vec<GeneratedToken>,
+    /// The answer as text.
+    pub answer: String,
+    /// Why it stopped.
+    pub stop: StopReason,
+    /// The sampling settings used.
+    pub sampling: Sampling,
+}
+
+impl Generation {
+    /// The answer's token ids.
+    pub fn ids(&self) -> Vec<u32> {
+        self.generated.iter().map(|g| g.token.id).collect()
+    }
+}
+
+/// Explain every generated token against its context: the rows of the all-steps matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepsRequest {
+    /// The user's text.
+    pub prompt: String,
+    /// Wrap the prompt in the model's chat template.
+    #[serde(default = "default_true")]
+    pub chat_template: bool,
+    /// The generated token ids, in order.
+    pub generated: Vec<u32>,
+    /// Methods to compute for each step.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<Method>,
+}
+
+/// One row of the all-steps matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRow {
+    /// Generated token index (0-based): the row explains `generated[step]`.
+    pub step: usize,
+    /// The token explained.
+    pub target: Target,
+    /// Scores per method name, one per token before the explained one (prompt tokens, then
+    /// `generated[..step]`).
+    pub scores: BTreeMap<String, Vec<f32>>,
 }
 
 /// One token of the (templated) prompt.
@@ -124,6 +285,9 @@ pub struct Token {
     pub end: usize,
     /// A control token of the template (`<|im_start|>` and the like).
     pub special: bool,
+    /// Produced by the model (a continuation token), not part of the prompt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generated: bool,
 }
 
 /// A candidate next token.
@@ -157,14 +321,24 @@ pub struct Target {
     pub token: Candidate,
     /// Its rank among all tokens (0 = the argmax).
     pub rank: usize,
+    /// The contrast token, when the score is `logit(target) − logit(contrast)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrast: Option<Candidate>,
+}
+
+impl Target {
+    /// The explained quantity: the target's logit, or its difference from the contrast's.
+    pub fn explained_logit(&self) -> f32 {
+        self.token.logit - self.contrast.as_ref().map_or(0.0, |c| c.logit)
+    }
 }
 
 /// Relevance bookkeeping: how much of the explained logit the scores account for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conservation {
-    /// Sum of the input scores / (seed × target logit).
+    /// Sum of the input scores / (seed × explained logit; see [`Target::explained_logit`]).
     pub input: f32,
-    /// Sum of the last layer's trace / (seed × target logit); 1 up to rounding.
+    /// Sum of the last layer's trace / (seed × explained logit); 1 up to rounding.
     pub last_layer: f32,
 }
 
@@ -217,10 +391,14 @@ pub enum Stage {
     Forward,
     /// A backward pass for one method.
     Backward,
+    /// Generating the answer.
+    Generate,
 }
 
-/// What a streaming explanation sends, in order: `tokens`, `prediction`, one `method` per
-/// method, `done`. `stage` events may come between them.
+/// What a streaming request sends. An explanation: `tokens`, `prediction`, one `method` per
+/// method, `done`. A generation: `tokens`, one `generated` per token, `finished`, `done`.
+/// All steps: `tokens` (prompt and answer), one `step` per generated token, `done`. `stage`
+/// events may come between them; `error` ends a stream early.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamEvent {
@@ -259,6 +437,23 @@ pub enum StreamEvent {
     },
     /// All done.
     Done,
+    /// A generated token (generation requests).
+    Generated {
+        /// Its index in the answer (0-based).
+        index: usize,
+        /// The token.
+        token: GeneratedToken,
+    },
+    /// Generation ended.
+    Finished {
+        /// Why.
+        stop: StopReason,
+    },
+    /// One row of the all-steps matrix (steps requests).
+    Step {
+        /// The row.
+        row: StepRow,
+    },
     /// The request failed.
     Error {
         /// A readable message.

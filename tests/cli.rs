@@ -103,6 +103,98 @@ fn bad_input_exits_non_zero_with_a_message() {
 }
 
 #[test]
+fn generate_streams_text_and_json() {
+    let args = [
+        "generate",
+        "--prompt",
+        "What is the capital of France?",
+        "--greedy",
+        "--max-new-tokens",
+        "12",
+    ];
+    let out = tokenlens(&args);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Paris"), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop:"));
+    let out = tokenlens(&[&args[..], &["--json"]].concat());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["answer"].as_str().map(str::trim), Some(text.trim()));
+    assert!(doc["generated"][0]["prob"].as_f64().unwrap() > 0.0);
+    assert!(doc["stop"].is_string());
+    fails_with(
+        &["generate", "--prompt", "hi", "--top-p", "0"],
+        "top-p must be in (0, 1]",
+    );
+}
+
+#[test]
+fn explain_step_contrast_and_granularity() {
+    let out = tokenlens(&[
+        "explain",
+        "--prompt",
+        "What is the capital of France?",
+        "--greedy",
+        "--step",
+        "5",
+        "--contrast",
+        " London",
+        "--granularity",
+        "word",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tokens = doc["tokens"].as_array().unwrap();
+    let generated = tokens.iter().filter(|t| t["generated"] == true).count();
+    assert_eq!(generated, 4, "step 5 sees the 4 tokens before it");
+    assert_eq!(doc["target"]["contrast"]["text"], " London");
+    let g = &doc["granularity"];
+    assert_eq!(g["level"], "word");
+    let groups = g["groups"].as_array().unwrap();
+    assert!(groups.len() < tokens.len() && groups.len() > 5);
+    for m in ["saliency", "input_x_gradient"] {
+        let by_word: f64 = g["scores"][m]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        let by_token: f64 = doc["methods"][m]["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        assert!(
+            (by_word - by_token).abs() <= 1e-4 * by_token.abs().max(1.0),
+            "{m}"
+        );
+    }
+    fails_with(
+        &[
+            "explain",
+            "--prompt",
+            "Hi",
+            "--greedy",
+            "--step",
+            "999",
+            "--max-new-tokens",
+            "3",
+        ],
+        "--step 999 is out of range",
+    );
+    fails_with(
+        &["explain", "--prompt", "Hi", "--granularity", "paragraph"],
+        "expected token, word or sentence",
+    );
+}
+
+#[test]
 fn alias_not_fetched_says_how_to_fetch() {
     let empty = std::env::temp_dir().join(format!("tokenlens-empty-cache-{}", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_tokenlens"))

@@ -37,6 +37,11 @@ struct Fixture {
 struct FixtureTarget {
     id: u32,
     logit: f32,
+    /// Contrastive targets explain `logit(id) − logit(contrast)`.
+    #[serde(default)]
+    contrast: Option<u32>,
+    #[serde(default)]
+    contrast_logit: Option<f32>,
     scores: BTreeMap<String, Vec<f32>>,
     traces: BTreeMap<String, Vec<Vec<f32>>>,
 }
@@ -80,6 +85,11 @@ fn fixtures_cover_the_required_cases() {
     assert!(fx
         .iter()
         .all(|f| f.targets.len() >= 2 && f.targets[0].id != f.targets[1].id));
+    assert!(
+        fx.iter()
+            .all(|f| f.targets.iter().any(|t| t.contrast.is_some())),
+        "every fixture has a contrastive target"
+    );
 }
 
 #[test]
@@ -119,6 +129,7 @@ fn scores_match_pytorch_and_lxt() {
         for (ti, t) in f.targets.iter().enumerate() {
             let req = ExplainRequest {
                 target: TargetSpec::Id(t.id),
+                contrast: t.contrast.map(TargetSpec::Id),
                 methods: Method::ALL.to_vec(),
                 top_k: f.top_ids.len(),
                 ..ExplainRequest {
@@ -127,7 +138,13 @@ fn scores_match_pytorch_and_lxt() {
                 }
             };
             let ex = e.explain(&req).unwrap();
-            let ctx = format!("{} target {} ({})", f.name, ti, t.id);
+            let ctx = format!("{} target {} ({} vs {:?})", f.name, ti, t.id, t.contrast);
+            if let (Some(c), Some(cl)) = (t.contrast, t.contrast_logit) {
+                let got = ex.target.contrast.as_ref().expect("contrast reported");
+                assert_eq!(got.id, c, "{ctx}: contrast id");
+                let err = (got.logit - cl).abs() / f.top_logits[0].abs();
+                assert!(err <= LOGIT_TOL, "{ctx}: contrast logit rel err {err:e}");
+            }
             if ti == 0 {
                 assert_eq!(ex.prediction.best.id, f.top_ids[0], "{ctx}: argmax differs");
                 let ours: Vec<u32> = ex.prediction.top.iter().map(|c| c.id).collect();
@@ -164,7 +181,8 @@ fn scores_match_pytorch_and_lxt() {
                 w.2 = w.2.min(rho);
                 let want_trace = &t.traces[trace_key(method)];
                 assert_eq!(got.trace.len(), want_trace.len(), "{ctx} {method}: layers");
-                let vanish = VANISHING * t.logit.abs();
+                let explained = t.logit - t.contrast_logit.unwrap_or(0.0);
+                let vanish = VANISHING * explained.abs();
                 for (l, (g, w)) in got.trace.iter().zip(want_trace).enumerate() {
                     let max_abs = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
                     if max_abs(w) < vanish {

@@ -5,6 +5,7 @@
 //! `tokenlens::colormap`, never candle.
 
 pub mod components;
+pub mod display;
 pub mod format;
 pub mod pages;
 #[cfg(feature = "ssr")]

@@ -8,12 +8,33 @@
 use std::ops::ControlFlow;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
-use tokenlens::{Engine, ExplainRequest, StreamEvent};
+use tokenlens::{Engine, ExplainRequest, GenerateRequest, StepsRequest, StreamEvent};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+/// What a job asks of a model.
+#[derive(Debug, Clone)]
+pub enum Task {
+    /// Explain one token.
+    Explain(ExplainRequest),
+    /// Generate an answer.
+    Generate(GenerateRequest),
+    /// Explain every generated token.
+    Steps(StepsRequest),
+}
+
+impl Task {
+    fn name(&self) -> &'static str {
+        match self {
+            Task::Explain(_) => "explain",
+            Task::Generate(_) => "generate",
+            Task::Steps(_) => "steps",
+        }
+    }
+}
 
 struct Job {
     engine: Arc<Engine>,
-    request: ExplainRequest,
+    task: Task,
     events: UnboundedSender<StreamEvent>,
 }
 
@@ -42,19 +63,25 @@ impl Worker {
 fn run(job: Job) {
     let events = job.events;
     let started = std::time::Instant::now();
-    let result = job.engine.explain_streaming(&job.request, &mut |ev| {
+    let mut sink = |ev: &StreamEvent| {
         if events.send(ev.clone()).is_ok() {
             ControlFlow::Continue(())
         } else {
             ControlFlow::Break(())
         }
-    });
+    };
+    let task = job.task.name();
+    let result = match &job.task {
+        Task::Explain(r) => job.engine.explain_streaming(r, &mut sink).map(drop),
+        Task::Generate(r) => job.engine.generate_streaming(r, &mut sink).map(drop),
+        Task::Steps(r) => job.engine.explain_steps_streaming(r, &mut sink).map(drop),
+    };
     match result {
-        Ok(_) => tracing::info!(ms = started.elapsed().as_millis() as u64, "explained"),
-        Err(tokenlens::Error::Cancelled) => tracing::info!("request cancelled by the client"),
+        Ok(()) => tracing::info!(task, ms = started.elapsed().as_millis() as u64, "done"),
+        Err(tokenlens::Error::Cancelled) => tracing::info!(task, "cancelled by the client"),
         Err(e) => {
             if !e.is_user_error() {
-                tracing::error!("explain failed: {e}");
+                tracing::error!(task, "failed: {e}");
             }
             let _ = events.send(StreamEvent::Error {
                 message: e.to_string(),
@@ -86,7 +113,7 @@ impl ServerState {
     pub fn submit(
         &self,
         model: &str,
-        request: ExplainRequest,
+        task: Task,
     ) -> Result<UnboundedReceiver<StreamEvent>, String> {
         let engine = self
             .models
@@ -103,7 +130,7 @@ impl ServerState {
         let (events, rx) = unbounded_channel();
         match self.worker.jobs.try_send(Job {
             engine,
-            request,
+            task,
             events,
         }) {
             Ok(()) => Ok(rx),

@@ -11,13 +11,17 @@ use super::gated::scale_gradient;
 use super::{cpu_tensor, into_cpu_storage, softmax_last_dim};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 
-/// `(heads, seq, seq)` causal probabilities from `q, k: (heads, seq, head_dim)`.
-fn probabilities(q: &Tensor, k: &Tensor, scale: f64) -> Result<Tensor> {
+/// `(heads, n, m)` causal probabilities from `q: (heads, n, head_dim)` and
+/// `k: (heads, m, head_dim)`, m ≥ n: the queries are the last n of m positions (a KV cache
+/// holds the first m − n).
+pub(crate) fn probabilities(q: &Tensor, k: &Tensor, scale: f64) -> Result<Tensor> {
     let n = q.dim(1)?;
+    let m = k.dim(1)?;
+    let past = m.saturating_sub(n);
     let mask: Vec<f32> = (0..n)
-        .flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .flat_map(|i| (0..m).map(move |j| if j > i + past { f32::NEG_INFINITY } else { 0.0 }))
         .collect();
-    let mask = Tensor::from_vec(mask, (n, n), q.device())?.to_dtype(q.dtype())?;
+    let mask = Tensor::from_vec(mask, (n, m), q.device())?.to_dtype(q.dtype())?;
     let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
     softmax_last_dim(&scores)
 }

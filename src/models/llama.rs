@@ -4,7 +4,7 @@
 //! attention, rotary position embeddings, a SiLU-gated MLP, RMSNorm. Weights are dequantized
 //! to f32 (or kept in bf16) and held as constants: only activations get gradients.
 
-use super::attention::causal_attention;
+use super::attention::{causal_attention, probabilities};
 use super::gated::gated_silu;
 use super::linear::Linear;
 use super::Rules;
@@ -268,6 +268,61 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// Inference with a KV cache (no graph): `x: (new, hidden)` at positions
+    /// `offset..offset + new`; appends the new keys and values to `cache`.
+    fn forward_cached(
+        &self,
+        x: &Tensor,
+        rot: &Rotary,
+        cache: &mut Option<(Tensor, Tensor)>,
+        offset: usize,
+    ) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        let q = rot.apply(
+            &self.split_heads(&self.q_proj.forward(x)?, self.n_heads)?,
+            offset,
+        )?;
+        let k = rot.apply(
+            &self.split_heads(&self.k_proj.forward(x)?, self.n_kv_heads)?,
+            offset,
+        )?;
+        let v = self.split_heads(&self.v_proj.forward(x)?, self.n_kv_heads)?;
+        let (k, v) = match cache.take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
+            None => (k, v),
+        };
+        *cache = Some((k.clone(), v.clone()));
+        let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let o = probabilities(&q, &k.contiguous()?, scale)?.matmul(&v.contiguous()?)?;
+        let o = o
+            .transpose(0, 1)?
+            .reshape((n, self.n_heads * self.head_dim))?;
+        self.o_proj.forward(&o)
+    }
+}
+
+/// Keys and values of every position seen so far, per layer: generation runs each new
+/// token through the model once.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 #[derive(Debug, Clone)]
 struct DecoderLayer {
     self_attn: Attention,
@@ -380,5 +435,36 @@ impl Llama {
             layer_outputs,
             taps,
         })
+    }
+
+    /// Inference for generation: runs `ids` (the prompt, then one token at a time) after the
+    /// positions in `cache` and returns the next-token logits `(vocab,)` in f32.
+    pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let offset = cache.len;
+        if offset + ids.len() > self.cfg.max_position_embeddings {
+            candle_core::bail!(
+                "{} positions exceed the model's context of {}",
+                offset + ids.len(),
+                self.cfg.max_position_embeddings
+            );
+        }
+        cache.layers.resize(self.layers.len(), None);
+        let eps = self.cfg.rms_norm_eps;
+        let mut h = self.embed(ids)?;
+        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let x = super::rms_norm(&h, &layer.input_layernorm, eps, false)?;
+            h = (h + layer
+                .self_attn
+                .forward_cached(&x, &self.rotary, kv, offset)?)?;
+            let x = super::rms_norm(&h, &layer.post_attention_layernorm, eps, false)?;
+            h = (&h + layer.mlp.forward(&x, &super::Plain)?)?;
+        }
+        cache.len = offset + ids.len();
+        let last = h.narrow(0, ids.len() - 1, 1)?;
+        let last = super::rms_norm(&last, &self.norm, eps, false)?;
+        self.lm_head
+            .matmul(&last.t()?)?
+            .squeeze(1)?
+            .to_dtype(DType::F32)
     }
 }

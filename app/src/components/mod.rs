@@ -1,24 +1,26 @@
 //! Pure views: data in, markup out. No server calls here.
 
+pub mod answer;
 pub mod colorbar;
+pub mod step_matrix;
 pub mod token_view;
 pub mod trace_grid;
 
-use tokenlens::colormap::{bwr, hex, text_on, viridis, Rgb};
-
-/// Cell color for a score already divided by the view's max |score|.
-pub fn score_color(v: f32, signed: bool) -> Rgb {
-    if signed {
-        bwr(v)
-    } else {
-        viridis(v)
-    }
-}
+use tokenlens::colormap::{hex, text_on, Rgb};
 
 /// Inline style for a colored cell: background and a readable text color.
-pub fn cell_style(v: f32, signed: bool) -> String {
-    let bg = score_color(v, signed);
+pub fn cell_style(bg: Rgb) -> String {
     format!("background-color:{};color:{}", hex(bg), hex(text_on(bg)))
+}
+
+/// A token's text for an axis label: visible whitespace, at most 14 characters.
+pub fn axis_label(text: &str) -> String {
+    let t = text.replace('\n', "↵").replace(' ', "·");
+    if t.chars().count() > 14 {
+        format!("{}…", t.chars().take(13).collect::<String>())
+    } else {
+        t
+    }
 }
 
 /// A hover tooltip: where, and what it says.

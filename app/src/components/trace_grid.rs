@@ -1,10 +1,11 @@
 //! The layer × token relevance grid (latent relevance trace) as SVG.
 
 use leptos::prelude::*;
-use tokenlens::colormap::{bwr, hex};
+use tokenlens::colormap::{hex, ColorScale};
 use tokenlens::Token;
 
-use super::{data_attr, Tip};
+use super::{axis_label as label, data_attr, Tip};
+use crate::display::Display;
 use crate::format::sig3;
 
 const CW: usize = 14; // cell width
@@ -12,25 +13,17 @@ const CH: usize = 12; // cell height
 const TOP: usize = 92; // room for the rotated token labels
 const LEFT: usize = 34; // the layer axis, a separate SVG that stays in view
 
-fn label(text: &str) -> String {
-    let t = text.replace('\n', "↵").replace(' ', "·");
-    if t.chars().count() > 14 {
-        format!("{}…", t.chars().take(13).collect::<String>())
-    } else {
-        t
-    }
-}
-
-/// Rows are layers (0 at the top), columns the tokens in `range`; cells colored by the
-/// per-layer normalized trace (blue-white-red, 0 = white). Each cell carries `data-layer`,
-/// `data-token-index` and `data-score` (the raw trace value).
+/// Rows are layers (0 at the top), columns the units (tokens, words or sentences) in
+/// `range`; each layer colored on its own scale (blue-white-red, 0 = white, ending at the
+/// layer's max |value| or the chosen percentile, with the page's gamma). Each cell carries
+/// `data-layer`, `data-token-index` (the unit) and `data-score` (the raw trace value).
 #[component]
 pub fn TraceGrid(
     tokens: Vec<Token>,
-    /// `[layer][token]` raw.
+    /// `[layer][unit]` raw.
     trace: Vec<Vec<f32>>,
-    /// `[layer][token]` normalized per layer.
-    normalized: Vec<Vec<f32>>,
+    /// Color settings.
+    display: Display,
     /// The token range shown.
     range: (usize, usize),
     /// The hovered token index (shared with the token view).
@@ -41,6 +34,11 @@ pub fn TraceGrid(
     let (a, b) = range;
     let n = b - a;
     let layers = trace.len();
+    let scales: Vec<ColorScale> = trace
+        .iter()
+        .map(|row| display.scale(true, &row[a..b]))
+        .collect();
+    let scales2 = scales.clone();
     let width = n * CW + 4;
     let height = TOP + layers * CH + 4;
     let cells = (0..layers)
@@ -55,7 +53,7 @@ pub fn TraceGrid(
                     y=y.to_string()
                     width=CW.to_string()
                     height=CH.to_string()
-                    fill=hex(bwr(normalized[l][t]))
+                    fill=hex(scales[l].color(trace[l][t]))
                     data-layer=l.to_string()
                     data-token-index=t.to_string()
                     data-score=trace[l][t].to_string()
@@ -110,9 +108,9 @@ pub fn TraceGrid(
                 x: ev.client_x() as f64,
                 y: ev.client_y() as f64,
                 lines: vec![
-                    format!("layer {l} · token #{t} {:?}", tokens[t].text),
+                    format!("layer {l} · #{t} {:?}", tokens[t].text),
                     format!("raw {}", sig3(trace[l][t])),
-                    format!("normalized {}", sig3(normalized[l][t])),
+                    format!("normalized {}", sig3(scales2[l].normalize(trace[l][t]))),
                 ],
             }),
             _ => None,

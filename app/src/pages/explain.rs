@@ -1,65 +1,22 @@
-//! The explain page: prompt in, streamed attributions out.
+//! The explain page: prompt in; a generated answer and streamed attributions out.
 
 use leptos::prelude::*;
-use leptos::server_fn::codec::{Json, StreamingText, TextStream};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use tokenlens::granularity::{Aggregate, Granularity};
 use tokenlens::{
-    ExplainRequest, Method, MethodResult, Prediction, StreamEvent, Target, TargetSpec, Token,
+    ExplainRequest, GenerateRequest, GeneratedToken, Method, MethodResult, Prediction, Sampling,
+    StepRow, StepsRequest, StopReason, StreamEvent, Target, TargetSpec, Token,
 };
 
+use super::api::{explain, explain_steps, generate, list_models, read_events, Outcome};
+use crate::components::answer::Answer;
 use crate::components::colorbar::Colorbar;
+use crate::components::step_matrix::{MatrixRow, StepMatrix};
 use crate::components::token_view::TokenView;
 use crate::components::trace_grid::TraceGrid;
 use crate::components::{data_attr, Tip};
-use crate::format::{max_abs, ranks, sig3};
-
-/// A model the server offers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelInfo {
-    /// Its name (what `explain` takes).
-    pub name: String,
-    /// Decoder layers.
-    pub n_layers: usize,
-    /// Whether it has a chat template.
-    pub chat_template: bool,
-}
-
-/// The models this server has loaded, the default first.
-#[server(endpoint = "models")]
-pub async fn list_models() -> Result<Vec<ModelInfo>, ServerFnError> {
-    let state = use_context::<crate::ssr::ServerState>()
-        .ok_or_else(|| ServerFnError::new("server state is missing"))?;
-    Ok(state
-        .models
-        .iter()
-        .map(|m| ModelInfo {
-            name: m.name.clone(),
-            n_layers: m.engine.n_layers(),
-            chat_template: m.engine.has_chat_template(),
-        })
-        .collect())
-}
-
-/// Explains a prompt, streaming newline-delimited JSON [`StreamEvent`]s: tokens,
-/// prediction, one result per method, done (or an error).
-#[server(input = Json, output = StreamingText, endpoint = "explain")]
-pub async fn explain(model: String, request: ExplainRequest) -> Result<TextStream, ServerFnError> {
-    use futures::StreamExt;
-    let state = use_context::<crate::ssr::ServerState>()
-        .ok_or_else(|| ServerFnError::new("server state is missing"))?;
-    let rx = state.submit(&model, request).map_err(ServerFnError::new)?;
-    let events = futures::stream::unfold(
-        rx,
-        |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
-    )
-    .map(|ev| {
-        serde_json::to_string(&ev)
-            .map(|s| s + "\n")
-            .map_err(|e| ServerFnError::new(e.to_string()))
-    });
-    Ok(TextStream::new(events))
-}
+use crate::display::{Clip, Display, Units};
+use crate::format::{ranks, sig3};
 
 /// What has arrived of one explanation so far.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -69,7 +26,36 @@ struct Partial {
     n_layers: usize,
     prediction: Option<(Prediction, Target)>,
     methods: BTreeMap<Method, MethodResult>,
-    done: bool,
+    /// The answer token explained (0-based), or None for the prompt's next token.
+    step: Option<usize>,
+    /// The context's generated ids (the request's continuation).
+    continuation: Vec<u32>,
+}
+
+/// A generated answer and what produced it (explaining its tokens reuses these, whatever
+/// the form holds by then).
+#[derive(Clone, Debug, PartialEq)]
+struct AnswerState {
+    model: String,
+    prompt: String,
+    chat: bool,
+    tokens: Vec<GeneratedToken>,
+    stop: Option<StopReason>,
+}
+
+impl AnswerState {
+    fn ids(&self) -> Vec<u32> {
+        self.tokens.iter().map(|t| t.token.id).collect()
+    }
+}
+
+/// The all-steps matrix as it arrives.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct MatrixState {
+    tokens: Vec<Token>,
+    query_span: Option<[usize; 2]>,
+    method: Option<Method>,
+    rows: Vec<StepRow>,
 }
 
 fn stage_text(ev: &StreamEvent) -> Option<String> {
@@ -91,78 +77,105 @@ fn method_label(m: Method) -> &'static str {
     }
 }
 
+fn granularity_label(g: Granularity) -> &'static str {
+    match g {
+        Granularity::Token => "tokens",
+        Granularity::Word => "words",
+        Granularity::Sentence => "sentences",
+    }
+}
+
+/// Every method, gradient methods first: they share one backward pass and color the page
+/// first.
+fn all_methods() -> Vec<Method> {
+    Method::ALL.to_vec()
+}
+
 /// The page.
 #[component]
 pub fn ExplainPage() -> impl IntoView {
     let models = OnceResource::new(list_models());
+    // The form.
     let prompt = RwSignal::new("What is the capital of France?".to_string());
     let model = RwSignal::new(String::new());
     let chat = RwSignal::new(true);
     let target_text = RwSignal::new(String::new());
+    let contrast_text = RwSignal::new(String::new());
+    let greedy = RwSignal::new(false);
+    let sampling = RwSignal::new(Sampling::default());
+    let max_new = RwSignal::new(48usize);
+    // What the page shows.
     let view_method = RwSignal::new(Method::Saliency);
     let query_only = RwSignal::new(false);
+    let display = RwSignal::new(Display::default());
+    // Results.
     let running = RwSignal::new(false);
     let stage = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<String>);
     let result = RwSignal::new(None::<Partial>);
+    let answer = RwSignal::new(None::<AnswerState>);
+    let matrix = RwSignal::new(None::<MatrixState>);
     let run_id = RwSignal::new(0u64);
     let hovered = RwSignal::new(None::<usize>);
     let tip = RwSignal::new(None::<Tip>);
 
-    let run = move |target: TargetSpec| {
+    // Starts a run: supersedes any other; returns its "still current" test.
+    let begin = move || {
         let id = run_id.get_untracked() + 1;
         run_id.set(id);
         running.set(true);
         error.set(None);
-        result.set(None);
         tip.set(None);
         stage.set(Some("sending…".into()));
-        let current = move || run_id.get_untracked() == id;
-        let fail = move |msg: String| {
-            if current() {
+        move || run_id.get_untracked() == id
+    };
+    let finish = move |outcome: Outcome, current: bool| {
+        if !current {
+            return;
+        }
+        running.set(false);
+        match outcome {
+            Outcome::Done => stage.set(Some("done".into())),
+            Outcome::Superseded => {}
+            Outcome::Failed(msg) => {
                 error.set(Some(msg));
-                running.set(false);
                 stage.set(None);
             }
-        };
-        let request = ExplainRequest {
-            prompt: prompt.get_untracked(),
-            chat_template: chat.get_untracked(),
-            target,
-            // Gradient methods first: they share one backward pass and color the page first.
-            methods: vec![
-                Method::Saliency,
-                Method::InputXGradient,
-                Method::Attnlrp,
-                Method::CpLrp,
-            ],
-            top_k: 10,
-            seed_with_logit: false,
-        };
-        let model_name = model.get_untracked();
-        leptos::task::spawn_local(async move {
-            use futures::StreamExt;
-            let stream = match explain(model_name, request).await {
-                Ok(s) => s,
-                Err(e) => return fail(e.to_string()),
+        }
+    };
+
+    // Explains a token: of the prompt (`step` None) or of the answer.
+    let run_explain =
+        move |target: TargetSpec, contrast: Option<TargetSpec>, step: Option<usize>| {
+            let (model_name, prompt_text, chat_on, continuation) =
+                match (step, answer.get_untracked()) {
+                    (Some(k), Some(a)) => (
+                        a.model.clone(),
+                        a.prompt.clone(),
+                        a.chat,
+                        a.ids()[..k].to_vec(),
+                    ),
+                    _ => (
+                        model.get_untracked(),
+                        prompt.get_untracked(),
+                        chat.get_untracked(),
+                        Vec::new(),
+                    ),
+                };
+            let request = ExplainRequest {
+                prompt: prompt_text,
+                chat_template: chat_on,
+                target,
+                methods: all_methods(),
+                top_k: 10,
+                seed_with_logit: false,
+                continuation: continuation.clone(),
+                contrast,
             };
-            let mut stream = stream.into_inner();
-            let mut buf = String::new();
-            while let Some(chunk) = stream.next().await {
-                if !current() {
-                    return; // cancelled or superseded; dropping the stream ends the request
-                }
-                match chunk {
-                    Ok(text) => buf.push_str(&text),
-                    Err(e) => return fail(e.to_string()),
-                }
-                // Chunks may hold several lines or part of one.
-                while let Some(pos) = buf.find('\n') {
-                    let line: String = buf.drain(..=pos).collect();
-                    let ev: StreamEvent = match serde_json::from_str(line.trim_end()) {
-                        Ok(ev) => ev,
-                        Err(e) => return fail(format!("malformed event from the server: {e}")),
-                    };
+            let current = begin();
+            result.set(None);
+            leptos::task::spawn_local(async move {
+                let outcome = read_events(explain(model_name, request).await, current, |ev| {
                     if let Some(s) = stage_text(&ev) {
                         stage.set(Some(s));
                     }
@@ -176,6 +189,8 @@ pub fn ExplainPage() -> impl IntoView {
                             tokens,
                             query_span,
                             n_layers,
+                            step,
+                            continuation: continuation.clone(),
                             ..Partial::default()
                         })),
                         StreamEvent::Prediction { prediction, target } => result.update(|r| {
@@ -188,44 +203,142 @@ pub fn ExplainPage() -> impl IntoView {
                                 r.methods.insert(method, m);
                             }
                         }),
-                        StreamEvent::Done => {
-                            result.update(|r| {
-                                if let Some(r) = r {
-                                    r.done = true
-                                }
-                            });
-                            running.set(false);
-                            stage.set(Some("done".into()));
-                            return;
-                        }
-                        StreamEvent::Error { message } => return fail(message),
-                        StreamEvent::Stage { .. } => {}
+                        _ => {}
                     }
+                })
+                .await;
+                finish(outcome, current());
+            });
+        };
+
+    let run_generate = move || {
+        let request = GenerateRequest {
+            prompt: prompt.get_untracked(),
+            chat_template: chat.get_untracked(),
+            sampling: if greedy.get_untracked() {
+                Sampling::greedy()
+            } else {
+                sampling.get_untracked()
+            },
+            max_new_tokens: max_new.get_untracked(),
+        };
+        let model_name = model.get_untracked();
+        let current = begin();
+        result.set(None);
+        matrix.set(None);
+        answer.set(Some(AnswerState {
+            model: model_name.clone(),
+            prompt: request.prompt.clone(),
+            chat: request.chat_template,
+            tokens: Vec::new(),
+            stop: None,
+        }));
+        leptos::task::spawn_local(async move {
+            let outcome = read_events(generate(model_name, request).await, current, |ev| {
+                if let Some(s) = stage_text(&ev) {
+                    stage.set(Some(s));
                 }
-            }
-            fail("the connection closed before the result was complete".into());
+                match ev {
+                    StreamEvent::Generated { token, .. } => answer.update(|a| {
+                        if let Some(a) = a {
+                            a.tokens.push(token);
+                            stage.set(Some(format!("generating… {} tokens", a.tokens.len())));
+                        }
+                    }),
+                    StreamEvent::Finished { stop } => answer.update(|a| {
+                        if let Some(a) = a {
+                            a.stop = Some(stop)
+                        }
+                    }),
+                    _ => {}
+                }
+            })
+            .await;
+            finish(outcome, current());
+        });
+    };
+
+    let run_steps = move || {
+        let Some(a) = answer.get_untracked() else {
+            return;
+        };
+        if a.tokens.is_empty() {
+            return;
+        }
+        let method = view_method.get_untracked();
+        let request = StepsRequest {
+            prompt: a.prompt.clone(),
+            chat_template: a.chat,
+            generated: a.ids(),
+            methods: vec![method],
+        };
+        let current = begin();
+        matrix.set(Some(MatrixState {
+            method: Some(method),
+            ..MatrixState::default()
+        }));
+        let total = a.tokens.len();
+        leptos::task::spawn_local(async move {
+            let outcome = read_events(
+                explain_steps(a.model, request).await,
+                current,
+                |ev| match ev {
+                    StreamEvent::Tokens {
+                        tokens, query_span, ..
+                    } => matrix.update(|m| {
+                        if let Some(m) = m {
+                            m.tokens = tokens;
+                            m.query_span = query_span;
+                        }
+                    }),
+                    StreamEvent::Step { row } => matrix.update(|m| {
+                        if let Some(m) = m {
+                            m.rows.push(row);
+                            stage.set(Some(format!("all steps: {} of {total}", m.rows.len())));
+                        }
+                    }),
+                    _ => {}
+                },
+            )
+            .await;
+            finish(outcome, current());
         });
     };
 
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let t = target_text.get_untracked();
-        run(if t.is_empty() {
-            TargetSpec::Argmax
-        } else {
-            TargetSpec::Text(t)
-        });
+        let spec = |t: String| (!t.is_empty()).then_some(TargetSpec::Text(t));
+        run_explain(
+            spec(target_text.get_untracked()).unwrap_or_default(),
+            spec(contrast_text.get_untracked()),
+            None,
+        );
     };
     let cancel = move |_| {
         run_id.update(|i| *i += 1);
         running.set(false);
         stage.set(Some("cancelled".into()));
     };
+    let pick_step = Callback::new(move |k: usize| {
+        let id =
+            answer.with_untracked(|a| a.as_ref().and_then(|a| a.tokens.get(k).map(|t| t.token.id)));
+        if let Some(id) = id {
+            run_explain(TargetSpec::Id(id), None, Some(k));
+        }
+    });
 
-    let range = move |r: &Partial| match (query_only.get(), r.query_span) {
-        (true, Some([a, b])) => (a, b),
-        _ => (0, r.tokens.len()),
-    };
+    // The units in view (tokens, words or sentences) of the current explanation.
+    let units = Memo::new(move |_| {
+        result.with(|r| {
+            r.as_ref().map(|r| {
+                let range = match (query_only.get(), r.query_span) {
+                    (true, Some([a, b])) => (a, b),
+                    _ => (0, r.tokens.len()),
+                };
+                Units::new(&r.tokens, display.get().granularity, range)
+            })
+        })
+    });
 
     let model_options = move || {
         models.get().map(|res| match res {
@@ -257,10 +370,11 @@ pub fn ExplainPage() -> impl IntoView {
         Method::ALL
             .into_iter()
             .map(|m| {
-                let arrived =
-                    move || result.with(|r| r.as_ref().is_some_and(|r| r.methods.contains_key(&m)));
+                let pending = move || {
+                    result.with(|r| r.as_ref().is_some_and(|r| !r.methods.contains_key(&m)))
+                };
                 view! {
-                    <label class="method" class:pending=move || !arrived()>
+                    <label class="method" class:pending=pending>
                         <input
                             type="radio"
                             name="method"
@@ -275,35 +389,106 @@ pub fn ExplainPage() -> impl IntoView {
             .collect_view()
     };
 
+    let answer_view = move || {
+        answer.get().map(|a| {
+            let selected = result.with(|r| r.as_ref().and_then(|r| r.step));
+            let stop = a.stop.map(|s| match s {
+                StopReason::EndOfTurn => "end of turn",
+                StopReason::MaxNewTokens => "max new tokens reached",
+                StopReason::ContextFull => "context full",
+            });
+            let n = a.tokens.len();
+            let done = a.stop.is_some();
+            view! {
+                <section class="answer-section">
+                    <h2>"Answer " <span class="hint">"(click a token to see why it was generated)"</span></h2>
+                    <Answer tokens=a.tokens selected=selected on_pick=pick_step/>
+                    <p class="answer-meta" data-testid="answer-meta">
+                        {format!("{n} tokens")}
+                        {stop.map(|s| format!(" · stopped: {s}"))}
+                    </p>
+                    <div class="row">
+                        <button
+                            type="button"
+                            name="all_steps"
+                            disabled=move || running.get() || !done || n == 0
+                            on:click=move |_| run_steps()
+                            title="explain every answer token against its context"
+                        >
+                            {move || format!("All steps ({})", method_label(view_method.get()))}
+                        </button>
+                    </div>
+                </section>
+            }
+            .into_any()
+        })
+    };
+
     let prediction_view = move || {
         result.with(|r| {
-            r.as_ref().and_then(|r| r.prediction.clone()).map(|(p, t)| {
+            r.as_ref().and_then(|r| r.prediction.clone().map(|p| (p, r.step))).map(|((p, t), step)| {
+                let target_id = t.token.id;
+                let continuation = result.with_untracked(|r| r.as_ref().map(|r| r.continuation.len()));
                 let top = p
                     .top
                     .iter()
                     .map(|c| {
                         let id = c.id;
                         let chosen = c.id == t.token.id;
+                        let contrasted = t.contrast.as_ref().is_some_and(|x| x.id == id);
                         view! {
                             <li>
                                 <button
+                                    type="button"
                                     class="candidate"
                                     class:chosen=chosen
                                     title="explain this token instead"
                                     data-token-id=id.to_string()
-                                    on:click=move |_| run(TargetSpec::Id(id))
+                                    on:click=move |_| run_explain(TargetSpec::Id(id), None, step)
                                 >
                                     <span class="cand-text">{format!("{:?}", c.text)}</span>
                                     <span class="cand-prob">{format!("{:.1}%", c.prob * 100.0)}</span>
+                                </button>
+                                <button
+                                    type="button"
+                                    class="versus"
+                                    class:chosen=contrasted
+                                    disabled=chosen
+                                    title="why the target rather than this token"
+                                    data-token-id=id.to_string()
+                                    on:click=move |_| {
+                                        run_explain(TargetSpec::Id(target_id), Some(TargetSpec::Id(id)), step)
+                                    }
+                                >
+                                    "vs"
                                 </button>
                             </li>
                         }
                     })
                     .collect_view();
+                let what = match (step, continuation) {
+                    (Some(k), _) => format!("answer token {}", k + 1),
+                    _ => "next token".to_string(),
+                };
+                let contrast = t.contrast.clone().map(|c| {
+                    view! {
+                        <p data-testid="contrast">
+                            "rather than " <strong>{format!("{:?}", c.text)}</strong>
+                            {format!(
+                                " (id {}, p = {:.3}): scores explain logit({:?}) − logit({:?}) = {}",
+                                c.id,
+                                c.prob,
+                                t.token.text,
+                                c.text,
+                                sig3(t.explained_logit()),
+                            )}
+                        </p>
+                    }
+                });
                 view! {
                     <div class="prediction" data-testid="prediction">
                         <p>
-                            "Next token: " <strong>{format!("{:?}", p.best.text)}</strong>
+                            {format!("Model's {what}: ")} <strong>{format!("{:?}", p.best.text)}</strong>
                             {format!(" (p = {:.3}, logit {})", p.best.prob, sig3(p.best.logit))}
                         </p>
                         <p data-testid="target">
@@ -316,76 +501,143 @@ pub fn ExplainPage() -> impl IntoView {
                                 sig3(t.token.logit),
                             )}
                         </p>
+                        {contrast}
                         <ol class="top-k">{top}</ol>
                     </div>
                 }
+                .into_any()
             })
         })
     };
 
     let tokens_view = move || {
+        let d = display.get();
         result.with(|r| {
-            r.as_ref().map(|r| {
-                let m = view_method.get();
-                let res = r.methods.get(&m);
-                let range = range(r);
-                let scores = res.map(|x| x.scores.clone());
-                let legend = scores.as_ref().map(|s| {
-                    view! {
-                        <Colorbar
-                            signed=m.is_signed()
-                            max=max_abs(&s[range.0..range.1])
-                            label=format!("{} score", method_label(m))
-                        />
-                    }
-                });
-                let conservation = res.and_then(|x| x.conservation.clone()).map(|c| {
-                    view! {
-                        <p class="conservation">
-                            {format!(
-                                "Conservation: inputs hold {:.1}% of the logit, the last layer {:.1}%.",
-                                c.input * 100.0,
-                                c.last_layer * 100.0,
-                            )}
-                        </p>
-                    }
-                });
-                let waiting = res
-                    .is_none()
-                    .then(|| view! { <p class="waiting">{format!("computing {}…", method_label(m))}</p> });
+            let r = r.as_ref()?;
+            let u = units.get()?;
+            let m = view_method.get();
+            let res = r.methods.get(&m);
+            let scores = res.map(|x| u.scores(&x.scores, d.aggregate));
+            let scale = d.scale(
+                m.is_signed(),
+                scores.as_ref().map_or(&[][..], |s| &s[u.range.0..u.range.1]),
+            );
+            let legend = scores.is_some().then(|| {
                 view! {
-                    {legend}
-                    {waiting}
-                    <TokenView
-                        tokens=r.tokens.clone()
-                        scores=scores
-                        signed=m.is_signed()
-                        range=range
-                        hovered=hovered
+                    <Colorbar
+                        scale=scale
+                        label=format!("{} per {}", method_label(m), d.granularity.name())
                     />
-                    {conservation}
                 }
-            })
+            });
+            let conservation = res.and_then(|x| x.conservation.clone()).map(|c| {
+                view! {
+                    <p class="conservation">
+                        {format!(
+                            "Conservation: inputs hold {:.1}% of the explained logit, the last layer {:.1}%.",
+                            c.input * 100.0,
+                            c.last_layer * 100.0,
+                        )}
+                    </p>
+                }
+            });
+            let waiting = res
+                .is_none()
+                .then(|| view! { <p class="waiting">{format!("computing {}…", method_label(m))}</p> });
+            Some(view! {
+                {legend}
+                {waiting}
+                <TokenView
+                    units=u.labels(&r.tokens)
+                    scores=scores
+                    scale=scale
+                    range=u.range
+                    hovered=hovered
+                />
+                {conservation}
+            }
+            .into_any())
         })
     };
 
     let grid_view = move || {
+        let d = display.get();
         result.with(|r| {
-            r.as_ref().and_then(|r| {
-                let m = view_method.get();
-                let res = r.methods.get(&m)?;
-                Some(view! {
-                    <h2>{format!("Layer × token relevance ({}, {} layers)", method_label(m), r.n_layers)}</h2>
+            let r = r.as_ref()?;
+            let u = units.get()?;
+            let m = view_method.get();
+            let res = r.methods.get(&m)?;
+            Some(
+                view! {
+                    <h2>
+                        {format!(
+                            "Layer × {} relevance ({}, {} layers)",
+                            d.granularity.name(),
+                            method_label(m),
+                            r.n_layers,
+                        )}
+                    </h2>
                     <TraceGrid
-                        tokens=r.tokens.clone()
-                        trace=res.trace.clone()
-                        normalized=res.trace_normalized.clone()
-                        range=range(r)
+                        tokens=u.labels(&r.tokens)
+                        trace=u.trace(&res.trace, d.aggregate)
+                        display=d
+                        range=u.range
                         hovered=hovered
                         tip=tip
                     />
+                }
+                .into_any(),
+            )
+        })
+    };
+
+    let matrix_view = move || {
+        let d = display.get();
+        matrix.with(|mx| {
+            let mx = mx.as_ref()?;
+            let method = mx.method?;
+            let header = view! {
+                <h2>{format!("All steps: each answer token × its context ({})", method_label(method))}</h2>
+            };
+            if mx.tokens.is_empty() {
+                return Some(view! { {header} <p class="waiting">"computing…"</p> }.into_any());
+            }
+            let range = match (query_only.get(), mx.query_span) {
+                (true, Some([a, _])) => (a, mx.tokens.len()),
+                _ => (0, mx.tokens.len()),
+            };
+            let u = Units::new(&mx.tokens, d.granularity, range);
+            let rows: Vec<MatrixRow> = mx
+                .rows
+                .iter()
+                .map(|row| {
+                    let scores = &row.scores[method.name()];
+                    let n = scores.len();
+                    MatrixRow {
+                        step: row.step,
+                        label: row.target.token.text.clone(),
+                        scores: u
+                            .groups
+                            .iter()
+                            .map(|g| {
+                                (g.start < n).then(|| d.aggregate.apply(&scores[g.start..g.end.min(n)]))
+                            })
+                            .collect(),
+                    }
                 })
-            })
+                .collect();
+            Some(view! {
+                {header}
+                <StepMatrix
+                    units=u.labels(&mx.tokens)
+                    range=u.range
+                    rows=rows
+                    signed=method.is_signed()
+                    display=d
+                    tip=tip
+                />
+            }
+            .into_any())
         })
     };
 
@@ -394,18 +646,34 @@ pub fn ExplainPage() -> impl IntoView {
         let i: Option<usize> = data_attr(&ev, "data-token-index");
         hovered.set(i);
         tip.set(i.and_then(|i| {
+            let u = units.get_untracked()?;
+            let d = display.get_untracked();
             result.with_untracked(|r| {
                 let r = r.as_ref()?;
                 let m = view_method.get_untracked();
-                let tok = r.tokens.get(i)?;
-                let mut lines = vec![format!("{:?} (id {}, #{i})", tok.text, tok.id)];
+                let g = u.groups.get(i)?;
+                let mut lines = if g.end - g.start == 1 {
+                    let tok = &r.tokens[g.start];
+                    vec![format!("{:?} (id {}, #{})", tok.text, tok.id, g.start)]
+                } else {
+                    vec![format!("{:?} (tokens #{}–#{})", g.text, g.start, g.end - 1)]
+                };
+                if r.tokens[g.start].generated {
+                    lines.push("generated".into());
+                }
                 if let Some(res) = r.methods.get(&m) {
-                    let rank = ranks(&res.scores)[i];
+                    let scores = u.scores(&res.scores, d.aggregate);
+                    let rank = ranks(&scores)[i];
+                    let how = match (d.granularity, d.aggregate) {
+                        (Granularity::Token, _) => "",
+                        (_, Aggregate::Sum) => " (sum)",
+                        (_, Aggregate::MaxAbs) => " (max |score|)",
+                    };
                     lines.push(format!(
-                        "{}: {} (rank {rank} of {})",
+                        "{}{how}: {} (rank {rank} of {})",
                         method_label(m),
-                        sig3(res.scores[i]),
-                        res.scores.len()
+                        sig3(scores[i]),
+                        scores.len()
                     ));
                 }
                 Some(Tip {
@@ -421,12 +689,30 @@ pub fn ExplainPage() -> impl IntoView {
         tip.set(None);
     };
 
-    view! {
-        <main>
-            <header>
-                <h1>"TokenLens"</h1>
-                <p class="tagline">"Why did the model say that?"</p>
-            </header>
+    let num_input = move |name: &'static str,
+                          label: &'static str,
+                          step: &'static str,
+                          get: Signal<String>,
+                          set: Callback<String>| {
+        view! {
+            <label class="num">
+                {label}
+                <input
+                    type="number"
+                    name=name
+                    step=step
+                    prop:value=move || get.get()
+                    on:change=move |ev| set.run(event_target_value(&ev))
+                />
+            </label>
+        }
+    };
+    let set_sampling = move |f: fn(&mut Sampling, &str)| {
+        Callback::new(move |v: String| sampling.update(|s| f(s, v.trim())))
+    };
+
+    // Type-erased parts: the page's full view type otherwise exceeds rustc's query depth.
+    let form = view! {
             <form class="controls" on:submit=submit>
                 <textarea
                     name="prompt"
@@ -467,19 +753,57 @@ pub fn ExplainPage() -> impl IntoView {
                             on:input=move |ev| target_text.set(event_target_value(&ev))
                         />
                     </label>
+                    <label>
+                        "rather than "
+                        <input
+                            type="text"
+                            name="contrast"
+                            placeholder="(optional)"
+                            prop:value=move || contrast_text.get()
+                            on:input=move |ev| contrast_text.set(event_target_value(&ev))
+                        />
+                    </label>
                     <button type="submit" name="submit" disabled=move || running.get()>
-                        "Explain"
+                        "Explain next token"
+                    </button>
+                    <button type="button" name="generate" disabled=move || running.get() on:click=move |_| run_generate()>
+                        "Generate"
                     </button>
                     <button type="button" name="cancel" disabled=move || !running.get() on:click=cancel>
                         "Cancel"
                     </button>
                 </div>
+                <div class="row gen-settings">
+                    <span class="label">"Generation: "</span>
+                    <label>
+                        <input
+                            type="checkbox"
+                            name="greedy"
+                            prop:checked=move || greedy.get()
+                            on:change=move |ev| greedy.set(event_target_checked(&ev))
+                        />
+                        " greedy"
+                    </label>
+                    {num_input("temperature", "temperature ", "0.05",
+                        Signal::derive(move || sampling.get().temperature.to_string()),
+                        set_sampling(|s, v| if let Ok(x) = v.parse() { s.temperature = x }))}
+                    {num_input("sample_top_k", "top-k ", "1",
+                        Signal::derive(move || sampling.get().top_k.to_string()),
+                        set_sampling(|s, v| if let Ok(x) = v.parse() { s.top_k = x }))}
+                    {num_input("top_p", "top-p ", "0.05",
+                        Signal::derive(move || sampling.get().top_p.to_string()),
+                        set_sampling(|s, v| if let Ok(x) = v.parse() { s.top_p = x }))}
+                    {num_input("seed", "seed ", "1",
+                        Signal::derive(move || sampling.get().seed.to_string()),
+                        set_sampling(|s, v| if let Ok(x) = v.parse() { s.seed = x }))}
+                    {num_input("max_new_tokens", "max new tokens ", "1",
+                        Signal::derive(move || max_new.get().to_string()),
+                        Callback::new(move |v: String| if let Ok(x) = v.trim().parse() { max_new.set(x) }))}
+                </div>
             </form>
-            <div class="status" data-testid="status" class:running=move || running.get()>
-                {move || stage.get()}
-            </div>
-            {move || error.get().map(|e| view! { <div class="error" role="alert" data-testid="error">{e}</div> })}
-            {prediction_view}
+    }
+    .into_any();
+    let view_controls = view! {
             <div class="view-controls">
                 <span class="label">"Method: "</span>
                 {method_toggles}
@@ -493,10 +817,108 @@ pub fn ExplainPage() -> impl IntoView {
                     " query only"
                 </label>
             </div>
+            <div class="view-controls">
+                <label>
+                    "View "
+                    <select
+                        name="granularity"
+                        prop:value=move || display.get().granularity.name()
+                        on:change=move |ev| {
+                            if let Some(g) = Granularity::from_name(&event_target_value(&ev)) {
+                                display.update(|d| d.granularity = g)
+                            }
+                        }
+                    >
+                        {Granularity::ALL
+                            .into_iter()
+                            .map(|g| view! { <option value=g.name()>{granularity_label(g)}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
+                <label>
+                    "aggregate "
+                    <select
+                        name="aggregate"
+                        prop:value=move || display.get().aggregate.name()
+                        on:change=move |ev| {
+                            if let Some(a) = Aggregate::from_name(&event_target_value(&ev)) {
+                                display.update(|d| d.aggregate = a)
+                            }
+                        }
+                    >
+                        <option value="sum">"sum"</option>
+                        <option value="max_abs">"max |score|"</option>
+                    </select>
+                </label>
+                <label>
+                    <input
+                        type="checkbox"
+                        name="absolute"
+                        prop:checked=move || display.get().absolute
+                        on:change=move |ev| {
+                            let on = event_target_checked(&ev);
+                            display.update(|d| d.absolute = on)
+                        }
+                    />
+                    " absolute"
+                </label>
+                <label>
+                    "colors end at "
+                    <select
+                        name="clip"
+                        prop:value=move || display.get().clip.name()
+                        on:change=move |ev| {
+                            if let Some(c) = Clip::from_name(&event_target_value(&ev)) {
+                                display.update(|d| d.clip = c)
+                            }
+                        }
+                    >
+                        {Clip::ALL
+                            .into_iter()
+                            .map(|c| view! { <option value=c.name()>{c.label()}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
+                <label>
+                    "gamma "
+                    <input
+                        type="range"
+                        name="gamma"
+                        min="0.2"
+                        max="3"
+                        step="0.1"
+                        prop:value=move || display.get().gamma.to_string()
+                        on:input=move |ev| {
+                            if let Ok(g) = event_target_value(&ev).parse::<f32>() {
+                                display.update(|d| d.gamma = g)
+                            }
+                        }
+                    />
+                    <span class="gamma-value">{move || format!("{:.1}", display.get().gamma)}</span>
+                </label>
+            </div>
+    }
+    .into_any();
+
+    view! {
+        <main>
+            <header>
+                <h1>"TokenLens"</h1>
+                <p class="tagline">"Why did the model say that?"</p>
+            </header>
+            {form}
+            <div class="status" data-testid="status" class:running=move || running.get()>
+                {move || stage.get()}
+            </div>
+            {move || error.get().map(|e| view! { <div class="error" role="alert" data-testid="error">{e}</div> })}
+            {answer_view}
+            {prediction_view}
+            {view_controls}
             <section class="token-section" on:mouseover=token_hover on:mouseleave=token_leave>
                 {tokens_view}
             </section>
             <section class="grid-section">{grid_view}</section>
+            <section class="matrix-section">{matrix_view}</section>
             {move || {
                 tip.get().map(|t| {
                     let style = format!("left:{}px;top:{}px", t.x + 14.0, t.y + 14.0);

@@ -1,3 +1,4 @@
 //! Pages.
 
+pub mod api;
 pub mod explain;

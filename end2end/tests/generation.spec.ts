@@ -1,0 +1,194 @@
+import { test, expect, Page } from '@playwright/test';
+import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+
+const root = path.resolve(__dirname, '..', '..');
+const cli = path.join(root, 'target', 'release', 'tokenlens');
+const shots = path.join(__dirname, '..', 'test-results', 'screenshots');
+const prompt = 'What is the capital of France? Answer in one sentence.';
+const maxNew = '12';
+
+/** The CLI's JSON output. */
+function tokenlens(...args: string[]): any {
+  return JSON.parse(execFileSync(cli, [...args, '--json'], { encoding: 'utf8' }));
+}
+
+function expectClose(got: number[], want: number[], rel = 1e-4) {
+  expect(got.length).toBe(want.length);
+  const scale = Math.max(...want.map(Math.abs));
+  const worst = Math.max(...got.map((g, i) => Math.abs(g - want[i])));
+  expect(worst / scale).toBeLessThanOrEqual(rel);
+}
+
+async function open(page: Page, text: string) {
+  await page.goto('/');
+  await expect(page.locator('select[name=model] option').first()).toHaveAttribute('value', 'smollm2-135m');
+  await page.locator('textarea[name=prompt]').fill(text);
+}
+
+async function scores(page: Page, sel = '.tokens .tok'): Promise<number[]> {
+  return page.locator(sel).evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-score'))));
+}
+
+/** Generates greedily; returns the answer's token ids as the page shows them. */
+async function generateGreedy(page: Page): Promise<number[]> {
+  await page.locator('input[name=greedy]').check();
+  await page.locator('input[name=max_new_tokens]').fill(maxNew);
+  await page.locator('input[name=max_new_tokens]').dispatchEvent('change');
+  await page.locator('button[name=generate]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  return page.locator('.answer .ans-tok').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-token-id'))));
+}
+
+test('the answer streams token by token and greedy equals the engine', async ({ page }) => {
+  await open(page, 'Write a short poem about the sea.');
+  // Record how many answer tokens the page shows after each DOM change.
+  await page.evaluate(() => {
+    const w = window as any;
+    w.__counts = [];
+    new MutationObserver(() => {
+      const n = document.querySelectorAll('.answer .ans-tok').length;
+      if (w.__counts[w.__counts.length - 1] !== n) w.__counts.push(n);
+    }).observe(document.body, { childList: true, subtree: true });
+  });
+  await page.locator('input[name=max_new_tokens]').fill('40');
+  await page.locator('input[name=max_new_tokens]').dispatchEvent('change');
+  await page.locator('input[name=seed]').fill('7');
+  await page.locator('input[name=seed]').dispatchEvent('change');
+  await page.locator('button[name=generate]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const counts: number[] = await page.evaluate(() => (window as any).__counts);
+  const final = await page.locator('.answer .ans-tok').count();
+  expect(final).toBeGreaterThan(5);
+  // Streamed: the page showed several partial answers before the whole one.
+  expect(counts.filter((c) => c > 0 && c < final).length).toBeGreaterThanOrEqual(3);
+  // Sampling with a seed is reproducible: the CLI with the same settings agrees.
+  const sampled = tokenlens('generate', '--prompt', 'Write a short poem about the sea.', '--max-new-tokens', '40', '--seed', '7');
+  const ids = await page.locator('.answer .ans-tok').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-token-id'))));
+  expect(ids).toEqual(sampled.generated.map((t: any) => t.id));
+  await expect(page.locator('[data-testid=answer-meta]')).toContainText('stopped');
+
+  await page.locator('textarea[name=prompt]').fill(prompt);
+  const greedy = await generateGreedy(page);
+  const want = tokenlens('generate', '--prompt', prompt, '--greedy', '--max-new-tokens', maxNew);
+  expect(greedy).toEqual(want.generated.map((t: any) => t.id));
+  await page.screenshot({ path: path.join(shots, 'answer.png'), fullPage: true });
+});
+
+test('clicking an answer token explains it against everything before it', async ({ page }) => {
+  await open(page, prompt);
+  const ids = await generateGreedy(page);
+  expect(ids.length).toBeGreaterThanOrEqual(4);
+  await page.locator('.answer .ans-tok[data-step="3"]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await expect(page.locator('.answer .ans-tok[data-step="3"]')).toHaveClass(/selected/);
+  await expect(page.locator('[data-testid=prediction]')).toContainText('answer token 4');
+  // The context is the prompt and the three tokens generated before it.
+  await expect(page.locator('.tokens .tok.gen')).toHaveCount(3);
+  const want = tokenlens('explain', '--prompt', prompt, '--greedy', '--max-new-tokens', maxNew, '--step', '4',
+    '--methods', 'saliency,attnlrp');
+  expect(want.target.id).toBe(ids[3]);
+  await expect(page.locator('[data-testid=target]')).toContainText(`id ${ids[3]}`);
+  expectClose(await scores(page), want.methods.saliency.scores);
+  await page.locator('input[name=method][value=attnlrp]').check();
+  expectClose(await scores(page), want.methods.attnlrp.scores);
+  await page.screenshot({ path: path.join(shots, 'step.png'), fullPage: true });
+});
+
+test('all steps: a matrix of every answer token against its context', async ({ page }) => {
+  await open(page, prompt);
+  const ids = await generateGreedy(page);
+  const tokens = page.locator('.tokens .tok');
+  await page.locator('button[name=all_steps]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 60_000 });
+  const first = tokenlens('explain', '--prompt', prompt, '--greedy', '--max-new-tokens', maxNew, '--step', '1',
+    '--methods', 'saliency');
+  const p = first.tokens.length;
+  const n = ids.length;
+  // Row k has the prompt's p tokens and the k answer tokens before it.
+  const cells = page.locator('[data-testid=matrix] rect.mcell');
+  await expect(cells).toHaveCount(n * p + (n * (n - 1)) / 2);
+  for (const step of [0, n - 1]) {
+    const row = await scores(page, `rect.mcell[data-step="${step}"]`);
+    const want = step === 0 ? first : tokenlens('explain', '--prompt', prompt, '--greedy', '--max-new-tokens', maxNew,
+      '--step', String(step + 1), '--methods', 'saliency');
+    expectClose(row, want.methods.saliency.scores);
+  }
+  await page.locator(`rect.mcell[data-step="${n - 1}"][data-token-index="${p}"]`).hover();
+  await expect(page.locator('[data-testid=tooltip]')).toContainText(`step ${n} ←`);
+  expect(await tokens.count()).toBe(0); // the matrix needs no single explanation
+  await page.screenshot({ path: path.join(shots, 'matrix.png'), fullPage: true });
+});
+
+test('contrastive target: why the target rather than an alternative', async ({ page }) => {
+  const q = 'What is the capital of France?';
+  await open(page, q);
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await page.locator('input[name=method][value=input_x_gradient]').check();
+  const alt = page.locator('.top-k li').nth(1);
+  const altId = Number(await alt.locator('.candidate').getAttribute('data-token-id'));
+  await alt.locator('.versus').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await expect(page.locator('[data-testid=contrast]')).toContainText(`id ${altId}`);
+  await expect(alt.locator('.versus')).toHaveClass(/chosen/);
+  // Gradients are linear: scores(A − B) = scores(A) − scores(B), from the CLI.
+  const a = tokenlens('explain', '--prompt', q, '--methods', 'input_x_gradient');
+  const b = tokenlens('explain', '--prompt', q, '--methods', 'input_x_gradient', '--target-id', String(altId));
+  const diff = a.methods.input_x_gradient.scores.map((x: number, i: number) => x - b.methods.input_x_gradient.scores[i]);
+  expectClose(await scores(page), diff, 1e-3);
+  // Typed: the form's "rather than" field.
+  await page.locator('input[name=target]').fill(' The');
+  await page.locator('input[name=contrast]').fill(' Paris');
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const typed = tokenlens('explain', '--prompt', q, '--methods', 'input_x_gradient', '--target', ' The', '--contrast', ' Paris');
+  await expect(page.locator('[data-testid=contrast]')).toContainText(`id ${typed.target.contrast.id}`);
+  expectClose(await scores(page), typed.methods.input_x_gradient.scores);
+  await page.screenshot({ path: path.join(shots, 'contrast.png'), fullPage: true });
+});
+
+test('word and sentence views aggregate scores; the grid and colors follow', async ({ page }) => {
+  const q = 'Paris is lovely. Why do people visit France? Give two reasons.';
+  await open(page, q);
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const tokenScores = await scores(page);
+  const total = tokenScores.reduce((s, x) => s + x, 0);
+  const layers = Number(await page.locator('rect.cell').count()) / tokenScores.length;
+  for (const level of ['word', 'sentence']) {
+    await page.locator('select[name=granularity]').selectOption(level);
+    const want = tokenlens('explain', '--prompt', q, '--granularity', level);
+    await expect(page.locator('.tokens .tok')).toHaveCount(want.granularity.groups.length);
+    const got = await scores(page);
+    expectClose(got, want.granularity.scores.saliency);
+    // Sums conserve the total.
+    expect(Math.abs(got.reduce((s, x) => s + x, 0) - total)).toBeLessThanOrEqual(1e-3 * Math.abs(total));
+    await expect(page.locator('rect.cell')).toHaveCount(layers * got.length);
+  }
+  await expect(page.locator('.tokens .tok').filter({ hasText: 'Why do people visit France?' })).toHaveCount(1);
+  await page.locator('select[name=aggregate]').selectOption('max_abs');
+  const want = tokenlens('explain', '--prompt', q, '--granularity', 'sentence', '--aggregate', 'max_abs');
+  expectClose(await scores(page), want.granularity.scores.saliency);
+  await page.screenshot({ path: path.join(shots, 'sentences.png'), fullPage: true });
+
+  // Color controls: absolute values, a percentile clip, gamma; the colorbar follows.
+  await page.locator('select[name=granularity]').selectOption('token');
+  await page.locator('input[name=method][value=attnlrp]').check();
+  const bar = page.locator('.token-section .colorbar');
+  await expect(bar).toHaveAttribute('data-signed', 'true');
+  await page.locator('input[name=absolute]').check();
+  await expect(bar).toHaveAttribute('data-signed', 'false');
+  const max0 = Number(await bar.getAttribute('data-max'));
+  await page.locator('select[name=clip]').selectOption('p90');
+  const abs = (await scores(page)).map(Math.abs).sort((x, y) => x - y);
+  const p90 = abs[Math.ceil(0.9 * abs.length) - 1];
+  await expect(bar).toHaveAttribute('data-max', String(p90));
+  expect(p90).toBeLessThan(max0);
+  const tok = page.locator('.tokens .tok').nth(Math.floor(abs.length / 2));
+  const before = await tok.evaluate((e) => getComputedStyle(e).backgroundColor);
+  await page.locator('input[name=gamma]').fill('0.4');
+  await expect(bar).toHaveAttribute('data-gamma', '0.4');
+  const after = await tok.evaluate((e) => getComputedStyle(e).backgroundColor);
+  expect(after).not.toBe(before);
+});

@@ -1,0 +1,295 @@
+//! Generation and explaining generated tokens.
+//!
+//! Greedy decoding is checked token for token against transformers' `generate`
+//! (do_sample=False) on the same weights: `tests/fixtures/generation.json`, written by
+//! `scripts/reference.py`.
+
+use crate::util::{engine, engine_for, rel_err, root};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tokenlens::{
+    ExplainRequest, GenerateRequest, Method, Sampling, StepsRequest, StopReason, StreamEvent,
+    TargetSpec,
+};
+
+#[derive(Deserialize)]
+struct GenFixtures {
+    max_new_tokens: usize,
+    prompts: BTreeMap<String, GenFixture>,
+}
+
+#[derive(Deserialize)]
+struct GenFixture {
+    prompt: String,
+    chat_template: bool,
+    model: String,
+    ids: Vec<u32>,
+    generated: Vec<u32>,
+    eos_ids: Vec<u32>,
+}
+
+fn greedy(prompt: &str, chat: bool, n: usize) -> GenerateRequest {
+    GenerateRequest {
+        prompt: prompt.into(),
+        chat_template: chat,
+        sampling: Sampling::greedy(),
+        max_new_tokens: n,
+    }
+}
+
+#[test]
+fn greedy_generation_equals_transformers() {
+    let path = root().join("tests/fixtures/generation.json");
+    let fx: GenFixtures = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut long = 0;
+    for (name, f) in &fx.prompts {
+        let e = engine_for(&f.model);
+        let g = e
+            .generate(&greedy(&f.prompt, f.chat_template, fx.max_new_tokens))
+            .unwrap();
+        let prompt_ids: Vec<u32> = g.tokens.iter().map(|t| t.id).collect();
+        assert_eq!(prompt_ids, f.ids, "{name}: prompt ids");
+        // transformers keeps the end-of-sequence token it stopped on; we report it as the
+        // stop reason instead.
+        let mut want = f.generated.clone();
+        let stopped_on_eos = want.last().is_some_and(|id| f.eos_ids.contains(id));
+        if stopped_on_eos {
+            want.pop();
+            assert_eq!(g.stop, StopReason::EndOfTurn, "{name}: stop reason");
+        } else {
+            assert_eq!(g.stop, StopReason::MaxNewTokens, "{name}: stop reason");
+        }
+        assert_eq!(g.ids(), want, "{name}: greedy continuation differs");
+        eprintln!("{name}: {} tokens equal: {:?}", want.len(), g.answer);
+        if want.len() >= 20 {
+            long += 1;
+        }
+    }
+    assert!(long >= 4, "only {long} fixtures compare 20+ tokens");
+}
+
+/// Explaining step N of a generation = explaining the prompt extended by the first N−1
+/// generated tokens, here as raw text re-tokenized (a path that shares nothing with the
+/// continuation ids).
+#[test]
+fn explaining_a_step_equals_explaining_the_extended_prompt() {
+    let e = engine();
+    let g = e
+        .generate(&greedy("What is the capital of France?", true, 8))
+        .unwrap();
+    let ids = g.ids();
+    assert!(ids.len() >= 5, "answer too short: {:?}", g.answer);
+    for step in [1, 3, 5] {
+        let by_step = e
+            .explain(&ExplainRequest {
+                continuation: ids[..step - 1].to_vec(),
+                target: TargetSpec::Id(ids[step - 1]),
+                methods: vec![Method::InputXGradient, Method::Attnlrp],
+                ..ExplainRequest::new("What is the capital of France?")
+            })
+            .unwrap();
+        let prefix: String = g.generated[..step - 1]
+            .iter()
+            .map(|t| t.token.text.as_str())
+            .collect();
+        let by_text = e
+            .explain(&ExplainRequest {
+                prompt: format!("{}{prefix}", g.text),
+                chat_template: false,
+                target: TargetSpec::Id(ids[step - 1]),
+                methods: vec![Method::InputXGradient, Method::Attnlrp],
+                ..ExplainRequest::new("")
+            })
+            .unwrap();
+        let a: Vec<u32> = by_step.tokens.iter().map(|t| t.id).collect();
+        let b: Vec<u32> = by_text.tokens.iter().map(|t| t.id).collect();
+        assert_eq!(a, b, "step {step}: contexts tokenize differently");
+        assert_eq!(by_step.text, by_text.text);
+        assert_eq!(
+            by_step.tokens.iter().filter(|t| t.generated).count(),
+            step - 1
+        );
+        for m in ["input_x_gradient", "attnlrp"] {
+            let err = rel_err(&by_step.methods[m].scores, &by_text.methods[m].scores);
+            assert!(err <= 1e-5, "step {step} {m}: rel err {err:e}");
+        }
+        assert_eq!(by_step.target.token.id, ids[step - 1]);
+        // Greedy: each generated token is the argmax of its context.
+        assert_eq!(by_step.target.rank, 0, "step {step}");
+    }
+}
+
+#[test]
+fn all_steps_rows_match_single_explanations() {
+    let e = engine();
+    let g = e
+        .generate(&greedy("What is the capital of France?", true, 4))
+        .unwrap();
+    let ids = g.ids();
+    let mut events = Vec::new();
+    let rows = e
+        .explain_steps_streaming(
+            &StepsRequest {
+                prompt: "What is the capital of France?".into(),
+                chat_template: true,
+                generated: ids.clone(),
+                methods: vec![Method::Saliency],
+            },
+            &mut |ev| {
+                events.push(ev.clone());
+                std::ops::ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+    assert_eq!(rows.len(), ids.len());
+    let n_steps = events
+        .iter()
+        .filter(|e| matches!(e, StreamEvent::Step { .. }))
+        .count();
+    assert_eq!(n_steps, ids.len());
+    for (k, row) in rows.iter().enumerate() {
+        let single = e
+            .explain(&ExplainRequest {
+                continuation: ids[..k].to_vec(),
+                target: TargetSpec::Id(ids[k]),
+                methods: vec![Method::Saliency],
+                ..ExplainRequest::new("What is the capital of France?")
+            })
+            .unwrap();
+        assert_eq!(row.scores["saliency"], single.methods["saliency"].scores);
+        assert_eq!(row.scores["saliency"].len(), g.tokens.len() + k);
+    }
+}
+
+#[test]
+fn sampling_is_reproducible_and_streams() {
+    let e = engine();
+    let req = GenerateRequest {
+        max_new_tokens: 12,
+        sampling: Sampling {
+            seed: 42,
+            ..Sampling::default()
+        },
+        ..GenerateRequest::new("Tell me a joke.")
+    };
+    let mut streamed = Vec::new();
+    let a = e
+        .generate_streaming(&req, &mut |ev| {
+            if let StreamEvent::Generated { index, token } = ev {
+                streamed.push((*index, token.token.id));
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    let b = e.generate(&req).unwrap();
+    assert_eq!(a.ids(), b.ids(), "same seed, same answer");
+    assert_eq!(
+        streamed,
+        a.ids().into_iter().enumerate().collect::<Vec<_>>()
+    );
+    assert!(a.generated.iter().all(|t| t.prob > 0.0 && t.prob <= 1.0));
+    // Offsets index the prompt text followed by the answer.
+    let full = format!("{}{}", a.text, a.answer);
+    for t in &a.generated {
+        assert_eq!(&full[t.token.start..t.token.end], t.token.text);
+    }
+    let seeds: Vec<Vec<u32>> = (0..4)
+        .map(|s| {
+            e.generate(&GenerateRequest {
+                sampling: Sampling {
+                    seed: s,
+                    ..Sampling::default()
+                },
+                ..req.clone()
+            })
+            .unwrap()
+            .ids()
+        })
+        .collect();
+    assert!(
+        seeds.iter().any(|s| s != &seeds[0]),
+        "four seeds gave one answer: sampling is not sampling"
+    );
+}
+
+#[test]
+fn contrastive_scores_are_the_difference_of_two_explanations() {
+    let e = engine();
+    let base = ExplainRequest {
+        methods: vec![Method::InputXGradient, Method::Attnlrp],
+        ..ExplainRequest::new("What is the capital of France?")
+    };
+    let with = |t: &str, c: Option<&str>| {
+        e.explain(&ExplainRequest {
+            target: TargetSpec::Text(t.into()),
+            contrast: c.map(|c| TargetSpec::Text(c.into())),
+            ..base.clone()
+        })
+        .unwrap()
+    };
+    let (a, b, ab) = (
+        with("The", None),
+        with("Paris", None),
+        with("The", Some("Paris")),
+    );
+    let c = ab.target.contrast.as_ref().unwrap();
+    assert_eq!(c.id, b.target.token.id);
+    assert!((ab.target.explained_logit() - (a.target.token.logit - c.logit)).abs() < 1e-4);
+    // Gradients are linear in the seed: scores(A − B) = scores(A) − scores(B).
+    for m in ["input_x_gradient", "attnlrp"] {
+        let diff: Vec<f32> = a.methods[m]
+            .scores
+            .iter()
+            .zip(&b.methods[m].scores)
+            .map(|(x, y)| x - y)
+            .collect();
+        let err = rel_err(&ab.methods[m].scores, &diff);
+        assert!(err <= 1e-4, "{m}: rel err {err:e}");
+    }
+    let err = e
+        .explain(&ExplainRequest {
+            target: TargetSpec::Text("The".into()),
+            contrast: Some(TargetSpec::Text("The".into())),
+            ..base.clone()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("contrast"), "{err}");
+}
+
+#[test]
+fn bad_generation_settings_are_refused() {
+    let e = engine();
+    for (req, needle) in [
+        (
+            GenerateRequest {
+                max_new_tokens: 0,
+                ..GenerateRequest::new("hi")
+            },
+            "at least 1",
+        ),
+        (
+            GenerateRequest {
+                sampling: Sampling {
+                    top_p: 1.5,
+                    ..Sampling::default()
+                },
+                ..GenerateRequest::new("hi")
+            },
+            "top-p",
+        ),
+        (GenerateRequest::new("   "), "empty"),
+    ] {
+        let err = e.generate(&req).unwrap_err();
+        assert!(
+            err.is_user_error() && err.to_string().contains(needle),
+            "{err}"
+        );
+    }
+    let err = e
+        .explain(&ExplainRequest {
+            continuation: vec![u32::MAX],
+            ..ExplainRequest::new("hi")
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("out of range"), "{err}");
+}
