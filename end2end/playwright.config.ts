@@ -22,7 +22,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: `../target/release/tokenlens-server --site-root ../target/site --addr 127.0.0.1:${port}`,
+    command: `../target/release/tokenlens-server --model smollm2-135m --model gemma3-270m --site-root ../target/site --addr 127.0.0.1:${port}`,
     url: `http://127.0.0.1:${port}/`,
     timeout: 60_000,
     reuseExistingServer: false,

@@ -4,5 +4,5 @@
 set -euo pipefail
 venv="${TOKENLENS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tokenlens}/venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet torch==2.6.0 transformers==4.52.4 lxt==2.1 gguf==0.19.0 numpy
+"$venv/bin/pip" install --quiet torch==2.6.0 transformers==4.52.4 lxt==2.1 gguf==0.19.0 numpy sentencepiece==0.2.0 protobuf==7.36.2
 echo "$venv/bin/python"

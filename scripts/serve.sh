@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-models.sh
 bash scripts/build-web.sh
-exec target/release/tokenlens-server --model smollm2-135m --site-root target/site "$@"
+exec target/release/tokenlens-server --model smollm2-135m --model gemma3-270m --site-root target/site "$@"

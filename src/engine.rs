@@ -4,7 +4,7 @@
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::methods::{gradient, Pass};
-use crate::models::llama::{KvCache, Llama};
+use crate::models::decoder::{Decoder, KvCache};
 use crate::sampling::Sampler;
 use crate::source::{self, ModelPath};
 use crate::types::{
@@ -58,7 +58,7 @@ pub struct Tokenized {
 /// `&self`.
 pub struct Engine {
     name: String,
-    model: Llama,
+    model: Decoder,
     tokenizer: Tokenizer,
     chat_template: Option<ChatTemplate>,
     add_bos: Option<u32>,
@@ -78,7 +78,7 @@ impl std::fmt::Debug for Engine {
 /// A forward pass with its graph, ready for a backward pass.
 struct Graph {
     x: Var,
-    out: crate::models::llama::ForwardOutput,
+    out: crate::models::decoder::ForwardOutput,
 }
 
 /// What [`Engine::attribute`] computes.
@@ -120,7 +120,7 @@ impl Engine {
         let (name, path) = source::resolve(&opts.model)?;
         tracing::info!(model = %name, ?path, "loading");
         let mut loaded = source::open(&path, opts.dtype, &opts.device)?;
-        let model = Llama::load(loaded.config.clone(), loaded.weights.as_mut(), &opts.device)
+        let model = Decoder::load(loaded.config.clone(), loaded.weights.as_mut(), &opts.device)
             .map_err(|e| match (e, &path) {
                 (Error::Candle(c), ModelPath::Gguf(p) | ModelPath::HfDir(p)) => {
                     Error::BadModelFile {
@@ -390,11 +390,14 @@ impl Engine {
                     .last_hidden
             }
         };
-        let logits: Vec<f32> = self
+        let logits = self
             .model
             .lm_head()
             .matmul(&last_hidden.unsqueeze(1)?)?
-            .squeeze(1)?
+            .squeeze(1)?;
+        let logits: Vec<f32> = self
+            .model
+            .softcap(&logits)?
             .to_dtype(DType::F32)?
             .to_vec1()?;
         let (prediction, argmax) = self.prediction(&logits, req.top_k);
@@ -628,12 +631,15 @@ impl Engine {
         seed: f32,
     ) -> Result<PassResult> {
         let Graph { x, out } = graph;
-        let head_row = |id: u32| self.model.lm_head().narrow(0, id as usize, 1)?.squeeze(0);
-        let row = match contrast {
-            Some(c) => (head_row(target)? - head_row(c)?)?,
-            None => head_row(target)?,
+        // The (soft-capped) logit of one token, as a graph node.
+        let logit = |id: u32| -> candle_core::Result<Tensor> {
+            let row = self.model.lm_head().narrow(0, id as usize, 1)?.squeeze(0)?;
+            self.model.softcap(&(&out.last_hidden * row)?.sum_all()?)
         };
-        let y = (out.last_hidden * row)?.sum_all()?;
+        let y = match contrast {
+            Some(c) => (logit(target)? - logit(c)?)?,
+            None => logit(target)?,
+        };
         let y = (y * seed as f64)?;
         let grads = y.backward()?;
         let grad = grads

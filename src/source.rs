@@ -3,7 +3,9 @@
 
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
-use crate::models::llama::{Config, WeightSource};
+use crate::models::decoder::{Config, WeightSource};
+use crate::models::family::Family;
+use crate::models::FAMILIES;
 use candle_core::quantized::gguf_file::{self, Content};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -23,10 +25,16 @@ pub struct Alias {
 }
 
 /// Every alias; the first is the default model.
-pub const ALIASES: &[Alias] = &[Alias {
-    name: "smollm2-135m",
-    file: "SmolLM2-135M-Instruct.Q4_1.gguf",
-}];
+pub const ALIASES: &[Alias] = &[
+    Alias {
+        name: "smollm2-135m",
+        file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    },
+    Alias {
+        name: "gemma3-270m",
+        file: "gemma-3-270m-q4_k_m.gguf",
+    },
+];
 
 /// The default model's alias.
 pub const DEFAULT_MODEL: &str = "smollm2-135m";
@@ -217,6 +225,7 @@ pub fn open(path: &ModelPath, dtype: DType, dev: &Device) -> Result<Loaded> {
 }
 
 struct GgufWeights {
+    family: &'static dyn Family,
     path: PathBuf,
     content: Content,
     reader: BufReader<File>,
@@ -225,7 +234,7 @@ struct GgufWeights {
 }
 
 /// Maps a Hugging Face tensor name to llama.cpp's.
-fn gguf_name(hf: &str) -> String {
+fn gguf_name(hf: &str, family: &dyn Family) -> String {
     let direct = [
         ("model.embed_tokens.weight", "token_embd.weight"),
         ("model.norm.weight", "output_norm.weight"),
@@ -238,11 +247,19 @@ fn gguf_name(hf: &str) -> String {
         return hf.to_string();
     };
     let (idx, tail) = rest.split_once('.').unwrap_or((rest, ""));
+    if let Some(part) = family.gguf_tensor(tail) {
+        return format!("blk.{idx}.{part}");
+    }
     let part = match tail {
         "self_attn.q_proj.weight" => "attn_q.weight",
         "self_attn.k_proj.weight" => "attn_k.weight",
         "self_attn.v_proj.weight" => "attn_v.weight",
         "self_attn.o_proj.weight" => "attn_output.weight",
+        "self_attn.q_proj.bias" => "attn_q.bias",
+        "self_attn.k_proj.bias" => "attn_k.bias",
+        "self_attn.v_proj.bias" => "attn_v.bias",
+        "self_attn.q_norm.weight" => "attn_q_norm.weight",
+        "self_attn.k_norm.weight" => "attn_k_norm.weight",
         "input_layernorm.weight" => "attn_norm.weight",
         "post_attention_layernorm.weight" => "ffn_norm.weight",
         "mlp.gate_proj.weight" => "ffn_gate.weight",
@@ -255,7 +272,7 @@ fn gguf_name(hf: &str) -> String {
 
 impl WeightSource for GgufWeights {
     fn get(&mut self, name: &str) -> Result<Tensor> {
-        let g = gguf_name(name);
+        let g = gguf_name(name, self.family);
         let q = self
             .content
             .tensor(&mut self.reader, &g, &Device::Cpu)
@@ -268,7 +285,9 @@ impl WeightSource for GgufWeights {
     }
 
     fn contains(&self, name: &str) -> bool {
-        self.content.tensor_infos.contains_key(&gguf_name(name))
+        self.content
+            .tensor_infos
+            .contains_key(&gguf_name(name, self.family))
     }
 }
 
@@ -310,9 +329,10 @@ fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         }
     }
     let arch = md_str(&content, "general.architecture").unwrap_or("");
-    if arch != "llama" {
-        return Err(Error::UnsupportedArchitecture(arch.into()));
-    }
+    let family = *FAMILIES
+        .iter()
+        .find(|f| f.gguf_architecture() == arch)
+        .ok_or_else(|| Error::UnsupportedArchitecture(arch.into()))?;
     let need_u32 = |k: &str| {
         md_u32(&content, &format!("{arch}.{k}"))
             .map(|v| v as usize)
@@ -330,7 +350,9 @@ fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         num_key_value_heads: md_u32(&content, &format!("{arch}.attention.head_count_kv"))
             .map(|v| v as usize)
             .unwrap_or(heads),
-        head_dim: md_u32(&content, &format!("{arch}.rope.dimension_count")).map(|v| v as usize),
+        head_dim: md_u32(&content, &format!("{arch}.attention.key_length"))
+            .or_else(|| md_u32(&content, &format!("{arch}.rope.dimension_count")))
+            .map(|v| v as usize),
         rms_norm_eps: md_f32(
             &content,
             &format!("{arch}.attention.layer_norm_rms_epsilon"),
@@ -339,9 +361,18 @@ fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         rope_theta: md_f32(&content, &format!("{arch}.rope.freq_base")).unwrap_or(10_000.0) as f64,
         max_position_embeddings: need_u32("context_length")?,
         tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
-        // llama.cpp permutes Q and K so that RoPE pairs adjacent dimensions.
-        rope_interleaved: true,
+        rope_interleaved: family.gguf_rope_interleaved(),
+        arch: Default::default(),
     };
+    let mut config = config;
+    let md = |k: &str| -> Option<f64> {
+        md_f32(&content, &format!("{arch}.{k}"))
+            .map(f64::from)
+            .or_else(|| md_u32(&content, &format!("{arch}.{k}")).map(f64::from))
+    };
+    family
+        .configure_gguf(&md, &mut config)
+        .map_err(|e| bad(path, e))?;
     let tokens = crate::tokenizer::gguf_strings(&content, "tokenizer.ggml.tokens")?;
     let token_str = |key: &str| {
         md_u32(&content, key)
@@ -373,6 +404,7 @@ fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     Ok(Loaded {
         config,
         weights: Box::new(GgufWeights {
+            family,
             path: path.to_path_buf(),
             content,
             reader,
@@ -418,14 +450,18 @@ fn open_hf_dir(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     let cfg_path = dir.join("config.json");
     let raw = read_json(&cfg_path)?;
     let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
-    if model_type != "llama" {
-        return Err(Error::UnsupportedArchitecture(model_type.into()));
-    }
+    let family = *FAMILIES
+        .iter()
+        .find(|f| f.hf_model_types().contains(&model_type))
+        .ok_or_else(|| Error::UnsupportedArchitecture(model_type.into()))?;
     if raw.get("rope_scaling").is_some_and(|v| !v.is_null()) {
         return Err(bad(&cfg_path, "rope_scaling is not supported yet"));
     }
     let mut config: Config = serde_json::from_value(raw.clone()).map_err(|e| bad(&cfg_path, e))?;
     config.rope_interleaved = false;
+    family
+        .configure_hf(&raw, &mut config)
+        .map_err(|e| bad(&cfg_path, e))?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|source| Error::Io {
             path: dir.to_path_buf(),
@@ -503,18 +539,40 @@ fn open_hf_dir(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
 #[cfg(test)]
 mod tests {
     use super::gguf_name;
+    use crate::models::{gemma3::Gemma3, llama::Llama};
 
     #[test]
     fn maps_names_to_llama_cpp() {
+        let l = &Llama;
         assert_eq!(
-            gguf_name("model.layers.12.mlp.up_proj.weight"),
+            gguf_name("model.layers.12.mlp.up_proj.weight", l),
             "blk.12.ffn_up.weight"
         );
         assert_eq!(
-            gguf_name("model.layers.0.self_attn.o_proj.weight"),
+            gguf_name("model.layers.0.self_attn.o_proj.weight", l),
             "blk.0.attn_output.weight"
         );
-        assert_eq!(gguf_name("model.embed_tokens.weight"), "token_embd.weight");
-        assert_eq!(gguf_name("lm_head.weight"), "output.weight");
+        assert_eq!(
+            gguf_name("model.embed_tokens.weight", l),
+            "token_embd.weight"
+        );
+        assert_eq!(gguf_name("lm_head.weight", l), "output.weight");
+        assert_eq!(
+            gguf_name("model.layers.3.post_attention_layernorm.weight", l),
+            "blk.3.ffn_norm.weight"
+        );
+        let g = &Gemma3;
+        assert_eq!(
+            gguf_name("model.layers.3.post_attention_layernorm.weight", g),
+            "blk.3.post_attention_norm.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.3.pre_feedforward_layernorm.weight", g),
+            "blk.3.ffn_norm.weight"
+        );
+        assert_eq!(
+            gguf_name("model.layers.3.self_attn.k_norm.weight", g),
+            "blk.3.attn_k_norm.weight"
+        );
     }
 }

@@ -1,8 +1,14 @@
 //! Tokenizers: from a GGUF file's metadata, or from a `tokenizer.json`.
 //!
-//! GGUF stores a byte-level BPE as `tokenizer.ggml.{tokens, merges, token_type}` plus a
-//! pre-tokenizer name (`tokenizer.ggml.pre`). llama.cpp's `smollm` pre-tokenizer splits every
-//! digit before the GPT-2 regex, which is what SmolLM2's own `tokenizer.json` does too.
+//! GGUF stores either a byte-level BPE (`tokenizer.ggml.model = "gpt2"`:
+//! `tokenizer.ggml.{tokens, merges, token_type}` plus a pre-tokenizer name,
+//! `tokenizer.ggml.pre`; llama.cpp's `smollm` pre-tokenizer splits every digit before the
+//! GPT-2 regex, as SmolLM2's own `tokenizer.json` does), or a SentencePiece BPE (`"llama"`:
+//! tokens with scores, no merges; Gemma, Llama 2). The latter merges, over the whole text,
+//! the adjacent pair whose joined piece scores highest (llama.cpp's and SentencePiece's
+//! encoder); we express that as a BPE whose merges are every split of every piece, ranked
+//! by the piece's score, with byte fallback. (transformers' GGUF converter builds a Unigram
+//! model from the scores instead, which tokenizes differently: " Eiffel" → "▁E iff el".)
 
 use crate::error::{Error, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -50,7 +56,23 @@ fn value_as_i64(v: &Value) -> Option<i64> {
     }
 }
 
-/// Builds the tokenizer a GGUF file describes (byte-level BPE, `gpt2` model type).
+/// GGUF's token types.
+const TOKEN_TYPE_NORMAL: i64 = 1;
+const TOKEN_TYPE_USER_DEFINED: i64 = 4;
+
+fn token_types(content: &Content, n: usize) -> Result<Vec<i64>> {
+    Ok(match content.metadata.get("tokenizer.ggml.token_type") {
+        Some(v) => v
+            .to_vec()
+            .map_err(tok_err)?
+            .iter()
+            .map(|t| value_as_i64(t).unwrap_or(TOKEN_TYPE_NORMAL))
+            .collect(),
+        None => vec![TOKEN_TYPE_NORMAL; n],
+    })
+}
+
+/// Builds the tokenizer a GGUF file describes.
 pub fn from_gguf(content: &Content) -> Result<Tokenizer> {
     let model = content
         .metadata
@@ -58,11 +80,114 @@ pub fn from_gguf(content: &Content) -> Result<Tokenizer> {
         .and_then(|v| v.to_string().ok())
         .map(String::as_str)
         .unwrap_or("");
-    if model != "gpt2" {
-        return Err(tok_err(format!(
-            "GGUF tokenizer model {model:?} is not supported (only byte-level BPE, \"gpt2\")"
-        )));
+    match model {
+        "gpt2" => byte_level_bpe(content),
+        "llama" => sentencepiece_bpe(content),
+        _ => Err(tok_err(format!(
+            "GGUF tokenizer model {model:?} is not supported (byte-level BPE \"gpt2\" and \
+             SentencePiece \"llama\" are)"
+        ))),
     }
+}
+
+/// A SentencePiece BPE from pieces and scores (`tokenizer.ggml.model = "llama"`).
+fn sentencepiece_bpe(content: &Content) -> Result<Tokenizer> {
+    use std::collections::HashMap;
+    use tokenizers::decoders::byte_fallback::ByteFallback;
+    use tokenizers::decoders::fuse::Fuse;
+    use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+    use tokenizers::normalizers::replace::Replace;
+
+    let tokens = gguf_strings(content, "tokenizer.ggml.tokens")?;
+    let scores: Vec<f32> = content
+        .metadata
+        .get("tokenizer.ggml.scores")
+        .ok_or_else(|| tok_err("GGUF metadata has no tokenizer.ggml.scores"))?
+        .to_vec()
+        .map_err(tok_err)?
+        .iter()
+        .map(|v| v.to_f32().unwrap_or(0.0))
+        .collect();
+    let types = token_types(content, tokens.len())?;
+    if content
+        .metadata
+        .get("tokenizer.ggml.add_space_prefix")
+        .and_then(|v| v.to_bool().ok())
+        .unwrap_or(false)
+    {
+        return Err(tok_err(
+            "SentencePiece GGUF tokenizers with add_space_prefix are not supported",
+        ));
+    }
+    let ids: HashMap<&str, u32> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i as u32))
+        .collect();
+    // Every split of every normal piece into two vocabulary pieces is a merge, ranked by the
+    // joined piece's score (highest first).
+    let mut merges: Vec<(f32, u32, String, String)> = Vec::new();
+    for (i, piece) in tokens.iter().enumerate() {
+        if types.get(i) != Some(&TOKEN_TYPE_NORMAL) {
+            continue;
+        }
+        for (at, _) in piece.char_indices().skip(1) {
+            let (l, r) = piece.split_at(at);
+            if ids.contains_key(l) && ids.contains_key(r) {
+                merges.push((scores[i], i as u32, l.to_string(), r.to_string()));
+            }
+        }
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let merges: Vec<(String, String)> = merges.into_iter().map(|(_, _, l, r)| (l, r)).collect();
+    let vocab: tokenizers::models::bpe::Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
+    let unk = crate::tokenizer::gguf_token(content, &tokens, "tokenizer.ggml.unknown_token_id");
+    let mut builder = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true);
+    if let Some(unk) = unk {
+        builder = builder.unk_token(unk);
+    }
+    let mut tokenizer = Tokenizer::new(builder.build().map_err(tok_err)?);
+    tokenizer
+        .with_normalizer(Some(Replace::new(" ", "▁").map_err(tok_err)?))
+        .map_err(tok_err)?;
+    tokenizer.with_decoder(Some(DecoderSequence::new(vec![
+        Replace::new("▁", " ").map_err(tok_err)?.into(),
+        ByteFallback::default().into(),
+        Fuse::default().into(),
+    ])));
+    // Control tokens are special; user-defined ones (runs of spaces or newlines, tabs) are
+    // matched in the raw text before the model, as SentencePiece and llama.cpp do.
+    let added = |ty: i64, special: bool| -> Vec<AddedToken> {
+        tokens
+            .iter()
+            .zip(&types)
+            .filter(|(_, &t)| t == ty)
+            .map(|(t, _)| AddedToken::from(t.clone(), special).normalized(false))
+            .collect()
+    };
+    tokenizer
+        .add_special_tokens(added(TOKEN_TYPE_CONTROL, true))
+        .map_err(tok_err)?;
+    tokenizer
+        .add_tokens(added(TOKEN_TYPE_USER_DEFINED, false))
+        .map_err(tok_err)?;
+    Ok(tokenizer)
+}
+
+/// The text of the token a metadata id points to.
+pub(crate) fn gguf_token(content: &Content, tokens: &[String], key: &str) -> Option<String> {
+    let id = content.metadata.get(key)?.to_u32().ok()?;
+    tokens.get(id as usize).cloned()
+}
+
+/// A byte-level BPE (`tokenizer.ggml.model = "gpt2"`).
+fn byte_level_bpe(content: &Content) -> Result<Tokenizer> {
     let tokens = gguf_strings(content, "tokenizer.ggml.tokens")?;
     let merges = gguf_strings(content, "tokenizer.ggml.merges")?
         .into_iter()
@@ -72,15 +197,7 @@ pub fn from_gguf(content: &Content) -> Result<Tokenizer> {
                 .ok_or_else(|| tok_err(format!("malformed merge {m:?}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let types: Vec<i64> = match content.metadata.get("tokenizer.ggml.token_type") {
-        Some(v) => v
-            .to_vec()
-            .map_err(tok_err)?
-            .iter()
-            .map(|t| value_as_i64(t).unwrap_or(1))
-            .collect(),
-        None => vec![1; tokens.len()],
-    };
+    let types = token_types(content, tokens.len())?;
     let vocab: tokenizers::models::bpe::Vocab = tokens
         .iter()
         .enumerate()
@@ -101,8 +218,17 @@ pub fn from_gguf(content: &Content) -> Result<Tokenizer> {
     // Offsets are kept untrimmed so that a token's span includes its leading space.
     let byte_level = ByteLevel::new(false, false, true);
     let mut steps: Vec<PreTokenizerWrapper> = Vec::new();
-    if pre == "smollm" {
-        steps.push(Digits::new(true).into());
+    match pre {
+        "smollm" => steps.push(Digits::new(true).into()),
+        "default" | "gpt2" => {}
+        // Other pre-tokenizers (qwen2, llama-bpe, …) use other regexes; guessing would
+        // tokenize silently differently.
+        other => {
+            return Err(tok_err(format!(
+                "GGUF pre-tokenizer {other:?} is not supported; use the model's Hugging Face \
+                 directory (tokenizer.json) instead"
+            )))
+        }
     }
     steps.push(byte_level.into());
     tokenizer.with_pre_tokenizer(Some(Sequence::new(steps)));

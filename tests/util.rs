@@ -15,7 +15,7 @@ pub fn engine() -> &'static Engine {
     })
 }
 
-/// The engine a fixture names: the default alias, or a directory relative to the repo.
+/// The engine a fixture names: an alias, or a directory relative to the repo.
 pub fn engine_for(model: &str) -> &'static Engine {
     use std::collections::HashMap;
     use std::sync::Mutex;
@@ -25,9 +25,15 @@ pub fn engine_for(model: &str) -> &'static Engine {
     static OTHERS: OnceLock<Mutex<HashMap<String, &'static Engine>>> = OnceLock::new();
     let mut map = OTHERS.get_or_init(Default::default).lock().unwrap();
     map.entry(model.to_string()).or_insert_with(|| {
-        let path = root().join(model);
-        let e =
-            Engine::load(path.to_str().unwrap()).unwrap_or_else(|e| panic!("loading {model}: {e}"));
+        let is_alias = tokenlens::source::ALIASES.iter().any(|a| a.name == model);
+        let spec = if is_alias {
+            model.to_string()
+        } else {
+            root().join(model).to_string_lossy().into_owned()
+        };
+        let e = Engine::load(&spec).unwrap_or_else(|e| {
+            panic!("loading {model}: {e} (aliases: run scripts/fetch-models.sh)")
+        });
         Box::leak(Box::new(e))
     })
 }

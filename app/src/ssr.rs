@@ -7,7 +7,7 @@
 
 use std::ops::ControlFlow;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokenlens::{Engine, ExplainRequest, GenerateRequest, StepsRequest, StreamEvent};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -99,34 +99,77 @@ pub struct Model {
     pub engine: Arc<Engine>,
 }
 
+/// Models not (yet) offered.
+#[derive(Debug, Default, Clone)]
+pub struct Pending {
+    /// Specs still loading.
+    pub loading: Vec<String>,
+    /// Specs that failed to load, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
 /// Everything server functions need; provided as Leptos context.
 #[derive(Clone)]
 pub struct ServerState {
-    /// Loaded models, the default first.
-    pub models: Arc<Vec<Model>>,
+    /// Loaded models, the default first; others join as they finish loading.
+    pub models: Arc<RwLock<Vec<Model>>>,
+    /// Models still loading (their specs), and ones that failed (spec and message).
+    pub pending: Arc<RwLock<Pending>>,
     /// The worker.
     pub worker: Worker,
 }
 
 impl ServerState {
+    /// A state offering `first`, with `rest` loading.
+    pub fn new(first: Model, rest: &[String], worker: Worker) -> Self {
+        ServerState {
+            models: Arc::new(RwLock::new(vec![first])),
+            pending: Arc::new(RwLock::new(Pending {
+                loading: rest.to_vec(),
+                failed: Vec::new(),
+            })),
+            worker,
+        }
+    }
+
+    /// Moves a model from loading to offered (or to failed).
+    pub fn finish_loading(&self, spec: &str, result: Result<Model, String>) {
+        if let Ok(mut p) = self.pending.write() {
+            p.loading.retain(|s| s != spec);
+            if let Err(e) = &result {
+                p.failed.push((spec.to_string(), e.clone()));
+            }
+        }
+        if let (Ok(m), Ok(mut models)) = (result, self.models.write()) {
+            models.push(m);
+        }
+    }
+
     /// Queues a request on a model; the receiver yields its events.
     pub fn submit(
         &self,
         model: &str,
         task: Task,
     ) -> Result<UnboundedReceiver<StreamEvent>, String> {
-        let engine = self
-            .models
-            .iter()
-            .find(|m| m.name == model)
-            .map(|m| m.engine.clone())
-            .ok_or_else(|| {
-                let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
-                format!(
-                    "unknown model {model:?} (this server has: {})",
-                    known.join(", ")
-                )
-            })?;
+        let engine = {
+            let models = self.models.read().map_err(|_| "model list poisoned")?;
+            match models.iter().find(|m| m.name == model) {
+                Some(m) => m.engine.clone(),
+                None => {
+                    let pending = self.pending.read().map_err(|_| "model list poisoned")?;
+                    if pending.loading.iter().any(|s| s == model) {
+                        return Err(format!(
+                            "model {model:?} is still loading; try again in a moment"
+                        ));
+                    }
+                    let known: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+                    return Err(format!(
+                        "unknown model {model:?} (this server has: {})",
+                        known.join(", ")
+                    ));
+                }
+            }
+        };
         let (events, rx) = unbounded_channel();
         match self.worker.jobs.try_send(Job {
             engine,

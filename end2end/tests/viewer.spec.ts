@@ -143,3 +143,26 @@ test('cancel stops waiting for a running explanation', async ({ page }) => {
   await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 40_000 });
   await expect(page.locator('.tokens .tok[data-score]').first()).toBeVisible();
 });
+
+test('Gemma 3 270M is selectable beside SmolLM2 and explains with the engine\'s scores', async ({ page }) => {
+  await page.goto('/');
+  const gemma = page.locator('select[name=model] option[value="gemma3-270m"]');
+  // Loaded in the background after the default model; the picker lists it when ready.
+  await expect(gemma).toBeEnabled({ timeout: 60_000 });
+  await expect(gemma).toContainText('18 layers');
+  await page.locator('select[name=model]').selectOption('gemma3-270m');
+  // A base model without a chat template: the template switch turns off.
+  await expect(page.locator('input[name=chat]')).not.toBeChecked();
+  const prompt = 'The Eiffel Tower is located in the city of';
+  await page.locator('textarea[name=prompt]').fill(prompt);
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 60_000 });
+  const want = JSON.parse(execFileSync(cli, ['explain', '--model', 'gemma3-270m', '--raw', '--prompt', prompt,
+    '--methods', 'saliency,attnlrp', '--json'], { encoding: 'utf8' }));
+  await expect(page.locator('[data-testid=prediction]')).toContainText(want.prediction.text);
+  expectClose(await scoresOnPage(page), want.methods.saliency.scores);
+  await page.locator('input[name=method][value=attnlrp]').check();
+  expectClose(await scoresOnPage(page), want.methods.attnlrp.scores);
+  await expect(page.locator('rect.cell')).toHaveCount(18 * want.tokens.length);
+  await page.screenshot({ path: path.join(shots, 'gemma.png'), fullPage: true });
+});

@@ -1,7 +1,8 @@
 //! `tokenlens-server`: the TokenLens viewer over HTTP (Axum + Leptos).
 //!
-//! Loads the models once at start, shares them with the server functions through Leptos
-//! context, and runs model work on one worker thread with a bounded queue.
+//! Loads the default model before listening and the others in the background (each joins
+//! the picker when ready), shares them with the server functions through Leptos context,
+//! and runs model work on one worker thread with a bounded queue.
 
 use anyhow::Context;
 use app::ssr::{Model, ServerState, Worker};
@@ -55,28 +56,48 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "the front end is not built ({} is missing); run scripts/build-web.sh",
         pkg.display()
     );
-    let mut models = Vec::new();
-    for spec in &args.models {
-        let started = std::time::Instant::now();
-        let opts = LoadOptions {
-            max_tokens: args.max_tokens,
-            ..LoadOptions::new(spec)
-        };
-        let engine = Engine::load_with(&opts).with_context(|| format!("loading model {spec:?}"))?;
-        tracing::info!(
-            model = engine.name(),
-            ms = started.elapsed().as_millis() as u64,
-            "model loaded"
-        );
-        models.push(Model {
-            name: engine.name().to_string(),
-            engine: Arc::new(engine),
-        });
-    }
-    let state = ServerState {
-        models: Arc::new(models),
-        worker: Worker::start(args.queue),
+    let (first, rest) = args
+        .models
+        .split_first()
+        .context("no model given (--model)")?;
+    let load = {
+        let max_tokens = args.max_tokens;
+        move |spec: &str| -> anyhow::Result<Model> {
+            let started = std::time::Instant::now();
+            let opts = LoadOptions {
+                max_tokens,
+                ..LoadOptions::new(spec)
+            };
+            let engine =
+                Engine::load_with(&opts).with_context(|| format!("loading model {spec:?}"))?;
+            tracing::info!(
+                model = engine.name(),
+                ms = started.elapsed().as_millis() as u64,
+                "model loaded"
+            );
+            Ok(Model {
+                name: engine.name().to_string(),
+                engine: Arc::new(engine),
+            })
+        }
     };
+    // The default model must load; the others are offered when (and if) they do.
+    let state = ServerState::new(load(first)?, rest, Worker::start(args.queue));
+    {
+        let (state, rest) = (state.clone(), rest.to_vec());
+        std::thread::Builder::new()
+            .name("tokenlens-loader".into())
+            .spawn(move || {
+                for spec in rest {
+                    let result = load(&spec).map_err(|e| {
+                        tracing::error!("{e:#}");
+                        format!("{e:#}")
+                    });
+                    state.finish_loading(&spec, result);
+                }
+            })
+            .context("starting the model loader")?;
+    }
     let options = LeptosOptions::builder()
         .output_name("tokenlens")
         .site_root(args.site_root.to_string_lossy().to_string())

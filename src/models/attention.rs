@@ -13,13 +13,29 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 
 /// `(heads, n, m)` causal probabilities from `q: (heads, n, head_dim)` and
 /// `k: (heads, m, head_dim)`, m ≥ n: the queries are the last n of m positions (a KV cache
-/// holds the first m − n).
-pub(crate) fn probabilities(q: &Tensor, k: &Tensor, scale: f64) -> Result<Tensor> {
+/// holds the first m − n). With a sliding `window`, position p sees only p − window < j ≤ p
+/// (transformers' sliding-window mask).
+pub(crate) fn probabilities(
+    q: &Tensor,
+    k: &Tensor,
+    scale: f64,
+    window: Option<usize>,
+) -> Result<Tensor> {
     let n = q.dim(1)?;
     let m = k.dim(1)?;
     let past = m.saturating_sub(n);
     let mask: Vec<f32> = (0..n)
-        .flat_map(|i| (0..m).map(move |j| if j > i + past { f32::NEG_INFINITY } else { 0.0 }))
+        .flat_map(|i| {
+            let p = i + past;
+            (0..m).map(move |j| {
+                let outside = j > p || window.is_some_and(|w| j + w <= p);
+                if outside {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+        })
         .collect();
     let mask = Tensor::from_vec(mask, (n, m), q.device())?.to_dtype(q.dtype())?;
     let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
@@ -28,6 +44,7 @@ pub(crate) fn probabilities(q: &Tensor, k: &Tensor, scale: f64) -> Result<Tensor
 
 struct CausalAttention {
     scale: f64,
+    window: Option<usize>,
     /// Gradient factors for q, k, v (LRP rules; 1 = ordinary).
     factors: [f64; 3],
 }
@@ -51,7 +68,7 @@ impl CustomOp3 for CausalAttention {
             cpu_tensor(s2, l2)?,
             cpu_tensor(s3, l3)?,
         );
-        into_cpu_storage(&probabilities(&q, &k, self.scale)?.matmul(&v)?)
+        into_cpu_storage(&probabilities(&q, &k, self.scale, self.window)?.matmul(&v)?)
     }
 
     fn bwd(
@@ -65,7 +82,7 @@ impl CustomOp3 for CausalAttention {
         let (q, k, v, g) = (q.detach(), k.detach(), v.detach(), grad.detach());
         let [fq, fk, fv] = self.factors;
         let scaled = |t: Tensor, f: f64| if f == 1.0 { Ok(t) } else { t * f };
-        let p = probabilities(&q, &k, self.scale)?;
+        let p = probabilities(&q, &k, self.scale, self.window)?;
         let dv = if fv == 0.0 {
             None
         } else {
@@ -93,14 +110,16 @@ impl CustomOp3 for CausalAttention {
 }
 
 /// Causal attention of `q, k, v: (heads, seq, head_dim)` (k and v already repeated for
-/// grouped-query attention) → `(heads, seq, head_dim)`. The gradients flowing back into q,
-/// k and v are multiplied by `factors` (LRP's rules; `[1, 1, 1]` is ordinary attention).
+/// grouped-query attention) → `(heads, seq, head_dim)`, optionally within a sliding
+/// `window`. The gradients flowing back into q, k and v are multiplied by `factors` (LRP's
+/// rules; `[1, 1, 1]` is ordinary attention).
 pub fn causal_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     scale: f64,
     factors: [f64; 3],
+    window: Option<usize>,
 ) -> Result<Tensor> {
     // An input whose gradient factor is 0 leaves the graph here: candle expects a gradient
     // for every tracked input of an op.
@@ -115,7 +134,11 @@ pub fn causal_attention(
         q.contiguous()?.apply_op3(
             &k.contiguous()?,
             &v.contiguous()?,
-            CausalAttention { scale, factors },
+            CausalAttention {
+                scale,
+                factors,
+                window,
+            },
         )
     } else {
         // No graph to keep (or a GPU): the primitive form.
@@ -125,7 +148,7 @@ pub fn causal_attention(
             scale_gradient(k, fk)?,
             scale_gradient(v, fv)?,
         );
-        probabilities(&q, &k, scale)?.matmul(&v.contiguous()?)
+        probabilities(&q, &k, scale, window)?.matmul(&v.contiguous()?)
     }
 }
 
@@ -148,23 +171,39 @@ mod tests {
         let (q, k, v) = (mk(0.1)?, mk(1.3)?, mk(2.7)?);
         let coef = Tensor::arange(0f32, 40., &dev)?.reshape((2, 5, 4))?.cos()?;
         let f = [0.25, 0.25, 0.5];
-        let fused = causal_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), 0.5, f)?;
-        let (qs, ks, vs) = (
-            scale_gradient(q.as_tensor(), f[0])?,
-            scale_gradient(k.as_tensor(), f[1])?,
-            scale_gradient(v.as_tensor(), f[2])?,
-        );
-        let plain = probabilities(&qs, &ks, 0.5)?.matmul(&vs)?;
-        let d = (&fused - &plain)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(d < 1e-6, "forward differs by {d}");
-        let g1 = (fused * &coef)?.sum_all()?.backward()?;
-        let g2 = (plain * &coef)?.sum_all()?.backward()?;
-        for x in [&q, &k, &v] {
-            let (a, b) = (g1.get(x).unwrap(), g2.get(x).unwrap());
-            let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(d < 1e-5, "gradient differs by {d}");
-            assert!(a.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
+        for window in [None, Some(2)] {
+            let fused =
+                causal_attention(q.as_tensor(), k.as_tensor(), v.as_tensor(), 0.5, f, window)?;
+            let (qs, ks, vs) = (
+                scale_gradient(q.as_tensor(), f[0])?,
+                scale_gradient(k.as_tensor(), f[1])?,
+                scale_gradient(v.as_tensor(), f[2])?,
+            );
+            let plain = probabilities(&qs, &ks, 0.5, window)?.matmul(&vs)?;
+            let d = (&fused - &plain)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(d < 1e-6, "forward differs by {d}");
+            let g1 = (fused * &coef)?.sum_all()?.backward()?;
+            let g2 = (plain * &coef)?.sum_all()?.backward()?;
+            for x in [&q, &k, &v] {
+                let (a, b) = (g1.get(x).unwrap(), g2.get(x).unwrap());
+                let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(d < 1e-5, "gradient differs by {d}");
+                assert!(a.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
+            }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn sliding_window_masks_old_positions() -> Result<()> {
+        let dev = Device::Cpu;
+        let q = Tensor::zeros((1, 4, 2), candle_core::DType::F32, &dev)?;
+        let p = probabilities(&q, &q, 1.0, Some(2))?
+            .squeeze(0)?
+            .to_vec2::<f32>()?;
+        // Uniform over the last two positions (or fewer at the start).
+        assert_eq!(p[0], [1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(p[3], [0.0, 0.0, 0.5, 0.5]);
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
-//! The gated activation of Llama-style MLPs, `silu(gate) ⊙ up`, as one op whose backward
-//! pass follows a [`GateRule`].
+//! The gated activation of Llama-style MLPs, `act(gate) ⊙ up` (SiLU for Llama and Qwen,
+//! GELU-tanh for Gemma), as one op whose backward pass follows a [`GateRule`].
 //!
 //! One fused op instead of a chain of elementwise ops (and, for LRP, of stop-gradient
 //! arithmetic) keeps the graph small: the forward pass is one loop, the backward pass a few
@@ -10,13 +10,76 @@ use super::{cpu_tensor, f32_slice};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
-/// How the gradient passes `silu(gate) ⊙ up`.
+/// The MLP's activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// `x·σ(x)` (Llama, Qwen).
+    #[default]
+    Silu,
+    /// GELU, tanh approximation (Gemma's `gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const GELU_C: f64 = 0.044_715;
+
+impl Activation {
+    /// Parses transformers' `hidden_act` / `hidden_activation`.
+    pub fn from_hf(name: &str) -> Option<Self> {
+        match name {
+            "silu" | "swish" => Some(Activation::Silu),
+            "gelu_pytorch_tanh" | "gelu_tanh" | "gelu_new" => Some(Activation::GeluTanh),
+            _ => None,
+        }
+    }
+
+    fn scalar(self, x: f32) -> f32 {
+        match self {
+            Activation::Silu => x / (1.0 + (-x).exp()),
+            Activation::GeluTanh => {
+                let u = SQRT_2_OVER_PI as f32 * (x + GELU_C as f32 * x * x * x);
+                0.5 * x * (1.0 + u.tanh())
+            }
+        }
+    }
+
+    /// The activation, elementwise.
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Silu => x.silu(),
+            Activation::GeluTanh => x.gelu(),
+        }
+    }
+
+    /// Its derivative, elementwise.
+    fn derivative(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            // σ(x)·(1 + x·(1 − σ(x)))
+            Activation::Silu => {
+                let s = sigmoid(x)?;
+                &s * ((x * (1.0 - &s)?)? + 1.0)?
+            }
+            // ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3c·x²), u = √(2/π)(x + c·x³)
+            Activation::GeluTanh => {
+                let x2 = x.sqr()?;
+                let u = ((x * &x2)?.affine(GELU_C, 0.0)? + x)?.affine(SQRT_2_OVER_PI, 0.0)?;
+                let t = u.tanh()?;
+                let left = (&t + 1.0)?.affine(0.5, 0.0)?;
+                let du = x2.affine(3.0 * GELU_C * SQRT_2_OVER_PI, SQRT_2_OVER_PI)?;
+                let right = ((x * (1.0 - t.sqr()?)?)? * du)?.affine(0.5, 0.0)?;
+                left + right
+            }
+        }
+    }
+}
+
+/// How the gradient passes `act(gate) ⊙ up`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GateRule {
     /// Ordinary gradients.
     Plain,
     /// AttnLRP: the product's gradient halved to each side (uniform rule), and the activation
-    /// passed by the identity rule, `grad · silu(x) / (x + 1e-10)`.
+    /// passed by the identity rule, `grad · act(x) / (x + 1e-10)`.
     IdentityHalved,
     /// CP-LRP: the gate is a constant; only `up` gets a gradient.
     ConstantGate,
@@ -42,28 +105,34 @@ fn sigmoid(x: &Tensor) -> Result<Tensor> {
     (x.neg()?.exp()? + 1.0)?.recip()
 }
 
-/// The primitive twin of [`gated_silu`]: same values, same gradients, any device.
-pub fn gated_silu_primitive(gate: &Tensor, up: &Tensor, rule: GateRule) -> Result<Tensor> {
+/// The primitive twin of [`gated`]: same values, same gradients, any device.
+pub fn gated_primitive(
+    gate: &Tensor,
+    up: &Tensor,
+    act: Activation,
+    rule: GateRule,
+) -> Result<Tensor> {
     match rule {
-        GateRule::Plain => gate.silu()? * up,
+        GateRule::Plain => act.apply(gate)? * up,
         GateRule::IdentityHalved => {
             let c = gate.detach();
-            let act = c.silu()?;
-            let ratio = act.div(&(&c + IDENTITY_EPS)?)?;
-            let act = (&act + (gate - &c)?.mul(&ratio)?)?;
-            scale_gradient(&(act * up)?, 0.5)
+            let a = act.apply(&c)?;
+            let ratio = a.div(&(&c + IDENTITY_EPS)?)?;
+            let a = (&a + (gate - &c)?.mul(&ratio)?)?;
+            scale_gradient(&(a * up)?, 0.5)
         }
-        GateRule::ConstantGate => gate.detach().silu()? * up,
+        GateRule::ConstantGate => act.apply(&gate.detach())? * up,
     }
 }
 
-struct GatedSilu {
+struct Gated {
+    act: Activation,
     rule: GateRule,
 }
 
-impl CustomOp2 for GatedSilu {
+impl CustomOp2 for Gated {
     fn name(&self) -> &'static str {
-        "gated-silu"
+        "gated-activation"
     }
 
     fn cpu_fwd(
@@ -76,14 +145,14 @@ impl CustomOp2 for GatedSilu {
         if s1.dtype() != DType::F32 {
             // Other dtypes: through candle's own ops on a copy.
             let (g, u) = (cpu_tensor(s1, l1)?, cpu_tensor(s2, l2)?);
-            return super::into_cpu_storage(&(g.silu()? * u)?);
+            return super::into_cpu_storage(&(self.act.apply(&g)? * u)?);
         }
         let g = f32_slice(s1, l1, self.name())?;
         let u = f32_slice(s2, l2, self.name())?;
         let out: Vec<f32> = g
             .iter()
             .zip(u)
-            .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
+            .map(|(&g, &u)| self.act.scalar(g) * u)
             .collect();
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -96,12 +165,10 @@ impl CustomOp2 for GatedSilu {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (x, up, g) = (gate.detach(), up.detach(), grad.detach());
-        let act = x.silu()?;
+        let act = self.act.apply(&x)?;
         Ok(match self.rule {
             GateRule::Plain => {
-                // d silu(x)/dx = σ(x)·(1 + x·(1 − σ(x)))
-                let s = sigmoid(&x)?;
-                let dact = (&s * ((&x * (1.0 - &s)?)? + 1.0)?)?;
+                let dact = self.act.derivative(&x)?;
                 (Some((&g * &up)?.mul(&dact)?), Some((&g * &act)?))
             }
             GateRule::IdentityHalved => {
@@ -114,8 +181,8 @@ impl CustomOp2 for GatedSilu {
     }
 }
 
-/// `silu(gate) ⊙ up` with `rule`'s gradients.
-pub fn gated_silu(gate: &Tensor, up: &Tensor, rule: GateRule) -> Result<Tensor> {
+/// `act(gate) ⊙ up` with `rule`'s gradients.
+pub fn gated(gate: &Tensor, up: &Tensor, act: Activation, rule: GateRule) -> Result<Tensor> {
     // A constant gate leaves the graph here: candle expects a gradient for every tracked
     // input of an op.
     let gate = &match rule {
@@ -125,9 +192,9 @@ pub fn gated_silu(gate: &Tensor, up: &Tensor, rule: GateRule) -> Result<Tensor> 
     let tracked = gate.track_op() || up.track_op();
     if tracked && gate.device().is_cpu() {
         gate.contiguous()?
-            .apply_op2(&up.contiguous()?, GatedSilu { rule })
+            .apply_op2(&up.contiguous()?, Gated { act, rule })
     } else {
-        gated_silu_primitive(gate, up, rule)
+        gated_primitive(gate, up, act, rule)
     }
 }
 
@@ -142,18 +209,21 @@ mod tests {
         let g0 = Tensor::new(&[[-3f32, -0.5, 0.0, 0.7], [2.5, -1.2, 0.3, 4.0]], &dev)?;
         let u0 = Tensor::new(&[[0.4f32, -1.0, 2.0, 0.1], [1.5, 0.2, -0.6, -2.0]], &dev)?;
         let coef = Tensor::new(&[[1f32, -2., 0.5, 3.], [0.3, 0.7, -1.1, 2.]], &dev)?;
-        for rule in [
+        let rules = [
             GateRule::Plain,
             GateRule::IdentityHalved,
             GateRule::ConstantGate,
-        ] {
+        ];
+        for (act, rule) in [Activation::Silu, Activation::GeluTanh]
+            .into_iter()
+            .flat_map(|a| rules.map(|r| (a, r)))
+        {
             let (g, u) = (Var::from_tensor(&g0)?, Var::from_tensor(&u0)?);
-            let fused = gated_silu(g.as_tensor(), u.as_tensor(), rule)?;
-            let plain = gated_silu_primitive(g.as_tensor(), u.as_tensor(), rule)?;
-            assert_eq!(
-                fused.to_vec2::<f32>()?,
-                (g0.silu()? * &u0)?.to_vec2::<f32>()?
-            );
+            let fused = gated(g.as_tensor(), u.as_tensor(), act, rule)?;
+            let plain = gated_primitive(g.as_tensor(), u.as_tensor(), act, rule)?;
+            let want = (act.apply(&g0)? * &u0)?;
+            let d = (&fused - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(d < 1e-6, "{act:?}: forward differs from candle's by {d}");
             let d = (&fused - &plain)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(d < 1e-6, "{rule:?}: forward differs by {d}");
             let a = (fused * &coef)?.sum_all()?.backward()?;
@@ -163,8 +233,25 @@ mod tests {
                 let ga = a.get(v).unwrap_or(&zero);
                 let gb = b.get(v).unwrap_or(&zero);
                 let d = (ga - gb)?.abs()?.max_all()?.to_scalar::<f32>()?;
-                assert!(d < 1e-5, "{rule:?}: gradient differs by {d}");
+                assert!(d < 1e-5, "{act:?} {rule:?}: gradient differs by {d}");
             }
+        }
+        Ok(())
+    }
+
+    /// The analytic derivatives against central differences.
+    #[test]
+    fn derivatives_by_finite_differences() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[-3f64, -0.7, 0.0, 0.4, 2.2], &dev)?;
+        let h = 1e-5;
+        for act in [Activation::Silu, Activation::GeluTanh] {
+            let num = ((act.apply(&(&x + h)?)? - act.apply(&(&x - h)?)?)? / (2.0 * h))?;
+            let d = (act.derivative(&x)? - num)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f64>()?;
+            assert!(d < 1e-6, "{act:?}: derivative off by {d}");
         }
         Ok(())
     }

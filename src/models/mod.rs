@@ -9,12 +9,21 @@
 //! gives ordinary gradients; `methods::attnlrp` holds the LRP variants.
 
 pub mod attention;
+pub mod decoder;
+pub mod family;
 pub mod gated;
+pub mod gemma3;
 pub mod linear;
 pub mod llama;
 pub mod norm;
+pub mod qwen2;
+pub mod qwen3;
 
-pub use gated::GateRule;
+/// Every family the engine knows. A new family: its module, and one line here.
+pub static FAMILIES: &[&dyn family::Family] =
+    &[&llama::Llama, &qwen2::Qwen2, &qwen3::Qwen3, &gemma3::Gemma3];
+
+pub use gated::{Activation, GateRule};
 pub use norm::rms_norm;
 
 use candle_core::backend::BackendStorage;

@@ -16,20 +16,40 @@ pub struct ModelInfo {
     pub chat_template: bool,
 }
 
+/// The models a server offers, and those still loading.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct ModelList {
+    /// Ready, the default first.
+    pub models: Vec<ModelInfo>,
+    /// Still loading (as given to the server).
+    pub loading: Vec<String>,
+    /// Failed to load: what was asked for, and why.
+    pub failed: Vec<(String, String)>,
+}
+
 /// The models this server has loaded, the default first.
 #[server(endpoint = "models")]
-pub async fn list_models() -> Result<Vec<ModelInfo>, ServerFnError> {
+pub async fn list_models() -> Result<ModelList, ServerFnError> {
     let state = use_context::<crate::ssr::ServerState>()
         .ok_or_else(|| ServerFnError::new("server state is missing"))?;
-    Ok(state
+    let poisoned = || ServerFnError::new("model list poisoned");
+    let models = state
         .models
+        .read()
+        .map_err(|_| poisoned())?
         .iter()
         .map(|m| ModelInfo {
             name: m.name.clone(),
             n_layers: m.engine.n_layers(),
             chat_template: m.engine.has_chat_template(),
         })
-        .collect())
+        .collect();
+    let pending = state.pending.read().map_err(|_| poisoned())?.clone();
+    Ok(ModelList {
+        models,
+        loading: pending.loading,
+        failed: pending.failed,
+    })
 }
 
 /// Queues a task and streams its events as newline-delimited JSON.

@@ -94,7 +94,9 @@ fn all_methods() -> Vec<Method> {
 /// The page.
 #[component]
 pub fn ExplainPage() -> impl IntoView {
-    let models = OnceResource::new(list_models());
+    // Re-fetched every 2 s while some model is still loading on the server.
+    let models_tick = RwSignal::new(0u32);
+    let models = Resource::new(move || models_tick.get(), |_| list_models());
     // The form.
     let prompt = RwSignal::new("What is the capital of France?".to_string());
     let model = RwSignal::new(String::new());
@@ -342,14 +344,24 @@ pub fn ExplainPage() -> impl IntoView {
 
     let model_options = move || {
         models.get().map(|res| match res {
-            Ok(list) => list
-                .into_iter()
-                .map(|m| {
-                    let label = format!("{} ({} layers)", m.name, m.n_layers);
-                    view! { <option value=m.name.clone()>{label}</option> }
-                })
-                .collect_view()
-                .into_any(),
+            Ok(list) => {
+                let ready = list
+                    .models
+                    .into_iter()
+                    .map(|m| {
+                        let label = format!("{} ({} layers)", m.name, m.n_layers);
+                        view! { <option value=m.name.clone()>{label}</option> }
+                    })
+                    .collect_view();
+                let loading = list
+                    .loading
+                    .into_iter()
+                    .map(|spec| {
+                        view! { <option value=spec.clone() disabled=true>{format!("{spec} (loading…)")}</option> }
+                    })
+                    .collect_view();
+                view! { {ready}{loading} }.into_any()
+            }
             Err(e) => {
                 view! { <option value="">{format!("models unavailable: {e}")}</option> }.into_any()
             }
@@ -359,12 +371,31 @@ pub fn ExplainPage() -> impl IntoView {
     Effect::new(move || {
         if let Some(Ok(list)) = models.get() {
             if model.get_untracked().is_empty() {
-                if let Some(first) = list.first() {
+                if let Some(first) = list.models.first() {
                     model.set(first.name.clone());
+                    chat.set(first.chat_template);
                 }
+            }
+            if !list.loading.is_empty() {
+                set_timeout(
+                    move || models_tick.update(|t| *t += 1),
+                    std::time::Duration::from_secs(2),
+                );
             }
         }
     });
+    // Picking a model without a chat template turns the template off (and one with, on).
+    let pick_model = move |name: String| {
+        let info = models.with_untracked(|m| {
+            m.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|l| l.models.iter().find(|m| m.name == name).cloned())
+        });
+        if let Some(info) = info {
+            chat.set(info.chat_template);
+        }
+        model.set(name);
+    };
 
     let method_toggles = move || {
         Method::ALL
@@ -727,7 +758,7 @@ pub fn ExplainPage() -> impl IntoView {
                         <select
                             name="model"
                             prop:value=move || model.get()
-                            on:change=move |ev| model.set(event_target_value(&ev))
+                            on:change=move |ev| pick_model(event_target_value(&ev))
                         >
                             <Suspense fallback=|| view! { <option>"loading…"</option> }>
                                 {model_options}

@@ -1,0 +1,633 @@
+//! The decoder shared by every family: pre-norm decoder layers with grouped-query
+//! attention, rotary position embeddings, a gated MLP and RMSNorm, differentiable from the
+//! input embeddings. What differs between families is data in [`Config`] (biases, q/k
+//! norms, Gemma's sandwich norms and scaled embeddings, activations, sliding windows); each
+//! family's module fills it from `config.json` or GGUF metadata.
+//!
+//! Follows transformers' modeling files (`modeling_llama.py`, `modeling_qwen2.py`,
+//! `modeling_qwen3.py`, `modeling_gemma3.py`). Weights are dequantized to f32 (or kept in
+//! bf16) and held as constants: only activations get gradients.
+
+use super::attention::{causal_attention, probabilities};
+use super::gated::{gated, Activation};
+use super::linear::Linear;
+use super::Rules;
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use serde::Deserialize;
+
+/// Hyper-parameters, with `config.json`'s field names where they have one.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Config {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Residual stream width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Decoder layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention).
+    pub num_key_value_heads: usize,
+    /// Per-head width; `hidden_size / num_attention_heads` when absent.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    /// Context length.
+    pub max_position_embeddings: usize,
+    /// lm_head shares the embedding matrix.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// RoPE pairs adjacent dimensions (GGUF's permuted Q/K) instead of the two halves
+    /// (Hugging Face checkpoints). Not a `config.json` field.
+    #[serde(skip)]
+    pub rope_interleaved: bool,
+    /// Family traits the families' modules set (not `config.json` fields).
+    #[serde(skip)]
+    pub arch: Arch,
+}
+
+/// What sets a family's decoder apart from Llama's.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Arch {
+    /// q, k and v projections have biases (Qwen2).
+    pub attention_bias: bool,
+    /// RMSNorm on each head's q and k before RoPE (Qwen3, Gemma 3).
+    pub qk_norm: bool,
+    /// Norm weights are stored as w and multiply by (1 + w) (Gemma, Hugging Face layout;
+    /// llama.cpp stores 1 + w).
+    pub norm_plus_one: bool,
+    /// Norms after attention and around the MLP as well (Gemma 3's four norms per layer).
+    pub sandwich_norms: bool,
+    /// Input embeddings multiplied by this (Gemma: √hidden).
+    pub embed_scale: Option<f64>,
+    /// The MLP's activation.
+    pub activation: Activation,
+    /// Attention scores scaled by `query_pre_attn_scalar^-½` instead of `head_dim^-½`.
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Per layer: a sliding attention window (local layers), or none (global).
+    pub layer_windows: Vec<Option<usize>>,
+    /// RoPE base of the sliding-window layers, when it differs (Gemma 3: 10,000).
+    pub rope_local_theta: Option<f64>,
+    /// `logits = c·tanh(logits / c)` (Gemma 2/3 when configured).
+    pub final_logit_softcapping: Option<f64>,
+}
+
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+
+impl Config {
+    /// Per-head width.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+}
+
+/// Source of named weights (Hugging Face names), dequantized.
+pub trait WeightSource {
+    /// The tensor stored under this Hugging Face name, e.g. `model.layers.0.self_attn.q_proj.weight`.
+    fn get(&mut self, name: &str) -> crate::Result<Tensor>;
+    /// Whether a tensor of that name exists.
+    fn contains(&self, name: &str) -> bool;
+}
+
+/// Rotary embedding tables, shared by every layer.
+#[derive(Debug, Clone)]
+struct Rotary {
+    cos: Tensor, // (max_pos, head_dim / 2)
+    sin: Tensor,
+    interleaved: bool,
+}
+
+impl Rotary {
+    fn new(cfg: &Config, theta: f64, dtype: DType, dev: &Device) -> Result<Self> {
+        let hd = cfg.head_dim();
+        let inv_freq: Vec<f32> = (0..hd / 2)
+            .map(|i| 1.0 / theta.powf(2.0 * i as f64 / hd as f64) as f32)
+            .collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, hd / 2), dev)?;
+        let pos = Tensor::arange(0u32, cfg.max_position_embeddings as u32, dev)?
+            .to_dtype(DType::F32)?
+            .reshape((cfg.max_position_embeddings, 1))?;
+        let freqs = pos.broadcast_mul(&inv_freq)?;
+        Ok(Rotary {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+            interleaved: cfg.rope_interleaved,
+        })
+    }
+
+    /// `x: (heads, seq, head_dim)` rotated for positions `offset..offset + seq`.
+    fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
+        let n = x.dim(1)?;
+        let cos = self.cos.narrow(0, offset, n)?;
+        let sin = self.sin.narrow(0, offset, n)?;
+        if x.track_op() && x.device().is_cpu() && x.dtype() == DType::F32 {
+            // One graph node instead of a dozen per call; see `RopeOp`.
+            x.contiguous()?.apply_op1(RopeOp {
+                cos: cos.contiguous()?,
+                sin: sin.contiguous()?,
+                interleaved: self.interleaved,
+            })
+        } else {
+            rotate(x, &cos, &sin, self.interleaved)
+        }
+    }
+}
+
+/// Rotates `x: (heads, seq, head_dim)` by the angles whose cos and sin are `(seq, head_dim/2)`.
+fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Tensor> {
+    let (h, n, hd) = x.dims3()?;
+    if interleaved {
+        // Pairs (0,1), (2,3), …: the layout of llama.cpp's permuted Q/K weights.
+        let x = x.reshape((h, n, hd / 2, 2))?;
+        let x0 = x.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?;
+        let x1 = x.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?;
+        let r0 = (x0.broadcast_mul(cos)? - x1.broadcast_mul(sin)?)?;
+        let r1 = (x0.broadcast_mul(sin)? + x1.broadcast_mul(cos)?)?;
+        Tensor::stack(&[r0, r1], D::Minus1)?.reshape((h, n, hd))
+    } else {
+        let x0 = x.narrow(D::Minus1, 0, hd / 2)?;
+        let x1 = x.narrow(D::Minus1, hd / 2, hd / 2)?;
+        let r0 = (x0.broadcast_mul(cos)? - x1.broadcast_mul(sin)?)?;
+        let r1 = (x1.broadcast_mul(cos)? + x0.broadcast_mul(sin)?)?;
+        Tensor::cat(&[r0, r1], D::Minus1)
+    }
+}
+
+/// RoPE as one op. A rotation's gradient is the inverse rotation: rotate by −θ.
+struct RopeOp {
+    cos: Tensor, // (seq, head_dim / 2), f32, contiguous
+    sin: Tensor,
+    interleaved: bool,
+}
+
+impl candle_core::CustomOp1 for RopeOp {
+    fn name(&self) -> &'static str {
+        "rope"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (h, n, hd) = layout.shape().dims3()?;
+        let x = super::f32_slice(storage, layout, self.name())?;
+        let cos = self.cos.flatten_all()?.to_vec1::<f32>()?;
+        let sin = self.sin.flatten_all()?.to_vec1::<f32>()?;
+        let half = hd / 2;
+        let mut out = vec![0f32; x.len()];
+        for head in 0..h {
+            for t in 0..n {
+                let base = (head * n + t) * hd;
+                let (c, s) = (
+                    &cos[t * half..(t + 1) * half],
+                    &sin[t * half..(t + 1) * half],
+                );
+                for i in 0..half {
+                    let (i0, i1) = if self.interleaved {
+                        (base + 2 * i, base + 2 * i + 1)
+                    } else {
+                        (base + i, base + half + i)
+                    };
+                    let (x0, x1) = (x[i0], x[i1]);
+                    out[i0] = x0 * c[i] - x1 * s[i];
+                    out[i1] = x0 * s[i] + x1 * c[i];
+                }
+            }
+        }
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(rotate(
+            &grad.detach(),
+            &self.cos,
+            &self.sin.neg()?,
+            self.interleaved,
+        )?))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    act: Activation,
+}
+
+impl Mlp {
+    fn load(w: &mut dyn WeightSource, p: &str, act: Activation) -> crate::Result<Self> {
+        Ok(Mlp {
+            gate_proj: Linear::new(w.get(&format!("{p}.gate_proj.weight"))?),
+            up_proj: Linear::new(w.get(&format!("{p}.up_proj.weight"))?),
+            down_proj: Linear::new(w.get(&format!("{p}.down_proj.weight"))?),
+            act,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, rules: &dyn Rules) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(x)?;
+        let h = gated(&gate, &self.up_proj.forward(x)?, self.act, rules.gate())?;
+        self.down_proj.forward(&h)
+    }
+}
+
+/// A projection with an optional bias.
+#[derive(Debug, Clone)]
+struct Proj {
+    linear: Linear,
+    bias: Option<Tensor>,
+}
+
+impl Proj {
+    fn load(w: &mut dyn WeightSource, p: &str, bias: bool) -> crate::Result<Self> {
+        Ok(Proj {
+            linear: Linear::new(w.get(&format!("{p}.weight"))?),
+            bias: if bias {
+                Some(w.get(&format!("{p}.bias"))?)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.linear.forward(x)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Proj,
+    k_proj: Proj,
+    v_proj: Proj,
+    o_proj: Linear,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    scale: f64,
+    eps: f64,
+    window: Option<usize>,
+    /// Index into the model's rotary tables.
+    rope: usize,
+}
+
+impl Attention {
+    fn load(w: &mut dyn WeightSource, p: &str, cfg: &Config, layer: usize) -> crate::Result<Self> {
+        let a = &cfg.arch;
+        let norm = |w: &mut dyn WeightSource, n: &str| -> crate::Result<Option<Tensor>> {
+            if a.qk_norm {
+                Ok(Some(load_norm(w, &format!("{p}.{n}.weight"), a)?))
+            } else {
+                Ok(None)
+            }
+        };
+        let window = a.layer_windows.get(layer).copied().flatten();
+        Ok(Attention {
+            q_proj: Proj::load(w, &format!("{p}.q_proj"), a.attention_bias)?,
+            k_proj: Proj::load(w, &format!("{p}.k_proj"), a.attention_bias)?,
+            v_proj: Proj::load(w, &format!("{p}.v_proj"), a.attention_bias)?,
+            o_proj: Linear::new(w.get(&format!("{p}.o_proj.weight"))?),
+            q_norm: norm(w, "q_norm")?,
+            k_norm: norm(w, "k_norm")?,
+            n_heads: cfg.num_attention_heads,
+            n_kv_heads: cfg.num_key_value_heads,
+            head_dim: cfg.head_dim(),
+            scale: 1.0
+                / a.query_pre_attn_scalar
+                    .unwrap_or(cfg.head_dim() as f64)
+                    .sqrt(),
+            eps: cfg.rms_norm_eps,
+            window,
+            rope: usize::from(window.is_some() && a.rope_local_theta.is_some()),
+        })
+    }
+
+    /// `(seq, hidden) -> (heads, seq, head_dim)`
+    fn split_heads(&self, x: &Tensor, heads: usize) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        x.reshape((n, heads, self.head_dim))?
+            .transpose(0, 1)?
+            .contiguous()
+    }
+
+    /// Repeats each key/value head for its group of query heads, as transformers' `repeat_kv`.
+    fn repeat_kv(&self, x: Tensor) -> Result<Tensor> {
+        let rep = self.n_heads / self.n_kv_heads;
+        if rep == 1 {
+            return Ok(x);
+        }
+        let (kvh, n, hd) = x.dims3()?;
+        x.unsqueeze(1)?
+            .broadcast_as((kvh, rep, n, hd))?
+            .reshape((kvh * rep, n, hd))
+    }
+
+    /// q, k, v for `x` at positions `offset..`: projected, split, normed, rotated.
+    fn qkv(
+        &self,
+        x: &Tensor,
+        rot: &Rotary,
+        offset: usize,
+        rules: &dyn Rules,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let q = self.split_heads(&self.q_proj.forward(x)?, self.n_heads)?;
+        let k = self.split_heads(&self.k_proj.forward(x)?, self.n_kv_heads)?;
+        let v = self.split_heads(&self.v_proj.forward(x)?, self.n_kv_heads)?;
+        let norm = |t: Tensor, w: &Option<Tensor>| match w {
+            Some(w) => rules.rms_norm(&t, w, self.eps),
+            None => Ok(t),
+        };
+        let q = norm(q, &self.q_norm)?;
+        let k = norm(k, &self.k_norm)?;
+        Ok((rot.apply(&q, offset)?, rot.apply(&k, offset)?, v))
+    }
+
+    fn merge_heads(&self, o: Tensor, n: usize) -> Result<Tensor> {
+        let o = o
+            .transpose(0, 1)?
+            .reshape((n, self.n_heads * self.head_dim))?;
+        self.o_proj.forward(&o)
+    }
+
+    fn forward(&self, x: &Tensor, rot: &Rotary, rules: &dyn Rules) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        let (q, k, v) = self.qkv(x, rot, 0, rules)?;
+        let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
+        let o = causal_attention(
+            &q,
+            &k,
+            &v,
+            self.scale,
+            rules.attention_factors(),
+            self.window,
+        )?; // (heads, seq, head_dim)
+        self.merge_heads(o, n)
+    }
+
+    /// Inference with a KV cache (no graph): `x: (new, hidden)` at positions
+    /// `offset..offset + new`; appends the new keys and values to `cache`.
+    fn forward_cached(
+        &self,
+        x: &Tensor,
+        rot: &Rotary,
+        cache: &mut Option<(Tensor, Tensor)>,
+        offset: usize,
+    ) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        let (q, k, v) = self.qkv(x, rot, offset, &super::Plain)?;
+        let (k, v) = match cache.take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
+            None => (k, v),
+        };
+        *cache = Some((k.clone(), v.clone()));
+        let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
+        let o = probabilities(&q, &k.contiguous()?, self.scale, self.window)?
+            .matmul(&v.contiguous()?)?;
+        self.merge_heads(o, n)
+    }
+}
+
+/// Keys and values of every position seen so far, per layer: generation runs each new
+/// token through the model once.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A norm weight as the model multiplies by it: `1 + w` for Gemma's Hugging Face layout.
+fn load_norm(w: &mut dyn WeightSource, name: &str, a: &Arch) -> crate::Result<Tensor> {
+    let t = w.get(name)?;
+    Ok(if a.norm_plus_one { (t + 1.0)? } else { t })
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    self_attn: Attention,
+    mlp: Mlp,
+    input_layernorm: Tensor,
+    post_attention_layernorm: Tensor,
+    /// Gemma 3: the norms before and after the MLP (then `post_attention_layernorm` norms the
+    /// attention output instead of the MLP input).
+    feedforward_norms: Option<(Tensor, Tensor)>,
+}
+
+impl DecoderLayer {
+    fn load(w: &mut dyn WeightSource, cfg: &Config, i: usize) -> crate::Result<Self> {
+        let p = format!("model.layers.{i}");
+        let a = &cfg.arch;
+        Ok(DecoderLayer {
+            self_attn: Attention::load(w, &format!("{p}.self_attn"), cfg, i)?,
+            mlp: Mlp::load(w, &format!("{p}.mlp"), a.activation)?,
+            input_layernorm: load_norm(w, &format!("{p}.input_layernorm.weight"), a)?,
+            post_attention_layernorm: load_norm(
+                w,
+                &format!("{p}.post_attention_layernorm.weight"),
+                a,
+            )?,
+            feedforward_norms: if a.sandwich_norms {
+                Some((
+                    load_norm(w, &format!("{p}.pre_feedforward_layernorm.weight"), a)?,
+                    load_norm(w, &format!("{p}.post_feedforward_layernorm.weight"), a)?,
+                ))
+            } else {
+                None
+            },
+        })
+    }
+
+    /// One layer; `attend` runs the attention block on its normed input.
+    fn forward(
+        &self,
+        h: Tensor,
+        eps: f64,
+        rules: &dyn Rules,
+        attend: impl FnOnce(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let x = rules.rms_norm(&h, &self.input_layernorm, eps)?;
+        let a = attend(&x)?;
+        match &self.feedforward_norms {
+            None => {
+                let h = (h + a)?;
+                let x = rules.rms_norm(&h, &self.post_attention_layernorm, eps)?;
+                &h + self.mlp.forward(&x, rules)?
+            }
+            Some((pre, post)) => {
+                let h = (h + rules.rms_norm(&a, &self.post_attention_layernorm, eps)?)?;
+                let x = rules.rms_norm(&h, pre, eps)?;
+                let m = self.mlp.forward(&x, rules)?;
+                &h + rules.rms_norm(&m, post, eps)?
+            }
+        }
+    }
+}
+
+/// What a forward pass returns.
+#[derive(Debug)]
+pub struct ForwardOutput {
+    /// The final-norm hidden state of the last position, `(hidden,)`.
+    pub last_hidden: Tensor,
+    /// Every decoder layer's output `(seq, hidden)` (the residual stream after the layer).
+    pub layer_outputs: Vec<Tensor>,
+    /// Zero variables added to each layer output; their gradients are dy/dh_l.
+    pub taps: Vec<Var>,
+}
+
+/// A decoder up to the final norm, plus the (possibly tied) output projection.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    cfg: Config,
+    embed_tokens: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: Tensor,
+    lm_head: Tensor, // (vocab, hidden)
+    /// Global RoPE, then (Gemma 3) the local layers' RoPE.
+    rotary: Vec<Rotary>,
+}
+
+impl Decoder {
+    /// Loads weights by their Hugging Face names.
+    pub fn load(cfg: Config, w: &mut dyn WeightSource, dev: &Device) -> crate::Result<Self> {
+        let embed_tokens = w.get("model.embed_tokens.weight")?;
+        let dtype = embed_tokens.dtype();
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::load(w, &cfg, i))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let norm = load_norm(w, "model.norm.weight", &cfg.arch)?;
+        let lm_head = if w.contains("lm_head.weight") {
+            w.get("lm_head.weight")?
+        } else {
+            embed_tokens.clone()
+        };
+        let mut rotary = vec![Rotary::new(&cfg, cfg.rope_theta, dtype, dev)?];
+        if let Some(local) = cfg.arch.rope_local_theta {
+            rotary.push(Rotary::new(&cfg, local, dtype, dev)?);
+        }
+        Ok(Decoder {
+            cfg,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Input embeddings `(seq, hidden)` of token ids (scaled, for Gemma: what attribution
+    /// calls the input).
+    pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        let ids = Tensor::new(ids, self.embed_tokens.device())?;
+        let e = self.embed_tokens.embedding(&ids)?;
+        match self.cfg.arch.embed_scale {
+            // transformers casts the scale to the weights' dtype first.
+            Some(s) => e * (s as f32) as f64,
+            None => Ok(e),
+        }
+    }
+
+    /// The output projection `(vocab, hidden)`.
+    pub fn lm_head(&self) -> &Tensor {
+        &self.lm_head
+    }
+
+    /// Final logit soft-capping `c·tanh(x / c)`, when configured.
+    pub fn softcap(&self, logits: &Tensor) -> Result<Tensor> {
+        match self.cfg.arch.final_logit_softcapping {
+            Some(c) => (logits / c)?.tanh()? * c,
+            None => Ok(logits.clone()),
+        }
+    }
+
+    /// Runs the decoder from input embeddings `(seq, hidden)`. With `tap_layers`, a zero
+    /// variable is added to each layer's output so that a backward pass yields dy/dh_l.
+    pub fn forward(
+        &self,
+        embeds: &Tensor,
+        rules: &dyn Rules,
+        tap_layers: bool,
+    ) -> Result<ForwardOutput> {
+        let n = embeds.dim(0)?;
+        let eps = self.cfg.rms_norm_eps;
+        let mut h = embeds.clone();
+        let mut layer_outputs = Vec::with_capacity(self.layers.len());
+        let mut taps = Vec::new();
+        for layer in &self.layers {
+            let rot = &self.rotary[layer.self_attn.rope];
+            h = layer.forward(h, eps, rules, |x| layer.self_attn.forward(x, rot, rules))?;
+            if tap_layers {
+                let tap = Var::zeros(h.shape(), h.dtype(), h.device())?;
+                h = (h + tap.as_tensor())?;
+                taps.push(tap);
+            }
+            layer_outputs.push(h.clone());
+        }
+        let last = h.narrow(0, n - 1, 1)?;
+        let last_hidden = rules.rms_norm(&last, &self.norm, eps)?.squeeze(0)?;
+        Ok(ForwardOutput {
+            last_hidden,
+            layer_outputs,
+            taps,
+        })
+    }
+
+    /// Inference for generation: runs `ids` (the prompt, then one token at a time) after the
+    /// positions in `cache` and returns the next-token logits `(vocab,)` in f32.
+    pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        let offset = cache.len;
+        if offset + ids.len() > self.cfg.max_position_embeddings {
+            candle_core::bail!(
+                "{} positions exceed the model's context of {}",
+                offset + ids.len(),
+                self.cfg.max_position_embeddings
+            );
+        }
+        cache.layers.resize(self.layers.len(), None);
+        let eps = self.cfg.rms_norm_eps;
+        let mut h = self.embed(ids)?;
+        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let rot = &self.rotary[layer.self_attn.rope];
+            h = layer.forward(h, eps, &super::Plain, |x| {
+                layer.self_attn.forward_cached(x, rot, kv, offset)
+            })?;
+        }
+        cache.len = offset + ids.len();
+        let last = h.narrow(0, ids.len() - 1, 1)?;
+        let last = super::rms_norm(&last, &self.norm, eps, false)?;
+        let logits = self.lm_head.matmul(&last.t()?)?.squeeze(1)?;
+        self.softcap(&logits)?.to_dtype(DType::F32)
+    }
+}
