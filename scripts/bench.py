@@ -3,9 +3,11 @@
 
 Same GGUF weights (f32), same prompt text, same machine, one run. For prompts of about 48,
 512 and 2048 tokens it times model load, a forward pass, saliency (forward + backward +
-latent trace) and AttnLRP (likewise, with lxt's efficient rules), median of --repeat runs
+latent trace), AttnLRP (likewise, with lxt's efficient rules) and greedy generation of
+--generate new tokens with a KV cache (transformers' `generate`), median of --repeat runs
 after a warm-up, both sides using every core; and peak memory (each side and method set in
-its own process). Prints a table with the ratios ours / PyTorch (< 1 = TokenLens faster).
+its own process). Prints a table with the ratios ours / PyTorch (times: < 1 = TokenLens
+faster; generation tokens/s: > 1 = TokenLens faster).
 
 Run (after scripts/reference-env.sh and `cargo build --release`):
     ~/.cache/tokenlens/venv/bin/python scripts/bench.py [--lengths 48,512,2048] [--repeat 3]
@@ -40,7 +42,7 @@ def timed(repeat, f):
     return median(out)
 
 
-def torch_side(mode, gguf, prompt_file, repeat, chat):
+def torch_side(mode, gguf, prompt_file, repeat, chat, generate):
     """One process per mode: 'plain' (forward + saliency) or 'attnlrp'."""
     import torch
     from transformers.models.llama import modeling_llama
@@ -72,6 +74,19 @@ def torch_side(mode, gguf, prompt_file, repeat, chat):
     if mode == "plain":
         res["forward_s"] = timed(repeat, forward)
         res["methods_s"] = {"saliency": timed(repeat, method)}
+        if generate:
+            new = []
+
+            def gen():
+                with torch.no_grad():
+                    out = model.generate(
+                        ids_t, attention_mask=torch.ones_like(ids_t), do_sample=False,
+                        temperature=None, top_p=None, top_k=None, max_new_tokens=generate,
+                        pad_token_id=tok.eos_token_id)
+                new.append(out.shape[1] - ids_t.shape[1])
+
+            s = timed(repeat, gen)
+            res["generate"] = {"new_tokens": new[-1], "s": s, "tokens_per_s": new[-1] / s}
     else:
         res["methods_s"] = {"attnlrp": timed(repeat, method)}
     res["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -96,6 +111,7 @@ def main():
         "~/.cache/tokenlens/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--lengths", default="48,512,2048", help="comma-separated; may be empty")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--generate", type=int, default=32, help="new tokens to generate (0: skip)")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "tokenlens"))
     ap.add_argument("--torch-side", choices=["plain", "attnlrp"], help="internal")
     ap.add_argument("--prompt-file", help="internal")
@@ -104,7 +120,8 @@ def main():
                     help="also time the first seed's query, chat-templated")
     args = ap.parse_args()
     if args.torch_side:
-        return torch_side(args.torch_side, args.gguf, args.prompt_file, args.repeat, args.chat)
+        return torch_side(args.torch_side, args.gguf, args.prompt_file, args.repeat, args.chat,
+                          args.generate)
 
     tok, _ = reference.load(args.gguf, tokenizer_only=True)
     rows = []
@@ -117,9 +134,10 @@ def main():
             path = f.name
         flag = ["--chat"] if chat else []
         ours = run_json([args.binary, "bench", "--prompt-file", path, "--model", args.gguf,
-                         "--methods", "saliency,attnlrp", "--repeat", str(args.repeat)] + flag)
+                         "--methods", "saliency,attnlrp", "--repeat", str(args.repeat),
+                         "--generate", str(args.generate)] + flag)
         py = [sys.executable, __file__, "--gguf", args.gguf, "--prompt-file", path,
-              "--repeat", str(args.repeat)] + flag + ["--torch-side"]
+              "--repeat", str(args.repeat), "--generate", str(args.generate)] + flag + ["--torch-side"]
         plain = run_json(py + ["plain"])
         lrp = run_json(py + ["attnlrp"])
         os.remove(path)
@@ -137,6 +155,10 @@ def main():
         name = f"{ours['n_tokens']}" + (f" ({label})" if not label.isdigit() else "")
         for k in theirs:
             rows.append((name, k, mine[k], theirs[k]))
+        if args.generate:
+            g, pg = ours["generate"], plain["generate"]
+            rows.append((name, f"generation tok/s ({g['new_tokens']} / {pg['new_tokens']} new)",
+                         g["tokens_per_s"], pg["tokens_per_s"]))
         rows.append((name, "peak memory (MiB)", ours["peak_rss_mib"],
                      max(plain["peak_rss_mib"], lrp["peak_rss_mib"])))
         print(f"done {label}", file=sys.stderr)
@@ -149,8 +171,9 @@ def main():
     print("| prompt tokens | what | TokenLens | PyTorch | ratio |")
     print("|---:|---|---:|---:|---:|")
     for real, k, a, b in rows:
-        unit = "" if "memory" in k else " s"
-        fmt = (lambda v: f"{v:.0f}") if "memory" in k else (lambda v: f"{v:.3f}")
+        unit = "" if ("memory" in k or "tok/s" in k) else " s"
+        fmt = (lambda v: f"{v:.0f}") if "memory" in k else (
+            (lambda v: f"{v:.1f}") if "tok/s" in k else (lambda v: f"{v:.3f}"))
         print(f"| {real} | {k} | {fmt(a)}{unit} | {fmt(b)}{unit} | {a / b:.2f}× |")
 
 

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use std::path::PathBuf;
 use std::time::Instant;
-use tokenlens::{Engine, ExplainRequest, LoadOptions, Method};
+use tokenlens::{Engine, ExplainRequest, GenerateRequest, Method, Sampling};
 
 /// Options of `tokenlens bench`.
 #[derive(clap::Args, Debug)]
@@ -24,6 +24,11 @@ pub struct BenchArgs {
     /// Timed repetitions after one warm-up; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Also time greedy generation of this many new tokens (KV cache); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    generate: usize,
+    #[command(flatten)]
+    device: crate::DeviceArgs,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -59,7 +64,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let prompt = std::fs::read_to_string(&args.prompt_file)
         .with_context(|| format!("reading {}", args.prompt_file.display()))?;
     let t = Instant::now();
-    let engine = Engine::load_with(&LoadOptions::new(&args.model))?;
+    let engine = Engine::load_with(&args.device.options(&args.model, None)?)?;
     let load_s = t.elapsed().as_secs_f64();
     let mut req = ExplainRequest::new(prompt);
     req.chat_template = args.chat;
@@ -75,11 +80,27 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let s = time(args.repeat, || Ok(engine.explain(&req).map(|_| ())?))?;
         methods.insert(name.clone(), s.into());
     }
+    let mut generation = serde_json::Value::Null;
+    if args.generate > 0 {
+        let greq = GenerateRequest {
+            prompt: req.prompt.clone(),
+            chat_template: args.chat,
+            sampling: Sampling::greedy(),
+            max_new_tokens: args.generate,
+        };
+        let mut n = 0;
+        let s = time(args.repeat, || {
+            n = engine.generate(&greq)?.generated.len();
+            Ok(())
+        })?;
+        generation = serde_json::json!({ "new_tokens": n, "s": s, "tokens_per_s": n as f64 / s });
+    }
     let out = serde_json::json!({
         "n_tokens": n_tokens,
         "load_s": load_s,
         "forward_s": forward_s,
         "methods_s": methods,
+        "generate": generation,
         "peak_rss_mib": peak_rss_mib(),
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
     });

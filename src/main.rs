@@ -51,6 +51,8 @@ enum Command {
         model: String,
         #[command(flatten)]
         gen: GenArgs,
+        #[command(flatten)]
+        device: DeviceArgs,
         /// Print one JSON document (schema: docs/schema.md) instead of streaming text.
         #[arg(long)]
         json: bool,
@@ -120,6 +122,35 @@ struct RequestArgs {
     step: Option<usize>,
     #[command(flatten)]
     gen: GenArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+/// Where the model runs.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct DeviceArgs {
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", env = "TOKENLENS_DEVICE")]
+    device: String,
+    /// Weights and activations: f32 (exact gradients), bf16 or f16.
+    #[arg(long, default_value = "f32", env = "TOKENLENS_DTYPE")]
+    dtype: String,
+}
+
+impl DeviceArgs {
+    /// Load options for a model on this device.
+    pub(crate) fn options(
+        &self,
+        model: &str,
+        max_tokens: Option<usize>,
+    ) -> anyhow::Result<LoadOptions> {
+        Ok(LoadOptions {
+            device: tokenlens::source::parse_device(&self.device)?,
+            dtype: tokenlens::source::parse_dtype(&self.dtype)?,
+            max_tokens,
+            ..LoadOptions::new(model)
+        })
+    }
 }
 
 /// Generation settings (the first seed's defaults).
@@ -169,11 +200,8 @@ fn parse_aggregate(s: &str) -> Result<Aggregate, String> {
     Aggregate::from_name(s).ok_or_else(|| format!("{s:?}: expected sum or max_abs"))
 }
 
-fn load(model: &str, max_tokens: Option<usize>) -> anyhow::Result<Engine> {
-    let opts = LoadOptions {
-        max_tokens,
-        ..LoadOptions::new(model)
-    };
+fn load(model: &str, max_tokens: Option<usize>, device: &DeviceArgs) -> anyhow::Result<Engine> {
+    let opts = device.options(model, max_tokens)?;
     Engine::load_with(&opts).with_context(|| format!("loading model {model:?}"))
 }
 
@@ -209,7 +237,7 @@ impl RequestArgs {
 
     fn run(&self) -> anyhow::Result<Explanation> {
         let mut req = self.request()?;
-        let engine = load(&self.model, self.max_tokens)?;
+        let engine = load(&self.model, self.max_tokens, &self.device)?;
         if let Some(step) = self.step {
             let gen = engine.generate(&self.gen.request(&self.prompt, self.raw))?;
             let ids = gen.ids();
@@ -256,9 +284,10 @@ fn run() -> anyhow::Result<()> {
             raw,
             model,
             gen,
+            device,
             json,
         } => {
-            let engine = load(&model, None)?;
+            let engine = load(&model, None, &device)?;
             let req = gen.request(&prompt, raw);
             let g = if json {
                 engine.generate(&req)?

@@ -54,6 +54,45 @@ pub fn cache_dir() -> PathBuf {
     home.join(".cache").join("tokenlens")
 }
 
+/// Parses a device name: `cpu`, `cuda` or `cuda:N`. A build without the `cuda` feature
+/// refuses CUDA devices with a message saying so.
+pub fn parse_device(name: &str) -> Result<Device> {
+    let bad = || Error::InvalidSetting(format!("unknown device {name:?} (cpu, cuda, cuda:N)"));
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        _ => {
+            let ordinal = match name.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(rest) => rest
+                    .strip_prefix(':')
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(bad)?,
+                None => return Err(bad()),
+            };
+            if !cfg!(feature = "cuda") {
+                return Err(Error::InvalidSetting(
+                    "this build has no CUDA support: build with `--features cuda` \
+                     (scripts/build-cuda.sh)"
+                        .into(),
+                ));
+            }
+            Ok(Device::new_cuda(ordinal)?)
+        }
+    }
+}
+
+/// Parses a dtype name: `f32` (exact gradients; the default), `bf16` or `f16`.
+pub fn parse_dtype(name: &str) -> Result<DType> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        "f16" => Ok(DType::F16),
+        _ => Err(Error::InvalidSetting(format!(
+            "unknown dtype {name:?} (f32, bf16, f16)"
+        ))),
+    }
+}
+
 /// Where a model spec points.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelPath {

@@ -36,6 +36,12 @@ struct Args {
     /// Refuse prompts longer than this many tokens (default: each model's context length).
     #[arg(long)]
     max_tokens: Option<usize>,
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", env = "TOKENLENS_DEVICE")]
+    device: String,
+    /// Weights and activations: f32 (exact gradients), bf16 or f16.
+    #[arg(long, default_value = "f32", env = "TOKENLENS_DTYPE")]
+    dtype: String,
 }
 
 fn app(state: ServerState, options: LeptosOptions) -> Router {
@@ -62,10 +68,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("no model given (--model)")?;
     let load = {
         let max_tokens = args.max_tokens;
+        let device = tokenlens::source::parse_device(&args.device)?;
+        let dtype = tokenlens::source::parse_dtype(&args.dtype)?;
         move |spec: &str| -> anyhow::Result<Model> {
             let started = std::time::Instant::now();
             let opts = LoadOptions {
                 max_tokens,
+                device: device.clone(),
+                dtype,
                 ..LoadOptions::new(spec)
             };
             let engine =

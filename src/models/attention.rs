@@ -9,7 +9,7 @@
 
 use super::gated::scale_gradient;
 use super::{cpu_tensor, into_cpu_storage, softmax_last_dim};
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 
 /// `(heads, n, m)` causal probabilities from `q: (heads, n, head_dim)` and
 /// `k: (heads, m, head_dim)`, m ≥ n: the queries are the last n of m positions (a KV cache
@@ -24,15 +24,25 @@ pub(crate) fn probabilities(
     let n = q.dim(1)?;
     let m = k.dim(1)?;
     let past = m.saturating_sub(n);
+    let fast = !q.track_op() && !k.track_op() && q.device().is_cpu() && q.dtype() == DType::F32;
+    if fast {
+        // No graph to keep: one pass per row instead of a mask tensor and five elementwise
+        // passes over (heads, n, m).
+        let scores = q.matmul(&k.t()?)?.contiguous()?;
+        return scores.apply_op1_no_bwd(&MaskedSoftmax {
+            scale: scale as f32,
+            past,
+            window,
+        });
+    }
     let mask: Vec<f32> = (0..n)
         .flat_map(|i| {
             let p = i + past;
             (0..m).map(move |j| {
-                let outside = j > p || window.is_some_and(|w| j + w <= p);
-                if outside {
-                    f32::NEG_INFINITY
-                } else {
+                if visible(p, j, window) {
                     0.0
+                } else {
+                    f32::NEG_INFINITY
                 }
             })
         })
@@ -40,6 +50,61 @@ pub(crate) fn probabilities(
     let mask = Tensor::from_vec(mask, (n, m), q.device())?.to_dtype(q.dtype())?;
     let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
     softmax_last_dim(&scores)
+}
+
+/// Whether position `p` attends to position `j`.
+fn visible(p: usize, j: usize, window: Option<usize>) -> bool {
+    j <= p && window.is_none_or(|w| j + w > p)
+}
+
+/// `softmax(scale · scores + causal mask)` over the last dimension of `(heads, n, m)` f32
+/// scores, rows split over the cores. Forward only (used on graph-free tensors).
+struct MaskedSoftmax {
+    scale: f32,
+    past: usize,
+    window: Option<usize>,
+}
+
+impl candle_core::CustomOp1 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "masked-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, n, m) = layout.shape().dims3()?;
+        let x = super::f32_slice(storage, layout, self.name())?;
+        let mut out = vec![0f32; x.len()];
+        let row = |r: usize, src: &[f32], dst: &mut [f32]| {
+            let p = r % n + self.past;
+            let lo = self.window.map_or(0, |w| (p + 1).saturating_sub(w));
+            let hi = p.min(m - 1);
+            let (src, dst) = (&src[lo..=hi], &mut dst[lo..=hi]);
+            let max = src.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) * self.scale;
+            let mut sum = 0f32;
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = (s * self.scale - max).exp();
+                sum += *d;
+            }
+            let inv = 1.0 / sum;
+            dst.iter_mut().for_each(|d| *d *= inv);
+        };
+        let rows = x.len() / m;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .min(rows.div_ceil(64).max(1));
+        let per = rows.div_ceil(threads);
+        std::thread::scope(|sc| {
+            for (c, chunk) in out.chunks_mut(per * m).enumerate() {
+                let x = &x[c * per * m..];
+                sc.spawn(move || {
+                    for (k, dst) in chunk.chunks_mut(m).enumerate() {
+                        row(c * per + k, &x[k * m..(k + 1) * m], dst);
+                    }
+                });
+            }
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
 }
 
 struct CausalAttention {
@@ -190,6 +255,27 @@ mod tests {
                 assert!(d < 1e-5, "gradient differs by {d}");
                 assert!(a.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
             }
+        }
+        Ok(())
+    }
+
+    /// The one-pass softmax (graph-free inputs) equals the primitive one (tracked inputs).
+    #[test]
+    fn fast_softmax_matches_the_primitive_one() -> Result<()> {
+        let dev = Device::Cpu;
+        let t = |seed: f64, n: usize| -> Result<Tensor> {
+            Tensor::arange(0f32, (3 * n * 4) as f32, &dev)?
+                .reshape((3, n, 4))?
+                .affine(0.61, seed)?
+                .sin()
+        };
+        for (n, m, window) in [(5, 5, None), (2, 7, None), (6, 6, Some(3)), (1, 9, Some(4))] {
+            let (q, k) = (t(0.3, n)?, t(1.7, m)?);
+            let fast = probabilities(&q, &k, 0.7, window)?;
+            let qv = Var::from_tensor(&q)?;
+            let slow = probabilities(qv.as_tensor(), &k, 0.7, window)?;
+            let d = (&fast - &slow)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(d < 1e-6, "n {n} m {m} {window:?}: differs by {d}");
         }
         Ok(())
     }
