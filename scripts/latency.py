@@ -3,7 +3,7 @@
 the first stage (the `tokens` event) and to the first colored result (the first `method`
 event), for a chat prompt, against a running server.
 
-    scripts/latency.py [--url http://127.0.0.1:3000] [--tokens 64] [--runs 5]
+    scripts/latency.py [--url http://127.0.0.1:3000] [--model smollm2-135m] [--runs 5]
 
 Standard library only. Prints the median of --runs after one warm-up.
 """
@@ -48,7 +48,8 @@ def main():
     args = ap.parse_args()
     # 64 tokens with SmolLM2's chat template: 31 template tokens + this question.
     prompt = ("Which river flows through Paris, and which sea does it finally reach after "
-              "passing Rouen and Le Havre on its way north-west?")
+              "passing Rouen and Le Havre on its long way north-west through green Normandy, "
+              "please?")
     once(args.url, prompt, args.model)
     runs = [once(args.url, prompt, args.model) for _ in range(args.runs)]
     n = runs[0][0]

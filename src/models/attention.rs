@@ -24,16 +24,10 @@ pub(crate) fn probabilities(
     let n = q.dim(1)?;
     let m = k.dim(1)?;
     let past = m.saturating_sub(n);
-    let fast = !q.track_op() && !k.track_op() && q.device().is_cpu() && q.dtype() == DType::F32;
-    if fast {
+    if fast_path(q) && !k.track_op() {
         // No graph to keep: one pass per row instead of a mask tensor and five elementwise
         // passes over (heads, n, m).
-        let scores = q.matmul(&k.t()?)?.contiguous()?;
-        return scores.apply_op1_no_bwd(&MaskedSoftmax {
-            scale: scale as f32,
-            past,
-            window,
-        });
+        return masked_softmax(&q.matmul(&k.t()?)?, n, scale, window);
     }
     let mask: Vec<f32> = (0..n)
         .flat_map(|i| {
@@ -52,6 +46,79 @@ pub(crate) fn probabilities(
     softmax_last_dim(&scores)
 }
 
+/// Whether the graph-free CPU kernels apply.
+pub(crate) fn fast_path(q: &Tensor) -> bool {
+    !q.track_op() && q.device().is_cpu() && q.dtype() == DType::F32
+}
+
+/// `softmax(scale · scores + causal mask)` of graph-free f32 CPU scores `(b, rows, m)` whose
+/// rows cycle through `n` queries, the last n of m positions (so grouped-query scores
+/// `(kv_heads, group · n, m)` work too).
+pub(crate) fn masked_softmax(
+    scores: &Tensor,
+    n: usize,
+    scale: f64,
+    window: Option<usize>,
+) -> Result<Tensor> {
+    let m = scores.dim(candle_core::D::Minus1)?;
+    scores.contiguous()?.apply_op1_no_bwd(&MaskedSoftmax {
+        scale: scale as f32,
+        n,
+        past: m.saturating_sub(n),
+        window,
+    })
+}
+
+/// `scale · P ⊙ (dP − Σ_j dP ⊙ P)` row by row: softmax's backward pass, one pass over the
+/// rows of f32 CPU tensors split over the cores (primitive ops elsewhere).
+fn softmax_backward(p: &Tensor, dp: &Tensor, scale: f64) -> Result<Tensor> {
+    if p.device().is_cpu() && p.dtype() == DType::F32 {
+        return p
+            .contiguous()?
+            .apply_op2_no_bwd(&dp.contiguous()?, &SoftmaxBackward(scale as f32));
+    }
+    (p * dp.broadcast_sub(&(dp * p)?.sum_keepdim(D::Minus1)?)?)? * scale
+}
+
+struct SoftmaxBackward(f32);
+
+impl candle_core::CustomOp2 for SoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "softmax-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let m = l1.shape().dims().last().copied().unwrap_or(1).max(1);
+        let p = super::f32_slice(s1, l1, self.name())?;
+        let dp = super::f32_slice(s2, l2, self.name())?;
+        let mut out = vec![0f32; p.len()];
+        let rows = p.len() / m;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .min(rows.div_ceil(64).max(1));
+        let per = rows.div_ceil(threads) * m;
+        std::thread::scope(|sc| {
+            for ((dst, p), dp) in out.chunks_mut(per).zip(p.chunks(per)).zip(dp.chunks(per)) {
+                sc.spawn(move || {
+                    for ((d, p), dp) in dst.chunks_mut(m).zip(p.chunks(m)).zip(dp.chunks(m)) {
+                        let dot: f32 = p.iter().zip(dp).map(|(a, b)| a * b).sum();
+                        for ((d, &p), &g) in d.iter_mut().zip(p).zip(dp) {
+                            *d = self.0 * p * (g - dot);
+                        }
+                    }
+                });
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
 /// Whether position `p` attends to position `j`.
 fn visible(p: usize, j: usize, window: Option<usize>) -> bool {
     j <= p && window.is_none_or(|w| j + w > p)
@@ -61,6 +128,7 @@ fn visible(p: usize, j: usize, window: Option<usize>) -> bool {
 /// scores, rows split over the cores. Forward only (used on graph-free tensors).
 struct MaskedSoftmax {
     scale: f32,
+    n: usize,
     past: usize,
     window: Option<usize>,
 }
@@ -71,7 +139,8 @@ impl candle_core::CustomOp1 for MaskedSoftmax {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (_, n, m) = layout.shape().dims3()?;
+        let (_, _, m) = layout.shape().dims3()?;
+        let n = self.n;
         let x = super::f32_slice(storage, layout, self.name())?;
         let mut out = vec![0f32; x.len()];
         let row = |r: usize, src: &[f32], dst: &mut [f32]| {
@@ -158,8 +227,7 @@ impl CustomOp3 for CausalAttention {
         }
         let dp = g.matmul(&v.t()?)?;
         // Softmax backward: dS = P ⊙ (dP − Σ_j dP ⊙ P); masked entries have P = 0.
-        let ds = (&p * dp.broadcast_sub(&(&dp * &p)?.sum_keepdim(D::Minus1)?)?)?;
-        let ds = (ds * self.scale)?;
+        let ds = softmax_backward(&p, &dp, self.scale)?;
         let dq = if fq == 0.0 {
             None
         } else {

@@ -8,7 +8,7 @@
 //! `modeling_qwen3.py`, `modeling_gemma3.py`). Weights are dequantized to f32 (or kept in
 //! bf16) and held as constants: only activations get gradients.
 
-use super::attention::{causal_attention, probabilities};
+use super::attention::{causal_attention, fast_path, masked_softmax, probabilities};
 use super::gated::{gated, Activation};
 use super::linear::Linear;
 use super::Rules;
@@ -387,28 +387,77 @@ impl Attention {
         &self,
         x: &Tensor,
         rot: &Rotary,
-        cache: &mut Option<(Tensor, Tensor)>,
+        cache: &mut LayerCache,
         offset: usize,
     ) -> Result<Tensor> {
         let n = x.dim(0)?;
         let (q, k, v) = self.qkv(x, rot, offset, &super::Plain)?;
-        let (k, v) = match cache.take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 1)?, Tensor::cat(&[&pv, &v], 1)?),
-            None => (k, v),
+        let (k, v) = cache.append(&k, &v, offset)?;
+        let o = if fast_path(&q) {
+            // Grouped-query attention without copying k and v per query head: the g query
+            // heads of one key/value head become g·n rows against it.
+            let g = self.n_heads / self.n_kv_heads;
+            let qg = q.reshape((self.n_kv_heads, g * n, self.head_dim))?;
+            let p = masked_softmax(&qg.matmul(&k.t()?)?, n, self.scale, self.window)?;
+            p.matmul(&v)?.reshape((self.n_heads, n, self.head_dim))?
+        } else {
+            let (k, v) = (
+                self.repeat_kv(k.contiguous()?)?,
+                self.repeat_kv(v.contiguous()?)?,
+            );
+            probabilities(&q, &k.contiguous()?, self.scale, self.window)?
+                .matmul(&v.contiguous()?)?
         };
-        *cache = Some((k.clone(), v.clone()));
-        let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
-        let o = probabilities(&q, &k.contiguous()?, self.scale, self.window)?
-            .matmul(&v.contiguous()?)?;
         self.merge_heads(o, n)
+    }
+}
+
+/// One layer's keys and values `(kv_heads, capacity, head_dim)`, filled up to a length;
+/// capacity doubles when full, so appending a token copies only that token.
+#[derive(Debug, Default)]
+struct LayerCache {
+    buffers: Option<(Tensor, Tensor)>,
+}
+
+impl LayerCache {
+    /// Writes `k, v: (kv_heads, new, head_dim)` at position `len`; returns views of all
+    /// `len + new` positions.
+    fn append(&mut self, k: &Tensor, v: &Tensor, len: usize) -> Result<(Tensor, Tensor)> {
+        let (kvh, new, hd) = k.dims3()?;
+        let need = len + new;
+        let cap = self
+            .buffers
+            .as_ref()
+            .map_or(0, |(b, _)| b.dim(1).unwrap_or(0));
+        if need > cap {
+            let cap = need.max(2 * cap).max(64);
+            let grow = |old: Option<&Tensor>| -> Result<Tensor> {
+                let buf = Tensor::zeros((kvh, cap, hd), k.dtype(), k.device())?;
+                if let Some(old) = old.filter(|_| len > 0) {
+                    buf.slice_set(&old.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
+                }
+                Ok(buf)
+            };
+            let old = self.buffers.take();
+            self.buffers = Some((
+                grow(old.as_ref().map(|b| &b.0))?,
+                grow(old.as_ref().map(|b| &b.1))?,
+            ));
+        }
+        let Some((kb, vb)) = &self.buffers else {
+            candle_core::bail!("kv cache buffers missing")
+        };
+        kb.slice_set(&k.contiguous()?, 1, len)?;
+        vb.slice_set(&v.contiguous()?, 1, len)?;
+        Ok((kb.narrow(1, 0, need)?, vb.narrow(1, 0, need)?))
     }
 }
 
 /// Keys and values of every position seen so far, per layer: generation runs each new
 /// token through the model once.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<LayerCache>,
     len: usize,
 }
 
@@ -615,7 +664,9 @@ impl Decoder {
                 self.cfg.max_position_embeddings
             );
         }
-        cache.layers.resize(self.layers.len(), None);
+        cache
+            .layers
+            .resize_with(self.layers.len(), LayerCache::default);
         let eps = self.cfg.rms_norm_eps;
         let mut h = self.embed(ids)?;
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
