@@ -311,6 +311,21 @@ impl Engine {
         }
     }
 
+    /// Emits the `tokens` event; returns the ids.
+    fn announce(
+        &self,
+        tok: &Tokenized,
+        emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
+    ) -> Result<Vec<u32>> {
+        emit(StreamEvent::Tokens {
+            text: tok.text.clone(),
+            tokens: tok.tokens.clone(),
+            query_span: tok.query_span,
+            n_layers: self.n_layers(),
+        })?;
+        Ok(tok.tokens.iter().map(|t| t.id).collect())
+    }
+
     fn check_length(&self, tokens: usize) -> Result<()> {
         if tokens > self.max_tokens {
             return Err(Error::PromptTooLong {
@@ -332,13 +347,7 @@ impl Engine {
         emit(stage(Stage::Tokenize, None))?;
         let tok = self.context(&req.prompt, req.chat_template, &req.continuation)?;
         self.check_length(tok.tokens.len())?;
-        emit(StreamEvent::Tokens {
-            text: tok.text.clone(),
-            tokens: tok.tokens.clone(),
-            query_span: tok.query_span,
-            n_layers: self.n_layers(),
-        })?;
-        let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
+        let ids = self.announce(&tok, &mut emit)?;
         let a = self.attribute(&ids, req, &mut emit)?;
         emit(StreamEvent::Done)?;
         Ok(Explanation {
@@ -501,14 +510,8 @@ impl Engine {
         emit(stage(Stage::Tokenize, None))?;
         let tok = self.tokenize(&req.prompt, req.chat_template)?;
         self.check_length(tok.tokens.len())?;
-        emit(StreamEvent::Tokens {
-            text: tok.text.clone(),
-            tokens: tok.tokens.clone(),
-            query_span: tok.query_span,
-            n_layers: self.n_layers(),
-        })?;
+        let ids = self.announce(&tok, &mut emit)?;
         emit(stage(Stage::Generate, None))?;
-        let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
         let mut cache = KvCache::default();
         let mut logits = self
             .model
@@ -576,13 +579,7 @@ impl Engine {
         let tok = self.context(&req.prompt, req.chat_template, &req.generated)?;
         let prompt_len = tok.tokens.len() - req.generated.len();
         self.check_length(tok.tokens.len() - 1)?;
-        emit(StreamEvent::Tokens {
-            text: tok.text.clone(),
-            tokens: tok.tokens.clone(),
-            query_span: tok.query_span,
-            n_layers: self.n_layers(),
-        })?;
-        let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
+        let ids = self.announce(&tok, &mut emit)?;
         let mut rows = Vec::with_capacity(req.generated.len());
         for (step, &target) in req.generated.iter().enumerate() {
             let sub = ExplainRequest {

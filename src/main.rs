@@ -40,15 +40,8 @@ enum Command {
     },
     /// Generate an answer, streamed token by token (KV cache; stops at end of turn).
     Generate {
-        /// The prompt (the user's message).
-        #[arg(short, long)]
-        prompt: String,
-        /// Send the prompt as is, without the chat template.
-        #[arg(long)]
-        raw: bool,
-        /// Model: an alias (smollm2-135m), a .gguf file or a Hugging Face directory.
-        #[arg(short, long, default_value = tokenlens::source::DEFAULT_MODEL)]
-        model: String,
+        #[command(flatten)]
+        input: PromptArgs,
         #[command(flatten)]
         gen: GenArgs,
         #[command(flatten)]
@@ -81,16 +74,23 @@ enum Command {
 }
 
 #[derive(Args, Debug)]
-struct RequestArgs {
+struct PromptArgs {
     /// The prompt (the user's message).
     #[arg(short, long)]
     prompt: String,
     /// Send the prompt as is, without the chat template.
     #[arg(long)]
     raw: bool,
-    /// Model: an alias (smollm2-135m), a .gguf file or a Hugging Face directory.
+    /// Model: an alias (smollm2-135m, gemma3-270m), a .gguf file, a Hugging Face directory
+    /// or a Hub id.
     #[arg(short, long, default_value = tokenlens::source::DEFAULT_MODEL)]
     model: String,
+}
+
+#[derive(Args, Debug)]
+struct RequestArgs {
+    #[command(flatten)]
+    input: PromptArgs,
     /// Explain this text's first token instead of the argmax (e.g. " Paris").
     #[arg(long, conflicts_with = "target_id")]
     target: Option<String>,
@@ -224,8 +224,8 @@ impl RequestArgs {
             (None, None) => TargetSpec::Argmax,
         };
         Ok(ExplainRequest {
-            prompt: self.prompt.clone(),
-            chat_template: !self.raw,
+            prompt: self.input.prompt.clone(),
+            chat_template: !self.input.raw,
             target,
             methods,
             top_k: self.top_k,
@@ -237,9 +237,9 @@ impl RequestArgs {
 
     fn run(&self) -> anyhow::Result<Explanation> {
         let mut req = self.request()?;
-        let engine = load(&self.model, self.max_tokens, &self.device)?;
+        let engine = load(&self.input.model, self.max_tokens, &self.device)?;
         if let Some(step) = self.step {
-            let gen = engine.generate(&self.gen.request(&self.prompt, self.raw))?;
+            let gen = engine.generate(&self.gen.request(&self.input.prompt, self.input.raw))?;
             let ids = gen.ids();
             if step == 0 || step > ids.len() {
                 bail!(
@@ -280,15 +280,13 @@ fn run() -> anyhow::Result<()> {
             }
         }
         Command::Generate {
-            prompt,
-            raw,
-            model,
+            input,
             gen,
             device,
             json,
         } => {
-            let engine = load(&model, None, &device)?;
-            let req = gen.request(&prompt, raw);
+            let engine = load(&input.model, None, &device)?;
+            let req = gen.request(&input.prompt, input.raw);
             let g = if json {
                 engine.generate(&req)?
             } else {
