@@ -11,6 +11,7 @@ faster; generation tokens/s: > 1 = TokenLens faster).
 
 Run (after scripts/reference-env.sh and `cargo build --release`):
     ~/.cache/tokenlens/venv/bin/python scripts/bench.py [--lengths 48,512,2048] [--repeat 3]
+        [--repeat-long 1] [--seed-prompt] [--generate 32]
 """
 import argparse
 import json
@@ -111,6 +112,8 @@ def main():
         "~/.cache/tokenlens/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--lengths", default="48,512,2048", help="comma-separated; may be empty")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat-long", type=int, default=1,
+                    help="repetitions for prompts over 1,000 tokens")
     ap.add_argument("--generate", type=int, default=32, help="new tokens to generate (0: skip)")
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "tokenlens"))
     ap.add_argument("--torch-side", choices=["plain", "attnlrp"], help="internal")
@@ -133,11 +136,12 @@ def main():
             f.write(prompt)
             path = f.name
         flag = ["--chat"] if chat else []
+        repeat = args.repeat if len(prompt) < 4000 else args.repeat_long
         ours = run_json([args.binary, "bench", "--prompt-file", path, "--model", args.gguf,
-                         "--methods", "saliency,attnlrp", "--repeat", str(args.repeat),
+                         "--methods", "saliency,attnlrp", "--repeat", str(repeat),
                          "--generate", str(args.generate)] + flag)
         py = [sys.executable, __file__, "--gguf", args.gguf, "--prompt-file", path,
-              "--repeat", str(args.repeat), "--generate", str(args.generate)] + flag + ["--torch-side"]
+              "--repeat", str(repeat), "--generate", str(args.generate)] + flag + ["--torch-side"]
         plain = run_json(py + ["plain"])
         lrp = run_json(py + ["attnlrp"])
         os.remove(path)
