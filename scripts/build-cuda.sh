@@ -5,6 +5,7 @@
 # Cold: about 35 min on 2 cores (candle's kernels dominate); target/cuda is reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+cargo fetch --quiet   # cudarc's sources name the driver symbols the stub needs
 eval "$(bash scripts/cuda-env.sh)"
 cargo build --release --target-dir target/cuda --features cuda --bin tokenlens
 cargo build --release --target-dir target/cuda -p server --features cuda

@@ -28,15 +28,19 @@ if [ ! -f "$home/.complete" ]; then
     so=$(ls "$home/lib64/lib$lib.so."* 2>/dev/null | sort | head -1 || true)
     [ -n "$so" ] && ln -sf "$(basename "$so")" "$home/lib64/lib$lib.so"
   done
-  # A stub driver library to link against; the GPU machine's driver provides the real one.
-  if [ ! -e "$home/lib64/libcuda.so" ]; then
-    stub="$home/lib64/stubs" && mkdir -p "$stub"
-    echo 'void cuGetErrorString(void){}' > "$stub/cuda_stub.c"
-    cc -shared -fPIC -o "$stub/libcuda.so" "$stub/cuda_stub.c" -Wl,-soname,libcuda.so.1
-    ln -sf stubs/libcuda.so "$home/lib64/libcuda.so"
-  fi
   chmod +x "$home"/bin/* 2>/dev/null || true
   touch "$home/.complete"
+fi
+# A stub driver library to link against (the GPU machine's driver provides the real
+# libcuda.so.1): every driver function cudarc declares, as an empty symbol.
+if [ ! -e "$home/lib64/stubs/libcuda.so" ]; then
+  decls=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-*/src/driver/sys/mod.rs \
+          2>/dev/null | sort -V | tail -1)
+  [ -n "$decls" ] || { echo "cudarc's sources are missing: run \`cargo fetch\` first" >&2; exit 1; }
+  stub="$home/lib64/stubs" && mkdir -p "$stub"
+  grep -oE '\bcu[A-Z][A-Za-z0-9_]*\b' "$decls" | sort -u | sed 's/.*/void &(void) {}/' > "$stub/cuda_stub.c"
+  cc -shared -fPIC -o "$stub/libcuda.so" "$stub/cuda_stub.c" -Wl,-soname,libcuda.so.1
+  ln -sf stubs/libcuda.so "$home/lib64/libcuda.so"
 fi
 cat <<ENV
 export CUDA_HOME="$home" CUDA_PATH="$home" CUDA_ROOT="$home"
