@@ -2,7 +2,7 @@
 # Builds the CLI and the server with the `cuda` feature into target/cuda/release, with a
 # CUDA toolkit assembled from PyPI wheels (scripts/cuda-env.sh). No GPU is needed to build.
 # CUDA_COMPUTE_CAP picks the GPU generation (default 90: H100/H200).
-# Cold: about 35 min on 2 cores (candle's kernels dominate); target/cuda is reused.
+# Cold: about 25 min on 2 cores (candle's kernels dominate); target/cuda is reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fetch --quiet   # cudarc's sources name the driver symbols the stub needs
