@@ -93,6 +93,13 @@ fn stage(stage: Stage, method: Option<Method>) -> StreamEvent {
     StreamEvent::Stage { stage, method }
 }
 
+/// Softmax probability of one token.
+fn probability(id: u32, logits: &[f32]) -> f32 {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let z: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    ((logits[id as usize] as f64 - max).exp() / z) as f32
+}
+
 /// Wraps a sink: `Break` becomes [`Error::Cancelled`].
 fn emitter(
     sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
@@ -525,7 +532,7 @@ impl Engine {
                 break StopReason::EndOfTurn;
             }
             let token = GeneratedToken {
-                prob: self.candidate(id, &logits).prob,
+                prob: probability(id, &logits),
                 token: self.appended_token(&mut text, id),
             };
             emit(StreamEvent::Generated {
@@ -656,14 +663,11 @@ impl Engine {
     }
 
     fn candidate(&self, id: u32, logits: &[f32]) -> Candidate {
-        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let z: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-        let logit = logits[id as usize];
         Candidate {
             id,
             text: self.decode_token(id),
-            logit,
-            prob: ((logit as f64 - max).exp() / z) as f32,
+            logit: logits[id as usize],
+            prob: probability(id, logits),
         }
     }
 

@@ -97,26 +97,37 @@ impl candle_core::CustomOp2 for SoftmaxBackward {
         let m = l1.shape().dims().last().copied().unwrap_or(1).max(1);
         let p = super::f32_slice(s1, l1, self.name())?;
         let dp = super::f32_slice(s2, l2, self.name())?;
-        let mut out = vec![0f32; p.len()];
-        let rows = p.len() / m;
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |t| t.get())
-            .min(rows.div_ceil(64).max(1));
-        let per = rows.div_ceil(threads) * m;
-        std::thread::scope(|sc| {
-            for ((dst, p), dp) in out.chunks_mut(per).zip(p.chunks(per)).zip(dp.chunks(per)) {
-                sc.spawn(move || {
-                    for ((d, p), dp) in dst.chunks_mut(m).zip(p.chunks(m)).zip(dp.chunks(m)) {
-                        let dot: f32 = p.iter().zip(dp).map(|(a, b)| a * b).sum();
-                        for ((d, &p), &g) in d.iter_mut().zip(p).zip(dp) {
-                            *d = self.0 * p * (g - dot);
-                        }
-                    }
-                });
+        let out = map_rows(p.len(), m, |r, d| {
+            let (p, dp) = (&p[r * m..(r + 1) * m], &dp[r * m..(r + 1) * m]);
+            let dot: f32 = p.iter().zip(dp).map(|(a, b)| a * b).sum();
+            for ((d, &p), &g) in d.iter_mut().zip(p).zip(dp) {
+                *d = self.0 * p * (g - dot);
             }
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+}
+
+/// A `len`-element output of rows of `m`, zero-initialized, each row filled by
+/// `f(row index, row)`; the rows are split over the cores.
+fn map_rows(len: usize, m: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; len];
+    let rows = len / m.max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(rows.div_ceil(64).max(1));
+    let per = rows.div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|sc| {
+        for (c, chunk) in out.chunks_mut(per * m.max(1)).enumerate() {
+            sc.spawn(move || {
+                for (k, row) in chunk.chunks_mut(m.max(1)).enumerate() {
+                    f(c * per + k, row);
+                }
+            });
+        }
+    });
+    out
 }
 
 /// Whether position `p` attends to position `j`.
@@ -142,8 +153,8 @@ impl candle_core::CustomOp1 for MaskedSoftmax {
         let (_, _, m) = layout.shape().dims3()?;
         let n = self.n;
         let x = super::f32_slice(storage, layout, self.name())?;
-        let mut out = vec![0f32; x.len()];
-        let row = |r: usize, src: &[f32], dst: &mut [f32]| {
+        let out = map_rows(x.len(), m, |r, dst| {
+            let src = &x[r * m..(r + 1) * m];
             let p = r % n + self.past;
             let lo = self.window.map_or(0, |w| (p + 1).saturating_sub(w));
             let hi = p.min(m - 1);
@@ -156,21 +167,6 @@ impl candle_core::CustomOp1 for MaskedSoftmax {
             }
             let inv = 1.0 / sum;
             dst.iter_mut().for_each(|d| *d *= inv);
-        };
-        let rows = x.len() / m;
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |t| t.get())
-            .min(rows.div_ceil(64).max(1));
-        let per = rows.div_ceil(threads);
-        std::thread::scope(|sc| {
-            for (c, chunk) in out.chunks_mut(per * m).enumerate() {
-                let x = &x[c * per * m..];
-                sc.spawn(move || {
-                    for (k, dst) in chunk.chunks_mut(m).enumerate() {
-                        row(c * per + k, &x[k * m..(k + 1) * m], dst);
-                    }
-                });
-            }
         });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
