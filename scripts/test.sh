@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine, installing what is missing (idempotent): the default
-# model, a font for the figures, Chromium, the wasm toolchain and node packages; then fmt,
-# clippy, the cargo tests, the viewer's build and its browser tests (Playwright + Chromium).
+# model, a font for the figures, Chromium, PostgreSQL, the wasm toolchain and node packages;
+# then fmt, clippy, the cargo tests, the viewer's build and its browser tests (Playwright +
+# Chromium). A throwaway PostgreSQL runs on loopback for the permalink tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,11 @@ bash scripts/fetch-models.sh
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 [ -d end2end/node_modules/@playwright/test ] || (cd end2end && npm ci --no-audit --no-fund)
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
+
+echo "== PostgreSQL (loopback, for the permalink tests)"
+TOKENLENS_TEST_POSTGRES=$(bash scripts/postgres.sh start)
+export TOKENLENS_TEST_POSTGRES
+trap 'bash scripts/postgres.sh stop' EXIT
 
 echo "== fmt and clippy"
 cargo fmt --all -- --check

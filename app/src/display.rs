@@ -1,12 +1,14 @@
 //! What the page shows, given a result: the units (tokens, words or sentences), their
 //! scores, and how scores become colors. Pure functions of the settings.
 
+use serde::{Deserialize, Serialize};
 use tokenlens::colormap::{abs_quantile, ColorScale};
 use tokenlens::granularity::{aggregate, groups, Aggregate, Granularity, Group};
 use tokenlens::Token;
 
 /// Where the color scale ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Clip {
     /// At the largest |score| in view.
     #[default]
@@ -60,7 +62,7 @@ impl Clip {
 }
 
 /// The page's view settings (no recomputation needed to change them).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Display {
     /// Tokens, words or sentences.
     pub granularity: Granularity,

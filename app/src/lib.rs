@@ -4,12 +4,19 @@
 //! and with `hydrate` into the wasm bundle. The wasm build sees only `tokenlens::types` and
 //! `tokenlens::colormap`, never candle.
 
+pub mod browser;
 pub mod components;
 pub mod display;
+pub mod export;
 pub mod format;
 pub mod pages;
 #[cfg(feature = "ssr")]
+pub mod rate_limit;
+#[cfg(feature = "ssr")]
 pub mod ssr;
+pub mod state;
+#[cfg(feature = "ssr")]
+pub mod store;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -44,7 +51,8 @@ pub fn App() -> impl IntoView {
         <Title text="TokenLens"/>
         <Router>
             <Routes fallback=|| view! { <p class="error">"Page not found."</p> }>
-                <Route path=path!("/") view=pages::explain::ExplainPage/>
+                <Route path=path!("/") view=|| view! { <pages::explain::ExplainPage/> }/>
+                <Route path=path!("/s/:id") view=pages::shared::SharedPage/>
             </Routes>
         </Router>
     }

@@ -108,6 +108,37 @@ pub struct Pending {
     pub failed: Vec<(String, String)>,
 }
 
+/// Limits on what one request may ask (a hosted demo sets them all).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Longest prompt, in characters.
+    pub max_prompt_chars: Option<usize>,
+    /// Longest answer, in tokens (also bounds the all-steps matrix).
+    pub max_new_tokens: Option<usize>,
+}
+
+impl Limits {
+    /// Checks a prompt and an answer length against the limits.
+    pub fn check(&self, prompt: &str, new_tokens: usize) -> Result<(), String> {
+        if let Some(max) = self.max_prompt_chars {
+            let n = prompt.chars().count();
+            if n > max {
+                return Err(format!(
+                    "the prompt has {n} characters; this server takes at most {max}"
+                ));
+            }
+        }
+        if let Some(max) = self.max_new_tokens {
+            if new_tokens > max {
+                return Err(format!(
+                    "{new_tokens} answer tokens asked for; this server generates at most {max}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything server functions need; provided as Leptos context.
 #[derive(Clone)]
 pub struct ServerState {
@@ -117,11 +148,26 @@ pub struct ServerState {
     pub pending: Arc<RwLock<Pending>>,
     /// The worker.
     pub worker: Worker,
+    /// Permalinks.
+    pub store: crate::store::Store,
+    /// Request limits.
+    pub limits: Limits,
+    /// Requests per client.
+    pub rate: Arc<crate::rate_limit::RateLimiter>,
+    /// Take the client's address from `X-Forwarded-For` (behind a trusted proxy).
+    pub trust_forwarded_for: bool,
 }
 
 impl ServerState {
     /// A state offering `first`, with `rest` loading.
-    pub fn new(first: Model, rest: &[String], worker: Worker) -> Self {
+    pub fn new(
+        first: Model,
+        rest: &[String],
+        worker: Worker,
+        store: crate::store::Store,
+        limits: Limits,
+        rate: crate::rate_limit::RateLimiter,
+    ) -> Self {
         ServerState {
             models: Arc::new(RwLock::new(vec![first])),
             pending: Arc::new(RwLock::new(Pending {
@@ -129,6 +175,10 @@ impl ServerState {
                 failed: Vec::new(),
             })),
             worker,
+            store,
+            limits,
+            rate: Arc::new(rate),
+            trust_forwarded_for: false,
         }
     }
 
@@ -153,7 +203,13 @@ impl ServerState {
     ) -> Result<UnboundedReceiver<StreamEvent>, String> {
         let engine = {
             let models = self.models.read().map_err(|_| "model list poisoned")?;
-            match models.iter().find(|m| m.name == model) {
+            // An empty name is the default model (a URL may leave it out).
+            let found = if model.is_empty() {
+                models.first()
+            } else {
+                models.iter().find(|m| m.name == model)
+            };
+            match found {
                 Some(m) => m.engine.clone(),
                 None => {
                     let pending = self.pending.read().map_err(|_| "model list poisoned")?;

@@ -5,7 +5,9 @@
 //! and runs model work on one worker thread with a bounded queue.
 
 use anyhow::Context;
-use app::ssr::{Model, ServerState, Worker};
+use app::rate_limit::RateLimiter;
+use app::ssr::{Limits, Model, ServerState, Worker};
+use app::store::{is_valid_id, Quota, Store};
 use axum::Router;
 use clap::Parser;
 use leptos::prelude::*;
@@ -42,10 +44,129 @@ struct Args {
     /// Weights and activations: f32 (exact gradients), bf16 or f16.
     #[arg(long, default_value = "f32", env = "TOKENLENS_DTYPE")]
     dtype: String,
+    /// Where permalinks are stored (SQLite) when no database URL is given
+    /// [default: $XDG_DATA_HOME/tokenlens or ~/.local/share/tokenlens].
+    #[arg(long, env = "TOKENLENS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// A PostgreSQL (postgres://…) or SQLite (sqlite://…) database for permalinks, shared by
+    /// every server instance behind one load balancer.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Hosted-demo mode: the limits below take demo defaults unless given (prompt 2000
+    /// characters and 1024 tokens, answers 128 tokens, 30 requests a minute per client,
+    /// 1024 MB of permalinks).
+    #[arg(long)]
+    demo: bool,
+    /// Refuse prompts longer than this many characters.
+    #[arg(long)]
+    max_prompt_chars: Option<usize>,
+    /// Refuse answers (and all-steps matrices) longer than this many tokens.
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
+    /// Model requests and shares allowed per client per minute.
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// Megabytes all permalinks together may take; sharing stops with a message when full.
+    #[arg(long)]
+    share_quota_mb: Option<f64>,
+    /// Largest single shared view, in megabytes.
+    #[arg(long, default_value_t = 32)]
+    share_max_mb: u64,
+    /// Identify clients by the first X-Forwarded-For address (only behind a trusted proxy).
+    #[arg(long)]
+    trust_forwarded_for: bool,
+}
+
+impl Args {
+    /// The demo defaults for limits not given.
+    fn limits(&self) -> (Limits, Option<u32>, Option<u64>, Option<usize>) {
+        let demo = |v: u64| self.demo.then_some(v);
+        let limits = Limits {
+            max_prompt_chars: self.max_prompt_chars.or(demo(2000).map(|v| v as usize)),
+            max_new_tokens: self.max_new_tokens.or(demo(128).map(|v| v as usize)),
+        };
+        let rate = self.rate_limit.or(demo(30).map(|v| v as u32));
+        let quota = self
+            .share_quota_mb
+            .or(demo(1024).map(|v| v as f64))
+            .map(|mb| (mb.max(0.0) * 1048576.0) as u64);
+        let max_tokens = self.max_tokens.or(demo(1024).map(|v| v as usize));
+        (limits, rate, quota, max_tokens)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("tokenlens")
+    }
+}
+
+/// `/s/<id>` for an id that is malformed or not stored: a 404 page, before the app renders.
+async fn permalink_guard(
+    axum::extract::State(store): axum::extract::State<Store>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(id) = req.uri().path().strip_prefix("/s/") else {
+        return next.run(req).await;
+    };
+    let id = id.trim_end_matches('/').to_string();
+    let problem = if !is_valid_id(&id) {
+        Some("This is not a TokenLens permalink: the id is malformed.")
+    } else {
+        match store.contains(&id).await {
+            Ok(true) => None,
+            Ok(false) => Some("No view is stored under this link on this server."),
+            Err(e) => {
+                tracing::error!("looking up permalink {id}: {e}");
+                return (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "the permalink database is unavailable; try again later",
+                )
+                    .into_response();
+            }
+        }
+    };
+    match problem {
+        None => next.run(req).await,
+        Some(msg) => (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::response::Html(not_found_page(&id, msg)),
+        )
+            .into_response(),
+    }
+}
+
+fn not_found_page(id: &str, msg: &str) -> String {
+    let escaped: String = id
+        .chars()
+        .take(64)
+        .map(|c| match c {
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '&' => "&amp;".to_string(),
+            '"' => "&quot;".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found · TokenLens</title>\
+         <link rel=\"stylesheet\" href=\"/style.css\"></head><body><main><h1>TokenLens</h1>\
+         <div class=\"error\" role=\"alert\" data-testid=\"not-found\"><p><strong>404</strong> · {msg}</p>\
+         <p>Link id: <code>{escaped}</code></p></div><p><a href=\"/\">Open the viewer</a></p></main></body></html>"
+    )
 }
 
 fn app(state: ServerState, options: LeptosOptions) -> Router {
     let routes = generate_route_list(app::App);
+    let store = state.store.clone();
     Router::new()
         .leptos_routes_with_context(&options, routes, move || provide_context(state.clone()), {
             let options = options.clone();
@@ -53,6 +174,7 @@ fn app(state: ServerState, options: LeptosOptions) -> Router {
         })
         .fallback(leptos_axum::file_and_error_handler(app::shell))
         .with_state(options)
+        .layer(axum::middleware::from_fn_with_state(store, permalink_guard))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -66,8 +188,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .models
         .split_first()
         .context("no model given (--model)")?;
+    let (limits, rate, quota, max_tokens) = args.limits();
+    let store = Store::open(
+        args.database_url.as_deref(),
+        &args.data_dir(),
+        Quota {
+            max_item_bytes: args.share_max_mb << 20,
+            max_total_bytes: quota,
+        },
+    )
+    .await
+    .context("opening the permalink database")?;
+    tracing::info!(backend = store.backend(), "permalink storage ready");
     let load = {
-        let max_tokens = args.max_tokens;
         let device = tokenlens::source::parse_device(&args.device)?;
         let dtype = tokenlens::source::parse_dtype(&args.dtype)?;
         move |spec: &str| -> anyhow::Result<Model> {
@@ -92,7 +225,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     // The default model must load; the others are offered when (and if) they do.
-    let state = ServerState::new(load(first)?, rest, Worker::start(args.queue));
+    let mut state = ServerState::new(
+        load(first)?,
+        rest,
+        Worker::start(args.queue),
+        store,
+        limits,
+        RateLimiter::new(rate),
+    );
+    state.trust_forwarded_for = args.trust_forwarded_for;
     {
         let (state, rest) = (state.clone(), rest.to_vec());
         std::thread::Builder::new()
@@ -119,12 +260,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.addr))?;
     tracing::info!("listening on http://{}", args.addr);
     eprintln!("TokenLens is ready at http://{}", args.addr);
-    axum::serve(listener, app(state, options).into_make_service())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        app(state, options).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await?;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what a container runtime sends).
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[tokio::main]

@@ -30,8 +30,7 @@ pub struct ModelList {
 /// The models this server has loaded, the default first.
 #[server(endpoint = "models")]
 pub async fn list_models() -> Result<ModelList, ServerFnError> {
-    let state = use_context::<crate::ssr::ServerState>()
-        .ok_or_else(|| ServerFnError::new("server state is missing"))?;
+    let state = server_state()?;
     let poisoned = || ServerFnError::new("model list poisoned");
     let models = state
         .models
@@ -52,12 +51,58 @@ pub async fn list_models() -> Result<ModelList, ServerFnError> {
     })
 }
 
+#[cfg(feature = "ssr")]
+fn server_state() -> Result<crate::ssr::ServerState, ServerFnError> {
+    use_context::<crate::ssr::ServerState>()
+        .ok_or_else(|| ServerFnError::new("server state is missing"))
+}
+
+/// Takes one request from the calling client's rate allowance.
+#[cfg(feature = "ssr")]
+async fn rate_check(state: &crate::ssr::ServerState) -> Result<(), ServerFnError> {
+    use axum::extract::ConnectInfo;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    let forwarded = if state.trust_forwarded_for {
+        leptos_axum::extract::<axum::http::HeaderMap>()
+            .await
+            .ok()
+            .and_then(|h| {
+                let v = h.get("x-forwarded-for")?.to_str().ok()?;
+                v.split(',').next()?.trim().parse::<IpAddr>().ok()
+            })
+    } else {
+        None
+    };
+    let client = match forwarded {
+        Some(ip) => ip,
+        None => leptos_axum::extract::<ConnectInfo<SocketAddr>>()
+            .await
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+    };
+    state.rate.check(client).map_err(|msg| {
+        if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+            resp.set_status(axum::http::StatusCode::TOO_MANY_REQUESTS);
+        }
+        ServerFnError::new(msg)
+    })
+}
+
 /// Queues a task and streams its events as newline-delimited JSON.
 #[cfg(feature = "ssr")]
-fn stream_task(model: &str, task: crate::ssr::Task) -> Result<TextStream, ServerFnError> {
+async fn stream_task(model: &str, task: crate::ssr::Task) -> Result<TextStream, ServerFnError> {
     use futures::StreamExt;
-    let state = use_context::<crate::ssr::ServerState>()
-        .ok_or_else(|| ServerFnError::new("server state is missing"))?;
+    let state = server_state()?;
+    let (prompt, new_tokens) = match &task {
+        crate::ssr::Task::Explain(r) => (&r.prompt, r.continuation.len()),
+        crate::ssr::Task::Generate(r) => (&r.prompt, r.max_new_tokens),
+        crate::ssr::Task::Steps(r) => (&r.prompt, r.generated.len()),
+    };
+    state
+        .limits
+        .check(prompt, new_tokens)
+        .map_err(ServerFnError::new)?;
+    rate_check(&state).await?;
     let rx = state.submit(model, task).map_err(ServerFnError::new)?;
     let events = futures::stream::unfold(
         rx,
@@ -75,7 +120,7 @@ fn stream_task(model: &str, task: crate::ssr::Task) -> Result<TextStream, Server
 /// done (or an error).
 #[server(input = Json, output = StreamingText, endpoint = "explain")]
 pub async fn explain(model: String, request: ExplainRequest) -> Result<TextStream, ServerFnError> {
-    stream_task(&model, crate::ssr::Task::Explain(request))
+    stream_task(&model, crate::ssr::Task::Explain(request)).await
 }
 
 /// Generates an answer, streaming tokens, one `generated` event per token, `finished`,
@@ -85,7 +130,7 @@ pub async fn generate(
     model: String,
     request: GenerateRequest,
 ) -> Result<TextStream, ServerFnError> {
-    stream_task(&model, crate::ssr::Task::Generate(request))
+    stream_task(&model, crate::ssr::Task::Generate(request)).await
 }
 
 /// Explains every generated token, streaming tokens, one `step` row per token, done.
@@ -94,7 +139,39 @@ pub async fn explain_steps(
     model: String,
     request: StepsRequest,
 ) -> Result<TextStream, ServerFnError> {
-    stream_task(&model, crate::ssr::Task::Steps(request))
+    stream_task(&model, crate::ssr::Task::Steps(request)).await
+}
+
+/// Stores a view and its results; returns the permalink id.
+#[server(input = Json, endpoint = "share")]
+pub async fn share(snapshot: crate::state::Snapshot) -> Result<String, ServerFnError> {
+    let state = server_state()?;
+    rate_check(&state).await?;
+    let id = state.store.put(&snapshot).await.map_err(|e| {
+        if !matches!(
+            e,
+            crate::store::StoreError::QuotaReached { .. }
+                | crate::store::StoreError::TooLarge { .. }
+        ) {
+            tracing::error!("storing a permalink: {e}");
+        }
+        ServerFnError::new(e.to_string())
+    })?;
+    tracing::info!(id, "view shared");
+    Ok(id)
+}
+
+/// The view stored under a permalink id (an error if there is none).
+#[server(input = Json, endpoint = "shared")]
+pub async fn load_shared(id: String) -> Result<crate::state::Snapshot, ServerFnError> {
+    let state = server_state()?;
+    match state.store.get(&id).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(ServerFnError::new(format!(
+            "no shared view {id:?} on this server"
+        ))),
+        Err(e) => Err(ServerFnError::new(e.to_string())),
+    }
 }
 
 /// How reading a stream ended.

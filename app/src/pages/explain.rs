@@ -1,62 +1,31 @@
 //! The explain page: prompt in; a generated answer and streamed attributions out.
+//!
+//! Every action writes the view into the URL (see [`crate::state`]); the page recomputes
+//! whatever the URL asks for that it does not already show, so a link, a reload and
+//! back/forward all reproduce a view. A permalink page starts from a stored snapshot instead.
 
 use leptos::prelude::*;
-use std::collections::BTreeMap;
+use leptos_router::hooks::{use_navigate, use_query_map};
+use leptos_router::NavigateOptions;
 use tokenlens::granularity::{Aggregate, Granularity};
 use tokenlens::{
-    ExplainRequest, GenerateRequest, GeneratedToken, Method, MethodResult, Prediction, Sampling,
-    StepRow, StepsRequest, StopReason, StreamEvent, Target, TargetSpec, Token,
+    ExplainRequest, GenerateRequest, Method, Sampling, StepsRequest, StopReason, StreamEvent,
+    TargetSpec,
 };
 
-use super::api::{explain, explain_steps, generate, list_models, read_events, Outcome};
+use super::api::{explain, explain_steps, generate, list_models, read_events, share, Outcome};
 use crate::components::answer::Answer;
 use crate::components::colorbar::Colorbar;
 use crate::components::step_matrix::{MatrixRow, StepMatrix};
 use crate::components::token_view::TokenView;
 use crate::components::trace_grid::TraceGrid;
 use crate::components::{data_attr, Tip};
-use crate::display::{Clip, Display, Units};
+use crate::display::{Clip, Units};
+use crate::export::Figure;
 use crate::format::{ranks, sig3};
-
-/// What has arrived of one explanation so far.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Partial {
-    tokens: Vec<Token>,
-    query_span: Option<[usize; 2]>,
-    n_layers: usize,
-    prediction: Option<(Prediction, Target)>,
-    methods: BTreeMap<Method, MethodResult>,
-    /// The answer token explained (0-based), or None for the prompt's next token.
-    step: Option<usize>,
-    /// The context's generated ids (the request's continuation).
-    continuation: Vec<u32>,
-}
-
-/// A generated answer and what produced it (explaining its tokens reuses these, whatever
-/// the form holds by then).
-#[derive(Clone, Debug, PartialEq)]
-struct AnswerState {
-    model: String,
-    prompt: String,
-    chat: bool,
-    tokens: Vec<GeneratedToken>,
-    stop: Option<StopReason>,
-}
-
-impl AnswerState {
-    fn ids(&self) -> Vec<u32> {
-        self.tokens.iter().map(|t| t.token.id).collect()
-    }
-}
-
-/// The all-steps matrix as it arrives.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct MatrixState {
-    tokens: Vec<Token>,
-    query_span: Option<[usize; 2]>,
-    method: Option<Method>,
-    rows: Vec<StepRow>,
-}
+use crate::state::{
+    AnswerState, ExplainSpec, GenSpec, MatrixState, Partial, Snapshot, ViewState, DEFAULT_MAX_NEW,
+};
 
 fn stage_text(ev: &StreamEvent) -> Option<String> {
     match ev {
@@ -68,7 +37,8 @@ fn stage_text(ev: &StreamEvent) -> Option<String> {
     }
 }
 
-fn method_label(m: Method) -> &'static str {
+/// The method's name on the page.
+pub fn method_label(m: Method) -> &'static str {
     match m {
         Method::Saliency => "Saliency",
         Method::InputXGradient => "Input × gradient",
@@ -91,35 +61,86 @@ fn all_methods() -> Vec<Method> {
     Method::ALL.to_vec()
 }
 
-/// The page.
+/// What a computed part of the view was computed for: the view's model-dependent fields.
+type Key = (String, String, bool, Option<GenSpec>, Option<ExplainSpec>);
+
+fn key(v: &ViewState) -> Key {
+    (
+        v.model.clone(),
+        v.prompt.clone(),
+        v.chat,
+        v.generation.clone(),
+        v.explain.clone(),
+    )
+}
+
+/// The page. `snapshot`: a stored view to show (a permalink) instead of the URL's.
 #[component]
-pub fn ExplainPage() -> impl IntoView {
+pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoView {
+    let query = use_query_map();
+    let shared = snapshot.is_some();
+    let initial = match &snapshot {
+        Some(s) => s.view.clone(),
+        None => ViewState::from_params(&query.get_untracked()),
+    };
     // Re-fetched every 2 s while some model is still loading on the server.
     let models_tick = RwSignal::new(0u32);
     let models = Resource::new(move || models_tick.get(), |_| list_models());
-    // The form.
-    let prompt = RwSignal::new("What is the capital of France?".to_string());
-    let model = RwSignal::new(String::new());
-    let chat = RwSignal::new(true);
+    // The form (what the next action will use).
+    let prompt = RwSignal::new(initial.prompt.clone());
+    let model = RwSignal::new(initial.model.clone());
+    let chat = RwSignal::new(initial.chat);
     let target_text = RwSignal::new(String::new());
     let contrast_text = RwSignal::new(String::new());
     let greedy = RwSignal::new(false);
     let sampling = RwSignal::new(Sampling::default());
-    let max_new = RwSignal::new(48usize);
-    // What the page shows.
-    let view_method = RwSignal::new(Method::Saliency);
-    let query_only = RwSignal::new(false);
-    let display = RwSignal::new(Display::default());
-    // Results.
+    let max_new = RwSignal::new(DEFAULT_MAX_NEW);
+    // What the page shows: the view, and how.
+    let shown = RwSignal::new(initial.clone());
+    let view_method = RwSignal::new(initial.method);
+    let query_only = RwSignal::new(initial.query_only);
+    let display = RwSignal::new(initial.display);
+    // Results, and what each was computed for.
     let running = RwSignal::new(false);
     let stage = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<String>);
-    let result = RwSignal::new(None::<Partial>);
-    let answer = RwSignal::new(None::<AnswerState>);
-    let matrix = RwSignal::new(None::<MatrixState>);
+    let snap = snapshot.clone();
+    let result = RwSignal::new(snap.as_ref().and_then(|s| s.explanation.clone()));
+    let answer = RwSignal::new(snap.as_ref().and_then(|s| s.answer.clone()));
+    let matrix = RwSignal::new(snap.as_ref().and_then(|s| s.matrix.clone()));
+    let result_for = RwSignal::new(snap.as_ref().map(|s| key(&s.view)));
+    let matrix_for = RwSignal::new(snap.as_ref().map(|s| (key(&s.view), s.view.matrix)));
     let run_id = RwSignal::new(0u64);
     let hovered = RwSignal::new(None::<usize>);
     let tip = RwSignal::new(None::<Tip>);
+    let share_link = RwSignal::new(None::<Result<String, String>>);
+
+    // The form shows a view's settings.
+    let fill_form = move |v: &ViewState| {
+        if !v.model.is_empty() {
+            model.set(v.model.clone());
+        }
+        prompt.set(v.prompt.clone());
+        chat.set(v.chat);
+        if let Some(g) = &v.generation {
+            greedy.set(g.sampling.is_greedy());
+            if !g.sampling.is_greedy() {
+                sampling.set(g.sampling);
+            }
+            max_new.set(g.max_new_tokens);
+        }
+        let text = |t: Option<&TargetSpec>| match t {
+            Some(TargetSpec::Text(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let e = v.explain.as_ref();
+        target_text.set(text(e.map(|e| &e.target)));
+        contrast_text.set(text(e.and_then(|e| e.contrast.as_ref())));
+        view_method.set(v.method);
+        display.set(v.display);
+        query_only.set(v.query_only);
+    };
+    fill_form(&initial);
 
     // Starts a run: supersedes any other; returns its "still current" test.
     let begin = move || {
@@ -128,10 +149,11 @@ pub fn ExplainPage() -> impl IntoView {
         running.set(true);
         error.set(None);
         tip.set(None);
+        share_link.set(None);
         stage.set(Some("sending…".into()));
         move || run_id.get_untracked() == id
     };
-    let finish = move |outcome: Outcome, current: bool| {
+    let finish = move |outcome: &Outcome, current: bool| {
         if !current {
             return;
         }
@@ -140,134 +162,140 @@ pub fn ExplainPage() -> impl IntoView {
             Outcome::Done => stage.set(Some("done".into())),
             Outcome::Superseded => {}
             Outcome::Failed(msg) => {
-                error.set(Some(msg));
+                error.set(Some(msg.clone()));
                 stage.set(None);
             }
         }
     };
 
-    // Explains a token: of the prompt (`step` None) or of the answer.
-    let run_explain =
-        move |target: TargetSpec, contrast: Option<TargetSpec>, step: Option<usize>| {
-            let (model_name, prompt_text, chat_on, continuation) =
-                match (step, answer.get_untracked()) {
-                    (Some(k), Some(a)) => (
-                        a.model.clone(),
-                        a.prompt.clone(),
-                        a.chat,
-                        a.ids()[..k].to_vec(),
-                    ),
-                    _ => (
-                        model.get_untracked(),
-                        prompt.get_untracked(),
-                        chat.get_untracked(),
-                        Vec::new(),
-                    ),
-                };
-            let request = ExplainRequest {
-                prompt: prompt_text,
-                chat_template: chat_on,
-                target,
-                methods: all_methods(),
-                top_k: 10,
-                seed_with_logit: false,
-                continuation: continuation.clone(),
-                contrast,
+    // Explains the token `v.explain` names: of the prompt, or of `v`'s answer at a step.
+    let run_explain = move |v: ViewState| async move {
+        let Some(spec) = v.explain.clone() else {
+            return Outcome::Done;
+        };
+        let mut target = spec.target.clone();
+        let mut continuation = Vec::new();
+        if let Some(k) = spec.step {
+            let ids = answer.with_untracked(|a| a.as_ref().map(|a| a.ids()).unwrap_or_default());
+            let Some(&id) = ids.get(k) else {
+                let msg = format!(
+                    "the answer has {} tokens; there is no token {}",
+                    ids.len(),
+                    k + 1
+                );
+                error.set(Some(msg.clone()));
+                return Outcome::Failed(msg);
             };
-            let current = begin();
-            result.set(None);
-            leptos::task::spawn_local(async move {
-                let outcome = read_events(explain(model_name, request).await, current, |ev| {
-                    if let Some(s) = stage_text(&ev) {
-                        stage.set(Some(s));
-                    }
-                    match ev {
-                        StreamEvent::Tokens {
-                            tokens,
-                            query_span,
-                            n_layers,
-                            ..
-                        } => result.set(Some(Partial {
-                            tokens,
-                            query_span,
-                            n_layers,
-                            step,
-                            continuation: continuation.clone(),
-                            ..Partial::default()
-                        })),
-                        StreamEvent::Prediction { prediction, target } => result.update(|r| {
-                            if let Some(r) = r {
-                                r.prediction = Some((prediction, target))
-                            }
-                        }),
-                        StreamEvent::Method { method, result: m } => result.update(|r| {
-                            if let Some(r) = r {
-                                r.methods.insert(method, m);
-                            }
-                        }),
-                        _ => {}
-                    }
-                })
-                .await;
-                finish(outcome, current());
-            });
+            continuation = ids[..k].to_vec();
+            if target == TargetSpec::Argmax {
+                target = TargetSpec::Id(id);
+            }
+        }
+        let request = ExplainRequest {
+            prompt: v.prompt.clone(),
+            chat_template: v.chat,
+            target,
+            methods: all_methods(),
+            top_k: 10,
+            seed_with_logit: false,
+            continuation: continuation.clone(),
+            contrast: spec.contrast.clone(),
         };
-
-    let run_generate = move || {
-        let request = GenerateRequest {
-            prompt: prompt.get_untracked(),
-            chat_template: chat.get_untracked(),
-            sampling: if greedy.get_untracked() {
-                Sampling::greedy()
-            } else {
-                sampling.get_untracked()
-            },
-            max_new_tokens: max_new.get_untracked(),
-        };
-        let model_name = model.get_untracked();
         let current = begin();
         result.set(None);
+        result_for.set(None);
+        let step = spec.step;
+        let outcome = read_events(explain(v.model.clone(), request).await, current, |ev| {
+            if let Some(s) = stage_text(&ev) {
+                stage.set(Some(s));
+            }
+            match ev {
+                StreamEvent::Tokens {
+                    text,
+                    tokens,
+                    query_span,
+                    n_layers,
+                } => result.set(Some(Partial {
+                    text,
+                    tokens,
+                    query_span,
+                    n_layers,
+                    step,
+                    continuation: continuation.clone(),
+                    ..Partial::default()
+                })),
+                StreamEvent::Prediction { prediction, target } => result.update(|r| {
+                    if let Some(r) = r {
+                        r.prediction = Some((prediction, target))
+                    }
+                }),
+                StreamEvent::Method { method, result: m } => result.update(|r| {
+                    if let Some(r) = r {
+                        r.methods.insert(method, m);
+                    }
+                }),
+                _ => {}
+            }
+        })
+        .await;
+        if outcome == Outcome::Done {
+            result_for.set(Some(key(&v)));
+        }
+        finish(&outcome, current());
+        outcome
+    };
+
+    let run_generate = move |v: ViewState| async move {
+        let Some(spec) = v.generation.clone() else {
+            return Outcome::Done;
+        };
+        let request = GenerateRequest {
+            prompt: v.prompt.clone(),
+            chat_template: v.chat,
+            sampling: spec.sampling,
+            max_new_tokens: spec.max_new_tokens,
+        };
+        let current = begin();
+        result.set(None);
+        result_for.set(None);
         matrix.set(None);
+        matrix_for.set(None);
         answer.set(Some(AnswerState {
-            model: model_name.clone(),
-            prompt: request.prompt.clone(),
-            chat: request.chat_template,
+            model: v.model.clone(),
+            prompt: v.prompt.clone(),
+            chat: v.chat,
+            spec,
             tokens: Vec::new(),
             stop: None,
         }));
-        leptos::task::spawn_local(async move {
-            let outcome = read_events(generate(model_name, request).await, current, |ev| {
-                if let Some(s) = stage_text(&ev) {
-                    stage.set(Some(s));
-                }
-                match ev {
-                    StreamEvent::Generated { token, .. } => answer.update(|a| {
-                        if let Some(a) = a {
-                            a.tokens.push(token);
-                            stage.set(Some(format!("generating… {} tokens", a.tokens.len())));
-                        }
-                    }),
-                    StreamEvent::Finished { stop } => answer.update(|a| {
-                        if let Some(a) = a {
-                            a.stop = Some(stop)
-                        }
-                    }),
-                    _ => {}
-                }
-            })
-            .await;
-            finish(outcome, current());
-        });
+        let outcome = read_events(generate(v.model.clone(), request).await, current, |ev| {
+            if let Some(s) = stage_text(&ev) {
+                stage.set(Some(s));
+            }
+            match ev {
+                StreamEvent::Generated { token, .. } => answer.update(|a| {
+                    if let Some(a) = a {
+                        a.tokens.push(token);
+                        stage.set(Some(format!("generating… {} tokens", a.tokens.len())));
+                    }
+                }),
+                StreamEvent::Finished { stop } => answer.update(|a| {
+                    if let Some(a) = a {
+                        a.stop = Some(stop)
+                    }
+                }),
+                _ => {}
+            }
+        })
+        .await;
+        finish(&outcome, current());
+        outcome
     };
 
-    let run_steps = move || {
-        let Some(a) = answer.get_untracked() else {
-            return;
+    let run_steps = move |v: ViewState| async move {
+        let (Some(method), Some(a)) = (v.matrix, answer.get_untracked()) else {
+            return Outcome::Done;
         };
-        if a.tokens.is_empty() {
-            return;
-        }
-        let method = view_method.get_untracked();
         let request = StepsRequest {
             prompt: a.prompt.clone(),
             chat_template: a.chat,
@@ -279,42 +307,187 @@ pub fn ExplainPage() -> impl IntoView {
             method: Some(method),
             ..MatrixState::default()
         }));
+        matrix_for.set(None);
         let total = a.tokens.len();
-        leptos::task::spawn_local(async move {
-            let outcome = read_events(
-                explain_steps(a.model, request).await,
-                current,
-                |ev| match ev {
-                    StreamEvent::Tokens {
-                        tokens, query_span, ..
-                    } => matrix.update(|m| {
-                        if let Some(m) = m {
-                            m.tokens = tokens;
-                            m.query_span = query_span;
-                        }
-                    }),
-                    StreamEvent::Step { row } => matrix.update(|m| {
-                        if let Some(m) = m {
-                            m.rows.push(row);
-                            stage.set(Some(format!("all steps: {} of {total}", m.rows.len())));
-                        }
-                    }),
-                    _ => {}
-                },
-            )
-            .await;
-            finish(outcome, current());
+        let outcome = read_events(
+            explain_steps(a.model, request).await,
+            current,
+            |ev| match ev {
+                StreamEvent::Tokens {
+                    tokens, query_span, ..
+                } => matrix.update(|m| {
+                    if let Some(m) = m {
+                        m.tokens = tokens;
+                        m.query_span = query_span;
+                    }
+                }),
+                StreamEvent::Step { row } => matrix.update(|m| {
+                    if let Some(m) = m {
+                        m.rows.push(row);
+                        stage.set(Some(format!("all steps: {} of {total}", m.rows.len())));
+                    }
+                }),
+                _ => {}
+            },
+        )
+        .await;
+        if outcome == Outcome::Done {
+            matrix_for.set(Some((key(&v), v.matrix)));
+        }
+        finish(&outcome, current());
+        outcome
+    };
+
+    // Brings the page to view `v`, computing only what it does not already show.
+    // `force`: recompute the last part even if it is shown (the same action again).
+    let restore = move |v: ViewState, force: bool| async move {
+        shown.set(v.clone());
+        match &v.generation {
+            None => {
+                answer.set(None);
+                matrix.set(None);
+            }
+            Some(g) => {
+                let have = answer.with_untracked(|a| {
+                    a.as_ref().is_some_and(|a| {
+                        a.model == v.model
+                            && a.prompt == v.prompt
+                            && a.chat == v.chat
+                            && &a.spec == g
+                            && a.stop.is_some()
+                    })
+                });
+                let last = v.explain.is_none() && v.matrix.is_none();
+                if (!have || (force && last)) && run_generate(v.clone()).await != Outcome::Done {
+                    return;
+                }
+            }
+        }
+        match &v.explain {
+            None => result.set(None),
+            Some(_) => {
+                let have = result_for.with_untracked(|k| k.as_ref() == Some(&key(&v)));
+                let last = v.matrix.is_none();
+                if (!have || (force && last)) && run_explain(v.clone()).await != Outcome::Done {
+                    return;
+                }
+            }
+        }
+        match v.matrix {
+            None => matrix.set(None),
+            Some(_) => {
+                let have = matrix_for.with_untracked(|k| k.as_ref() == Some(&(key(&v), v.matrix)));
+                if !have || force {
+                    run_steps(v.clone()).await;
+                }
+            }
+        }
+    };
+
+    // Moves to view `v`: a new history entry (`push`) or an amended one. On a permalink the
+    // live view opens at `/`.
+    let navigate = use_navigate();
+    let go = move |v: ViewState, push: bool| {
+        let url = format!("/{}", v.to_query());
+        let same = !shared && query.with_untracked(|q| ViewState::from_params(q) == v);
+        if same && push {
+            // The same action again (after an error, say): run it, the URL stays.
+            leptos::task::spawn_local(restore(v, true));
+            return;
+        }
+        if !push {
+            shown.set(v);
+            if shared {
+                return;
+            }
+        }
+        navigate(
+            &url,
+            NavigateOptions {
+                replace: !push,
+                scroll: false,
+                ..NavigateOptions::default()
+            },
+        );
+    };
+    let go = StoredValue::new(go);
+    let go = move |v: ViewState, push: bool| go.with_value(|g| g(v, push));
+
+    // The URL drives the view: on load, and on every navigation (actions, back/forward).
+    if !shared {
+        Effect::new(move |first: Option<()>| {
+            let v = query.with(ViewState::from_params);
+            let now = shown.get_untracked();
+            let differs = key(&v) != key(&now) || v.matrix != now.matrix;
+            if differs || (first.is_none() && (v.generation.is_some() || v.explain.is_some())) {
+                fill_form(&v);
+                leptos::task::spawn_local(restore(v, false));
+            } else if v != now {
+                fill_form(&v);
+                shown.set(v);
+            }
         });
+    }
+
+    // The view with the form's settings and `change` applied.
+    let from_form = move |change: &dyn Fn(&mut ViewState)| {
+        let mut v = shown.get_untracked();
+        let same_prompt = v.model == model.get_untracked()
+            && v.prompt == prompt.get_untracked()
+            && v.chat == chat.get_untracked();
+        if !same_prompt {
+            v.generation = None;
+            v.explain = None;
+            v.matrix = None;
+        }
+        v.model = model.get_untracked();
+        v.prompt = prompt.get_untracked();
+        v.chat = chat.get_untracked();
+        v.method = view_method.get_untracked();
+        v.display = display.get_untracked();
+        v.query_only = query_only.get_untracked();
+        change(&mut v);
+        v
+    };
+    let form_generation = move || GenSpec {
+        sampling: if greedy.get_untracked() {
+            Sampling::greedy()
+        } else {
+            sampling.get_untracked()
+        },
+        max_new_tokens: max_new.get_untracked(),
     };
 
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let spec = |t: String| (!t.is_empty()).then_some(TargetSpec::Text(t));
-        run_explain(
-            spec(target_text.get_untracked()).unwrap_or_default(),
-            spec(contrast_text.get_untracked()),
-            None,
+        let e = ExplainSpec {
+            target: spec(target_text.get_untracked()).unwrap_or_default(),
+            contrast: spec(contrast_text.get_untracked()),
+            step: None,
+        };
+        go(from_form(&|v| v.explain = Some(e.clone())), true);
+    };
+    let start_generate = move || {
+        let g = form_generation();
+        go(
+            from_form(&|v| {
+                v.generation = Some(g.clone());
+                v.explain = None;
+                v.matrix = None;
+            }),
+            true,
         );
+    };
+    let explain_with = move |e: ExplainSpec| {
+        let mut v = shown.get_untracked();
+        v.explain = Some(e);
+        go(v, true);
+    };
+    let start_steps = move || {
+        let mut v = shown.get_untracked();
+        v.matrix = Some(view_method.get_untracked());
+        go(v, true);
     };
     let cancel = move |_| {
         run_id.update(|i| *i += 1);
@@ -322,12 +495,47 @@ pub fn ExplainPage() -> impl IntoView {
         stage.set(Some("cancelled".into()));
     };
     let pick_step = Callback::new(move |k: usize| {
-        let id =
-            answer.with_untracked(|a| a.as_ref().and_then(|a| a.tokens.get(k).map(|t| t.token.id)));
-        if let Some(id) = id {
-            run_explain(TargetSpec::Id(id), None, Some(k));
-        }
+        explain_with(ExplainSpec {
+            target: TargetSpec::Argmax,
+            contrast: None,
+            step: Some(k),
+        })
     });
+    // View settings amend the current history entry.
+    let restyle = move || {
+        let mut v = shown.get_untracked();
+        v.method = view_method.get_untracked();
+        v.display = display.get_untracked();
+        v.query_only = query_only.get_untracked();
+        if v != shown.get_untracked() {
+            go(v, false);
+        }
+    };
+    Effect::new(move |_| {
+        view_method.track();
+        display.track();
+        query_only.track();
+        restyle();
+    });
+    let share_view = move |_| {
+        let s = Snapshot {
+            view: shown.get_untracked(),
+            answer: answer.get_untracked(),
+            explanation: result.get_untracked(),
+            matrix: matrix.get_untracked(),
+        };
+        share_link.set(Some(Ok("saving…".into())));
+        leptos::task::spawn_local(async move {
+            let link = share(s).await.map_err(|e| e.to_string()).map(|id| {
+                let origin = window().location().origin().unwrap_or_default();
+                format!("{origin}/s/{id}")
+            });
+            if let Ok(l) = &link {
+                crate::browser::copy_text(l);
+            }
+            share_link.set(Some(link));
+        });
+    };
 
     // The units in view (tokens, words or sentences) of the current explanation.
     let units = Memo::new(move |_| {
@@ -373,7 +581,10 @@ pub fn ExplainPage() -> impl IntoView {
             if model.get_untracked().is_empty() {
                 if let Some(first) = list.models.first() {
                     model.set(first.name.clone());
-                    chat.set(first.chat_template);
+                    // A view from the URL keeps its own chat setting.
+                    if shown.with_untracked(|v| v.generation.is_none() && v.explain.is_none()) {
+                        chat.set(first.chat_template);
+                    }
                 }
             }
             if !list.loading.is_empty() {
@@ -443,7 +654,7 @@ pub fn ExplainPage() -> impl IntoView {
                             type="button"
                             name="all_steps"
                             disabled=move || running.get() || !done || n == 0
-                            on:click=move |_| run_steps()
+                            on:click=move |_| start_steps()
                             title="explain every answer token against its context"
                         >
                             {move || format!("All steps ({})", method_label(view_method.get()))}
@@ -475,7 +686,7 @@ pub fn ExplainPage() -> impl IntoView {
                                     class:chosen=chosen
                                     title="explain this token instead"
                                     data-token-id=id.to_string()
-                                    on:click=move |_| run_explain(TargetSpec::Id(id), None, step)
+                                    on:click=move |_| explain_with(ExplainSpec { target: TargetSpec::Id(id), contrast: None, step })
                                 >
                                     <span class="cand-text">{format!("{:?}", c.text)}</span>
                                     <span class="cand-prob">{format!("{:.1}%", c.prob * 100.0)}</span>
@@ -488,7 +699,7 @@ pub fn ExplainPage() -> impl IntoView {
                                     title="why the target rather than this token"
                                     data-token-id=id.to_string()
                                     on:click=move |_| {
-                                        run_explain(TargetSpec::Id(target_id), Some(TargetSpec::Id(id)), step)
+                                        explain_with(ExplainSpec { target: TargetSpec::Id(target_id), contrast: Some(TargetSpec::Id(id)), step })
                                     }
                                 >
                                     "vs"
@@ -742,6 +953,155 @@ pub fn ExplainPage() -> impl IntoView {
         Callback::new(move |v: String| sampling.update(|s| f(s, v.trim())))
     };
 
+    // The figure of what is in view: units, colors, legend and grid, as the page shows them.
+    let figure = move || -> Option<Figure> {
+        let d = display.get_untracked();
+        let m = view_method.get_untracked();
+        let u = units.get_untracked()?;
+        let v = shown.get_untracked();
+        result.with_untracked(|r| {
+            let r = r.as_ref()?;
+            let res = r.methods.get(&m)?;
+            let (a, b) = u.range;
+            let scores = u.scores(&res.scores, d.aggregate);
+            let labels = u.labels(&r.tokens);
+            let trace: Vec<Vec<f32>> = u
+                .trace(&res.trace, d.aggregate)
+                .into_iter()
+                .map(|row| row[a..b].to_vec())
+                .collect();
+            let target = r.prediction.as_ref().map(|(_, t)| {
+                let vs = t
+                    .contrast
+                    .as_ref()
+                    .map(|c| format!(" rather than {:?}", c.text))
+                    .unwrap_or_default();
+                format!("{:?}{vs}", t.token.text)
+            });
+            Some(Figure {
+                title: format!(
+                    "{} · {} · explaining {}",
+                    if v.model.is_empty() {
+                        "default model"
+                    } else {
+                        &v.model
+                    },
+                    method_label(m),
+                    target.unwrap_or_default()
+                ),
+                subtitle: format!("Prompt: {}", v.prompt),
+                scale: d.scale(m.is_signed(), &scores[a..b]),
+                units: labels[a..b]
+                    .iter()
+                    .cloned()
+                    .zip(scores[a..b].iter().copied())
+                    .collect(),
+                legend: format!("{} per {}", method_label(m), d.granularity.name()),
+                layer_scales: trace.iter().map(|row| d.scale(true, row)).collect(),
+                trace,
+            })
+        })
+    };
+    let export_error = RwSignal::new(None::<String>);
+    let export = move |format: &'static str| {
+        export_error.set(None);
+        let base = format!("tokenlens-{}", view_method.get_untracked().name());
+        let done = move |r: Result<(), String>| {
+            if let Err(e) = r {
+                export_error.set(Some(e));
+            }
+        };
+        if format == "json" {
+            let v = shown.get_untracked();
+            let json = result.with_untracked(|r| {
+                r.as_ref()
+                    .and_then(|r| crate::export::explanation(&v.model, v.chat, r))
+                    .and_then(|e| serde_json::to_string_pretty(&e).ok())
+            });
+            match json {
+                Some(j) => done(crate::browser::download_text(
+                    &format!("{base}.json"),
+                    "application/json",
+                    &j,
+                )),
+                None => done(Err("nothing to export yet".into())),
+            }
+            return;
+        }
+        let Some(fig) = figure() else {
+            return done(Err(
+                "nothing to export yet: wait for the method's scores".into()
+            ));
+        };
+        match format {
+            "svg" => done(crate::browser::download_text(
+                &format!("{base}.svg"),
+                "image/svg+xml",
+                &fig.svg(),
+            )),
+            "html" => done(crate::browser::download_text(
+                &format!("{base}.html"),
+                "text/html",
+                &fig.html(),
+            )),
+            _ => {
+                let (w, h) = fig.size();
+                leptos::task::spawn_local(async move {
+                    done(
+                        crate::browser::download_png(&format!("{base}.png"), &fig.svg(), w, h, 2)
+                            .await,
+                    );
+                });
+            }
+        }
+    };
+    let export_ready = move || {
+        let m = view_method.get();
+        result.with(|r| r.as_ref().is_some_and(|r| r.methods.contains_key(&m)))
+    };
+    let export_bar = view! {
+        <div class="export-bar" data-testid="export-bar">
+            <span class="label">"Export: "</span>
+            <button type="button" name="export_png" disabled=move || !export_ready() on:click=move |_| export("png")
+                title="the token view and the grid with legend and labels, 2× resolution">"PNG"</button>
+            <button type="button" name="export_svg" disabled=move || !export_ready() on:click=move |_| export("svg")
+                title="the token view and the grid with legend and labels, as vectors">"SVG"</button>
+            <button type="button" name="export_html" disabled=move || !export_ready() on:click=move |_| export("html")
+                title="a standalone page: colored tokens, hover scores, the grid; works offline">"HTML"</button>
+            <button type="button" name="export_json" disabled=move || !export_ready() on:click=move |_| export("json")
+                title="the explanation in the CLI's JSON schema (every method)">"JSON"</button>
+            {move || export_error.get().map(|e| view! { <span class="error" data-testid="export-error">{e}</span> })}
+        </div>
+    }
+    .into_any();
+
+    let share_bar = view! {
+        <div class="share-bar">
+            {shared.then(|| view! {
+                <span class="shared-note" data-testid="shared-note">
+                    "A shared view, as it was stored: nothing was recomputed. "
+                    <a href=move || format!("/{}", shown.get().to_query())>"Recompute it live"</a>
+                </span>
+            })}
+            <button
+                type="button"
+                name="share"
+                title="store this view and copy a link to it"
+                disabled=move || running.get() || (result.with(Option::is_none) && answer.with(Option::is_none))
+                on:click=share_view
+            >
+                "Share"
+            </button>
+            {move || share_link.get().map(|l| match l {
+                Ok(link) => view! {
+                    <input class="share-link" data-testid="share-link" readonly=true prop:value=link/>
+                }.into_any(),
+                Err(e) => view! { <span class="error" data-testid="share-error">{e}</span> }.into_any(),
+            })}
+        </div>
+    }
+    .into_any();
+
     // Type-erased parts: the page's full view type otherwise exceeds rustc's query depth.
     let form = view! {
             <form class="controls" on:submit=submit>
@@ -797,7 +1157,7 @@ pub fn ExplainPage() -> impl IntoView {
                     <button type="submit" name="submit" disabled=move || running.get()>
                         "Explain next token"
                     </button>
-                    <button type="button" name="generate" disabled=move || running.get() on:click=move |_| run_generate()>
+                    <button type="button" name="generate" disabled=move || running.get() on:click=move |_| start_generate()>
                         "Generate"
                     </button>
                     <button type="button" name="cancel" disabled=move || !running.get() on:click=cancel>
@@ -942,9 +1302,11 @@ pub fn ExplainPage() -> impl IntoView {
                 {move || stage.get()}
             </div>
             {move || error.get().map(|e| view! { <div class="error" role="alert" data-testid="error">{e}</div> })}
+            {share_bar}
             {answer_view}
             {prediction_view}
             {view_controls}
+            {export_bar}
             <section class="token-section" on:mouseover=token_hover on:mouseleave=token_leave>
                 {tokens_view}
             </section>

@@ -2,3 +2,4 @@
 
 pub mod api;
 pub mod explain;
+pub mod shared;
