@@ -10,7 +10,8 @@ dir=${TOKENLENS_PG_DIR:-/tmp/tokenlens-pg-$port}
 as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
-bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+# The newest server install (a client-only package has bin/ but no initdb).
+bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | while read -r d; do [ -x "$d/initdb" ] && echo "$d"; done | tail -1; }
 
 case "${1:-}" in
   start)
@@ -18,7 +19,7 @@ case "${1:-}" in
       sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
       echo "installing postgresql" >&2
       $sudo apt-get update -qq >&2
-      $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+      $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
     fi
     bin=$(bindir)
     [ -f "$dir/postmaster.pid" ] && as_pg "$bin/pg_ctl" -D "$dir" -m immediate stop >&2 || true
