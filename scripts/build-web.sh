@@ -33,5 +33,7 @@ cp style/main.css "$site/style.css"
 cp -r public/. "$site/"
 echo "wasm bundle: $(du -h "$site/pkg/tokenlens.wasm" | cut -f1)"
 
-echo "== server"
-cargo build --release -p server
+echo "== server and CLI"
+# The whole workspace, so the features match `cargo test --release --workspace` and the
+# test run's artifacts are reused rather than rebuilt for the server alone.
+cargo build --release --workspace

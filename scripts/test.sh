@@ -6,13 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-have() { command -v "$1" >/dev/null 2>&1; }
+# Section headers carry the minutes since the start, so a slow CI step shows where it is.
+step() { printf '== %s (at %dm%02ds)\n' "$1" $((SECONDS / 60)) $((SECONDS % 60)); }
 apt_install() {
   local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-echo "== set-up"
+step "set-up"
 bash scripts/fetch-models.sh
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_install fonts-dejavu-core
 [ -x /usr/bin/chromium ] || apt_install chromium
@@ -20,22 +21,22 @@ rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup targe
 [ -d end2end/node_modules/@playwright/test ] || (cd end2end && npm ci --no-audit --no-fund)
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
 
-echo "== PostgreSQL (loopback, for the permalink tests)"
+step "PostgreSQL (loopback, for the permalink tests)"
 TOKENLENS_TEST_POSTGRES=$(bash scripts/postgres.sh start)
 export TOKENLENS_TEST_POSTGRES
 trap 'bash scripts/postgres.sh stop' EXIT
 
-echo "== fmt and clippy"
+step "fmt and clippy"
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo clippy -p app --lib --target wasm32-unknown-unknown --features hydrate -- -D warnings
 
-echo "== cargo tests"
+step "cargo tests"
 cargo test --release --workspace
 
-echo "== viewer build"
+step "viewer build"
 bash scripts/build-web.sh
 
-echo "== browser tests"
+step "browser tests"
 (cd end2end && npx playwright test)
-echo "== all tests passed"
+step "all tests passed"
