@@ -22,6 +22,19 @@ pub fn ranks(scores: &[f32]) -> Vec<usize> {
         .collect()
 }
 
+/// A size for messages: `812 B`, `51 KB`, `3.4 MB`.
+pub fn size(bytes: u64) -> String {
+    const KB: f64 = 1024.0;
+    let b = bytes as f64;
+    if b < KB {
+        format!("{bytes} B")
+    } else if b < KB * KB {
+        format!("{:.0} KB", b / KB)
+    } else {
+        format!("{:.1} MB", b / (KB * KB))
+    }
+}
+
 /// Largest |score| (0 for none).
 pub fn max_abs(scores: &[f32]) -> f32 {
     scores.iter().fold(0f32, |m, v| m.max(v.abs()))
@@ -40,6 +53,13 @@ mod tests {
         assert_eq!(sig3(12345.0), "12345");
         assert_eq!(sig3(0.000012345), "1.23e-5");
         assert_eq!(sig3(1234567.0), "1.23e6");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size(100), "100 B");
+        assert_eq!(size(52_428), "51 KB");
+        assert_eq!(size(3_565_158), "3.4 MB");
     }
 
     #[test]

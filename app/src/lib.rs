@@ -12,6 +12,7 @@ pub mod format;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod rate_limit;
+pub mod record;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 pub mod state;

@@ -8,29 +8,11 @@
 use std::ops::ControlFlow;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
-use tokenlens::{Engine, ExplainRequest, GenerateRequest, StepsRequest, StreamEvent};
+use tokenlens::{Engine, StreamEvent};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-/// What a job asks of a model.
-#[derive(Debug, Clone)]
-pub enum Task {
-    /// Explain one token.
-    Explain(ExplainRequest),
-    /// Generate an answer.
-    Generate(GenerateRequest),
-    /// Explain every generated token.
-    Steps(StepsRequest),
-}
-
-impl Task {
-    fn name(&self) -> &'static str {
-        match self {
-            Task::Explain(_) => "explain",
-            Task::Generate(_) => "generate",
-            Task::Steps(_) => "steps",
-        }
-    }
-}
+use crate::record::seal::SealKey;
+use crate::record::Task;
 
 struct Job {
     engine: Arc<Engine>,
@@ -139,6 +121,40 @@ impl Limits {
     }
 }
 
+/// Why a job was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// No such model here.
+    #[error("unknown model {model:?} (this server has: {known})")]
+    UnknownModel {
+        /// What was asked for.
+        model: String,
+        /// What the server has.
+        known: String,
+    },
+    /// The model is still loading.
+    #[error("model {0:?} is still loading; try again in a moment")]
+    Loading(String),
+    /// The queue is full.
+    #[error("the server is busy with other requests; try again in a moment")]
+    Busy,
+    /// The worker is gone.
+    #[error("the model worker has stopped")]
+    Stopped,
+}
+
+impl Refused {
+    /// The HTTP status that says it.
+    pub fn status(&self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            Refused::UnknownModel { .. } => StatusCode::NOT_FOUND,
+            Refused::Loading(_) | Refused::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Refused::Stopped => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 /// Everything server functions need; provided as Leptos context.
 #[derive(Clone)]
 pub struct ServerState {
@@ -156,6 +172,8 @@ pub struct ServerState {
     pub rate: Arc<crate::rate_limit::RateLimiter>,
     /// Take the client's address from `X-Forwarded-For` (behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Seals results, so a permalink can only show what a server computed.
+    pub seal: SealKey,
 }
 
 impl ServerState {
@@ -167,6 +185,7 @@ impl ServerState {
         store: crate::store::Store,
         limits: Limits,
         rate: crate::rate_limit::RateLimiter,
+        seal: SealKey,
     ) -> Self {
         ServerState {
             models: Arc::new(RwLock::new(vec![first])),
@@ -179,6 +198,7 @@ impl ServerState {
             limits,
             rate: Arc::new(rate),
             trust_forwarded_for: false,
+            seal,
         }
     }
 
@@ -195,14 +215,15 @@ impl ServerState {
         }
     }
 
-    /// Queues a request on a model; the receiver yields its events.
+    /// Queues a request on a model; returns the model's name (an empty `model` is the
+    /// default) and a receiver of the job's events.
     pub fn submit(
         &self,
         model: &str,
         task: Task,
-    ) -> Result<UnboundedReceiver<StreamEvent>, String> {
-        let engine = {
-            let models = self.models.read().map_err(|_| "model list poisoned")?;
+    ) -> Result<(String, UnboundedReceiver<StreamEvent>), Refused> {
+        let (name, engine) = {
+            let models = self.models.read().map_err(|_| Refused::Stopped)?;
             // An empty name is the default model (a URL may leave it out).
             let found = if model.is_empty() {
                 models.first()
@@ -210,19 +231,17 @@ impl ServerState {
                 models.iter().find(|m| m.name == model)
             };
             match found {
-                Some(m) => m.engine.clone(),
+                Some(m) => (m.name.clone(), m.engine.clone()),
                 None => {
-                    let pending = self.pending.read().map_err(|_| "model list poisoned")?;
+                    let pending = self.pending.read().map_err(|_| Refused::Stopped)?;
                     if pending.loading.iter().any(|s| s == model) {
-                        return Err(format!(
-                            "model {model:?} is still loading; try again in a moment"
-                        ));
+                        return Err(Refused::Loading(model.to_string()));
                     }
                     let known: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-                    return Err(format!(
-                        "unknown model {model:?} (this server has: {})",
-                        known.join(", ")
-                    ));
+                    return Err(Refused::UnknownModel {
+                        model: model.to_string(),
+                        known: known.join(", "),
+                    });
                 }
             }
         };
@@ -232,11 +251,9 @@ impl ServerState {
             task,
             events,
         }) {
-            Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) => {
-                Err("the server is busy with other requests; try again in a moment".into())
-            }
-            Err(TrySendError::Disconnected(_)) => Err("the model worker has stopped".into()),
+            Ok(()) => Ok((name, rx)),
+            Err(TrySendError::Full(_)) => Err(Refused::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(Refused::Stopped),
         }
     }
 }

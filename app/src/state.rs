@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tokenlens::granularity::{Aggregate, Granularity};
 use tokenlens::{
-    GeneratedToken, Method, MethodResult, Prediction, Sampling, StepRow, StopReason, Target,
-    TargetSpec, Token,
+    ExplainRequest, GenerateRequest, GeneratedToken, Method, MethodResult, Prediction, Sampling,
+    StepRow, StepsRequest, StopReason, StreamEvent, Target, TargetSpec, Token,
 };
 
 use crate::display::{Clip, Display};
+use crate::record::{Record, Task};
 
 /// A generated answer's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -224,15 +225,61 @@ impl ViewState {
         }
     }
 
-    /// The part that needs the model (what a view recomputes); the rest is presentation.
-    pub fn computation(&self) -> (&str, &str, bool, &Option<GenSpec>, &Option<ExplainSpec>) {
-        (
-            &self.model,
-            &self.prompt,
-            self.chat,
-            &self.generation,
-            &self.explain,
-        )
+    /// The generation request this view makes, if it shows an answer.
+    pub fn generate_request(&self) -> Option<GenerateRequest> {
+        let g = self.generation.as_ref()?;
+        Some(GenerateRequest {
+            prompt: self.prompt.clone(),
+            chat_template: self.chat,
+            sampling: g.sampling,
+            max_new_tokens: g.max_new_tokens,
+        })
+    }
+
+    /// The explain request this view makes, if it explains a token: of the prompt, or of
+    /// `answer` (the answer's ids) at the view's step, against everything before it.
+    pub fn explain_request(&self, answer: &[u32]) -> Result<Option<ExplainRequest>, String> {
+        let Some(spec) = &self.explain else {
+            return Ok(None);
+        };
+        let mut target = spec.target.clone();
+        let mut continuation = Vec::new();
+        if let Some(k) = spec.step {
+            let Some(&id) = answer.get(k) else {
+                return Err(format!(
+                    "the answer has {} tokens; there is no token {}",
+                    answer.len(),
+                    k + 1
+                ));
+            };
+            continuation = answer[..k].to_vec();
+            // An answer step explains the token that was generated unless told otherwise.
+            if target == TargetSpec::Argmax {
+                target = TargetSpec::Id(id);
+            }
+        }
+        Ok(Some(ExplainRequest {
+            prompt: self.prompt.clone(),
+            chat_template: self.chat,
+            target,
+            // Every method: switching between them is a view, not a new request.
+            methods: Method::ALL.to_vec(),
+            top_k: 10,
+            seed_with_logit: false,
+            continuation,
+            contrast: spec.contrast.clone(),
+        }))
+    }
+
+    /// The all-steps request this view makes for `answer` (the answer's ids), if it shows
+    /// the matrix.
+    pub fn steps_request(&self, answer: &[u32]) -> Option<StepsRequest> {
+        Some(StepsRequest {
+            prompt: self.prompt.clone(),
+            chat_template: self.chat,
+            generated: answer.to_vec(),
+            methods: vec![self.matrix?],
+        })
     }
 }
 
@@ -258,6 +305,45 @@ pub struct Partial {
     pub step: Option<usize>,
     /// The context's generated ids (the request's continuation).
     pub continuation: Vec<u32>,
+    /// The server's sealed record of the stream, once it is complete.
+    #[serde(skip)]
+    pub sealed: Option<Record>,
+}
+
+impl Partial {
+    /// An explanation about to stream in: of answer token `step` (None: the prompt's next
+    /// token), after the answer ids `continuation`.
+    pub fn new(step: Option<usize>, continuation: Vec<u32>) -> Self {
+        Partial {
+            step,
+            continuation,
+            ..Partial::default()
+        }
+    }
+
+    /// Takes in one event of an explain stream.
+    pub fn apply(&mut self, ev: &StreamEvent) {
+        match ev {
+            StreamEvent::Tokens {
+                text,
+                tokens,
+                query_span,
+                n_layers,
+            } => {
+                self.text = text.clone();
+                self.tokens = tokens.clone();
+                self.query_span = *query_span;
+                self.n_layers = *n_layers;
+            }
+            StreamEvent::Prediction { prediction, target } => {
+                self.prediction = Some((prediction.clone(), target.clone()))
+            }
+            StreamEvent::Method { method, result } => {
+                self.methods.insert(*method, result.clone());
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A generated answer and what produced it.
@@ -275,9 +361,37 @@ pub struct AnswerState {
     pub tokens: Vec<GeneratedToken>,
     /// Why it stopped, once it has.
     pub stop: Option<StopReason>,
+    /// The server's sealed record of the stream, once it is complete.
+    #[serde(skip)]
+    pub sealed: Option<Record>,
 }
 
 impl AnswerState {
+    /// An answer about to stream in from `request` on `model`.
+    pub fn new(model: &str, request: &GenerateRequest) -> Self {
+        AnswerState {
+            model: model.to_string(),
+            prompt: request.prompt.clone(),
+            chat: request.chat_template,
+            spec: GenSpec {
+                sampling: request.sampling,
+                max_new_tokens: request.max_new_tokens,
+            },
+            tokens: Vec::new(),
+            stop: None,
+            sealed: None,
+        }
+    }
+
+    /// Takes in one event of a generate stream.
+    pub fn apply(&mut self, ev: &StreamEvent) {
+        match ev {
+            StreamEvent::Generated { token, .. } => self.tokens.push(token.clone()),
+            StreamEvent::Finished { stop } => self.stop = Some(*stop),
+            _ => {}
+        }
+    }
+
     /// The answer's ids.
     pub fn ids(&self) -> Vec<u32> {
         self.tokens.iter().map(|t| t.token.id).collect()
@@ -295,19 +409,173 @@ pub struct MatrixState {
     pub method: Option<Method>,
     /// Rows so far.
     pub rows: Vec<StepRow>,
+    /// The server's sealed record of the stream, once it is complete.
+    #[serde(skip)]
+    pub sealed: Option<Record>,
 }
 
-/// A view and its results: what a permalink stores.
+impl MatrixState {
+    /// A matrix of `method` about to stream in.
+    pub fn new(method: Method) -> Self {
+        MatrixState {
+            method: Some(method),
+            ..MatrixState::default()
+        }
+    }
+
+    /// Takes in one event of a steps stream.
+    pub fn apply(&mut self, ev: &StreamEvent) {
+        match ev {
+            StreamEvent::Tokens {
+                tokens, query_span, ..
+            } => {
+                self.tokens = tokens.clone();
+                self.query_span = *query_span;
+            }
+            StreamEvent::Step { row } => self.rows.push(row.clone()),
+            _ => {}
+        }
+    }
+}
+
+/// A view and the server's sealed records of what it computed: what a permalink stores.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The view.
     pub view: ViewState,
-    /// The answer shown.
+    /// The generation, if the view shows an answer.
+    pub answer: Option<Record>,
+    /// The explanation, if the view explains a token.
+    pub explanation: Option<Record>,
+    /// The all-steps matrix, if shown.
+    pub matrix: Option<Record>,
+}
+
+/// What a snapshot shows, replayed from its records.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Replayed {
+    /// The answer.
     pub answer: Option<AnswerState>,
-    /// The explanation shown.
+    /// The explanation.
     pub explanation: Option<Partial>,
-    /// The matrix shown.
+    /// The matrix.
     pub matrix: Option<MatrixState>,
+}
+
+impl Snapshot {
+    /// A snapshot of `view` with what is sealed of its results; parts of the view without a
+    /// sealed result (failed or cancelled) are left out, and the view names the model.
+    pub fn of(
+        mut view: ViewState,
+        answer: Option<Record>,
+        explanation: Option<Record>,
+        matrix: Option<Record>,
+    ) -> Self {
+        if answer.is_none() {
+            view.generation = None;
+        }
+        if explanation.is_none() {
+            view.explain = None;
+        }
+        if matrix.is_none() {
+            view.matrix = None;
+        }
+        if view.model.is_empty() {
+            if let Some(r) = answer.iter().chain(&explanation).chain(&matrix).next() {
+                view.model = r.model.clone();
+            }
+        }
+        Snapshot {
+            view,
+            answer,
+            explanation,
+            matrix,
+        }
+    }
+
+    /// Rebuilds what the page showed from the records, checking that each record is the
+    /// job this view asks for (same model, prompt and request), so a stored view cannot
+    /// pair one computation's results with another's settings.
+    pub fn replay(&self) -> Result<Replayed, String> {
+        let v = &self.view;
+        let records = [&self.answer, &self.explanation, &self.matrix];
+        if records.iter().all(|r| r.is_none()) {
+            return Err("nothing computed to show".into());
+        }
+        for r in records.into_iter().flatten() {
+            if r.model != v.model {
+                return Err(format!(
+                    "a result was computed on {:?}, the view names {:?}",
+                    r.model, v.model
+                ));
+            }
+        }
+        let mismatch = |what: &str| format!("the stored {what} is not the one this view asks for");
+        let present = |asked: bool, have: bool, what: &str| {
+            if asked == have {
+                Ok(())
+            } else if asked {
+                Err(format!("the view shows {what} but none is stored"))
+            } else {
+                Err(format!("{what} is stored that the view does not show"))
+            }
+        };
+        present(v.generation.is_some(), self.answer.is_some(), "an answer")?;
+        present(
+            v.explain.is_some(),
+            self.explanation.is_some(),
+            "an explanation",
+        )?;
+        present(
+            v.matrix.is_some(),
+            self.matrix.is_some(),
+            "an all-steps matrix",
+        )?;
+
+        let mut out = Replayed::default();
+        if let (Some(rec), Some(req)) = (&self.answer, v.generate_request()) {
+            if rec.task != Task::Generate(req.clone()) {
+                return Err(mismatch("answer"));
+            }
+            let mut a = AnswerState::new(&rec.model, &req);
+            for ev in rec.parsed() {
+                a.apply(&ev?);
+            }
+            a.sealed = Some(rec.clone());
+            out.answer = Some(a);
+        }
+        let ids = out
+            .answer
+            .as_ref()
+            .map(AnswerState::ids)
+            .unwrap_or_default();
+        if let (Some(rec), Some(req)) = (&self.explanation, v.explain_request(&ids)?) {
+            if rec.task != Task::Explain(req.clone()) {
+                return Err(mismatch("explanation"));
+            }
+            let step = v.explain.as_ref().and_then(|e| e.step);
+            let mut p = Partial::new(step, req.continuation);
+            for ev in rec.parsed() {
+                p.apply(&ev?);
+            }
+            p.sealed = Some(rec.clone());
+            out.explanation = Some(p);
+        }
+        if let (Some(rec), Some(method), Some(req)) =
+            (&self.matrix, v.matrix, v.steps_request(&ids))
+        {
+            if rec.task != Task::Steps(req) {
+                return Err(mismatch("all-steps matrix"));
+            }
+            let mut m = MatrixState::new(method);
+            for ev in rec.parsed() {
+                m.apply(&ev?);
+            }
+            m.sealed = Some(rec.clone());
+            out.matrix = Some(m);
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -387,5 +655,165 @@ mod tests {
         assert_eq!(v.method, Method::Saliency);
         assert_eq!(v.display, Display::default());
         assert_eq!(v.explain, Some(ExplainSpec::default()));
+    }
+
+    fn token(id: u32, text: &str) -> Token {
+        Token {
+            id,
+            text: text.into(),
+            start: 0,
+            end: text.len(),
+            special: false,
+            generated: false,
+        }
+    }
+
+    fn line(ev: StreamEvent) -> String {
+        serde_json::to_string(&ev).unwrap()
+    }
+
+    fn record(model: &str, task: Task, events: Vec<StreamEvent>) -> Record {
+        Record {
+            model: model.into(),
+            task,
+            events: events.into_iter().map(line).collect(),
+            seal: "(not checked here)".into(),
+        }
+    }
+
+    /// A view that generated two tokens, explains the second, and shows the matrix; with
+    /// records of those three jobs.
+    fn shared() -> Snapshot {
+        let view = ViewState {
+            model: "m".into(),
+            prompt: "Hi".into(),
+            generation: Some(GenSpec {
+                sampling: Sampling::greedy(),
+                max_new_tokens: 2,
+            }),
+            explain: Some(ExplainSpec {
+                step: Some(1),
+                ..ExplainSpec::default()
+            }),
+            matrix: Some(Method::Attnlrp),
+            ..ViewState::default()
+        };
+        let answer = [(11, " a"), (12, " b")];
+        let gen_events = answer
+            .iter()
+            .enumerate()
+            .map(|(index, (id, text))| StreamEvent::Generated {
+                index,
+                token: GeneratedToken {
+                    token: token(*id, text),
+                    prob: 0.5,
+                },
+            })
+            .chain([StreamEvent::Finished {
+                stop: StopReason::MaxNewTokens,
+            }])
+            .collect();
+        let ids = [11, 12];
+        let explain = view.explain_request(&ids).unwrap().unwrap();
+        assert_eq!(explain.continuation, vec![11]);
+        assert_eq!(explain.target, TargetSpec::Id(12));
+        let tokens = StreamEvent::Tokens {
+            text: "Hi a".into(),
+            tokens: vec![token(1, "Hi"), token(11, " a")],
+            query_span: Some([0, 1]),
+            n_layers: 1,
+        };
+        let result = MethodResult {
+            scores: vec![0.25, 0.75],
+            trace: vec![vec![0.25, 0.75]],
+            trace_normalized: vec![vec![1.0 / 3.0, 1.0]],
+            conservation: None,
+        };
+        let method = StreamEvent::Method {
+            method: Method::Saliency,
+            result,
+        };
+        Snapshot {
+            answer: Some(record(
+                "m",
+                Task::Generate(view.generate_request().unwrap()),
+                gen_events,
+            )),
+            explanation: Some(record(
+                "m",
+                Task::Explain(explain),
+                vec![tokens.clone(), method],
+            )),
+            matrix: Some(record(
+                "m",
+                Task::Steps(view.steps_request(&ids).unwrap()),
+                vec![tokens],
+            )),
+            view,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_replays_to_what_the_page_showed() {
+        let s = shared();
+        let r = s.replay().expect("replay");
+        let a = r.answer.expect("answer");
+        assert_eq!(a.ids(), vec![11, 12]);
+        assert_eq!(a.stop, Some(StopReason::MaxNewTokens));
+        assert_eq!(a.sealed.as_ref(), s.answer.as_ref());
+        let e = r.explanation.expect("explanation");
+        assert_eq!((e.step, e.continuation.clone()), (Some(1), vec![11]));
+        assert_eq!(e.tokens.len(), 2);
+        assert_eq!(e.methods[&Method::Saliency].scores, vec![0.25, 0.75]);
+        let m = r.matrix.expect("matrix");
+        assert_eq!((m.method, m.tokens.len()), (Some(Method::Attnlrp), 2));
+        // Through JSON (what the database keeps) it is the same.
+        let back: Snapshot = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn a_snapshot_whose_records_are_not_its_views_is_refused() {
+        let refused = |f: &dyn Fn(&mut Snapshot)| {
+            let mut s = shared();
+            f(&mut s);
+            s.replay().expect_err("inconsistent")
+        };
+        // Another prompt, model, sampling or step than the records were computed for.
+        assert!(refused(&|s| s.view.prompt = "Ho".into()).contains("not the one"));
+        assert!(refused(&|s| s.view.model = "n".into()).contains("computed on \"m\""));
+        assert!(
+            refused(&|s| s.view.generation.as_mut().unwrap().max_new_tokens = 3).contains("answer")
+        );
+        assert!(
+            refused(&|s| s.view.explain.as_mut().unwrap().step = Some(0)).contains("explanation")
+        );
+        assert!(
+            refused(&|s| s.view.explain.as_mut().unwrap().step = Some(2)).contains("no token 3")
+        );
+        assert!(refused(&|s| s.view.matrix = Some(Method::CpLrp)).contains("matrix"));
+        // Records swapped between jobs, one missing, or nothing at all.
+        assert!(refused(&|s| std::mem::swap(&mut s.answer, &mut s.matrix)).contains("not the one"));
+        assert!(refused(&|s| s.explanation = None).contains("none is stored"));
+        assert!(refused(&|s| s.view.matrix = None).contains("does not show"));
+        assert!(
+            refused(&|s| s.answer.as_mut().unwrap().events[0] = "{".into())
+                .contains("does not parse")
+        );
+        let empty = Snapshot::of(ViewState::default(), None, None, None);
+        assert!(empty.replay().unwrap_err().contains("nothing computed"));
+    }
+
+    #[test]
+    fn snapshot_of_leaves_out_what_was_not_sealed() {
+        let full = shared();
+        let mut view = full.view.clone();
+        view.model = String::new();
+        let s = Snapshot::of(view, full.answer.clone(), None, None);
+        assert_eq!(s.view.explain, None);
+        assert_eq!(s.view.matrix, None);
+        assert_eq!(s.view.model, "m", "the view names the model that ran it");
+        let r = s.replay().expect("the answer alone replays");
+        assert!(r.explanation.is_none() && r.matrix.is_none());
     }
 }

@@ -38,7 +38,7 @@ pub enum StoreError {
     #[error("{0:?} is not a permalink id ({ID_LEN} characters of A-Z, a-z, 0-9, - and _)")]
     MalformedId(String),
     /// The snapshot is over the per-item limit.
-    #[error("this view is too large to share ({size} bytes; the limit is {limit})")]
+    #[error("this view is too large to share ({}; this server stores views up to {})", crate::format::size(*.size), crate::format::size(*.limit))]
     TooLarge {
         /// Its size.
         size: u64,
@@ -46,7 +46,7 @@ pub enum StoreError {
         limit: u64,
     },
     /// The storage quota is used up.
-    #[error("permalink storage on this server is full ({used} of {limit} bytes used); existing links still work")]
+    #[error("permalink storage on this server is full ({} of {} used); existing links still work", crate::format::size(*.used), crate::format::size(*.limit))]
     QuotaReached {
         /// Bytes stored.
         used: u64,
@@ -67,6 +67,9 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The system's random source failed.
+    #[error("no random bytes for a secret: {0}")]
+    Random(String),
     /// The data directory cannot be made.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -137,6 +140,35 @@ impl Store {
             pool,
             quota,
             backend,
+        })
+    }
+
+    /// The limits.
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// The secret named `name`: made (32 random bytes) by the first server to ask, then the
+    /// same for every server on this database.
+    pub async fn secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh).map_err(|e| StoreError::Random(e.to_string()))?;
+        let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        sqlx::query(
+            "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(engine.encode(fresh))
+        .execute(&self.pool)
+        .await?;
+        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        let value: String = row.try_get("value")?;
+        engine.decode(value).map_err(|e| StoreError::Corrupt {
+            id: format!("secret {name}"),
+            message: e.to_string(),
         })
     }
 
@@ -269,6 +301,11 @@ mod tests {
         assert_eq!(store.get(&id).await.expect("get"), Some(a));
         let other = store.put(&snapshot("second")).await.expect("put");
         assert_ne!(other, id);
+        // A secret is made once, then read back the same.
+        let secret = store.secret("test").await.expect("secret");
+        assert_eq!(secret.len(), 32);
+        assert_eq!(store.secret("test").await.expect("secret again"), secret);
+        assert_ne!(store.secret("other").await.expect("another"), secret);
         assert_eq!(store.get("AAAAAAAAAAAA").await.expect("get"), None);
         assert!(matches!(
             store.get("../etc").await,
@@ -303,7 +340,11 @@ mod tests {
             err.to_string().contains("storage on this server is full"),
             "{err}"
         );
-        // What was stored is still there after reopening.
+        // What was stored is still there after reopening, the secrets too.
+        assert_eq!(
+            tight.secret("test").await.unwrap(),
+            store.secret("test").await.unwrap()
+        );
         assert!(tight
             .contains(&content_id(
                 &serde_json::to_vec(&snapshot("first")).unwrap()

@@ -241,6 +241,7 @@ for (const [backend, storage] of backends) {
       const res = await page.goto(second.url + path_);
       expect(res!.status()).toBe(200);
       await expect(page.locator('[data-testid=shared-note]')).toBeVisible();
+      await expect(page.locator('select[name=model] option:checked')).toHaveText('smollm2-135m (not on this server)');
       await expect(page.locator('input[name=method][value=cp_lrp]')).toBeChecked();
       await expect(page.locator('select[name=granularity]')).toHaveValue('word');
       await expect(page.locator('.answer')).toHaveText(answer);
@@ -303,5 +304,84 @@ test('hosted-demo mode: answer-length limit, per-client rate limit, storage quot
     expect(await r.text()).toContain('this server takes at most 2000');
   } finally {
     await demo.stop();
+  }
+});
+
+test('a permalink stores only what a server computed: forged or mismatched results are refused', async ({ page }) => {
+  await page.goto('/');
+  await ready(page);
+  await page.locator('textarea[name=prompt]').fill(prompt);
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const [req] = await Promise.all([
+    page.waitForRequest((r) => r.url().endsWith('/api/share')),
+    page.locator('button[name=share]').click(),
+  ]);
+  await expect(page.locator('[data-testid=share-link]')).toHaveValue(/\/s\/[A-Za-z0-9_-]{12}$/);
+  const id = (await page.locator('[data-testid=share-link]').inputValue()).split('/s/')[1];
+  const body = req.postDataJSON();
+  const rec = body.snapshot.explanation;
+  expect(rec.model).toBe('smollm2-135m');
+  expect(rec.seal).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  const post = (b: any) => page.request.post('/api/share', { data: b });
+
+  // The page's own request again: accepted, the same id.
+  const same = await post(body);
+  expect(same.status()).toBe(200);
+  expect(await same.json()).toBe(id);
+
+  // One score changed: the seal no longer matches.
+  const forged = structuredClone(body);
+  const i = forged.snapshot.explanation.events.findIndex((l: string) => l.startsWith('{"type":"method"'));
+  const ev = JSON.parse(forged.snapshot.explanation.events[i]);
+  ev.result.scores[3] += 1;
+  forged.snapshot.explanation.events[i] = JSON.stringify(ev);
+  const r1 = await post(forged);
+  expect(r1.status()).toBe(400);
+  expect(await r1.text()).toContain("do not carry this server's seal");
+
+  // Genuine results under another view (prompt, target): refused as not that view's.
+  for (const change of [(v: any) => (v.prompt = 'Something else entirely'), (v: any) => (v.explain.target = { kind: 'text', value: ' Rome' })]) {
+    const b = structuredClone(body);
+    change(b.snapshot.view);
+    const r = await post(b);
+    expect(r.status()).toBe(400);
+    expect(await r.text()).toContain('the stored explanation is not the one this view asks for');
+  }
+
+  // A request body beyond the old 2 MB default reaches the check whole (no "length limit").
+  const big = structuredClone(forged);
+  big.snapshot.explanation.events.push(JSON.stringify({ type: 'finished', stop: 'end_of_turn', pad: 'x'.repeat(3 << 20) }));
+  const r2 = await post(big);
+  expect(r2.status()).toBe(400);
+  expect(await r2.text()).toContain("do not carry this server's seal");
+
+  // A body that is not a snapshot, and a request for a model this server lacks: client
+  // errors, said as such.
+  const r4 = await post({ snapshot: { view: 1 } });
+  expect(r4.status()).toBe(400);
+  expect(await r4.text()).toContain('Deserialization');
+  const r5 = await page.request.post('/api/explain', { data: { model: 'nope', request: { prompt: 'x' } } });
+  expect(r5.status()).toBe(404);
+  expect(await r5.text()).toContain('unknown model "nope"');
+
+  // Another server (its own database, so its own key) refuses this server's records, and
+  // its page says at once when a view is over its size limit.
+  const other = new Server(3195, ['--model', 'smollm2-135m', '--share-max-mb', '0.05',
+    '--data-dir', fs.mkdtempSync(path.join(os.tmpdir(), 'tokenlens-other-'))]);
+  await other.start();
+  try {
+    const r3 = await page.request.post(other.url + '/api/share', { data: body });
+    expect(r3.status()).toBe(400);
+    expect(await r3.text()).toContain("do not carry this server's seal");
+    await page.goto(other.url + '/');
+    await ready(page);
+    await page.locator('textarea[name=prompt]').fill(prompt);
+    await page.locator('button[name=submit]').click();
+    await expect(page.locator('[data-testid=status]')).toHaveText('done');
+    await page.locator('button[name=share]').click();
+    await expect(page.locator('[data-testid=share-error]')).toContainText(/this view is too large to share \(\d+ KB; this server stores views up to 51 KB\)/);
+  } finally {
+    await other.stop();
   }
 });

@@ -6,6 +6,7 @@
 
 use anyhow::Context;
 use app::rate_limit::RateLimiter;
+use app::record::seal::SealKey;
 use app::ssr::{Limits, Model, ServerState, Worker};
 use app::store::{is_valid_id, Quota, Store};
 use axum::Router;
@@ -70,8 +71,8 @@ struct Args {
     #[arg(long)]
     share_quota_mb: Option<f64>,
     /// Largest single shared view, in megabytes.
-    #[arg(long, default_value_t = 32)]
-    share_max_mb: u64,
+    #[arg(long, default_value_t = 32.0)]
+    share_max_mb: f64,
     /// Identify clients by the first X-Forwarded-For address (only behind a trusted proxy).
     #[arg(long)]
     trust_forwarded_for: bool,
@@ -89,7 +90,7 @@ impl Args {
         let quota = self
             .share_quota_mb
             .or(demo(1024).map(|v| v as f64))
-            .map(|mb| (mb.max(0.0) * 1048576.0) as u64);
+            .map(megabytes);
         let max_tokens = self.max_tokens.or(demo(1024).map(|v| v as usize));
         (limits, rate, quota, max_tokens)
     }
@@ -105,6 +106,10 @@ impl Args {
             .unwrap_or_else(|| PathBuf::from("."));
         base.join("tokenlens")
     }
+}
+
+fn megabytes(mb: f64) -> u64 {
+    (mb.max(0.0) * 1048576.0) as u64
 }
 
 /// `/s/<id>` for an id that is malformed or not stored: a 404 page, before the app renders.
@@ -144,6 +149,33 @@ async fn permalink_guard(
     }
 }
 
+/// Server functions answer every error with 500; a request body that does not parse is the
+/// client's mistake, so it gets 400 (the message stays as it was).
+async fn bad_request_status(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    let res = next.run(req).await;
+    if res.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !res.headers().contains_key("serverfnerror")
+    {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    // Error bodies are one short message.
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    if [&b"Deserialization|"[..], b"Args|", b"MissingArg|"]
+        .iter()
+        .any(|p| bytes.starts_with(p))
+    {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
 fn not_found_page(id: &str, msg: &str) -> String {
     let escaped: String = id
         .chars()
@@ -167,6 +199,9 @@ fn not_found_page(id: &str, msg: &str) -> String {
 fn app(state: ServerState, options: LeptosOptions) -> Router {
     let routes = generate_route_list(app::App);
     let store = state.store.clone();
+    // A shared view is the largest request: let it through whole (the store then says
+    // clearly when one is over its limit), and nothing much larger.
+    let body_limit = (store.quota().max_item_bytes + (1 << 20)).max(2 << 20);
     Router::new()
         .leptos_routes_with_context(&options, routes, move || provide_context(state.clone()), {
             let options = options.clone();
@@ -175,6 +210,10 @@ fn app(state: ServerState, options: LeptosOptions) -> Router {
         .fallback(leptos_axum::file_and_error_handler(app::shell))
         .with_state(options)
         .layer(axum::middleware::from_fn_with_state(store, permalink_guard))
+        .layer(axum::middleware::from_fn(bad_request_status))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            usize::try_from(body_limit).unwrap_or(usize::MAX),
+        ))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -193,13 +232,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.database_url.as_deref(),
         &args.data_dir(),
         Quota {
-            max_item_bytes: args.share_max_mb << 20,
+            max_item_bytes: megabytes(args.share_max_mb),
             max_total_bytes: quota,
         },
     )
     .await
     .context("opening the permalink database")?;
     tracing::info!(backend = store.backend(), "permalink storage ready");
+    let seal = SealKey::new(store.secret("seal").await.context("reading the seal key")?)
+        .map_err(anyhow::Error::msg)?;
     let load = {
         let device = tokenlens::source::parse_device(&args.device)?;
         let dtype = tokenlens::source::parse_dtype(&args.dtype)?;
@@ -232,6 +273,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         store,
         limits,
         RateLimiter::new(rate),
+        seal,
     );
     state.trust_forwarded_for = args.trust_forwarded_for;
     {

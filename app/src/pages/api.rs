@@ -5,6 +5,10 @@ use leptos::server_fn::codec::{Json, StreamingText, TextStream};
 use serde::{Deserialize, Serialize};
 use tokenlens::{ExplainRequest, GenerateRequest, StepsRequest, StreamEvent};
 
+#[cfg(feature = "ssr")]
+use crate::record::Task;
+use crate::record::{is_content, Control, Transcript};
+
 /// A model the server offers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
@@ -25,6 +29,8 @@ pub struct ModelList {
     pub loading: Vec<String>,
     /// Failed to load: what was asked for, and why.
     pub failed: Vec<(String, String)>,
+    /// The largest view this server stores as a permalink, in bytes of JSON.
+    pub share_max_bytes: u64,
 }
 
 /// The models this server has loaded, the default first.
@@ -48,6 +54,7 @@ pub async fn list_models() -> Result<ModelList, ServerFnError> {
         models,
         loading: pending.loading,
         failed: pending.failed,
+        share_max_bytes: state.store.quota().max_item_bytes,
     })
 }
 
@@ -80,47 +87,75 @@ async fn rate_check(state: &crate::ssr::ServerState) -> Result<(), ServerFnError
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
     };
-    state.rate.check(client).map_err(|msg| {
-        if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
-            resp.set_status(axum::http::StatusCode::TOO_MANY_REQUESTS);
-        }
-        ServerFnError::new(msg)
-    })
+    state
+        .rate
+        .check(client)
+        .map_err(|msg| refuse(axum::http::StatusCode::TOO_MANY_REQUESTS, msg))
 }
 
-/// Queues a task and streams its events as newline-delimited JSON.
+/// An error answered with `status`.
 #[cfg(feature = "ssr")]
-async fn stream_task(model: &str, task: crate::ssr::Task) -> Result<TextStream, ServerFnError> {
+fn refuse(status: axum::http::StatusCode, msg: impl Into<String>) -> ServerFnError {
+    if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+        resp.set_status(status);
+    }
+    ServerFnError::new(msg.into())
+}
+
+#[cfg(feature = "ssr")]
+fn json_line(v: &impl Serialize) -> Result<String, ServerFnError> {
+    serde_json::to_string(v).map_err(|e| ServerFnError::new(e.to_string()))
+}
+
+/// Queues a task and streams its events as newline-delimited JSON, sealing the content
+/// events: a [`Control::Sealed`] line comes just before `done` (see [`crate::record`]).
+#[cfg(feature = "ssr")]
+async fn stream_task(model: &str, task: Task) -> Result<TextStream, ServerFnError> {
     use futures::StreamExt;
     let state = server_state()?;
-    let (prompt, new_tokens) = match &task {
-        crate::ssr::Task::Explain(r) => (&r.prompt, r.continuation.len()),
-        crate::ssr::Task::Generate(r) => (&r.prompt, r.max_new_tokens),
-        crate::ssr::Task::Steps(r) => (&r.prompt, r.generated.len()),
+    let new_tokens = match &task {
+        Task::Explain(r) => r.continuation.len(),
+        Task::Generate(r) => r.max_new_tokens,
+        Task::Steps(r) => r.generated.len(),
     };
     state
         .limits
-        .check(prompt, new_tokens)
-        .map_err(ServerFnError::new)?;
+        .check(task.prompt(), new_tokens)
+        .map_err(|msg| refuse(axum::http::StatusCode::BAD_REQUEST, msg))?;
     rate_check(&state).await?;
-    let rx = state.submit(model, task).map_err(ServerFnError::new)?;
+    let sealed_task = task.clone();
+    let (name, rx) = state
+        .submit(model, task)
+        .map_err(|e| refuse(e.status(), e.to_string()))?;
+    // The seal names the model that ran the job (an empty request means the default).
+    let mut sealing = Some(state.seal.start(&name, &sealed_task));
     let events = futures::stream::unfold(
         rx,
         |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
-    )
-    .map(|ev| {
-        serde_json::to_string(&ev)
-            .map(|s| s + "\n")
-            .map_err(|e| ServerFnError::new(e.to_string()))
+    );
+    let lines = events.map(move |ev| {
+        let line = json_line(&ev)?;
+        if matches!(ev, StreamEvent::Done) {
+            let seal = sealing.take().map(|s| s.finish()).unwrap_or_default();
+            let sealed = json_line(&Control::Sealed {
+                model: name.clone(),
+                seal,
+            })?;
+            return Ok(format!("{sealed}\n{line}\n"));
+        }
+        if let (Some(s), true) = (sealing.as_mut(), is_content(&ev)) {
+            s.add(&line);
+        }
+        Ok(line + "\n")
     });
-    Ok(TextStream::new(events))
+    Ok(TextStream::new(lines))
 }
 
 /// Explains a token, streaming [`StreamEvent`]s: tokens, prediction, one result per method,
 /// done (or an error).
 #[server(input = Json, output = StreamingText, endpoint = "explain")]
 pub async fn explain(model: String, request: ExplainRequest) -> Result<TextStream, ServerFnError> {
-    stream_task(&model, crate::ssr::Task::Explain(request)).await
+    stream_task(&model, Task::Explain(request)).await
 }
 
 /// Generates an answer, streaming tokens, one `generated` event per token, `finished`,
@@ -130,7 +165,7 @@ pub async fn generate(
     model: String,
     request: GenerateRequest,
 ) -> Result<TextStream, ServerFnError> {
-    stream_task(&model, crate::ssr::Task::Generate(request)).await
+    stream_task(&model, Task::Generate(request)).await
 }
 
 /// Explains every generated token, streaming tokens, one `step` row per token, done.
@@ -139,23 +174,39 @@ pub async fn explain_steps(
     model: String,
     request: StepsRequest,
 ) -> Result<TextStream, ServerFnError> {
-    stream_task(&model, crate::ssr::Task::Steps(request)).await
+    stream_task(&model, Task::Steps(request)).await
 }
 
-/// Stores a view and its results; returns the permalink id.
+/// Stores a view and its sealed results; returns the permalink id. Refused unless every
+/// record carries this server's seal and is the job the view asks for.
 #[server(input = Json, endpoint = "share")]
 pub async fn share(snapshot: crate::state::Snapshot) -> Result<String, ServerFnError> {
+    use crate::store::StoreError;
+    use axum::http::StatusCode;
     let state = server_state()?;
     rate_check(&state).await?;
+    let records = [&snapshot.answer, &snapshot.explanation, &snapshot.matrix];
+    if records.into_iter().flatten().any(|r| !state.seal.verify(r)) {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "these results do not carry this server's seal (computed elsewhere, or changed); \
+             recompute the view and share it again",
+        ));
+    }
+    if let Err(e) = snapshot.replay() {
+        let msg = format!("this view cannot be shared: {e}");
+        return Err(refuse(StatusCode::BAD_REQUEST, msg));
+    }
     let id = state.store.put(&snapshot).await.map_err(|e| {
-        if !matches!(
-            e,
-            crate::store::StoreError::QuotaReached { .. }
-                | crate::store::StoreError::TooLarge { .. }
-        ) {
-            tracing::error!("storing a permalink: {e}");
-        }
-        ServerFnError::new(e.to_string())
+        let status = match e {
+            StoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            StoreError::QuotaReached { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            _ => {
+                tracing::error!("storing a permalink: {e}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        refuse(status, e.to_string())
     })?;
     tracing::info!(id, "view shared");
     Ok(id)
@@ -167,9 +218,10 @@ pub async fn load_shared(id: String) -> Result<crate::state::Snapshot, ServerFnE
     let state = server_state()?;
     match state.store.get(&id).await {
         Ok(Some(s)) => Ok(s),
-        Ok(None) => Err(ServerFnError::new(format!(
-            "no shared view {id:?} on this server"
-        ))),
+        Ok(None) => Err(refuse(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("no shared view {id:?} on this server"),
+        )),
         Err(e) => Err(ServerFnError::new(e.to_string())),
     }
 }
@@ -187,36 +239,57 @@ pub enum Outcome {
 
 /// Reads newline-delimited events from a stream server function's response, handing each
 /// to `on_event`, until `done`, an error, or `current()` turns false (dropping the stream
-/// then ends the request on the server).
+/// then ends the request on the server). Returns how it ended and what it read: the
+/// content event lines and the seal, from which a sealed stream becomes a record.
 pub async fn read_events(
     response: Result<TextStream, ServerFnError>,
     current: impl Fn() -> bool,
     mut on_event: impl FnMut(StreamEvent),
-) -> Outcome {
+) -> (Outcome, Transcript) {
     use futures::StreamExt;
+    let mut transcript = Transcript::default();
     let mut stream = match response {
         Ok(s) => s.into_inner(),
-        Err(e) => return Outcome::Failed(e.to_string()),
+        Err(e) => return (Outcome::Failed(e.to_string()), transcript),
     };
     let mut buf = String::new();
     while let Some(chunk) = stream.next().await {
         if !current() {
-            return Outcome::Superseded;
+            return (Outcome::Superseded, transcript);
         }
         match chunk {
             Ok(text) => buf.push_str(&text),
-            Err(e) => return Outcome::Failed(e.to_string()),
+            Err(e) => return (Outcome::Failed(e.to_string()), transcript),
         }
         // Chunks may hold several lines or part of one.
         while let Some(pos) = buf.find('\n') {
             let line: String = buf.drain(..=pos).collect();
-            match serde_json::from_str::<StreamEvent>(line.trim_end()) {
-                Ok(StreamEvent::Done) => return Outcome::Done,
-                Ok(StreamEvent::Error { message }) => return Outcome::Failed(message),
-                Ok(ev) => on_event(ev),
-                Err(e) => return Outcome::Failed(format!("malformed event from the server: {e}")),
+            let line = line.trim_end();
+            let ev = match serde_json::from_str::<StreamEvent>(line) {
+                Ok(ev) => ev,
+                Err(e) => match serde_json::from_str::<Control>(line) {
+                    Ok(Control::Sealed { model, seal }) => {
+                        transcript.sealed = Some((model, seal));
+                        continue;
+                    }
+                    Err(_) => {
+                        let msg = format!("malformed event from the server: {e}");
+                        return (Outcome::Failed(msg), transcript);
+                    }
+                },
+            };
+            match ev {
+                StreamEvent::Done => return (Outcome::Done, transcript),
+                StreamEvent::Error { message } => return (Outcome::Failed(message), transcript),
+                ev => {
+                    if is_content(&ev) {
+                        transcript.events.push(line.to_string());
+                    }
+                    on_event(ev)
+                }
             }
         }
     }
-    Outcome::Failed("the connection closed before the result was complete".into())
+    let msg = "the connection closed before the result was complete".to_string();
+    (Outcome::Failed(msg), transcript)
 }

@@ -8,10 +8,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use leptos_router::NavigateOptions;
 use tokenlens::granularity::{Aggregate, Granularity};
-use tokenlens::{
-    ExplainRequest, GenerateRequest, Method, Sampling, StepsRequest, StopReason, StreamEvent,
-    TargetSpec,
-};
+use tokenlens::{Method, Sampling, StopReason, StreamEvent, TargetSpec};
 
 use super::api::{explain, explain_steps, generate, list_models, read_events, share, Outcome};
 use crate::components::answer::Answer;
@@ -23,8 +20,10 @@ use crate::components::{data_attr, Tip};
 use crate::display::{Clip, Units};
 use crate::export::Figure;
 use crate::format::{ranks, sig3};
+use crate::record::Task;
 use crate::state::{
-    AnswerState, ExplainSpec, GenSpec, MatrixState, Partial, Snapshot, ViewState, DEFAULT_MAX_NEW,
+    AnswerState, ExplainSpec, GenSpec, MatrixState, Partial, Replayed, Snapshot, ViewState,
+    DEFAULT_MAX_NEW,
 };
 
 fn stage_text(ev: &StreamEvent) -> Option<String> {
@@ -53,12 +52,6 @@ fn granularity_label(g: Granularity) -> &'static str {
         Granularity::Word => "words",
         Granularity::Sentence => "sentences",
     }
-}
-
-/// Every method, gradient methods first: they share one backward pass and color the page
-/// first.
-fn all_methods() -> Vec<Method> {
-    Method::ALL.to_vec()
 }
 
 /// What a computed part of the view was computed for: the view's model-dependent fields.
@@ -103,13 +96,21 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     // Results, and what each was computed for.
     let running = RwSignal::new(false);
     let stage = RwSignal::new(None::<String>);
-    let error = RwSignal::new(None::<String>);
-    let snap = snapshot.clone();
-    let result = RwSignal::new(snap.as_ref().and_then(|s| s.explanation.clone()));
-    let answer = RwSignal::new(snap.as_ref().and_then(|s| s.answer.clone()));
-    let matrix = RwSignal::new(snap.as_ref().and_then(|s| s.matrix.clone()));
-    let result_for = RwSignal::new(snap.as_ref().map(|s| key(&s.view)));
-    let matrix_for = RwSignal::new(snap.as_ref().map(|s| (key(&s.view), s.view.matrix)));
+    // A stored view shows what its sealed records replay to.
+    let (replayed, replay_error) = match snapshot.as_ref().map(Snapshot::replay) {
+        Some(Ok(r)) => (r, None),
+        Some(Err(e)) => (
+            Replayed::default(),
+            Some(format!("this shared view cannot be shown: {e}")),
+        ),
+        None => (Replayed::default(), None),
+    };
+    let error = RwSignal::new(replay_error);
+    let result = RwSignal::new(replayed.explanation);
+    let answer = RwSignal::new(replayed.answer);
+    let matrix = RwSignal::new(replayed.matrix);
+    let result_for = RwSignal::new(snapshot.as_ref().map(|s| key(&s.view)));
+    let matrix_for = RwSignal::new(snapshot.as_ref().map(|s| (key(&s.view), s.view.matrix)));
     let run_id = RwSignal::new(0u64);
     let hovered = RwSignal::new(None::<usize>);
     let tip = RwSignal::new(None::<Tip>);
@@ -170,75 +171,42 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
 
     // Explains the token `v.explain` names: of the prompt, or of `v`'s answer at a step.
     let run_explain = move |v: ViewState| async move {
-        let Some(spec) = v.explain.clone() else {
-            return Outcome::Done;
-        };
-        let mut target = spec.target.clone();
-        let mut continuation = Vec::new();
-        if let Some(k) = spec.step {
-            let ids = answer.with_untracked(|a| a.as_ref().map(|a| a.ids()).unwrap_or_default());
-            let Some(&id) = ids.get(k) else {
-                let msg = format!(
-                    "the answer has {} tokens; there is no token {}",
-                    ids.len(),
-                    k + 1
-                );
+        let ids = answer.with_untracked(|a| a.as_ref().map(AnswerState::ids).unwrap_or_default());
+        let request = match v.explain_request(&ids) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Outcome::Done,
+            Err(msg) => {
                 error.set(Some(msg.clone()));
                 return Outcome::Failed(msg);
-            };
-            continuation = ids[..k].to_vec();
-            if target == TargetSpec::Argmax {
-                target = TargetSpec::Id(id);
             }
-        }
-        let request = ExplainRequest {
-            prompt: v.prompt.clone(),
-            chat_template: v.chat,
-            target,
-            methods: all_methods(),
-            top_k: 10,
-            seed_with_logit: false,
-            continuation: continuation.clone(),
-            contrast: spec.contrast.clone(),
         };
         let current = begin();
         result.set(None);
         result_for.set(None);
-        let step = spec.step;
-        let outcome = read_events(explain(v.model.clone(), request).await, current, |ev| {
-            if let Some(s) = stage_text(&ev) {
-                stage.set(Some(s));
-            }
-            match ev {
-                StreamEvent::Tokens {
-                    text,
-                    tokens,
-                    query_span,
-                    n_layers,
-                } => result.set(Some(Partial {
-                    text,
-                    tokens,
-                    query_span,
-                    n_layers,
-                    step,
-                    continuation: continuation.clone(),
-                    ..Partial::default()
-                })),
-                StreamEvent::Prediction { prediction, target } => result.update(|r| {
+        let step = v.explain.as_ref().and_then(|e| e.step);
+        let continuation = request.continuation.clone();
+        let task = Task::Explain(request.clone());
+        let (outcome, transcript) =
+            read_events(explain(v.model.clone(), request).await, current, |ev| {
+                if let Some(s) = stage_text(&ev) {
+                    stage.set(Some(s));
+                }
+                if matches!(ev, StreamEvent::Tokens { .. }) {
+                    result.set(Some(Partial::new(step, continuation.clone())));
+                }
+                result.update(|r| {
                     if let Some(r) = r {
-                        r.prediction = Some((prediction, target))
+                        r.apply(&ev)
                     }
-                }),
-                StreamEvent::Method { method, result: m } => result.update(|r| {
-                    if let Some(r) = r {
-                        r.methods.insert(method, m);
-                    }
-                }),
-                _ => {}
-            }
-        })
-        .await;
+                });
+            })
+            .await;
         if outcome == Outcome::Done {
+            result.update(|r| {
+                if let Some(r) = r {
+                    r.sealed = transcript.into_record(task)
+                }
+            });
             result_for.set(Some(key(&v)));
         }
         finish(&outcome, current());
@@ -246,92 +214,74 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     };
 
     let run_generate = move |v: ViewState| async move {
-        let Some(spec) = v.generation.clone() else {
+        let Some(request) = v.generate_request() else {
             return Outcome::Done;
-        };
-        let request = GenerateRequest {
-            prompt: v.prompt.clone(),
-            chat_template: v.chat,
-            sampling: spec.sampling,
-            max_new_tokens: spec.max_new_tokens,
         };
         let current = begin();
         result.set(None);
         result_for.set(None);
         matrix.set(None);
         matrix_for.set(None);
-        answer.set(Some(AnswerState {
-            model: v.model.clone(),
-            prompt: v.prompt.clone(),
-            chat: v.chat,
-            spec,
-            tokens: Vec::new(),
-            stop: None,
-        }));
-        let outcome = read_events(generate(v.model.clone(), request).await, current, |ev| {
-            if let Some(s) = stage_text(&ev) {
-                stage.set(Some(s));
-            }
-            match ev {
-                StreamEvent::Generated { token, .. } => answer.update(|a| {
+        answer.set(Some(AnswerState::new(&v.model, &request)));
+        let task = Task::Generate(request.clone());
+        let (outcome, transcript) =
+            read_events(generate(v.model.clone(), request).await, current, |ev| {
+                if let Some(s) = stage_text(&ev) {
+                    stage.set(Some(s));
+                }
+                answer.update(|a| {
                     if let Some(a) = a {
-                        a.tokens.push(token);
-                        stage.set(Some(format!("generating… {} tokens", a.tokens.len())));
+                        a.apply(&ev);
+                        if matches!(ev, StreamEvent::Generated { .. }) {
+                            stage.set(Some(format!("generating… {} tokens", a.tokens.len())));
+                        }
                     }
-                }),
-                StreamEvent::Finished { stop } => answer.update(|a| {
-                    if let Some(a) = a {
-                        a.stop = Some(stop)
-                    }
-                }),
-                _ => {}
-            }
-        })
-        .await;
+                });
+            })
+            .await;
+        if outcome == Outcome::Done {
+            answer.update(|a| {
+                if let Some(a) = a {
+                    a.sealed = transcript.into_record(task)
+                }
+            });
+        }
         finish(&outcome, current());
         outcome
     };
 
     let run_steps = move |v: ViewState| async move {
-        let (Some(method), Some(a)) = (v.matrix, answer.get_untracked()) else {
+        let ids = answer.with_untracked(|a| a.as_ref().map(AnswerState::ids));
+        let (Some(method), Some(request)) = (v.matrix, ids.and_then(|ids| v.steps_request(&ids)))
+        else {
             return Outcome::Done;
         };
-        let request = StepsRequest {
-            prompt: a.prompt.clone(),
-            chat_template: a.chat,
-            generated: a.ids(),
-            methods: vec![method],
-        };
         let current = begin();
-        matrix.set(Some(MatrixState {
-            method: Some(method),
-            ..MatrixState::default()
-        }));
+        matrix.set(Some(MatrixState::new(method)));
         matrix_for.set(None);
-        let total = a.tokens.len();
-        let outcome = read_events(
-            explain_steps(a.model, request).await,
+        let total = request.generated.len();
+        let task = Task::Steps(request.clone());
+        let (outcome, transcript) = read_events(
+            explain_steps(v.model.clone(), request).await,
             current,
-            |ev| match ev {
-                StreamEvent::Tokens {
-                    tokens, query_span, ..
-                } => matrix.update(|m| {
+            |ev| {
+                matrix.update(|m| {
                     if let Some(m) = m {
-                        m.tokens = tokens;
-                        m.query_span = query_span;
+                        m.apply(&ev);
+                        if matches!(ev, StreamEvent::Step { .. }) {
+                            stage.set(Some(format!("all steps: {} of {total}", m.rows.len())));
+                        }
                     }
-                }),
-                StreamEvent::Step { row } => matrix.update(|m| {
-                    if let Some(m) = m {
-                        m.rows.push(row);
-                        stage.set(Some(format!("all steps: {} of {total}", m.rows.len())));
-                    }
-                }),
-                _ => {}
+                })
             },
         )
         .await;
         if outcome == Outcome::Done {
+            matrix.update(|m| {
+                if let Some(m) = m {
+                    m.sealed = transcript.into_record(task)
+                }
+            });
             matrix_for.set(Some((key(&v), v.matrix)));
         }
         finish(&outcome, current());
@@ -518,15 +468,35 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         restyle();
     });
     let share_view = move |_| {
-        let s = Snapshot {
-            view: shown.get_untracked(),
-            answer: answer.get_untracked(),
-            explanation: result.get_untracked(),
-            matrix: matrix.get_untracked(),
+        let snapshot = Snapshot::of(
+            shown.get_untracked(),
+            answer.with_untracked(|a| a.as_ref().and_then(|a| a.sealed.clone())),
+            result.with_untracked(|r| r.as_ref().and_then(|r| r.sealed.clone())),
+            matrix.with_untracked(|m| m.as_ref().and_then(|m| m.sealed.clone())),
+        );
+        // What the server would refuse, said at once.
+        let limit = models.with_untracked(|m| {
+            m.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .map(|l| l.share_max_bytes)
+        });
+        let size = serde_json::to_string(&snapshot).map_or(0, |j| j.len() as u64);
+        let refused = match (snapshot.replay(), limit) {
+            (Err(e), _) => Some(format!("nothing to share yet: {e}")),
+            (_, Some(limit)) if size > limit => Some(format!(
+                "this view is too large to share ({}; this server stores views up to {})",
+                crate::format::size(size),
+                crate::format::size(limit),
+            )),
+            _ => None,
         };
+        if let Some(msg) = refused {
+            share_link.set(Some(Err(msg)));
+            return;
+        }
         share_link.set(Some(Ok("saving…".into())));
         leptos::task::spawn_local(async move {
-            let link = share(s).await.map_err(|e| e.to_string()).map(|id| {
+            let link = share(snapshot).await.map_err(|e| e.to_string()).map(|id| {
                 let origin = window().location().origin().unwrap_or_default();
                 format!("{origin}/s/{id}")
             });
@@ -553,6 +523,16 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     let model_options = move || {
         models.get().map(|res| match res {
             Ok(list) => {
+                // A view from a link may name a model this server does not have.
+                let current = model.get_untracked();
+                let missing = (!current.is_empty()
+                    && !list.models.iter().any(|m| m.name == current)
+                    && !list.loading.contains(&current))
+                .then(|| {
+                    view! {
+                        <option value=current.clone() disabled=true>{format!("{current} (not on this server)")}</option>
+                    }
+                });
                 let ready = list
                     .models
                     .into_iter()
@@ -568,7 +548,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                         view! { <option value=spec.clone() disabled=true>{format!("{spec} (loading…)")}</option> }
                     })
                     .collect_view();
-                view! { {ready}{loading} }.into_any()
+                view! { {missing}{ready}{loading} }.into_any()
             }
             Err(e) => {
                 view! { <option value="">{format!("models unavailable: {e}")}</option> }.into_any()
