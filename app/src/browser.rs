@@ -2,17 +2,22 @@
 //! rasterizing an SVG. Only the wasm build does anything; on the server these are no-ops
 //! (they run in event handlers, which the server never fires).
 
-/// Copies text to the clipboard, if the browser lets the page.
-pub fn copy_text(text: &str) {
+/// Copies text to the clipboard; false where the browser refuses (no permission, no secure
+/// context), so the page can say to copy it by hand.
+pub async fn copy_text(text: &str) -> bool {
     #[cfg(feature = "hydrate")]
     {
-        let _ = leptos::prelude::window()
+        let promise = leptos::prelude::window()
             .navigator()
             .clipboard()
             .write_text(text);
+        wasm_bindgen_futures::JsFuture::from(promise).await.is_ok()
     }
     #[cfg(not(feature = "hydrate"))]
-    let _ = text;
+    {
+        let _ = text;
+        false
+    }
 }
 
 /// Offers `text` as a file download.

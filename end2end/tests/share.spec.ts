@@ -224,9 +224,14 @@ for (const [backend, storage] of backends) {
       await page.locator('select[name=granularity]').selectOption('word');
       want = await scores(page);
       answer = await page.locator('.answer').innerText();
+      await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: first.url });
       await page.locator('button[name=share]').click();
       await expect(page.locator('[data-testid=share-link]')).toHaveValue(/\/s\/[A-Za-z0-9_-]{12}$/);
       link = await page.locator('[data-testid=share-link]').inputValue();
+      // The link is on the clipboard too, and the page says so.
+      await expect(page.locator('[data-testid=share-copied]')).toHaveText('link copied');
+      expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(link);
+      await page.locator('.share-bar').screenshot({ path: path.join(shots, `share-bar-${backend}.png`) });
       // Sharing the same view again gives the same link (content-addressed).
       await page.locator('button[name=share]').click();
       await expect(page.locator('[data-testid=share-link]')).toHaveValue(link);

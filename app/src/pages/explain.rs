@@ -115,6 +115,8 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     let hovered = RwSignal::new(None::<usize>);
     let tip = RwSignal::new(None::<Tip>);
     let share_link = RwSignal::new(None::<Result<String, String>>);
+    // Whether the last link reached the clipboard (None while none is out).
+    let link_copied = RwSignal::new(None::<bool>);
 
     // The form shows a view's settings.
     let fill_form = move |v: &ViewState| {
@@ -151,6 +153,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         error.set(None);
         tip.set(None);
         share_link.set(None);
+        link_copied.set(None);
         stage.set(Some("sending…".into()));
         move || run_id.get_untracked() == id
     };
@@ -495,15 +498,18 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             return;
         }
         share_link.set(Some(Ok("saving…".into())));
+        link_copied.set(None);
         leptos::task::spawn_local(async move {
             let link = share(snapshot).await.map_err(|e| e.to_string()).map(|id| {
                 let origin = window().location().origin().unwrap_or_default();
                 format!("{origin}/s/{id}")
             });
-            if let Ok(l) = &link {
-                crate::browser::copy_text(l);
-            }
+            let copied = match &link {
+                Ok(l) => Some(crate::browser::copy_text(l).await),
+                Err(_) => None,
+            };
             share_link.set(Some(link));
+            link_copied.set(copied);
         });
     };
 
@@ -1075,6 +1081,11 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             {move || share_link.get().map(|l| match l {
                 Ok(link) => view! {
                     <input class="share-link" data-testid="share-link" readonly=true prop:value=link/>
+                    {move || link_copied.get().map(|copied| view! {
+                        <span class="share-copied" data-testid="share-copied">
+                            {if copied { "link copied" } else { "copy the link from the box" }}
+                        </span>
+                    })}
                 }.into_any(),
                 Err(e) => view! { <span class="error" data-testid="share-error">{e}</span> }.into_any(),
             })}
