@@ -209,6 +209,7 @@ for (const [backend, storage] of backends) {
     let link = '';
     let want: number[] = [];
     let answer = '';
+    let texts: string[] = [];
     try {
       await page.goto(first.url + '/');
       await ready(page);
@@ -223,6 +224,7 @@ for (const [backend, storage] of backends) {
       await page.locator('input[name=method][value=cp_lrp]').check();
       await page.locator('select[name=granularity]').selectOption('word');
       want = await scores(page);
+      texts = await page.locator('.tokens .tok').allTextContents();
       answer = await page.locator('.answer').innerText();
       await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: first.url });
       await page.locator('button[name=share]').click();
@@ -252,6 +254,10 @@ for (const [backend, storage] of backends) {
       await expect(page.locator('.answer')).toHaveText(answer);
       await expect(page.locator('[data-testid=prediction]')).toContainText('answer token 3');
       expectClose(await scores(page), want, 0);
+      // The server-rendered tokens read exactly as the live ones did: line breaks included,
+      // nothing added (server rendering once turned empty text into a space beside each ↵).
+      expect(texts.some((t) => t.includes('\n'))).toBe(true);
+      expect(await page.locator('.tokens .tok').allTextContents()).toEqual(texts);
       // View toggles still work on a stored view.
       await page.locator('select[name=granularity]').selectOption('token');
       await expect(page.locator('.tokens .tok')).not.toHaveCount(want.length);

@@ -34,14 +34,16 @@ pub fn TokenView(
                 .unwrap_or_default();
             let class = if tok.special { "tok special" } else { "tok" };
             // A visible mark before each line break, drawn by CSS so that the span's text
-            // stays the token's text.
+            // stays the token's text. Empty parts are left out: server rendering writes an
+            // empty text node as a space, which would widen every ↵ on a permalink page.
             let text = tok
                 .text
                 .split('\n')
                 .enumerate()
                 .map(|(j, part)| {
                     let mark = (j > 0).then(|| view! { <span class="nl-mark"></span>"\n" });
-                    view! { {mark}{part.to_string()} }
+                    let part = (!part.is_empty()).then(|| part.to_string());
+                    view! { {mark}{part} }
                 })
                 .collect_view();
             view! {
