@@ -1,6 +1,49 @@
-//! What the page asks of the browser beyond the DOM: the clipboard, file downloads, and
-//! rasterizing an SVG. Only the wasm build does anything; on the server these are no-ops
-//! (they run in event handlers, which the server never fires).
+//! What the page asks of the browser beyond the DOM: the clipboard, file downloads,
+//! rasterizing an SVG, and keeping what was typed before the page went live. Only the wasm
+//! build does anything; on the server these are no-ops (they run in event handlers and
+//! effects, which the server never fires).
+
+/// Form fields a person changed in the server-rendered page before the wasm took over.
+/// Hydration writes each field's value from the page's state, which would silently drop
+/// those edits; [`early_edits`] notes them first and [`EarlyEdits::replay`] puts them back.
+#[derive(Default)]
+pub struct EarlyEdits {
+    #[cfg(feature = "hydrate")]
+    edits: Vec<(web_sys::HtmlElement, Edit)>,
+}
+
+#[cfg(feature = "hydrate")]
+enum Edit {
+    Value(String),
+    Checked(bool),
+}
+
+/// The fields whose value differs from the one the server rendered. Only the first call of
+/// a page load looks (later pages are built in the browser, with nothing typed early).
+pub fn early_edits() -> EarlyEdits {
+    #[cfg(feature = "hydrate")]
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static LOOKED: AtomicBool = AtomicBool::new(false);
+        if LOOKED.swap(true, Ordering::Relaxed) {
+            return EarlyEdits::default();
+        }
+        EarlyEdits {
+            edits: web::early_edits(),
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    EarlyEdits::default()
+}
+
+impl EarlyEdits {
+    /// Writes the edits back and fires `input` and `change` on each field, so the page's own
+    /// handlers take them up as if they had been typed now.
+    pub fn replay(self) {
+        #[cfg(feature = "hydrate")]
+        web::replay(self.edits);
+    }
+}
 
 /// Copies text to the clipboard; false where the browser refuses (no permission, no secure
 /// context), so the page can say to copy it by hand.
@@ -57,12 +100,102 @@ pub async fn download_png(
 
 #[cfg(feature = "hydrate")]
 mod web {
+    use super::Edit;
     use leptos::prelude::{document, set_timeout};
     use wasm_bindgen::{JsCast, JsValue};
     use web_sys::{
-        Blob, BlobPropertyBag, CanvasRenderingContext2d, HtmlAnchorElement, HtmlCanvasElement,
-        HtmlImageElement, Url,
+        Blob, BlobPropertyBag, CanvasRenderingContext2d, Event, EventInit, HtmlAnchorElement,
+        HtmlCanvasElement, HtmlElement, HtmlImageElement, HtmlInputElement, HtmlOptionElement,
+        HtmlSelectElement, HtmlTextAreaElement, Url,
     };
+
+    /// An edit of one field: its value now against the default the HTML gave it.
+    fn edit_of(el: &HtmlElement) -> Option<Edit> {
+        if let Some(t) = el.dyn_ref::<HtmlTextAreaElement>() {
+            let v = t.value();
+            // Unreadable default: keep the text rather than risk losing it.
+            (!t.default_value().is_ok_and(|d| d == v)).then_some(Edit::Value(v))
+        } else if let Some(i) = el.dyn_ref::<HtmlInputElement>() {
+            match i.type_().as_str() {
+                "checkbox" => {
+                    (i.checked() != i.default_checked()).then_some(Edit::Checked(i.checked()))
+                }
+                // Of a group, only the newly picked one: replaying the one left would pick it.
+                "radio" => (i.checked() && !i.default_checked()).then_some(Edit::Checked(true)),
+                _ => {
+                    let v = i.value();
+                    (v != untouched_value(i)).then_some(Edit::Value(v))
+                }
+            }
+        } else if let Some(s) = el.dyn_ref::<HtmlSelectElement>() {
+            let opts = s.options();
+            let changed = (0..opts.length())
+                .filter_map(|k| opts.item(k))
+                .filter_map(|o| o.dyn_into::<HtmlOptionElement>().ok())
+                .any(|o| o.selected() != o.default_selected());
+            changed.then(|| Edit::Value(s.value()))
+        } else {
+            None
+        }
+    }
+
+    /// What an input would hold untouched: its `value` attribute as the browser sanitizes it
+    /// for the input's type (a range without one sits at its midpoint, not at "").
+    fn untouched_value(i: &HtmlInputElement) -> String {
+        let probe = document()
+            .create_element("input")
+            .ok()
+            .and_then(|e| e.dyn_into::<HtmlInputElement>().ok());
+        let Some(probe) = probe else {
+            return i.default_value();
+        };
+        for attr in ["type", "min", "max", "step", "value"] {
+            if let Some(v) = i.get_attribute(attr) {
+                let _ = probe.set_attribute(attr, &v);
+            }
+        }
+        probe.value()
+    }
+
+    pub fn early_edits() -> Vec<(HtmlElement, Edit)> {
+        let Ok(fields) = document().query_selector_all("input[name], textarea[name], select[name]")
+        else {
+            return Vec::new();
+        };
+        (0..fields.length())
+            .filter_map(|k| fields.item(k))
+            .filter_map(|n| n.dyn_into::<HtmlElement>().ok())
+            .filter_map(|el| edit_of(&el).map(|e| (el, e)))
+            .collect()
+    }
+
+    pub fn replay(edits: Vec<(HtmlElement, Edit)>) {
+        for (el, edit) in edits {
+            match edit {
+                Edit::Value(v) => {
+                    if let Some(t) = el.dyn_ref::<HtmlTextAreaElement>() {
+                        t.set_value(&v);
+                    } else if let Some(i) = el.dyn_ref::<HtmlInputElement>() {
+                        i.set_value(&v);
+                    } else if let Some(s) = el.dyn_ref::<HtmlSelectElement>() {
+                        s.set_value(&v);
+                    }
+                }
+                Edit::Checked(c) => {
+                    if let Some(i) = el.dyn_ref::<HtmlInputElement>() {
+                        i.set_checked(c);
+                    }
+                }
+            }
+            for kind in ["input", "change"] {
+                let init = EventInit::new();
+                init.set_bubbles(true);
+                if let Ok(ev) = Event::new_with_event_init_dict(kind, &init) {
+                    let _ = el.dispatch_event(&ev);
+                }
+            }
+        }
+    }
 
     fn js(e: JsValue) -> String {
         e.as_string()

@@ -22,7 +22,9 @@ function expectClose(got: number[], want: number[], rel = 1e-4) {
 
 async function open(page: Page, text: string) {
   await page.goto('/');
-  await expect(page.locator('select[name=model] option').first()).toHaveAttribute('value', 'smollm2-135m');
+  // Live: the buttons are off in the server-rendered page until the wasm has hydrated it.
+  await expect(page.locator('button[name=generate]')).toBeEnabled();
+  await expect(page.locator('select[name=model]')).toHaveValue('smollm2-135m');
   await page.locator('textarea[name=prompt]').fill(text);
 }
 
@@ -73,6 +75,38 @@ test('the answer streams token by token and greedy equals the engine', async ({ 
   const want = tokenlens('generate', '--prompt', prompt, '--greedy', '--max-new-tokens', maxNew);
   expect(greedy).toEqual(want.generated.map((t: any) => t.id));
   await page.screenshot({ path: path.join(shots, 'answer.png'), fullPage: true });
+});
+
+test('what is typed before the page is live is kept, and its buttons wait', async ({ page }) => {
+  // Hold the wasm back, so the page stays server-rendered while the fields are filled.
+  let release = () => {};
+  const held = new Promise<void>((r) => (release = r));
+  await page.route('**/pkg/*.wasm', async (route) => {
+    await held;
+    await route.continue();
+  });
+  await page.goto('/', { waitUntil: 'domcontentloaded' });
+  const text = 'Write a short poem about the sea.';
+  await page.locator('textarea[name=prompt]').fill(text);
+  await page.locator('input[name=max_new_tokens]').fill('12');
+  await page.locator('input[name=seed]').fill('7');
+  await page.locator('input[name=temperature]').fill('0.9');
+  await expect(page.locator('button[name=generate]')).toBeDisabled();
+  await expect(page.locator('button[name=submit]')).toBeDisabled();
+  release();
+  await expect(page.locator('button[name=generate]')).toBeEnabled();
+  // Hydrating did not put the defaults back over the edits, and the page's state has them.
+  await expect(page.locator('textarea[name=prompt]')).toHaveValue(text);
+  await expect(page.locator('input[name=seed]')).toHaveValue('7');
+  // Fields left alone are not taken for edits (a range without a value sits at its midpoint).
+  await expect(page.locator('input[name=gamma]')).toHaveValue('1');
+  await page.locator('button[name=generate]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const ids = await page.locator('.answer .ans-tok').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-token-id'))));
+  const want = tokenlens('generate', '--prompt', text, '--max-new-tokens', '12', '--seed', '7', '--temperature', '0.9');
+  expect(ids).toEqual(want.generated.map((t: any) => t.id));
+  expect(ids.length).toBe(12);
+  expect(page.url()).toContain('seed=7');
 });
 
 test('clicking an answer token explains it against everything before it', async ({ page }) => {

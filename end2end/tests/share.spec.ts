@@ -21,7 +21,9 @@ async function scores(page: Page, sel = '.tokens .tok'): Promise<number[]> {
   return page.locator(sel).evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-score'))));
 }
 
+/** Live: the buttons are off in the server-rendered page until the wasm has hydrated it. */
 async function ready(page: Page) {
+  await expect(page.locator('button[name=submit]')).toBeEnabled();
   await expect(page.locator('select[name=model] option').first()).toHaveAttribute('value', /./);
 }
 

@@ -16,8 +16,9 @@ function engineJson(prompt: string, methods: string): any {
 
 async function explain(page: Page, prompt: string) {
   await page.goto('/');
-  // Wait for hydration: the picker is filled by the client and the button becomes live.
-  await expect(page.locator('select[name=model] option').first()).toHaveAttribute('value', 'smollm2-135m');
+  // Live: the buttons are off in the server-rendered page until the wasm has hydrated it.
+  await expect(page.locator('button[name=submit]')).toBeEnabled();
+  await expect(page.locator('select[name=model]')).toHaveValue('smollm2-135m');
   await page.locator('textarea[name=prompt]').fill(prompt);
   await page.locator('button[name=submit]').click();
 }

@@ -76,6 +76,11 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         Some(s) => s.view.clone(),
         None => ViewState::from_params(&query.get_untracked()),
     };
+    // What was typed into the server-rendered page before this code ran, which hydrating the
+    // form would overwrite; put back once the page is live (see the effect near the end).
+    let early = std::cell::Cell::new(Some(crate::browser::early_edits()));
+    // Until the page is live its buttons are off: a press then would do nothing.
+    let live = RwSignal::new(false);
     // Re-fetched every 2 s while some model is still loading on the server.
     let models_tick = RwSignal::new(0u32);
     let models = Resource::new(move || models_tick.get(), |_| list_models());
@@ -536,7 +541,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                     && !list.loading.contains(&current))
                 .then(|| {
                     view! {
-                        <option value=current.clone() disabled=true>{format!("{current} (not on this server)")}</option>
+                        <option value=current.clone() disabled=true selected=true>{format!("{current} (not on this server)")}</option>
                     }
                 });
                 let ready = list
@@ -544,7 +549,8 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                     .into_iter()
                     .map(|m| {
                         let label = format!("{} ({} layers)", m.name, m.n_layers);
-                        view! { <option value=m.name.clone()>{label}</option> }
+                        let on = m.name == current;
+                        view! { <option value=m.name.clone() selected=on>{label}</option> }
                     })
                     .collect_view();
                 let loading = list
@@ -607,6 +613,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                             type="radio"
                             name="method"
                             value=m.name()
+                            checked=view_method.get_untracked() == m
                             prop:checked=move || view_method.get() == m
                             on:change=move |_| view_method.set(m)
                         />
@@ -639,7 +646,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                         <button
                             type="button"
                             name="all_steps"
-                            disabled=move || running.get() || !done || n == 0
+                            disabled=move || !live.get() || running.get() || !done || n == 0
                             on:click=move |_| start_steps()
                             title="explain every answer token against its context"
                         >
@@ -929,6 +936,9 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                     type="number"
                     name=name
                     step=step
+                    // The attribute is what the server renders (the field's default, which
+                    // tells an early edit apart); the property follows the state.
+                    value=get.get_untracked()
                     prop:value=move || get.get()
                     on:change=move |ev| set.run(event_target_value(&ev))
                 />
@@ -1043,6 +1053,9 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     };
     let export_ready = move || {
         let m = view_method.get();
+        if !live.get() {
+            return false;
+        }
         result.with(|r| r.as_ref().is_some_and(|r| r.methods.contains_key(&m)))
     };
     let export_bar = view! {
@@ -1073,7 +1086,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                 type="button"
                 name="share"
                 title="store this view and copy a link to it"
-                disabled=move || running.get() || (result.with(Option::is_none) && answer.with(Option::is_none))
+                disabled=move || !live.get() || running.get() || (result.with(Option::is_none) && answer.with(Option::is_none))
                 on:click=share_view
             >
                 "Share"
@@ -1093,9 +1106,19 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     }
     .into_any();
 
+    // Effects run only in the browser, after hydration: the page is live from here on.
+    Effect::new(move || {
+        if let Some(edits) = early.take() {
+            edits.replay();
+        }
+        live.set(true);
+    });
+
     // Type-erased parts: the page's full view type otherwise exceeds rustc's query depth.
     let form = view! {
             <form class="controls" on:submit=submit>
+                // No server-rendered text inside: Leptos writes a textarea's children unescaped
+                // (a prompt holding "</textarea>" would break out), so only the property is set.
                 <textarea
                     name="prompt"
                     rows="3"
@@ -1120,6 +1143,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                         <input
                             type="checkbox"
                             name="chat"
+                            checked=chat.get_untracked()
                             prop:checked=move || chat.get()
                             on:change=move |ev| chat.set(event_target_checked(&ev))
                         />
@@ -1145,10 +1169,10 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                             on:input=move |ev| contrast_text.set(event_target_value(&ev))
                         />
                     </label>
-                    <button type="submit" name="submit" disabled=move || running.get()>
+                    <button type="submit" name="submit" disabled=move || !live.get() || running.get()>
                         "Explain next token"
                     </button>
-                    <button type="button" name="generate" disabled=move || running.get() on:click=move |_| start_generate()>
+                    <button type="button" name="generate" disabled=move || !live.get() || running.get() on:click=move |_| start_generate()>
                         "Generate"
                     </button>
                     <button type="button" name="cancel" disabled=move || !running.get() on:click=cancel>
@@ -1161,6 +1185,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                         <input
                             type="checkbox"
                             name="greedy"
+                            checked=greedy.get_untracked()
                             prop:checked=move || greedy.get()
                             on:change=move |ev| greedy.set(event_target_checked(&ev))
                         />
@@ -1193,6 +1218,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                     <input
                         type="checkbox"
                         name="query_only"
+                        checked=query_only.get_untracked()
                         prop:checked=move || query_only.get()
                         on:change=move |ev| query_only.set(event_target_checked(&ev))
                     />
@@ -1213,7 +1239,10 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                     >
                         {Granularity::ALL
                             .into_iter()
-                            .map(|g| view! { <option value=g.name()>{granularity_label(g)}</option> })
+                            .map(|g| {
+                                let on = display.get_untracked().granularity == g;
+                                view! { <option value=g.name() selected=on>{granularity_label(g)}</option> }
+                            })
                             .collect_view()}
                     </select>
                 </label>
@@ -1228,14 +1257,15 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                             }
                         }
                     >
-                        <option value="sum">"sum"</option>
-                        <option value="max_abs">"max |score|"</option>
+                        <option value="sum" selected=display.get_untracked().aggregate == Aggregate::Sum>"sum"</option>
+                        <option value="max_abs" selected=display.get_untracked().aggregate == Aggregate::MaxAbs>"max |score|"</option>
                     </select>
                 </label>
                 <label>
                     <input
                         type="checkbox"
                         name="absolute"
+                        checked=display.get_untracked().absolute
                         prop:checked=move || display.get().absolute
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);
@@ -1257,7 +1287,10 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                     >
                         {Clip::ALL
                             .into_iter()
-                            .map(|c| view! { <option value=c.name()>{c.label()}</option> })
+                            .map(|c| {
+                                let on = display.get_untracked().clip == c;
+                                view! { <option value=c.name() selected=on>{c.label()}</option> }
+                            })
                             .collect_view()}
                     </select>
                 </label>
@@ -1269,6 +1302,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                         min="0.2"
                         max="3"
                         step="0.1"
+                        value=display.get_untracked().gamma.to_string()
                         prop:value=move || display.get().gamma.to_string()
                         on:input=move |ev| {
                             if let Ok(g) = event_target_value(&ev).parse::<f32>() {
