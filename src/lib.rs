@@ -31,9 +31,13 @@ mod engine;
 #[cfg(feature = "engine")]
 mod error;
 #[cfg(feature = "engine")]
+mod gguf_header;
+#[cfg(feature = "engine")]
 pub mod methods;
 #[cfg(feature = "engine")]
 pub mod models;
+#[cfg(feature = "engine")]
+pub mod pre_tokenizer;
 #[cfg(feature = "engine")]
 pub mod sampling;
 #[cfg(feature = "engine")]

@@ -10,7 +10,7 @@ use candle_core::quantized::gguf_file::{self, Content};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
@@ -33,6 +33,10 @@ pub const ALIASES: &[Alias] = &[
     Alias {
         name: "gemma3-270m",
         file: "gemma-3-270m-q4_k_m.gguf",
+    },
+    Alias {
+        name: "qwen2.5-coder-0.5b",
+        file: "qwen2.5-coder-0.5b-instruct-awq-q4_k_m.gguf",
     },
 ];
 
@@ -256,11 +260,18 @@ fn bad(path: &Path, reason: impl std::fmt::Display) -> Error {
 }
 
 /// Opens a model from where [`resolve`] points.
+///
+/// The configuration is checked against the tensors' shapes before any weight is read.
 pub fn open(path: &ModelPath, dtype: DType, dev: &Device) -> Result<Loaded> {
-    match path {
-        ModelPath::Gguf(p) => open_gguf(p, dtype, dev),
-        ModelPath::HfDir(p) => open_hf_dir(p, dtype, dev),
-    }
+    let (loaded, p) = match path {
+        ModelPath::Gguf(p) => (open_gguf(p, dtype, dev)?, p),
+        ModelPath::HfDir(p) => (open_hf_dir(p, dtype, dev)?, p),
+    };
+    loaded
+        .config
+        .validate(loaded.weights.as_ref())
+        .map_err(|e| bad(p, e))?;
+    Ok(loaded)
 }
 
 struct GgufWeights {
@@ -328,6 +339,18 @@ impl WeightSource for GgufWeights {
             .tensor_infos
             .contains_key(&gguf_name(name, self.family))
     }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let info = self
+            .content
+            .tensor_infos
+            .get(&gguf_name(name, self.family))?;
+        Some(info.shape.dims().to_vec())
+    }
+
+    fn file_name(&self, name: &str) -> String {
+        gguf_name(name, self.family)
+    }
 }
 
 fn md_u32(c: &Content, key: &str) -> Option<u32> {
@@ -343,14 +366,23 @@ fn md_str<'a>(c: &'a Content, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
-    let file = File::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut reader = BufReader::new(file);
-    let content = gguf_file::Content::read(&mut reader).map_err(|e| bad(path, e))?;
-    // A truncated file has a valid header but tensors past its end.
+/// Token texts that end generation in llama.cpp (its `special_eog_ids` list, for the model
+/// families TokenLens runs): end of turn, of message, of text.
+const END_OF_GENERATION: &[&str] = &[
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>",
+];
+
+/// Refuses tensors that run past the end of the file (a truncated download has a valid
+/// header) or whose declared sizes overflow, before any of them is read.
+fn check_tensor_extents(content: &Content, path: &Path) -> Result<()> {
     let len = std::fs::metadata(path)
         .map_err(|source| Error::Io {
             path: path.to_path_buf(),
@@ -358,15 +390,55 @@ fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         })?
         .len();
     for (name, info) in &content.tensor_infos {
-        let size =
-            info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
-        if content.tensor_data_offset + info.offset + size as u64 > len {
-            return Err(bad(
-                path,
-                format!("truncated: tensor {name} runs past the end of the file"),
-            ));
+        let elems = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        let block = info.ggml_dtype.block_size() as u64;
+        let end = elems
+            .filter(|e| block > 0 && e % block == 0)
+            .and_then(|e| (e / block).checked_mul(info.ggml_dtype.type_size() as u64))
+            .and_then(|size| size.checked_add(info.offset))
+            .and_then(|end| end.checked_add(content.tensor_data_offset));
+        match end {
+            Some(end) if end <= len => {}
+            Some(_) => {
+                return Err(bad(
+                    path,
+                    format!("truncated: tensor {name} runs past the end of the file"),
+                ))
+            }
+            None => {
+                return Err(bad(
+                    path,
+                    format!(
+                        "tensor {name}: shape {:?} does not fit its type {:?}",
+                        info.shape.dims(),
+                        info.ggml_dtype
+                    ),
+                ))
+            }
         }
     }
+    Ok(())
+}
+
+fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = BufReader::new(file);
+    crate::gguf_header::check_alignment(&mut reader).map_err(|e| bad(path, e))?;
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let content = gguf_file::Content::read(&mut reader).map_err(|e| bad(path, e))?;
+    check_tensor_extents(&content, path)?;
     let arch = md_str(&content, "general.architecture").unwrap_or("");
     let family = *FAMILIES
         .iter()
@@ -409,6 +481,7 @@ fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
             .map(f64::from)
             .or_else(|| md_u32(&content, &format!("{arch}.{k}")).map(f64::from))
     };
+    config.check().map_err(|e| bad(path, e))?;
     family
         .configure_gguf(&md, &mut config)
         .map_err(|e| bad(path, e))?;
@@ -419,7 +492,6 @@ fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
             .unwrap_or_default()
     };
     let bos = md_u32(&content, "tokenizer.ggml.bos_token_id");
-    let eos = md_u32(&content, "tokenizer.ggml.eos_token_id");
     let add_bos = match content.metadata.get("tokenizer.ggml.add_bos_token") {
         Some(v) => v.to_bool().unwrap_or(false),
         None => false,
@@ -431,15 +503,23 @@ fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
             token_str("tokenizer.ggml.eos_token_id"),
         )
     });
-    let mut eos_ids: Vec<u32> = eos.into_iter().collect();
-    // The chat templates' end-of-turn marker ends generation too.
-    for t in ["<|im_end|>", "<|eot_id|>", "<end_of_turn>"] {
-        if let Some(id) = tokenizer.token_to_id(t) {
-            if !eos_ids.contains(&id) {
-                eos_ids.push(id);
-            }
-        }
+    // Generation ends where llama.cpp ends it: at the declared end-of-sequence, end-of-turn
+    // and end-of-message tokens, and at every token whose text its end-of-generation list
+    // names (GGUF converters leave eot_token_id unset for most models).
+    let mut eos_ids: Vec<u32> = [
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.eot_token_id",
+        "tokenizer.ggml.eom_token_id",
+    ]
+    .iter()
+    .filter_map(|k| md_u32(&content, k))
+    .filter(|&id| (id as usize) < tokens.len())
+    .collect();
+    for t in END_OF_GENERATION {
+        eos_ids.extend(tokenizer.token_to_id(t));
     }
+    eos_ids.sort_unstable();
+    eos_ids.dedup();
     Ok(Loaded {
         config,
         weights: Box::new(GgufWeights {
@@ -457,23 +537,94 @@ fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     })
 }
 
+/// A Hugging Face checkpoint's tensors: shapes from the files' headers at open, the data
+/// read on first use (after the configuration has been checked against the shapes).
 struct SafetensorsWeights {
-    tensors: HashMap<String, Tensor>,
+    files: Vec<PathBuf>,
+    shapes: HashMap<String, Vec<usize>>,
+    tensors: Option<HashMap<String, Tensor>>,
     dtype: DType,
     device: Device,
     dir: PathBuf,
 }
 
+impl SafetensorsWeights {
+    fn open(dir: &Path, files: Vec<PathBuf>, dtype: DType, device: &Device) -> Result<Self> {
+        let mut shapes = HashMap::new();
+        for f in &files {
+            shapes.extend(safetensors_shapes(f)?);
+        }
+        Ok(SafetensorsWeights {
+            files,
+            shapes,
+            tensors: None,
+            dtype,
+            device: device.clone(),
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+/// Tensor shapes from a `.safetensors` header: an 8-byte length, then JSON.
+fn safetensors_shapes(path: &Path) -> Result<HashMap<String, Vec<usize>>> {
+    use std::io::Read;
+    // Headers of real checkpoints are tens to hundreds of kilobytes.
+    const MAX_HEADER: u64 = 100 << 20;
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = File::open(path).map_err(io)?;
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n)
+        .map_err(|e| bad(path, format!("no safetensors header: {e}")))?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER || n > f.metadata().map_err(io)?.len() {
+        return Err(bad(
+            path,
+            format!("safetensors header length {n} is not plausible"),
+        ));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(io)?;
+    let header: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| bad(path, format!("safetensors header: {e}")))?;
+    Ok(header
+        .into_iter()
+        .filter(|(k, _)| k != "__metadata__")
+        .filter_map(|(k, v)| {
+            let shape = v
+                .get("shape")?
+                .as_array()?
+                .iter()
+                .map(|d| d.as_u64().map(|d| d as usize))
+                .collect::<Option<Vec<_>>>()?;
+            Some((k, shape))
+        })
+        .collect())
+}
+
 impl WeightSource for SafetensorsWeights {
     fn get(&mut self, name: &str) -> Result<Tensor> {
+        if self.tensors.is_none() {
+            let mut all = HashMap::new();
+            for f in &self.files {
+                all.extend(candle_core::safetensors::load(f, &Device::Cpu).map_err(|e| bad(f, e))?);
+            }
+            self.tensors = Some(all);
+        }
         let t = self
             .tensors
-            .remove(name)
+            .as_mut()
+            .and_then(|t| t.remove(name))
             .ok_or_else(|| bad(&self.dir, format!("no tensor {name}")))?;
         Ok(t.to_dtype(self.dtype)?.to_device(&self.device)?)
     }
     fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.shapes.contains_key(name)
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.shapes.get(name).cloned()
     }
 }
 
@@ -498,6 +649,7 @@ fn open_hf_dir(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     }
     let mut config: Config = serde_json::from_value(raw.clone()).map_err(|e| bad(&cfg_path, e))?;
     config.rope_interleaved = false;
+    config.check().map_err(|e| bad(&cfg_path, e))?;
     family
         .configure_hf(&raw, &mut config)
         .map_err(|e| bad(&cfg_path, e))?;
@@ -513,11 +665,18 @@ fn open_hf_dir(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     if files.is_empty() {
         return Err(bad(dir, "no *.safetensors files"));
     }
-    let mut tensors = HashMap::new();
-    for f in &files {
-        tensors.extend(candle_core::safetensors::load(f, &Device::Cpu).map_err(|e| bad(f, e))?);
-    }
+    let weights = SafetensorsWeights::open(dir, files, dtype, dev)?;
     let tokenizer = crate::tokenizer::from_file(&dir.join("tokenizer.json"))?;
+    if tokenizer.get_vocab_size(true) > config.vocab_size {
+        return Err(bad(
+            &cfg_path,
+            format!(
+                "vocab_size {} is smaller than the tokenizer's {} tokens",
+                config.vocab_size,
+                tokenizer.get_vocab_size(true)
+            ),
+        ));
+    }
     let tok_cfg = read_json(&dir.join("tokenizer_config.json")).ok();
     let special = |key: &str| -> String {
         tok_cfg
@@ -543,13 +702,25 @@ fn open_hf_dir(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         });
     let chat_template =
         template_src.map(|src| ChatTemplate::new(src, special("bos_token"), special("eos_token")));
-    let mut eos = Vec::new();
-    match raw.get("eos_token_id") {
-        Some(serde_json::Value::Number(n)) => eos.extend(n.as_u64().map(|v| v as u32)),
-        Some(serde_json::Value::Array(a)) => {
-            eos.extend(a.iter().filter_map(|v| v.as_u64()).map(|v| v as u32))
+    // transformers' generate() stops at generation_config.json's eos_token_id (a number or a
+    // list: Llama 3.1 lists <|end_of_text|>, <|eom_id|> and <|eot_id|>), else config.json's.
+    let generation = read_json(&dir.join("generation_config.json")).ok();
+    let eos_of = |v: &serde_json::Value| -> Vec<u32> {
+        match v.get("eos_token_id") {
+            Some(serde_json::Value::Number(n)) => {
+                n.as_u64().map(|v| v as u32).into_iter().collect()
+            }
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_u64())
+                .map(|v| v as u32)
+                .collect(),
+            _ => Vec::new(),
         }
-        _ => {}
+    };
+    let mut eos = generation.as_ref().map(eos_of).unwrap_or_default();
+    if eos.is_empty() {
+        eos = eos_of(&raw);
     }
     let add_bos = tok_cfg
         .as_ref()
@@ -562,12 +733,7 @@ fn open_hf_dir(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         .map(|v| v as u32);
     Ok(Loaded {
         config,
-        weights: Box::new(SafetensorsWeights {
-            tensors,
-            dtype,
-            device: dev.clone(),
-            dir: dir.to_path_buf(),
-        }),
+        weights: Box::new(weights),
         tokenizer,
         chat_template,
         add_bos: if add_bos { bos } else { None },

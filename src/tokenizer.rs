@@ -15,10 +15,6 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, Tokenizer};
 
 /// GGUF's token type for control tokens (`<|im_start|>` and the like).
@@ -161,12 +157,19 @@ fn sentencepiece_bpe(content: &Content) -> Result<Tokenizer> {
         ByteFallback::default().into(),
         Fuse::default().into(),
     ])));
-    // Control tokens are special; user-defined ones (runs of spaces or newlines, tabs) are
-    // matched in the raw text before the model, as SentencePiece and llama.cpp do.
+    add_vocab_tokens(&mut tokenizer, &tokens, &types)?;
+    Ok(tokenizer)
+}
+
+/// Adds the vocabulary's control tokens (`<|im_start|>`, `<start_of_turn>`) as special
+/// tokens and its user-defined ones (Qwen's `<think>`; SentencePiece's runs of spaces or
+/// newlines) as plain added tokens: both are matched in the raw text before the model runs,
+/// as llama.cpp and the models' own `tokenizer.json` do.
+fn add_vocab_tokens(tokenizer: &mut Tokenizer, tokens: &[String], types: &[i64]) -> Result<()> {
     let added = |ty: i64, special: bool| -> Vec<AddedToken> {
         tokens
             .iter()
-            .zip(&types)
+            .zip(types)
             .filter(|(_, &t)| t == ty)
             .map(|(t, _)| AddedToken::from(t.clone(), special).normalized(false))
             .collect()
@@ -177,7 +180,7 @@ fn sentencepiece_bpe(content: &Content) -> Result<Tokenizer> {
     tokenizer
         .add_tokens(added(TOKEN_TYPE_USER_DEFINED, false))
         .map_err(tok_err)?;
-    Ok(tokenizer)
+    Ok(())
 }
 
 /// The text of the token a metadata id points to.
@@ -203,44 +206,28 @@ fn byte_level_bpe(content: &Content) -> Result<Tokenizer> {
         .enumerate()
         .map(|(i, t)| (t.clone(), i as u32))
         .collect();
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .build()
-        .map_err(tok_err)?;
-    let mut tokenizer = Tokenizer::new(bpe);
-
-    let pre = content
+    let pre_name = content
         .metadata
         .get("tokenizer.ggml.pre")
         .and_then(|v| v.to_string().ok())
         .map(String::as_str)
         .unwrap_or("default");
-    // Offsets are kept untrimmed so that a token's span includes its leading space.
-    let byte_level = ByteLevel::new(false, false, true);
-    let mut steps: Vec<PreTokenizerWrapper> = Vec::new();
-    match pre {
-        "smollm" => steps.push(Digits::new(true).into()),
-        "default" | "gpt2" => {}
-        // Other pre-tokenizers (qwen2, llama-bpe, …) use other regexes; guessing would
-        // tokenize silently differently.
-        other => {
-            return Err(tok_err(format!(
-                "GGUF pre-tokenizer {other:?} is not supported; use the model's Hugging Face \
-                 directory (tokenizer.json) instead"
-            )))
-        }
+    let pre = crate::pre_tokenizer::find(pre_name)?;
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(pre.ignore_merges)
+        .build()
+        .map_err(tok_err)?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    if pre.nfc {
+        tokenizer
+            .with_normalizer(Some(tokenizers::normalizers::unicode::NFC))
+            .map_err(tok_err)?;
     }
-    steps.push(byte_level.into());
-    tokenizer.with_pre_tokenizer(Some(Sequence::new(steps)));
+    tokenizer.with_pre_tokenizer(Some(pre.build()?));
     tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
 
-    let specials: Vec<AddedToken> = tokens
-        .iter()
-        .zip(&types)
-        .filter(|(_, &ty)| ty == TOKEN_TYPE_CONTROL)
-        .map(|(t, _)| AddedToken::from(t.clone(), true))
-        .collect();
-    tokenizer.add_special_tokens(specials).map_err(tok_err)?;
+    add_vocab_tokens(&mut tokenizer, &tokens, &types)?;
     Ok(tokenizer)
 }
 

@@ -5,4 +5,6 @@ mod util;
 mod cli;
 mod errors;
 mod generation;
+mod model_files;
 mod reference;
+mod tokenizers;

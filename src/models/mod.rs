@@ -9,6 +9,7 @@
 //! gives ordinary gradients; `methods::attnlrp` holds the LRP variants.
 
 pub mod attention;
+pub mod config;
 pub mod decoder;
 pub mod family;
 pub mod gated;

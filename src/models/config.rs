@@ -1,0 +1,239 @@
+//! A decoder's hyper-parameters ([`Config`], from `config.json` or GGUF metadata), where its
+//! weights come from ([`WeightSource`]), and the check that the two agree before any large
+//! allocation: a model file whose metadata disagrees with its tensors is refused with the
+//! field named, never a panic, a division by zero or an out-of-memory abort.
+
+use super::gated::Activation;
+use candle_core::Tensor;
+use serde::Deserialize;
+
+/// Hyper-parameters, with `config.json`'s field names where they have one.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Config {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Residual stream width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Decoder layers.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention).
+    pub num_key_value_heads: usize,
+    /// Per-head width; `hidden_size / num_attention_heads` when absent.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    /// Context length.
+    pub max_position_embeddings: usize,
+    /// lm_head shares the embedding matrix.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// RoPE pairs adjacent dimensions (GGUF's permuted Q/K) instead of the two halves
+    /// (Hugging Face checkpoints). Not a `config.json` field.
+    #[serde(skip)]
+    pub rope_interleaved: bool,
+    /// Family traits the families' modules set (not `config.json` fields).
+    #[serde(skip)]
+    pub arch: Arch,
+}
+
+/// What sets a family's decoder apart from Llama's.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Arch {
+    /// q, k and v projections have biases (Qwen2).
+    pub attention_bias: bool,
+    /// RMSNorm on each head's q and k before RoPE (Qwen3, Gemma 3).
+    pub qk_norm: bool,
+    /// Norm weights are stored as w and multiply by (1 + w) (Gemma, Hugging Face layout;
+    /// llama.cpp stores 1 + w).
+    pub norm_plus_one: bool,
+    /// Norms after attention and around the MLP as well (Gemma 3's four norms per layer).
+    pub sandwich_norms: bool,
+    /// Input embeddings multiplied by this (Gemma: √hidden).
+    pub embed_scale: Option<f64>,
+    /// The MLP's activation.
+    pub activation: Activation,
+    /// Attention scores scaled by `query_pre_attn_scalar^-½` instead of `head_dim^-½`.
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Per layer: a sliding attention window (local layers), or none (global).
+    pub layer_windows: Vec<Option<usize>>,
+    /// RoPE base of the sliding-window layers, when it differs (Gemma 3: 10,000).
+    pub rope_local_theta: Option<f64>,
+    /// `logits = c·tanh(logits / c)` (Gemma 2/3 when configured).
+    pub final_logit_softcapping: Option<f64>,
+}
+
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+
+impl Config {
+    /// Per-head width.
+    pub fn head_dim(&self) -> usize {
+        // 0 for zero heads, which `check` refuses.
+        self.head_dim.unwrap_or_else(|| {
+            self.hidden_size
+                .checked_div(self.num_attention_heads)
+                .unwrap_or(0)
+        })
+    }
+}
+
+/// Source of named weights (Hugging Face names), dequantized.
+pub trait WeightSource {
+    /// The tensor stored under this Hugging Face name, e.g. `model.layers.0.self_attn.q_proj.weight`.
+    fn get(&mut self, name: &str) -> crate::Result<Tensor>;
+    /// Whether a tensor of that name exists.
+    fn contains(&self, name: &str) -> bool;
+    /// The shape of the tensor stored under this name, `(rows, columns)` for a matrix, read
+    /// from the file's header without loading it.
+    fn shape(&self, name: &str) -> Option<Vec<usize>>;
+    /// The name the file itself uses for a tensor, for messages (GGUF: `blk.0.attn_q.weight`).
+    fn file_name(&self, name: &str) -> String {
+        name.to_string()
+    }
+}
+
+/// The longest context a model may declare. The RoPE tables are built for all of it at load
+/// (`head_dim × 4` bytes per position: 512 MB at this length for a head width of 128).
+pub const MAX_CONTEXT: usize = 1 << 20;
+
+/// The most decoder layers a model may declare (the largest open models have about 130):
+/// per-layer tables are sized by it before any tensor is looked at.
+pub const MAX_LAYERS: usize = 1024;
+
+impl Config {
+    /// Checks the hyper-parameters against each other and against the weights' shapes (read
+    /// from the file's header), so that nothing is allocated for a model that cannot run.
+    /// The message names the field at fault.
+    pub fn validate(&self, w: &dyn WeightSource) -> std::result::Result<(), String> {
+        self.check()?;
+        self.check_shapes(w)
+    }
+
+    /// Checks the hyper-parameters on their own: what the families' set-up code relies on
+    /// (no zero head count to divide by, no layer count to size a table by that is absurd).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            (
+                "max_position_embeddings (context length)",
+                self.max_position_embeddings,
+            ),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(format!("{field} is 0"));
+            }
+        }
+        if self.head_dim == Some(0) {
+            return Err("head_dim is 0".into());
+        }
+        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+            return Err(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {} (and head_dim is not given)",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        let hd = self.head_dim();
+        if hd % 2 != 0 {
+            return Err(format!(
+                "head_dim {hd} is odd; rotary embeddings need an even width"
+            ));
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return Err(format!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.num_attention_heads, self.num_key_value_heads
+            ));
+        }
+        if self.max_position_embeddings > MAX_CONTEXT {
+            return Err(format!(
+                "max_position_embeddings (context length) {} is beyond the {MAX_CONTEXT} supported",
+                self.max_position_embeddings
+            ));
+        }
+        for (field, v) in [
+            ("rms_norm_eps", self.rms_norm_eps),
+            ("rope_theta", self.rope_theta),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{field} is {v}; it must be a positive number"));
+            }
+        }
+        if self.num_hidden_layers > MAX_LAYERS {
+            return Err(format!(
+                "num_hidden_layers (block_count) {} is beyond the {MAX_LAYERS} supported",
+                self.num_hidden_layers
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_shapes(&self, w: &dyn WeightSource) -> std::result::Result<(), String> {
+        let hd = self.head_dim();
+        let (h, q, kv, ffn) = (
+            self.hidden_size,
+            self.num_attention_heads * hd,
+            self.num_key_value_heads * hd,
+            self.intermediate_size,
+        );
+        let expect =
+            |name: &str, want: [usize; 2], fields: &str| -> std::result::Result<(), String> {
+                match w.shape(name) {
+                    None => Err(format!("tensor {} is missing", w.file_name(name))),
+                    Some(got) if got != want => Err(format!(
+                        "tensor {} has shape {got:?}, but {fields} say {want:?}",
+                        w.file_name(name)
+                    )),
+                    Some(_) => Ok(()),
+                }
+            };
+        expect(
+            "model.embed_tokens.weight",
+            [self.vocab_size, h],
+            "vocab_size × hidden_size",
+        )?;
+        if w.contains("lm_head.weight") {
+            expect(
+                "lm_head.weight",
+                [self.vocab_size, h],
+                "vocab_size × hidden_size",
+            )?;
+        }
+        for i in 0..self.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let heads = "num_attention_heads × head_dim, hidden_size";
+            let kv_heads = "num_key_value_heads × head_dim, hidden_size";
+            expect(&format!("{p}.self_attn.q_proj.weight"), [q, h], heads)?;
+            expect(&format!("{p}.self_attn.k_proj.weight"), [kv, h], kv_heads)?;
+            expect(&format!("{p}.self_attn.v_proj.weight"), [kv, h], kv_heads)?;
+            expect(
+                &format!("{p}.self_attn.o_proj.weight"),
+                [h, q],
+                "hidden_size, num_attention_heads × head_dim",
+            )?;
+            let mlp = "intermediate_size, hidden_size";
+            expect(&format!("{p}.mlp.gate_proj.weight"), [ffn, h], mlp)?;
+            expect(&format!("{p}.mlp.up_proj.weight"), [ffn, h], mlp)?;
+            expect(
+                &format!("{p}.mlp.down_proj.weight"),
+                [h, ffn],
+                "hidden_size, intermediate_size",
+            )?;
+        }
+        Ok(())
+    }
+}

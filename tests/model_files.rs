@@ -1,0 +1,220 @@
+//! Model files whose metadata disagrees with their tensors, or with itself, are refused
+//! before any large allocation, with the field named: never a panic, a division by zero or
+//! an out-of-memory abort. The GGUFs are written here with candle's writer: a tiny
+//! byte-level-BPE Llama, then one field changed at a time.
+
+use crate::util::root;
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use tokenlens::{Engine, Error, ExplainRequest};
+
+fn tmp_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tokenlens-model-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const HIDDEN: usize = 8;
+const HEADS: u32 = 2;
+const KV_HEADS: u32 = 1;
+const HEAD_DIM: usize = 4;
+const FFN: usize = 16;
+
+/// A valid tiny Llama GGUF; `edit` changes its metadata (by key) before it is written.
+fn write_gguf(name: &str, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> std::path::PathBuf {
+    let tokens = ["a", "b", "ab", "Ġ", "<|im_end|>"];
+    let vocab = tokens.len();
+    let mut md: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String("llama".into())),
+        ("llama.embedding_length".into(), Value::U32(HIDDEN as u32)),
+        ("llama.feed_forward_length".into(), Value::U32(FFN as u32)),
+        ("llama.block_count".into(), Value::U32(1)),
+        ("llama.attention.head_count".into(), Value::U32(HEADS)),
+        ("llama.attention.head_count_kv".into(), Value::U32(KV_HEADS)),
+        ("llama.context_length".into(), Value::U32(64)),
+        (
+            "llama.attention.layer_norm_rms_epsilon".into(),
+            Value::F32(1e-5),
+        ),
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("qwen2".into())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(
+                tokens
+                    .iter()
+                    .map(|t| Value::String(t.to_string()))
+                    .collect(),
+            ),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(vec![
+                Value::I32(1),
+                Value::I32(1),
+                Value::I32(1),
+                Value::I32(1),
+                Value::I32(3),
+            ]),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            Value::Array(vec![Value::String("a b".into())]),
+        ),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(4)),
+    ];
+    edit(&mut md);
+    let dev = Device::Cpu;
+    let q = HEADS as usize * HEAD_DIM;
+    let kv = KV_HEADS as usize * HEAD_DIM;
+    let t = |shape: &[usize], scale: f64| -> QTensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| ((i * 7 % 13) as f64 * scale - 0.3) as f32)
+            .collect();
+        let x = Tensor::from_vec(v, shape, &dev).unwrap();
+        QTensor::quantize(&x, GgmlDType::F32).unwrap()
+    };
+    let tensors: Vec<(&str, QTensor)> = vec![
+        ("token_embd.weight", t(&[vocab, HIDDEN], 0.05)),
+        ("output_norm.weight", t(&[HIDDEN], 0.1)),
+        ("blk.0.attn_norm.weight", t(&[HIDDEN], 0.1)),
+        ("blk.0.ffn_norm.weight", t(&[HIDDEN], 0.1)),
+        ("blk.0.attn_q.weight", t(&[q, HIDDEN], 0.05)),
+        ("blk.0.attn_k.weight", t(&[kv, HIDDEN], 0.05)),
+        ("blk.0.attn_v.weight", t(&[kv, HIDDEN], 0.05)),
+        ("blk.0.attn_output.weight", t(&[HIDDEN, q], 0.05)),
+        ("blk.0.ffn_gate.weight", t(&[FFN, HIDDEN], 0.05)),
+        ("blk.0.ffn_up.weight", t(&[FFN, HIDDEN], 0.05)),
+        ("blk.0.ffn_down.weight", t(&[HIDDEN, FFN], 0.05)),
+    ];
+    let path = tmp_dir().join(name);
+    let mut f = std::fs::File::create(&path).unwrap();
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (*k, v)).collect();
+    gguf_file::write(&mut f, &md_refs, &t_refs).unwrap();
+    path
+}
+
+fn set(md: &mut [(String, Value)], key: &str, v: Value) {
+    md.iter_mut().find(|(k, _)| k == key).unwrap().1 = v;
+}
+
+/// Loading `path` fails with a model-file error that names `field`.
+fn refused(path: &std::path::Path, field: &str) {
+    let err = Engine::load(path.to_str().unwrap()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::BadModelFile { .. } | Error::Tokenizer(_)),
+        "{msg}"
+    );
+    assert!(msg.contains(field), "{field} not named in: {msg}");
+}
+
+#[test]
+fn the_tiny_gguf_loads_and_explains() {
+    let p = write_gguf("ok.gguf", |_| {});
+    let e = Engine::load(p.to_str().unwrap()).unwrap();
+    assert_eq!(
+        e.tokenizer().encode("ab a", false).unwrap().get_ids(),
+        [2, 3, 0]
+    );
+    assert!(e.eos_ids().contains(&4));
+    let mut req = ExplainRequest::new("ab a b");
+    req.chat_template = false;
+    e.explain(&req).unwrap();
+}
+
+#[test]
+fn zero_heads() {
+    let p = write_gguf("zero-heads.gguf", |md| {
+        set(md, "llama.attention.head_count", Value::U32(0))
+    });
+    refused(&p, "num_attention_heads");
+}
+
+#[test]
+fn heads_times_width_disagree_with_q_rows() {
+    let p = write_gguf("heads.gguf", |md| {
+        // Heads of width 8: q would need 16 rows; the tensor has 8.
+        md.push(("llama.attention.key_length".into(), Value::U32(8)));
+    });
+    refused(&p, "attn_q");
+}
+
+#[test]
+fn vocabulary_disagrees_with_embedding_rows() {
+    let p = write_gguf("vocab.gguf", |md| {
+        let mut tokens = match &md[10].1 {
+            Value::Array(a) => a.clone(),
+            _ => unreachable!(),
+        };
+        tokens.push(Value::String("zz".into()));
+        set(md, "tokenizer.ggml.tokens", Value::Array(tokens));
+    });
+    refused(&p, "vocab_size");
+}
+
+#[test]
+fn absurd_context_and_layer_counts() {
+    let p = write_gguf("context.gguf", |md| {
+        set(md, "llama.context_length", Value::U32(u32::MAX))
+    });
+    refused(&p, "context length");
+    let p = write_gguf("layers.gguf", |md| {
+        set(md, "llama.block_count", Value::U32(3_000_000_000))
+    });
+    refused(&p, "block_count");
+    let p = write_gguf("missing-layer.gguf", |md| {
+        set(md, "llama.block_count", Value::U32(2))
+    });
+    refused(&p, "blk.1");
+}
+
+#[test]
+fn alignment_zero() {
+    let p = write_gguf("alignment.gguf", |md| {
+        md.push(("general.alignment".into(), Value::U32(0)))
+    });
+    refused(&p, "general.alignment");
+}
+
+#[test]
+fn unknown_pre_tokenizer_names_the_supported_ones() {
+    let p = write_gguf("pre.gguf", |md| {
+        set(md, "tokenizer.ggml.pre", Value::String("klingon".into()))
+    });
+    refused(&p, "\"klingon\"");
+    let msg = Engine::load(p.to_str().unwrap()).unwrap_err().to_string();
+    assert!(msg.contains("llama-bpe") && msg.contains("tekken"), "{msg}");
+}
+
+#[test]
+fn config_json_that_disagrees_with_its_weights() {
+    let cases: [(&str, serde_json::Value, &str); 4] = [
+        ("num_attention_heads", 0.into(), "num_attention_heads"),
+        ("num_attention_heads", 8.into(), "q_proj"),
+        ("vocab_size", 100.into(), "vocab_size"),
+        (
+            "max_position_embeddings",
+            4_000_000_000u64.into(),
+            "context length",
+        ),
+    ];
+    for (i, (key, value, field)) in cases.into_iter().enumerate() {
+        let src = root().join("tests/fixtures/tiny-llama");
+        let dir = tmp_dir().join(format!("config-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(&src).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+        let cfg_path = dir.join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+        cfg[key] = value;
+        std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+        refused(&dir, field);
+    }
+}
