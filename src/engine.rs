@@ -191,14 +191,15 @@ impl Engine {
         self.tokenizer.decode(&[id], false).unwrap_or_default()
     }
 
-    /// Templates (optionally) and tokenizes a prompt.
-    pub fn tokenize(&self, prompt: &str, chat_template: bool) -> Result<Tokenized> {
+    /// Templates (optionally; `thinking` is the template's `enable_thinking`) and tokenizes
+    /// a prompt.
+    pub fn tokenize(&self, prompt: &str, chat_template: bool, thinking: bool) -> Result<Tokenized> {
         if prompt.trim().is_empty() {
             return Err(Error::EmptyPrompt);
         }
         let (text, query) = if chat_template {
             let t = self.chat_template.as_ref().ok_or(Error::NoChatTemplate)?;
-            let r = t.render(prompt)?;
+            let r = t.render(prompt, thinking)?;
             (r.text, r.query)
         } else {
             (prompt.to_string(), None)
@@ -287,9 +288,10 @@ impl Engine {
         &self,
         prompt: &str,
         chat_template: bool,
+        thinking: bool,
         continuation: &[u32],
     ) -> Result<Tokenized> {
-        let mut tok = self.tokenize(prompt, chat_template)?;
+        let mut tok = self.tokenize(prompt, chat_template, thinking)?;
         for &id in continuation {
             if id as usize >= self.vocab_size() {
                 return Err(Error::ContinuationOutOfRange {
@@ -352,7 +354,12 @@ impl Engine {
     ) -> Result<Explanation> {
         let mut emit = emitter(sink);
         emit(stage(Stage::Tokenize, None))?;
-        let tok = self.context(&req.prompt, req.chat_template, &req.continuation)?;
+        let tok = self.context(
+            &req.prompt,
+            req.chat_template,
+            req.thinking,
+            &req.continuation,
+        )?;
         self.check_length(tok.tokens.len())?;
         let ids = self.announce(&tok, &mut emit)?;
         let a = self.attribute(&ids, req, &mut emit)?;
@@ -361,6 +368,7 @@ impl Engine {
             model: self.name.clone(),
             text: tok.text,
             chat_template: req.chat_template,
+            thinking: req.thinking,
             tokens: tok.tokens,
             query_span: tok.query_span,
             n_layers: self.n_layers(),
@@ -515,7 +523,7 @@ impl Engine {
         }
         let mut sampler = Sampler::new(req.sampling)?;
         emit(stage(Stage::Tokenize, None))?;
-        let tok = self.tokenize(&req.prompt, req.chat_template)?;
+        let tok = self.tokenize(&req.prompt, req.chat_template, req.thinking)?;
         self.check_length(tok.tokens.len())?;
         let ids = self.announce(&tok, &mut emit)?;
         emit(stage(Stage::Generate, None))?;
@@ -560,6 +568,7 @@ impl Engine {
             model: self.name.clone(),
             text: tok.text,
             chat_template: req.chat_template,
+            thinking: req.thinking,
             tokens: tok.tokens,
             generated,
             answer,
@@ -583,7 +592,7 @@ impl Engine {
             ));
         }
         emit(stage(Stage::Tokenize, None))?;
-        let tok = self.context(&req.prompt, req.chat_template, &req.generated)?;
+        let tok = self.context(&req.prompt, req.chat_template, req.thinking, &req.generated)?;
         let prompt_len = tok.tokens.len() - req.generated.len();
         self.check_length(tok.tokens.len() - 1)?;
         let ids = self.announce(&tok, &mut emit)?;

@@ -62,7 +62,10 @@ pub enum Error {
     #[error("unknown method {0:?} (known: saliency, input_x_gradient, attnlrp, cp_lrp)")]
     UnknownMethod(String),
     /// The chat template failed to render.
-    #[error("chat template: {0}")]
+    #[error(
+        "the model's chat template cannot be rendered ({0}); send the prompt without it: \
+         --raw in the CLI, \"chat template\" unticked in the page"
+    )]
     Template(String),
     /// The model has no chat template but one was asked for.
     #[error("this model has no chat template; use raw mode")]

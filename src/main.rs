@@ -81,8 +81,12 @@ struct PromptArgs {
     /// Send the prompt as is, without the chat template.
     #[arg(long)]
     raw: bool,
-    /// Model: an alias (smollm2-135m, gemma3-270m), a .gguf file, a Hugging Face directory
-    /// or a Hub id.
+    /// Let the model think first: the chat template's enable_thinking (Qwen3's <think>
+    /// block). Off by default, as in the first seed; templates without it ignore it.
+    #[arg(long, conflicts_with = "raw")]
+    thinking: bool,
+    /// Model: an alias (smollm2-135m, gemma3-270m, qwen2.5-coder-0.5b), a .gguf file, a
+    /// Hugging Face directory or a Hub id.
     #[arg(short, long, default_value = tokenlens::source::DEFAULT_MODEL)]
     model: String,
 }
@@ -177,10 +181,11 @@ struct GenArgs {
 }
 
 impl GenArgs {
-    fn request(&self, prompt: &str, raw: bool) -> GenerateRequest {
+    fn request(&self, input: &PromptArgs) -> GenerateRequest {
         GenerateRequest {
-            prompt: prompt.to_string(),
-            chat_template: !raw,
+            prompt: input.prompt.clone(),
+            chat_template: !input.raw,
+            thinking: input.thinking,
             sampling: Sampling {
                 temperature: if self.greedy { 0.0 } else { self.temperature },
                 top_k: self.sample_top_k,
@@ -226,6 +231,7 @@ impl RequestArgs {
         Ok(ExplainRequest {
             prompt: self.input.prompt.clone(),
             chat_template: !self.input.raw,
+            thinking: self.input.thinking,
             target,
             methods,
             top_k: self.top_k,
@@ -239,7 +245,7 @@ impl RequestArgs {
         let mut req = self.request()?;
         let engine = load(&self.input.model, self.max_tokens, &self.device)?;
         if let Some(step) = self.step {
-            let gen = engine.generate(&self.gen.request(&self.input.prompt, self.input.raw))?;
+            let gen = engine.generate(&self.gen.request(&self.input))?;
             let ids = gen.ids();
             if step == 0 || step > ids.len() {
                 bail!(
@@ -286,7 +292,7 @@ fn run() -> anyhow::Result<()> {
             json,
         } => {
             let engine = load(&input.model, None, &device)?;
-            let req = gen.request(&input.prompt, input.raw);
+            let req = gen.request(&input);
             let g = if json {
                 engine.generate(&req)?
             } else {

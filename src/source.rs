@@ -366,6 +366,37 @@ fn md_str<'a>(c: &'a Content, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// RoPE scaling in a GGUF: llama.cpp writes Llama 3.1's per-frequency divisors as the
+/// tensor `rope_freqs.weight`, and linear scaling (Gemma 3) as `{arch}.rope.scaling.type` and
+/// `.factor`.
+fn gguf_rope_factors(
+    content: &Content,
+    reader: &mut BufReader<File>,
+    arch: &str,
+    head_dim: usize,
+) -> std::result::Result<Option<Vec<f64>>, String> {
+    if content.tensor_infos.contains_key("rope_freqs.weight") {
+        let t = content
+            .tensor(reader, "rope_freqs.weight", &Device::Cpu)
+            .and_then(|q| q.dequantize(&Device::Cpu))
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+            .map_err(|e| format!("tensor rope_freqs.weight: {e}"))?;
+        return Ok(Some(t.into_iter().map(f64::from).collect()));
+    }
+    match md_str(content, &format!("{arch}.rope.scaling.type")) {
+        None | Some("none") => Ok(None),
+        Some("linear") => {
+            let factor = md_f32(content, &format!("{arch}.rope.scaling.factor"))
+                .filter(|f| f.is_finite() && *f > 0.0)
+                .ok_or_else(|| format!("{arch}.rope.scaling.factor is missing or not positive"))?;
+            Ok(Some(vec![f64::from(factor); head_dim / 2]))
+        }
+        Some(other) => Err(format!(
+            "{arch}.rope.scaling.type {other:?} is not supported yet"
+        )),
+    }
+}
+
 /// Token texts that end generation in llama.cpp (its `special_eog_ids` list, for the model
 /// families TokenLens runs): end of turn, of message, of text.
 const END_OF_GENERATION: &[&str] = &[
@@ -473,6 +504,7 @@ fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         max_position_embeddings: need_u32("context_length")?,
         tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
         rope_interleaved: family.gguf_rope_interleaved(),
+        rope_freq_factors: None,
         arch: Default::default(),
     };
     let mut config = config;
@@ -482,6 +514,8 @@ fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
             .or_else(|| md_u32(&content, &format!("{arch}.{k}")).map(f64::from))
     };
     config.check().map_err(|e| bad(path, e))?;
+    config.rope_freq_factors = gguf_rope_factors(&content, &mut reader, arch, config.head_dim())
+        .map_err(|e| bad(path, e))?;
     family
         .configure_gguf(&md, &mut config)
         .map_err(|e| bad(path, e))?;
@@ -644,12 +678,12 @@ fn open_hf_dir(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         .iter()
         .find(|f| f.hf_model_types().contains(&model_type))
         .ok_or_else(|| Error::UnsupportedArchitecture(model_type.into()))?;
-    if raw.get("rope_scaling").is_some_and(|v| !v.is_null()) {
-        return Err(bad(&cfg_path, "rope_scaling is not supported yet"));
-    }
     let mut config: Config = serde_json::from_value(raw.clone()).map_err(|e| bad(&cfg_path, e))?;
     config.rope_interleaved = false;
     config.check().map_err(|e| bad(&cfg_path, e))?;
+    config.rope_freq_factors =
+        crate::models::rope_scaling::from_hf(&raw, config.head_dim(), config.rope_theta)
+            .map_err(|e| bad(&cfg_path, e))?;
     family
         .configure_hf(&raw, &mut config)
         .map_err(|e| bad(&cfg_path, e))?;

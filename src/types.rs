@@ -72,6 +72,11 @@ pub struct ExplainRequest {
     /// prompt). False sends the text as is.
     #[serde(default = "default_true")]
     pub chat_template: bool,
+    /// With the chat template: let the model think first (`enable_thinking`, Qwen3's
+    /// `<think>` block); off renders the template as the first seed does. Other templates
+    /// ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thinking: bool,
     /// The token to explain.
     #[serde(default)]
     pub target: TargetSpec,
@@ -112,6 +117,7 @@ impl ExplainRequest {
         ExplainRequest {
             prompt: prompt.into(),
             chat_template: true,
+            thinking: false,
             target: TargetSpec::Argmax,
             methods: default_methods(),
             top_k: default_top_k(),
@@ -170,6 +176,11 @@ pub struct GenerateRequest {
     /// Wrap the prompt in the model's chat template.
     #[serde(default = "default_true")]
     pub chat_template: bool,
+    /// With the chat template: let the model think first (`enable_thinking`, Qwen3's
+    /// `<think>` block); off renders the template as the first seed does. Other templates
+    /// ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thinking: bool,
     /// Sampling settings.
     #[serde(default)]
     pub sampling: Sampling,
@@ -188,6 +199,7 @@ impl GenerateRequest {
         GenerateRequest {
             prompt: prompt.into(),
             chat_template: true,
+            thinking: false,
             sampling: Sampling::default(),
             max_new_tokens: default_max_new_tokens(),
         }
@@ -226,6 +238,11 @@ pub struct Generation {
     pub text: String,
     /// Whether the chat template was applied.
     pub chat_template: bool,
+    /// With the chat template: let the model think first (`enable_thinking`, Qwen3's
+    /// `<think>` block); off renders the template as the first seed does. Other templates
+    /// ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thinking: bool,
     /// The prompt's tokens.
     pub tokens: Vec<Token>,
     /// The answer's tokens.
@@ -253,6 +270,11 @@ pub struct StepsRequest {
     /// Wrap the prompt in the model's chat template.
     #[serde(default = "default_true")]
     pub chat_template: bool,
+    /// With the chat template: let the model think first (`enable_thinking`, Qwen3's
+    /// `<think>` block); off renders the template as the first seed does. Other templates
+    /// ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thinking: bool,
     /// The generated token ids, in order.
     pub generated: Vec<u32>,
     /// Methods to compute for each step.
@@ -365,6 +387,11 @@ pub struct Explanation {
     pub text: String,
     /// Whether the chat template was applied.
     pub chat_template: bool,
+    /// With the chat template: let the model think first (`enable_thinking`, Qwen3's
+    /// `<think>` block); off renders the template as the first seed does. Other templates
+    /// ignore it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thinking: bool,
     /// The tokens of `text`.
     pub tokens: Vec<Token>,
     /// Token range `[start, end)` of the user's text inside the template; null in raw mode.

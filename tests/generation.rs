@@ -32,6 +32,7 @@ fn greedy(prompt: &str, chat: bool, n: usize) -> GenerateRequest {
     GenerateRequest {
         prompt: prompt.into(),
         chat_template: chat,
+        thinking: false,
         sampling: Sampling::greedy(),
         max_new_tokens: n,
     }
@@ -132,6 +133,7 @@ fn all_steps_rows_match_single_explanations() {
             &StepsRequest {
                 prompt: "What is the capital of France?".into(),
                 chat_template: true,
+                thinking: false,
                 generated: ids.clone(),
                 methods: vec![Method::Saliency],
             },

@@ -108,7 +108,7 @@ fn fixtures_cover_the_required_cases() {
 fn tokens_and_template_match_transformers() {
     for f in fixtures() {
         let e = engine_for(&f.model);
-        let tok = e.tokenize(&f.prompt, f.chat_template).unwrap();
+        let tok = e.tokenize(&f.prompt, f.chat_template, false).unwrap();
         assert_eq!(tok.text, f.text, "{}: templated text differs", f.name);
         let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
         assert_eq!(ids, f.ids, "{}: token ids differ", f.name);

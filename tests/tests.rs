@@ -7,4 +7,5 @@ mod errors;
 mod generation;
 mod model_files;
 mod reference;
+mod templates;
 mod tokenizers;

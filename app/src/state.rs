@@ -45,6 +45,9 @@ pub struct ViewState {
     pub prompt: String,
     /// Chat template on.
     pub chat: bool,
+    /// The template's `enable_thinking` (Qwen3's `<think>` block).
+    #[serde(default)]
+    pub thinking: bool,
     /// A generated answer, if the view shows one.
     pub generation: Option<GenSpec>,
     /// An explained token, if the view shows one.
@@ -65,6 +68,7 @@ impl Default for ViewState {
             model: String::new(),
             prompt: "What is the capital of France?".into(),
             chat: true,
+            thinking: false,
             generation: None,
             explain: None,
             matrix: None,
@@ -110,6 +114,9 @@ impl ViewState {
         p.insert("prompt", self.prompt.clone());
         if self.chat != d.chat {
             p.insert("chat", u8::from(self.chat).to_string());
+        }
+        if self.thinking {
+            p.insert("thinking", "1".into());
         }
         if let Some(g) = &self.generation {
             p.insert("generate", "1".into());
@@ -213,6 +220,7 @@ impl ViewState {
             model: p.get("model").unwrap_or_default(),
             prompt: p.get("prompt").unwrap_or(d.prompt),
             chat: flag(p, "chat").unwrap_or(d.chat),
+            thinking: flag(p, "thinking").unwrap_or(false),
             generation,
             explain,
             matrix: p.get_str("all_steps").and_then(Method::from_name),
@@ -231,6 +239,7 @@ impl ViewState {
         Some(GenerateRequest {
             prompt: self.prompt.clone(),
             chat_template: self.chat,
+            thinking: self.thinking,
             sampling: g.sampling,
             max_new_tokens: g.max_new_tokens,
         })
@@ -261,6 +270,7 @@ impl ViewState {
         Ok(Some(ExplainRequest {
             prompt: self.prompt.clone(),
             chat_template: self.chat,
+            thinking: self.thinking,
             target,
             // Every method: switching between them is a view, not a new request.
             methods: Method::ALL.to_vec(),
@@ -277,6 +287,7 @@ impl ViewState {
         Some(StepsRequest {
             prompt: self.prompt.clone(),
             chat_template: self.chat,
+            thinking: self.thinking,
             generated: answer.to_vec(),
             methods: vec![self.matrix?],
         })
@@ -355,6 +366,9 @@ pub struct AnswerState {
     pub prompt: String,
     /// Chat template on.
     pub chat: bool,
+    /// The template's `enable_thinking`.
+    #[serde(default)]
+    pub thinking: bool,
     /// Its settings.
     pub spec: GenSpec,
     /// Tokens so far.
@@ -373,6 +387,7 @@ impl AnswerState {
             model: model.to_string(),
             prompt: request.prompt.clone(),
             chat: request.chat_template,
+            thinking: request.thinking,
             spec: GenSpec {
                 sampling: request.sampling,
                 max_new_tokens: request.max_new_tokens,
@@ -606,6 +621,7 @@ mod tests {
             model: "gemma3-270m".into(),
             prompt: "Ünïcode & spaces + ?=#%\nnew line".into(),
             chat: false,
+            thinking: true,
             generation: Some(GenSpec {
                 sampling: Sampling {
                     temperature: 0.9,

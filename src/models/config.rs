@@ -39,6 +39,10 @@ pub struct Config {
     /// (Hugging Face checkpoints). Not a `config.json` field.
     #[serde(skip)]
     pub rope_interleaved: bool,
+    /// Per-frequency divisors of RoPE's inverse frequencies (`rope_scaling` of type "llama3";
+    /// llama.cpp's `rope_freqs.weight`). Not a `config.json` field as such.
+    #[serde(skip)]
+    pub rope_freq_factors: Option<Vec<f64>>,
     /// Family traits the families' modules set (not `config.json` fields).
     #[serde(skip)]
     pub arch: Arch,
@@ -178,6 +182,16 @@ impl Config {
                 "num_hidden_layers (block_count) {} is beyond the {MAX_LAYERS} supported",
                 self.num_hidden_layers
             ));
+        }
+        if let Some(f) = &self.rope_freq_factors {
+            if f.len() != hd / 2 || f.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+                return Err(format!(
+                    "RoPE frequency factors (rope_freqs / rope_scaling): {} positive values needed, \
+                     got {}",
+                    hd / 2,
+                    f.len()
+                ));
+            }
         }
         Ok(())
     }

@@ -25,10 +25,19 @@ struct Rotary {
 }
 
 impl Rotary {
-    fn new(cfg: &Config, theta: f64, dtype: DType, dev: &Device) -> Result<Self> {
+    /// Tables for base `theta`, each inverse frequency divided by its factor when given
+    /// (scaled RoPE: Llama 3.1, Gemma 3's global layers).
+    fn new(
+        cfg: &Config,
+        theta: f64,
+        factors: Option<&[f64]>,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Self> {
         let hd = cfg.head_dim();
+        let scale = |i: usize| factors.and_then(|f| f.get(i)).copied().unwrap_or(1.0);
         let inv_freq: Vec<f32> = (0..hd / 2)
-            .map(|i| 1.0 / theta.powf(2.0 * i as f64 / hd as f64) as f32)
+            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / hd as f64) / scale(i)) as f32)
             .collect();
         let inv_freq = Tensor::from_vec(inv_freq, (1, hd / 2), dev)?;
         let pos = Tensor::arange(0u32, cfg.max_position_embeddings as u32, dev)?
@@ -495,9 +504,10 @@ impl Decoder {
         } else {
             embed_tokens.clone()
         };
-        let mut rotary = vec![Rotary::new(&cfg, cfg.rope_theta, dtype, dev)?];
+        let global = cfg.rope_freq_factors.as_deref();
+        let mut rotary = vec![Rotary::new(&cfg, cfg.rope_theta, global, dtype, dev)?];
         if let Some(local) = cfg.arch.rope_local_theta {
-            rotary.push(Rotary::new(&cfg, local, dtype, dev)?);
+            rotary.push(Rotary::new(&cfg, local, None, dtype, dev)?);
         }
         Ok(Decoder {
             cfg,

@@ -55,13 +55,21 @@ fn granularity_label(g: Granularity) -> &'static str {
 }
 
 /// What a computed part of the view was computed for: the view's model-dependent fields.
-type Key = (String, String, bool, Option<GenSpec>, Option<ExplainSpec>);
+type Key = (
+    String,
+    String,
+    bool,
+    bool,
+    Option<GenSpec>,
+    Option<ExplainSpec>,
+);
 
 fn key(v: &ViewState) -> Key {
     (
         v.model.clone(),
         v.prompt.clone(),
         v.chat,
+        v.thinking,
         v.generation.clone(),
         v.explain.clone(),
     )
@@ -88,6 +96,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     let prompt = RwSignal::new(initial.prompt.clone());
     let model = RwSignal::new(initial.model.clone());
     let chat = RwSignal::new(initial.chat);
+    let thinking = RwSignal::new(initial.thinking);
     let target_text = RwSignal::new(String::new());
     let contrast_text = RwSignal::new(String::new());
     let greedy = RwSignal::new(false);
@@ -130,6 +139,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         }
         prompt.set(v.prompt.clone());
         chat.set(v.chat);
+        thinking.set(v.thinking);
         if let Some(g) = &v.generation {
             greedy.set(g.sampling.is_greedy());
             if !g.sampling.is_greedy() {
@@ -311,6 +321,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                         a.model == v.model
                             && a.prompt == v.prompt
                             && a.chat == v.chat
+                            && a.thinking == v.thinking
                             && &a.spec == g
                             && a.stop.is_some()
                     })
@@ -392,7 +403,8 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         let mut v = shown.get_untracked();
         let same_prompt = v.model == model.get_untracked()
             && v.prompt == prompt.get_untracked()
-            && v.chat == chat.get_untracked();
+            && v.chat == chat.get_untracked()
+            && v.thinking == thinking.get_untracked();
         if !same_prompt {
             v.generation = None;
             v.explain = None;
@@ -401,6 +413,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         v.model = model.get_untracked();
         v.prompt = prompt.get_untracked();
         v.chat = chat.get_untracked();
+        v.thinking = thinking.get_untracked();
         v.method = view_method.get_untracked();
         v.display = display.get_untracked();
         v.query_only = query_only.get_untracked();
@@ -1011,7 +1024,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             let v = shown.get_untracked();
             let json = result.with_untracked(|r| {
                 r.as_ref()
-                    .and_then(|r| crate::export::explanation(&v.model, v.chat, r))
+                    .and_then(|r| crate::export::explanation(&v.model, v.chat, v.thinking, r))
                     .and_then(|e| serde_json::to_string_pretty(&e).ok())
             });
             match json {
@@ -1148,6 +1161,17 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                             on:change=move |ev| chat.set(event_target_checked(&ev))
                         />
                         " chat template"
+                    </label>
+                    <label title="The chat template's enable_thinking: the model may reason in a <think> block before answering (Qwen3; other templates ignore it)">
+                        <input
+                            type="checkbox"
+                            name="thinking"
+                            checked=thinking.get_untracked()
+                            prop:checked=move || thinking.get()
+                            prop:disabled=move || !chat.get()
+                            on:change=move |ev| thinking.set(event_target_checked(&ev))
+                        />
+                        " thinking"
                     </label>
                     <label>
                         "Target "
