@@ -77,11 +77,20 @@ TINY = {
         "tiny_qwen3_chat": ("How do bees make honey? Explain briefly.", True),
         "tiny_qwen3_raw": ("for i in range(10): print(i * i)", False),
     }),
+    # Llama 3.1's scaled RoPE (rope_scaling "llama3"), with a smoothly interpolated band.
+    "llama31": ("tiny-llama31", {
+        "tiny_llama31_chat": ("What changed between Llama 3 and Llama 3.1? One line.", True),
+        "tiny_llama31_raw": ("In 1492, Columbus sailed the ocean blue; in 1969, Apollo 11 landed on the", False),
+    }),
     "gemma3": ("tiny-gemma3", {
         "tiny_gemma3_chat": ("Translate to French: the cat sleeps on the warm mat.", True),
         "tiny_gemma3_raw": ("Once upon a time, in a land far away, there lived a", False),
     }),
 }
+
+
+# The transformers (and lxt) module of a tiny family, where its name differs.
+MODULE = {"llama31": "llama"}
 
 
 def tiny_dir(family):
@@ -100,6 +109,14 @@ def tiny_config(family, vocab):
     )
     if family == "llama":
         return LlamaConfig(rope_theta=10000.0, **common)
+    if family == "llama31":
+        # Head width 8: four frequencies, of wavelengths 6, 63, 628 and 6283 tokens; with an
+        # original context of 1024 the first two stay, the third is interpolated, the last is
+        # divided by the factor.
+        return LlamaConfig(rope_theta=10000.0, head_dim=8, rope_scaling={
+            "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 1024,
+        }, **common)
     if family == "qwen2":
         return Qwen2Config(rope_theta=1e6, **common)
     if family == "qwen3":
@@ -323,7 +340,7 @@ def run_mode(mode, gguf, out_path):
         from lxt.efficient import monkey_patch
 
         # Each family's module gets its own lxt rule map.
-        for family in TINY:
+        for family in {MODULE.get(f, f) for f in TINY}:
             rules = importlib.import_module(f"lxt.efficient.models.{family}")
             module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
             monkey_patch(module, rules.attnLRP if mode == "attnlrp" else rules.cp_LRP)

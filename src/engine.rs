@@ -29,6 +29,9 @@ pub struct LoadOptions {
     /// A cap on prompt tokens below the model's context length (memory grows with the
     /// square of the prompt in attention).
     pub max_tokens: Option<usize>,
+    /// Bytes the dense weights may take; a model over it keeps its GGUF weights quantized
+    /// and dequantizes one matrix at a time (default: [`source::memory_budget`]).
+    pub max_memory: Option<u64>,
 }
 
 impl LoadOptions {
@@ -39,6 +42,7 @@ impl LoadOptions {
             device: Device::Cpu,
             dtype: DType::F32,
             max_tokens: None,
+            max_memory: None,
         }
     }
 }
@@ -63,6 +67,7 @@ pub struct Engine {
     chat_template: Option<ChatTemplate>,
     add_bos: Option<u32>,
     eos: Vec<u32>,
+    weights_note: String,
     device: Device,
     max_tokens: usize,
 }
@@ -126,7 +131,7 @@ impl Engine {
     pub fn load_with(opts: &LoadOptions) -> Result<Self> {
         let (name, path) = source::resolve(&opts.model)?;
         tracing::info!(model = %name, ?path, "loading");
-        let mut loaded = source::open(&path, opts.dtype, &opts.device)?;
+        let mut loaded = source::open(&path, opts.dtype, &opts.device, opts.max_memory)?;
         let model = Decoder::load(loaded.config.clone(), loaded.weights.as_mut(), &opts.device)
             .map_err(|e| match (e, &path) {
                 (Error::Candle(c), ModelPath::Gguf(p) | ModelPath::HfDir(p)) => {
@@ -145,9 +150,15 @@ impl Engine {
             chat_template: loaded.chat_template,
             add_bos: loaded.add_bos,
             eos: loaded.eos,
+            weights_note: loaded.weights_note,
             device: opts.device.clone(),
             max_tokens: opts.max_tokens.map_or(ctx, |m| m.min(ctx)),
         })
+    }
+
+    /// How the weights are held (dense, or as stored and dequantized per layer), in words.
+    pub fn weights_note(&self) -> &str {
+        &self.weights_note
     }
 
     /// The model's name (alias or file stem).
@@ -646,7 +657,7 @@ impl Engine {
         let Graph { x, out } = graph;
         // The (soft-capped) logit of one token, as a graph node.
         let logit = |id: u32| -> candle_core::Result<Tensor> {
-            let row = self.model.lm_head().narrow(0, id as usize, 1)?.squeeze(0)?;
+            let row = self.model.lm_head().rows(id as usize, 1)?.squeeze(0)?;
             self.model.softcap(&(&out.last_hidden * row)?.sum_all()?)
         };
         let y = match contrast {

@@ -139,6 +139,11 @@ pub(crate) struct DeviceArgs {
     /// Weights and activations: f32 (exact gradients), bf16 or f16.
     #[arg(long, default_value = "f32", env = "TOKENLENS_DTYPE")]
     dtype: String,
+    /// Memory the dense weights may take (e.g. 8G). A GGUF model over it keeps its weights
+    /// quantized and dequantizes one matrix at a time during each pass (slower, same
+    /// results). Default: the memory available, less an eighth and 1 GiB.
+    #[arg(long, env = "TOKENLENS_MAX_MEMORY")]
+    max_memory: Option<String>,
 }
 
 impl DeviceArgs {
@@ -152,6 +157,11 @@ impl DeviceArgs {
             device: tokenlens::source::parse_device(&self.device)?,
             dtype: tokenlens::source::parse_dtype(&self.dtype)?,
             max_tokens,
+            max_memory: self
+                .max_memory
+                .as_deref()
+                .map(tokenlens::source::parse_size)
+                .transpose()?,
             ..LoadOptions::new(model)
         })
     }

@@ -5,6 +5,7 @@ use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::models::decoder::{Config, WeightSource};
 use crate::models::family::Family;
+use crate::models::weight::Weight;
 use crate::models::FAMILIES;
 use candle_core::quantized::gguf_file::{self, Content};
 use candle_core::{DType, Device, Tensor};
@@ -83,6 +84,34 @@ pub fn parse_device(name: &str) -> Result<Device> {
             Ok(Device::new_cuda(ordinal)?)
         }
     }
+}
+
+/// Parses a memory size: bytes, or a number with K, M, G or T (powers of 1024; a trailing B
+/// or iB is allowed): `8G`, `512MiB`, `1.5G`.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let bad = || Error::InvalidSetting(format!("{text:?} is not a size (e.g. 8G, 512M)"));
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_uppercase()),
+        _ => (t, ' '),
+    };
+    let scale = match unit {
+        ' ' => 1u64,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        'T' => 1 << 40,
+        _ => return Err(bad()),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !(n.is_finite() && n >= 0.0) || n * scale as f64 > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok((n * scale as f64) as u64)
 }
 
 /// Parses a dtype name: `f32` (exact gradients; the default), `bf16` or `f16`.
@@ -250,6 +279,8 @@ pub struct Loaded {
     pub add_bos: Option<u32>,
     /// End-of-sequence token ids.
     pub eos: Vec<u32>,
+    /// How the weights are held: dense, or as stored and dequantized per layer (and why).
+    pub weights_note: String,
 }
 
 fn bad(path: &Path, reason: impl std::fmt::Display) -> Error {
@@ -262,8 +293,15 @@ fn bad(path: &Path, reason: impl std::fmt::Display) -> Error {
 /// Opens a model from where [`resolve`] points.
 ///
 /// The configuration is checked against the tensors' shapes before any weight is read.
-pub fn open(path: &ModelPath, dtype: DType, dev: &Device) -> Result<Loaded> {
-    let (loaded, p) = match path {
+/// Weights whose dense copy would exceed `max_memory` bytes (default: [`memory_budget`]) are
+/// kept as the file stores them and dequantized one matrix at a time during each pass.
+pub fn open(
+    path: &ModelPath,
+    dtype: DType,
+    dev: &Device,
+    max_memory: Option<u64>,
+) -> Result<Loaded> {
+    let (mut loaded, p) = match path {
         ModelPath::Gguf(p) => (open_gguf(p, dtype, dev)?, p),
         ModelPath::HfDir(p) => (open_hf_dir(p, dtype, dev)?, p),
     };
@@ -271,7 +309,48 @@ pub fn open(path: &ModelPath, dtype: DType, dev: &Device) -> Result<Loaded> {
         .config
         .validate(loaded.weights.as_ref())
         .map_err(|e| bad(p, e))?;
+    let dense = loaded.weights.dense_bytes(dtype);
+    let budget = max_memory.unwrap_or_else(memory_budget);
+    let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
+    loaded.weights_note = if dense <= budget {
+        format!("dense {dtype:?} ({})", gb(dense))
+    } else {
+        match loaded.weights.keep_stored() {
+            Some((kinds, bytes)) => format!(
+                "kept as stored ({kinds}, {}), dequantized per layer: dense {dtype:?} would need \
+                 {} of a {} budget",
+                gb(bytes),
+                gb(dense),
+                gb(budget)
+            ),
+            None => format!(
+                "dense {dtype:?} ({}, over the {} budget: only GGUF weights can be kept as stored)",
+                gb(dense),
+                gb(budget)
+            ),
+        }
+    };
+    tracing::info!(weights = %loaded.weights_note, "weights");
     Ok(loaded)
+}
+
+/// The default memory budget for dense weights: the memory available now, less an eighth
+/// and 1 GiB for activations, the tokenizer and the rest of the process.
+pub fn memory_budget() -> u64 {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024);
+    match available {
+        Some(a) => a.saturating_sub(a / 8).saturating_sub(1 << 30),
+        // Not Linux: no reading, so no limit (dense, as before).
+        None => u64::MAX,
+    }
 }
 
 struct GgufWeights {
@@ -281,6 +360,8 @@ struct GgufWeights {
     reader: BufReader<File>,
     dtype: DType,
     device: Device,
+    /// Hand out matrices quantized, as the file stores them (see `Weight::Stored`).
+    stored: bool,
 }
 
 /// Maps a Hugging Face tensor name to llama.cpp's.
@@ -350,6 +431,51 @@ impl WeightSource for GgufWeights {
 
     fn file_name(&self, name: &str) -> String {
         gguf_name(name, self.family)
+    }
+
+    fn get_matrix(&mut self, name: &str) -> Result<Weight> {
+        if !self.stored {
+            return Ok(Weight::Dense(self.get(name)?));
+        }
+        let g = gguf_name(name, self.family);
+        let q = self
+            .content
+            .tensor(&mut self.reader, &g, &Device::Cpu)
+            .map_err(|e| bad(&self.path, format!("tensor {g}: {e}")))?;
+        Ok(Weight::Stored {
+            q: std::sync::Arc::new(q),
+            dtype: self.dtype,
+            device: self.device.clone(),
+        })
+    }
+
+    fn dense_bytes(&self, dtype: DType) -> u64 {
+        self.content
+            .tensor_infos
+            .values()
+            .map(|i| i.shape.elem_count() as u64 * dtype.size_in_bytes() as u64)
+            .sum()
+    }
+
+    fn keep_stored(&mut self) -> Option<(String, u64)> {
+        self.stored = true;
+        let mut kinds: Vec<String> = self
+            .content
+            .tensor_infos
+            .values()
+            .map(|i| format!("{:?}", i.ggml_dtype))
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        let bytes = self
+            .content
+            .tensor_infos
+            .values()
+            .map(|i| {
+                (i.shape.elem_count() / i.ggml_dtype.block_size() * i.ggml_dtype.type_size()) as u64
+            })
+            .sum();
+        Some((kinds.join("/"), bytes))
     }
 }
 
@@ -563,11 +689,13 @@ fn open_gguf(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
             reader,
             dtype,
             device: dev.clone(),
+            stored: false,
         }),
         tokenizer,
         chat_template,
         add_bos: if add_bos { bos } else { None },
         eos: eos_ids,
+        weights_note: String::new(),
     })
 }
 
@@ -659,6 +787,12 @@ impl WeightSource for SafetensorsWeights {
     }
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
         self.shapes.get(name).cloned()
+    }
+    fn dense_bytes(&self, dtype: DType) -> u64 {
+        self.shapes
+            .values()
+            .map(|s| s.iter().product::<usize>() as u64 * dtype.size_in_bytes() as u64)
+            .sum()
     }
 }
 
@@ -772,12 +906,24 @@ fn open_hf_dir(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         chat_template,
         add_bos: if add_bos { bos } else { None },
         eos,
+        weights_note: String::new(),
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::gguf_name;
+    use super::{gguf_name, parse_size};
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8G").unwrap(), 8 << 30);
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        for bad in ["", "G", "-1G", "8X", "nanG", "1e30T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
     use crate::models::{gemma3::Gemma3, llama::Llama};
 
     #[test]

@@ -218,3 +218,37 @@ fn config_json_that_disagrees_with_its_weights() {
         refused(&dir, field);
     }
 }
+
+/// A model over its memory budget keeps its GGUF weights quantized and dequantizes them per
+/// use: the scores are those of the dense copy, bit for bit (the same dequantized values
+/// enter the same operations).
+#[test]
+fn stored_weights_give_the_dense_scores() {
+    use tokenlens::{LoadOptions, Method};
+    let p = write_gguf("stored.gguf", |_| {});
+    let spec = p.to_str().unwrap();
+    let dense = Engine::load_with(&LoadOptions::new(spec)).unwrap();
+    let stored = Engine::load_with(&LoadOptions {
+        max_memory: Some(0),
+        ..LoadOptions::new(spec)
+    })
+    .unwrap();
+    assert!(
+        dense.weights_note().starts_with("dense"),
+        "{}",
+        dense.weights_note()
+    );
+    assert!(
+        stored.weights_note().starts_with("kept as stored"),
+        "{}",
+        stored.weights_note()
+    );
+    let mut req = ExplainRequest::new("ab a b ab");
+    req.chat_template = false;
+    req.methods = Method::ALL.to_vec();
+    let (a, b) = (dense.explain(&req).unwrap(), stored.explain(&req).unwrap());
+    assert_eq!(a.prediction, b.prediction);
+    for (m, ra) in &a.methods {
+        assert_eq!(ra.scores, b.methods[m].scores, "{m}");
+    }
+}

@@ -45,6 +45,11 @@ struct Args {
     /// Weights and activations: f32 (exact gradients), bf16 or f16.
     #[arg(long, default_value = "f32", env = "TOKENLENS_DTYPE")]
     dtype: String,
+    /// Memory each model's dense weights may take (e.g. 8G); a GGUF model over it keeps its
+    /// weights quantized and dequantizes one matrix at a time (default: the memory available
+    /// at its load, less an eighth and 1 GiB).
+    #[arg(long, env = "TOKENLENS_MAX_MEMORY")]
+    max_memory: Option<String>,
     /// Where permalinks are stored (SQLite) when no database URL is given
     /// [default: $XDG_DATA_HOME/tokenlens or ~/.local/share/tokenlens].
     #[arg(long, env = "TOKENLENS_DATA_DIR")]
@@ -244,10 +249,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let load = {
         let device = tokenlens::source::parse_device(&args.device)?;
         let dtype = tokenlens::source::parse_dtype(&args.dtype)?;
+        let max_memory = args
+            .max_memory
+            .as_deref()
+            .map(tokenlens::source::parse_size)
+            .transpose()?;
         move |spec: &str| -> anyhow::Result<Model> {
             let started = std::time::Instant::now();
             let opts = LoadOptions {
                 max_tokens,
+                max_memory,
                 device: device.clone(),
                 dtype,
                 ..LoadOptions::new(spec)
@@ -257,6 +268,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             tracing::info!(
                 model = engine.name(),
                 ms = started.elapsed().as_millis() as u64,
+                weights = engine.weights_note(),
                 "model loaded"
             );
             Ok(Model {

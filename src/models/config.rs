@@ -94,11 +94,24 @@ impl Config {
 pub trait WeightSource {
     /// The tensor stored under this Hugging Face name, e.g. `model.layers.0.self_attn.q_proj.weight`.
     fn get(&mut self, name: &str) -> crate::Result<Tensor>;
+    /// A weight matrix under this name: dense, or kept as stored when the source was opened
+    /// to keep weights in their file's form.
+    fn get_matrix(&mut self, name: &str) -> crate::Result<super::weight::Weight> {
+        Ok(super::weight::Weight::Dense(self.get(name)?))
+    }
     /// Whether a tensor of that name exists.
     fn contains(&self, name: &str) -> bool;
     /// The shape of the tensor stored under this name, `(rows, columns)` for a matrix, read
     /// from the file's header without loading it.
     fn shape(&self, name: &str) -> Option<Vec<usize>>;
+    /// Bytes every tensor takes once dense in `dtype`.
+    fn dense_bytes(&self, dtype: candle_core::DType) -> u64;
+    /// From now on, hand out weight matrices as stored in the file, to be dequantized per
+    /// use; returns the stored formats and their size in bytes, or None when this source
+    /// cannot (it then stays dense).
+    fn keep_stored(&mut self) -> Option<(String, u64)> {
+        None
+    }
     /// The name the file itself uses for a tensor, for messages (GGUF: `blk.0.attn_q.weight`).
     fn file_name(&self, name: &str) -> String {
         name.to_string()

@@ -11,10 +11,19 @@
 use super::attention::{causal_attention, fast_path, masked_softmax, probabilities};
 use super::gated::{gated, Activation};
 use super::linear::Linear;
+use super::weight::Weight;
 use super::Rules;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
 pub use super::config::{Arch, Config, WeightSource};
+
+/// The compute dtype: the weights'.
+fn compute_dtype(w: &Weight) -> Result<DType> {
+    Ok(match w {
+        Weight::Dense(t) => t.dtype(),
+        Weight::Stored { dtype, .. } => *dtype,
+    })
+}
 
 /// Rotary embedding tables, shared by every layer.
 #[derive(Debug, Clone)]
@@ -155,9 +164,9 @@ struct Mlp {
 impl Mlp {
     fn load(w: &mut dyn WeightSource, p: &str, act: Activation) -> crate::Result<Self> {
         Ok(Mlp {
-            gate_proj: Linear::new(w.get(&format!("{p}.gate_proj.weight"))?),
-            up_proj: Linear::new(w.get(&format!("{p}.up_proj.weight"))?),
-            down_proj: Linear::new(w.get(&format!("{p}.down_proj.weight"))?),
+            gate_proj: Linear::new(w.get_matrix(&format!("{p}.gate_proj.weight"))?),
+            up_proj: Linear::new(w.get_matrix(&format!("{p}.up_proj.weight"))?),
+            down_proj: Linear::new(w.get_matrix(&format!("{p}.down_proj.weight"))?),
             act,
         })
     }
@@ -179,7 +188,7 @@ struct Proj {
 impl Proj {
     fn load(w: &mut dyn WeightSource, p: &str, bias: bool) -> crate::Result<Self> {
         Ok(Proj {
-            linear: Linear::new(w.get(&format!("{p}.weight"))?),
+            linear: Linear::new(w.get_matrix(&format!("{p}.weight"))?),
             bias: if bias {
                 Some(w.get(&format!("{p}.bias"))?)
             } else {
@@ -230,7 +239,7 @@ impl Attention {
             q_proj: Proj::load(w, &format!("{p}.q_proj"), a.attention_bias)?,
             k_proj: Proj::load(w, &format!("{p}.k_proj"), a.attention_bias)?,
             v_proj: Proj::load(w, &format!("{p}.v_proj"), a.attention_bias)?,
-            o_proj: Linear::new(w.get(&format!("{p}.o_proj.weight"))?),
+            o_proj: Linear::new(w.get_matrix(&format!("{p}.o_proj.weight"))?),
             q_norm: norm(w, "q_norm")?,
             k_norm: norm(w, "k_norm")?,
             n_heads: cfg.num_attention_heads,
@@ -482,10 +491,10 @@ pub struct ForwardOutput {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     cfg: Config,
-    embed_tokens: Tensor,
+    embed_tokens: Weight,
     layers: Vec<DecoderLayer>,
     norm: Tensor,
-    lm_head: Tensor, // (vocab, hidden)
+    lm_head: Weight, // (vocab, hidden)
     /// Global RoPE, then (Gemma 3) the local layers' RoPE.
     rotary: Vec<Rotary>,
 }
@@ -493,14 +502,14 @@ pub struct Decoder {
 impl Decoder {
     /// Loads weights by their Hugging Face names.
     pub fn load(cfg: Config, w: &mut dyn WeightSource, dev: &Device) -> crate::Result<Self> {
-        let embed_tokens = w.get("model.embed_tokens.weight")?;
-        let dtype = embed_tokens.dtype();
+        let embed_tokens = w.get_matrix("model.embed_tokens.weight")?;
+        let dtype = compute_dtype(&embed_tokens)?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| DecoderLayer::load(w, &cfg, i))
             .collect::<crate::Result<Vec<_>>>()?;
         let norm = load_norm(w, "model.norm.weight", &cfg.arch)?;
         let lm_head = if w.contains("lm_head.weight") {
-            w.get("lm_head.weight")?
+            w.get_matrix("lm_head.weight")?
         } else {
             embed_tokens.clone()
         };
@@ -527,8 +536,7 @@ impl Decoder {
     /// Input embeddings `(seq, hidden)` of token ids (scaled, for Gemma: what attribution
     /// calls the input).
     pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
-        let ids = Tensor::new(ids, self.embed_tokens.device())?;
-        let e = self.embed_tokens.embedding(&ids)?;
+        let e = self.embed_tokens.gather(ids)?;
         match self.cfg.arch.embed_scale {
             // transformers casts the scale to the weights' dtype first.
             Some(s) => e * (s as f32) as f64,
@@ -537,7 +545,7 @@ impl Decoder {
     }
 
     /// The output projection `(vocab, hidden)`.
-    pub fn lm_head(&self) -> &Tensor {
+    pub fn lm_head(&self) -> &Weight {
         &self.lm_head
     }
 

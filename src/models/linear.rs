@@ -3,26 +3,23 @@
 //! candle's matmul backward always computes the gradient of both operands, so a plain
 //! `x.matmul(w)` spends as much backward time on weight gradients, which attribution never
 //! needs, as on the input gradient. [`Linear`] routes tracked inputs through a custom op
-//! whose backward returns only `grad · W`.
+//! whose backward returns only `grad · W`. A [`Weight`] kept as stored is dequantized in the
+//! forward pass and again in the backward pass, so only the matrix in use is ever dense.
 
+use super::weight::Weight;
 use super::{cpu_tensor, into_cpu_storage};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 /// `y = x Wᵀ` with `W: [out, in]` held constant.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
+    weight: Weight,
 }
 
 impl Linear {
     /// A layer from a `[out, in]` weight.
-    pub fn new(weight: Tensor) -> Self {
+    pub fn new(weight: Weight) -> Self {
         Linear { weight }
-    }
-
-    /// The `[out, in]` weight.
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
     }
 
     /// `x: [n, in] -> [n, out]`.
@@ -33,13 +30,13 @@ impl Linear {
             })
         } else {
             // No graph to record (or a GPU, where the plain op is used): an ordinary matmul.
-            x.matmul(&self.weight.t()?)
+            x.matmul(&self.weight.dense()?.t()?)
         }
     }
 }
 
 struct ConstMatmul {
-    weight: Tensor,
+    weight: Weight,
 }
 
 impl CustomOp1 for ConstMatmul {
@@ -49,12 +46,12 @@ impl CustomOp1 for ConstMatmul {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = cpu_tensor(storage, layout)?;
-        into_cpu_storage(&x.matmul(&self.weight.t()?)?)
+        into_cpu_storage(&x.matmul(&self.weight.dense()?.t()?)?)
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         // dL/dx = dL/dy · W; W gets no gradient.
-        Ok(Some(grad_res.matmul(&self.weight)?))
+        Ok(Some(grad_res.matmul(&self.weight.dense()?)?))
     }
 }
 
@@ -74,7 +71,7 @@ mod tests {
                 .reshape((2, 4))?
                 .affine(0.2, 0.1)?,
         )?;
-        let lin = Linear::new(w.clone());
+        let lin = Linear::new(Weight::Dense(w.clone()));
         let y1 = lin.forward(x.as_tensor())?;
         let y2 = x.as_tensor().matmul(&w.t()?)?;
         let d = (&y1 - &y2)?.abs()?.max_all()?.to_scalar::<f32>()?;

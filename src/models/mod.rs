@@ -20,6 +20,7 @@ pub mod norm;
 pub mod qwen2;
 pub mod qwen3;
 pub mod rope_scaling;
+pub mod weight;
 
 /// Every family the engine knows. A new family: its module, and one line here.
 pub static FAMILIES: &[&dyn family::Family] =

@@ -18,6 +18,9 @@ pub struct ModelInfo {
     pub n_layers: usize,
     /// Whether it has a chat template.
     pub chat_template: bool,
+    /// How its weights are held: dense, or as stored and dequantized per layer (and why).
+    #[serde(default)]
+    pub weights: String,
 }
 
 /// The models a server offers, and those still loading.
@@ -47,6 +50,7 @@ pub async fn list_models() -> Result<ModelList, ServerFnError> {
             name: m.name.clone(),
             n_layers: m.engine.n_layers(),
             chat_template: m.engine.has_chat_template(),
+            weights: m.engine.weights_note().to_string(),
         })
         .collect();
     let pending = state.pending.read().map_err(|_| poisoned())?.clone();

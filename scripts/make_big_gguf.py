@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Random-weight GGUFs shaped like real 4B and 8B models, for the memory benchmark
+(BENCHMARKS.md, "Models larger than f32 RAM"): does a model whose f32 copy would not fit in
+this machine's memory explain a prompt, and in how much memory?
+
+  qwen3-4b-shape  Qwen3-4B: 36 layers, hidden 2560, 32 q / 8 kv heads of 128, ffn 9728,
+                  q/k norms, tied embeddings, vocabulary 151936 (Qwen's real tokenizer)
+  llama31-8b-shape  Llama-3.1-8B: 32 layers, hidden 4096, 32 q / 8 kv heads of 128,
+                  ffn 14336, vocabulary 128256 (Llama 3's real tokenizer), rope_freqs
+
+Matrices are written in Q8_0 (gguf's own quantizer), norms in F32, as llama.cpp writes them.
+The tokenizers come from scripts/fetch-models.sh's cache. Weights are N(0, 0.02) from a fixed
+seed: the numbers mean nothing, the shapes and the memory are real.
+
+Run: scripts/reference-env.sh && ~/.cache/tokenlens/venv/bin/python scripts/make_big_gguf.py \
+       qwen3-4b-shape [llama31-8b-shape]   (files go to $TOKENLENS_CACHE/models/)
+"""
+import json
+import math
+import os
+import sys
+
+import gguf
+import numpy as np
+
+CACHE = os.environ.get("TOKENLENS_CACHE") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tokenlens"
+)
+
+SHAPES = {
+    "qwen3-4b-shape": dict(
+        arch="qwen3", tokenizer="qwen3", pre="qwen2", layers=36, hidden=2560, heads=32,
+        kv_heads=8, head_dim=128, ffn=9728, vocab=151936, context=40960, theta=1e6,
+        eps=1e-6, qk_norm=True, tied=True, eos="<|im_end|>",
+    ),
+    "llama31-8b-shape": dict(
+        arch="llama", tokenizer="llama3", pre="llama-bpe", layers=32, hidden=4096, heads=32,
+        kv_heads=8, head_dim=128, ffn=14336, vocab=128256, context=131072, theta=5e5,
+        eps=1e-5, qk_norm=False, tied=False, eos="<|eot_id|>",
+        rope_llama3=dict(factor=8.0, low=1.0, high=4.0, original=8192),
+    ),
+}
+
+CONTROL, USER_DEFINED, NORMAL, UNUSED = 3, 4, 1, 5
+
+
+def vocab(name, size):
+    """Tokens, types and merges from a real tokenizer.json, as llama.cpp's converter lays
+    them out (id order; holes padded)."""
+    with open(os.path.join(CACHE, "tokenizers", name, "tokenizer.json")) as f:
+        tj = json.load(f)
+    by_id = {i: (t, NORMAL) for t, i in tj["model"]["vocab"].items()}
+    for a in tj["added_tokens"]:
+        special = a["special"] or (a["content"].startswith("<|") and a["content"].endswith("|>"))
+        by_id[a["id"]] = (a["content"], CONTROL if special else USER_DEFINED)
+    tokens, types = [], []
+    for i in range(size):
+        t, ty = by_id.get(i, (f"[PAD{i}]", UNUSED))
+        tokens.append(t)
+        types.append(ty)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tj["model"]["merges"]]
+    return tokens, types, merges
+
+
+def llama3_factors(head_dim, theta, factor, low, high, original):
+    out = []
+    for i in range(head_dim // 2):
+        wavelen = 2 * math.pi * theta ** (2 * i / head_dim)
+        if wavelen < original / high:
+            out.append(1.0)
+        elif wavelen > original / low:
+            out.append(factor)
+        else:
+            smooth = (original / wavelen - low) / (high - low)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def write(name, s):
+    path = os.path.join(CACHE, "models", f"{name}.q8_0.gguf")
+    rng = np.random.default_rng(0)
+    w = gguf.GGUFWriter(path, s["arch"])
+    a = s["arch"]
+    w.add_name(name)
+    w.add_uint32(f"{a}.block_count", s["layers"])
+    w.add_uint32(f"{a}.context_length", s["context"])
+    w.add_uint32(f"{a}.embedding_length", s["hidden"])
+    w.add_uint32(f"{a}.feed_forward_length", s["ffn"])
+    w.add_uint32(f"{a}.attention.head_count", s["heads"])
+    w.add_uint32(f"{a}.attention.head_count_kv", s["kv_heads"])
+    w.add_uint32(f"{a}.attention.key_length", s["head_dim"])
+    w.add_uint32(f"{a}.attention.value_length", s["head_dim"])
+    w.add_uint32(f"{a}.rope.dimension_count", s["head_dim"])
+    w.add_float32(f"{a}.rope.freq_base", s["theta"])
+    w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", s["eps"])
+    tokens, types, merges = vocab(s["tokenizer"], s["vocab"])
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre(s["pre"])
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    w.add_eos_token_id(tokens.index(s["eos"]))
+
+    def matrix(tname, rows, cols):
+        x = rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(0.02)
+        q = gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0)
+        w.add_tensor(tname, q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+
+    def ones(tname, n):
+        w.add_tensor(tname, np.ones(n, dtype=np.float32))
+
+    h, hd, q_rows, kv_rows = s["hidden"], s["head_dim"], s["heads"] * s["head_dim"], s["kv_heads"] * s["head_dim"]
+    matrix("token_embd.weight", s["vocab"], h)
+    if not s["tied"]:
+        matrix("output.weight", s["vocab"], h)
+    ones("output_norm.weight", h)
+    if "rope_llama3" in s:
+        r = s["rope_llama3"]
+        w.add_tensor("rope_freqs.weight", llama3_factors(hd, s["theta"], r["factor"], r["low"], r["high"], r["original"]))
+    for i in range(s["layers"]):
+        p = f"blk.{i}"
+        ones(f"{p}.attn_norm.weight", h)
+        ones(f"{p}.ffn_norm.weight", h)
+        matrix(f"{p}.attn_q.weight", q_rows, h)
+        matrix(f"{p}.attn_k.weight", kv_rows, h)
+        matrix(f"{p}.attn_v.weight", kv_rows, h)
+        matrix(f"{p}.attn_output.weight", h, q_rows)
+        if s["qk_norm"]:
+            ones(f"{p}.attn_q_norm.weight", hd)
+            ones(f"{p}.attn_k_norm.weight", hd)
+        matrix(f"{p}.ffn_gate.weight", s["ffn"], h)
+        matrix(f"{p}.ffn_up.weight", s["ffn"], h)
+        matrix(f"{p}.ffn_down.weight", h, s["ffn"])
+        print(f"{name}: layer {i + 1}/{s['layers']}", file=sys.stderr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print(path)
+
+
+def main():
+    names = sys.argv[1:] or list(SHAPES)
+    for n in names:
+        if n not in SHAPES:
+            sys.exit(f"unknown shape {n!r}; known: {', '.join(SHAPES)}")
+        write(n, SHAPES[n])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+//! A weight matrix either dense in the compute dtype, or kept as its file stores it (GGUF
+//! quantized blocks) and dequantized exactly, one matrix at a time, each time a pass uses
+//! it. The second lets a model whose f32 copy would not fit in memory run at all: a 4B model
+//! is 16 GB in f32 but about 2.5 GB in Q4_K. Gradients are the same either way: the
+//! dequantized values are the model, and attribution never differentiates the weights.
+
+use candle_core::quantized::{QStorage, QTensor};
+use candle_core::{DType, Device, Result, Tensor};
+use std::sync::Arc;
+
+/// One weight matrix `[out, in]`.
+#[derive(Debug, Clone)]
+pub enum Weight {
+    /// Dense, in the compute dtype, on the compute device.
+    Dense(Tensor),
+    /// As stored in the file; dequantized to `dtype` on `device` on each use.
+    Stored {
+        /// The quantized tensor, on the CPU.
+        q: Arc<QTensor>,
+        /// The compute dtype.
+        dtype: DType,
+        /// The compute device.
+        device: Device,
+    },
+}
+
+impl Weight {
+    /// The matrix as a dense tensor: the tensor itself, or a fresh dequantized copy that is
+    /// freed when the caller drops it.
+    pub fn dense(&self) -> Result<Tensor> {
+        match self {
+            Weight::Dense(t) => Ok(t.clone()),
+            Weight::Stored { q, dtype, device } => q
+                .dequantize(&Device::Cpu)?
+                .to_dtype(*dtype)?
+                .to_device(device),
+        }
+    }
+
+    /// Rows `start..start + len` (a stored matrix dequantizes only their blocks).
+    pub fn rows(&self, start: usize, len: usize) -> Result<Tensor> {
+        match self {
+            Weight::Dense(t) => t.narrow(0, start, len),
+            Weight::Stored { q, dtype, device } => stored_rows(q, start, len)?
+                .dequantize(&Device::Cpu)?
+                .to_dtype(*dtype)?
+                .to_device(device),
+        }
+    }
+
+    /// The rows of these ids, in order: an embedding lookup.
+    pub fn gather(&self, ids: &[u32]) -> Result<Tensor> {
+        match self {
+            Weight::Dense(t) => t.embedding(&Tensor::new(ids, t.device())?),
+            Weight::Stored { .. } => {
+                let rows = ids
+                    .iter()
+                    .map(|&id| self.rows(id as usize, 1))
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::cat(&rows, 0)
+            }
+        }
+    }
+
+    /// `W · x` for `x: [in, k]` → `[out, k]` (a stored matrix is dequantized a block of rows
+    /// at a time, so a vocabulary-sized output layer never needs its whole dense copy).
+    pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
+        /// Rows dequantized at once: 64 MB of f32 for a 4096-wide matrix.
+        const CHUNK: usize = 4096;
+        match self {
+            Weight::Dense(t) => t.matmul(x),
+            Weight::Stored { q, .. } => {
+                let rows = q.shape().dims()[0];
+                let parts = (0..rows)
+                    .step_by(CHUNK)
+                    .map(|start| self.rows(start, CHUNK.min(rows - start))?.matmul(x))
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::cat(&parts, 0)
+            }
+        }
+    }
+
+    /// True when the matrix is kept as stored and dequantized per use.
+    pub fn is_stored(&self) -> bool {
+        matches!(self, Weight::Stored { .. })
+    }
+}
+
+/// Rows `start..start + len` of a `[rows, cols]` quantized matrix, still quantized: each row
+/// is a whole number of blocks, so the rows are a slice of the bytes.
+fn stored_rows(q: &QTensor, start: usize, len: usize) -> Result<QTensor> {
+    let (rows, cols) = q.shape().dims2()?;
+    let dt = q.dtype();
+    if start + len > rows || cols % dt.block_size() != 0 {
+        candle_core::bail!(
+            "rows {start}..{} of a {rows}×{cols} {dt:?} matrix",
+            start + len
+        );
+    }
+    let row_bytes = cols / dt.block_size() * dt.type_size();
+    let data = q.data()?;
+    let bytes = &data[start * row_bytes..(start + len) * row_bytes];
+    let storage = QStorage::from_data(std::borrow::Cow::Borrowed(bytes), &Device::Cpu, dt)?;
+    QTensor::new(storage, (len, cols))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::GgmlDType;
+
+    #[test]
+    fn stored_weights_dequantize_to_the_dense_values() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::arange(0f32, 512., &dev)?
+            .reshape((2, 256))?
+            .affine(0.01, -1.0)?;
+        let q = QTensor::quantize(&x, GgmlDType::Q8_0)?;
+        let dense = Weight::Dense(q.dequantize(&dev)?);
+        let stored = Weight::Stored {
+            q: Arc::new(q),
+            dtype: DType::F32,
+            device: dev.clone(),
+        };
+        let d = (dense.dense()? - stored.dense()?)?.abs()?.max_all()?;
+        assert_eq!(d.to_scalar::<f32>()?, 0.0);
+        let r = (dense.rows(1, 1)? - stored.rows(1, 1)?)?.abs()?.max_all()?;
+        assert_eq!(r.to_scalar::<f32>()?, 0.0);
+        let g = (dense.gather(&[1, 0, 1])? - stored.gather(&[1, 0, 1])?)?;
+        assert_eq!(g.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+        let v = Tensor::arange(0f32, 256., &dev)?.reshape((256, 1))?;
+        let m = (dense.matmul(&v)? - stored.matmul(&v)?)?.abs()?.max_all()?;
+        assert_eq!(m.to_scalar::<f32>()?, 0.0);
+        assert!(stored.rows(2, 1).is_err());
+        assert!(stored.is_stored() && !dense.is_stored());
+        Ok(())
+    }
+}
