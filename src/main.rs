@@ -141,7 +141,8 @@ pub(crate) struct DeviceArgs {
     dtype: String,
     /// Memory the dense weights may take (e.g. 8G). A GGUF model over it keeps its weights
     /// quantized and dequantizes one matrix at a time during each pass (slower, same
-    /// results). Default: the memory available, less an eighth and 1 GiB.
+    /// results). Default: half the machine's memory, at most what is available less an
+    /// eighth and 1 GiB.
     #[arg(long, env = "TOKENLENS_MAX_MEMORY")]
     max_memory: Option<String>,
 }

@@ -334,22 +334,27 @@ pub fn open(
     Ok(loaded)
 }
 
-/// The default memory budget for dense weights: the memory available now, less an eighth
-/// and 1 GiB for activations, the tokenizer and the rest of the process.
+/// The default memory budget for dense weights: half the machine's memory (a server may
+/// hold several models, and a 4B model's 16 GB f32 copy would leave a 24 GB machine little
+/// else), and never more than the memory available now less an eighth and 1 GiB.
 pub fn memory_budget() -> u64 {
-    let available = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024);
-    match available {
-        Some(a) => a.saturating_sub(a / 8).saturating_sub(1 << 30),
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    match (field("MemTotal:"), field("MemAvailable:")) {
+        (Some(total), Some(available)) => (total / 2).min(
+            available
+                .saturating_sub(available / 8)
+                .saturating_sub(1 << 30),
+        ),
         // Not Linux: no reading, so no limit (dense, as before).
-        None => u64::MAX,
+        _ => u64::MAX,
     }
 }
 

@@ -46,8 +46,8 @@ struct Args {
     #[arg(long, default_value = "f32", env = "TOKENLENS_DTYPE")]
     dtype: String,
     /// Memory each model's dense weights may take (e.g. 8G); a GGUF model over it keeps its
-    /// weights quantized and dequantizes one matrix at a time (default: the memory available
-    /// at its load, less an eighth and 1 GiB).
+    /// weights quantized and dequantizes one matrix at a time (default: half the machine's
+    /// memory, at most what is available at its load less an eighth and 1 GiB).
     #[arg(long, env = "TOKENLENS_MAX_MEMORY")]
     max_memory: Option<String>,
     /// Where permalinks are stored (SQLite) when no database URL is given
