@@ -68,6 +68,7 @@ pub struct Engine {
     add_bos: Option<u32>,
     eos: Vec<u32>,
     weights_note: String,
+    weights_bytes: u64,
     device: Device,
     max_tokens: usize,
 }
@@ -151,6 +152,7 @@ impl Engine {
             add_bos: loaded.add_bos,
             eos: loaded.eos,
             weights_note: loaded.weights_note,
+            weights_bytes: loaded.weights_bytes,
             device: opts.device.clone(),
             max_tokens: opts.max_tokens.map_or(ctx, |m| m.min(ctx)),
         })
@@ -159,6 +161,11 @@ impl Engine {
     /// How the weights are held (dense, or as stored and dequantized per layer), in words.
     pub fn weights_note(&self) -> &str {
         &self.weights_note
+    }
+
+    /// Bytes the weights take in memory, as held.
+    pub fn weights_bytes(&self) -> u64 {
+        self.weights_bytes
     }
 
     /// The model's name (alias or file stem).

@@ -45,6 +45,9 @@ pub mod source;
 #[cfg(feature = "engine")]
 pub mod tokenizer;
 
+/// The device and dtype types [`LoadOptions`] takes.
+#[cfg(feature = "engine")]
+pub use candle_core::{DType, Device};
 #[cfg(feature = "engine")]
 pub use engine::{Engine, LoadOptions, Tokenized};
 #[cfg(feature = "engine")]

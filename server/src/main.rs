@@ -4,6 +4,8 @@
 //! the picker when ready), shares them with the server functions through Leptos context,
 //! and runs model work on one worker thread with a bounded queue.
 
+mod weights;
+
 use anyhow::Context;
 use app::rate_limit::RateLimiter;
 use app::record::seal::SealKey;
@@ -18,6 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokenlens::{Engine, LoadOptions};
+use weights::WeightBudget;
 
 /// Serve the TokenLens viewer.
 #[derive(Parser, Debug)]
@@ -45,9 +48,11 @@ struct Args {
     /// Weights and activations: f32 (exact gradients), bf16 or f16.
     #[arg(long, default_value = "f32", env = "TOKENLENS_DTYPE")]
     dtype: String,
-    /// Memory each model's dense weights may take (e.g. 8G); a GGUF model over it keeps its
-    /// weights quantized and dequantizes one matrix at a time (default: half the machine's
-    /// memory, at most what is available at its load less an eighth and 1 GiB).
+    /// Memory all models' weights may take together (e.g. 16G). Each model is loaded dense
+    /// while that fits in what is left (and in half the machine), with its GGUF weights
+    /// quantized and dequantized one matrix at a time otherwise, and skipped, with the reason
+    /// in the model list, when even that does not fit. Default: the memory available at start
+    /// less an eighth and 1 GiB.
     #[arg(long, env = "TOKENLENS_MAX_MEMORY")]
     max_memory: Option<String>,
     /// Where permalinks are stored (SQLite) when no database URL is given
@@ -249,16 +254,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let load = {
         let device = tokenlens::source::parse_device(&args.device)?;
         let dtype = tokenlens::source::parse_dtype(&args.dtype)?;
-        let max_memory = args
-            .max_memory
-            .as_deref()
-            .map(tokenlens::source::parse_size)
-            .transpose()?;
+        let budget = WeightBudget::new(
+            args.max_memory
+                .as_deref()
+                .map(tokenlens::source::parse_size)
+                .transpose()?,
+        );
         move |spec: &str| -> anyhow::Result<Model> {
             let started = std::time::Instant::now();
             let opts = LoadOptions {
                 max_tokens,
-                max_memory,
+                max_memory: Some(budget.admit(spec, dtype).map_err(anyhow::Error::msg)?),
                 device: device.clone(),
                 dtype,
                 ..LoadOptions::new(spec)
@@ -271,6 +277,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 weights = engine.weights_note(),
                 "model loaded"
             );
+            budget.charge(engine.weights_bytes());
             Ok(Model {
                 name: engine.name().to_string(),
                 engine: Arc::new(engine),

@@ -358,6 +358,7 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         add_bos: if add_bos { bos } else { None },
         eos: eos_ids,
         weights_note: String::new(),
+        weights_bytes: 0,
     })
 }
 

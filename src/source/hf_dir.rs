@@ -39,6 +39,39 @@ impl SafetensorsWeights {
     }
 }
 
+/// The directory's `*.safetensors` files, in name order (shards sort by their number).
+fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(bad(dir, "no *.safetensors files"));
+    }
+    Ok(files)
+}
+
+/// Bytes tensors of these shapes take in `dtype`.
+fn bytes_of<'a>(shapes: impl Iterator<Item = &'a Vec<usize>>, dtype: DType) -> u64 {
+    shapes
+        .map(|s| s.iter().product::<usize>() as u64 * dtype.size_in_bytes() as u64)
+        .sum()
+}
+
+/// Bytes the checkpoint's tensors take dense in `dtype`, from the files' headers.
+pub(super) fn dense_bytes(dir: &Path, dtype: DType) -> Result<u64> {
+    let mut total = 0u64;
+    for f in safetensors_files(dir)? {
+        total += bytes_of(safetensors_shapes(&f)?.values(), dtype);
+    }
+    Ok(total)
+}
+
 /// Tensor shapes from a `.safetensors` header: an 8-byte length, then JSON.
 fn safetensors_shapes(path: &Path) -> Result<HashMap<String, Vec<usize>>> {
     use std::io::Read;
@@ -101,10 +134,7 @@ impl WeightSource for SafetensorsWeights {
         self.shapes.get(name).cloned()
     }
     fn dense_bytes(&self, dtype: DType) -> u64 {
-        self.shapes
-            .values()
-            .map(|s| s.iter().product::<usize>() as u64 * dtype.size_in_bytes() as u64)
-            .sum()
+        bytes_of(self.shapes.values(), dtype)
     }
 }
 
@@ -126,19 +156,7 @@ pub(super) fn open(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     family
         .configure_hf(&raw, &mut config)
         .map_err(|e| bad(&cfg_path, e))?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| Error::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(bad(dir, "no *.safetensors files"));
-    }
-    let weights = SafetensorsWeights::open(dir, files, dtype, dev)?;
+    let weights = SafetensorsWeights::open(dir, safetensors_files(dir)?, dtype, dev)?;
     let tokenizer = crate::tokenizer::from_file(&dir.join("tokenizer.json"))?;
     if tokenizer.get_vocab_size(true) > config.vocab_size {
         return Err(bad(
@@ -212,5 +230,6 @@ pub(super) fn open(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         add_bos: if add_bos { bos } else { None },
         eos,
         weights_note: String::new(),
+        weights_bytes: 0,
     })
 }

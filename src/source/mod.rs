@@ -277,6 +277,8 @@ pub struct Loaded {
     pub eos: Vec<u32>,
     /// How the weights are held: dense, or as stored and dequantized per layer (and why).
     pub weights_note: String,
+    /// Bytes the weights take in memory, as held.
+    pub weights_bytes: u64,
 }
 
 fn bad(path: &Path, reason: impl std::fmt::Display) -> Error {
@@ -308,17 +310,21 @@ pub fn open(
     let dense = loaded.weights.dense_bytes(dtype);
     let budget = max_memory.unwrap_or_else(memory_budget);
     let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
+    loaded.weights_bytes = dense;
     loaded.weights_note = if dense <= budget {
         format!("dense {dtype:?} ({})", gb(dense))
     } else {
         match loaded.weights.keep_stored() {
-            Some((kinds, bytes)) => format!(
+            Some((kinds, bytes)) => {
+                loaded.weights_bytes = bytes;
+                format!(
                 "kept as stored ({kinds}, {}), dequantized per layer: dense {dtype:?} would need \
                  {} of a {} budget",
-                gb(bytes),
-                gb(dense),
-                gb(budget)
-            ),
+                    gb(bytes),
+                    gb(dense),
+                    gb(budget)
+                )
+            }
             None => format!(
                 "dense {dtype:?} ({}, over the {} budget: only GGUF weights can be kept as stored)",
                 gb(dense),
@@ -330,28 +336,46 @@ pub fn open(
     Ok(loaded)
 }
 
-/// The default memory budget for dense weights: half the machine's memory (a server may
-/// hold several models, and a 4B model's 16 GB f32 copy would leave a 24 GB machine little
-/// else), and never more than the memory available now less an eighth and 1 GiB.
-pub fn memory_budget() -> u64 {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let field = |name: &str| {
-        meminfo
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    };
-    match (field("MemTotal:"), field("MemAvailable:")) {
-        (Some(total), Some(available)) => (total / 2).min(
-            available
-                .saturating_sub(available / 8)
-                .saturating_sub(1 << 30),
-        ),
-        // Not Linux: no reading, so no limit (dense, as before).
-        _ => u64::MAX,
+/// The least memory a model's weights can take: a GGUF as stored (its file's size), a
+/// Hugging Face checkpoint dense in `dtype` (from its headers). Reads no tensor.
+pub fn min_weights_bytes(path: &ModelPath, dtype: DType) -> Result<u64> {
+    match path {
+        ModelPath::Gguf(p) => std::fs::metadata(p)
+            .map(|m| m.len())
+            .map_err(|source| Error::Io {
+                path: p.clone(),
+                source,
+            }),
+        ModelPath::HfDir(p) => hf_dir::dense_bytes(p, dtype),
     }
+}
+
+/// The memory available now (`MemAvailable`) less an eighth and 1 GiB for activations, the
+/// tokenizer and the rest of the process; unlimited where it cannot be read (not Linux).
+pub fn memory_available() -> u64 {
+    match meminfo("MemAvailable:") {
+        Some(a) => a.saturating_sub(a / 8).saturating_sub(1 << 30),
+        None => u64::MAX,
+    }
+}
+
+/// The default memory budget for one model's dense weights: half the machine's memory (a
+/// server may hold several models, and a 4B model's 16 GB f32 copy would leave a 24 GB machine
+/// little else), and never more than [`memory_available`].
+pub fn memory_budget() -> u64 {
+    let half = meminfo("MemTotal:").map_or(u64::MAX, |t| t / 2);
+    half.min(memory_available())
+}
+
+/// A `/proc/meminfo` field in bytes.
+fn meminfo(name: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb * 1024)
 }
 
 /// A JSON file.
