@@ -1,5 +1,6 @@
 import { test, expect, Page } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 const root = path.resolve(__dirname, '..', '..');
@@ -166,4 +167,25 @@ test('Gemma 3 270M is selectable beside SmolLM2 and explains with the engine\'s 
   expectClose(await scoresOnPage(page), want.methods.attnlrp.scores);
   await expect(page.locator('rect.cell')).toHaveCount(18 * want.tokens.length);
   await page.screenshot({ path: path.join(shots, 'gemma.png'), fullPage: true });
+});
+
+test('thinking: the URL parameter sets the switch, the run and its JSON export carry it', async ({ page }) => {
+  const prompt = 'Why is the sea salty?';
+  await page.goto(`/?prompt=${encodeURIComponent(prompt)}&thinking=1`);
+  await expect(page.locator('button[name=submit]')).toBeEnabled();
+  await expect(page.locator('input[name=thinking]')).toBeChecked();
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  expect(new URL(page.url()).searchParams.get('thinking')).toBe('1');
+  const [d] = await Promise.all([page.waitForEvent('download'), page.locator('button[name=export_json]').click()]);
+  const json = JSON.parse(fs.readFileSync((await d.path())!, 'utf8'));
+  expect(json.thinking).toBe(true);
+  // SmolLM2's template has no enable_thinking: the same tokens as the CLI's, with --thinking.
+  const cli = JSON.parse(execFileSync(path.join(root, 'target', 'release', 'tokenlens'),
+    ['explain', '--prompt', prompt, '--thinking', '--methods', 'saliency', '--json'], { encoding: 'utf8' }));
+  expect(cli.thinking).toBe(true);
+  expect(json.tokens).toEqual(cli.tokens);
+  // Without the chat template the switch means nothing and is off limits.
+  await page.locator('input[name=chat]').uncheck();
+  await expect(page.locator('input[name=thinking]')).toBeDisabled();
 });
