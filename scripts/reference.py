@@ -10,6 +10,7 @@ Pinned environment (scripts/reference-env.sh makes it): torch 2.6.0, transformer
 lxt 2.1, gguf.
 
 Run: scripts/reference-env.sh && ~/.cache/tokenlens/venv/bin/python scripts/reference.py
+     [--only llama3-gguf,qwen2.5,...]   (regenerates those sources' fixtures only)
 
 Each attribution mode runs in its own process because lxt's monkey_patch changes the
 transformers module globally.
@@ -19,6 +20,9 @@ import json
 import os
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tiny_llama3_gguf  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -245,6 +249,14 @@ def load_qwen():
     return tok, model
 
 
+# The Llama-3-style GGUF (scripts/tiny_llama3_gguf.py): Llama 3.1's vocabulary, template and
+# scaled RoPE in llama.cpp's layout, on tiny random weights.
+LLAMA3_PROMPTS = {
+    "tiny_llama3_chat": ("Plan a 3-day trip to Kyoto: temples, food, and a day hike? Be brief.", True),
+    "tiny_llama3_raw": ("  Indented\tcode: for (int i = 0; i < 10; ++i) { sum += i; } // 😀 done", False),
+}
+
+
 def sentencepiece_ids(gguf_path, text):
     """Token ids from Google's sentencepiece (BPE) on a model proto rebuilt from the GGUF's
     pieces, scores and types: the tokenization reference for SentencePiece GGUFs."""
@@ -327,11 +339,22 @@ def attribute(model, ids, target, contrast=None):
     return grad, emb[0].detach(), trace, logits.detach()
 
 
+def sources(gguf):
+    """key -> (loader, prompts, the fixture's model name, SentencePiece GGUF or None)."""
+    out = {"smollm2": (lambda: load(gguf), PROMPTS, "smollm2-135m", None)}
+    for f, (d, prompts) in TINY.items():
+        out[f] = (lambda f=f: load(tiny_dir(f)), prompts, f"tests/fixtures/{d}", None)
+    out["gemma3-270m"] = (lambda: load(GEMMA_GGUF, fix_tokenizer=False), GEMMA_PROMPTS, "gemma3-270m", GEMMA_GGUF)
+    out["qwen2.5"] = (load_qwen, QWEN_PROMPTS, "qwen2.5-coder-0.5b", None)
+    out["llama3-gguf"] = (lambda: tiny_llama3_gguf.load(CACHE), LLAMA3_PROMPTS, "tests/fixtures/tiny-llama3", None)
+    return out
+
+
 def r(xs):
     return [float(f"{x:.7g}") for x in xs]
 
 
-def run_mode(mode, gguf, out_path):
+def run_mode(mode, gguf, out_path, only):
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -346,14 +369,12 @@ def run_mode(mode, gguf, out_path):
             monkey_patch(module, rules.attnLRP if mode == "attnlrp" else rules.cp_LRP)
     result = {}
     if mode == "plain":
-        result["__generation__"] = run_generation(gguf)
-    for source, prompts in [(gguf, PROMPTS)] + [(tiny_dir(f), p) for f, (_, p) in TINY.items()]:
-        tok, model = load(source)
-        run_prompts(tok, model, prompts, mode, result)
-    tok, model = load(GEMMA_GGUF, fix_tokenizer=False)
-    run_prompts(tok, model, GEMMA_PROMPTS, mode, result, sp_gguf=GEMMA_GGUF)
-    tok, model = load_qwen()
-    run_prompts(tok, model, QWEN_PROMPTS, mode, result)
+        result["__generation__"] = run_generation(gguf, only)
+    for key, (loader, prompts, _label, sp) in sources(gguf).items():
+        if only and key not in only:
+            continue
+        tok, model = loader()
+        run_prompts(tok, model, prompts, mode, result, sp_gguf=sp)
     with open(out_path, "w") as f:
         json.dump(result, f)
 
@@ -418,19 +439,24 @@ GEN_PROMPTS = {
     "tiny_gemma3_raw": (TINY["gemma3"][1]["tiny_gemma3_raw"][0], False, "gemma3"),
     "qwen_reverse_chat": (QWEN_PROMPTS["qwen_reverse_chat"][0], True, "qwen2.5"),
     "qwen_code_raw": (QWEN_PROMPTS["qwen_code_raw"][0], False, "qwen2.5"),
+    "tiny_llama3_chat": (LLAMA3_PROMPTS["tiny_llama3_chat"][0], True, "llama3-gguf"),
 }
-MODEL_NAMES = {"smollm2": "smollm2-135m", "qwen2.5": "qwen2.5-coder-0.5b"}
 GEN_TOKENS = 32
 
 
-def run_generation(gguf):
+def run_generation(gguf, only):
     """transformers' greedy decoding (generate, do_sample=False, its KV cache and its
     end-of-sequence ids) for GEN_TOKENS new tokens."""
     import torch
 
     out = {}
-    models = {"smollm2": load(gguf), "qwen2.5": load_qwen(), **{f: load(tiny_dir(f)) for f in TINY}}
+    srcs = sources(gguf)
+    models = {}
     for name, (prompt, chat, which) in GEN_PROMPTS.items():
+        if only and which not in only:
+            continue
+        if which not in models:
+            models[which] = srcs[which][0]()
         tok, model = models[which]
         text, ids = encode(tok, prompt, chat)
         with torch.no_grad():
@@ -443,7 +469,7 @@ def run_generation(gguf):
         eos = eos if isinstance(eos, list) else [eos]
         out[name] = {
             "prompt": prompt, "chat_template": chat,
-            "model": MODEL_NAMES.get(which) or f"tests/fixtures/{TINY[which][0]}",
+            "model": srcs[which][2],
             "ids": ids, "generated": seq, "eos_ids": eos,
             "text": tok.decode(seq, skip_special_tokens=False),
         }
@@ -456,27 +482,35 @@ def main():
     ap.add_argument("--gguf", default=os.path.join(CACHE, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--mode", choices=MODES, help="internal: run one mode")
     ap.add_argument("--out", help="internal: partial output file")
+    ap.add_argument("--only", default="", help="comma-separated sources to regenerate (default: all): "
+                    + ", ".join(sources(None)))
     args = ap.parse_args()
+    only = [o for o in args.only.split(",") if o]
+    unknown = [o for o in only if o not in sources(None)]
+    if unknown:
+        ap.error(f"unknown source(s) {unknown}")
     if args.mode:
-        run_mode(args.mode, args.gguf, args.out)
+        run_mode(args.mode, args.gguf, args.out, only)
         return
     import transformers, torch, lxt  # noqa: F401  (versions recorded below)
     from importlib.metadata import version
 
     for family in TINY:
-        make_tiny(args.gguf, family)
+        if not only or family in only:
+            make_tiny(args.gguf, family)
+    if not only or "llama3-gguf" in only:
+        tiny_llama3_gguf.make()
     parts = {}
     for mode in MODES:
         out = os.path.join(OUT, f".{mode}.partial.json")
         os.makedirs(OUT, exist_ok=True)
-        subprocess.run([sys.executable, __file__, "--mode", mode, "--gguf", args.gguf, "--out", out], check=True)
+        subprocess.run([sys.executable, __file__, "--mode", mode, "--gguf", args.gguf, "--out", out,
+                        "--only", args.only], check=True)
         with open(out) as f:
             parts[mode] = json.load(f)
         os.remove(out)
-    every = [(n, p, "smollm2-135m") for n, p in PROMPTS.items()]
-    every += [(n, p, f"tests/fixtures/{d}") for d, prompts in TINY.values() for n, p in prompts.items()]
-    every += [(n, p, "gemma3-270m") for n, p in GEMMA_PROMPTS.items()]
-    every += [(n, p, "qwen2.5-coder-0.5b") for n, p in QWEN_PROMPTS.items()]
+    every = [(n, p, label) for key, (_, prompts, label, _) in sources(args.gguf).items()
+             if not only or key in only for n, p in prompts.items()]
     for name, (prompt, chat), model in every:
         base = parts["plain"][name]
         doc = {
@@ -507,10 +541,14 @@ def main():
             doc["targets"].append(tgt)
         with open(os.path.join(OUT, f"{name}.json"), "w") as f:
             json.dump(doc, f, ensure_ascii=False)
+    prompts = parts["plain"]["__generation__"]
+    if only:  # keep the other sources' continuations
+        with open(GEN_OUT) as f:
+            prompts = {**json.load(f)["prompts"], **prompts}
     gen = {
         "versions": {p: version(p) for p in ["torch", "transformers"]},
         "max_new_tokens": GEN_TOKENS,
-        "prompts": parts["plain"]["__generation__"],
+        "prompts": prompts,
     }
     with open(GEN_OUT, "w") as f:
         json.dump(gen, f, ensure_ascii=False, indent=1)

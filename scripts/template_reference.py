@@ -34,6 +34,7 @@ MODELS = {
     "meta-llama__Llama-3.1-8B-Instruct.jinja": ("<|begin_of_text|>", "<|eot_id|>"),
     "meta-llama__Llama-3.2-3B-Instruct.jinja": ("<|begin_of_text|>", "<|eot_id|>"),
     "mistralai__Mistral-Nemo-Instruct-2407.jinja": ("<s>", "</s>"),
+    "mistralai__Mistral-Nemo-Instruct-2407.v1.jinja": ("<s>", "</s>"),
     "google__gemma-3-4b-it.jinja": ("<bos>", "<eos>"),
     "HuggingFaceTB__SmolLM2-135M-Instruct.jinja": ("<|im_start|>", "<|im_end|>"),
     "deepseek-ai__DeepSeek-V3.jinja": ("<\uff5cbegin\u2581of\u2581sentence\uff5c>", "<\uff5cend\u2581of\u2581sentence\uff5c>"),

@@ -30,8 +30,10 @@ CACHE = os.environ.get("TOKENLENS_CACHE") or os.path.join(
 FAMILIES = {
     "qwen3": "qwen2",
     "llama3": "llama-bpe",
+    "llama3.2": "llama-bpe",
     "deepseek-v3": "deepseek-v3",
     "gpt-4o": "gpt-4o",
+    "mistral-nemo": "tekken",
     # vocab.json + merges.txt: transformers' GPT2TokenizerFast builds GPT-2's tokenizer
     "gpt-2": "gpt-2",
 }

@@ -310,3 +310,54 @@ fn hub_ids_resolve_through_the_hf_cache() {
         "{err}"
     );
 }
+
+/// A Llama-3-style GGUF (Llama 3.1's vocabulary, template and scaled RoPE; tiny weights) loads
+/// by path: the CLI's tokens and AttnLRP scores are those of the PyTorch/lxt fixture.
+#[test]
+fn llama3_gguf_loads_by_path() {
+    let gguf =
+        crate::gguf_vocab::complete_gguf(&crate::util::root().join("tests/fixtures/tiny-llama3"));
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            crate::util::root().join("tests/fixtures/reference/tiny_llama3_chat.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let prompt = fixture["prompt"].as_str().unwrap();
+    let out = tokenlens(&[
+        "explain",
+        "--model",
+        gguf.to_str().unwrap(),
+        "--prompt",
+        prompt,
+        "--methods",
+        "attnlrp",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&serde_json::Value> = doc["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["id"])
+        .collect();
+    let want: Vec<&serde_json::Value> = fixture["ids"].as_array().unwrap().iter().collect();
+    assert_eq!(ids, want);
+    let scores = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let ours = scores(&doc["methods"]["attnlrp"]["scores"]);
+    let reference = scores(&fixture["targets"][0]["scores"]["attnlrp"]);
+    let err = crate::util::rel_err(&ours, &reference);
+    assert!(err <= 1e-3, "AttnLRP scores differ from lxt's: {err}");
+}

@@ -1,5 +1,6 @@
 //! Integration tests: one binary (see Cargo.toml), a module per area.
 
+mod gguf_vocab;
 mod util;
 
 mod cli;

@@ -26,10 +26,15 @@ pub fn engine_for(model: &str) -> &'static Engine {
     let mut map = OTHERS.get_or_init(Default::default).lock().unwrap();
     map.entry(model.to_string()).or_insert_with(|| {
         let is_alias = tokenlens::source::ALIASES.iter().any(|a| a.name == model);
+        let path = root().join(model);
         let spec = if is_alias {
             model.to_string()
+        } else if path.join("weights.gguf").is_file() {
+            crate::gguf_vocab::complete_gguf(&path)
+                .to_string_lossy()
+                .into_owned()
         } else {
-            root().join(model).to_string_lossy().into_owned()
+            path.to_string_lossy().into_owned()
         };
         let e = Engine::load(&spec).unwrap_or_else(|e| {
             panic!("loading {model}: {e} (aliases: run scripts/fetch-models.sh)")
