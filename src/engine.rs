@@ -29,8 +29,9 @@ pub struct LoadOptions {
     /// A cap on prompt tokens below the model's context length (memory grows with the
     /// square of the prompt in attention).
     pub max_tokens: Option<usize>,
-    /// Bytes the dense weights may take; a model over it keeps its GGUF weights quantized
-    /// and dequantizes one matrix at a time (default: [`source::memory_budget`]).
+    /// Bytes the dense weights may take; a model over it keeps its weights as its file stores
+    /// them (GGUF quantized blocks, bf16/f16 safetensors) and converts one matrix at a time
+    /// (default: [`source::memory_budget`]).
     pub max_memory: Option<u64>,
 }
 

@@ -139,10 +139,10 @@ pub(crate) struct DeviceArgs {
     /// Weights and activations: f32 (exact gradients), bf16 or f16.
     #[arg(long, default_value = "f32", env = "TOKENLENS_DTYPE")]
     dtype: String,
-    /// Memory the dense weights may take (e.g. 8G). A GGUF model over it keeps its weights
-    /// quantized and dequantizes one matrix at a time during each pass (slower, same
-    /// results). Default: half the machine's memory, at most what is available less an
-    /// eighth and 1 GiB.
+    /// Memory the dense weights may take (e.g. 8G). A model over it keeps its weights as its
+    /// file stores them (GGUF quantized blocks, bf16/f16 safetensors) and converts one matrix
+    /// at a time during each pass (slower, same results). Default: half the machine's memory,
+    /// at most what is available less an eighth and 1 GiB.
     #[arg(long, env = "TOKENLENS_MAX_MEMORY")]
     max_memory: Option<String>,
 }

@@ -219,14 +219,25 @@ fn config_json_that_disagrees_with_its_weights() {
     }
 }
 
-/// A model over its memory budget keeps its GGUF weights quantized and dequantizes them per
-/// use: the scores are those of the dense copy, bit for bit (the same dequantized values
-/// enter the same operations).
+/// A model over its memory budget keeps its weights as the file stores them (GGUF quantized
+/// blocks, bf16 safetensors) and converts them per use: the scores are those of the dense
+/// copy, bit for bit (the same converted values enter the same operations).
 #[test]
 fn stored_weights_give_the_dense_scores() {
+    // Q4_0 embeddings and Q8_0 layers.
+    let gguf = crate::gguf_vocab::complete_gguf(&root().join("tests/fixtures/tiny-llama3"));
+    // tiny-qwen3's safetensors are bf16 (q/k norms and an explicit head width besides).
+    let bf16 = root().join("tests/fixtures/tiny-qwen3");
+    for (spec, kind) in [
+        (gguf.to_str().unwrap(), "Q4_0/Q8_0"),
+        (bf16.to_str().unwrap(), "BF16"),
+    ] {
+        same_scores_when_stored(spec, kind);
+    }
+}
+
+fn same_scores_when_stored(spec: &str, kind: &str) {
     use tokenlens::{LoadOptions, Method};
-    let p = write_gguf("stored.gguf", |_| {});
-    let spec = p.to_str().unwrap();
     let dense = Engine::load_with(&LoadOptions::new(spec)).unwrap();
     let stored = Engine::load_with(&LoadOptions {
         max_memory: Some(0),
@@ -238,17 +249,58 @@ fn stored_weights_give_the_dense_scores() {
         "{}",
         dense.weights_note()
     );
+    let note = stored.weights_note();
     assert!(
-        stored.weights_note().starts_with("kept as stored"),
-        "{}",
-        stored.weights_note()
+        note.starts_with("kept as stored") && note.contains(kind),
+        "{note}"
     );
-    let mut req = ExplainRequest::new("ab a b ab");
+    assert!(stored.weights_bytes() < dense.weights_bytes(), "{note}");
+    let mut req = ExplainRequest::new("ab a b ab, the quick brown fox");
     req.chat_template = false;
     req.methods = Method::ALL.to_vec();
     let (a, b) = (dense.explain(&req).unwrap(), stored.explain(&req).unwrap());
-    assert_eq!(a.prediction, b.prediction);
+    assert_eq!(a.prediction, b.prediction, "{spec}");
     for (m, ra) in &a.methods {
-        assert_eq!(ra.scores, b.methods[m].scores, "{m}");
+        assert_eq!(ra.scores, b.methods[m].scores, "{spec}: {m}");
+    }
+}
+
+/// A safetensors header whose offsets point outside the file, or disagree with the shape and
+/// dtype, is refused by name before anything is read.
+#[test]
+fn safetensors_offsets_are_checked() {
+    let src = root().join("tests/fixtures/tiny-llama");
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    const NAME: &str = "model.layers.0.self_attn.q_proj.weight";
+    let name = NAME;
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: [(&str, Edit); 3] = [
+        (
+            "past",
+            Box::new(|h| h[NAME]["data_offsets"][1] = (1u64 << 40).into()),
+        ),
+        ("shape", Box::new(|h| h[NAME]["shape"][0] = 3.into())),
+        ("dtype", Box::new(|h| h[NAME]["dtype"] = "F8_E4M3".into())),
+    ];
+    for (i, (what, edit)) in cases.iter().enumerate() {
+        let mut h = header.clone();
+        edit(&mut h);
+        let h = serde_json::to_vec(&h).unwrap();
+        let dir = tmp_dir().join(format!("safetensors-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(&src).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+        let mut out = (h.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&bytes[8 + n..]);
+        std::fs::write(dir.join("model.safetensors"), out).unwrap();
+        let e = Engine::load(dir.to_str().unwrap())
+            .err()
+            .unwrap_or_else(|| panic!("{what}: loaded"));
+        assert!(e.to_string().contains(name), "{what}: {e}");
     }
 }

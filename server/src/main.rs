@@ -49,8 +49,9 @@ struct Args {
     #[arg(long, default_value = "f32", env = "TOKENLENS_DTYPE")]
     dtype: String,
     /// Memory all models' weights may take together (e.g. 16G). Each model is loaded dense
-    /// while that fits in what is left (and in half the machine), with its GGUF weights
-    /// quantized and dequantized one matrix at a time otherwise, and skipped, with the reason
+    /// while that fits in what is left (and in half the machine), with its weights as its file
+    /// stores them (GGUF quantized blocks, bf16/f16 safetensors) and converted one matrix at a
+    /// time otherwise, and skipped, with the reason
     /// in the model list, when even that does not fit. Default: the memory available at start
     /// less an eighth and 1 GiB.
     #[arg(long, env = "TOKENLENS_MAX_MEMORY")]

@@ -1,6 +1,6 @@
 //! Memory for the weights of every model the server offers: each model is loaded dense while
-//! its dense copy fits in what is left, kept quantized as its file stores it otherwise, and
-//! skipped (the model list says why) when even that does not fit.
+//! its dense copy fits in what is left, kept as its file stores it otherwise (quantized or
+//! 16-bit), and skipped (the model list says why) when even that does not fit.
 
 use std::sync::Mutex;
 use tokenlens::source::{self, ModelPath};

@@ -17,14 +17,6 @@ use candle_core::{DType, Device, Result, Tensor, Var, D};
 
 pub use super::config::{Arch, Config, WeightSource};
 
-/// The compute dtype: the weights'.
-fn compute_dtype(w: &Weight) -> Result<DType> {
-    Ok(match w {
-        Weight::Dense(t) => t.dtype(),
-        Weight::Stored { dtype, .. } => *dtype,
-    })
-}
-
 /// Rotary embedding tables, shared by every layer.
 #[derive(Debug, Clone)]
 struct Rotary {
@@ -503,7 +495,7 @@ impl Decoder {
     /// Loads weights by their Hugging Face names.
     pub fn load(cfg: Config, w: &mut dyn WeightSource, dev: &Device) -> crate::Result<Self> {
         let embed_tokens = w.get_matrix("model.embed_tokens.weight")?;
-        let dtype = compute_dtype(&embed_tokens)?;
+        let dtype = embed_tokens.compute_dtype();
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| DecoderLayer::load(w, &cfg, i))
             .collect::<crate::Result<Vec<_>>>()?;

@@ -1,8 +1,9 @@
 //! A weight matrix either dense in the compute dtype, or kept as its file stores it (GGUF
-//! quantized blocks) and dequantized exactly, one matrix at a time, each time a pass uses
-//! it. The second lets a model whose f32 copy would not fit in memory run at all: a 4B model
-//! is 16 GB in f32 but about 2.5 GB in Q4_K. Gradients are the same either way: the
-//! dequantized values are the model, and attribution never differentiates the weights.
+//! quantized blocks, or bf16/f16 from safetensors) and converted exactly, one matrix at a
+//! time, each time a pass uses it. The second lets a model whose f32 copy would not fit in
+//! memory run at all: a 4B model is 16 GB in f32, 8 GB in bf16 and about 2.5 GB in Q4_K.
+//! Gradients are the same either way: the converted values are the model, and attribution
+//! never differentiates the weights.
 
 use candle_core::quantized::{QStorage, QTensor};
 use candle_core::{DType, Device, Result, Tensor};
@@ -13,7 +14,8 @@ use std::sync::Arc;
 pub enum Weight {
     /// Dense, in the compute dtype, on the compute device.
     Dense(Tensor),
-    /// As stored in the file; dequantized to `dtype` on `device` on each use.
+    /// GGUF quantized blocks as stored in the file; dequantized to `dtype` on `device` on
+    /// each use.
     Stored {
         /// The quantized tensor, on the CPU.
         q: Arc<QTensor>,
@@ -21,6 +23,14 @@ pub enum Weight {
         dtype: DType,
         /// The compute device.
         device: Device,
+    },
+    /// A 16-bit float matrix (bf16/f16 safetensors) on the compute device; widened to
+    /// `dtype` (exact) on each use.
+    Half {
+        /// The bf16 or f16 tensor.
+        t: Tensor,
+        /// The compute dtype.
+        dtype: DType,
     },
 }
 
@@ -34,6 +44,7 @@ impl Weight {
                 .dequantize(&Device::Cpu)?
                 .to_dtype(*dtype)?
                 .to_device(device),
+            Weight::Half { t, dtype } => t.to_dtype(*dtype),
         }
     }
 
@@ -45,6 +56,7 @@ impl Weight {
                 .dequantize(&Device::Cpu)?
                 .to_dtype(*dtype)?
                 .to_device(device),
+            Weight::Half { t, dtype } => t.narrow(0, start, len)?.to_dtype(*dtype),
         }
     }
 
@@ -52,6 +64,9 @@ impl Weight {
     pub fn gather(&self, ids: &[u32]) -> Result<Tensor> {
         match self {
             Weight::Dense(t) => t.embedding(&Tensor::new(ids, t.device())?),
+            Weight::Half { t, dtype } => t
+                .embedding(&Tensor::new(ids, t.device())?)?
+                .to_dtype(*dtype),
             Weight::Stored { .. } => {
                 let rows = ids
                     .iter()
@@ -62,15 +77,15 @@ impl Weight {
         }
     }
 
-    /// `W · x` for `x: [in, k]` → `[out, k]` (a stored matrix is dequantized a block of rows
-    /// at a time, so a vocabulary-sized output layer never needs its whole dense copy).
+    /// `W · x` for `x: [in, k]` → `[out, k]` (a stored matrix is converted a block of rows at
+    /// a time, so a vocabulary-sized output layer never needs its whole dense copy).
     pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
         /// Rows dequantized at once: 64 MB of f32 for a 4096-wide matrix.
         const CHUNK: usize = 4096;
         match self {
             Weight::Dense(t) => t.matmul(x),
-            Weight::Stored { q, .. } => {
-                let rows = q.shape().dims()[0];
+            Weight::Stored { .. } | Weight::Half { .. } => {
+                let rows = self.rows_count()?;
                 let parts = (0..rows)
                     .step_by(CHUNK)
                     .map(|start| self.rows(start, CHUNK.min(rows - start))?.matmul(x))
@@ -80,9 +95,24 @@ impl Weight {
         }
     }
 
-    /// True when the matrix is kept as stored and dequantized per use.
+    /// True when the matrix is kept as stored and converted per use.
     pub fn is_stored(&self) -> bool {
-        matches!(self, Weight::Stored { .. })
+        !matches!(self, Weight::Dense(_))
+    }
+
+    /// The dtype a pass computes in.
+    pub fn compute_dtype(&self) -> DType {
+        match self {
+            Weight::Dense(t) => t.dtype(),
+            Weight::Stored { dtype, .. } | Weight::Half { dtype, .. } => *dtype,
+        }
+    }
+
+    fn rows_count(&self) -> Result<usize> {
+        match self {
+            Weight::Dense(t) | Weight::Half { t, .. } => Ok(t.dims2()?.0),
+            Weight::Stored { q, .. } => Ok(q.shape().dims2()?.0),
+        }
     }
 }
 
@@ -133,6 +163,34 @@ mod tests {
         assert_eq!(m.to_scalar::<f32>()?, 0.0);
         assert!(stored.rows(2, 1).is_err());
         assert!(stored.is_stored() && !dense.is_stored());
+        Ok(())
+    }
+
+    #[test]
+    fn half_weights_widen_to_the_dense_values() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::arange(0f32, 8200., &dev)?
+            .reshape((4100, 2))?
+            .affine(0.37, -3.0)?
+            .to_dtype(DType::BF16)?;
+        let dense = Weight::Dense(x.to_dtype(DType::F32)?);
+        let half = Weight::Half {
+            t: x,
+            dtype: DType::F32,
+        };
+        let same = |a: Tensor, b: Tensor| -> Result<()> {
+            let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert_eq!(d, 0.0);
+            Ok(())
+        };
+        same(dense.dense()?, half.dense()?)?;
+        same(dense.rows(4097, 3)?, half.rows(4097, 3)?)?;
+        same(dense.gather(&[4099, 0, 7])?, half.gather(&[4099, 0, 7])?)?;
+        // Over one 4096-row block, so the chunked product is exercised.
+        let v = Tensor::new(&[[1f32], [-2.0]], &dev)?;
+        same(dense.matmul(&v)?, half.matmul(&v)?)?;
+        assert!(half.is_stored());
+        assert_eq!(half.compute_dtype(), DType::F32);
         Ok(())
     }
 }

@@ -1,41 +1,80 @@
-//! Hugging Face model directories: `config.json`, `*.safetensors` (shapes from their headers,
-//! data on first use), `tokenizer.json`, the chat template and the end-of-sequence ids.
+//! Hugging Face model directories: `config.json`, `*.safetensors` (indexed from their headers,
+//! each tensor read when used), `tokenizer.json`, the chat template and the end-of-sequence ids.
 
 use super::{bad, read_json, Loaded};
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::models::decoder::{Config, WeightSource};
+use crate::models::weight::Weight;
 use crate::models::FAMILIES;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// A Hugging Face checkpoint's tensors: shapes from the files' headers at open, the data
-/// read on first use (after the configuration has been checked against the shapes).
+/// Where one tensor lies in a `.safetensors` file.
+#[derive(Debug, Clone)]
+struct Entry {
+    file: PathBuf,
+    dtype: DType,
+    shape: Vec<usize>,
+    /// Byte offset of the data in the file, and its length.
+    offset: u64,
+    len: u64,
+}
+
+impl Entry {
+    /// The tensor as the file stores it, on the CPU: only its own bytes are read.
+    fn read(&self, name: &str) -> Result<Tensor> {
+        use std::io::{Read, Seek, SeekFrom};
+        let io = |source| Error::Io {
+            path: self.file.clone(),
+            source,
+        };
+        let mut f = File::open(&self.file).map_err(io)?;
+        f.seek(SeekFrom::Start(self.offset)).map_err(io)?;
+        let mut bytes = vec![0u8; self.len as usize];
+        f.read_exact(&mut bytes)
+            .map_err(|e| bad(&self.file, format!("tensor {name}: {e}")))?;
+        Tensor::from_raw_buffer(&bytes, self.dtype, &self.shape, &Device::Cpu)
+            .map_err(|e| bad(&self.file, format!("tensor {name}: {e}")))
+    }
+
+    fn is_half(&self) -> bool {
+        matches!(self.dtype, DType::BF16 | DType::F16)
+    }
+}
+
+/// A Hugging Face checkpoint's tensors, indexed from the files' headers at open; each is read
+/// when asked for (after the configuration has been checked against the shapes).
 struct SafetensorsWeights {
-    files: Vec<PathBuf>,
-    shapes: HashMap<String, Vec<usize>>,
-    tensors: Option<HashMap<String, Tensor>>,
+    entries: HashMap<String, Entry>,
     dtype: DType,
     device: Device,
     dir: PathBuf,
+    /// Hand out 16-bit matrices as stored (see `Weight::Half`).
+    stored: bool,
 }
 
 impl SafetensorsWeights {
     fn open(dir: &Path, files: Vec<PathBuf>, dtype: DType, device: &Device) -> Result<Self> {
-        let mut shapes = HashMap::new();
+        let mut entries = HashMap::new();
         for f in &files {
-            shapes.extend(safetensors_shapes(f)?);
+            entries.extend(safetensors_index(f)?);
         }
         Ok(SafetensorsWeights {
-            files,
-            shapes,
-            tensors: None,
+            entries,
             dtype,
             device: device.clone(),
             dir: dir.to_path_buf(),
+            stored: false,
         })
+    }
+
+    fn entry(&self, name: &str) -> Result<&Entry> {
+        self.entries
+            .get(name)
+            .ok_or_else(|| bad(&self.dir, format!("no tensor {name}")))
     }
 }
 
@@ -56,24 +95,33 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Bytes tensors of these shapes take in `dtype`.
-fn bytes_of<'a>(shapes: impl Iterator<Item = &'a Vec<usize>>, dtype: DType) -> u64 {
-    shapes
-        .map(|s| s.iter().product::<usize>() as u64 * dtype.size_in_bytes() as u64)
-        .sum()
+fn elems(shape: &[usize]) -> u64 {
+    shape.iter().map(|&d| d as u64).product()
 }
 
-/// Bytes the checkpoint's tensors take dense in `dtype`, from the files' headers.
-pub(super) fn dense_bytes(dir: &Path, dtype: DType) -> Result<u64> {
+/// The least bytes the checkpoint's tensors can take when the pass computes in `dtype`:
+/// 16-bit matrices as stored, the rest dense in `dtype`. From the files' headers.
+pub(super) fn min_bytes(dir: &Path, dtype: DType) -> Result<u64> {
     let mut total = 0u64;
     for f in safetensors_files(dir)? {
-        total += bytes_of(safetensors_shapes(&f)?.values(), dtype);
+        total += safetensors_index(&f)?
+            .values()
+            .map(|e| {
+                let dense = elems(&e.shape) * dtype.size_in_bytes() as u64;
+                if e.is_half() && e.shape.len() == 2 {
+                    dense.min(e.len)
+                } else {
+                    dense
+                }
+            })
+            .sum::<u64>();
     }
     Ok(total)
 }
 
-/// Tensor shapes from a `.safetensors` header: an 8-byte length, then JSON.
-fn safetensors_shapes(path: &Path) -> Result<HashMap<String, Vec<usize>>> {
+/// The tensors of a `.safetensors` file from its header (an 8-byte length, then JSON): names,
+/// dtypes, shapes and where their bytes are, each checked against the file's size.
+fn safetensors_index(path: &Path) -> Result<HashMap<String, Entry>> {
     use std::io::Read;
     // Headers of real checkpoints are tens to hundreds of kilobytes.
     const MAX_HEADER: u64 = 100 << 20;
@@ -82,11 +130,12 @@ fn safetensors_shapes(path: &Path) -> Result<HashMap<String, Vec<usize>>> {
         source,
     };
     let mut f = File::open(path).map_err(io)?;
+    let file_len = f.metadata().map_err(io)?.len();
     let mut n = [0u8; 8];
     f.read_exact(&mut n)
         .map_err(|e| bad(path, format!("no safetensors header: {e}")))?;
     let n = u64::from_le_bytes(n);
-    if n > MAX_HEADER || n > f.metadata().map_err(io)?.len() {
+    if n > MAX_HEADER || n > file_len {
         return Err(bad(
             path,
             format!("safetensors header length {n} is not plausible"),
@@ -96,45 +145,119 @@ fn safetensors_shapes(path: &Path) -> Result<HashMap<String, Vec<usize>>> {
     f.read_exact(&mut header).map_err(io)?;
     let header: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
         .map_err(|e| bad(path, format!("safetensors header: {e}")))?;
-    Ok(header
-        .into_iter()
-        .filter(|(k, _)| k != "__metadata__")
-        .filter_map(|(k, v)| {
-            let shape = v
-                .get("shape")?
-                .as_array()?
-                .iter()
-                .map(|d| d.as_u64().map(|d| d as usize))
-                .collect::<Option<Vec<_>>>()?;
-            Some((k, shape))
-        })
-        .collect())
+    let data_start = 8 + n;
+    let mut out = HashMap::new();
+    for (name, v) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let fail = |what: String| bad(path, format!("tensor {name}: {what}"));
+        let shape = v
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|a| {
+                a.iter()
+                    .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| fail("no valid shape".into()))?;
+        let dtype = match v.get("dtype").and_then(|d| d.as_str()) {
+            Some("F32") => DType::F32,
+            Some("BF16") => DType::BF16,
+            Some("F16") => DType::F16,
+            Some("F64") => DType::F64,
+            Some("I64") => DType::I64,
+            Some("U32") => DType::U32,
+            Some("U8") => DType::U8,
+            other => return Err(fail(format!("unsupported dtype {other:?}"))),
+        };
+        let [begin, end] = v
+            .get("data_offsets")
+            .and_then(|o| o.as_array())
+            .and_then(|o| match o.as_slice() {
+                [a, b] => Some([a.as_u64()?, b.as_u64()?]),
+                _ => None,
+            })
+            .ok_or_else(|| fail("no valid data_offsets".into()))?;
+        let want = shape
+            .iter()
+            .try_fold(dtype.size_in_bytes() as u64, |acc, &d| {
+                acc.checked_mul(d as u64)
+            });
+        if end < begin || want != Some(end - begin) || data_start + end > file_len {
+            return Err(fail(format!(
+                "data_offsets [{begin}, {end}] do not hold a {dtype:?} tensor of shape {shape:?} \
+                 inside the file's {file_len} bytes"
+            )));
+        }
+        out.insert(
+            name,
+            Entry {
+                file: path.to_path_buf(),
+                dtype,
+                shape,
+                offset: data_start + begin,
+                len: end - begin,
+            },
+        );
+    }
+    Ok(out)
 }
 
 impl WeightSource for SafetensorsWeights {
     fn get(&mut self, name: &str) -> Result<Tensor> {
-        if self.tensors.is_none() {
-            let mut all = HashMap::new();
-            for f in &self.files {
-                all.extend(candle_core::safetensors::load(f, &Device::Cpu).map_err(|e| bad(f, e))?);
-            }
-            self.tensors = Some(all);
-        }
-        let t = self
-            .tensors
-            .as_mut()
-            .and_then(|t| t.remove(name))
-            .ok_or_else(|| bad(&self.dir, format!("no tensor {name}")))?;
+        let t = self.entry(name)?.read(name)?;
         Ok(t.to_dtype(self.dtype)?.to_device(&self.device)?)
     }
+    fn get_matrix(&mut self, name: &str) -> Result<Weight> {
+        let e = self.entry(name)?;
+        if self.stored && e.is_half() && self.dtype.size_in_bytes() > 2 {
+            return Ok(Weight::Half {
+                t: e.read(name)?.to_device(&self.device)?,
+                dtype: self.dtype,
+            });
+        }
+        Ok(Weight::Dense(self.get(name)?))
+    }
     fn contains(&self, name: &str) -> bool {
-        self.shapes.contains_key(name)
+        self.entries.contains_key(name)
     }
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.shapes.get(name).cloned()
+        self.entries.get(name).map(|e| e.shape.clone())
     }
     fn dense_bytes(&self, dtype: DType) -> u64 {
-        bytes_of(self.shapes.values(), dtype)
+        self.entries
+            .values()
+            .map(|e| elems(&e.shape) * dtype.size_in_bytes() as u64)
+            .sum()
+    }
+    fn keep_stored(&mut self) -> Option<(String, u64)> {
+        let wide = self.dtype.size_in_bytes();
+        let halves = |e: &&Entry| e.is_half() && e.shape.len() == 2;
+        if wide <= 2 || !self.entries.values().any(|e| halves(&e)) {
+            return None;
+        }
+        self.stored = true;
+        let mut kinds: Vec<String> = self
+            .entries
+            .values()
+            .filter(halves)
+            .map(|e| format!("{:?}", e.dtype))
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        let bytes = self
+            .entries
+            .values()
+            .map(|e| {
+                if halves(&e) {
+                    e.len
+                } else {
+                    elems(&e.shape) * wide as u64
+                }
+            })
+            .sum();
+        Some((kinds.join("/"), bytes))
     }
 }
 

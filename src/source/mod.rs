@@ -326,7 +326,8 @@ pub fn open(
                 )
             }
             None => format!(
-                "dense {dtype:?} ({}, over the {} budget: only GGUF weights can be kept as stored)",
+                "dense {dtype:?} ({}, over the {} budget: only GGUF and 16-bit safetensors \
+                 weights can be kept as stored)",
                 gb(dense),
                 gb(budget)
             ),
@@ -337,7 +338,8 @@ pub fn open(
 }
 
 /// The least memory a model's weights can take: a GGUF as stored (its file's size), a
-/// Hugging Face checkpoint dense in `dtype` (from its headers). Reads no tensor.
+/// Hugging Face checkpoint with its 16-bit matrices as stored and the rest dense in `dtype`
+/// (from its headers). Reads no tensor.
 pub fn min_weights_bytes(path: &ModelPath, dtype: DType) -> Result<u64> {
     match path {
         ModelPath::Gguf(p) => std::fs::metadata(p)
@@ -346,7 +348,7 @@ pub fn min_weights_bytes(path: &ModelPath, dtype: DType) -> Result<u64> {
                 path: p.clone(),
                 source,
             }),
-        ModelPath::HfDir(p) => hf_dir::dense_bytes(p, dtype),
+        ModelPath::HfDir(p) => hf_dir::min_bytes(p, dtype),
     }
 }
 
