@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Models larger than f32 RAM (BENCHMARKS.md): explains a 48-token prompt with saliency and
-# AttnLRP on random-weight Q8_0 GGUFs shaped like Qwen3-4B and Llama-3.1-8B, and prints the
-# wall time, the peak resident memory and how the weights were held. Makes the GGUFs first
-# if missing (scripts/make_big_gguf.py in the reference venv; 4.3 GB and 8.5 GB of disk).
-#   scripts/big_models.sh [qwen3-4b-shape] [llama31-8b-shape] [-- extra explain options]
+# AttnLRP on random-weight Q8_0 GGUFs shaped like Qwen3-4B and Llama-3.1-8B (and, on request,
+# the Qwen3 shape as a bf16 Hugging Face directory), and prints the wall time, the peak
+# resident memory and how the weights were held. Makes the models first if missing
+# (scripts/make_big_gguf.py in the reference venv; 4.3 GB, 8.5 GB and 8.1 GB of disk).
+#   scripts/big_models.sh [qwen3-4b-shape] [llama31-8b-shape] [qwen3-4b-shape-bf16]
+#                         [-- extra explain options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${TOKENLENS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tokenlens}"
@@ -17,7 +19,8 @@ that could reproduce texts faster than any scribe. Within a few decades,"
 cargo build --release --quiet
 for s in "${shapes[@]}"; do
   model="$cache/models/$s.q8_0.gguf"
-  if [ ! -f "$model" ]; then
+  case "$s" in *-bf16) model="$cache/models/$s" ;; esac
+  if [ ! -e "$model" ]; then
     python="$(bash scripts/reference-env.sh)"
     "$python" scripts/make_big_gguf.py "$s"
   fi

@@ -9,11 +9,13 @@ this machine's memory explain a prompt, and in how much memory?
                   ffn 14336, vocabulary 128256 (Llama 3's real tokenizer), rope_freqs
 
 Matrices are written in Q8_0 (gguf's own quantizer), norms in F32, as llama.cpp writes them.
+`qwen3-4b-shape-bf16` writes the Qwen3 shape as a Hugging Face directory in bf16 instead (the
+form Qwen/Qwen3-4B ships in).
 The tokenizers come from scripts/fetch-models.sh's cache. Weights are N(0, 0.02) from a fixed
 seed: the numbers mean nothing, the shapes and the memory are real.
 
 Run: scripts/reference-env.sh && ~/.cache/tokenlens/venv/bin/python scripts/make_big_gguf.py \
-       qwen3-4b-shape [llama31-8b-shape]   (files go to $TOKENLENS_CACHE/models/)
+       qwen3-4b-shape [llama31-8b-shape] [qwen3-4b-shape-bf16]   (files go to $TOKENLENS_CACHE/models/)
 """
 import json
 import math
@@ -139,12 +141,72 @@ def write(name, s):
     print(path)
 
 
+def write_bf16_dir(name, s):
+    """The Qwen3 shape as a Hugging Face directory in bf16 (config.json, one model.safetensors,
+    the real tokenizer), as Qwen/Qwen3-4B ships: written tensor by tensor, so that the 8 GB
+    file never sits in this process's memory."""
+    import shutil
+
+    assert s["arch"] == "qwen3", "only the Qwen3 shape has a bf16 directory form"
+    out = os.path.join(CACHE, "models", f"{name}-bf16")
+    os.makedirs(out, exist_ok=True)
+    h, hd, ffn = s["hidden"], s["head_dim"], s["ffn"]
+    q_rows, kv_rows = s["heads"] * hd, s["kv_heads"] * hd
+    tensors = [("model.embed_tokens.weight", (s["vocab"], h)), ("model.norm.weight", (h,))]
+    for i in range(s["layers"]):
+        p = f"model.layers.{i}"
+        tensors += [
+            (f"{p}.input_layernorm.weight", (h,)), (f"{p}.post_attention_layernorm.weight", (h,)),
+            (f"{p}.self_attn.q_proj.weight", (q_rows, h)), (f"{p}.self_attn.k_proj.weight", (kv_rows, h)),
+            (f"{p}.self_attn.v_proj.weight", (kv_rows, h)), (f"{p}.self_attn.o_proj.weight", (h, q_rows)),
+            (f"{p}.self_attn.q_norm.weight", (hd,)), (f"{p}.self_attn.k_norm.weight", (hd,)),
+            (f"{p}.mlp.gate_proj.weight", (ffn, h)), (f"{p}.mlp.up_proj.weight", (ffn, h)),
+            (f"{p}.mlp.down_proj.weight", (h, ffn)),
+        ]
+    header, offset = {}, 0
+    for tname, shape in tensors:
+        n = 2 * math.prod(shape)
+        header[tname] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)
+    rng = np.random.default_rng(0)
+    with open(os.path.join(out, "model.safetensors"), "wb") as f:
+        f.write(len(blob).to_bytes(8, "little"))
+        f.write(blob)
+        for k, (tname, shape) in enumerate(tensors):
+            if len(shape) == 1:
+                x = np.ones(shape, dtype=np.float32)
+            else:
+                x = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+            # bf16: the upper half of each f32 (truncated; the values are random anyway).
+            f.write((x.view(np.uint32) >> 16).astype(np.uint16).tobytes())
+            if k % 11 == 0:
+                print(f"{name}-bf16: {k + 1}/{len(tensors)} tensors", file=sys.stderr)
+    config = {
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": h,
+        "intermediate_size": ffn, "num_hidden_layers": s["layers"], "num_attention_heads": s["heads"],
+        "num_key_value_heads": s["kv_heads"], "head_dim": hd, "vocab_size": s["vocab"],
+        "max_position_embeddings": s["context"], "rope_theta": s["theta"], "rms_norm_eps": s["eps"],
+        "tie_word_embeddings": s["tied"], "torch_dtype": "bfloat16", "hidden_act": "silu",
+        "bos_token_id": 151643, "eos_token_id": 151645,
+    }
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config, f, indent=1)
+    for t in ["tokenizer.json", "tokenizer_config.json"]:
+        shutil.copy(os.path.join(CACHE, "tokenizers", s["tokenizer"], t), os.path.join(out, t))
+    print(out)
+
+
 def main():
     names = sys.argv[1:] or list(SHAPES)
     for n in names:
-        if n not in SHAPES:
-            sys.exit(f"unknown shape {n!r}; known: {', '.join(SHAPES)}")
-        write(n, SHAPES[n])
+        if n.endswith("-bf16") and n[: -len("-bf16")] in SHAPES:
+            write_bf16_dir(n[: -len("-bf16")], SHAPES[n[: -len("-bf16")]])
+        elif n in SHAPES:
+            write(n, SHAPES[n])
+        else:
+            sys.exit(f"unknown shape {n!r}; known: {', '.join(SHAPES)}, qwen3-4b-shape-bf16")
 
 
 if __name__ == "__main__":

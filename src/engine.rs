@@ -159,7 +159,7 @@ impl Engine {
         })
     }
 
-    /// How the weights are held (dense, or as stored and dequantized per layer), in words.
+    /// How the weights are held (dense, or as stored and converted per layer), in words.
     pub fn weights_note(&self) -> &str {
         &self.weights_note
     }

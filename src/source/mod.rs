@@ -275,7 +275,7 @@ pub struct Loaded {
     pub add_bos: Option<u32>,
     /// End-of-sequence token ids.
     pub eos: Vec<u32>,
-    /// How the weights are held: dense, or as stored and dequantized per layer (and why).
+    /// How the weights are held: dense, or as stored and converted per layer (and why).
     pub weights_note: String,
     /// Bytes the weights take in memory, as held.
     pub weights_bytes: u64,
@@ -318,7 +318,7 @@ pub fn open(
             Some((kinds, bytes)) => {
                 loaded.weights_bytes = bytes;
                 format!(
-                "kept as stored ({kinds}, {}), dequantized per layer: dense {dtype:?} would need \
+                "kept as stored ({kinds}, {}), converted per layer: dense {dtype:?} would need \
                  {} of a {} budget",
                     gb(bytes),
                     gb(dense),

@@ -18,7 +18,7 @@ pub struct ModelInfo {
     pub n_layers: usize,
     /// Whether it has a chat template.
     pub chat_template: bool,
-    /// How its weights are held: dense, or as stored and dequantized per layer (and why).
+    /// How its weights are held: dense, or as stored and converted per layer (and why).
     #[serde(default)]
     pub weights: String,
 }
