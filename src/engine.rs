@@ -102,9 +102,25 @@ fn stage(stage: Stage, method: Option<Method>) -> StreamEvent {
 
 /// Softmax probability of one token.
 fn probability(id: u32, logits: &[f32]) -> f32 {
-    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let z: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    ((logits[id as usize] as f64 - max).exp() / z) as f32
+    Softmax::of(logits).prob(logits[id as usize])
+}
+
+/// The softmax's normalizer over a vocabulary, computed once for any number of tokens.
+struct Softmax {
+    max: f64,
+    z: f64,
+}
+
+impl Softmax {
+    fn of(logits: &[f32]) -> Self {
+        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let z = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+        Softmax { max, z }
+    }
+
+    fn prob(&self, logit: f32) -> f32 {
+        ((logit as f64 - self.max).exp() / self.z) as f32
+    }
 }
 
 /// Wraps a sink: `Break` becomes [`Error::Cancelled`].
@@ -372,6 +388,7 @@ impl Engine {
         sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
     ) -> Result<Explanation> {
         let mut emit = emitter(sink);
+        req.check().map_err(Error::InvalidSetting)?;
         emit(stage(Stage::Tokenize, None))?;
         let tok = self.context(
             &req.prompt,
@@ -412,12 +429,7 @@ impl Engine {
     ) -> Result<Attributed> {
         emit(stage(Stage::Forward, None))?;
         let embeds = self.model.embed(ids)?;
-        let mut methods_req: Vec<Method> = Vec::new();
-        for &m in &req.methods {
-            if !methods_req.contains(&m) {
-                methods_req.push(m);
-            }
-        }
+        let methods_req = &req.methods;
         // Forward values are identical under every rule set, so the first method's forward
         // pass (graph recorded) also gives the logits for the prediction; with no method, a
         // plain forward without a graph.
@@ -477,7 +489,7 @@ impl Engine {
         let mut methods = BTreeMap::new();
         let mut passes: BTreeMap<Pass, PassResult> = BTreeMap::new();
         let mut first = first;
-        for method in methods_req {
+        for &method in methods_req {
             let pass = Pass::of(method);
             let r = match passes.entry(pass) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
@@ -535,11 +547,8 @@ impl Engine {
         sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
     ) -> Result<Generation> {
         let mut emit = emitter(sink);
-        if req.max_new_tokens == 0 {
-            return Err(Error::InvalidSetting(
-                "max new tokens must be at least 1".into(),
-            ));
-        }
+        req.check(self.vocab_size())
+            .map_err(Error::InvalidSetting)?;
         let mut sampler = Sampler::new(req.sampling)?;
         emit(stage(Stage::Tokenize, None))?;
         let tok = self.tokenize(&req.prompt, req.chat_template, req.thinking)?;
@@ -605,11 +614,7 @@ impl Engine {
         sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
     ) -> Result<Vec<StepRow>> {
         let mut emit = emitter(sink);
-        if req.generated.is_empty() {
-            return Err(Error::InvalidSetting(
-                "there are no generated tokens to explain".into(),
-            ));
-        }
+        req.check().map_err(Error::InvalidSetting)?;
         emit(stage(Stage::Tokenize, None))?;
         let tok = self.context(&req.prompt, req.chat_template, req.thinking, &req.generated)?;
         let prompt_len = tok.tokens.len() - req.generated.len();
@@ -691,11 +696,15 @@ impl Engine {
     }
 
     fn candidate(&self, id: u32, logits: &[f32]) -> Candidate {
+        self.candidate_of(id, logits, &Softmax::of(logits))
+    }
+
+    fn candidate_of(&self, id: u32, logits: &[f32], softmax: &Softmax) -> Candidate {
         Candidate {
             id,
             text: self.decode_token(id),
             logit: logits[id as usize],
-            prob: probability(id, logits),
+            prob: softmax.prob(logits[id as usize]),
         }
     }
 
@@ -707,10 +716,10 @@ impl Engine {
         order.select_nth_unstable_by(k - 1, by_logit);
         order.truncate(k);
         order.sort_by(by_logit);
+        let softmax = Softmax::of(logits);
         let top: Vec<Candidate> = order
             .iter()
-            .take(top_k.max(1))
-            .map(|&id| self.candidate(id, logits))
+            .map(|&id| self.candidate_of(id, logits, &softmax))
             .collect();
         let best = top[0].clone();
         (Prediction { best, top }, order[0])

@@ -108,7 +108,7 @@ struct RequestArgs {
         default_value = "saliency,input_x_gradient"
     )]
     methods: Vec<String>,
-    /// Candidates listed in the prediction.
+    /// Candidates listed in the prediction (1 to 100).
     #[arg(long, default_value_t = 10)]
     top_k: usize,
     /// Seed the backward pass with the target logit instead of 1.0.

@@ -26,20 +26,10 @@ pub fn argmax(logits: &[f32]) -> u32 {
 }
 
 impl Sampler {
-    /// Checks the settings and seeds the generator.
+    /// Checks the settings (top-k against the vocabulary is the engine's check) and seeds
+    /// the generator.
     pub fn new(cfg: Sampling) -> Result<Self> {
-        if !cfg.temperature.is_finite() || cfg.temperature < 0.0 {
-            return Err(Error::InvalidSetting(format!(
-                "temperature must be 0 (greedy) or positive, not {}",
-                cfg.temperature
-            )));
-        }
-        if !(cfg.top_p > 0.0 && cfg.top_p <= 1.0) {
-            return Err(Error::InvalidSetting(format!(
-                "top-p must be in (0, 1], not {}",
-                cfg.top_p
-            )));
-        }
+        cfg.check(usize::MAX).map_err(Error::InvalidSetting)?;
         Ok(Sampler {
             cfg,
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),

@@ -111,7 +111,32 @@ fn default_top_k() -> usize {
     10
 }
 
+/// The most candidates a prediction lists.
+pub const MAX_TOP_K: usize = 100;
+
+/// The methods of a request, each once (none: the prediction only).
+fn check_methods(methods: &[Method]) -> Result<(), String> {
+    for (i, m) in methods.iter().enumerate() {
+        if methods[..i].contains(m) {
+            return Err(format!("method {} is requested twice", m.name()));
+        }
+    }
+    Ok(())
+}
+
 impl ExplainRequest {
+    /// Checks the settings' ranges (the model's own limits are checked when it runs): what
+    /// the server refuses with 400 before queueing and the engine refuses before any work.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=MAX_TOP_K).contains(&self.top_k) {
+            return Err(format!(
+                "top_k must be between 1 and {MAX_TOP_K}, not {}",
+                self.top_k
+            ));
+        }
+        check_methods(&self.methods)
+    }
+
     /// A request with the defaults: chat template on, argmax target, the gradient methods.
     pub fn new(prompt: impl Into<String>) -> Self {
         ExplainRequest {
@@ -162,6 +187,27 @@ impl Sampling {
         }
     }
 
+    /// Checks the ranges: temperature finite and ≥ 0, top-p in (0, 1], top-k at most the
+    /// vocabulary (0: no limit).
+    pub fn check(&self, vocab: usize) -> Result<(), String> {
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return Err(format!(
+                "temperature must be 0 (greedy) or positive, not {}",
+                self.temperature
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(format!("top-p must be in (0, 1], not {}", self.top_p));
+        }
+        if self.top_k > vocab {
+            return Err(format!(
+                "top_k must be at most the vocabulary size {vocab} (0: no limit), not {}",
+                self.top_k
+            ));
+        }
+        Ok(())
+    }
+
     /// True when no randomness is involved.
     pub fn is_greedy(&self) -> bool {
         self.temperature <= 0.0 || self.top_k == 1
@@ -194,6 +240,14 @@ fn default_max_new_tokens() -> usize {
 }
 
 impl GenerateRequest {
+    /// Checks the settings' ranges against a vocabulary of `vocab` tokens.
+    pub fn check(&self, vocab: usize) -> Result<(), String> {
+        if self.max_new_tokens == 0 {
+            return Err("max new tokens must be at least 1".into());
+        }
+        self.sampling.check(vocab)
+    }
+
     /// A request with the defaults: chat template on, the first seed's sampling, 64 tokens.
     pub fn new(prompt: impl Into<String>) -> Self {
         GenerateRequest {
@@ -280,6 +334,16 @@ pub struct StepsRequest {
     /// Methods to compute for each step.
     #[serde(default = "default_methods")]
     pub methods: Vec<Method>,
+}
+
+impl StepsRequest {
+    /// Checks the settings: tokens to explain, methods known and each once.
+    pub fn check(&self) -> Result<(), String> {
+        if self.generated.is_empty() {
+            return Err("there are no generated tokens to explain".into());
+        }
+        check_methods(&self.methods)
+    }
 }
 
 /// One row of the all-steps matrix.

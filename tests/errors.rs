@@ -89,3 +89,48 @@ fn truncated_gguf() {
     let err = Engine::load(p.to_str().unwrap()).unwrap_err();
     assert!(matches!(err, Error::BadModelFile { .. }), "{err}");
 }
+
+/// Every numeric and list setting of a request is checked before any work: a huge `top_k`
+/// used to cost a softmax over the vocabulary per candidate (vocabulary² work).
+#[test]
+fn request_settings_out_of_range() {
+    use tokenlens::{GenerateRequest, Method, StepsRequest};
+    let invalid = |r: Result<(), Error>, needle: &str| match r {
+        Err(Error::InvalidSetting(msg)) => assert!(msg.contains(needle), "{needle}: {msg}"),
+        other => panic!("{needle}: {other:?}"),
+    };
+    let e = engine();
+    let explain = |edit: &dyn Fn(&mut ExplainRequest)| {
+        let mut req = ExplainRequest::new("Hello");
+        edit(&mut req);
+        let started = std::time::Instant::now();
+        let r = e.explain(&req).map(|_| ());
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "took {:?}",
+            started.elapsed()
+        );
+        r
+    };
+    invalid(explain(&|r| r.top_k = 100_000_000), "top_k");
+    invalid(explain(&|r| r.top_k = 0), "top_k");
+    invalid(
+        explain(&|r| r.methods = vec![Method::Saliency, Method::Saliency]),
+        "saliency",
+    );
+    let mut g = GenerateRequest::new("Hello");
+    g.sampling.top_k = 1_000_000_000;
+    invalid(e.generate(&g).map(|_| ()), "top_k");
+    let mut g = GenerateRequest::new("Hello");
+    g.sampling.temperature = f32::NAN;
+    invalid(e.generate(&g).map(|_| ()), "temperature");
+    let steps = StepsRequest {
+        prompt: "Hello".into(),
+        chat_template: true,
+        thinking: false,
+        generated: vec![1, 2],
+        methods: vec![Method::Attnlrp, Method::Attnlrp],
+    };
+    let r = e.explain_steps_streaming(&steps, &mut |_| std::ops::ControlFlow::Continue(()));
+    invalid(r.map(|_| ()), "attnlrp");
+}

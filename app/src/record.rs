@@ -40,6 +40,16 @@ impl Task {
             Task::Steps(r) => &r.prompt,
         }
     }
+
+    /// Checks its settings' ranges before it is queued (the engine checks what needs the
+    /// model, such as top-k against the vocabulary).
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Task::Explain(r) => r.check(),
+            Task::Generate(r) => r.check(usize::MAX),
+            Task::Steps(r) => r.check(),
+        }
+    }
 }
 
 /// Stream lines that are not engine events.

@@ -118,6 +118,25 @@ test('errors are shown as readable messages', async ({ page }) => {
   await expect(page.locator('[data-testid=error]')).toHaveCount(0);
 });
 
+test('settings out of range are refused with 400 before any work', async ({ page }) => {
+  // A huge top_k once cost a softmax over the vocabulary per candidate on the only worker.
+  const cases: [string, any, string][] = [
+    ['explain', { prompt: 'Hello', top_k: 100000000 }, 'top_k must be between 1 and 100'],
+    ['explain', { prompt: 'Hello', top_k: 0 }, 'top_k must be between 1 and 100'],
+    ['explain', { prompt: 'Hello', methods: ['attnlrp', 'attnlrp'] }, 'method attnlrp is requested twice'],
+    ['generate', { prompt: 'Hello', sampling: { temperature: -1, top_k: 20, top_p: 0.8, seed: 0 } }, 'temperature must be 0'],
+    ['generate', { prompt: 'Hello', max_new_tokens: 0 }, 'max new tokens must be at least 1'],
+    ['steps', { prompt: 'Hello', generated: [] }, 'no generated tokens'],
+  ];
+  for (const [route, request, message] of cases) {
+    const started = Date.now();
+    const r = await page.request.post(`/api/${route}`, { data: { model: '', request } });
+    expect(r.status(), `${route} ${JSON.stringify(request)}`).toBe(400);
+    expect(await r.text()).toContain(message);
+    expect(Date.now() - started).toBeLessThan(2000);
+  }
+});
+
 test('HTML in the prompt renders literally', async ({ page }) => {
   let dialogs = 0;
   page.on('dialog', (d) => { dialogs++; d.dismiss(); });

@@ -126,6 +126,12 @@ async fn stream_task(model: &str, task: Task) -> Result<TextStream, ServerFnErro
         .limits
         .check(task.prompt(), new_tokens)
         .map_err(|msg| refuse(axum::http::StatusCode::BAD_REQUEST, msg))?;
+    task.check().map_err(|msg| {
+        refuse(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("invalid setting: {msg}"),
+        )
+    })?;
     rate_check(&state).await?;
     let sealed_task = task.clone();
     let (name, rx) = state
