@@ -32,6 +32,11 @@ pub struct Rendered {
 /// Marker standing in for the user's text: private-use characters no template touches.
 const MARKER: &str = "\u{E000}tokenlens-query\u{E001}";
 
+/// The most steps (minijinja's fuel) one rendering may take. Each of the nine real templates
+/// in `tests/fixtures/templates` renders one message in under 1,000; a template from a model
+/// file that loops longer is refused rather than holding the worker.
+const FUEL: u64 = 1_000_000;
+
 impl ChatTemplate {
     /// A template from its Jinja source.
     pub fn new(source: String, bos_token: String, eos_token: String) -> Self {
@@ -51,6 +56,7 @@ impl ChatTemplate {
 
     fn render_with(&self, content: &str, thinking: bool) -> Result<String> {
         let mut env = Environment::new();
+        env.set_fuel(Some(FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
             "raise_exception",
@@ -79,7 +85,21 @@ impl ChatTemplate {
             eos_token => &self.eos_token,
             enable_thinking => thinking,
         })
-        .map_err(|e| Error::Template(e.to_string()))
+        .map_err(|e| match e.kind() {
+            ErrorKind::OutOfFuel => Error::Template(format!(
+                "it ran out of fuel: more than {FUEL} steps for one message"
+            )),
+            _ => Error::Template(e.to_string()),
+        })
+    }
+
+    /// Renders a probe message once, to refuse at load a template that exhausts its fuel
+    /// (other errors depend on the message and are reported when a request meets them).
+    pub fn check_fuel(&self) -> Result<()> {
+        match self.render_with("Hello", false) {
+            Err(Error::Template(msg)) if msg.contains("fuel") => Err(Error::Template(msg)),
+            _ => Ok(()),
+        }
     }
 
     /// Renders one user message followed by the generation prompt. `thinking` sets
@@ -131,6 +151,27 @@ mod tests {
         let r = t.render("abc", false).unwrap();
         assert_eq!(r.text, "ABC");
         assert_eq!(r.query, None);
+    }
+
+    /// A template that loops for ever (here 10⁹ steps) stops on its fuel within a second.
+    #[test]
+    fn endless_template_runs_out_of_fuel() {
+        let t = ChatTemplate::new(
+            "{% for a in range(100000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}"
+                .into(),
+            "".into(),
+            "".into(),
+        );
+        let started = std::time::Instant::now();
+        let err = t.check_fuel().unwrap_err();
+        assert!(
+            started.elapsed().as_secs_f32() < 1.0,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(err.to_string().contains("fuel"), "{err}");
+        let ok = ChatTemplate::new(CHATML.into(), "".into(), "".into());
+        assert!(ok.check_fuel().is_ok());
     }
 
     #[test]

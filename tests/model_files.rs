@@ -190,6 +190,25 @@ fn unknown_pre_tokenizer_names_the_supported_ones() {
     assert!(msg.contains("llama-bpe") && msg.contains("tekken"), "{msg}");
 }
 
+/// A chat template that loops for ever would hold the worker on every request: it is refused
+/// at load, in well under a second.
+#[test]
+fn endless_chat_template() {
+    let p = write_gguf("template.gguf", |md| {
+        md.retain(|(k, _)| k != "tokenizer.chat_template");
+        md.push((
+            "tokenizer.chat_template".into(),
+            Value::String(
+                "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
+                    .into(),
+            ),
+        ))
+    });
+    let started = std::time::Instant::now();
+    refused(&p, "fuel");
+    assert!(started.elapsed().as_secs() < 2, "{:?}", started.elapsed());
+}
+
 #[test]
 fn config_json_that_disagrees_with_its_weights() {
     let cases: [(&str, serde_json::Value, &str); 4] = [

@@ -307,6 +307,9 @@ pub fn open(
         .config
         .validate(loaded.weights.as_ref())
         .map_err(|e| bad(p, e))?;
+    if let Some(t) = &loaded.chat_template {
+        t.check_fuel().map_err(|e| bad(p, e))?;
+    }
     let dense = loaded.weights.dense_bytes(dtype);
     let budget = max_memory.unwrap_or_else(memory_budget);
     let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
