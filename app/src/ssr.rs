@@ -3,7 +3,8 @@
 //! Model work is CPU-bound and long (tens of milliseconds to seconds), so it never runs on
 //! the async executor: one worker thread takes jobs from a bounded queue and streams each
 //! job's events back through a channel. A full queue is refused at once ("busy") rather
-//! than left to hang; a client that goes away cancels its job at the next event.
+//! than left to hang; a client that goes away cancels its job at the next event; a job that
+//! panics ends with an error event and the worker goes on.
 
 use std::ops::ControlFlow;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -32,13 +33,36 @@ impl Worker {
         let (jobs, rx) = sync_channel::<Job>(queue);
         std::thread::Builder::new()
             .name("tokenlens-worker".into())
-            .spawn(move || {
-                for job in rx {
-                    run(job);
-                }
-            })
+            .spawn(move || supervise(rx, run, |job: &Job| (job.events.clone(), job.task.name())))
             .expect("spawn the model worker thread");
         Worker { jobs }
+    }
+}
+
+/// Runs each job in turn. A panic inside one (a bug, or a model file that reaches one) becomes
+/// that job's error event and a log line, and the worker goes on with the next job instead of
+/// ending model service until a restart.
+fn supervise<J>(
+    jobs: impl IntoIterator<Item = J>,
+    run: impl Fn(J),
+    events_of: impl Fn(&J) -> (UnboundedSender<StreamEvent>, &'static str),
+) {
+    for job in jobs {
+        let (events, task) = events_of(&job);
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(job))) {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            tracing::error!(task, "panicked: {what}");
+            let _ = events.send(StreamEvent::Error {
+                message: format!(
+                    "the server failed on this request (an internal error: {what}); \
+                     other requests are not affected"
+                ),
+            });
+        }
     }
 }
 
@@ -255,5 +279,35 @@ impl ServerState {
             Err(TrySendError::Full(_)) => Err(Refused::Busy),
             Err(TrySendError::Disconnected(_)) => Err(Refused::Stopped),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job that panics ends with an error event; the jobs after it still run.
+    #[test]
+    fn a_panicking_job_does_not_end_the_worker() {
+        let (a, mut a_rx) = unbounded_channel();
+        let (b, mut b_rx) = unbounded_channel();
+        let jobs = vec![(a, true), (b, false)];
+        supervise(
+            jobs,
+            |(events, panics): (UnboundedSender<StreamEvent>, bool)| {
+                if panics {
+                    panic!("index out of bounds");
+                }
+                let _ = events.send(StreamEvent::Done);
+            },
+            |(events, _)| (events.clone(), "explain"),
+        );
+        match a_rx.try_recv() {
+            Ok(StreamEvent::Error { message }) => {
+                assert!(message.contains("index out of bounds"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(b_rx.try_recv(), Ok(StreamEvent::Done)));
     }
 }
