@@ -1,81 +1,122 @@
-//! A per-client rate limit: a token bucket per client address, refilled continuously.
+//! The per-client rate limit (`governor`'s keyed GCRA limiter) and who a client is.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter as Gcra};
+use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU32;
+
+/// Keys kept before the ones whose allowance has refilled are forgotten.
+const MAX_KEYS: usize = 10_000;
+
+/// One GCRA state per client address.
+type Keyed<C> = Gcra<IpAddr, HashMapStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// Requests per minute per client; `None` lets everything through.
-#[derive(Debug)]
-pub struct RateLimiter {
-    per_minute: Option<u32>,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+pub struct RateLimiter<C: Clock = DefaultClock> {
+    per_minute: u32,
+    limiter: Option<Keyed<C>>,
 }
 
 impl RateLimiter {
     /// At most `per_minute` requests a minute from one client, in bursts of up to as many.
     pub fn new(per_minute: Option<u32>) -> Self {
+        Self::with_clock(per_minute, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> RateLimiter<C> {
+    fn with_clock(per_minute: Option<u32>, clock: C) -> Self {
+        let n = per_minute.and_then(NonZeroU32::new);
         RateLimiter {
-            per_minute: per_minute.filter(|n| *n > 0),
-            buckets: Mutex::new(HashMap::new()),
+            per_minute: n.map_or(0, NonZeroU32::get),
+            limiter: n.map(|n| Gcra::hashmap_with_clock(Quota::per_minute(n), clock)),
         }
     }
 
     /// Takes one request from `client`'s allowance, or says how long to wait.
     pub fn check(&self, client: IpAddr) -> Result<(), String> {
-        self.check_at(client, Instant::now())
-    }
-
-    fn check_at(&self, client: IpAddr, now: Instant) -> Result<(), String> {
-        let Some(n) = self.per_minute else {
+        let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        let capacity = f64::from(n);
-        let per_sec = capacity / 60.0;
-        let mut buckets = self
-            .buckets
-            .lock()
-            .map_err(|_| "rate limiter poisoned".to_string())?;
-        // Forget clients whose buckets have refilled, so the map stays small.
-        if buckets.len() > 10_000 {
-            buckets.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(60));
+        if limiter.len() > MAX_KEYS {
+            limiter.retain_recent();
         }
-        let (tokens, last) = buckets.entry(client).or_insert((capacity, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * per_sec).min(capacity);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = ((1.0 - *tokens) / per_sec).ceil();
-            Err(format!(
-                "too many requests: this server takes {n} a minute from one client; try again in {wait} s"
-            ))
-        }
+        limiter.check_key(&client).map_err(|not_until| {
+            let wait = not_until
+                .wait_time_from(limiter.clock().now())
+                .as_secs_f64()
+                .ceil();
+            format!(
+                "too many requests: this server takes {} a minute from one client; try again in {wait} s",
+                self.per_minute
+            )
+        })
+    }
+}
+
+/// The client a request counts against. Behind a trusted proxy (`forwarded_for` given: the
+/// value of the last `X-Forwarded-For` header), the right-most address: the one that proxy
+/// appended; everything to its left was written by the client and proves nothing. Otherwise,
+/// or when that address does not parse, the peer. An IPv6 address stands for its /64, since
+/// one host is routinely given a whole /64.
+pub fn client_key(forwarded_for: Option<&str>, peer: IpAddr) -> IpAddr {
+    let ip = forwarded_for
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|hop| hop.trim().parse::<IpAddr>().ok())
+        .unwrap_or(peer);
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
+    use std::time::Duration;
 
     #[test]
     fn bursts_then_refills() {
-        let limiter = RateLimiter::new(Some(3));
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(Some(3), clock.clone());
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        let t0 = Instant::now();
         for _ in 0..3 {
-            assert!(limiter.check_at(a, t0).is_ok());
+            assert!(limiter.check(a).is_ok());
         }
-        let err = limiter.check_at(a, t0).expect_err("fourth in a burst");
+        let err = limiter.check(a).expect_err("fourth in a burst");
         assert!(
             err.contains("3 a minute") && err.contains("try again in 20 s"),
             "{err}"
         );
         // Another client is unaffected; 20 s later one more is allowed.
-        assert!(limiter.check_at(b, t0).is_ok());
-        assert!(limiter.check_at(a, t0 + Duration::from_secs(20)).is_ok());
-        assert!(limiter.check_at(a, t0 + Duration::from_secs(20)).is_err());
-        assert!(RateLimiter::new(None).check_at(a, t0).is_ok());
+        assert!(limiter.check(b).is_ok());
+        clock.advance(Duration::from_secs(20));
+        assert!(limiter.check(a).is_ok());
+        assert!(limiter.check(a).is_err());
+        assert!(RateLimiter::new(None).check(a).is_ok());
+    }
+
+    #[test]
+    fn the_proxy_appended_address_counts() {
+        let peer: IpAddr = "10.9.9.9".parse().unwrap();
+        let key = |xff: Option<&str>| client_key(xff, peer).to_string();
+        // A client cannot pick its key by writing the header itself: the proxy's hop wins.
+        assert_eq!(key(Some("1.2.3.4, 203.0.113.7")), "203.0.113.7");
+        assert_eq!(key(Some("spoofed,  203.0.113.7 ")), "203.0.113.7");
+        assert_eq!(key(Some("203.0.113.7, garbage")), "10.9.9.9");
+        assert_eq!(key(None), "10.9.9.9");
+        // IPv6: one key per /64; v4-mapped addresses are their IPv4 address.
+        assert_eq!(key(Some("2001:db8:1:2:aaaa::1")), "2001:db8:1:2::");
+        assert_eq!(key(Some("2001:db8:1:2:bbbb::9")), "2001:db8:1:2::");
+        assert_eq!(key(Some("::ffff:198.51.100.1")), "198.51.100.1");
     }
 }

@@ -84,7 +84,8 @@ struct Args {
     /// Largest single shared view, in megabytes.
     #[arg(long, default_value_t = 32.0)]
     share_max_mb: f64,
-    /// Identify clients by the first X-Forwarded-For address (only behind a trusted proxy).
+    /// Identify clients by the right-most X-Forwarded-For address, the one the proxy
+    /// appended (only behind a trusted proxy); IPv6 clients count per /64.
     #[arg(long)]
     trust_forwarded_for: bool,
 }

@@ -73,27 +73,25 @@ fn server_state() -> Result<crate::ssr::ServerState, ServerFnError> {
 async fn rate_check(state: &crate::ssr::ServerState) -> Result<(), ServerFnError> {
     use axum::extract::ConnectInfo;
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-    let forwarded = if state.trust_forwarded_for {
-        leptos_axum::extract::<axum::http::HeaderMap>()
-            .await
-            .ok()
-            .and_then(|h| {
-                let v = h.get("x-forwarded-for")?.to_str().ok()?;
-                v.split(',').next()?.trim().parse::<IpAddr>().ok()
-            })
+    let headers = if state.trust_forwarded_for {
+        leptos_axum::extract::<axum::http::HeaderMap>().await.ok()
     } else {
         None
     };
-    let client = match forwarded {
-        Some(ip) => ip,
-        None => leptos_axum::extract::<ConnectInfo<SocketAddr>>()
-            .await
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-    };
+    // A proxy that adds a header line rather than appending to the last one: the last line.
+    let forwarded = headers.as_ref().and_then(|h| {
+        h.get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+    });
+    let peer = leptos_axum::extract::<ConnectInfo<SocketAddr>>()
+        .await
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     state
         .rate
-        .check(client)
+        .check(crate::rate_limit::client_key(forwarded, peer))
         .map_err(|msg| refuse(axum::http::StatusCode::TOO_MANY_REQUESTS, msg))
 }
 
