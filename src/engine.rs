@@ -26,8 +26,9 @@ pub struct LoadOptions {
     pub device: Device,
     /// Weight and activation dtype (f32 for exact gradients; bf16 halves memory).
     pub dtype: DType,
-    /// A cap on prompt tokens below the model's context length (memory grows with the
-    /// square of the prompt in attention).
+    /// A cap on prompt tokens below the model's context length. Default: the context, or on
+    /// the CPU the longest prompt whose explanation fits in the memory available after
+    /// loading (attention's backward pass needs the square of the prompt per head).
     pub max_tokens: Option<usize>,
     /// Bytes the dense weights may take; a model over it keeps its weights as its file stores
     /// them (GGUF quantized blocks, bf16/f16 safetensors) and converts one matrix at a time
@@ -133,6 +134,25 @@ fn emitter(
     }
 }
 
+/// The prompt limit when none is given: the model's context, or less on the CPU when an
+/// explanation that long would not fit in the memory available after loading (attention's
+/// backward pass needs the square of the prompt per head; see `models::activation_memory`).
+fn default_max_tokens(cfg: &crate::models::decoder::Config, device: &Device) -> usize {
+    let ctx = cfg.max_position_embeddings;
+    if !device.is_cpu() {
+        return ctx;
+    }
+    let fits = crate::models::activation_memory::max_prompt_tokens(cfg, source::memory_available());
+    if fits < ctx {
+        tracing::info!(
+            tokens = fits,
+            context = ctx,
+            "prompt limit below the context: longer explanations would not fit in memory (--max-tokens overrides)"
+        );
+    }
+    ctx.min(fits)
+}
+
 /// One backward pass's raw results.
 struct PassResult {
     grad: Tensor,
@@ -171,7 +191,10 @@ impl Engine {
             weights_note: loaded.weights_note,
             weights_bytes: loaded.weights_bytes,
             device: opts.device.clone(),
-            max_tokens: opts.max_tokens.map_or(ctx, |m| m.min(ctx)),
+            max_tokens: opts.max_tokens.map_or_else(
+                || default_max_tokens(&loaded.config, &opts.device),
+                |m| m.min(ctx),
+            ),
         })
     }
 

@@ -13,7 +13,10 @@ pub enum Error {
     #[error("the prompt is empty")]
     EmptyPrompt,
     /// The prompt has more tokens than the model (or the configured limit) accepts.
-    #[error("the prompt has {tokens} tokens, more than the {limit} this model accepts")]
+    #[error(
+        "the prompt has {tokens} tokens, more than the {limit} this model accepts here (its \
+         context, or what fits in memory; --max-tokens sets it)"
+    )]
     PromptTooLong {
         /// Tokens in the prompt after templating.
         tokens: usize,

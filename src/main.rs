@@ -114,7 +114,9 @@ struct RequestArgs {
     /// Seed the backward pass with the target logit instead of 1.0.
     #[arg(long)]
     seed_with_logit: bool,
-    /// Refuse prompts longer than this many tokens (default: the model's context).
+    /// Refuse prompts longer than this many tokens. Default: the model's context, or on the
+    /// CPU the longest prompt whose explanation fits in the memory available (attention's
+    /// backward pass needs the square of the prompt per head).
     #[arg(long)]
     max_tokens: Option<usize>,
     /// Contrastive target: explain logit(target) − logit(first token of this text).

@@ -24,7 +24,9 @@ fn prompt_longer_than_context() {
     req.chat_template = false;
     match e.explain(&req).unwrap_err() {
         Error::PromptTooLong { tokens, limit } => {
-            assert_eq!(limit, 8192);
+            // The context, or less where the machine's memory holds less.
+            assert_eq!(limit, e.max_tokens());
+            assert!(limit <= 8192);
             assert!(tokens > limit);
         }
         other => panic!("unexpected {other}"),

@@ -39,7 +39,9 @@ struct Args {
     /// Requests that may wait for the model worker before new ones are refused as busy.
     #[arg(long, default_value_t = 8)]
     queue: usize,
-    /// Refuse prompts longer than this many tokens (default: each model's context length).
+    /// Refuse prompts longer than this many tokens. Default: each model's context length, or
+    /// on the CPU the longest prompt whose explanation fits in the memory available once it
+    /// is loaded (attention's backward pass needs the square of the prompt per head).
     #[arg(long)]
     max_tokens: Option<usize>,
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).

@@ -8,6 +8,7 @@
 //! pass (norm, gated activation, attention inputs) they ask [`Rules`]. [`Plain`]
 //! gives ordinary gradients; `methods::attnlrp` holds the LRP variants.
 
+pub mod activation_memory;
 pub mod attention;
 pub mod config;
 pub mod decoder;
