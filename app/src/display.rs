@@ -63,6 +63,7 @@ impl Clip {
 
 /// The page's view settings (no recomputation needed to change them).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Display {
     /// Tokens, words or sentences.
     pub granularity: Granularity,

@@ -16,8 +16,12 @@ use tokenlens::{
 use crate::display::{Clip, Display};
 use crate::record::{Record, Task};
 
+// Every stored type takes defaults for missing fields (`#[serde(default)]`), so a permalink
+// stored before a field existed still opens (tests/fixtures/permalinks).
+
 /// A generated answer's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct GenSpec {
     /// Sampling (temperature 0 is greedy).
     pub sampling: Sampling,
@@ -25,8 +29,18 @@ pub struct GenSpec {
     pub max_new_tokens: usize,
 }
 
+impl Default for GenSpec {
+    fn default() -> Self {
+        GenSpec {
+            sampling: Sampling::default(),
+            max_new_tokens: DEFAULT_MAX_NEW,
+        }
+    }
+}
+
 /// Which token an explanation explains.
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ExplainSpec {
     /// The target; for an answer step, `Argmax` means the generated token itself.
     pub target: TargetSpec,
@@ -38,6 +52,7 @@ pub struct ExplainSpec {
 
 /// Everything that defines a view.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ViewState {
     /// Model name (empty: the server's default).
     pub model: String,
@@ -46,7 +61,6 @@ pub struct ViewState {
     /// Chat template on.
     pub chat: bool,
     /// The template's `enable_thinking` (Qwen3's `<think>` block).
-    #[serde(default)]
     pub thinking: bool,
     /// A generated answer, if the view shows one.
     pub generation: Option<GenSpec>,
@@ -454,7 +468,8 @@ impl MatrixState {
 }
 
 /// A view and the server's sealed records of what it computed: what a permalink stores.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Snapshot {
     /// The view.
     pub view: ViewState,

@@ -367,4 +367,36 @@ mod tests {
         assert_eq!(store.backend(), "postgresql");
         round_trip(&store).await;
     }
+
+    /// A permalink stored by the 2026-12-04 format (taken from a browser test's SQLite store,
+    /// with that store's seal key) still opens: it parses, its seals verify and it replays.
+    /// And a view stored before a field existed takes that field's default.
+    #[test]
+    fn permalinks_of_earlier_formats_open() {
+        use crate::record::seal::SealKey;
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/permalinks");
+        let body = std::fs::read_to_string(dir.join("KcDZ9592xAFR.json")).unwrap();
+        let snapshot: Snapshot = serde_json::from_str(&body).expect("parses");
+        let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode("vsCqFlzovV7E5WbRhKTZtceuloHAJcjqm8cuUhfKWOM")
+            .unwrap();
+        let seal = SealKey::new(key).unwrap();
+        for r in [&snapshot.answer, &snapshot.explanation]
+            .into_iter()
+            .flatten()
+        {
+            assert!(seal.verify(r), "seal of {}", r.task.name());
+        }
+        let shown = snapshot.replay().expect("replays");
+        assert!(shown.answer.is_some() && shown.explanation.is_some());
+        // The oldest views held less: each missing field takes its default.
+        let sparse: Snapshot =
+            serde_json::from_str(r#"{"view": {"prompt": "Hi", "display": {"gamma": 0.5}}}"#)
+                .expect("a sparse view parses");
+        assert_eq!(sparse.view.prompt, "Hi");
+        assert_eq!(sparse.view.display.gamma, 0.5);
+        assert_eq!(sparse.view.method, ViewState::default().method);
+        assert!(sparse.answer.is_none());
+    }
 }
