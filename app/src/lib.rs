@@ -11,6 +11,8 @@ pub mod export;
 pub mod format;
 pub mod pages;
 #[cfg(feature = "ssr")]
+pub mod permalinks;
+#[cfg(feature = "ssr")]
 pub mod rate_limit;
 pub mod record;
 #[cfg(feature = "ssr")]

@@ -12,7 +12,6 @@ use std::sync::{Arc, RwLock};
 use tokenlens::{Engine, StreamEvent};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::record::seal::SealKey;
 use crate::record::Task;
 
 struct Job {
@@ -188,16 +187,14 @@ pub struct ServerState {
     pub pending: Arc<RwLock<Pending>>,
     /// The worker.
     pub worker: Worker,
-    /// Permalinks.
-    pub store: crate::store::Store,
+    /// Permalinks: the database and the seal key, once reachable.
+    pub permalinks: crate::permalinks::Permalinks,
     /// Request limits.
     pub limits: Limits,
     /// Requests per client.
     pub rate: Arc<crate::rate_limit::RateLimiter>,
     /// Take the client's address from `X-Forwarded-For` (behind a trusted proxy).
     pub trust_forwarded_for: bool,
-    /// Seals results, so a permalink can only show what a server computed.
-    pub seal: SealKey,
 }
 
 impl ServerState {
@@ -206,10 +203,9 @@ impl ServerState {
         first: Model,
         rest: &[String],
         worker: Worker,
-        store: crate::store::Store,
+        permalinks: crate::permalinks::Permalinks,
         limits: Limits,
         rate: crate::rate_limit::RateLimiter,
-        seal: SealKey,
     ) -> Self {
         ServerState {
             models: Arc::new(RwLock::new(vec![first])),
@@ -218,11 +214,10 @@ impl ServerState {
                 failed: Vec::new(),
             })),
             worker,
-            store,
+            permalinks,
             limits,
             rate: Arc::new(rate),
             trust_forwarded_for: false,
-            seal,
         }
     }
 

@@ -398,3 +398,36 @@ test('a permalink stores only what a server computed: forged or mismatched resul
     await other.stop();
   }
 });
+
+test('without its database the server still serves its models; sharing says why, and works once the database is back', async ({ page }) => {
+  // A data directory that cannot be made: a file stands where its parent should be.
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenlens-nodb-'));
+  const blocker = path.join(base, 'blocker');
+  fs.writeFileSync(blocker, '');
+  const server = new Server(3193, ['--model', 'smollm2-135m', '--data-dir', path.join(blocker, 'data')]);
+  await server.start();
+  try {
+    const models = await page.request.post(server.url + '/api/models');
+    expect(models.status()).toBe(200);
+    expect(await models.text()).toContain('smollm2-135m');
+    await page.goto(server.url + '/');
+    await ready(page);
+    await page.locator('textarea[name=prompt]').fill(prompt);
+    await page.locator('button[name=submit]').click();
+    await expect(page.locator('[data-testid=status]')).toHaveText('done');
+    await page.locator('button[name=share]').click();
+    await expect(page.locator('[data-testid=share-error]')).toContainText('permalink database cannot be reached');
+    const opened = await page.request.get(server.url + '/s/KcDZ9592xAFR');
+    expect(opened.status()).toBe(503);
+    // The database becomes reachable: the server connects by itself (retries back off to a
+    // minute; the first few come within seconds), and a fresh result shares.
+    fs.rmSync(blocker);
+    await expect.poll(() => server.log.includes('permalink storage ready'), { timeout: 60_000 }).toBe(true);
+    await page.locator('button[name=submit]').click();
+    await expect(page.locator('[data-testid=status]')).toHaveText('done');
+    await page.locator('button[name=share]').click();
+    await expect(page.locator('[data-testid=share-link]')).toHaveValue(/\/s\/[A-Za-z0-9_-]{12}$/);
+  } finally {
+    await server.stop();
+  }
+});

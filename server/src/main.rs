@@ -7,10 +7,10 @@
 mod weights;
 
 use anyhow::Context;
+use app::permalinks::Permalinks;
 use app::rate_limit::RateLimiter;
-use app::record::seal::SealKey;
 use app::ssr::{Limits, Model, ServerState, Worker};
-use app::store::{is_valid_id, Quota, Store};
+use app::store::{is_valid_id, Quota};
 use axum::Router;
 use clap::Parser;
 use leptos::prelude::*;
@@ -122,13 +122,29 @@ impl Args {
     }
 }
 
+/// Why a model failed to load, as `/api/models` tells any client: the cause without the
+/// server's file paths or the chain of contexts (those go to the log).
+fn public_reason(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<tokenlens::Error>() {
+        Some(tokenlens::Error::BadModelFile { reason, .. }) => {
+            format!("not a usable model file: {reason}")
+        }
+        Some(tokenlens::Error::Io { source, .. }) => {
+            format!("the model file cannot be read ({})", source.kind())
+        }
+        Some(other) => other.to_string(),
+        // The server's own refusals (the weight budget) name no path.
+        None => e.to_string(),
+    }
+}
+
 fn megabytes(mb: f64) -> u64 {
     (mb.max(0.0) * 1048576.0) as u64
 }
 
 /// `/s/<id>` for an id that is malformed or not stored: a 404 page, before the app renders.
 async fn permalink_guard(
-    axum::extract::State(store): axum::extract::State<Store>,
+    axum::extract::State(permalinks): axum::extract::State<Permalinks>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -137,19 +153,20 @@ async fn permalink_guard(
         return next.run(req).await;
     };
     let id = id.trim_end_matches('/').to_string();
+    let unavailable =
+        |msg: &str| (axum::http::StatusCode::SERVICE_UNAVAILABLE, msg.to_string()).into_response();
     let problem = if !is_valid_id(&id) {
         Some("This is not a TokenLens permalink: the id is malformed.")
     } else {
-        match store.contains(&id).await {
+        let Ok(db) = permalinks.get() else {
+            return unavailable(app::permalinks::UNAVAILABLE);
+        };
+        match db.store.contains(&id).await {
             Ok(true) => None,
             Ok(false) => Some("No view is stored under this link on this server."),
             Err(e) => {
                 tracing::error!("looking up permalink {id}: {e}");
-                return (
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "the permalink database is unavailable; try again later",
-                )
-                    .into_response();
+                return unavailable("the permalink database is unavailable; try again later");
             }
         }
     };
@@ -212,10 +229,10 @@ fn not_found_page(id: &str, msg: &str) -> String {
 
 fn app(state: ServerState, options: LeptosOptions) -> Router {
     let routes = generate_route_list(app::App);
-    let store = state.store.clone();
+    let permalinks = state.permalinks.clone();
     // A shared view is the largest request: let it through whole (the store then says
     // clearly when one is over its limit), and nothing much larger.
-    let body_limit = (store.quota().max_item_bytes + (1 << 20)).max(2 << 20);
+    let body_limit = (permalinks.quota().max_item_bytes + (1 << 20)).max(2 << 20);
     Router::new()
         .leptos_routes_with_context(&options, routes, move || provide_context(state.clone()), {
             let options = options.clone();
@@ -223,7 +240,10 @@ fn app(state: ServerState, options: LeptosOptions) -> Router {
         })
         .fallback(leptos_axum::file_and_error_handler(app::shell))
         .with_state(options)
-        .layer(axum::middleware::from_fn_with_state(store, permalink_guard))
+        .layer(axum::middleware::from_fn_with_state(
+            permalinks,
+            permalink_guard,
+        ))
         .layer(axum::middleware::from_fn(bad_request_status))
         .layer(axum::extract::DefaultBodyLimit::max(
             usize::try_from(body_limit).unwrap_or(usize::MAX),
@@ -242,19 +262,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .split_first()
         .context("no model given (--model)")?;
     let (limits, rate, quota, max_tokens) = args.limits();
-    let store = Store::open(
-        args.database_url.as_deref(),
-        &args.data_dir(),
+    // Models do not need the database: without it they are served and sharing says so.
+    let permalinks = Permalinks::open(
+        args.database_url.clone(),
+        args.data_dir(),
         Quota {
             max_item_bytes: megabytes(args.share_max_mb),
             max_total_bytes: quota,
         },
     )
-    .await
-    .context("opening the permalink database")?;
-    tracing::info!(backend = store.backend(), "permalink storage ready");
-    let seal = SealKey::new(store.secret("seal").await.context("reading the seal key")?)
-        .map_err(anyhow::Error::msg)?;
+    .await;
     let load = {
         let device = tokenlens::source::parse_device(&args.device)?;
         let dtype = tokenlens::source::parse_dtype(&args.dtype)?;
@@ -293,10 +310,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         load(first)?,
         rest,
         Worker::start(args.queue),
-        store,
+        permalinks,
         limits,
         RateLimiter::new(rate),
-        seal,
     );
     state.trust_forwarded_for = args.trust_forwarded_for;
     {
@@ -307,7 +323,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 for spec in rest {
                     let result = load(&spec).map_err(|e| {
                         tracing::error!("{e:#}");
-                        format!("{e:#}")
+                        public_reason(&e)
                     });
                     state.finish_loading(&spec, result);
                 }

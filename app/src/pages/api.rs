@@ -58,7 +58,7 @@ pub async fn list_models() -> Result<ModelList, ServerFnError> {
         models,
         loading: pending.loading,
         failed: pending.failed,
-        share_max_bytes: state.store.quota().max_item_bytes,
+        share_max_bytes: state.permalinks.quota().max_item_bytes,
     })
 }
 
@@ -135,8 +135,13 @@ async fn stream_task(model: &str, task: Task) -> Result<TextStream, ServerFnErro
     let (name, rx) = state
         .submit(model, task)
         .map_err(|e| refuse(e.status(), e.to_string()))?;
-    // The seal names the model that ran the job (an empty request means the default).
-    let mut sealing = Some(state.seal.start(&name, &sealed_task));
+    // The seal names the model that ran the job (an empty request means the default). Without
+    // the database there is no key: the result streams unsealed and cannot be shared.
+    let mut sealing = state
+        .permalinks
+        .get()
+        .ok()
+        .map(|p| p.seal.start(&name, &sealed_task));
     let events = futures::stream::unfold(
         rx,
         |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
@@ -193,8 +198,12 @@ pub async fn share(snapshot: crate::state::Snapshot) -> Result<String, ServerFnE
     use axum::http::StatusCode;
     let state = server_state()?;
     rate_check(&state).await?;
+    let db = state
+        .permalinks
+        .get()
+        .map_err(|msg| refuse(StatusCode::SERVICE_UNAVAILABLE, msg))?;
     let records = [&snapshot.answer, &snapshot.explanation, &snapshot.matrix];
-    if records.into_iter().flatten().any(|r| !state.seal.verify(r)) {
+    if records.into_iter().flatten().any(|r| !db.seal.verify(r)) {
         return Err(refuse(
             StatusCode::BAD_REQUEST,
             "these results do not carry this server's seal (computed elsewhere, or changed); \
@@ -205,7 +214,7 @@ pub async fn share(snapshot: crate::state::Snapshot) -> Result<String, ServerFnE
         let msg = format!("this view cannot be shared: {e}");
         return Err(refuse(StatusCode::BAD_REQUEST, msg));
     }
-    let id = state.store.put(&snapshot).await.map_err(|e| {
+    let id = db.store.put(&snapshot).await.map_err(|e| {
         let status = match e {
             StoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             StoreError::QuotaReached { .. } => StatusCode::INSUFFICIENT_STORAGE,
@@ -224,7 +233,11 @@ pub async fn share(snapshot: crate::state::Snapshot) -> Result<String, ServerFnE
 #[server(input = Json, endpoint = "shared")]
 pub async fn load_shared(id: String) -> Result<crate::state::Snapshot, ServerFnError> {
     let state = server_state()?;
-    match state.store.get(&id).await {
+    let db = state
+        .permalinks
+        .get()
+        .map_err(|msg| refuse(axum::http::StatusCode::SERVICE_UNAVAILABLE, msg))?;
+    match db.store.get(&id).await {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(refuse(
             axum::http::StatusCode::NOT_FOUND,
