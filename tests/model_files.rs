@@ -9,7 +9,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use tokenlens::{Engine, Error, ExplainRequest};
 
-fn tmp_dir() -> std::path::PathBuf {
+pub fn tmp_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("tokenlens-model-files-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -22,7 +22,7 @@ const HEAD_DIM: usize = 4;
 const FFN: usize = 16;
 
 /// A valid tiny Llama GGUF; `edit` changes its metadata (by key) before it is written.
-fn write_gguf(name: &str, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> std::path::PathBuf {
+pub fn write_gguf(name: &str, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> std::path::PathBuf {
     let tokens = ["a", "b", "ab", "Ġ", "<|im_end|>"];
     let vocab = tokens.len();
     let mut md: Vec<(String, Value)> = vec![

@@ -5,6 +5,7 @@ mod util;
 
 mod cli;
 mod errors;
+mod fuzz_loaders;
 mod generation;
 mod model_files;
 mod reference;
