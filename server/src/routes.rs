@@ -1,0 +1,119 @@
+//! Routes and middleware: the Leptos app with its server functions, the `/s/<id>` guard, the
+//! 400 status for bodies that do not parse, and the request limits.
+
+use app::permalinks::Permalinks;
+use app::ssr::ServerState;
+use app::store::is_valid_id;
+use axum::Router;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+
+/// `/s/<id>` for an id that is malformed or not stored: a 404 page, before the app renders.
+async fn permalink_guard(
+    axum::extract::State(permalinks): axum::extract::State<Permalinks>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(id) = req.uri().path().strip_prefix("/s/") else {
+        return next.run(req).await;
+    };
+    let id = id.trim_end_matches('/').to_string();
+    let unavailable =
+        |msg: &str| (axum::http::StatusCode::SERVICE_UNAVAILABLE, msg.to_string()).into_response();
+    let problem = if !is_valid_id(&id) {
+        Some("This is not a TokenLens permalink: the id is malformed.")
+    } else {
+        let Ok(db) = permalinks.get() else {
+            return unavailable(app::permalinks::UNAVAILABLE);
+        };
+        match db.store.contains(&id).await {
+            Ok(true) => None,
+            Ok(false) => Some("No view is stored under this link on this server."),
+            Err(e) => {
+                tracing::error!("looking up permalink {id}: {e}");
+                return unavailable("the permalink database is unavailable; try again later");
+            }
+        }
+    };
+    match problem {
+        None => next.run(req).await,
+        Some(msg) => (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::response::Html(not_found_page(&id, msg)),
+        )
+            .into_response(),
+    }
+}
+
+/// Server functions answer every error with 500; a request body that does not parse is the
+/// client's mistake, so it gets 400 (the message stays as it was).
+async fn bad_request_status(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    let res = next.run(req).await;
+    if res.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !res.headers().contains_key("serverfnerror")
+    {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    // Error bodies are one short message.
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    if [&b"Deserialization|"[..], b"Args|", b"MissingArg|"]
+        .iter()
+        .any(|p| bytes.starts_with(p))
+    {
+        parts.status = StatusCode::BAD_REQUEST;
+    }
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+fn not_found_page(id: &str, msg: &str) -> String {
+    let escaped: String = id
+        .chars()
+        .take(64)
+        .map(|c| match c {
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '&' => "&amp;".to_string(),
+            '"' => "&quot;".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found · TokenLens</title>\
+         <link rel=\"stylesheet\" href=\"/style.css\"></head><body><main><h1>TokenLens</h1>\
+         <div class=\"error\" role=\"alert\" data-testid=\"not-found\"><p><strong>404</strong> · {msg}</p>\
+         <p>Link id: <code>{escaped}</code></p></div><p><a href=\"/\">Open the viewer</a></p></main></body></html>"
+    )
+}
+
+/// The whole HTTP surface: the Leptos pages and server functions, the permalink guard and
+/// the limits every request meets.
+pub fn app(state: ServerState, options: LeptosOptions) -> Router {
+    let routes = generate_route_list(app::App);
+    let permalinks = state.permalinks.clone();
+    // A shared view is the largest request: let it through whole (the store then says
+    // clearly when one is over its limit), and nothing much larger.
+    let body_limit = (permalinks.quota().max_item_bytes + (1 << 20)).max(2 << 20);
+    Router::new()
+        .leptos_routes_with_context(&options, routes, move || provide_context(state.clone()), {
+            let options = options.clone();
+            move || app::shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler(app::shell))
+        .with_state(options)
+        .layer(axum::middleware::from_fn_with_state(
+            permalinks,
+            permalink_guard,
+        ))
+        .layer(axum::middleware::from_fn(bad_request_status))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            usize::try_from(body_limit).unwrap_or(usize::MAX),
+        ))
+}
