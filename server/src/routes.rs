@@ -47,7 +47,8 @@ async fn permalink_guard(
 }
 
 /// Server functions answer every error with 500; a request body that does not parse is the
-/// client's mistake, so it gets 400 (the message stays as it was).
+/// client's mistake, so it gets 400 (the message stays as it was), and one cut off at the
+/// body limit while it streamed in (no Content-Length to refuse it by) gets 413.
 async fn bad_request_status(
     req: axum::extract::Request,
     next: axum::middleware::Next,
@@ -64,7 +65,9 @@ async fn bad_request_status(
     let bytes = axum::body::to_bytes(body, 1 << 20)
         .await
         .unwrap_or_default();
-    if [&b"Deserialization|"[..], b"Args|", b"MissingArg|"]
+    if bytes.starts_with(b"Deserialization|length limit exceeded") {
+        parts.status = StatusCode::PAYLOAD_TOO_LARGE;
+    } else if [&b"Deserialization|"[..], b"Args|", b"MissingArg|"]
         .iter()
         .any(|p| bytes.starts_with(p))
     {
@@ -96,12 +99,16 @@ fn not_found_page(id: &str, msg: &str) -> String {
 /// The whole HTTP surface: the Leptos pages and server functions, the permalink guard and
 /// the limits every request meets.
 pub fn app(state: ServerState, options: LeptosOptions) -> Router {
+    use tower_http::limit::RequestBodyLimitLayer;
+    use tower_http::timeout::RequestBodyTimeoutLayer;
     let routes = generate_route_list(app::App);
     let permalinks = state.permalinks.clone();
     // A shared view is the largest request: let it through whole (the store then says
     // clearly when one is over its limit), and nothing much larger.
-    let body_limit = (permalinks.quota().max_item_bytes + (1 << 20)).max(2 << 20);
-    Router::new()
+    let share_limit = usize::try_from(permalinks.quota().max_item_bytes + (1 << 20))
+        .unwrap_or(usize::MAX)
+        .max(2 << 20);
+    let site = Router::new()
         .leptos_routes_with_context(&options, routes, move || provide_context(state.clone()), {
             let options = options.clone();
             move || app::shell(options.clone())
@@ -113,7 +120,277 @@ pub fn app(state: ServerState, options: LeptosOptions) -> Router {
             permalink_guard,
         ))
         .layer(axum::middleware::from_fn(bad_request_status))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            usize::try_from(body_limit).unwrap_or(usize::MAX),
-        ))
+        // The limits below are the tower-http layers'; axum's own default (2 MB) is lifted.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        // A body that trickles in holds a connection: 30 s to send it, at most.
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT));
+    // Sharing takes a whole view; every other request (a prompt and its settings, an id)
+    // is small: 413 past each limit, before anything is parsed.
+    let limited = |limit: usize| {
+        tower::ServiceBuilder::new()
+            .layer(RequestBodyLimitLayer::new(limit))
+            .service(site.clone())
+    };
+    Router::new()
+        .route_service("/api/share", limited(share_limit))
+        .fallback_service(limited(REQUEST_LIMIT))
+}
+
+/// The largest body of any request but a share: a prompt of the longest context with its
+/// settings, JSON-escaped, fits several times over.
+pub const REQUEST_LIMIT: usize = 256 << 10;
+
+/// How long a request body may take to arrive.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    //! Every status the server answers, through the whole router (`oneshot`, no socket).
+    use super::*;
+    use app::permalinks::Permalinks;
+    use app::rate_limit::RateLimiter;
+    use app::record::seal::SealKey;
+    use app::ssr::{Limits, Model, Worker};
+    use app::store::{Quota, Store};
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use std::sync::{Arc, OnceLock};
+    use tower::ServiceExt;
+
+    const FIXTURE: &str = "../tests/fixtures/permalinks/KcDZ9592xAFR.json";
+    /// The seal key of the store the fixture was taken from.
+    const FIXTURE_KEY: &str = "vsCqFlzovV7E5WbRhKTZtceuloHAJcjqm8cuUhfKWOM";
+
+    fn model() -> Model {
+        static ENGINE: OnceLock<Arc<tokenlens::Engine>> = OnceLock::new();
+        let engine = ENGINE.get_or_init(|| {
+            Arc::new(
+                tokenlens::Engine::load(tokenlens::source::DEFAULT_MODEL)
+                    .expect("the default model (scripts/fetch-models.sh)"),
+            )
+        });
+        Model {
+            name: engine.name().to_string(),
+            engine: engine.clone(),
+        }
+    }
+
+    struct Setup {
+        rate: Option<u32>,
+        quota: Quota,
+        database: bool,
+    }
+
+    impl Default for Setup {
+        fn default() -> Self {
+            Setup {
+                rate: None,
+                quota: Quota {
+                    max_item_bytes: 32 << 20,
+                    max_total_bytes: None,
+                },
+                database: true,
+            }
+        }
+    }
+
+    async fn router(s: Setup) -> Router {
+        let dir = std::env::temp_dir().join(format!(
+            "tokenlens-routes-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let permalinks = if s.database {
+            let store = Store::open(None, &dir, s.quota).await.unwrap();
+            let key = {
+                use base64::Engine as _;
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(FIXTURE_KEY)
+                    .unwrap()
+            };
+            Permalinks::connected(store, SealKey::new(key).unwrap())
+        } else {
+            // A file where the data directory's parent should be: the database cannot open.
+            std::fs::write(&dir, "").unwrap();
+            Permalinks::open(None, dir.join("data"), s.quota).await
+        };
+        let state = ServerState::new(
+            model(),
+            &[],
+            Worker::start(4),
+            permalinks,
+            Limits::default(),
+            RateLimiter::new(s.rate),
+        );
+        let options = LeptosOptions::builder()
+            .output_name("tokenlens")
+            .site_root("target/site")
+            .build();
+        app(state, options)
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        N.fetch_add(1, Ordering::Relaxed)
+    }
+
+    async fn send(app: &Router, req: Request<Body>) -> (StatusCode, String) {
+        let res = app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let body = axum::body::to_bytes(res.into_body(), 64 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A POST as clients send it, with its length.
+    fn post(path: &str, body: impl Into<String>) -> Request<Body> {
+        let body = body.into();
+        Request::post(path)
+            .header("content-type", "application/json")
+            .header("content-length", body.len())
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    fn share_body() -> String {
+        let snapshot = std::fs::read_to_string(FIXTURE).unwrap();
+        format!("{{\"snapshot\": {snapshot}}}")
+    }
+
+    #[tokio::test]
+    async fn statuses() {
+        let app = router(Setup::default()).await;
+        let explain = |req: &str| {
+            post(
+                "/api/explain",
+                format!(r#"{{"model": "", "request": {req}}}"#),
+            )
+        };
+        // 200: a stream that ends with done.
+        let (status, body) = send(
+            &app,
+            explain(r#"{"prompt": "Hi", "methods": ["saliency"]}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.trim_end().ends_with(r#"{"type":"done"}"#), "{body}");
+        // 400: a setting out of range; a body that does not parse.
+        let (status, body) = send(&app, explain(r#"{"prompt": "Hi", "top_k": 1000}"#)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.contains("top_k must be between 1 and 100"), "{body}");
+        let (status, _) = send(&app, post("/api/explain", "{not json")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // 404: an unknown model; a permalink id that is not stored.
+        let (status, body) = send(
+            &app,
+            post(
+                "/api/explain",
+                r#"{"model": "nope", "request": {"prompt": "x"}}"#,
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, _) = send(
+            &app,
+            Request::get("/s/AAAAAAAAAAAA").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        // 200: a sealed view is stored under its content id, and opens.
+        let (status, id) = send(&app, post("/api/share", share_body())).await;
+        assert_eq!(status, StatusCode::OK, "{id}");
+        let id = id.trim_matches('"').to_string();
+        let (status, _) = send(&app, post("/api/shared", format!(r#"{{"id": "{id}"}}"#))).await;
+        assert_eq!(status, StatusCode::OK);
+        // 413: a body past the limit (model routes: 256 KB; a share may be larger).
+        let big = |n: usize| {
+            format!(
+                r#"{{"model": "", "request": {{"prompt": "{}"}}}}"#,
+                "a".repeat(n)
+            )
+        };
+        let (status, _) = send(&app, post("/api/explain", big(300 << 10))).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let (status, _) = send(&app, post("/api/explain", big(20 << 20))).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let (status, body) = send(&app, post("/api/share", big(300 << 10))).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "parsed, not cut off: {body}"
+        );
+        // Sent without a length (chunked): cut off at the limit, 413 all the same.
+        let chunked = Request::post("/api/explain")
+            .header("content-type", "application/json")
+            .body(Body::from(big(300 << 10)))
+            .unwrap();
+        let (status, body) = send(&app, chunked).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    }
+
+    #[tokio::test]
+    async fn rate_limit_is_429() {
+        let app = router(Setup {
+            rate: Some(1),
+            ..Setup::default()
+        })
+        .await;
+        let req = || {
+            post(
+                "/api/explain",
+                r#"{"model": "", "request": {"prompt": "Hi", "methods": []}}"#,
+            )
+        };
+        assert_eq!(send(&app, req()).await.0, StatusCode::OK);
+        let (status, body) = send(&app, req()).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert!(body.contains("try again in"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn storage_statuses_are_413_507_and_503() {
+        // One view over the per-view limit: 413.
+        let small = Quota {
+            max_item_bytes: 1000,
+            max_total_bytes: None,
+        };
+        let app = router(Setup {
+            quota: small,
+            ..Setup::default()
+        })
+        .await;
+        let (status, body) = send(&app, post("/api/share", share_body())).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+        // All views over the quota: 507.
+        let full = Quota {
+            max_item_bytes: 32 << 20,
+            max_total_bytes: Some(1000),
+        };
+        let app = router(Setup {
+            quota: full,
+            ..Setup::default()
+        })
+        .await;
+        let (status, body) = send(&app, post("/api/share", share_body())).await;
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+        // No database: 503, and the models still answer.
+        let app = router(Setup {
+            database: false,
+            ..Setup::default()
+        })
+        .await;
+        let (status, body) = send(&app, post("/api/share", share_body())).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert!(body.contains("cannot be reached"), "{body}");
+        let (status, _) = send(
+            &app,
+            Request::get("/s/KcDZ9592xAFR").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, _) = send(&app, post("/api/models", "")).await;
+        assert_eq!(status, StatusCode::OK);
+    }
 }
