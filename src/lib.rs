@@ -27,6 +27,8 @@ pub mod types;
 #[cfg(feature = "engine")]
 pub mod chat_template;
 #[cfg(feature = "engine")]
+mod cost;
+#[cfg(feature = "engine")]
 mod engine;
 #[cfg(feature = "engine")]
 mod error;

@@ -18,6 +18,8 @@ struct Job {
     engine: Arc<Engine>,
     task: Task,
     events: UnboundedSender<StreamEvent>,
+    /// When it was queued, and how long it may take from then (`--max-job-seconds`).
+    deadline: Option<(std::time::Instant, std::time::Duration)>,
 }
 
 /// The model worker: one thread, a bounded queue.
@@ -68,7 +70,14 @@ fn supervise<J>(
 fn run(job: Job) {
     let events = job.events;
     let started = std::time::Instant::now();
+    let mut out_of_time = None;
     let mut sink = |ev: &StreamEvent| {
+        if let Some((queued, budget)) = job.deadline {
+            if queued.elapsed() > budget {
+                out_of_time = Some(budget);
+                return ControlFlow::Break(());
+            }
+        }
         if events.send(ev.clone()).is_ok() {
             ControlFlow::Continue(())
         } else {
@@ -83,6 +92,16 @@ fn run(job: Job) {
     };
     match result {
         Ok(()) => tracing::info!(task, ms = started.elapsed().as_millis() as u64, "done"),
+        Err(tokenlens::Error::Cancelled) if out_of_time.is_some() => {
+            let budget = out_of_time.unwrap_or_default().as_secs();
+            tracing::info!(task, budget, "stopped: over the time budget");
+            let _ = events.send(StreamEvent::Error {
+                message: format!(
+                    "stopped: this request ran past the {budget} s this server gives one \
+                     request; shorten the prompt or the answer, or ask for fewer methods"
+                ),
+            });
+        }
         Err(tokenlens::Error::Cancelled) => tracing::info!(task, "cancelled by the client"),
         Err(e) => {
             if !e.is_user_error() {
@@ -120,6 +139,10 @@ pub struct Limits {
     pub max_prompt_chars: Option<usize>,
     /// Longest answer, in tokens (also bounds the all-steps matrix).
     pub max_new_tokens: Option<usize>,
+    /// Most work one request may ask for, in token-passes (tokens × passes × steps).
+    pub max_job_cost: Option<u64>,
+    /// Longest a job may run; it is stopped with an error event past it.
+    pub max_job_seconds: Option<u64>,
 }
 
 impl Limits {
@@ -164,6 +187,18 @@ pub enum Refused {
     /// The worker is gone.
     #[error("the model worker has stopped")]
     Stopped,
+    /// More work than one request may ask for.
+    #[error(
+        "this request would take about {cost} token-passes (tokens × passes × steps); this \
+         server runs at most {limit} per request: shorten the prompt or the answer, or ask for \
+         fewer methods"
+    )]
+    TooCostly {
+        /// The estimate.
+        cost: u64,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 impl Refused {
@@ -172,6 +207,7 @@ impl Refused {
         use axum::http::StatusCode;
         match self {
             Refused::UnknownModel { .. } => StatusCode::NOT_FOUND,
+            Refused::TooCostly { .. } => StatusCode::BAD_REQUEST,
             Refused::Loading(_) | Refused::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Refused::Stopped => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -264,11 +300,29 @@ impl ServerState {
                 }
             }
         };
+        if let Some(limit) = self.limits.max_job_cost {
+            let cost = match &task {
+                Task::Explain(r) => engine.explain_cost(r),
+                Task::Generate(r) => engine.generate_cost(r),
+                Task::Steps(r) => engine.steps_cost(r),
+            };
+            // A prompt that cannot be tokenized fails in the job, with its own message.
+            if let Ok(cost) = cost {
+                if cost > limit {
+                    return Err(Refused::TooCostly { cost, limit });
+                }
+            }
+        }
         let (events, rx) = unbounded_channel();
+        let deadline = self
+            .limits
+            .max_job_seconds
+            .map(|s| (std::time::Instant::now(), std::time::Duration::from_secs(s)));
         match self.worker.jobs.try_send(Job {
             engine,
             task,
             events,
+            deadline,
         }) {
             Ok(()) => Ok((name, rx)),
             Err(TrySendError::Full(_)) => Err(Refused::Busy),

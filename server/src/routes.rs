@@ -176,6 +176,7 @@ mod tests {
     }
 
     struct Setup {
+        limits: Limits,
         rate: Option<u32>,
         quota: Quota,
         database: bool,
@@ -184,6 +185,7 @@ mod tests {
     impl Default for Setup {
         fn default() -> Self {
             Setup {
+                limits: Limits::default(),
                 rate: None,
                 quota: Quota {
                     max_item_bytes: 32 << 20,
@@ -219,7 +221,7 @@ mod tests {
             &[],
             Worker::start(4),
             permalinks,
-            Limits::default(),
+            s.limits,
             RateLimiter::new(s.rate),
         );
         let options = LeptosOptions::builder()
@@ -392,5 +394,54 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         let (status, _) = send(&app, post("/api/models", "")).await;
         assert_eq!(status, StatusCode::OK);
+    }
+
+    /// Work is bounded per request: by its estimated cost before it is queued (400), and by
+    /// its running time (an error event ends the stream).
+    #[tokio::test]
+    async fn work_per_request_is_bounded() {
+        let limits = Limits {
+            max_job_cost: Some(30),
+            ..Limits::default()
+        };
+        let app = router(Setup {
+            limits,
+            ..Setup::default()
+        })
+        .await;
+        let req = |methods: &str| {
+            post(
+                "/api/explain",
+                format!(
+                    r#"{{"model": "", "request": {{"prompt": "Why is the sky blue?", "chat_template": false, "methods": {methods}}}}}"#
+                ),
+            )
+        };
+        // The raw prompt (6 tokens, one pass) fits in 30; templated (about 30 tokens) with
+        // three passes it does not.
+        assert_eq!(send(&app, req(r#"["saliency"]"#)).await.0, StatusCode::OK);
+        let chat = post(
+            "/api/explain",
+            r#"{"model": "", "request": {"prompt": "Why is the sky blue?", "methods": ["saliency", "attnlrp", "cp_lrp"]}}"#,
+        );
+        let (status, body) = send(&app, chat).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body.contains("token-passes") && body.contains("at most 30"),
+            "{body}"
+        );
+        let limits = Limits {
+            max_job_seconds: Some(0),
+            ..Limits::default()
+        };
+        let app = router(Setup {
+            limits,
+            ..Setup::default()
+        })
+        .await;
+        let (status, body) = send(&app, req(r#"["saliency"]"#)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("ran past the 0 s"), "{body}");
+        assert!(!body.contains(r#""type":"done""#), "{body}");
     }
 }

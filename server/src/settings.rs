@@ -51,8 +51,8 @@ pub struct Args {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
     /// Hosted-demo mode: the limits below take demo defaults unless given (prompt 2000
-    /// characters and 1024 tokens, answers 128 tokens, 30 requests a minute per client,
-    /// 1024 MB of permalinks).
+    /// characters and 1024 tokens, answers 128 tokens, 20000 token-passes and 60 s per
+    /// request, 30 requests a minute per client, 1024 MB of permalinks).
     #[arg(long)]
     pub demo: bool,
     /// Refuse prompts longer than this many characters.
@@ -61,6 +61,15 @@ pub struct Args {
     /// Refuse answers (and all-steps matrices) longer than this many tokens.
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
+    /// Refuse requests that would take more than this many token-passes (prompt tokens ×
+    /// backward passes × steps; a generation counts its prompt and answer tokens) before
+    /// queueing them.
+    #[arg(long)]
+    pub max_job_cost: Option<u64>,
+    /// Stop a request that has run this many seconds (from when it was queued), with an
+    /// error event.
+    #[arg(long)]
+    pub max_job_seconds: Option<u64>,
     /// Model requests and shares allowed per client per minute.
     #[arg(long)]
     pub rate_limit: Option<u32>,
@@ -99,6 +108,8 @@ impl Args {
             limits: Limits {
                 max_prompt_chars: self.max_prompt_chars.or(demo(2000).map(|v| v as usize)),
                 max_new_tokens: self.max_new_tokens.or(demo(128).map(|v| v as usize)),
+                max_job_cost: self.max_job_cost.or(demo(20_000)),
+                max_job_seconds: self.max_job_seconds.or(demo(60)),
             },
             rate_per_minute: self.rate_limit.or(demo(30).map(|v| v as u32)),
             quota: Quota {
@@ -142,6 +153,8 @@ mod tests {
         assert_eq!(s.rate_per_minute, Some(5));
         assert_eq!(s.quota.max_total_bytes, Some(1024 << 20));
         assert_eq!(s.max_tokens, Some(1024));
+        assert_eq!(s.limits.max_job_cost, Some(20_000));
+        assert_eq!(s.limits.max_job_seconds, Some(60));
         let s = Args::parse_from(["tokenlens-server"]).settings();
         assert_eq!((s.rate_per_minute, s.max_tokens), (None, None));
         assert_eq!(s.quota.max_item_bytes, 32 << 20);

@@ -1,0 +1,52 @@
+//! What a request will cost before it runs, in token-passes: one token through one forward
+//! and one backward pass. A server refuses a request above its budget before queueing it,
+//! rather than letting it hold the model for minutes.
+
+use crate::methods::Pass;
+use crate::{Engine, ExplainRequest, GenerateRequest, Method, Result, StepsRequest};
+
+/// Backward passes the methods need (methods that share rules share a pass); a request with
+/// no method still runs one forward pass.
+fn passes(methods: &[Method]) -> u64 {
+    let mut kinds: Vec<Pass> = methods.iter().map(|&m| Pass::of(m)).collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds.len().max(1) as u64
+}
+
+impl Engine {
+    fn prompt_tokens(&self, prompt: &str, chat: bool, thinking: bool) -> Result<u64> {
+        Ok(self.tokenize(prompt, chat, thinking)?.tokens.len() as u64)
+    }
+
+    /// An explanation: its tokens times its passes.
+    pub fn explain_cost(&self, r: &ExplainRequest) -> Result<u64> {
+        let n = self.prompt_tokens(&r.prompt, r.chat_template, r.thinking)?;
+        Ok((n + r.continuation.len() as u64) * passes(&r.methods))
+    }
+
+    /// The all-steps matrix: step k explains the prompt and k answer tokens.
+    pub fn steps_cost(&self, r: &StepsRequest) -> Result<u64> {
+        let n = self.prompt_tokens(&r.prompt, r.chat_template, r.thinking)?;
+        let g = r.generated.len() as u64;
+        Ok((g * n + g * g.saturating_sub(1) / 2) * passes(&r.methods))
+    }
+
+    /// A generation: the prompt once, then one token per step (forward only, with a cache).
+    pub fn generate_cost(&self, r: &GenerateRequest) -> Result<u64> {
+        let n = self.prompt_tokens(&r.prompt, r.chat_template, r.thinking)?;
+        Ok(n + r.max_new_tokens as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_that_share_rules_share_a_pass() {
+        assert_eq!(passes(&[]), 1);
+        assert_eq!(passes(&[Method::Saliency, Method::InputXGradient]), 1);
+        assert_eq!(passes(&Method::ALL), 3);
+    }
+}
