@@ -550,4 +550,10 @@ pub enum StreamEvent {
         /// A readable message.
         message: String,
     },
+    /// The request waits for the model (servers only; sent about once a second until it
+    /// starts).
+    Queued {
+        /// Its place in line: 1 is next.
+        position: u64,
+    },
 }

@@ -14,6 +14,18 @@ pub fn sig3(v: f32) -> String {
     }
 }
 
+/// 1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, 21st, …
+pub fn ordinal(n: u64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
 /// 1-based rank of each score, highest first (ties share the better rank).
 pub fn ranks(scores: &[f32]) -> Vec<usize> {
     scores
@@ -43,6 +55,20 @@ pub fn max_abs(scores: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ordinals() {
+        let got: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111]
+            .map(ordinal)
+            .to_vec();
+        assert_eq!(
+            got,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st",
+                "111th"
+            ]
+        );
+    }
 
     #[test]
     fn three_significant_digits() {

@@ -35,8 +35,9 @@ impl<C: Clock> RateLimiter<C> {
         }
     }
 
-    /// Takes one request from `client`'s allowance, or says how long to wait.
-    pub fn check(&self, client: IpAddr) -> Result<(), String> {
+    /// Takes one request from `client`'s allowance, or says how long to wait (the message,
+    /// and the seconds for `Retry-After`).
+    pub fn check(&self, client: IpAddr) -> Result<(), (String, u64)> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
@@ -47,10 +48,13 @@ impl<C: Clock> RateLimiter<C> {
             let wait = not_until
                 .wait_time_from(limiter.clock().now())
                 .as_secs_f64()
-                .ceil();
-            format!(
-                "too many requests: this server takes {} a minute from one client; try again in {wait} s",
-                self.per_minute
+                .ceil() as u64;
+            (
+                format!(
+                    "too many requests: this server takes {} a minute from one client; try again in {wait} s",
+                    self.per_minute
+                ),
+                wait,
             )
         })
     }
@@ -92,7 +96,8 @@ mod tests {
         for _ in 0..3 {
             assert!(limiter.check(a).is_ok());
         }
-        let err = limiter.check(a).expect_err("fourth in a burst");
+        let (err, wait) = limiter.check(a).expect_err("fourth in a burst");
+        assert_eq!(wait, 20);
         assert!(
             err.contains("3 a minute") && err.contains("try again in 20 s"),
             "{err}"

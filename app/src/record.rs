@@ -70,7 +70,10 @@ pub enum Control {
 pub fn is_content(ev: &StreamEvent) -> bool {
     !matches!(
         ev,
-        StreamEvent::Stage { .. } | StreamEvent::Done | StreamEvent::Error { .. }
+        StreamEvent::Stage { .. }
+            | StreamEvent::Queued { .. }
+            | StreamEvent::Done
+            | StreamEvent::Error { .. }
     )
 }
 

@@ -6,9 +6,12 @@
 //! than left to hang; a client that goes away cancels its job at the next event; a job that
 //! panics ends with an error event and the worker goes on.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use tokenlens::{Engine, StreamEvent};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -20,23 +23,68 @@ struct Job {
     events: UnboundedSender<StreamEvent>,
     /// When it was queued, and how long it may take from then (`--max-job-seconds`).
     deadline: Option<(std::time::Instant, std::time::Duration)>,
+    /// Its number in the order of submission.
+    ticket: u64,
+    /// Its client's place among the jobs of that client (freed when the job is dropped).
+    _slot: Option<ClientSlot>,
 }
 
 /// The model worker: one thread, a bounded queue.
 #[derive(Clone)]
 pub struct Worker {
     jobs: SyncSender<Job>,
+    /// The next ticket to hand out: taken only by a job that enters the queue, so that
+    /// tickets and starts count the same jobs.
+    next_ticket: Arc<Mutex<u64>>,
+    /// Jobs the worker has taken up (tickets below it have started).
+    started: Arc<AtomicU64>,
 }
 
 impl Worker {
     /// Starts the worker thread with room for `queue` waiting jobs.
     pub fn start(queue: usize) -> Self {
         let (jobs, rx) = sync_channel::<Job>(queue);
+        let started = Arc::new(AtomicU64::new(0));
+        let progress = started.clone();
         std::thread::Builder::new()
             .name("tokenlens-worker".into())
-            .spawn(move || supervise(rx, run, |job: &Job| (job.events.clone(), job.task.name())))
+            .spawn(move || {
+                let run = |job: Job| {
+                    progress.fetch_max(job.ticket + 1, Ordering::SeqCst);
+                    run(job)
+                };
+                supervise(rx, run, |job: &Job| (job.events.clone(), job.task.name()))
+            })
             .expect("spawn the model worker thread");
-        Worker { jobs }
+        Worker {
+            jobs,
+            next_ticket: Arc::default(),
+            started,
+        }
+    }
+
+    /// A waiting job's place in line (1: next), or 0 once it has started.
+    pub fn position(&self, ticket: u64) -> u64 {
+        (ticket + 1).saturating_sub(self.started.load(Ordering::SeqCst))
+    }
+}
+
+/// One of a client's jobs in the system (waiting or running); dropping it frees the place.
+struct ClientSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    client: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.counts.lock() {
+            if let Some(n) = counts.get_mut(&self.client) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    counts.remove(&self.client);
+                }
+            }
+        }
     }
 }
 
@@ -143,6 +191,8 @@ pub struct Limits {
     pub max_job_cost: Option<u64>,
     /// Longest a job may run; it is stopped with an error event past it.
     pub max_job_seconds: Option<u64>,
+    /// Jobs one client may have in the system at once (running and waiting).
+    pub max_jobs_per_client: Option<usize>,
 }
 
 impl Limits {
@@ -187,6 +237,12 @@ pub enum Refused {
     /// The worker is gone.
     #[error("the model worker has stopped")]
     Stopped,
+    /// The client already has its share of the queue.
+    #[error(
+        "you already have {0} requests running or waiting on this server; wait for one to \
+         finish (or cancel it) and try again"
+    )]
+    ClientBusy(usize),
     /// More work than one request may ask for.
     #[error(
         "this request would take about {cost} token-passes (tokens × passes × steps); this \
@@ -208,6 +264,7 @@ impl Refused {
         match self {
             Refused::UnknownModel { .. } => StatusCode::NOT_FOUND,
             Refused::TooCostly { .. } => StatusCode::BAD_REQUEST,
+            Refused::ClientBusy(_) => StatusCode::TOO_MANY_REQUESTS,
             Refused::Loading(_) | Refused::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Refused::Stopped => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -231,6 +288,8 @@ pub struct ServerState {
     pub rate: Arc<crate::rate_limit::RateLimiter>,
     /// Take the client's address from `X-Forwarded-For` (behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Jobs in the system per client.
+    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl ServerState {
@@ -254,6 +313,7 @@ impl ServerState {
             limits,
             rate: Arc::new(rate),
             trust_forwarded_for: false,
+            per_client: Arc::default(),
         }
     }
 
@@ -270,13 +330,15 @@ impl ServerState {
         }
     }
 
-    /// Queues a request on a model; returns the model's name (an empty `model` is the
-    /// default) and a receiver of the job's events.
+    /// Queues `client`'s request on a model; returns the model's name (an empty `model` is
+    /// the default), a receiver of the job's events and its ticket (for
+    /// [`Worker::position`]).
     pub fn submit(
         &self,
         model: &str,
         task: Task,
-    ) -> Result<(String, UnboundedReceiver<StreamEvent>), Refused> {
+        client: IpAddr,
+    ) -> Result<(String, UnboundedReceiver<StreamEvent>, u64), Refused> {
         let (name, engine) = {
             let models = self.models.read().map_err(|_| Refused::Stopped)?;
             // An empty name is the default model (a URL may leave it out).
@@ -313,7 +375,17 @@ impl ServerState {
                 }
             }
         }
+        let slot = match self.limits.max_jobs_per_client {
+            Some(max) => Some(self.take_slot(client, max)?),
+            None => None,
+        };
         let (events, rx) = unbounded_channel();
+        let mut next_ticket = self
+            .worker
+            .next_ticket
+            .lock()
+            .map_err(|_| Refused::Stopped)?;
+        let ticket = *next_ticket;
         let deadline = self
             .limits
             .max_job_seconds
@@ -323,11 +395,29 @@ impl ServerState {
             task,
             events,
             deadline,
+            ticket,
+            _slot: slot,
         }) {
-            Ok(()) => Ok((name, rx)),
+            Ok(()) => {
+                *next_ticket += 1;
+                Ok((name, rx, ticket))
+            }
             Err(TrySendError::Full(_)) => Err(Refused::Busy),
             Err(TrySendError::Disconnected(_)) => Err(Refused::Stopped),
         }
+    }
+
+    fn take_slot(&self, client: IpAddr, max: usize) -> Result<ClientSlot, Refused> {
+        let mut counts = self.per_client.lock().map_err(|_| Refused::Stopped)?;
+        let n = counts.entry(client).or_insert(0);
+        if *n >= max {
+            return Err(Refused::ClientBusy(*n));
+        }
+        *n += 1;
+        Ok(ClientSlot {
+            counts: self.per_client.clone(),
+            client,
+        })
     }
 }
 

@@ -346,9 +346,14 @@ mod tests {
             )
         };
         assert_eq!(send(&app, req()).await.0, StatusCode::OK);
-        let (status, body) = send(&app, req()).await;
-        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
-        assert!(body.contains("try again in"), "{body}");
+        let res = app.clone().oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
     }
 
     #[tokio::test]
@@ -443,5 +448,75 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("ran past the 0 s"), "{body}");
         assert!(!body.contains(r#""type":"done""#), "{body}");
+    }
+
+    /// A request that waits is told its place in line; a client with its share of the queue
+    /// (one running, one waiting) gets 429 with Retry-After for a third.
+    #[tokio::test]
+    async fn fair_queueing() {
+        let limits = Limits {
+            max_jobs_per_client: Some(2),
+            ..Limits::default()
+        };
+        let app = router(Setup {
+            limits,
+            ..Setup::default()
+        })
+        .await;
+        let long = format!(
+            r#"{{"model": "", "request": {{"prompt": "{}", "chat_template": false, "methods": ["saliency", "attnlrp", "cp_lrp"]}}}}"#,
+            "The quick brown fox jumps over the lazy dog. ".repeat(20)
+        );
+        // Held, not read: the job runs while the next one waits.
+        let first = app
+            .clone()
+            .oneshot(post("/api/explain", long))
+            .await
+            .unwrap();
+        assert_eq!(first.status(), StatusCode::OK);
+        let second = app
+            .clone()
+            .oneshot(post(
+                "/api/explain",
+                r#"{"model": "", "request": {"prompt": "Hi", "methods": []}}"#,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(second.status(), StatusCode::OK);
+        let third = app
+            .clone()
+            .oneshot(post(
+                "/api/explain",
+                r#"{"model": "", "request": {"prompt": "Hi", "methods": []}}"#,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(third.headers()["retry-after"], "5");
+        let body = axum::body::to_bytes(second.into_body(), 64 << 20)
+            .await
+            .unwrap();
+        let body = String::from_utf8_lossy(&body);
+        // Second in line until the worker takes the first job, then next.
+        assert!(
+            body.starts_with(r#"{"type":"queued","position":"#),
+            "{body}"
+        );
+        assert!(body.contains(r#"{"type":"queued","position":1}"#), "{body}");
+        assert!(body.trim_end().ends_with(r#"{"type":"done"}"#), "{body}");
+        let body = axum::body::to_bytes(first.into_body(), 64 << 20)
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&body).contains(r#""type":"done""#));
+        // Both finished: the client has its places back.
+        let again = send(
+            &app,
+            post(
+                "/api/explain",
+                r#"{"model": "", "request": {"prompt": "Hi", "methods": []}}"#,
+            ),
+        )
+        .await;
+        assert_eq!(again.0, StatusCode::OK);
     }
 }

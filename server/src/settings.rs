@@ -52,7 +52,8 @@ pub struct Args {
     pub database_url: Option<String>,
     /// Hosted-demo mode: the limits below take demo defaults unless given (prompt 2000
     /// characters and 1024 tokens, answers 128 tokens, 20000 token-passes and 60 s per
-    /// request, 30 requests a minute per client, 1024 MB of permalinks).
+    /// request, 2 requests running or waiting and 30 a minute per client, 1024 MB of
+    /// permalinks).
     #[arg(long)]
     pub demo: bool,
     /// Refuse prompts longer than this many characters.
@@ -70,6 +71,10 @@ pub struct Args {
     /// error event.
     #[arg(long)]
     pub max_job_seconds: Option<u64>,
+    /// Requests one client may have running or waiting at once; more get 429 with
+    /// Retry-After.
+    #[arg(long)]
+    pub max_jobs_per_client: Option<usize>,
     /// Model requests and shares allowed per client per minute.
     #[arg(long)]
     pub rate_limit: Option<u32>,
@@ -110,6 +115,7 @@ impl Args {
                 max_new_tokens: self.max_new_tokens.or(demo(128).map(|v| v as usize)),
                 max_job_cost: self.max_job_cost.or(demo(20_000)),
                 max_job_seconds: self.max_job_seconds.or(demo(60)),
+                max_jobs_per_client: self.max_jobs_per_client.or(demo(2).map(|v| v as usize)),
             },
             rate_per_minute: self.rate_limit.or(demo(30).map(|v| v as u32)),
             quota: Quota {
@@ -155,6 +161,7 @@ mod tests {
         assert_eq!(s.max_tokens, Some(1024));
         assert_eq!(s.limits.max_job_cost, Some(20_000));
         assert_eq!(s.limits.max_job_seconds, Some(60));
+        assert_eq!(s.limits.max_jobs_per_client, Some(2));
         let s = Args::parse_from(["tokenlens-server"]).settings();
         assert_eq!((s.rate_per_minute, s.max_tokens), (None, None));
         assert_eq!(s.quota.max_item_bytes, 32 << 20);

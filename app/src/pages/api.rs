@@ -68,9 +68,10 @@ fn server_state() -> Result<crate::ssr::ServerState, ServerFnError> {
         .ok_or_else(|| ServerFnError::new("server state is missing"))
 }
 
-/// Takes one request from the calling client's rate allowance.
+/// The calling client, as the rate limit and the queue count it (see
+/// [`crate::rate_limit::client_key`]).
 #[cfg(feature = "ssr")]
-async fn rate_check(state: &crate::ssr::ServerState) -> Result<(), ServerFnError> {
+async fn client(state: &crate::ssr::ServerState) -> std::net::IpAddr {
     use axum::extract::ConnectInfo;
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     let headers = if state.trust_forwarded_for {
@@ -89,10 +90,17 @@ async fn rate_check(state: &crate::ssr::ServerState) -> Result<(), ServerFnError
         .await
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    state
-        .rate
-        .check(crate::rate_limit::client_key(forwarded, peer))
-        .map_err(|msg| refuse(axum::http::StatusCode::TOO_MANY_REQUESTS, msg))
+    crate::rate_limit::client_key(forwarded, peer)
+}
+
+/// Takes one request from the calling client's rate allowance; returns the client.
+#[cfg(feature = "ssr")]
+async fn rate_check(state: &crate::ssr::ServerState) -> Result<std::net::IpAddr, ServerFnError> {
+    let client = client(state).await;
+    state.rate.check(client).map_err(|(msg, wait)| {
+        refuse_retry(axum::http::StatusCode::TOO_MANY_REQUESTS, msg, wait)
+    })?;
+    Ok(client)
 }
 
 /// An error answered with `status`.
@@ -102,6 +110,20 @@ fn refuse(status: axum::http::StatusCode, msg: impl Into<String>) -> ServerFnErr
         resp.set_status(status);
     }
     ServerFnError::new(msg.into())
+}
+
+/// An error answered with `status` and `Retry-After: seconds` (429 and 503 say when to come
+/// back, as HTTP clients and load balancers expect).
+#[cfg(feature = "ssr")]
+fn refuse_retry(
+    status: axum::http::StatusCode,
+    msg: impl Into<String>,
+    seconds: u64,
+) -> ServerFnError {
+    if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+        resp.insert_header(axum::http::header::RETRY_AFTER, seconds.into());
+    }
+    refuse(status, msg)
 }
 
 #[cfg(feature = "ssr")]
@@ -130,11 +152,15 @@ async fn stream_task(model: &str, task: Task) -> Result<TextStream, ServerFnErro
             format!("invalid setting: {msg}"),
         )
     })?;
-    rate_check(&state).await?;
+    let client = rate_check(&state).await?;
     let sealed_task = task.clone();
-    let (name, rx) = state
-        .submit(model, task)
-        .map_err(|e| refuse(e.status(), e.to_string()))?;
+    let (name, rx, ticket) = state.submit(model, task, client).map_err(|e| match e {
+        // Come back when a job could have finished: a few seconds.
+        crate::ssr::Refused::Busy
+        | crate::ssr::Refused::Loading(_)
+        | crate::ssr::Refused::ClientBusy(_) => refuse_retry(e.status(), e.to_string(), 5),
+        e => refuse(e.status(), e.to_string()),
+    })?;
     // The seal names the model that ran the job (an empty request means the default). Without
     // the database there is no key: the result streams unsealed and cannot be shared.
     let mut sealing = state
@@ -142,10 +168,7 @@ async fn stream_task(model: &str, task: Task) -> Result<TextStream, ServerFnErro
         .get()
         .ok()
         .map(|p| p.seal.start(&name, &sealed_task));
-    let events = futures::stream::unfold(
-        rx,
-        |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
-    );
+    let events = queued_then_events(rx, state.worker.clone(), ticket);
     let lines = events.map(move |ev| {
         let line = json_line(&ev)?;
         if matches!(ev, StreamEvent::Done) {
@@ -162,6 +185,47 @@ async fn stream_task(model: &str, task: Task) -> Result<TextStream, ServerFnErro
         Ok(line + "\n")
     });
     Ok(TextStream::new(lines))
+}
+
+/// The job's events, preceded while it waits for the model by its place in line (at once,
+/// then about once a second).
+#[cfg(feature = "ssr")]
+fn queued_then_events(
+    rx: tokio::sync::mpsc::UnboundedReceiver<StreamEvent>,
+    worker: crate::ssr::Worker,
+    ticket: u64,
+) -> impl futures::Stream<Item = StreamEvent> {
+    use std::time::Duration;
+    // (receiver, whether the job has sent anything, whether to wait before the next update)
+    futures::stream::unfold((rx, false, false), move |(mut rx, started, pause)| {
+        let worker = worker.clone();
+        async move {
+            if started {
+                return rx.recv().await.map(|ev| (ev, (rx, true, false)));
+            }
+            let wait = if pause {
+                Duration::from_secs(1)
+            } else {
+                Duration::ZERO
+            };
+            loop {
+                match tokio::time::timeout(wait, rx.recv()).await {
+                    Ok(Some(ev)) => return Some((ev, (rx, true, false))),
+                    Ok(None) => return None,
+                    Err(_) => {
+                        let position = worker.position(ticket);
+                        if position > 0 {
+                            return Some((StreamEvent::Queued { position }, (rx, false, true)));
+                        }
+                        if wait.is_zero() {
+                            // Started already: wait for its first event.
+                            return rx.recv().await.map(|ev| (ev, (rx, true, false)));
+                        }
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// Explains a token, streaming [`StreamEvent`]s: tokens, prediction, one result per method,

@@ -32,6 +32,10 @@ fn stage_text(ev: &StreamEvent) -> Option<String> {
             Some(m) => format!("{stage:?} pass: {}…", m.name()).to_lowercase(),
             None => format!("{stage:?}…").to_lowercase(),
         }),
+        StreamEvent::Queued { position } => Some(format!(
+            "waiting for the model: {} in line…",
+            crate::format::ordinal(*position)
+        )),
         _ => None,
     }
 }
