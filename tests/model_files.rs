@@ -23,6 +23,15 @@ const FFN: usize = 16;
 
 /// A valid tiny Llama GGUF; `edit` changes its metadata (by key) before it is written.
 pub fn write_gguf(name: &str, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> std::path::PathBuf {
+    write_gguf_with(name, edit, |_| {})
+}
+
+/// The same, with `edit_tensors` changing its tensors too.
+fn write_gguf_with(
+    name: &str,
+    edit: impl FnOnce(&mut Vec<(String, Value)>),
+    edit_tensors: impl FnOnce(&mut Vec<(&str, QTensor)>),
+) -> std::path::PathBuf {
     let tokens = ["a", "b", "ab", "Ġ", "<|im_end|>"];
     let vocab = tokens.len();
     let mut md: Vec<(String, Value)> = vec![
@@ -76,7 +85,7 @@ pub fn write_gguf(name: &str, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> s
         let x = Tensor::from_vec(v, shape, &dev).unwrap();
         QTensor::quantize(&x, GgmlDType::F32).unwrap()
     };
-    let tensors: Vec<(&str, QTensor)> = vec![
+    let mut tensors: Vec<(&str, QTensor)> = vec![
         ("token_embd.weight", t(&[vocab, HIDDEN], 0.05)),
         ("output_norm.weight", t(&[HIDDEN], 0.1)),
         ("blk.0.attn_norm.weight", t(&[HIDDEN], 0.1)),
@@ -89,6 +98,7 @@ pub fn write_gguf(name: &str, edit: impl FnOnce(&mut Vec<(String, Value)>)) -> s
         ("blk.0.ffn_up.weight", t(&[FFN, HIDDEN], 0.05)),
         ("blk.0.ffn_down.weight", t(&[HIDDEN, FFN], 0.05)),
     ];
+    edit_tensors(&mut tensors);
     let path = tmp_dir().join(name);
     let mut f = std::fs::File::create(&path).unwrap();
     let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -188,6 +198,23 @@ fn unknown_pre_tokenizer_names_the_supported_ones() {
     refused(&p, "\"klingon\"");
     let msg = Engine::load(p.to_str().unwrap()).unwrap_err().to_string();
     assert!(msg.contains("llama-bpe") && msg.contains("tekken"), "{msg}");
+}
+
+/// A norm vector of the wrong length (found by the property test: it panicked inside the
+/// first pass) is refused at load, named.
+#[test]
+fn vector_of_the_wrong_length() {
+    let p = write_gguf_with(
+        "short-norm.gguf",
+        |_| {},
+        |tensors| {
+            let short = Tensor::ones(5, candle_core::DType::F32, &Device::Cpu).unwrap();
+            let q = QTensor::quantize(&short, GgmlDType::F32).unwrap();
+            tensors.retain(|(n, _)| *n != "blk.0.attn_norm.weight");
+            tensors.push(("blk.0.attn_norm.weight", q));
+        },
+    );
+    refused(&p, "blk.0.attn_norm.weight");
 }
 
 /// A chat template that loops for ever would hold the worker on every request: it is refused

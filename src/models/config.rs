@@ -218,7 +218,7 @@ impl Config {
             self.intermediate_size,
         );
         let expect =
-            |name: &str, want: [usize; 2], fields: &str| -> std::result::Result<(), String> {
+            |name: &str, want: &[usize], fields: &str| -> std::result::Result<(), String> {
                 match w.shape(name) {
                     None => Err(format!("tensor {} is missing", w.file_name(name))),
                     Some(got) if got != want => Err(format!(
@@ -230,13 +230,13 @@ impl Config {
             };
         expect(
             "model.embed_tokens.weight",
-            [self.vocab_size, h],
+            &[self.vocab_size, h],
             "vocab_size × hidden_size",
         )?;
         if w.contains("lm_head.weight") {
             expect(
                 "lm_head.weight",
-                [self.vocab_size, h],
+                &[self.vocab_size, h],
                 "vocab_size × hidden_size",
             )?;
         }
@@ -244,23 +244,53 @@ impl Config {
             let p = format!("model.layers.{i}");
             let heads = "num_attention_heads × head_dim, hidden_size";
             let kv_heads = "num_key_value_heads × head_dim, hidden_size";
-            expect(&format!("{p}.self_attn.q_proj.weight"), [q, h], heads)?;
-            expect(&format!("{p}.self_attn.k_proj.weight"), [kv, h], kv_heads)?;
-            expect(&format!("{p}.self_attn.v_proj.weight"), [kv, h], kv_heads)?;
+            expect(&format!("{p}.self_attn.q_proj.weight"), &[q, h], heads)?;
+            expect(&format!("{p}.self_attn.k_proj.weight"), &[kv, h], kv_heads)?;
+            expect(&format!("{p}.self_attn.v_proj.weight"), &[kv, h], kv_heads)?;
             expect(
                 &format!("{p}.self_attn.o_proj.weight"),
-                [h, q],
+                &[h, q],
                 "hidden_size, num_attention_heads × head_dim",
             )?;
             let mlp = "intermediate_size, hidden_size";
-            expect(&format!("{p}.mlp.gate_proj.weight"), [ffn, h], mlp)?;
-            expect(&format!("{p}.mlp.up_proj.weight"), [ffn, h], mlp)?;
+            expect(&format!("{p}.mlp.gate_proj.weight"), &[ffn, h], mlp)?;
+            expect(&format!("{p}.mlp.up_proj.weight"), &[ffn, h], mlp)?;
             expect(
                 &format!("{p}.mlp.down_proj.weight"),
-                [h, ffn],
+                &[h, ffn],
                 "hidden_size, intermediate_size",
             )?;
+            // Vectors too: one of the wrong length would be broadcast against the wrong
+            // axis, or read past its end, in the first pass.
+            let a = &self.arch;
+            let mut norms = vec!["input_layernorm", "post_attention_layernorm"];
+            if a.sandwich_norms {
+                norms.extend(["pre_feedforward_layernorm", "post_feedforward_layernorm"]);
+            }
+            for n in norms {
+                expect(&format!("{p}.{n}.weight"), &[h], "hidden_size")?;
+            }
+            if a.qk_norm {
+                for n in ["q_norm", "k_norm"] {
+                    expect(&format!("{p}.self_attn.{n}.weight"), &[hd], "head_dim")?;
+                }
+            }
+            if a.attention_bias {
+                expect(
+                    &format!("{p}.self_attn.q_proj.bias"),
+                    &[q],
+                    "num_attention_heads × head_dim",
+                )?;
+                for n in ["k_proj", "v_proj"] {
+                    expect(
+                        &format!("{p}.self_attn.{n}.bias"),
+                        &[kv],
+                        "num_key_value_heads × head_dim",
+                    )?;
+                }
+            }
         }
+        expect("model.norm.weight", &[h], "hidden_size")?;
         Ok(())
     }
 }
