@@ -82,7 +82,7 @@ def main():
             except Exception as e:  # a hang (timeout) or a broken connection
                 outcomes[i] = {"kind": f"failed: {e}", "s": time.time() - started}
                 return
-            lines = [json.loads(l) for l in text.splitlines() if l.strip()]
+            lines = [json.loads(l) for l in text.splitlines() if l.strip()] if status == 200 else []
             if status == 200 and lines and lines[-1].get("type") == "done":
                 kind = "done"
             elif status == 200 and any(l.get("type") == "error" for l in lines):
