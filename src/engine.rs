@@ -12,8 +12,8 @@ use crate::types::{
     Generation, Method, MethodResult, Prediction, Stage, StepRow, StepsRequest, StopReason,
     StreamEvent, Target, TargetSpec, Token,
 };
-use candle_core::{DType, Device, Tensor, Var};
-use std::collections::BTreeMap;
+use candle_core::{DType, Device, Tensor};
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::ops::ControlFlow;
 use tokenizers::Tokenizer;
 
@@ -83,12 +83,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// A forward pass with its graph, ready for a backward pass.
-struct Graph {
-    x: Var,
-    out: crate::models::decoder::ForwardOutput,
-}
-
 /// What [`Engine::attribute`] computes.
 struct Attributed {
     prediction: Prediction,
@@ -153,10 +147,42 @@ fn default_max_tokens(cfg: &crate::models::decoder::Config, device: &Device) -> 
     ctx.min(fits)
 }
 
-/// One backward pass's raw results.
+/// One backward pass's raw results for one seed.
 struct PassResult {
+    /// d(target)/d(embeddings), `(seq, hidden)`.
     grad: Tensor,
+    /// `[layer][token]`.
     trace: Vec<Vec<f32>>,
+}
+
+/// Reports a pass's layers as `progress` events, at most every 100 ms (and at its end);
+/// each report is also where a cancelled request stops.
+fn layer_progress<'a>(
+    emit: &'a mut dyn FnMut(StreamEvent) -> Result<()>,
+    stage: Stage,
+    method: Option<Method>,
+) -> impl FnMut(usize, usize) -> Result<()> + 'a {
+    let mut last = std::time::Instant::now();
+    move |done, total| {
+        if done < total && last.elapsed() < std::time::Duration::from_millis(100) {
+            return Ok(());
+        }
+        last = std::time::Instant::now();
+        emit(StreamEvent::Progress {
+            stage,
+            method,
+            done,
+            total,
+        })
+    }
+}
+
+/// One method's scores from its pass: `embeds` and `grad` are `(seq, hidden)`.
+fn method_scores(method: Method, embeds: &Tensor, grad: &Tensor) -> Result<Vec<f32>> {
+    Ok(match method {
+        Method::Saliency => gradient::l2_norm(grad)?,
+        _ => gradient::dot(embeds, grad)?,
+    })
 }
 
 impl Engine {
@@ -443,7 +469,9 @@ impl Engine {
     }
 
     /// Forward pass, prediction, target, and every method's backward pass on `ids`;
-    /// emits `stage`, `prediction` and `method` events. `req`'s prompt is not read.
+    /// emits `stage`, `progress`, `prediction` and `method` events. `req`'s prompt is not
+    /// read. One forward pass serves every method; methods that share rules share a
+    /// backward pass.
     fn attribute(
         &self,
         ids: &[u32],
@@ -452,31 +480,14 @@ impl Engine {
     ) -> Result<Attributed> {
         emit(stage(Stage::Forward, None))?;
         let embeds = self.model.embed(ids)?;
-        let methods_req = &req.methods;
-        // Forward values are identical under every rule set, so the first method's forward
-        // pass (graph recorded) also gives the logits for the prediction; with no method, a
-        // plain forward without a graph.
-        let first = match methods_req.first() {
-            Some(&m) => Some(self.forward_pass(&embeds, Pass::of(m))?),
-            None => None,
-        };
-        let last_hidden = match &first {
-            Some(g) => g.1.out.last_hidden.detach(),
-            None => {
-                self.model
-                    .forward(&embeds, &crate::models::Plain, false)?
-                    .last_hidden
-            }
-        };
-        let logits = self
+        let saved = self
             .model
-            .lm_head()
-            .matmul(&last_hidden.unsqueeze(1)?)?
-            .squeeze(1)?;
+            .forward_saved(&embeds, &mut layer_progress(emit, Stage::Forward, None))?;
+        let last = ids.len() - 1;
         let logits: Vec<f32> = self
             .model
-            .softcap(&logits)?
-            .to_dtype(DType::F32)?
+            .logits_at(&saved, &[last])?
+            .squeeze(0)?
             .to_vec1()?;
         let (prediction, argmax) = self.prediction(&logits, req.top_k);
         let target_id = self.target_id(&req.target, argmax)?;
@@ -490,15 +501,7 @@ impl Engine {
             }
             None => None,
         };
-        let rank = logits
-            .iter()
-            .filter(|&&l| l > logits[target_id as usize])
-            .count();
-        let target = Target {
-            token: self.candidate(target_id, &logits),
-            rank,
-            contrast: contrast_id.map(|c| self.candidate(c, &logits)),
-        };
+        let target = self.target(target_id, contrast_id, &logits);
         let seed = if req.seed_with_logit {
             target.explained_logit()
         } else {
@@ -508,27 +511,29 @@ impl Engine {
             prediction: prediction.clone(),
             target: target.clone(),
         })?;
+        let mut terms = vec![(target_id, seed as f64)];
+        terms.extend(contrast_id.map(|c| (c, -seed as f64)));
+        let seeds = [self.model.seed(&saved, last, &terms)?];
 
         let mut methods = BTreeMap::new();
         let mut passes: BTreeMap<Pass, PassResult> = BTreeMap::new();
-        let mut first = first;
-        for &method in methods_req {
+        for &method in &req.methods {
             let pass = Pass::of(method);
             let r = match passes.entry(pass) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
                     emit(stage(Stage::Backward, Some(method)))?;
-                    let graph = match first.take() {
-                        Some((p, g)) if p == pass => g,
-                        _ => self.forward_pass(&embeds, pass)?.1,
-                    };
-                    e.insert(self.backward(graph, target_id, contrast_id, seed)?)
+                    let mut progress = layer_progress(emit, Stage::Backward, Some(method));
+                    let mut g = self
+                        .model
+                        .backward(&saved, &seeds, pass.rules(), &mut progress)?;
+                    e.insert(PassResult {
+                        grad: g.input.get(0)?,
+                        trace: g.trace.swap_remove(0),
+                    })
                 }
             };
-            let scores = match method {
-                Method::Saliency => gradient::l2_norm(&r.grad)?,
-                _ => gradient::dot(&embeds, &r.grad)?,
-            };
+            let scores = method_scores(method, &embeds, &r.grad)?;
             let conservation = matches!(method, Method::Attnlrp | Method::CpLrp).then(|| {
                 let denom = seed * target.explained_logit();
                 Conservation {
@@ -554,6 +559,16 @@ impl Engine {
             seed,
             methods,
         })
+    }
+
+    /// The explained token (and contrast) with their logits, probabilities and rank.
+    fn target(&self, id: u32, contrast: Option<u32>, logits: &[f32]) -> Target {
+        let rank = logits.iter().filter(|&&l| l > logits[id as usize]).count();
+        Target {
+            token: self.candidate(id, logits),
+            rank,
+            contrast: contrast.map(|c| self.candidate(c, logits)),
+        }
     }
 
     /// Generates an answer; the whole result at once.
@@ -643,79 +658,72 @@ impl Engine {
         let prompt_len = tok.tokens.len() - req.generated.len();
         self.check_length(tok.tokens.len() - 1)?;
         let ids = self.announce(&tok, &mut emit)?;
-        let mut rows = Vec::with_capacity(req.generated.len());
-        for (step, &target) in req.generated.iter().enumerate() {
-            let sub = ExplainRequest {
-                target: TargetSpec::Id(target),
-                methods: req.methods.clone(),
-                top_k: 1,
-                ..ExplainRequest::new(String::new())
-            };
-            // Only progress passes through; the row is the step's event.
-            let mut inner = |ev: StreamEvent| match ev {
-                StreamEvent::Stage { .. } => emit(ev),
-                _ => Ok(()),
-            };
-            let a = self.attribute(&ids[..prompt_len + step], &sub, &mut inner)?;
-            let row = StepRow {
-                step,
-                target: a.target,
-                scores: a
-                    .methods
-                    .into_iter()
-                    .map(|(m, r)| (m.name().to_string(), r.scores))
-                    .collect(),
-            };
-            emit(StreamEvent::Step { row: row.clone() })?;
-            rows.push(row);
-        }
+        let rows = self.step_rows(&ids, prompt_len, &req.methods, &mut emit)?;
         emit(StreamEvent::Done)?;
         Ok(rows)
     }
 
-    /// A forward pass under a pass's rules, recording the graph from the input embeddings.
-    fn forward_pass(&self, embeds: &Tensor, pass: Pass) -> Result<(Pass, Graph)> {
-        let x = Var::from_tensor(embeds)?;
-        let out = self.model.forward(x.as_tensor(), pass.rules(), true)?;
-        Ok((pass, Graph { x, out }))
-    }
-
-    /// The backward pass: the gradient of `seed · (logit[target] − logit[contrast])` w.r.t.
-    /// the input embeddings and every layer output. Only the target's (and contrast's) row
-    /// of the output projection enters the graph.
-    fn backward(
+    /// The all-steps rows of the answer after `ids[..prompt_len]`: one forward pass over
+    /// prompt and answer, then per distinct rule set one backward pass with a seed per
+    /// answer token (its logit at the position before it). Step k's scores cover its
+    /// context, the prompt and k answer tokens.
+    fn step_rows(
         &self,
-        graph: Graph,
-        target: u32,
-        contrast: Option<u32>,
-        seed: f32,
-    ) -> Result<PassResult> {
-        let Graph { x, out } = graph;
-        // The (soft-capped) logit of one token, as a graph node.
-        let logit = |id: u32| -> candle_core::Result<Tensor> {
-            let row = self.model.lm_head().rows(id as usize, 1)?.squeeze(0)?;
-            self.model.softcap(&(&out.last_hidden * row)?.sum_all()?)
-        };
-        let y = match contrast {
-            Some(c) => (logit(target)? - logit(c)?)?,
-            None => logit(target)?,
-        };
-        let y = (y * seed as f64)?;
-        let grads = y.backward()?;
-        let grad = grads
-            .get(&x)
-            .cloned()
-            .ok_or_else(|| candle_core::Error::Msg("no gradient reached the embeddings".into()))?;
-        let trace = out
-            .taps
+        ids: &[u32],
+        prompt_len: usize,
+        methods: &[Method],
+        emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
+    ) -> Result<Vec<StepRow>> {
+        let answer = &ids[prompt_len..];
+        if answer.is_empty() {
+            return Ok(Vec::new());
+        }
+        emit(stage(Stage::Forward, None))?;
+        let embeds = self.model.embed(&ids[..ids.len() - 1])?;
+        let saved = self
+            .model
+            .forward_saved(&embeds, &mut layer_progress(emit, Stage::Forward, None))?;
+        let positions: Vec<usize> = (0..answer.len()).map(|k| prompt_len - 1 + k).collect();
+        let logits: Vec<Vec<f32>> = self.model.logits_at(&saved, &positions)?.to_vec2()?;
+        let seeds = positions
             .iter()
-            .zip(&out.layer_outputs)
-            .map(|(tap, h)| match grads.get(tap) {
-                Some(g) => gradient::dot(h, g),
-                None => Ok(vec![0.0; h.dim(0)?]),
-            })
+            .zip(answer)
+            .map(|(&p, &id)| self.model.seed(&saved, p, &[(id, 1.0)]))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(PassResult { grad, trace })
+        let mut rows: Vec<StepRow> = answer
+            .iter()
+            .zip(&logits)
+            .enumerate()
+            .map(|(step, (&id, logits))| StepRow {
+                step,
+                target: self.target(id, None, logits),
+                scores: BTreeMap::new(),
+            })
+            .collect();
+        let mut passes: BTreeMap<Pass, Tensor> = BTreeMap::new();
+        for &method in methods {
+            let pass = Pass::of(method);
+            let grads = match passes.entry(pass) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    emit(stage(Stage::Backward, Some(method)))?;
+                    let mut progress = layer_progress(emit, Stage::Backward, Some(method));
+                    let g = self
+                        .model
+                        .backward(&saved, &seeds, pass.rules(), &mut progress)?;
+                    e.insert(g.input)
+                }
+            };
+            for (row, &p) in rows.iter_mut().zip(&positions) {
+                let grad = grads.get(row.step)?.narrow(0, 0, p + 1)?;
+                let scores = method_scores(method, &embeds.narrow(0, 0, p + 1)?, &grad)?;
+                row.scores.insert(method.name().to_string(), scores);
+            }
+        }
+        for row in &rows {
+            emit(StreamEvent::Step { row: row.clone() })?;
+        }
+        Ok(rows)
     }
 
     fn candidate(&self, id: u32, logits: &[f32]) -> Candidate {

@@ -550,6 +550,19 @@ pub enum StreamEvent {
         /// A readable message.
         message: String,
     },
+    /// Progress inside a pass: `done` of `total` layers (forward, or one method's backward);
+    /// sent as the pass runs, at most about ten times a second.
+    Progress {
+        /// The pass's stage.
+        stage: Stage,
+        /// The method, for backward passes.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        method: Option<Method>,
+        /// Layers done.
+        done: usize,
+        /// Layers in the pass.
+        total: usize,
+    },
     /// The request waits for the model (servers only; sent about once a second until it
     /// starts).
     Queued {

@@ -135,7 +135,7 @@ fn all_steps_rows_match_single_explanations() {
                 chat_template: true,
                 thinking: false,
                 generated: ids.clone(),
-                methods: vec![Method::Saliency],
+                methods: Method::ALL.to_vec(),
             },
             &mut |ev| {
                 events.push(ev.clone());
@@ -154,12 +154,17 @@ fn all_steps_rows_match_single_explanations() {
             .explain(&ExplainRequest {
                 continuation: ids[..k].to_vec(),
                 target: TargetSpec::Id(ids[k]),
-                methods: vec![Method::Saliency],
+                methods: Method::ALL.to_vec(),
                 ..ExplainRequest::new("What is the capital of France?")
             })
             .unwrap();
-        assert_eq!(row.scores["saliency"], single.methods["saliency"].scores);
-        assert_eq!(row.scores["saliency"].len(), g.tokens.len() + k);
+        // One batched backward per rule set equals one explanation per step.
+        for m in Method::ALL {
+            let (a, b) = (&row.scores[m.name()], &single.methods[m.name()].scores);
+            assert_eq!(a.len(), g.tokens.len() + k);
+            let err = rel_err(a, b);
+            assert!(err <= 1e-5, "step {k} {m:?}: rel err {err:e}");
+        }
     }
 }
 

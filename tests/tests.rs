@@ -3,6 +3,8 @@
 mod gguf_vocab;
 mod util;
 
+mod backward;
+mod cancel;
 mod cli;
 mod errors;
 mod fuzz_loaders;

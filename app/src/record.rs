@@ -71,6 +71,7 @@ pub fn is_content(ev: &StreamEvent) -> bool {
     !matches!(
         ev,
         StreamEvent::Stage { .. }
+            | StreamEvent::Progress { .. }
             | StreamEvent::Queued { .. }
             | StreamEvent::Done
             | StreamEvent::Error { .. }

@@ -14,48 +14,24 @@
 //! | softmax, linears, RoPE, residuals, embeddings, lm_head | ordinary | ordinary           |
 //!
 //! Relevance of token t is `Σ_d e_t,d · g_t,d` with g the modified gradient of the target
-//! logit. Each rule is declared once below; the norm's rule is stop-gradient arithmetic
-//! (`models::rms_norm`), the gate's and attention's live in the backward passes of the fused
-//! ops `models::gated` and `models::attention`, whose primitive twins (stop-gradient
-//! arithmetic, tested equal) spell the same rules out op by op.
+//! logit. The rules are data (`models::Rules`) that the decoder's explicit backward reads at
+//! each rule point.
 
-use crate::models::{rms_norm, GateRule, Rules};
-use candle_core::{Result, Tensor};
+use crate::models::{GateRule, Rules};
 
-/// AttnLRP (LXT efficient mode, `attnLRP` patch map).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AttnLrp;
+/// AttnLRP (LXT efficient mode, `attnLRP` patch map): identity rule on the norms and the
+/// activation, uniform rule (½ each) on `act(gate) ⊙ up`, uniform rule over q·kᵀ and A·v
+/// (¼ into q and k, ½ into v).
+pub const ATTNLRP: Rules = Rules {
+    stop_norm_variance: true,
+    gate: GateRule::IdentityHalved,
+    attention_factors: [0.25, 0.25, 0.5],
+};
 
-impl Rules for AttnLrp {
-    /// Identity rule: no gradient through the variance.
-    fn rms_norm(&self, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-        rms_norm(x, weight, eps, true)
-    }
-    /// Identity rule on SiLU, uniform rule (½ each) on the product.
-    fn gate(&self) -> GateRule {
-        GateRule::IdentityHalved
-    }
-    /// Uniform rule over q·kᵀ and A·v: ¼ into q and k, ½ into v.
-    fn attention_factors(&self) -> [f64; 3] {
-        [0.25, 0.25, 0.5]
-    }
-}
-
-/// CP-LRP (LXT's `cp_LRP` patch map): attention weights and the MLP gate are constants.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CpLrp;
-
-impl Rules for CpLrp {
-    /// Identity rule, as AttnLRP.
-    fn rms_norm(&self, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-        rms_norm(x, weight, eps, true)
-    }
-    /// The gate is a constant.
-    fn gate(&self) -> GateRule {
-        GateRule::ConstantGate
-    }
-    /// Attention weights are constants: no gradient into q and k.
-    fn attention_factors(&self) -> [f64; 3] {
-        [0.0, 0.0, 1.0]
-    }
-}
+/// CP-LRP (LXT's `cp_LRP` patch map): identity rule on the norms; the attention weights and
+/// the MLP gate are constants (no gradient into q, k or the gate).
+pub const CP_LRP: Rules = Rules {
+    stop_norm_variance: true,
+    gate: GateRule::ConstantGate,
+    attention_factors: [0.0, 0.0, 1.0],
+};

@@ -4,7 +4,7 @@
 pub mod attnlrp;
 pub mod gradient;
 
-use crate::models::{Plain, Rules};
+use crate::models::Rules;
 use crate::types::Method;
 
 /// The backward pass a method needs. Methods that share a pass (saliency and
@@ -30,11 +30,11 @@ impl Pass {
     }
 
     /// Its rules.
-    pub fn rules(self) -> &'static dyn Rules {
+    pub fn rules(self) -> &'static Rules {
         match self {
-            Pass::Plain => &Plain,
-            Pass::AttnLrp => &attnlrp::AttnLrp,
-            Pass::CpLrp => &attnlrp::CpLrp,
+            Pass::Plain => &Rules::PLAIN,
+            Pass::AttnLrp => &attnlrp::ATTNLRP,
+            Pass::CpLrp => &attnlrp::CP_LRP,
         }
     }
 }

@@ -69,18 +69,25 @@ pub(crate) fn masked_softmax(
     })
 }
 
-/// `scale · P ⊙ (dP − Σ_j dP ⊙ P)` row by row: softmax's backward pass, one pass over the
-/// rows of f32 CPU tensors split over the cores (primitive ops elsewhere).
+/// `scale · P ⊙ (dP − Σ_j dP ⊙ P)` row by row: softmax's backward pass for `p: (heads, n, m)`
+/// and cotangents `dp: (heads, b·n, m)` (b seeds per head; b = 1 is the plain case). One pass
+/// over the rows of f32 CPU tensors split over the cores; primitive ops elsewhere.
 fn softmax_backward(p: &Tensor, dp: &Tensor, scale: f64) -> Result<Tensor> {
+    let (h, n, m) = p.dims3()?;
     if p.device().is_cpu() && p.dtype() == DType::F32 {
         return p
             .contiguous()?
-            .apply_op2_no_bwd(&dp.contiguous()?, &SoftmaxBackward(scale as f32));
+            .apply_op2_no_bwd(&dp.contiguous()?, &SoftmaxBackward(scale as f32, n));
     }
-    (p * dp.broadcast_sub(&(dp * p)?.sum_keepdim(D::Minus1)?)?)? * scale
+    let b = dp.dim(1)? / n.max(1);
+    let dp = dp.reshape((h, b, n, m))?;
+    let p = p.unsqueeze(1)?;
+    let dot = dp.broadcast_mul(&p)?.sum_keepdim(D::Minus1)?;
+    ((dp.broadcast_sub(&dot)?.broadcast_mul(&p))? * scale)?.reshape((h, b * n, m))
 }
 
-struct SoftmaxBackward(f32);
+/// The scale and the number of query rows n of the probabilities.
+struct SoftmaxBackward(f32, usize);
 
 impl candle_core::CustomOp2 for SoftmaxBackward {
     fn name(&self) -> &'static str {
@@ -95,16 +102,20 @@ impl candle_core::CustomOp2 for SoftmaxBackward {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let m = l1.shape().dims().last().copied().unwrap_or(1).max(1);
+        let n = self.1.max(1);
         let p = super::f32_slice(s1, l1, self.name())?;
         let dp = super::f32_slice(s2, l2, self.name())?;
-        let out = map_rows(p.len(), m, |r, d| {
-            let (p, dp) = (&p[r * m..(r + 1) * m], &dp[r * m..(r + 1) * m]);
+        let heads = p.len() / (n * m);
+        let per_head = dp.len() / heads.max(1) / m; // b·n rows of dP per head
+        let out = map_rows(dp.len(), m, |r, d| {
+            let pr = (r / per_head.max(1)) * n + r % n;
+            let (p, dp) = (&p[pr * m..(pr + 1) * m], &dp[r * m..(r + 1) * m]);
             let dot: f32 = p.iter().zip(dp).map(|(a, b)| a * b).sum();
             for ((d, &p), &g) in d.iter_mut().zip(p).zip(dp) {
                 *d = self.0 * p * (g - dot);
             }
         });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        Ok((CpuStorage::F32(out), l2.shape().clone()))
     }
 }
 
@@ -210,32 +221,89 @@ impl CustomOp3 for CausalAttention {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (q, k, v, g) = (q.detach(), k.detach(), v.detach(), grad.detach());
-        let [fq, fk, fv] = self.factors;
-        let scaled = |t: Tensor, f: f64| if f == 1.0 { Ok(t) } else { t * f };
-        let p = probabilities(&q, &k, self.scale, self.window)?;
-        let dv = if fv == 0.0 {
-            None
-        } else {
-            Some(scaled(p.t()?.matmul(&g)?, fv)?)
-        };
-        if fq == 0.0 && fk == 0.0 {
-            return Ok((None, None, dv));
-        }
-        let dp = g.matmul(&v.t()?)?;
-        // Softmax backward: dS = P ⊙ (dP − Σ_j dP ⊙ P); masked entries have P = 0.
-        let ds = softmax_backward(&p, &dp, self.scale)?;
-        let dq = if fq == 0.0 {
-            None
-        } else {
-            Some(scaled(ds.matmul(&k)?, fq)?)
-        };
-        let dk = if fk == 0.0 {
-            None
-        } else {
-            Some(scaled(ds.t()?.matmul(&q)?, fk)?)
-        };
-        Ok((dq, dk, dv))
+        let one = |t: Option<Tensor>| t.map(|t| t.squeeze(0)).transpose();
+        let [dq, dk, dv] = attention_vjp(
+            &q,
+            &k,
+            &v,
+            &g.unsqueeze(0)?,
+            self.scale,
+            self.window,
+            self.factors,
+        )?;
+        Ok((one(dq)?, one(dk)?, one(dv)?))
     }
+}
+
+/// Elements of (heads, b·n, m) score-shaped buffers one head group of [`attention_vjp`] may
+/// hold at once (three of them: P, dP, dS); more heads are taken one group at a time.
+const VJP_SCORE_BUDGET: usize = 1 << 26;
+
+/// The vector-Jacobian product of causal attention: cotangents `d_out: (b, heads, n,
+/// head_dim)` (b seeds) of `softmax(q kᵀ · scale + mask) v`, with `q: (heads, n, head_dim)`,
+/// `k, v: (heads, m, head_dim)` (already repeated for grouped-query attention), carried to
+/// q, k and v, each `(b, heads, ·, head_dim)` and multiplied by its factor (LRP's rules; a
+/// factor of 0 gives `None`). The probabilities are recomputed once and shared by the b
+/// seeds.
+pub fn attention_vjp(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    d_out: &Tensor,
+    scale: f64,
+    window: Option<usize>,
+    factors: [f64; 3],
+) -> Result<[Option<Tensor>; 3]> {
+    let (heads, n, hd) = q.dims3()?;
+    let m = k.dim(1)?;
+    let b = d_out.dim(0)?;
+    let group = (VJP_SCORE_BUDGET / (3 * b * n * m).max(1)).clamp(1, heads);
+    let mut parts: [Vec<Tensor>; 3] = Default::default();
+    for h0 in (0..heads).step_by(group) {
+        let hc = group.min(heads - h0);
+        let (q, k, v) = (
+            q.narrow(0, h0, hc)?,
+            k.narrow(0, h0, hc)?,
+            v.narrow(0, h0, hc)?,
+        );
+        // (hc, b, n, head_dim): each head's b seeds side by side.
+        let g = d_out.narrow(1, h0, hc)?.transpose(0, 1)?.contiguous()?;
+        let p = probabilities(&q, &k, scale, window)?; // (hc, n, m)
+        let [fq, fk, fv] = factors;
+        if fv != 0.0 {
+            // dV = Pᵀ dO, the b seeds as columns of one product per head.
+            let cols = g.transpose(1, 2)?.reshape((hc, n, b * hd))?;
+            let dv = p.t()?.matmul(&cols)?.reshape((hc, m, b, hd))?;
+            parts[2].push((dv.transpose(1, 2)?.transpose(0, 1)? * fv)?);
+        }
+        if fq == 0.0 && fk == 0.0 {
+            continue;
+        }
+        let g = g.reshape((hc, b * n, hd))?;
+        let dp = g.matmul(&v.t()?.contiguous()?)?; // (hc, b·n, m)
+        let ds = softmax_backward(&p, &dp, scale)?;
+        if fq != 0.0 {
+            let dq = ds.matmul(&k.contiguous()?)?.reshape((hc, b, n, hd))?;
+            parts[0].push((dq.transpose(0, 1)? * fq)?);
+        }
+        if fk != 0.0 {
+            // dK = dSᵀ Q per seed.
+            let qs = q
+                .unsqueeze(1)?
+                .broadcast_as((hc, b, n, hd))?
+                .reshape((hc * b, n, hd))?;
+            let dk = ds.reshape((hc * b, n, m))?.t()?.matmul(&qs)?;
+            parts[1].push((dk.reshape((hc, b, m, hd))?.transpose(0, 1)? * fk)?);
+        }
+    }
+    let join = |p: &[Tensor]| -> Result<Option<Tensor>> {
+        if p.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some(Tensor::cat(p, 1)?.contiguous()?))
+        }
+    };
+    Ok([join(&parts[0])?, join(&parts[1])?, join(&parts[2])?])
 }
 
 /// Causal attention of `q, k, v: (heads, seq, head_dim)` (k and v already repeated for

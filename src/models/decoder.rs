@@ -16,6 +16,9 @@ use super::Rules;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
 pub use super::config::{Arch, Config, WeightSource};
+pub use backward::{Gradients, Progress, Saved, Seed};
+
+mod backward;
 
 /// Rotary embedding tables, shared by every layer.
 #[derive(Debug, Clone)]
@@ -67,6 +70,19 @@ impl Rotary {
         } else {
             rotate(x, &cos, &sin, self.interleaved)
         }
+    }
+}
+
+impl Rotary {
+    /// The transpose of [`Rotary::apply`] at positions `0..seq` (a rotation by −θ), for
+    /// cotangents `(.., seq, head_dim)` with any leading dimensions.
+    fn apply_inverse(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let (n, hd) = (x.dim(D::Minus2)?, x.dim(D::Minus1)?);
+        let lead = x.elem_count() / (n * hd).max(1);
+        let cos = self.cos.narrow(0, 0, n)?;
+        let sin = self.sin.narrow(0, 0, n)?.neg()?;
+        rotate(&x.reshape((lead, n, hd))?, &cos, &sin, self.interleaved)?.reshape(dims)
     }
 }
 
@@ -163,9 +179,9 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor, rules: &dyn Rules) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, rules: &Rules) -> Result<Tensor> {
         let gate = self.gate_proj.forward(x)?;
-        let h = gated(&gate, &self.up_proj.forward(x)?, self.act, rules.gate())?;
+        let h = gated(&gate, &self.up_proj.forward(x)?, self.act, rules.gate)?;
         self.down_proj.forward(&h)
     }
 }
@@ -267,24 +283,65 @@ impl Attention {
             .reshape((kvh * rep, n, hd))
     }
 
+    /// q, k, v for `x`, projected and split into heads (before the q/k norms).
+    fn project(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        Ok((
+            self.split_heads(&self.q_proj.forward(x)?, self.n_heads)?,
+            self.split_heads(&self.k_proj.forward(x)?, self.n_kv_heads)?,
+            self.split_heads(&self.v_proj.forward(x)?, self.n_kv_heads)?,
+        ))
+    }
+
+    /// Projected q and k normed (when the model has q/k norms) and rotated for positions
+    /// `offset..`.
+    fn position(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        rot: &Rotary,
+        offset: usize,
+        rules: &Rules,
+    ) -> Result<(Tensor, Tensor)> {
+        let norm = |t: &Tensor, w: &Option<Tensor>| match w {
+            Some(w) => rules.rms_norm(t, w, self.eps),
+            None => Ok(t.clone()),
+        };
+        let q = norm(q, &self.q_norm)?;
+        let k = norm(k, &self.k_norm)?;
+        Ok((rot.apply(&q, offset)?, rot.apply(&k, offset)?))
+    }
+
     /// q, k, v for `x` at positions `offset..`: projected, split, normed, rotated.
     fn qkv(
         &self,
         x: &Tensor,
         rot: &Rotary,
         offset: usize,
-        rules: &dyn Rules,
+        rules: &Rules,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        let q = self.split_heads(&self.q_proj.forward(x)?, self.n_heads)?;
-        let k = self.split_heads(&self.k_proj.forward(x)?, self.n_kv_heads)?;
-        let v = self.split_heads(&self.v_proj.forward(x)?, self.n_kv_heads)?;
-        let norm = |t: Tensor, w: &Option<Tensor>| match w {
-            Some(w) => rules.rms_norm(&t, w, self.eps),
-            None => Ok(t),
-        };
-        let q = norm(q, &self.q_norm)?;
-        let k = norm(k, &self.k_norm)?;
-        Ok((rot.apply(&q, offset)?, rot.apply(&k, offset)?, v))
+        let (q, k, v) = self.project(x)?;
+        let (q, k) = self.position(&q, &k, rot, offset, rules)?;
+        Ok((q, k, v))
+    }
+
+    /// Graph-free attention of the last `q.dim(1)` positions over all of `k, v: (kv_heads,
+    /// m, head_dim)`; `(heads, n, head_dim)`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+        let n = q.dim(1)?;
+        if fast_path(q) {
+            // Grouped-query attention without copying k and v per query head: the g query
+            // heads of one key/value head become g·n rows against it.
+            let g = self.n_heads / self.n_kv_heads;
+            let qg = q.reshape((self.n_kv_heads, g * n, self.head_dim))?;
+            let p = masked_softmax(&qg.matmul(&k.t()?)?, n, self.scale, self.window)?;
+            p.matmul(v)?.reshape((self.n_heads, n, self.head_dim))
+        } else {
+            let (k, v) = (
+                self.repeat_kv(k.contiguous()?)?,
+                self.repeat_kv(v.contiguous()?)?,
+            );
+            probabilities(q, &k.contiguous()?, self.scale, self.window)?.matmul(&v.contiguous()?)
+        }
     }
 
     fn merge_heads(&self, o: Tensor, n: usize) -> Result<Tensor> {
@@ -294,18 +351,11 @@ impl Attention {
         self.o_proj.forward(&o)
     }
 
-    fn forward(&self, x: &Tensor, rot: &Rotary, rules: &dyn Rules) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, rot: &Rotary, rules: &Rules) -> Result<Tensor> {
         let n = x.dim(0)?;
         let (q, k, v) = self.qkv(x, rot, 0, rules)?;
         let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
-        let o = causal_attention(
-            &q,
-            &k,
-            &v,
-            self.scale,
-            rules.attention_factors(),
-            self.window,
-        )?; // (heads, seq, head_dim)
+        let o = causal_attention(&q, &k, &v, self.scale, rules.attention_factors, self.window)?; // (heads, seq, head_dim)
         self.merge_heads(o, n)
     }
 
@@ -319,23 +369,9 @@ impl Attention {
         offset: usize,
     ) -> Result<Tensor> {
         let n = x.dim(0)?;
-        let (q, k, v) = self.qkv(x, rot, offset, &super::Plain)?;
+        let (q, k, v) = self.qkv(x, rot, offset, &Rules::PLAIN)?;
         let (k, v) = cache.append(&k, &v, offset)?;
-        let o = if fast_path(&q) {
-            // Grouped-query attention without copying k and v per query head: the g query
-            // heads of one key/value head become g·n rows against it.
-            let g = self.n_heads / self.n_kv_heads;
-            let qg = q.reshape((self.n_kv_heads, g * n, self.head_dim))?;
-            let p = masked_softmax(&qg.matmul(&k.t()?)?, n, self.scale, self.window)?;
-            p.matmul(&v)?.reshape((self.n_heads, n, self.head_dim))?
-        } else {
-            let (k, v) = (
-                self.repeat_kv(k.contiguous()?)?,
-                self.repeat_kv(v.contiguous()?)?,
-            );
-            probabilities(&q, &k.contiguous()?, self.scale, self.window)?
-                .matmul(&v.contiguous()?)?
-        };
+        let o = self.attend(&q, &k, &v)?;
         self.merge_heads(o, n)
     }
 }
@@ -447,7 +483,7 @@ impl DecoderLayer {
         &self,
         h: Tensor,
         eps: f64,
-        rules: &dyn Rules,
+        rules: &Rules,
         attend: impl FnOnce(&Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let x = rules.rms_norm(&h, &self.input_layernorm, eps)?;
@@ -549,12 +585,14 @@ impl Decoder {
         }
     }
 
-    /// Runs the decoder from input embeddings `(seq, hidden)`. With `tap_layers`, a zero
+    /// Runs the decoder from input embeddings `(seq, hidden)` recording candle's autograd
+    /// graph, with `rules` as stop-gradient arithmetic: the independent twin that the tests
+    /// hold the explicit backward ([`Decoder::backward`]) against. With `tap_layers`, a zero
     /// variable is added to each layer's output so that a backward pass yields dy/dh_l.
     pub fn forward(
         &self,
         embeds: &Tensor,
-        rules: &dyn Rules,
+        rules: &Rules,
         tap_layers: bool,
     ) -> Result<ForwardOutput> {
         let n = embeds.dim(0)?;
@@ -599,7 +637,7 @@ impl Decoder {
         let mut h = self.embed(ids)?;
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let rot = &self.rotary[layer.self_attn.rope];
-            h = layer.forward(h, eps, &super::Plain, |x| {
+            h = layer.forward(h, eps, &Rules::PLAIN, |x| {
                 layer.self_attn.forward_cached(x, rot, kv, offset)
             })?;
         }

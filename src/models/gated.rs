@@ -164,21 +164,41 @@ impl CustomOp2 for Gated {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (x, up, g) = (gate.detach(), up.detach(), grad.detach());
-        let act = self.act.apply(&x)?;
-        Ok(match self.rule {
-            GateRule::Plain => {
-                let dact = self.act.derivative(&x)?;
-                (Some((&g * &up)?.mul(&dact)?), Some((&g * &act)?))
-            }
-            GateRule::IdentityHalved => {
-                let g = (g * 0.5)?;
-                let ratio = act.div(&(&x + IDENTITY_EPS)?)?;
-                (Some((&g * &up)?.mul(&ratio)?), Some((&g * &act)?))
-            }
-            GateRule::ConstantGate => (None, Some((&g * &act)?)),
-        })
+        gated_vjp(
+            &gate.detach(),
+            &up.detach(),
+            self.act,
+            self.rule,
+            &grad.detach(),
+        )
     }
+}
+
+/// The vector-Jacobian product of `act(gate) ⊙ up` under `rule`: cotangents `g` of the
+/// product (`gate`'s shape, or batched with leading dimensions) carried to the gate (`None`
+/// when the rule holds it constant) and to `up`.
+pub fn gated_vjp(
+    gate: &Tensor,
+    up: &Tensor,
+    act: Activation,
+    rule: GateRule,
+    g: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let a = act.apply(gate)?;
+    // Per-element factors first (unbatched), then one product with the cotangents.
+    let (to_gate, to_up) = match rule {
+        GateRule::Plain => (Some((up * act.derivative(gate)?)?), a),
+        GateRule::IdentityHalved => {
+            let ratio = a.div(&(gate + IDENTITY_EPS)?)?;
+            (Some(((up * ratio)? * 0.5)?), (a * 0.5)?)
+        }
+        GateRule::ConstantGate => (None, a),
+    };
+    let dg = match to_gate {
+        Some(f) => Some(g.broadcast_mul(&f)?),
+        None => None,
+    };
+    Ok((dg, Some(g.broadcast_mul(&to_up)?)))
 }
 
 /// `act(gate) ⊙ up` with `rule`'s gradients.

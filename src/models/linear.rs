@@ -25,19 +25,29 @@ impl Linear {
     /// `x: [n, in] -> [n, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.track_op() && x.device().is_cpu() {
-            x.contiguous()?.apply_op1(ConstMatmul {
-                weight: self.weight.clone(),
-            })
+            x.contiguous()?.apply_op1(ConstMatmul(self.clone()))
         } else {
             // No graph to record (or a GPU, where the plain op is used): an ordinary matmul.
             x.matmul(&self.weight.dense()?.t()?)
         }
     }
+
+    /// The vector-Jacobian product: cotangents `dy: [.., out]` carried to the input,
+    /// `[.., in]` (the weight is a constant).
+    pub fn vjp(&self, dy: &Tensor) -> Result<Tensor> {
+        let dims = dy.dims();
+        let out = dims.last().copied().unwrap_or(1);
+        let rows = dy.elem_count() / out.max(1);
+        let w = self.weight.dense()?;
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = w.dim(1)?;
+        }
+        dy.reshape((rows, out))?.matmul(&w)?.reshape(shape)
+    }
 }
 
-struct ConstMatmul {
-    weight: Weight,
-}
+struct ConstMatmul(Linear);
 
 impl CustomOp1 for ConstMatmul {
     fn name(&self) -> &'static str {
@@ -46,12 +56,12 @@ impl CustomOp1 for ConstMatmul {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = cpu_tensor(storage, layout)?;
-        into_cpu_storage(&x.matmul(&self.weight.dense()?.t()?)?)
+        into_cpu_storage(&x.matmul(&self.0.weight.dense()?.t()?)?)
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         // dL/dx = dL/dy · W; W gets no gradient.
-        Ok(Some(grad_res.matmul(&self.weight.dense()?)?))
+        Ok(Some(self.0.vjp(grad_res)?))
     }
 }
 

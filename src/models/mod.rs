@@ -5,8 +5,8 @@
 //! and tested against their primitive twins.
 //!
 //! Models never mention attribution: at each point where an LRP rule may change the backward
-//! pass (norm, gated activation, attention inputs) they ask [`Rules`]. [`Plain`]
-//! gives ordinary gradients; `methods::attnlrp` holds the LRP variants.
+//! pass (norm, gated activation, attention inputs) they read [`Rules`].
+//! [`Rules::PLAIN`] gives ordinary gradients; `methods::attnlrp` holds the LRP variants.
 
 pub mod activation_memory;
 pub mod attention;
@@ -33,29 +33,34 @@ pub use norm::rms_norm;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Shape, Storage, Tensor, D};
 
-/// The backward-pass rules a model defers to. Every method must leave the forward values
-/// unchanged; only gradients differ.
-pub trait Rules: Sync {
-    /// RMSNorm: `x / sqrt(mean(x²) + eps) * weight`.
-    fn rms_norm(&self, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-        rms_norm(x, weight, eps, false)
-    }
-    /// How the gradient passes the MLP's gated activation `silu(gate) ⊙ up`.
-    fn gate(&self) -> GateRule {
-        GateRule::Plain
-    }
+/// The backward-pass rules at the points where LRP may change a gradient. Data, not code:
+/// the explicit backward (`decoder::backward`) reads it at each rule point, and the autograd
+/// twin builds the same rules as stop-gradient arithmetic. Every rule set leaves the forward
+/// values unchanged; only gradients differ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rules {
+    /// RMSNorm's identity rule: `1/sqrt(mean(x²) + ε)` is a constant of the backward pass.
+    pub stop_norm_variance: bool,
+    /// How the gradient passes the MLP's gated activation `act(gate) ⊙ up`.
+    pub gate: GateRule,
     /// Factors on the gradients that flow into q, k and v through attention (0 holds them
     /// constant).
-    fn attention_factors(&self) -> [f64; 3] {
-        [1.0; 3]
-    }
+    pub attention_factors: [f64; 3],
 }
 
-/// Ordinary gradients.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Plain;
+impl Rules {
+    /// Ordinary gradients.
+    pub const PLAIN: Rules = Rules {
+        stop_norm_variance: false,
+        gate: GateRule::Plain,
+        attention_factors: [1.0; 3],
+    };
 
-impl Rules for Plain {}
+    /// RMSNorm `x / sqrt(mean(x²) + eps) * weight` under these rules (autograd form).
+    pub fn rms_norm(&self, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+        rms_norm(x, weight, eps, self.stop_norm_variance)
+    }
+}
 
 /// Softmax over the last dimension from primitives (differentiable).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {

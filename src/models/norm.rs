@@ -57,20 +57,30 @@ impl CustomOp2 for RmsNorm {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (x, g) = (x.detach(), grad.detach());
-        let inv = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
-            .sqrt()?
-            .recip()?;
-        let gw = g.broadcast_mul(w)?;
-        let dx = if self.stop_variance {
-            gw.broadcast_mul(&inv)?
-        } else {
-            // d(x·inv)/dx = inv·I − x·inv³·xᵀ/d
-            let m = (&gw * &x)?.mean_keepdim(D::Minus1)?;
-            (gw.broadcast_mul(&inv)? - x.broadcast_mul(&(inv.powf(3.0)? * m)?)?)?
-        };
+        let dx = rms_norm_vjp(&x.detach(), w, self.eps, self.stop_variance, &grad.detach())?;
         Ok((Some(dx), None))
     }
+}
+
+/// RMSNorm's vector-Jacobian product: the cotangents `g` of its output (`x`'s shape, or
+/// batched with leading dimensions) carried back to its input. With `stop_variance` (the
+/// identity rule) `1/sqrt(mean(x²)+ε)` is a constant.
+pub fn rms_norm_vjp(
+    x: &Tensor,
+    weight: &Tensor,
+    eps: f64,
+    stop_variance: bool,
+    g: &Tensor,
+) -> Result<Tensor> {
+    let inv = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
+    let gw = g.broadcast_mul(weight)?;
+    let dx = gw.broadcast_mul(&inv)?;
+    if stop_variance {
+        return Ok(dx);
+    }
+    // d(x·inv)/dx = inv·I − x·inv³·xᵀ/d
+    let m = gw.broadcast_mul(x)?.mean_keepdim(D::Minus1)?;
+    dx - x.broadcast_mul(&inv.powf(3.0)?)?.broadcast_mul(&m)?
 }
 
 /// RMSNorm over the last dimension; `weight` is a constant.

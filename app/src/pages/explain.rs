@@ -32,6 +32,19 @@ fn stage_text(ev: &StreamEvent) -> Option<String> {
             Some(m) => format!("{stage:?} pass: {}…", m.name()).to_lowercase(),
             None => format!("{stage:?}…").to_lowercase(),
         }),
+        StreamEvent::Progress {
+            stage,
+            method,
+            done,
+            total,
+        } => {
+            let pass = match method {
+                Some(m) => format!("{stage:?} pass: {}", m.name()),
+                None => format!("{stage:?}"),
+            };
+            let pct = 100 * done / (*total).max(1);
+            Some(format!("{}… {pct}%", pass.to_lowercase()))
+        }
         StreamEvent::Queued { position } => Some(format!(
             "waiting for the model: {} in line…",
             crate::format::ordinal(*position)

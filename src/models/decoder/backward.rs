@@ -1,0 +1,430 @@
+//! The decoder's explicit backward pass.
+//!
+//! [`Decoder::forward_saved`] runs the model once without a graph and keeps what a backward
+//! pass needs (the residual stream, q/k/v, the MLP's gate and up projections);
+//! [`Decoder::backward`] then carries any number of seeds back to the input embeddings,
+//! layer by layer, with each block's vector-Jacobian product written out. The attribution
+//! rules are data ([`Rules`]) read at the rule points (norms, the gated activation, q/k/v),
+//! so one forward serves every method and each rule set costs one backward. The seeds are
+//! a batch: the rules are linear in the cotangent, so B seeds in one pass give exactly B
+//! one-at-a-time passes, with B times larger (faster) matrix products and the attention
+//! probabilities recomputed once for all of them.
+//!
+//! Everything is candle tensor ops (CPU kernels where the op has one, primitive ops
+//! elsewhere), so the same code runs on CUDA. candle's autograd through [`Decoder::forward`]
+//! is the twin the tests hold it against.
+
+use super::{Attention, Decoder, DecoderLayer, Rotary};
+use crate::models::attention::attention_vjp;
+use crate::models::gated::gated_vjp;
+use crate::models::norm::rms_norm_vjp;
+use crate::models::{rms_norm, Rules};
+use candle_core::{DType, Result, Tensor, D};
+
+/// Called after each layer of a pass with the layers done and the layers in the pass; an
+/// error (a cancellation) stops the pass there.
+pub type Progress<'a> = dyn FnMut(usize, usize) -> crate::Result<()> + 'a;
+
+/// A forward pass's activations, kept for any number of backward passes.
+#[derive(Debug)]
+pub struct Saved {
+    /// The residual stream `(seq, hidden)`: the input embeddings, then each layer's output.
+    residuals: Vec<Tensor>,
+    layers: Vec<SavedLayer>,
+}
+
+impl Saved {
+    /// Positions.
+    pub fn len(&self) -> usize {
+        self.residuals[0].dim(0).unwrap_or(0)
+    }
+
+    /// True for an empty sequence.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The input embeddings `(seq, hidden)`.
+    pub fn embeddings(&self) -> &Tensor {
+        &self.residuals[0]
+    }
+}
+
+/// What one layer's backward pass reads.
+#[derive(Debug)]
+struct SavedLayer {
+    /// q and k before their norms (models with q/k norms), `(heads, seq, head_dim)`.
+    q_pre: Option<Tensor>,
+    k_pre: Option<Tensor>,
+    /// q, k and v as attention reads them: rotated, k and v per key/value head.
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    /// Gemma: the attention block's output before its norm.
+    attn_out: Option<Tensor>,
+    /// The residual stream after the attention block.
+    mid: Tensor,
+    /// The MLP's gate and up projections `(seq, intermediate)`.
+    gate: Tensor,
+    up: Tensor,
+    /// Gemma: the MLP's output before its norm.
+    mlp_out: Option<Tensor>,
+}
+
+/// One cotangent: a direction in the final-normed hidden state at one position.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// The position.
+    pub position: usize,
+    /// `(hidden,)`: d(target)/d(final hidden state).
+    pub direction: Tensor,
+}
+
+/// What a backward pass gives for each of its seeds.
+#[derive(Debug)]
+pub struct Gradients {
+    /// d(target)/d(input embeddings), `(seeds, seq, hidden)`.
+    pub input: Tensor,
+    /// The latent trace `[seed][layer][token]`: `Σ_d h_l · dh_l` at each layer's output.
+    pub trace: Vec<Vec<Vec<f32>>>,
+}
+
+/// Elements of the score-shaped buffers one group of seeds may need per attention head
+/// (probabilities, their cotangents and the scores' cotangents, per seed).
+const SEED_GROUP_BUDGET: usize = 1 << 28;
+
+impl Decoder {
+    /// Runs the decoder on input embeddings `(seq, hidden)` without a graph, keeping the
+    /// activations a backward pass needs. `progress` hears of each layer.
+    pub fn forward_saved(
+        &self,
+        embeds: &Tensor,
+        progress: &mut Progress<'_>,
+    ) -> crate::Result<Saved> {
+        let eps = self.cfg.rms_norm_eps;
+        let mut residuals = Vec::with_capacity(self.layers.len() + 1);
+        residuals.push(embeds.detach());
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let rot = &self.rotary[layer.self_attn.rope];
+            let (out, saved) = layer.forward_saved(&residuals[i], eps, rot)?;
+            residuals.push(out);
+            layers.push(saved);
+            progress(i + 1, self.layers.len())?;
+        }
+        Ok(Saved { residuals, layers })
+    }
+
+    /// The final-normed hidden states at `positions`, `(positions, hidden)`.
+    pub fn final_hidden(&self, saved: &Saved, positions: &[usize]) -> Result<Tensor> {
+        let h = self.last_residual(saved)?;
+        let idx = Tensor::from_vec(
+            positions.iter().map(|&p| p as u32).collect::<Vec<_>>(),
+            positions.len(),
+            h.device(),
+        )?;
+        rms_norm(
+            &h.index_select(&idx, 0)?,
+            &self.norm,
+            self.cfg.rms_norm_eps,
+            false,
+        )
+    }
+
+    /// The (soft-capped) logits at `positions`, `(positions, vocab)` in f32.
+    pub fn logits_at(&self, saved: &Saved, positions: &[usize]) -> Result<Tensor> {
+        let x = self.final_hidden(saved, positions)?;
+        let logits = self.lm_head.matmul(&x.t()?.contiguous()?)?.t()?;
+        self.softcap(&logits)?.to_dtype(DType::F32)
+    }
+
+    /// The seed of `Σ coef · logit[id]` at `position`: the direction of its gradient in the
+    /// final-normed hidden state (the output projection's rows, through the soft-cap).
+    pub fn seed(&self, saved: &Saved, position: usize, terms: &[(u32, f64)]) -> Result<Seed> {
+        let x = self.final_hidden(saved, &[position])?.squeeze(0)?;
+        let mut direction = x.zeros_like()?;
+        for &(id, coef) in terms {
+            let row = self.lm_head.rows(id as usize, 1)?.squeeze(0)?;
+            let slope = match self.cfg.arch.final_logit_softcapping {
+                // d/dz c·tanh(z/c) = 1 − tanh²(z/c)
+                Some(c) => {
+                    let z = (&x * &row)?.sum_all()?.to_dtype(DType::F64)?;
+                    let t = (z.to_scalar::<f64>()? / c).tanh();
+                    1.0 - t * t
+                }
+                None => 1.0,
+            };
+            direction = (direction + (row * (coef * slope))?)?;
+        }
+        Ok(Seed {
+            position,
+            direction,
+        })
+    }
+
+    fn last_residual<'a>(&self, saved: &'a Saved) -> Result<&'a Tensor> {
+        saved
+            .residuals
+            .last()
+            .ok_or_else(|| candle_core::Error::Msg("no forward pass saved".into()))
+    }
+
+    /// Carries `seeds` back through the saved forward pass under `rules`: the gradient of
+    /// each seed's target with respect to the input embeddings and every layer's output.
+    /// Seeds are taken in groups small enough for memory; `progress` hears of each layer.
+    pub fn backward(
+        &self,
+        saved: &Saved,
+        seeds: &[Seed],
+        rules: &Rules,
+        progress: &mut Progress<'_>,
+    ) -> crate::Result<Gradients> {
+        let n = saved.len().max(1);
+        let group = (SEED_GROUP_BUDGET / (3 * n * n)).clamp(1, seeds.len().max(1));
+        let mut inputs = Vec::new();
+        let mut trace = Vec::with_capacity(seeds.len());
+        let total = seeds.len().div_ceil(group) * self.layers.len();
+        let mut done = 0;
+        for chunk in seeds.chunks(group) {
+            let g =
+                self.backward_group(saved, chunk, rules, &mut |l, _| progress(done + l, total))?;
+            done += self.layers.len();
+            inputs.push(g.input);
+            trace.extend(g.trace);
+        }
+        let input = match inputs.len() {
+            1 => inputs.remove(0),
+            _ => Tensor::cat(&inputs, 0)?,
+        };
+        Ok(Gradients { input, trace })
+    }
+
+    fn backward_group(
+        &self,
+        saved: &Saved,
+        seeds: &[Seed],
+        rules: &Rules,
+        progress: &mut Progress<'_>,
+    ) -> crate::Result<Gradients> {
+        let eps = self.cfg.rms_norm_eps;
+        let h = self.last_residual(saved)?;
+        let (n, hidden) = h.dims2()?;
+        let b = seeds.len();
+        // The seeds through the final norm, each into its row of a (b·n, hidden) cotangent.
+        let mut rows = Vec::with_capacity(b);
+        let mut at = Vec::with_capacity(b);
+        for (i, s) in seeds.iter().enumerate() {
+            if s.position >= n {
+                let msg = format!("seed position {} outside {n} positions", s.position);
+                return Err(candle_core::Error::Msg(msg).into());
+            }
+            let x = h.narrow(0, s.position, 1)?;
+            let d = s.direction.reshape((1, hidden))?;
+            rows.push(rms_norm_vjp(
+                &x,
+                &self.norm,
+                eps,
+                rules.stop_norm_variance,
+                &d,
+            )?);
+            at.push((i * n + s.position) as u32);
+        }
+        let at = Tensor::from_vec(at, b, h.device())?;
+        let mut dh = Tensor::zeros((b * n, hidden), h.dtype(), h.device())?
+            .index_add(&at, &Tensor::cat(&rows, 0)?, 0)?
+            .reshape((b, n, hidden))?;
+        let mut trace = vec![Vec::with_capacity(self.layers.len()); b];
+        for (l, layer) in self.layers.iter().enumerate().rev() {
+            // Relevance at this layer's output: Σ_d h · dh.
+            let out = &saved.residuals[l + 1];
+            let r = dh
+                .to_dtype(DType::F32)?
+                .broadcast_mul(&out.to_dtype(DType::F32)?)?
+                .sum(D::Minus1)?
+                .to_vec2::<f32>()?;
+            for (t, r) in trace.iter_mut().zip(r) {
+                t.push(r);
+            }
+            let rot = &self.rotary[layer.self_attn.rope];
+            dh = layer.backward(&saved.layers[l], &saved.residuals[l], &dh, rules, eps, rot)?;
+            progress(self.layers.len() - l, self.layers.len())?;
+        }
+        for t in &mut trace {
+            t.reverse();
+        }
+        Ok(Gradients { input: dh, trace })
+    }
+}
+
+impl DecoderLayer {
+    /// One layer without a graph: its output and what its backward pass reads.
+    fn forward_saved(&self, h: &Tensor, eps: f64, rot: &Rotary) -> Result<(Tensor, SavedLayer)> {
+        let at = &self.self_attn;
+        let n = h.dim(0)?;
+        let x = rms_norm(h, &self.input_layernorm, eps, false)?;
+        let (q_pre, k_pre, v) = at.project(&x)?;
+        let (q, k) = at.position(&q_pre, &k_pre, rot, 0, &Rules::PLAIN)?;
+        let a = at.merge_heads(at.attend(&q, &k, &v)?, n)?;
+        let keep = |t: Tensor| at.q_norm.is_some().then_some(t);
+        let mlp = &self.mlp;
+        let mlp_forward = |x: &Tensor| -> Result<(Tensor, Tensor, Tensor)> {
+            let gate = mlp.gate_proj.forward(x)?;
+            let up = mlp.up_proj.forward(x)?;
+            let m = mlp.down_proj.forward(&(mlp.act.apply(&gate)? * &up)?)?;
+            Ok((gate, up, m))
+        };
+        let (out, mid, gate, up, attn_out, mlp_out) = match &self.feedforward_norms {
+            None => {
+                let mid = (h + &a)?;
+                let x = rms_norm(&mid, &self.post_attention_layernorm, eps, false)?;
+                let (gate, up, m) = mlp_forward(&x)?;
+                ((&mid + m)?, mid, gate, up, None, None)
+            }
+            Some((pre, post)) => {
+                let mid = (h + rms_norm(&a, &self.post_attention_layernorm, eps, false)?)?;
+                let x = rms_norm(&mid, pre, eps, false)?;
+                let (gate, up, m) = mlp_forward(&x)?;
+                let out = (&mid + rms_norm(&m, post, eps, false)?)?;
+                (out, mid, gate, up, Some(a), Some(m))
+            }
+        };
+        let saved = SavedLayer {
+            q_pre: keep(q_pre),
+            k_pre: keep(k_pre),
+            q,
+            k,
+            v,
+            attn_out,
+            mid,
+            gate,
+            up,
+            mlp_out,
+        };
+        Ok((out, saved))
+    }
+
+    /// Cotangents `dout: (b, seq, hidden)` of the layer's output carried to its input `h`.
+    fn backward(
+        &self,
+        s: &SavedLayer,
+        h: &Tensor,
+        dout: &Tensor,
+        rules: &Rules,
+        eps: f64,
+        rot: &Rotary,
+    ) -> Result<Tensor> {
+        let stop = rules.stop_norm_variance;
+        let mlp = &self.mlp;
+        // The MLP block: out = mid + [norm](down(act(gate) ⊙ up)), gate, up from norm(mid).
+        let (dm, mlp_norm) = match (&self.feedforward_norms, &s.mlp_out) {
+            (Some((pre, post)), Some(m)) => (rms_norm_vjp(m, post, eps, stop, dout)?, pre),
+            _ => (dout.clone(), &self.post_attention_layernorm),
+        };
+        let dz = mlp.down_proj.vjp(&dm)?;
+        let (dgate, dup) = gated_vjp(&s.gate, &s.up, mlp.act, rules.gate, &dz)?;
+        let mut dx = Sum::default();
+        dx.add(dup.map(|d| mlp.up_proj.vjp(&d)).transpose()?)?;
+        dx.add(dgate.map(|d| mlp.gate_proj.vjp(&d)).transpose()?)?;
+        let dmid = match dx.0 {
+            Some(dx) => (dout + rms_norm_vjp(&s.mid, mlp_norm, eps, stop, &dx)?)?,
+            None => dout.clone(),
+        };
+        // The attention block: mid = h + [norm](attention(norm(h))).
+        let da = match &s.attn_out {
+            Some(a) => rms_norm_vjp(a, &self.post_attention_layernorm, eps, stop, &dmid)?,
+            None => dmid.clone(),
+        };
+        match self.self_attn.backward(s, &da, rules, rot)? {
+            Some(dx) => dmid + rms_norm_vjp(h, &self.input_layernorm, eps, stop, &dx)?,
+            None => Ok(dmid),
+        }
+    }
+}
+
+/// A sum of optional terms.
+#[derive(Default)]
+struct Sum(Option<Tensor>);
+
+impl Sum {
+    fn add(&mut self, t: Option<Tensor>) -> Result<()> {
+        if let Some(t) = t {
+            self.0 = Some(match self.0.take() {
+                Some(s) => (s + t)?,
+                None => t,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Attention {
+    /// Cotangents `da: (b, seq, hidden)` of the attention block's output carried to its
+    /// (normed) input; `None` when the rules hold q, k and v all constant.
+    fn backward(
+        &self,
+        s: &SavedLayer,
+        da: &Tensor,
+        rules: &Rules,
+        rot: &Rotary,
+    ) -> Result<Option<Tensor>> {
+        let (b, n, _) = da.dims3()?;
+        let (heads, hd) = (self.n_heads, self.head_dim);
+        let d_o = self
+            .o_proj
+            .vjp(da)?
+            .reshape((b, n, heads, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let k = self.repeat_kv(s.k.clone())?.contiguous()?;
+        let v = self.repeat_kv(s.v.clone())?.contiguous()?;
+        let [dq, dk, dv] = attention_vjp(
+            &s.q,
+            &k,
+            &v,
+            &d_o,
+            self.scale,
+            self.window,
+            rules.attention_factors,
+        )?;
+        let stop = rules.stop_norm_variance;
+        // Through RoPE (a rotation: its transpose rotates back) and the q/k norm.
+        let unrotate = |d: Tensor, pre: &Option<Tensor>, w: &Option<Tensor>| -> Result<Tensor> {
+            let d = rot.apply_inverse(&d)?;
+            match (pre, w) {
+                (Some(pre), Some(w)) => rms_norm_vjp(pre, w, self.eps, stop, &d),
+                _ => Ok(d),
+            }
+        };
+        let mut dx = Sum::default();
+        if let Some(dq) = dq {
+            let dq = unrotate(dq, &s.q_pre, &self.q_norm)?;
+            dx.add(Some(self.q_proj.linear.vjp(&merge(&dq)?)?))?;
+        }
+        if let Some(dk) = dk {
+            let dk = unrotate(self.reduce_kv(&dk)?, &s.k_pre, &self.k_norm)?;
+            dx.add(Some(self.k_proj.linear.vjp(&merge(&dk)?)?))?;
+        }
+        if let Some(dv) = dv {
+            let dv = self.reduce_kv(&dv)?;
+            dx.add(Some(self.v_proj.linear.vjp(&merge(&dv)?)?))?;
+        }
+        Ok(dx.0)
+    }
+
+    /// The transpose of `repeat_kv`: `(b, heads, seq, head_dim)` summed over each key/value
+    /// head's group of query heads.
+    fn reduce_kv(&self, d: &Tensor) -> Result<Tensor> {
+        let rep = self.n_heads / self.n_kv_heads;
+        if rep == 1 {
+            return Ok(d.clone());
+        }
+        let (b, _, n, hd) = d.dims4()?;
+        d.reshape((b, self.n_kv_heads, rep, n, hd))?.sum(2)
+    }
+}
+
+/// `(b, heads, seq, head_dim)` → `(b, seq, heads · head_dim)`.
+fn merge(d: &Tensor) -> Result<Tensor> {
+    let (b, h, n, hd) = d.dims4()?;
+    d.transpose(1, 2)?.reshape((b, n, h * hd))
+}

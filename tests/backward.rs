@@ -1,0 +1,184 @@
+//! The explicit backward pass (`Decoder::backward`) against its twin, candle's autograd
+//! through `Decoder::forward` with the same rules as stop-gradient arithmetic, on every tiny
+//! family and the real default model, for every rule set; and a batch of seeds against the
+//! same seeds one at a time. Tolerance: max |explicit − twin| / max |twin| ≤ 1e-4 (f32, two
+//! orders of summation); batched vs single ≤ 1e-5.
+
+use crate::util::root;
+use candle_core::{Tensor, Var};
+use tokenlens::methods::Pass;
+use tokenlens::models::decoder::{Decoder, Saved};
+use tokenlens::models::Rules;
+use tokenlens::source::{self, ModelPath};
+use tokenlens::{DType, Device};
+
+const TWIN_TOL: f32 = 1e-4;
+const BATCH_TOL: f32 = 1e-5;
+
+fn decoder(model: &str) -> Decoder {
+    let path = if model.starts_with("tests/") {
+        ModelPath::HfDir(root().join(model))
+    } else {
+        source::resolve(model).expect("model fetched").1
+    };
+    let mut loaded = source::open(&path, DType::F32, &Device::Cpu, None).expect("opens");
+    Decoder::load(loaded.config.clone(), loaded.weights.as_mut(), &Device::Cpu).expect("loads")
+}
+
+fn rel(a: &Tensor, b: &Tensor) -> f32 {
+    let d = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let m = b
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(m > 0.0, "reference is all zeros");
+    d / m
+}
+
+fn ids(n: usize, vocab: usize) -> Vec<u32> {
+    (0..n).map(|i| ((i * 7919 + 13) % vocab) as u32).collect()
+}
+
+/// The twin: the gradient of `logit[target]` at the last position w.r.t. the embeddings,
+/// and the trace, through candle's autograd.
+fn twin(dec: &Decoder, embeds: &Tensor, rules: &Rules, target: u32) -> (Tensor, Vec<Vec<f32>>) {
+    let x = Var::from_tensor(embeds).unwrap();
+    let out = dec.forward(x.as_tensor(), rules, true).unwrap();
+    let row = dec
+        .lm_head()
+        .rows(target as usize, 1)
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
+    let y = dec
+        .softcap(&(&out.last_hidden * row).unwrap().sum_all().unwrap())
+        .unwrap();
+    let grads = y.backward().unwrap();
+    let trace = out
+        .taps
+        .iter()
+        .zip(&out.layer_outputs)
+        .map(|(tap, h)| {
+            let g = grads.get(tap).unwrap();
+            (h * g).unwrap().sum(1).unwrap().to_vec1::<f32>().unwrap()
+        })
+        .collect();
+    (grads.get(&x).unwrap().clone(), trace)
+}
+
+fn no_progress(_: usize, _: usize) -> tokenlens::Result<()> {
+    Ok(())
+}
+
+fn explicit(
+    dec: &Decoder,
+    saved: &Saved,
+    rules: &Rules,
+    seeds: &[(usize, u32)],
+) -> (Tensor, Vec<Vec<Vec<f32>>>) {
+    let seeds: Vec<_> = seeds
+        .iter()
+        .map(|&(p, t)| dec.seed(saved, p, &[(t, 1.0)]).unwrap())
+        .collect();
+    let g = dec
+        .backward(saved, &seeds, rules, &mut no_progress)
+        .unwrap();
+    (g.input, g.trace)
+}
+
+#[test]
+fn explicit_backward_equals_autograd_and_batches_exactly() {
+    for model in [
+        "tests/fixtures/tiny-llama",
+        "tests/fixtures/tiny-llama31",
+        "tests/fixtures/tiny-qwen2",
+        "tests/fixtures/tiny-qwen3",
+        "tests/fixtures/tiny-gemma3",
+        source::DEFAULT_MODEL,
+    ] {
+        let dec = decoder(model);
+        let vocab = dec.config().vocab_size;
+        let n = 11;
+        let embeds = dec.embed(&ids(n, vocab)).unwrap();
+        let saved = dec.forward_saved(&embeds, &mut no_progress).unwrap();
+        // The saved forward gives the twin's logits.
+        let out = dec.forward(&embeds, &Rules::PLAIN, false).unwrap();
+        let want = dec
+            .lm_head()
+            .matmul(&out.last_hidden.unsqueeze(1).unwrap())
+            .unwrap();
+        let want = dec.softcap(&want.squeeze(1).unwrap()).unwrap();
+        let got = dec.logits_at(&saved, &[n - 1]).unwrap().squeeze(0).unwrap();
+        assert!(rel(&got, &want) < 1e-5, "{model}: logits differ");
+        let target = got.argmax(0).unwrap().to_scalar::<u32>().unwrap();
+        for pass in [Pass::Plain, Pass::AttnLrp, Pass::CpLrp] {
+            let rules = pass.rules();
+            let (g_twin, t_twin) = twin(&dec, &embeds, rules, target);
+            let (g, t) = explicit(&dec, &saved, rules, &[(n - 1, target)]);
+            let e = rel(&g.squeeze(0).unwrap(), &g_twin);
+            assert!(e < TWIN_TOL, "{model} {pass:?}: input gradient off by {e}");
+            for (l, (a, b)) in t[0].iter().zip(&t_twin).enumerate() {
+                let (a, b) = (
+                    Tensor::new(a.as_slice(), &Device::Cpu).unwrap(),
+                    Tensor::new(b.as_slice(), &Device::Cpu).unwrap(),
+                );
+                let scale = t_twin.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+                let d = (&a - &b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    d / scale < TWIN_TOL,
+                    "{model} {pass:?}: trace layer {l} off by {}",
+                    d / scale
+                );
+            }
+            // Four seeds at once (two targets at the last position, two earlier positions)
+            // equal the four one at a time; positions after a seed get exactly nothing.
+            let seeds = [(n - 1, target), (n - 1, 7), (n - 4, 3), (2, target)];
+            let (gb, tb) = explicit(&dec, &saved, rules, &seeds);
+            for (i, &s) in seeds.iter().enumerate() {
+                let (g1, t1) = explicit(&dec, &saved, rules, &[s]);
+                let e = rel(&gb.get(i).unwrap(), &g1.squeeze(0).unwrap());
+                assert!(
+                    e < BATCH_TOL,
+                    "{model} {pass:?} seed {s:?}: batched differs by {e}"
+                );
+                let flat = |t: &Vec<Vec<f32>>| t.iter().flatten().copied().collect::<Vec<_>>();
+                let (a, b) = (flat(&tb[i]), flat(&t1[0]));
+                let m = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = a
+                    .iter()
+                    .zip(&b)
+                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(
+                    d <= BATCH_TOL * m,
+                    "{model} {pass:?} seed {s:?}: trace differs"
+                );
+                let after = gb.get(i).unwrap().narrow(0, s.0 + 1, n - s.0 - 1).unwrap();
+                let z = after
+                    .abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert_eq!(z, 0.0, "{model}: gradient after the seed's position");
+            }
+        }
+    }
+}
