@@ -128,6 +128,7 @@ def main():
 
     tok, _ = reference.load(args.gguf, tokenizer_only=True)
     rows = []
+    alls = []
     cases = [(str(n), make_prompt(tok, int(n)), False) for n in args.lengths.split(",") if n]
     if args.seed_prompt:
         cases.insert(0, ("seed query (chat)", reference.PROMPTS["seed_query"][0], True))
@@ -163,12 +164,29 @@ def main():
             g, pg = ours["generate"], plain["generate"]
             rows.append((name, f"generation tok/s ({g['new_tokens']} / {pg['new_tokens']} new)",
                          g["tokens_per_s"], pg["tokens_per_s"]))
+        alls.append((name, ours["all_methods_s"], ours["methods_s"]["attnlrp"]))
         rows.append((name, "peak memory (MiB)", ours["peak_rss_mib"],
                      max(plain["peak_rss_mib"], lrp["peak_rss_mib"])))
         print(f"done {label}", file=sys.stderr)
 
     import platform
     import torch
+
+    # Matrix products of the model's shapes (SmolLM2-135M: hidden 576, MLP 1536) at each
+    # length: candle's kernel, OpenBLAS (as the engine loads it) and PyTorch, in GFLOP/s.
+    shapes = [f"{n}x{k}x{m}" for n in (args.lengths.split(",") if args.lengths else [])
+              for k, m in ((576, 1536), (1536, 576), (576, 576))]
+    sgemm_rows = []
+    if shapes:
+        torch.set_num_threads(os.cpu_count() or 1)
+        ours = run_json([args.binary, "bench", "--sgemm", ",".join(shapes)])
+        for shape in shapes:
+            m, k, n = map(int, shape.split("x"))
+            a, b = torch.randn(m, k), torch.randn(k, n)
+            reps = max(3, min(200, int(2e10 / (2 * m * k * n))))
+            s = timed(1, lambda: [a @ b for _ in range(reps)])
+            sgemm_rows.append((shape, ours[shape]["candle"], ours[shape]["openblas"],
+                               2 * m * k * n * reps / s / 1e9))
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
@@ -179,6 +197,15 @@ def main():
         fmt = (lambda v: f"{v:.0f}") if "memory" in k else (
             (lambda v: f"{v:.1f}") if "tok/s" in k else (lambda v: f"{v:.3f}"))
         print(f"| {real} | {k} | {fmt(a)}{unit} | {fmt(b)}{unit} | {a / b:.2f}× |")
+    for name, all_s, one_s in alls:
+        print(f"\n{name} tokens: all four methods in one request {all_s:.3f} s = "
+              f"{all_s / one_s:.2f}× one method (AttnLRP + trace, {one_s:.3f} s)")
+    if sgemm_rows:
+        print("\n| sgemm M×K×N | candle GFLOP/s | OpenBLAS GFLOP/s | PyTorch GFLOP/s |")
+        print("|---|---:|---:|---:|")
+        for shape, c, o, t in sgemm_rows:
+            ob = f"{o:.0f}" if o is not None else "not loaded"
+            print(f"| {shape} | {c:.0f} | {ob} | {t:.0f} |")
 
 
 if __name__ == "__main__":

@@ -5,5 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-models.sh
+# OpenBLAS: the fast f32 matrix products (src/models/blas.rs; without it, candle's kernel).
+bash scripts/apt-install.sh libopenblas0-pthread
 bash scripts/build-web.sh
 exec target/release/tokenlens-server --model smollm2-135m --model gemma3-270m --site-root target/site "$@"

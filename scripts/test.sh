@@ -8,15 +8,11 @@ cd "$(dirname "$0")/.."
 
 # Section headers carry the minutes since the start, so a slow CI step shows where it is.
 step() { printf '== %s (at %dm%02ds)\n' "$1" $((SECONDS / 60)) $((SECONDS % 60)); }
-apt_install() {
-  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
 
 step "set-up"
 bash scripts/fetch-models.sh
-[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_install fonts-dejavu-core
-[ -x /usr/bin/chromium ] || apt_install chromium
+# OpenBLAS: the fast f32 matrix products (src/models/blas.rs; without it, candle's kernel).
+bash scripts/apt-install.sh fonts-dejavu-core chromium libopenblas0-pthread
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 [ -d end2end/node_modules/@playwright/test ] || (cd end2end && npm ci --no-audit --no-fund)
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt

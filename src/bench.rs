@@ -10,8 +10,8 @@ use tokenlens::{Engine, ExplainRequest, GenerateRequest, Method, Sampling};
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// File holding the prompt (sent raw unless --chat).
-    #[arg(long)]
-    prompt_file: PathBuf,
+    #[arg(long, required_unless_present = "sgemm")]
+    prompt_file: Option<PathBuf>,
     /// Wrap the prompt in the model's chat template.
     #[arg(long)]
     chat: bool,
@@ -24,6 +24,13 @@ pub struct BenchArgs {
     /// Timed repetitions after one warm-up; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// The prompt limit (default: the model's context, or what fits in memory).
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Instead of the model: time f32 matrix products `MxKxN` (comma-separated) with
+    /// candle's kernel and with OpenBLAS, in GFLOP/s.
+    #[arg(long, value_delimiter = ',')]
+    sgemm: Vec<String>,
     /// Also time greedy generation of this many new tokens (KV cache); 0 skips it.
     #[arg(long, default_value_t = 0)]
     generate: usize,
@@ -59,12 +66,59 @@ fn time(repeat: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Res
     Ok(median(times))
 }
 
+/// GFLOP/s of `a (m×k) · b (k×n)` for each shape, candle's kernel and OpenBLAS's (when
+/// loaded), as JSON.
+fn sgemm(shapes: &[String], repeat: usize) -> anyhow::Result<()> {
+    use tokenlens::models::blas;
+    let dev = tokenlens::Device::Cpu;
+    let mut out = serde_json::Map::new();
+    for shape in shapes {
+        let d: Vec<usize> = shape
+            .split('x')
+            .map(|x| x.parse())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("shape {shape}: expected MxKxN"))?;
+        let [m, k, n] = d[..] else {
+            anyhow::bail!("shape {shape}: expected MxKxN");
+        };
+        let a = candle_core::Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+        let b = candle_core::Tensor::randn(0f32, 1.0, (k, n), &dev)?;
+        let flops = 2.0 * (m * k * n) as f64;
+        let reps = (2e10 / flops).clamp(3.0, 200.0) as usize * repeat.max(1);
+        let rate = |f: &dyn Fn() -> candle_core::Result<candle_core::Tensor>| {
+            let s = time(1, || {
+                for _ in 0..reps {
+                    f()?;
+                }
+                Ok(())
+            })?;
+            anyhow::Ok(flops * reps as f64 / s / 1e9)
+        };
+        let candle = rate(&|| a.matmul(&b))?;
+        let openblas = if blas::backend().starts_with("OpenBLAS") {
+            Some(rate(&|| blas::matmul(&a, &b))?)
+        } else {
+            None
+        };
+        out.insert(
+            shape.clone(),
+            serde_json::json!({ "candle": candle, "openblas": openblas }),
+        );
+    }
+    println!("{}", serde_json::Value::Object(out));
+    Ok(())
+}
+
 /// Runs the benchmark and prints its JSON.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let prompt = std::fs::read_to_string(&args.prompt_file)
-        .with_context(|| format!("reading {}", args.prompt_file.display()))?;
+    if !args.sgemm.is_empty() {
+        return sgemm(&args.sgemm, args.repeat);
+    }
+    let path = args.prompt_file.clone().unwrap_or_default();
+    let prompt =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let t = Instant::now();
-    let engine = Engine::load_with(&args.device.options(&args.model, None)?)?;
+    let engine = Engine::load_with(&args.device.options(&args.model, args.max_tokens)?)?;
     let load_s = t.elapsed().as_secs_f64();
     let mut req = ExplainRequest::new(prompt);
     req.chat_template = args.chat;
@@ -80,6 +134,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let s = time(args.repeat, || Ok(engine.explain(&req).map(|_| ())?))?;
         methods.insert(name.clone(), s.into());
     }
+    // Every method in one request: one forward pass, one backward per rule set.
+    req.methods = Method::ALL.to_vec();
+    let all_methods_s = time(args.repeat, || Ok(engine.explain(&req).map(|_| ())?))?;
     let mut generation = serde_json::Value::Null;
     if args.generate > 0 {
         let greq = GenerateRequest {
@@ -104,6 +161,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "generate": generation,
         "peak_rss_mib": peak_rss_mib(),
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "matmul": tokenlens::models::blas::backend(),
+        "all_methods_s": all_methods_s,
     });
     println!("{out}");
     Ok(())

@@ -7,6 +7,7 @@
 //! O(seq · head_dim) memory per layer between the passes. Gradients are the ordinary ones;
 //! LRP rules act on q, k and v before the op.
 
+use super::blas::matmul;
 use super::gated::scale_gradient;
 use super::{cpu_tensor, into_cpu_storage, softmax_last_dim};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
@@ -27,7 +28,7 @@ pub(crate) fn probabilities(
     if fast_path(q) && !k.track_op() {
         // No graph to keep: one pass per row instead of a mask tensor and five elementwise
         // passes over (heads, n, m).
-        return masked_softmax(&q.matmul(&k.t()?)?, n, scale, window);
+        return masked_softmax(&matmul(q, &k.t()?)?, n, scale, window);
     }
     let mask: Vec<f32> = (0..n)
         .flat_map(|i| {
@@ -273,17 +274,17 @@ pub fn attention_vjp(
         if fv != 0.0 {
             // dV = Pᵀ dO, the b seeds as columns of one product per head.
             let cols = g.transpose(1, 2)?.reshape((hc, n, b * hd))?;
-            let dv = p.t()?.matmul(&cols)?.reshape((hc, m, b, hd))?;
+            let dv = matmul(&p.t()?, &cols)?.reshape((hc, m, b, hd))?;
             parts[2].push((dv.transpose(1, 2)?.transpose(0, 1)? * fv)?);
         }
         if fq == 0.0 && fk == 0.0 {
             continue;
         }
         let g = g.reshape((hc, b * n, hd))?;
-        let dp = g.matmul(&v.t()?.contiguous()?)?; // (hc, b·n, m)
+        let dp = matmul(&g, &v.t()?)?; // (hc, b·n, m)
         let ds = softmax_backward(&p, &dp, scale)?;
         if fq != 0.0 {
-            let dq = ds.matmul(&k.contiguous()?)?.reshape((hc, b, n, hd))?;
+            let dq = matmul(&ds, &k)?.reshape((hc, b, n, hd))?;
             parts[0].push((dq.transpose(0, 1)? * fq)?);
         }
         if fk != 0.0 {
@@ -292,7 +293,7 @@ pub fn attention_vjp(
                 .unsqueeze(1)?
                 .broadcast_as((hc, b, n, hd))?
                 .reshape((hc * b, n, hd))?;
-            let dk = ds.reshape((hc * b, n, m))?.t()?.matmul(&qs)?;
+            let dk = matmul(&ds.reshape((hc * b, n, m))?.t()?, &qs)?;
             parts[1].push((dk.reshape((hc, b, m, hd))?.transpose(0, 1)? * fk)?);
         }
     }
@@ -345,7 +346,7 @@ pub fn causal_attention(
             scale_gradient(k, fk)?,
             scale_gradient(v, fv)?,
         );
-        probabilities(&q, &k, scale, window)?.matmul(&v.contiguous()?)
+        matmul(&probabilities(&q, &k, scale, window)?, &v.contiguous()?)
     }
 }
 

@@ -9,6 +9,7 @@
 //! bf16) and held as constants: only activations get gradients.
 
 use super::attention::{causal_attention, fast_path, masked_softmax, probabilities};
+use super::blas::matmul;
 use super::gated::{gated, Activation};
 use super::linear::Linear;
 use super::weight::Weight;
@@ -333,14 +334,15 @@ impl Attention {
             // heads of one key/value head become g·n rows against it.
             let g = self.n_heads / self.n_kv_heads;
             let qg = q.reshape((self.n_kv_heads, g * n, self.head_dim))?;
-            let p = masked_softmax(&qg.matmul(&k.t()?)?, n, self.scale, self.window)?;
-            p.matmul(v)?.reshape((self.n_heads, n, self.head_dim))
+            let p = masked_softmax(&matmul(&qg, &k.t()?)?, n, self.scale, self.window)?;
+            matmul(&p, v)?.reshape((self.n_heads, n, self.head_dim))
         } else {
             let (k, v) = (
                 self.repeat_kv(k.contiguous()?)?,
                 self.repeat_kv(v.contiguous()?)?,
             );
-            probabilities(q, &k.contiguous()?, self.scale, self.window)?.matmul(&v.contiguous()?)
+            let p = probabilities(q, &k.contiguous()?, self.scale, self.window)?;
+            matmul(&p, &v.contiguous()?)
         }
     }
 

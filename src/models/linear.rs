@@ -6,6 +6,7 @@
 //! whose backward returns only `grad · W`. A [`Weight`] kept as stored is dequantized in the
 //! forward pass and again in the backward pass, so only the matrix in use is ever dense.
 
+use super::blas::matmul;
 use super::weight::Weight;
 use super::{cpu_tensor, into_cpu_storage};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
@@ -28,7 +29,7 @@ impl Linear {
             x.contiguous()?.apply_op1(ConstMatmul(self.clone()))
         } else {
             // No graph to record (or a GPU, where the plain op is used): an ordinary matmul.
-            x.matmul(&self.weight.dense()?.t()?)
+            matmul(x, &self.weight.dense()?.t()?)
         }
     }
 
@@ -43,7 +44,7 @@ impl Linear {
         if let Some(last) = shape.last_mut() {
             *last = w.dim(1)?;
         }
-        dy.reshape((rows, out))?.matmul(&w)?.reshape(shape)
+        matmul(&dy.reshape((rows, out))?, &w)?.reshape(shape)
     }
 }
 

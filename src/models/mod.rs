@@ -10,6 +10,7 @@
 
 pub mod activation_memory;
 pub mod attention;
+pub mod blas;
 pub mod config;
 pub mod decoder;
 pub mod family;

@@ -83,12 +83,14 @@ impl Weight {
         /// Rows dequantized at once: 64 MB of f32 for a 4096-wide matrix.
         const CHUNK: usize = 4096;
         match self {
-            Weight::Dense(t) => t.matmul(x),
+            Weight::Dense(t) => super::blas::matmul(t, x),
             Weight::Stored { .. } | Weight::Half { .. } => {
                 let rows = self.rows_count()?;
                 let parts = (0..rows)
                     .step_by(CHUNK)
-                    .map(|start| self.rows(start, CHUNK.min(rows - start))?.matmul(x))
+                    .map(|start| {
+                        super::blas::matmul(&self.rows(start, CHUNK.min(rows - start))?, x)
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 Tensor::cat(&parts, 0)
             }

@@ -53,6 +53,16 @@ fn stage_text(ev: &StreamEvent) -> Option<String> {
     }
 }
 
+/// How far a pass has come, while it runs (a `progress` event before its last layer).
+fn pass_fraction(ev: &StreamEvent) -> Option<f64> {
+    match ev {
+        StreamEvent::Progress { done, total, .. } if done < total => {
+            Some(*done as f64 / (*total).max(1) as f64)
+        }
+        _ => None,
+    }
+}
+
 /// The method's name on the page.
 pub fn method_label(m: Method) -> &'static str {
     match m {
@@ -127,6 +137,14 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     // Results, and what each was computed for.
     let running = RwSignal::new(false);
     let stage = RwSignal::new(None::<String>);
+    // The running pass's progress bar (layers done), shown only mid-pass.
+    let progress = RwSignal::new(None::<f64>);
+    let on_status = move |ev: &StreamEvent| {
+        if let Some(s) = stage_text(ev) {
+            stage.set(Some(s));
+            progress.set(pass_fraction(ev));
+        }
+    };
     // A stored view shows what its sealed records replay to.
     let (replayed, replay_error) = match snapshot.as_ref().map(Snapshot::replay) {
         Some(Ok(r)) => (r, None),
@@ -194,6 +212,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             return;
         }
         running.set(false);
+        progress.set(None);
         match outcome {
             Outcome::Done => stage.set(Some("done".into())),
             Outcome::Superseded => {}
@@ -223,9 +242,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         let task = Task::Explain(request.clone());
         let (outcome, transcript) =
             read_events(explain(v.model.clone(), request).await, current, |ev| {
-                if let Some(s) = stage_text(&ev) {
-                    stage.set(Some(s));
-                }
+                on_status(&ev);
                 if matches!(ev, StreamEvent::Tokens { .. }) {
                     result.set(Some(Partial::new(step, continuation.clone())));
                 }
@@ -261,9 +278,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         let task = Task::Generate(request.clone());
         let (outcome, transcript) =
             read_events(generate(v.model.clone(), request).await, current, |ev| {
-                if let Some(s) = stage_text(&ev) {
-                    stage.set(Some(s));
-                }
+                on_status(&ev);
                 answer.update(|a| {
                     if let Some(a) = a {
                         a.apply(&ev);
@@ -300,6 +315,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             explain_steps(v.model.clone(), request).await,
             current,
             |ev| {
+                on_status(&ev);
                 matrix.update(|m| {
                     if let Some(m) = m {
                         m.apply(&ev);
@@ -480,6 +496,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     let cancel = move |_| {
         run_id.update(|i| *i += 1);
         running.set(false);
+        progress.set(None);
         stage.set(Some("cancelled".into()));
     };
     let pick_step = Callback::new(move |k: usize| {
@@ -1366,6 +1383,11 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             {form}
             <div class="status" data-testid="status" class:running=move || running.get()>
                 {move || stage.get()}
+                {move || {
+                    progress
+                        .get()
+                        .map(|f| view! { <progress max="1" value=f data-testid="progress"></progress> })
+                }}
             </div>
             {move || error.get().map(|e| view! { <div class="error" role="alert" data-testid="error">{e}</div> })}
             {share_bar}
