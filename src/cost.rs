@@ -25,11 +25,12 @@ impl Engine {
         Ok((n + r.continuation.len() as u64) * passes(&r.methods))
     }
 
-    /// The all-steps matrix: step k explains the prompt and k answer tokens.
+    /// The all-steps matrix: one forward pass over prompt and answer, then per rule set one
+    /// backward pass carrying a seed per answer token over the whole sequence.
     pub fn steps_cost(&self, r: &StepsRequest) -> Result<u64> {
         let n = self.prompt_tokens(&r.prompt, r.chat_template, r.thinking)?;
         let g = r.generated.len() as u64;
-        Ok((g * n + g * g.saturating_sub(1) / 2) * passes(&r.methods))
+        Ok((n + g) * g.max(1) * passes(&r.methods))
     }
 
     /// A generation: the prompt once, then one token per step (forward only, with a cache).

@@ -9,7 +9,7 @@
 
 use super::blas::matmul;
 use super::gated::scale_gradient;
-use super::{cpu_tensor, into_cpu_storage, softmax_last_dim};
+use super::{cpu_tensor, into_cpu_storage, map_rows, softmax_last_dim};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 
 /// `(heads, n, m)` causal probabilities from `q: (heads, n, head_dim)` and
@@ -118,28 +118,6 @@ impl candle_core::CustomOp2 for SoftmaxBackward {
         });
         Ok((CpuStorage::F32(out), l2.shape().clone()))
     }
-}
-
-/// A `len`-element output of rows of `m`, zero-initialized, each row filled by
-/// `f(row index, row)`; the rows are split over the cores.
-fn map_rows(len: usize, m: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
-    let mut out = vec![0f32; len];
-    let rows = len / m.max(1);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .min(rows.div_ceil(64).max(1));
-    let per = rows.div_ceil(threads).max(1);
-    let f = &f;
-    std::thread::scope(|sc| {
-        for (c, chunk) in out.chunks_mut(per * m.max(1)).enumerate() {
-            sc.spawn(move || {
-                for (k, row) in chunk.chunks_mut(m.max(1)).enumerate() {
-                    f(c * per + k, row);
-                }
-            });
-        }
-    });
-    out
 }
 
 /// Whether position `p` attends to position `j`.

@@ -43,6 +43,20 @@ impl Activation {
         }
     }
 
+    fn scalar_derivative(self, x: f32) -> f32 {
+        match self {
+            Activation::Silu => {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 + x * (1.0 - s))
+            }
+            Activation::GeluTanh => {
+                let (k, c) = (SQRT_2_OVER_PI as f32, GELU_C as f32);
+                let t = (k * (x + c * x * x * x)).tanh();
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3.0 * c * x * x)
+            }
+        }
+    }
+
     /// The activation, elementwise.
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
@@ -184,6 +198,80 @@ pub fn gated_vjp(
     rule: GateRule,
     g: &Tensor,
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let fits = g.elem_count() % gate.elem_count().max(1) == 0;
+    if super::norm::cpu_f32(&[gate, up, g]) && !g.track_op() && fits {
+        // One pass: both cotangents side by side, (2, ..g's shape).
+        let both = gate.contiguous()?.apply_op3_no_bwd(
+            &up.contiguous()?,
+            &g.contiguous()?,
+            &GatedVjp { act, rule },
+        )?;
+        let dg = (rule != GateRule::ConstantGate)
+            .then(|| both.get(0))
+            .transpose()?;
+        return Ok((dg, Some(both.get(1)?)));
+    }
+    gated_vjp_primitive(gate, up, act, rule, g)
+}
+
+/// [`gated_vjp`] in one pass over f32 CPU tensors; the cotangents `g` repeat `gate`'s shape
+/// for each seed. Output `(2, ..g's shape)`: the gate's cotangents, then up's.
+struct GatedVjp {
+    act: Activation,
+    rule: GateRule,
+}
+
+impl candle_core::CustomOp3 for GatedVjp {
+    fn name(&self) -> &'static str {
+        "gated-vjp"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, self.name())?;
+        let u = f32_slice(s2, l2, self.name())?;
+        let g = f32_slice(s3, l3, self.name())?;
+        let m = x.len().max(1);
+        let eps = IDENTITY_EPS as f32;
+        // Rows of the gate's last dimension, both halves filled row by row over the cores.
+        let d = l1.shape().dims().last().copied().unwrap_or(1).max(1);
+        let rows = g.len() / d;
+        let out = super::map_rows(2 * g.len(), d, |r, dst| {
+            let (second, r) = (r >= rows, r % rows.max(1));
+            let i0 = (r * d) % m;
+            for (k, o) in dst.iter_mut().enumerate() {
+                let (xv, uv, gv) = (x[i0 + k], u[i0 + k], g[r * d + k]);
+                let a = self.act.scalar(xv);
+                *o = match (self.rule, second) {
+                    (GateRule::Plain, false) => gv * uv * self.act.scalar_derivative(xv),
+                    (GateRule::Plain | GateRule::ConstantGate, true) => gv * a,
+                    (GateRule::IdentityHalved, false) => 0.5 * gv * uv * a / (xv + eps),
+                    (GateRule::IdentityHalved, true) => 0.5 * gv * a,
+                    (GateRule::ConstantGate, false) => 0.0,
+                };
+            }
+        });
+        let mut shape = vec![2];
+        shape.extend_from_slice(l3.shape().dims());
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
+
+/// The primitive twin of [`gated_vjp`] (any device and dtype).
+pub fn gated_vjp_primitive(
+    gate: &Tensor,
+    up: &Tensor,
+    act: Activation,
+    rule: GateRule,
+    g: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
     let a = act.apply(gate)?;
     // Per-element factors first (unbatched), then one product with the cotangents.
     let (to_gate, to_up) = match rule {
@@ -210,9 +298,12 @@ pub fn gated(gate: &Tensor, up: &Tensor, act: Activation, rule: GateRule) -> Res
         _ => gate.clone(),
     };
     let tracked = gate.track_op() || up.track_op();
+    let op = Gated { act, rule };
     if tracked && gate.device().is_cpu() {
-        gate.contiguous()?
-            .apply_op2(&up.contiguous()?, Gated { act, rule })
+        gate.contiguous()?.apply_op2(&up.contiguous()?, op)
+    } else if super::norm::cpu_f32(&[gate, up]) {
+        // No graph: the one-loop forward.
+        gate.contiguous()?.apply_op2_no_bwd(&up.contiguous()?, &op)
     } else {
         gated_primitive(gate, up, act, rule)
     }
@@ -248,6 +339,20 @@ mod tests {
             assert!(d < 1e-6, "{rule:?}: forward differs by {d}");
             let a = (fused * &coef)?.sum_all()?.backward()?;
             let b = (plain * &coef)?.sum_all()?.backward()?;
+            // Batched cotangents (two seeds): the fused kernel against the primitive ops.
+            let gb = Tensor::stack(&[&coef, &coef.sin()?], 0)?;
+            let fused = gated_vjp(&g0, &u0, act, rule, &gb)?;
+            let prim = gated_vjp_primitive(&g0, &u0, act, rule, &gb)?;
+            for (x, y) in [(fused.0, prim.0), (fused.1, prim.1)] {
+                match (x, y) {
+                    (Some(x), Some(y)) => {
+                        let d = (x - y)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+                        assert!(d < 1e-5, "{act:?} {rule:?}: batched vjp differs by {d}");
+                    }
+                    (None, None) => {}
+                    _ => panic!("{act:?} {rule:?}: one side held the gate constant"),
+                }
+            }
             for v in [&g, &u] {
                 let zero = v.as_tensor().zeros_like()?;
                 let ga = a.get(v).unwrap_or(&zero);

@@ -111,3 +111,25 @@ pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&
     };
     Ok(&s.as_slice::<f32>()?[a..b])
 }
+
+/// A `len`-element output of rows of `m`, zero-initialized, each row filled by
+/// `f(row index, row)`; the rows are split over the cores.
+pub(crate) fn map_rows(len: usize, m: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; len];
+    let rows = len / m.max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(rows.div_ceil(64).max(1));
+    let per = rows.div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|sc| {
+        for (c, chunk) in out.chunks_mut(per * m.max(1)).enumerate() {
+            sc.spawn(move || {
+                for (k, row) in chunk.chunks_mut(m.max(1)).enumerate() {
+                    f(c * per + k, row);
+                }
+            });
+        }
+    });
+    out
+}

@@ -72,6 +72,26 @@ pub fn rms_norm_vjp(
     stop_variance: bool,
     g: &Tensor,
 ) -> Result<Tensor> {
+    if cpu_f32(&[x, weight, g]) && !g.track_op() && g.elem_count() % x.elem_count().max(1) == 0 {
+        let op = RmsNormVjp {
+            eps: eps as f32,
+            stop_variance,
+        };
+        return x
+            .contiguous()?
+            .apply_op3_no_bwd(&weight.contiguous()?, &g.contiguous()?, &op);
+    }
+    rms_norm_vjp_primitive(x, weight, eps, stop_variance, g)
+}
+
+/// The primitive twin of [`rms_norm_vjp`] (any device and dtype).
+pub fn rms_norm_vjp_primitive(
+    x: &Tensor,
+    weight: &Tensor,
+    eps: f64,
+    stop_variance: bool,
+    g: &Tensor,
+) -> Result<Tensor> {
     let inv = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?.recip()?;
     let gw = g.broadcast_mul(weight)?;
     let dx = gw.broadcast_mul(&inv)?;
@@ -85,12 +105,70 @@ pub fn rms_norm_vjp(
 
 /// RMSNorm over the last dimension; `weight` is a constant.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, stop_variance: bool) -> Result<Tensor> {
-    let fused = x.track_op() && !weight.track_op() && x.device().is_cpu();
-    if fused && x.dtype() == DType::F32 && weight.dtype() == DType::F32 {
-        x.contiguous()?
-            .apply_op2(&weight.contiguous()?, RmsNorm { eps, stop_variance })
-    } else {
-        rms_norm_primitive(x, weight, eps, stop_variance)
+    let op = RmsNorm { eps, stop_variance };
+    match (cpu_f32(&[x, weight]) && !weight.track_op(), x.track_op()) {
+        (true, true) => x.contiguous()?.apply_op2(&weight.contiguous()?, op),
+        (true, false) => x.contiguous()?.apply_op2_no_bwd(&weight.contiguous()?, &op),
+        (false, _) => rms_norm_primitive(x, weight, eps, stop_variance),
+    }
+}
+
+/// Whether every tensor is an f32 CPU tensor (the fused kernels' domain).
+pub(crate) fn cpu_f32(ts: &[&Tensor]) -> bool {
+    ts.iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// [`rms_norm_vjp`] in one pass over the rows of f32 CPU tensors: `x` and `weight` are read,
+/// the cotangents `g` (`x`'s shape, repeated for each seed) carried back.
+struct RmsNormVjp {
+    eps: f32,
+    stop_variance: bool,
+}
+
+impl candle_core::CustomOp3 for RmsNormVjp {
+    fn name(&self) -> &'static str {
+        "rms-norm-vjp"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, self.name())?;
+        let w = f32_slice(s2, l2, self.name())?;
+        let g = f32_slice(s3, l3, self.name())?;
+        let d = w.len().max(1);
+        let rows = x.len() / d;
+        let out = super::map_rows(g.len(), d, |r, dst| {
+            let xr = &x[(r % rows.max(1)) * d..][..d];
+            let gr = &g[r * d..][..d];
+            let ms = xr.iter().map(|v| v * v).sum::<f32>() / d as f32;
+            let inv = 1.0 / (ms + self.eps).sqrt();
+            for ((o, gv), wv) in dst.iter_mut().zip(gr).zip(w) {
+                *o = gv * wv * inv;
+            }
+            if !self.stop_variance {
+                // d(x·inv)/dx = inv·I − x·inv³·xᵀ/d
+                let m = gr
+                    .iter()
+                    .zip(w)
+                    .zip(xr)
+                    .map(|((g, w), x)| g * w * x)
+                    .sum::<f32>()
+                    / d as f32;
+                let c = inv * inv * inv * m;
+                for (o, xv) in dst.iter_mut().zip(xr) {
+                    *o -= xv * c;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), l3.shape().clone()))
     }
 }
 
@@ -121,6 +199,12 @@ mod tests {
                 .max_all()?
                 .to_scalar::<f32>()?;
             assert!(d < 1e-5, "stop={stop}: gradient differs by {d}");
+            // Batched cotangents (two seeds) through the fused kernel and the primitive ops.
+            let g = Tensor::stack(&[&coef, &coef.sin()?], 0)?;
+            let a = rms_norm_vjp(&x0, &w, 1e-5, stop, &g)?;
+            let b = rms_norm_vjp_primitive(&x0, &w, 1e-5, stop, &g)?;
+            let d = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            assert!(d < 1e-6, "stop={stop}: batched vjp differs by {d}");
         }
         Ok(())
     }

@@ -16,7 +16,7 @@
 
 use super::{Attention, Decoder, DecoderLayer, Rotary};
 use crate::models::attention::attention_vjp;
-use crate::models::gated::gated_vjp;
+use crate::models::gated::{gated, gated_vjp, GateRule};
 use crate::models::norm::rms_norm_vjp;
 use crate::models::{rms_norm, Rules};
 use candle_core::{DType, Result, Tensor, D};
@@ -270,7 +270,9 @@ impl DecoderLayer {
         let mlp_forward = |x: &Tensor| -> Result<(Tensor, Tensor, Tensor)> {
             let gate = mlp.gate_proj.forward(x)?;
             let up = mlp.up_proj.forward(x)?;
-            let m = mlp.down_proj.forward(&(mlp.act.apply(&gate)? * &up)?)?;
+            let m = mlp
+                .down_proj
+                .forward(&gated(&gate, &up, mlp.act, GateRule::Plain)?)?;
             Ok((gate, up, m))
         };
         let (out, mid, gate, up, attn_out, mlp_out) = match &self.feedforward_norms {
