@@ -35,6 +35,8 @@ mod error;
 #[cfg(feature = "engine")]
 mod gguf_header;
 #[cfg(feature = "engine")]
+pub mod heap;
+#[cfg(feature = "engine")]
 pub mod methods;
 #[cfg(feature = "engine")]
 pub mod models;

@@ -356,6 +356,7 @@ fn generate_to_terminal(engine: &Engine, req: &GenerateRequest) -> anyhow::Resul
 }
 
 fn main() -> ExitCode {
+    tokenlens::heap::keep_freed_memory();
     tokenlens::models::blas::init();
     tracing_subscriber::fmt()
         .with_env_filter(

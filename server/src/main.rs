@@ -157,7 +157,9 @@ async fn shutdown() {
 }
 
 fn main() -> ExitCode {
-    // Before any thread starts: it may set OpenBLAS's kernel choice in the environment.
+    // Before any thread starts: the heap's settings, and OpenBLAS (which may set its kernel
+    // choice in the environment).
+    tokenlens::heap::keep_freed_memory();
     tokenlens::models::blas::init();
     tracing_subscriber::fmt()
         .with_env_filter(
