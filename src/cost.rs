@@ -2,16 +2,12 @@
 //! and one backward pass. A server refuses a request above its budget before queueing it,
 //! rather than letting it hold the model for minutes.
 
-use crate::methods::Pass;
 use crate::{Engine, ExplainRequest, GenerateRequest, Method, Result, StepsRequest};
 
 /// Backward passes the methods need (methods that share rules share a pass); a request with
 /// no method still runs one forward pass.
 fn passes(methods: &[Method]) -> u64 {
-    let mut kinds: Vec<Pass> = methods.iter().map(|&m| Pass::of(m)).collect();
-    kinds.sort();
-    kinds.dedup();
-    kinds.len().max(1) as u64
+    crate::methods::passes(methods).len().max(1) as u64
 }
 
 impl Engine {

@@ -3,8 +3,9 @@
 
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
-use crate::methods::{gradient, Pass};
+use crate::methods::{gradient, MethodRules};
 use crate::models::decoder::{Decoder, KvCache};
+use crate::models::Rules;
 use crate::sampling::Sampler;
 use crate::source::{self, ModelPath};
 use crate::types::{
@@ -13,7 +14,7 @@ use crate::types::{
     StreamEvent, Target, TargetSpec, Token,
 };
 use candle_core::{DType, Device, Tensor};
-use std::collections::btree_map::{BTreeMap, Entry};
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use tokenizers::Tokenizer;
 
@@ -177,12 +178,29 @@ fn layer_progress<'a>(
     }
 }
 
-/// One method's scores from its pass: `embeds` and `grad` are `(seq, hidden)`.
-fn method_scores(method: Method, embeds: &Tensor, grad: &Tensor) -> Result<Vec<f32>> {
-    Ok(match method {
-        Method::Saliency => gradient::l2_norm(grad)?,
-        _ => gradient::dot(embeds, grad)?,
-    })
+/// Backward passes run so far, one per distinct rule set (methods with the same rules
+/// share one).
+struct Passes<T>(Vec<(&'static Rules, T)>);
+
+impl<T> Passes<T> {
+    fn new() -> Self {
+        Passes(Vec::new())
+    }
+
+    /// The pass under `rules`, run now if it has not been.
+    fn get_or_run(&mut self, rules: &'static Rules, run: impl FnOnce() -> Result<T>) -> Result<&T> {
+        let i = match self.0.iter().position(|(r, _)| std::ptr::eq(*r, rules)) {
+            Some(i) => i,
+            None => {
+                self.0.push((rules, run()?));
+                self.0.len() - 1
+            }
+        };
+        self.0
+            .get(i)
+            .map(|(_, t)| t)
+            .ok_or_else(|| Error::Candle(candle_core::Error::Msg("pass missing".into())))
+    }
 }
 
 impl Engine {
@@ -516,25 +534,22 @@ impl Engine {
         let seeds = [self.model.seed(&saved, last, &terms)?];
 
         let mut methods = BTreeMap::new();
-        let mut passes: BTreeMap<Pass, PassResult> = BTreeMap::new();
+        let mut passes = Passes::new();
         for &method in &req.methods {
-            let pass = Pass::of(method);
-            let r = match passes.entry(pass) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => {
-                    emit(stage(Stage::Backward, Some(method)))?;
-                    let mut progress = layer_progress(emit, Stage::Backward, Some(method));
-                    let mut g = self
-                        .model
-                        .backward(&saved, &seeds, pass.rules(), &mut progress)?;
-                    e.insert(PassResult {
-                        grad: g.input.get(0)?,
-                        trace: g.trace.swap_remove(0),
-                    })
-                }
-            };
-            let scores = method_scores(method, &embeds, &r.grad)?;
-            let conservation = matches!(method, Method::Attnlrp | Method::CpLrp).then(|| {
+            let row = MethodRules::of(method);
+            let r = passes.get_or_run(row.rules, || {
+                emit(stage(Stage::Backward, Some(method)))?;
+                let mut progress = layer_progress(emit, Stage::Backward, Some(method));
+                let mut g = self
+                    .model
+                    .backward(&saved, &seeds, row.rules, &mut progress)?;
+                Ok(PassResult {
+                    grad: g.input.get(0)?,
+                    trace: g.trace.swap_remove(0),
+                })
+            })?;
+            let scores = row.scores(&embeds, &r.grad)?;
+            let conservation = row.conserves.then(|| {
                 let denom = seed * target.explained_logit();
                 Conservation {
                     input: scores.iter().sum::<f32>() / denom,
@@ -700,23 +715,20 @@ impl Engine {
                 scores: BTreeMap::new(),
             })
             .collect();
-        let mut passes: BTreeMap<Pass, Tensor> = BTreeMap::new();
+        let mut passes = Passes::new();
         for &method in methods {
-            let pass = Pass::of(method);
-            let grads = match passes.entry(pass) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => {
-                    emit(stage(Stage::Backward, Some(method)))?;
-                    let mut progress = layer_progress(emit, Stage::Backward, Some(method));
-                    let g = self
-                        .model
-                        .backward(&saved, &seeds, pass.rules(), &mut progress)?;
-                    e.insert(g.input)
-                }
-            };
+            let m = MethodRules::of(method);
+            let grads = passes.get_or_run(m.rules, || {
+                emit(stage(Stage::Backward, Some(method)))?;
+                let mut progress = layer_progress(emit, Stage::Backward, Some(method));
+                Ok(self
+                    .model
+                    .backward(&saved, &seeds, m.rules, &mut progress)?
+                    .input)
+            })?;
             for (row, &p) in rows.iter_mut().zip(&positions) {
                 let grad = grads.get(row.step)?.narrow(0, 0, p + 1)?;
-                let scores = method_scores(method, &embeds.narrow(0, 0, p + 1)?, &grad)?;
+                let scores = m.scores(&embeds.narrow(0, 0, p + 1)?, &grad)?;
                 row.scores.insert(method.name().to_string(), scores);
             }
         }

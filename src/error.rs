@@ -62,7 +62,7 @@ pub enum Error {
         vocab: usize,
     },
     /// A method name the engine does not know.
-    #[error("unknown method {0:?} (known: saliency, input_x_gradient, attnlrp, cp_lrp)")]
+    #[error("unknown method {0:?} (known: {known})", known = crate::Method::names())]
     UnknownMethod(String),
     /// The chat template failed to render.
     #[error(

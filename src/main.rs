@@ -101,11 +101,14 @@ struct RequestArgs {
     /// Explain this token id instead of the argmax.
     #[arg(long)]
     target_id: Option<u32>,
-    /// Comma-separated methods: saliency, input_x_gradient, attnlrp, cp_lrp.
+    /// Comma-separated methods.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "saliency,input_x_gradient"
+        default_value = "saliency,input_x_gradient",
+        value_parser = clap::builder::PossibleValuesParser::new(
+            tokenlens::METHODS.map(|m| clap::builder::PossibleValue::new(m.name).help(m.about))
+        )
     )]
     methods: Vec<String>,
     /// Candidates listed in the prediction (1 to 100).

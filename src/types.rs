@@ -20,33 +20,97 @@ pub enum Method {
     CpLrp,
 }
 
+/// What the CLI, the JSON schema, URLs and the page know of a method: one row per method in
+/// [`METHODS`]. (The engine's half, its backward rules and reduction, is a row in
+/// `methods::ENGINE`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// The method.
+    pub method: Method,
+    /// Its name on the command line, in JSON and in URLs.
+    pub name: &'static str,
+    /// Its name on the page.
+    pub label: &'static str,
+    /// Whether scores can be negative (a diverging colormap).
+    pub signed: bool,
+    /// What it measures, in one line (the page's hint, `--help`).
+    pub about: &'static str,
+}
+
+/// Every method, in display order (also the order of [`Method`]'s variants).
+pub const METHODS: [MethodInfo; 4] = [
+    MethodInfo {
+        method: Method::Saliency,
+        name: "saliency",
+        label: "Saliency",
+        signed: false,
+        about: "how strongly the target reacts to each token: the gradient's L2 norm (unsigned)",
+    },
+    MethodInfo {
+        method: Method::InputXGradient,
+        name: "input_x_gradient",
+        label: "Input × gradient",
+        signed: true,
+        about: "embedding times gradient, summed: a first-order share of the target (signed)",
+    },
+    MethodInfo {
+        method: Method::Attnlrp,
+        name: "attnlrp",
+        label: "AttnLRP",
+        signed: true,
+        about: "layer-wise relevance with attention-aware rules; sums to about the logit (signed)",
+    },
+    MethodInfo {
+        method: Method::CpLrp,
+        name: "cp_lrp",
+        label: "CP-LRP",
+        signed: true,
+        about: "relevance with attention and the MLP gate held constant (signed)",
+    },
+];
+
 impl Method {
     /// Every method, in display order.
     pub const ALL: [Method; 4] = [
-        Method::Saliency,
-        Method::InputXGradient,
-        Method::Attnlrp,
-        Method::CpLrp,
+        METHODS[0].method,
+        METHODS[1].method,
+        METHODS[2].method,
+        METHODS[3].method,
     ];
+
+    /// Its row of [`METHODS`].
+    pub fn info(self) -> &'static MethodInfo {
+        // Rows follow the variants' order (a test holds them together).
+        &METHODS[self as usize]
+    }
 
     /// The name used on the command line and in JSON.
     pub fn name(self) -> &'static str {
-        match self {
-            Method::Saliency => "saliency",
-            Method::InputXGradient => "input_x_gradient",
-            Method::Attnlrp => "attnlrp",
-            Method::CpLrp => "cp_lrp",
-        }
+        self.info().name
+    }
+
+    /// The name on the page.
+    pub fn label(self) -> &'static str {
+        self.info().label
     }
 
     /// Parses a method name as [`Method::name`] writes it.
     pub fn from_name(name: &str) -> Option<Method> {
-        Method::ALL.into_iter().find(|m| m.name() == name)
+        METHODS.iter().find(|i| i.name == name).map(|i| i.method)
+    }
+
+    /// Every name, comma-separated (for messages and `--help`).
+    pub fn names() -> String {
+        METHODS
+            .iter()
+            .map(|i| i.name)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// True when scores can be negative (use a diverging colormap).
     pub fn is_signed(self) -> bool {
-        !matches!(self, Method::Saliency)
+        self.info().signed
     }
 }
 

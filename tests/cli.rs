@@ -87,7 +87,7 @@ fn bad_input_exits_non_zero_with_a_message() {
     );
     fails_with(
         &["explain", "--prompt", "hi", "--methods", "magic"],
-        "unknown method \"magic\"",
+        "invalid value 'magic' for '--methods <METHODS>'",
     );
     fails_with(
         &[

@@ -63,16 +63,6 @@ fn pass_fraction(ev: &StreamEvent) -> Option<f64> {
     }
 }
 
-/// The method's name on the page.
-pub fn method_label(m: Method) -> &'static str {
-    match m {
-        Method::Saliency => "Saliency",
-        Method::InputXGradient => "Input × gradient",
-        Method::Attnlrp => "AttnLRP",
-        Method::CpLrp => "CP-LRP",
-    }
-}
-
 fn granularity_label(g: Granularity) -> &'static str {
     match g {
         Granularity::Token => "tokens",
@@ -655,7 +645,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                     result.with(|r| r.as_ref().is_some_and(|r| !r.methods.contains_key(&m)))
                 };
                 view! {
-                    <label class="method" class:pending=pending>
+                    <label class="method" class:pending=pending title=m.info().about>
                         <input
                             type="radio"
                             name="method"
@@ -664,7 +654,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                             prop:checked=move || view_method.get() == m
                             on:change=move |_| view_method.set(m)
                         />
-                        {method_label(m)}
+                        {m.label()}
                     </label>
                 }
             })
@@ -697,7 +687,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                             on:click=move |_| start_steps()
                             title="explain every answer token against its context"
                         >
-                            {move || format!("All steps ({})", method_label(view_method.get()))}
+                            {move || format!("All steps ({})", view_method.get().label())}
                         </button>
                     </div>
                 </section>
@@ -808,7 +798,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                 view! {
                     <Colorbar
                         scale=scale
-                        label=format!("{} per {}", method_label(m), d.granularity.name())
+                        label=format!("{} per {}", m.label(), d.granularity.name())
                     />
                 }
             });
@@ -825,7 +815,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             });
             let waiting = res
                 .is_none()
-                .then(|| view! { <p class="waiting">{format!("computing {}…", method_label(m))}</p> });
+                .then(|| view! { <p class="waiting">{format!("computing {}…", m.label())}</p> });
             Some(view! {
                 {legend}
                 {waiting}
@@ -855,7 +845,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                         {format!(
                             "Layer × {} relevance ({}, {} layers)",
                             d.granularity.name(),
-                            method_label(m),
+                            m.label(),
                             r.n_layers,
                         )}
                     </h2>
@@ -879,7 +869,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             let mx = mx.as_ref()?;
             let method = mx.method?;
             let header = view! {
-                <h2>{format!("All steps: each answer token × its context ({})", method_label(method))}</h2>
+                <h2>{format!("All steps: each answer token × its context ({})", method.label())}</h2>
             };
             if mx.tokens.is_empty() {
                 return Some(view! { {header} <p class="waiting">"computing…"</p> }.into_any());
@@ -953,7 +943,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                     };
                     lines.push(format!(
                         "{}{how}: {} (rank {rank} of {})",
-                        method_label(m),
+                        m.label(),
                         sig3(scores[i]),
                         scores.len()
                     ));
@@ -1029,7 +1019,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                     } else {
                         &v.model
                     },
-                    method_label(m),
+                    m.label(),
                     target.unwrap_or_default()
                 ),
                 subtitle: format!("Prompt: {}", v.prompt),
@@ -1039,7 +1029,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                     .cloned()
                     .zip(scores[a..b].iter().copied())
                     .collect(),
-                legend: format!("{} per {}", method_label(m), d.granularity.name()),
+                legend: format!("{} per {}", m.label(), d.granularity.name()),
                 layer_scales: trace.iter().map(|row| d.scale(true, row)).collect(),
                 trace,
             })
