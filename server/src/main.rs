@@ -5,6 +5,7 @@
 //! and runs model work on one worker thread with a bounded queue.
 
 mod routes;
+mod serve;
 mod settings;
 mod weights;
 
@@ -15,7 +16,6 @@ use app::ssr::{Model, ServerState, Worker};
 use clap::Parser;
 use leptos::prelude::*;
 use settings::Args;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokenlens::{Engine, LoadOptions};
@@ -126,12 +126,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.addr))?;
     tracing::info!("listening on http://{}", args.addr);
     eprintln!("TokenLens is ready at http://{}", args.addr);
-    axum::serve(
-        listener,
-        routes::app(state, options).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await?;
+    let limits = args.edge_limits();
+    serve::serve(listener, routes::app(state, options), limits, shutdown()).await;
     Ok(())
 }
 

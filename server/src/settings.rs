@@ -88,6 +88,23 @@ pub struct Args {
     /// appended (only behind a trusted proxy); IPv6 clients count per /64.
     #[arg(long)]
     pub trust_forwarded_for: bool,
+    /// Connections open at once; past it, new ones wait in the kernel's backlog until one
+    /// closes.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a connection has to send a request's headers before it is closed.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout_secs: u64,
+}
+
+impl Args {
+    /// The accept loop's limits.
+    pub fn edge_limits(&self) -> crate::serve::EdgeLimits {
+        crate::serve::EdgeLimits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_secs.max(1)),
+        }
+    }
 }
 
 /// What the flags and the demo defaults come to.
