@@ -35,6 +35,9 @@ cargo test --release --workspace
 step "viewer build"
 bash scripts/build-web.sh
 
+step "load test (short form: 20 clients at once on loopback)"
+python3 scripts/load_test.py --clients 20 --timeout 120 -- --demo --model smollm2-135m
+
 step "browser tests"
 (cd end2end && npx playwright test)
 step "all tests passed"

@@ -224,3 +224,20 @@ test('thinking: the URL parameter sets the switch, the run and its JSON export c
   await page.locator('input[name=chat]').uncheck();
   await expect(page.locator('input[name=thinking]')).toBeDisabled();
 });
+
+test('a long pass shows its progress bar, gone when done', async ({ page }) => {
+  const sentence =
+    'The river bends past the old mill, where the miller counts sacks of grain and tells the children stories about the winter of the great flood. ';
+  await explain(page, sentence.repeat(14));
+  // Mid-pass the status carries a bar (layers done), e.g. during a backward pass.
+  const bar = page.getByTestId('progress');
+  await expect(bar).toBeVisible({ timeout: 20_000 });
+  const value = Number(await bar.getAttribute('value'));
+  expect(value).toBeGreaterThanOrEqual(0);
+  expect(value).toBeLessThan(1);
+  await expect(page.getByTestId('status')).toContainText(/pass.*%/);
+  fs.mkdirSync(shots, { recursive: true });
+  await page.screenshot({ path: path.join(shots, 'progress.png') });
+  await expect(page.getByTestId('status')).toHaveText('done', { timeout: 60_000 });
+  await expect(bar).toHaveCount(0);
+});
