@@ -307,7 +307,14 @@ pub async fn load_shared(id: String) -> Result<crate::state::Snapshot, ServerFnE
             axum::http::StatusCode::NOT_FOUND,
             format!("no shared view {id:?} on this server"),
         )),
-        Err(e) => Err(ServerFnError::new(e.to_string())),
+        // A malformed id is the client's mistake (400); anything else is ours, logged.
+        Err(e @ crate::store::StoreError::MalformedId(_)) => {
+            Err(refuse(axum::http::StatusCode::BAD_REQUEST, e.to_string()))
+        }
+        Err(e) => {
+            tracing::error!("reading permalink {id:?}: {e}");
+            Err(ServerFnError::new(e.to_string()))
+        }
     }
 }
 
