@@ -21,8 +21,11 @@ export default defineConfig({
              '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     },
   },
+  // Every test shares from one address: lift the per-client share rate (10 a minute by
+  // default) so that a retried test cannot trip it; share.spec.ts tests the limits on servers
+  // of its own.
   webServer: {
-    command: `../target/release/tokenlens-server --model smollm2-135m --model gemma3-270m --site-root ../target/site --addr 127.0.0.1:${port}`,
+    command: `../target/release/tokenlens-server --model smollm2-135m --model gemma3-270m --site-root ../target/site --addr 127.0.0.1:${port} --shares-per-minute 0`,
     url: `http://127.0.0.1:${port}/`,
     timeout: 60_000,
     reuseExistingServer: false,

@@ -13,9 +13,15 @@ const MAX_KEYS: usize = 10_000;
 /// One GCRA state per client address.
 type Keyed<C> = Gcra<IpAddr, HashMapStateStore<IpAddr>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
+/// Shares a client may make a minute unless configured otherwise, in every mode: each share
+/// writes to the database, so even a private server bounds how fast one client fills it.
+pub const DEFAULT_SHARES_PER_MINUTE: u32 = 10;
+
 /// Requests per minute per client; `None` lets everything through.
 pub struct RateLimiter<C: Clock = DefaultClock> {
     per_minute: u32,
+    /// What is counted, for the message ("requests", "shares").
+    what: &'static str,
     limiter: Option<Keyed<C>>,
 }
 
@@ -24,6 +30,14 @@ impl RateLimiter {
     pub fn new(per_minute: Option<u32>) -> Self {
         Self::with_clock(per_minute, DefaultClock::default())
     }
+
+    /// At most `per_minute` shares a minute from one client.
+    pub fn shares(per_minute: Option<u32>) -> Self {
+        RateLimiter {
+            what: "shares",
+            ..Self::new(per_minute)
+        }
+    }
 }
 
 impl<C: Clock> RateLimiter<C> {
@@ -31,6 +45,7 @@ impl<C: Clock> RateLimiter<C> {
         let n = per_minute.and_then(NonZeroU32::new);
         RateLimiter {
             per_minute: n.map_or(0, NonZeroU32::get),
+            what: "requests",
             limiter: n.map(|n| Gcra::hashmap_with_clock(Quota::per_minute(n), clock)),
         }
     }
@@ -51,8 +66,9 @@ impl<C: Clock> RateLimiter<C> {
                 .ceil() as u64;
             (
                 format!(
-                    "too many requests: this server takes {} a minute from one client; try again in {wait} s",
-                    self.per_minute
+                    "too many {what}: this server takes {} {what} a minute from one client; try again in {wait} s",
+                    self.per_minute,
+                    what = self.what
                 ),
                 wait,
             )
@@ -99,7 +115,7 @@ mod tests {
         let (err, wait) = limiter.check(a).expect_err("fourth in a burst");
         assert_eq!(wait, 20);
         assert!(
-            err.contains("3 a minute") && err.contains("try again in 20 s"),
+            err.contains("3 requests a minute") && err.contains("try again in 20 s"),
             "{err}"
         );
         // Another client is unaffected; 20 s later one more is allowed.

@@ -286,6 +286,8 @@ pub struct ServerState {
     pub limits: Limits,
     /// Requests per client.
     pub rate: Arc<crate::rate_limit::RateLimiter>,
+    /// Shares per client (on top of `rate`), in every mode.
+    pub share_rate: Arc<crate::rate_limit::RateLimiter>,
     /// Take the client's address from `X-Forwarded-For` (behind a trusted proxy).
     pub trust_forwarded_for: bool,
     /// Jobs in the system per client.
@@ -312,6 +314,9 @@ impl ServerState {
             permalinks,
             limits,
             rate: Arc::new(rate),
+            share_rate: Arc::new(crate::rate_limit::RateLimiter::shares(Some(
+                crate::rate_limit::DEFAULT_SHARES_PER_MINUTE,
+            ))),
             trust_forwarded_for: false,
             per_client: Arc::default(),
         }

@@ -177,69 +177,117 @@ impl Store {
         self.backend
     }
 
-    /// Bytes and rows stored.
+    /// Bytes and shared views stored (views of every format).
     pub async fn usage(&self) -> Result<(u64, u64), StoreError> {
+        let used: i64 = sqlx::query("SELECT bytes FROM storage_usage WHERE name = 'permalinks'")
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| row.try_get("bytes"))
+            .transpose()?
+            .unwrap_or(0);
         let row: AnyRow = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS used, COUNT(*) AS n FROM permalinks",
+            "SELECT (SELECT COUNT(*) FROM views) + (SELECT COUNT(*) FROM permalinks) AS n",
         )
         .fetch_one(&self.pool)
         .await?;
-        let used: i64 = row.try_get("used")?;
         let n: i64 = row.try_get("n")?;
         Ok((used.max(0) as u64, n.max(0) as u64))
     }
 
-    /// Stores a snapshot; returns its id. Storing the same snapshot again returns the same
-    /// id and takes no more room.
+    /// Stores a snapshot; returns its id. Each result is stored once under its content hash
+    /// and the view as a small row naming them, so storing the same snapshot again returns
+    /// the same id and takes no room, and a view that differs only in its settings takes only
+    /// its own row. The quota is checked in the same transaction as the inserts.
     pub async fn put(&self, snapshot: &Snapshot) -> Result<String, StoreError> {
-        let json = serde_json::to_vec(snapshot).map_err(|e| StoreError::Corrupt {
-            id: "(new)".into(),
-            message: e.to_string(),
-        })?;
-        let size = json.len() as u64;
+        let records = [&snapshot.answer, &snapshot.explanation, &snapshot.matrix];
+        let mut results: Vec<(String, String)> = Vec::new();
+        let mut hashes: [Option<String>; 3] = Default::default();
+        for (hash, record) in hashes.iter_mut().zip(records) {
+            if let Some(record) = record {
+                let json = to_json(record)?;
+                let h = result_hash(&json);
+                *hash = Some(h.clone());
+                results.push((h, json));
+            }
+        }
+        let [answer, explanation, matrix] = hashes;
+        let row = ViewRow {
+            view: snapshot.view.clone(),
+            answer,
+            explanation,
+            matrix,
+        };
+        let body = to_json(&row)?;
+        let size = (body.len() + results.iter().map(|(_, j)| j.len()).sum::<usize>()) as u64;
         if size > self.quota.max_item_bytes {
             return Err(StoreError::TooLarge {
                 size,
                 limit: self.quota.max_item_bytes,
             });
         }
-        let id = content_id(&json);
-        if self.exists(&id).await? {
-            return Ok(id);
-        }
-        if let Some(limit) = self.quota.max_total_bytes {
-            let (used, _) = self.usage().await?;
-            if used + size > limit {
-                return Err(StoreError::QuotaReached { used, limit });
-            }
-        }
-        let body = String::from_utf8(json).map_err(|e| StoreError::Corrupt {
-            id: id.clone(),
-            message: e.to_string(),
-        })?;
+        let id = content_id(body.as_bytes());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        sqlx::query(
-            "INSERT INTO permalinks (id, model, body, bytes, created_at) VALUES ($1, $2, $3, $4, $5) \
+        // In hash order, so that two shares of overlapping results lock them in one order.
+        results.sort();
+        results.dedup();
+        let mut tx = self.pool.begin().await?;
+        let mut added = 0u64;
+        for (hash, json) in &results {
+            let inserted = sqlx::query(
+                "INSERT INTO results (hash, body, bytes, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(hash)
+            .bind(json)
+            .bind(json.len() as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() > 0 {
+                added += json.len() as u64;
+            }
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO views (id, model, body, bytes, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(&id)
         .bind(&snapshot.view.model)
-        .bind(body)
-        .bind(size as i64)
+        .bind(&body)
+        .bind(body.len() as i64)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if inserted.rows_affected() > 0 {
+            added += body.len() as u64;
+        }
+        if added > 0 {
+            // The update's condition is the quota check: under PostgreSQL a concurrent share
+            // waits for this row and then re-evaluates the condition on the new total.
+            let limit = self.quota.max_total_bytes.map_or(i64::MAX, |l| {
+                i64::try_from(l).unwrap_or(i64::MAX)
+            });
+            let counted = sqlx::query(
+                "UPDATE storage_usage SET bytes = bytes + $1 \
+                 WHERE name = 'permalinks' AND bytes <= $2 - $1",
+            )
+            .bind(added as i64)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await?;
+            if counted.rows_affected() == 0 {
+                tx.rollback().await?;
+                let (used, _) = self.usage().await?;
+                return Err(StoreError::QuotaReached {
+                    used,
+                    limit: self.quota.max_total_bytes.unwrap_or(u64::MAX),
+                });
+            }
+        }
+        tx.commit().await?;
         Ok(id)
-    }
-
-    async fn exists(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("SELECT id FROM permalinks WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
     }
 
     /// The snapshot stored under `id`, if any.
@@ -247,20 +295,45 @@ impl Store {
         if !is_valid_id(id) {
             return Err(StoreError::MalformedId(id.to_string()));
         }
-        let Some(row) = sqlx::query("SELECT body FROM permalinks WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
+        let corrupt = |message: String| StoreError::Corrupt {
+            id: id.to_string(),
+            message,
+        };
+        if let Some(body) = self.body("SELECT body FROM views WHERE id = $1", id).await? {
+            let row: ViewRow = serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?;
+            let mut records: [Option<crate::record::Record>; 3] = Default::default();
+            for (record, hash) in records.iter_mut().zip([&row.answer, &row.explanation, &row.matrix]) {
+                let Some(hash) = hash else { continue };
+                let json = self
+                    .body("SELECT body FROM results WHERE hash = $1", hash)
+                    .await?
+                    .ok_or_else(|| corrupt(format!("its result {hash} is missing")))?;
+                *record = Some(serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))?);
+            }
+            let [answer, explanation, matrix] = records;
+            return Ok(Some(Snapshot {
+                view: row.view,
+                answer,
+                explanation,
+                matrix,
+            }));
+        }
+        // Views shared before 2026-12-04 are whole snapshots in one row.
+        let Some(body) = self.body("SELECT body FROM permalinks WHERE id = $1", id).await? else {
             return Ok(None);
         };
-        let body: String = row.try_get("body")?;
         serde_json::from_str(&body)
             .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                id: id.to_string(),
-                message: e.to_string(),
-            })
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// The `body` column of the row `query` selects by `key`.
+    async fn body(&self, query: &'static str, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(query)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("body")).transpose()?)
     }
 
     /// Whether `id` is stored (false for malformed ids).
@@ -268,135 +341,41 @@ impl Store {
         if !is_valid_id(id) {
             return Ok(false);
         }
-        self.exists(id).await
+        for query in [
+            "SELECT id AS body FROM views WHERE id = $1",
+            "SELECT id AS body FROM permalinks WHERE id = $1",
+        ] {
+            if self.body(query, id).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
+}
+
+/// A shared view as stored: its settings and the content hashes of the results it shows.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ViewRow {
+    view: crate::state::ViewState,
+    #[serde(default)]
+    answer: Option<String>,
+    #[serde(default)]
+    explanation: Option<String>,
+    #[serde(default)]
+    matrix: Option<String>,
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
+        id: "(new)".into(),
+        message: e.to_string(),
+    })
+}
+
+/// A result's content address: its whole SHA-256 (results are never named in URLs).
+fn result_hash(json: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(json.as_bytes()))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::ViewState;
-
-    fn snapshot(prompt: &str) -> Snapshot {
-        Snapshot {
-            view: ViewState {
-                prompt: prompt.into(),
-                ..ViewState::default()
-            },
-            answer: None,
-            explanation: None,
-            matrix: None,
-        }
-    }
-
-    async fn round_trip(store: &Store) {
-        let a = snapshot("first");
-        let id = store.put(&a).await.expect("put");
-        assert!(is_valid_id(&id), "{id}");
-        assert_eq!(
-            store.put(&a).await.expect("put again"),
-            id,
-            "content-addressed"
-        );
-        assert_eq!(store.get(&id).await.expect("get"), Some(a));
-        let other = store.put(&snapshot("second")).await.expect("put");
-        assert_ne!(other, id);
-        // A secret is made once, then read back the same.
-        let secret = store.secret("test").await.expect("secret");
-        assert_eq!(secret.len(), 32);
-        assert_eq!(store.secret("test").await.expect("secret again"), secret);
-        assert_ne!(store.secret("other").await.expect("another"), secret);
-        assert_eq!(store.get("AAAAAAAAAAAA").await.expect("get"), None);
-        assert!(matches!(
-            store.get("../etc").await,
-            Err(StoreError::MalformedId(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn sqlite_round_trip_and_quota() {
-        let dir = std::env::temp_dir().join(format!("tokenlens-store-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(None, &dir, Quota::default())
-            .await
-            .expect("open");
-        assert_eq!(store.backend(), "sqlite");
-        round_trip(&store).await;
-        let (used, n) = store.usage().await.expect("usage");
-        assert_eq!(n, 2);
-        // A quota just above what is stored refuses the next one, with a clear message.
-        let tight = Store::open(
-            None,
-            &dir,
-            Quota {
-                max_item_bytes: 1 << 20,
-                max_total_bytes: Some(used + 10),
-            },
-        )
-        .await
-        .expect("reopen");
-        let err = tight.put(&snapshot("third")).await.expect_err("over quota");
-        assert!(
-            err.to_string().contains("storage on this server is full"),
-            "{err}"
-        );
-        // What was stored is still there after reopening, the secrets too.
-        assert_eq!(
-            tight.secret("test").await.unwrap(),
-            store.secret("test").await.unwrap()
-        );
-        assert!(tight
-            .contains(&content_id(
-                &serde_json::to_vec(&snapshot("first")).unwrap()
-            ))
-            .await
-            .unwrap());
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// Runs when the test script has started a PostgreSQL (`TOKENLENS_TEST_POSTGRES`).
-    #[tokio::test]
-    async fn postgres_round_trip() {
-        let Ok(url) = std::env::var("TOKENLENS_TEST_POSTGRES") else {
-            eprintln!("TOKENLENS_TEST_POSTGRES not set: PostgreSQL not tested here");
-            return;
-        };
-        let store = Store::open(Some(&url), Path::new("."), Quota::default())
-            .await
-            .expect("open postgres");
-        assert_eq!(store.backend(), "postgresql");
-        round_trip(&store).await;
-    }
-
-    /// A permalink stored by the 2026-12-04 format (taken from a browser test's SQLite store,
-    /// with that store's seal key) still opens: it parses, its seals verify and it replays.
-    /// And a view stored before a field existed takes that field's default.
-    #[test]
-    fn permalinks_of_earlier_formats_open() {
-        use crate::record::seal::SealKey;
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/permalinks");
-        let body = std::fs::read_to_string(dir.join("KcDZ9592xAFR.json")).unwrap();
-        let snapshot: Snapshot = serde_json::from_str(&body).expect("parses");
-        let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode("vsCqFlzovV7E5WbRhKTZtceuloHAJcjqm8cuUhfKWOM")
-            .unwrap();
-        let seal = SealKey::new(key).unwrap();
-        for r in [&snapshot.answer, &snapshot.explanation]
-            .into_iter()
-            .flatten()
-        {
-            assert!(seal.verify(r), "seal of {}", r.task.name());
-        }
-        let shown = snapshot.replay().expect("replays");
-        assert!(shown.answer.is_some() && shown.explanation.is_some());
-        // The oldest views held less: each missing field takes its default.
-        let sparse: Snapshot =
-            serde_json::from_str(r#"{"view": {"prompt": "Hi", "display": {"gamma": 0.5}}}"#)
-                .expect("a sparse view parses");
-        assert_eq!(sparse.view.prompt, "Hi");
-        assert_eq!(sparse.view.display.gamma, 0.5);
-        assert_eq!(sparse.view.method, ViewState::default().method);
-        assert!(sparse.answer.is_none());
-    }
-}
+mod tests;

@@ -100,6 +100,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         RateLimiter::new(settings.rate_per_minute),
     );
     state.trust_forwarded_for = args.trust_forwarded_for;
+    state.share_rate = Arc::new(RateLimiter::shares(settings.shares_per_minute));
     {
         let (state, rest) = (state.clone(), rest.to_vec());
         std::thread::Builder::new()

@@ -78,9 +78,13 @@ pub struct Args {
     /// Model requests and shares allowed per client per minute.
     #[arg(long)]
     pub rate_limit: Option<u32>,
-    /// Megabytes all permalinks together may take; sharing stops with a message when full.
+    /// Megabytes all permalinks together may take; sharing stops with a message when full
+    /// (existing links keep working) [default: 4096, or 1024 with --demo].
     #[arg(long)]
     pub share_quota_mb: Option<f64>,
+    /// Shares allowed per client per minute, in every mode (0: no limit).
+    #[arg(long, default_value_t = app::rate_limit::DEFAULT_SHARES_PER_MINUTE)]
+    pub shares_per_minute: u32,
     /// Largest single shared view, in megabytes.
     #[arg(long, default_value_t = 32.0)]
     pub share_max_mb: f64,
@@ -116,6 +120,8 @@ pub struct Settings {
     pub rate_per_minute: Option<u32>,
     /// Permalink storage limits.
     pub quota: Quota,
+    /// Shares per client per minute (None: no limit).
+    pub shares_per_minute: Option<u32>,
     /// Prompt tokens (None: each model's own limit).
     pub max_tokens: Option<usize>,
     /// Where SQLite permalinks live when no database URL is given.
@@ -137,11 +143,12 @@ impl Args {
             rate_per_minute: self.rate_limit.or(demo(30).map(|v| v as u32)),
             quota: Quota {
                 max_item_bytes: megabytes(self.share_max_mb),
-                max_total_bytes: self
-                    .share_quota_mb
-                    .or(demo(1024).map(|v| v as f64))
-                    .map(megabytes),
+                max_total_bytes: Some(megabytes(
+                    self.share_quota_mb
+                        .unwrap_or(if self.demo { 1024.0 } else { 4096.0 }),
+                )),
             },
+            shares_per_minute: (self.shares_per_minute > 0).then_some(self.shares_per_minute),
             max_tokens: self.max_tokens.or(demo(1024).map(|v| v as usize)),
             data_dir: self.data_dir(),
         }
@@ -182,5 +189,10 @@ mod tests {
         let s = Args::parse_from(["tokenlens-server"]).settings();
         assert_eq!((s.rate_per_minute, s.max_tokens), (None, None));
         assert_eq!(s.quota.max_item_bytes, 32 << 20);
+        // Storage is bounded in every mode.
+        assert_eq!(s.quota.max_total_bytes, Some(4096 << 20));
+        assert_eq!(s.shares_per_minute, Some(10));
+        let s = Args::parse_from(["tokenlens-server", "--shares-per-minute", "0"]).settings();
+        assert_eq!(s.shares_per_minute, None);
     }
 }

@@ -216,6 +216,25 @@ async fn rate_limit_is_429() {
     assert!((1..=60).contains(&retry), "{retry}");
 }
 
+/// Without --demo and without --rate-limit, shares are still limited per client (10 a
+/// minute by default): each one writes to the database.
+#[tokio::test]
+async fn shares_are_rate_limited_in_every_mode() {
+    let app = router(Setup::default()).await;
+    for _ in 0..app::rate_limit::DEFAULT_SHARES_PER_MINUTE {
+        let (status, body) = send(&app, post("/api/share", share_body())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let res = open(&app, post("/api/share", share_body())).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    let body = text(res).await;
+    assert!(body.contains("too many shares"), "{body}");
+    // Model requests are not counted against shares.
+    let (status, _) = send(&app, post("/api/models", "")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn storage_statuses_are_413_507_and_503() {
     // One view over the per-view limit: 413.
