@@ -99,6 +99,10 @@ pub struct Args {
     /// Seconds a connection has to send a request's headers before it is closed.
     #[arg(long, default_value_t = 10)]
     pub header_timeout_secs: u64,
+    /// Seconds without a byte in or out after which a connection is closed (a request under
+    /// way finishes first).
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout_secs: u64,
 }
 
 impl Args {
@@ -107,6 +111,7 @@ impl Args {
         crate::serve::EdgeLimits {
             max_connections: self.max_connections,
             header_timeout: std::time::Duration::from_secs(self.header_timeout_secs.max(1)),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs.max(1)),
         }
     }
 }
@@ -143,10 +148,11 @@ impl Args {
             rate_per_minute: self.rate_limit.or(demo(30).map(|v| v as u32)),
             quota: Quota {
                 max_item_bytes: megabytes(self.share_max_mb),
-                max_total_bytes: Some(megabytes(
-                    self.share_quota_mb
-                        .unwrap_or(if self.demo { 1024.0 } else { 4096.0 }),
-                )),
+                max_total_bytes: Some(megabytes(self.share_quota_mb.unwrap_or(if self.demo {
+                    1024.0
+                } else {
+                    4096.0
+                }))),
             },
             shares_per_minute: (self.shares_per_minute > 0).then_some(self.shares_per_minute),
             max_tokens: self.max_tokens.or(demo(1024).map(|v| v as usize)),
