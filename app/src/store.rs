@@ -266,9 +266,10 @@ impl Store {
         if added > 0 {
             // The update's condition is the quota check: under PostgreSQL a concurrent share
             // waits for this row and then re-evaluates the condition on the new total.
-            let limit = self.quota.max_total_bytes.map_or(i64::MAX, |l| {
-                i64::try_from(l).unwrap_or(i64::MAX)
-            });
+            let limit = self
+                .quota
+                .max_total_bytes
+                .map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
             let counted = sqlx::query(
                 "UPDATE storage_usage SET bytes = bytes + $1 \
                  WHERE name = 'permalinks' AND bytes <= $2 - $1",
@@ -299,10 +300,17 @@ impl Store {
             id: id.to_string(),
             message,
         };
-        if let Some(body) = self.body("SELECT body FROM views WHERE id = $1", id).await? {
+        if let Some(body) = self
+            .body("SELECT body FROM views WHERE id = $1", id)
+            .await?
+        {
             let row: ViewRow = serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?;
             let mut records: [Option<crate::record::Record>; 3] = Default::default();
-            for (record, hash) in records.iter_mut().zip([&row.answer, &row.explanation, &row.matrix]) {
+            for (record, hash) in
+                records
+                    .iter_mut()
+                    .zip([&row.answer, &row.explanation, &row.matrix])
+            {
                 let Some(hash) = hash else { continue };
                 let json = self
                     .body("SELECT body FROM results WHERE hash = $1", hash)
@@ -319,7 +327,10 @@ impl Store {
             }));
         }
         // Views shared before 2026-12-04 are whole snapshots in one row.
-        let Some(body) = self.body("SELECT body FROM permalinks WHERE id = $1", id).await? else {
+        let Some(body) = self
+            .body("SELECT body FROM permalinks WHERE id = $1", id)
+            .await?
+        else {
             return Ok(None);
         };
         serde_json::from_str(&body)

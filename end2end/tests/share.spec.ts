@@ -281,6 +281,45 @@ for (const [backend, storage] of backends) {
   });
 }
 
+test('two instances on one PostgreSQL: a link shared on either opens on the other, and each verifies the other\'s seals', async ({ page }) => {
+  const url = process.env.TOKENLENS_TEST_POSTGRES;
+  if (!url) throw new Error('TOKENLENS_TEST_POSTGRES is not set: run the tests through scripts/test.sh');
+  // Nothing shared between them but the database: own ports, own data directories.
+  const replica = (port: number) => new Server(port, ['--model', 'smollm2-135m', '--database-url', url,
+    '--data-dir', fs.mkdtempSync(path.join(os.tmpdir(), 'tokenlens-replica-'))]);
+  const [a, b] = [replica(3188), replica(3189)];
+  await Promise.all([a.start(), b.start()]);
+  try {
+    const shareOn = async (server: Server, text: string) => {
+      await page.goto(server.url + '/');
+      await ready(page);
+      await page.locator('textarea[name=prompt]').fill(text);
+      await page.locator('button[name=submit]').click();
+      await expect(page.locator('[data-testid=status]')).toHaveText('done');
+      const want = await scores(page);
+      await page.locator('button[name=share]').click();
+      await expect(page.locator('[data-testid=share-link]')).toHaveValue(new RegExp(`^${server.url}/s/[A-Za-z0-9_-]{12}$`));
+      return { link: await page.locator('[data-testid=share-link]').inputValue(), want };
+    };
+    const opensOn = async (server: Server, link: string, want: number[]) => {
+      const res = await page.goto(server.url + new URL(link).pathname);
+      expect(res!.status()).toBe(200);
+      await expect(page.locator('[data-testid=shared-note]')).toBeVisible();
+      expectClose(await scores(page), want, 0);
+    };
+    const fromA = await shareOn(a, `${prompt} (replica A)`);
+    await opensOn(b, fromA.link, fromA.want);
+    // B verifies A's seals: sharing the opened view again from B is accepted, same id.
+    await page.locator('button[name=share]').click();
+    await expect(page.locator('[data-testid=share-link]')).toHaveValue(b.url + new URL(fromA.link).pathname);
+    const fromB = await shareOn(b, `${prompt} (replica B)`);
+    await opensOn(a, fromB.link, fromB.want);
+    await page.screenshot({ path: path.join(shots, 'replicas.png'), fullPage: true });
+  } finally {
+    await Promise.all([a.stop(), b.stop()]);
+  }
+});
+
 test('hosted-demo mode: answer-length limit, per-client rate limit, storage quota, with clear messages', async ({ page }) => {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenlens-demo-'));
   const demo = new Server(3196, ['--model', 'smollm2-135m', '--demo', '--rate-limit', '4',

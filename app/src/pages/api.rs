@@ -262,9 +262,10 @@ pub async fn share(snapshot: crate::state::Snapshot) -> Result<String, ServerFnE
     use axum::http::StatusCode;
     let state = server_state()?;
     let client = rate_check(&state).await?;
-    state.share_rate.check(client).map_err(|(msg, wait)| {
-        refuse_retry(StatusCode::TOO_MANY_REQUESTS, msg, wait)
-    })?;
+    state
+        .share_rate
+        .check(client)
+        .map_err(|(msg, wait)| refuse_retry(StatusCode::TOO_MANY_REQUESTS, msg, wait))?;
     let db = state
         .permalinks
         .get()

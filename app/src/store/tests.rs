@@ -199,10 +199,12 @@ async fn postgres_quota_holds_under_concurrent_shares() {
         .await
         .unwrap();
     let name = format!("quota_{}", std::process::id());
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-        .execute(&admin.pool)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&admin.pool)
+    .await
+    .unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&admin.pool)
         .await
@@ -221,7 +223,8 @@ async fn views_stored_whole_by_the_earlier_format_open() {
     let dir = temp_dir("legacy");
     let store = Store::open(None, &dir, Quota::default()).await.unwrap();
     let body = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/permalinks/KcDZ9592xAFR.json"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/permalinks/KcDZ9592xAFR.json"),
     )
     .unwrap();
     sqlx::query(
@@ -249,8 +252,7 @@ async fn views_stored_whole_by_the_earlier_format_open() {
 #[test]
 fn permalinks_of_earlier_formats_open() {
     use crate::record::seal::SealKey;
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/permalinks");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/permalinks");
     let body = std::fs::read_to_string(dir.join("KcDZ9592xAFR.json")).unwrap();
     let snapshot: Snapshot = serde_json::from_str(&body).expect("parses");
     let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -274,4 +276,3 @@ fn permalinks_of_earlier_formats_open() {
     assert_eq!(sparse.view.method, ViewState::default().method);
     assert!(sparse.answer.is_none());
 }
-
