@@ -120,7 +120,7 @@ struct RequestArgs {
     /// Refuse prompts longer than this many tokens. Default: the model's context, or on the
     /// CPU the longest prompt whose explanation fits in the memory available (attention's
     /// backward pass needs the square of the prompt per head).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_tokens: Option<usize>,
     /// Contrastive target: explain logit(target) − logit(first token of this text).
     #[arg(long)]
@@ -259,13 +259,17 @@ impl RequestArgs {
 
     fn run(&self) -> anyhow::Result<Explanation> {
         let mut req = self.request()?;
+        if self.step == Some(0) {
+            bail!("--step counts from 1 (the answer's first token), not 0");
+        }
         let engine = load(&self.input.model, self.max_tokens, &self.device)?;
         if let Some(step) = self.step {
             let gen = engine.generate(&self.gen.request(&self.input))?;
             let ids = gen.ids();
-            if step == 0 || step > ids.len() {
+            if step > ids.len() {
                 bail!(
-                    "--step {step} is out of range: the answer has {} tokens ({:?})",
+                    "--step {step} is out of range: the answer has {} tokens ({:?}), so steps \
+                     1 to {0}",
                     ids.len(),
                     gen.answer
                 );

@@ -104,6 +104,13 @@ fn sentencepiece_bpe(content: &Content) -> Result<Tokenizer> {
         .iter()
         .map(|v| v.to_f32().unwrap_or(0.0))
         .collect();
+    if scores.len() != tokens.len() {
+        return Err(tok_err(format!(
+            "tokenizer.ggml.scores has {} entries for {} tokens",
+            scores.len(),
+            tokens.len()
+        )));
+    }
     let types = token_types(content, tokens.len())?;
     if content
         .metadata

@@ -102,6 +102,167 @@ fn bad_input_exits_non_zero_with_a_message() {
     );
 }
 
+/// The command line's bad-input corpus: every numeric flag at 0, negative and huge, unknown
+/// names, empty and 100k-character prompts, and malformed model files given by path. Each
+/// exits non-zero within a minute with its message; none panics.
+#[test]
+fn bad_input_corpus() {
+    use crate::model_files::write_gguf;
+    use candle_core::quantized::gguf_file::Value;
+    let huge_prompt = "word ".repeat(20_000);
+    let truncated = {
+        let p = crate::model_files::tmp_dir().join("cli-truncated.gguf");
+        let bytes = std::fs::read(write_gguf("cli-whole.gguf", |_| {})).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() / 3]).unwrap();
+        p
+    };
+    let edited = |name: &str, key: &str, v: Value| {
+        let key = key.to_string();
+        write_gguf(name, move |md| {
+            md.retain(|(k, _)| *k != key);
+            md.push((key, v));
+        })
+    };
+    let zero_heads = edited(
+        "cli-heads.gguf",
+        "llama.attention.head_count",
+        Value::U32(0),
+    );
+    let alignment = edited("cli-align.gguf", "general.alignment", Value::U32(0));
+    let context = edited("cli-ctx.gguf", "llama.context_length", Value::U32(u32::MAX));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--top-k", "0"],
+            "top_k must be between 1 and 100, not 0",
+        ),
+        (vec!["--top-k", "-1"], "unexpected argument '-1'"),
+        (vec!["--top-k", "101"], "top_k must be between 1 and 100"),
+        (
+            vec!["--top-k", "100000000000"],
+            "top_k must be between 1 and 100",
+        ),
+        (vec!["--top-k", "1e99"], "invalid value '1e99' for '--top-k"),
+        (vec!["--target-id", "-1"], "unexpected argument '-1'"),
+        (vec!["--target-id", "99999999"], "out of range"),
+        (
+            vec!["--max-tokens", "0"],
+            "invalid value '0' for '--max-tokens",
+        ),
+        (
+            vec!["--max-tokens", "99999999999999999999999"],
+            "number too large",
+        ),
+        (vec!["--max-tokens", "3"], "more than the 3"),
+        (vec!["--step", "0"], "--step counts from 1"),
+        (vec!["--step", "-1"], "unexpected argument '-1'"),
+        (
+            vec!["--step", "100000", "--max-new-tokens", "2", "--greedy"],
+            "steps 1 to 2",
+        ),
+        (
+            vec!["--step", "1", "--max-new-tokens", "0"],
+            "max new tokens must be at least 1",
+        ),
+        (
+            vec!["--step", "1", "--temperature", "-1"],
+            "unexpected argument '-1'",
+        ),
+        (
+            vec!["--step", "1", "--temperature", "nan"],
+            "temperature must be 0 (greedy) or positive",
+        ),
+        (
+            vec!["--step", "1", "--temperature", "inf"],
+            "temperature must be 0 (greedy) or positive",
+        ),
+        (
+            vec!["--step", "1", "--top-p", "0"],
+            "top-p must be in (0, 1]",
+        ),
+        (
+            vec!["--step", "1", "--top-p", "2"],
+            "top-p must be in (0, 1]",
+        ),
+        (
+            vec!["--step", "1", "--seed", "99999999999999999999999"],
+            "number too large",
+        ),
+        (vec!["--max-memory", "-1G"], "unexpected argument '-1'"),
+        (vec!["--max-memory", "99999999T"], "is not a size"),
+        (vec!["--max-memory", "lots"], "is not a size"),
+        (vec!["--device", "cuda:99"], "CUDA"),
+        (vec!["--device", "tpu"], "tpu"),
+        (vec!["--dtype", "f64"], "unknown dtype \"f64\""),
+        (
+            vec!["--granularity", "para"],
+            "expected token, word or sentence",
+        ),
+        (vec!["--aggregate", "mean"], "expected sum or max_abs"),
+        (
+            vec!["--methods", "magic"],
+            "invalid value 'magic' for '--methods",
+        ),
+        (
+            vec!["--methods", "saliency,saliency"],
+            "method saliency is requested twice",
+        ),
+        (vec!["--methods", ""], "possible values"),
+        (vec!["--target", ""], "tokenizes to nothing"),
+        (vec!["--contrast", ""], "tokenizes to nothing"),
+        (vec!["--model", "nope"], "unknown model \"nope\""),
+        (
+            vec!["--model", "/no/such/model.gguf"],
+            "/no/such/model.gguf",
+        ),
+        (vec!["--model", truncated.to_str().unwrap()], "truncated"),
+        (
+            vec!["--model", zero_heads.to_str().unwrap()],
+            "num_attention_heads",
+        ),
+        (
+            vec!["--model", alignment.to_str().unwrap()],
+            "general.alignment",
+        ),
+        (vec!["--model", context.to_str().unwrap()], "context length"),
+    ];
+    let n = cases.len();
+    for (extra, needle) in cases {
+        let mut args = vec!["explain", "--prompt", "hi"];
+        args.extend(extra);
+        let started = std::time::Instant::now();
+        fails_with(&args, needle);
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+    // Prompts: empty, and 100k characters (refused by its token count, not run).
+    fails_with(&["explain", "--prompt", ""], "the prompt is empty");
+    fails_with(&["generate", "--prompt", ""], "the prompt is empty");
+    fails_with(&["explain", "--prompt", &huge_prompt], "more than the 8192");
+    fails_with(
+        &["generate", "--prompt", &huge_prompt],
+        "more than the 8192",
+    );
+    fails_with(
+        &["generate", "--prompt", "hi", "--max-new-tokens", "0"],
+        "at least 1",
+    );
+    fails_with(&["generate", "--prompt", "hi", "--top-p", "0"], "top-p");
+    fails_with(
+        &[
+            "heatmap",
+            "--prompt",
+            "hi",
+            "--output",
+            "/no/such/dir/x.png",
+        ],
+        "/no/such/dir",
+    );
+    eprintln!("CLI corpus: {} cases", n + 7);
+}
+
 #[test]
 fn generate_streams_text_and_json() {
     let args = [

@@ -2,7 +2,7 @@
 //! and then explains, or is refused with an error (proptest; a failure prints its shrunk
 //! input).
 
-use crate::model_files::{tmp_dir, write_gguf};
+use crate::model_files::{sentencepiece_gguf, tmp_dir, write_gguf};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use std::sync::OnceLock;
@@ -21,6 +21,12 @@ fn load_and_explain(spec: &str) {
 fn base_gguf() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     BYTES.get_or_init(|| std::fs::read(write_gguf("fuzz-base.gguf", |_| {})).unwrap())
+}
+
+/// The same model with a SentencePiece vocabulary (pieces and scores).
+fn sentencepiece_base() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| std::fs::read(sentencepiece_gguf("fuzz-sp.gguf")).unwrap())
 }
 
 /// A file of its own per case (tests run in parallel).
@@ -59,6 +65,20 @@ proptest! {
             bytes[at.index(head)] = value;
         }
         let path = case_path("changed.gguf");
+        std::fs::write(&path, &bytes).unwrap();
+        load_and_explain(path.to_str().unwrap());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// The same for a SentencePiece vocabulary, whose scores and types are read too.
+    #[test]
+    fn sentencepiece_gguf_with_changed_bytes(edits in prop::collection::vec((any::<Index>(), any::<u8>()), 1..6)) {
+        let mut bytes = sentencepiece_base().to_vec();
+        let head = bytes.len().min(1400);
+        for (at, value) in edits {
+            bytes[at.index(head)] = value;
+        }
+        let path = case_path("sp.gguf");
         std::fs::write(&path, &bytes).unwrap();
         load_and_explain(path.to_str().unwrap());
         let _ = std::fs::remove_file(&path);

@@ -217,6 +217,44 @@ fn vector_of_the_wrong_length() {
     refused(&p, "blk.0.attn_norm.weight");
 }
 
+/// A SentencePiece vocabulary whose score array is shorter than its pieces (indexing past
+/// its end panicked while building the merges) is refused, named.
+#[test]
+fn short_score_array() {
+    let p = write_gguf("short-scores.gguf", |md| {
+        set(md, "tokenizer.ggml.model", Value::String("llama".into()));
+        md.push((
+            "tokenizer.ggml.scores".into(),
+            Value::Array(vec![Value::F32(0.0)]),
+        ));
+    });
+    refused(&p, "tokenizer.ggml.scores");
+    // With a score per piece the same file loads and explains.
+    let e = Engine::load(sentencepiece_gguf("sentencepiece.gguf").to_str().unwrap()).unwrap();
+    let mut req = ExplainRequest::new("ab a");
+    req.chat_template = false;
+    e.explain(&req).unwrap();
+}
+
+/// The tiny Llama with a SentencePiece vocabulary (`tokenizer.ggml.model = "llama"`): the
+/// same pieces, each scored.
+pub fn sentencepiece_gguf(name: &str) -> std::path::PathBuf {
+    write_gguf(name, |md| {
+        set(md, "tokenizer.ggml.model", Value::String("llama".into()));
+        let n = match &md
+            .iter()
+            .find(|(k, _)| k == "tokenizer.ggml.tokens")
+            .unwrap()
+            .1
+        {
+            Value::Array(a) => a.len(),
+            _ => unreachable!(),
+        };
+        let scores = (0..n).map(|i| Value::F32(-(i as f32))).collect();
+        md.push(("tokenizer.ggml.scores".into(), Value::Array(scores)));
+    })
+}
+
 /// A chat template that loops for ever would hold the worker on every request: it is refused
 /// at load, in well under a second.
 #[test]
