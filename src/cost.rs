@@ -15,10 +15,17 @@ impl Engine {
         Ok(self.tokenize(prompt, chat, thinking)?.tokens.len() as u64)
     }
 
-    /// An explanation: its tokens times its passes.
+    /// An explanation: its tokens times its passes; explaining the other candidates too
+    /// carries a seed per candidate through each backward pass (about the work of as many
+    /// passes).
     pub fn explain_cost(&self, r: &ExplainRequest) -> Result<u64> {
         let n = self.prompt_tokens(&r.prompt, r.chat_template, r.thinking)?;
-        Ok((n + r.continuation.len() as u64) * passes(&r.methods))
+        let seeds = if r.explain_candidates {
+            r.top_k.max(1) as u64
+        } else {
+            1
+        };
+        Ok((n + r.continuation.len() as u64) * passes(&r.methods) * seeds)
     }
 
     /// The all-steps matrix: one forward pass over prompt and answer, then per rule set one

@@ -4,14 +4,14 @@
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::methods::{gradient, MethodRules};
-use crate::models::decoder::{Decoder, KvCache};
+use crate::models::decoder::{Decoder, KvCache, Saved};
 use crate::models::Rules;
 use crate::sampling::Sampler;
 use crate::source::{self, ModelPath};
 use crate::types::{
-    Candidate, Conservation, ExplainRequest, Explanation, GenerateRequest, GeneratedToken,
-    Generation, Method, MethodResult, Prediction, Stage, StepRow, StepsRequest, StopReason,
-    StreamEvent, Target, TargetSpec, Token,
+    Candidate, CandidateExplanation, Conservation, ExplainRequest, Explanation, GenerateRequest,
+    GeneratedToken, Generation, Method, MethodResult, Prediction, Stage, StepRow, StepsRequest,
+    StopReason, StreamEvent, Target, TargetSpec, Token,
 };
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
@@ -90,6 +90,7 @@ struct Attributed {
     target: Target,
     seed: f32,
     methods: BTreeMap<Method, MethodResult>,
+    candidates: Vec<CandidateExplanation>,
 }
 
 fn stage(stage: Stage, method: Option<Method>) -> StreamEvent {
@@ -201,6 +202,32 @@ impl<T> Passes<T> {
             .map(|(_, t)| t)
             .ok_or_else(|| Error::Candle(candle_core::Error::Msg("pass missing".into())))
     }
+}
+
+/// One method's result from its backward pass: scores, the trace and (for LRP rules) how
+/// much of `seed × explained logit` the scores and the last layer conserve.
+fn method_result(
+    row: &MethodRules,
+    embeds: &Tensor,
+    grad: &Tensor,
+    trace: &[Vec<f32>],
+    seed: f32,
+    target: &Target,
+) -> Result<MethodResult> {
+    let scores = row.scores(embeds, grad)?;
+    let conservation = row.conserves.then(|| {
+        let denom = seed * target.explained_logit();
+        Conservation {
+            input: scores.iter().sum::<f32>() / denom,
+            last_layer: trace.last().map_or(0.0, |l| l.iter().sum::<f32>()) / denom,
+        }
+    });
+    Ok(MethodResult {
+        scores,
+        trace_normalized: gradient::normalize_rows(trace),
+        trace: trace.to_vec(),
+        conservation,
+    })
 }
 
 impl Engine {
@@ -483,6 +510,7 @@ impl Engine {
                 .into_iter()
                 .map(|(m, r)| (m.name().to_string(), r))
                 .collect(),
+            candidates: a.candidates,
         })
     }
 
@@ -548,32 +576,99 @@ impl Engine {
                     trace: g.trace.swap_remove(0),
                 })
             })?;
-            let scores = row.scores(&embeds, &r.grad)?;
-            let conservation = row.conserves.then(|| {
-                let denom = seed * target.explained_logit();
-                Conservation {
-                    input: scores.iter().sum::<f32>() / denom,
-                    last_layer: r.trace.last().map_or(0.0, |l| l.iter().sum::<f32>()) / denom,
-                }
-            });
-            let result = MethodResult {
-                scores,
-                trace_normalized: gradient::normalize_rows(&r.trace),
-                trace: r.trace.clone(),
-                conservation,
-            };
+            let result = method_result(row, &embeds, &r.grad, &r.trace, seed, &target)?;
             emit(StreamEvent::Method {
                 method,
                 result: result.clone(),
             })?;
             methods.insert(method, result);
         }
+        let candidates = if req.explain_candidates {
+            let others: Vec<u32> = prediction
+                .top
+                .iter()
+                .map(|c| c.id)
+                .filter(|&id| id != target_id && Some(id) != contrast_id)
+                .collect();
+            let targets = others
+                .iter()
+                .map(|&id| self.target(id, contrast_id, &logits))
+                .collect();
+            self.candidates(&saved, &embeds, targets, req, emit)?
+        } else {
+            Vec::new()
+        };
         Ok(Attributed {
             prediction,
             target,
             seed,
             methods,
+            candidates,
         })
+    }
+
+    /// The other candidates, each explained as the target is: one backward pass per rule set
+    /// carrying a seed per candidate (exact: the rules are linear in the seed); emits a
+    /// `candidate` event each once every method is done.
+    fn candidates(
+        &self,
+        saved: &Saved,
+        embeds: &Tensor,
+        targets: Vec<Target>,
+        req: &ExplainRequest,
+        emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
+    ) -> Result<Vec<CandidateExplanation>> {
+        if targets.is_empty() || req.methods.is_empty() {
+            return Ok(Vec::new());
+        }
+        let last = embeds.dim(0)? - 1;
+        let seeds_of = |t: &Target| {
+            if req.seed_with_logit {
+                t.explained_logit()
+            } else {
+                1.0
+            }
+        };
+        let seeds = targets
+            .iter()
+            .map(|t| {
+                let s = seeds_of(t) as f64;
+                let mut terms = vec![(t.token.id, s)];
+                terms.extend(t.contrast.as_ref().map(|c| (c.id, -s)));
+                self.model.seed(saved, last, &terms)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut out: Vec<CandidateExplanation> = targets
+            .into_iter()
+            .map(|target| CandidateExplanation {
+                target,
+                methods: BTreeMap::new(),
+            })
+            .collect();
+        let mut passes = Passes::new();
+        for &method in &req.methods {
+            let row = MethodRules::of(method);
+            let g = passes.get_or_run(row.rules, || {
+                emit(stage(Stage::Candidates, Some(method)))?;
+                let mut progress = layer_progress(emit, Stage::Candidates, Some(method));
+                Ok(self
+                    .model
+                    .backward(saved, &seeds, row.rules, &mut progress)?)
+            })?;
+            for (i, (c, trace)) in out.iter_mut().zip(&g.trace).enumerate() {
+                let grad = g.input.get(i)?;
+                let result =
+                    method_result(row, embeds, &grad, trace, seeds_of(&c.target), &c.target)?;
+                c.methods.insert(method.name().to_string(), result);
+            }
+        }
+        for c in &out {
+            emit(StreamEvent::Candidate {
+                target: c.target.clone(),
+                methods: c.methods.clone(),
+            })?;
+        }
+        Ok(out)
     }
 
     /// The explained token (and contrast) with their logits, probabilities and rank.

@@ -117,6 +117,10 @@ struct RequestArgs {
     /// Seed the backward pass with the target logit instead of 1.0.
     #[arg(long)]
     seed_with_logit: bool,
+    /// Also explain the other top-k candidates, all in one batched backward pass per rule
+    /// set, into the JSON document's `candidates`.
+    #[arg(long)]
+    candidates: bool,
     /// Refuse prompts longer than this many tokens. Default: the model's context, or on the
     /// CPU the longest prompt whose explanation fits in the memory available (attention's
     /// backward pass needs the square of the prompt per head).
@@ -252,6 +256,7 @@ impl RequestArgs {
             methods,
             top_k: self.top_k,
             seed_with_logit: self.seed_with_logit,
+            explain_candidates: self.candidates,
             continuation: Vec::new(),
             contrast: self.contrast.clone().map(TargetSpec::Text),
         })

@@ -1,7 +1,7 @@
 //! Colored tokens for the terminal (24-bit ANSI backgrounds).
 
-use tokenlens::granularity::{aggregate, groups, Aggregate, Granularity};
-use tokenlens::{Explanation, Method};
+use tokenlens::granularity::{aggregate, groups, Aggregate, Granularity, Group};
+use tokenlens::{Explanation, Method, MethodResult};
 
 /// Background for a score in [-1, 1]: white to red for positive, white to blue for negative.
 fn color(v: f32) -> (u8, u8, u8) {
@@ -63,8 +63,25 @@ pub fn print(ex: &Explanation, level: Granularity, how: Aggregate) {
         );
     }
     let g = groups(&ex.tokens, level);
-    for (name, result) in &ex.methods {
-        let scores = aggregate(&result.scores, &g, how);
+    print_methods(&ex.methods, &g, how);
+    for c in &ex.candidates {
+        let t = &c.target.token;
+        println!(
+            "\n--- candidate {:?} (id {}, logit {:.3}, p {:.3}, rank {}) ---",
+            t.text, t.id, t.logit, t.prob, c.target.rank
+        );
+        print_methods(&c.methods, &g, how);
+    }
+}
+
+/// Each method's colored groups (and conservation).
+fn print_methods(
+    methods: &std::collections::BTreeMap<String, MethodResult>,
+    g: &[Group],
+    how: Aggregate,
+) {
+    for (name, result) in methods {
+        let scores = aggregate(&result.scores, g, how);
         let max = scores.iter().fold(0f32, |m, v| m.max(v.abs()));
         let signed = Method::from_name(name).is_some_and(|m| m.is_signed());
         println!("\n{name}{}:", if signed { " (red +, blue −)" } else { "" });

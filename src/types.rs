@@ -6,6 +6,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod stream;
+pub use stream::{Stage, StreamEvent};
+
 /// An attribution method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -154,6 +157,11 @@ pub struct ExplainRequest {
     /// this; it scales every score by the logit).
     #[serde(default)]
     pub seed_with_logit: bool,
+    /// Also explain the other top-k candidates, after the target, all in one batched
+    /// backward pass per rule set (a `candidate` event each), so that switching to one of
+    /// them needs no new request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub explain_candidates: bool,
     /// Token ids appended after the (templated) prompt: the first generated tokens, when a
     /// generated token is explained. Explaining step N of a generation is the prompt with the
     /// first N−1 generated ids here and the N-th as the target.
@@ -211,6 +219,7 @@ impl ExplainRequest {
             methods: default_methods(),
             top_k: default_top_k(),
             seed_with_logit: false,
+            explain_candidates: false,
             continuation: Vec::new(),
             contrast: None,
         }
@@ -534,103 +543,17 @@ pub struct Explanation {
     pub seed: f32,
     /// Results keyed by method name.
     pub methods: BTreeMap<String, MethodResult>,
+    /// With `explain_candidates`: the other top-k candidates, each explained as the target
+    /// is (same methods, same contrast), best first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<CandidateExplanation>,
 }
 
-/// Stages of an explanation, for progress reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// Templating and tokenization.
-    Tokenize,
-    /// The forward pass.
-    Forward,
-    /// A backward pass for one method.
-    Backward,
-    /// Generating the answer.
-    Generate,
-}
-
-/// What a streaming request sends. An explanation: `tokens`, `prediction`, one `method` per
-/// method, `done`. A generation: `tokens`, one `generated` per token, `finished`, `done`.
-/// All steps: `tokens` (prompt and answer), one `step` per generated token, `done`. `stage`
-/// events may come between them; `error` ends a stream early.
+/// A top-k candidate explained beside the target (one batched backward pass per rule set).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum StreamEvent {
-    /// A stage began.
-    Stage {
-        /// Which.
-        stage: Stage,
-        /// The method, for backward passes.
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        method: Option<Method>,
-    },
-    /// The prompt's tokens.
-    Tokens {
-        /// The tokenized text.
-        text: String,
-        /// Tokens.
-        tokens: Vec<Token>,
-        /// The query's token range.
-        query_span: Option<[usize; 2]>,
-        /// Decoder layers.
-        n_layers: usize,
-    },
-    /// The prediction and the chosen target.
-    Prediction {
-        /// Prediction.
-        prediction: Prediction,
-        /// Target.
-        target: Target,
-    },
-    /// One method finished.
-    Method {
-        /// Which.
-        method: Method,
-        /// Its scores.
-        result: MethodResult,
-    },
-    /// All done.
-    Done,
-    /// A generated token (generation requests).
-    Generated {
-        /// Its index in the answer (0-based).
-        index: usize,
-        /// The token.
-        token: GeneratedToken,
-    },
-    /// Generation ended.
-    Finished {
-        /// Why.
-        stop: StopReason,
-    },
-    /// One row of the all-steps matrix (steps requests).
-    Step {
-        /// The row.
-        row: StepRow,
-    },
-    /// The request failed.
-    Error {
-        /// A readable message.
-        message: String,
-    },
-    /// Progress inside a pass: `done` of `total` layers (forward, or one method's backward);
-    /// sent as the pass runs, at most about ten times a second.
-    Progress {
-        /// The pass's stage.
-        stage: Stage,
-        /// The method, for backward passes.
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        method: Option<Method>,
-        /// Layers done.
-        done: usize,
-        /// Layers in the pass.
-        total: usize,
-    },
-    /// The request waits for the model (servers only; sent about once a second until it
-    /// starts).
-    Queued {
-        /// Its place in line: 1 is next.
-        position: u64,
-    },
+pub struct CandidateExplanation {
+    /// The candidate as a target: its logit, probability and rank (and the contrast).
+    pub target: Target,
+    /// Results keyed by method name.
+    pub methods: BTreeMap<String, MethodResult>,
 }

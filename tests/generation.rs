@@ -120,6 +120,80 @@ fn explaining_a_step_equals_explaining_the_extended_prompt() {
     }
 }
 
+/// The other top-k candidates, explained together in one batched backward pass per rule
+/// set, equal one explanation per candidate (scores, trace, conservation), plain and with a
+/// contrast and a logit seed; each comes as a `candidate` event after the methods.
+#[test]
+fn candidates_explained_together_match_one_at_a_time() {
+    let e = engine();
+    for (contrast, seed_with_logit) in [(None, false), (Some(" Rome"), true)] {
+        let base = ExplainRequest {
+            methods: Method::ALL.to_vec(),
+            top_k: 4,
+            contrast: contrast.map(|c| TargetSpec::Text(c.into())),
+            seed_with_logit,
+            ..ExplainRequest::new("The capital of Italy is")
+        };
+        let mut events = Vec::new();
+        let together = e
+            .explain_streaming(
+                &ExplainRequest {
+                    explain_candidates: true,
+                    ..base.clone()
+                },
+                &mut |ev| {
+                    events.push(ev.clone());
+                    std::ops::ControlFlow::Continue(())
+                },
+            )
+            .unwrap();
+        let others: Vec<u32> = together
+            .prediction
+            .top
+            .iter()
+            .map(|c| c.id)
+            .filter(|&id| id != together.target.token.id)
+            .filter(|&id| Some(id) != together.target.contrast.as_ref().map(|c| c.id))
+            .collect();
+        assert!(others.len() >= 2, "{:?}", together.prediction.top);
+        let got: Vec<u32> = together
+            .candidates
+            .iter()
+            .map(|c| c.target.token.id)
+            .collect();
+        assert_eq!(got, others);
+        let streamed: Vec<u32> = events
+            .iter()
+            .filter_map(|ev| match ev {
+                StreamEvent::Candidate { target, .. } => Some(target.token.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(streamed, others);
+        assert!(matches!(events.last(), Some(StreamEvent::Done)));
+        for c in &together.candidates {
+            let single = e
+                .explain(&ExplainRequest {
+                    target: TargetSpec::Id(c.target.token.id),
+                    ..base.clone()
+                })
+                .unwrap();
+            assert_eq!(c.target, single.target);
+            for m in Method::ALL {
+                let (a, b) = (&c.methods[m.name()], &single.methods[m.name()]);
+                let err = rel_err(&a.scores, &b.scores);
+                assert!(err <= 1e-5, "{contrast:?} {m:?}: scores rel err {err:e}");
+                let flat = |t: &Vec<Vec<f32>>| t.concat();
+                let err = rel_err(&flat(&a.trace), &flat(&b.trace));
+                assert!(err <= 1e-5, "{contrast:?} {m:?}: trace rel err {err:e}");
+                if let (Some(x), Some(y)) = (&a.conservation, &b.conservation) {
+                    assert!((x.input - y.input).abs() <= 1e-4, "{x:?} {y:?}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn all_steps_rows_match_single_explanations() {
     let e = engine();

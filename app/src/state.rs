@@ -290,6 +290,7 @@ impl ViewState {
             methods: Method::ALL.to_vec(),
             top_k: 10,
             seed_with_logit: false,
+            explain_candidates: false,
             continuation,
             contrast: spec.contrast.clone(),
         }))

@@ -1,0 +1,114 @@
+//! What a streaming request sends, event by event, and the stages it reports.
+
+use super::{GeneratedToken, StopReason};
+use super::{Method, MethodResult, Prediction, StepRow, Target, Token};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Stages of an explanation, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Templating and tokenization.
+    Tokenize,
+    /// The forward pass.
+    Forward,
+    /// A backward pass for one method.
+    Backward,
+    /// Generating the answer.
+    Generate,
+    /// The other top-k candidates' backward pass (all candidates together) for one method.
+    Candidates,
+}
+
+/// What a streaming request sends. An explanation: `tokens`, `prediction`, one `method` per
+/// method, with `explain_candidates` one `candidate` per other top-k candidate, `done`. A generation: `tokens`, one `generated` per token, `finished`, `done`.
+/// All steps: `tokens` (prompt and answer), one `step` per generated token, `done`. `stage`
+/// events may come between them; `error` ends a stream early.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamEvent {
+    /// A stage began.
+    Stage {
+        /// Which.
+        stage: Stage,
+        /// The method, for backward passes.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        method: Option<Method>,
+    },
+    /// The prompt's tokens.
+    Tokens {
+        /// The tokenized text.
+        text: String,
+        /// Tokens.
+        tokens: Vec<Token>,
+        /// The query's token range.
+        query_span: Option<[usize; 2]>,
+        /// Decoder layers.
+        n_layers: usize,
+    },
+    /// The prediction and the chosen target.
+    Prediction {
+        /// Prediction.
+        prediction: Prediction,
+        /// Target.
+        target: Target,
+    },
+    /// One method finished.
+    Method {
+        /// Which.
+        method: Method,
+        /// Its scores.
+        result: MethodResult,
+    },
+    /// Another top-k candidate explained (with `explain_candidates`), best first.
+    Candidate {
+        /// The candidate as a target.
+        target: Target,
+        /// Results keyed by method name.
+        methods: BTreeMap<String, MethodResult>,
+    },
+    /// All done.
+    Done,
+    /// A generated token (generation requests).
+    Generated {
+        /// Its index in the answer (0-based).
+        index: usize,
+        /// The token.
+        token: GeneratedToken,
+    },
+    /// Generation ended.
+    Finished {
+        /// Why.
+        stop: StopReason,
+    },
+    /// One row of the all-steps matrix (steps requests).
+    Step {
+        /// The row.
+        row: StepRow,
+    },
+    /// The request failed.
+    Error {
+        /// A readable message.
+        message: String,
+    },
+    /// Progress inside a pass: `done` of `total` layers (forward, or one method's backward);
+    /// sent as the pass runs, at most about ten times a second.
+    Progress {
+        /// The pass's stage.
+        stage: Stage,
+        /// The method, for backward passes.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        method: Option<Method>,
+        /// Layers done.
+        done: usize,
+        /// Layers in the pass.
+        total: usize,
+    },
+    /// The request waits for the model (servers only; sent about once a second until it
+    /// starts).
+    Queued {
+        /// Its place in line: 1 is next.
+        position: u64,
+    },
+}
