@@ -651,9 +651,7 @@ impl Engine {
             let g = passes.get_or_run(row.rules, || {
                 emit(stage(Stage::Candidates, Some(method)))?;
                 let mut progress = layer_progress(emit, Stage::Candidates, Some(method));
-                Ok(self
-                    .model
-                    .backward(saved, &seeds, row.rules, &mut progress)?)
+                self.model.backward(saved, &seeds, row.rules, &mut progress)
             })?;
             for (i, (c, trace)) in out.iter_mut().zip(&g.trace).enumerate() {
                 let grad = g.input.get(i)?;

@@ -330,6 +330,7 @@ pub fn explanation(model: &str, chat: bool, thinking: bool, r: &Partial) -> Opti
             .iter()
             .map(|(m, res)| (Method::name(*m).to_string(), res.clone()))
             .collect(),
+        candidates: r.candidates.clone(),
     })
 }
 

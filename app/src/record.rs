@@ -66,11 +66,14 @@ pub enum Control {
 }
 
 /// Whether an event is part of a job's result (what a record keeps and the seal covers):
-/// progress, `done` and errors are not.
+/// progress, `done` and errors are not, nor the other candidates' explanations (what makes
+/// picking one instant; picking one then runs, and seals, its own request), which would make
+/// a stored view ten times larger.
 pub fn is_content(ev: &StreamEvent) -> bool {
     !matches!(
         ev,
         StreamEvent::Stage { .. }
+            | StreamEvent::Candidate { .. }
             | StreamEvent::Progress { .. }
             | StreamEvent::Queued { .. }
             | StreamEvent::Done

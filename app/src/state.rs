@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tokenlens::granularity::{Aggregate, Granularity};
 use tokenlens::{
-    ExplainRequest, GenerateRequest, GeneratedToken, Method, MethodResult, Prediction, Sampling,
-    StepRow, StepsRequest, StopReason, StreamEvent, Target, TargetSpec, Token,
+    CandidateExplanation, ExplainRequest, GenerateRequest, GeneratedToken, Method, MethodResult,
+    Prediction, Sampling, StepRow, StepsRequest, StopReason, StreamEvent, Target, TargetSpec,
+    Token,
 };
 
 use crate::display::{Clip, Display};
@@ -74,7 +75,16 @@ pub struct ViewState {
     pub display: Display,
     /// Only the user's text, not the template around it.
     pub query_only: bool,
+    /// Explain the other candidates with the target, so that picking one shows it at once.
+    /// Views stored before this existed read false: their records were computed without.
+    #[serde(default)]
+    pub candidates: bool,
 }
+
+/// Longest context (prompt bytes plus four per answer token before the step) whose
+/// explanation brings the other candidates: they ride the target's backward passes as a seed
+/// each, about top-k times the work, which short contexts afford.
+const CANDIDATES_UP_TO: usize = 1000;
 
 impl Default for ViewState {
     fn default() -> Self {
@@ -89,6 +99,7 @@ impl Default for ViewState {
             method: Method::Saliency,
             display: Display::default(),
             query_only: false,
+            candidates: true,
         }
     }
 }
@@ -244,6 +255,7 @@ impl ViewState {
                 .unwrap_or(d.method),
             display,
             query_only: flag(p, "query_only").unwrap_or(false),
+            candidates: true,
         }
     }
 
@@ -290,7 +302,8 @@ impl ViewState {
             methods: Method::ALL.to_vec(),
             top_k: 10,
             seed_with_logit: false,
-            explain_candidates: false,
+            explain_candidates: self.candidates
+                && self.prompt.len() + 4 * continuation.len() <= CANDIDATES_UP_TO,
             continuation,
             contrast: spec.contrast.clone(),
         }))
@@ -331,6 +344,9 @@ pub struct Partial {
     pub step: Option<usize>,
     /// The context's generated ids (the request's continuation).
     pub continuation: Vec<u32>,
+    /// The other candidates, explained as the target is.
+    #[serde(default)]
+    pub candidates: Vec<CandidateExplanation>,
     /// The server's sealed record of the stream, once it is complete.
     #[serde(skip)]
     pub sealed: Option<Record>,
@@ -367,8 +383,49 @@ impl Partial {
             StreamEvent::Method { method, result } => {
                 self.methods.insert(*method, result.clone());
             }
+            StreamEvent::Candidate { target, methods } => {
+                self.candidates.push(CandidateExplanation {
+                    target: target.clone(),
+                    methods: methods.clone(),
+                });
+            }
             _ => {}
         }
+    }
+
+    /// This explanation as it would be with candidate `id` as the target, when it brought
+    /// that candidate's results (its own target becomes one of the candidates, so that going
+    /// back is as quick). Not sealed: the page shows it while the request for that view runs.
+    pub fn with_target(&self, id: u32) -> Option<Partial> {
+        let i = self
+            .candidates
+            .iter()
+            .position(|c| c.target.token.id == id)?;
+        let (prediction, target) = self.prediction.clone()?;
+        let mut candidates = self.candidates.clone();
+        let picked = candidates.remove(i);
+        let methods: BTreeMap<Method, MethodResult> = picked
+            .methods
+            .iter()
+            .filter_map(|(name, r)| Some((Method::from_name(name)?, r.clone())))
+            .collect();
+        candidates.push(CandidateExplanation {
+            target,
+            methods: self
+                .methods
+                .iter()
+                .map(|(m, r)| (m.name().to_string(), r.clone()))
+                .collect(),
+        });
+        let rank = |c: &CandidateExplanation| c.target.rank;
+        candidates.sort_by_key(rank);
+        Some(Partial {
+            prediction: Some((prediction, picked.target)),
+            methods,
+            candidates,
+            sealed: None,
+            ..self.clone()
+        })
     }
 }
 
@@ -613,6 +670,57 @@ impl Snapshot {
 mod tests {
     use super::*;
 
+    /// A candidate picked from an explanation becomes its target with its own results; the
+    /// old target becomes a candidate, so picking it back gives the original; a token that
+    /// was not explained gives nothing.
+    #[test]
+    fn picking_an_explained_candidate_and_back() {
+        let target = |id: u32, rank: usize| Target {
+            token: tokenlens::Candidate {
+                id,
+                text: format!("t{id}"),
+                logit: 10.0 - rank as f32,
+                prob: 0.1,
+            },
+            rank,
+            contrast: None,
+        };
+        let result = |v: f32| MethodResult {
+            scores: vec![v, v],
+            trace: vec![vec![v, v]],
+            trace_normalized: vec![vec![1.0, 1.0]],
+            conservation: None,
+        };
+        let prediction = Prediction {
+            best: target(7, 0).token,
+            top: vec![target(7, 0).token, target(8, 1).token, target(9, 2).token],
+        };
+        let mut p = Partial::new(None, Vec::new());
+        p.apply(&StreamEvent::Prediction {
+            prediction,
+            target: target(7, 0),
+        });
+        p.apply(&StreamEvent::Method {
+            method: Method::Attnlrp,
+            result: result(1.0),
+        });
+        for (id, v) in [(8, 2.0), (9, 3.0)] {
+            p.apply(&StreamEvent::Candidate {
+                target: target(id, id as usize - 7),
+                methods: [("attnlrp".to_string(), result(v))].into(),
+            });
+        }
+        let picked = p.with_target(9).expect("9 was explained");
+        assert_eq!(picked.prediction.as_ref().unwrap().1, target(9, 2));
+        assert_eq!(picked.methods[&Method::Attnlrp], result(3.0));
+        let ranks: Vec<usize> = picked.candidates.iter().map(|c| c.target.rank).collect();
+        assert_eq!(ranks, [0, 1]);
+        let back = picked.with_target(7).expect("the old target rides along");
+        assert_eq!(back.prediction, p.prediction);
+        assert_eq!(back.methods, p.methods);
+        assert!(p.with_target(1234).is_none());
+    }
+
     fn through_url(v: &ViewState) -> ViewState {
         // What the browser hands back: the query string, parsed.
         let q = v.to_query();
@@ -662,6 +770,8 @@ mod tests {
                 gamma: 1.7,
             },
             query_only: true,
+            // Not in the URL: a view opened from one always brings the candidates.
+            candidates: true,
         };
         assert_eq!(through_url(&v), v);
         let greedy = ViewState {

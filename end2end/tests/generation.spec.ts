@@ -154,6 +154,42 @@ test('all steps: a matrix of every answer token against its context', async ({ p
   await page.screenshot({ path: path.join(shots, 'matrix.png'), fullPage: true });
 });
 
+test('a candidate click shows its explanation at once (explained with the target), then the sealed one', async ({ page }) => {
+  const q = 'What is the capital of France?';
+  await open(page, q);
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await page.locator('input[name=method][value=attnlrp]').check();
+  const alt = page.locator('.top-k li').nth(2);
+  const altId = Number(await alt.locator('.candidate').getAttribute('data-token-id'));
+  const want = tokenlens('explain', '--prompt', q, '--methods', 'attnlrp', '--target-id', String(altId));
+  // Hold the request for the new view for 3 s: what shows before then was already here.
+  let release: () => void = () => {};
+  const held = new Promise<void>((r) => (release = r));
+  await page.route('**/api/explain', async (route) => {
+    await held;
+    await route.continue();
+  });
+  const clicked = Date.now();
+  await alt.locator('.candidate').click();
+  await expect(page.locator('[data-testid=prediction]')).toContainText(`id ${altId}`, { timeout: 1000 });
+  expectClose(await scores(page), want.methods.attnlrp.scores, 1e-5);
+  const shownMs = Date.now() - clicked;
+  await expect(alt.locator('.candidate')).toHaveClass(/chosen/);
+  await page.screenshot({ path: path.join(shots, 'candidate-instant.png'), fullPage: true });
+  release();
+  // The request's own (sealed) result replaces it: same numbers, and Share works.
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  expectClose(await scores(page), want.methods.attnlrp.scores, 1e-5);
+  // Back to the first candidate: instant as well (the old target rides along).
+  await page.unroute('**/api/explain');
+  const first = Number(await page.locator('.top-k li').nth(0).locator('.candidate').getAttribute('data-token-id'));
+  await page.route('**/api/explain', () => {}); // never answered
+  await page.locator('.top-k li').nth(0).locator('.candidate').click();
+  await expect(page.locator('[data-testid=prediction]')).toContainText(`id ${first}`, { timeout: 1000 });
+  console.log(`candidate shown ${shownMs} ms after the click`);
+});
+
 test('contrastive target: why the target rather than an alternative', async ({ page }) => {
   const q = 'What is the capital of France?';
   await open(page, q);

@@ -182,7 +182,7 @@ test('exports: SVG parses, PNG decodes at 2x the figure, HTML shows the same sco
 
   // JSON: the CLI's schema and numbers.
   const json = JSON.parse(fs.readFileSync((await download('json')).file, 'utf8'));
-  const cliJson = JSON.parse(execFileSync(cli, ['explain', '--prompt', prompt, '--methods', 'saliency,input_x_gradient,attnlrp,cp_lrp', '--json'], { encoding: 'utf8' }));
+  const cliJson = JSON.parse(execFileSync(cli, ['explain', '--prompt', prompt, '--methods', 'saliency,input_x_gradient,attnlrp,cp_lrp', '--candidates', '--json'], { encoding: 'utf8', maxBuffer: 64 << 20 }));
   expect(Object.keys(json).sort()).toEqual(Object.keys(cliJson).sort());
   expect(json.tokens).toEqual(cliJson.tokens);
   // The same f32 values (the CLI writes them through f64, the page as the shortest f32 text).
@@ -190,6 +190,12 @@ test('exports: SVG parses, PNG decodes at 2x the figure, HTML shows the same sco
   expect(f32(json.target)).toEqual(f32(cliJson.target));
   for (const m of ['saliency', 'input_x_gradient', 'attnlrp', 'cp_lrp']) {
     expectClose(json.methods[m].scores, cliJson.methods[m].scores, 1e-5);
+  }
+  // The other candidates the page explained with the target are the CLI's --candidates.
+  expect(json.candidates.length).toBe(9);
+  expect(json.candidates.map((c: any) => c.target.id)).toEqual(cliJson.candidates.map((c: any) => c.target.id));
+  for (const [i, c] of json.candidates.entries()) {
+    expectClose(c.methods.attnlrp.scores, cliJson.candidates[i].methods.attnlrp.scores, 1e-5);
   }
 });
 
@@ -348,7 +354,7 @@ test('hosted-demo mode: answer-length limit, per-client rate limit, storage quot
     await expect(page.locator('[data-testid=status]')).toHaveText('done');
     await page.locator('input[name=target]').fill(' Rome');
     await page.locator('button[name=submit]').click();
-    await expect(page.locator('[data-testid=error]')).toContainText(/too many requests: this server takes 4 a minute from one client; try again in \d+ s/);
+    await expect(page.locator('[data-testid=error]')).toContainText(/too many requests: this server takes 4 requests a minute from one client; try again in \d+ s/);
     // Prompt length (2000 characters in demo mode).
     const r = await page.request.post(demo.url + '/api/generate', {
       data: { model: 'smollm2-135m', request: { prompt: 'x'.repeat(2001), max_new_tokens: 2 } },

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use leptos_router::NavigateOptions;
 use tokenlens::granularity::{Aggregate, Granularity};
-use tokenlens::{Method, Sampling, StopReason, StreamEvent, TargetSpec};
+use tokenlens::{ExplainRequest, Method, Sampling, StopReason, StreamEvent, TargetSpec};
 
 use super::api::{explain, explain_steps, generate, list_models, read_events, share, Outcome};
 use crate::components::answer::Answer;
@@ -80,6 +80,39 @@ type Key = (
     Option<GenSpec>,
     Option<ExplainSpec>,
 );
+
+/// The explanation in view re-targeted at the token `request` explains, when that token is
+/// one of its explained candidates and everything else (model, context, no contrast) is the
+/// same.
+fn instant_candidate(
+    v: &ViewState,
+    request: &ExplainRequest,
+    result: RwSignal<Option<Partial>>,
+    result_for: RwSignal<Option<Key>>,
+) -> Option<Partial> {
+    let TargetSpec::Id(id) = request.target else {
+        return None;
+    };
+    if request.contrast.is_some() {
+        return None;
+    }
+    let same_context = result_for.with_untracked(|k| {
+        k.as_ref()
+            .is_some_and(|(model, prompt, chat, thinking, generation, _)| {
+                (model, prompt, chat, thinking, generation)
+                    == (&v.model, &v.prompt, &v.chat, &v.thinking, &v.generation)
+            })
+    });
+    if !same_context {
+        return None;
+    }
+    result.with_untracked(|r| {
+        let r = r.as_ref()?;
+        let (_, target) = r.prediction.as_ref()?;
+        let same = r.continuation == request.continuation && target.contrast.is_none();
+        same.then(|| r.with_target(id)).flatten()
+    })
+}
 
 fn key(v: &ViewState) -> Key {
     (
@@ -224,31 +257,35 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                 return Outcome::Failed(msg);
             }
         };
-        let current = begin();
-        result.set(None);
-        result_for.set(None);
         let step = v.explain.as_ref().and_then(|e| e.step);
         let continuation = request.continuation.clone();
+        // A candidate of the explanation in view, already explained with it: shown at once,
+        // while the request for this view runs and then replaces it (sealed, so shareable).
+        let instant = instant_candidate(&v, &request, result, result_for);
+        let current = begin();
+        result.set(instant.clone());
+        result_for.set(None);
         let task = Task::Explain(request.clone());
+        let mut fresh = Partial::new(step, continuation.clone());
         let (outcome, transcript) =
             read_events(explain(v.model.clone(), request).await, current, |ev| {
                 on_status(&ev);
-                if matches!(ev, StreamEvent::Tokens { .. }) {
-                    result.set(Some(Partial::new(step, continuation.clone())));
+                fresh.apply(&ev);
+                let changed = matches!(
+                    ev,
+                    StreamEvent::Tokens { .. }
+                        | StreamEvent::Prediction { .. }
+                        | StreamEvent::Method { .. }
+                        | StreamEvent::Candidate { .. }
+                );
+                if changed && instant.is_none() {
+                    result.set(Some(fresh.clone()));
                 }
-                result.update(|r| {
-                    if let Some(r) = r {
-                        r.apply(&ev)
-                    }
-                });
             })
             .await;
         if outcome == Outcome::Done {
-            result.update(|r| {
-                if let Some(r) = r {
-                    r.sealed = transcript.into_record(task)
-                }
-            });
+            fresh.sealed = transcript.into_record(task);
+            result.set(Some(fresh));
             result_for.set(Some(key(&v)));
         }
         finish(&outcome, current());
