@@ -9,9 +9,13 @@ after a warm-up, both sides using every core; and peak memory (each side and met
 its own process). Prints a table with the ratios ours / PyTorch (times: < 1 = TokenLens
 faster; generation tokens/s: > 1 = TokenLens faster).
 
+Then the All-steps matrix of a --steps-token greedy answer after a --steps-prompt-token
+prompt, every method, against the per-step loop as Inseq runs it (a forward and a backward
+pass per answer token and method, in PyTorch + lxt).
+
 Run (after scripts/reference-env.sh and `cargo build --release`):
     ~/.cache/tokenlens/venv/bin/python scripts/bench.py [--lengths 48,512,2048] [--repeat 3]
-        [--repeat-long 1] [--seed-prompt] [--generate 32]
+        [--repeat-long 1] [--seed-prompt] [--generate 32] [--steps 64] [--steps-prompt 256]
 """
 import argparse
 import json
@@ -94,6 +98,36 @@ def torch_side(mode, gguf, prompt_file, repeat, chat, generate):
     print(json.dumps(res))
 
 
+def torch_steps(mode, gguf, prompt_file, answer_file):
+    """The per-step loop as Inseq runs it, one process per rule set: for each answer token,
+    a forward pass over the prompt and the answer before it and a backward pass of that
+    token's logit, each method on its own (saliency and input x gradient are two attribution
+    runs there). Scores only, as the engine's All-steps rows."""
+    import torch
+    from transformers.models.llama import modeling_llama
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    if mode != "plain":
+        from lxt.efficient import monkey_patch
+        from lxt.efficient.models import llama as rules
+
+        monkey_patch(modeling_llama, rules.attnLRP if mode == "attnlrp" else rules.cp_LRP)
+    tok, model = reference.load(gguf)
+    _, ids = reference.encode(tok, open(prompt_file).read(), False)
+    answer = json.load(open(answer_file))
+    out = {}
+    for m in (["saliency", "input_x_gradient"] if mode == "plain" else [mode]):
+        t = time.perf_counter()
+        for k, target in enumerate(answer):
+            ctx = torch.tensor([ids + answer[:k]])
+            emb = model.get_input_embeddings()(ctx).detach().requires_grad_(True)
+            model(inputs_embeds=emb, use_cache=False).logits[0, -1, target].backward()
+            g = emb.grad[0]
+            (g.norm(dim=-1) if m == "saliency" else (emb[0] * g).sum(-1)).tolist()
+        out[m] = time.perf_counter() - t
+    print(json.dumps({"n_tokens": len(ids), "s": out}))
+
+
 def run_json(cmd):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -121,10 +155,17 @@ def main():
     ap.add_argument("--chat", action="store_true", help="internal")
     ap.add_argument("--seed-prompt", action="store_true",
                     help="also time the first seed's query, chat-templated")
+    ap.add_argument("--steps", type=int, default=64,
+                    help="All steps: answer tokens explained, every method (0: skip)")
+    ap.add_argument("--steps-prompt", type=int, default=256, help="All steps: prompt tokens")
+    ap.add_argument("--torch-steps", choices=["plain", "attnlrp", "cp_lrp"], help="internal")
+    ap.add_argument("--answer-file", help="internal")
     args = ap.parse_args()
     if args.torch_side:
         return torch_side(args.torch_side, args.gguf, args.prompt_file, args.repeat, args.chat,
                           args.generate)
+    if args.torch_steps:
+        return torch_steps(args.torch_steps, args.gguf, args.prompt_file, args.answer_file)
 
     tok, _ = reference.load(args.gguf, tokenizer_only=True)
     rows = []
@@ -169,6 +210,29 @@ def main():
                      max(plain["peak_rss_mib"], lrp["peak_rss_mib"])))
         print(f"done {label}", file=sys.stderr)
 
+    steps = None
+    if args.steps:
+        # All steps of a greedy answer, every method: the engine's one forward and one batched
+        # backward per rule set, against the per-step loop (one process per rule set).
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write(make_prompt(tok, args.steps_prompt))
+            path = f.name
+        ours = run_json([args.binary, "bench", "--prompt-file", path, "--model", args.gguf,
+                         "--methods", "saliency", "--repeat", "1", "--steps", str(args.steps)])
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(ours["steps"]["answer"], f)
+            answer_path = f.name
+        loop = {}
+        for mode in ("plain", "attnlrp", "cp_lrp"):
+            r = run_json([sys.executable, __file__, "--gguf", args.gguf, "--prompt-file", path,
+                          "--answer-file", answer_path, "--torch-steps", mode])
+            assert r["n_tokens"] == ours["n_tokens"], (r, ours["n_tokens"])
+            loop.update(r["s"])
+        os.remove(path)
+        os.remove(answer_path)
+        steps = (ours["n_tokens"], len(ours["steps"]["answer"]), ours["steps"]["s"], loop)
+        print("done all steps", file=sys.stderr)
+
     import platform
     import torch
 
@@ -200,6 +264,13 @@ def main():
     for name, all_s, one_s in alls:
         print(f"\n{name} tokens: all four methods in one request {all_s:.3f} s = "
               f"{all_s / one_s:.2f}× one method (AttnLRP + trace, {one_s:.3f} s)")
+    if steps:
+        n, g, mine, loop = steps
+        total = sum(loop.values())
+        each = ", ".join(f"{m} {t:.1f} s" for m, t in loop.items())
+        print(f"\nAll steps, {g} answer tokens after {n} prompt tokens, all four methods: "
+              f"TokenLens {mine:.2f} s; the per-step loop as Inseq runs it (PyTorch + lxt) "
+              f"{total:.1f} s ({each}): {total / mine:.1f}× faster")
     if sgemm_rows:
         print("\n| sgemm M×K×N | candle GFLOP/s | OpenBLAS GFLOP/s | PyTorch GFLOP/s |")
         print("|---|---:|---:|---:|")

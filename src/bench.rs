@@ -4,7 +4,7 @@
 use anyhow::Context;
 use std::path::PathBuf;
 use std::time::Instant;
-use tokenlens::{Engine, ExplainRequest, GenerateRequest, Method, Sampling};
+use tokenlens::{Engine, ExplainRequest, GenerateRequest, Method, Sampling, StepsRequest};
 
 /// Options of `tokenlens bench`.
 #[derive(clap::Args, Debug)]
@@ -34,6 +34,11 @@ pub struct BenchArgs {
     /// Also time greedy generation of this many new tokens (KV cache); 0 skips it.
     #[arg(long, default_value_t = 0)]
     generate: usize,
+    /// Also time the All-steps matrix, every method, of a greedy answer of this many tokens
+    /// (one forward pass, one batched backward per rule set); 0 skips it. The answer's ids
+    /// are printed, for the PyTorch side to explain the same tokens.
+    #[arg(long, default_value_t = 0)]
+    steps: usize,
     #[command(flatten)]
     device: crate::DeviceArgs,
 }
@@ -153,6 +158,29 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         })?;
         generation = serde_json::json!({ "new_tokens": n, "s": s, "tokens_per_s": n as f64 / s });
     }
+    let mut steps = serde_json::Value::Null;
+    if args.steps > 0 {
+        let greq = GenerateRequest {
+            prompt: req.prompt.clone(),
+            chat_template: args.chat,
+            thinking: false,
+            sampling: Sampling::greedy(),
+            max_new_tokens: args.steps,
+        };
+        let answer = engine.generate(&greq)?.ids();
+        let sreq = StepsRequest {
+            prompt: req.prompt.clone(),
+            chat_template: args.chat,
+            thinking: false,
+            generated: answer.clone(),
+            methods: Method::ALL.to_vec(),
+        };
+        let s = time(args.repeat, || {
+            engine.explain_steps_streaming(&sreq, &mut |_| std::ops::ControlFlow::Continue(()))?;
+            Ok(())
+        })?;
+        steps = serde_json::json!({ "answer": answer, "s": s });
+    }
     let out = serde_json::json!({
         "n_tokens": n_tokens,
         "load_s": load_s,
@@ -163,6 +191,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "matmul": tokenlens::models::blas::backend(),
         "all_methods_s": all_methods_s,
+        "steps": steps,
     });
     println!("{out}");
     Ok(())
