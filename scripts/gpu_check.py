@@ -199,6 +199,37 @@ def main():
         print("FAIL", msg, flush=True)
         results["failures"].append(msg)
 
+    def save():
+        """Writes what is known so far: a run cut short by its time limit still reports."""
+        results["seconds"] = time.time() - started
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+        lines = [f"# GPU check on {gpu_name} ({results['seconds']:.0f} s)", "",
+                 "| model | dtype | scores: worst rel. err | trace: 1 − Pearson | tolerances | ok |",
+                 "|---|---|---|---|---|---|"]
+        for a in results["agreement"]:
+            s_err = max(v["scores"] for v in a["worst"].values())
+            t_err = max(v["trace"] for v in a["worst"].values())
+            tol = a["tolerance"]
+            lines.append(f"| {a['model']} | {a['dtype']} | {s_err:.2e} | {t_err:.2e} | "
+                         f"{tol['scores']}, {tol['trace']} | {a['ok']} |")
+        lines += ["", "| model | saliency vs PyTorch rel. err |", "|---|---|"]
+        lines += [f"| {s['model']} | {s['rel_err']:.2e} |" for s in results["saliency_vs_torch"]]
+        lines += ["", "| model | dtype | tokens | forward s | saliency s | AttnLRP s | AttnLRP TFLOP/s | of bf16 peak |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for t in results["timings"]:
+            for r in t["rows"]:
+                if "error" in r:
+                    lines.append(f"| {t['model']} | {r['dtype']} | {r['tokens']} | {r['error'][:80]} |||||")
+                    continue
+                of_peak = r.get("attnlrp_of_peak")
+                lines.append(f"| {t['model']} | {r['dtype']} | {r['tokens']} | {r['forward_s']:.3f} | "
+                             f"{r['saliency_s']:.3f} | {r['attnlrp_s']:.3f} | {r['attnlrp_tflops']:.1f} | "
+                             f"{'' if of_peak is None else f'{of_peak:.1%}'} |")
+        if results["failures"]:
+            lines += ["", "Failures:"] + [f"- {f}" for f in results["failures"]]
+        (out / "results.md").write_text("\n".join(lines) + "\n")
+        return lines
+
     made = []
     for name, fixture, kw in shapes(args.small):
         t = time.time()
@@ -227,6 +258,8 @@ def main():
             if not ok:
                 fail(f"{model.name} {dtype}: {worst} over {tol}")
 
+    save()
+
     # 3. Saliency against PyTorch on the same device and weights.
     for model in made:
         try:
@@ -242,41 +275,17 @@ def main():
         except Exception as e:  # noqa: BLE001
             fail(f"{model.name}: saliency vs torch: {e}")
 
+    save()
+
     # 4. Timings.
     lengths = [int(x) for x in args.lengths.split(",")]
     for model in made:
         for dtype in ("bf16", "f32"):
             rows = timings(args.bin, model, args.device, dtype, lengths, out, peak)
             results["timings"].append({"model": model.name, "rows": rows})
+            save()
 
-    results["seconds"] = time.time() - started
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    lines = [f"# GPU check on {gpu_name} ({results['seconds']:.0f} s)", "",
-             "| model | dtype | scores: worst rel. err | trace: 1 − Pearson | tolerances | ok |",
-             "|---|---|---|---|---|---|"]
-    for a in results["agreement"]:
-        s_err = max(v["scores"] for v in a["worst"].values())
-        t_err = max(v["trace"] for v in a["worst"].values())
-        tol = a["tolerance"]
-        lines.append(f"| {a['model']} | {a['dtype']} | {s_err:.2e} | {t_err:.2e} | "
-                     f"{tol['scores']}, {tol['trace']} | {a['ok']} |")
-    lines += ["", "| model | saliency vs PyTorch rel. err |", "|---|---|"]
-    lines += [f"| {s['model']} | {s['rel_err']:.2e} |" for s in results["saliency_vs_torch"]]
-    lines += ["", "| model | dtype | tokens | forward s | saliency s | AttnLRP s | AttnLRP TFLOP/s | of bf16 peak |",
-              "|---|---|---|---|---|---|---|---|"]
-    for t in results["timings"]:
-        for r in t["rows"]:
-            if "error" in r:
-                lines.append(f"| {t['model']} | {r['dtype']} | {r['tokens']} | {r['error'][:80]} |||||")
-                continue
-            of_peak = r.get("attnlrp_of_peak")
-            lines.append(f"| {t['model']} | {r['dtype']} | {r['tokens']} | {r['forward_s']:.3f} | "
-                         f"{r['saliency_s']:.3f} | {r['attnlrp_s']:.3f} | {r['attnlrp_tflops']:.1f} | "
-                         f"{'' if of_peak is None else f'{of_peak:.1%}'} |")
-    if results["failures"]:
-        lines += ["", "Failures:"] + [f"- {f}" for f in results["failures"]]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print("\n".join(save()))
     sys.exit(1 if results["failures"] else 0)
 
 

@@ -114,6 +114,17 @@ fn sgemm(shapes: &[String], repeat: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A greedy generation of `n` tokens.
+fn greedy(prompt: &str, chat: bool, n: usize) -> GenerateRequest {
+    GenerateRequest {
+        prompt: prompt.to_string(),
+        chat_template: chat,
+        thinking: false,
+        sampling: Sampling::greedy(),
+        max_new_tokens: n,
+    }
+}
+
 /// Runs the benchmark and prints its JSON.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if !args.sgemm.is_empty() {
@@ -144,13 +155,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let all_methods_s = time(args.repeat, || Ok(engine.explain(&req).map(|_| ())?))?;
     let mut generation = serde_json::Value::Null;
     if args.generate > 0 {
-        let greq = GenerateRequest {
-            prompt: req.prompt.clone(),
-            chat_template: args.chat,
-            thinking: false,
-            sampling: Sampling::greedy(),
-            max_new_tokens: args.generate,
-        };
+        let greq = greedy(&req.prompt, args.chat, args.generate);
         let mut n = 0;
         let s = time(args.repeat, || {
             n = engine.generate(&greq)?.generated.len();
@@ -160,14 +165,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let mut steps = serde_json::Value::Null;
     if args.steps > 0 {
-        let greq = GenerateRequest {
-            prompt: req.prompt.clone(),
-            chat_template: args.chat,
-            thinking: false,
-            sampling: Sampling::greedy(),
-            max_new_tokens: args.steps,
-        };
-        let answer = engine.generate(&greq)?.ids();
+        let answer = engine
+            .generate(&greedy(&req.prompt, args.chat, args.steps))?
+            .ids();
         let sreq = StepsRequest {
             prompt: req.prompt.clone(),
             chat_template: args.chat,

@@ -29,6 +29,20 @@ fn sentencepiece_base() -> &'static [u8] {
     BYTES.get_or_init(|| std::fs::read(sentencepiece_gguf("fuzz-sp.gguf")).unwrap())
 }
 
+/// `base` with bytes among its first `head` changed, written to a file of its own, loaded
+/// and (when it loads) explained.
+fn load_changed(base: &[u8], head: usize, edits: &[(Index, u8)], name: &str) {
+    let mut bytes = base.to_vec();
+    let head = bytes.len().min(head);
+    for (at, value) in edits {
+        bytes[at.index(head)] = *value;
+    }
+    let path = case_path(name);
+    std::fs::write(&path, &bytes).unwrap();
+    load_and_explain(path.to_str().unwrap());
+    let _ = std::fs::remove_file(&path);
+}
+
 /// A file of its own per case (tests run in parallel).
 fn case_path(name: &str) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,29 +73,13 @@ proptest! {
     /// the tokenizer live); tensor data is only numbers.
     #[test]
     fn gguf_with_changed_bytes(edits in prop::collection::vec((any::<Index>(), any::<u8>()), 1..6)) {
-        let mut bytes = base_gguf().to_vec();
-        let head = bytes.len().min(1200);
-        for (at, value) in edits {
-            bytes[at.index(head)] = value;
-        }
-        let path = case_path("changed.gguf");
-        std::fs::write(&path, &bytes).unwrap();
-        load_and_explain(path.to_str().unwrap());
-        let _ = std::fs::remove_file(&path);
+        load_changed(base_gguf(), 1200, &edits, "changed.gguf");
     }
 
     /// The same for a SentencePiece vocabulary, whose scores and types are read too.
     #[test]
     fn sentencepiece_gguf_with_changed_bytes(edits in prop::collection::vec((any::<Index>(), any::<u8>()), 1..6)) {
-        let mut bytes = sentencepiece_base().to_vec();
-        let head = bytes.len().min(1400);
-        for (at, value) in edits {
-            bytes[at.index(head)] = value;
-        }
-        let path = case_path("sp.gguf");
-        std::fs::write(&path, &bytes).unwrap();
-        load_and_explain(path.to_str().unwrap());
-        let _ = std::fs::remove_file(&path);
+        load_changed(sentencepiece_base(), 1400, &edits, "sp.gguf");
     }
 
     #[test]
