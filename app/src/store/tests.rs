@@ -145,7 +145,12 @@ async fn a_view_variant_costs_its_row_not_its_results() {
 /// transaction).
 async fn quota_holds_under_concurrent_shares(store: &Store, url: Option<&str>, dir: &Path) {
     let item = {
-        let probe = temp_dir("probe");
+        // A directory of its own: the SQLite and PostgreSQL variants run at the same time.
+        let probe = temp_dir(if url.is_some() {
+            "probe-pg"
+        } else {
+            "probe-sqlite"
+        });
         let s = Store::open(None, &probe, Quota::default()).await.unwrap();
         s.put(&with_results("p00", 20)).await.unwrap();
         let (used, _) = s.usage().await.unwrap();
