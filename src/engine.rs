@@ -4,7 +4,7 @@
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::methods::{gradient, MethodRules};
-use crate::models::decoder::{Decoder, KvCache, Saved};
+use crate::models::decoder::{Decoder, KvCache, Saved, Seed};
 use crate::models::Rules;
 use crate::sampling::Sampler;
 use crate::source::{self, ModelPath};
@@ -201,6 +201,15 @@ impl<T> Passes<T> {
             .get(i)
             .map(|(_, t)| t)
             .ok_or_else(|| Error::Candle(candle_core::Error::Msg("pass missing".into())))
+    }
+}
+
+/// What the backward seed is multiplied by: 1, or the explained logit (`seed_with_logit`).
+fn seed_scale(req: &ExplainRequest, target: &Target) -> f32 {
+    if req.seed_with_logit {
+        target.explained_logit()
+    } else {
+        1.0
     }
 }
 
@@ -548,18 +557,12 @@ impl Engine {
             None => None,
         };
         let target = self.target(target_id, contrast_id, &logits);
-        let seed = if req.seed_with_logit {
-            target.explained_logit()
-        } else {
-            1.0
-        };
+        let seed = seed_scale(req, &target);
         emit(StreamEvent::Prediction {
             prediction: prediction.clone(),
             target: target.clone(),
         })?;
-        let mut terms = vec![(target_id, seed as f64)];
-        terms.extend(contrast_id.map(|c| (c, -seed as f64)));
-        let seeds = [self.model.seed(&saved, last, &terms)?];
+        let seeds = [self.target_seed(&saved, last, &target, seed)?];
 
         let mut methods = BTreeMap::new();
         let mut passes = Passes::new();
@@ -607,6 +610,21 @@ impl Engine {
         })
     }
 
+    /// The backward seed of `target` at `position`: `scale` times its logit, less the
+    /// contrast's logit when it has one.
+    fn target_seed(
+        &self,
+        saved: &Saved,
+        position: usize,
+        target: &Target,
+        scale: f32,
+    ) -> Result<Seed> {
+        let s = scale as f64;
+        let mut terms = vec![(target.token.id, s)];
+        terms.extend(target.contrast.as_ref().map(|c| (c.id, -s)));
+        Ok(self.model.seed(saved, position, &terms)?)
+    }
+
     /// The other candidates, each explained as the target is: one backward pass per rule set
     /// carrying a seed per candidate (exact: the rules are linear in the seed); emits a
     /// `candidate` event each once every method is done.
@@ -622,22 +640,10 @@ impl Engine {
             return Ok(Vec::new());
         }
         let last = embeds.dim(0)? - 1;
-        let seeds_of = |t: &Target| {
-            if req.seed_with_logit {
-                t.explained_logit()
-            } else {
-                1.0
-            }
-        };
         let seeds = targets
             .iter()
-            .map(|t| {
-                let s = seeds_of(t) as f64;
-                let mut terms = vec![(t.token.id, s)];
-                terms.extend(t.contrast.as_ref().map(|c| (c.id, -s)));
-                self.model.seed(saved, last, &terms)
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?;
+            .map(|t| self.target_seed(saved, last, t, seed_scale(req, t)))
+            .collect::<Result<Vec<_>>>()?;
         let mut out: Vec<CandidateExplanation> = targets
             .into_iter()
             .map(|target| CandidateExplanation {
@@ -655,8 +661,14 @@ impl Engine {
             })?;
             for (i, (c, trace)) in out.iter_mut().zip(&g.trace).enumerate() {
                 let grad = g.input.get(i)?;
-                let result =
-                    method_result(row, embeds, &grad, trace, seeds_of(&c.target), &c.target)?;
+                let result = method_result(
+                    row,
+                    embeds,
+                    &grad,
+                    trace,
+                    seed_scale(req, &c.target),
+                    &c.target,
+                )?;
                 c.methods.insert(method.name().to_string(), result);
             }
         }
