@@ -170,6 +170,7 @@ def main():
     tok, _ = reference.load(args.gguf, tokenizer_only=True)
     rows = []
     alls = []
+    flops = []
     cases = [(str(n), make_prompt(tok, int(n)), False) for n in args.lengths.split(",") if n]
     if args.seed_prompt:
         cases.insert(0, ("seed query (chat)", reference.PROMPTS["seed_query"][0], True))
@@ -206,6 +207,8 @@ def main():
             rows.append((name, f"generation tok/s ({g['new_tokens']} / {pg['new_tokens']} new)",
                          g["tokens_per_s"], pg["tokens_per_s"]))
         alls.append((name, ours["all_methods_s"], ours["methods_s"]["attnlrp"]))
+        flops.append((name, ours["n_tokens"], ours["layer_matrix_params"],
+                      {m: ours["methods_s"][m] for m in ("saliency", "attnlrp")}))
         rows.append((name, "peak memory (MiB)", ours["peak_rss_mib"],
                      max(plain["peak_rss_mib"], lrp["peak_rss_mib"])))
         print(f"done {label}", file=sys.stderr)
@@ -271,6 +274,19 @@ def main():
         print(f"\nAll steps, {g} answer tokens after {n} prompt tokens, all four methods: "
               f"TokenLens {mine:.2f} s; the per-step loop as Inseq runs it (PyTorch + lxt) "
               f"{total:.1f} s ({each}): {total / mine:.1f}× faster")
+    if sgemm_rows and flops:
+        # Issue 20's count of a pass's useful work: 2 × matrix params × tokens forward, twice
+        # that backward (lm_head's one target row and attention's products not counted), set
+        # against the best OpenBLAS rate measured above for the nearest length.
+        print("\nFLOP rate of a whole explanation (6 × layer matrix params × tokens), against "
+              "the best OpenBLAS sgemm rate of that length's shapes:")
+        for name, n, params, times in flops:
+            near = min((int(s.split("x")[0]) for s, *_ in sgemm_rows), key=lambda m: abs(m - n))
+            peak = max(o for s, _, o, _ in sgemm_rows if int(s.split("x")[0]) == near and o)
+            useful = 6 * params * n
+            each = "; ".join(f"{m} + trace {useful / t / 1e9:.0f} GFLOP/s = "
+                             f"{useful / t / 1e9 / peak:.0%}" for m, t in times.items())
+            print(f"- {name} tokens ({useful / 1e9:.0f} GFLOP): {each} of {peak:.0f} GFLOP/s")
     if sgemm_rows:
         print("\n| sgemm M×K×N | candle GFLOP/s | OpenBLAS GFLOP/s | PyTorch GFLOP/s |")
         print("|---|---:|---:|---:|")

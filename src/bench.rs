@@ -183,6 +183,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let out = serde_json::json!({
         "n_tokens": n_tokens,
+        "layer_matrix_params": engine.layer_matrix_params(),
         "load_s": load_s,
         "forward_s": forward_s,
         "methods_s": methods,

@@ -298,6 +298,11 @@ impl Engine {
         self.model.config().num_hidden_layers
     }
 
+    /// The decoder layers' matrix parameters (FLOP counts of a pass: ≈ 2 × this × tokens).
+    pub fn layer_matrix_params(&self) -> u64 {
+        self.model.config().layer_matrix_params()
+    }
+
     /// Vocabulary size.
     pub fn vocab_size(&self) -> usize {
         self.model.config().vocab_size

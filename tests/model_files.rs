@@ -305,7 +305,9 @@ fn config_json_that_disagrees_with_its_weights() {
 
 /// A model over its memory budget keeps its weights as the file stores them (GGUF quantized
 /// blocks, bf16 safetensors) and converts them per use: the scores are those of the dense
-/// copy, bit for bit (the same converted values enter the same operations).
+/// copy (the same converted values enter the same operations; only the output layer's
+/// product is cut into blocks of rows, for which OpenBLAS may take another kernel, so equal
+/// within 1e-6 relative rather than bit for bit).
 #[test]
 fn stored_weights_give_the_dense_scores() {
     // Q4_0 embeddings and Q8_0 layers.
@@ -343,9 +345,14 @@ fn same_scores_when_stored(spec: &str, kind: &str) {
     req.chat_template = false;
     req.methods = Method::ALL.to_vec();
     let (a, b) = (dense.explain(&req).unwrap(), stored.explain(&req).unwrap());
-    assert_eq!(a.prediction, b.prediction, "{spec}");
+    let ids = |p: &tokenlens::Prediction| p.top.iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(ids(&a.prediction), ids(&b.prediction), "{spec}");
+    let logits = |p: &tokenlens::Prediction| p.top.iter().map(|c| c.logit).collect::<Vec<_>>();
+    let err = crate::util::rel_err(&logits(&a.prediction), &logits(&b.prediction));
+    assert!(err <= 1e-6, "{spec}: logits differ by {err}");
     for (m, ra) in &a.methods {
-        assert_eq!(ra.scores, b.methods[m].scores, "{spec}: {m}");
+        let err = crate::util::rel_err(&ra.scores, &b.methods[m].scores);
+        assert!(err <= 1e-6, "{spec}: {m} differs by {err}");
     }
 }
 

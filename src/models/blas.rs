@@ -38,7 +38,14 @@ struct Blas {
     _lib: libloading::Library,
     sgemm: Sgemm,
     name: String,
+    /// The library was set to one thread: products are split into tiles over the engine's
+    /// own worker pool. Otherwise (a library without `openblas_set_num_threads`) each
+    /// product is one call and the library threads it.
+    tiled: bool,
 }
+
+/// `openblas_set_num_threads`.
+type SetThreads = unsafe extern "C" fn(n: i32);
 
 fn blas() -> Option<&'static Blas> {
     static BLAS: OnceLock<Option<Blas>> = OnceLock::new();
@@ -63,11 +70,22 @@ fn blas() -> Option<&'static Blas> {
             let Ok(sgemm) = (unsafe { lib.get::<Sgemm>(b"cblas_sgemm\0") }).map(|f| *f) else {
                 continue;
             };
-            tracing::debug!(library = %name, "f32 matrix products through OpenBLAS");
+            // One thread inside the library: its own pool's workers yield-spin between calls
+            // while the engine's row kernels run, on the same cores.
+            let tiled = match unsafe { lib.get::<SetThreads>(b"openblas_set_num_threads\0") } {
+                Ok(set) => {
+                    // SAFETY: `openblas_set_num_threads(int)`, called before any product.
+                    unsafe { set(1) };
+                    true
+                }
+                Err(_) => false,
+            };
+            tracing::debug!(library = %name, tiled, "f32 matrix products through OpenBLAS");
             return Some(Blas {
                 _lib: lib,
                 sgemm,
                 name,
+                tiled,
             });
         }
         None
@@ -164,6 +182,71 @@ fn batch_offsets(layout: &Layout, lead: &[usize], rows: usize, cols: usize) -> (
     (offsets, end)
 }
 
+/// The output pointer, shared by the tiles that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the tiles given to the workers never overlap (see `Tiles`).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    // A method, so that closures capture the whole (Sync) wrapper, not its raw field.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// How a batch of `m × n` products is cut into work for the pool: whole matrices when the
+/// batch alone gives every worker some (attention's heads), else each matrix into one block
+/// per worker, cut along the longer side. Each block packs its share of the side that is cut
+/// and the whole of the other side: cutting the rows (tokens) would repack the whole weight
+/// matrix once per block, which at a few dozen tokens costs more than the product.
+struct Tiles {
+    batch: usize,
+    rows: Vec<(usize, usize)>,
+    cols: Vec<(usize, usize)>,
+}
+
+impl Tiles {
+    fn new(tiled: bool, batch: usize, m: usize, n: usize) -> Tiles {
+        let threads = candle_core::utils::get_num_threads().max(1);
+        let whole = |len: usize| vec![(0, len)];
+        let split = |len: usize, parts: usize| -> Vec<(usize, usize)> {
+            let per = len.div_ceil(parts.max(1)).max(1);
+            (0..len)
+                .step_by(per)
+                .map(|s| (s, per.min(len - s)))
+                .collect()
+        };
+        // Below this a block loses more to packing and hand-off than a second core gains.
+        const MIN_SIDE: usize = 64;
+        let parts = threads.div_ceil(batch.max(1));
+        let (rows, cols) = if !tiled || parts <= 1 || m.max(n) < threads * MIN_SIDE {
+            (whole(m), whole(n))
+        } else if n >= m {
+            (whole(m), split(n, parts))
+        } else {
+            (split(m, parts), whole(n))
+        };
+        Tiles { batch, rows, cols }
+    }
+
+    fn count(&self) -> usize {
+        self.batch * self.rows.len() * self.cols.len()
+    }
+
+    /// Tile `t`: its matrix, its (first row, rows) and its (first column, columns).
+    fn get(&self, t: usize) -> (usize, (usize, usize), (usize, usize)) {
+        let per_matrix = self.rows.len() * self.cols.len();
+        let (i, r) = (t / per_matrix, t % per_matrix);
+        (
+            i,
+            self.rows[r / self.cols.len()],
+            self.cols[r % self.cols.len()],
+        )
+    }
+}
+
 /// The OpenBLAS product, or `None` where the operands do not suit it (then candle's).
 fn blas_matmul(blas: &Blas, a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
     let (ad, bd) = (a.dims(), b.dims());
@@ -192,28 +275,41 @@ fn blas_matmul(blas: &Blas, a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     let mut out = vec![0f32; oa.len() * m * n];
-    for ((&oa, &ob), c) in oa.iter().zip(&ob).zip(out.chunks_exact_mut(m * n)) {
+    let tiles = Tiles::new(blas.tiled, oa.len(), m, n);
+    let c = SendPtr(out.as_mut_ptr());
+    let run = |t: usize| {
+        let (i, (r0, rows), (c0, cols)) = tiles.get(t);
+        // The tile's first element in each operand: a row offset of `a` and a column
+        // offset of `b` move by one element or by a leading dimension, as each is laid out.
+        let a_off = oa[i] + if ta == NO_TRANS { r0 * lda } else { r0 };
+        let b_off = ob[i] + if tb == NO_TRANS { c0 } else { c0 * ldb };
         // SAFETY: every element the product reads lies within `av` and `bv` (checked against
-        // the furthest offset above); `c` holds exactly m·n elements with ldc = n. The sizes
-        // fit in i32.
+        // the furthest offset above; a tile reads a sub-block of its matrix); the tiles of `out`
+        // are disjoint rows × columns blocks of matrix `i` (ldc = n), each written by one call.
+        // The sizes fit in i32.
         unsafe {
             (blas.sgemm)(
                 ROW_MAJOR,
                 ta,
                 tb,
-                m as i32,
-                n as i32,
+                rows as i32,
+                cols as i32,
                 k as i32,
                 1.0,
-                av.as_ptr().add(oa),
+                av.as_ptr().add(a_off),
                 lda as i32,
-                bv.as_ptr().add(ob),
+                bv.as_ptr().add(b_off),
                 ldb as i32,
                 0.0,
-                c.as_mut_ptr(),
+                c.get().add(i * m * n + r0 * n + c0),
                 n as i32,
             );
         }
+    };
+    if blas.tiled {
+        super::parallel_for(tiles.count(), run);
+    } else {
+        (0..tiles.count()).for_each(run);
     }
     let mut shape = lead.to_vec();
     shape.extend([m, n]);
@@ -249,6 +345,11 @@ mod tests {
             (wide, b),
             (a.get(0)?, t(&[7, 2], 0.5)?),
             (t(&[1, 7], 0.9)?, t(&[7, 1], 0.4)?),
+            // Large enough to be cut into row blocks, and into column blocks (one row).
+            (t(&[67, 33], 0.3)?, t(&[33, 21], 0.8)?),
+            (t(&[33, 67], 0.3)?.t()?, t(&[21, 33], 0.8)?.t()?),
+            (t(&[2, 1, 33], 0.6)?, t(&[2, 33, 301], 1.1)?),
+            (t(&[1, 33], 0.6)?, t(&[301, 33], 1.1)?.t()?),
         ];
         for (i, (x, y)) in cases.iter().enumerate() {
             let got = matmul(x, y)?;

@@ -88,6 +88,16 @@ impl Config {
                 .unwrap_or(0)
         })
     }
+
+    /// Elements of every decoder layer's matrices (attention's four projections, the MLP's
+    /// three): the parameters each token multiplies once per pass, embeddings excluded.
+    pub fn layer_matrix_params(&self) -> u64 {
+        let (h, d) = (self.hidden_size as u64, self.head_dim() as u64);
+        let q = self.num_attention_heads as u64 * d;
+        let kv = self.num_key_value_heads as u64 * d;
+        let per_layer = h * (q + 2 * kv) + q * h + 3 * h * self.intermediate_size as u64;
+        per_layer * self.num_hidden_layers as u64
+    }
 }
 
 /// Source of named weights (Hugging Face names), dequantized.
