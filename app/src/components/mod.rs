@@ -1,10 +1,17 @@
-//! Pure views: data in, markup out. No server calls here.
+//! Views: data in through `Signal` props, markup out, actions out through `Callback`s. No
+//! server calls here.
 
 pub mod answer;
 pub mod colorbar;
+pub mod export_bar;
+pub mod prediction;
+pub mod prompt_form;
+pub mod share_bar;
+pub mod status;
 pub mod step_matrix;
 pub mod token_view;
 pub mod trace_grid;
+pub mod view_controls;
 
 use tokenlens::colormap::{hex, text_on, Rgb};
 

@@ -6,8 +6,76 @@ use tokenlens::colormap::hex;
 use tokenlens::Token;
 
 use super::{axis_label, data_attr, Tip};
-use crate::display::Display;
+use crate::display::{Display, Units};
 use crate::format::sig3;
+use crate::state::MatrixState;
+
+/// The All-steps section: its heading and the matrix as its rows arrive.
+#[component]
+pub fn StepsSection(
+    /// The matrix (None: none in view).
+    #[prop(into)]
+    matrix: Signal<Option<MatrixState>>,
+    /// Only the user's text and the answer are shown.
+    #[prop(into)]
+    query_only: Signal<bool>,
+    /// Units and colors.
+    #[prop(into)]
+    display: Signal<Display>,
+    /// The tooltip.
+    tip: RwSignal<Option<Tip>>,
+) -> impl IntoView {
+    let body = move || {
+        let d = display.get();
+        matrix.with(|mx| {
+            let mx = mx.as_ref()?;
+            let method = mx.method?;
+            let header = view! {
+                <h2>{format!("All steps: each answer token × its context ({})", method.label())}</h2>
+            };
+            if mx.tokens.is_empty() {
+                return Some(view! { {header} <p class="waiting">"computing…"</p> }.into_any());
+            }
+            let range = match (query_only.get(), mx.query_span) {
+                (true, Some([a, _])) => (a, mx.tokens.len()),
+                _ => (0, mx.tokens.len()),
+            };
+            let u = Units::new(&mx.tokens, d.granularity, range);
+            let rows: Vec<MatrixRow> = mx
+                .rows
+                .iter()
+                .map(|row| {
+                    let scores = row.scores.get(method.name()).map_or(&[][..], Vec::as_slice);
+                    MatrixRow {
+                        step: row.step,
+                        label: row.target.token.text.clone(),
+                        scores: u
+                            .groups
+                            .iter()
+                            .map(|g| {
+                                let part = scores.get(g.start..g.end.min(scores.len()))?;
+                                (!part.is_empty()).then(|| d.aggregate.apply(part))
+                            })
+                            .collect(),
+                    }
+                })
+                .collect();
+            Some(view! {
+                {header}
+                <StepMatrix
+                    units=u.labels(&mx.tokens)
+                    range=u.range
+                    rows=rows
+                    signed=method.is_signed()
+                    display=d
+                    tip=tip
+                />
+            }
+            .into_any())
+        })
+    };
+    view! { <section class="matrix-section">{body}</section> }.into_any()
+}
 
 const CW: usize = 14;
 const CH: usize = 14;
@@ -44,12 +112,19 @@ pub fn StepMatrix(
     tip: RwSignal<Option<Tip>>,
 ) -> impl IntoView {
     let (a, b) = range;
-    let width = LEFT + (b - a) * CW + 4;
+    let width = LEFT + b.saturating_sub(a) * CW + 4;
     let height = TOP + rows.len() * CH + 4;
     let mut cells = Vec::new();
     let mut row_labels = Vec::new();
     for (r, row) in rows.iter().enumerate() {
-        let known: Vec<f32> = row.scores[a..b].iter().flatten().copied().collect();
+        let known: Vec<f32> = row
+            .scores
+            .iter()
+            .skip(a)
+            .take(b.saturating_sub(a))
+            .flatten()
+            .copied()
+            .collect();
         let scale = display.scale(signed, &known);
         let y = TOP + r * CH;
         row_labels.push(view! {
@@ -74,16 +149,20 @@ pub fn StepMatrix(
             });
         }
     }
-    let col_labels = (a..b)
-        .map(|t| {
+    let col_labels = units
+        .iter()
+        .enumerate()
+        .skip(a)
+        .take(b.saturating_sub(a))
+        .map(|(t, unit)| {
             let x = LEFT + (t - a) * CW + CW / 2 + 4;
             view! {
                 <text
                     class="tok-label"
-                    class:gen=units[t].generated
+                    class:gen=unit.generated
                     transform=format!("translate({x},{}) rotate(-90)", TOP - 4)
                 >
-                    {axis_label(&units[t].text)}
+                    {axis_label(&unit.text)}
                 </text>
             }
         })
@@ -92,12 +171,13 @@ pub fn StepMatrix(
         let step: Option<usize> = data_attr(&ev, "data-step");
         let t: Option<usize> = data_attr(&ev, "data-token-index");
         let score: Option<f32> = data_attr(&ev, "data-score");
-        tip.set(match (step, t, score) {
-            (Some(step), Some(t), Some(s)) => Some(Tip {
+        let unit = t.and_then(|t| Some((t, units.get(t)?)));
+        tip.set(match (step, unit, score) {
+            (Some(step), Some((t, unit)), Some(s)) => Some(Tip {
                 x: ev.client_x() as f64,
                 y: ev.client_y() as f64,
                 lines: vec![
-                    format!("step {} ← #{t} {:?}", step + 1, units[t].text),
+                    format!("step {} ← #{t} {:?}", step + 1, unit.text),
                     format!("score {}", sig3(s)),
                 ],
             }),

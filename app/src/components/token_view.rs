@@ -4,7 +4,132 @@ use leptos::prelude::*;
 use tokenlens::colormap::ColorScale;
 use tokenlens::Token;
 
-use super::cell_style;
+use super::colorbar::Colorbar;
+use super::{cell_style, data_attr, Tip};
+use crate::display::{Display, Units};
+use crate::format::{ranks, sig3};
+use crate::state::Partial;
+use tokenlens::granularity::{Aggregate, Granularity};
+use tokenlens::Method;
+
+/// The tokens section: the colorbar, the colored units of the method in view ("computing …"
+/// until its scores arrive), its conservation line, and hover tooltips.
+#[component]
+pub fn TokensPanel(
+    /// The explanation (None: nothing in view).
+    #[prop(into)]
+    result: Signal<Option<Partial>>,
+    /// Its units in view.
+    #[prop(into)]
+    units: Signal<Option<Units>>,
+    /// The method in view.
+    #[prop(into)]
+    method: Signal<Method>,
+    /// Units and colors.
+    #[prop(into)]
+    display: Signal<Display>,
+    /// The hovered unit (shared with the grid).
+    hovered: RwSignal<Option<usize>>,
+    /// The tooltip.
+    tip: RwSignal<Option<Tip>>,
+) -> impl IntoView {
+    let body = move || {
+        let d = display.get();
+        result.with(|r| {
+            let r = r.as_ref()?;
+            let u = units.get()?;
+            let m = method.get();
+            let res = r.methods.get(&m);
+            let scores = res.map(|x| u.scores(&x.scores, d.aggregate));
+            let in_view = scores
+                .as_ref()
+                .and_then(|s| s.get(u.range.0..u.range.1))
+                .unwrap_or_default();
+            let scale = d.scale(m.is_signed(), in_view);
+            let legend = scores.is_some().then(|| {
+                view! { <Colorbar scale=scale label=format!("{} per {}", m.label(), d.granularity.name())/> }
+            });
+            let conservation = res.and_then(|x| x.conservation.clone()).map(|c| {
+                view! {
+                    <p class="conservation">
+                        {format!(
+                            "Conservation: inputs hold {:.1}% of the explained logit, the last layer {:.1}%.",
+                            c.input * 100.0,
+                            c.last_layer * 100.0,
+                        )}
+                    </p>
+                }
+            });
+            let waiting = res
+                .is_none()
+                .then(|| view! { <p class="waiting">{format!("computing {}…", m.label())}</p> });
+            Some(view! {
+                {legend}
+                {waiting}
+                <TokenView units=u.labels(&r.tokens) scores=scores scale=scale range=u.range hovered=hovered/>
+                {conservation}
+            })
+        })
+    };
+    // Hover, delegated: one listener for all spans.
+    let over = move |ev: leptos::ev::MouseEvent| {
+        let i: Option<usize> = data_attr(&ev, "data-token-index");
+        hovered.set(i);
+        tip.set(i.and_then(|i| {
+            let lines = result.with_untracked(|r| {
+                tip_lines(
+                    r.as_ref()?,
+                    &units.get_untracked()?,
+                    method.get_untracked(),
+                    display.get_untracked(),
+                    i,
+                )
+            })?;
+            Some(Tip {
+                x: ev.client_x() as f64,
+                y: ev.client_y() as f64,
+                lines,
+            })
+        }));
+    };
+    let leave = move |_| {
+        hovered.set(None);
+        tip.set(None);
+    };
+    view! { <section class="token-section" on:mouseover=over on:mouseleave=leave>{body}</section> }
+        .into_any()
+}
+
+/// What the tooltip of unit `i` says: its text and ids, and the score of method `m`.
+fn tip_lines(r: &Partial, u: &Units, m: Method, d: Display, i: usize) -> Option<Vec<String>> {
+    let g = u.groups.get(i)?;
+    let first = r.tokens.get(g.start)?;
+    let mut lines = if g.end - g.start == 1 {
+        vec![format!("{:?} (id {}, #{})", first.text, first.id, g.start)]
+    } else {
+        vec![format!("{:?} (tokens #{}–#{})", g.text, g.start, g.end - 1)]
+    };
+    if first.generated {
+        lines.push("generated".into());
+    }
+    if let Some(res) = r.methods.get(&m) {
+        let scores = u.scores(&res.scores, d.aggregate);
+        let how = match (d.granularity, d.aggregate) {
+            (Granularity::Token, _) => "",
+            (_, Aggregate::Sum) => " (sum)",
+            (_, Aggregate::MaxAbs) => " (max |score|)",
+        };
+        if let (Some(score), Some(rank)) = (scores.get(i), ranks(&scores).get(i)) {
+            lines.push(format!(
+                "{}{how}: {} (rank {rank} of {})",
+                m.label(),
+                sig3(*score),
+                scores.len()
+            ));
+        }
+    }
+    Some(lines)
+}
 
 /// Units `range` of `units`, colored by `scores` through `scale`. Each span carries
 /// `data-token-index` (the unit's index: the token's at token granularity) and `data-score`
@@ -23,12 +148,13 @@ pub fn TokenView(
     /// The hovered unit index.
     hovered: RwSignal<Option<usize>>,
 ) -> impl IntoView {
-    let spans = units[range.0..range.1]
+    let spans = units
         .iter()
         .enumerate()
-        .map(|(k, tok)| {
-            let i = range.0 + k;
-            let score = scores.as_ref().map(|s| s[i]);
+        .skip(range.0)
+        .take(range.1.saturating_sub(range.0))
+        .map(|(i, tok)| {
+            let score = scores.as_ref().and_then(|s| s.get(i).copied());
             let style = score
                 .map(|s| cell_style(scale.color(s)))
                 .unwrap_or_default();

@@ -5,8 +5,59 @@ use tokenlens::colormap::{hex, ColorScale};
 use tokenlens::Token;
 
 use super::{axis_label as label, data_attr, Tip};
-use crate::display::Display;
+use crate::display::{Display, Units};
 use crate::format::sig3;
+use crate::state::Partial;
+use tokenlens::Method;
+
+/// The grid section: its heading and the grid of the method in view, once its scores are in.
+#[component]
+pub fn TraceSection(
+    /// The explanation (None: nothing in view).
+    #[prop(into)]
+    result: Signal<Option<Partial>>,
+    /// Its units in view.
+    #[prop(into)]
+    units: Signal<Option<Units>>,
+    /// The method in view.
+    #[prop(into)]
+    method: Signal<Method>,
+    /// Units and colors.
+    #[prop(into)]
+    display: Signal<Display>,
+    /// The hovered unit (shared with the token view).
+    hovered: RwSignal<Option<usize>>,
+    /// The tooltip.
+    tip: RwSignal<Option<Tip>>,
+) -> impl IntoView {
+    let body = move || {
+        let d = display.get();
+        result.with(|r| {
+            let r = r.as_ref()?;
+            let u = units.get()?;
+            let m = method.get();
+            let res = r.methods.get(&m)?;
+            let heading = format!(
+                "Layer × {} relevance ({}, {} layers)",
+                d.granularity.name(),
+                m.label(),
+                r.n_layers,
+            );
+            Some(view! {
+                <h2>{heading}</h2>
+                <TraceGrid
+                    tokens=u.labels(&r.tokens)
+                    trace=u.trace(&res.trace, d.aggregate)
+                    display=d
+                    range=u.range
+                    hovered=hovered
+                    tip=tip
+                />
+            })
+        })
+    };
+    view! { <section class="grid-section">{body}</section> }.into_any()
+}
 
 const CW: usize = 14; // cell width
 const CH: usize = 12; // cell height
@@ -32,18 +83,24 @@ pub fn TraceGrid(
     tip: RwSignal<Option<Tip>>,
 ) -> impl IntoView {
     let (a, b) = range;
-    let n = b - a;
+    let n = b.saturating_sub(a);
     let layers = trace.len();
     let scales: Vec<ColorScale> = trace
         .iter()
-        .map(|row| display.scale(true, &row[a..b]))
+        .map(|row| display.scale(true, row.get(a..b).unwrap_or_default()))
         .collect();
     let scales2 = scales.clone();
     let width = n * CW + 4;
     let height = TOP + layers * CH + 4;
-    let cells = (0..layers)
-        .flat_map(|l| (a..b).map(move |t| (l, t)))
-        .map(|(l, t)| {
+    let cells = trace
+        .iter()
+        .zip(&scales)
+        .enumerate()
+        .flat_map(|(l, (row, scale))| {
+            let in_view = row.iter().enumerate().skip(a).take(n);
+            in_view.map(move |(t, &v)| (l, t, v, scale))
+        })
+        .map(|(l, t, v, scale)| {
             let x = (t - a) * CW;
             let y = TOP + l * CH;
             view! {
@@ -53,16 +110,20 @@ pub fn TraceGrid(
                     y=y.to_string()
                     width=CW.to_string()
                     height=CH.to_string()
-                    fill=hex(scales[l].color(trace[l][t]))
+                    fill=hex(scale.color(v))
                     data-layer=l.to_string()
                     data-token-index=t.to_string()
-                    data-score=trace[l][t].to_string()
+                    data-score=v.to_string()
                 ></rect>
             }
         })
         .collect_view();
-    let token_labels = (a..b)
-        .map(|t| {
+    let token_labels = tokens
+        .iter()
+        .enumerate()
+        .skip(a)
+        .take(n)
+        .map(|(t, tok)| {
             let x = (t - a) * CW + CW / 2 + 4;
             let y = TOP - 4;
             view! {
@@ -71,7 +132,7 @@ pub fn TraceGrid(
                     transform=format!("translate({x},{y}) rotate(-90)")
                     data-token-index=t.to_string()
                 >
-                    {label(&tokens[t].text)}
+                    {label(&tok.text)}
                 </text>
             }
         })
@@ -103,18 +164,19 @@ pub fn TraceGrid(
         let t: Option<usize> = data_attr(&ev, "data-token-index");
         hovered.set(t);
         let l: Option<usize> = data_attr(&ev, "data-layer");
-        tip.set(match (l, t) {
-            (Some(l), Some(t)) => Some(Tip {
-                x: ev.client_x() as f64,
-                y: ev.client_y() as f64,
-                lines: vec![
-                    format!("layer {l} · #{t} {:?}", tokens[t].text),
-                    format!("raw {}", sig3(trace[l][t])),
-                    format!("normalized {}", sig3(scales2[l].normalize(trace[l][t]))),
-                ],
-            }),
-            _ => None,
+        let cell = (l.zip(t)).and_then(|(l, t)| {
+            let v = *trace.get(l)?.get(t)?;
+            Some((l, t, v, tokens.get(t)?, scales2.get(l)?))
         });
+        tip.set(cell.map(|(l, t, v, tok, scale)| Tip {
+            x: ev.client_x() as f64,
+            y: ev.client_y() as f64,
+            lines: vec![
+                format!("layer {l} · #{t} {:?}", tok.text),
+                format!("raw {}", sig3(v)),
+                format!("normalized {}", sig3(scale.normalize(v))),
+            ],
+        }));
     };
     let on_leave = move |_| {
         hovered.set(None);

@@ -1,0 +1,118 @@
+//! The model's prediction, the token explained (and its contrast), and the top candidates,
+//! each a button that explains it instead ("vs": why the target rather than it).
+
+use leptos::prelude::*;
+use tokenlens::{Prediction, Target, TargetSpec};
+
+use crate::format::sig3;
+use crate::state::ExplainSpec;
+
+/// What an explanation explained: the prediction, the target, and the answer step it is
+/// about (None: the prompt's next token).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explained {
+    /// The model's top candidates.
+    pub prediction: Prediction,
+    /// The token explained.
+    pub target: Target,
+    /// The answer token explained, if any.
+    pub step: Option<usize>,
+}
+
+/// The prediction panel; `on_explain` receives the view a candidate button asks for.
+#[component]
+pub fn PredictionPanel(
+    /// What is explained (None: nothing yet).
+    #[prop(into)]
+    explained: Signal<Option<Explained>>,
+    /// Explain another target.
+    on_explain: Callback<ExplainSpec>,
+) -> impl IntoView {
+    let body = move || {
+        explained.get().map(|Explained { prediction: p, target: t, step }| {
+            let target_id = t.token.id;
+            let top = p
+                .top
+                .iter()
+                .map(|c| {
+                    let id = c.id;
+                    let chosen = c.id == target_id;
+                    let contrasted = t.contrast.as_ref().is_some_and(|x| x.id == id);
+                    let pick = move |contrast: Option<TargetSpec>| {
+                        let target = match contrast {
+                            Some(_) => TargetSpec::Id(target_id),
+                            None => TargetSpec::Id(id),
+                        };
+                        on_explain.run(ExplainSpec { target, contrast, step })
+                    };
+                    view! {
+                        <li>
+                            <button
+                                type="button"
+                                class="candidate"
+                                class:chosen=chosen
+                                title="explain this token instead"
+                                data-token-id=id.to_string()
+                                on:click=move |_| pick(None)
+                            >
+                                <span class="cand-text">{format!("{:?}", c.text)}</span>
+                                <span class="cand-prob">{format!("{:.1}%", c.prob * 100.0)}</span>
+                            </button>
+                            <button
+                                type="button"
+                                class="versus"
+                                class:chosen=contrasted
+                                disabled=chosen
+                                title="why the target rather than this token"
+                                data-token-id=id.to_string()
+                                on:click=move |_| pick(Some(TargetSpec::Id(id)))
+                            >
+                                "vs"
+                            </button>
+                        </li>
+                    }
+                })
+                .collect_view();
+            let what = match step {
+                Some(k) => format!("answer token {}", k + 1),
+                None => "next token".to_string(),
+            };
+            let contrast = t.contrast.clone().map(|c| {
+                view! {
+                    <p data-testid="contrast">
+                        "rather than " <strong>{format!("{:?}", c.text)}</strong>
+                        {format!(
+                            " (id {}, p = {:.3}): scores explain logit({:?}) − logit({:?}) = {}",
+                            c.id,
+                            c.prob,
+                            t.token.text,
+                            c.text,
+                            sig3(t.explained_logit()),
+                        )}
+                    </p>
+                }
+            });
+            view! {
+                <div class="prediction" data-testid="prediction">
+                    <p>
+                        {format!("Model's {what}: ")} <strong>{format!("{:?}", p.best.text)}</strong>
+                        {format!(" (p = {:.3}, logit {})", p.best.prob, sig3(p.best.logit))}
+                    </p>
+                    <p data-testid="target">
+                        "Explaining: " <strong>{format!("{:?}", t.token.text)}</strong>
+                        {format!(
+                            " (id {}, rank {}, p = {:.3}, logit {})",
+                            t.token.id,
+                            t.rank,
+                            t.token.prob,
+                            sig3(t.token.logit),
+                        )}
+                    </p>
+                    {contrast}
+                    <ol class="top-k">{top}</ol>
+                </div>
+            }
+        })
+    };
+    body.into_any()
+}

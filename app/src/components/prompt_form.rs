@@ -1,0 +1,309 @@
+//! The prompt form: prompt, model, template, target and contrast, the run buttons, and the
+//! generation settings. It edits a [`Form`]; the page turns a submitted form into a view.
+
+use leptos::prelude::*;
+use tokenlens::{Sampling, TargetSpec};
+
+use crate::pages::api::ModelList;
+use crate::state::{GenSpec, ViewState, DEFAULT_MAX_NEW};
+
+/// What the next action will use: the form's fields.
+#[derive(Clone, Copy)]
+pub struct Form {
+    /// The prompt.
+    pub prompt: RwSignal<String>,
+    /// The model's name.
+    pub model: RwSignal<String>,
+    /// Chat template on.
+    pub chat: RwSignal<bool>,
+    /// The template's `enable_thinking`.
+    pub thinking: RwSignal<bool>,
+    /// The target token's text (empty: the most likely token).
+    pub target: RwSignal<String>,
+    /// The contrast token's text (empty: none).
+    pub contrast: RwSignal<String>,
+    /// Greedy generation.
+    pub greedy: RwSignal<bool>,
+    /// Sampling settings (when not greedy).
+    pub sampling: RwSignal<Sampling>,
+    /// New tokens at most.
+    pub max_new: RwSignal<usize>,
+}
+
+impl Form {
+    /// A form showing view `v`'s settings.
+    pub fn new(v: &ViewState) -> Self {
+        let f = Form {
+            prompt: RwSignal::new(String::new()),
+            model: RwSignal::new(String::new()),
+            chat: RwSignal::new(v.chat),
+            thinking: RwSignal::new(v.thinking),
+            target: RwSignal::new(String::new()),
+            contrast: RwSignal::new(String::new()),
+            greedy: RwSignal::new(false),
+            sampling: RwSignal::new(Sampling::default()),
+            max_new: RwSignal::new(DEFAULT_MAX_NEW),
+        };
+        f.fill(v);
+        f
+    }
+
+    /// Shows view `v`'s settings.
+    pub fn fill(&self, v: &ViewState) {
+        if !v.model.is_empty() {
+            self.model.set(v.model.clone());
+        }
+        self.prompt.set(v.prompt.clone());
+        self.chat.set(v.chat);
+        self.thinking.set(v.thinking);
+        if let Some(g) = &v.generation {
+            self.greedy.set(g.sampling.is_greedy());
+            if !g.sampling.is_greedy() {
+                self.sampling.set(g.sampling);
+            }
+            self.max_new.set(g.max_new_tokens);
+        }
+        let text = |t: Option<&TargetSpec>| match t {
+            Some(TargetSpec::Text(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let e = v.explain.as_ref();
+        self.target.set(text(e.map(|e| &e.target)));
+        self.contrast.set(text(e.and_then(|e| e.contrast.as_ref())));
+    }
+
+    /// The generation settings.
+    pub fn generation(&self) -> GenSpec {
+        GenSpec {
+            sampling: if self.greedy.get_untracked() {
+                Sampling::greedy()
+            } else {
+                self.sampling.get_untracked()
+            },
+            max_new_tokens: self.max_new.get_untracked(),
+        }
+    }
+}
+
+/// The form. Buttons are off until `can_run`; Cancel is on while `running`.
+#[component]
+pub fn PromptForm(
+    /// The fields.
+    form: Form,
+    /// The server's models (None while loading).
+    #[prop(into)]
+    models: Signal<Option<Result<ModelList, String>>>,
+    /// The page is live and no run is going.
+    #[prop(into)]
+    can_run: Signal<bool>,
+    /// A run is going.
+    #[prop(into)]
+    running: Signal<bool>,
+    /// Explain the next token.
+    on_submit: Callback<()>,
+    /// Generate an answer.
+    on_generate: Callback<()>,
+    /// Cancel the run.
+    on_cancel: Callback<()>,
+    /// A model was picked.
+    on_pick_model: Callback<String>,
+) -> AnyView {
+    let Form {
+        prompt,
+        model,
+        chat,
+        thinking,
+        target,
+        contrast,
+        ..
+    } = form;
+    let model_options = move || {
+        models.get().map(|res| match res {
+            Ok(list) => {
+                // A view from a link may name a model this server does not have.
+                let current = model.get_untracked();
+                let missing = (!current.is_empty()
+                    && !list.models.iter().any(|m| m.name == current)
+                    && !list.loading.contains(&current))
+                .then(|| {
+                    view! {
+                        <option value=current.clone() disabled=true selected=true>{format!("{current} (not on this server)")}</option>
+                    }
+                });
+                let ready = list
+                    .models
+                    .into_iter()
+                    .map(|m| {
+                        let label = format!("{} ({} layers)", m.name, m.n_layers);
+                        let on = m.name == current;
+                        view! { <option value=m.name.clone() selected=on>{label}</option> }
+                    })
+                    .collect_view();
+                let loading = list
+                    .loading
+                    .into_iter()
+                    .map(|spec| {
+                        view! { <option value=spec.clone() disabled=true>{format!("{spec} (loading…)")}</option> }
+                    })
+                    .collect_view();
+                view! { {missing}{ready}{loading} }.into_any()
+            }
+            Err(e) => view! { <option value="">{format!("models unavailable: {e}")}</option> }.into_any(),
+        })
+    };
+    let text_input = move |name: &'static str,
+                           label: &'static str,
+                           placeholder: &'static str,
+                           value: RwSignal<String>| {
+        view! {
+            <label>
+                {label}
+                <input
+                    type="text"
+                    name=name
+                    placeholder=placeholder
+                    prop:value=move || value.get()
+                    on:input=move |ev| value.set(event_target_value(&ev))
+                />
+            </label>
+        }
+    };
+    view! {
+        <form
+            class="controls"
+            on:submit=move |ev: leptos::ev::SubmitEvent| {
+                ev.prevent_default();
+                on_submit.run(());
+            }
+        >
+            // No server-rendered text inside: Leptos writes a textarea's children unescaped
+            // (a prompt holding "</textarea>" would break out), so only the property is set.
+            <textarea
+                name="prompt"
+                rows="3"
+                placeholder="Type a prompt"
+                prop:value=move || prompt.get()
+                on:input=move |ev| prompt.set(event_target_value(&ev))
+            ></textarea>
+            <div class="row">
+                <label>
+                    "Model "
+                    <select
+                        name="model"
+                        prop:value=move || model.get()
+                        on:change=move |ev| on_pick_model.run(event_target_value(&ev))
+                    >
+                        <Suspense fallback=|| view! { <option>"loading…"</option> }>{model_options}</Suspense>
+                    </select>
+                </label>
+                <label>
+                    <input
+                        type="checkbox"
+                        name="chat"
+                        checked=chat.get_untracked()
+                        prop:checked=move || chat.get()
+                        on:change=move |ev| chat.set(event_target_checked(&ev))
+                    />
+                    " chat template"
+                </label>
+                <label title="The chat template's enable_thinking: the model may reason in a <think> block before answering (Qwen3; other templates ignore it)">
+                    <input
+                        type="checkbox"
+                        name="thinking"
+                        checked=thinking.get_untracked()
+                        prop:checked=move || thinking.get()
+                        prop:disabled=move || !chat.get()
+                        on:change=move |ev| thinking.set(event_target_checked(&ev))
+                    />
+                    " thinking"
+                </label>
+                {text_input("target", "Target ", "most likely token", target)}
+                {text_input("contrast", "rather than ", "(optional)", contrast)}
+                <button type="submit" name="submit" disabled=move || !can_run.get()>
+                    "Explain next token"
+                </button>
+                <button type="button" name="generate" disabled=move || !can_run.get() on:click=move |_| on_generate.run(())>
+                    "Generate"
+                </button>
+                <button type="button" name="cancel" disabled=move || !running.get() on:click=move |_| on_cancel.run(())>
+                    "Cancel"
+                </button>
+            </div>
+            <GenerationSettings form=form/>
+        </form>
+    }
+    .into_any()
+}
+
+/// Greedy or sampled, the sampling settings, and the answer's length.
+#[component]
+fn GenerationSettings(form: Form) -> AnyView {
+    let Form {
+        greedy,
+        sampling,
+        max_new,
+        ..
+    } = form;
+    let num_input = move |name: &'static str,
+                          label: &'static str,
+                          step: &'static str,
+                          get: Signal<String>,
+                          set: Callback<String>| {
+        view! {
+            <label class="num">
+                {label}
+                <input
+                    type="number"
+                    name=name
+                    step=step
+                    // The attribute is what the server renders (the field's default, which
+                    // tells an early edit apart); the property follows the state.
+                    value=get.get_untracked()
+                    prop:value=move || get.get()
+                    on:change=move |ev| set.run(event_target_value(&ev))
+                />
+            </label>
+        }
+    };
+    let sampling_input =
+        move |name, label, step, read: fn(&Sampling) -> String, write: fn(&mut Sampling, &str)| {
+            num_input(
+                name,
+                label,
+                step,
+                Signal::derive(move || sampling.with(read)),
+                Callback::new(move |v: String| sampling.update(|s| write(s, v.trim()))),
+            )
+        };
+    view! {
+        <div class="row gen-settings">
+            <span class="label">"Generation: "</span>
+            <label>
+                <input
+                    type="checkbox"
+                    name="greedy"
+                    checked=greedy.get_untracked()
+                    prop:checked=move || greedy.get()
+                    on:change=move |ev| greedy.set(event_target_checked(&ev))
+                />
+                " greedy"
+            </label>
+            {sampling_input("temperature", "temperature ", "0.05",
+                |s| s.temperature.to_string(),
+                |s, v| if let Ok(x) = v.parse() { s.temperature = x })}
+            {sampling_input("sample_top_k", "top-k ", "1",
+                |s| s.top_k.to_string(),
+                |s, v| if let Ok(x) = v.parse() { s.top_k = x })}
+            {sampling_input("top_p", "top-p ", "0.05",
+                |s| s.top_p.to_string(),
+                |s, v| if let Ok(x) = v.parse() { s.top_p = x })}
+            {sampling_input("seed", "seed ", "1",
+                |s| s.seed.to_string(),
+                |s, v| if let Ok(x) = v.parse() { s.seed = x })}
+            {num_input("max_new_tokens", "max new tokens ", "1",
+                Signal::derive(move || max_new.get().to_string()),
+                Callback::new(move |v: String| if let Ok(x) = v.trim().parse() { max_new.set(x) }))}
+        </div>
+    }
+    .into_any()
+}

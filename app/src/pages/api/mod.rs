@@ -1,0 +1,164 @@
+//! Server functions, and the client's reader for their event streams. Each server function's
+//! server-only helpers are in `ssr`.
+
+use leptos::prelude::*;
+use leptos::server_fn::codec::{Json, StreamingText, TextStream};
+use serde::{Deserialize, Serialize};
+use tokenlens::{ExplainRequest, GenerateRequest, StepsRequest};
+
+mod events;
+#[cfg(feature = "ssr")]
+mod ssr;
+
+#[cfg(feature = "ssr")]
+use crate::record::Task;
+pub use events::{read_events, Outcome};
+#[cfg(feature = "ssr")]
+use ssr::{rate_check, refuse, refuse_retry, server_state, stream_task};
+
+/// A model the server offers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Its name (what `explain` takes).
+    pub name: String,
+    /// Decoder layers.
+    pub n_layers: usize,
+    /// Whether it has a chat template.
+    pub chat_template: bool,
+    /// How its weights are held: dense, or as stored and converted per layer (and why).
+    #[serde(default)]
+    pub weights: String,
+}
+
+/// The models a server offers, and those still loading.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct ModelList {
+    /// Ready, the default first.
+    pub models: Vec<ModelInfo>,
+    /// Still loading (as given to the server).
+    pub loading: Vec<String>,
+    /// Failed to load: what was asked for, and why.
+    pub failed: Vec<(String, String)>,
+    /// The largest view this server stores as a permalink, in bytes of JSON.
+    pub share_max_bytes: u64,
+}
+
+/// The models this server has loaded, the default first.
+#[server(endpoint = "models")]
+pub async fn list_models() -> Result<ModelList, ServerFnError> {
+    let state = server_state()?;
+    let poisoned = || ServerFnError::new("model list poisoned");
+    let models = state
+        .models
+        .read()
+        .map_err(|_| poisoned())?
+        .iter()
+        .map(|m| ModelInfo {
+            name: m.name.clone(),
+            n_layers: m.engine.n_layers(),
+            chat_template: m.engine.has_chat_template(),
+            weights: m.engine.weights_note().to_string(),
+        })
+        .collect();
+    let pending = state.pending.read().map_err(|_| poisoned())?.clone();
+    Ok(ModelList {
+        models,
+        loading: pending.loading,
+        failed: pending.failed,
+        share_max_bytes: state.permalinks.quota().max_item_bytes,
+    })
+}
+
+/// Explains a token, streaming [`StreamEvent`]s: tokens, prediction, one result per method,
+/// done (or an error).
+#[server(input = Json, output = StreamingText, endpoint = "explain")]
+pub async fn explain(model: String, request: ExplainRequest) -> Result<TextStream, ServerFnError> {
+    stream_task(&model, Task::Explain(request)).await
+}
+
+/// Generates an answer, streaming tokens, one `generated` event per token, `finished`,
+/// done.
+#[server(input = Json, output = StreamingText, endpoint = "generate")]
+pub async fn generate(
+    model: String,
+    request: GenerateRequest,
+) -> Result<TextStream, ServerFnError> {
+    stream_task(&model, Task::Generate(request)).await
+}
+
+/// Explains every generated token, streaming tokens, one `step` row per token, done.
+#[server(input = Json, output = StreamingText, endpoint = "steps")]
+pub async fn explain_steps(
+    model: String,
+    request: StepsRequest,
+) -> Result<TextStream, ServerFnError> {
+    stream_task(&model, Task::Steps(request)).await
+}
+
+/// Stores a view and its sealed results; returns the permalink id. Refused unless every
+/// record carries this server's seal and is the job the view asks for.
+#[server(input = Json, endpoint = "share")]
+pub async fn share(snapshot: crate::state::Snapshot) -> Result<String, ServerFnError> {
+    use crate::store::StoreError;
+    use axum::http::StatusCode;
+    let state = server_state()?;
+    let client = rate_check(&state).await?;
+    state
+        .share_rate
+        .check(client)
+        .map_err(|(msg, wait)| refuse_retry(StatusCode::TOO_MANY_REQUESTS, msg, wait))?;
+    let db = state
+        .permalinks
+        .get()
+        .map_err(|msg| refuse(StatusCode::SERVICE_UNAVAILABLE, msg))?;
+    let records = [&snapshot.answer, &snapshot.explanation, &snapshot.matrix];
+    if records.into_iter().flatten().any(|r| !db.seal.verify(r)) {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "these results do not carry this server's seal (computed elsewhere, or changed); \
+             recompute the view and share it again",
+        ));
+    }
+    if let Err(e) = snapshot.replay() {
+        let msg = format!("this view cannot be shared: {e}");
+        return Err(refuse(StatusCode::BAD_REQUEST, msg));
+    }
+    let id = db.store.put(&snapshot).await.map_err(|e| {
+        let status = match e {
+            StoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            StoreError::QuotaReached { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            _ => {
+                tracing::error!("storing a permalink: {e}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        refuse(status, e.to_string())
+    })?;
+    tracing::info!(id, "view shared");
+    Ok(id)
+}
+
+/// The view stored under a permalink id (an error if there is none).
+#[server(input = Json, endpoint = "shared")]
+pub async fn load_shared(id: String) -> Result<crate::state::Snapshot, ServerFnError> {
+    let state = server_state()?;
+    let db = state
+        .permalinks
+        .get()
+        .map_err(|msg| refuse(axum::http::StatusCode::SERVICE_UNAVAILABLE, msg))?;
+    match db.store.get(&id).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(refuse(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("no shared view {id:?} on this server"),
+        )),
+        // A malformed id is the client's mistake (400); anything else is ours, logged.
+        Err(e @ crate::store::StoreError::MalformedId(_)) => {
+            Err(refuse(axum::http::StatusCode::BAD_REQUEST, e.to_string()))
+        }
+        Err(e) => {
+            tracing::error!("reading permalink {id:?}: {e}");
+            Err(ServerFnError::new(e.to_string()))
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! What the page's Share and Export buttons do: store the view and make a link; draw the
+//! figure in view and download it.
+
+use leptos::prelude::*;
+use tokenlens::Method;
+
+use super::runs::Results;
+use crate::display::{Display, Units};
+use crate::export::Figure;
+use crate::pages::api::share;
+use crate::state::{Partial, Snapshot, ViewState};
+
+/// Share's outcome: the link or why there is none, and whether it reached the clipboard.
+#[derive(Clone, Copy)]
+pub struct ShareState {
+    /// The last link, or why there is none.
+    pub link: RwSignal<Option<Result<String, String>>>,
+    /// Whether it reached the clipboard (None while none is out).
+    pub copied: RwSignal<Option<bool>>,
+}
+
+impl ShareState {
+    /// Nothing shared yet.
+    pub fn new() -> Self {
+        ShareState {
+            link: RwSignal::new(None),
+            copied: RwSignal::new(None),
+        }
+    }
+
+    /// Forgets the last link (a new run makes it stale).
+    pub fn clear(self) {
+        self.link.set(None);
+        self.copied.set(None);
+    }
+
+    /// Stores the view `shown` with the sealed results and puts its link in view (and on
+    /// the clipboard). What the server would refuse (nothing sealed, over `limit` bytes) is
+    /// said at once.
+    pub fn share(self, shown: ViewState, results: Results, limit: Option<u64>) {
+        let snapshot = Snapshot::of(
+            shown,
+            results
+                .answer
+                .with_untracked(|a| a.as_ref().and_then(|a| a.sealed.clone())),
+            results
+                .result
+                .with_untracked(|r| r.as_ref().and_then(|r| r.sealed.clone())),
+            results
+                .matrix
+                .with_untracked(|m| m.as_ref().and_then(|m| m.sealed.clone())),
+        );
+        let size = serde_json::to_string(&snapshot).map_or(0, |j| j.len() as u64);
+        let refused = match (snapshot.replay(), limit) {
+            (Err(e), _) => Some(format!("nothing to share yet: {e}")),
+            (_, Some(limit)) if size > limit => Some(format!(
+                "this view is too large to share ({}; this server stores views up to {})",
+                crate::format::size(size),
+                crate::format::size(limit),
+            )),
+            _ => None,
+        };
+        if let Some(msg) = refused {
+            self.link.set(Some(Err(msg)));
+            return;
+        }
+        self.link.set(Some(Ok("saving…".into())));
+        self.copied.set(None);
+        leptos::task::spawn_local(async move {
+            let link = share(snapshot).await.map_err(|e| e.to_string()).map(|id| {
+                let origin = window().location().origin().unwrap_or_default();
+                format!("{origin}/s/{id}")
+            });
+            let copied = match &link {
+                Ok(l) => Some(crate::browser::copy_text(l).await),
+                Err(_) => None,
+            };
+            self.link.set(Some(link));
+            self.copied.set(copied);
+        });
+    }
+}
+
+/// What is in view, as the figure and the JSON export need it.
+pub struct InView<'a> {
+    /// The view.
+    pub view: &'a ViewState,
+    /// The explanation.
+    pub result: &'a Partial,
+    /// Its units in view.
+    pub units: &'a Units,
+    /// The method in view.
+    pub method: Method,
+    /// Units and colors.
+    pub display: Display,
+}
+
+impl InView<'_> {
+    /// The figure of what is in view: units, colors, legend and grid, as the page shows
+    /// them; None until the method's scores are in.
+    fn figure(&self) -> Option<Figure> {
+        let (d, m, u, v, r) = (
+            self.display,
+            self.method,
+            self.units,
+            self.view,
+            self.result,
+        );
+        let res = r.methods.get(&m)?;
+        let (a, b) = u.range;
+        let scores = u.scores(&res.scores, d.aggregate);
+        let in_view = scores.get(a..b)?;
+        let labels = u.labels(&r.tokens);
+        let trace: Vec<Vec<f32>> = u
+            .trace(&res.trace, d.aggregate)
+            .into_iter()
+            .map(|row| row.get(a..b).map(<[f32]>::to_vec))
+            .collect::<Option<_>>()?;
+        let target = r.prediction.as_ref().map(|(_, t)| {
+            let vs = t
+                .contrast
+                .as_ref()
+                .map(|c| format!(" rather than {:?}", c.text))
+                .unwrap_or_default();
+            format!("{:?}{vs}", t.token.text)
+        });
+        let model = if v.model.is_empty() {
+            "default model"
+        } else {
+            &v.model
+        };
+        Some(Figure {
+            title: format!(
+                "{model} · {} · explaining {}",
+                m.label(),
+                target.unwrap_or_default()
+            ),
+            subtitle: format!("Prompt: {}", v.prompt),
+            scale: d.scale(m.is_signed(), in_view),
+            units: labels
+                .get(a..b)?
+                .iter()
+                .cloned()
+                .zip(in_view.iter().copied())
+                .collect(),
+            legend: format!("{} per {}", m.label(), d.granularity.name()),
+            layer_scales: trace.iter().map(|row| d.scale(true, row)).collect(),
+            trace,
+        })
+    }
+
+    /// Downloads what is in view as `format` (png, svg, html or json); errors reach `done`.
+    pub fn export(&self, format: &str, done: impl Fn(Result<(), String>) + 'static) {
+        let base = format!("tokenlens-{}", self.method.name());
+        let download = crate::browser::download_text;
+        if format == "json" {
+            let v = self.view;
+            let json = crate::export::explanation(&v.model, v.chat, v.thinking, self.result)
+                .and_then(|e| serde_json::to_string_pretty(&e).ok());
+            return done(match json {
+                Some(j) => download(&format!("{base}.json"), "application/json", &j),
+                None => Err("nothing to export yet".into()),
+            });
+        }
+        let Some(fig) = self.figure() else {
+            return done(Err(
+                "nothing to export yet: wait for the method's scores".into()
+            ));
+        };
+        match format {
+            "svg" => done(download(
+                &format!("{base}.svg"),
+                "image/svg+xml",
+                &fig.svg(),
+            )),
+            "html" => done(download(&format!("{base}.html"), "text/html", &fig.html())),
+            _ => {
+                let (w, h) = fig.size();
+                leptos::task::spawn_local(async move {
+                    let name = format!("{base}.png");
+                    done(crate::browser::download_png(&name, &fig.svg(), w, h, 2).await);
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Results as they stream in from the server: an explanation, an answer, an all-steps
+//! matrix. Each takes the events of its stream and keeps the server's seal once complete.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tokenlens::{
+    CandidateExplanation, GenerateRequest, GeneratedToken, Method, MethodResult, Prediction,
+    StepRow, StopReason, StreamEvent, Target, Token,
+};
+
+use super::GenSpec;
+use crate::record::Record;
+
+/// A result that streams in: the page's one stream runner feeds any of them.
+pub trait Streamed {
+    /// Takes in one event of its stream; true when what the page shows changed.
+    fn apply(&mut self, ev: &StreamEvent) -> bool;
+    /// The status line after `ev`, when this result says more than the event's stage.
+    fn status(&self, _ev: &StreamEvent) -> Option<String> {
+        None
+    }
+    /// Keeps the server's sealed record of the complete stream.
+    fn seal(&mut self, record: Option<Record>);
+}
+
+/// One explanation as it arrives (and as a permalink keeps it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Partial {
+    /// The tokenized text.
+    pub text: String,
+    /// Its tokens.
+    pub tokens: Vec<Token>,
+    /// The user's text among them.
+    pub query_span: Option<[usize; 2]>,
+    /// Decoder layers.
+    pub n_layers: usize,
+    /// The prediction and the target explained.
+    pub prediction: Option<(Prediction, Target)>,
+    /// Results so far.
+    pub methods: BTreeMap<Method, MethodResult>,
+    /// The answer token explained (0-based), or None for the prompt's next token.
+    pub step: Option<usize>,
+    /// The context's generated ids (the request's continuation).
+    pub continuation: Vec<u32>,
+    /// The other candidates, explained as the target is.
+    #[serde(default)]
+    pub candidates: Vec<CandidateExplanation>,
+    /// The server's sealed record of the stream, once it is complete.
+    #[serde(skip)]
+    pub sealed: Option<Record>,
+}
+
+impl Partial {
+    /// An explanation about to stream in: of answer token `step` (None: the prompt's next
+    /// token), after the answer ids `continuation`.
+    pub fn new(step: Option<usize>, continuation: Vec<u32>) -> Self {
+        Partial {
+            step,
+            continuation,
+            ..Partial::default()
+        }
+    }
+
+    /// This explanation as it would be with candidate `id` as the target, when it brought
+    /// that candidate's results (its own target becomes one of the candidates, so that going
+    /// back is as quick). Not sealed: the page shows it while the request for that view runs.
+    pub fn with_target(&self, id: u32) -> Option<Partial> {
+        let i = self
+            .candidates
+            .iter()
+            .position(|c| c.target.token.id == id)?;
+        let (prediction, target) = self.prediction.clone()?;
+        let mut candidates = self.candidates.clone();
+        let picked = candidates.remove(i);
+        let methods: BTreeMap<Method, MethodResult> = picked
+            .methods
+            .iter()
+            .filter_map(|(name, r)| Some((Method::from_name(name)?, r.clone())))
+            .collect();
+        candidates.push(CandidateExplanation {
+            target,
+            methods: self
+                .methods
+                .iter()
+                .map(|(m, r)| (m.name().to_string(), r.clone()))
+                .collect(),
+        });
+        let rank = |c: &CandidateExplanation| c.target.rank;
+        candidates.sort_by_key(rank);
+        Some(Partial {
+            prediction: Some((prediction, picked.target)),
+            methods,
+            candidates,
+            sealed: None,
+            ..self.clone()
+        })
+    }
+}
+
+impl Streamed for Partial {
+    fn apply(&mut self, ev: &StreamEvent) -> bool {
+        match ev {
+            StreamEvent::Tokens {
+                text,
+                tokens,
+                query_span,
+                n_layers,
+            } => {
+                self.text = text.clone();
+                self.tokens = tokens.clone();
+                self.query_span = *query_span;
+                self.n_layers = *n_layers;
+            }
+            StreamEvent::Prediction { prediction, target } => {
+                self.prediction = Some((prediction.clone(), target.clone()))
+            }
+            StreamEvent::Method { method, result } => {
+                self.methods.insert(*method, result.clone());
+            }
+            StreamEvent::Candidate { target, methods } => {
+                self.candidates.push(CandidateExplanation {
+                    target: target.clone(),
+                    methods: methods.clone(),
+                });
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    fn seal(&mut self, record: Option<Record>) {
+        self.sealed = record;
+    }
+}
+
+/// A generated answer and what produced it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnswerState {
+    /// Model.
+    pub model: String,
+    /// Prompt.
+    pub prompt: String,
+    /// Chat template on.
+    pub chat: bool,
+    /// The template's `enable_thinking`.
+    #[serde(default)]
+    pub thinking: bool,
+    /// Its settings.
+    pub spec: GenSpec,
+    /// Tokens so far.
+    pub tokens: Vec<GeneratedToken>,
+    /// Why it stopped, once it has.
+    pub stop: Option<StopReason>,
+    /// The server's sealed record of the stream, once it is complete.
+    #[serde(skip)]
+    pub sealed: Option<Record>,
+}
+
+impl AnswerState {
+    /// An answer about to stream in from `request` on `model`.
+    pub fn new(model: &str, request: &GenerateRequest) -> Self {
+        AnswerState {
+            model: model.to_string(),
+            prompt: request.prompt.clone(),
+            chat: request.chat_template,
+            thinking: request.thinking,
+            spec: GenSpec {
+                sampling: request.sampling,
+                max_new_tokens: request.max_new_tokens,
+            },
+            tokens: Vec::new(),
+            stop: None,
+            sealed: None,
+        }
+    }
+
+    /// The answer's ids.
+    pub fn ids(&self) -> Vec<u32> {
+        self.tokens.iter().map(|t| t.token.id).collect()
+    }
+}
+
+impl Streamed for AnswerState {
+    fn apply(&mut self, ev: &StreamEvent) -> bool {
+        match ev {
+            StreamEvent::Generated { token, .. } => self.tokens.push(token.clone()),
+            StreamEvent::Finished { stop } => self.stop = Some(*stop),
+            _ => return false,
+        }
+        true
+    }
+
+    fn status(&self, ev: &StreamEvent) -> Option<String> {
+        matches!(ev, StreamEvent::Generated { .. })
+            .then(|| format!("generating… {} tokens", self.tokens.len()))
+    }
+
+    fn seal(&mut self, record: Option<Record>) {
+        self.sealed = record;
+    }
+}
+
+/// The all-steps matrix as it arrives.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MatrixState {
+    /// Prompt and answer tokens.
+    pub tokens: Vec<Token>,
+    /// The user's text among them.
+    pub query_span: Option<[usize; 2]>,
+    /// The method of every row.
+    pub method: Option<Method>,
+    /// Rows so far.
+    pub rows: Vec<StepRow>,
+    /// Rows the request asked for.
+    #[serde(default)]
+    pub expected: usize,
+    /// The server's sealed record of the stream, once it is complete.
+    #[serde(skip)]
+    pub sealed: Option<Record>,
+}
+
+impl MatrixState {
+    /// A matrix of `method` about to stream in, of `expected` rows.
+    pub fn new(method: Method, expected: usize) -> Self {
+        MatrixState {
+            method: Some(method),
+            expected,
+            ..MatrixState::default()
+        }
+    }
+}
+
+impl Streamed for MatrixState {
+    fn apply(&mut self, ev: &StreamEvent) -> bool {
+        match ev {
+            StreamEvent::Tokens {
+                tokens, query_span, ..
+            } => {
+                self.tokens = tokens.clone();
+                self.query_span = *query_span;
+            }
+            StreamEvent::Step { row } => self.rows.push(row.clone()),
+            _ => return false,
+        }
+        true
+    }
+
+    fn status(&self, ev: &StreamEvent) -> Option<String> {
+        matches!(ev, StreamEvent::Step { .. })
+            .then(|| format!("all steps: {} of {}", self.rows.len(), self.expected))
+    }
+
+    fn seal(&mut self, record: Option<Record>) {
+        self.sealed = record;
+    }
+}

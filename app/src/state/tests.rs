@@ -1,0 +1,293 @@
+use super::*;
+use crate::display::{Clip, Display};
+use crate::record::{Record, Task};
+use leptos_router::params::ParamsMap;
+use tokenlens::granularity::{Aggregate, Granularity};
+use tokenlens::{
+    GeneratedToken, Method, MethodResult, Prediction, Sampling, StopReason, StreamEvent, Target,
+    TargetSpec, Token,
+};
+
+/// A candidate picked from an explanation becomes its target with its own results; the
+/// old target becomes a candidate, so picking it back gives the original; a token that
+/// was not explained gives nothing.
+#[test]
+fn picking_an_explained_candidate_and_back() {
+    let target = |id: u32, rank: usize| Target {
+        token: tokenlens::Candidate {
+            id,
+            text: format!("t{id}"),
+            logit: 10.0 - rank as f32,
+            prob: 0.1,
+        },
+        rank,
+        contrast: None,
+    };
+    let result = |v: f32| MethodResult {
+        scores: vec![v, v],
+        trace: vec![vec![v, v]],
+        trace_normalized: vec![vec![1.0, 1.0]],
+        conservation: None,
+    };
+    let prediction = Prediction {
+        best: target(7, 0).token,
+        top: vec![target(7, 0).token, target(8, 1).token, target(9, 2).token],
+    };
+    let mut p = Partial::new(None, Vec::new());
+    p.apply(&StreamEvent::Prediction {
+        prediction,
+        target: target(7, 0),
+    });
+    p.apply(&StreamEvent::Method {
+        method: Method::Attnlrp,
+        result: result(1.0),
+    });
+    for (id, v) in [(8, 2.0), (9, 3.0)] {
+        p.apply(&StreamEvent::Candidate {
+            target: target(id, id as usize - 7),
+            methods: [("attnlrp".to_string(), result(v))].into(),
+        });
+    }
+    let picked = p.with_target(9).expect("9 was explained");
+    assert_eq!(picked.prediction.as_ref().unwrap().1, target(9, 2));
+    assert_eq!(picked.methods[&Method::Attnlrp], result(3.0));
+    let ranks: Vec<usize> = picked.candidates.iter().map(|c| c.target.rank).collect();
+    assert_eq!(ranks, [0, 1]);
+    let back = picked.with_target(7).expect("the old target rides along");
+    assert_eq!(back.prediction, p.prediction);
+    assert_eq!(back.methods, p.methods);
+    assert!(p.with_target(1234).is_none());
+}
+
+fn through_url(v: &ViewState) -> ViewState {
+    // What the browser hands back: the query string, parsed.
+    let q = v.to_query();
+    let mut p = ParamsMap::new();
+    for pair in q
+        .trim_start_matches('?')
+        .split('&')
+        .filter(|s| !s.is_empty())
+    {
+        let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+        p.insert(
+            leptos_router::location::Url::unescape(k),
+            leptos_router::location::Url::unescape(val),
+        );
+    }
+    ViewState::from_params(&p)
+}
+
+#[test]
+fn every_field_survives_the_url() {
+    let v = ViewState {
+        model: "gemma3-270m".into(),
+        prompt: "Ünïcode & spaces + ?=#%\nnew line".into(),
+        chat: false,
+        thinking: true,
+        generation: Some(GenSpec {
+            sampling: Sampling {
+                temperature: 0.9,
+                top_k: 7,
+                top_p: 0.5,
+                seed: 42,
+            },
+            max_new_tokens: 12,
+        }),
+        explain: Some(ExplainSpec {
+            target: TargetSpec::Id(315),
+            contrast: Some(TargetSpec::Text(" Lyon".into())),
+            step: Some(3),
+        }),
+        matrix: Some(Method::Attnlrp),
+        method: Method::CpLrp,
+        display: Display {
+            granularity: Granularity::Word,
+            aggregate: Aggregate::MaxAbs,
+            absolute: true,
+            clip: Clip::P95,
+            gamma: 1.7,
+        },
+        query_only: true,
+        // Not in the URL: a view opened from one always brings the candidates.
+        candidates: true,
+    };
+    assert_eq!(through_url(&v), v);
+    let greedy = ViewState {
+        generation: Some(GenSpec {
+            sampling: Sampling::greedy(),
+            max_new_tokens: 5,
+        }),
+        ..ViewState::default()
+    };
+    assert_eq!(through_url(&greedy), greedy);
+    assert_eq!(through_url(&ViewState::default()), ViewState::default());
+}
+
+#[test]
+fn junk_falls_back_to_defaults() {
+    let mut p = ParamsMap::new();
+    p.insert("method", "nonsense".into());
+    p.insert("gamma", "-3".into());
+    p.insert("units", "paragraphs".into());
+    p.insert("explain", "1".into());
+    p.insert("target_id", "x".into());
+    let v = ViewState::from_params(&p);
+    assert_eq!(v.method, Method::Saliency);
+    assert_eq!(v.display, Display::default());
+    assert_eq!(v.explain, Some(ExplainSpec::default()));
+}
+
+fn token(id: u32, text: &str) -> Token {
+    Token {
+        id,
+        text: text.into(),
+        start: 0,
+        end: text.len(),
+        special: false,
+        generated: false,
+    }
+}
+
+fn line(ev: StreamEvent) -> String {
+    serde_json::to_string(&ev).unwrap()
+}
+
+fn record(model: &str, task: Task, events: Vec<StreamEvent>) -> Record {
+    Record {
+        model: model.into(),
+        task,
+        events: events.into_iter().map(line).collect(),
+        seal: "(not checked here)".into(),
+    }
+}
+
+/// A view that generated two tokens, explains the second, and shows the matrix; with
+/// records of those three jobs.
+fn shared() -> Snapshot {
+    let view = ViewState {
+        model: "m".into(),
+        prompt: "Hi".into(),
+        generation: Some(GenSpec {
+            sampling: Sampling::greedy(),
+            max_new_tokens: 2,
+        }),
+        explain: Some(ExplainSpec {
+            step: Some(1),
+            ..ExplainSpec::default()
+        }),
+        matrix: Some(Method::Attnlrp),
+        ..ViewState::default()
+    };
+    let answer = [(11, " a"), (12, " b")];
+    let gen_events = answer
+        .iter()
+        .enumerate()
+        .map(|(index, (id, text))| StreamEvent::Generated {
+            index,
+            token: GeneratedToken {
+                token: token(*id, text),
+                prob: 0.5,
+            },
+        })
+        .chain([StreamEvent::Finished {
+            stop: StopReason::MaxNewTokens,
+        }])
+        .collect();
+    let ids = [11, 12];
+    let explain = view.explain_request(&ids).unwrap().unwrap();
+    assert_eq!(explain.continuation, vec![11]);
+    assert_eq!(explain.target, TargetSpec::Id(12));
+    let tokens = StreamEvent::Tokens {
+        text: "Hi a".into(),
+        tokens: vec![token(1, "Hi"), token(11, " a")],
+        query_span: Some([0, 1]),
+        n_layers: 1,
+    };
+    let result = MethodResult {
+        scores: vec![0.25, 0.75],
+        trace: vec![vec![0.25, 0.75]],
+        trace_normalized: vec![vec![1.0 / 3.0, 1.0]],
+        conservation: None,
+    };
+    let method = StreamEvent::Method {
+        method: Method::Saliency,
+        result,
+    };
+    Snapshot {
+        answer: Some(record(
+            "m",
+            Task::Generate(view.generate_request().unwrap()),
+            gen_events,
+        )),
+        explanation: Some(record(
+            "m",
+            Task::Explain(explain),
+            vec![tokens.clone(), method],
+        )),
+        matrix: Some(record(
+            "m",
+            Task::Steps(view.steps_request(&ids).unwrap()),
+            vec![tokens],
+        )),
+        view,
+    }
+}
+
+#[test]
+fn a_snapshot_replays_to_what_the_page_showed() {
+    let s = shared();
+    let r = s.replay().expect("replay");
+    let a = r.answer.expect("answer");
+    assert_eq!(a.ids(), vec![11, 12]);
+    assert_eq!(a.stop, Some(StopReason::MaxNewTokens));
+    assert_eq!(a.sealed.as_ref(), s.answer.as_ref());
+    let e = r.explanation.expect("explanation");
+    assert_eq!((e.step, e.continuation.clone()), (Some(1), vec![11]));
+    assert_eq!(e.tokens.len(), 2);
+    assert_eq!(e.methods[&Method::Saliency].scores, vec![0.25, 0.75]);
+    let m = r.matrix.expect("matrix");
+    assert_eq!((m.method, m.tokens.len()), (Some(Method::Attnlrp), 2));
+    // Through JSON (what the database keeps) it is the same.
+    let back: Snapshot = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+    assert_eq!(back, s);
+}
+
+#[test]
+fn a_snapshot_whose_records_are_not_its_views_is_refused() {
+    let refused = |f: &dyn Fn(&mut Snapshot)| {
+        let mut s = shared();
+        f(&mut s);
+        s.replay().expect_err("inconsistent")
+    };
+    // Another prompt, model, sampling or step than the records were computed for.
+    assert!(refused(&|s| s.view.prompt = "Ho".into()).contains("not the one"));
+    assert!(refused(&|s| s.view.model = "n".into()).contains("computed on \"m\""));
+    assert!(
+        refused(&|s| s.view.generation.as_mut().unwrap().max_new_tokens = 3).contains("answer")
+    );
+    assert!(refused(&|s| s.view.explain.as_mut().unwrap().step = Some(0)).contains("explanation"));
+    assert!(refused(&|s| s.view.explain.as_mut().unwrap().step = Some(2)).contains("no token 3"));
+    assert!(refused(&|s| s.view.matrix = Some(Method::CpLrp)).contains("matrix"));
+    // Records swapped between jobs, one missing, or nothing at all.
+    assert!(refused(&|s| std::mem::swap(&mut s.answer, &mut s.matrix)).contains("not the one"));
+    assert!(refused(&|s| s.explanation = None).contains("none is stored"));
+    assert!(refused(&|s| s.view.matrix = None).contains("does not show"));
+    assert!(
+        refused(&|s| s.answer.as_mut().unwrap().events[0] = "{".into()).contains("does not parse")
+    );
+    let empty = Snapshot::of(ViewState::default(), None, None, None);
+    assert!(empty.replay().unwrap_err().contains("nothing computed"));
+}
+
+#[test]
+fn snapshot_of_leaves_out_what_was_not_sealed() {
+    let full = shared();
+    let mut view = full.view.clone();
+    view.model = String::new();
+    let s = Snapshot::of(view, full.answer.clone(), None, None);
+    assert_eq!(s.view.explain, None);
+    assert_eq!(s.view.matrix, None);
+    assert_eq!(s.view.model, "m", "the view names the model that ran it");
+    let r = s.replay().expect("the answer alone replays");
+    assert!(r.explanation.is_none() && r.matrix.is_none());
+}

@@ -1,0 +1,314 @@
+//! [`ViewState`]: everything needed to reproduce a view by recomputing it (model, prompt,
+//! what was run, the view settings); it lives in the URL query, as LIT keeps its state.
+
+use leptos_router::params::ParamsMap;
+use serde::{Deserialize, Serialize};
+use tokenlens::granularity::{Aggregate, Granularity};
+use tokenlens::{ExplainRequest, GenerateRequest, Method, Sampling, StepsRequest, TargetSpec};
+
+use crate::display::{Clip, Display};
+
+/// A generated answer's settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenSpec {
+    /// Sampling (temperature 0 is greedy).
+    pub sampling: Sampling,
+    /// Answer length limit.
+    pub max_new_tokens: usize,
+}
+
+impl Default for GenSpec {
+    fn default() -> Self {
+        GenSpec {
+            sampling: Sampling::default(),
+            max_new_tokens: DEFAULT_MAX_NEW,
+        }
+    }
+}
+
+/// Which token an explanation explains.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExplainSpec {
+    /// The target; for an answer step, `Argmax` means the generated token itself.
+    pub target: TargetSpec,
+    /// The token it is contrasted with.
+    pub contrast: Option<TargetSpec>,
+    /// The answer token explained (0-based), or None for the prompt's next token.
+    pub step: Option<usize>,
+}
+
+/// Everything that defines a view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ViewState {
+    /// Model name (empty: the server's default).
+    pub model: String,
+    /// The prompt.
+    pub prompt: String,
+    /// Chat template on.
+    pub chat: bool,
+    /// The template's `enable_thinking` (Qwen3's `<think>` block).
+    pub thinking: bool,
+    /// A generated answer, if the view shows one.
+    pub generation: Option<GenSpec>,
+    /// An explained token, if the view shows one.
+    pub explain: Option<ExplainSpec>,
+    /// The all-steps matrix and its method, if shown.
+    pub matrix: Option<Method>,
+    /// The method in view.
+    pub method: Method,
+    /// Colors and units.
+    pub display: Display,
+    /// Only the user's text, not the template around it.
+    pub query_only: bool,
+    /// Explain the other candidates with the target, so that picking one shows it at once.
+    /// Views stored before this existed read false: their records were computed without.
+    #[serde(default)]
+    pub candidates: bool,
+}
+
+/// Longest context (prompt bytes plus four per answer token before the step) whose
+/// explanation brings the other candidates: they ride the target's backward passes as a seed
+/// each, about top-k times the work, which short contexts afford.
+const CANDIDATES_UP_TO: usize = 1000;
+
+impl Default for ViewState {
+    fn default() -> Self {
+        ViewState {
+            model: String::new(),
+            prompt: "What is the capital of France?".into(),
+            chat: true,
+            thinking: false,
+            generation: None,
+            explain: None,
+            matrix: None,
+            method: Method::Saliency,
+            display: Display::default(),
+            query_only: false,
+            candidates: true,
+        }
+    }
+}
+
+fn target_params(p: &mut ParamsMap, key: &str, t: &TargetSpec) {
+    match t {
+        TargetSpec::Argmax => {}
+        TargetSpec::Text(s) => p.insert(key.to_string(), s.clone()),
+        TargetSpec::Id(id) => p.insert(format!("{key}_id"), id.to_string()),
+    }
+}
+
+fn target_from(p: &ParamsMap, key: &str) -> Option<TargetSpec> {
+    if let Some(id) = p.get_str(&format!("{key}_id")).and_then(|s| s.parse().ok()) {
+        return Some(TargetSpec::Id(id));
+    }
+    p.get(key).filter(|s| !s.is_empty()).map(TargetSpec::Text)
+}
+
+fn flag(p: &ParamsMap, key: &str) -> Option<bool> {
+    p.get_str(key)
+        .map(|v| matches!(v, "1" | "true" | "on" | "yes"))
+}
+
+fn num<T: std::str::FromStr>(p: &ParamsMap, key: &str) -> Option<T> {
+    p.get_str(key).and_then(|v| v.trim().parse().ok())
+}
+
+impl ViewState {
+    /// The URL query parameters (defaults left out, so links stay short).
+    pub fn to_params(&self) -> ParamsMap {
+        let mut p = ParamsMap::new();
+        let d = ViewState::default();
+        if !self.model.is_empty() {
+            p.insert("model", self.model.clone());
+        }
+        p.insert("prompt", self.prompt.clone());
+        if self.chat != d.chat {
+            p.insert("chat", u8::from(self.chat).to_string());
+        }
+        if self.thinking {
+            p.insert("thinking", "1".into());
+        }
+        if let Some(g) = &self.generation {
+            p.insert("generate", "1".into());
+            p.insert("max_new", g.max_new_tokens.to_string());
+            if g.sampling.is_greedy() {
+                p.insert("greedy", "1".into());
+            } else {
+                let s = &g.sampling;
+                p.insert("temperature", s.temperature.to_string());
+                p.insert("sample_top_k", s.top_k.to_string());
+                p.insert("top_p", s.top_p.to_string());
+                p.insert("seed", s.seed.to_string());
+            }
+        }
+        if let Some(e) = &self.explain {
+            p.insert("explain", "1".into());
+            target_params(&mut p, "target", &e.target);
+            if let Some(c) = &e.contrast {
+                target_params(&mut p, "contrast", c);
+            }
+            if let Some(k) = e.step {
+                p.insert("step", k.to_string());
+            }
+        }
+        if let Some(m) = self.matrix {
+            p.insert("all_steps", m.name().into());
+        }
+        if self.method != d.method {
+            p.insert("method", self.method.name().into());
+        }
+        let (x, dd) = (&self.display, &d.display);
+        if x.granularity != dd.granularity {
+            p.insert("units", x.granularity.name().into());
+        }
+        if x.aggregate != dd.aggregate {
+            p.insert("aggregate", x.aggregate.name().into());
+        }
+        if x.absolute != dd.absolute {
+            p.insert("absolute", "1".into());
+        }
+        if x.clip != dd.clip {
+            p.insert("clip", x.clip.name().into());
+        }
+        if x.gamma != dd.gamma {
+            p.insert("gamma", format!("{:.1}", x.gamma));
+        }
+        if self.query_only {
+            p.insert("query_only", "1".into());
+        }
+        p
+    }
+
+    /// The query string (`?…`), or empty.
+    pub fn to_query(&self) -> String {
+        self.to_params().to_query_string()
+    }
+
+    /// Reads a view from URL parameters; anything missing or unreadable takes its default.
+    pub fn from_params(p: &ParamsMap) -> Self {
+        let d = ViewState::default();
+        let generation = flag(p, "generate").unwrap_or(false).then(|| {
+            let defaults = Sampling::default();
+            GenSpec {
+                sampling: if flag(p, "greedy").unwrap_or(false) {
+                    Sampling::greedy()
+                } else {
+                    Sampling {
+                        temperature: num(p, "temperature").unwrap_or(defaults.temperature),
+                        top_k: num(p, "sample_top_k").unwrap_or(defaults.top_k),
+                        top_p: num(p, "top_p").unwrap_or(defaults.top_p),
+                        seed: num(p, "seed").unwrap_or(defaults.seed),
+                    }
+                },
+                max_new_tokens: num(p, "max_new").unwrap_or(DEFAULT_MAX_NEW),
+            }
+        });
+        let explain = flag(p, "explain").unwrap_or(false).then(|| ExplainSpec {
+            target: target_from(p, "target").unwrap_or_default(),
+            contrast: target_from(p, "contrast"),
+            step: num(p, "step"),
+        });
+        let display = Display {
+            granularity: p
+                .get_str("units")
+                .and_then(Granularity::from_name)
+                .unwrap_or(d.display.granularity),
+            aggregate: p
+                .get_str("aggregate")
+                .and_then(Aggregate::from_name)
+                .unwrap_or(d.display.aggregate),
+            absolute: flag(p, "absolute").unwrap_or(d.display.absolute),
+            clip: p
+                .get_str("clip")
+                .and_then(Clip::from_name)
+                .unwrap_or(d.display.clip),
+            gamma: num::<f32>(p, "gamma")
+                .filter(|g| g.is_finite() && *g > 0.0)
+                .unwrap_or(d.display.gamma),
+        };
+        ViewState {
+            model: p.get("model").unwrap_or_default(),
+            prompt: p.get("prompt").unwrap_or(d.prompt),
+            chat: flag(p, "chat").unwrap_or(d.chat),
+            thinking: flag(p, "thinking").unwrap_or(false),
+            generation,
+            explain,
+            matrix: p.get_str("all_steps").and_then(Method::from_name),
+            method: p
+                .get_str("method")
+                .and_then(Method::from_name)
+                .unwrap_or(d.method),
+            display,
+            query_only: flag(p, "query_only").unwrap_or(false),
+            candidates: true,
+        }
+    }
+
+    /// The generation request this view makes, if it shows an answer.
+    pub fn generate_request(&self) -> Option<GenerateRequest> {
+        let g = self.generation.as_ref()?;
+        Some(GenerateRequest {
+            prompt: self.prompt.clone(),
+            chat_template: self.chat,
+            thinking: self.thinking,
+            sampling: g.sampling,
+            max_new_tokens: g.max_new_tokens,
+        })
+    }
+
+    /// The explain request this view makes, if it explains a token: of the prompt, or of
+    /// `answer` (the answer's ids) at the view's step, against everything before it.
+    pub fn explain_request(&self, answer: &[u32]) -> Result<Option<ExplainRequest>, String> {
+        let Some(spec) = &self.explain else {
+            return Ok(None);
+        };
+        let mut target = spec.target.clone();
+        let mut continuation = Vec::new();
+        if let Some(k) = spec.step {
+            let Some(&id) = answer.get(k) else {
+                return Err(format!(
+                    "the answer has {} tokens; there is no token {}",
+                    answer.len(),
+                    k + 1
+                ));
+            };
+            continuation = answer[..k].to_vec();
+            // An answer step explains the token that was generated unless told otherwise.
+            if target == TargetSpec::Argmax {
+                target = TargetSpec::Id(id);
+            }
+        }
+        Ok(Some(ExplainRequest {
+            prompt: self.prompt.clone(),
+            chat_template: self.chat,
+            thinking: self.thinking,
+            target,
+            // Every method: switching between them is a view, not a new request.
+            methods: Method::ALL.to_vec(),
+            top_k: 10,
+            seed_with_logit: false,
+            explain_candidates: self.candidates
+                && self.prompt.len() + 4 * continuation.len() <= CANDIDATES_UP_TO,
+            continuation,
+            contrast: spec.contrast.clone(),
+        }))
+    }
+
+    /// The all-steps request this view makes for `answer` (the answer's ids), if it shows
+    /// the matrix.
+    pub fn steps_request(&self, answer: &[u32]) -> Option<StepsRequest> {
+        Some(StepsRequest {
+            prompt: self.prompt.clone(),
+            chat_template: self.chat,
+            thinking: self.thinking,
+            generated: answer.to_vec(),
+            methods: vec![self.matrix?],
+        })
+    }
+}
+
+/// The page's default answer length.
+pub const DEFAULT_MAX_NEW: usize = 48;
