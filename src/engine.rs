@@ -70,6 +70,7 @@ pub struct Engine {
     chat_template: Option<ChatTemplate>,
     add_bos: Option<u32>,
     eos: Vec<u32>,
+    neutral: Option<u32>,
     weights_note: String,
     weights_bytes: u64,
     device: Device,
@@ -268,6 +269,7 @@ impl Engine {
             chat_template: loaded.chat_template,
             add_bos: loaded.add_bos,
             eos: loaded.eos,
+            neutral: loaded.neutral,
             weights_note: loaded.weights_note,
             weights_bytes: loaded.weights_bytes,
             device: opts.device.clone(),
@@ -321,6 +323,16 @@ impl Engine {
     /// Whether the model has a chat template.
     pub fn has_chat_template(&self) -> bool {
         self.chat_template.is_some()
+    }
+
+    /// The model's padding token, else its unknown token, if it names one.
+    pub(crate) fn pad_or_unk(&self) -> Option<u32> {
+        self.neutral
+    }
+
+    /// The decoder.
+    pub(crate) fn decoder(&self) -> &Decoder {
+        &self.model
     }
 
     /// The tokenizer.
@@ -507,6 +519,31 @@ impl Engine {
         self.check_length(tok.tokens.len())?;
         let ids = self.announce(&tok, &mut emit)?;
         let a = self.attribute(&ids, req, &mut emit)?;
+        let faithfulness = match req.faithfulness {
+            Some(spec) => {
+                emit(stage(Stage::Faithfulness, None))?;
+                let scores = a
+                    .methods
+                    .iter()
+                    .map(|(m, r)| (m.name().to_string(), r.scores.clone()))
+                    .collect();
+                let mut progress = |done: usize, total: usize| -> Result<()> {
+                    // A few events a second; each is a cancellation point.
+                    if done % 8 == 0 {
+                        emit(StreamEvent::Progress {
+                            stage: Stage::Faithfulness,
+                            method: None,
+                            done,
+                            total,
+                        })?;
+                    }
+                    Ok(())
+                };
+                let f = self.faithfulness(&tok, a.target.token.id, &scores, spec, &mut progress)?;
+                Some(f)
+            }
+            None => None,
+        };
         emit(StreamEvent::Done)?;
         Ok(Explanation {
             model: self.name.clone(),
@@ -525,6 +562,7 @@ impl Engine {
                 .map(|(m, r)| (m.name().to_string(), r))
                 .collect(),
             candidates: a.candidates,
+            faithfulness,
         })
     }
 

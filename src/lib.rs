@@ -33,6 +33,8 @@ mod engine;
 #[cfg(feature = "engine")]
 mod error;
 #[cfg(feature = "engine")]
+pub mod faithfulness;
+#[cfg(feature = "engine")]
 mod gguf_header;
 #[cfg(feature = "engine")]
 pub mod heap;

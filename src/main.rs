@@ -121,6 +121,19 @@ struct RequestArgs {
     /// set, into the JSON document's `candidates`.
     #[arg(long)]
     candidates: bool,
+    /// Also compute perturbation curves of every method (MoRF, LeRF, a random baseline of 10
+    /// seeded orders; ABPC, comprehensiveness and sufficiency) into the JSON document's
+    /// `faithfulness`. Forward passes only, about 2 × (methods + 10) × steps of them.
+    #[arg(long)]
+    faithfulness: bool,
+    /// How --faithfulness takes a token out: replace (by the pad/unk/space token), zero (its
+    /// embedding) or delete (later tokens move back).
+    #[arg(long, default_value = "replace", value_parser = parse_operator, requires = "faithfulness")]
+    operator: tokenlens::Operator,
+    /// With --faithfulness: only the user's text may be taken out (with the chat template the
+    /// template's tokens never are).
+    #[arg(long, requires = "faithfulness")]
+    query_only: bool,
     /// Refuse prompts longer than this many tokens. Default: the model's context, or on the
     /// CPU the longest prompt whose explanation fits in the memory available (attention's
     /// backward pass needs the square of the prompt per head).
@@ -259,6 +272,10 @@ impl RequestArgs {
             explain_candidates: self.candidates,
             continuation: Vec::new(),
             contrast: self.contrast.clone().map(TargetSpec::Text),
+            faithfulness: self.faithfulness.then_some(tokenlens::FaithfulnessSpec {
+                operator: self.operator,
+                query_only: self.query_only,
+            }),
         })
     }
 
@@ -384,4 +401,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// An `--operator` name.
+fn parse_operator(s: &str) -> Result<tokenlens::Operator, String> {
+    tokenlens::Operator::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = tokenlens::Operator::ALL.iter().map(|o| o.name()).collect();
+        format!("unknown operator {s:?}; one of: {}", names.join(", "))
+    })
 }

@@ -72,6 +72,32 @@ pub fn print(ex: &Explanation, level: Granularity, how: Aggregate) {
         );
         print_methods(&c.methods, &g, how);
     }
+    if let Some(f) = &ex.faithfulness {
+        print_faithfulness(f);
+    }
+}
+
+/// One line per method: ABPC beside the random baseline's, comprehensiveness and
+/// sufficiency at 20% of the eligible tokens.
+fn print_faithfulness(f: &tokenlens::Faithfulness) {
+    println!(
+        "\nfaithfulness (operator {}, {} eligible tokens, {} steps):",
+        f.operator.name(),
+        f.eligible.len(),
+        f.steps.len()
+    );
+    let r = &f.random;
+    for (name, m) in &f.methods {
+        let label = tokenlens::Method::from_name(name).map_or(name.as_str(), |m| m.label());
+        println!(
+            "  {label}: ABPC {:.2} (random {:.2} ± {:.2}) · comprehensiveness@20% {:.3} · sufficiency@20% {:.3}",
+            m.abpc,
+            r.abpc_mean,
+            r.abpc_sd,
+            m.comprehensiveness.get(1).copied().unwrap_or(f32::NAN),
+            m.sufficiency.get(1).copied().unwrap_or(f32::NAN),
+        );
+    }
 }
 
 /// Each method's colored groups (and conservation).

@@ -6,7 +6,11 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod faithfulness;
 mod stream;
+pub use faithfulness::{
+    Curve, Faithfulness, FaithfulnessSpec, MethodFaithfulness, Operator, RandomBand, FRACTIONS,
+};
 pub use stream::{Stage, StreamEvent};
 
 /// An attribution method.
@@ -171,6 +175,10 @@ pub struct ExplainRequest {
     /// "why the target rather than this".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contrast: Option<TargetSpec>,
+    /// Also compute perturbation curves of every method, after the methods (forward passes
+    /// only; see [`Faithfulness`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faithfulness: Option<FaithfulnessSpec>,
 }
 
 fn default_true() -> bool {
@@ -222,6 +230,7 @@ impl ExplainRequest {
             explain_candidates: false,
             continuation: Vec::new(),
             contrast: None,
+            faithfulness: None,
         }
     }
 }
@@ -547,6 +556,9 @@ pub struct Explanation {
     /// is (same methods, same contrast), best first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidates: Vec<CandidateExplanation>,
+    /// Perturbation curves, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faithfulness: Option<Faithfulness>,
 }
 
 /// A top-k candidate explained beside the target (one batched backward pass per rule set).

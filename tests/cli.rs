@@ -522,3 +522,82 @@ fn llama3_gguf_loads_by_path() {
     let err = crate::util::rel_err(&ours, &reference);
     assert!(err <= 1e-3, "AttnLRP scores differ from lxt's: {err}");
 }
+
+/// `--faithfulness` adds the curves to the JSON document (every method, the random band,
+/// the operator and eligible tokens); a bad `--operator` is refused by name, and
+/// `--operator` without `--faithfulness` is refused rather than ignored.
+#[test]
+fn faithfulness_curves_in_the_json_document() {
+    let out = tokenlens(&[
+        "explain",
+        "--prompt",
+        "What is the capital of France?",
+        "--methods",
+        "saliency,attnlrp",
+        "--faithfulness",
+        "--operator",
+        "delete",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &doc["faithfulness"];
+    assert_eq!(f["operator"], "delete");
+    let eligible = f["eligible"].as_array().unwrap();
+    let steps = f["steps"].as_array().unwrap();
+    assert!(!eligible.is_empty());
+    assert_eq!(
+        steps.len(),
+        eligible.len() + 1,
+        "every count up to 32 tokens"
+    );
+    // With the chat template, only the user's text moves.
+    let span = doc["query_span"].as_array().unwrap();
+    let (a, b) = (span[0].as_u64().unwrap(), span[1].as_u64().unwrap());
+    assert!(eligible
+        .iter()
+        .all(|i| (a..b).contains(&i.as_u64().unwrap())));
+    for m in ["saliency", "attnlrp"] {
+        let c = &f["methods"][m];
+        assert_eq!(
+            c["morf"]["logit"].as_array().unwrap().len(),
+            steps.len(),
+            "{m}"
+        );
+        assert_eq!(
+            c["lerf"]["prob"].as_array().unwrap().len(),
+            steps.len(),
+            "{m}"
+        );
+        assert_eq!(c["comprehensiveness"].as_array().unwrap().len(), 3, "{m}");
+        assert!(c["abpc"].as_f64().unwrap().is_finite(), "{m}");
+        // Both orders start from the unperturbed prompt: the explained logit.
+        let first = c["morf"]["logit"][0].as_f64().unwrap();
+        let logit = doc["target"]["logit"].as_f64().unwrap();
+        assert!(
+            (first - logit).abs() <= 1e-3 * logit.abs(),
+            "{m}: {first} vs {logit}"
+        );
+    }
+    assert_eq!(f["random"]["seeds"].as_array().unwrap().len(), 10);
+
+    fails_with(
+        &[
+            "explain",
+            "--prompt",
+            "hi",
+            "--faithfulness",
+            "--operator",
+            "mask",
+        ],
+        "unknown operator \"mask\"; one of: replace, zero, delete",
+    );
+    fails_with(
+        &["explain", "--prompt", "hi", "--operator", "zero"],
+        "--faithfulness",
+    );
+}

@@ -7,6 +7,7 @@ mod backward;
 mod cancel;
 mod cli;
 mod errors;
+mod faithfulness;
 mod fuzz_loaders;
 mod generation;
 mod model_files;

@@ -331,6 +331,8 @@ pub fn explanation(model: &str, chat: bool, thinking: bool, r: &Partial) -> Opti
             .map(|(m, res)| (Method::name(*m).to_string(), res.clone()))
             .collect(),
         candidates: r.candidates.clone(),
+        // The page does not compute perturbation curves yet.
+        faithfulness: None,
     })
 }
 

@@ -437,6 +437,26 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// A new cache holding this one's first `len` positions, copied: appending to either
+    /// leaves the other alone (inputs that share a prefix run it once).
+    pub fn prefix(&self, len: usize) -> Result<KvCache> {
+        let len = len.min(self.len);
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                let buffers = match (&l.buffers, len) {
+                    (Some((k, v)), 1..) => {
+                        Some((k.narrow(1, 0, len)?.copy()?, v.narrow(1, 0, len)?.copy()?))
+                    }
+                    _ => None,
+                };
+                Ok(LayerCache { buffers })
+            })
+            .collect::<Result<_>>()?;
+        Ok(KvCache { layers, len })
+    }
 }
 
 /// A norm weight as the model multiplies by it: `1 + w` for Gemma's Hugging Face layout.
@@ -624,11 +644,20 @@ impl Decoder {
     /// Inference for generation: runs `ids` (the prompt, then one token at a time) after the
     /// positions in `cache` and returns the next-token logits `(vocab,)` in f32.
     pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        self.forward_embeds_cached(&self.embed(ids)?, cache)
+    }
+
+    /// [`Decoder::forward_cached`] from input embeddings `(seq, hidden)`.
+    pub fn forward_embeds_cached(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let offset = cache.len;
-        if offset + ids.len() > self.cfg.max_position_embeddings {
+        let n = embeds.dim(0)?;
+        if n == 0 {
+            candle_core::bail!("no positions to run");
+        }
+        if offset + n > self.cfg.max_position_embeddings {
             candle_core::bail!(
                 "{} positions exceed the model's context of {}",
-                offset + ids.len(),
+                offset + n,
                 self.cfg.max_position_embeddings
             );
         }
@@ -636,15 +665,15 @@ impl Decoder {
             .layers
             .resize_with(self.layers.len(), LayerCache::default);
         let eps = self.cfg.rms_norm_eps;
-        let mut h = self.embed(ids)?;
+        let mut h = embeds.clone();
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let rot = &self.rotary[layer.self_attn.rope];
             h = layer.forward(h, eps, &Rules::PLAIN, |x| {
                 layer.self_attn.forward_cached(x, rot, kv, offset)
             })?;
         }
-        cache.len = offset + ids.len();
-        let last = h.narrow(0, ids.len() - 1, 1)?;
+        cache.len = offset + n;
+        let last = h.narrow(0, n - 1, 1)?;
         let last = super::rms_norm(&last, &self.norm, eps, false)?;
         let logits = self.lm_head.matmul(&last.t()?)?.squeeze(1)?;
         self.softcap(&logits)?.to_dtype(DType::F32)

@@ -342,6 +342,14 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     }
     eos_ids.sort_unstable();
     eos_ids.dedup();
+    let neutral = super::neutral_token(
+        &eos_ids,
+        [
+            "tokenizer.ggml.padding_token_id",
+            "tokenizer.ggml.unknown_token_id",
+        ]
+        .map(|k| md_u32(&content, k).filter(|&id| (id as usize) < tokens.len())),
+    );
     Ok(Loaded {
         config,
         weights: Box::new(GgufWeights {
@@ -357,6 +365,7 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         chat_template,
         add_bos: if add_bos { bos } else { None },
         eos: eos_ids,
+        neutral,
         weights_note: String::new(),
         weights_bytes: 0,
     })

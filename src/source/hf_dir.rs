@@ -345,6 +345,10 @@ pub(super) fn open(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         .get("bos_token_id")
         .and_then(|v| v.as_u64())
         .map(|v| v as u32);
+    let neutral = super::neutral_token(
+        &eos,
+        ["pad_token", "unk_token"].map(|k| tokenizer.token_to_id(&special(k))),
+    );
     Ok(Loaded {
         config,
         weights: Box::new(weights),
@@ -352,6 +356,7 @@ pub(super) fn open(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         chat_template,
         add_bos: if add_bos { bos } else { None },
         eos,
+        neutral,
         weights_note: String::new(),
         weights_bytes: 0,
     })

@@ -275,10 +275,19 @@ pub struct Loaded {
     pub add_bos: Option<u32>,
     /// End-of-sequence token ids.
     pub eos: Vec<u32>,
+    /// The model's padding token, else its unknown token (what a perturbation puts in).
+    pub neutral: Option<u32>,
     /// How the weights are held: dense, or as stored and converted per layer (and why).
     pub weights_note: String,
     /// Bytes the weights take in memory, as held.
     pub weights_bytes: u64,
+}
+
+/// The token a perturbation puts in: the padding token unless it is an end-of-sequence token
+/// (padding with end-of-text is a batching convention, not a neutral input), else the
+/// unknown token.
+pub(crate) fn neutral_token(eos: &[u32], [pad, unk]: [Option<u32>; 2]) -> Option<u32> {
+    pad.filter(|p| !eos.contains(p)).or(unk)
 }
 
 fn bad(path: &Path, reason: impl std::fmt::Display) -> Error {

@@ -19,6 +19,8 @@ pub enum Stage {
     Generate,
     /// The other top-k candidates' backward pass (all candidates together) for one method.
     Candidates,
+    /// Perturbation curves: forward passes with tokens taken out.
+    Faithfulness,
 }
 
 /// What a streaming request sends. An explanation: `tokens`, `prediction`, one `method` per

@@ -294,6 +294,7 @@ impl ViewState {
                 && self.prompt.len() + 4 * continuation.len() <= CANDIDATES_UP_TO,
             continuation,
             contrast: spec.contrast.clone(),
+            faithfulness: None,
         }))
     }
 

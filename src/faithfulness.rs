@@ -1,0 +1,377 @@
+//! Perturbation curves of an explanation (the types: [`crate::Faithfulness`]).
+//!
+//! Every order and count is defined here so that the PyTorch reference
+//! (`scripts/faithfulness_reference.py`) can reproduce it exactly:
+//!
+//! - **Eligible** positions: with `query_only`, the query span; otherwise every position but
+//!   the template's (those outside the query span that were not generated). Never a special
+//!   token, never the last position (the model predicts from it).
+//! - **Orders**: MoRF sorts eligible positions by score, highest first; LeRF lowest first;
+//!   ties go to the earlier position.
+//! - **Steps**: every count 0..=E for E ≤ 32 eligible tokens, else `(i·E + 10) / 20` for
+//!   i = 0..=20 (integer division).
+//! - **Random** orders: Fisher–Yates over the eligible positions (in prompt order) driven by
+//!   SplitMix64 seeded with 0, 1, …; `j = next() mod (i + 1)` for i from E−1 down to 1.
+//! - **Fractions** for comprehensiveness and sufficiency: k = max(1, (p·E + 50) / 100) tokens
+//!   for p = 10, 20, 50 percent.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::types::{Curve, MethodFaithfulness, RandomBand, Token, FRACTIONS};
+
+/// Random permutations in the baseline.
+pub const RANDOM_ORDERS: u64 = 10;
+
+/// SplitMix64's next output.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The seeded permutation of `items` (see the module's docs).
+pub fn permutation(items: &[usize], seed: u64) -> Vec<usize> {
+    let mut v = items.to_vec();
+    let mut state = seed;
+    for i in (1..v.len()).rev() {
+        let j = (splitmix64(&mut state) % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
+/// The positions that may be taken out (see the module's docs).
+pub fn eligible(tokens: &[Token], query_span: Option<[usize; 2]>, query_only: bool) -> Vec<usize> {
+    let [a, b] = query_span.unwrap_or([0, tokens.len()]);
+    let last = tokens.len().saturating_sub(1);
+    tokens
+        .iter()
+        .enumerate()
+        .filter(|&(i, t)| {
+            let in_query = (a..b).contains(&i);
+            let allowed = if query_only {
+                in_query
+            } else {
+                in_query || t.generated
+            };
+            allowed && !t.special && i != last
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Tokens taken out at each step for `e` eligible tokens.
+pub fn steps(e: usize) -> Vec<usize> {
+    if e <= 32 {
+        (0..=e).collect()
+    } else {
+        (0..=20).map(|i| (i * e + 10) / 20).collect()
+    }
+}
+
+/// The eligible positions ordered by `scores`: highest first (`most_first`) or lowest first;
+/// ties to the earlier position.
+pub fn order(scores: &[f32], eligible: &[usize], most_first: bool) -> Vec<usize> {
+    let mut v = eligible.to_vec();
+    let score = |i: usize| scores.get(i).copied().unwrap_or(0.0);
+    v.sort_by(|&x, &y| {
+        let by_score = if most_first {
+            score(y).total_cmp(&score(x))
+        } else {
+            score(x).total_cmp(&score(y))
+        };
+        by_score.then(x.cmp(&y))
+    });
+    v
+}
+
+/// Token counts for comprehensiveness and sufficiency at [`FRACTIONS`].
+pub fn fraction_counts(e: usize) -> Vec<usize> {
+    FRACTIONS
+        .iter()
+        .map(|f| ((f * 100.0).round() as usize * e + 50) / 100)
+        .map(|k| k.max(1).min(e))
+        .collect()
+}
+
+/// Builds curves at the steps, evaluating each distinct set of taken-out positions once with
+/// `eval`: the target's (logit, probability) with those positions (sorted ascending) out.
+pub struct Curves<F> {
+    eval: F,
+    seen: HashMap<Vec<usize>, (f32, f32)>,
+    steps: Vec<usize>,
+}
+
+impl<F: FnMut(&[usize]) -> crate::Result<(f32, f32)>> Curves<F> {
+    /// Curves at `steps`, values from `eval`.
+    pub fn new(steps: Vec<usize>, eval: F) -> Self {
+        Curves {
+            eval,
+            seen: HashMap::new(),
+            steps,
+        }
+    }
+
+    /// The value with the first `k` positions of `order` taken out.
+    fn value(&mut self, order: &[usize], k: usize) -> crate::Result<(f32, f32)> {
+        let mut set: Vec<usize> = order.iter().take(k).copied().collect();
+        set.sort_unstable();
+        if let Some(v) = self.seen.get(&set) {
+            return Ok(*v);
+        }
+        let v = (self.eval)(&set)?;
+        self.seen.insert(set, v);
+        Ok(v)
+    }
+
+    /// The curve of `order`.
+    pub fn curve(&mut self, order: Vec<usize>) -> crate::Result<Curve> {
+        let (mut logit, mut prob) = (Vec::new(), Vec::new());
+        for k in self.steps.clone() {
+            let (l, p) = self.value(&order, k)?;
+            logit.push(l);
+            prob.push(p);
+        }
+        Ok(Curve { order, logit, prob })
+    }
+
+    /// A method's curves and scores from its per-position `scores`.
+    pub fn method(
+        &mut self,
+        scores: &[f32],
+        eligible: &[usize],
+    ) -> crate::Result<MethodFaithfulness> {
+        let morf = self.curve(order(scores, eligible, true))?;
+        let lerf = self.curve(order(scores, eligible, false))?;
+        self.scored(morf, lerf)
+    }
+
+    fn scored(&mut self, morf: Curve, lerf: Curve) -> crate::Result<MethodFaithfulness> {
+        let e = morf.order.len();
+        let (_, p0) = self.value(&morf.order, 0)?;
+        let (mut comprehensiveness, mut sufficiency) = (Vec::new(), Vec::new());
+        for k in fraction_counts(e) {
+            comprehensiveness.push(p0 - self.value(&morf.order, k)?.1);
+            sufficiency.push(p0 - self.value(&lerf.order, e - k)?.1);
+        }
+        Ok(MethodFaithfulness {
+            abpc: abpc(&morf, &lerf),
+            morf,
+            lerf,
+            comprehensiveness,
+            sufficiency,
+        })
+    }
+
+    /// The random baseline over `eligible`.
+    pub fn random(&mut self, eligible: &[usize]) -> crate::Result<RandomBand> {
+        let seeds: Vec<u64> = (0..RANDOM_ORDERS).collect();
+        let mut curves = Vec::new();
+        let mut abpcs = Vec::new();
+        for &seed in &seeds {
+            let forward = permutation(eligible, seed);
+            let reverse: Vec<usize> = forward.iter().rev().copied().collect();
+            let c = self.curve(forward)?;
+            let r = self.curve(reverse)?;
+            abpcs.push(abpc(&c, &r));
+            curves.push(c);
+        }
+        let column = |f: fn(&Curve) -> &Vec<f32>, i: usize| -> Vec<f32> {
+            curves.iter().filter_map(|c| f(c).get(i).copied()).collect()
+        };
+        let n = self.steps.len();
+        let logits: Vec<(f32, f32)> = (0..n).map(|i| mean_sd(&column(|c| &c.logit, i))).collect();
+        let probs: Vec<(f32, f32)> = (0..n).map(|i| mean_sd(&column(|c| &c.prob, i))).collect();
+        let (abpc_mean, abpc_sd) = mean_sd(&abpcs);
+        Ok(RandomBand {
+            seeds,
+            logit_mean: logits.iter().map(|x| x.0).collect(),
+            logit_sd: logits.iter().map(|x| x.1).collect(),
+            prob_mean: probs.iter().map(|x| x.0).collect(),
+            prob_sd: probs.iter().map(|x| x.1).collect(),
+            abpc_mean,
+            abpc_sd,
+        })
+    }
+
+    /// Distinct inputs evaluated so far.
+    pub fn evaluated(&self) -> usize {
+        self.seen.len()
+    }
+}
+
+/// Area between the curves: the mean over the steps of `lerf − morf` (logits).
+fn abpc(morf: &Curve, lerf: &Curve) -> f32 {
+    let n = morf.logit.len().max(1) as f32;
+    lerf.logit
+        .iter()
+        .zip(&morf.logit)
+        .map(|(l, m)| l - m)
+        .sum::<f32>()
+        / n
+}
+
+/// Mean and sample standard deviation (0 for fewer than two values).
+fn mean_sd(xs: &[f32]) -> (f32, f32) {
+    let n = xs.len();
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let mean = xs.iter().sum::<f32>() / n as f32;
+    if n < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / (n - 1) as f32;
+    (mean, var.sqrt())
+}
+
+/// Scores by method name, in a stable order.
+pub type MethodScores = BTreeMap<String, Vec<f32>>;
+
+impl crate::Engine {
+    /// The token `replace` puts in: the model's padding token (unless it is an
+    /// end-of-sequence token), else its unknown token, as its files name them; else the token
+    /// of a single space.
+    pub fn neutral_id(&self) -> Option<u32> {
+        self.pad_or_unk().or_else(|| {
+            let enc = self.tokenizer().encode(" ", false).ok()?;
+            enc.get_ids().last().copied()
+        })
+    }
+
+    /// Perturbation curves of each method's `scores` (one per token of `tok`) for `target`
+    /// at the last position of `tok`, and the random baseline. `progress` hears how many
+    /// distinct inputs have run of at most how many (repeats run once), and may cancel.
+    pub fn faithfulness(
+        &self,
+        tok: &crate::Tokenized,
+        target: u32,
+        scores: &MethodScores,
+        spec: crate::types::FaithfulnessSpec,
+        progress: &mut dyn FnMut(usize, usize) -> crate::Result<()>,
+    ) -> crate::Result<crate::types::Faithfulness> {
+        use crate::types::Operator;
+        use candle_core::Tensor;
+
+        let model = self.decoder();
+        let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
+        let ids = &ids[..];
+        if let Some((name, s)) = scores.iter().find(|(_, s)| s.len() != ids.len()) {
+            return Err(crate::Error::InvalidSetting(format!(
+                "{name}: {} scores for {} tokens",
+                s.len(),
+                ids.len()
+            )));
+        }
+        let eligible = eligible(&tok.tokens, tok.query_span, spec.query_only);
+        let steps = steps(eligible.len());
+        let neutral = match spec.operator {
+            Operator::Replace => Some(self.neutral_id().ok_or_else(|| {
+                crate::Error::InvalidSetting("this model has no neutral token to put in".into())
+            })?),
+            _ => None,
+        };
+        let embeds = model.embed(ids)?;
+        // Every input shares the positions before its first change: those run once here.
+        let mut base = crate::models::decoder::KvCache::default();
+        model.forward_cached(ids, &mut base)?;
+        let value = |logits: Tensor| -> crate::Result<(f32, f32)> {
+            let logits: Vec<f32> = logits.to_vec1()?;
+            let l = *logits.get(target as usize).ok_or_else(|| {
+                crate::Error::InvalidSetting(format!("target id {target} is not in the vocabulary"))
+            })?;
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let z: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
+            Ok((l, ((l as f64 - max).exp() / z) as f32))
+        };
+        let orders = 2 * (scores.len() + RANDOM_ORDERS as usize);
+        let total = orders * steps.len() + 2 * FRACTIONS.len() * scores.len();
+        let mut done = 0;
+        let eval = |out: &[usize]| -> crate::Result<(f32, f32)> {
+            done += 1;
+            progress(done, total)?;
+            let Some(&first) = out.first() else {
+                let mut c = base.prefix(ids.len().saturating_sub(1))?;
+                let last = ids.len().saturating_sub(1);
+                return value(model.forward_cached(&ids[last..], &mut c)?);
+            };
+            let mut cache = base.prefix(first)?;
+            let tail: Vec<usize> = (first..ids.len()).collect();
+            let logits = match spec.operator {
+                Operator::Replace | Operator::Delete => {
+                    let kept: Vec<u32> = tail
+                        .iter()
+                        .filter_map(|i| match (out.binary_search(i).is_ok(), neutral) {
+                            (false, _) => Some(ids[*i]),
+                            (true, Some(n)) => Some(n),
+                            (true, None) => None,
+                        })
+                        .collect();
+                    model.forward_cached(&kept, &mut cache)?
+                }
+                Operator::Zero => {
+                    let rows = tail
+                        .iter()
+                        .map(|&i| {
+                            let row = embeds.get(i)?;
+                            if out.binary_search(&i).is_ok() {
+                                row.zeros_like()
+                            } else {
+                                Ok(row)
+                            }
+                        })
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    model.forward_embeds_cached(&Tensor::stack(&rows, 0)?, &mut cache)?
+                }
+            };
+            value(logits)
+        };
+        let mut curves = Curves::new(steps.clone(), eval);
+        let mut methods = BTreeMap::new();
+        for (name, s) in scores {
+            methods.insert(name.clone(), curves.method(s, &eligible)?);
+        }
+        let random = curves.random(&eligible)?;
+        tracing::debug!(inputs = curves.evaluated(), "faithfulness curves");
+        Ok(crate::types::Faithfulness {
+            operator: spec.operator,
+            neutral_id: neutral,
+            eligible,
+            steps,
+            methods,
+            random,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The values the Python reference's implementation of the same generator gives
+    /// (`scripts/faithfulness_reference.py`), so both sides draw the same orders.
+    #[test]
+    fn permutations_and_steps_are_the_documented_ones() {
+        let items: Vec<usize> = (10..20).collect();
+        let p = permutation(&items, 0);
+        let mut sorted = p.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, items, "a permutation");
+        assert_ne!(p, items, "shuffled");
+        assert_ne!(permutation(&items, 1), p, "seeds differ");
+        assert_eq!(steps(3), vec![0, 1, 2, 3]);
+        assert_eq!(steps(40), (0..=20).map(|i| 2 * i).collect::<Vec<_>>());
+        assert_eq!(steps(33)[1], 2); // (33 + 10) / 20
+        assert_eq!(fraction_counts(7), vec![1, 1, 4]);
+        assert_eq!(
+            order(&[0.0, 3.0, 1.0, 3.0], &[0, 1, 2, 3], true),
+            vec![1, 3, 2, 0]
+        );
+        assert_eq!(
+            order(&[0.0, 3.0, 1.0, 3.0], &[0, 1, 2, 3], false),
+            vec![0, 2, 1, 3]
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Perturbation curves against transformers on the same weights: eligible tokens, orders,
+//! steps, the neutral token, and every point of every curve, the random band and the scores.
+//!
+//! Fixture: `tests/fixtures/faithfulness.json`, written by `scripts/faithfulness_reference.py`
+//! from the reference fixtures' PyTorch (+ lxt) scores, so both sides order the same scores.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use tokenlens::{FaithfulnessSpec, Operator};
+
+use crate::util::{engine_for, root};
+
+/// Every point within this share of its reference curve's range (f32 forward passes against
+/// float64 softmax over f32 logits).
+const TOL: f32 = 1e-3;
+
+#[derive(Deserialize)]
+struct Doc {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct RefCurve {
+    order: Vec<usize>,
+    logit: Vec<f32>,
+    prob: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct RefMethod {
+    morf: RefCurve,
+    lerf: RefCurve,
+    abpc: f32,
+    comprehensiveness: Vec<f32>,
+    sufficiency: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct RefRandom {
+    logit_mean: Vec<f32>,
+    logit_sd: Vec<f32>,
+    prob_mean: Vec<f32>,
+    prob_sd: Vec<f32>,
+    abpc_mean: f32,
+    abpc_sd: f32,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    fixture: String,
+    model: String,
+    prompt: String,
+    chat_template: bool,
+    operator: String,
+    query_only: bool,
+    ids: Vec<u32>,
+    target: u32,
+    neutral_id: Option<u32>,
+    eligible: Vec<usize>,
+    steps: Vec<usize>,
+    scores: BTreeMap<String, Vec<f32>>,
+    methods: BTreeMap<String, RefMethod>,
+    random: RefRandom,
+}
+
+/// The largest difference between `got` and `want`, as a share of `want`'s range (at least
+/// a hundredth of its largest magnitude, so that a flat curve is not held to zero).
+fn err(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "lengths");
+    let max = want.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let min = want.iter().copied().fold(f32::INFINITY, f32::min);
+    let mag = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = (max - min).max(0.01 * mag).max(f32::MIN_POSITIVE);
+    got.iter()
+        .zip(want)
+        .fold(0f32, |m, (g, w)| m.max((g - w).abs() / scale))
+}
+
+#[test]
+fn curves_match_transformers() {
+    let path = root().join("tests/fixtures/faithfulness.json");
+    let doc: Doc = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ops: Vec<&str> = doc.cases.iter().map(|c| c.operator.as_str()).collect();
+    for op in Operator::ALL {
+        assert!(ops.contains(&op.name()), "no case for {}", op.name());
+    }
+    let mut worst = 0f32;
+    for c in &doc.cases {
+        let ctx = format!("{} ({})", c.fixture, c.operator);
+        let e = engine_for(&c.model);
+        let tok = e.tokenize(&c.prompt, c.chat_template, false).unwrap();
+        let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
+        assert_eq!(ids, c.ids, "{ctx}: tokens");
+        let spec = FaithfulnessSpec {
+            operator: Operator::from_name(&c.operator).unwrap(),
+            query_only: c.query_only,
+        };
+        let f = e
+            .faithfulness(&tok, c.target, &c.scores, spec, &mut |_, _| Ok(()))
+            .unwrap();
+        assert_eq!(f.eligible, c.eligible, "{ctx}: eligible tokens");
+        assert_eq!(f.steps, c.steps, "{ctx}: steps");
+        assert_eq!(f.neutral_id, c.neutral_id, "{ctx}: neutral token");
+        let mut check = |what: String, got: &[f32], want: &[f32]| {
+            let e = err(got, want);
+            worst = worst.max(e);
+            assert!(e <= TOL, "{ctx}: {what} differs by {e:e} of its range");
+        };
+        for (m, want) in &c.methods {
+            let got = &f.methods[m];
+            for (name, g, w) in [
+                ("MoRF", &got.morf, &want.morf),
+                ("LeRF", &got.lerf, &want.lerf),
+            ] {
+                assert_eq!(g.order, w.order, "{ctx}: {m} {name} order");
+                check(format!("{m} {name} logits"), &g.logit, &w.logit);
+                check(format!("{m} {name} probabilities"), &g.prob, &w.prob);
+            }
+            // Scores, on the scale of the curves they come from.
+            let logits: Vec<f32> = want
+                .morf
+                .logit
+                .iter()
+                .chain(&want.lerf.logit)
+                .copied()
+                .collect();
+            let probs: Vec<f32> = want
+                .morf
+                .prob
+                .iter()
+                .chain(&want.lerf.prob)
+                .copied()
+                .collect();
+            let on = |v: f32, curve: &[f32]| [curve, &[v][..]].concat();
+            check(
+                format!("{m} ABPC"),
+                &on(got.abpc, &logits),
+                &on(want.abpc, &logits),
+            );
+            for (k, (g, w)) in got
+                .comprehensiveness
+                .iter()
+                .zip(&want.comprehensiveness)
+                .enumerate()
+            {
+                check(
+                    format!("{m} comprehensiveness {k}"),
+                    &on(*g, &probs),
+                    &on(*w, &probs),
+                );
+            }
+            for (k, (g, w)) in got.sufficiency.iter().zip(&want.sufficiency).enumerate() {
+                check(
+                    format!("{m} sufficiency {k}"),
+                    &on(*g, &probs),
+                    &on(*w, &probs),
+                );
+            }
+        }
+        let (r, w) = (&f.random, &c.random);
+        check("random logit mean".into(), &r.logit_mean, &w.logit_mean);
+        check("random prob mean".into(), &r.prob_mean, &w.prob_mean);
+        check("random logit s.d.".into(), &r.logit_sd, &w.logit_sd);
+        check("random prob s.d.".into(), &r.prob_sd, &w.prob_sd);
+        check(
+            "random ABPC".into(),
+            &[r.abpc_mean, r.abpc_sd],
+            &[w.abpc_mean, w.abpc_sd],
+        );
+    }
+    println!("faithfulness: worst point {worst:e} of its curve's range");
+}
