@@ -13,6 +13,7 @@ pub mod token_view;
 pub mod trace_grid;
 pub mod view_controls;
 
+use leptos::prelude::*;
 use tokenlens::colormap::{hex, text_on, Rgb};
 
 /// Inline style for a colored cell: background and a readable text color.
@@ -28,6 +29,46 @@ pub fn axis_label(text: &str) -> String {
     } else {
         t
     }
+}
+
+/// A labelled checkbox bound to `value` (checked as the server renders it, then following the
+/// signal both ways).
+#[component]
+pub fn Checkbox(
+    /// The input's name.
+    name: &'static str,
+    /// The text after the box.
+    label: &'static str,
+    /// The state.
+    value: RwSignal<bool>,
+    /// Greyed out while true.
+    #[prop(optional, into)]
+    disabled: Signal<bool>,
+) -> impl IntoView {
+    view! {
+        <input
+            type="checkbox"
+            name=name
+            checked=value.get_untracked()
+            prop:checked=move || value.get()
+            prop:disabled=move || disabled.get()
+            on:change=move |ev| value.set(leptos::prelude::event_target_checked(&ev))
+        />
+        {label}
+    }
+}
+
+/// The explanation in view and how it is shown: what the token view and the grid draw.
+#[derive(Clone, Copy)]
+pub struct Shown {
+    /// The explanation (None: nothing in view).
+    pub result: Signal<Option<crate::state::Partial>>,
+    /// Its units in view.
+    pub units: Signal<Option<crate::display::Units>>,
+    /// The method in view.
+    pub method: Signal<tokenlens::Method>,
+    /// Units and colors.
+    pub display: Signal<crate::display::Display>,
 }
 
 /// A hover tooltip: where, and what it says.

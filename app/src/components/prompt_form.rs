@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 use tokenlens::{Sampling, TargetSpec};
 
+use super::Checkbox;
 use crate::pages::api::ModelList;
 use crate::state::{GenSpec, ViewState, DEFAULT_MAX_NEW};
 
@@ -196,26 +197,9 @@ pub fn PromptForm(
                         <Suspense fallback=|| view! { <option>"loading…"</option> }>{model_options}</Suspense>
                     </select>
                 </label>
-                <label>
-                    <input
-                        type="checkbox"
-                        name="chat"
-                        checked=chat.get_untracked()
-                        prop:checked=move || chat.get()
-                        on:change=move |ev| chat.set(event_target_checked(&ev))
-                    />
-                    " chat template"
-                </label>
+                <label><Checkbox name="chat" label=" chat template" value=chat/></label>
                 <label title="The chat template's enable_thinking: the model may reason in a <think> block before answering (Qwen3; other templates ignore it)">
-                    <input
-                        type="checkbox"
-                        name="thinking"
-                        checked=thinking.get_untracked()
-                        prop:checked=move || thinking.get()
-                        prop:disabled=move || !chat.get()
-                        on:change=move |ev| thinking.set(event_target_checked(&ev))
-                    />
-                    " thinking"
+                    <Checkbox name="thinking" label=" thinking" value=thinking disabled=Signal::derive(move || !chat.get())/>
                 </label>
                 {text_input("target", "Target ", "most likely token", target)}
                 {text_input("contrast", "rather than ", "(optional)", contrast)}
@@ -278,16 +262,7 @@ fn GenerationSettings(form: Form) -> AnyView {
     view! {
         <div class="row gen-settings">
             <span class="label">"Generation: "</span>
-            <label>
-                <input
-                    type="checkbox"
-                    name="greedy"
-                    checked=greedy.get_untracked()
-                    prop:checked=move || greedy.get()
-                    on:change=move |ev| greedy.set(event_target_checked(&ev))
-                />
-                " greedy"
-            </label>
+            <label><Checkbox name="greedy" label=" greedy" value=greedy/></label>
             {sampling_input("temperature", "temperature ", "0.05",
                 |s| s.temperature.to_string(),
                 |s, v| if let Ok(x) = v.parse() { s.temperature = x })}

@@ -5,7 +5,7 @@ use tokenlens::colormap::ColorScale;
 use tokenlens::Token;
 
 use super::colorbar::Colorbar;
-use super::{cell_style, data_attr, Tip};
+use super::{cell_style, data_attr, Shown, Tip};
 use crate::display::{Display, Units};
 use crate::format::{ranks, sig3};
 use crate::state::Partial;
@@ -16,23 +16,19 @@ use tokenlens::Method;
 /// until its scores arrive), its conservation line, and hover tooltips.
 #[component]
 pub fn TokensPanel(
-    /// The explanation (None: nothing in view).
-    #[prop(into)]
-    result: Signal<Option<Partial>>,
-    /// Its units in view.
-    #[prop(into)]
-    units: Signal<Option<Units>>,
-    /// The method in view.
-    #[prop(into)]
-    method: Signal<Method>,
-    /// Units and colors.
-    #[prop(into)]
-    display: Signal<Display>,
-    /// The hovered unit (shared with the grid).
+    /// What is in view.
+    shown: Shown,
+    /// The hovered unit (shared between the token view and the grid).
     hovered: RwSignal<Option<usize>>,
     /// The tooltip.
     tip: RwSignal<Option<Tip>>,
 ) -> impl IntoView {
+    let Shown {
+        result,
+        units,
+        method,
+        display,
+    } = shown;
     let body = move || {
         let d = display.get();
         result.with(|r| {

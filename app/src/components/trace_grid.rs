@@ -4,32 +4,26 @@ use leptos::prelude::*;
 use tokenlens::colormap::{hex, ColorScale};
 use tokenlens::Token;
 
-use super::{axis_label as label, data_attr, Tip};
-use crate::display::{Display, Units};
+use super::{axis_label as label, data_attr, Shown, Tip};
+use crate::display::Display;
 use crate::format::sig3;
-use crate::state::Partial;
-use tokenlens::Method;
 
 /// The grid section: its heading and the grid of the method in view, once its scores are in.
 #[component]
 pub fn TraceSection(
-    /// The explanation (None: nothing in view).
-    #[prop(into)]
-    result: Signal<Option<Partial>>,
-    /// Its units in view.
-    #[prop(into)]
-    units: Signal<Option<Units>>,
-    /// The method in view.
-    #[prop(into)]
-    method: Signal<Method>,
-    /// Units and colors.
-    #[prop(into)]
-    display: Signal<Display>,
-    /// The hovered unit (shared with the token view).
+    /// What is in view.
+    shown: Shown,
+    /// The hovered unit (shared between the token view and the grid).
     hovered: RwSignal<Option<usize>>,
     /// The tooltip.
     tip: RwSignal<Option<Tip>>,
 ) -> impl IntoView {
+    let Shown {
+        result,
+        units,
+        method,
+        display,
+    } = shown;
     let body = move || {
         let d = display.get();
         result.with(|r| {

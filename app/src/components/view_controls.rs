@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use tokenlens::granularity::{Aggregate, Granularity};
 use tokenlens::Method;
 
+use super::Checkbox;
 use crate::display::{Clip, Display};
 
 fn granularity_label(g: Granularity) -> &'static str {
@@ -81,16 +82,7 @@ pub fn ViewControls(
         <div class="view-controls">
             <span class="label">"Method: "</span>
             {toggles}
-            <label class="query-only">
-                <input
-                    type="checkbox"
-                    name="query_only"
-                    checked=query_only.get_untracked()
-                    prop:checked=move || query_only.get()
-                    on:change=move |ev| query_only.set(event_target_checked(&ev))
-                />
-                " query only"
-            </label>
+            <label class="query-only"><Checkbox name="query_only" label=" query only" value=query_only/></label>
         </div>
         <div class="view-controls">
             <label>

@@ -26,7 +26,7 @@ use crate::components::step_matrix::StepsSection;
 use crate::components::token_view::TokensPanel;
 use crate::components::trace_grid::TraceSection;
 use crate::components::view_controls::ViewControls;
-use crate::components::Tip;
+use crate::components::{Shown, Tip};
 use crate::display::Units;
 use crate::state::{ExplainSpec, Replayed, Snapshot, ViewState};
 use actions::{InView, ShareState};
@@ -307,6 +307,12 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     let computed = Callback::new(move |m| {
         result.with(|r| r.as_ref().is_none_or(|r| r.methods.contains_key(&m)))
     });
+    let in_view = Shown {
+        result: result.into(),
+        units: units.into(),
+        method: view_method.into(),
+        display: display.into(),
+    };
     view! {
         <main>
             <header>
@@ -343,8 +349,8 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             <PredictionPanel explained=explained on_explain=explain_with/>
             <ViewControls method=view_method query_only=query_only display=display computed=computed/>
             <ExportBar ready=export_ready error=export_error on_export=on_export/>
-            <TokensPanel result=result units=units method=view_method display=display hovered=hovered tip=tip/>
-            <TraceSection result=result units=units method=view_method display=display hovered=hovered tip=tip/>
+            <TokensPanel shown=in_view hovered=hovered tip=tip/>
+            <TraceSection shown=in_view hovered=hovered tip=tip/>
             <StepsSection matrix=matrix query_only=query_only display=display tip=tip/>
             <Tooltip tip=tip/>
         </main>
