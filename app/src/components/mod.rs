@@ -71,6 +71,24 @@ pub struct Shown {
     pub display: Signal<crate::display::Display>,
 }
 
+impl Shown {
+    /// Reads what is in view, tracked: `f` gets the explanation, its units, the method and
+    /// the display settings; None while there is no explanation.
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(
+            &crate::state::Partial,
+            crate::display::Units,
+            tokenlens::Method,
+            crate::display::Display,
+        ) -> Option<R>,
+    ) -> Option<R> {
+        let (m, d) = (self.method.get(), self.display.get());
+        let u = self.units.get()?;
+        self.result.with(|r| f(r.as_ref()?, u, m, d))
+    }
+}
+
 /// A hover tooltip: where, and what it says.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tip {

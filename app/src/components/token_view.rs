@@ -23,18 +23,8 @@ pub fn TokensPanel(
     /// The tooltip.
     tip: RwSignal<Option<Tip>>,
 ) -> impl IntoView {
-    let Shown {
-        result,
-        units,
-        method,
-        display,
-    } = shown;
     let body = move || {
-        let d = display.get();
-        result.with(|r| {
-            let r = r.as_ref()?;
-            let u = units.get()?;
-            let m = method.get();
+        shown.read(|r, u, m, d| {
             let res = r.methods.get(&m);
             let scores = res.map(|x| u.scores(&x.scores, d.aggregate));
             let in_view = scores
@@ -72,15 +62,7 @@ pub fn TokensPanel(
         let i: Option<usize> = data_attr(&ev, "data-token-index");
         hovered.set(i);
         tip.set(i.and_then(|i| {
-            let lines = result.with_untracked(|r| {
-                tip_lines(
-                    r.as_ref()?,
-                    &units.get_untracked()?,
-                    method.get_untracked(),
-                    display.get_untracked(),
-                    i,
-                )
-            })?;
+            let lines = untrack(|| shown.read(|r, u, m, d| tip_lines(r, &u, m, d, i)))?;
             Some(Tip {
                 x: ev.client_x() as f64,
                 y: ev.client_y() as f64,

@@ -18,18 +18,8 @@ pub fn TraceSection(
     /// The tooltip.
     tip: RwSignal<Option<Tip>>,
 ) -> impl IntoView {
-    let Shown {
-        result,
-        units,
-        method,
-        display,
-    } = shown;
     let body = move || {
-        let d = display.get();
-        result.with(|r| {
-            let r = r.as_ref()?;
-            let u = units.get()?;
-            let m = method.get();
+        shown.read(|r, u, m, d| {
             let res = r.methods.get(&m)?;
             let heading = format!(
                 "Layer × {} relevance ({}, {} layers)",
