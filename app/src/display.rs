@@ -75,6 +75,10 @@ pub struct Display {
     pub clip: Clip,
     /// Exponent on the normalized magnitude.
     pub gamma: f32,
+    /// Leave attention sinks (the first token, special tokens, the chat template's tokens)
+    /// out of the color scale: relevance often piles on them and leaves the rest near white. Their scores stay in
+    /// hover and exports; their color saturates.
+    pub sinks_out: bool,
 }
 
 impl Default for Display {
@@ -85,6 +89,7 @@ impl Default for Display {
             absolute: false,
             clip: Clip::Max,
             gamma: 1.0,
+            sinks_out: false,
         }
     }
 }
@@ -108,12 +113,29 @@ pub struct Units {
     pub groups: Vec<Group>,
     /// Unit range in view.
     pub range: (usize, usize),
+    /// Per unit: an attention sink, left out of the color scale on request (the first token,
+    /// special tokens, and the chat template's tokens around the user's text).
+    pub sinks: Vec<bool>,
 }
 
 impl Units {
-    /// Groups `tokens` and maps the token range onto units.
-    pub fn new(tokens: &[Token], granularity: Granularity, (a, b): (usize, usize)) -> Self {
+    /// Groups `tokens` and maps the token range onto units; `query`: the user's text among
+    /// the tokens, when a chat template surrounds it.
+    pub fn new(
+        tokens: &[Token],
+        granularity: Granularity,
+        (a, b): (usize, usize),
+        query: Option<[usize; 2]>,
+    ) -> Self {
         let groups = groups(tokens, granularity);
+        let template = |i: usize| {
+            query.is_some_and(|[qa, qb]| !(qa..qb).contains(&i))
+                && !tokens.get(i).is_some_and(|t| t.generated)
+        };
+        let sinks = groups
+            .iter()
+            .map(|g| g.special || g.start == 0 || template(g.start))
+            .collect();
         let first = groups
             .iter()
             .position(|g| g.end > a)
@@ -125,6 +147,7 @@ impl Units {
         Units {
             groups,
             range: (first, last.max(first)),
+            sinks,
         }
     }
 
@@ -147,6 +170,33 @@ impl Units {
             .collect()
     }
 
+    /// The scores (one per unit) that set the color scale: those in view, less the sinks
+    /// when `sinks_out`; all in view if nothing is left.
+    pub fn in_scale(&self, unit_scores: &[f32], sinks_out: bool) -> Vec<f32> {
+        let (a, b) = self.range;
+        let in_view = || {
+            unit_scores
+                .iter()
+                .enumerate()
+                .skip(a)
+                .take(b.saturating_sub(a))
+        };
+        let kept: Vec<f32> = in_view()
+            .filter(|&(i, _)| !(sinks_out && self.sinks.get(i).copied().unwrap_or(false)))
+            .map(|(_, &v)| v)
+            .collect();
+        if kept.is_empty() {
+            in_view().map(|(_, &v)| v).collect()
+        } else {
+            kept
+        }
+    }
+
+    /// The color scale of `unit_scores` (one per unit) under `d`.
+    pub fn scale(&self, d: &Display, signed: bool, unit_scores: &[f32]) -> ColorScale {
+        d.scale(signed, &self.in_scale(unit_scores, d.sinks_out))
+    }
+
     /// Scores per unit.
     pub fn scores(&self, scores: &[f32], how: Aggregate) -> Vec<f32> {
         aggregate(scores, &self.groups, how)
@@ -158,9 +208,83 @@ impl Units {
     }
 }
 
+/// Spearman's rank correlation of two score lists (average ranks for ties); None when
+/// either is constant or they differ in length.
+pub fn spearman(a: &[f32], b: &[f32]) -> Option<f32> {
+    if a.len() != b.len() || a.len() < 2 {
+        return None;
+    }
+    let (ra, rb) = (average_ranks(a), average_ranks(b));
+    let mean = (a.len() as f64 + 1.0) / 2.0;
+    let (mut num, mut da, mut db) = (0.0, 0.0, 0.0);
+    for (x, y) in ra.iter().zip(&rb) {
+        num += (x - mean) * (y - mean);
+        da += (x - mean).powi(2);
+        db += (y - mean).powi(2);
+    }
+    (da > 0.0 && db > 0.0).then(|| (num / (da * db).sqrt()) as f32)
+}
+
+/// 1-based ranks, lowest value first; tied values share the mean of their ranks.
+fn average_ranks(v: &[f32]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+    let mut ranks = vec![0.0; v.len()];
+    let mut k = 0;
+    while k < idx.len() {
+        let mut end = k + 1;
+        while end < idx.len() && v[idx[end]] == v[idx[k]] {
+            end += 1;
+        }
+        let rank = (k + end + 1) as f64 / 2.0;
+        for &i in &idx[k..end] {
+            ranks[i] = rank;
+        }
+        k = end;
+    }
+    ranks
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tie gets the mean rank: b's ranks are 1, 2, 3.5, 5, 3.5, so ρ = 8 / √(10 · 9.5).
+    #[test]
+    fn spearman_with_ties() {
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let r = spearman(&a, &[5.0, 6.0, 7.0, 8.0, 7.0]).unwrap();
+        assert!((r - 8.0 / 95f32.sqrt()).abs() < 1e-6, "{r}");
+        assert_eq!(spearman(&a, &[5.0, 4.0, 3.0, 2.0, 1.0]), Some(-1.0));
+        assert_eq!(spearman(&a, &[1.0; 5]), None);
+        assert_eq!(spearman(&a, &[1.0]), None);
+    }
+
+    #[test]
+    fn sinks_leave_the_scale_only_when_asked() {
+        let t = vec![tok("<s>", true), tok("a", false), tok(" b", false)];
+        let u = Units::new(&t, Granularity::Token, (0, 3), None);
+        let scores = [10.0, 1.0, -2.0];
+        assert_eq!(u.in_scale(&scores, false), [10.0, 1.0, -2.0]);
+        assert_eq!(u.in_scale(&scores, true), [1.0, -2.0]);
+        let d = Display {
+            sinks_out: true,
+            ..Display::default()
+        };
+        assert_eq!(u.scale(&d, true, &scores).max, 2.0);
+        // Nothing but sinks in view: they set the scale after all.
+        let only = Units::new(&t[..1], Granularity::Token, (0, 1), None);
+        assert_eq!(only.in_scale(&[10.0], true), [10.0]);
+        // With a chat template, the template's tokens around the user's text are sinks too.
+        let t = vec![
+            tok("<s>", true),
+            tok("user", false),
+            tok(" hi", false),
+            tok("\n", false),
+        ];
+        let u = Units::new(&t, Granularity::Token, (0, 4), Some([2, 3]));
+        assert_eq!(u.in_scale(&[9.0, 8.0, 1.0, 7.0], true), [1.0]);
+    }
 
     fn tok(text: &str, special: bool) -> Token {
         Token {
@@ -182,7 +306,7 @@ mod tests {
             tok(" world", false),
             tok("</s>", true),
         ];
-        let u = Units::new(&t, Granularity::Word, (1, 4));
+        let u = Units::new(&t, Granularity::Word, (1, 4), None);
         assert_eq!(u.groups.len(), 4);
         assert_eq!(u.range, (1, 3));
         assert_eq!(

@@ -241,3 +241,68 @@ test('a long pass shows its progress bar, gone when done', async ({ page }) => {
   await expect(page.getByTestId('status')).toHaveText('done', { timeout: 60_000 });
   await expect(bar).toHaveCount(0);
 });
+
+/** Spearman's ρ with average ranks for ties (the page's definition, computed here on the
+ * CLI's scores). */
+function spearman(a: number[], b: number[]): number {
+  const ranks = (v: number[]) => {
+    const idx = v.map((_, i) => i).sort((i, j) => v[i] - v[j]);
+    const r = new Array(v.length).fill(0);
+    for (let k = 0; k < idx.length; ) {
+      let end = k + 1;
+      while (end < idx.length && v[idx[end]] === v[idx[k]]) end++;
+      for (let m = k; m < end; m++) r[idx[m]] = (k + end + 1) / 2;
+      k = end;
+    }
+    return r;
+  };
+  const [ra, rb] = [ranks(a), ranks(b)];
+  const mean = (a.length + 1) / 2;
+  let num = 0, da = 0, db = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (ra[i] - mean) * (rb[i] - mean);
+    da += (ra[i] - mean) ** 2;
+    db += (rb[i] - mean) ** 2;
+  }
+  return num / Math.sqrt(da * db);
+}
+
+test('the sink toggle rescales colors without recomputing; method agreement equals the CLI scores\' ρ', async ({ page }) => {
+  const prompt = 'What is the capital of France?';
+  await explain(page, prompt);
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const want = engineJson(prompt, 'saliency,attnlrp');
+  await page.locator('input[name=method][value=attnlrp]').check();
+  await page.evaluate(() => ((window as any).__marker = 'same page'));
+  const colors = () =>
+    page.locator('.tokens .tok').evaluateAll((els) => els.map((e) => getComputedStyle(e).backgroundColor));
+  const scores = await scoresOnPage(page);
+  const before = await colors();
+  const legendMax = () => page.locator('.colorbar').getAttribute('data-max');
+  const maxBefore = Number(await legendMax());
+
+  await page.locator('input[name=sinks_out]').check();
+  await expect(page).toHaveURL(/sinks_out=1/);
+  // The scale now ends at the largest |score| of the user's text (not the first token, a
+  // special token or the template's; here the template's last "\n" held the maximum).
+  const [qa, qb] = want.query_span;
+  const ordinary = want.tokens.map((t: any, i: number) =>
+    !t.special && i > 0 && i >= qa && i < qb ? Math.abs(want.methods.attnlrp.scores[i]) : 0);
+  const maxAfter = Number(await legendMax());
+  expect(Math.abs(maxAfter - Math.max(...ordinary))).toBeLessThanOrEqual(1e-4 * maxAfter);
+  expect(maxAfter).toBeLessThan(maxBefore);
+  // Scores are unchanged (hover and exports keep them); ordinary tokens got more color.
+  expectClose(await scoresOnPage(page), scores);
+  const after = await colors();
+  expect(after.filter((c, i) => c !== before[i]).length).toBeGreaterThan(0);
+  expect(await page.evaluate(() => (window as any).__marker)).toBe('same page');
+
+  // Agreement: ρ of saliency and AttnLRP over the tokens in view, as the CLI's scores give.
+  const cell = page.locator('[data-testid=agreement] td[data-methods="saliency:attnlrp"]');
+  const rho = Number(await cell.getAttribute('data-rho'));
+  const ref = spearman(want.methods.saliency.scores, want.methods.attnlrp.scores);
+  expect(Math.abs(rho - ref)).toBeLessThanOrEqual(1e-3);
+  await expect(page.locator('[data-testid=agreement] td[data-methods="attnlrp:attnlrp"]')).toHaveText('1.00');
+  await expect(page.locator('[data-testid=conservation]')).toContainText('The token scores add up');
+  await page.screenshot({ path: path.join(shots, 'sinks-agreement.png'), fullPage: true });
+});

@@ -1,6 +1,7 @@
 //! Views: data in through `Signal` props, markup out, actions out through `Callback`s. No
 //! server calls here.
 
+pub mod agreement;
 pub mod answer;
 pub mod colorbar;
 pub mod export_bar;

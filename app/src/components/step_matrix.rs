@@ -2,7 +2,7 @@
 //! Inseq draws it. Each row is its own explanation and has its own color scale.
 
 use leptos::prelude::*;
-use tokenlens::colormap::hex;
+use tokenlens::colormap::{hex, ColorScale};
 use tokenlens::Token;
 
 use super::{axis_label, data_attr, Tip};
@@ -40,23 +40,33 @@ pub fn StepsSection(
                 (true, Some([a, _])) => (a, mx.tokens.len()),
                 _ => (0, mx.tokens.len()),
             };
-            let u = Units::new(&mx.tokens, d.granularity, range);
+            let u = Units::new(&mx.tokens, d.granularity, range, mx.query_span);
             let rows: Vec<MatrixRow> = mx
                 .rows
                 .iter()
                 .map(|row| {
                     let scores = row.scores.get(method.name()).map_or(&[][..], Vec::as_slice);
+                    let scores: Vec<Option<f32>> = u
+                        .groups
+                        .iter()
+                        .map(|g| {
+                            let part = scores.get(g.start..g.end.min(scores.len()))?;
+                            (!part.is_empty()).then(|| d.aggregate.apply(part))
+                        })
+                        .collect();
+                    // Each row on its own scale, over the cells of its context.
+                    let known: Vec<f32> = scores.iter().map(|s| s.unwrap_or(0.0)).collect();
+                    let context = scores.iter().take_while(|s| s.is_some()).count();
+                    let scale = Units {
+                        range: (u.range.0, u.range.1.min(context)),
+                        ..u.clone()
+                    }
+                    .scale(&d, method.is_signed(), &known);
                     MatrixRow {
                         step: row.step,
                         label: row.target.token.text.clone(),
-                        scores: u
-                            .groups
-                            .iter()
-                            .map(|g| {
-                                let part = scores.get(g.start..g.end.min(scores.len()))?;
-                                (!part.is_empty()).then(|| d.aggregate.apply(part))
-                            })
-                            .collect(),
+                        scores,
+                        scale,
                     }
                 })
                 .collect();
@@ -66,8 +76,6 @@ pub fn StepsSection(
                     units=u.labels(&mx.tokens)
                     range=u.range
                     rows=rows
-                    signed=method.is_signed()
-                    display=d
                     tip=tip
                 />
             }
@@ -92,6 +100,8 @@ pub struct MatrixRow {
     pub label: String,
     /// Scores per unit.
     pub scores: Vec<Option<f32>>,
+    /// The row's color scale.
+    pub scale: ColorScale,
 }
 
 /// Rows are generated tokens, columns units of the context (prompt and answer). Cells carry
@@ -104,10 +114,6 @@ pub fn StepMatrix(
     range: (usize, usize),
     /// The rows that have arrived.
     rows: Vec<MatrixRow>,
-    /// Signed method.
-    signed: bool,
-    /// Color settings.
-    display: Display,
     /// The tooltip.
     tip: RwSignal<Option<Tip>>,
 ) -> impl IntoView {
@@ -117,15 +123,7 @@ pub fn StepMatrix(
     let mut cells = Vec::new();
     let mut row_labels = Vec::new();
     for (r, row) in rows.iter().enumerate() {
-        let known: Vec<f32> = row
-            .scores
-            .iter()
-            .skip(a)
-            .take(b.saturating_sub(a))
-            .flatten()
-            .copied()
-            .collect();
-        let scale = display.scale(signed, &known);
+        let scale = row.scale;
         let y = TOP + r * CH;
         row_labels.push(view! {
             <text class="row-label" x=(LEFT - 4).to_string() y=(y + CH - 3).to_string()>

@@ -27,22 +27,19 @@ pub fn TokensPanel(
         shown.read(|r, u, m, d| {
             let res = r.methods.get(&m);
             let scores = res.map(|x| u.scores(&x.scores, d.aggregate));
-            let in_view = scores
-                .as_ref()
-                .and_then(|s| s.get(u.range.0..u.range.1))
-                .unwrap_or_default();
-            let scale = d.scale(m.is_signed(), in_view);
+            let scale = u.scale(&d, m.is_signed(), scores.as_deref().unwrap_or_default());
             let legend = scores.is_some().then(|| {
                 view! { <Colorbar scale=scale label=format!("{} per {}", m.label(), d.granularity.name())/> }
             });
             let conservation = res.and_then(|x| x.conservation.clone()).map(|c| {
                 view! {
-                    <p class="conservation">
+                    <p class="conservation" data-testid="conservation">
                         {format!(
                             "Conservation: inputs hold {:.1}% of the explained logit, the last layer {:.1}%.",
                             c.input * 100.0,
                             c.last_layer * 100.0,
                         )}
+                        <span class="hint">{conservation_hint(c.input)}</span>
                     </p>
                 }
             });
@@ -76,6 +73,19 @@ pub fn TokensPanel(
     };
     view! { <section class="token-section" on:mouseover=over on:mouseleave=leave>{body}</section> }
         .into_any()
+}
+
+/// What an input conservation ratio means, in plain words.
+fn conservation_hint(input: f32) -> String {
+    let pct = (input * 100.0).round();
+    let lost = 100.0 - pct;
+    if (0.9..=1.1).contains(&input) {
+        " The token scores add up to about the whole explained logit: little relevance was lost on the way down.".into()
+    } else if input < 0.9 {
+        format!(" The token scores add up to {pct}% of it: the other {lost}% is absorbed inside the layers (the rules conserve relevance only approximately, e.g. at the softmax and at stabilizers). Compare tokens with each other rather than with the logit.")
+    } else {
+        format!(" The token scores add up to {pct}% of it: more than the logit, so positive and negative contributions partly cancel. Compare tokens with each other rather than with the logit.")
+    }
 }
 
 /// What the tooltip of unit `i` says: its text and ids, and the score of method `m`.

@@ -5,7 +5,6 @@ use tokenlens::colormap::{hex, ColorScale};
 use tokenlens::Token;
 
 use super::{axis_label as label, data_attr, Shown, Tip};
-use crate::display::Display;
 use crate::format::sig3;
 
 /// The grid section: its heading and the grid of the method in view, once its scores are in.
@@ -27,12 +26,15 @@ pub fn TraceSection(
                 m.label(),
                 r.n_layers,
             );
+            let trace = u.trace(&res.trace, d.aggregate);
+            // Each layer on its own scale.
+            let trace_scales = trace.iter().map(|row| u.scale(&d, true, row)).collect();
             Some(view! {
                 <h2>{heading}</h2>
                 <TraceGrid
                     tokens=u.labels(&r.tokens)
-                    trace=u.trace(&res.trace, d.aggregate)
-                    display=d
+                    trace=trace
+                    scales=trace_scales
                     range=u.range
                     hovered=hovered
                     tip=tip
@@ -57,8 +59,8 @@ pub fn TraceGrid(
     tokens: Vec<Token>,
     /// `[layer][unit]` raw.
     trace: Vec<Vec<f32>>,
-    /// Color settings.
-    display: Display,
+    /// One color scale per layer.
+    scales: Vec<ColorScale>,
     /// The token range shown.
     range: (usize, usize),
     /// The hovered token index (shared with the token view).
@@ -69,10 +71,7 @@ pub fn TraceGrid(
     let (a, b) = range;
     let n = b.saturating_sub(a);
     let layers = trace.len();
-    let scales: Vec<ColorScale> = trace
-        .iter()
-        .map(|row| display.scale(true, row.get(a..b).unwrap_or_default()))
-        .collect();
+
     let scales2 = scales.clone();
     let width = n * CW + 4;
     let height = TOP + layers * CH + 4;

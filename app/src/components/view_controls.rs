@@ -114,6 +114,19 @@ pub fn ViewControls(
                 />
                 " absolute"
             </label>
+            <label title="Relevance often piles on the first token, special tokens and the chat template's tokens (attention sinks), leaving the rest near white. Their scores stay in hover and exports.">
+                <input
+                    type="checkbox"
+                    name="sinks_out"
+                    checked=display.get_untracked().sinks_out
+                    prop:checked=move || display.get().sinks_out
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        display.update(|d| d.sinks_out = on)
+                    }
+                />
+                " sinks out of the scale"
+            </label>
             <label>
                 "colors end at "
                 {select("clip", clips, |d| d.clip.name(), |d, v| {

@@ -106,6 +106,7 @@ fn every_field_survives_the_url() {
             absolute: true,
             clip: Clip::P95,
             gamma: 1.7,
+            sinks_out: true,
         },
         query_only: true,
         // Not in the URL: a view opened from one always brings the candidates.

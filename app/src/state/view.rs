@@ -176,6 +176,9 @@ impl ViewState {
         if x.gamma != dd.gamma {
             p.insert("gamma", format!("{:.1}", x.gamma));
         }
+        if x.sinks_out != dd.sinks_out {
+            p.insert("sinks_out", if x.sinks_out { "1" } else { "0" }.into());
+        }
         if self.query_only {
             p.insert("query_only", "1".into());
         }
@@ -228,6 +231,7 @@ impl ViewState {
             gamma: num::<f32>(p, "gamma")
                 .filter(|g| g.is_finite() && *g > 0.0)
                 .unwrap_or(d.display.gamma),
+            sinks_out: flag(p, "sinks_out").unwrap_or(d.display.sinks_out),
         };
         ViewState {
             model: p.get("model").unwrap_or_default(),

@@ -111,9 +111,10 @@ impl InView<'_> {
         let scores = u.scores(&res.scores, d.aggregate);
         let in_view = scores.get(a..b)?;
         let labels = u.labels(&r.tokens);
-        let trace: Vec<Vec<f32>> = u
-            .trace(&res.trace, d.aggregate)
-            .into_iter()
+        let full = u.trace(&res.trace, d.aggregate);
+        let layer_scales = full.iter().map(|row| u.scale(&d, true, row)).collect();
+        let trace: Vec<Vec<f32>> = full
+            .iter()
             .map(|row| row.get(a..b).map(<[f32]>::to_vec))
             .collect::<Option<_>>()?;
         let target = r.prediction.as_ref().map(|(_, t)| {
@@ -136,7 +137,7 @@ impl InView<'_> {
                 target.unwrap_or_default()
             ),
             subtitle: format!("Prompt: {}", v.prompt),
-            scale: d.scale(m.is_signed(), in_view),
+            scale: u.scale(&d, m.is_signed(), &scores),
             units: labels
                 .get(a..b)?
                 .iter()
@@ -144,7 +145,7 @@ impl InView<'_> {
                 .zip(in_view.iter().copied())
                 .collect(),
             legend: format!("{} per {}", m.label(), d.granularity.name()),
-            layer_scales: trace.iter().map(|row| d.scale(true, row)).collect(),
+            layer_scales,
             trace,
         })
     }

@@ -16,6 +16,7 @@ use leptos_router::NavigateOptions;
 use tokenlens::TargetSpec;
 
 use super::api::list_models;
+use crate::components::agreement::AgreementPanel;
 use crate::components::answer::AnswerSection;
 use crate::components::export_bar::ExportBar;
 use crate::components::prediction::{Explained, PredictionPanel};
@@ -222,7 +223,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                     (true, Some([a, b])) => (a, b),
                     _ => (0, r.tokens.len()),
                 };
-                Units::new(&r.tokens, display.get().granularity, range)
+                Units::new(&r.tokens, display.get().granularity, range, r.query_span)
             })
         })
     });
@@ -351,6 +352,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             <ExportBar ready=export_ready error=export_error on_export=on_export/>
             <TokensPanel shown=in_view hovered=hovered tip=tip/>
             <TraceSection shown=in_view hovered=hovered tip=tip/>
+            <AgreementPanel shown=in_view/>
             <StepsSection matrix=matrix query_only=query_only display=display tip=tip/>
             <Tooltip tip=tip/>
         </main>
