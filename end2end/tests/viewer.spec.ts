@@ -165,6 +165,25 @@ test('HTML in the prompt renders literally', async ({ page }) => {
   expect(dialogs).toBe(0);
 });
 
+test('after a cancel nothing says "computing", and Share waits for a complete result', async ({ page }) => {
+  const passage = 'The printing press changed how texts were copied, checked and sold across Europe. ';
+  await explain(page, passage.repeat(40));
+  // Cancel once the tokens are in and the methods are still computing.
+  await expect(page.locator('[data-testid=waiting]')).toContainText('computing');
+  await page.locator('button[name=cancel]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('cancelled');
+  await expect(page.getByText(/computing/)).toHaveCount(0);
+  await expect(page.locator('[data-testid=waiting]')).toContainText('not computed');
+  await expect(page.locator('label.method.pending')).toHaveCount(0);
+  await expect(page.locator('button[name=share]')).toBeDisabled();
+  await page.screenshot({ path: path.join(shots, 'cancelled.png'), fullPage: true });
+  // A complete run makes it shareable.
+  await page.locator('textarea[name=prompt]').fill('Hello');
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 40_000 });
+  await expect(page.locator('button[name=share]')).toBeEnabled();
+});
+
 test('cancel stops waiting for a running explanation', async ({ page }) => {
   const passage = 'The printing press changed how texts were copied, checked and sold across Europe. ';
   await explain(page, passage.repeat(8));

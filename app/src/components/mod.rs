@@ -70,6 +70,8 @@ pub struct Shown {
     pub method: Signal<tokenlens::Method>,
     /// Units and colors.
     pub display: Signal<crate::display::Display>,
+    /// A run is going (what is missing may still come).
+    pub running: Signal<bool>,
 }
 
 impl Shown {

@@ -22,6 +22,9 @@ pub fn StepsSection(
     /// Units and colors.
     #[prop(into)]
     display: Signal<Display>,
+    /// A run is going.
+    #[prop(into)]
+    running: Signal<bool>,
     /// The tooltip.
     tip: RwSignal<Option<Tip>>,
 ) -> impl IntoView {
@@ -34,7 +37,12 @@ pub fn StepsSection(
                 <h2>{format!("All steps: each answer token × its context ({})", method.label())}</h2>
             };
             if mx.tokens.is_empty() {
-                return Some(view! { {header} <p class="waiting">"computing…"</p> }.into_any());
+                let text = if running.get() {
+                    "computing…"
+                } else {
+                    "not computed (the run stopped first); press All steps"
+                };
+                return Some(view! { {header} <p class="waiting" data-testid="waiting">{text}</p> }.into_any());
             }
             let range = match (query_only.get(), mx.query_span) {
                 (true, Some([a, _])) => (a, mx.tokens.len()),

@@ -43,9 +43,17 @@ pub fn TokensPanel(
                     </p>
                 }
             });
-            let waiting = res
-                .is_none()
-                .then(|| view! { <p class="waiting">{format!("computing {}…", m.label())}</p> });
+            // Missing scores are coming while a run goes; after a cancel or an error, say so
+            // rather than leave "computing" standing.
+            let running = shown.running.get();
+            let waiting = res.is_none().then(|| {
+                let text = if running {
+                    format!("computing {}…", m.label())
+                } else {
+                    format!("{}: not computed (the run stopped first); press Explain", m.label())
+                };
+                view! { <p class="waiting" data-testid="waiting">{text}</p> }
+            });
             Some(view! {
                 {legend}
                 {waiting}

@@ -209,10 +209,12 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     let on_share = Callback::new(move |()| {
         sharing.share(shown.get_untracked(), results, share_limit());
     });
+    // Something complete to share: a cancelled or failed run leaves nothing to store.
     let can_share = Signal::derive(move || {
-        live.get()
-            && !status.running.get()
-            && (result.with(Option::is_some) || answer.with(Option::is_some))
+        let complete = results.result_for.with(Option::is_some)
+            || answer.with(|a| a.as_ref().is_some_and(|a| a.stop.is_some()))
+            || results.matrix_for.with(Option::is_some);
+        live.get() && !status.running.get() && complete
     });
 
     // The units in view (tokens, words or sentences) of the current explanation.
@@ -305,14 +307,17 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         })
     });
     let selected = Signal::derive(move || result.with(|r| r.as_ref().and_then(|r| r.step)));
+    // A method still to come is marked pending while the run goes (not after it stopped).
     let computed = Callback::new(move |m| {
-        result.with(|r| r.as_ref().is_none_or(|r| r.methods.contains_key(&m)))
+        !status.running.get()
+            || result.with(|r| r.as_ref().is_none_or(|r| r.methods.contains_key(&m)))
     });
     let in_view = Shown {
         result: result.into(),
         units: units.into(),
         method: view_method.into(),
         display: display.into(),
+        running: status.running.into(),
     };
     view! {
         <main>
@@ -353,7 +358,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             <TokensPanel shown=in_view hovered=hovered tip=tip/>
             <TraceSection shown=in_view hovered=hovered tip=tip/>
             <AgreementPanel shown=in_view/>
-            <StepsSection matrix=matrix query_only=query_only display=display tip=tip/>
+            <StepsSection matrix=matrix query_only=query_only display=display running=status.running tip=tip/>
             <Tooltip tip=tip/>
         </main>
     }
