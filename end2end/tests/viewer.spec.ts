@@ -325,3 +325,24 @@ test('the sink toggle rescales colors without recomputing; method agreement equa
   await expect(page.locator('[data-testid=conservation]')).toContainText('The token scores add up');
   await page.screenshot({ path: path.join(shots, 'sinks-agreement.png'), fullPage: true });
 });
+
+test('a result under a changed prompt or target is marked out of date until recomputed', async ({ page }) => {
+  await explain(page, 'What is the capital of France?');
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const stale = page.locator('[data-testid=stale]');
+  await expect(stale).toHaveCount(0);
+  await page.locator('textarea[name=prompt]').fill('What is the capital of Italy?');
+  await expect(stale).toContainText('Out of date');
+  await expect(page.locator('.results')).toHaveClass(/stale/);
+  await page.screenshot({ path: path.join(shots, 'stale.png'), fullPage: true });
+  // Back to what was computed: current again, nothing recomputed.
+  await page.locator('textarea[name=prompt]').fill('What is the capital of France?');
+  await expect(stale).toHaveCount(0);
+  // A new target text also dates the result; Explain clears the mark.
+  await page.locator('input[name=target]').fill(' Paris');
+  await expect(stale).toHaveCount(1);
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await expect(stale).toHaveCount(0);
+  await expect(page.locator('.results')).not.toHaveClass(/stale/);
+});

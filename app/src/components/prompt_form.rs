@@ -73,6 +73,50 @@ impl Form {
         self.contrast.set(text(e.and_then(|e| e.contrast.as_ref())));
     }
 
+    /// Whether the form asks for something other than what view `v` computed (tracked): a
+    /// result shown under it is then out of date. `default_model`: what an empty model means.
+    pub fn differs_from(&self, v: &ViewState, default_model: &str) -> bool {
+        if v.generation.is_none() && v.explain.is_none() {
+            return false;
+        }
+        let shown_model = if v.model.is_empty() {
+            default_model
+        } else {
+            &v.model
+        };
+        let model = self.model.get();
+        let context = self.prompt.with(|p| p != &v.prompt)
+            || (!model.is_empty() && model != shown_model)
+            || self.chat.get() != v.chat
+            || (v.chat && self.thinking.get() != v.thinking);
+        let text = |t: Option<&TargetSpec>| match t {
+            Some(TargetSpec::Text(s)) => s.clone(),
+            _ => String::new(),
+        };
+        // A step's target comes from the answer, not the form's target box.
+        let target = v.explain.as_ref().is_some_and(|e| {
+            e.step.is_none()
+                && (self.target.get() != text(Some(&e.target))
+                    || self.contrast.get() != text(e.contrast.as_ref()))
+        });
+        let generation = v
+            .generation
+            .as_ref()
+            .is_some_and(|g| &self.generation_tracked() != g);
+        context || target || generation
+    }
+
+    fn generation_tracked(&self) -> GenSpec {
+        GenSpec {
+            sampling: if self.greedy.get() {
+                Sampling::greedy()
+            } else {
+                self.sampling.get()
+            },
+            max_new_tokens: self.max_new.get(),
+        }
+    }
+
     /// The generation settings.
     pub fn generation(&self) -> GenSpec {
         GenSpec {

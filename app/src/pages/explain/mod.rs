@@ -312,6 +312,16 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         !status.running.get()
             || result.with(|r| r.as_ref().is_none_or(|r| r.methods.contains_key(&m)))
     });
+    // The form asks for something else than the result shown (not while it is computed).
+    let stale = Signal::derive(move || {
+        let default_model = models.with(|m| {
+            m.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|l| l.models.first().map(|m| m.name.clone()))
+                .unwrap_or_default()
+        });
+        !status.running.get() && shown.with(|v| form.differs_from(v, &default_model))
+    });
     let in_view = Shown {
         result: result.into(),
         units: units.into(),
@@ -344,6 +354,12 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                 copied=sharing.copied
                 on_share=on_share
             />
+            {move || stale.get().then(|| view! {
+                <div class="stale-note" data-testid="stale" role="status">
+                    "Out of date: the prompt or settings changed since this result was computed. Press Explain (or Generate) to recompute; Share and Export cover the result shown."
+                </div>
+            })}
+            <div class="results" class:stale=move || stale.get()>
             <AnswerSection
                 answer=answer
                 selected=selected
@@ -359,6 +375,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             <TraceSection shown=in_view hovered=hovered tip=tip/>
             <AgreementPanel shown=in_view/>
             <StepsSection matrix=matrix query_only=query_only display=display running=status.running tip=tip/>
+            </div>
             <Tooltip tip=tip/>
         </main>
     }
