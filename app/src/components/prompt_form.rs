@@ -119,14 +119,7 @@ impl Form {
 
     /// The generation settings.
     pub fn generation(&self) -> GenSpec {
-        GenSpec {
-            sampling: if self.greedy.get_untracked() {
-                Sampling::greedy()
-            } else {
-                self.sampling.get_untracked()
-            },
-            max_new_tokens: self.max_new.get_untracked(),
-        }
+        untrack(|| self.generation_tracked())
     }
 }
 

@@ -70,6 +70,31 @@ pub fn ViewControls(
             </select>
         }
     };
+    // A checkbox bound to one boolean display field.
+    let flag = move |name: &'static str,
+                     label: &'static str,
+                     title: &'static str,
+                     field: fn(&mut Display) -> &mut bool| {
+        let now = move || {
+            let mut d = display.get();
+            *field(&mut d)
+        };
+        view! {
+            <label title=title>
+                <input
+                    type="checkbox"
+                    name=name
+                    checked=untrack(now)
+                    prop:checked=now
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        display.update(|d| *field(d) = on)
+                    }
+                />
+                {label}
+            </label>
+        }
+    };
     let granularities = Granularity::ALL
         .into_iter()
         .map(|g| (g.name(), granularity_label(g)))
@@ -101,32 +126,11 @@ pub fn ViewControls(
                     }
                 })}
             </label>
-            <label>
-                <input
-                    type="checkbox"
-                    name="absolute"
-                    checked=display.get_untracked().absolute
-                    prop:checked=move || display.get().absolute
-                    on:change=move |ev| {
-                        let on = event_target_checked(&ev);
-                        display.update(|d| d.absolute = on)
-                    }
-                />
-                " absolute"
-            </label>
-            <label title="Relevance often piles on the first token, special tokens and the chat template's tokens (attention sinks), leaving the rest near white. Their scores stay in hover and exports.">
-                <input
-                    type="checkbox"
-                    name="sinks_out"
-                    checked=display.get_untracked().sinks_out
-                    prop:checked=move || display.get().sinks_out
-                    on:change=move |ev| {
-                        let on = event_target_checked(&ev);
-                        display.update(|d| d.sinks_out = on)
-                    }
-                />
-                " sinks out of the scale"
-            </label>
+            {flag("absolute", " absolute", "Color |score| on one sequential map, for signed methods too.",
+                |d| &mut d.absolute)}
+            {flag("sinks_out", " sinks out of the scale",
+                "Relevance often piles on the first token, special tokens and the chat template's tokens (attention sinks), leaving the rest near white. Their scores stay in hover and exports.",
+                |d| &mut d.sinks_out)}
             <label>
                 "colors end at "
                 {select("clip", clips, |d| d.clip.name(), |d, v| {
