@@ -104,19 +104,19 @@ fn probability(id: u32, logits: &[f32]) -> f32 {
 }
 
 /// The softmax's normalizer over a vocabulary, computed once for any number of tokens.
-struct Softmax {
+pub(crate) struct Softmax {
     max: f64,
     z: f64,
 }
 
 impl Softmax {
-    fn of(logits: &[f32]) -> Self {
+    pub(crate) fn of(logits: &[f32]) -> Self {
         let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
         let z = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
         Softmax { max, z }
     }
 
-    fn prob(&self, logit: f32) -> f32 {
+    pub(crate) fn prob(&self, logit: f32) -> f32 {
         ((logit as f64 - self.max).exp() / self.z) as f32
     }
 }

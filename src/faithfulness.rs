@@ -282,9 +282,7 @@ impl crate::Engine {
             let l = *logits.get(target as usize).ok_or_else(|| {
                 crate::Error::InvalidSetting(format!("target id {target} is not in the vocabulary"))
             })?;
-            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let z: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
-            Ok((l, ((l as f64 - max).exp() / z) as f32))
+            Ok((l, crate::engine::Softmax::of(&logits).prob(l)))
         };
         let orders = 2 * (scores.len() + RANDOM_ORDERS as usize);
         let total = orders * steps.len() + 2 * FRACTIONS.len() * scores.len();
