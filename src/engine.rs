@@ -540,6 +540,7 @@ impl Engine {
                     Ok(())
                 };
                 let f = self.faithfulness(&tok, a.target.token.id, &scores, spec, &mut progress)?;
+                emit(StreamEvent::Faithfulness { result: f.clone() })?;
                 Some(f)
             }
             None => None,

@@ -372,4 +372,50 @@ mod tests {
             vec![0, 2, 1, 3]
         );
     }
+
+    fn token(special: bool, generated: bool) -> Token {
+        Token {
+            id: 0,
+            text: String::new(),
+            start: 0,
+            end: 0,
+            special,
+            generated,
+        }
+    }
+
+    /// A chat prompt: template tokens 0..2 (0 special), the query 2..5 (4 special), the
+    /// template 5..7, then two generated tokens, the last of which predicts.
+    #[test]
+    fn the_eligible_set_keeps_template_special_and_last_tokens() {
+        let tokens: Vec<Token> = (0..9)
+            .map(|i| token(i == 0 || i == 4 || i == 5, i >= 7))
+            .collect();
+        let span = Some([2, 5]);
+        assert_eq!(eligible(&tokens, span, true), vec![2, 3]);
+        assert_eq!(eligible(&tokens, span, false), vec![2, 3, 7]);
+        // Without a template every ordinary token but the last is eligible.
+        assert_eq!(eligible(&tokens[..4], None, false), vec![1, 2]);
+        assert!(eligible(&tokens[..1], None, false).is_empty());
+    }
+
+    #[test]
+    fn the_area_is_the_mean_gap_between_lerf_and_morf() {
+        let curve = |logit: Vec<f32>| Curve {
+            order: Vec::new(),
+            prob: vec![0.0; logit.len()],
+            logit,
+        };
+        let morf = curve(vec![4.0, 1.0, 0.0, -1.0]);
+        let lerf = curve(vec![4.0, 4.0, 3.0, -1.0]);
+        assert_eq!(abpc(&morf, &lerf), (0.0 + 3.0 + 3.0 + 0.0) / 4.0);
+        assert_eq!(
+            abpc(&lerf, &morf),
+            -1.5,
+            "a reversed ranking scores below zero"
+        );
+        assert_eq!(abpc(&morf, &morf), 0.0);
+        assert_eq!(mean_sd(&[1.0, 3.0]), (2.0, 2f32.sqrt()));
+        assert_eq!(mean_sd(&[5.0]), (5.0, 0.0));
+    }
 }

@@ -170,3 +170,67 @@ fn curves_match_transformers() {
     }
     println!("faithfulness: worst point {worst:e} of its curve's range");
 }
+
+/// A streamed explanation with curves: every method first (the map never waits), then the
+/// curves' stage with progress, then the curves as one event, equal to what the call returns;
+/// a sink that stops during the curves cancels the request.
+#[test]
+fn curves_stream_after_the_methods_and_cancel() {
+    use std::ops::ControlFlow;
+    use tokenlens::{ExplainRequest, Method, Stage, StreamEvent};
+    let e = engine_for("tests/fixtures/tiny-llama");
+    let mut req = ExplainRequest::new("Why is the sky blue?");
+    req.chat_template = false;
+    req.methods = vec![Method::Saliency, Method::Attnlrp];
+    req.faithfulness = Some(FaithfulnessSpec {
+        operator: Operator::Delete,
+        query_only: false,
+    });
+    let mut events = Vec::new();
+    let ex = e
+        .explain_streaming(&req, &mut |ev| {
+            events.push(ev.clone());
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    let at = |p: &dyn Fn(&StreamEvent) -> bool| events.iter().position(p).unwrap();
+    let last_method = events
+        .iter()
+        .rposition(|ev| matches!(ev, StreamEvent::Method { .. }))
+        .unwrap();
+    let stage = at(&|ev| {
+        matches!(
+            ev,
+            StreamEvent::Stage {
+                stage: Stage::Faithfulness,
+                ..
+            }
+        )
+    });
+    let curves = at(&|ev| matches!(ev, StreamEvent::Faithfulness { .. }));
+    assert!(last_method < stage && stage < curves, "{events:?}");
+    assert!(matches!(events[curves + 1], StreamEvent::Done));
+    let StreamEvent::Faithfulness { result } = &events[curves] else {
+        unreachable!()
+    };
+    assert_eq!(Some(result), ex.faithfulness.as_ref());
+    assert_eq!(result.operator, Operator::Delete);
+    assert_eq!(result.methods.len(), 2);
+
+    let mut seen = 0;
+    let cancelled = e.explain_streaming(&req, &mut |ev| match ev {
+        StreamEvent::Progress {
+            stage: Stage::Faithfulness,
+            ..
+        } => {
+            seen += 1;
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    assert!(
+        matches!(cancelled, Err(tokenlens::Error::Cancelled)),
+        "{cancelled:?}"
+    );
+    assert_eq!(seen, 1);
+}

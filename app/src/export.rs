@@ -27,6 +27,9 @@ pub struct Figure {
     pub trace: Vec<Vec<f32>>,
     /// One color scale per layer.
     pub layer_scales: Vec<ColorScale>,
+    /// The perturbation curves' scores, a line per method after what was measured; empty
+    /// when not measured.
+    pub faithfulness: Vec<String>,
 }
 
 // Figure geometry (px). Monospace text so widths are known without measuring.
@@ -282,6 +285,19 @@ impl Figure {
                 self.grid_svg(0.0, 0.0)
             )
         };
+        let faithfulness = match self.faithfulness.split_first() {
+            Some((measured, lines)) => {
+                let items: String = lines
+                    .iter()
+                    .map(|l| format!("<li>{}</li>", escape(l)))
+                    .collect();
+                format!(
+                    r#"<h2>Faithfulness</h2><p class="note">{}</p><ul data-testid="faithfulness">{items}</ul>"#,
+                    escape(measured)
+                )
+            }
+            None => String::new(),
+        };
         let legend_w = 240.0 + (self.legend.chars().count() as f64 + 16.0) * CHAR_W + 80.0;
         format!(
             r#"<!DOCTYPE html>
@@ -301,6 +317,7 @@ h1 {{ font-size: 18px; margin: 0 0 4px; }} h2 {{ font-size: 15px; margin: 24px 0
 <svg xmlns="http://www.w3.org/2000/svg" width="{legend_w:.0}" height="20" font-family="{FONT}" font-size="12">{legend}</svg>
 <div class="tokens" data-testid="tokens">{tokens}</div>
 {grid}
+{faithfulness}
 <p class="note">Exported from TokenLens.</p>
 </body></html>
 "#,
@@ -331,8 +348,7 @@ pub fn explanation(model: &str, chat: bool, thinking: bool, r: &Partial) -> Opti
             .map(|(m, res)| (Method::name(*m).to_string(), res.clone()))
             .collect(),
         candidates: r.candidates.clone(),
-        // The page does not compute perturbation curves yet.
-        faithfulness: None,
+        faithfulness: r.faithfulness.clone(),
     })
 }
 
@@ -369,6 +385,7 @@ mod tests {
             legend: "AttnLRP per token".into(),
             trace: vec![vec![0.1, -0.2, 0.3]; 2],
             layer_scales: vec![scale; 2],
+            faithfulness: vec!["Measured by <zero>".into(), "AttnLRP: ABPC 3.1".into()],
         }
     }
 
@@ -394,5 +411,10 @@ mod tests {
         assert_eq!(html.matches("class=\"tok\"").count(), 3);
         assert!(html.contains("data-score=\"1.5\""));
         assert!(!html.contains("<script"));
+        assert!(html.contains("Measured by &lt;zero&gt;</p>"), "escaped");
+        assert!(html.contains("<li>AttnLRP: ABPC 3.1</li>"));
+        let mut bare = figure();
+        bare.faithfulness.clear();
+        assert!(!bare.html().contains("Faithfulness"));
     }
 }

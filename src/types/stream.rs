@@ -1,7 +1,7 @@
 //! What a streaming request sends, event by event, and the stages it reports.
 
+use super::{Faithfulness, Method, MethodResult, Prediction, StepRow, Target, Token};
 use super::{GeneratedToken, StopReason};
-use super::{Method, MethodResult, Prediction, StepRow, Target, Token};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -24,7 +24,8 @@ pub enum Stage {
 }
 
 /// What a streaming request sends. An explanation: `tokens`, `prediction`, one `method` per
-/// method, with `explain_candidates` one `candidate` per other top-k candidate, `done`. A generation: `tokens`, one `generated` per token, `finished`, `done`.
+/// method, with `explain_candidates` one `candidate` per other top-k candidate, with a
+/// faithfulness spec `faithfulness`, `done`. A generation: `tokens`, one `generated` per token, `finished`, `done`.
 /// All steps: `tokens` (prompt and answer), one `step` per generated token, `done`. `stage`
 /// events may come between them; `error` ends a stream early.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +70,12 @@ pub enum StreamEvent {
         target: Target,
         /// Results keyed by method name.
         methods: BTreeMap<String, MethodResult>,
+    },
+    /// The perturbation curves of every method (with a faithfulness spec), after the
+    /// methods and candidates.
+    Faithfulness {
+        /// Curves, scores and the random baseline.
+        result: Faithfulness,
     },
     /// All done.
     Done,

@@ -5,6 +5,7 @@ pub mod agreement;
 pub mod answer;
 pub mod colorbar;
 pub mod export_bar;
+pub mod faithfulness;
 pub mod prediction;
 pub mod prompt_form;
 pub mod share_bar;

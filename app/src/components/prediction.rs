@@ -43,7 +43,12 @@ pub fn PredictionPanel(
                             Some(_) => TargetSpec::Id(target_id),
                             None => TargetSpec::Id(id),
                         };
-                        on_explain.run(ExplainSpec { target, contrast, step })
+                        on_explain.run(ExplainSpec {
+                            target,
+                            contrast,
+                            step,
+                            ..ExplainSpec::default()
+                        })
                     };
                     view! {
                         <li>

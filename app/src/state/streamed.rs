@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tokenlens::{
-    CandidateExplanation, GenerateRequest, GeneratedToken, Method, MethodResult, Prediction,
-    StepRow, StopReason, StreamEvent, Target, Token,
+    CandidateExplanation, Faithfulness, GenerateRequest, GeneratedToken, Method, MethodResult,
+    Prediction, StepRow, StopReason, StreamEvent, Target, Token,
 };
 
 use super::GenSpec;
@@ -45,6 +45,9 @@ pub struct Partial {
     /// The other candidates, explained as the target is.
     #[serde(default)]
     pub candidates: Vec<CandidateExplanation>,
+    /// The perturbation curves, when asked for (they come after the methods).
+    #[serde(default)]
+    pub faithfulness: Option<Faithfulness>,
     /// The server's sealed record of the stream, once it is complete.
     #[serde(skip)]
     pub sealed: Option<Record>,
@@ -91,6 +94,8 @@ impl Partial {
             prediction: Some((prediction, picked.target)),
             methods,
             candidates,
+            // The curves were measured for the other target.
+            faithfulness: None,
             sealed: None,
             ..self.clone()
         })
@@ -123,6 +128,7 @@ impl Streamed for Partial {
                     methods: methods.clone(),
                 });
             }
+            StreamEvent::Faithfulness { result } => self.faithfulness = Some(result.clone()),
             _ => return false,
         }
         true

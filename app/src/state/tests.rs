@@ -97,6 +97,7 @@ fn every_field_survives_the_url() {
             target: TargetSpec::Id(315),
             contrast: Some(TargetSpec::Text(" Lyon".into())),
             step: Some(3),
+            faithfulness: Some(tokenlens::Operator::Delete),
         }),
         matrix: Some(Method::Attnlrp),
         method: Method::CpLrp,

@@ -4,7 +4,10 @@
 use leptos_router::params::ParamsMap;
 use serde::{Deserialize, Serialize};
 use tokenlens::granularity::{Aggregate, Granularity};
-use tokenlens::{ExplainRequest, GenerateRequest, Method, Sampling, StepsRequest, TargetSpec};
+use tokenlens::{
+    ExplainRequest, FaithfulnessSpec, GenerateRequest, Method, Operator, Sampling, StepsRequest,
+    TargetSpec,
+};
 
 use crate::display::{Clip, Display};
 
@@ -37,6 +40,9 @@ pub struct ExplainSpec {
     pub contrast: Option<TargetSpec>,
     /// The answer token explained (0-based), or None for the prompt's next token.
     pub step: Option<usize>,
+    /// Perturbation curves with this operator, after the methods (over the query only when
+    /// the view's `query_only` is on).
+    pub faithfulness: Option<Operator>,
 }
 
 /// Everything that defines a view.
@@ -153,6 +159,9 @@ impl ViewState {
             if let Some(k) = e.step {
                 p.insert("step", k.to_string());
             }
+            if let Some(op) = e.faithfulness {
+                p.insert("faithfulness", op.name().into());
+            }
         }
         if let Some(m) = self.matrix {
             p.insert("all_steps", m.name().into());
@@ -213,6 +222,7 @@ impl ViewState {
             target: target_from(p, "target").unwrap_or_default(),
             contrast: target_from(p, "contrast"),
             step: num(p, "step"),
+            faithfulness: p.get_str("faithfulness").and_then(Operator::from_name),
         });
         let display = Display {
             granularity: p
@@ -298,8 +308,17 @@ impl ViewState {
                 && self.prompt.len() + 4 * continuation.len() <= CANDIDATES_UP_TO,
             continuation,
             contrast: spec.contrast.clone(),
-            faithfulness: None,
+            faithfulness: self.faithfulness_spec(),
         }))
+    }
+
+    /// The perturbation curves the view asks for: the explain spec's operator, over the query
+    /// only when the view shows only the query.
+    pub fn faithfulness_spec(&self) -> Option<FaithfulnessSpec> {
+        Some(FaithfulnessSpec {
+            operator: self.explain.as_ref()?.faithfulness?,
+            query_only: self.query_only,
+        })
     }
 
     /// The all-steps request this view makes for `answer` (the answer's ids), if it shows

@@ -145,6 +145,7 @@ impl InView<'_> {
                 .zip(in_view.iter().copied())
                 .collect(),
             legend: format!("{} per {}", m.label(), d.granularity.name()),
+            faithfulness: faithfulness_lines(r),
             layer_scales,
             trace,
         })
@@ -184,4 +185,19 @@ impl InView<'_> {
             }
         }
     }
+}
+
+/// The measured line and a score line per method, for the HTML export.
+fn faithfulness_lines(r: &Partial) -> Vec<String> {
+    use crate::components::faithfulness::{measured_line, score_line};
+    let Some(f) = &r.faithfulness else {
+        return Vec::new();
+    };
+    let methods = Method::ALL.into_iter().filter_map(|m| {
+        let s = f.methods.get(m.name())?;
+        Some(score_line(m.label(), s, &f.random))
+    });
+    std::iter::once(measured_line(f, r.query_span))
+        .chain(methods)
+        .collect()
 }

@@ -13,12 +13,13 @@ mod runs;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use leptos_router::NavigateOptions;
-use tokenlens::TargetSpec;
+use tokenlens::{Operator, TargetSpec};
 
 use super::api::list_models;
 use crate::components::agreement::AgreementPanel;
 use crate::components::answer::AnswerSection;
 use crate::components::export_bar::ExportBar;
+use crate::components::faithfulness::FaithfulnessPanel;
 use crate::components::prediction::{Explained, PredictionPanel};
 use crate::components::prompt_form::{Form, PromptForm};
 use crate::components::share_bar::ShareBar;
@@ -135,6 +136,8 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         });
     }
 
+    let faithfulness_on =
+        move || shown.with_untracked(|v| v.explain.as_ref().and_then(|e| e.faithfulness));
     // The view with the form's settings and `change` applied.
     let from_form = move |change: &dyn Fn(&mut ViewState)| {
         let mut v = shown.get_untracked();
@@ -160,6 +163,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             target: spec(form.target.get_untracked()).unwrap_or_default(),
             contrast: spec(form.contrast.get_untracked()),
             step: None,
+            faithfulness: faithfulness_on(),
         };
         go(from_form(&|v| v.explain = Some(e.clone())), true);
     });
@@ -172,10 +176,20 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         });
         go(v, true);
     });
-    let explain_with = Callback::new(move |e: ExplainSpec| {
+    // Every explanation keeps the faithfulness curves on once they are (the panel turns them
+    // off).
+    let explain_with = Callback::new(move |mut e: ExplainSpec| {
         let mut v = shown.get_untracked();
+        e.faithfulness = e.faithfulness.or_else(faithfulness_on);
         v.explain = Some(e);
         go(v, true);
+    });
+    let on_faithfulness = Callback::new(move |op: Option<Operator>| {
+        let mut v = shown.get_untracked();
+        if let Some(e) = v.explain.as_mut() {
+            e.faithfulness = op;
+            go(v, true);
+        }
     });
     let on_all_steps = Callback::new(move |()| {
         let mut v = shown.get_untracked();
@@ -184,9 +198,8 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     });
     let pick_step = Callback::new(move |k: usize| {
         explain_with.run(ExplainSpec {
-            target: TargetSpec::Argmax,
-            contrast: None,
             step: Some(k),
+            ..ExplainSpec::default()
         })
     });
     // View settings amend the current history entry.
@@ -374,6 +387,14 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             <TokensPanel shown=in_view hovered=hovered tip=tip/>
             <TraceSection shown=in_view hovered=hovered tip=tip/>
             <AgreementPanel shown=in_view/>
+            <FaithfulnessPanel
+                shown=in_view
+                operator=Signal::derive(move || {
+                    shown.with(|v| v.explain.as_ref().and_then(|e| e.faithfulness))
+                })
+                on_change=on_faithfulness
+                tip=tip
+            />
             <StepsSection matrix=matrix query_only=query_only display=display running=status.running tip=tip/>
             </div>
             <Tooltip tip=tip/>

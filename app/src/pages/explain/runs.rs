@@ -18,6 +18,7 @@ pub type Key = (
     bool,
     Option<GenSpec>,
     Option<ExplainSpec>,
+    Option<tokenlens::FaithfulnessSpec>,
 );
 
 /// The key of view `v`.
@@ -29,6 +30,7 @@ pub fn key(v: &ViewState) -> Key {
         v.thinking,
         v.generation.clone(),
         v.explain.clone(),
+        v.faithfulness_spec(),
     )
 }
 
@@ -178,7 +180,7 @@ impl Results {
         }
         let same_context = self.result_for.with_untracked(|k| {
             k.as_ref()
-                .is_some_and(|(model, prompt, chat, thinking, generation, _)| {
+                .is_some_and(|(model, prompt, chat, thinking, generation, ..)| {
                     (model, prompt, chat, thinking, generation)
                         == (&v.model, &v.prompt, &v.chat, &v.thinking, &v.generation)
                 })
