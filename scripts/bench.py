@@ -9,6 +9,10 @@ after a warm-up, both sides using every core; and peak memory (each side and met
 its own process). Prints a table with the ratios ours / PyTorch (times: < 1 = TokenLens
 faster; generation tokens/s: > 1 = TokenLens faster).
 
+Then the perturbation curves (faithfulness, operator replace) of every method's scores for a
+--faithfulness-token prompt: the engine's batched passes after a shared prefix, against
+PyTorch running the same distinct inputs whole in batches of 32 (no backward either side).
+
 Then the All-steps matrix of a --steps-token greedy answer after a --steps-prompt-token
 prompt, every method, against the per-step loop as Inseq runs it (a forward and a backward
 pass per answer token and method, in PyTorch + lxt).
@@ -16,6 +20,7 @@ pass per answer token and method, in PyTorch + lxt).
 Run (after scripts/reference-env.sh and `cargo build --release`):
     ~/.cache/tokenlens/venv/bin/python scripts/bench.py [--lengths 48,512,2048] [--repeat 3]
         [--repeat-long 1] [--seed-prompt] [--generate 32] [--steps 64] [--steps-prompt 256]
+        [--faithfulness 64]
 """
 import argparse
 import json
@@ -128,6 +133,61 @@ def torch_steps(mode, gguf, prompt_file, answer_file):
     print(json.dumps({"n_tokens": len(ids), "s": out}))
 
 
+def torch_faithfulness(gguf, input_file):
+    """The distinct inputs of the engine's curves (same eligible set, orders, steps, random
+    seeds), each run whole by transformers in batches; prints the time and saliency's ABPC."""
+    import torch
+    import faithfulness_reference as fr
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    inp = json.load(open(input_file))
+    _, model = reference.load(gguf)
+    ids, elig, neutral, target = inp["ids"], inp["eligible"], inp["neutral_id"], inp["target"]
+    st, e = fr.steps(len(elig)), len(elig)
+    sets = {}
+
+    def want(out):
+        return sets.setdefault(tuple(sorted(out)), None)
+
+    def curve(o):
+        for k in st:
+            want(o[:k])
+
+    orders = {}
+    for m, s in inp["scores"].items():
+        morf, lerf = fr.order(s, elig, True), fr.order(s, elig, False)
+        orders[m] = (morf, lerf)
+        curve(morf)
+        curve(lerf)
+        for k in fr.fraction_counts(e):
+            want(morf[:k])
+            want(lerf[:e - k])
+    for seed in range(fr.RANDOM_ORDERS):
+        p = fr.permutation(elig, seed)
+        curve(p)
+        curve(p[::-1])
+    keys = list(sets)
+
+    def run():
+        for i in range(0, len(keys), 32):
+            batch = keys[i:i + 32]
+            x = torch.tensor([[neutral if j in set(b) else t for j, t in enumerate(ids)]
+                              for b in batch])
+            with torch.no_grad():
+                logits = model(input_ids=x, use_cache=False).logits[:, -1].double()
+            for b, l in zip(batch, logits):
+                sets[b] = float(l[target])
+
+    with torch.no_grad():  # warm-up, as the engine's side has run the methods before
+        model(input_ids=torch.tensor([ids]), use_cache=False)
+    t = time.perf_counter()
+    run()
+    s = time.perf_counter() - t
+    morf, lerf = orders["saliency"]
+    abpc = sum(sets[tuple(sorted(lerf[:k]))] - sets[tuple(sorted(morf[:k]))] for k in st) / len(st)
+    print(json.dumps({"s": s, "inputs": len(keys), "abpc_saliency": abpc}))
+
+
 def run_json(cmd):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -160,12 +220,17 @@ def main():
     ap.add_argument("--steps-prompt", type=int, default=256, help="All steps: prompt tokens")
     ap.add_argument("--torch-steps", choices=["plain", "attnlrp", "cp_lrp"], help="internal")
     ap.add_argument("--answer-file", help="internal")
+    ap.add_argument("--faithfulness", type=int, default=64,
+                    help="perturbation curves: prompt tokens (0: skip)")
+    ap.add_argument("--torch-faithfulness", help="internal")
     args = ap.parse_args()
     if args.torch_side:
         return torch_side(args.torch_side, args.gguf, args.prompt_file, args.repeat, args.chat,
                           args.generate)
     if args.torch_steps:
         return torch_steps(args.torch_steps, args.gguf, args.prompt_file, args.answer_file)
+    if args.torch_faithfulness:
+        return torch_faithfulness(args.gguf, args.torch_faithfulness)
 
     tok, _ = reference.load(args.gguf, tokenizer_only=True)
     rows = []
@@ -236,6 +301,25 @@ def main():
         steps = (ours["n_tokens"], len(ours["steps"]["answer"]), ours["steps"]["s"], loop)
         print("done all steps", file=sys.stderr)
 
+    curves = None
+    if args.faithfulness:
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write(make_prompt(tok, args.faithfulness))
+            path = f.name
+        ours = run_json([args.binary, "bench", "--prompt-file", path, "--model", args.gguf,
+                         "--methods", "saliency", "--repeat", "1", "--faithfulness"])
+        os.remove(path)
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(ours["faithfulness"], f)
+            inputs_path = f.name
+        theirs = run_json([sys.executable, __file__, "--gguf", args.gguf,
+                           "--torch-faithfulness", inputs_path])
+        os.remove(inputs_path)
+        mine = ours["faithfulness"]
+        assert mine["inputs"] == theirs["inputs"], (mine["inputs"], theirs["inputs"])
+        curves = (ours["n_tokens"], len(mine["eligible"]), mine, theirs)
+        print("done faithfulness", file=sys.stderr)
+
     import platform
     import torch
 
@@ -274,6 +358,13 @@ def main():
         print(f"\nAll steps, {g} answer tokens after {n} prompt tokens, all four methods: "
               f"TokenLens {mine:.2f} s; the per-step loop as Inseq runs it (PyTorch + lxt) "
               f"{total:.1f} s ({each}): {total / mine:.1f}× faster")
+    if curves:
+        n, e, mine, theirs = curves
+        print(f"\nFaithfulness curves, {n} prompt tokens ({e} eligible), four methods and 10 random "
+              f"orders, {mine['inputs']} distinct inputs: TokenLens {mine['s']:.1f} s, PyTorch "
+              f"(the same inputs whole, batches of 32) {theirs['s']:.1f} s: "
+              f"{mine['s'] / theirs['s']:.2f}×; saliency's ABPC {mine['abpc']['saliency']:.4f} "
+              f"vs {theirs['abpc_saliency']:.4f}")
     if sgemm_rows and flops:
         # Issue 20's count of a pass's useful work: 2 × matrix params × tokens forward, twice
         # that backward (lm_head's one target row and attention's products not counted), set

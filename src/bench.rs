@@ -39,6 +39,10 @@ pub struct BenchArgs {
     /// are printed, for the PyTorch side to explain the same tokens.
     #[arg(long, default_value_t = 0)]
     steps: usize,
+    /// Also time the perturbation curves (operator replace) of every method's scores, once
+    /// (no warm-up: they take seconds); prints the inputs, for the PyTorch side to run the same.
+    #[arg(long)]
+    faithfulness: bool,
     #[command(flatten)]
     device: crate::DeviceArgs,
 }
@@ -181,6 +185,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         })?;
         steps = serde_json::json!({ "answer": answer, "s": s });
     }
+    let faithfulness = if args.faithfulness {
+        curves(&engine, &req)?
+    } else {
+        serde_json::Value::Null
+    };
     let out = serde_json::json!({
         "n_tokens": n_tokens,
         "layer_matrix_params": engine.layer_matrix_params(),
@@ -193,7 +202,41 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "matmul": tokenlens::models::blas::backend(),
         "all_methods_s": all_methods_s,
         "steps": steps,
+        "faithfulness": faithfulness,
     });
     println!("{out}");
     Ok(())
+}
+
+/// Times the curves of every method's scores for `req`'s prompt (all methods): the seconds,
+/// the distinct inputs run, and what the PyTorch side needs to run the same inputs.
+fn curves(engine: &Engine, req: &ExplainRequest) -> anyhow::Result<serde_json::Value> {
+    let ex = engine.explain(req)?;
+    let tok = engine.tokenize(&req.prompt, req.chat_template, false)?;
+    let scores: tokenlens::faithfulness::MethodScores = ex
+        .methods
+        .iter()
+        .map(|(m, r)| (m.clone(), r.scores.clone()))
+        .collect();
+    let spec = tokenlens::FaithfulnessSpec {
+        operator: tokenlens::Operator::Replace,
+        query_only: false,
+    };
+    let mut inputs = 0;
+    let t = Instant::now();
+    let f = engine.faithfulness(&tok, ex.target.token.id, &scores, spec, &mut |done, _| {
+        inputs = done;
+        Ok(())
+    })?;
+    let s = t.elapsed().as_secs_f64();
+    Ok(serde_json::json!({
+        "s": s,
+        "inputs": inputs,
+        "ids": tok.tokens.iter().map(|t| t.id).collect::<Vec<_>>(),
+        "target": ex.target.token.id,
+        "neutral_id": f.neutral_id,
+        "eligible": f.eligible,
+        "scores": scores,
+        "abpc": f.methods.iter().map(|(m, x)| (m.clone(), x.abpc)).collect::<std::collections::BTreeMap<_, _>>(),
+    }))
 }

@@ -330,8 +330,8 @@ impl Engine {
         self.neutral
     }
 
-    /// The decoder.
-    pub(crate) fn decoder(&self) -> &Decoder {
+    /// The decoder (for tests and benchmarks that run it directly).
+    pub fn decoder(&self) -> &Decoder {
         &self.model
     }
 
@@ -527,17 +527,14 @@ impl Engine {
                     .iter()
                     .map(|(m, r)| (m.name().to_string(), r.scores.clone()))
                     .collect();
+                // After each batch of inputs (about a second): a cancellation point.
                 let mut progress = |done: usize, total: usize| -> Result<()> {
-                    // A few events a second; each is a cancellation point.
-                    if done % 8 == 0 {
-                        emit(StreamEvent::Progress {
-                            stage: Stage::Faithfulness,
-                            method: None,
-                            done,
-                            total,
-                        })?;
-                    }
-                    Ok(())
+                    emit(StreamEvent::Progress {
+                        stage: Stage::Faithfulness,
+                        method: None,
+                        done,
+                        total,
+                    })
                 };
                 let f = self.faithfulness(&tok, a.target.token.id, &scores, spec, &mut progress)?;
                 emit(StreamEvent::Faithfulness { result: f.clone() })?;

@@ -253,7 +253,6 @@ impl crate::Engine {
         progress: &mut dyn FnMut(usize, usize) -> crate::Result<()>,
     ) -> crate::Result<crate::types::Faithfulness> {
         use crate::types::Operator;
-        use candle_core::Tensor;
 
         let model = self.decoder();
         let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
@@ -273,60 +272,29 @@ impl crate::Engine {
             })?),
             _ => None,
         };
-        let embeds = model.embed(ids)?;
-        // Every input shares the positions before its first change: those run once here.
-        let mut base = crate::models::decoder::KvCache::default();
-        model.forward_cached(ids, &mut base)?;
-        let value = |logits: Tensor| -> crate::Result<(f32, f32)> {
-            let logits: Vec<f32> = logits.to_vec1()?;
-            let l = *logits.get(target as usize).ok_or_else(|| {
-                crate::Error::InvalidSetting(format!("target id {target} is not in the vocabulary"))
-            })?;
-            Ok((l, crate::engine::Softmax::of(&logits).prob(l)))
+        // Which inputs the curves need: a first pass through them records each distinct one.
+        let mut wanted: Vec<Vec<usize>> = Vec::new();
+        let mut plan = Curves::new(steps.clone(), |out: &[usize]| {
+            wanted.push(out.to_vec());
+            Ok((0.0, 0.0))
+        });
+        for s in scores.values() {
+            plan.method(s, &eligible)?;
+        }
+        plan.random(&eligible)?;
+        let inputs = Inputs {
+            model,
+            ids,
+            embeds: model.embed(ids)?,
+            operator: spec.operator,
+            neutral,
         };
-        let orders = 2 * (scores.len() + RANDOM_ORDERS as usize);
-        let total = orders * steps.len() + 2 * FRACTIONS.len() * scores.len();
-        let mut done = 0;
-        let eval = |out: &[usize]| -> crate::Result<(f32, f32)> {
-            done += 1;
-            progress(done, total)?;
-            let Some(&first) = out.first() else {
-                let mut c = base.prefix(ids.len().saturating_sub(1))?;
-                let last = ids.len().saturating_sub(1);
-                return value(model.forward_cached(&ids[last..], &mut c)?);
-            };
-            let mut cache = base.prefix(first)?;
-            let tail: Vec<usize> = (first..ids.len()).collect();
-            let logits = match spec.operator {
-                Operator::Replace | Operator::Delete => {
-                    let kept: Vec<u32> = tail
-                        .iter()
-                        .filter_map(|i| match (out.binary_search(i).is_ok(), neutral) {
-                            (false, _) => Some(ids[*i]),
-                            (true, Some(n)) => Some(n),
-                            (true, None) => None,
-                        })
-                        .collect();
-                    model.forward_cached(&kept, &mut cache)?
-                }
-                Operator::Zero => {
-                    let rows = tail
-                        .iter()
-                        .map(|&i| {
-                            let row = embeds.get(i)?;
-                            if out.binary_search(&i).is_ok() {
-                                row.zeros_like()
-                            } else {
-                                Ok(row)
-                            }
-                        })
-                        .collect::<candle_core::Result<Vec<_>>>()?;
-                    model.forward_embeds_cached(&Tensor::stack(&rows, 0)?, &mut cache)?
-                }
-            };
-            value(logits)
-        };
-        let mut curves = Curves::new(steps.clone(), eval);
+        let values = self.run_inputs(&inputs, wanted, target, progress)?;
+        let mut curves = Curves::new(steps.clone(), |out: &[usize]| {
+            values.get(out).copied().ok_or_else(|| {
+                crate::Error::InvalidSetting(format!("no value for {out:?} (a planning slip)"))
+            })
+        });
         let mut methods = BTreeMap::new();
         for (name, s) in scores {
             methods.insert(name.clone(), curves.method(s, &eligible)?);
@@ -341,6 +309,107 @@ impl crate::Engine {
             methods,
             random,
         })
+    }
+}
+
+/// The prompt and how its tokens are taken out.
+struct Inputs<'a> {
+    model: &'a crate::models::decoder::Decoder,
+    ids: &'a [u32],
+    /// `(seq, hidden)`, for `zero`.
+    embeds: candle_core::Tensor,
+    operator: crate::types::Operator,
+    /// The token `replace` puts in.
+    neutral: Option<u32>,
+}
+
+impl Inputs<'_> {
+    /// Input embeddings from position `from` on, with the positions `out` (sorted) taken out.
+    fn tail(&self, out: &[usize], from: usize) -> candle_core::Result<candle_core::Tensor> {
+        use crate::types::Operator;
+        let gone = |i: &usize| out.binary_search(i).is_ok();
+        let rows = from..self.ids.len();
+        match (self.operator, self.neutral) {
+            (Operator::Zero, _) => {
+                let rows = rows
+                    .map(|i| {
+                        let row = self.embeds.get(i)?;
+                        if gone(&i) {
+                            row.zeros_like()
+                        } else {
+                            Ok(row)
+                        }
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                candle_core::Tensor::stack(&rows, 0)
+            }
+            (Operator::Replace, Some(n)) => {
+                let ids: Vec<u32> = rows
+                    .map(|i| if gone(&i) { n } else { self.ids[i] })
+                    .collect();
+                self.model.embed(&ids)
+            }
+            // Delete (or replace without a token, which `faithfulness` refuses earlier).
+            _ => {
+                let ids: Vec<u32> = rows.filter(|i| !gone(i)).map(|i| self.ids[i]).collect();
+                self.model.embed(&ids)
+            }
+        }
+    }
+}
+
+/// Rows a batch of inputs may stack (their products then keep both cores busy).
+const BATCH_ROWS: usize = 2048;
+
+impl crate::Engine {
+    /// The target's (logit, probability) for each of `wanted` (sets of positions taken out,
+    /// sorted), in batches of inputs that share a prefix; `progress` hears how many have run.
+    fn run_inputs(
+        &self,
+        inputs: &Inputs,
+        mut wanted: Vec<Vec<usize>>,
+        target: u32,
+        progress: &mut dyn FnMut(usize, usize) -> crate::Result<()>,
+    ) -> crate::Result<HashMap<Vec<usize>, (f32, f32)>> {
+        let model = self.decoder();
+        let n = inputs.ids.len();
+        let last = n.saturating_sub(1);
+        // Every input shares the positions before its first change: those run once here.
+        let mut base = crate::models::decoder::KvCache::default();
+        model.forward_cached(inputs.ids, &mut base)?;
+        let first = |out: &[usize]| out.first().copied().unwrap_or(last).min(last);
+        // Latest change first, so that a batch's inputs start at nearly the same position.
+        wanted.sort_by_key(|out| std::cmp::Reverse(first(out)));
+        let total = wanted.len();
+        let mut values = HashMap::with_capacity(total);
+        let mut rest = &wanted[..];
+        while !rest.is_empty() {
+            // Grow the batch while its stacked rows (from its earliest change) fit.
+            let mut take = 1;
+            while take < rest.len() && (take + 1) * (n - first(&rest[take])) <= BATCH_ROWS {
+                take += 1;
+            }
+            let (batch, after) = rest.split_at(take);
+            rest = after;
+            let from = batch.iter().map(|o| first(o)).min().unwrap_or(last);
+            let tails = batch
+                .iter()
+                .map(|out| inputs.tail(out, from))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let logits = model.forward_batch(&base, from, &tails)?;
+            for (out, l) in batch.iter().zip(logits) {
+                let l: Vec<f32> = l.to_vec1()?;
+                let logit = *l.get(target as usize).ok_or_else(|| {
+                    crate::Error::InvalidSetting(format!(
+                        "target id {target} is not in the vocabulary"
+                    ))
+                })?;
+                let prob = crate::engine::Softmax::of(&l).prob(logit);
+                values.insert(out.clone(), (logit, prob));
+            }
+            progress(values.len(), total)?;
+        }
+        Ok(values)
     }
 }
 

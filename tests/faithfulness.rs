@@ -234,3 +234,43 @@ fn curves_stream_after_the_methods_and_cancel() {
     );
     assert_eq!(seen, 1);
 }
+
+/// Each input of a batch gets the logits it gets on its own after the same prefix (the
+/// curves' inputs run in batches), with tails of different lengths, and from no prefix.
+#[test]
+fn a_batch_equals_its_inputs_run_alone() {
+    use tokenlens::models::decoder::KvCache;
+    let model = engine_for("tests/fixtures/tiny-llama").decoder();
+    let ids: Vec<u32> = vec![1, 5, 9, 3, 7, 2, 8, 4];
+    let mut base = KvCache::default();
+    model.forward_cached(&ids, &mut base).unwrap();
+    let close = |got: &candle_core::Tensor, want: candle_core::Tensor| {
+        let (g, w): (Vec<f32>, Vec<f32>) = (got.to_vec1().unwrap(), want.to_vec1().unwrap());
+        let worst = g
+            .iter()
+            .zip(&w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "differs by {worst}");
+    };
+    let offset = 3;
+    let inputs: Vec<Vec<u32>> = vec![vec![6, 2, 8, 4], vec![3, 8], ids[offset..].to_vec()];
+    let tails: Vec<_> = inputs.iter().map(|t| model.embed(t).unwrap()).collect();
+    let got = model.forward_batch(&base, offset, &tails).unwrap();
+    assert_eq!(got.len(), inputs.len());
+    for (t, g) in inputs.iter().zip(&got) {
+        let mut alone = base.prefix(offset).unwrap();
+        close(g, model.forward_cached(t, &mut alone).unwrap());
+    }
+    let whole = model
+        .forward_batch(&base, 0, &[model.embed(&ids).unwrap()])
+        .unwrap();
+    close(
+        &whole[0],
+        model.forward_cached(&ids, &mut KvCache::default()).unwrap(),
+    );
+    assert!(
+        model.forward_batch(&base, 9, &tails).is_err(),
+        "past the cache"
+    );
+}

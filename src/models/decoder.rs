@@ -20,6 +20,7 @@ pub use super::config::{Arch, Config, WeightSource};
 pub use backward::{Gradients, Progress, Saved, Seed};
 
 mod backward;
+mod batch;
 
 /// Rotary embedding tables, shared by every layer.
 #[derive(Debug, Clone)]

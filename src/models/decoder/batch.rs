@@ -1,0 +1,109 @@
+//! Inference for many inputs after one shared prefix: the perturbation curves' forward
+//! passes. The inputs' rows go through every matrix product together (one product of many
+//! rows keeps the cores busier than many products of a few), and attention runs per input
+//! against the prefix's keys and values, which are computed once.
+
+use candle_core::{DType, Result, Tensor};
+
+use super::{Attention, Decoder, KvCache, Rotary, Rules};
+
+/// One input's rows in the stacked batch: `(first row, rows)`.
+type Segment = (usize, usize);
+
+impl Attention {
+    /// Attention of inputs stacked in `x: (Σ rows, hidden)`, each at positions `offset..`
+    /// after the prefix's keys and values `(kv_heads, offset, head_dim)` (None: no prefix).
+    fn forward_segments(
+        &self,
+        x: &Tensor,
+        rot: &Rotary,
+        prefix: Option<&(Tensor, Tensor)>,
+        offset: usize,
+        segments: &[Segment],
+    ) -> Result<Tensor> {
+        let (q, k, v) = self.project(x)?;
+        let mut outs = Vec::with_capacity(segments.len());
+        for &(start, n) in segments {
+            let (qi, ki) = self.position(
+                &q.narrow(1, start, n)?,
+                &k.narrow(1, start, n)?,
+                rot,
+                offset,
+                &Rules::PLAIN,
+            )?;
+            let vi = v.narrow(1, start, n)?;
+            let (ki, vi) = match prefix {
+                Some((pk, pv)) => (Tensor::cat(&[pk, &ki], 1)?, Tensor::cat(&[pv, &vi], 1)?),
+                None => (ki.contiguous()?, vi.contiguous()?),
+            };
+            outs.push(self.attend(&qi.contiguous()?, &ki, &vi)?);
+        }
+        self.merge_heads(Tensor::cat(&outs, 1)?, x.dim(0)?)
+    }
+}
+
+impl Decoder {
+    /// The next-token logits `(vocab,)` in f32 of each input: `tails[i]`, input embeddings
+    /// `(rows, hidden)` with at least one row, run after the first `offset` positions held in
+    /// `prefix` (which is left as it is).
+    pub fn forward_batch(
+        &self,
+        prefix: &KvCache,
+        offset: usize,
+        tails: &[Tensor],
+    ) -> Result<Vec<Tensor>> {
+        if offset > prefix.len {
+            candle_core::bail!(
+                "a prefix of {offset} positions from a cache of {}",
+                prefix.len
+            );
+        }
+        let mut segments = Vec::with_capacity(tails.len());
+        let mut rows = 0;
+        for t in tails {
+            let n = t.dim(0)?;
+            if n == 0 {
+                candle_core::bail!("no positions to run");
+            }
+            if offset + n > self.cfg.max_position_embeddings {
+                candle_core::bail!(
+                    "{} positions exceed the model's context of {}",
+                    offset + n,
+                    self.cfg.max_position_embeddings
+                );
+            }
+            segments.push((rows, n));
+            rows += n;
+        }
+        if tails.is_empty() {
+            return Ok(Vec::new());
+        }
+        let eps = self.cfg.rms_norm_eps;
+        let mut h = Tensor::cat(tails, 0)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let kv = match prefix.layers.get(i).and_then(|l| l.buffers.as_ref()) {
+                Some((k, v)) if offset > 0 => Some((
+                    k.narrow(1, 0, offset)?.contiguous()?,
+                    v.narrow(1, 0, offset)?.contiguous()?,
+                )),
+                _ if offset > 0 => candle_core::bail!("the prefix has no keys for layer {i}"),
+                _ => None,
+            };
+            let rot = &self.rotary[layer.self_attn.rope];
+            h = layer.forward(h, eps, &Rules::PLAIN, |x| {
+                layer
+                    .self_attn
+                    .forward_segments(x, rot, kv.as_ref(), offset, &segments)
+            })?;
+        }
+        let lasts = segments
+            .iter()
+            .map(|&(start, n)| h.narrow(0, start + n - 1, 1))
+            .collect::<Result<Vec<_>>>()?;
+        let last = crate::models::norm::rms_norm(&Tensor::cat(&lasts, 0)?, &self.norm, eps, false)?;
+        // (vocab, inputs): each input's logits are a column.
+        let logits = self.softcap(&self.lm_head.matmul(&last.t()?)?)?;
+        let logits = logits.to_dtype(DType::F32)?.t()?.contiguous()?;
+        (0..tails.len()).map(|i| logits.get(i)).collect()
+    }
+}
