@@ -44,13 +44,35 @@ pub fn bwr(v: f32) -> Rgb {
     }
 }
 
-/// Text color readable on `bg` (black on light, white on dark).
+/// WCAG 2 relative luminance of an sRGB color (0: black, 1: white).
+pub fn luminance(c: Rgb) -> f32 {
+    let lin = |v: u8| {
+        let v = f32::from(v) / 255.0;
+        if v <= 0.04045 {
+            v / 12.92
+        } else {
+            ((v + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2])
+}
+
+/// WCAG 2 contrast ratio of two colors (1 to 21; body text wants at least 4.5).
+pub fn contrast(a: Rgb, b: Rgb) -> f32 {
+    let (la, lb) = (luminance(a), luminance(b));
+    (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+}
+
+/// Black or white text, whichever contrasts more with `bg`: at least 4.58:1 on any color
+/// (the worst background is the one equally far from both), so text passes WCAG AA on
+/// every colormap.
 pub fn text_on(bg: Rgb) -> Rgb {
-    let l = 0.299 * bg[0] as f32 + 0.587 * bg[1] as f32 + 0.114 * bg[2] as f32;
-    if l > 140.0 {
-        [0, 0, 0]
+    const BLACK: Rgb = [0, 0, 0];
+    const WHITE: Rgb = [255, 255, 255];
+    if contrast(BLACK, bg) >= contrast(WHITE, bg) {
+        BLACK
     } else {
-        [255, 255, 255]
+        WHITE
     }
 }
 
@@ -62,6 +84,25 @@ pub fn hex(c: Rgb) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Token text on every color either colormap draws is readable (WCAG AA, 4.5:1).
+    #[test]
+    fn text_contrasts_at_least_4_5_on_every_color() {
+        let samples = (0..=200).map(|i| i as f32 / 200.0);
+        let colors: Vec<Rgb> = samples
+            .clone()
+            .map(viridis)
+            .chain(samples.clone().map(bwr))
+            .chain(samples.map(|t| bwr(-t)))
+            .collect();
+        for c in colors {
+            let r = contrast(text_on(c), c);
+            assert!(r >= 4.5, "{c:?}: {r}");
+        }
+        // Pure red took white text before (4.0:1); black reads better (5.3:1).
+        assert_eq!(text_on([255, 0, 0]), [0, 0, 0]);
+        assert!((contrast([0, 0, 0], [255, 255, 255]) - 21.0).abs() < 1e-3);
+    }
 
     #[test]
     fn ends_and_center() {

@@ -346,3 +346,29 @@ test('a result under a changed prompt or target is marked out of date until reco
   await expect(stale).toHaveCount(0);
   await expect(page.locator('.results')).not.toHaveClass(/stale/);
 });
+
+/** WCAG 2 contrast ratio of two computed CSS colors (`rgb(r, g, b)`). */
+function contrastRatio(a: string, b: string): number {
+  const lum = (c: string) => {
+    const [r, g, bl] = c.match(/\d+(\.\d+)?/g)!.slice(0, 3).map(Number).map((v) => {
+      const s = v / 255;
+      return s <= 0.04045 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+  return (x + 0.05) / (y + 0.05);
+}
+
+test('token text contrasts at least 4.5:1 with its color under every method', async ({ page }) => {
+  await explain(page, 'What is the capital of France?');
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  for (const m of ['saliency', 'input_x_gradient', 'attnlrp', 'cp_lrp']) {
+    await page.locator(`input[name=method][value=${m}]`).check();
+    const pairs = await page.locator('.tokens .tok').evaluateAll((els) =>
+      els.map((e) => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]));
+    expect(pairs.length).toBeGreaterThan(10);
+    const worst = Math.min(...pairs.map(([fg, bg]) => contrastRatio(fg, bg)));
+    expect(worst, `${m}: the least readable token`).toBeGreaterThanOrEqual(4.5);
+  }
+});
