@@ -262,3 +262,33 @@ test('word and sentence views aggregate scores; the grid and colors follow', asy
   const after = await tok.evaluate((e) => getComputedStyle(e).backgroundColor);
   expect(after).not.toBe(before);
 });
+
+test('bad generation settings get a message, never a silent change', async ({ page }) => {
+  await page.goto('/?prompt=Hi&generate=1&temperature=-1&max_new=3');
+  // The run the link asks for is refused by the server, in the same words as the form's.
+  await expect(page.locator('[data-testid=error]')).toContainText('temperature must be 0 (greedy) or positive, not -1');
+  await expect(page.locator('button[name=submit]')).toBeEnabled();
+  // The setting is shown as it is: not turned into "greedy".
+  await expect(page.locator('input[name=greedy]')).not.toBeChecked();
+  await expect(page.locator('input[name=temperature]')).toHaveValue('-1');
+  const message = page.locator('[data-testid=gen-error]');
+  await expect(message).toHaveText('temperature must be 0 (greedy) or positive, not -1');
+  await expect(page.locator('button[name=generate]')).toBeDisabled();
+  const set = async (name: string, value: string) => {
+    await page.locator(`input[name=${name}]`).fill(value);
+    await page.locator(`input[name=${name}]`).dispatchEvent('change');
+  };
+  await set('temperature', '0.5');
+  await expect(message).toHaveCount(0);
+  await expect(page.locator('button[name=generate]')).toBeEnabled();
+  await set('top_p', '1.5');
+  await expect(message).toHaveText('top-p must be in (0, 1], not 1.5');
+  await set('top_p', '0.9');
+  await set('max_new_tokens', '0');
+  await expect(message).toHaveText('max new tokens must be at least 1');
+  await set('max_new_tokens', '4');
+  await expect(message).toHaveCount(0);
+  await page.locator('button[name=generate]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await expect(page).toHaveURL(/temperature=0.5/);
+});

@@ -29,6 +29,8 @@ pub struct Form {
     pub sampling: RwSignal<Sampling>,
     /// New tokens at most.
     pub max_new: RwSignal<usize>,
+    /// A generation field whose text is not a number: its name and text.
+    pub unreadable: RwSignal<Option<(&'static str, String)>>,
 }
 
 impl Form {
@@ -44,6 +46,7 @@ impl Form {
             greedy: RwSignal::new(false),
             sampling: RwSignal::new(Sampling::default()),
             max_new: RwSignal::new(DEFAULT_MAX_NEW),
+            unreadable: RwSignal::new(None),
         };
         f.fill(v);
         f
@@ -58,8 +61,11 @@ impl Form {
         self.chat.set(v.chat);
         self.thinking.set(v.thinking);
         if let Some(g) = &v.generation {
-            self.greedy.set(g.sampling.is_greedy());
-            if !g.sampling.is_greedy() {
+            // Settings are shown as they are: an out-of-range temperature is not turned into
+            // "greedy" (the settings' message says what is wrong).
+            let greedy = g.sampling == Sampling::greedy();
+            self.greedy.set(greedy);
+            if !greedy {
                 self.sampling.set(g.sampling);
             }
             self.max_new.set(g.max_new_tokens);
@@ -115,6 +121,20 @@ impl Form {
             },
             max_new_tokens: self.max_new.get(),
         }
+    }
+
+    /// What is wrong with the generation settings (tracked), if anything.
+    pub fn generation_problem(&self) -> Option<String> {
+        if let Some((name, text)) = self.unreadable.get() {
+            return Some(format!("{name}: {text:?} is not a number"));
+        }
+        if self.max_new.get() == 0 {
+            return Some("max new tokens must be at least 1".into());
+        }
+        if self.greedy.get() {
+            return None;
+        }
+        self.sampling.with(|s| s.check(usize::MAX).err())
     }
 
     /// The generation settings.
@@ -243,7 +263,12 @@ pub fn PromptForm(
                 <button type="submit" name="submit" disabled=move || !can_run.get()>
                     "Explain next token"
                 </button>
-                <button type="button" name="generate" disabled=move || !can_run.get() on:click=move |_| on_generate.run(())>
+                <button
+                    type="button"
+                    name="generate"
+                    disabled=move || !can_run.get() || form.generation_problem().is_some()
+                    on:click=move |_| on_generate.run(())
+                >
                     "Generate"
                 </button>
                 <button type="button" name="cancel" disabled=move || !running.get() on:click=move |_| on_cancel.run(())>
@@ -263,8 +288,19 @@ fn GenerationSettings(form: Form) -> AnyView {
         greedy,
         sampling,
         max_new,
+        unreadable,
         ..
     } = form;
+    // Notes whether field `name`'s text `v` was read, so that what cannot be is said.
+    let note = move |name: &'static str, v: &str, ok: bool| {
+        if ok {
+            if unreadable.with_untracked(|u| u.as_ref().is_some_and(|(n, _)| *n == name)) {
+                unreadable.set(None);
+            }
+        } else {
+            unreadable.set(Some((name, v.to_string())));
+        }
+    };
     let num_input = move |name: &'static str,
                           label: &'static str,
                           step: &'static str,
@@ -286,35 +322,54 @@ fn GenerationSettings(form: Form) -> AnyView {
             </label>
         }
     };
-    let sampling_input =
-        move |name, label, step, read: fn(&Sampling) -> String, write: fn(&mut Sampling, &str)| {
-            num_input(
-                name,
-                label,
-                step,
-                Signal::derive(move || sampling.with(read)),
-                Callback::new(move |v: String| sampling.update(|s| write(s, v.trim()))),
-            )
-        };
+    let sampling_input = move |name,
+                               label,
+                               step,
+                               read: fn(&Sampling) -> String,
+                               write: fn(&mut Sampling, &str) -> bool| {
+        num_input(
+            name,
+            label,
+            step,
+            Signal::derive(move || sampling.with(read)),
+            Callback::new(move |v: String| {
+                let mut s = sampling.get_untracked();
+                let ok = write(&mut s, v.trim());
+                if ok {
+                    sampling.set(s);
+                }
+                note(label.trim(), v.trim(), ok);
+            }),
+        )
+    };
     view! {
         <div class="row gen-settings">
             <span class="label">"Generation: "</span>
             <label><Checkbox name="greedy" label=" greedy" value=greedy/></label>
             {sampling_input("temperature", "temperature ", "0.05",
                 |s| s.temperature.to_string(),
-                |s, v| if let Ok(x) = v.parse() { s.temperature = x })}
+                |s, v| v.parse().map(|x| s.temperature = x).is_ok())}
             {sampling_input("sample_top_k", "top-k ", "1",
                 |s| s.top_k.to_string(),
-                |s, v| if let Ok(x) = v.parse() { s.top_k = x })}
+                |s, v| v.parse().map(|x| s.top_k = x).is_ok())}
             {sampling_input("top_p", "top-p ", "0.05",
                 |s| s.top_p.to_string(),
-                |s, v| if let Ok(x) = v.parse() { s.top_p = x })}
+                |s, v| v.parse().map(|x| s.top_p = x).is_ok())}
             {sampling_input("seed", "seed ", "1",
                 |s| s.seed.to_string(),
-                |s, v| if let Ok(x) = v.parse() { s.seed = x })}
+                |s, v| v.parse().map(|x| s.seed = x).is_ok())}
             {num_input("max_new_tokens", "max new tokens ", "1",
                 Signal::derive(move || max_new.get().to_string()),
-                Callback::new(move |v: String| if let Ok(x) = v.trim().parse() { max_new.set(x) }))}
+                Callback::new(move |v: String| {
+                    let parsed = v.trim().parse();
+                    note("max new tokens", v.trim(), parsed.is_ok());
+                    if let Ok(x) = parsed {
+                        max_new.set(x)
+                    }
+                }))}
+            {move || form.generation_problem().map(|msg| view! {
+                <span class="error inline" role="alert" data-testid="gen-error">{msg}</span>
+            })}
         </div>
     }
     .into_any()
