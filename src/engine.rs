@@ -597,7 +597,8 @@ impl Engine {
             }
             None => None,
         };
-        let target = self.target(target_id, contrast_id, &logits);
+        let mut target = self.target(target_id, contrast_id, &logits);
+        target.pieces = self.target_pieces(&req.target);
         let seed = seed_scale(req, &target);
         emit(StreamEvent::Prediction {
             prediction: prediction.clone(),
@@ -729,6 +730,22 @@ impl Engine {
             token: self.candidate(id, logits),
             rank,
             contrast: contrast.map(|c| self.candidate(c, logits)),
+            pieces: Vec::new(),
+        }
+    }
+
+    /// The tokens a target text splits into, when more than one (the first is explained).
+    fn target_pieces(&self, spec: &TargetSpec) -> Vec<String> {
+        let TargetSpec::Text(text) = spec else {
+            return Vec::new();
+        };
+        match self.tokenizer.encode(text.as_str(), false) {
+            Ok(enc) if enc.get_ids().len() > 1 => enc
+                .get_ids()
+                .iter()
+                .map(|&id| self.decode_token(id))
+                .collect(),
+            _ => Vec::new(),
         }
     }
 

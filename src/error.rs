@@ -71,7 +71,10 @@ pub enum Error {
     )]
     Template(String),
     /// The model has no chat template but one was asked for.
-    #[error("this model has no chat template; use raw mode")]
+    #[error(
+        "this model has no chat template; send the prompt without it: --raw in the CLI, \
+         \"chat template\" unticked in the page"
+    )]
     NoChatTemplate,
     /// Tokenizer failure.
     #[error("tokenizer: {0}")]

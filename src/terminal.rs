@@ -52,6 +52,14 @@ pub fn print(ex: &Explanation, level: Granularity, how: Aggregate) {
         "target:     {:?} (id {}, logit {:.3}, p {:.3}, rank {})",
         t.token.text, t.token.id, t.token.logit, t.token.prob, t.rank
     );
+    if t.pieces.len() > 1 {
+        println!(
+            "note:       the target text is {} tokens ({:?}); only the first is explained \
+             (--target-id picks any single token)",
+            t.pieces.len(),
+            t.pieces
+        );
+    }
     if let Some(c) = &t.contrast {
         println!(
             "contrast:   {:?} (id {}, logit {:.3}, p {:.3}): scores explain logit difference {:.3}",

@@ -492,6 +492,10 @@ pub struct Target {
     /// The contrast token, when the score is `logit(target) − logit(contrast)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contrast: Option<Candidate>,
+    /// The tokens the requested target text splits into, when more than one: only the first
+    /// is explained.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pieces: Vec<String>,
 }
 
 impl Target {

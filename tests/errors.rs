@@ -41,6 +41,22 @@ fn target_text_that_tokenizes_to_nothing() {
     assert!(matches!(err, Error::EmptyTarget(_)), "{err}");
 }
 
+/// A target text of several tokens explains its first and says so (the pieces); one token
+/// has no pieces.
+#[test]
+fn target_text_of_several_tokens_names_its_pieces() {
+    let mut req = ExplainRequest::new("The capital of France is");
+    req.chat_template = false;
+    req.methods = vec![tokenlens::Method::Saliency];
+    req.target = TargetSpec::Text(" Paris Hilton".into());
+    let ex = engine().explain(&req).unwrap();
+    assert_eq!(ex.target.pieces.concat(), " Paris Hilton");
+    assert!(ex.target.pieces.len() > 1);
+    assert_eq!(ex.target.token.text, ex.target.pieces[0]);
+    req.target = TargetSpec::Text(" Paris".into());
+    assert!(engine().explain(&req).unwrap().target.pieces.is_empty());
+}
+
 #[test]
 fn target_id_out_of_range() {
     let mut req = ExplainRequest::new("Hello");
