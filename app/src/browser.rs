@@ -63,6 +63,19 @@ pub async fn copy_text(text: &str) -> bool {
     }
 }
 
+/// Puts `url` in the address bar in place of the current entry, without navigating (the page
+/// stays as it is; a reload opens `url`).
+pub fn show_address(url: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        if let Ok(history) = leptos::prelude::window().history() {
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(url));
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = url;
+}
+
 /// Offers `text` as a file download.
 pub fn download_text(name: &str, mime: &str, text: &str) -> Result<(), String> {
     #[cfg(feature = "hydrate")]

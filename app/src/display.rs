@@ -10,8 +10,12 @@ use tokenlens::Token;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Clip {
-    /// At the largest |score| in view.
+    /// The 95th percentile of |score| for signed methods (one large score, such as the last
+    /// template token's under AttnLRP, would leave the rest near white), the largest |score|
+    /// for unsigned ones.
     #[default]
+    Auto,
+    /// At the largest |score| in view.
     Max,
     /// At the 99th percentile of |score|.
     P99,
@@ -23,12 +27,13 @@ pub enum Clip {
 
 impl Clip {
     /// Every choice, in menu order.
-    pub const ALL: [Clip; 4] = [Clip::Max, Clip::P99, Clip::P95, Clip::P90];
+    pub const ALL: [Clip; 5] = [Clip::Auto, Clip::Max, Clip::P99, Clip::P95, Clip::P90];
 
-    /// The quantile of |score| that gets the end color.
-    pub fn quantile(self) -> f32 {
+    /// The quantile of |score| that gets the end color, for a signed or unsigned scale.
+    pub fn quantile(self, signed: bool) -> f32 {
         match self {
-            Clip::Max => 1.0,
+            Clip::Auto if signed => 0.95,
+            Clip::Auto | Clip::Max => 1.0,
             Clip::P99 => 0.99,
             Clip::P95 => 0.95,
             Clip::P90 => 0.90,
@@ -38,6 +43,7 @@ impl Clip {
     /// Short name (the `<option>` value).
     pub fn name(self) -> &'static str {
         match self {
+            Clip::Auto => "auto",
             Clip::Max => "max",
             Clip::P99 => "p99",
             Clip::P95 => "p95",
@@ -53,6 +59,7 @@ impl Clip {
     /// Menu label.
     pub fn label(self) -> &'static str {
         match self {
+            Clip::Auto => "auto (95th pct if signed)",
             Clip::Max => "max |score|",
             Clip::P99 => "clip at 99th pct",
             Clip::P95 => "clip at 95th pct",
@@ -79,6 +86,8 @@ pub struct Display {
     /// out of the color scale: relevance often piles on them and leaves the rest near white. Their scores stay in
     /// hover and exports; their color saturates.
     pub sinks_out: bool,
+    /// Mark each signed score's sign with + or − beside its color (not by hue alone).
+    pub sign_marks: bool,
 }
 
 impl Default for Display {
@@ -87,9 +96,10 @@ impl Default for Display {
             granularity: Granularity::Token,
             aggregate: Aggregate::Sum,
             absolute: false,
-            clip: Clip::Max,
+            clip: Clip::Auto,
             gamma: 1.0,
-            sinks_out: false,
+            sinks_out: true,
+            sign_marks: false,
         }
     }
 }
@@ -97,9 +107,10 @@ impl Default for Display {
 impl Display {
     /// The color scale for scores in view of a method whose scores are signed or not.
     pub fn scale(&self, signed: bool, in_view: &[f32]) -> ColorScale {
+        let signed = signed && !self.absolute;
         ColorScale {
-            signed: signed && !self.absolute,
-            max: abs_quantile(in_view, self.clip.quantile()),
+            signed,
+            max: abs_quantile(in_view, self.clip.quantile(signed)),
             gamma: self.gamma,
         }
     }

@@ -14,6 +14,20 @@ pub fn sig3(v: f32) -> String {
     }
 }
 
+/// Two significant digits in at most five characters, for a value printed in a small cell.
+pub fn short(v: f32) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return if v == 0.0 { "0".into() } else { v.to_string() };
+    }
+    let mag = v.abs().log10().floor() as i32;
+    if (-2..3).contains(&mag) {
+        let decimals = (1 - mag).max(0) as usize;
+        format!("{v:.decimals$}")
+    } else {
+        format!("{v:.0e}")
+    }
+}
+
 /// 1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, 21st, …
 pub fn ordinal(n: u64) -> String {
     let suffix = match (n % 10, n % 100) {
@@ -68,6 +82,15 @@ mod tests {
                 "111th"
             ]
         );
+    }
+
+    #[test]
+    fn short_values_fit_a_cell() {
+        let got: Vec<String> = [0.0, 0.1234, -1.234, 12.34, 123.4, 0.001234, 12345.0]
+            .map(short)
+            .to_vec();
+        assert_eq!(got, ["0", "0.12", "-1.2", "12", "123", "1e-3", "1e4"]);
+        assert!(got.iter().all(|s| s.len() <= 5));
     }
 
     #[test]

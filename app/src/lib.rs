@@ -9,6 +9,8 @@ pub mod components;
 pub mod display;
 pub mod export;
 pub mod format;
+#[cfg(feature = "ssr")]
+pub mod pace;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod permalinks;

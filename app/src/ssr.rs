@@ -38,6 +38,8 @@ pub struct Worker {
     next_ticket: Arc<Mutex<u64>>,
     /// Jobs the worker has taken up (tickets below it have started).
     started: Arc<AtomicU64>,
+    /// How fast explanations run here, per model.
+    pub pace: crate::pace::Pace,
 }
 
 impl Worker {
@@ -46,12 +48,14 @@ impl Worker {
         let (jobs, rx) = sync_channel::<Job>(queue);
         let started = Arc::new(AtomicU64::new(0));
         let progress = started.clone();
+        let pace = crate::pace::Pace::default();
+        let learn = pace.clone();
         std::thread::Builder::new()
             .name("tokenlens-worker".into())
             .spawn(move || {
                 let run = |job: Job| {
                     progress.fetch_max(job.ticket + 1, Ordering::SeqCst);
-                    run(job)
+                    run(job, &learn)
                 };
                 supervise(rx, run, |job: &Job| (job.events.clone(), job.task.name()))
             })
@@ -60,6 +64,7 @@ impl Worker {
             jobs,
             next_ticket: Arc::default(),
             started,
+            pace,
         }
     }
 
@@ -115,7 +120,7 @@ fn supervise<J>(
     }
 }
 
-fn run(job: Job) {
+fn run(job: Job, pace: &crate::pace::Pace) {
     let events = job.events;
     let started = std::time::Instant::now();
     let mut out_of_time = None;
@@ -139,7 +144,17 @@ fn run(job: Job) {
         Task::Steps(r) => job.engine.explain_steps_streaming(r, &mut sink).map(drop),
     };
     match result {
-        Ok(()) => tracing::info!(task, ms = started.elapsed().as_millis() as u64, "done"),
+        Ok(()) => {
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::info!(task, ms = (seconds * 1e3) as u64, "done");
+            // The pace of explanations (perturbation curves are forward passes the cost
+            // leaves out).
+            if let Task::Explain(r) = &job.task {
+                if let (None, Ok(cost)) = (r.faithfulness, job.engine.explain_cost(r)) {
+                    pace.record(job.engine.name(), cost, seconds);
+                }
+            }
+        }
         Err(tokenlens::Error::Cancelled) if out_of_time.is_some() => {
             let budget = out_of_time.unwrap_or_default().as_secs();
             tracing::info!(task, budget, "stopped: over the time budget");
@@ -344,29 +359,7 @@ impl ServerState {
         task: Task,
         client: IpAddr,
     ) -> Result<(String, UnboundedReceiver<StreamEvent>, u64), Refused> {
-        let (name, engine) = {
-            let models = self.models.read().map_err(|_| Refused::Stopped)?;
-            // An empty name is the default model (a URL may leave it out).
-            let found = if model.is_empty() {
-                models.first()
-            } else {
-                models.iter().find(|m| m.name == model)
-            };
-            match found {
-                Some(m) => (m.name.clone(), m.engine.clone()),
-                None => {
-                    let pending = self.pending.read().map_err(|_| Refused::Stopped)?;
-                    if pending.loading.iter().any(|s| s == model) {
-                        return Err(Refused::Loading(model.to_string()));
-                    }
-                    let known: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-                    return Err(Refused::UnknownModel {
-                        model: model.to_string(),
-                        known: known.join(", "),
-                    });
-                }
-            }
-        };
+        let (name, engine) = self.find(model)?;
         if let Some(limit) = self.limits.max_job_cost {
             let cost = match &task {
                 Task::Explain(r) => engine.explain_cost(r),
@@ -410,6 +403,54 @@ impl ServerState {
             Err(TrySendError::Full(_)) => Err(Refused::Busy),
             Err(TrySendError::Disconnected(_)) => Err(Refused::Stopped),
         }
+    }
+
+    /// The model of this name (empty: the default) and its engine.
+    fn find(&self, model: &str) -> Result<(String, Arc<Engine>), Refused> {
+        let models = self.models.read().map_err(|_| Refused::Stopped)?;
+        // An empty name is the default model (a URL may leave it out).
+        let found = if model.is_empty() {
+            models.first()
+        } else {
+            models.iter().find(|m| m.name == model)
+        };
+        if let Some(m) = found {
+            return Ok((m.name.clone(), m.engine.clone()));
+        }
+        let pending = self.pending.read().map_err(|_| Refused::Stopped)?;
+        if pending.loading.iter().any(|s| s == model) {
+            return Err(Refused::Loading(model.to_string()));
+        }
+        let known: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        Err(Refused::UnknownModel {
+            model: model.to_string(),
+            known: known.join(", "),
+        })
+    }
+
+    /// What explaining `r` on `model` involves before it runs: its tokens, the model's
+    /// limit here, this server's time estimate, and why it would be refused, if it would.
+    pub fn estimate(
+        &self,
+        model: &str,
+        r: &tokenlens::ExplainRequest,
+    ) -> Result<crate::pages::api::Estimate, Refused> {
+        let (_, engine) = self.find(model)?;
+        let mut out = crate::pages::api::Estimate {
+            max_tokens: engine.max_tokens(),
+            ..Default::default()
+        };
+        match engine.tokenize(&r.prompt, r.chat_template, r.thinking) {
+            Ok(t) => out.tokens = t.tokens.len() + r.continuation.len(),
+            Err(e) => out.refused = Some(e.to_string()),
+        }
+        if let Ok(cost) = engine.explain_cost(r) {
+            out.seconds = self.worker.pace.seconds(engine.name(), cost);
+            if let Some(limit) = self.limits.max_job_cost.filter(|&l| cost > l) {
+                out.refused = Some(Refused::TooCostly { cost, limit }.to_string());
+            }
+        }
+        Ok(out)
     }
 
     fn take_slot(&self, client: IpAddr, max: usize) -> Result<ClientSlot, Refused> {

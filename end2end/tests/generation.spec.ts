@@ -9,6 +9,15 @@ const prompt = 'What is the capital of France? Answer in one sentence.';
 const maxNew = '12';
 
 /** The CLI's JSON output. */
+/** The generation settings, unfolded (they are folded under Generate until asked for). */
+async function unfold(page: Page): Promise<Page> {
+  const fold = page.locator('details.gen-fold');
+  if (!(await fold.evaluate((d) => (d as HTMLDetailsElement).open))) {
+    await fold.locator('summary').click();
+  }
+  return page;
+}
+
 function tokenlens(...args: string[]): any {
   return JSON.parse(execFileSync(cli, [...args, '--json'], { encoding: 'utf8' }));
 }
@@ -20,8 +29,9 @@ function expectClose(got: number[], want: number[], rel = 1e-4) {
   expect(worst / scale).toBeLessThanOrEqual(rel);
 }
 
+/** The page with `text` typed in, showing every token (not only the user's text). */
 async function open(page: Page, text: string) {
-  await page.goto('/');
+  await page.goto('/?query_only=0');
   // Live: the buttons are off in the server-rendered page until the wasm has hydrated it.
   await expect(page.locator('button[name=generate]')).toBeEnabled();
   await expect(page.locator('select[name=model]')).toHaveValue('smollm2-135m');
@@ -34,9 +44,9 @@ async function scores(page: Page, sel = '.tokens .tok'): Promise<number[]> {
 
 /** Generates greedily; returns the answer's token ids as the page shows them. */
 async function generateGreedy(page: Page): Promise<number[]> {
-  await page.locator('input[name=greedy]').check();
-  await page.locator('input[name=max_new_tokens]').fill(maxNew);
-  await page.locator('input[name=max_new_tokens]').dispatchEvent('change');
+  await (await unfold(page)).locator('input[name=greedy]').check();
+  await (await unfold(page)).locator('input[name=max_new_tokens]').fill(maxNew);
+  await (await unfold(page)).locator('input[name=max_new_tokens]').dispatchEvent('change');
   await page.locator('button[name=generate]').click();
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   return page.locator('.answer .ans-tok').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-token-id'))));
@@ -53,10 +63,10 @@ test('the answer streams token by token and greedy equals the engine', async ({ 
       if (w.__counts[w.__counts.length - 1] !== n) w.__counts.push(n);
     }).observe(document.body, { childList: true, subtree: true });
   });
-  await page.locator('input[name=max_new_tokens]').fill('40');
-  await page.locator('input[name=max_new_tokens]').dispatchEvent('change');
-  await page.locator('input[name=seed]').fill('7');
-  await page.locator('input[name=seed]').dispatchEvent('change');
+  await (await unfold(page)).locator('input[name=max_new_tokens]').fill('40');
+  await (await unfold(page)).locator('input[name=max_new_tokens]').dispatchEvent('change');
+  await (await unfold(page)).locator('input[name=seed]').fill('7');
+  await (await unfold(page)).locator('input[name=seed]').dispatchEvent('change');
   await page.locator('button[name=generate]').click();
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   const counts: number[] = await page.evaluate(() => (window as any).__counts);
@@ -88,18 +98,18 @@ test('what is typed before the page is live is kept, and its buttons wait', asyn
   await page.goto('/', { waitUntil: 'domcontentloaded' });
   const text = 'Write a short poem about the sea.';
   await page.locator('textarea[name=prompt]').fill(text);
-  await page.locator('input[name=max_new_tokens]').fill('12');
-  await page.locator('input[name=seed]').fill('7');
-  await page.locator('input[name=temperature]').fill('0.9');
+  await (await unfold(page)).locator('input[name=max_new_tokens]').fill('12');
+  await (await unfold(page)).locator('input[name=seed]').fill('7');
+  await (await unfold(page)).locator('input[name=temperature]').fill('0.9');
   await expect(page.locator('button[name=generate]')).toBeDisabled();
   await expect(page.locator('button[name=submit]')).toBeDisabled();
   release();
   await expect(page.locator('button[name=generate]')).toBeEnabled();
   // Hydrating did not put the defaults back over the edits, and the page's state has them.
   await expect(page.locator('textarea[name=prompt]')).toHaveValue(text);
-  await expect(page.locator('input[name=seed]')).toHaveValue('7');
-  // Fields left alone are not taken for edits (a range without a value sits at its midpoint).
-  await expect(page.locator('input[name=gamma]')).toHaveValue('1');
+  await expect((await unfold(page)).locator('input[name=seed]')).toHaveValue('7');
+  // Fields left alone are not taken for edits.
+  await expect((await unfold(page)).locator('input[name=top_p]')).toHaveValue('0.8');
   await page.locator('button[name=generate]').click();
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   const ids = await page.locator('.answer .ans-tok').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-token-id'))));
@@ -116,7 +126,7 @@ test('clicking an answer token explains it against everything before it', async 
   await page.locator('.answer .ans-tok[data-step="3"]').click();
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   await expect(page.locator('.answer .ans-tok[data-step="3"]')).toHaveClass(/selected/);
-  await expect(page.locator('[data-testid=prediction]')).toContainText('answer token 4');
+  await expect(page.locator('[data-testid=prediction]')).toContainText('Answer token 4');
   // The context is the prompt and the three tokens generated before it.
   await expect(page.locator('.tokens .tok.gen')).toHaveCount(3);
   const want = tokenlens('explain', '--prompt', prompt, '--greedy', '--max-new-tokens', maxNew, '--step', '4',
@@ -249,6 +259,8 @@ test('word and sentence views aggregate scores; the grid and colors follow', asy
   await expect(bar).toHaveAttribute('data-signed', 'true');
   await page.locator('input[name=absolute]').check();
   await expect(bar).toHaveAttribute('data-signed', 'false');
+  // Every token in the scale (sinks too), as the percentile below is taken over all.
+  await page.locator('input[name=sinks_out]').uncheck();
   const max0 = Number(await bar.getAttribute('data-max'));
   await page.locator('select[name=clip]').selectOption('p90');
   const abs = (await scores(page)).map(Math.abs).sort((x, y) => x - y);
@@ -269,8 +281,8 @@ test('bad generation settings get a message, never a silent change', async ({ pa
   await expect(page.locator('[data-testid=error]')).toContainText('temperature must be 0 (greedy) or positive, not -1');
   await expect(page.locator('button[name=submit]')).toBeEnabled();
   // The setting is shown as it is: not turned into "greedy".
-  await expect(page.locator('input[name=greedy]')).not.toBeChecked();
-  await expect(page.locator('input[name=temperature]')).toHaveValue('-1');
+  await expect((await unfold(page)).locator('input[name=greedy]')).not.toBeChecked();
+  await expect((await unfold(page)).locator('input[name=temperature]')).toHaveValue('-1');
   const message = page.locator('[data-testid=gen-error]');
   await expect(message).toHaveText('temperature must be 0 (greedy) or positive, not -1');
   await expect(page.locator('button[name=generate]')).toBeDisabled();
@@ -291,4 +303,66 @@ test('bad generation settings get a message, never a silent change', async ({ pa
   await page.locator('button[name=generate]').click();
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   await expect(page).toHaveURL(/temperature=0.5/);
+});
+
+test('an answer step names the token the answer has there and, apart, the most likely one; a target of several tokens says which is explained', async ({ page }) => {
+  // A hot sampler, seeded: some answer token is not the model's most likely one.
+  await page.goto(`/?prompt=${encodeURIComponent('Name a color.')}&generate=1&temperature=1.5&sample_top_k=50&top_p=1&seed=3&max_new=10`);
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const answer = page.locator('.answer .ans-tok');
+  const n = await answer.count();
+  const heading = page.locator('[data-testid=heading]');
+  let found = false;
+  for (let k = 0; k < n && !found; k++) {
+    await answer.nth(k).click();
+    await expect(page.locator('[data-testid=status]')).toHaveText('done');
+    const text = (await answer.nth(k).getAttribute('data-text')) ?? (await answer.nth(k).innerText());
+    await expect(heading).toContainText(`Answer token ${k + 1}: `);
+    const [g, b] = [await heading.getAttribute('data-generated'), await heading.getAttribute('data-best')];
+    if (g !== b) {
+      found = true;
+      await expect(heading).toContainText('the most likely token there was');
+      // "Explaining" names the answer's token, not the most likely one.
+      await expect(page.locator('[data-testid=target]')).toContainText(`(id ${g},`);
+      expect(text.length).toBeGreaterThan(0);
+      await page.locator('.prediction').screenshot({ path: path.join(shots, 'sampled-step.png') });
+    } else {
+      await expect(heading).toContainText('also the most likely token');
+    }
+  }
+  expect(found, 'a sampled token that is not the most likely one').toBe(true);
+
+  await open(page, 'The capital of France is');
+  await page.locator('input[name=target]').fill(' Paris Hilton');
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const split = page.locator('[data-testid=target-split]');
+  await expect(split).toContainText('explaining the first of them, " Paris"');
+  expect(Number(await split.getAttribute('data-pieces'))).toBeGreaterThan(1);
+});
+
+test('legends say how the grid and the matrix are colored; the matrix scrolls into view and can print its values', async ({ page }) => {
+  await page.setViewportSize({ width: 1400, height: 700 });
+  await page.goto(`/?prompt=${encodeURIComponent('Name a color.')}&generate=1&greedy=1&max_new=4`);
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await page.locator('.answer .ans-tok').nth(1).click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  const layers = page.locator('[data-testid=layer-legend]');
+  await expect(layers).toContainText('Each layer on its own scale');
+  // Saliency (the default method) colors its tokens unsigned, its grid signed: said so.
+  await expect(layers).toContainText('unsigned score (viridis)');
+  await expect(page.locator('.grid-section .colorbar')).toHaveAttribute('data-signed', 'true');
+  await page.locator('input[name=method][value=attnlrp]').check();
+  await expect(layers).not.toContainText('viridis');
+
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.locator('button[name=all_steps]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await expect(page.locator('[data-testid=matrix]')).toBeInViewport();
+  await expect(page.locator('[data-testid=row-legend]')).toContainText('Each row on its own scale');
+  const cells = page.locator('[data-testid=matrix] rect.mcell');
+  await expect(page.locator('[data-testid=matrix] text.mval')).toHaveCount(0);
+  await page.locator('input[name=cell_values]').check();
+  await expect(page.locator('[data-testid=matrix] text.mval')).toHaveCount(await cells.count());
+  await page.locator('.matrix-section').screenshot({ path: path.join(shots, 'matrix-values.png') });
 });

@@ -10,6 +10,15 @@ const serverBin = path.join(root, 'target', 'release', 'tokenlens-server');
 const shots = path.join(__dirname, '..', 'test-results', 'screenshots');
 const prompt = 'The Eiffel Tower is in the city of';
 
+/** The generation settings, unfolded (they are folded under Generate until asked for). */
+async function unfold(page: Page): Promise<Page> {
+  const fold = page.locator('details.gen-fold');
+  if (!(await fold.evaluate((d) => (d as HTMLDetailsElement).open))) {
+    await fold.locator('summary').click();
+  }
+  return page;
+}
+
 function expectClose(got: number[], want: number[], rel = 1e-4) {
   expect(got.length).toBe(want.length);
   const scale = Math.max(...want.map(Math.abs));
@@ -88,9 +97,9 @@ test('the URL holds the view: reopening it reproduces it; back and forward work'
   await other.close();
 
   // Generate, explain answer token 2: two history entries; back and forward step through them.
-  await page.locator('input[name=greedy]').check();
-  await page.locator('input[name=max_new_tokens]').fill('6');
-  await page.locator('input[name=max_new_tokens]').dispatchEvent('change');
+  await (await unfold(page)).locator('input[name=greedy]').check();
+  await (await unfold(page)).locator('input[name=max_new_tokens]').fill('6');
+  await (await unfold(page)).locator('input[name=max_new_tokens]').dispatchEvent('change');
   await page.locator('button[name=generate]').click();
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   await expect(page).toHaveURL(/generate=1/);
@@ -98,7 +107,7 @@ test('the URL holds the view: reopening it reproduces it; back and forward work'
   await page.locator('.answer .ans-tok').nth(1).click();
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   await expect(page).toHaveURL(/step=1/);
-  await expect(page.locator('[data-testid=prediction]')).toContainText('answer token 2');
+  await expect(page.locator('[data-testid=prediction]')).toContainText('Answer token 2');
   const stepScores = await scores(page);
   await page.goBack();
   await expect(page).not.toHaveURL(/step=/);
@@ -112,7 +121,7 @@ test('the URL holds the view: reopening it reproduces it; back and forward work'
   await page.goForward();
   await expect(page).toHaveURL(/step=1/);
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
-  await expect(page.locator('[data-testid=prediction]')).toContainText('answer token 2');
+  await expect(page.locator('[data-testid=prediction]')).toContainText('Answer token 2');
   expectClose(await scores(page), stepScores, 1e-6);
 });
 
@@ -219,12 +228,13 @@ for (const [backend, storage] of backends) {
     let answer = '';
     let texts: string[] = [];
     try {
-      await page.goto(first.url + '/');
+      // Every token in view (the template's line breaks are checked below).
+      await page.goto(first.url + '/?query_only=0');
       await ready(page);
       await page.locator('textarea[name=prompt]').fill(`${prompt} (${backend})`);
-      await page.locator('input[name=greedy]').check();
-      await page.locator('input[name=max_new_tokens]').fill('5');
-      await page.locator('input[name=max_new_tokens]').dispatchEvent('change');
+      await (await unfold(page)).locator('input[name=greedy]').check();
+      await (await unfold(page)).locator('input[name=max_new_tokens]').fill('5');
+      await (await unfold(page)).locator('input[name=max_new_tokens]').dispatchEvent('change');
       await page.locator('button[name=generate]').click();
       await expect(page.locator('[data-testid=status]')).toHaveText('done');
       await page.locator('.answer .ans-tok').nth(2).click();
@@ -260,7 +270,7 @@ for (const [backend, storage] of backends) {
       await expect(page.locator('input[name=method][value=cp_lrp]')).toBeChecked();
       await expect(page.locator('select[name=granularity]')).toHaveValue('word');
       await expect(page.locator('.answer')).toHaveText(answer);
-      await expect(page.locator('[data-testid=prediction]')).toContainText('answer token 3');
+      await expect(page.locator('[data-testid=prediction]')).toContainText('Answer token 3');
       expectClose(await scores(page), want, 0);
       // The server-rendered tokens read exactly as the live ones did: line breaks included,
       // nothing added (server rendering once turned empty text into a space beside each ↵).
@@ -339,8 +349,8 @@ test('hosted-demo mode: answer-length limit, per-client rate limit, storage quot
     await page.locator('button[name=generate]').click();
     await expect(page.locator('[data-testid=error]')).toContainText('this server generates at most 8');
     // Within it (request 1 of 4 counted).
-    await page.locator('input[name=max_new_tokens]').fill('3');
-    await page.locator('input[name=max_new_tokens]').dispatchEvent('change');
+    await (await unfold(page)).locator('input[name=max_new_tokens]').fill('3');
+    await (await unfold(page)).locator('input[name=max_new_tokens]').dispatchEvent('change');
     await page.locator('button[name=generate]').click();
     await expect(page.locator('[data-testid=status]')).toHaveText('done');
     // The quota (100 bytes) is smaller than any view (request 2).
@@ -475,4 +485,21 @@ test('without its database the server still serves its models; sharing says why,
   } finally {
     await server.stop();
   }
+});
+
+test('a view too long for a link is stored as a permalink whose short link takes the address bar', async ({ page }) => {
+  const long = 'The quick brown fox jumps over the lazy dog. '.repeat(100);
+  await page.goto('/');
+  await ready(page);
+  await page.locator('textarea[name=prompt]').fill(long);
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 60_000 });
+  await expect(page).toHaveURL(/\/s\/[A-Za-z0-9_-]{12}$/);
+  expect(page.url().length).toBeLessThan(100);
+  const n = await page.locator('.tokens .tok').count();
+  const want = await scores(page);
+  expect(n).toBeGreaterThan(100);
+  await page.reload();
+  await expect(page.locator('[data-testid=shared-note]')).toBeVisible();
+  expect(await scores(page)).toEqual(want);
 });

@@ -15,8 +15,9 @@ function engineJson(prompt: string, methods: string): any {
   return JSON.parse(out);
 }
 
+/** Explains `prompt` showing every token (the default shows only the user's text). */
 async function explain(page: Page, prompt: string) {
-  await page.goto('/');
+  await page.goto('/?query_only=0');
   // Live: the buttons are off in the server-rendered page until the wasm has hydrated it.
   await expect(page.locator('button[name=submit]')).toBeEnabled();
   await expect(page.locator('select[name=model]')).toHaveValue('smollm2-135m');
@@ -70,7 +71,7 @@ test('hover shows the exact score; switching method re-colors without a reload',
 
   await page.locator('input[name=method][value=attnlrp]').check();
   expectClose(await scoresOnPage(page), want.methods.attnlrp.scores);
-  await expect(page.locator('.colorbar')).toHaveAttribute('data-signed', 'true');
+  await expect(page.locator('.token-section .colorbar')).toHaveAttribute('data-signed', 'true');
   expect(await page.evaluate(() => (window as any).__marker)).toBe('same page');
   await page.screenshot({ path: path.join(shots, 'attnlrp.png'), fullPage: true });
 });
@@ -296,12 +297,15 @@ test('the sink toggle rescales colors without recomputing; method agreement equa
   const colors = () =>
     page.locator('.tokens .tok').evaluateAll((els) => els.map((e) => getComputedStyle(e).backgroundColor));
   const scores = await scoresOnPage(page);
-  const before = await colors();
-  const legendMax = () => page.locator('.colorbar').getAttribute('data-max');
+  const legendMax = () => page.locator('.token-section .colorbar').getAttribute('data-max');
+  // Sinks out is the default: off first, then on again.
+  await page.locator('input[name=sinks_out]').uncheck();
+  await expect(page).toHaveURL(/sinks_out=0/);
   const maxBefore = Number(await legendMax());
+  const before = await colors();
 
   await page.locator('input[name=sinks_out]').check();
-  await expect(page).toHaveURL(/sinks_out=1/);
+  await expect(page).not.toHaveURL(/sinks_out/);
   // The scale now ends at the largest |score| of the user's text (not the first token, a
   // special token or the template's; here the template's last "\n" held the maximum).
   const [qa, qb] = want.query_span;
@@ -371,4 +375,65 @@ test('token text contrasts at least 4.5:1 with its color under every method', as
     const worst = Math.min(...pairs.map(([fg, bg]) => contrastRatio(fg, bg)));
     expect(worst, `${m}: the least readable token`).toBeGreaterThanOrEqual(4.5);
   }
+});
+
+test('readable by default: most of the user\'s tokens get a visible color under every method', async ({ page }) => {
+  for (const width of [1400, 800, 400]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.goto('/');
+    await expect(page.locator('button[name=submit]')).toBeEnabled();
+    await expect(page.locator('select[name=model]')).toHaveValue('smollm2-135m');
+    // The default prompt, as a first-time user presses Explain.
+    await page.locator('button[name=submit]').click();
+    await expect(page.locator('[data-testid=status]')).toHaveText('done');
+    await expect(page.locator('input[name=query_only]')).toBeChecked();
+    await expect(page.locator('input[name=sinks_out]')).toBeChecked();
+    for (const m of ['saliency', 'input_x_gradient', 'attnlrp', 'cp_lrp']) {
+      await page.locator(`input[name=method][value=${m}]`).check();
+      const colors = await page.locator('.tokens .tok').evaluateAll((els) =>
+        els.map((e) => getComputedStyle(e).backgroundColor.match(/\d+/g)!.slice(0, 3).map(Number)));
+      // The user's text only: "What is the capital of France?" is 7 tokens.
+      expect(colors.length).toBe(7);
+      const visible = colors.filter((c) => Math.min(...c) < 235).length;
+      expect(visible / colors.length, `${m}: tokens with a visible color`).toBeGreaterThan(0.5);
+      if (m === 'attnlrp') {
+        await page.screenshot({ path: path.join(shots, `first-view-${width}.png`), fullPage: true });
+      }
+    }
+  }
+});
+
+test('each method says what it measures: on its toggle and in the "?" popover', async ({ page }) => {
+  await explain(page, 'What is the capital of France?');
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await expect(page.locator('label.method', { hasText: 'AttnLRP' })).toHaveAttribute('title', /signed/);
+  const help = page.locator('[data-testid=method-help]');
+  await expect(help.locator('dl')).toBeHidden();
+  await help.locator('summary').focus();
+  await page.keyboard.press('Enter');
+  await expect(help.locator('dl')).toBeVisible();
+  await expect(help.locator('dd')).toHaveCount(4);
+  await expect(help).toContainText('the gradient\'s L2 norm (unsigned)');
+});
+
+test('before running: the token count and a time estimate; a long prompt gets a warning', async ({ page }) => {
+  const prompt = 'What is the capital of France?';
+  await page.goto('/');
+  await expect(page.locator('button[name=submit]')).toBeEnabled();
+  await expect(page.locator('select[name=model]')).toHaveValue('smollm2-135m');
+  const est = page.locator('[data-testid=estimate]');
+  await page.locator('textarea[name=prompt]').fill(prompt);
+  const want = engineJson(prompt, 'saliency');
+  await expect(est).toHaveAttribute('data-tokens', String(want.tokens.length));
+  // Once an explanation has run, the server knows its pace: the estimate gives a time.
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await page.locator('textarea[name=prompt]').fill(`${prompt} Answer briefly.`);
+  await expect(est).toHaveAttribute('data-seconds', /^[0-9.e-]+$/);
+  await expect(est).toContainText(/tokens · explaining takes about [0-9.]+ s here/);
+  // A long prompt: warned before it runs (slow), or refused as over the limit.
+  await page.locator('textarea[name=prompt]').fill('All work and no play makes Jack a dull boy. '.repeat(600));
+  await expect(est).toHaveClass(/slow|over/);
+  await expect(est).toContainText(/about [0-9]+ s here|over this model's limit/);
+  await page.screenshot({ path: path.join(shots, 'estimate-long.png') });
 });

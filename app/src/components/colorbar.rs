@@ -45,3 +45,31 @@ pub fn Colorbar(
         </div>
     }
 }
+
+/// The legend of a grid colored per row (a layer, or an answer step): a colorbar of the
+/// normalized value, −1 to 1 (so gamma shows), and what the normalization is.
+#[component]
+pub fn PerRowLegend(
+    /// What a row is ("layer", "row").
+    row: &'static str,
+    /// The page's gamma.
+    gamma: f32,
+    /// More to say, after the normalization.
+    #[prop(optional_no_strip)]
+    note: Option<String>,
+) -> impl IntoView {
+    let scale = ColorScale {
+        signed: true,
+        max: 1.0,
+        gamma,
+    };
+    view! {
+        <Colorbar scale=scale label=format!("value ÷ the {row}'s end value")/>
+        <p class="hint legend-text" data-testid=format!("{row}-legend")>
+            {format!(
+                "Each {row} on its own scale: a cell's color is its value ÷ the {row}'s max |value| (or the percentile chosen in \"colors end at\"), so colors compare within a {row}, not across; hover a cell for its value."
+            )}
+            {note.map(|n| format!(" {n}"))}
+        </p>
+    }
+}

@@ -4,6 +4,7 @@
 pub mod agreement;
 pub mod answer;
 pub mod colorbar;
+pub mod estimate;
 pub mod export_bar;
 pub mod faithfulness;
 pub mod prediction;
@@ -104,9 +105,46 @@ pub struct Tip {
     pub lines: Vec<String>,
 }
 
-/// The `data-*` attribute of the element under a pointer event, parsed.
-pub fn data_attr<T: std::str::FromStr>(ev: &leptos::ev::MouseEvent, name: &str) -> Option<T> {
+/// The `data-*` attribute of the element an event happened on, parsed.
+pub fn data_attr<T: std::str::FromStr>(ev: &leptos::ev::Event, name: &str) -> Option<T> {
+    target(ev)?.get_attribute(name)?.parse().ok()
+}
+
+/// The element an event happened on.
+fn target(ev: &leptos::ev::Event) -> Option<leptos::web_sys::Element> {
     use leptos::wasm_bindgen::JsCast;
-    let el = ev.target()?.dyn_into::<leptos::web_sys::Element>().ok()?;
-    el.get_attribute(name)?.parse().ok()
+    ev.target()?.dyn_into::<leptos::web_sys::Element>().ok()
+}
+
+/// Where a tooltip for a focused element goes: below its left edge (viewport px).
+pub fn focus_point(ev: &leptos::ev::Event) -> Option<(f64, f64)> {
+    #[cfg(feature = "hydrate")]
+    {
+        let rect = target(ev)?.get_bounding_client_rect();
+        Some((rect.left(), rect.bottom()))
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = ev;
+        None
+    }
+}
+
+/// Keyboard movement inside a group of focusable items (tokens, grid cells) that has one tab
+/// stop: `next` picks the item an arrow key leads to from the focused one; that item becomes
+/// the tab stop and takes focus.
+pub fn arrow_keys(
+    ev: &leptos::ev::KeyboardEvent,
+    next: impl Fn(&leptos::web_sys::Element, &str) -> Option<leptos::web_sys::Element>,
+) {
+    use leptos::wasm_bindgen::JsCast;
+    let Some(from) = target(ev) else { return };
+    let Some(to) = next(&from, &ev.key()) else {
+        return;
+    };
+    ev.prevent_default();
+    let _ = from.set_attribute("tabindex", "-1");
+    let _ = to.set_attribute("tabindex", "0");
+    // `focus` is looked up on the element itself, so an SVG element takes it too.
+    let _ = to.unchecked_into::<leptos::web_sys::HtmlElement>().focus();
 }

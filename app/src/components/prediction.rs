@@ -17,6 +17,8 @@ pub struct Explained {
     pub target: Target,
     /// The answer token explained, if any.
     pub step: Option<usize>,
+    /// The answer's token at that step, as generated (sampled or greedy).
+    pub generated: Option<tokenlens::GeneratedToken>,
 }
 
 /// The prediction panel; `on_explain` receives the view a candidate button asks for.
@@ -29,7 +31,7 @@ pub fn PredictionPanel(
     on_explain: Callback<ExplainSpec>,
 ) -> impl IntoView {
     let body = move || {
-        explained.get().map(|Explained { prediction: p, target: t, step }| {
+        explained.get().map(|Explained { prediction: p, target: t, step, generated }| {
             let target_id = t.token.id;
             let top = p
                 .top
@@ -78,10 +80,21 @@ pub fn PredictionPanel(
                     }
                 })
                 .collect_view();
-            let what = match step {
-                Some(k) => format!("answer token {}", k + 1),
-                None => "next token".to_string(),
-            };
+            let heading = heading(&p, step, generated.as_ref());
+            // A target text of several tokens: only its first is explained.
+            let split = (t.pieces.len() > 1).then(|| {
+                let pieces: Vec<String> = t.pieces.iter().map(|x| format!("{x:?}")).collect();
+                view! {
+                    <p class="warn" data-testid="target-split" data-pieces=t.pieces.len()>
+                        {format!(
+                            "The target text is {} tokens ({}): explaining the first of them, {:?}. To explain another token, pick one of the candidates below or type a single token.",
+                            t.pieces.len(),
+                            pieces.join(" + "),
+                            t.token.text,
+                        )}
+                    </p>
+                }
+            });
             let contrast = t.contrast.clone().map(|c| {
                 view! {
                     <p data-testid="contrast">
@@ -99,10 +112,7 @@ pub fn PredictionPanel(
             });
             view! {
                 <div class="prediction" data-testid="prediction">
-                    <p>
-                        {format!("Model's {what}: ")} <strong>{format!("{:?}", p.best.text)}</strong>
-                        {format!(" (p = {:.3}, logit {})", p.best.prob, sig3(p.best.logit))}
-                    </p>
+                    {heading}
                     <p data-testid="target">
                         "Explaining: " <strong>{format!("{:?}", t.token.text)}</strong>
                         {format!(
@@ -114,10 +124,52 @@ pub fn PredictionPanel(
                         )}
                     </p>
                     {contrast}
+                    {split}
                     <ol class="top-k">{top}</ol>
                 </div>
             }
         })
     };
     body.into_any()
+}
+
+/// The first line: the model's next token; for an answer step, the token the answer has
+/// there (sampled or greedy, with its probability) and, when it differs, the most likely one.
+fn heading(
+    p: &Prediction,
+    step: Option<usize>,
+    generated: Option<&tokenlens::GeneratedToken>,
+) -> AnyView {
+    let best = format!("{:?}", p.best.text);
+    let best_detail = format!(" (p = {:.3}, logit {})", p.best.prob, sig3(p.best.logit));
+    match (step, generated) {
+        (Some(k), Some(g)) => {
+            let same = g.token.id == p.best.id;
+            let most_likely = (!same).then(|| {
+                view! {
+                    "; the most likely token there was " <strong>{best.clone()}</strong>
+                    {format!(" (p = {:.3})", p.best.prob)}
+                }
+            });
+            let note = if same {
+                " — also the most likely token"
+            } else {
+                ""
+            };
+            view! {
+                <p data-testid="heading" data-generated=g.token.id data-best=p.best.id>
+                    {format!("Answer token {}: ", k + 1)} <strong>{format!("{:?}", g.token.text)}</strong>
+                    {format!(" (p = {:.3} when it was generated){note}", g.prob)}
+                    {most_likely}
+                </p>
+            }
+            .into_any()
+        }
+        _ => view! {
+            <p data-testid="heading" data-best=p.best.id>
+                "Model's next token: " <strong>{best}</strong> {best_detail}
+            </p>
+        }
+        .into_any(),
+    }
 }

@@ -240,8 +240,15 @@ pub fn PromptForm(
                 name="prompt"
                 rows="3"
                 placeholder="Type a prompt"
+                aria-label="Prompt (Ctrl+Enter or ⌘+Enter explains its next token)"
                 prop:value=move || prompt.get()
                 on:input=move |ev| prompt.set(event_target_value(&ev))
+                on:keydown=move |ev: leptos::ev::KeyboardEvent| {
+                    if ev.key() == "Enter" && (ev.ctrl_key() || ev.meta_key()) && can_run.get_untracked() {
+                        ev.prevent_default();
+                        on_submit.run(());
+                    }
+                }
             ></textarea>
             <div class="row">
                 <label>
@@ -291,6 +298,7 @@ fn GenerationSettings(form: Form) -> AnyView {
         unreadable,
         ..
     } = form;
+    let unfolded = RwSignal::new(false);
     // Notes whether field `name`'s text `v` was read, so that what cannot be is said.
     let note = move |name: &'static str, v: &str, ok: bool| {
         if ok {
@@ -343,6 +351,19 @@ fn GenerationSettings(form: Form) -> AnyView {
         )
     };
     view! {
+        // Folded under Generate until asked for; open while a setting is wrong, so that the
+        // message and the field show.
+        <details
+            class="gen-fold"
+            prop:open=move || unfolded.get() || form.generation_problem().is_some()
+            on:toggle=move |ev| {
+                use leptos::wasm_bindgen::JsCast;
+                if let Some(d) = ev.target().and_then(|t| t.dyn_into::<leptos::web_sys::HtmlDetailsElement>().ok()) {
+                    unfolded.set(d.open());
+                }
+            }
+        >
+        <summary>"Generation settings"</summary>
         <div class="row gen-settings">
             <span class="label">"Generation: "</span>
             <label><Checkbox name="greedy" label=" greedy" value=greedy/></label>
@@ -371,6 +392,7 @@ fn GenerationSettings(form: Form) -> AnyView {
                 <span class="error inline" role="alert" data-testid="gen-error">{msg}</span>
             })}
         </div>
+        </details>
     }
     .into_any()
 }

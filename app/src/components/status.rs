@@ -22,7 +22,7 @@ pub fn StatusLine(
     error: Signal<Option<String>>,
 ) -> AnyView {
     view! {
-        <div class="status" data-testid="status" class:running=move || running.get()>
+        <div class="status" data-testid="status" role="status" aria-live="polite" class:running=move || running.get()>
             {move || stage.get()}
             {move || {
                 progress

@@ -5,7 +5,8 @@ use leptos::prelude::*;
 use tokenlens::colormap::{hex, ColorScale};
 use tokenlens::Token;
 
-use super::{axis_label, data_attr, Tip};
+use super::colorbar::PerRowLegend;
+use super::{axis_label, data_attr, Checkbox, Tip};
 use crate::display::{Display, Units};
 use crate::format::sig3;
 use crate::state::MatrixState;
@@ -28,6 +29,18 @@ pub fn StepsSection(
     /// The tooltip.
     tip: RwSignal<Option<Tip>>,
 ) -> impl IntoView {
+    let values = RwSignal::new(false);
+    let section = NodeRef::<leptos::html::Section>::new();
+    // The matrix comes into view when its first row arrives (it is below the fold).
+    Effect::new(move |had: Option<bool>| {
+        let has = matrix.with(|m| m.as_ref().is_some_and(|m| !m.rows.is_empty()));
+        if has && had == Some(false) {
+            if let Some(el) = section.get_untracked() {
+                el.scroll_into_view();
+            }
+        }
+        has
+    });
     let body = move || {
         let d = display.get();
         matrix.with(|mx| {
@@ -78,23 +91,39 @@ pub fn StepsSection(
                     }
                 })
                 .collect();
+            // Values fit in the cells of a small matrix (as Inseq's HTML prints them).
+            let small = u.range.1.saturating_sub(u.range.0) <= MAX_VALUE_COLUMNS;
+            let toggle = small.then(|| {
+                view! {
+                    <label class="values-toggle">
+                        <Checkbox name="cell_values" label=" values in cells" value=values/>
+                    </label>
+                }
+            });
             Some(view! {
                 {header}
+                <PerRowLegend row="row" gamma=d.gamma/>
+                {toggle}
                 <StepMatrix
                     units=u.labels(&mx.tokens)
                     range=u.range
                     rows=rows
+                    values=small && values.get()
                     tip=tip
                 />
             }
             .into_any())
         })
     };
-    view! { <section class="matrix-section">{body}</section> }.into_any()
+    view! { <section class="matrix-section" node_ref=section>{body}</section> }.into_any()
 }
 
 const CW: usize = 14;
 const CH: usize = 14;
+/// Cell width with values printed in it.
+const VALUE_CW: usize = 40;
+/// Widest matrix (columns) that offers values in its cells.
+const MAX_VALUE_COLUMNS: usize = 40;
 const TOP: usize = 92;
 const LEFT: usize = 110;
 
@@ -122,11 +151,14 @@ pub fn StepMatrix(
     range: (usize, usize),
     /// The rows that have arrived.
     rows: Vec<MatrixRow>,
+    /// Print each cell's value in it (wider cells).
+    values: bool,
     /// The tooltip.
     tip: RwSignal<Option<Tip>>,
 ) -> impl IntoView {
     let (a, b) = range;
-    let width = LEFT + b.saturating_sub(a) * CW + 4;
+    let cw = if values { VALUE_CW } else { CW };
+    let width = LEFT + b.saturating_sub(a) * cw + 4;
     let height = TOP + rows.len() * CH + 4;
     let mut cells = Vec::new();
     let mut row_labels = Vec::new();
@@ -140,19 +172,39 @@ pub fn StepMatrix(
         });
         for (t, s) in row.scores.iter().enumerate().take(b).skip(a) {
             let Some(s) = *s else { continue };
-            cells.push(view! {
-                <rect
-                    class="mcell"
-                    x=(LEFT + (t - a) * CW).to_string()
-                    y=y.to_string()
-                    width=CW.to_string()
-                    height=CH.to_string()
-                    fill=hex(scale.color(s))
-                    data-step=row.step.to_string()
-                    data-token-index=t.to_string()
-                    data-score=s.to_string()
-                ></rect>
-            });
+            cells.push(
+                view! {
+                    <rect
+                        class="mcell"
+                        x=(LEFT + (t - a) * cw).to_string()
+                        y=y.to_string()
+                        width=cw.to_string()
+                        height=CH.to_string()
+                        fill=hex(scale.color(s))
+                        data-step=row.step.to_string()
+                        data-token-index=t.to_string()
+                        data-score=s.to_string()
+                    ></rect>
+                }
+                .into_any(),
+            );
+            if values {
+                let bg = scale.color(s);
+                cells.push(
+                    view! {
+                        <text
+                            class="mval"
+                            x=(LEFT + (t - a) * cw + cw / 2).to_string()
+                            y=(y + CH - 4).to_string()
+                            fill=hex(tokenlens::colormap::text_on(bg))
+                            text-anchor="middle"
+                        >
+                            {crate::format::short(s)}
+                        </text>
+                    }
+                    .into_any(),
+                );
+            }
         }
     }
     let col_labels = units
@@ -161,7 +213,7 @@ pub fn StepMatrix(
         .skip(a)
         .take(b.saturating_sub(a))
         .map(|(t, unit)| {
-            let x = LEFT + (t - a) * CW + CW / 2 + 4;
+            let x = LEFT + (t - a) * cw + cw / 2 + 4;
             view! {
                 <text
                     class="tok-label"

@@ -5,7 +5,7 @@ use tokenlens::colormap::ColorScale;
 use tokenlens::Token;
 
 use super::colorbar::Colorbar;
-use super::{cell_style, data_attr, Shown, Tip};
+use super::{arrow_keys, cell_style, data_attr, focus_point, Shown, Tip};
 use crate::display::{Display, Units};
 use crate::format::{ranks, sig3};
 use crate::state::Partial;
@@ -57,30 +57,57 @@ pub fn TokensPanel(
             Some(view! {
                 {legend}
                 {waiting}
-                <TokenView units=u.labels(&r.tokens) scores=scores scale=scale range=u.range hovered=hovered/>
+                <TokenView
+                    units=u.labels(&r.tokens)
+                    scores=scores
+                    scale=scale
+                    range=u.range
+                    marks=d.sign_marks && scale.signed
+                    hovered=hovered
+                />
                 {conservation}
             })
         })
     };
-    // Hover, delegated: one listener for all spans.
-    let over = move |ev: leptos::ev::MouseEvent| {
-        let i: Option<usize> = data_attr(&ev, "data-token-index");
+    // Hover and keyboard focus, delegated: one listener for all spans; both show the tooltip.
+    let show = move |i: Option<usize>, at: Option<(f64, f64)>| {
         hovered.set(i);
-        tip.set(i.and_then(|i| {
+        tip.set(i.zip(at).and_then(|(i, (x, y))| {
             let lines = untrack(|| shown.read(|r, u, m, d| tip_lines(r, &u, m, d, i)))?;
-            Some(Tip {
-                x: ev.client_x() as f64,
-                y: ev.client_y() as f64,
-                lines,
-            })
+            Some(Tip { x, y, lines })
         }));
     };
-    let leave = move |_| {
-        hovered.set(None);
-        tip.set(None);
+    let over = move |ev: leptos::ev::MouseEvent| {
+        let at = (f64::from(ev.client_x()), f64::from(ev.client_y()));
+        show(data_attr(&ev, "data-token-index"), Some(at));
     };
-    view! { <section class="token-section" on:mouseover=over on:mouseleave=leave>{body}</section> }
-        .into_any()
+    let focus = move |ev: leptos::ev::FocusEvent| {
+        show(data_attr(&ev, "data-token-index"), focus_point(&ev));
+    };
+    let leave = move |_| show(None, None);
+    // Arrows move along the tokens; Home and End go to the ends.
+    let keys = move |ev: leptos::ev::KeyboardEvent| {
+        arrow_keys(&ev, |el, key| match key {
+            "ArrowRight" | "ArrowDown" => el.next_element_sibling(),
+            "ArrowLeft" | "ArrowUp" => el.previous_element_sibling(),
+            "Home" => el.parent_element()?.first_element_child(),
+            "End" => el.parent_element()?.last_element_child(),
+            _ => None,
+        })
+    };
+    view! {
+        <section
+            class="token-section"
+            on:mouseover=over
+            on:mouseleave=leave
+            on:focusin=focus
+            on:focusout=move |_| show(None, None)
+            on:keydown=keys
+        >
+            {body}
+        </section>
+    }
+    .into_any()
 }
 
 /// What an input conservation ratio means, in plain words.
@@ -141,6 +168,8 @@ pub fn TokenView(
     scale: ColorScale,
     /// The unit range shown.
     range: (usize, usize),
+    /// Mark each score's sign with + or − (CSS classes `pos` and `neg`).
+    marks: bool,
     /// The hovered unit index.
     hovered: RwSignal<Option<usize>>,
 ) -> impl IntoView {
@@ -172,15 +201,23 @@ pub fn TokenView(
                 <span
                     class=class
                     class:gen=tok.generated
+                    class:pos=marks && score.is_some_and(|s| s > 0.0)
+                    class:neg=marks && score.is_some_and(|s| s < 0.0)
                     class:hovered=move || hovered.get() == Some(i)
                     data-token-index=i.to_string()
                     data-score=score.map(|s| s.to_string())
                     style=style
+                    // One tab stop for all tokens; arrows move between them.
+                    tabindex=if i == range.0 { "0" } else { "-1" }
                 >
                     {text}
                 </span>
             }
         })
         .collect_view();
-    view! { <div class="tokens" data-testid="tokens">{spans}</div> }
+    view! {
+        <div class="tokens" data-testid="tokens" role="group" aria-label="the tokens, colored by score: arrow keys move, each says its score">
+            {spans}
+        </div>
+    }
 }

@@ -4,7 +4,8 @@ use leptos::prelude::*;
 use tokenlens::colormap::{hex, ColorScale};
 use tokenlens::Token;
 
-use super::{axis_label as label, data_attr, Shown, Tip};
+use super::colorbar::PerRowLegend;
+use super::{arrow_keys, axis_label as label, data_attr, focus_point, Shown, Tip};
 use crate::format::sig3;
 
 /// The grid section: its heading and the grid of the method in view, once its scores are in.
@@ -29,8 +30,16 @@ pub fn TraceSection(
             let trace = u.trace(&res.trace, d.aggregate);
             // Each layer on its own scale.
             let trace_scales = trace.iter().map(|row| u.scale(&d, true, row)).collect();
+            // Saliency's tokens are unsigned (viridis); its grid is not.
+            let note = (!m.is_signed()).then(|| {
+                format!(
+                    "{}'s tokens show an unsigned score (viridis); its layer trace is signed: red supports the target, blue opposes it.",
+                    m.label()
+                )
+            });
             Some(view! {
                 <h2>{heading}</h2>
+                <PerRowLegend row="layer" gamma=d.gamma note=note/>
                 <TraceGrid
                     tokens=u.labels(&r.tokens)
                     trace=trace
@@ -97,6 +106,7 @@ pub fn TraceGrid(
                     data-layer=l.to_string()
                     data-token-index=t.to_string()
                     data-score=v.to_string()
+                    tabindex=if l == 0 && t == a { "0" } else { "-1" }
                 ></rect>
             }
         })
@@ -143,28 +153,57 @@ pub fn TraceGrid(
             }
         })
     };
-    let on_move = move |ev: leptos::ev::MouseEvent| {
-        let t: Option<usize> = data_attr(&ev, "data-token-index");
+    let data = StoredValue::new((trace, tokens, scales2));
+    let show = move |l: Option<usize>, t: Option<usize>, at: Option<(f64, f64)>| {
         hovered.set(t);
-        let l: Option<usize> = data_attr(&ev, "data-layer");
-        let cell = (l.zip(t)).and_then(|(l, t)| {
+        let lines = data.with_value(|(trace, tokens, scales)| {
+            let (l, t) = l.zip(t)?;
             let v = *trace.get(l)?.get(t)?;
-            Some((l, t, v, tokens.get(t)?, scales2.get(l)?))
-        });
-        tip.set(cell.map(|(l, t, v, tok, scale)| Tip {
-            x: ev.client_x() as f64,
-            y: ev.client_y() as f64,
-            lines: vec![
+            let (tok, scale) = (tokens.get(t)?, scales.get(l)?);
+            Some(vec![
                 format!("layer {l} · #{t} {:?}", tok.text),
                 format!("raw {}", sig3(v)),
                 format!("normalized {}", sig3(scale.normalize(v))),
-            ],
-        }));
+            ])
+        });
+        tip.set(lines.zip(at).map(|(lines, (x, y))| Tip { x, y, lines }));
     };
-    let on_leave = move |_| {
-        hovered.set(None);
-        tip.set(None);
+    let on_move = move |ev: leptos::ev::MouseEvent| {
+        let at = (f64::from(ev.client_x()), f64::from(ev.client_y()));
+        show(
+            data_attr(&ev, "data-layer"),
+            data_attr(&ev, "data-token-index"),
+            Some(at),
+        );
     };
+    let on_focus = move |ev: leptos::ev::FocusEvent| {
+        let at = focus_point(&ev);
+        show(
+            data_attr(&ev, "data-layer"),
+            data_attr(&ev, "data-token-index"),
+            at,
+        );
+    };
+    // Arrows move a cell: left and right along the layer, up and down across layers.
+    let on_keys = move |ev: leptos::ev::KeyboardEvent| {
+        arrow_keys(&ev, |el, key| {
+            let at = |name: &str| el.get_attribute(name)?.parse::<usize>().ok();
+            let (l, t) = (at("data-layer")?, at("data-token-index")?);
+            let (l, t) = match key {
+                "ArrowLeft" => (l, t.checked_sub(1)?),
+                "ArrowRight" => (l, t + 1),
+                "ArrowUp" => (l.checked_sub(1)?, t),
+                "ArrowDown" => (l + 1, t),
+                _ => return None,
+            };
+            let selector = format!("rect[data-layer=\"{l}\"][data-token-index=\"{t}\"]");
+            el.parent_element()?
+                .query_selector(&selector)
+                .ok()
+                .flatten()
+        })
+    };
+    let on_leave = move |_: leptos::ev::MouseEvent| show(None, None, None);
     view! {
         <div class="grid-scroll" data-testid="grid">
             <div class="grid-row">
@@ -178,8 +217,13 @@ pub fn TraceGrid(
                     class="grid"
                     width=width.to_string()
                     height=height.to_string()
+                    role="group"
+                    aria-label="the layer × token grid: arrow keys move between cells, each says its value"
                     on:mousemove=on_move
                     on:mouseleave=on_leave
+                    on:focusin=on_focus
+                    on:focusout=move |_| show(None, None, None)
+                    on:keydown=on_keys
                 >
                     {token_labels}
                     {cells}

@@ -107,6 +107,15 @@ pub fn ViewControls(
         <div class="view-controls">
             <span class="label">"Method: "</span>
             {toggles}
+            <details class="method-help" data-testid="method-help">
+                <summary aria-label="what each method measures">"?"</summary>
+                <dl>
+                    {Method::ALL
+                        .into_iter()
+                        .map(|m| view! { <dt>{m.label()}</dt><dd>{m.info().about}</dd> })
+                        .collect_view()}
+                </dl>
+            </details>
             <label class="query-only"><Checkbox name="query_only" label=" query only" value=query_only/></label>
         </div>
         <div class="view-controls">
@@ -126,6 +135,8 @@ pub fn ViewControls(
                     }
                 })}
             </label>
+            {flag("signs", " ± marks", "Mark each token's sign with + or − (signed methods), not by color alone.",
+                |d| &mut d.sign_marks)}
             {flag("absolute", " absolute", "Color |score| on one sequential map, for signed methods too.",
                 |d| &mut d.absolute)}
             {flag("sinks_out", " sinks out of the scale",

@@ -22,6 +22,7 @@ fn picking_an_explained_candidate_and_back() {
         },
         rank,
         contrast: None,
+        pieces: Vec::new(),
     };
     let result = |v: f32| MethodResult {
         scores: vec![v, v],
@@ -107,7 +108,8 @@ fn every_field_survives_the_url() {
             absolute: true,
             clip: Clip::P95,
             gamma: 1.7,
-            sinks_out: true,
+            sinks_out: false,
+            sign_marks: true,
         },
         query_only: true,
         // Not in the URL: a view opened from one always brings the candidates.
@@ -123,6 +125,30 @@ fn every_field_survives_the_url() {
     };
     assert_eq!(through_url(&greedy), greedy);
     assert_eq!(through_url(&ViewState::default()), ViewState::default());
+    // Every combination of template and "query only" (the default follows the template).
+    for (chat, query_only) in [(true, true), (true, false), (false, true), (false, false)] {
+        let v = ViewState {
+            chat,
+            query_only,
+            ..ViewState::default()
+        };
+        assert_eq!(through_url(&v), v, "chat {chat}, query only {query_only}");
+    }
+}
+
+/// A first view is readable: only the user's text with the template, sinks out of the
+/// scale, signed colors ending at a high percentile.
+#[test]
+fn defaults_show_the_users_text() {
+    let mut p = ParamsMap::new();
+    p.insert("prompt", "Hi".into());
+    let v = ViewState::from_params(&p);
+    assert!(v.chat && v.query_only && v.display.sinks_out);
+    assert_eq!(v.display.clip, Clip::Auto);
+    assert!(v.display.clip.quantile(true) < 1.0);
+    assert_eq!(v.display.clip.quantile(false), 1.0);
+    p.insert("chat", "0".into());
+    assert!(!ViewState::from_params(&p).query_only);
 }
 
 #[test]

@@ -92,7 +92,8 @@ impl Default for ViewState {
             matrix: None,
             method: Method::Saliency,
             display: Display::default(),
-            query_only: false,
+            // The template's tokens hold little of interest; the user's text is the view.
+            query_only: true,
             candidates: true,
         }
     }
@@ -188,8 +189,12 @@ impl ViewState {
         if x.sinks_out != dd.sinks_out {
             p.insert("sinks_out", if x.sinks_out { "1" } else { "0" }.into());
         }
-        if self.query_only {
-            p.insert("query_only", "1".into());
+        // Only the user's text is the default with the chat template.
+        if x.sign_marks {
+            p.insert("signs", "1".into());
+        }
+        if self.query_only != self.chat {
+            p.insert("query_only", if self.query_only { "1" } else { "0" }.into());
         }
         p
     }
@@ -242,11 +247,13 @@ impl ViewState {
                 .filter(|g| g.is_finite() && *g > 0.0)
                 .unwrap_or(d.display.gamma),
             sinks_out: flag(p, "sinks_out").unwrap_or(d.display.sinks_out),
+            sign_marks: flag(p, "signs").unwrap_or(false),
         };
+        let chat = flag(p, "chat").unwrap_or(d.chat);
         ViewState {
             model: p.get("model").unwrap_or_default(),
             prompt: p.get("prompt").unwrap_or(d.prompt),
-            chat: flag(p, "chat").unwrap_or(d.chat),
+            chat,
             thinking: flag(p, "thinking").unwrap_or(false),
             generation,
             explain,
@@ -256,7 +263,7 @@ impl ViewState {
                 .and_then(Method::from_name)
                 .unwrap_or(d.method),
             display,
-            query_only: flag(p, "query_only").unwrap_or(false),
+            query_only: flag(p, "query_only").unwrap_or(chat),
             candidates: true,
         }
     }

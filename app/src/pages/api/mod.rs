@@ -43,6 +43,37 @@ pub struct ModelList {
     pub share_max_bytes: u64,
 }
 
+/// What explaining a prompt involves before it runs.
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct Estimate {
+    /// Its tokens (template and answer so far included).
+    pub tokens: usize,
+    /// The longest context the model explains on this server.
+    pub max_tokens: usize,
+    /// About how long it takes here, from this server's recent explanations (None until one
+    /// has run on this model).
+    pub seconds: Option<f64>,
+    /// Why the server would refuse it, if it would.
+    pub refused: Option<String>,
+}
+
+/// The token count and time estimate of an explanation, before it runs (cheap: it only
+/// tokenizes, so it does not count against the request rate).
+#[server(input = Json, endpoint = "estimate")]
+pub async fn estimate_prompt(
+    model: String,
+    request: ExplainRequest,
+) -> Result<Estimate, ServerFnError> {
+    let state = server_state()?;
+    state
+        .limits
+        .check(&request.prompt, request.continuation.len())
+        .map_err(|msg| refuse(axum::http::StatusCode::BAD_REQUEST, msg))?;
+    state
+        .estimate(&model, &request)
+        .map_err(|e| refuse(e.status(), e.to_string()))
+}
+
 /// The models this server has loaded, the default first.
 #[server(endpoint = "models")]
 pub async fn list_models() -> Result<ModelList, ServerFnError> {

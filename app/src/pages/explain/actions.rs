@@ -35,9 +35,9 @@ impl ShareState {
     }
 
     /// Stores the view `shown` with the sealed results and puts its link in view (and on
-    /// the clipboard). What the server would refuse (nothing sealed, over `limit` bytes) is
-    /// said at once.
-    pub fn share(self, shown: ViewState, results: Results, limit: Option<u64>) {
+    /// the clipboard; with `to_address`, in the address bar instead). What the server would
+    /// refuse (nothing sealed, over `limit` bytes) is said at once.
+    pub fn share(self, shown: ViewState, results: Results, limit: Option<u64>, to_address: bool) {
         let snapshot = Snapshot::of(
             shown,
             results
@@ -72,6 +72,10 @@ impl ShareState {
                 format!("{origin}/s/{id}")
             });
             let copied = match &link {
+                Ok(l) if to_address => {
+                    crate::browser::show_address(l);
+                    None
+                }
                 Ok(l) => Some(crate::browser::copy_text(l).await),
                 Err(_) => None,
             };

@@ -8,6 +8,7 @@
 //! computes it, `actions` shares and exports it.
 
 mod actions;
+mod estimate;
 mod runs;
 
 use leptos::prelude::*;
@@ -18,6 +19,7 @@ use tokenlens::{Operator, TargetSpec};
 use super::api::list_models;
 use crate::components::agreement::AgreementPanel;
 use crate::components::answer::AnswerSection;
+use crate::components::estimate::EstimateLine;
 use crate::components::export_bar::ExportBar;
 use crate::components::faithfulness::FaithfulnessPanel;
 use crate::components::prediction::{Explained, PredictionPanel};
@@ -33,6 +35,9 @@ use crate::display::Units;
 use crate::state::{ExplainSpec, Replayed, Snapshot, ViewState};
 use actions::{InView, ShareState};
 use runs::{key, Results, Runs, Status};
+
+/// Longest address (bytes) a view keeps in its query string; a longer one becomes a permalink.
+const LONG_URL: usize = 4096;
 
 /// The page. `snapshot`: a stored view to show (a permalink) instead of the URL's.
 #[component]
@@ -89,6 +94,13 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     };
     let can_run = Signal::derive(move || live.get() && !status.running.get());
 
+    let share_limit = move || {
+        models.with_untracked(|m| {
+            m.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .map(|l| l.share_max_bytes)
+        })
+    };
     // Moves to view `v`: a new history entry (`push`) or an amended one. On a permalink the
     // live view opens at `/`.
     let navigate = StoredValue::new(use_navigate());
@@ -100,6 +112,18 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             return;
         }
         let url = format!("/{}", v.to_query());
+        if url.len() > LONG_URL && !shared {
+            // Too long for a link: computed here, then stored as a permalink whose short link
+            // takes the address bar (view switches keep the last one).
+            shown.set(v.clone());
+            leptos::task::spawn_local(async move {
+                runs.restore(v.clone(), push).await;
+                if push {
+                    sharing.share(v, results, share_limit(), true);
+                }
+            });
+            return;
+        }
         if !push {
             shown.set(v);
             if shared {
@@ -150,10 +174,16 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             v.explain = None;
             v.matrix = None;
         }
+        // The default view follows the template: only the user's text when it is on (the
+        // signal follows when the view is filled in from the URL).
+        v.query_only = if chat != v.chat {
+            chat
+        } else {
+            query_only.get_untracked()
+        };
         (v.model, v.prompt, v.chat, v.thinking) = (model, prompt, chat, thinking);
         v.method = view_method.get_untracked();
         v.display = display.get_untracked();
-        v.query_only = query_only.get_untracked();
         change(&mut v);
         v
     };
@@ -212,15 +242,8 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             go(v, false);
         }
     });
-    let share_limit = move || {
-        models.with_untracked(|m| {
-            m.as_ref()
-                .and_then(|r| r.as_ref().ok())
-                .map(|l| l.share_max_bytes)
-        })
-    };
     let on_share = Callback::new(move |()| {
-        sharing.share(shown.get_untracked(), results, share_limit());
+        sharing.share(shown.get_untracked(), results, share_limit(), false);
     });
     // Something complete to share: a cancelled or failed run leaves nothing to store.
     let can_share = Signal::derive(move || {
@@ -312,10 +335,14 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         result.with(|r| {
             let r = r.as_ref()?;
             let (prediction, target) = r.prediction.clone()?;
+            let generated = r
+                .step
+                .and_then(|k| answer.with(|a| a.as_ref().and_then(|a| a.tokens.get(k).cloned())));
             Some(Explained {
                 prediction,
                 target,
                 step: r.step,
+                generated,
             })
         })
     });
@@ -358,6 +385,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                 on_cancel=Callback::new(move |()| status.cancel())
                 on_pick_model=on_pick_model
             />
+            <EstimateLine estimate=estimate::estimate(form)/>
             <StatusLine stage=status.stage progress=status.progress running=status.running error=status.error/>
             <ShareBar
                 shared=shared
@@ -382,8 +410,11 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                 on_all_steps=on_all_steps
             />
             <PredictionPanel explained=explained on_explain=explain_with/>
-            <ViewControls method=view_method query_only=query_only display=display computed=computed/>
-            <ExportBar ready=export_ready error=export_error on_export=on_export/>
+            // How to show a result, once there is one to show.
+            <Show when=move || result.with(Option::is_some) || matrix.with(Option::is_some)>
+                <ViewControls method=view_method query_only=query_only display=display computed=computed/>
+                <ExportBar ready=export_ready error=export_error on_export=on_export/>
+            </Show>
             <TokensPanel shown=in_view hovered=hovered tip=tip/>
             <TraceSection shown=in_view hovered=hovered tip=tip/>
             <AgreementPanel shown=in_view/>
