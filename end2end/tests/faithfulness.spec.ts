@@ -86,6 +86,11 @@ test('faithfulness: curves after the map equal the CLI\'s, hover names the remov
   await expect(tip).toContainText(`taken out here: ${JSON.stringify(want.tokens[first].text)} (position ${first})`);
   await expect(tip).toContainText('step 1');
   await page.screenshot({ path: path.join(shots, 'faithfulness.png'), fullPage: true });
+  // By keyboard: MoRF's first point is the chart's tab stop; the arrow moves to step 1.
+  await chart.locator('circle.morf[tabindex="0"]').focus();
+  await expect(tip).toContainText('step 0');
+  await page.keyboard.press('ArrowRight');
+  await expect(tip).toContainText(`taken out here: ${JSON.stringify(want.tokens[first].text)}`);
 
   // The JSON export has the curves in the CLI's schema; the HTML export lists the scores.
   const download = async (name: string) => {

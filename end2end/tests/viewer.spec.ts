@@ -407,6 +407,11 @@ test('each method says what it measures: on its toggle and in the "?" popover', 
   await explain(page, 'What is the capital of France?');
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   await expect(page.locator('label.method', { hasText: 'AttnLRP' })).toHaveAttribute('title', /signed/);
+  // The method in view is described in words under the toggles, for keyboard users too.
+  await page.locator('input[name=method][value=attnlrp]').focus();
+  await page.keyboard.press('ArrowRight');
+  await expect(page.locator('input[name=method][value=cp_lrp]')).toBeChecked();
+  await expect(page.locator('[data-testid=method-about]')).toContainText('CP-LRP: relevance with attention and the MLP gate held constant (signed).');
   const help = page.locator('[data-testid=method-help]');
   await expect(help.locator('dl')).toBeHidden();
   await help.locator('summary').focus();

@@ -118,6 +118,13 @@ pub fn ViewControls(
             </details>
             <label class="query-only"><Checkbox name="query_only" label=" query only" value=query_only/></label>
         </div>
+        // The method in view, in words (what a keyboard user does not get from hovering).
+        <p class="hint method-about" data-testid="method-about" aria-live="polite">
+            {move || {
+                let m = method.get();
+                format!("{}: {}.", m.label(), m.info().about)
+            }}
+        </p>
         <div class="view-controls">
             <label>
                 "View "

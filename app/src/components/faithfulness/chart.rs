@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use tokenlens::{Curve, Faithfulness, Method, Token};
 
-use crate::components::Tip;
+use crate::components::{arrow_keys, focus_point, Tip};
 use crate::format::sig3;
 
 // Chart geometry (px).
@@ -175,7 +175,23 @@ pub fn CurveChart(
                 <span class="key lerf">"LeRF (least relevant first)"</span>
                 <span class="key random">"random orders, mean ± s.d."</span>
             </figcaption>
-            <svg width=W height=H viewBox=format!("0 0 {W} {H}") role="img">
+            <svg
+                width=W
+                height=H
+                viewBox=format!("0 0 {W} {H}")
+                role="group"
+                aria-label="MoRF, LeRF and random curves: arrow keys move between points"
+                on:keydown=move |ev| {
+                    arrow_keys(&ev, |el, key| {
+                        let next = match key {
+                            "ArrowRight" | "ArrowDown" => el.next_element_sibling(),
+                            "ArrowLeft" | "ArrowUp" => el.previous_element_sibling(),
+                            _ => None,
+                        }?;
+                        (next.tag_name() == "circle").then_some(next)
+                    })
+                }
+            >
                 <polygon class="band" points=band_points></polygon>
                 <polyline class="random" points=ax.polyline(&band.logit_mean)></polyline>
                 <polyline class="morf" points=ax.polyline(&s.morf.logit)></polyline>
@@ -215,14 +231,23 @@ fn point(
             data-step=i
             data-logit=logit.to_string()
             data-prob=prob.map(|p| p.to_string())
-            on:mouseenter=move |ev| {
-                tip.set(Some(Tip {
-                    x: f64::from(ev.client_x()),
-                    y: f64::from(ev.client_y()),
-                    lines: lines.clone(),
-                }))
+            // One tab stop (MoRF's first point); arrows move along the points.
+            tabindex=if curve == "morf" && i == 0 { "0" } else { "-1" }
+            on:mouseenter={
+                let lines = lines.clone();
+                move |ev| {
+                    tip.set(Some(Tip {
+                        x: f64::from(ev.client_x()),
+                        y: f64::from(ev.client_y()),
+                        lines: lines.clone(),
+                    }))
+                }
+            }
+            on:focus=move |ev| {
+                tip.set(focus_point(&ev).map(|(x, y)| Tip { x, y, lines: lines.clone() }))
             }
             on:mouseleave=move |_| tip.set(None)
+            on:blur=move |_| tip.set(None)
         ></circle>
     }
 }
