@@ -92,6 +92,7 @@ struct Attributed {
     seed: f32,
     methods: BTreeMap<Method, MethodResult>,
     candidates: Vec<CandidateExplanation>,
+    lens: Option<Vec<Vec<crate::LensCell>>>,
 }
 
 fn stage(stage: Stage, method: Option<Method>) -> StreamEvent {
@@ -561,6 +562,7 @@ impl Engine {
                 .collect(),
             candidates: a.candidates,
             faithfulness,
+            lens: a.lens,
         })
     }
 
@@ -605,6 +607,15 @@ impl Engine {
             target: target.clone(),
         })?;
         let seeds = [self.target_seed(&saved, last, &target, seed)?];
+        // The lens reads the same forward pass, before any backward pass.
+        let lens = if req.lens {
+            emit(stage(Stage::Lens, None))?;
+            let lens = self.lens(&saved, target.token.id)?;
+            emit(StreamEvent::Lens { lens: lens.clone() })?;
+            Some(lens)
+        } else {
+            None
+        };
 
         let mut methods = BTreeMap::new();
         let mut passes = Passes::new();
@@ -649,6 +660,7 @@ impl Engine {
             seed,
             methods,
             candidates,
+            lens,
         })
     }
 

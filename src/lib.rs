@@ -38,6 +38,7 @@ pub mod faithfulness;
 mod gguf_header;
 #[cfg(feature = "engine")]
 pub mod heap;
+mod lens;
 #[cfg(feature = "engine")]
 pub mod methods;
 #[cfg(feature = "engine")]

@@ -134,6 +134,12 @@ struct RequestArgs {
     /// template's tokens never are).
     #[arg(long, requires = "faithfulness")]
     query_only: bool,
+    /// Also compute the logit lens: at every layer and position, the 5 most probable next
+    /// tokens and the target's rank and probability, had that layer been the last (the
+    /// model's final norm and output projection applied there), into the JSON document's
+    /// `lens`.
+    #[arg(long)]
+    lens: bool,
     /// Refuse prompts longer than this many tokens. Default: the model's context, or on the
     /// CPU the longest prompt whose explanation fits in the memory available (attention's
     /// backward pass needs the square of the prompt per head).
@@ -276,6 +282,7 @@ impl RequestArgs {
                 operator: self.operator,
                 query_only: self.query_only,
             }),
+            lens: self.lens,
         })
     }
 

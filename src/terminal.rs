@@ -60,6 +60,16 @@ pub fn print(ex: &Explanation, level: Granularity, how: Aggregate) {
             t.pieces
         );
     }
+    if let Some(lens) = &ex.lens {
+        let last = ex.tokens.len().saturating_sub(1);
+        match tokenlens::target_settles(lens, last) {
+            Some(l) => println!(
+                "lens:       the target is the top token from layer {l} on (of {})",
+                lens.len()
+            ),
+            None => println!("lens:       the target is not the top token at the last layers"),
+        }
+    }
     if let Some(c) = &t.contrast {
         println!(
             "contrast:   {:?} (id {}, logit {:.3}, p {:.3}): scores explain logit difference {:.3}",

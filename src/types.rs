@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 mod faithfulness;
+mod lens;
 mod stream;
 pub use faithfulness::{
     Curve, Faithfulness, FaithfulnessSpec, MethodFaithfulness, Operator, RandomBand, FRACTIONS,
 };
+pub use lens::{target_settles, LensCell, LENS_TOP};
 pub use stream::{Stage, StreamEvent};
 
 /// An attribution method.
@@ -179,6 +181,9 @@ pub struct ExplainRequest {
     /// only; see [`Faithfulness`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faithfulness: Option<FaithfulnessSpec>,
+    /// Also compute the logit lens of every layer at every position (see [`LensCell`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lens: bool,
 }
 
 fn default_true() -> bool {
@@ -231,6 +236,7 @@ impl ExplainRequest {
             continuation: Vec::new(),
             contrast: None,
             faithfulness: None,
+            lens: false,
         }
     }
 }
@@ -563,6 +569,9 @@ pub struct Explanation {
     /// Perturbation curves, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faithfulness: Option<Faithfulness>,
+    /// The logit lens, `[layer][token]`, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lens: Option<Vec<Vec<LensCell>>>,
 }
 
 /// A top-k candidate explained beside the target (one batched backward pass per rule set).

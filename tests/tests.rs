@@ -10,6 +10,7 @@ mod errors;
 mod faithfulness;
 mod fuzz_loaders;
 mod generation;
+mod lens;
 mod model_files;
 mod reference;
 mod templates;

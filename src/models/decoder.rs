@@ -18,9 +18,12 @@ use candle_core::{DType, Device, Result, Tensor, Var, D};
 
 pub use super::config::{Arch, Config, WeightSource};
 pub use backward::{Gradients, Progress, Saved, Seed};
+pub use cached::KvCache;
 
 mod backward;
 mod batch;
+mod cached;
+mod lens;
 
 /// Rotary embedding tables, shared by every layer.
 #[derive(Debug, Clone)]
@@ -361,103 +364,6 @@ impl Attention {
         let o = causal_attention(&q, &k, &v, self.scale, rules.attention_factors, self.window)?; // (heads, seq, head_dim)
         self.merge_heads(o, n)
     }
-
-    /// Inference with a KV cache (no graph): `x: (new, hidden)` at positions
-    /// `offset..offset + new`; appends the new keys and values to `cache`.
-    fn forward_cached(
-        &self,
-        x: &Tensor,
-        rot: &Rotary,
-        cache: &mut LayerCache,
-        offset: usize,
-    ) -> Result<Tensor> {
-        let n = x.dim(0)?;
-        let (q, k, v) = self.qkv(x, rot, offset, &Rules::PLAIN)?;
-        let (k, v) = cache.append(&k, &v, offset)?;
-        let o = self.attend(&q, &k, &v)?;
-        self.merge_heads(o, n)
-    }
-}
-
-/// One layer's keys and values `(kv_heads, capacity, head_dim)`, filled up to a length;
-/// capacity doubles when full, so appending a token copies only that token.
-#[derive(Debug, Default)]
-struct LayerCache {
-    buffers: Option<(Tensor, Tensor)>,
-}
-
-impl LayerCache {
-    /// Writes `k, v: (kv_heads, new, head_dim)` at position `len`; returns views of all
-    /// `len + new` positions.
-    fn append(&mut self, k: &Tensor, v: &Tensor, len: usize) -> Result<(Tensor, Tensor)> {
-        let (kvh, new, hd) = k.dims3()?;
-        let need = len + new;
-        let cap = self
-            .buffers
-            .as_ref()
-            .map_or(0, |(b, _)| b.dim(1).unwrap_or(0));
-        if need > cap {
-            let cap = need.max(2 * cap).max(64);
-            let grow = |old: Option<&Tensor>| -> Result<Tensor> {
-                let buf = Tensor::zeros((kvh, cap, hd), k.dtype(), k.device())?;
-                if let Some(old) = old.filter(|_| len > 0) {
-                    buf.slice_set(&old.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
-                }
-                Ok(buf)
-            };
-            let old = self.buffers.take();
-            self.buffers = Some((
-                grow(old.as_ref().map(|b| &b.0))?,
-                grow(old.as_ref().map(|b| &b.1))?,
-            ));
-        }
-        let Some((kb, vb)) = &self.buffers else {
-            candle_core::bail!("kv cache buffers missing")
-        };
-        kb.slice_set(&k.contiguous()?, 1, len)?;
-        vb.slice_set(&v.contiguous()?, 1, len)?;
-        Ok((kb.narrow(1, 0, need)?, vb.narrow(1, 0, need)?))
-    }
-}
-
-/// Keys and values of every position seen so far, per layer: generation runs each new
-/// token through the model once.
-#[derive(Debug, Default)]
-pub struct KvCache {
-    layers: Vec<LayerCache>,
-    len: usize,
-}
-
-impl KvCache {
-    /// Positions held.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// A new cache holding this one's first `len` positions, copied: appending to either
-    /// leaves the other alone (inputs that share a prefix run it once).
-    pub fn prefix(&self, len: usize) -> Result<KvCache> {
-        let len = len.min(self.len);
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| {
-                let buffers = match (&l.buffers, len) {
-                    (Some((k, v)), 1..) => {
-                        Some((k.narrow(1, 0, len)?.copy()?, v.narrow(1, 0, len)?.copy()?))
-                    }
-                    _ => None,
-                };
-                Ok(LayerCache { buffers })
-            })
-            .collect::<Result<_>>()?;
-        Ok(KvCache { layers, len })
-    }
 }
 
 /// A norm weight as the model multiplies by it: `1 + w` for Gemma's Hugging Face layout.
@@ -640,43 +546,5 @@ impl Decoder {
             layer_outputs,
             taps,
         })
-    }
-
-    /// Inference for generation: runs `ids` (the prompt, then one token at a time) after the
-    /// positions in `cache` and returns the next-token logits `(vocab,)` in f32.
-    pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        self.forward_embeds_cached(&self.embed(ids)?, cache)
-    }
-
-    /// [`Decoder::forward_cached`] from input embeddings `(seq, hidden)`.
-    pub fn forward_embeds_cached(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let offset = cache.len;
-        let n = embeds.dim(0)?;
-        if n == 0 {
-            candle_core::bail!("no positions to run");
-        }
-        if offset + n > self.cfg.max_position_embeddings {
-            candle_core::bail!(
-                "{} positions exceed the model's context of {}",
-                offset + n,
-                self.cfg.max_position_embeddings
-            );
-        }
-        cache
-            .layers
-            .resize_with(self.layers.len(), LayerCache::default);
-        let eps = self.cfg.rms_norm_eps;
-        let mut h = embeds.clone();
-        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let rot = &self.rotary[layer.self_attn.rope];
-            h = layer.forward(h, eps, &Rules::PLAIN, |x| {
-                layer.self_attn.forward_cached(x, rot, kv, offset)
-            })?;
-        }
-        cache.len = offset + n;
-        let last = h.narrow(0, n - 1, 1)?;
-        let last = super::rms_norm(&last, &self.norm, eps, false)?;
-        let logits = self.lm_head.matmul(&last.t()?)?.squeeze(1)?;
-        self.softcap(&logits)?.to_dtype(DType::F32)
     }
 }

@@ -1,6 +1,6 @@
 //! What a streaming request sends, event by event, and the stages it reports.
 
-use super::{Faithfulness, Method, MethodResult, Prediction, StepRow, Target, Token};
+use super::{Faithfulness, LensCell, Method, MethodResult, Prediction, StepRow, Target, Token};
 use super::{GeneratedToken, StopReason};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -21,6 +21,8 @@ pub enum Stage {
     Candidates,
     /// Perturbation curves: forward passes with tokens taken out.
     Faithfulness,
+    /// The logit lens: every layer's prediction at every position.
+    Lens,
 }
 
 /// What a streaming request sends. An explanation: `tokens`, `prediction`, one `method` per
@@ -76,6 +78,11 @@ pub enum StreamEvent {
     Faithfulness {
         /// Curves, scores and the random baseline.
         result: Faithfulness,
+    },
+    /// The logit lens `[layer][token]` (with `lens` in the request), after the prediction.
+    Lens {
+        /// Every layer's prediction at every position.
+        lens: Vec<Vec<LensCell>>,
     },
     /// All done.
     Done,

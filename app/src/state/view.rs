@@ -316,6 +316,7 @@ impl ViewState {
             continuation,
             contrast: spec.contrast.clone(),
             faithfulness: self.faithfulness_spec(),
+            lens: false,
         }))
     }
 

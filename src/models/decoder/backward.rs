@@ -29,7 +29,7 @@ pub type Progress<'a> = dyn FnMut(usize, usize) -> crate::Result<()> + 'a;
 #[derive(Debug)]
 pub struct Saved {
     /// The residual stream `(seq, hidden)`: the input embeddings, then each layer's output.
-    residuals: Vec<Tensor>,
+    pub(super) residuals: Vec<Tensor>,
     layers: Vec<SavedLayer>,
 }
 

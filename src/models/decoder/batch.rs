@@ -62,16 +62,7 @@ impl Decoder {
         let mut rows = 0;
         for t in tails {
             let n = t.dim(0)?;
-            if n == 0 {
-                candle_core::bail!("no positions to run");
-            }
-            if offset + n > self.cfg.max_position_embeddings {
-                candle_core::bail!(
-                    "{} positions exceed the model's context of {}",
-                    offset + n,
-                    self.cfg.max_position_embeddings
-                );
-            }
+            self.check_positions(offset, n)?;
             segments.push((rows, n));
             rows += n;
         }

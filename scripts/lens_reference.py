@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Reference logit lens for TokenLens, computed with PyTorch + transformers.
+
+For each reference fixture below (tests/fixtures/reference/<name>.json: its token ids and
+argmax target), the residual stream after every decoder layer is taken with forward hooks and
+put through the model's own final norm, lm_head and (when configured) final soft-cap, as
+transformers does for the last layer; at every position: the 5 most probable tokens (ties:
+lower id first), their probabilities, and the target's rank and probability. Output:
+tests/fixtures/lens.json.
+
+Run: scripts/reference-env.sh && ~/.cache/tokenlens/venv/bin/python scripts/lens_reference.py
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
+
+OUT = os.path.join(reference.ROOT, "tests", "fixtures", "lens.json")
+CASES = ["capital_chat", "eiffel_raw", "tiny_gemma3_chat", "tiny_qwen3_raw", "gemma_eiffel_raw"]
+TOP = 5
+
+
+def main():
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    srcs = reference.sources(None)
+    out = []
+    for name in CASES:
+        fx = json.load(open(os.path.join(reference.OUT, f"{name}.json")))
+        key = next(k for k, (_, prompts, label, _) in srcs.items()
+                   if name in prompts and label == fx["model"])
+        loader = srcs[key][0]
+        if key == "smollm2":
+            loader = lambda: reference.load(os.path.join(reference.CACHE, "models",
+                                                         "SmolLM2-135M-Instruct.Q4_1.gguf"))
+        _, model = loader()
+        ids, target = fx["ids"], fx["targets"][0]["id"]
+        captured = []
+        hooks = [layer.register_forward_hook(
+            lambda m, i, o: captured.append((o[0] if isinstance(o, tuple) else o)[0].detach()))
+            for layer in model.model.layers]
+        with torch.no_grad():
+            model(input_ids=torch.tensor([ids]), use_cache=False)
+        for h in hooks:
+            h.remove()
+        cap = getattr(model.config, "final_logit_softcapping", None)
+        lens = []
+        for h in captured:
+            with torch.no_grad():
+                logits = model.lm_head(model.model.norm(h))
+                if cap:
+                    logits = torch.tanh(logits / cap) * cap
+            logits = logits.double()
+            probs = torch.softmax(logits, -1)
+            row = []
+            for t in range(len(ids)):
+                l = logits[t]
+                # Highest logit first, ties to the lower id (a stable sort keeps id order).
+                order = torch.argsort(-l, stable=True)[:TOP].tolist()
+                row.append({
+                    "top": order,
+                    "probs": [float(probs[t, i]) for i in order],
+                    "target_rank": int((l > l[target]).sum()),
+                    "target_prob": float(probs[t, target]),
+                })
+            lens.append(row)
+        out.append({"fixture": name, "model": fx["model"], "prompt": fx["prompt"],
+                    "chat_template": fx["chat_template"], "ids": ids, "target": target,
+                    "lens": lens})
+        print(f"{name}: {len(lens)} layers × {len(ids)} positions", file=sys.stderr)
+    from importlib.metadata import version
+    doc = {"versions": {p: version(p) for p in ["torch", "transformers"]}, "cases": out}
+    with open(OUT, "w") as f:
+        json.dump(doc, f, ensure_ascii=False)
+    print(f"wrote {OUT}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

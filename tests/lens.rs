@@ -1,0 +1,118 @@
+//! The logit lens against transformers on the same weights: at every layer and position, the
+//! top-5 ids identical, every probability within 1e-4 (absolute), and the target's rank equal
+//! unless the target is so unlikely (p < 1e-4) that rounding reorders it among the tail.
+//!
+//! Fixture: `tests/fixtures/lens.json`, written by `scripts/lens_reference.py`.
+
+use serde::Deserialize;
+use tokenlens::{ExplainRequest, LensCell, TargetSpec};
+
+use crate::util::{engine_for, root};
+
+const TOL: f32 = 1e-4;
+
+#[derive(Deserialize)]
+struct Doc {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    fixture: String,
+    model: String,
+    prompt: String,
+    chat_template: bool,
+    ids: Vec<u32>,
+    target: u32,
+    lens: Vec<Vec<LensCell>>,
+}
+
+#[test]
+fn lens_matches_transformers() {
+    let path = root().join("tests/fixtures/lens.json");
+    let doc: Doc = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut worst = 0f32;
+    let mut ranks_moved = 0;
+    for c in &doc.cases {
+        let e = engine_for(&c.model);
+        let mut req = ExplainRequest::new(c.prompt.clone());
+        req.chat_template = c.chat_template;
+        req.target = TargetSpec::Id(c.target);
+        req.methods = Vec::new();
+        req.lens = true;
+        let ex = e.explain(&req).unwrap();
+        let ids: Vec<u32> = ex.tokens.iter().map(|t| t.id).collect();
+        assert_eq!(ids, c.ids, "{}: tokens", c.fixture);
+        let lens = ex.lens.expect("lens asked for");
+        assert_eq!(lens.len(), c.lens.len(), "{}: layers", c.fixture);
+        for (l, (got, want)) in lens.iter().zip(&c.lens).enumerate() {
+            assert_eq!(got.len(), want.len(), "{} layer {l}: positions", c.fixture);
+            for (t, (g, w)) in got.iter().zip(want).enumerate() {
+                let at = format!("{} layer {l} position {t}", c.fixture);
+                let close = |a: f32, b: f32| (a - b).abs() <= TOL;
+                assert_eq!(g.top, w.top, "{at}: top tokens");
+                for (gp, wp) in g.probs.iter().zip(&w.probs) {
+                    worst = worst.max((gp - wp).abs());
+                    assert!(close(*gp, *wp), "{at}: probability {gp} vs {wp}");
+                }
+                worst = worst.max((g.target_prob - w.target_prob).abs());
+                assert!(
+                    close(g.target_prob, w.target_prob),
+                    "{at}: target probability"
+                );
+                if g.target_rank != w.target_rank {
+                    // Among tens of thousands of near-equal tails, f32 rounding moves an
+                    // unlikely target's rank by a few: only there.
+                    assert!(
+                        w.target_prob < TOL,
+                        "{at}: target rank {} vs {}",
+                        g.target_rank,
+                        w.target_rank
+                    );
+                    ranks_moved += 1;
+                }
+            }
+        }
+    }
+    println!("lens: worst probability difference {worst:e}; {ranks_moved} unlikely targets' ranks moved by rounding");
+}
+
+/// `explain --lens` puts the lens in the JSON document (a row per layer, a cell per token, 5
+/// tokens each) and says in the terminal where the target settles.
+#[test]
+fn the_cli_prints_and_writes_the_lens() {
+    let model = root().join("tests/fixtures/tiny-llama");
+    let model = model.to_str().unwrap();
+    let run = |json: bool| {
+        let mut args = vec![
+            "explain",
+            "--model",
+            model,
+            "--prompt",
+            "Why is the sky blue?",
+        ];
+        args.extend(["--raw", "--methods", "saliency", "--lens"]);
+        if json {
+            args.push("--json");
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokenlens"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let doc: serde_json::Value = serde_json::from_str(&run(true)).unwrap();
+    let lens = doc["lens"].as_array().unwrap();
+    assert_eq!(lens.len(), doc["n_layers"].as_u64().unwrap() as usize);
+    assert_eq!(
+        lens[0].as_array().unwrap().len(),
+        doc["tokens"].as_array().unwrap().len()
+    );
+    assert_eq!(lens[0][0]["top"].as_array().unwrap().len(), 5);
+    assert!(run(false).contains("lens:       the target is"));
+}
