@@ -9,7 +9,6 @@ weights (no KV cache: every input runs whole). Output: tests/fixtures/faithfulne
 
 Run: scripts/reference-env.sh && ~/.cache/tokenlens/venv/bin/python scripts/faithfulness_reference.py
 """
-import json
 import os
 import sys
 
@@ -98,17 +97,9 @@ def main():
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
-    srcs = reference.sources(None)
     out = []
     for name, operator, query_only in CASES:
-        fx = json.load(open(os.path.join(reference.OUT, f"{name}.json")))
-        key = next(k for k, (_, prompts, label, _) in srcs.items()
-                   if name in prompts and label == fx["model"])
-        loader = srcs[key][0]
-        if key == "smollm2":
-            loader = lambda: reference.load(os.path.join(reference.CACHE, "models",
-                                                         "SmolLM2-135M-Instruct.Q4_1.gguf"))
-        tok, model = loader()
+        fx, tok, model = reference.fixture_model(name)
         ids = fx["ids"]
         n = len(ids)
         special, span = tokens_of(tok, fx["text"], fx["prompt"], fx["chat_template"], ids)
@@ -185,11 +176,7 @@ def main():
             "inputs": len(cache),
         })
         print(f"{name} ({operator}): {len(elig)} eligible, {len(cache)} inputs", file=sys.stderr)
-    from importlib.metadata import version
-    doc = {"versions": {p: version(p) for p in ["torch", "transformers"]}, "cases": out}
-    with open(OUT, "w") as f:
-        json.dump(doc, f, ensure_ascii=False)
-    print(f"wrote {OUT}", file=sys.stderr)
+    reference.write_doc(OUT, out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ tests/fixtures/lens.json.
 
 Run: scripts/reference-env.sh && ~/.cache/tokenlens/venv/bin/python scripts/lens_reference.py
 """
-import json
 import os
 import sys
 
@@ -26,17 +25,9 @@ def main():
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
-    srcs = reference.sources(None)
     out = []
     for name in CASES:
-        fx = json.load(open(os.path.join(reference.OUT, f"{name}.json")))
-        key = next(k for k, (_, prompts, label, _) in srcs.items()
-                   if name in prompts and label == fx["model"])
-        loader = srcs[key][0]
-        if key == "smollm2":
-            loader = lambda: reference.load(os.path.join(reference.CACHE, "models",
-                                                         "SmolLM2-135M-Instruct.Q4_1.gguf"))
-        _, model = loader()
+        fx, _, model = reference.fixture_model(name)
         ids, target = fx["ids"], fx["targets"][0]["id"]
         captured = []
         hooks = [layer.register_forward_hook(
@@ -71,11 +62,7 @@ def main():
                     "chat_template": fx["chat_template"], "ids": ids, "target": target,
                     "lens": lens})
         print(f"{name}: {len(lens)} layers × {len(ids)} positions", file=sys.stderr)
-    from importlib.metadata import version
-    doc = {"versions": {p: version(p) for p in ["torch", "transformers"]}, "cases": out}
-    with open(OUT, "w") as f:
-        json.dump(doc, f, ensure_ascii=False)
-    print(f"wrote {OUT}", file=sys.stderr)
+    reference.write_doc(OUT, out)
 
 
 if __name__ == "__main__":

@@ -350,6 +350,29 @@ def sources(gguf):
     return out
 
 
+def fixture_model(name):
+    """A reference fixture (tests/fixtures/reference/<name>.json) and its (tokenizer, model),
+    loaded as the fixture was computed."""
+    fx = json.load(open(os.path.join(OUT, f"{name}.json")))
+    srcs = sources(None)
+    key = next(k for k, (_, prompts, label, _) in srcs.items()
+               if name in prompts and label == fx["model"])
+    loader = srcs[key][0]
+    if key == "smollm2":
+        loader = lambda: load(os.path.join(CACHE, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    tok, model = loader()
+    return fx, tok, model
+
+
+def write_doc(path, cases):
+    """Writes a fixture document: the torch and transformers versions, and the cases."""
+    from importlib.metadata import version
+    doc = {"versions": {p: version(p) for p in ["torch", "transformers"]}, "cases": cases}
+    with open(path, "w") as f:
+        json.dump(doc, f, ensure_ascii=False)
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def r(xs):
     return [float(f"{x:.7g}") for x in xs]
 
