@@ -38,6 +38,7 @@ pub mod faithfulness;
 mod gguf_header;
 #[cfg(feature = "engine")]
 pub mod heap;
+#[cfg(feature = "engine")]
 mod lens;
 #[cfg(feature = "engine")]
 pub mod methods;
