@@ -97,6 +97,16 @@ impl Weight {
         }
     }
 
+    /// `x · Wᵀ` for `x: [k, in]` → `[k, out]`, row-major: one product straight into rows for a
+    /// dense matrix (OpenBLAS reads the transposed view), [`Weight::matmul`] transposed back
+    /// otherwise.
+    pub fn matmul_t(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Weight::Dense(t) => super::blas::matmul(x, &t.t()?),
+            _ => self.matmul(&x.t()?.contiguous()?)?.t()?.contiguous(),
+        }
+    }
+
     /// True when the matrix is kept as stored and converted per use.
     pub fn is_stored(&self) -> bool {
         !matches!(self, Weight::Dense(_))
