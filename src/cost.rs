@@ -25,7 +25,17 @@ impl Engine {
         } else {
             1
         };
-        Ok((n + r.continuation.len() as u64) * passes(&r.methods) * seeds)
+        let lens = if r.lens { self.lens_passes() } else { 0 };
+        Ok((n + r.continuation.len() as u64) * (passes(&r.methods) * seeds + lens))
+    }
+
+    /// The logit lens in token-passes: per token, every layer's output through the output
+    /// projection (`2 · layers · vocab · hidden` FLOP) against a pass's `6 ·` matrix
+    /// parameters; about 3 for SmolLM2, 10 for Gemma 3 270M's large vocabulary.
+    fn lens_passes(&self) -> u64 {
+        let c = self.decoder().config();
+        let lens = (c.num_hidden_layers * c.vocab_size * c.hidden_size) as u64;
+        lens.div_ceil(3 * c.layer_matrix_params().max(1))
     }
 
     /// The all-steps matrix: one forward pass over prompt and answer, then per rule set one

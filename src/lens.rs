@@ -27,7 +27,10 @@ impl crate::Engine {
                 .zip(&block.lse)
                 .map(|(l, &lse)| cell(l, lse, target))
                 .collect();
-            cells.extend(done?);
+            for mut c in done? {
+                c.texts = c.top.iter().map(|&id| self.decode_token(id)).collect();
+                cells.push(c);
+            }
         }
         let mut out = Vec::with_capacity(self.n_layers());
         let mut it = cells.into_iter();
@@ -66,6 +69,7 @@ fn cell(logits: &[f32], lse: f32, target: u32) -> crate::Result<LensCell> {
     Ok(LensCell {
         probs: top.iter().map(|&i| prob(logits[i as usize])).collect(),
         top,
+        texts: Vec::new(),
         target_rank: logits.iter().filter(|&&v| v > t).count(),
         target_prob: prob(t),
     })

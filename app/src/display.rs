@@ -88,6 +88,8 @@ pub struct Display {
     pub sinks_out: bool,
     /// Mark each signed score's sign with + or − beside its color (not by hue alone).
     pub sign_marks: bool,
+    /// Color the layer grid by the target's logit-lens probability instead of relevance.
+    pub lens_colors: bool,
 }
 
 impl Default for Display {
@@ -100,6 +102,7 @@ impl Default for Display {
             gamma: 1.0,
             sinks_out: true,
             sign_marks: false,
+            lens_colors: false,
         }
     }
 }

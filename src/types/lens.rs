@@ -14,6 +14,9 @@ pub struct LensCell {
     pub top: Vec<u32>,
     /// Their probabilities.
     pub probs: Vec<f32>,
+    /// Their texts (as the tokenizer decodes each alone).
+    #[serde(default)]
+    pub texts: Vec<String>,
     /// The explained target's rank there (0: the layer's top-1).
     pub target_rank: usize,
     /// The explained target's probability there.
@@ -44,6 +47,7 @@ mod tests {
         let cell = |rank| LensCell {
             top: Vec::new(),
             probs: Vec::new(),
+            texts: Vec::new(),
             target_rank: rank,
             target_prob: 0.0,
         };

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tokenlens::{
-    CandidateExplanation, Faithfulness, GenerateRequest, GeneratedToken, Method, MethodResult,
-    Prediction, StepRow, StopReason, StreamEvent, Target, Token,
+    CandidateExplanation, Faithfulness, GenerateRequest, GeneratedToken, LensCell, Method,
+    MethodResult, Prediction, StepRow, StopReason, StreamEvent, Target, Token,
 };
 
 use super::GenSpec;
@@ -48,6 +48,9 @@ pub struct Partial {
     /// The perturbation curves, when asked for (they come after the methods).
     #[serde(default)]
     pub faithfulness: Option<Faithfulness>,
+    /// The logit lens `[layer][token]`, when asked for.
+    #[serde(default)]
+    pub lens: Option<Vec<Vec<LensCell>>>,
     /// The server's sealed record of the stream, once it is complete.
     #[serde(skip)]
     pub sealed: Option<Record>,
@@ -96,6 +99,8 @@ impl Partial {
             candidates,
             // The curves were measured for the other target.
             faithfulness: None,
+            // The lens' target columns are the other target's.
+            lens: None,
             sealed: None,
             ..self.clone()
         })
@@ -129,6 +134,7 @@ impl Streamed for Partial {
                 });
             }
             StreamEvent::Faithfulness { result } => self.faithfulness = Some(result.clone()),
+            StreamEvent::Lens { lens } => self.lens = Some(lens.clone()),
             _ => return false,
         }
         true

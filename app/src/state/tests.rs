@@ -99,6 +99,7 @@ fn every_field_survives_the_url() {
             contrast: Some(TargetSpec::Text(" Lyon".into())),
             step: Some(3),
             faithfulness: Some(tokenlens::Operator::Delete),
+            lens: true,
         }),
         matrix: Some(Method::Attnlrp),
         method: Method::CpLrp,
@@ -110,6 +111,7 @@ fn every_field_survives_the_url() {
             gamma: 1.7,
             sinks_out: false,
             sign_marks: true,
+            lens_colors: true,
         },
         query_only: true,
         // Not in the URL: a view opened from one always brings the candidates.

@@ -43,6 +43,8 @@ pub struct ExplainSpec {
     /// Perturbation curves with this operator, after the methods (over the query only when
     /// the view's `query_only` is on).
     pub faithfulness: Option<Operator>,
+    /// The logit lens in the same forward pass (views stored before it read false).
+    pub lens: bool,
 }
 
 /// Everything that defines a view.
@@ -163,6 +165,9 @@ impl ViewState {
             if let Some(op) = e.faithfulness {
                 p.insert("faithfulness", op.name().into());
             }
+            if e.lens {
+                p.insert("lens", "1".into());
+            }
         }
         if let Some(m) = self.matrix {
             p.insert("all_steps", m.name().into());
@@ -192,6 +197,9 @@ impl ViewState {
         // Only the user's text is the default with the chat template.
         if x.sign_marks {
             p.insert("signs", "1".into());
+        }
+        if x.lens_colors {
+            p.insert("grid", "lens".into());
         }
         if self.query_only != self.chat {
             p.insert("query_only", if self.query_only { "1" } else { "0" }.into());
@@ -228,6 +236,7 @@ impl ViewState {
             contrast: target_from(p, "contrast"),
             step: num(p, "step"),
             faithfulness: p.get_str("faithfulness").and_then(Operator::from_name),
+            lens: flag(p, "lens").unwrap_or(false),
         });
         let display = Display {
             granularity: p
@@ -248,6 +257,7 @@ impl ViewState {
                 .unwrap_or(d.display.gamma),
             sinks_out: flag(p, "sinks_out").unwrap_or(d.display.sinks_out),
             sign_marks: flag(p, "signs").unwrap_or(false),
+            lens_colors: p.get_str("grid") == Some("lens"),
         };
         let chat = flag(p, "chat").unwrap_or(d.chat);
         ViewState {
@@ -316,7 +326,7 @@ impl ViewState {
             continuation,
             contrast: spec.contrast.clone(),
             faithfulness: self.faithfulness_spec(),
-            lens: false,
+            lens: spec.lens,
         }))
     }
 

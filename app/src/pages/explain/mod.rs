@@ -162,6 +162,8 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
 
     let faithfulness_on =
         move || shown.with_untracked(|v| v.explain.as_ref().and_then(|e| e.faithfulness));
+    // The lens comes with every explanation until it is turned off.
+    let lens_on = move || shown.with_untracked(|v| v.explain.as_ref().is_none_or(|e| e.lens));
     // The view with the form's settings and `change` applied.
     let from_form = move |change: &dyn Fn(&mut ViewState)| {
         let mut v = shown.get_untracked();
@@ -194,6 +196,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             contrast: spec(form.contrast.get_untracked()),
             step: None,
             faithfulness: faithfulness_on(),
+            lens: lens_on(),
         };
         go(from_form(&|v| v.explain = Some(e.clone())), true);
     });
@@ -211,6 +214,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     let explain_with = Callback::new(move |mut e: ExplainSpec| {
         let mut v = shown.get_untracked();
         e.faithfulness = e.faithfulness.or_else(faithfulness_on);
+        e.lens = lens_on();
         v.explain = Some(e);
         go(v, true);
     });
@@ -218,6 +222,13 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         let mut v = shown.get_untracked();
         if let Some(e) = v.explain.as_mut() {
             e.faithfulness = op;
+            go(v, true);
+        }
+    });
+    let on_lens = Callback::new(move |on: bool| {
+        let mut v = shown.get_untracked();
+        if let Some(e) = v.explain.as_mut() {
+            e.lens = on;
             go(v, true);
         }
     });
@@ -416,7 +427,14 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                 <ExportBar ready=export_ready error=export_error on_export=on_export/>
             </Show>
             <TokensPanel shown=in_view hovered=hovered tip=tip/>
-            <TraceSection shown=in_view hovered=hovered tip=tip/>
+            <TraceSection
+                shown=in_view
+                lens_on=Signal::derive(move || shown.with(|v| v.explain.as_ref().is_some_and(|e| e.lens)))
+                on_lens=on_lens
+                on_colors=Callback::new(move |on| display.update(|d| d.lens_colors = on))
+                hovered=hovered
+                tip=tip
+            />
             <AgreementPanel shown=in_view/>
             <FaithfulnessPanel
                 shown=in_view

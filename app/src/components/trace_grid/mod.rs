@@ -1,18 +1,28 @@
-//! The layer × token relevance grid (latent relevance trace) as SVG.
+//! The layer × token relevance grid (latent relevance trace) as SVG, with the logit lens.
+
+mod lens;
 
 use leptos::prelude::*;
 use tokenlens::colormap::{hex, ColorScale};
-use tokenlens::Token;
+use tokenlens::{LensCell, Token};
 
 use super::colorbar::PerRowLegend;
 use super::{arrow_keys, axis_label as label, data_attr, focus_point, Shown, Tip};
 use crate::format::sig3;
+use lens::{LensLegend, SettlesRow};
 
-/// The grid section: its heading and the grid of the method in view, once its scores are in.
+/// The grid section: its heading, the lens switches and the grid of the method in view, once
+/// its scores are in.
 #[component]
 pub fn TraceSection(
     /// What is in view.
     shown: Shown,
+    /// The explanation brings the logit lens (switching it recomputes).
+    lens_on: Signal<bool>,
+    /// Turns the lens on or off.
+    on_lens: Callback<bool>,
+    /// Colors the grid by the lens, or not (a view setting).
+    on_colors: Callback<bool>,
     /// The hovered unit (shared between the token view and the grid).
     hovered: RwSignal<Option<usize>>,
     /// The tooltip.
@@ -21,15 +31,29 @@ pub fn TraceSection(
     let body = move || {
         shown.read(|r, u, m, d| {
             let res = r.methods.get(&m)?;
+            let trace = u.trace(&res.trace, d.aggregate);
+            let unit_lens = r.lens.as_ref().map(|l| lens::per_unit(l, &u));
+            let target = r.prediction.as_ref().map(|(_, t)| t.token.text.clone());
+            let by_lens = d.lens_colors && unit_lens.is_some();
             let heading = format!(
-                "Layer × {} relevance ({}, {} layers)",
+                "Layer × {} {} ({}, {} layers)",
                 d.granularity.name(),
-                m.label(),
+                if by_lens { "logit lens" } else { "relevance" },
+                if by_lens { "p(target)" } else { m.label() },
                 r.n_layers,
             );
-            let trace = u.trace(&res.trace, d.aggregate);
-            // Each layer on its own scale.
-            let trace_scales = trace.iter().map(|row| u.scale(&d, true, row)).collect();
+            let (shade, scales): (Vec<Vec<f32>>, Vec<ColorScale>) = match &unit_lens {
+                Some(l) if by_lens => {
+                    let probs = lens::target_probs(l);
+                    let scales = probs.iter().map(|_| lens::scale(d.gamma)).collect();
+                    (probs, scales)
+                }
+                // Each layer on its own scale.
+                _ => (
+                    trace.clone(),
+                    trace.iter().map(|row| u.scale(&d, true, row)).collect(),
+                ),
+            };
             // Saliency's tokens are unsigned (viridis); its grid is not.
             let note = (!m.is_signed()).then(|| {
                 format!(
@@ -37,21 +61,74 @@ pub fn TraceSection(
                     m.label()
                 )
             });
+            let legend = if by_lens {
+                view! { <LensLegend gamma=d.gamma/> }.into_any()
+            } else {
+                view! { <PerRowLegend row="layer" gamma=d.gamma note=note/> }.into_any()
+            };
+            let settles = r
+                .lens
+                .clone()
+                .zip(target.clone())
+                .map(|(lens, target)| view! { <SettlesRow lens=lens target=target/> });
             Some(view! {
                 <h2>{heading}</h2>
-                <PerRowLegend row="layer" gamma=d.gamma note=note/>
+                {legend}
                 <TraceGrid
                     tokens=u.labels(&r.tokens)
                     trace=trace
-                    scales=trace_scales
+                    shade=shade
+                    scales=scales
+                    lens=unit_lens.unwrap_or_default()
+                    target=target.unwrap_or_default()
+                    by_lens=by_lens
                     range=u.range
                     hovered=hovered
                     tip=tip
                 />
+                {settles}
             })
         })
     };
-    view! { <section class="grid-section">{body}</section> }.into_any()
+    // The switches show once there is a grid to switch.
+    let has_grid = move || {
+        shown
+            .read(|r, _, m, _| Some(r.methods.contains_key(&m)))
+            .unwrap_or(false)
+    };
+    let has_lens = move || {
+        shown
+            .result
+            .with(|r| r.as_ref().is_some_and(|r| r.lens.is_some()))
+    };
+    let switches = move || {
+        has_grid().then(|| {
+            view! {
+                <div class="lens-switches">
+                    <label title="What each layer would predict, had the model stopped there: its final norm and output layer applied after every layer (computed in the same forward pass; switching it recomputes).">
+                        <input
+                            type="checkbox"
+                            name="lens"
+                            prop:checked=move || lens_on.get()
+                            on:change=move |ev| on_lens.run(event_target_checked(&ev))
+                        />
+                        " logit lens"
+                    </label>
+                    <label class:off=move || !has_lens()>
+                        <input
+                            type="checkbox"
+                            name="lens_colors"
+                            prop:checked=move || shown.display.get().lens_colors
+                            prop:disabled=move || !has_lens()
+                            on:change=move |ev| on_colors.run(event_target_checked(&ev))
+                        />
+                        " color the grid by the lens' p(target)"
+                    </label>
+                </div>
+            }
+        })
+    };
+    view! { <section class="grid-section">{switches}{body}</section> }.into_any()
 }
 
 const CW: usize = 14; // cell width
@@ -66,10 +143,18 @@ const LEFT: usize = 34; // the layer axis, a separate SVG that stays in view
 #[component]
 pub fn TraceGrid(
     tokens: Vec<Token>,
-    /// `[layer][unit]` raw.
+    /// `[layer][unit]` raw relevance.
     trace: Vec<Vec<f32>>,
-    /// One color scale per layer.
+    /// `[layer][unit]`: what the colors show (the relevance, or the lens' p(target)).
+    shade: Vec<Vec<f32>>,
+    /// One color scale per layer, for `shade`.
     scales: Vec<ColorScale>,
+    /// The lens `[layer][unit]`, when the explanation has one.
+    lens: Vec<Vec<Option<LensCell>>>,
+    /// The explained token's text.
+    target: String,
+    /// The colors show the lens, not the relevance.
+    by_lens: bool,
     /// The token range shown.
     range: (usize, usize),
     /// The hovered token index (shared with the token view).
@@ -84,15 +169,20 @@ pub fn TraceGrid(
     let scales2 = scales.clone();
     let width = n * CW + 4;
     let height = TOP + layers * CH + 4;
+    let lens_prob = |l: usize, t: usize| -> Option<String> {
+        let c = lens.get(l)?.get(t)?.as_ref()?;
+        Some(c.target_prob.to_string())
+    };
     let cells = trace
         .iter()
+        .zip(&shade)
         .zip(&scales)
         .enumerate()
-        .flat_map(|(l, (row, scale))| {
-            let in_view = row.iter().enumerate().skip(a).take(n);
-            in_view.map(move |(t, &v)| (l, t, v, scale))
+        .flat_map(|(l, ((row, shade), scale))| {
+            let in_view = row.iter().zip(shade).enumerate().skip(a).take(n);
+            in_view.map(move |(t, (&v, &s))| (l, t, v, s, scale))
         })
-        .map(|(l, t, v, scale)| {
+        .map(|(l, t, v, s, scale)| {
             let x = (t - a) * CW;
             let y = TOP + l * CH;
             view! {
@@ -102,10 +192,11 @@ pub fn TraceGrid(
                     y=y.to_string()
                     width=CW.to_string()
                     height=CH.to_string()
-                    fill=hex(scale.color(v))
+                    fill=hex(scale.color(s))
                     data-layer=l.to_string()
                     data-token-index=t.to_string()
                     data-score=v.to_string()
+                    data-lens-prob=lens_prob(l, t)
                     tabindex=if l == 0 && t == a { "0" } else { "-1" }
                 ></rect>
             }
@@ -153,18 +244,28 @@ pub fn TraceGrid(
             }
         })
     };
-    let data = StoredValue::new((trace, tokens, scales2));
+    let data = StoredValue::new((trace, tokens, scales2, lens, target));
     let show = move |l: Option<usize>, t: Option<usize>, at: Option<(f64, f64)>| {
         hovered.set(t);
-        let lines = data.with_value(|(trace, tokens, scales)| {
+        let lines = data.with_value(|(trace, tokens, scales, lens, target)| {
             let (l, t) = l.zip(t)?;
             let v = *trace.get(l)?.get(t)?;
             let (tok, scale) = (tokens.get(t)?, scales.get(l)?);
-            Some(vec![
+            let mut lines = vec![
                 format!("layer {l} · #{t} {:?}", tok.text),
-                format!("raw {}", sig3(v)),
-                format!("normalized {}", sig3(scale.normalize(v))),
-            ])
+                format!("relevance {}", sig3(v)),
+            ];
+            if !by_lens {
+                lines.push(format!("normalized {}", sig3(scale.normalize(v))));
+            }
+            if let Some(c) = lens
+                .get(l)
+                .and_then(|row| row.get(t))
+                .and_then(Option::as_ref)
+            {
+                lines.extend(lens::lines(c, target));
+            }
+            Some(lines)
         });
         tip.set(lines.zip(at).map(|(lines, (x, y))| Tip { x, y, lines }));
     };
