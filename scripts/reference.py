@@ -377,19 +377,26 @@ def r(xs):
     return [float(f"{x:.7g}") for x in xs]
 
 
+def patch_lxt(mode):
+    """Patches every family's transformers module with lxt's rules for `mode` (attnlrp or
+    cp_lrp; plain leaves them): process-wide, so each mode runs in its own process."""
+    if mode == "plain":
+        return
+    import importlib
+    from lxt.efficient import monkey_patch
+
+    # Each family's module gets its own lxt rule map.
+    for family in {MODULE.get(f, f) for f in TINY}:
+        rules = importlib.import_module(f"lxt.efficient.models.{family}")
+        module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
+        monkey_patch(module, rules.attnLRP if mode == "attnlrp" else rules.cp_LRP)
+
+
 def run_mode(mode, gguf, out_path, only):
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
-    if mode != "plain":
-        import importlib
-        from lxt.efficient import monkey_patch
-
-        # Each family's module gets its own lxt rule map.
-        for family in {MODULE.get(f, f) for f in TINY}:
-            rules = importlib.import_module(f"lxt.efficient.models.{family}")
-            module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
-            monkey_patch(module, rules.attnLRP if mode == "attnlrp" else rules.cp_LRP)
+    patch_lxt(mode)
     result = {}
     if mode == "plain":
         result["__generation__"] = run_generation(gguf, only)

@@ -4,7 +4,7 @@
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::methods::{gradient, MethodRules};
-use crate::models::decoder::{Decoder, KvCache, Saved, Seed};
+use crate::models::decoder::{Decoder, KvCache, Saved};
 use crate::models::Rules;
 use crate::sampling::Sampler;
 use crate::source::{self, ModelPath};
@@ -120,6 +120,10 @@ impl Softmax {
     pub(crate) fn prob(&self, logit: f32) -> f32 {
         ((logit as f64 - self.max).exp() / self.z) as f32
     }
+
+    pub(crate) fn log_prob(&self, logit: f32) -> f32 {
+        (logit as f64 - self.max - self.z.ln()) as f32
+    }
 }
 
 /// Wraps a sink: `Break` becomes [`Error::Cancelled`].
@@ -209,7 +213,7 @@ impl<T> Passes<T> {
 /// What the backward seed is multiplied by: 1, or the explained logit (`seed_with_logit`).
 fn seed_scale(req: &ExplainRequest, target: &Target) -> f32 {
     if req.seed_with_logit {
-        target.explained_logit()
+        target.explained_value()
     } else {
         1.0
     }
@@ -227,7 +231,7 @@ fn method_result(
 ) -> Result<MethodResult> {
     let scores = row.scores(embeds, grad)?;
     let conservation = row.conserves.then(|| {
-        let denom = seed * target.explained_logit();
+        let denom = seed * target.explained_value();
         Conservation {
             input: scores.iter().sum::<f32>() / denom,
             last_layer: trace.last().map_or(0.0, |l| l.iter().sum::<f32>()) / denom,
@@ -511,12 +515,12 @@ impl Engine {
         let mut emit = emitter(sink);
         req.check().map_err(Error::InvalidSetting)?;
         emit(stage(Stage::Tokenize, None))?;
-        let tok = self.context(
-            &req.prompt,
-            req.chat_template,
-            req.thinking,
-            &req.continuation,
-        )?;
+        // A span's last token is a target, not context.
+        let context = match req.span {
+            Some(span) => req.continuation.get(..span.end - 1).unwrap_or_default(),
+            None => &req.continuation[..],
+        };
+        let tok = self.context(&req.prompt, req.chat_template, req.thinking, context)?;
         self.check_length(tok.tokens.len())?;
         let ids = self.announce(&tok, &mut emit)?;
         let a = self.attribute(&ids, req, &mut emit)?;
@@ -588,25 +592,35 @@ impl Engine {
             .squeeze(0)?
             .to_vec1()?;
         let (prediction, argmax) = self.prediction(&logits, req.top_k);
-        let target_id = self.target_id(&req.target, argmax)?;
-        let contrast_id = match &req.contrast {
-            Some(spec) => {
-                let id = self.target_id(spec, argmax)?;
-                if id == target_id {
-                    return Err(Error::ContrastIsTarget(self.decode_token(id)));
-                }
-                Some(id)
+        let (target, contrast_id) = match req.span {
+            Some(span) => (
+                self.span_target(&saved, last, &req.continuation, span)?,
+                None,
+            ),
+            None => {
+                let target_id = self.target_id(&req.target, argmax)?;
+                let contrast_id = match &req.contrast {
+                    Some(spec) => {
+                        let id = self.target_id(spec, argmax)?;
+                        if id == target_id {
+                            return Err(Error::ContrastIsTarget(self.decode_token(id)));
+                        }
+                        Some(id)
+                    }
+                    None => None,
+                };
+                let mut target = self.target(target_id, contrast_id, &logits, req.score);
+                target.pieces = self.target_pieces(&req.target);
+                (target, contrast_id)
             }
-            None => None,
         };
-        let mut target = self.target(target_id, contrast_id, &logits);
-        target.pieces = self.target_pieces(&req.target);
+        let target_id = target.token.id;
         let seed = seed_scale(req, &target);
         emit(StreamEvent::Prediction {
             prediction: prediction.clone(),
             target: target.clone(),
         })?;
-        let seeds = [self.target_seed(&saved, last, &target, seed)?];
+        let seeds = [self.target_seed(&saved, last, &target, &logits, seed)?];
         // The lens reads the same forward pass, before any backward pass.
         let lens = if req.lens {
             emit(stage(Stage::Lens, None))?;
@@ -639,7 +653,8 @@ impl Engine {
             })?;
             methods.insert(method, result);
         }
-        let candidates = if req.explain_candidates {
+        // A span's candidates would be other spans: none.
+        let candidates = if req.explain_candidates && req.span.is_none() {
             let others: Vec<u32> = prediction
                 .top
                 .iter()
@@ -648,9 +663,9 @@ impl Engine {
                 .collect();
             let targets = others
                 .iter()
-                .map(|&id| self.target(id, contrast_id, &logits))
+                .map(|&id| self.target(id, contrast_id, &logits, req.score))
                 .collect();
-            self.candidates(&saved, &embeds, targets, req, emit)?
+            self.candidates(&saved, &embeds, targets, &logits, req, emit)?
         } else {
             Vec::new()
         };
@@ -664,21 +679,6 @@ impl Engine {
         })
     }
 
-    /// The backward seed of `target` at `position`: `scale` times its logit, less the
-    /// contrast's logit when it has one.
-    fn target_seed(
-        &self,
-        saved: &Saved,
-        position: usize,
-        target: &Target,
-        scale: f32,
-    ) -> Result<Seed> {
-        let s = scale as f64;
-        let mut terms = vec![(target.token.id, s)];
-        terms.extend(target.contrast.as_ref().map(|c| (c.id, -s)));
-        Ok(self.model.seed(saved, position, &terms)?)
-    }
-
     /// The other candidates, each explained as the target is: one backward pass per rule set
     /// carrying a seed per candidate (exact: the rules are linear in the seed); emits a
     /// `candidate` event each once every method is done.
@@ -687,6 +687,7 @@ impl Engine {
         saved: &Saved,
         embeds: &Tensor,
         targets: Vec<Target>,
+        logits: &[f32],
         req: &ExplainRequest,
         emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
     ) -> Result<Vec<CandidateExplanation>> {
@@ -696,7 +697,7 @@ impl Engine {
         let last = embeds.dim(0)? - 1;
         let seeds = targets
             .iter()
-            .map(|t| self.target_seed(saved, last, t, seed_scale(req, t)))
+            .map(|t| self.target_seed(saved, last, t, logits, seed_scale(req, t)))
             .collect::<Result<Vec<_>>>()?;
         let mut out: Vec<CandidateExplanation> = targets
             .into_iter()
@@ -733,32 +734,6 @@ impl Engine {
             })?;
         }
         Ok(out)
-    }
-
-    /// The explained token (and contrast) with their logits, probabilities and rank.
-    fn target(&self, id: u32, contrast: Option<u32>, logits: &[f32]) -> Target {
-        let rank = logits.iter().filter(|&&l| l > logits[id as usize]).count();
-        Target {
-            token: self.candidate(id, logits),
-            rank,
-            contrast: contrast.map(|c| self.candidate(c, logits)),
-            pieces: Vec::new(),
-        }
-    }
-
-    /// The tokens a target text splits into, when more than one (the first is explained).
-    fn target_pieces(&self, spec: &TargetSpec) -> Vec<String> {
-        let TargetSpec::Text(text) = spec else {
-            return Vec::new();
-        };
-        match self.tokenizer.encode(text.as_str(), false) {
-            Ok(enc) if enc.get_ids().len() > 1 => enc
-                .get_ids()
-                .iter()
-                .map(|&id| self.decode_token(id))
-                .collect(),
-            _ => Vec::new(),
-        }
     }
 
     /// Generates an answer; the whole result at once.
@@ -886,7 +861,7 @@ impl Engine {
             .enumerate()
             .map(|(step, (&id, logits))| StepRow {
                 step,
-                target: self.target(id, None, logits),
+                target: self.target(id, None, logits, crate::Score::Logit),
                 scores: BTreeMap::new(),
             })
             .collect();
@@ -911,19 +886,6 @@ impl Engine {
             emit(StreamEvent::Step { row: row.clone() })?;
         }
         Ok(rows)
-    }
-
-    fn candidate(&self, id: u32, logits: &[f32]) -> Candidate {
-        self.candidate_of(id, logits, &Softmax::of(logits))
-    }
-
-    fn candidate_of(&self, id: u32, logits: &[f32], softmax: &Softmax) -> Candidate {
-        Candidate {
-            id,
-            text: self.decode_token(id),
-            logit: logits[id as usize],
-            prob: softmax.prob(logits[id as usize]),
-        }
     }
 
     fn prediction(&self, logits: &[f32], top_k: usize) -> (Prediction, u32) {

@@ -51,6 +51,8 @@ pub mod sampling;
 #[cfg(feature = "engine")]
 pub mod source;
 #[cfg(feature = "engine")]
+mod target;
+#[cfg(feature = "engine")]
 pub mod tokenizer;
 
 /// The device and dtype types [`LoadOptions`] takes.

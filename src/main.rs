@@ -152,6 +152,16 @@ struct RequestArgs {
     /// against the prompt and the N−1 tokens before it.
     #[arg(long, conflicts_with_all = ["target", "target_id"])]
     step: Option<usize>,
+    /// Generate an answer first and explain its tokens START to END (1-based, inclusive)
+    /// together: the sum of their log-probabilities, each given everything before it,
+    /// attributed to the prompt and the answer before it.
+    #[arg(long, value_parser = parse_span, conflicts_with_all = ["target", "target_id", "contrast", "step", "faithfulness"])]
+    span: Option<tokenlens::Span>,
+    /// What is explained of the target: its logit, or its log-probability (the logit less
+    /// the log-sum-exp; the backward pass starts from onehot − softmax). A span is always
+    /// its log-probability.
+    #[arg(long, default_value = "logit", value_parser = parse_score)]
+    score: tokenlens::Score,
     #[command(flatten)]
     gen: GenArgs,
     #[command(flatten)]
@@ -283,6 +293,8 @@ impl RequestArgs {
                 query_only: self.query_only,
             }),
             lens: self.lens,
+            score: self.score,
+            span: None,
         })
     }
 
@@ -292,6 +304,22 @@ impl RequestArgs {
             bail!("--step counts from 1 (the answer's first token), not 0");
         }
         let engine = load(&self.input.model, self.max_tokens, &self.device)?;
+        if let Some(span) = self.span {
+            let gen = engine.generate(&self.gen.request(&self.input))?;
+            let ids = gen.ids();
+            if span.end > ids.len() {
+                bail!(
+                    "--span {}:{} is out of range: the answer has {} tokens ({:?})",
+                    span.start + 1,
+                    span.end,
+                    ids.len(),
+                    gen.answer
+                );
+            }
+            req.continuation = ids[..span.end].to_vec();
+            req.span = Some(span);
+            req.score = tokenlens::Score::LogProb;
+        }
         if let Some(step) = self.step {
             let gen = engine.generate(&self.gen.request(&self.input))?;
             let ids = gen.ids();
@@ -408,6 +436,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--span START:END`, 1-based and inclusive, into the 0-based half-open [`tokenlens::Span`].
+fn parse_span(s: &str) -> Result<tokenlens::Span, String> {
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected START:END, e.g. 2:5"))?;
+    let num = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{s:?}: {v:?} is not a token number"))
+    };
+    let (a, b) = (num(a)?, num(b)?);
+    if a == 0 {
+        return Err("--span counts from 1 (the answer's first token)".into());
+    }
+    if b < a {
+        return Err(format!("--span {a}:{b} ends before it starts"));
+    }
+    Ok(tokenlens::Span {
+        start: a - 1,
+        end: b,
+    })
+}
+
+/// A `--score` name.
+fn parse_score(s: &str) -> Result<tokenlens::Score, String> {
+    tokenlens::Score::from_name(s)
+        .ok_or_else(|| format!("unknown score {s:?}; one of: logit, log_prob"))
 }
 
 /// An `--operator` name.

@@ -77,7 +77,7 @@ pub fn print(ex: &Explanation, level: Granularity, how: Aggregate) {
             c.id,
             c.logit,
             c.prob,
-            t.explained_logit()
+            t.explained_value()
         );
     }
     let g = groups(&ex.tokens, level);

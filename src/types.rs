@@ -9,11 +9,13 @@ use std::collections::BTreeMap;
 mod faithfulness;
 mod lens;
 mod stream;
+mod target;
 pub use faithfulness::{
     Curve, Faithfulness, FaithfulnessSpec, MethodFaithfulness, Operator, RandomBand, FRACTIONS,
 };
 pub use lens::{target_settles, LensCell, LENS_TOP};
 pub use stream::{Stage, StreamEvent};
+pub use target::{Candidate, Prediction, Score, Span, SpanTarget, SpanToken, Target};
 
 /// An attribution method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -184,6 +186,13 @@ pub struct ExplainRequest {
     /// Also compute the logit lens of every layer at every position (see [`LensCell`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lens: bool,
+    /// What is explained of the target: its logit (the default) or its log-probability.
+    #[serde(default, skip_serializing_if = "Score::is_logit")]
+    pub score: Score,
+    /// Explain a run of `continuation` tokens instead of one next token: the sum of their
+    /// log-probabilities, each given the tokens before it (see [`Span`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<Span>,
 }
 
 fn default_true() -> bool {
@@ -219,6 +228,15 @@ impl ExplainRequest {
                 self.top_k
             ));
         }
+        if let Some(span) = self.span {
+            span.check(self.continuation.len())?;
+            if self.target != TargetSpec::Argmax || self.contrast.is_some() {
+                return Err("a span is its own target: leave target and contrast out".into());
+            }
+            if self.faithfulness.is_some() {
+                return Err("faithfulness curves follow one token's logit, not a span".into());
+            }
+        }
         check_methods(&self.methods)
     }
 
@@ -237,6 +255,8 @@ impl ExplainRequest {
             contrast: None,
             faithfulness: None,
             lens: false,
+            score: Score::Logit,
+            span: None,
         }
     }
 }
@@ -464,59 +484,12 @@ pub struct Token {
     pub generated: bool,
 }
 
-/// A candidate next token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Candidate {
-    /// Vocabulary id.
-    pub id: u32,
-    /// Decoded text.
-    pub text: String,
-    /// Raw logit.
-    pub logit: f32,
-    /// Softmax probability over the vocabulary.
-    pub prob: f32,
-}
-
-/// The model's next-token prediction.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Prediction {
-    /// The argmax token.
-    #[serde(flatten)]
-    pub best: Candidate,
-    /// The top-k candidates, best first (the argmax included).
-    pub top: Vec<Candidate>,
-}
-
-/// The token being explained.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Target {
-    /// Its logit, probability, id and text.
-    #[serde(flatten)]
-    pub token: Candidate,
-    /// Its rank among all tokens (0 = the argmax).
-    pub rank: usize,
-    /// The contrast token, when the score is `logit(target) − logit(contrast)`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contrast: Option<Candidate>,
-    /// The tokens the requested target text splits into, when more than one: only the first
-    /// is explained.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pieces: Vec<String>,
-}
-
-impl Target {
-    /// The explained quantity: the target's logit, or its difference from the contrast's.
-    pub fn explained_logit(&self) -> f32 {
-        self.token.logit - self.contrast.as_ref().map_or(0.0, |c| c.logit)
-    }
-}
-
-/// Relevance bookkeeping: how much of the explained logit the scores account for.
+/// Relevance bookkeeping: how much of the explained value the scores account for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conservation {
-    /// Sum of the input scores / (seed × explained logit; see [`Target::explained_logit`]).
+    /// Sum of the input scores / (seed × explained value; see [`Target::explained_value`]).
     pub input: f32,
-    /// Sum of the last layer's trace / (seed × explained logit); 1 up to rounding.
+    /// Sum of the last layer's trace / (seed × explained value); 1 up to rounding.
     pub last_layer: f32,
 }
 

@@ -315,7 +315,7 @@ fn contrastive_scores_are_the_difference_of_two_explanations() {
     );
     let c = ab.target.contrast.as_ref().unwrap();
     assert_eq!(c.id, b.target.token.id);
-    assert!((ab.target.explained_logit() - (a.target.token.logit - c.logit)).abs() < 1e-4);
+    assert!((ab.target.explained_value() - (a.target.token.logit - c.logit)).abs() < 1e-4);
     // Gradients are linear in the seed: scores(A − B) = scores(A) − scores(B).
     for m in ["input_x_gradient", "attnlrp"] {
         let diff: Vec<f32> = a.methods[m]

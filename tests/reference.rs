@@ -63,7 +63,7 @@ fn fixtures() -> Vec<Fixture> {
     out
 }
 
-fn trace_key(method: &str) -> &str {
+pub(crate) fn trace_key(method: &str) -> &str {
     match method {
         "saliency" | "input_x_gradient" => "plain",
         m => m,

@@ -13,5 +13,6 @@ mod generation;
 mod lens;
 mod model_files;
 mod reference;
+mod span;
 mod templates;
 mod tokenizers;

@@ -107,6 +107,31 @@ impl Weight {
         }
     }
 
+    /// `dy · W` for `dy: [k, out]` → `[k, in]`: cotangents of the outputs carried to the input
+    /// (a stored matrix a block of rows at a time).
+    pub fn vjp(&self, dy: &Tensor) -> Result<Tensor> {
+        const CHUNK: usize = 4096;
+        match self {
+            Weight::Dense(t) => super::blas::matmul(dy, t),
+            Weight::Stored { .. } | Weight::Half { .. } => {
+                let rows = self.rows_count()?;
+                let mut sum: Option<Tensor> = None;
+                for start in (0..rows).step_by(CHUNK) {
+                    let len = CHUNK.min(rows - start);
+                    let part = super::blas::matmul(
+                        &dy.narrow(1, start, len)?.contiguous()?,
+                        &self.rows(start, len)?,
+                    )?;
+                    sum = Some(match sum {
+                        Some(s) => (s + part)?,
+                        None => part,
+                    });
+                }
+                sum.ok_or_else(|| candle_core::Error::Msg("an empty matrix".into()))
+            }
+        }
+    }
+
     /// True when the matrix is kept as stored and converted per use.
     pub fn is_stored(&self) -> bool {
         !matches!(self, Weight::Dense(_))

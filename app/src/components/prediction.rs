@@ -105,7 +105,7 @@ pub fn PredictionPanel(
                             c.prob,
                             t.token.text,
                             c.text,
-                            sig3(t.explained_logit()),
+                            sig3(t.explained_value()),
                         )}
                     </p>
                 }

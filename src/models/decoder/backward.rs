@@ -71,13 +71,22 @@ struct SavedLayer {
     mlp_out: Option<Tensor>,
 }
 
-/// One cotangent: a direction in the final-normed hidden state at one position.
+/// One cotangent: directions in the final-normed hidden state, at one position or (a target
+/// summed over positions, such as a span's log-probability) at several.
 #[derive(Debug, Clone)]
 pub struct Seed {
-    /// The position.
-    pub position: usize,
-    /// `(hidden,)`: d(target)/d(final hidden state).
-    pub direction: Tensor,
+    /// `(position, direction)`: `direction` `(hidden,)` is d(target)/d(final hidden state)
+    /// at `position`.
+    pub parts: Vec<(usize, Tensor)>,
+}
+
+impl Seed {
+    /// The seed of the sum of `seeds`' targets (exact: a backward pass is linear in its seed).
+    pub fn sum(seeds: impl IntoIterator<Item = Seed>) -> Seed {
+        Seed {
+            parts: seeds.into_iter().flat_map(|s| s.parts).collect(),
+        }
+    }
 }
 
 /// What a backward pass gives for each of its seeds.
@@ -157,8 +166,25 @@ impl Decoder {
             direction = (direction + (row * (coef * slope))?)?;
         }
         Ok(Seed {
-            position,
-            direction,
+            parts: vec![(position, direction)],
+        })
+    }
+
+    /// The seed of `Σ_v coef[v] · logit[v]` over the whole vocabulary at `position` (a
+    /// log-probability's gradient, `onehot − softmax`, is one): one product with the output
+    /// projection, through the soft-cap's slope at each logit.
+    pub fn seed_dense(&self, saved: &Saved, position: usize, coef: &[f32]) -> Result<Seed> {
+        let x = self.final_hidden(saved, &[position])?;
+        let mut c = Tensor::from_slice(coef, (1, coef.len()), x.device())?;
+        if let Some(cap) = self.cfg.arch.final_logit_softcapping {
+            // d/dz c·tanh(z/c) = 1 − tanh²(z/c) = 1 − (capped / c)²
+            let capped = self.logits_at(saved, &[position])?;
+            let slope = (1.0 - (capped / cap)?.sqr()?)?;
+            c = (c * slope)?;
+        }
+        let direction = self.lm_head.vjp(&c.to_dtype(x.dtype())?)?.squeeze(0)?;
+        Ok(Seed {
+            parts: vec![(position, direction)],
         })
     }
 
@@ -214,22 +240,25 @@ impl Decoder {
         let mut rows = Vec::with_capacity(b);
         let mut at = Vec::with_capacity(b);
         for (i, s) in seeds.iter().enumerate() {
-            if s.position >= n {
-                let msg = format!("seed position {} outside {n} positions", s.position);
-                return Err(candle_core::Error::Msg(msg).into());
+            for (position, direction) in &s.parts {
+                if *position >= n {
+                    let msg = format!("seed position {position} outside {n} positions");
+                    return Err(candle_core::Error::Msg(msg).into());
+                }
+                let x = h.narrow(0, *position, 1)?;
+                let d = direction.reshape((1, hidden))?;
+                rows.push(rms_norm_vjp(
+                    &x,
+                    &self.norm,
+                    eps,
+                    rules.stop_norm_variance,
+                    &d,
+                )?);
+                // Parts at the same position add up in the index_add below.
+                at.push((i * n + position) as u32);
             }
-            let x = h.narrow(0, s.position, 1)?;
-            let d = s.direction.reshape((1, hidden))?;
-            rows.push(rms_norm_vjp(
-                &x,
-                &self.norm,
-                eps,
-                rules.stop_norm_variance,
-                &d,
-            )?);
-            at.push((i * n + s.position) as u32);
         }
-        let at = Tensor::from_vec(at, b, h.device())?;
+        let at = Tensor::from_vec(at.clone(), at.len(), h.device())?;
         let mut dh = Tensor::zeros((b * n, hidden), h.dtype(), h.device())?
             .index_add(&at, &Tensor::cat(&rows, 0)?, 0)?
             .reshape((b, n, hidden))?;

@@ -1,0 +1,190 @@
+//! What an explanation explains, and the backward seed that starts from it: a token's logit
+//! (less a contrast's), its log-probability, or a span's summed log-probability.
+
+use crate::engine::Softmax;
+use crate::models::decoder::{Saved, Seed};
+use crate::{Candidate, Error, Result, Score, Span, SpanTarget, SpanToken, Target, TargetSpec};
+
+impl crate::Engine {
+    /// The explained token (and contrast) at the position with `logits`: logits,
+    /// probabilities, rank and, for a log-probability, the values it needs.
+    pub(crate) fn target(
+        &self,
+        id: u32,
+        contrast: Option<u32>,
+        logits: &[f32],
+        score: Score,
+    ) -> Target {
+        let softmax = Softmax::of(logits);
+        let rank = logits.iter().filter(|&&l| l > logits[id as usize]).count();
+        let log_prob = score == Score::LogProb;
+        Target {
+            token: self.candidate_of(id, logits, &softmax),
+            rank,
+            contrast: contrast.map(|c| self.candidate_of(c, logits, &softmax)),
+            pieces: Vec::new(),
+            score,
+            log_prob: log_prob.then(|| softmax.log_prob(logits[id as usize])),
+            linear_value: (log_prob && contrast.is_none())
+                .then(|| linear_value(id, logits, &softmax)),
+            span: None,
+        }
+    }
+
+    /// A span of `continuation` (the context holds `continuation[..span.end − 1]` and ends
+    /// at position `last`) as a target: each token's log-probability at the position before
+    /// it; the target's token is the span's last, predicted at `last`.
+    pub(crate) fn span_target(
+        &self,
+        saved: &Saved,
+        last: usize,
+        continuation: &[u32],
+        span: Span,
+    ) -> Result<Target> {
+        let positions = span_positions(last, span);
+        let ids = continuation
+            .get(span.start..span.end)
+            .ok_or_else(|| Error::InvalidSetting(format!("span {span:?} outside the answer")))?;
+        let rows: Vec<Vec<f32>> = self.decoder().logits_at(saved, &positions)?.to_vec2()?;
+        let mut tokens = Vec::with_capacity(ids.len());
+        let mut linear = 0.0;
+        for ((&id, &position), logits) in ids.iter().zip(&positions).zip(&rows) {
+            let softmax = Softmax::of(logits);
+            linear += linear_value(id, logits, &softmax);
+            tokens.push(SpanToken {
+                id,
+                text: self.decode_token(id),
+                position,
+                log_prob: softmax.log_prob(logits[id as usize]),
+            });
+        }
+        let (last_id, last_logits) = ids
+            .last()
+            .zip(rows.last())
+            .ok_or_else(|| Error::InvalidSetting(format!("the span {span:?} has no tokens")))?;
+        let mut target = self.target(*last_id, None, last_logits, Score::LogProb);
+        let total = tokens.iter().map(|t| t.log_prob).sum();
+        target.log_prob = Some(total);
+        target.linear_value = Some(linear);
+        target.span = Some(SpanTarget {
+            span,
+            tokens,
+            log_prob: total,
+        });
+        Ok(target)
+    }
+
+    /// The backward seed of `target` (explained at position `last`, where the logits are
+    /// `logits`), times `scale`: its logit less the contrast's; a log-probability's gradient
+    /// `onehot − softmax` over the logits (with a contrast the log-sum-exps cancel, leaving
+    /// the logits' difference); a span's, the sum of its tokens' seeds.
+    pub(crate) fn target_seed(
+        &self,
+        saved: &Saved,
+        last: usize,
+        target: &Target,
+        logits: &[f32],
+        scale: f32,
+    ) -> Result<Seed> {
+        if let Some(span) = &target.span {
+            let positions: Vec<usize> = span.tokens.iter().map(|t| t.position).collect();
+            let rows: Vec<Vec<f32>> = self.decoder().logits_at(saved, &positions)?.to_vec2()?;
+            let seeds = span
+                .tokens
+                .iter()
+                .zip(&rows)
+                .map(|(t, logits)| self.log_prob_seed(saved, t.position, t.id, logits, scale))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Seed::sum(seeds));
+        }
+        if target.score == Score::LogProb && target.contrast.is_none() {
+            return self.log_prob_seed(saved, last, target.token.id, logits, scale);
+        }
+        let s = scale as f64;
+        let mut terms = vec![(target.token.id, s)];
+        terms.extend(target.contrast.as_ref().map(|c| (c.id, -s)));
+        Ok(self.decoder().seed(saved, last, &terms)?)
+    }
+
+    /// The seed of `scale · log p(id)` at `position`, whose logits are `logits`.
+    fn log_prob_seed(
+        &self,
+        saved: &Saved,
+        position: usize,
+        id: u32,
+        logits: &[f32],
+        scale: f32,
+    ) -> Result<Seed> {
+        let softmax = Softmax::of(logits);
+        let mut coef: Vec<f32> = logits.iter().map(|&l| -scale * softmax.prob(l)).collect();
+        if let Some(c) = coef.get_mut(id as usize) {
+            *c += scale;
+        }
+        Ok(self.decoder().seed_dense(saved, position, &coef)?)
+    }
+
+    /// The tokens a target text splits into, when more than one (the first is explained).
+    pub(crate) fn target_pieces(&self, spec: &TargetSpec) -> Vec<String> {
+        let TargetSpec::Text(text) = spec else {
+            return Vec::new();
+        };
+        match self.tokenizer().encode(text.as_str(), false) {
+            Ok(enc) if enc.get_ids().len() > 1 => enc
+                .get_ids()
+                .iter()
+                .map(|&id| self.decode_token(id))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub(crate) fn candidate_of(&self, id: u32, logits: &[f32], softmax: &Softmax) -> Candidate {
+        Candidate {
+            id,
+            text: self.decode_token(id),
+            logit: logits[id as usize],
+            prob: softmax.prob(logits[id as usize]),
+        }
+    }
+}
+
+/// The positions that predict a span's tokens when the context ends at `last` with the
+/// span's last token still to come.
+pub(crate) fn span_positions(last: usize, span: Span) -> Vec<usize> {
+    let first = (last + 1 + span.start).saturating_sub(span.end);
+    (first..=last).collect()
+}
+
+/// `Σ_v (onehot(id) − softmax)_v · logit_v`: what a log-probability's relevance conserves.
+fn linear_value(id: u32, logits: &[f32], softmax: &Softmax) -> f32 {
+    let mean: f64 = logits
+        .iter()
+        .map(|&l| softmax.prob(l) as f64 * l as f64)
+        .sum();
+    (logits[id as usize] as f64 - mean) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_is_predicted_from_the_positions_before_its_tokens() {
+        // Context: 10 prompt tokens then continuation[..3] (positions 10..13); span 1..4:
+        // continuation[1] is predicted at 10, [2] at 11, [3] at 12 (the last).
+        assert_eq!(
+            span_positions(12, Span { start: 1, end: 4 }),
+            vec![10, 11, 12]
+        );
+        assert_eq!(span_positions(9, Span { start: 0, end: 1 }), vec![9]);
+    }
+
+    #[test]
+    fn the_linear_value_is_the_logit_less_its_expectation() {
+        let logits = [1.0f32, 2.0, 3.0];
+        let s = Softmax::of(&logits);
+        let p: Vec<f32> = logits.iter().map(|&l| s.prob(l)).collect();
+        let mean = p[0] + 2.0 * p[1] + 3.0 * p[2];
+        assert!((linear_value(2, &logits, &s) - (3.0 - mean)).abs() < 1e-6);
+    }
+}
