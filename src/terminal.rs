@@ -48,10 +48,28 @@ pub fn print(ex: &Explanation, level: Granularity, how: Aggregate) {
         p.text, p.id, p.logit, p.prob
     );
     let t = &ex.target;
-    println!(
-        "target:     {:?} (id {}, logit {:.3}, p {:.3}, rank {})",
-        t.token.text, t.token.id, t.token.logit, t.token.prob, t.rank
-    );
+    match &t.span {
+        Some(span) => {
+            let text: String = span.tokens.iter().map(|k| k.text.as_str()).collect();
+            println!(
+                "target:     the span {text:?} (answer tokens {} to {}): Σ log p = {:.4}, \
+                 each token given everything before it",
+                span.span.start + 1,
+                span.span.end,
+                span.log_prob
+            );
+            for k in &span.tokens {
+                println!("            {:?} log p {:.4}", k.text, k.log_prob);
+            }
+        }
+        None => println!(
+            "target:     {:?} (id {}, logit {:.3}, p {:.3}, rank {})",
+            t.token.text, t.token.id, t.token.logit, t.token.prob, t.rank
+        ),
+    }
+    if let (Some(lp), None) = (t.log_prob, &t.span) {
+        println!("score:      its log-probability, {lp:.4} (the backward pass starts from onehot − softmax)");
+    }
     if t.pieces.len() > 1 {
         println!(
             "note:       the target text is {} tokens ({:?}); only the first is explained \

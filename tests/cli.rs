@@ -2,14 +2,14 @@
 
 use std::process::{Command, Output};
 
-fn tokenlens(args: &[&str]) -> Output {
+pub(crate) fn tokenlens(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tokenlens"))
         .args(args)
         .output()
         .expect("run tokenlens")
 }
 
-fn fails_with(args: &[&str], needle: &str) {
+pub(crate) fn fails_with(args: &[&str], needle: &str) {
     let out = tokenlens(args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} succeeded");

@@ -248,3 +248,55 @@ fn bad_spans_are_refused_with_a_reason() {
     let err = e.explain(&req).unwrap_err().to_string();
     assert!(err.contains("a span is its own target"), "{err}");
 }
+
+/// `explain --span START:END` (1-based, inclusive) generates, then explains those answer
+/// tokens as the engine does; the terminal names the span; bad spans are refused by name.
+#[test]
+fn the_cli_explains_a_span() {
+    use crate::cli::{fails_with, tokenlens};
+    let model = root().join("tests/fixtures/tiny-llama");
+    let model = model.to_str().unwrap();
+    let prompt = "Why is the sky blue?";
+    let base = ["explain", "--model", model, "--prompt", prompt, "--raw"];
+    let gen = ["--greedy", "--max-new-tokens", "4", "--methods", "attnlrp"];
+    let args = |extra: &[&'static str]| -> Vec<&str> {
+        base.iter().chain(&gen).chain(extra).copied().collect()
+    };
+    let out = tokenlens(&args(&["--span", "2:3", "--json"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let span = &doc["target"]["span"];
+    assert_eq!((span["start"].as_u64(), span["end"].as_u64()), (Some(1), Some(3)));
+    assert_eq!(doc["target"]["score"], "log_prob");
+
+    let e = engine_for(model);
+    let answer = e
+        .generate(&tokenlens::GenerateRequest {
+            prompt: prompt.into(),
+            chat_template: false,
+            thinking: false,
+            sampling: tokenlens::Sampling::greedy(),
+            max_new_tokens: 4,
+        })
+        .unwrap()
+        .ids();
+    let mut req = ExplainRequest::new(prompt);
+    req.chat_template = false;
+    req.methods = vec![Method::Attnlrp];
+    req.continuation = answer[..3].to_vec();
+    req.span = Some(Span { start: 1, end: 3 });
+    let want = e.explain(&req).unwrap();
+    let got: Vec<f32> = serde_json::from_value(doc["methods"]["attnlrp"]["scores"].clone()).unwrap();
+    assert_eq!(got, want.methods["attnlrp"].scores);
+
+    let out = tokenlens(&args(&["--span", "2:3"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("target:     the span"), "{text}");
+    assert!(text.contains("(answer tokens 2 to 3): Σ log p"), "{text}");
+
+    fails_with(&args(&["--span", "0:2"]), "--span counts from 1");
+    fails_with(&args(&["--span", "3:2"]), "ends before it starts");
+    fails_with(&args(&["--span", "2-3"]), "expected START:END");
+    fails_with(&args(&["--span", "2:9"]), "--span 2:9 is out of range: the answer has 4 tokens");
+    fails_with(&args(&["--span", "1:2", "--target", " x"]), "cannot be used with");
+}
