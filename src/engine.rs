@@ -210,7 +210,7 @@ impl<T> Passes<T> {
     }
 }
 
-/// What the backward seed is multiplied by: 1, or the explained logit (`seed_with_logit`).
+/// What the backward seed is multiplied by: 1, or the explained value (`seed_with_logit`).
 fn seed_scale(req: &ExplainRequest, target: &Target) -> f32 {
     if req.seed_with_logit {
         target.explained_value()
@@ -220,7 +220,7 @@ fn seed_scale(req: &ExplainRequest, target: &Target) -> f32 {
 }
 
 /// One method's result from its backward pass: scores, the trace and (for LRP rules) how
-/// much of `seed × explained logit` the scores and the last layer conserve.
+/// much of `seed × explained value` the scores and the last layer conserve.
 fn method_result(
     row: &MethodRules,
     embeds: &Tensor,

@@ -159,7 +159,7 @@ fn print_methods(
         println!("{line}");
         if let Some(c) = &result.conservation {
             println!(
-                "conservation: input {:.3}, last layer {:.3} of the explained logit",
+                "conservation: input {:.3}, last layer {:.3} of the explained value",
                 c.input, c.last_layer
             );
         }

@@ -263,10 +263,17 @@ fn the_cli_explains_a_span() {
         base.iter().chain(&gen).chain(extra).copied().collect()
     };
     let out = tokenlens(&args(&["--span", "2:3", "--json"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let span = &doc["target"]["span"];
-    assert_eq!((span["start"].as_u64(), span["end"].as_u64()), (Some(1), Some(3)));
+    assert_eq!(
+        (span["start"].as_u64(), span["end"].as_u64()),
+        (Some(1), Some(3))
+    );
     assert_eq!(doc["target"]["score"], "log_prob");
 
     let e = engine_for(model);
@@ -286,7 +293,8 @@ fn the_cli_explains_a_span() {
     req.continuation = answer[..3].to_vec();
     req.span = Some(Span { start: 1, end: 3 });
     let want = e.explain(&req).unwrap();
-    let got: Vec<f32> = serde_json::from_value(doc["methods"]["attnlrp"]["scores"].clone()).unwrap();
+    let got: Vec<f32> =
+        serde_json::from_value(doc["methods"]["attnlrp"]["scores"].clone()).unwrap();
     assert_eq!(got, want.methods["attnlrp"].scores);
 
     let out = tokenlens(&args(&["--span", "2:3"]));
@@ -297,6 +305,12 @@ fn the_cli_explains_a_span() {
     fails_with(&args(&["--span", "0:2"]), "--span counts from 1");
     fails_with(&args(&["--span", "3:2"]), "ends before it starts");
     fails_with(&args(&["--span", "2-3"]), "expected START:END");
-    fails_with(&args(&["--span", "2:9"]), "--span 2:9 is out of range: the answer has 4 tokens");
-    fails_with(&args(&["--span", "1:2", "--target", " x"]), "cannot be used with");
+    fails_with(
+        &args(&["--span", "2:9"]),
+        "--span 2:9 is out of range: the answer has 4 tokens",
+    );
+    fails_with(
+        &args(&["--span", "1:2", "--target", " x"]),
+        "cannot be used with",
+    );
 }

@@ -1,7 +1,8 @@
-//! The generated answer: one button per token; clicking one explains it.
+//! The generated answer: one button per token; clicking one explains it, dragging across
+//! several (or shift-clicking) explains them together as a span.
 
 use leptos::prelude::*;
-use tokenlens::{GeneratedToken, Method, StopReason};
+use tokenlens::{GeneratedToken, Method, Span, StopReason};
 
 use crate::state::AnswerState;
 
@@ -15,6 +16,9 @@ pub fn AnswerSection(
     /// The step being explained.
     #[prop(into)]
     selected: Signal<Option<usize>>,
+    /// The span being explained.
+    #[prop(into)]
+    selected_span: Signal<Option<Span>>,
     /// The method the All-steps matrix would use.
     #[prop(into)]
     method: Signal<Method>,
@@ -23,6 +27,8 @@ pub fn AnswerSection(
     can_run: Signal<bool>,
     /// Called with a clicked step.
     on_pick: Callback<usize>,
+    /// Called with a dragged (or shift-clicked) span.
+    on_span: Callback<Span>,
     /// Compute the All-steps matrix.
     on_all_steps: Callback<()>,
 ) -> impl IntoView {
@@ -37,8 +43,14 @@ pub fn AnswerSection(
             let done = a.stop.is_some();
             view! {
                 <section class="answer-section">
-                    <h2>"Answer " <span class="hint">"(click a token to see why it was generated)"</span></h2>
-                    <Answer tokens=a.tokens selected=selected.get() on_pick=on_pick/>
+                    <h2>"Answer " <span class="hint">"(click a token to see why it was generated; drag across tokens, or shift-click, to explain a span)"</span></h2>
+                    <Answer
+                        tokens=a.tokens
+                        selected=selected.get()
+                        span=selected_span.get()
+                        on_pick=on_pick
+                        on_span=on_span
+                    />
                     <p class="answer-meta" data-testid="answer-meta">
                         {format!("{n} tokens")}
                         {stop.map(|s| format!(" · stopped: {s}"))}
@@ -62,22 +74,40 @@ pub fn AnswerSection(
 }
 
 /// The answer's tokens as buttons carrying `data-step` (0-based). `selected` is the step
-/// being explained, if any; `on_pick` receives a clicked step.
+/// being explained, if any, and `span` the span; `on_pick` receives a clicked step and
+/// `on_span` a span dragged across (press on its first token, release on its last) or
+/// shift-clicked from the step or span in view.
 #[component]
 pub fn Answer(
     /// The tokens generated so far.
     tokens: Vec<GeneratedToken>,
     /// The step being explained.
     selected: Option<usize>,
+    /// The span being explained.
+    span: Option<Span>,
     /// Called with the clicked step.
     on_pick: Callback<usize>,
+    /// Called with a span.
+    on_span: Callback<Span>,
 ) -> impl IntoView {
+    // A drag in progress: where it started and where the pointer is.
+    let drag = RwSignal::new(None::<(usize, usize)>);
+    let between = |a: usize, b: usize| Span {
+        start: a.min(b),
+        end: a.max(b) + 1,
+    };
+    let anchor = selected.or(span.map(|s| s.start));
+    let in_span = move |k: usize| span.is_some_and(|s| (s.start..s.end).contains(&k));
+    let dragged = move |k: usize| {
+        drag.get()
+            .is_some_and(|(a, b)| a != b && (a.min(b)..=a.max(b)).contains(&k))
+    };
     let buttons = tokens
         .into_iter()
         .enumerate()
         .map(|(k, t)| {
             let title = format!(
-                "step {}: {:?} (id {}, p = {:.3}); click to explain",
+                "step {}: {:?} (id {}, p = {:.3}); click to explain, drag or shift-click for a span",
                 k + 1,
                 t.token.text,
                 t.token.id,
@@ -88,16 +118,44 @@ pub fn Answer(
                     type="button"
                     class="ans-tok"
                     class:selected=selected == Some(k)
+                    class:in-span=in_span(k)
+                    class:dragged=move || dragged(k)
                     class:nl=t.token.text.contains('\n')
                     title=title
                     data-step=k.to_string()
                     data-token-id=t.token.id.to_string()
-                    on:click=move |_| on_pick.run(k)
+                    on:mousedown=move |ev| {
+                        if ev.button() == 0 {
+                            ev.prevent_default();
+                            drag.set(Some((k, k)));
+                        }
+                    }
+                    on:mouseenter=move |_| drag.update(|d| {
+                        if let Some((_, to)) = d.as_mut() {
+                            *to = k;
+                        }
+                    })
+                    on:mouseup=move |_| {
+                        if let Some((from, _)) = drag.get_untracked() {
+                            drag.set(None);
+                            if from != k {
+                                on_span.run(between(from, k));
+                            }
+                        }
+                    }
+                    on:click=move |ev| match anchor.filter(|&a| ev.shift_key() && a != k) {
+                        Some(a) => on_span.run(between(a, k)),
+                        None => on_pick.run(k),
+                    }
                 >
                     {t.token.text.clone()}
                 </button>
             }
         })
         .collect_view();
-    view! { <div class="answer" data-testid="answer">{buttons}</div> }
+    view! {
+        <div class="answer" data-testid="answer" on:mouseleave=move |_| drag.set(None)>
+            {buttons}
+        </div>
+    }
 }

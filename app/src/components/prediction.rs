@@ -2,7 +2,7 @@
 //! each a button that explains it instead ("vs": why the target rather than it).
 
 use leptos::prelude::*;
-use tokenlens::{Prediction, Target, TargetSpec};
+use tokenlens::{Prediction, Score, SpanTarget, Target, TargetSpec};
 
 use crate::format::sig3;
 use crate::state::ExplainSpec;
@@ -49,6 +49,7 @@ pub fn PredictionPanel(
                             target,
                             contrast,
                             step,
+                            score: t.score,
                             ..ExplainSpec::default()
                         })
                     };
@@ -110,6 +111,59 @@ pub fn PredictionPanel(
                     </p>
                 }
             });
+            if let Some(span) = t.span.clone() {
+                return view! {
+                    <div class="prediction" data-testid="prediction">
+                        <SpanLine span=span/>
+                    </div>
+                }
+                .into_any();
+            }
+            // The score switch: the same target, its logit or its log-probability.
+            let rescore = {
+                let (id, contrast) = (target_id, t.contrast.as_ref().map(|c| c.id));
+                move |score: Score| {
+                    on_explain.run(ExplainSpec {
+                        target: TargetSpec::Id(id),
+                        contrast: contrast.map(TargetSpec::Id),
+                        step,
+                        score,
+                        ..ExplainSpec::default()
+                    })
+                }
+            };
+            let score_switch = Score::ALL
+                .into_iter()
+                .map(|s| {
+                    let label = match s {
+                        Score::Logit => " logit",
+                        Score::LogProb => " log-probability",
+                    };
+                    view! {
+                        <label>
+                            <input
+                                type="radio"
+                                name="score"
+                                value=s.name()
+                                checked=t.score == s
+                                on:change=move |_| rescore(s)
+                            />
+                            {label}
+                        </label>
+                    }
+                })
+                .collect_view();
+            let log_prob = t.log_prob.filter(|_| t.contrast.is_none()).map(|lp| {
+                view! {
+                    <p class="hint" data-testid="score-note" data-log-prob=lp.to_string()>
+                        {format!(
+                            "The scores explain its log-probability, log p = {} (its logit less the log-sum-exp over the vocabulary): comparable with a span's. The backward pass starts from its gradient, onehot − softmax; the relevance sums to {} (the logit less its softmax-weighted mean).",
+                            sig3(lp),
+                            sig3(t.explained_value()),
+                        )}
+                    </p>
+                }
+            });
             view! {
                 <div class="prediction" data-testid="prediction">
                     {heading}
@@ -123,11 +177,16 @@ pub fn PredictionPanel(
                             sig3(t.token.logit),
                         )}
                     </p>
+                    <p class="score-switch" role="radiogroup" aria-label="what is explained">
+                        "Explain its" {score_switch}
+                    </p>
+                    {log_prob}
                     {contrast}
                     {split}
                     <ol class="top-k">{top}</ol>
                 </div>
             }
+            .into_any()
         })
     };
     body.into_any()
@@ -171,5 +230,39 @@ fn heading(
             </p>
         }
         .into_any(),
+    }
+}
+
+/// An explained span: its tokens with their log-probabilities, and the total.
+#[component]
+fn SpanLine(span: SpanTarget) -> impl IntoView {
+    let text: String = span.tokens.iter().map(|k| k.text.as_str()).collect();
+    let parts = span
+        .tokens
+        .iter()
+        .map(|k| {
+            view! {
+                <li data-token-id=k.id data-log-prob=k.log_prob.to_string()>
+                    {format!("{:?} {}", k.text, sig3(k.log_prob))}
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <p
+            data-testid="span-target"
+            data-start=span.span.start
+            data-end=span.span.end
+            data-log-prob=span.log_prob.to_string()
+        >
+            "Explaining the span " <strong>{format!("{text:?}")}</strong>
+            {format!(
+                " (answer tokens {} to {}): Σ log p = {}, the sum of each token's log-probability given everything before it. Relevance goes to the prompt, the answer before the span and the span's own tokens that later ones read.",
+                span.span.start + 1,
+                span.span.end,
+                sig3(span.log_prob),
+            )}
+        </p>
+        <ol class="span-tokens" data-testid="span-tokens">{parts}</ol>
     }
 }

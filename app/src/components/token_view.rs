@@ -35,7 +35,7 @@ pub fn TokensPanel(
                 view! {
                     <p class="conservation" data-testid="conservation">
                         {format!(
-                            "Conservation: inputs hold {:.1}% of the explained logit, the last layer {:.1}%.",
+                            "Conservation: inputs hold {:.1}% of the explained value, the last layer {:.1}%.",
                             c.input * 100.0,
                             c.last_layer * 100.0,
                         )}
@@ -115,7 +115,7 @@ fn conservation_hint(input: f32) -> String {
     let pct = (input * 100.0).round();
     let lost = 100.0 - pct;
     if (0.9..=1.1).contains(&input) {
-        " The token scores add up to about the whole explained logit: little relevance was lost on the way down.".into()
+        " The token scores add up to about the whole explained value: little relevance was lost on the way down.".into()
     } else if input < 0.9 {
         format!(" The token scores add up to {pct}% of it: the other {lost}% is absorbed inside the layers (the rules conserve relevance only approximately, e.g. at the softmax and at stabilizers). Compare tokens with each other rather than with the logit.")
     } else {

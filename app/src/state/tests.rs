@@ -23,6 +23,10 @@ fn picking_an_explained_candidate_and_back() {
         rank,
         contrast: None,
         pieces: Vec::new(),
+        score: tokenlens::Score::Logit,
+        log_prob: None,
+        linear_value: None,
+        span: None,
     };
     let result = |v: f32| MethodResult {
         scores: vec![v, v],
@@ -100,6 +104,8 @@ fn every_field_survives_the_url() {
             step: Some(3),
             faithfulness: Some(tokenlens::Operator::Delete),
             lens: true,
+            score: tokenlens::Score::LogProb,
+            span: None,
         }),
         matrix: Some(Method::Attnlrp),
         method: Method::CpLrp,
@@ -320,4 +326,37 @@ fn snapshot_of_leaves_out_what_was_not_sealed() {
     assert_eq!(s.view.model, "m", "the view names the model that ran it");
     let r = s.replay().expect("the answer alone replays");
     assert!(r.explanation.is_none() && r.matrix.is_none());
+}
+
+#[test]
+fn a_span_view_goes_through_the_url_and_asks_for_the_span() {
+    let v = ViewState {
+        generation: Some(GenSpec::default()),
+        explain: Some(ExplainSpec {
+            span: Some(tokenlens::Span { start: 1, end: 3 }),
+            score: tokenlens::Score::LogProb,
+            ..ExplainSpec::default()
+        }),
+        ..ViewState::default()
+    };
+    assert!(
+        v.to_query().contains("span=2%3A3"),
+        "1-based, inclusive: {}",
+        v.to_query()
+    );
+    assert_eq!(through_url(&v), v);
+    let r = v.explain_request(&[11, 12, 13, 14]).unwrap().unwrap();
+    assert_eq!(r.continuation, vec![11, 12, 13]);
+    assert_eq!(r.span, Some(tokenlens::Span { start: 1, end: 3 }));
+    assert_eq!(r.score, tokenlens::Score::LogProb);
+    assert!(!r.explain_candidates);
+    let err = v.explain_request(&[11, 12]).unwrap_err();
+    assert!(err.contains("ends past the 2 continuation tokens"), "{err}");
+    // Unreadable or backwards spans in a link are left out, not guessed.
+    for bad in ["0:2", "3:2", "x", "2"] {
+        let mut p = v.to_params();
+        p.insert("span", bad.to_string());
+        let read = ViewState::from_params(&p);
+        assert_eq!(read.explain.and_then(|e| e.span), None, "{bad}");
+    }
 }

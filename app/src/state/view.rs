@@ -5,8 +5,8 @@ use leptos_router::params::ParamsMap;
 use serde::{Deserialize, Serialize};
 use tokenlens::granularity::{Aggregate, Granularity};
 use tokenlens::{
-    ExplainRequest, FaithfulnessSpec, GenerateRequest, Method, Operator, Sampling, StepsRequest,
-    TargetSpec,
+    ExplainRequest, FaithfulnessSpec, GenerateRequest, Method, Operator, Sampling, Score, Span,
+    StepsRequest, TargetSpec,
 };
 
 use crate::display::{Clip, Display};
@@ -45,6 +45,11 @@ pub struct ExplainSpec {
     pub faithfulness: Option<Operator>,
     /// The logit lens in the same forward pass (views stored before it read false).
     pub lens: bool,
+    /// What is explained of the target: its logit or its log-probability.
+    pub score: Score,
+    /// A run of answer tokens explained together (their summed log-probabilities) instead of
+    /// one token; 0-based, end exclusive.
+    pub span: Option<Span>,
 }
 
 /// Everything that defines a view.
@@ -116,6 +121,16 @@ fn target_from(p: &ParamsMap, key: &str) -> Option<TargetSpec> {
     p.get(key).filter(|s| !s.is_empty()).map(TargetSpec::Text)
 }
 
+/// `START:END`, 1-based and inclusive, into a [`Span`].
+fn span_from(s: &str) -> Option<Span> {
+    let (a, b) = s.split_once(':')?;
+    let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a >= 1 && b >= a).then(|| Span {
+        start: a - 1,
+        end: b,
+    })
+}
+
 fn flag(p: &ParamsMap, key: &str) -> Option<bool> {
     p.get_str(key)
         .map(|v| matches!(v, "1" | "true" | "on" | "yes"))
@@ -167,6 +182,13 @@ impl ViewState {
             }
             if e.lens {
                 p.insert("lens", "1".into());
+            }
+            if !e.score.is_logit() {
+                p.insert("score", e.score.name().into());
+            }
+            // 1-based and inclusive, as the CLI's --span.
+            if let Some(s) = e.span {
+                p.insert("span", format!("{}:{}", s.start + 1, s.end));
             }
         }
         if let Some(m) = self.matrix {
@@ -237,6 +259,11 @@ impl ViewState {
             step: num(p, "step"),
             faithfulness: p.get_str("faithfulness").and_then(Operator::from_name),
             lens: flag(p, "lens").unwrap_or(false),
+            score: p
+                .get_str("score")
+                .and_then(Score::from_name)
+                .unwrap_or_default(),
+            span: p.get_str("span").and_then(span_from),
         });
         let display = Display {
             granularity: p
@@ -298,7 +325,12 @@ impl ViewState {
         };
         let mut target = spec.target.clone();
         let mut continuation = Vec::new();
-        if let Some(k) = spec.step {
+        if let Some(span) = spec.span {
+            span.check(answer.len())
+                .map_err(|e| format!("{e} of the answer"))?;
+            continuation = answer[..span.end].to_vec();
+            target = TargetSpec::Argmax;
+        } else if let Some(k) = spec.step {
             let Some(&id) = answer.get(k) else {
                 return Err(format!(
                     "the answer has {} tokens; there is no token {}",
@@ -322,11 +354,18 @@ impl ViewState {
             top_k: 10,
             seed_with_logit: false,
             explain_candidates: self.candidates
+                && spec.span.is_none()
                 && self.prompt.len() + 4 * continuation.len() <= CANDIDATES_UP_TO,
             continuation,
-            contrast: spec.contrast.clone(),
-            faithfulness: self.faithfulness_spec(),
+            contrast: spec.contrast.clone().filter(|_| spec.span.is_none()),
+            faithfulness: self.faithfulness_spec().filter(|_| spec.span.is_none()),
             lens: spec.lens,
+            score: if spec.span.is_some() {
+                Score::LogProb
+            } else {
+                spec.score
+            },
+            span: spec.span,
         }))
     }
 

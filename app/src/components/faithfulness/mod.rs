@@ -35,6 +35,16 @@ pub fn FaithfulnessPanel(
             if r.methods.is_empty() {
                 return None;
             }
+            let span = r.prediction.as_ref().is_some_and(|(_, t)| t.span.is_some());
+            if span {
+                return Some(view! {
+                    <h2>"Is the map faithful?"</h2>
+                    <p class="hint" data-testid="faith-span">
+                        "Perturbation curves follow one token's logit as tokens are taken out; a span has several tokens, each conditioned on the ones before it, so it has no curves. Click a single answer token to measure its map."
+                    </p>
+                }
+                .into_any());
+            }
             let on = operator.get().is_some();
             let measured = r.faithfulness.as_ref().map(|f| {
                 view! {
@@ -97,7 +107,8 @@ pub fn FaithfulnessPanel(
                 </div>
                 {pending}
                 {measured}
-            })
+            }
+            .into_any())
         })
     };
     view! { <section class="faithfulness" data-testid="faithfulness">{body}</section> }.into_any()

@@ -162,6 +162,9 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
 
     let faithfulness_on =
         move || shown.with_untracked(|v| v.explain.as_ref().and_then(|e| e.faithfulness));
+    // The score (logit or log-probability) stays as chosen for the next explanation.
+    let score_now =
+        move || shown.with_untracked(|v| v.explain.as_ref().map(|e| e.score).unwrap_or_default());
     // The lens comes with every explanation until it is turned off.
     let lens_on = move || shown.with_untracked(|v| v.explain.as_ref().is_none_or(|e| e.lens));
     // The view with the form's settings and `change` applied.
@@ -197,6 +200,8 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             step: None,
             faithfulness: faithfulness_on(),
             lens: lens_on(),
+            score: score_now(),
+            span: None,
         };
         go(from_form(&|v| v.explain = Some(e.clone())), true);
     });
@@ -240,8 +245,21 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     let pick_step = Callback::new(move |k: usize| {
         explain_with.run(ExplainSpec {
             step: Some(k),
+            score: score_now(),
             ..ExplainSpec::default()
         })
+    });
+    // A span of answer tokens: their summed log-probabilities (no curves: those follow one
+    // token's logit).
+    let pick_span = Callback::new(move |span: tokenlens::Span| {
+        let mut v = shown.get_untracked();
+        v.explain = Some(ExplainSpec {
+            span: Some(span),
+            score: tokenlens::Score::LogProb,
+            lens: lens_on(),
+            ..ExplainSpec::default()
+        });
+        go(v, true);
     });
     // View settings amend the current history entry.
     Effect::new(move |_| {
@@ -358,6 +376,12 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         })
     });
     let selected = Signal::derive(move || result.with(|r| r.as_ref().and_then(|r| r.step)));
+    let selected_span = Signal::derive(move || {
+        result.with(|r| {
+            let (_, t) = r.as_ref()?.prediction.as_ref()?;
+            t.span.as_ref().map(|s| s.span)
+        })
+    });
     // A method still to come is marked pending while the run goes (not after it stopped).
     let computed = Callback::new(move |m| {
         !status.running.get()
@@ -415,9 +439,11 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             <AnswerSection
                 answer=answer
                 selected=selected
+                selected_span=selected_span
                 method=view_method
                 can_run=can_run
                 on_pick=pick_step
+                on_span=pick_span
                 on_all_steps=on_all_steps
             />
             <PredictionPanel explained=explained on_explain=explain_with/>
