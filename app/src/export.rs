@@ -349,7 +349,7 @@ pub fn explanation(model: &str, chat: bool, thinking: bool, r: &Partial) -> Opti
             .collect(),
         candidates: r.candidates.clone(),
         faithfulness: r.faithfulness.clone(),
-        lens: None,
+        lens: r.lens.clone(),
     })
 }
 

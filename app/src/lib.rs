@@ -5,6 +5,7 @@
 //! `tokenlens::colormap`, never candle.
 
 pub mod browser;
+pub mod compare;
 pub mod components;
 pub mod display;
 pub mod export;

@@ -199,24 +199,11 @@ impl Store {
     /// the same id and takes no room, and a view that differs only in its settings takes only
     /// its own row. The quota is checked in the same transaction as the inserts.
     pub async fn put(&self, snapshot: &Snapshot) -> Result<String, StoreError> {
-        let records = [&snapshot.answer, &snapshot.explanation, &snapshot.matrix];
         let mut results: Vec<(String, String)> = Vec::new();
-        let mut hashes: [Option<String>; 3] = Default::default();
-        for (hash, record) in hashes.iter_mut().zip(records) {
-            if let Some(record) = record {
-                let json = to_json(record)?;
-                let h = result_hash(&json);
-                *hash = Some(h.clone());
-                results.push((h, json));
-            }
+        let mut row = ViewRow::of(snapshot, &mut results)?;
+        if let Some(b) = &snapshot.against {
+            row.against = Some(Box::new(ViewRow::of(b, &mut results)?));
         }
-        let [answer, explanation, matrix] = hashes;
-        let row = ViewRow {
-            view: snapshot.view.clone(),
-            answer,
-            explanation,
-            matrix,
-        };
         let body = to_json(&row)?;
         let size = (body.len() + results.iter().map(|(_, j)| j.len()).sum::<usize>()) as u64;
         if size > self.quota.max_item_bytes {
@@ -304,27 +291,14 @@ impl Store {
             .body("SELECT body FROM views WHERE id = $1", id)
             .await?
         {
-            let row: ViewRow = serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?;
-            let mut records: [Option<crate::record::Record>; 3] = Default::default();
-            for (record, hash) in
-                records
-                    .iter_mut()
-                    .zip([&row.answer, &row.explanation, &row.matrix])
-            {
-                let Some(hash) = hash else { continue };
-                let json = self
-                    .body("SELECT body FROM results WHERE hash = $1", hash)
-                    .await?
-                    .ok_or_else(|| corrupt(format!("its result {hash} is missing")))?;
-                *record = Some(serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))?);
+            let mut row: ViewRow =
+                serde_json::from_str(&body).map_err(|e| corrupt(e.to_string()))?;
+            let against = row.against.take();
+            let mut snapshot = self.snapshot_of(row, &corrupt).await?;
+            if let Some(b) = against {
+                snapshot.against = Some(Box::new(self.snapshot_of(*b, &corrupt).await?));
             }
-            let [answer, explanation, matrix] = records;
-            return Ok(Some(Snapshot {
-                view: row.view,
-                answer,
-                explanation,
-                matrix,
-            }));
+            return Ok(Some(snapshot));
         }
         // Views shared before 2026-12-04 are whole snapshots in one row.
         let Some(body) = self
@@ -336,6 +310,35 @@ impl Store {
         serde_json::from_str(&body)
             .map(Some)
             .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// A view row with its records read from the results table (its comparison is the
+    /// caller's).
+    async fn snapshot_of(
+        &self,
+        row: ViewRow,
+        corrupt: &impl Fn(String) -> StoreError,
+    ) -> Result<Snapshot, StoreError> {
+        let mut records: [Option<crate::record::Record>; 3] = Default::default();
+        for (record, hash) in records
+            .iter_mut()
+            .zip([&row.answer, &row.explanation, &row.matrix])
+        {
+            let Some(hash) = hash else { continue };
+            let json = self
+                .body("SELECT body FROM results WHERE hash = $1", hash)
+                .await?
+                .ok_or_else(|| corrupt(format!("its result {hash} is missing")))?;
+            *record = Some(serde_json::from_str(&json).map_err(|e| corrupt(e.to_string()))?);
+        }
+        let [answer, explanation, matrix] = records;
+        Ok(Snapshot {
+            view: row.view,
+            answer,
+            explanation,
+            matrix,
+            against: None,
+        })
     }
 
     /// The `body` column of the row `query` selects by `key`.
@@ -374,6 +377,32 @@ struct ViewRow {
     explanation: Option<String>,
     #[serde(default)]
     matrix: Option<String>,
+    /// A comparison's second view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    against: Option<Box<ViewRow>>,
+}
+
+impl ViewRow {
+    /// The row of `snapshot`'s own view (not its comparison's), its records' JSON added to
+    /// `results` under their hashes.
+    fn of(snapshot: &Snapshot, results: &mut Vec<(String, String)>) -> Result<Self, StoreError> {
+        let mut hash = |record: &Option<crate::record::Record>| -> Result<_, StoreError> {
+            let Some(record) = record else {
+                return Ok(None);
+            };
+            let json = to_json(record)?;
+            let h = result_hash(&json);
+            results.push((h.clone(), json));
+            Ok(Some(h))
+        };
+        Ok(ViewRow {
+            view: snapshot.view.clone(),
+            answer: hash(&snapshot.answer)?,
+            explanation: hash(&snapshot.explanation)?,
+            matrix: hash(&snapshot.matrix)?,
+            against: None,
+        })
+    }
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {

@@ -7,10 +7,12 @@
 //! Every stored type takes defaults for missing fields (`#[serde(default)]`), so a permalink
 //! stored before a field existed still opens (tests/fixtures/permalinks).
 
+mod compare;
 mod snapshot;
 mod streamed;
 mod view;
 
+pub use compare::{side_request, CompareView};
 pub use snapshot::{Replayed, Snapshot};
 pub use streamed::{AnswerState, MatrixState, Partial, Streamed};
 pub use view::{ExplainSpec, GenSpec, ViewState, DEFAULT_MAX_NEW};

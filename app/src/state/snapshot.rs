@@ -18,6 +18,9 @@ pub struct Snapshot {
     pub explanation: Option<Record>,
     /// The all-steps matrix, if shown.
     pub matrix: Option<Record>,
+    /// A comparison's second view (B) with its records; this one is A.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub against: Option<Box<Snapshot>>,
 }
 
 /// What a snapshot shows, replayed from its records.
@@ -59,13 +62,30 @@ impl Snapshot {
             answer,
             explanation,
             matrix,
+            against: None,
         }
+    }
+
+    /// Every record it holds, a comparison's second view's too.
+    pub fn records(&self) -> Vec<&Record> {
+        let own = [&self.answer, &self.explanation, &self.matrix];
+        let mut out: Vec<&Record> = own.into_iter().flatten().collect();
+        if let Some(b) = &self.against {
+            out.extend(b.records());
+        }
+        out
     }
 
     /// Rebuilds what the page showed from the records, checking that each record is the
     /// job this view asks for (same model, prompt and request), so a stored view cannot
     /// pair one computation's results with another's settings.
     pub fn replay(&self) -> Result<Replayed, String> {
+        if let Some(b) = &self.against {
+            if b.against.is_some() {
+                return Err("a comparison has two views, not more".into());
+            }
+            b.replay().map_err(|e| format!("the second view: {e}"))?;
+        }
         let v = &self.view;
         let records = [&self.answer, &self.explanation, &self.matrix];
         if records.iter().all(|r| r.is_none()) {

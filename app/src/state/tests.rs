@@ -266,6 +266,7 @@ fn shared() -> Snapshot {
             vec![tokens],
         )),
         view,
+        against: None,
     }
 }
 

@@ -11,6 +11,7 @@ fn snapshot(prompt: &str) -> Snapshot {
         answer: None,
         explanation: None,
         matrix: None,
+        against: None,
     }
 }
 
@@ -27,6 +28,14 @@ async fn round_trip(store: &Store) -> String {
     assert_eq!(store.get(&id).await.expect("get"), Some(a));
     let other = store.put(&snapshot("second")).await.expect("put");
     assert_ne!(other, id);
+    // A comparison keeps its second view.
+    let pair = Snapshot {
+        against: Some(Box::new(snapshot("second"))),
+        ..snapshot("first")
+    };
+    let pair_id = store.put(&pair).await.expect("put a comparison");
+    assert_ne!(pair_id, id);
+    assert_eq!(store.get(&pair_id).await.expect("get"), Some(pair));
     // A secret is made once, then read back the same.
     let secret = store.secret("test").await.expect("secret");
     assert_eq!(secret.len(), 32);
@@ -50,7 +59,7 @@ async fn sqlite_round_trip_and_quota() {
     assert_eq!(store.backend(), "sqlite");
     let first = round_trip(&store).await;
     let (used, n) = store.usage().await.expect("usage");
-    assert_eq!(n, 2);
+    assert_eq!(n, 3, "two views and a comparison");
     // A quota just above what is stored refuses the next one, with a clear message.
     let tight = Store::open(
         None,

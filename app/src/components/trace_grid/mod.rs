@@ -1,6 +1,6 @@
 //! The layer × token relevance grid (latent relevance trace) as SVG, with the logit lens.
 
-mod lens;
+pub mod lens;
 
 use leptos::prelude::*;
 use tokenlens::colormap::{hex, ColorScale};

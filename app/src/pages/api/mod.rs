@@ -142,8 +142,7 @@ pub async fn share(snapshot: crate::state::Snapshot) -> Result<String, ServerFnE
         .permalinks
         .get()
         .map_err(|msg| refuse(StatusCode::SERVICE_UNAVAILABLE, msg))?;
-    let records = [&snapshot.answer, &snapshot.explanation, &snapshot.matrix];
-    if records.into_iter().flatten().any(|r| !db.seal.verify(r)) {
+    if snapshot.records().into_iter().any(|r| !db.seal.verify(r)) {
         return Err(refuse(
             StatusCode::BAD_REQUEST,
             "these results do not carry this server's seal (computed elsewhere, or changed); \

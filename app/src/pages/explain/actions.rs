@@ -115,13 +115,30 @@ impl InView<'_> {
         let scores = u.scores(&res.scores, d.aggregate);
         let in_view = scores.get(a..b)?;
         let labels = u.labels(&r.tokens);
-        let full = u.trace(&res.trace, d.aggregate);
-        let layer_scales = full.iter().map(|row| u.scale(&d, true, row)).collect();
+        // The grid as the page draws it: relevance, or the lens' p(target).
+        use crate::components::trace_grid::lens;
+        let by_lens = r.lens.as_ref().filter(|_| d.lens_colors);
+        let (full, layer_scales): (Vec<Vec<f32>>, Vec<_>) = match by_lens {
+            Some(l) => {
+                let probs = lens::target_probs(&lens::per_unit(l, u));
+                let scales = probs.iter().map(|_| lens::scale(d.gamma)).collect();
+                (probs, scales)
+            }
+            None => {
+                let full = u.trace(&res.trace, d.aggregate);
+                let scales = full.iter().map(|row| u.scale(&d, true, row)).collect();
+                (full, scales)
+            }
+        };
         let trace: Vec<Vec<f32>> = full
             .iter()
             .map(|row| row.get(a..b).map(<[f32]>::to_vec))
             .collect::<Option<_>>()?;
         let target = r.prediction.as_ref().map(|(_, t)| {
+            if let Some(span) = &t.span {
+                let text: String = span.tokens.iter().map(|k| k.text.as_str()).collect();
+                return format!("the span {text:?} (Σ log p)");
+            }
             let vs = t
                 .contrast
                 .as_ref()
@@ -136,9 +153,14 @@ impl InView<'_> {
         };
         Some(Figure {
             title: format!(
-                "{model} · {} · explaining {}",
+                "{model} · {} · explaining {}{}",
                 m.label(),
-                target.unwrap_or_default()
+                target.unwrap_or_default(),
+                if by_lens.is_some() {
+                    " · grid: logit lens p(target)"
+                } else {
+                    ""
+                }
             ),
             subtitle: format!("Prompt: {}", v.prompt),
             scale: u.scale(&d, m.is_signed(), &scores),
