@@ -59,6 +59,7 @@ pub fn App() -> impl IntoView {
             <Routes fallback=|| view! { <p class="error">"Page not found."</p> }>
                 <Route path=path!("/") view=|| view! { <pages::explain::ExplainPage/> }/>
                 <Route path=path!("/s/:id") view=pages::shared::SharedPage/>
+                <Route path=path!("/compare") view=|| view! { <pages::compare::ComparePage/> }/>
             </Routes>
         </Router>
     }

@@ -1,5 +1,6 @@
 import { test, expect, Page } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 const root = path.resolve(__dirname, '..', '..');
@@ -93,6 +94,16 @@ test('logit lens: hover shows the CLI\'s top-5, the lens colors switch without r
   await page.locator('input[name=lens_colors]').uncheck();
   expect(await fills(page)).toEqual(before);
   expect(requests).toBe(0);
+
+  // The JSON export carries the lens, the SVG figure draws its grid when it is in view.
+  await page.locator('input[name=lens_colors]').check();
+  const [json] = await Promise.all([page.waitForEvent('download'), page.locator('button[name=export_json]').click()]);
+  const doc = JSON.parse(fs.readFileSync((await json.path())!, 'utf8'));
+  expect(doc.lens.length).toBe(want.n_layers);
+  expect(doc.lens[3][n - 1].top).toEqual(lens[3][n - 1].top);
+  const [svg] = await Promise.all([page.waitForEvent('download'), page.locator('button[name=export_svg]').click()]);
+  expect(fs.readFileSync((await svg.path())!, 'utf8')).toContain('grid: logit lens p(target)');
+  await page.locator('input[name=lens_colors]').uncheck();
 
   // A reload reproduces the view with the lens; turning it off recomputes without one.
   await page.locator('input[name=lens_colors]').check();

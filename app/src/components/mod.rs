@@ -4,6 +4,7 @@
 pub mod agreement;
 pub mod answer;
 pub mod colorbar;
+pub mod compare_rows;
 pub mod estimate;
 pub mod export_bar;
 pub mod faithfulness;

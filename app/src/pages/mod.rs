@@ -1,5 +1,6 @@
 //! Pages.
 
 pub mod api;
+pub mod compare;
 pub mod explain;
 pub mod shared;

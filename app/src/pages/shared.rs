@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
 use super::api::load_shared;
+use super::compare::ComparePage;
 use super::explain::ExplainPage;
 
 /// The permalink page.
@@ -18,6 +19,7 @@ pub fn SharedPage() -> impl IntoView {
     view! {
         <Suspense fallback=|| view! { <main><p class="waiting">"loading the shared view…"</p></main> }>
             {move || snapshot.get().map(|r| match r {
+                Ok(s) if s.against.is_some() => view! { <ComparePage snapshot=s/> }.into_any(),
                 Ok(s) => view! { <ExplainPage snapshot=s/> }.into_any(),
                 Err(e) => view! {
                     <main>

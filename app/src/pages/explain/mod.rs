@@ -32,7 +32,7 @@ use crate::components::trace_grid::TraceSection;
 use crate::components::view_controls::ViewControls;
 use crate::components::{Shown, Tip};
 use crate::display::Units;
-use crate::state::{ExplainSpec, Replayed, Snapshot, ViewState};
+use crate::state::{CompareView, ExplainSpec, Replayed, Snapshot, ViewState};
 use actions::{InView, ShareState};
 use runs::{key, Results, Runs, Status};
 
@@ -430,6 +430,26 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                 copied=sharing.copied
                 on_share=on_share
             />
+            // A prompt's explanation can be compared with another method, model or prompt.
+            {move || {
+                let v = shown.get();
+                let e = v.explain.as_ref()?;
+                (e.step.is_none() && e.span.is_none() && result.with(Option::is_some)).then(|| {
+                    let other = if v.method == tokenlens::Method::Attnlrp {
+                        tokenlens::Method::Saliency
+                    } else {
+                        tokenlens::Method::Attnlrp
+                    };
+                    let href = format!("/compare{}", CompareView::from_view(&v, other).to_query());
+                    view! {
+                        <p class="compare-link">
+                            <a href=href data-testid="compare-link">
+                                "Compare with another method, model or prompt →"
+                            </a>
+                        </p>
+                    }
+                })
+            }}
             {move || stale.get().then(|| view! {
                 <div class="stale-note" data-testid="stale" role="status">
                     "Out of date: the prompt or settings changed since this result was computed. Press Explain (or Generate) to recompute; Share and Export cover the result shown."

@@ -10,6 +10,8 @@
 //! holding each side's own text. Scores are taken as shares of their row's total |score|, so
 //! methods in different units (a gradient norm, a relevance) compare on one scale.
 
+pub mod figure;
+
 use serde::{Deserialize, Serialize};
 
 /// One side: its text and its tokens' character ranges and scores.
@@ -199,20 +201,42 @@ mod tests {
         let s = align(&a, &b);
         let edited: Vec<&Segment> = s.iter().filter(|x| x.edited).collect();
         assert_eq!(edited.len(), 1);
-        assert_eq!((edited[0].a_text.as_str(), edited[0].b_text.as_str()), ("cat", "dog"));
+        assert_eq!(
+            (edited[0].a_text.as_str(), edited[0].b_text.as_str()),
+            ("cat", "dog")
+        );
         let texts: Vec<&str> = s.iter().map(|x| x.b_text.as_str()).collect();
         assert_eq!(texts, ["the", " ", "dog", " sat"]);
         // An insertion: B is longer; the suffix is shifted into A's coordinates.
-        let b = side("the big cat sat", &[(0, 3, 1.0), (3, 7, 1.0), (7, 11, 1.0), (11, 15, 1.0)]);
+        let b = side(
+            "the big cat sat",
+            &[(0, 3, 1.0), (3, 7, 1.0), (7, 11, 1.0), (11, 15, 1.0)],
+        );
         let s = align(&a, &b);
-        let texts: Vec<(&str, &str)> = s.iter().map(|x| (x.a_text.as_str(), x.b_text.as_str())).collect();
-        assert_eq!(texts, [("the", "the"), (" ", " "), ("", "big "), ("cat", "cat"), (" sat", " sat")]);
+        let texts: Vec<(&str, &str)> = s
+            .iter()
+            .map(|x| (x.a_text.as_str(), x.b_text.as_str()))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                ("the", "the"),
+                (" ", " "),
+                ("", "big "),
+                ("cat", "cat"),
+                (" sat", " sat")
+            ]
+        );
     }
 
     #[test]
     fn byte_ranges_become_characters_of_the_part_compared() {
         let full = "<s>héllo wörld</s>";
-        let side = Side::new(full, (3, 16), &[(0, 3, 9.0), (3, 9, 1.0), (9, 16, 2.0), (16, 20, 5.0)]);
+        let side = Side::new(
+            full,
+            (3, 16),
+            &[(0, 3, 9.0), (3, 9, 1.0), (9, 16, 2.0), (16, 20, 5.0)],
+        );
         assert_eq!(side.text, "héllo wörld");
         assert_eq!(side.tokens, vec![(0, 5, 1.0), (5, 11, 2.0)]);
     }
