@@ -191,8 +191,10 @@ test('exports: SVG parses, PNG decodes at 2x the figure, HTML shows the same sco
 
   // JSON: the CLI's schema and numbers.
   const json = JSON.parse(fs.readFileSync((await download('json')).file, 'utf8'));
-  const cliJson = JSON.parse(execFileSync(cli, ['explain', '--prompt', prompt, '--methods', 'saliency,input_x_gradient,attnlrp,cp_lrp', '--candidates', '--json'], { encoding: 'utf8', maxBuffer: 64 << 20 }));
+  const cliJson = JSON.parse(execFileSync(cli, ['explain', '--prompt', prompt, '--methods', 'saliency,input_x_gradient,attnlrp,cp_lrp', '--candidates', '--lens', '--json'], { encoding: 'utf8', maxBuffer: 64 << 20 }));
   expect(Object.keys(json).sort()).toEqual(Object.keys(cliJson).sort());
+  // The logit lens, computed with the page's explanation by default.
+  expect(json.lens.map((row: any[]) => row.map((c) => c.top))).toEqual(cliJson.lens.map((row: any[]) => row.map((c) => c.top)));
   expect(json.tokens).toEqual(cliJson.tokens);
   // The same f32 values (the CLI writes them through f64, the page as the shortest f32 text).
   const f32 = (t: any) => ({ ...t, logit: Math.fround(t.logit), prob: Math.fround(t.prob) });
