@@ -5,23 +5,16 @@
 //! Fixture: `tests/fixtures/lens.json`, written by `scripts/lens_reference.py`.
 
 use serde::Deserialize;
-use tokenlens::{ExplainRequest, LensCell, TargetSpec};
+use tokenlens::{LensCell, TargetSpec};
 
-use crate::util::{engine_for, root};
+use crate::util::{cases, engine_for, root, Fixture};
 
 const TOL: f32 = 1e-4;
 
 #[derive(Deserialize)]
-struct Doc {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
 struct Case {
-    fixture: String,
-    model: String,
-    prompt: String,
-    chat_template: bool,
+    #[serde(flatten)]
+    at: Fixture,
     ids: Vec<u32>,
     target: u32,
     lens: Vec<Vec<LensCell>>,
@@ -29,26 +22,29 @@ struct Case {
 
 #[test]
 fn lens_matches_transformers() {
-    let path = root().join("tests/fixtures/lens.json");
-    let doc: Doc = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let doc: Vec<Case> = cases("lens.json");
     let mut worst = 0f32;
     let mut ranks_moved = 0;
-    for c in &doc.cases {
-        let e = engine_for(&c.model);
-        let mut req = ExplainRequest::new(c.prompt.clone());
-        req.chat_template = c.chat_template;
+    for c in &doc {
+        let e = engine_for(&c.at.model);
+        let mut req = c.at.request();
         req.target = TargetSpec::Id(c.target);
         req.methods = Vec::new();
         req.lens = true;
         let ex = e.explain(&req).unwrap();
         let ids: Vec<u32> = ex.tokens.iter().map(|t| t.id).collect();
-        assert_eq!(ids, c.ids, "{}: tokens", c.fixture);
+        assert_eq!(ids, c.ids, "{}: tokens", c.at.fixture);
         let lens = ex.lens.expect("lens asked for");
-        assert_eq!(lens.len(), c.lens.len(), "{}: layers", c.fixture);
+        assert_eq!(lens.len(), c.lens.len(), "{}: layers", c.at.fixture);
         for (l, (got, want)) in lens.iter().zip(&c.lens).enumerate() {
-            assert_eq!(got.len(), want.len(), "{} layer {l}: positions", c.fixture);
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "{} layer {l}: positions",
+                c.at.fixture
+            );
             for (t, (g, w)) in got.iter().zip(want).enumerate() {
-                let at = format!("{} layer {l} position {t}", c.fixture);
+                let at = format!("{} layer {l} position {t}", c.at.fixture);
                 let close = |a: f32, b: f32| (a - b).abs() <= TOL;
                 assert_eq!(g.top, w.top, "{at}: top tokens");
                 for (gp, wp) in g.probs.iter().zip(&w.probs) {

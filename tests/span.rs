@@ -16,21 +16,14 @@ use std::collections::BTreeMap;
 use tokenlens::{Engine, ExplainRequest, Explanation, Method, Score, Span, TargetSpec};
 
 use crate::reference::trace_key;
-use crate::util::{engine, engine_for, rel_err, root};
+use crate::util::{cases, engine, engine_for, rel_err, root, Fixture};
 
 const TOL: f32 = 1e-3;
 
 #[derive(Deserialize)]
-struct Doc {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
 struct Case {
-    fixture: String,
-    model: String,
-    prompt: String,
-    chat_template: bool,
+    #[serde(flatten)]
+    at: Fixture,
     ids: Vec<u32>,
     target: u32,
     continuation: Vec<u32>,
@@ -47,8 +40,7 @@ struct Want {
 }
 
 fn request(c: &Case) -> ExplainRequest {
-    let mut req = ExplainRequest::new(c.prompt.clone());
-    req.chat_template = c.chat_template;
+    let mut req = c.at.request();
     req.methods = Method::ALL.to_vec();
     req
 }
@@ -80,25 +72,29 @@ fn check(ctx: &str, ex: &Explanation, want: &Want, worst: &mut f32) {
 
 #[test]
 fn log_probabilities_and_spans_match_pytorch() {
-    let path = root().join("tests/fixtures/span.json");
-    let doc: Doc = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let doc: Vec<Case> = cases("span.json");
     let mut worst = 0f32;
-    for c in &doc.cases {
-        let e = engine_for(&c.model);
+    for c in &doc {
+        let e = engine_for(&c.at.model);
         let mut req = request(c);
         req.target = TargetSpec::Id(c.target);
         req.score = Score::LogProb;
         let ex = e.explain(&req).unwrap();
         let ids: Vec<u32> = ex.tokens.iter().map(|t| t.id).collect();
-        assert_eq!(ids, c.ids, "{}: tokens", c.fixture);
+        assert_eq!(ids, c.ids, "{}: tokens", c.at.fixture);
         let lp = ex.target.log_prob.expect("a log-probability target");
         assert!(
             (lp - c.token.value).abs() <= 1e-4 * c.token.value.abs().max(1.0),
             "{}: log p {lp} vs {}",
-            c.fixture,
+            c.at.fixture,
             c.token.value
         );
-        check(&format!("{} token", c.fixture), &ex, &c.token, &mut worst);
+        check(
+            &format!("{} token", c.at.fixture),
+            &ex,
+            &c.token,
+            &mut worst,
+        );
 
         let mut req = request(c);
         req.continuation = c.continuation.clone();
@@ -111,7 +107,7 @@ fn log_probabilities_and_spans_match_pytorch() {
             ex.tokens.len(),
             c.ids.len() + c.range.1 - 1,
             "{}: the span's context",
-            c.fixture
+            c.at.fixture
         );
         let span = ex.target.span.as_ref().expect("a span target");
         let ids: Vec<u32> = span.tokens.iter().map(|t| t.id).collect();
@@ -119,16 +115,16 @@ fn log_probabilities_and_spans_match_pytorch() {
             ids,
             c.continuation[c.range.0..c.range.1],
             "{}: span tokens",
-            c.fixture
+            c.at.fixture
         );
         let total = span.log_prob;
         assert!(
             (total - c.span.value).abs() <= 1e-4 * c.span.value.abs().max(1.0),
             "{}: span log p {total} vs {}",
-            c.fixture,
+            c.at.fixture,
             c.span.value
         );
-        check(&format!("{} span", c.fixture), &ex, &c.span, &mut worst);
+        check(&format!("{} span", c.at.fixture), &ex, &c.span, &mut worst);
     }
     eprintln!("log-probability and span attributions: worst rel err {worst:.2e}");
 }

@@ -101,3 +101,31 @@ fn spearman_by_hand() {
     assert!((spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
     assert_eq!(rel_err(&[1.0, 2.0], &[1.0, 4.0]), 0.5);
 }
+
+/// What every reference case names: its fixture, the model and the prompt.
+#[derive(serde::Deserialize)]
+pub struct Fixture {
+    pub fixture: String,
+    pub model: String,
+    pub prompt: String,
+    pub chat_template: bool,
+}
+
+impl Fixture {
+    /// A request for the case's prompt, as its reference tokenized it.
+    pub fn request(&self) -> tokenlens::ExplainRequest {
+        let mut req = tokenlens::ExplainRequest::new(self.prompt.clone());
+        req.chat_template = self.chat_template;
+        req
+    }
+}
+
+/// The cases of the reference document `tests/fixtures/<name>`.
+pub fn cases<C: serde::de::DeserializeOwned>(name: &str) -> Vec<C> {
+    #[derive(serde::Deserialize)]
+    struct Doc<C> {
+        cases: Vec<C>,
+    }
+    let text = std::fs::read_to_string(root().join("tests/fixtures").join(name)).unwrap();
+    serde_json::from_str::<Doc<C>>(&text).unwrap().cases
+}

@@ -33,9 +33,9 @@ pub struct Figure {
 }
 
 // Figure geometry (px). Monospace text so widths are known without measuring.
-const FONT: &str = "DejaVu Sans Mono, Menlo, Consolas, monospace";
-const CHAR_W: f64 = 7.3;
-const PAD: f64 = 16.0;
+pub(crate) const FONT: &str = "DejaVu Sans Mono, Menlo, Consolas, monospace";
+pub(crate) const CHAR_W: f64 = 7.3;
+pub(crate) const PAD: f64 = 16.0;
 const TOK_H: f64 = 18.0;
 const LINE_GAP: f64 = 4.0;
 const CELL_W: f64 = 14.0;

@@ -5,12 +5,9 @@ use std::fmt::Write as _;
 use tokenlens::colormap::{hex, text_on, ColorScale};
 
 use super::Segment;
-use crate::export::escape;
+use crate::export::{escape, CHAR_W, FONT, PAD};
 use crate::format::sig3;
 
-const FONT: &str = "DejaVu Sans Mono, Menlo, Consolas, monospace";
-const CHAR_W: f64 = 7.3;
-const PAD: f64 = 16.0;
 const TRACK_H: f64 = 18.0;
 const LABEL_W: f64 = 48.0;
 const WIDTH: f64 = 1100.0;
