@@ -41,7 +41,9 @@ impl crate::Engine {
         continuation: &[u32],
         span: Span,
     ) -> Result<Target> {
-        let positions = span_positions(last, span);
+        let positions = span_positions(last, span).ok_or_else(|| {
+            Error::InvalidSetting(format!("the span {span:?} has no prompt before it"))
+        })?;
         let ids = continuation
             .get(span.start..span.end)
             .ok_or_else(|| Error::InvalidSetting(format!("span {span:?} outside the answer")))?;
@@ -87,40 +89,25 @@ impl crate::Engine {
         scale: f32,
     ) -> Result<Seed> {
         if let Some(span) = &target.span {
+            // Every token's log-probability gradient, in one product.
             let positions: Vec<usize> = span.tokens.iter().map(|t| t.position).collect();
             let rows: Vec<Vec<f32>> = self.decoder().logits_at(saved, &positions)?.to_vec2()?;
-            let seeds = span
+            let coefs = span
                 .tokens
                 .iter()
                 .zip(&rows)
-                .map(|(t, logits)| self.log_prob_seed(saved, t.position, t.id, logits, scale))
-                .collect::<Result<Vec<_>>>()?;
-            return Ok(Seed::sum(seeds));
+                .map(|(t, logits)| log_prob_gradient(t.id, logits, scale))
+                .collect::<Vec<_>>();
+            return Ok(self.decoder().seed_dense(saved, &positions, &coefs)?);
         }
         if target.score == Score::LogProb && target.contrast.is_none() {
-            return self.log_prob_seed(saved, last, target.token.id, logits, scale);
+            let coef = log_prob_gradient(target.token.id, logits, scale);
+            return Ok(self.decoder().seed_dense(saved, &[last], &[coef])?);
         }
         let s = scale as f64;
         let mut terms = vec![(target.token.id, s)];
         terms.extend(target.contrast.as_ref().map(|c| (c.id, -s)));
         Ok(self.decoder().seed(saved, last, &terms)?)
-    }
-
-    /// The seed of `scale · log p(id)` at `position`, whose logits are `logits`.
-    fn log_prob_seed(
-        &self,
-        saved: &Saved,
-        position: usize,
-        id: u32,
-        logits: &[f32],
-        scale: f32,
-    ) -> Result<Seed> {
-        let softmax = Softmax::of(logits);
-        let mut coef: Vec<f32> = logits.iter().map(|&l| -scale * softmax.prob(l)).collect();
-        if let Some(c) = coef.get_mut(id as usize) {
-            *c += scale;
-        }
-        Ok(self.decoder().seed_dense(saved, position, &coef)?)
     }
 
     /// The tokens a target text splits into, when more than one (the first is explained).
@@ -150,9 +137,22 @@ impl crate::Engine {
 
 /// The positions that predict a span's tokens when the context ends at `last` with the
 /// span's last token still to come.
-pub(crate) fn span_positions(last: usize, span: Span) -> Vec<usize> {
-    let first = (last + 1 + span.start).saturating_sub(span.end);
-    (first..=last).collect()
+pub(crate) fn span_positions(last: usize, span: Span) -> Option<Vec<usize>> {
+    // The first token after the prompt is predicted at the prompt's last position: there
+    // must be one.
+    let first = (last + 1 + span.start).checked_sub(span.end)?;
+    Some((first..=last).collect())
+}
+
+/// `scale · (onehot(id) − softmax(logits))`: the gradient of `scale · log p(id)` over the
+/// logits.
+fn log_prob_gradient(id: u32, logits: &[f32], scale: f32) -> Vec<f32> {
+    let softmax = Softmax::of(logits);
+    let mut coef: Vec<f32> = logits.iter().map(|&l| -scale * softmax.prob(l)).collect();
+    if let Some(c) = coef.get_mut(id as usize) {
+        *c += scale;
+    }
+    coef
 }
 
 /// `Σ_v (onehot(id) − softmax)_v · logit_v`: what a log-probability's relevance conserves.
@@ -172,11 +172,11 @@ mod tests {
     fn a_span_is_predicted_from_the_positions_before_its_tokens() {
         // Context: 10 prompt tokens then continuation[..3] (positions 10..13); span 1..4:
         // continuation[1] is predicted at 10, [2] at 11, [3] at 12 (the last).
-        assert_eq!(
-            span_positions(12, Span { start: 1, end: 4 }),
-            vec![10, 11, 12]
-        );
-        assert_eq!(span_positions(9, Span { start: 0, end: 1 }), vec![9]);
+        let at = |last, start, end| span_positions(last, Span { start, end });
+        assert_eq!(at(12, 1, 4), Some(vec![10, 11, 12]));
+        assert_eq!(at(9, 0, 1), Some(vec![9]));
+        // A context of only the span's tokens has no position to predict the first from.
+        assert_eq!(at(1, 0, 3), None);
     }
 
     #[test]

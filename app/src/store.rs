@@ -205,6 +205,10 @@ impl Store {
             row.against = Some(Box::new(ViewRow::of(b, &mut results)?));
         }
         let body = to_json(&row)?;
+        // In hash order, so that two shares of overlapping results lock them in one order;
+        // a result shown twice (a comparison of two methods) is stored and counted once.
+        results.sort();
+        results.dedup();
         let size = (body.len() + results.iter().map(|(_, j)| j.len()).sum::<usize>()) as u64;
         if size > self.quota.max_item_bytes {
             return Err(StoreError::TooLarge {
@@ -216,9 +220,6 @@ impl Store {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        // In hash order, so that two shares of overlapping results lock them in one order.
-        results.sort();
-        results.dedup();
         let mut tx = self.pool.begin().await?;
         let mut added = 0u64;
         for (hash, json) in &results {

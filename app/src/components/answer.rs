@@ -154,7 +154,13 @@ pub fn Answer(
         })
         .collect_view();
     view! {
-        <div class="answer" data-testid="answer" on:mouseleave=move |_| drag.set(None)>
+        // A drag released between tokens, or outside, ends without a span.
+        <div
+            class="answer"
+            data-testid="answer"
+            on:mouseleave=move |_| drag.set(None)
+            on:mouseup=move |_| drag.set(None)
+        >
             {buttons}
         </div>
     }

@@ -99,9 +99,10 @@ impl Form {
             Some(TargetSpec::Text(s)) => s.clone(),
             _ => String::new(),
         };
-        // A step's target comes from the answer, not the form's target box.
+        // A step's or a span's target comes from the answer, not the form's target box.
         let target = v.explain.as_ref().is_some_and(|e| {
             e.step.is_none()
+                && e.span.is_none()
                 && (self.target.get() != text(Some(&e.target))
                     || self.contrast.get() != text(e.contrast.as_ref()))
         });

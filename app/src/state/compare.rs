@@ -3,7 +3,7 @@
 
 use leptos_router::params::ParamsMap;
 use serde::{Deserialize, Serialize};
-use tokenlens::ExplainRequest;
+use tokenlens::{ExplainRequest, TargetSpec};
 
 use super::{ExplainSpec, ViewState};
 
@@ -42,33 +42,48 @@ impl CompareView {
             ViewState::from_params(&own)
         };
         CompareView {
-            a: side("a_"),
-            b: side("b_"),
+            a: prompt_only(side("a_")),
+            b: prompt_only(side("b_")),
         }
     }
 
     /// A comparison that starts from `v`: B is `v` too, shown with `other` method.
     pub fn from_view(v: &ViewState, other: tokenlens::Method) -> Self {
-        let mut a = v.clone();
-        a.generation = None;
-        a.matrix = None;
-        let e = a.explain.get_or_insert_with(ExplainSpec::default);
-        // A comparison explains the prompt's next token.
-        (e.step, e.span, e.faithfulness) = (None, None, None);
+        let a = prompt_only(v.clone());
         let mut b = a.clone();
         b.method = other;
         CompareView { a, b }
     }
 }
 
+/// `v` as a comparison shows it: an explanation of the prompt's next token (no answer, step,
+/// span, matrix or curves), so that what it stores is what it computed.
+fn prompt_only(mut v: ViewState) -> ViewState {
+    v.generation = None;
+    v.matrix = None;
+    let e = v.explain.get_or_insert_with(ExplainSpec::default);
+    (e.step, e.span, e.faithfulness) = (None, None, None);
+    v
+}
+
 /// The explain request a compared view makes (a prompt's next token).
 pub fn side_request(v: &ViewState) -> Result<ExplainRequest, String> {
-    let mut v = v.clone();
-    let e = v.explain.get_or_insert_with(ExplainSpec::default);
-    (e.step, e.span) = (None, None);
-    v.generation = None;
-    v.explain_request(&[])?
+    prompt_only(v.clone())
+        .explain_request(&[])?
         .ok_or_else(|| "nothing to explain".to_string())
+}
+
+/// B moved to another model than A's: a target or contrast given by A's token ids would name
+/// other tokens in B's vocabulary, so they become A's texts (`a_target`, `a_contrast`: the
+/// texts of the tokens A explained).
+pub fn retarget(b: &mut ViewState, a_target: Option<String>, a_contrast: Option<String>) {
+    let Some(e) = b.explain.as_mut() else { return };
+    if matches!(e.target, TargetSpec::Id(_)) {
+        e.target = a_target.map_or(TargetSpec::Argmax, TargetSpec::Text);
+    }
+    if matches!(e.contrast, Some(TargetSpec::Id(_))) {
+        e.contrast = a_contrast.map(TargetSpec::Text);
+    }
 }
 
 #[cfg(test)]
@@ -97,5 +112,26 @@ mod tests {
         }
         assert_eq!(CompareView::from_params(&p), c);
         assert_eq!(side_request(&c.b).unwrap().prompt, "The dog sat");
+        // A link with an answer step or a span compares the prompt's next token (what it
+        // computes is what Share stores).
+        p.insert("a_step", "3".to_string());
+        p.insert("b_span", "1:2".to_string());
+        assert_eq!(CompareView::from_params(&p), c);
+    }
+
+    #[test]
+    fn another_model_takes_the_targets_text_not_its_id() {
+        let mut b = ViewState {
+            explain: Some(ExplainSpec {
+                target: TargetSpec::Id(7042),
+                contrast: Some(TargetSpec::Id(4528)),
+                ..ExplainSpec::default()
+            }),
+            ..ViewState::default()
+        };
+        retarget(&mut b, Some(" Paris".into()), Some(" London".into()));
+        let e = b.explain.unwrap();
+        assert_eq!(e.target, TargetSpec::Text(" Paris".into()));
+        assert_eq!(e.contrast, Some(TargetSpec::Text(" London".into())));
     }
 }

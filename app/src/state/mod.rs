@@ -12,7 +12,7 @@ mod snapshot;
 mod streamed;
 mod view;
 
-pub use compare::{side_request, CompareView};
+pub use compare::{retarget, side_request, CompareView};
 pub use snapshot::{Replayed, Snapshot};
 pub use streamed::{AnswerState, MatrixState, Partial, Streamed};
 pub use view::{ExplainSpec, GenSpec, ViewState, DEFAULT_MAX_NEW};

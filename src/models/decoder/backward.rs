@@ -80,15 +80,6 @@ pub struct Seed {
     pub parts: Vec<(usize, Tensor)>,
 }
 
-impl Seed {
-    /// The seed of the sum of `seeds`' targets (exact: a backward pass is linear in its seed).
-    pub fn sum(seeds: impl IntoIterator<Item = Seed>) -> Seed {
-        Seed {
-            parts: seeds.into_iter().flat_map(|s| s.parts).collect(),
-        }
-    }
-}
-
 /// What a backward pass gives for each of its seeds.
 #[derive(Debug)]
 pub struct Gradients {
@@ -170,22 +161,35 @@ impl Decoder {
         })
     }
 
-    /// The seed of `Σ_v coef[v] · logit[v]` over the whole vocabulary at `position` (a
-    /// log-probability's gradient, `onehot − softmax`, is one): one product with the output
-    /// projection, through the soft-cap's slope at each logit.
-    pub fn seed_dense(&self, saved: &Saved, position: usize, coef: &[f32]) -> Result<Seed> {
-        let x = self.final_hidden(saved, &[position])?;
-        let mut c = Tensor::from_slice(coef, (1, coef.len()), x.device())?;
+    /// The seed of `Σ_i Σ_v coefs[i][v] · logit_{positions[i]}[v]`: a dense coefficient
+    /// vector over the vocabulary at each position (a log-probability's gradient,
+    /// `onehot − softmax`, is one), as one product with the output projection through the
+    /// soft-cap's slope at each logit.
+    pub fn seed_dense(
+        &self,
+        saved: &Saved,
+        positions: &[usize],
+        coefs: &[Vec<f32>],
+    ) -> Result<Seed> {
+        let vocab = coefs.first().map_or(0, Vec::len);
+        if positions.len() != coefs.len() || coefs.iter().any(|c| c.len() != vocab) {
+            candle_core::bail!("one coefficient vector of the vocabulary's size per position");
+        }
+        let x = self.final_hidden(saved, positions)?;
+        let mut c = Tensor::from_vec(coefs.concat(), (positions.len(), vocab), x.device())?;
         if let Some(cap) = self.cfg.arch.final_logit_softcapping {
             // d/dz c·tanh(z/c) = 1 − tanh²(z/c) = 1 − (capped / c)²
-            let capped = self.logits_at(saved, &[position])?;
+            let capped = self.logits_at(saved, positions)?;
             let slope = (1.0 - (capped / cap)?.sqr()?)?;
             c = (c * slope)?;
         }
-        let direction = self.lm_head.vjp(&c.to_dtype(x.dtype())?)?.squeeze(0)?;
-        Ok(Seed {
-            parts: vec![(position, direction)],
-        })
+        let directions = self.lm_head.vjp(&c.to_dtype(x.dtype())?)?;
+        let parts = positions
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| Ok((p, directions.get(i)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Seed { parts })
     }
 
     fn last_residual<'a>(&self, saved: &'a Saved) -> Result<&'a Tensor> {

@@ -13,7 +13,7 @@ use tokenlens::Method;
 use super::api::{list_models, share};
 use crate::compare::{align, Segment, Side};
 use crate::components::compare_rows::CompareRows;
-use crate::state::{side_request, CompareView, Partial, Snapshot};
+use crate::state::{retarget, side_request, CompareView, Partial, Snapshot};
 use run::{CompareRun, SideKey};
 
 /// The side of a stored comparison, replayed.
@@ -120,6 +120,17 @@ pub fn ComparePage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         // text either way).
         v.b.chat = b_chat.get_untracked();
         v.b.query_only = v.b.chat;
+        if v.b.model != v.a.model {
+            let texts = run.a.with_untracked(|r| {
+                let (_, t) = r.as_ref()?.1.prediction.as_ref()?;
+                Some((
+                    t.token.text.clone(),
+                    t.contrast.as_ref().map(|c| c.text.clone()),
+                ))
+            });
+            let (t, c) = texts.map_or((None, None), |(t, c)| (Some(t), c));
+            retarget(&mut v.b, t, c);
+        }
         go(v, true);
     };
     let pick_method = move |which: char, m: Method| {
@@ -237,8 +248,10 @@ pub fn ComparePage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             })
             .collect_view();
         view! {
+            // Off while a run goes: a switch then would restart the explanation in flight.
             <select
                 name=format!("{which}_method")
+                prop:disabled=move || run.running.get()
                 on:change=move |ev| {
                     if let Some(m) = Method::from_name(&event_target_value(&ev)) {
                         pick_method(which, m);

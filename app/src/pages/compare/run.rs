@@ -84,6 +84,8 @@ impl CompareRun {
                     into.set(Some((key, fresh)));
                 }
                 Outcome::Superseded => return,
+                // A newer run owns the page: an older one's failure is not its error.
+                Outcome::Failed(_) if !current() => return,
                 Outcome::Failed(e) => {
                     self.error.set(Some(format!("{name}: {e}")));
                     break;

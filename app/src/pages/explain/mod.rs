@@ -163,8 +163,16 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     let faithfulness_on =
         move || shown.with_untracked(|v| v.explain.as_ref().and_then(|e| e.faithfulness));
     // The score (logit or log-probability) stays as chosen for the next explanation.
-    let score_now =
-        move || shown.with_untracked(|v| v.explain.as_ref().map(|e| e.score).unwrap_or_default());
+    // (A span is always a log-probability: it sets no preference.)
+    let score_now = move || {
+        shown.with_untracked(|v| {
+            v.explain
+                .as_ref()
+                .filter(|e| e.span.is_none())
+                .map(|e| e.score)
+                .unwrap_or_default()
+        })
+    };
     // The lens comes with every explanation until it is turned off.
     let lens_on = move || shown.with_untracked(|v| v.explain.as_ref().is_none_or(|e| e.lens));
     // The view with the form's settings and `change` applied.
