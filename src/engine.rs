@@ -1,17 +1,16 @@
 //! The engine: a loaded model with its tokenizer and template, answering
-//! [`ExplainRequest`]s.
+//! [`ExplainRequest`]s. Generation (`generate.rs`), the all-steps matrix (`steps.rs`), the
+//! target and its seed (`target.rs`), the lens and the faithfulness curves live beside it.
 
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::methods::{gradient, MethodRules};
-use crate::models::decoder::{Decoder, KvCache, Saved};
+use crate::models::decoder::{Decoder, Saved};
 use crate::models::Rules;
-use crate::sampling::Sampler;
 use crate::source::{self, ModelPath};
 use crate::types::{
-    Candidate, CandidateExplanation, Conservation, ExplainRequest, Explanation, GenerateRequest,
-    GeneratedToken, Generation, Method, MethodResult, Prediction, Stage, StepRow, StepsRequest,
-    StopReason, StreamEvent, Target, TargetSpec, Token,
+    Candidate, CandidateExplanation, Conservation, ExplainRequest, Explanation, Method,
+    MethodResult, Prediction, Stage, StreamEvent, Target,
 };
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
@@ -50,25 +49,14 @@ impl LoadOptions {
     }
 }
 
-/// A tokenized prompt.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tokenized {
-    /// The text that was tokenized.
-    pub text: String,
-    /// Its tokens.
-    pub tokens: Vec<Token>,
-    /// Token range of the user's text, when templated.
-    pub query_span: Option<[usize; 2]>,
-}
-
 /// A loaded model ready to explain prompts. Cheap to share behind an `Arc`; `explain` takes
 /// `&self`.
 pub struct Engine {
     name: String,
     model: Decoder,
     tokenizer: Tokenizer,
-    chat_template: Option<ChatTemplate>,
-    add_bos: Option<u32>,
+    pub(crate) chat_template: Option<ChatTemplate>,
+    pub(crate) add_bos: Option<u32>,
     eos: Vec<u32>,
     neutral: Option<u32>,
     weights_note: String,
@@ -95,12 +83,12 @@ struct Attributed {
     lens: Option<Vec<Vec<crate::LensCell>>>,
 }
 
-fn stage(stage: Stage, method: Option<Method>) -> StreamEvent {
+pub(crate) fn stage(stage: Stage, method: Option<Method>) -> StreamEvent {
     StreamEvent::Stage { stage, method }
 }
 
 /// Softmax probability of one token.
-fn probability(id: u32, logits: &[f32]) -> f32 {
+pub(crate) fn probability(id: u32, logits: &[f32]) -> f32 {
     Softmax::of(logits).prob(logits[id as usize])
 }
 
@@ -127,7 +115,7 @@ impl Softmax {
 }
 
 /// Wraps a sink: `Break` becomes [`Error::Cancelled`].
-fn emitter(
+pub(crate) fn emitter(
     sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
 ) -> impl FnMut(StreamEvent) -> Result<()> + '_ {
     move |ev| match sink(&ev) {
@@ -165,7 +153,7 @@ struct PassResult {
 
 /// Reports a pass's layers as `progress` events, at most every 100 ms (and at its end);
 /// each report is also where a cancelled request stops.
-fn layer_progress<'a>(
+pub(crate) fn layer_progress<'a>(
     emit: &'a mut dyn FnMut(StreamEvent) -> Result<()>,
     stage: Stage,
     method: Option<Method>,
@@ -187,15 +175,19 @@ fn layer_progress<'a>(
 
 /// Backward passes run so far, one per distinct rule set (methods with the same rules
 /// share one).
-struct Passes<T>(Vec<(&'static Rules, T)>);
+pub(crate) struct Passes<T>(Vec<(&'static Rules, T)>);
 
 impl<T> Passes<T> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Passes(Vec::new())
     }
 
     /// The pass under `rules`, run now if it has not been.
-    fn get_or_run(&mut self, rules: &'static Rules, run: impl FnOnce() -> Result<T>) -> Result<&T> {
+    pub(crate) fn get_or_run(
+        &mut self,
+        rules: &'static Rules,
+        run: impl FnOnce() -> Result<T>,
+    ) -> Result<&T> {
         let i = match self.0.iter().position(|(r, _)| std::ptr::eq(*r, rules)) {
             Some(i) => i,
             None => {
@@ -211,7 +203,7 @@ impl<T> Passes<T> {
 }
 
 /// What the backward seed is multiplied by: 1, or the explained value (`seed_with_logit`).
-fn seed_scale(req: &ExplainRequest, target: &Target) -> f32 {
+pub(crate) fn seed_scale(req: &ExplainRequest, target: &Target) -> f32 {
     if req.seed_with_logit {
         target.explained_value()
     } else {
@@ -351,158 +343,9 @@ impl Engine {
         self.tokenizer.decode(&[id], false).unwrap_or_default()
     }
 
-    /// Templates (optionally; `thinking` is the template's `enable_thinking`) and tokenizes
-    /// a prompt.
-    pub fn tokenize(&self, prompt: &str, chat_template: bool, thinking: bool) -> Result<Tokenized> {
-        if prompt.trim().is_empty() {
-            return Err(Error::EmptyPrompt);
-        }
-        let (text, query) = if chat_template {
-            let t = self.chat_template.as_ref().ok_or(Error::NoChatTemplate)?;
-            let r = t.render(prompt, thinking)?;
-            (r.text, r.query)
-        } else {
-            (prompt.to_string(), None)
-        };
-        let enc = self
-            .tokenizer
-            .encode(text.as_str(), false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let mut tokens = Vec::with_capacity(enc.len() + 1);
-        // A chat template writes its own BOS (transformers tokenizes templated text without
-        // special tokens); raw text gets the tokenizer's BOS when the model asks for one.
-        if let Some(bos) = self.add_bos.filter(|_| !chat_template) {
-            tokens.push(Token {
-                id: bos,
-                text: self.decode_token(bos),
-                start: 0,
-                end: 0,
-                special: true,
-                generated: false,
-            });
-        }
-        for (i, (&id, &(start, end))) in enc.get_ids().iter().zip(enc.get_offsets()).enumerate() {
-            tokens.push(Token {
-                id,
-                text: self.decode_token(id),
-                start,
-                end,
-                special: enc.get_special_tokens_mask().get(i) == Some(&1) || self.is_special(id),
-                generated: false,
-            });
-        }
-        let query_span = query.and_then(|q| {
-            let inside = |t: &Token| t.end > q.start && t.start < q.end;
-            let first = tokens.iter().position(inside)?;
-            let last = tokens.iter().rposition(inside)?;
-            Some([first, last + 1])
-        });
-        Ok(Tokenized {
-            text,
-            tokens,
-            query_span,
-        })
-    }
-
-    fn is_special(&self, id: u32) -> bool {
-        self.tokenizer
-            .get_added_tokens_decoder()
-            .get(&id)
-            .is_some_and(|t| t.special)
-    }
-
-    /// Resolves a target spec against the logits; `None` = argmax.
-    fn target_id(&self, spec: &TargetSpec, argmax: u32) -> Result<u32> {
-        match spec {
-            TargetSpec::Argmax => Ok(argmax),
-            TargetSpec::Id(id) => {
-                if (*id as usize) < self.vocab_size() {
-                    Ok(*id)
-                } else {
-                    Err(Error::TargetOutOfRange {
-                        id: *id,
-                        vocab: self.vocab_size(),
-                    })
-                }
-            }
-            TargetSpec::Text(text) => {
-                let enc = self
-                    .tokenizer
-                    .encode(text.as_str(), false)
-                    .map_err(|e| Error::Tokenizer(e.to_string()))?;
-                enc.get_ids()
-                    .first()
-                    .copied()
-                    .ok_or_else(|| Error::EmptyTarget(text.clone()))
-            }
-        }
-    }
-
     /// Explains a prompt; the whole result at once.
     pub fn explain(&self, req: &ExplainRequest) -> Result<Explanation> {
         self.explain_streaming(req, &mut |_| ControlFlow::Continue(()))
-    }
-
-    /// The prompt (templated, tokenized) followed by `continuation` ids (generated tokens).
-    pub fn context(
-        &self,
-        prompt: &str,
-        chat_template: bool,
-        thinking: bool,
-        continuation: &[u32],
-    ) -> Result<Tokenized> {
-        let mut tok = self.tokenize(prompt, chat_template, thinking)?;
-        for &id in continuation {
-            if id as usize >= self.vocab_size() {
-                return Err(Error::ContinuationOutOfRange {
-                    id,
-                    vocab: self.vocab_size(),
-                });
-            }
-            let token = self.appended_token(&mut tok.text, id);
-            tok.tokens.push(token);
-        }
-        Ok(tok)
-    }
-
-    /// A generated token appended to `text`, with its offsets there.
-    fn appended_token(&self, text: &mut String, id: u32) -> Token {
-        let piece = self.decode_token(id);
-        let start = text.len();
-        text.push_str(&piece);
-        Token {
-            id,
-            start,
-            end: text.len(),
-            text: piece,
-            special: self.is_special(id),
-            generated: true,
-        }
-    }
-
-    /// Emits the `tokens` event; returns the ids.
-    fn announce(
-        &self,
-        tok: &Tokenized,
-        emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
-    ) -> Result<Vec<u32>> {
-        emit(StreamEvent::Tokens {
-            text: tok.text.clone(),
-            tokens: tok.tokens.clone(),
-            query_span: tok.query_span,
-            n_layers: self.n_layers(),
-        })?;
-        Ok(tok.tokens.iter().map(|t| t.id).collect())
-    }
-
-    fn check_length(&self, tokens: usize) -> Result<()> {
-        if tokens > self.max_tokens {
-            return Err(Error::PromptTooLong {
-                tokens,
-                limit: self.max_tokens,
-            });
-        }
-        Ok(())
     }
 
     /// Explains a prompt, handing each [`StreamEvent`] to `sink` as soon as it is known.
@@ -592,29 +435,8 @@ impl Engine {
             .squeeze(0)?
             .to_vec1()?;
         let (prediction, argmax) = self.prediction(&logits, req.top_k);
-        let (target, contrast_id) = match req.span {
-            Some(span) => (
-                self.span_target(&saved, last, &req.continuation, span)?,
-                None,
-            ),
-            None => {
-                let target_id = self.target_id(&req.target, argmax)?;
-                let contrast_id = match &req.contrast {
-                    Some(spec) => {
-                        let id = self.target_id(spec, argmax)?;
-                        if id == target_id {
-                            return Err(Error::ContrastIsTarget(self.decode_token(id)));
-                        }
-                        Some(id)
-                    }
-                    None => None,
-                };
-                let mut target = self.target(target_id, contrast_id, &logits, req.score);
-                target.pieces = self.target_pieces(&req.target);
-                (target, contrast_id)
-            }
-        };
-        let target_id = target.token.id;
+        let target = self.requested_target(req, &saved, &logits, argmax)?;
+        let (target_id, contrast_id) = (target.token.id, target.contrast.as_ref().map(|c| c.id));
         let seed = seed_scale(req, &target);
         emit(StreamEvent::Prediction {
             prediction: prediction.clone(),
@@ -734,158 +556,6 @@ impl Engine {
             })?;
         }
         Ok(out)
-    }
-
-    /// Generates an answer; the whole result at once.
-    pub fn generate(&self, req: &GenerateRequest) -> Result<Generation> {
-        self.generate_streaming(req, &mut |_| ControlFlow::Continue(()))
-    }
-
-    /// Generates an answer with a KV cache, emitting `tokens`, one `generated` event per
-    /// token, `finished` and `done`. Stops at an end-of-turn token (not kept),
-    /// `max_new_tokens`, or a full context.
-    pub fn generate_streaming(
-        &self,
-        req: &GenerateRequest,
-        sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
-    ) -> Result<Generation> {
-        let mut emit = emitter(sink);
-        req.check(self.vocab_size())
-            .map_err(Error::InvalidSetting)?;
-        let mut sampler = Sampler::new(req.sampling)?;
-        emit(stage(Stage::Tokenize, None))?;
-        let tok = self.tokenize(&req.prompt, req.chat_template, req.thinking)?;
-        self.check_length(tok.tokens.len())?;
-        let ids = self.announce(&tok, &mut emit)?;
-        emit(stage(Stage::Generate, None))?;
-        let mut cache = KvCache::default();
-        let mut logits = self
-            .model
-            .forward_cached(&ids, &mut cache)?
-            .to_vec1::<f32>()?;
-        let mut text = tok.text.clone();
-        let mut generated: Vec<GeneratedToken> = Vec::new();
-        let stop = loop {
-            let id = sampler.sample(&logits);
-            if self.eos.contains(&id) {
-                break StopReason::EndOfTurn;
-            }
-            let token = GeneratedToken {
-                prob: probability(id, &logits),
-                token: self.appended_token(&mut text, id),
-            };
-            emit(StreamEvent::Generated {
-                index: generated.len(),
-                token: token.clone(),
-            })?;
-            generated.push(token);
-            if generated.len() >= req.max_new_tokens {
-                break StopReason::MaxNewTokens;
-            }
-            // The next token's context must still fit (to generate it, and to explain it).
-            if cache.len() + 1 >= self.max_tokens {
-                break StopReason::ContextFull;
-            }
-            logits = self.model.forward_cached(&[id], &mut cache)?.to_vec1()?;
-        };
-        emit(StreamEvent::Finished { stop })?;
-        emit(StreamEvent::Done)?;
-        let answer_ids: Vec<u32> = generated.iter().map(|g| g.token.id).collect();
-        let answer = self
-            .tokenizer
-            .decode(&answer_ids, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        Ok(Generation {
-            model: self.name.clone(),
-            text: tok.text,
-            chat_template: req.chat_template,
-            thinking: req.thinking,
-            tokens: tok.tokens,
-            generated,
-            answer,
-            stop,
-            sampling: req.sampling,
-        })
-    }
-
-    /// Explains every generated token against its context (prompt and earlier generated
-    /// tokens): emits `tokens` (prompt and answer), one `step` row per generated token,
-    /// `done`. Returns the rows.
-    pub fn explain_steps_streaming(
-        &self,
-        req: &StepsRequest,
-        sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
-    ) -> Result<Vec<StepRow>> {
-        let mut emit = emitter(sink);
-        req.check().map_err(Error::InvalidSetting)?;
-        emit(stage(Stage::Tokenize, None))?;
-        let tok = self.context(&req.prompt, req.chat_template, req.thinking, &req.generated)?;
-        let prompt_len = tok.tokens.len() - req.generated.len();
-        self.check_length(tok.tokens.len() - 1)?;
-        let ids = self.announce(&tok, &mut emit)?;
-        let rows = self.step_rows(&ids, prompt_len, &req.methods, &mut emit)?;
-        emit(StreamEvent::Done)?;
-        Ok(rows)
-    }
-
-    /// The all-steps rows of the answer after `ids[..prompt_len]`: one forward pass over
-    /// prompt and answer, then per distinct rule set one backward pass with a seed per
-    /// answer token (its logit at the position before it). Step k's scores cover its
-    /// context, the prompt and k answer tokens.
-    fn step_rows(
-        &self,
-        ids: &[u32],
-        prompt_len: usize,
-        methods: &[Method],
-        emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
-    ) -> Result<Vec<StepRow>> {
-        let answer = &ids[prompt_len..];
-        if answer.is_empty() {
-            return Ok(Vec::new());
-        }
-        emit(stage(Stage::Forward, None))?;
-        let embeds = self.model.embed(&ids[..ids.len() - 1])?;
-        let saved = self
-            .model
-            .forward_saved(&embeds, &mut layer_progress(emit, Stage::Forward, None))?;
-        let positions: Vec<usize> = (0..answer.len()).map(|k| prompt_len - 1 + k).collect();
-        let logits: Vec<Vec<f32>> = self.model.logits_at(&saved, &positions)?.to_vec2()?;
-        let seeds = positions
-            .iter()
-            .zip(answer)
-            .map(|(&p, &id)| self.model.seed(&saved, p, &[(id, 1.0)]))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let mut rows: Vec<StepRow> = answer
-            .iter()
-            .zip(&logits)
-            .enumerate()
-            .map(|(step, (&id, logits))| StepRow {
-                step,
-                target: self.target(id, None, logits, crate::Score::Logit),
-                scores: BTreeMap::new(),
-            })
-            .collect();
-        let mut passes = Passes::new();
-        for &method in methods {
-            let m = MethodRules::of(method);
-            let grads = passes.get_or_run(m.rules, || {
-                emit(stage(Stage::Backward, Some(method)))?;
-                let mut progress = layer_progress(emit, Stage::Backward, Some(method));
-                Ok(self
-                    .model
-                    .backward(&saved, &seeds, m.rules, &mut progress)?
-                    .input)
-            })?;
-            for (row, &p) in rows.iter_mut().zip(&positions) {
-                let grad = grads.get(row.step)?.narrow(0, 0, p + 1)?;
-                let scores = m.scores(&embeds.narrow(0, 0, p + 1)?, &grad)?;
-                row.scores.insert(method.name().to_string(), scores);
-            }
-        }
-        for row in &rows {
-            emit(StreamEvent::Step { row: row.clone() })?;
-        }
-        Ok(rows)
     }
 
     fn prediction(&self, logits: &[f32], top_k: usize) -> (Prediction, u32) {

@@ -27,6 +27,8 @@ pub mod types;
 #[cfg(feature = "engine")]
 pub mod chat_template;
 #[cfg(feature = "engine")]
+mod context;
+#[cfg(feature = "engine")]
 mod cost;
 #[cfg(feature = "engine")]
 mod engine;
@@ -34,6 +36,8 @@ mod engine;
 mod error;
 #[cfg(feature = "engine")]
 pub mod faithfulness;
+#[cfg(feature = "engine")]
+mod generate;
 #[cfg(feature = "engine")]
 mod gguf_header;
 #[cfg(feature = "engine")]
@@ -51,6 +55,8 @@ pub mod sampling;
 #[cfg(feature = "engine")]
 pub mod source;
 #[cfg(feature = "engine")]
+mod steps;
+#[cfg(feature = "engine")]
 mod target;
 #[cfg(feature = "engine")]
 pub mod tokenizer;
@@ -59,7 +65,9 @@ pub mod tokenizer;
 #[cfg(feature = "engine")]
 pub use candle_core::{DType, Device};
 #[cfg(feature = "engine")]
-pub use engine::{Engine, LoadOptions, Tokenized};
+pub use context::Tokenized;
+#[cfg(feature = "engine")]
+pub use engine::{Engine, LoadOptions};
 #[cfg(feature = "engine")]
 pub use error::{Error, Result};
 pub use types::*;

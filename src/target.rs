@@ -3,9 +3,68 @@
 
 use crate::engine::Softmax;
 use crate::models::decoder::{Saved, Seed};
-use crate::{Candidate, Error, Result, Score, Span, SpanTarget, SpanToken, Target, TargetSpec};
+use crate::{
+    Candidate, Error, ExplainRequest, Result, Score, Span, SpanTarget, SpanToken, Target,
+    TargetSpec,
+};
 
 impl crate::Engine {
+    /// The target `req` asks for, at the position whose logits are `logits`: its span, or
+    /// its token (and contrast) resolved against them.
+    pub(crate) fn requested_target(
+        &self,
+        req: &ExplainRequest,
+        saved: &Saved,
+        logits: &[f32],
+        argmax: u32,
+    ) -> Result<Target> {
+        if let Some(span) = req.span {
+            let last = saved.len().saturating_sub(1);
+            return self.span_target(saved, last, &req.continuation, span);
+        }
+        let target_id = self.target_id(&req.target, argmax)?;
+        let contrast_id = match &req.contrast {
+            Some(spec) => {
+                let id = self.target_id(spec, argmax)?;
+                if id == target_id {
+                    return Err(Error::ContrastIsTarget(self.decode_token(id)));
+                }
+                Some(id)
+            }
+            None => None,
+        };
+        let mut target = self.target(target_id, contrast_id, logits, req.score);
+        target.pieces = self.target_pieces(&req.target);
+        Ok(target)
+    }
+
+    /// Resolves a target spec against the logits; `None` = argmax.
+    pub(crate) fn target_id(&self, spec: &TargetSpec, argmax: u32) -> Result<u32> {
+        match spec {
+            TargetSpec::Argmax => Ok(argmax),
+            TargetSpec::Id(id) => {
+                if (*id as usize) < self.vocab_size() {
+                    Ok(*id)
+                } else {
+                    Err(Error::TargetOutOfRange {
+                        id: *id,
+                        vocab: self.vocab_size(),
+                    })
+                }
+            }
+            TargetSpec::Text(text) => {
+                let enc = self
+                    .tokenizer()
+                    .encode(text.as_str(), false)
+                    .map_err(|e| Error::Tokenizer(e.to_string()))?;
+                enc.get_ids()
+                    .first()
+                    .copied()
+                    .ok_or_else(|| Error::EmptyTarget(text.clone()))
+            }
+        }
+    }
+
     /// The explained token (and contrast) at the position with `logits`: logits,
     /// probabilities, rank and, for a log-probability, the values it needs.
     pub(crate) fn target(

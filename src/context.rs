@@ -1,0 +1,140 @@
+//! The tokens a request explains: the prompt (in the chat template or as is) and any answer
+//! tokens after it, with each token's place in the text.
+
+use crate::error::{Error, Result};
+use crate::{StreamEvent, Token};
+
+/// A tokenized prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokenized {
+    /// The text that was tokenized.
+    pub text: String,
+    /// Its tokens.
+    pub tokens: Vec<Token>,
+    /// Token range of the user's text, when templated.
+    pub query_span: Option<[usize; 2]>,
+}
+
+impl crate::Engine {
+    /// Templates (optionally; `thinking` is the template's `enable_thinking`) and tokenizes
+    /// a prompt.
+    pub fn tokenize(&self, prompt: &str, chat_template: bool, thinking: bool) -> Result<Tokenized> {
+        if prompt.trim().is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        let (text, query) = if chat_template {
+            let t = self.chat_template.as_ref().ok_or(Error::NoChatTemplate)?;
+            let r = t.render(prompt, thinking)?;
+            (r.text, r.query)
+        } else {
+            (prompt.to_string(), None)
+        };
+        let enc = self
+            .tokenizer()
+            .encode(text.as_str(), false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let mut tokens = Vec::with_capacity(enc.len() + 1);
+        // A chat template writes its own BOS (transformers tokenizes templated text without
+        // special tokens); raw text gets the tokenizer's BOS when the model asks for one.
+        if let Some(bos) = self.add_bos.filter(|_| !chat_template) {
+            tokens.push(Token {
+                id: bos,
+                text: self.decode_token(bos),
+                start: 0,
+                end: 0,
+                special: true,
+                generated: false,
+            });
+        }
+        for (i, (&id, &(start, end))) in enc.get_ids().iter().zip(enc.get_offsets()).enumerate() {
+            tokens.push(Token {
+                id,
+                text: self.decode_token(id),
+                start,
+                end,
+                special: enc.get_special_tokens_mask().get(i) == Some(&1) || self.is_special(id),
+                generated: false,
+            });
+        }
+        let query_span = query.and_then(|q| {
+            let inside = |t: &Token| t.end > q.start && t.start < q.end;
+            let first = tokens.iter().position(inside)?;
+            let last = tokens.iter().rposition(inside)?;
+            Some([first, last + 1])
+        });
+        Ok(Tokenized {
+            text,
+            tokens,
+            query_span,
+        })
+    }
+
+    fn is_special(&self, id: u32) -> bool {
+        self.tokenizer()
+            .get_added_tokens_decoder()
+            .get(&id)
+            .is_some_and(|t| t.special)
+    }
+
+    /// The prompt (templated, tokenized) followed by `continuation` ids (generated tokens).
+    pub fn context(
+        &self,
+        prompt: &str,
+        chat_template: bool,
+        thinking: bool,
+        continuation: &[u32],
+    ) -> Result<Tokenized> {
+        let mut tok = self.tokenize(prompt, chat_template, thinking)?;
+        for &id in continuation {
+            if id as usize >= self.vocab_size() {
+                return Err(Error::ContinuationOutOfRange {
+                    id,
+                    vocab: self.vocab_size(),
+                });
+            }
+            let token = self.appended_token(&mut tok.text, id);
+            tok.tokens.push(token);
+        }
+        Ok(tok)
+    }
+
+    /// A generated token appended to `text`, with its offsets there.
+    pub(crate) fn appended_token(&self, text: &mut String, id: u32) -> Token {
+        let piece = self.decode_token(id);
+        let start = text.len();
+        text.push_str(&piece);
+        Token {
+            id,
+            start,
+            end: text.len(),
+            text: piece,
+            special: self.is_special(id),
+            generated: true,
+        }
+    }
+
+    /// Emits the `tokens` event; returns the ids.
+    pub(crate) fn announce(
+        &self,
+        tok: &Tokenized,
+        emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
+    ) -> Result<Vec<u32>> {
+        emit(StreamEvent::Tokens {
+            text: tok.text.clone(),
+            tokens: tok.tokens.clone(),
+            query_span: tok.query_span,
+            n_layers: self.n_layers(),
+        })?;
+        Ok(tok.tokens.iter().map(|t| t.id).collect())
+    }
+
+    pub(crate) fn check_length(&self, tokens: usize) -> Result<()> {
+        if tokens > self.max_tokens() {
+            return Err(Error::PromptTooLong {
+                tokens,
+                limit: self.max_tokens(),
+            });
+        }
+        Ok(())
+    }
+}

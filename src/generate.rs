@@ -1,0 +1,86 @@
+//! Generating an answer: sampled token by token with a KV cache, streamed.
+
+use std::ops::ControlFlow;
+
+use crate::engine::{emitter, probability, stage};
+use crate::error::{Error, Result};
+use crate::models::decoder::KvCache;
+use crate::sampling::Sampler;
+use crate::{GenerateRequest, GeneratedToken, Generation, Stage, StopReason, StreamEvent};
+
+impl crate::Engine {
+    /// Generates an answer; the whole result at once.
+    pub fn generate(&self, req: &GenerateRequest) -> Result<Generation> {
+        self.generate_streaming(req, &mut |_| ControlFlow::Continue(()))
+    }
+
+    /// Generates an answer with a KV cache, emitting `tokens`, one `generated` event per
+    /// token, `finished` and `done`. Stops at an end-of-turn token (not kept),
+    /// `max_new_tokens`, or a full context.
+    pub fn generate_streaming(
+        &self,
+        req: &GenerateRequest,
+        sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
+    ) -> Result<Generation> {
+        let mut emit = emitter(sink);
+        req.check(self.vocab_size())
+            .map_err(Error::InvalidSetting)?;
+        let mut sampler = Sampler::new(req.sampling)?;
+        emit(stage(Stage::Tokenize, None))?;
+        let tok = self.tokenize(&req.prompt, req.chat_template, req.thinking)?;
+        self.check_length(tok.tokens.len())?;
+        let ids = self.announce(&tok, &mut emit)?;
+        emit(stage(Stage::Generate, None))?;
+        let mut cache = KvCache::default();
+        let mut logits = self
+            .decoder()
+            .forward_cached(&ids, &mut cache)?
+            .to_vec1::<f32>()?;
+        let mut text = tok.text.clone();
+        let mut generated: Vec<GeneratedToken> = Vec::new();
+        let stop = loop {
+            let id = sampler.sample(&logits);
+            if self.eos_ids().contains(&id) {
+                break StopReason::EndOfTurn;
+            }
+            let token = GeneratedToken {
+                prob: probability(id, &logits),
+                token: self.appended_token(&mut text, id),
+            };
+            emit(StreamEvent::Generated {
+                index: generated.len(),
+                token: token.clone(),
+            })?;
+            generated.push(token);
+            if generated.len() >= req.max_new_tokens {
+                break StopReason::MaxNewTokens;
+            }
+            // The next token's context must still fit (to generate it, and to explain it).
+            if cache.len() + 1 >= self.max_tokens() {
+                break StopReason::ContextFull;
+            }
+            logits = self
+                .decoder()
+                .forward_cached(&[id], &mut cache)?
+                .to_vec1()?;
+        };
+        emit(StreamEvent::Finished { stop })?;
+        emit(StreamEvent::Done)?;
+        let answer_ids: Vec<u32> = generated.iter().map(|g| g.token.id).collect();
+        let answer = self
+            .tokenizer()
+            .decode(&answer_ids, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(Generation {
+            model: self.name().to_string(),
+            text: tok.text,
+            chat_template: req.chat_template,
+            thinking: req.thinking,
+            tokens: tok.tokens,
+            generated,
+            answer,
+            stop,
+            sampling: req.sampling,
+        })
+    }
+}

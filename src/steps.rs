@@ -1,0 +1,92 @@
+//! The all-steps matrix: every answer token explained against its context, with one forward
+//! pass and one backward pass per rule set (a seed per answer token).
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use crate::engine::{emitter, layer_progress, stage, Passes};
+use crate::error::{Error, Result};
+use crate::methods::MethodRules;
+use crate::{Method, Stage, StepRow, StepsRequest, StreamEvent};
+
+impl crate::Engine {
+    /// Explains every generated token against its context (prompt and earlier generated
+    /// tokens): emits `tokens` (prompt and answer), one `step` row per generated token,
+    /// `done`. Returns the rows.
+    pub fn explain_steps_streaming(
+        &self,
+        req: &StepsRequest,
+        sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
+    ) -> Result<Vec<StepRow>> {
+        let mut emit = emitter(sink);
+        req.check().map_err(Error::InvalidSetting)?;
+        emit(stage(Stage::Tokenize, None))?;
+        let tok = self.context(&req.prompt, req.chat_template, req.thinking, &req.generated)?;
+        let prompt_len = tok.tokens.len() - req.generated.len();
+        self.check_length(tok.tokens.len() - 1)?;
+        let ids = self.announce(&tok, &mut emit)?;
+        let rows = self.step_rows(&ids, prompt_len, &req.methods, &mut emit)?;
+        emit(StreamEvent::Done)?;
+        Ok(rows)
+    }
+
+    /// The all-steps rows of the answer after `ids[..prompt_len]`: one forward pass over
+    /// prompt and answer, then per distinct rule set one backward pass with a seed per
+    /// answer token (its logit at the position before it). Step k's scores cover its
+    /// context, the prompt and k answer tokens.
+    fn step_rows(
+        &self,
+        ids: &[u32],
+        prompt_len: usize,
+        methods: &[Method],
+        emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
+    ) -> Result<Vec<StepRow>> {
+        let answer = &ids[prompt_len..];
+        if answer.is_empty() {
+            return Ok(Vec::new());
+        }
+        emit(stage(Stage::Forward, None))?;
+        let embeds = self.decoder().embed(&ids[..ids.len() - 1])?;
+        let saved = self
+            .decoder()
+            .forward_saved(&embeds, &mut layer_progress(emit, Stage::Forward, None))?;
+        let positions: Vec<usize> = (0..answer.len()).map(|k| prompt_len - 1 + k).collect();
+        let logits: Vec<Vec<f32>> = self.decoder().logits_at(&saved, &positions)?.to_vec2()?;
+        let seeds = positions
+            .iter()
+            .zip(answer)
+            .map(|(&p, &id)| self.decoder().seed(&saved, p, &[(id, 1.0)]))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut rows: Vec<StepRow> = answer
+            .iter()
+            .zip(&logits)
+            .enumerate()
+            .map(|(step, (&id, logits))| StepRow {
+                step,
+                target: self.target(id, None, logits, crate::Score::Logit),
+                scores: BTreeMap::new(),
+            })
+            .collect();
+        let mut passes = Passes::new();
+        for &method in methods {
+            let m = MethodRules::of(method);
+            let grads = passes.get_or_run(m.rules, || {
+                emit(stage(Stage::Backward, Some(method)))?;
+                let mut progress = layer_progress(emit, Stage::Backward, Some(method));
+                Ok(self
+                    .decoder()
+                    .backward(&saved, &seeds, m.rules, &mut progress)?
+                    .input)
+            })?;
+            for (row, &p) in rows.iter_mut().zip(&positions) {
+                let grad = grads.get(row.step)?.narrow(0, 0, p + 1)?;
+                let scores = m.scores(&embeds.narrow(0, 0, p + 1)?, &grad)?;
+                row.scores.insert(method.name().to_string(), scores);
+            }
+        }
+        for row in &rows {
+            emit(StreamEvent::Step { row: row.clone() })?;
+        }
+        Ok(rows)
+    }
+}
