@@ -15,8 +15,6 @@ const TOL: f32 = 1e-4;
 struct Case {
     #[serde(flatten)]
     at: Fixture,
-    ids: Vec<u32>,
-    target: u32,
     lens: Vec<Vec<LensCell>>,
 }
 
@@ -28,12 +26,12 @@ fn lens_matches_transformers() {
     for c in &doc {
         let e = engine_for(&c.at.model);
         let mut req = c.at.request();
-        req.target = TargetSpec::Id(c.target);
+        req.target = TargetSpec::Id(c.at.target);
         req.methods = Vec::new();
         req.lens = true;
         let ex = e.explain(&req).unwrap();
         let ids: Vec<u32> = ex.tokens.iter().map(|t| t.id).collect();
-        assert_eq!(ids, c.ids, "{}: tokens", c.at.fixture);
+        assert_eq!(ids, c.at.ids, "{}: tokens", c.at.fixture);
         let lens = ex.lens.expect("lens asked for");
         assert_eq!(lens.len(), c.lens.len(), "{}: layers", c.at.fixture);
         for (l, (got, want)) in lens.iter().zip(&c.lens).enumerate() {

@@ -24,8 +24,6 @@ const TOL: f32 = 1e-3;
 struct Case {
     #[serde(flatten)]
     at: Fixture,
-    ids: Vec<u32>,
-    target: u32,
     continuation: Vec<u32>,
     range: (usize, usize),
     token: Want,
@@ -77,11 +75,11 @@ fn log_probabilities_and_spans_match_pytorch() {
     for c in &doc {
         let e = engine_for(&c.at.model);
         let mut req = request(c);
-        req.target = TargetSpec::Id(c.target);
+        req.target = TargetSpec::Id(c.at.target);
         req.score = Score::LogProb;
         let ex = e.explain(&req).unwrap();
         let ids: Vec<u32> = ex.tokens.iter().map(|t| t.id).collect();
-        assert_eq!(ids, c.ids, "{}: tokens", c.at.fixture);
+        assert_eq!(ids, c.at.ids, "{}: tokens", c.at.fixture);
         let lp = ex.target.log_prob.expect("a log-probability target");
         assert!(
             (lp - c.token.value).abs() <= 1e-4 * c.token.value.abs().max(1.0),
@@ -105,7 +103,7 @@ fn log_probabilities_and_spans_match_pytorch() {
         let ex = e.explain(&req).unwrap();
         assert_eq!(
             ex.tokens.len(),
-            c.ids.len() + c.range.1 - 1,
+            c.at.ids.len() + c.range.1 - 1,
             "{}: the span's context",
             c.at.fixture
         );

@@ -109,6 +109,10 @@ pub struct Fixture {
     pub model: String,
     pub prompt: String,
     pub chat_template: bool,
+    /// The prompt's token ids as the reference tokenized it.
+    pub ids: Vec<u32>,
+    /// The token the reference explained.
+    pub target: u32,
 }
 
 impl Fixture {

@@ -80,21 +80,26 @@ impl Weight {
     /// `W · x` for `x: [in, k]` → `[out, k]` (a stored matrix is converted a block of rows at
     /// a time, so a vocabulary-sized output layer never needs its whole dense copy).
     pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
-        /// Rows dequantized at once: 64 MB of f32 for a 4096-wide matrix.
-        const CHUNK: usize = 4096;
         match self {
             Weight::Dense(t) => super::blas::matmul(t, x),
             Weight::Stored { .. } | Weight::Half { .. } => {
-                let rows = self.rows_count()?;
-                let parts = (0..rows)
-                    .step_by(CHUNK)
-                    .map(|start| {
-                        super::blas::matmul(&self.rows(start, CHUNK.min(rows - start))?, x)
-                    })
+                let parts = self
+                    .row_blocks()?
+                    .map(|(start, len)| super::blas::matmul(&self.rows(start, len)?, x))
                     .collect::<Result<Vec<_>>>()?;
                 Tensor::cat(&parts, 0)
             }
         }
+    }
+
+    /// `(start, len)` of the blocks of rows a stored matrix is converted in: 64 MB of f32 for
+    /// a 4096-wide matrix.
+    fn row_blocks(&self) -> Result<impl Iterator<Item = (usize, usize)>> {
+        const BLOCK: usize = 4096;
+        let rows = self.rows_count()?;
+        Ok((0..rows)
+            .step_by(BLOCK)
+            .map(move |start| (start, BLOCK.min(rows - start))))
     }
 
     /// `x · Wᵀ` for `x: [k, in]` → `[k, out]`, row-major: one product straight into rows for a
@@ -110,14 +115,11 @@ impl Weight {
     /// `dy · W` for `dy: [k, out]` → `[k, in]`: cotangents of the outputs carried to the input
     /// (a stored matrix a block of rows at a time).
     pub fn vjp(&self, dy: &Tensor) -> Result<Tensor> {
-        const CHUNK: usize = 4096;
         match self {
             Weight::Dense(t) => super::blas::matmul(dy, t),
             Weight::Stored { .. } | Weight::Half { .. } => {
-                let rows = self.rows_count()?;
                 let mut sum: Option<Tensor> = None;
-                for start in (0..rows).step_by(CHUNK) {
-                    let len = CHUNK.min(rows - start);
+                for (start, len) in self.row_blocks()? {
                     let part = super::blas::matmul(
                         &dy.narrow(1, start, len)?.contiguous()?,
                         &self.rows(start, len)?,
