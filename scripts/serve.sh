@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-models.sh
-# OpenBLAS: the fast f32 matrix products (src/models/blas.rs; without it, candle's kernel).
+# OpenBLAS and oneMKL: the fast f32 and bf16 matrix products (src/kernels/; without them,
+# candle's kernel and f32).
 bash scripts/apt-install.sh libopenblas0-pthread
+bash scripts/fetch-mkl.sh
 bash scripts/build-web.sh
 exec target/release/tokenlens-server --model smollm2-135m --model gemma3-270m --site-root target/site "$@"

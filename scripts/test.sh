@@ -11,8 +11,10 @@ step() { printf '== %s (at %dm%02ds)\n' "$1" $((SECONDS / 60)) $((SECONDS % 60))
 
 step "set-up"
 bash scripts/fetch-models.sh
-# OpenBLAS: the fast f32 matrix products (src/models/blas.rs; without it, candle's kernel).
+# OpenBLAS and oneMKL: the fast f32 and bf16 matrix products (src/kernels/; without them,
+# candle's kernel and f32).
 bash scripts/apt-install.sh fonts-dejavu-core chromium libopenblas0-pthread
+bash scripts/fetch-mkl.sh
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 [ -d end2end/node_modules/@playwright/test ] || (cd end2end && npm ci --no-audit --no-fund)
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt

@@ -4,7 +4,9 @@
 use anyhow::Context;
 use std::path::PathBuf;
 use std::time::Instant;
-use tokenlens::{Engine, ExplainRequest, GenerateRequest, Method, Sampling, StepsRequest};
+use tokenlens::{
+    Engine, ExplainRequest, GenerateRequest, Method, Precision, Sampling, StepsRequest,
+};
 
 /// Options of `tokenlens bench`.
 #[derive(clap::Args, Debug)]
@@ -75,10 +77,11 @@ fn time(repeat: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Res
     Ok(median(times))
 }
 
-/// GFLOP/s of `a (m×k) · b (k×n)` for each shape, candle's kernel and OpenBLAS's (when
-/// loaded), as JSON.
+/// GFLOP/s of `a (m×k) · b (k×n)` for each shape, candle's kernel, OpenBLAS's (when
+/// loaded) and the bf16 product (oneMKL, when loaded; `a` rounded to bf16 in each call, `b`
+/// held in bf16 as weights are), as JSON.
 fn sgemm(shapes: &[String], repeat: usize) -> anyhow::Result<()> {
-    use tokenlens::models::blas;
+    use tokenlens::kernels;
     let dev = tokenlens::Device::Cpu;
     let mut out = serde_json::Map::new();
     for shape in shapes {
@@ -104,14 +107,20 @@ fn sgemm(shapes: &[String], repeat: usize) -> anyhow::Result<()> {
             anyhow::Ok(flops * reps as f64 / s / 1e9)
         };
         let candle = rate(&|| a.matmul(&b))?;
-        let openblas = if blas::backend().starts_with("OpenBLAS") {
-            Some(rate(&|| blas::matmul(&a, &b))?)
+        let openblas = if kernels::backend().starts_with("f32: OpenBLAS") {
+            Some(rate(&|| kernels::matmul(&a, &b))?)
+        } else {
+            None
+        };
+        let bf16 = if kernels::bf16_available() {
+            let b16 = kernels::to_bf16(&b)?;
+            Some(rate(&|| kernels::matmul_bf16(&a, &b16))?)
         } else {
             None
         };
         out.insert(
             shape.clone(),
-            serde_json::json!({ "candle": candle, "openblas": openblas }),
+            serde_json::json!({ "candle": candle, "openblas": openblas, "bf16": bf16 }),
         );
     }
     println!("{}", serde_json::Value::Object(out));
@@ -119,13 +128,14 @@ fn sgemm(shapes: &[String], repeat: usize) -> anyhow::Result<()> {
 }
 
 /// A greedy generation of `n` tokens.
-fn greedy(prompt: &str, chat: bool, n: usize) -> GenerateRequest {
+fn greedy(prompt: &str, chat: bool, n: usize, precision: Precision) -> GenerateRequest {
     GenerateRequest {
         prompt: prompt.to_string(),
         chat_template: chat,
         thinking: false,
         sampling: Sampling::greedy(),
         max_new_tokens: n,
+        precision,
     }
 }
 
@@ -140,18 +150,24 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let engine = Engine::load_with(&args.device.options(&args.model, args.max_tokens)?)?;
     let load_s = t.elapsed().as_secs_f64();
+    let precision = args.device.precision;
     let mut req = ExplainRequest::new(prompt);
     req.chat_template = args.chat;
+    req.precision = precision;
     let n_tokens = engine.tokenize(&req.prompt, args.chat, false)?.tokens.len();
 
     req.methods = vec![];
     let forward_s = time(args.repeat, || Ok(engine.explain(&req).map(|_| ())?))?;
+    let mut ran_in = Precision::F32;
     let mut methods = serde_json::Map::new();
     for name in &args.methods {
         let m =
             Method::from_name(name).ok_or_else(|| tokenlens::Error::UnknownMethod(name.clone()))?;
         req.methods = vec![m];
-        let s = time(args.repeat, || Ok(engine.explain(&req).map(|_| ())?))?;
+        let s = time(args.repeat, || {
+            ran_in = engine.explain(&req)?.precision;
+            Ok(())
+        })?;
         methods.insert(name.clone(), s.into());
     }
     // Every method in one request: one forward pass, one backward per rule set.
@@ -159,18 +175,21 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let all_methods_s = time(args.repeat, || Ok(engine.explain(&req).map(|_| ())?))?;
     let mut generation = serde_json::Value::Null;
     if args.generate > 0 {
-        let greq = greedy(&req.prompt, args.chat, args.generate);
-        let mut n = 0;
+        let greq = greedy(&req.prompt, args.chat, args.generate, precision);
+        let (mut n, mut gen_in) = (0, Precision::F32);
         let s = time(args.repeat, || {
-            n = engine.generate(&greq)?.generated.len();
+            let g = engine.generate(&greq)?;
+            (n, gen_in) = (g.generated.len(), g.precision);
             Ok(())
         })?;
-        generation = serde_json::json!({ "new_tokens": n, "s": s, "tokens_per_s": n as f64 / s });
+        generation = serde_json::json!({
+            "new_tokens": n, "s": s, "tokens_per_s": n as f64 / s, "precision": gen_in,
+        });
     }
     let mut steps = serde_json::Value::Null;
     if args.steps > 0 {
         let answer = engine
-            .generate(&greedy(&req.prompt, args.chat, args.steps))?
+            .generate(&greedy(&req.prompt, args.chat, args.steps, precision))?
             .ids();
         let sreq = StepsRequest {
             prompt: req.prompt.clone(),
@@ -178,6 +197,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             thinking: false,
             generated: answer.clone(),
             methods: Method::ALL.to_vec(),
+            precision,
         };
         let s = time(args.repeat, || {
             engine.explain_steps_streaming(&sreq, &mut |_| std::ops::ControlFlow::Continue(()))?;
@@ -199,7 +219,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "generate": generation,
         "peak_rss_mib": peak_rss_mib(),
         "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "matmul": tokenlens::models::blas::backend(),
+        "matmul": tokenlens::kernels::backend(),
+        "precision": ran_in,
         "all_methods_s": all_methods_s,
         "steps": steps,
         "faithfulness": faithfulness,
@@ -224,10 +245,21 @@ fn curves(engine: &Engine, req: &ExplainRequest) -> anyhow::Result<serde_json::V
     };
     let mut inputs = 0;
     let t = Instant::now();
-    let f = engine.faithfulness(&tok, ex.target.token.id, &scores, spec, &mut |done, _| {
-        inputs = done;
-        Ok(())
-    })?;
+    let products = match ex.precision {
+        Precision::F32 => tokenlens::kernels::Products::F32,
+        _ => tokenlens::kernels::Products::Stored,
+    };
+    let f = engine.faithfulness(
+        &tok,
+        ex.target.token.id,
+        &scores,
+        spec,
+        products,
+        &mut |done, _| {
+            inputs = done;
+            Ok(())
+        },
+    )?;
     let s = t.elapsed().as_secs_f64();
     Ok(serde_json::json!({
         "s": s,

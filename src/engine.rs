@@ -4,9 +4,11 @@
 
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
+use crate::kernels::Products;
 use crate::methods::{gradient, MethodRules};
 use crate::models::decoder::{Decoder, Saved};
 use crate::models::Rules;
+use crate::precision::Plan;
 use crate::source::{self, ModelPath};
 use crate::types::{
     Candidate, CandidateExplanation, Conservation, ExplainRequest, Explanation, Method,
@@ -366,7 +368,12 @@ impl Engine {
         let tok = self.context(&req.prompt, req.chat_template, req.thinking, context)?;
         self.check_length(tok.tokens.len())?;
         let ids = self.announce(&tok, &mut emit)?;
-        let a = self.attribute(&ids, req, &mut emit)?;
+        let backward = crate::methods::passes(&req.methods).len();
+        let plan = self.explanation_plan(req.precision, ids.len(), backward);
+        if let Some(ev) = plan.event() {
+            emit(ev)?;
+        }
+        let a = self.attribute(&ids, req, plan, &mut emit)?;
         let faithfulness = match req.faithfulness {
             Some(spec) => {
                 emit(stage(Stage::Faithfulness, None))?;
@@ -384,7 +391,14 @@ impl Engine {
                         total,
                     })
                 };
-                let f = self.faithfulness(&tok, a.target.token.id, &scores, spec, &mut progress)?;
+                let f = self.faithfulness(
+                    &tok,
+                    a.target.token.id,
+                    &scores,
+                    spec,
+                    plan.forward,
+                    &mut progress,
+                )?;
                 emit(StreamEvent::Faithfulness { result: f.clone() })?;
                 Some(f)
             }
@@ -410,6 +424,7 @@ impl Engine {
             candidates: a.candidates,
             faithfulness,
             lens: a.lens,
+            precision: plan.precision,
         })
     }
 
@@ -421,32 +436,33 @@ impl Engine {
         &self,
         ids: &[u32],
         req: &ExplainRequest,
+        plan: Plan,
         emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
     ) -> Result<Attributed> {
-        emit(stage(Stage::Forward, None))?;
-        let embeds = self.model.embed(ids)?;
-        let saved = self
-            .model
-            .forward_saved(&embeds, &mut layer_progress(emit, Stage::Forward, None))?;
+        let saved = self.forward_saved(ids, plan, emit)?;
+        let embeds = saved.embeddings().clone();
         let last = ids.len() - 1;
-        let logits: Vec<f32> = self
+        let mut logits: Vec<f32> = self
             .model
-            .logits_at(&saved, &[last])?
+            .logits_at(&saved, &[last], plan.forward)?
             .squeeze(0)?
             .to_vec1()?;
+        if plan.forward != Products::F32 {
+            self.exact_top(req, &saved, &mut logits, plan)?;
+        }
         let (prediction, argmax) = self.prediction(&logits, req.top_k);
-        let target = self.requested_target(req, &saved, &logits, argmax)?;
+        let target = self.requested_target(req, &saved, &logits, argmax, plan)?;
         let (target_id, contrast_id) = (target.token.id, target.contrast.as_ref().map(|c| c.id));
         let seed = seed_scale(req, &target);
         emit(StreamEvent::Prediction {
             prediction: prediction.clone(),
             target: target.clone(),
         })?;
-        let seeds = [self.target_seed(&saved, last, &target, &logits, seed)?];
+        let seeds = [self.target_seed(&saved, last, &target, &logits, seed, plan)?];
         // The lens reads the same forward pass, before any backward pass.
         let lens = if req.lens {
             emit(stage(Stage::Lens, None))?;
-            let lens = self.lens(&saved, target.token.id)?;
+            let lens = self.lens(&saved, target.token.id, plan.forward)?;
             emit(StreamEvent::Lens { lens: lens.clone() })?;
             Some(lens)
         } else {
@@ -460,9 +476,13 @@ impl Engine {
             let r = passes.get_or_run(row.rules, || {
                 emit(stage(Stage::Backward, Some(method)))?;
                 let mut progress = layer_progress(emit, Stage::Backward, Some(method));
-                let mut g = self
-                    .model
-                    .backward(&saved, &seeds, row.rules, &mut progress)?;
+                let mut g = self.model.backward(
+                    &saved,
+                    &seeds,
+                    row.rules,
+                    plan.attribution,
+                    &mut progress,
+                )?;
                 Ok(PassResult {
                     grad: g.input.get(0)?,
                     trace: g.trace.swap_remove(0),
@@ -487,7 +507,7 @@ impl Engine {
                 .iter()
                 .map(|&id| self.target(id, contrast_id, &logits, req.score))
                 .collect();
-            self.candidates(&saved, &embeds, targets, &logits, req, emit)?
+            self.candidates(&saved, targets, &logits, req, plan, emit)?
         } else {
             Vec::new()
         };
@@ -507,19 +527,20 @@ impl Engine {
     fn candidates(
         &self,
         saved: &Saved,
-        embeds: &Tensor,
         targets: Vec<Target>,
         logits: &[f32],
         req: &ExplainRequest,
+        plan: Plan,
         emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
     ) -> Result<Vec<CandidateExplanation>> {
         if targets.is_empty() || req.methods.is_empty() {
             return Ok(Vec::new());
         }
+        let embeds = saved.embeddings();
         let last = embeds.dim(0)? - 1;
         let seeds = targets
             .iter()
-            .map(|t| self.target_seed(saved, last, t, logits, seed_scale(req, t)))
+            .map(|t| self.target_seed(saved, last, t, logits, seed_scale(req, t), plan))
             .collect::<Result<Vec<_>>>()?;
         let mut out: Vec<CandidateExplanation> = targets
             .into_iter()
@@ -534,7 +555,8 @@ impl Engine {
             let g = passes.get_or_run(row.rules, || {
                 emit(stage(Stage::Candidates, Some(method)))?;
                 let mut progress = layer_progress(emit, Stage::Candidates, Some(method));
-                self.model.backward(saved, &seeds, row.rules, &mut progress)
+                self.model
+                    .backward(saved, &seeds, row.rules, plan.attribution, &mut progress)
             })?;
             for (i, (c, trace)) in out.iter_mut().zip(&g.trace).enumerate() {
                 let grad = g.input.get(i)?;
@@ -556,6 +578,47 @@ impl Engine {
             })?;
         }
         Ok(out)
+    }
+
+    /// Makes the logits that an explanation shows or explains exact: the top candidates', the
+    /// target's and the contrast's (`logits` came from approximate products; the backward
+    /// seeds carry exact output rows, so the last layer's relevance then sums to the
+    /// explained logit as in f32).
+    fn exact_top(
+        &self,
+        req: &ExplainRequest,
+        saved: &Saved,
+        logits: &mut [f32],
+        plan: Plan,
+    ) -> Result<()> {
+        let (prediction, argmax) = self.prediction(logits, req.top_k);
+        let target = self.requested_target(req, saved, logits, argmax, plan)?;
+        let mut ids: Vec<u32> = prediction.top.iter().map(|c| c.id).collect();
+        ids.push(target.token.id);
+        ids.extend(target.contrast.as_ref().map(|c| c.id));
+        let last = saved.len() - 1;
+        for (id, l) in ids.iter().zip(self.model.exact_logits(saved, last, &ids)?) {
+            if let Some(slot) = logits.get_mut(*id as usize) {
+                *slot = l;
+            }
+        }
+        Ok(())
+    }
+
+    /// The saved forward pass over `ids` with the plan's products.
+    pub(crate) fn forward_saved(
+        &self,
+        ids: &[u32],
+        plan: Plan,
+        emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
+    ) -> Result<Saved> {
+        emit(stage(Stage::Forward, None))?;
+        let embeds = self.model.embed(ids)?;
+        self.model.forward_saved(
+            &embeds,
+            plan.attribution,
+            &mut layer_progress(emit, Stage::Forward, None),
+        )
     }
 
     fn prediction(&self, logits: &[f32], top_k: usize) -> (Prediction, u32) {

@@ -242,14 +242,16 @@ impl crate::Engine {
     }
 
     /// Perturbation curves of each method's `scores` (one per token of `tok`) for `target`
-    /// at the last position of `tok`, and the random baseline. `progress` hears how many
-    /// distinct inputs have run of at most how many (repeats run once), and may cancel.
+    /// at the last position of `tok`, and the random baseline, the forward passes with
+    /// `products`. `progress` hears how many distinct inputs have run of at most how many
+    /// (repeats run once), and may cancel.
     pub fn faithfulness(
         &self,
         tok: &crate::Tokenized,
         target: u32,
         scores: &MethodScores,
         spec: crate::types::FaithfulnessSpec,
+        products: crate::kernels::Products,
         progress: &mut dyn FnMut(usize, usize) -> crate::Result<()>,
     ) -> crate::Result<crate::types::Faithfulness> {
         use crate::types::Operator;
@@ -289,7 +291,7 @@ impl crate::Engine {
             operator: spec.operator,
             neutral,
         };
-        let values = self.run_inputs(&inputs, wanted, target, progress)?;
+        let values = self.run_inputs(&inputs, wanted, target, products, progress)?;
         let mut curves = Curves::new(steps.clone(), |out: &[usize]| {
             values.get(out).copied().ok_or_else(|| {
                 crate::Error::InvalidSetting(format!("no value for {out:?} (a planning slip)"))
@@ -369,6 +371,7 @@ impl crate::Engine {
         inputs: &Inputs,
         mut wanted: Vec<Vec<usize>>,
         target: u32,
+        products: crate::kernels::Products,
         progress: &mut dyn FnMut(usize, usize) -> crate::Result<()>,
     ) -> crate::Result<HashMap<Vec<usize>, (f32, f32)>> {
         let model = self.decoder();
@@ -376,7 +379,7 @@ impl crate::Engine {
         let last = n.saturating_sub(1);
         // Every input shares the positions before its first change: those run once here.
         let mut base = crate::models::decoder::KvCache::default();
-        model.forward_cached(inputs.ids, &mut base)?;
+        model.forward_cached(inputs.ids, &mut base, products)?;
         let first = |out: &[usize]| out.first().copied().unwrap_or(last).min(last);
         // Latest change first, so that a batch's inputs start at nearly the same position.
         wanted.sort_by_key(|out| std::cmp::Reverse(first(out)));
@@ -396,7 +399,7 @@ impl crate::Engine {
                 .iter()
                 .map(|out| inputs.tail(out, from))
                 .collect::<candle_core::Result<Vec<_>>>()?;
-            let logits = model.forward_batch(&base, from, &tails)?;
+            let logits = model.forward_batch(&base, from, &tails, products)?;
             for (out, l) in batch.iter().zip(logits) {
                 let l: Vec<f32> = l.to_vec1()?;
                 let logit = *l.get(target as usize).ok_or_else(|| {

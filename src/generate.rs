@@ -30,11 +30,15 @@ impl crate::Engine {
         let tok = self.tokenize(&req.prompt, req.chat_template, req.thinking)?;
         self.check_length(tok.tokens.len())?;
         let ids = self.announce(&tok, &mut emit)?;
+        let plan = self.generation_plan(req.precision);
+        if let Some(ev) = plan.event() {
+            emit(ev)?;
+        }
         emit(stage(Stage::Generate, None))?;
         let mut cache = KvCache::default();
         let mut logits = self
             .decoder()
-            .forward_cached(&ids, &mut cache)?
+            .forward_cached(&ids, &mut cache, plan.forward)?
             .to_vec1::<f32>()?;
         let mut text = tok.text.clone();
         let mut generated: Vec<GeneratedToken> = Vec::new();
@@ -61,7 +65,7 @@ impl crate::Engine {
             }
             logits = self
                 .decoder()
-                .forward_cached(&[id], &mut cache)?
+                .forward_cached(&[id], &mut cache, plan.forward)?
                 .to_vec1()?;
         };
         emit(StreamEvent::Finished { stop })?;
@@ -80,6 +84,7 @@ impl crate::Engine {
             generated,
             answer,
             stop,
+            precision: plan.precision,
             sampling: req.sampling,
         })
     }

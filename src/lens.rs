@@ -11,7 +11,12 @@ const ROWS: usize = 128;
 impl crate::Engine {
     /// At every layer and position of `saved`, the most probable next tokens and `target`'s
     /// rank and probability, had that layer been the last; `[layer][position]`.
-    pub(crate) fn lens(&self, saved: &Saved, target: u32) -> crate::Result<Vec<Vec<LensCell>>> {
+    pub(crate) fn lens(
+        &self,
+        saved: &Saved,
+        target: u32,
+        p: crate::kernels::Products,
+    ) -> crate::Result<Vec<Vec<LensCell>>> {
         let n = saved.len();
         // Every (layer, position), layer by layer; blocks cross layers so that short prompts
         // still make wide matrix products.
@@ -20,7 +25,7 @@ impl crate::Engine {
             .collect();
         let mut cells = Vec::with_capacity(all.len());
         for rows in all.chunks(ROWS) {
-            let block = self.decoder().lens_block(saved, rows)?;
+            let block = self.decoder().lens_block(saved, rows, p)?;
             let done: crate::Result<Vec<LensCell>> = block
                 .logits
                 .par_iter()

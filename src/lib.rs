@@ -43,6 +43,8 @@ mod gguf_header;
 #[cfg(feature = "engine")]
 pub mod heap;
 #[cfg(feature = "engine")]
+pub mod kernels;
+#[cfg(feature = "engine")]
 mod lens;
 #[cfg(feature = "engine")]
 pub mod methods;
@@ -50,6 +52,8 @@ pub mod methods;
 pub mod models;
 #[cfg(feature = "engine")]
 pub mod pre_tokenizer;
+#[cfg(feature = "engine")]
+mod precision;
 #[cfg(feature = "engine")]
 pub mod sampling;
 #[cfg(feature = "engine")]

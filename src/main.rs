@@ -174,9 +174,17 @@ pub(crate) struct DeviceArgs {
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu", env = "TOKENLENS_DEVICE")]
     device: String,
-    /// Weights and activations: f32 (exact gradients), bf16 or f16.
+    /// How dense weights are held: f32 (the default), bf16 or f16 (activations follow;
+    /// on the CPU use --precision instead).
     #[arg(long, default_value = "f32", env = "TOKENLENS_DTYPE")]
     dtype: String,
+    /// Matrix products: f32 (exact, as the PyTorch references), bf16 (approximate: bf16
+    /// operands with f32 accumulation on the CPU's matrix units through oneMKL; forward-only
+    /// passes and generation on the GGUF's quantized weights as stored) or auto (f32 where an
+    /// explanation takes about a second or less, bf16 above; generation on the weights as
+    /// stored).
+    #[arg(long, default_value = "auto", value_parser = tokenlens::Precision::parse, env = "TOKENLENS_PRECISION")]
+    pub(crate) precision: tokenlens::Precision,
     /// Memory the dense weights may take (e.g. 8G). A model over it keeps its weights as its
     /// file stores them (GGUF quantized blocks, bf16/f16 safetensors) and converts one matrix
     /// at a time during each pass (slower, same results). Default: half the machine's memory,
@@ -230,7 +238,7 @@ struct GenArgs {
 }
 
 impl GenArgs {
-    fn request(&self, input: &PromptArgs) -> GenerateRequest {
+    fn request(&self, input: &PromptArgs, precision: tokenlens::Precision) -> GenerateRequest {
         GenerateRequest {
             prompt: input.prompt.clone(),
             chat_template: !input.raw,
@@ -242,6 +250,7 @@ impl GenArgs {
                 seed: self.seed,
             },
             max_new_tokens: self.max_new_tokens,
+            precision,
         }
     }
 }
@@ -295,6 +304,7 @@ impl RequestArgs {
             lens: self.lens,
             score: self.score,
             span: None,
+            precision: self.device.precision,
         })
     }
 
@@ -305,7 +315,7 @@ impl RequestArgs {
         }
         let engine = load(&self.input.model, self.max_tokens, &self.device)?;
         if let Some(span) = self.span {
-            let gen = engine.generate(&self.gen.request(&self.input))?;
+            let gen = engine.generate(&self.gen.request(&self.input, self.device.precision))?;
             let ids = gen.ids();
             if span.end > ids.len() {
                 bail!(
@@ -321,7 +331,7 @@ impl RequestArgs {
             req.score = tokenlens::Score::LogProb;
         }
         if let Some(step) = self.step {
-            let gen = engine.generate(&self.gen.request(&self.input))?;
+            let gen = engine.generate(&self.gen.request(&self.input, self.device.precision))?;
             let ids = gen.ids();
             if step > ids.len() {
                 bail!(
@@ -369,7 +379,7 @@ fn run() -> anyhow::Result<()> {
             json,
         } => {
             let engine = load(&input.model, None, &device)?;
-            let req = gen.request(&input);
+            let req = gen.request(&input, device.precision);
             let g = if json {
                 engine.generate(&req)?
             } else {
@@ -421,7 +431,7 @@ fn generate_to_terminal(engine: &Engine, req: &GenerateRequest) -> anyhow::Resul
 
 fn main() -> ExitCode {
     tokenlens::heap::keep_freed_memory();
-    tokenlens::models::blas::init();
+    tokenlens::kernels::init();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -7,6 +7,7 @@ use std::ops::ControlFlow;
 use crate::engine::{emitter, layer_progress, stage, Passes};
 use crate::error::{Error, Result};
 use crate::methods::MethodRules;
+use crate::precision::Plan;
 use crate::{Method, Stage, StepRow, StepsRequest, StreamEvent};
 
 impl crate::Engine {
@@ -25,7 +26,12 @@ impl crate::Engine {
         let prompt_len = tok.tokens.len() - req.generated.len();
         self.check_length(tok.tokens.len() - 1)?;
         let ids = self.announce(&tok, &mut emit)?;
-        let rows = self.step_rows(&ids, prompt_len, &req.methods, &mut emit)?;
+        let backward = crate::methods::passes(&req.methods).len();
+        let plan = self.explanation_plan(req.precision, ids.len() - 1, backward);
+        if let Some(ev) = plan.event() {
+            emit(ev)?;
+        }
+        let rows = self.step_rows(&ids, prompt_len, &req.methods, plan, &mut emit)?;
         emit(StreamEvent::Done)?;
         Ok(rows)
     }
@@ -39,19 +45,20 @@ impl crate::Engine {
         ids: &[u32],
         prompt_len: usize,
         methods: &[Method],
+        plan: Plan,
         emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
     ) -> Result<Vec<StepRow>> {
         let answer = &ids[prompt_len..];
         if answer.is_empty() {
             return Ok(Vec::new());
         }
-        emit(stage(Stage::Forward, None))?;
-        let embeds = self.decoder().embed(&ids[..ids.len() - 1])?;
-        let saved = self
-            .decoder()
-            .forward_saved(&embeds, &mut layer_progress(emit, Stage::Forward, None))?;
+        let saved = self.forward_saved(&ids[..ids.len() - 1], plan, emit)?;
+        let embeds = saved.embeddings().clone();
         let positions: Vec<usize> = (0..answer.len()).map(|k| prompt_len - 1 + k).collect();
-        let logits: Vec<Vec<f32>> = self.decoder().logits_at(&saved, &positions)?.to_vec2()?;
+        let logits: Vec<Vec<f32>> = self
+            .decoder()
+            .logits_at(&saved, &positions, plan.forward)?
+            .to_vec2()?;
         let seeds = positions
             .iter()
             .zip(answer)
@@ -75,7 +82,7 @@ impl crate::Engine {
                 let mut progress = layer_progress(emit, Stage::Backward, Some(method));
                 Ok(self
                     .decoder()
-                    .backward(&saved, &seeds, m.rules, &mut progress)?
+                    .backward(&saved, &seeds, m.rules, plan.attribution, &mut progress)?
                     .input)
             })?;
             for (row, &p) in rows.iter_mut().zip(&positions) {

@@ -3,6 +3,7 @@
 
 use crate::engine::Softmax;
 use crate::models::decoder::{Saved, Seed};
+use crate::precision::Plan;
 use crate::{
     Candidate, Error, ExplainRequest, Result, Score, Span, SpanTarget, SpanToken, Target,
     TargetSpec,
@@ -17,10 +18,11 @@ impl crate::Engine {
         saved: &Saved,
         logits: &[f32],
         argmax: u32,
+        plan: Plan,
     ) -> Result<Target> {
         if let Some(span) = req.span {
             let last = saved.len().saturating_sub(1);
-            return self.span_target(saved, last, &req.continuation, span);
+            return self.span_target(saved, last, &req.continuation, span, plan);
         }
         let target_id = self.target_id(&req.target, argmax)?;
         let contrast_id = match &req.contrast {
@@ -99,6 +101,7 @@ impl crate::Engine {
         last: usize,
         continuation: &[u32],
         span: Span,
+        plan: Plan,
     ) -> Result<Target> {
         let positions = span_positions(last, span).ok_or_else(|| {
             Error::InvalidSetting(format!("the span {span:?} has no prompt before it"))
@@ -106,7 +109,10 @@ impl crate::Engine {
         let ids = continuation
             .get(span.start..span.end)
             .ok_or_else(|| Error::InvalidSetting(format!("span {span:?} outside the answer")))?;
-        let rows: Vec<Vec<f32>> = self.decoder().logits_at(saved, &positions)?.to_vec2()?;
+        let rows: Vec<Vec<f32>> = self
+            .decoder()
+            .logits_at(saved, &positions, plan.forward)?
+            .to_vec2()?;
         let mut tokens = Vec::with_capacity(ids.len());
         let mut linear = 0.0;
         for ((&id, &position), logits) in ids.iter().zip(&positions).zip(&rows) {
@@ -146,22 +152,30 @@ impl crate::Engine {
         target: &Target,
         logits: &[f32],
         scale: f32,
+        plan: Plan,
     ) -> Result<Seed> {
         if let Some(span) = &target.span {
             // Every token's log-probability gradient, in one product.
             let positions: Vec<usize> = span.tokens.iter().map(|t| t.position).collect();
-            let rows: Vec<Vec<f32>> = self.decoder().logits_at(saved, &positions)?.to_vec2()?;
+            let rows: Vec<Vec<f32>> = self
+                .decoder()
+                .logits_at(saved, &positions, plan.forward)?
+                .to_vec2()?;
             let coefs = span
                 .tokens
                 .iter()
                 .zip(&rows)
                 .map(|(t, logits)| log_prob_gradient(t.id, logits, scale))
                 .collect::<Vec<_>>();
-            return Ok(self.decoder().seed_dense(saved, &positions, &coefs)?);
+            return Ok(self
+                .decoder()
+                .seed_dense(saved, &positions, &coefs, plan.attribution)?);
         }
         if target.score == Score::LogProb && target.contrast.is_none() {
             let coef = log_prob_gradient(target.token.id, logits, scale);
-            return Ok(self.decoder().seed_dense(saved, &[last], &[coef])?);
+            return Ok(self
+                .decoder()
+                .seed_dense(saved, &[last], &[coef], plan.attribution)?);
         }
         let s = scale as f64;
         let mut terms = vec![(target.token.id, s)];

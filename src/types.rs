@@ -8,12 +8,14 @@ use std::collections::BTreeMap;
 
 mod faithfulness;
 mod lens;
+mod precision;
 mod stream;
 mod target;
 pub use faithfulness::{
     Curve, Faithfulness, FaithfulnessSpec, MethodFaithfulness, Operator, RandomBand, FRACTIONS,
 };
 pub use lens::{target_settles, LensCell, LENS_TOP};
+pub use precision::Precision;
 pub use stream::{Stage, StreamEvent};
 pub use target::{Candidate, Prediction, Score, Span, SpanTarget, SpanToken, Target};
 
@@ -193,6 +195,9 @@ pub struct ExplainRequest {
     /// log-probabilities, each given the tokens before it (see [`Span`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub span: Option<Span>,
+    /// How the matrix products are computed (see [`Precision`]).
+    #[serde(default, skip_serializing_if = "Precision::is_auto")]
+    pub precision: Precision,
 }
 
 fn default_true() -> bool {
@@ -257,6 +262,7 @@ impl ExplainRequest {
             lens: false,
             score: Score::Logit,
             span: None,
+            precision: Precision::Auto,
         }
     }
 }
@@ -341,6 +347,10 @@ pub struct GenerateRequest {
     /// The most tokens to generate.
     #[serde(default = "default_max_new_tokens")]
     pub max_new_tokens: usize,
+    /// How the matrix products are computed (see [`Precision`]; `auto` generates on the
+    /// weights as stored).
+    #[serde(default, skip_serializing_if = "Precision::is_auto")]
+    pub precision: Precision,
 }
 
 fn default_max_new_tokens() -> usize {
@@ -364,6 +374,7 @@ impl GenerateRequest {
             thinking: false,
             sampling: Sampling::default(),
             max_new_tokens: default_max_new_tokens(),
+            precision: Precision::Auto,
         }
     }
 }
@@ -413,6 +424,12 @@ pub struct Generation {
     pub answer: String,
     /// Why it stopped.
     pub stop: StopReason,
+    /// The precision the products were computed in (`f32` or `bf16`, never `auto`).
+    #[serde(
+        default = "Precision::exact",
+        skip_serializing_if = "Precision::is_exact"
+    )]
+    pub precision: Precision,
     /// The sampling settings used.
     pub sampling: Sampling,
 }
@@ -442,6 +459,9 @@ pub struct StepsRequest {
     /// Methods to compute for each step.
     #[serde(default = "default_methods")]
     pub methods: Vec<Method>,
+    /// How the matrix products are computed (see [`Precision`]).
+    #[serde(default, skip_serializing_if = "Precision::is_auto")]
+    pub precision: Precision,
 }
 
 impl StepsRequest {
@@ -545,6 +565,12 @@ pub struct Explanation {
     /// The logit lens, `[layer][token]`, when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lens: Option<Vec<Vec<LensCell>>>,
+    /// The precision the products were computed in (`f32` or `bf16`, never `auto`).
+    #[serde(
+        default = "Precision::exact",
+        skip_serializing_if = "Precision::is_exact"
+    )]
+    pub precision: Precision,
 }
 
 /// A top-k candidate explained beside the target (one batched backward pass per rule set).

@@ -6,6 +6,7 @@
 
 use crate::util::{rel_err, root};
 use candle_core::{Tensor, Var};
+use tokenlens::kernels::Products;
 use tokenlens::methods::attnlrp::{ATTNLRP, CP_LRP};
 use tokenlens::models::decoder::{Decoder, Saved};
 use tokenlens::models::Rules;
@@ -77,7 +78,7 @@ fn explicit(
         .map(|&(p, t)| dec.seed(saved, p, &[(t, 1.0)]).unwrap())
         .collect();
     let g = dec
-        .backward(saved, &seeds, rules, &mut no_progress)
+        .backward(saved, &seeds, rules, Products::F32, &mut no_progress)
         .unwrap();
     (g.input, g.trace)
 }
@@ -96,15 +97,21 @@ fn explicit_backward_equals_autograd_and_batches_exactly() {
         let vocab = dec.config().vocab_size;
         let n = 11;
         let embeds = dec.embed(&ids(n, vocab)).unwrap();
-        let saved = dec.forward_saved(&embeds, &mut no_progress).unwrap();
+        let saved = dec
+            .forward_saved(&embeds, Products::F32, &mut no_progress)
+            .unwrap();
         // The saved forward gives the twin's logits.
         let out = dec.forward(&embeds, &Rules::PLAIN, false).unwrap();
         let want = dec
             .lm_head()
-            .matmul(&out.last_hidden.unsqueeze(1).unwrap())
+            .forward(&out.last_hidden.unsqueeze(0).unwrap(), Products::F32)
             .unwrap();
-        let want = dec.softcap(&want.squeeze(1).unwrap()).unwrap();
-        let got = dec.logits_at(&saved, &[n - 1]).unwrap().squeeze(0).unwrap();
+        let want = dec.softcap(&want.squeeze(0).unwrap()).unwrap();
+        let got = dec
+            .logits_at(&saved, &[n - 1], Products::F32)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
         assert!(rel(&got, &want) < 1e-5, "{model}: logits differ");
         let target = got.argmax(0).unwrap().to_scalar::<u32>().unwrap();
         for (pass, rules) in [

@@ -148,6 +148,7 @@ fn request_settings_out_of_range() {
         thinking: false,
         generated: vec![1, 2],
         methods: vec![Method::Attnlrp, Method::Attnlrp],
+        precision: tokenlens::Precision::Auto,
     };
     let r = e.explain_steps_streaming(&steps, &mut |_| std::ops::ControlFlow::Continue(()));
     invalid(r.map(|_| ()), "attnlrp");

@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use tokenlens::kernels::Products;
 use tokenlens::{FaithfulnessSpec, Operator};
 
 use crate::util::{engine_for, root};
@@ -96,7 +97,14 @@ fn curves_match_transformers() {
             query_only: c.query_only,
         };
         let f = e
-            .faithfulness(&tok, c.target, &c.scores, spec, &mut |_, _| Ok(()))
+            .faithfulness(
+                &tok,
+                c.target,
+                &c.scores,
+                spec,
+                Products::F32,
+                &mut |_, _| Ok(()),
+            )
             .unwrap();
         assert_eq!(f.eligible, c.eligible, "{ctx}: eligible tokens");
         assert_eq!(f.steps, c.steps, "{ctx}: steps");
@@ -243,7 +251,9 @@ fn a_batch_equals_its_inputs_run_alone() {
     let model = engine_for("tests/fixtures/tiny-llama").decoder();
     let ids: Vec<u32> = vec![1, 5, 9, 3, 7, 2, 8, 4];
     let mut base = KvCache::default();
-    model.forward_cached(&ids, &mut base).unwrap();
+    model
+        .forward_cached(&ids, &mut base, Products::F32)
+        .unwrap();
     let close = |got: &candle_core::Tensor, want: candle_core::Tensor| {
         let (g, w): (Vec<f32>, Vec<f32>) = (got.to_vec1().unwrap(), want.to_vec1().unwrap());
         let worst = g
@@ -256,21 +266,30 @@ fn a_batch_equals_its_inputs_run_alone() {
     let offset = 3;
     let inputs: Vec<Vec<u32>> = vec![vec![6, 2, 8, 4], vec![3, 8], ids[offset..].to_vec()];
     let tails: Vec<_> = inputs.iter().map(|t| model.embed(t).unwrap()).collect();
-    let got = model.forward_batch(&base, offset, &tails).unwrap();
+    let got = model
+        .forward_batch(&base, offset, &tails, Products::F32)
+        .unwrap();
     assert_eq!(got.len(), inputs.len());
     for (t, g) in inputs.iter().zip(&got) {
         let mut alone = base.prefix(offset).unwrap();
-        close(g, model.forward_cached(t, &mut alone).unwrap());
+        close(
+            g,
+            model.forward_cached(t, &mut alone, Products::F32).unwrap(),
+        );
     }
     let whole = model
-        .forward_batch(&base, 0, &[model.embed(&ids).unwrap()])
+        .forward_batch(&base, 0, &[model.embed(&ids).unwrap()], Products::F32)
         .unwrap();
     close(
         &whole[0],
-        model.forward_cached(&ids, &mut KvCache::default()).unwrap(),
+        model
+            .forward_cached(&ids, &mut KvCache::default(), Products::F32)
+            .unwrap(),
     );
     assert!(
-        model.forward_batch(&base, 9, &tails).is_err(),
+        model
+            .forward_batch(&base, 9, &tails, Products::F32)
+            .is_err(),
         "past the cache"
     );
 }

@@ -21,32 +21,32 @@ const MIN_SPEARMAN: f64 = 0.99;
 const VANISHING: f32 = 1e-4;
 
 #[derive(Deserialize)]
-struct Fixture {
-    name: String,
-    model: String,
-    prompt: String,
-    chat_template: bool,
-    text: String,
-    ids: Vec<u32>,
-    top_ids: Vec<u32>,
-    top_logits: Vec<f32>,
-    targets: Vec<FixtureTarget>,
+pub(crate) struct Fixture {
+    pub(crate) name: String,
+    pub(crate) model: String,
+    pub(crate) prompt: String,
+    pub(crate) chat_template: bool,
+    pub(crate) text: String,
+    pub(crate) ids: Vec<u32>,
+    pub(crate) top_ids: Vec<u32>,
+    pub(crate) top_logits: Vec<f32>,
+    pub(crate) targets: Vec<FixtureTarget>,
 }
 
 #[derive(Deserialize)]
-struct FixtureTarget {
-    id: u32,
-    logit: f32,
+pub(crate) struct FixtureTarget {
+    pub(crate) id: u32,
+    pub(crate) logit: f32,
     /// Contrastive targets explain `logit(id) − logit(contrast)`.
     #[serde(default)]
-    contrast: Option<u32>,
+    pub(crate) contrast: Option<u32>,
     #[serde(default)]
-    contrast_logit: Option<f32>,
-    scores: BTreeMap<String, Vec<f32>>,
-    traces: BTreeMap<String, Vec<Vec<f32>>>,
+    pub(crate) contrast_logit: Option<f32>,
+    pub(crate) scores: BTreeMap<String, Vec<f32>>,
+    pub(crate) traces: BTreeMap<String, Vec<Vec<f32>>>,
 }
 
-fn fixtures() -> Vec<Fixture> {
+pub(crate) fn fixtures() -> Vec<Fixture> {
     let dir = root().join("tests/fixtures/reference");
     let mut out: Vec<Fixture> = std::fs::read_dir(&dir)
         .expect("fixture directory")
@@ -145,6 +145,7 @@ fn scores_match_pytorch_and_lxt() {
                 contrast: t.contrast.map(TargetSpec::Id),
                 methods: Method::ALL.to_vec(),
                 top_k: f.top_ids.len(),
+                precision: tokenlens::Precision::F32,
                 ..ExplainRequest {
                     chat_template: f.chat_template,
                     ..ExplainRequest::new(f.prompt.clone())

@@ -191,6 +191,7 @@ fn a_span_is_the_sum_of_its_tokens_explanations() {
             thinking: false,
             sampling: tokenlens::Sampling::greedy(),
             max_new_tokens: 6,
+            precision: tokenlens::Precision::Auto,
         })
         .unwrap();
     let ids = gen.ids();
@@ -278,6 +279,8 @@ fn the_cli_explains_a_span() {
             thinking: false,
             sampling: tokenlens::Sampling::greedy(),
             max_new_tokens: 4,
+            // As the CLI's default, whose --span this is compared with.
+            precision: tokenlens::Precision::Auto,
         })
         .unwrap()
         .ids();

@@ -12,6 +12,7 @@ mod fuzz_loaders;
 mod generation;
 mod lens;
 mod model_files;
+mod precision;
 mod reference;
 mod span;
 mod templates;

@@ -120,6 +120,8 @@ impl Fixture {
     pub fn request(&self) -> tokenlens::ExplainRequest {
         let mut req = tokenlens::ExplainRequest::new(self.prompt.clone());
         req.chat_template = self.chat_template;
+        // The references compute in f32.
+        req.precision = tokenlens::Precision::F32;
         req
     }
 }

@@ -350,6 +350,7 @@ pub fn explanation(model: &str, chat: bool, thinking: bool, r: &Partial) -> Opti
         candidates: r.candidates.clone(),
         faithfulness: r.faithfulness.clone(),
         lens: r.lens.clone(),
+        precision: r.precision,
     })
 }
 

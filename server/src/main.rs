@@ -157,7 +157,7 @@ fn main() -> ExitCode {
     // Before any thread starts: the heap's settings, and OpenBLAS (which may set its kernel
     // choice in the environment).
     tokenlens::heap::keep_freed_memory();
-    tokenlens::models::blas::init();
+    tokenlens::kernels::init();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

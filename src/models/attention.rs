@@ -7,9 +7,9 @@
 //! O(seq · head_dim) memory per layer between the passes. Gradients are the ordinary ones;
 //! LRP rules act on q, k and v before the op.
 
-use super::blas::matmul;
 use super::gated::scale_gradient;
 use super::{cpu_tensor, into_cpu_storage, map_rows, softmax_last_dim};
+use crate::kernels::Products;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 
 /// `(heads, n, m)` causal probabilities from `q: (heads, n, head_dim)` and
@@ -21,6 +21,7 @@ pub(crate) fn probabilities(
     k: &Tensor,
     scale: f64,
     window: Option<usize>,
+    products: Products,
 ) -> Result<Tensor> {
     let n = q.dim(1)?;
     let m = k.dim(1)?;
@@ -28,7 +29,7 @@ pub(crate) fn probabilities(
     if fast_path(q) && !k.track_op() {
         // No graph to keep: one pass per row instead of a mask tensor and five elementwise
         // passes over (heads, n, m).
-        return masked_softmax(&matmul(q, &k.t()?)?, n, scale, window);
+        return masked_softmax(&products.matmul(q, &k.t()?)?, n, scale, window);
     }
     let mask: Vec<f32> = (0..n)
         .flat_map(|i| {
@@ -150,11 +151,7 @@ impl candle_core::CustomOp1 for MaskedSoftmax {
             let hi = p.min(m - 1);
             let (src, dst) = (&src[lo..=hi], &mut dst[lo..=hi]);
             let max = src.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) * self.scale;
-            let mut sum = 0f32;
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = (s * self.scale - max).exp();
-                sum += *d;
-            }
+            let sum = crate::kernels::math::exp_affine_sum(src, self.scale, max, dst);
             let inv = 1.0 / sum;
             dst.iter_mut().for_each(|d| *d *= inv);
         });
@@ -188,7 +185,9 @@ impl CustomOp3 for CausalAttention {
             cpu_tensor(s2, l2)?,
             cpu_tensor(s3, l3)?,
         );
-        into_cpu_storage(&probabilities(&q, &k, self.scale, self.window)?.matmul(&v)?)
+        into_cpu_storage(
+            &probabilities(&q, &k, self.scale, self.window, Products::F32)?.matmul(&v)?,
+        )
     }
 
     fn bwd(
@@ -209,6 +208,7 @@ impl CustomOp3 for CausalAttention {
             self.scale,
             self.window,
             self.factors,
+            Products::F32,
         )?;
         Ok((one(dq)?, one(dk)?, one(dv)?))
     }
@@ -224,6 +224,7 @@ const VJP_SCORE_BUDGET: usize = 1 << 26;
 /// q, k and v, each `(b, heads, ·, head_dim)` and multiplied by its factor (LRP's rules; a
 /// factor of 0 gives `None`). The probabilities are recomputed once and shared by the b
 /// seeds.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_vjp(
     q: &Tensor,
     k: &Tensor,
@@ -232,7 +233,9 @@ pub fn attention_vjp(
     scale: f64,
     window: Option<usize>,
     factors: [f64; 3],
+    products: Products,
 ) -> Result<[Option<Tensor>; 3]> {
+    let matmul = |a: &Tensor, b: &Tensor| products.matmul(a, b);
     let (heads, n, hd) = q.dims3()?;
     let m = k.dim(1)?;
     let b = d_out.dim(0)?;
@@ -247,7 +250,7 @@ pub fn attention_vjp(
         );
         // (hc, b, n, head_dim): each head's b seeds side by side.
         let g = d_out.narrow(1, h0, hc)?.transpose(0, 1)?.contiguous()?;
-        let p = probabilities(&q, &k, scale, window)?; // (hc, n, m)
+        let p = probabilities(&q, &k, scale, window, products)?; // (hc, n, m)
         let [fq, fk, fv] = factors;
         if fv != 0.0 {
             // dV = Pᵀ dO, the b seeds as columns of one product per head.
@@ -324,7 +327,10 @@ pub fn causal_attention(
             scale_gradient(k, fk)?,
             scale_gradient(v, fv)?,
         );
-        matmul(&probabilities(&q, &k, scale, window)?, &v.contiguous()?)
+        crate::kernels::matmul(
+            &probabilities(&q, &k, scale, window, Products::F32)?,
+            &v.contiguous()?,
+        )
     }
 }
 
@@ -355,7 +361,7 @@ mod tests {
                 scale_gradient(k.as_tensor(), f[1])?,
                 scale_gradient(v.as_tensor(), f[2])?,
             );
-            let plain = probabilities(&qs, &ks, 0.5, window)?.matmul(&vs)?;
+            let plain = probabilities(&qs, &ks, 0.5, window, Products::F32)?.matmul(&vs)?;
             let d = (&fused - &plain)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(d < 1e-6, "forward differs by {d}");
             let g1 = (fused * &coef)?.sum_all()?.backward()?;
@@ -382,9 +388,9 @@ mod tests {
         };
         for (n, m, window) in [(5, 5, None), (2, 7, None), (6, 6, Some(3)), (1, 9, Some(4))] {
             let (q, k) = (t(0.3, n)?, t(1.7, m)?);
-            let fast = probabilities(&q, &k, 0.7, window)?;
+            let fast = probabilities(&q, &k, 0.7, window, Products::F32)?;
             let qv = Var::from_tensor(&q)?;
-            let slow = probabilities(qv.as_tensor(), &k, 0.7, window)?;
+            let slow = probabilities(qv.as_tensor(), &k, 0.7, window, Products::F32)?;
             let d = (&fast - &slow)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(d < 1e-6, "n {n} m {m} {window:?}: differs by {d}");
         }
@@ -395,7 +401,7 @@ mod tests {
     fn sliding_window_masks_old_positions() -> Result<()> {
         let dev = Device::Cpu;
         let q = Tensor::zeros((1, 4, 2), candle_core::DType::F32, &dev)?;
-        let p = probabilities(&q, &q, 1.0, Some(2))?
+        let p = probabilities(&q, &q, 1.0, Some(2), Products::F32)?
             .squeeze(0)?
             .to_vec2::<f32>()?;
         // Uniform over the last two positions (or fewer at the start).

@@ -107,7 +107,7 @@ pub trait WeightSource {
     /// A weight matrix under this name: dense, or kept as stored when the source was opened
     /// to keep weights in their file's form.
     fn get_matrix(&mut self, name: &str) -> crate::Result<super::weight::Weight> {
-        Ok(super::weight::Weight::Dense(self.get(name)?))
+        Ok(super::weight::Weight::dense(self.get(name)?))
     }
     /// Whether a tensor of that name exists.
     fn contains(&self, name: &str) -> bool;
@@ -168,19 +168,22 @@ impl Config {
         if self.head_dim == Some(0) {
             return Err("head_dim is 0".into());
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {} (and head_dim is not given)",
                 self.hidden_size, self.num_attention_heads
             ));
         }
         let hd = self.head_dim();
-        if hd % 2 != 0 {
+        if !hd.is_multiple_of(2) {
             return Err(format!(
                 "head_dim {hd} is odd; rotary embeddings need an even width"
             ));
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads, self.num_key_value_heads

@@ -9,11 +9,11 @@
 //! bf16) and held as constants: only activations get gradients.
 
 use super::attention::{causal_attention, fast_path, masked_softmax, probabilities};
-use super::blas::matmul;
 use super::gated::{gated, Activation};
 use super::linear::Linear;
 use super::weight::Weight;
 use super::Rules;
+use crate::kernels::Products;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
 pub use super::config::{Arch, Config, WeightSource};
@@ -184,10 +184,18 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor, rules: &Rules) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(x)?;
-        let h = gated(&gate, &self.up_proj.forward(x)?, self.act, rules.gate)?;
-        self.down_proj.forward(&h)
+    /// The gate and up projections of `x`.
+    fn gate_up(&self, x: &Tensor, p: Products) -> Result<(Tensor, Tensor)> {
+        match &Linear::forward_many(&[&self.gate_proj, &self.up_proj], x, p)?[..] {
+            [gate, up] => Ok((gate.clone(), up.clone())),
+            _ => candle_core::bail!("two projections expected"),
+        }
+    }
+
+    fn forward(&self, x: &Tensor, rules: &Rules, p: Products) -> Result<Tensor> {
+        let (gate, up) = self.gate_up(x, p)?;
+        let h = gated(&gate, &up, self.act, rules.gate)?;
+        self.down_proj.forward(&h, p)
     }
 }
 
@@ -210,8 +218,7 @@ impl Proj {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.linear.forward(x)?;
+    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
@@ -289,11 +296,15 @@ impl Attention {
     }
 
     /// q, k, v for `x`, projected and split into heads (before the q/k norms).
-    fn project(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    fn project(&self, x: &Tensor, p: Products) -> Result<(Tensor, Tensor, Tensor)> {
+        let projs = [&self.q_proj, &self.k_proj, &self.v_proj];
+        let linears = projs.map(|pr| &pr.linear);
+        let [q, k, v] = <[Tensor; 3]>::try_from(Linear::forward_many(&linears, x, p)?)
+            .map_err(|_| candle_core::Error::Msg("three projections expected".into()))?;
         Ok((
-            self.split_heads(&self.q_proj.forward(x)?, self.n_heads)?,
-            self.split_heads(&self.k_proj.forward(x)?, self.n_kv_heads)?,
-            self.split_heads(&self.v_proj.forward(x)?, self.n_kv_heads)?,
+            self.split_heads(&self.q_proj.add_bias(q)?, self.n_heads)?,
+            self.split_heads(&self.k_proj.add_bias(k)?, self.n_kv_heads)?,
+            self.split_heads(&self.v_proj.add_bias(v)?, self.n_kv_heads)?,
         ))
     }
 
@@ -323,46 +334,49 @@ impl Attention {
         rot: &Rotary,
         offset: usize,
         rules: &Rules,
+        p: Products,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (q, k, v) = self.project(x)?;
+        let (q, k, v) = self.project(x, p)?;
         let (q, k) = self.position(&q, &k, rot, offset, rules)?;
         Ok((q, k, v))
     }
 
     /// Graph-free attention of the last `q.dim(1)` positions over all of `k, v: (kv_heads,
     /// m, head_dim)`; `(heads, n, head_dim)`.
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, p: Products) -> Result<Tensor> {
         let n = q.dim(1)?;
         if fast_path(q) {
             // Grouped-query attention without copying k and v per query head: the g query
             // heads of one key/value head become g·n rows against it.
             let g = self.n_heads / self.n_kv_heads;
             let qg = q.reshape((self.n_kv_heads, g * n, self.head_dim))?;
-            let p = masked_softmax(&matmul(&qg, &k.t()?)?, n, self.scale, self.window)?;
-            matmul(&p, v)?.reshape((self.n_heads, n, self.head_dim))
+            let probs = masked_softmax(&p.matmul(&qg, &k.t()?)?, n, self.scale, self.window)?;
+            p.matmul(&probs, v)?
+                .reshape((self.n_heads, n, self.head_dim))
         } else {
             let (k, v) = (
                 self.repeat_kv(k.contiguous()?)?,
                 self.repeat_kv(v.contiguous()?)?,
             );
-            let p = probabilities(q, &k.contiguous()?, self.scale, self.window)?;
-            matmul(&p, &v.contiguous()?)
+            let probs = probabilities(q, &k.contiguous()?, self.scale, self.window, p)?;
+            p.matmul(&probs, &v.contiguous()?)
         }
     }
 
-    fn merge_heads(&self, o: Tensor, n: usize) -> Result<Tensor> {
+    fn merge_heads(&self, o: Tensor, n: usize, p: Products) -> Result<Tensor> {
         let o = o
             .transpose(0, 1)?
             .reshape((n, self.n_heads * self.head_dim))?;
-        self.o_proj.forward(&o)
+        self.o_proj.forward(&o, p)
     }
 
+    /// The autograd twin's attention (f32).
     fn forward(&self, x: &Tensor, rot: &Rotary, rules: &Rules) -> Result<Tensor> {
         let n = x.dim(0)?;
-        let (q, k, v) = self.qkv(x, rot, 0, rules)?;
+        let (q, k, v) = self.qkv(x, rot, 0, rules, Products::F32)?;
         let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
         let o = causal_attention(&q, &k, &v, self.scale, rules.attention_factors, self.window)?; // (heads, seq, head_dim)
-        self.merge_heads(o, n)
+        self.merge_heads(o, n, Products::F32)
     }
 }
 
@@ -407,12 +421,14 @@ impl DecoderLayer {
         })
     }
 
-    /// One layer; `attend` runs the attention block on its normed input.
+    /// One layer; `attend` runs the attention block on its normed input, the MLP multiplies
+    /// with products `p`.
     fn forward(
         &self,
         h: Tensor,
         eps: f64,
         rules: &Rules,
+        p: Products,
         attend: impl FnOnce(&Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let x = rules.rms_norm(&h, &self.input_layernorm, eps)?;
@@ -421,12 +437,12 @@ impl DecoderLayer {
             None => {
                 let h = (h + a)?;
                 let x = rules.rms_norm(&h, &self.post_attention_layernorm, eps)?;
-                &h + self.mlp.forward(&x, rules)?
+                &h + self.mlp.forward(&x, rules, p)?
             }
             Some((pre, post)) => {
                 let h = (h + rules.rms_norm(&a, &self.post_attention_layernorm, eps)?)?;
                 let x = rules.rms_norm(&h, pre, eps)?;
-                let m = self.mlp.forward(&x, rules)?;
+                let m = self.mlp.forward(&x, rules, p)?;
                 &h + rules.rms_norm(&m, post, eps)?
             }
         }
@@ -501,6 +517,16 @@ impl Decoder {
         }
     }
 
+    /// Whether the model's matrices keep quantized blocks (a quantized GGUF), which
+    /// forward-only passes can read as stored.
+    pub fn has_stored_blocks(&self) -> bool {
+        self.lm_head.has_blocks()
+            || self
+                .layers
+                .first()
+                .is_some_and(|l| l.mlp.down_proj.has_blocks())
+    }
+
     /// The output projection `(vocab, hidden)`.
     pub fn lm_head(&self) -> &Weight {
         &self.lm_head
@@ -531,7 +557,9 @@ impl Decoder {
         let mut taps = Vec::new();
         for layer in &self.layers {
             let rot = &self.rotary[layer.self_attn.rope];
-            h = layer.forward(h, eps, rules, |x| layer.self_attn.forward(x, rot, rules))?;
+            h = layer.forward(h, eps, rules, Products::F32, |x| {
+                layer.self_attn.forward(x, rot, rules)
+            })?;
             if tap_layers {
                 let tap = Var::zeros(h.shape(), h.dtype(), h.device())?;
                 h = (h + tap.as_tensor())?;

@@ -198,7 +198,7 @@ pub fn gated_vjp(
     rule: GateRule,
     g: &Tensor,
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-    let fits = g.elem_count() % gate.elem_count().max(1) == 0;
+    let fits = g.elem_count().is_multiple_of(gate.elem_count().max(1));
     if super::norm::cpu_f32(&[gate, up, g]) && !g.track_op() && fits {
         // One pass: both cotangents side by side, (2, ..g's shape).
         let both = gate.contiguous()?.apply_op3_no_bwd(

@@ -2,13 +2,13 @@
 //!
 //! candle's matmul backward always computes the gradient of both operands, so a plain
 //! `x.matmul(w)` spends as much backward time on weight gradients, which attribution never
-//! needs, as on the input gradient. [`Linear`] routes tracked inputs through a custom op
-//! whose backward returns only `grad · W`. A [`Weight`] kept as stored is dequantized in the
-//! forward pass and again in the backward pass, so only the matrix in use is ever dense.
+//! needs, as on the input gradient. [`Linear`] routes tracked inputs (the autograd twin)
+//! through a custom op whose backward returns only `grad · W`, in f32. Graph-free passes
+//! multiply with the products they are given ([`Products`]).
 
-use super::blas::matmul;
 use super::weight::Weight;
 use super::{cpu_tensor, into_cpu_storage};
+use crate::kernels::Products;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 /// `y = x Wᵀ` with `W: [out, in]` held constant.
@@ -23,28 +23,44 @@ impl Linear {
         Linear { weight }
     }
 
-    /// `x: [n, in] -> [n, out]`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `x: [n, in] -> [n, out]`: a tracked input records the constant-weight product (f32),
+    /// a graph-free one is multiplied with products `p`.
+    pub fn forward(&self, x: &Tensor, p: Products) -> Result<Tensor> {
         if x.track_op() && x.device().is_cpu() {
             x.contiguous()?.apply_op1(ConstMatmul(self.clone()))
         } else {
-            // No graph to record (or a GPU, where the plain op is used): an ordinary matmul.
-            matmul(x, &self.weight.dense()?.t()?)
+            self.weight.forward(x, p)
         }
+    }
+
+    /// [`Linear::forward`] of several layers on one input (see [`Weight::forward_many`]).
+    pub fn forward_many(layers: &[&Linear], x: &Tensor, p: Products) -> Result<Vec<Tensor>> {
+        if x.track_op() {
+            return layers.iter().map(|l| l.forward(x, p)).collect();
+        }
+        let ws: Vec<&Weight> = layers.iter().map(|l| &l.weight).collect();
+        Weight::forward_many(&ws, x, p)
+    }
+
+    /// Whether its weight keeps quantized blocks (see [`Weight::has_blocks`]).
+    pub fn has_blocks(&self) -> bool {
+        self.weight.has_blocks()
     }
 
     /// The vector-Jacobian product: cotangents `dy: [.., out]` carried to the input,
     /// `[.., in]` (the weight is a constant).
-    pub fn vjp(&self, dy: &Tensor) -> Result<Tensor> {
+    pub fn vjp(&self, dy: &Tensor, p: Products) -> Result<Tensor> {
         let dims = dy.dims();
         let out = dims.last().copied().unwrap_or(1);
         let rows = dy.elem_count() / out.max(1);
-        let w = self.weight.dense()?;
+        let (_, inputs) = self.weight.dims()?;
         let mut shape = dims.to_vec();
         if let Some(last) = shape.last_mut() {
-            *last = w.dim(1)?;
+            *last = inputs;
         }
-        matmul(&dy.reshape((rows, out))?, &w)?.reshape(shape)
+        self.weight
+            .vjp(&dy.reshape((rows, out))?, p)?
+            .reshape(shape)
     }
 }
 
@@ -57,12 +73,12 @@ impl CustomOp1 for ConstMatmul {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = cpu_tensor(storage, layout)?;
-        into_cpu_storage(&x.matmul(&self.0.weight.dense()?.t()?)?)
+        into_cpu_storage(&x.matmul(&self.0.weight.to_dense()?.t()?)?)
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         // dL/dx = dL/dy · W; W gets no gradient.
-        Ok(Some(self.0.vjp(grad_res)?))
+        Ok(Some(self.0.vjp(grad_res, Products::F32)?))
     }
 }
 
@@ -82,15 +98,17 @@ mod tests {
                 .reshape((2, 4))?
                 .affine(0.2, 0.1)?,
         )?;
-        let lin = Linear::new(Weight::Dense(w.clone()));
-        let y1 = lin.forward(x.as_tensor())?;
+        let lin = Linear::new(Weight::dense(w.clone()));
+        let y1 = lin.forward(x.as_tensor(), Products::F32)?;
         let y2 = x.as_tensor().matmul(&w.t()?)?;
         let d = (&y1 - &y2)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(d < 1e-6, "forward differs by {d}");
         let coef = Tensor::new(&[[1f32, -2., 0.5], [0.3, 0.7, -1.1]], &dev)?;
         let g1 = y1.mul(&coef)?.sum_all()?.backward()?;
         let g2 = y2.mul(&coef)?.sum_all()?.backward()?;
-        let (g1, g2) = (g1.get(&x).unwrap(), g2.get(&x).unwrap());
+        let (Some(g1), Some(g2)) = (g1.get(&x), g2.get(&x)) else {
+            panic!("no gradient for x");
+        };
         let d = (g1 - g2)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(d < 1e-6, "gradient differs by {d}");
         assert!(g1.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);

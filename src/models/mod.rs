@@ -10,7 +10,6 @@
 
 pub mod activation_memory;
 pub mod attention;
-pub mod blas;
 pub mod config;
 pub mod decoder;
 pub mod family;
@@ -112,37 +111,4 @@ pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&
     Ok(&s.as_slice::<f32>()?[a..b])
 }
 
-/// Runs `f(i)` for every `i` in `0..n` on candle's CPU worker pool, the threads its own
-/// element-wise ops use. Every parallel kernel of a pass (row kernels, OpenBLAS products)
-/// goes through this one pool: with a pool each, idle workers of one spun on the cores the
-/// other needed (≈ 18% of a pass on two cores).
-pub(crate) fn parallel_for(n: usize, f: impl Fn(usize) + Sync) {
-    if n <= 1 {
-        (0..n).for_each(f);
-        return;
-    }
-    candle_core::utils::barrier_pool().execute_chunked(n, |range| range.for_each(&f));
-}
-
-/// A `len`-element output of rows of `m`, zero-initialized, each row filled by
-/// `f(row index, row)`; the rows are split over the cores.
-pub(crate) fn map_rows(len: usize, m: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
-    let m = m.max(1);
-    let mut out = vec![0f32; len];
-    let rows = len / m;
-    // Blocks of at least 16 rows keep the hand-offs few; uncontended locks hand each block
-    // to exactly one worker.
-    let per = rows
-        .div_ceil(candle_core::utils::get_num_threads() * 4)
-        .max(16);
-    let blocks: Vec<std::sync::Mutex<&mut [f32]>> =
-        out.chunks_mut(per * m).map(std::sync::Mutex::new).collect();
-    parallel_for(blocks.len(), |c| {
-        let mut block = blocks[c].lock().unwrap_or_else(|e| e.into_inner());
-        for (k, row) in block.chunks_mut(m).enumerate() {
-            f(c * per + k, row);
-        }
-    });
-    drop(blocks);
-    out
-}
+pub(crate) use crate::kernels::map_rows;

@@ -72,7 +72,10 @@ pub fn rms_norm_vjp(
     stop_variance: bool,
     g: &Tensor,
 ) -> Result<Tensor> {
-    if cpu_f32(&[x, weight, g]) && !g.track_op() && g.elem_count() % x.elem_count().max(1) == 0 {
+    if cpu_f32(&[x, weight, g])
+        && !g.track_op()
+        && g.elem_count().is_multiple_of(x.elem_count().max(1))
+    {
         let op = RmsNormVjp {
             eps: eps as f32,
             stop_variance,

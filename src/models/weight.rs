@@ -1,73 +1,124 @@
-//! A weight matrix either dense in the compute dtype, or kept as its file stores it (GGUF
-//! quantized blocks, or bf16/f16 from safetensors) and converted exactly, one matrix at a
-//! time, each time a pass uses it. The second lets a model whose f32 copy would not fit in
-//! memory run at all: a 4B model is 16 GB in f32, 8 GB in bf16 and about 2.5 GB in Q4_K.
-//! Gradients are the same either way: the converted values are the model, and attribution
-//! never differentiates the weights.
+//! A weight matrix and its products in each of the engine's [`Products`].
+//!
+//! The exact (f32) form is either dense, or kept as its file stores it (GGUF quantized
+//! blocks, or bf16/f16 from safetensors) and converted exactly, one block of rows at a time,
+//! each time a pass uses it: a model whose f32 copy would not fit in memory still runs (a 4B
+//! model is 16 GB in f32, 8 GB in bf16 and about 2.5 GB in Q4_K). Gradients are the same
+//! either way: the converted values are the model, and attribution never differentiates the
+//! weights.
+//!
+//! Beside it: a GGUF matrix keeps its quantized blocks for forward-only products on the
+//! weights as stored ([`Products::Stored`]), and a dense matrix gets a bf16 copy the first
+//! time a pass multiplies in bf16 ([`Products::Bf16`]; 16-bit safetensors are used as they
+//! are, stored blocks are converted a block of rows at a time).
 
+use crate::kernels::{self, quantized, Products};
 use candle_core::quantized::{QStorage, QTensor};
 use candle_core::{DType, Device, Result, Tensor};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// One weight matrix `[out, in]`.
 #[derive(Debug, Clone)]
-pub enum Weight {
+pub struct Weight {
+    exact: Exact,
+    /// The GGUF blocks, when the file quantizes this matrix (on the CPU).
+    blocks: Option<Arc<QTensor>>,
+    /// The bf16 copy of a dense matrix, made on first use; shared by clones (a tied output
+    /// layer shares the embedding's).
+    bf16: Arc<OnceLock<Tensor>>,
+}
+
+#[derive(Debug, Clone)]
+enum Exact {
     /// Dense, in the compute dtype, on the compute device.
     Dense(Tensor),
-    /// GGUF quantized blocks as stored in the file; dequantized to `dtype` on `device` on
-    /// each use.
-    Stored {
-        /// The quantized tensor, on the CPU.
-        q: Arc<QTensor>,
-        /// The compute dtype.
-        dtype: DType,
-        /// The compute device.
-        device: Device,
-    },
-    /// A 16-bit float matrix (bf16/f16 safetensors) on the compute device; widened to
+    /// GGUF blocks dequantized to `dtype` on `device` on each use.
+    Stored { dtype: DType, device: Device },
+    /// A 16-bit float matrix (bf16/f16 safetensors) on the compute device, widened to
     /// `dtype` (exact) on each use.
-    Half {
-        /// The bf16 or f16 tensor.
-        t: Tensor,
-        /// The compute dtype.
-        dtype: DType,
-    },
+    Half { t: Tensor, dtype: DType },
 }
 
 impl Weight {
-    /// The matrix as a dense tensor: the tensor itself, or a fresh dequantized copy that is
-    /// freed when the caller drops it.
-    pub fn dense(&self) -> Result<Tensor> {
-        match self {
-            Weight::Dense(t) => Ok(t.clone()),
-            Weight::Stored { q, dtype, device } => q
-                .dequantize(&Device::Cpu)?
-                .to_dtype(*dtype)?
-                .to_device(device),
-            Weight::Half { t, dtype } => t.to_dtype(*dtype),
+    /// A dense matrix.
+    pub fn dense(t: Tensor) -> Self {
+        Weight::new(Exact::Dense(t), None)
+    }
+
+    /// A GGUF matrix: `dense` when the model holds it dense (the blocks are kept beside it
+    /// for forward-only products), else converted from the blocks on each use.
+    pub fn from_blocks(
+        q: Arc<QTensor>,
+        dense: Option<Tensor>,
+        dtype: DType,
+        device: &Device,
+    ) -> Self {
+        let exact = match dense {
+            Some(t) => Exact::Dense(t),
+            None => Exact::Stored {
+                dtype,
+                device: device.clone(),
+            },
+        };
+        // A float GGUF matrix (F32/F16/BF16) held dense needs its tensor no more.
+        let keep = matches!(exact, Exact::Stored { .. }) || quantized::readable(q.dtype());
+        Weight::new(exact, keep.then_some(q))
+    }
+
+    /// A 16-bit safetensors matrix kept as stored and widened to `dtype` per use.
+    pub fn half(t: Tensor, dtype: DType) -> Self {
+        Weight::new(Exact::Half { t, dtype }, None)
+    }
+
+    fn new(exact: Exact, blocks: Option<Arc<QTensor>>) -> Self {
+        Weight {
+            exact,
+            blocks,
+            bf16: Arc::default(),
         }
     }
 
-    /// Rows `start..start + len` (a stored matrix dequantizes only their blocks).
+    /// The stored blocks a `Stored` product reads, when the file quantizes this matrix.
+    fn readable_blocks(&self) -> Option<&QTensor> {
+        self.blocks
+            .as_deref()
+            .filter(|q| quantized::readable(q.dtype()))
+    }
+
+    /// The matrix as a dense tensor in the compute dtype: the tensor itself, or a fresh
+    /// exact copy that is freed when the caller drops it.
+    pub fn to_dense(&self) -> Result<Tensor> {
+        match &self.exact {
+            Exact::Dense(t) => Ok(t.clone()),
+            Exact::Stored { .. } => {
+                let (rows, _) = self.dims()?;
+                self.rows(0, rows)
+            }
+            Exact::Half { t, dtype } => t.to_dtype(*dtype),
+        }
+    }
+
+    /// Rows `start..start + len`, exact (stored blocks dequantize only these rows).
     pub fn rows(&self, start: usize, len: usize) -> Result<Tensor> {
-        match self {
-            Weight::Dense(t) => t.narrow(0, start, len),
-            Weight::Stored { q, dtype, device } => stored_rows(q, start, len)?
+        match (&self.exact, &self.blocks) {
+            (Exact::Dense(t), _) => t.narrow(0, start, len),
+            (Exact::Stored { dtype, device }, Some(q)) => stored_rows(q, start, len)?
                 .dequantize(&Device::Cpu)?
                 .to_dtype(*dtype)?
                 .to_device(device),
-            Weight::Half { t, dtype } => t.narrow(0, start, len)?.to_dtype(*dtype),
+            (Exact::Stored { .. }, None) => candle_core::bail!("a stored matrix without blocks"),
+            (Exact::Half { t, dtype }, _) => t.narrow(0, start, len)?.to_dtype(*dtype),
         }
     }
 
-    /// The rows of these ids, in order: an embedding lookup.
+    /// The rows of these ids, in order, exact: an embedding lookup.
     pub fn gather(&self, ids: &[u32]) -> Result<Tensor> {
-        match self {
-            Weight::Dense(t) => t.embedding(&Tensor::new(ids, t.device())?),
-            Weight::Half { t, dtype } => t
+        match &self.exact {
+            Exact::Dense(t) => t.embedding(&Tensor::new(ids, t.device())?),
+            Exact::Half { t, dtype } => t
                 .embedding(&Tensor::new(ids, t.device())?)?
                 .to_dtype(*dtype),
-            Weight::Stored { .. } => {
+            Exact::Stored { .. } => {
                 let rows = ids
                     .iter()
                     .map(|&id| self.rows(id as usize, 1))
@@ -77,80 +128,154 @@ impl Weight {
         }
     }
 
-    /// `W · x` for `x: [in, k]` → `[out, k]` (a stored matrix is converted a block of rows at
-    /// a time, so a vocabulary-sized output layer never needs its whole dense copy).
-    pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Weight::Dense(t) => super::blas::matmul(t, x),
-            Weight::Stored { .. } | Weight::Half { .. } => {
-                let parts = self
-                    .row_blocks()?
-                    .map(|(start, len)| super::blas::matmul(&self.rows(start, len)?, x))
-                    .collect::<Result<Vec<_>>>()?;
-                Tensor::cat(&parts, 0)
+    /// The products this matrix can run: bf16 where the machine has no bf16 products is
+    /// f32, and stored products on a matrix without quantized blocks are bf16.
+    fn effective(&self, p: Products, x: &Tensor) -> Products {
+        let bf16 = !x.device().is_cpu() || kernels::bf16_available();
+        match p {
+            Products::Stored if self.readable_blocks().is_some() && x.device().is_cpu() => {
+                Products::Stored
             }
+            Products::Stored | Products::Bf16 if bf16 => Products::Bf16,
+            _ => Products::F32,
         }
+    }
+
+    /// The bf16 form of a matrix held whole (dense, or bf16 safetensors), if it is.
+    fn whole_bf16(&self) -> Result<Option<Tensor>> {
+        match &self.exact {
+            Exact::Half { t, .. } if t.dtype() == DType::BF16 => Ok(Some(t.clone())),
+            Exact::Dense(t) => {
+                if let Some(w) = self.bf16.get() {
+                    return Ok(Some(w.clone()));
+                }
+                let w = kernels::to_bf16(t)?;
+                Ok(Some(self.bf16.get_or_init(|| w).clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// `x · Wᵀ` for `x: (k, in)` → `(k, out)`, with products `p`.
+    pub fn forward(&self, x: &Tensor, p: Products) -> Result<Tensor> {
+        match self.effective(p, x) {
+            Products::Stored => match self.readable_blocks() {
+                Some(q) => quantized::matmul_t(q, x)?.to_dtype(x.dtype()),
+                None => candle_core::bail!("no stored blocks"),
+            },
+            Products::Bf16 => match self.whole_bf16()? {
+                Some(w) => kernels::matmul_bf16(x, &w.t()?)?.to_dtype(x.dtype()),
+                None => self.by_blocks_t(x, |x, w| {
+                    kernels::matmul_bf16(x, &kernels::to_bf16(w)?.t()?)
+                }),
+            },
+            Products::F32 => match &self.exact {
+                Exact::Dense(t) => kernels::matmul(x, &t.t()?),
+                _ => self.by_blocks_t(x, |x, w| kernels::matmul(x, &w.t()?)),
+            },
+        }
+    }
+
+    /// [`Weight::forward`] of several matrices on one input: stored products read them in
+    /// one pass over the cores after one quantization of `x`.
+    pub fn forward_many(ws: &[&Weight], x: &Tensor, p: Products) -> Result<Vec<Tensor>> {
+        let stored: Option<Vec<&QTensor>> = ws
+            .iter()
+            .map(|w| {
+                (w.effective(p, x) == Products::Stored)
+                    .then(|| w.readable_blocks())
+                    .flatten()
+            })
+            .collect();
+        match stored {
+            Some(qs) if qs.len() > 1 => quantized::matmul_t_many(&qs, x)?
+                .into_iter()
+                .map(|t| t.to_dtype(x.dtype()))
+                .collect(),
+            _ => ws.iter().map(|w| w.forward(x, p)).collect(),
+        }
+    }
+
+    /// [`Weight::forward`] a block of rows at a time: the output's columns, joined.
+    fn by_blocks_t(
+        &self,
+        x: &Tensor,
+        product: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let parts = self
+            .row_blocks()?
+            .map(|(start, len)| product(x, &self.rows(start, len)?))
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&parts, 1)?.to_dtype(x.dtype())
+    }
+
+    /// `dy · W` for `dy: (k, out)` → `(k, in)`: cotangents of the outputs carried to the
+    /// input, with products `p` (stored products have no transposed form: bf16).
+    pub fn vjp(&self, dy: &Tensor, p: Products) -> Result<Tensor> {
+        let p = self.effective(p.for_backward(), dy);
+        let whole = match p {
+            Products::Bf16 => self.whole_bf16()?,
+            _ => match &self.exact {
+                Exact::Dense(t) => Some(t.clone()),
+                _ => None,
+            },
+        };
+        let product = |a: &Tensor, b: &Tensor| match p {
+            Products::F32 => kernels::matmul(a, b),
+            _ => kernels::matmul_bf16(a, b),
+        };
+        if let Some(w) = whole {
+            return product(dy, &w)?.to_dtype(dy.dtype());
+        }
+        let mut sum: Option<Tensor> = None;
+        for (start, len) in self.row_blocks()? {
+            let part = product(
+                &dy.narrow(1, start, len)?.contiguous()?,
+                &self.rows(start, len)?,
+            )?;
+            sum = Some(match sum {
+                Some(s) => (s + part)?,
+                None => part,
+            });
+        }
+        sum.ok_or_else(|| candle_core::Error::Msg("an empty matrix".into()))?
+            .to_dtype(dy.dtype())
     }
 
     /// `(start, len)` of the blocks of rows a stored matrix is converted in: 64 MB of f32 for
     /// a 4096-wide matrix.
     fn row_blocks(&self) -> Result<impl Iterator<Item = (usize, usize)>> {
         const BLOCK: usize = 4096;
-        let rows = self.rows_count()?;
+        let (rows, _) = self.dims()?;
         Ok((0..rows)
             .step_by(BLOCK)
             .map(move |start| (start, BLOCK.min(rows - start))))
     }
 
-    /// `x · Wᵀ` for `x: [k, in]` → `[k, out]`, row-major: one product straight into rows for a
-    /// dense matrix (OpenBLAS reads the transposed view), [`Weight::matmul`] transposed back
-    /// otherwise.
-    pub fn matmul_t(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Weight::Dense(t) => super::blas::matmul(x, &t.t()?),
-            _ => self.matmul(&x.t()?.contiguous()?)?.t()?.contiguous(),
-        }
+    /// Whether forward-only products can read this matrix's quantized blocks.
+    pub fn has_blocks(&self) -> bool {
+        self.readable_blocks().is_some()
     }
 
-    /// `dy · W` for `dy: [k, out]` → `[k, in]`: cotangents of the outputs carried to the input
-    /// (a stored matrix a block of rows at a time).
-    pub fn vjp(&self, dy: &Tensor) -> Result<Tensor> {
-        match self {
-            Weight::Dense(t) => super::blas::matmul(dy, t),
-            Weight::Stored { .. } | Weight::Half { .. } => {
-                let mut sum: Option<Tensor> = None;
-                for (start, len) in self.row_blocks()? {
-                    let part = super::blas::matmul(
-                        &dy.narrow(1, start, len)?.contiguous()?,
-                        &self.rows(start, len)?,
-                    )?;
-                    sum = Some(match sum {
-                        Some(s) => (s + part)?,
-                        None => part,
-                    });
-                }
-                sum.ok_or_else(|| candle_core::Error::Msg("an empty matrix".into()))
-            }
-        }
-    }
-
-    /// True when the matrix is kept as stored and converted per use.
+    /// True when the exact form is converted per use (not held dense).
     pub fn is_stored(&self) -> bool {
-        !matches!(self, Weight::Dense(_))
+        !matches!(self.exact, Exact::Dense(_))
     }
 
     /// The dtype a pass computes in.
     pub fn compute_dtype(&self) -> DType {
-        match self {
-            Weight::Dense(t) => t.dtype(),
-            Weight::Stored { dtype, .. } | Weight::Half { dtype, .. } => *dtype,
+        match &self.exact {
+            Exact::Dense(t) => t.dtype(),
+            Exact::Stored { dtype, .. } | Exact::Half { dtype, .. } => *dtype,
         }
     }
 
-    fn rows_count(&self) -> Result<usize> {
-        match self {
-            Weight::Dense(t) | Weight::Half { t, .. } => Ok(t.dims2()?.0),
-            Weight::Stored { q, .. } => Ok(q.shape().dims2()?.0),
+    /// `(out, in)`.
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        match (&self.exact, &self.blocks) {
+            (Exact::Dense(t), _) | (Exact::Half { t, .. }, _) => t.dims2(),
+            (Exact::Stored { .. }, Some(q)) => q.shape().dims2(),
+            (Exact::Stored { .. }, None) => candle_core::bail!("a stored matrix without blocks"),
         }
     }
 }
@@ -178,28 +303,31 @@ mod tests {
     use super::*;
     use candle_core::quantized::GgmlDType;
 
+    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
+    }
+
     #[test]
     fn stored_weights_dequantize_to_the_dense_values() -> Result<()> {
         let dev = Device::Cpu;
         let x = Tensor::arange(0f32, 512., &dev)?
             .reshape((2, 256))?
             .affine(0.01, -1.0)?;
-        let q = QTensor::quantize(&x, GgmlDType::Q8_0)?;
-        let dense = Weight::Dense(q.dequantize(&dev)?);
-        let stored = Weight::Stored {
-            q: Arc::new(q),
-            dtype: DType::F32,
-            device: dev.clone(),
-        };
-        let d = (dense.dense()? - stored.dense()?)?.abs()?.max_all()?;
-        assert_eq!(d.to_scalar::<f32>()?, 0.0);
-        let r = (dense.rows(1, 1)? - stored.rows(1, 1)?)?.abs()?.max_all()?;
-        assert_eq!(r.to_scalar::<f32>()?, 0.0);
-        let g = (dense.gather(&[1, 0, 1])? - stored.gather(&[1, 0, 1])?)?;
-        assert_eq!(g.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
-        let v = Tensor::arange(0f32, 256., &dev)?.reshape((256, 1))?;
-        let m = (dense.matmul(&v)? - stored.matmul(&v)?)?.abs()?.max_all()?;
-        assert_eq!(m.to_scalar::<f32>()?, 0.0);
+        let q = Arc::new(QTensor::quantize(&x, GgmlDType::Q8_0)?);
+        let dense = Weight::dense(q.dequantize(&dev)?);
+        let stored = Weight::from_blocks(q, None, DType::F32, &dev);
+        assert_eq!(max_diff(&dense.to_dense()?, &stored.to_dense()?)?, 0.0);
+        assert_eq!(max_diff(&dense.rows(1, 1)?, &stored.rows(1, 1)?)?, 0.0);
+        assert_eq!(
+            max_diff(&dense.gather(&[1, 0, 1])?, &stored.gather(&[1, 0, 1])?)?,
+            0.0
+        );
+        let v = Tensor::arange(0f32, 256., &dev)?.reshape((1, 256))?;
+        let f = |w: &Weight| w.forward(&v, Products::F32);
+        assert_eq!(max_diff(&f(&dense)?, &f(&stored)?)?, 0.0);
+        let dy = Tensor::new(&[[0.5f32, -2.0]], &dev)?;
+        let b = |w: &Weight| w.vjp(&dy, Products::F32);
+        assert_eq!(max_diff(&b(&dense)?, &b(&stored)?)?, 0.0);
         assert!(stored.rows(2, 1).is_err());
         assert!(stored.is_stored() && !dense.is_stored());
         Ok(())
@@ -212,24 +340,90 @@ mod tests {
             .reshape((4100, 2))?
             .affine(0.37, -3.0)?
             .to_dtype(DType::BF16)?;
-        let dense = Weight::Dense(x.to_dtype(DType::F32)?);
-        let half = Weight::Half {
-            t: x,
-            dtype: DType::F32,
-        };
+        let dense = Weight::dense(x.to_dtype(DType::F32)?);
+        let half = Weight::half(x, DType::F32);
         let same = |a: Tensor, b: Tensor| -> Result<()> {
-            let d = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert_eq!(d, 0.0);
+            assert_eq!(max_diff(&a, &b)?, 0.0);
             Ok(())
         };
-        same(dense.dense()?, half.dense()?)?;
+        same(dense.to_dense()?, half.to_dense()?)?;
         same(dense.rows(4097, 3)?, half.rows(4097, 3)?)?;
         same(dense.gather(&[4099, 0, 7])?, half.gather(&[4099, 0, 7])?)?;
-        // Over one 4096-row block, so the chunked product is exercised.
-        let v = Tensor::new(&[[1f32], [-2.0]], &dev)?;
-        same(dense.matmul(&v)?, half.matmul(&v)?)?;
+        // Over one 4096-row block, so the chunked products are exercised.
+        let v = Tensor::new(&[[1f32, -2.0]], &dev)?;
+        same(
+            dense.forward(&v, Products::F32)?,
+            half.forward(&v, Products::F32)?,
+        )?;
+        let dy = Tensor::arange(0f32, 4100., &dev)?
+            .reshape((1, 4100))?
+            .affine(1e-3, 0.0)?;
+        let (a, b) = (
+            dense.vjp(&dy, Products::F32)?,
+            half.vjp(&dy, Products::F32)?,
+        );
+        assert!(max_diff(&a, &b)? <= 1e-6 * a.abs()?.max_all()?.to_scalar::<f32>()?);
         assert!(half.is_stored());
         assert_eq!(half.compute_dtype(), DType::F32);
+        Ok(())
+    }
+
+    /// Every form's bf16 and stored products are the exact ones up to the rounding of their
+    /// operands, in every layout a matrix can be held in: each output within the rounding
+    /// unit times Σ |a|·|b| over its terms (bf16: 2⁻⁸ for the two operands' 2⁻⁹ each; stored
+    /// blocks: 2⁻⁶, the activations' 8 bits per block of 32).
+    #[test]
+    fn bf16_and_stored_products_are_exact_up_to_rounding() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::arange(0f32, 96. * 4200., &dev)?
+            .reshape((4200, 96))?
+            .affine(0.013, 0.0)?
+            .sin()?;
+        let q = Arc::new(QTensor::quantize(&w, GgmlDType::Q8_0)?);
+        let exact = q.dequantize(&dev)?;
+        let forms = [
+            Weight::from_blocks(q.clone(), Some(exact.clone()), DType::F32, &dev),
+            Weight::from_blocks(q, None, DType::F32, &dev),
+            Weight::half(exact.to_dtype(DType::BF16)?, DType::F32),
+        ];
+        let x = Tensor::arange(0f32, 3. * 96., &dev)?
+            .reshape((3, 96))?
+            .affine(0.7, 0.3)?
+            .cos()?;
+        let dy = Tensor::arange(0f32, 3. * 4200., &dev)?
+            .reshape((3, 4200))?
+            .affine(0.11, 0.0)?
+            .sin()?;
+        // Σ |a|·|b| per output: the scale of any operand's rounding error.
+        let fwd_bound = x.abs()?.matmul(&exact.abs()?.t()?)?;
+        let vjp_bound = dy.abs()?.matmul(&exact.abs()?)?;
+        let within = |got: &Tensor, want: &Tensor, bound: &Tensor, unit: f32| -> Result<f32> {
+            let worst = ((got - want)?.abs()? / bound)?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            Ok(worst / unit)
+        };
+        for (i, w) in forms.iter().enumerate() {
+            let want = w.forward(&x, Products::F32)?;
+            for (p, unit) in [
+                (Products::Bf16, 2f32.powi(-8)),
+                (Products::Stored, 2f32.powi(-6)),
+            ] {
+                let got = w.forward(&x, p)?;
+                assert_eq!(got.dims(), want.dims());
+                let r = within(&got, &want, &fwd_bound, unit)?;
+                assert!(r <= 1.0, "form {i} {p:?}: {r} rounding units");
+                assert!(
+                    max_diff(&got, &want)? > 0.0,
+                    "form {i} {p:?}: not rounded at all?"
+                );
+            }
+            let want = w.vjp(&dy, Products::F32)?;
+            for p in [Products::Bf16, Products::Stored] {
+                let r = within(&w.vjp(&dy, p)?, &want, &vjp_bound, 2f32.powi(-8))?;
+                assert!(r <= 1.0, "form {i} vjp {p:?}: {r} rounding units");
+            }
+        }
         Ok(())
     }
 }

@@ -21,7 +21,7 @@ struct GgufWeights {
     reader: BufReader<File>,
     dtype: DType,
     device: Device,
-    /// Hand out matrices quantized, as the file stores them (see `Weight::Stored`).
+    /// Hand out matrices quantized, as the file stores them (see `Weight::from_blocks`).
     stored: bool,
 }
 
@@ -95,19 +95,26 @@ impl WeightSource for GgufWeights {
     }
 
     fn get_matrix(&mut self, name: &str) -> Result<Weight> {
-        if !self.stored {
-            return Ok(Weight::Dense(self.get(name)?));
-        }
         let g = gguf_name(name, self.family);
         let q = self
             .content
             .tensor(&mut self.reader, &g, &Device::Cpu)
             .map_err(|e| bad(&self.path, format!("tensor {g}: {e}")))?;
-        Ok(Weight::Stored {
-            q: std::sync::Arc::new(q),
-            dtype: self.dtype,
-            device: self.device.clone(),
-        })
+        let dense = if self.stored {
+            None
+        } else {
+            // Dequantize on the CPU (exact), then move: gradients need dense weights.
+            let t = q
+                .dequantize(&Device::Cpu)
+                .map_err(|e| bad(&self.path, format!("tensor {g}: {e}")))?;
+            Some(t.to_dtype(self.dtype)?.to_device(&self.device)?)
+        };
+        Ok(Weight::from_blocks(
+            std::sync::Arc::new(q),
+            dense,
+            self.dtype,
+            &self.device,
+        ))
     }
 
     fn dense_bytes(&self, dtype: DType) -> u64 {

@@ -52,7 +52,7 @@ struct SafetensorsWeights {
     dtype: DType,
     device: Device,
     dir: PathBuf,
-    /// Hand out 16-bit matrices as stored (see `Weight::Half`).
+    /// Hand out 16-bit matrices as stored (see `Weight::half`).
     stored: bool,
 }
 
@@ -212,12 +212,12 @@ impl WeightSource for SafetensorsWeights {
     fn get_matrix(&mut self, name: &str) -> Result<Weight> {
         let e = self.entry(name)?;
         if self.stored && e.is_half() && self.dtype.size_in_bytes() > 2 {
-            return Ok(Weight::Half {
-                t: e.read(name)?.to_device(&self.device)?,
-                dtype: self.dtype,
-            });
+            return Ok(Weight::half(
+                e.read(name)?.to_device(&self.device)?,
+                self.dtype,
+            ));
         }
-        Ok(Weight::Dense(self.get(name)?))
+        Ok(Weight::dense(self.get(name)?))
     }
     fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)

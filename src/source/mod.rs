@@ -323,8 +323,18 @@ pub fn open(
     let budget = max_memory.unwrap_or_else(memory_budget);
     let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
     loaded.weights_bytes = dense;
-    loaded.weights_note = if dense <= budget {
-        format!("dense {dtype:?} ({})", gb(dense))
+    // An f32 model gets a bf16 copy the first time a request multiplies in bf16.
+    let copy = if dtype == DType::F32 { dense / 2 } else { 0 };
+    loaded.weights_note = if dense + copy <= budget {
+        if copy > 0 {
+            format!(
+                "dense {dtype:?} ({}; {} more in bf16 once a request uses bf16)",
+                gb(dense),
+                gb(copy)
+            )
+        } else {
+            format!("dense {dtype:?} ({})", gb(dense))
+        }
     } else {
         match loaded.weights.keep_stored() {
             Some((kinds, bytes)) => {

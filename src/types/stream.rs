@@ -121,6 +121,12 @@ pub enum StreamEvent {
         /// Layers in the pass.
         total: usize,
     },
+    /// The precision the request's products run in, after `tokens` (when it is not f32; a
+    /// stream without this event ran in f32).
+    Precision {
+        /// `bf16` (an `auto` request resolved; `f32` is not sent).
+        precision: super::Precision,
+    },
     /// The request waits for the model (servers only; sent about once a second until it
     /// starts).
     Queued {

@@ -54,6 +54,7 @@ pub fn AnswerSection(
                     <p class="answer-meta" data-testid="answer-meta">
                         {format!("{n} tokens")}
                         {stop.map(|s| format!(" · stopped: {s}"))}
+                        " · " <super::PrecisionBadge precision=a.precision/>
                     </p>
                     <div class="row">
                         <button

@@ -149,3 +149,20 @@ pub fn arrow_keys(
     // `focus` is looked up on the element itself, so an SVG element takes it too.
     let _ = to.unchecked_into::<leptos::web_sys::HtmlElement>().focus();
 }
+
+/// What a result was computed in, beside it: "f32: exact" or "bf16: approximate", with what
+/// that means on hover.
+#[component]
+pub fn PrecisionBadge(precision: tokenlens::Precision) -> impl IntoView {
+    let title = match precision {
+        tokenlens::Precision::Bf16 => {
+            "bf16: the matrix products ran with bf16 operands (f32 sums) on the CPU's matrix units, generation on the model file's quantized weights; scores agree with f32 in ranking (Spearman ≥ 0.95 on the reference fixtures), not to the digit"
+        }
+        _ => "f32: every product in f32, as the PyTorch references compute",
+    };
+    view! {
+        <span class="precision-badge" data-precision=precision.name() title=title>
+            {precision.label()}
+        </span>
+    }
+}

@@ -19,6 +19,8 @@ pub struct Explained {
     pub step: Option<usize>,
     /// The answer's token at that step, as generated (sampled or greedy).
     pub generated: Option<tokenlens::GeneratedToken>,
+    /// The precision it was computed in.
+    pub precision: tokenlens::Precision,
 }
 
 /// The prediction panel; `on_explain` receives the view a candidate button asks for.
@@ -31,7 +33,7 @@ pub fn PredictionPanel(
     on_explain: Callback<ExplainSpec>,
 ) -> impl IntoView {
     let body = move || {
-        explained.get().map(|Explained { prediction: p, target: t, step, generated }| {
+        explained.get().map(|Explained { prediction: p, target: t, step, generated, precision }| {
             let target_id = t.token.id;
             let top = p
                 .top
@@ -115,6 +117,7 @@ pub fn PredictionPanel(
                 return view! {
                     <div class="prediction" data-testid="prediction">
                         <SpanLine span=span/>
+                        <p><super::PrecisionBadge precision=precision/></p>
                     </div>
                 }
                 .into_any();
@@ -170,12 +173,13 @@ pub fn PredictionPanel(
                     <p data-testid="target">
                         "Explaining: " <strong>{format!("{:?}", t.token.text)}</strong>
                         {format!(
-                            " (id {}, rank {}, p = {:.3}, logit {})",
+                            " (id {}, rank {}, p = {:.3}, logit {}) ",
                             t.token.id,
                             t.rank,
                             t.token.prob,
                             sig3(t.token.logit),
                         )}
+                        <super::PrecisionBadge precision=precision/>
                     </p>
                     <p class="score-switch" role="radiogroup" aria-label="what is explained">
                         "Explain its" {score_switch}

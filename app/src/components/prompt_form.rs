@@ -2,7 +2,7 @@
 //! generation settings. It edits a [`Form`]; the page turns a submitted form into a view.
 
 use leptos::prelude::*;
-use tokenlens::{Sampling, TargetSpec};
+use tokenlens::{Precision, Sampling, TargetSpec};
 
 use super::Checkbox;
 use crate::pages::api::ModelList;
@@ -31,6 +31,8 @@ pub struct Form {
     pub max_new: RwSignal<usize>,
     /// A generation field whose text is not a number: its name and text.
     pub unreadable: RwSignal<Option<(&'static str, String)>>,
+    /// How the products are computed.
+    pub precision: RwSignal<Precision>,
 }
 
 impl Form {
@@ -47,6 +49,7 @@ impl Form {
             sampling: RwSignal::new(Sampling::default()),
             max_new: RwSignal::new(DEFAULT_MAX_NEW),
             unreadable: RwSignal::new(None),
+            precision: RwSignal::new(v.precision),
         };
         f.fill(v);
         f
@@ -60,6 +63,7 @@ impl Form {
         self.prompt.set(v.prompt.clone());
         self.chat.set(v.chat);
         self.thinking.set(v.thinking);
+        self.precision.set(v.precision);
         if let Some(g) = &v.generation {
             // Settings are shown as they are: an out-of-range temperature is not turned into
             // "greedy" (the settings' message says what is wrong).
@@ -94,7 +98,8 @@ impl Form {
         let context = self.prompt.with(|p| p != &v.prompt)
             || (!model.is_empty() && model != shown_model)
             || self.chat.get() != v.chat
-            || (v.chat && self.thinking.get() != v.thinking);
+            || (v.chat && self.thinking.get() != v.thinking)
+            || self.precision.get() != v.precision;
         let text = |t: Option<&TargetSpec>| match t {
             Some(TargetSpec::Text(s)) => s.clone(),
             _ => String::new(),
@@ -266,6 +271,7 @@ pub fn PromptForm(
                 <label title="The chat template's enable_thinking: the model may reason in a <think> block before answering (Qwen3; other templates ignore it)">
                     <Checkbox name="thinking" label=" thinking" value=thinking disabled=Signal::derive(move || !chat.get())/>
                 </label>
+                <PrecisionSelect value=form.precision/>
                 {text_input("target", "Target ", "most likely token", target)}
                 {text_input("contrast", "rather than ", "(optional)", contrast)}
                 <button type="submit" name="submit" disabled=move || !can_run.get()>
@@ -285,6 +291,38 @@ pub fn PromptForm(
             </div>
             <GenerationSettings form=form/>
         </form>
+    }
+    .into_any()
+}
+
+/// The precision of the products: auto, f32 or bf16.
+#[component]
+fn PrecisionSelect(value: RwSignal<Precision>) -> AnyView {
+    let options = Precision::ALL
+        .map(|p| {
+            let label = match p {
+                Precision::Auto => "auto",
+                Precision::F32 => "f32 (exact)",
+                Precision::Bf16 => "bf16 (fast, approximate)",
+            };
+            view! { <option value=p.name() selected=move || value.get() == p>{label}</option> }
+        })
+        .collect_view();
+    view! {
+        <label title="How the matrix products are computed. f32: exact, as the PyTorch references. bf16: bf16 operands with f32 sums on the CPU's matrix units, and generation on the model file's quantized weights as llama.cpp runs them: several times faster, scores approximate. auto: f32 for explanations that take about a second or less, bf16 above; generation on the quantized weights.">
+            "Precision "
+            <select
+                name="precision"
+                prop:value=move || value.get().name()
+                on:change=move |ev| {
+                    if let Ok(p) = Precision::parse(&event_target_value(&ev)) {
+                        value.set(p);
+                    }
+                }
+            >
+                {options}
+            </select>
+        </label>
     }
     .into_any()
 }

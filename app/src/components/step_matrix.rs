@@ -46,8 +46,12 @@ pub fn StepsSection(
         matrix.with(|mx| {
             let mx = mx.as_ref()?;
             let method = mx.method?;
+            let precision = mx.precision;
             let header = view! {
-                <h2>{format!("All steps: each answer token × its context ({})", method.label())}</h2>
+                <h2>
+                    {format!("All steps: each answer token × its context ({}) ", method.label())}
+                    <super::PrecisionBadge precision=precision/>
+                </h2>
             };
             if mx.tokens.is_empty() {
                 let text = if running.get() {
@@ -55,7 +59,10 @@ pub fn StepsSection(
                 } else {
                     "not computed (the run stopped first); press All steps"
                 };
-                return Some(view! { {header} <p class="waiting" data-testid="waiting">{text}</p> }.into_any());
+                return Some(
+                    view! { {header} <p class="waiting" data-testid="waiting">{text}</p> }
+                        .into_any(),
+                );
             }
             let range = match (query_only.get(), mx.query_span) {
                 (true, Some([a, _])) => (a, mx.tokens.len()),
@@ -100,19 +107,21 @@ pub fn StepsSection(
                     </label>
                 }
             });
-            Some(view! {
-                {header}
-                <PerRowLegend row="row" gamma=d.gamma/>
-                {toggle}
-                <StepMatrix
-                    units=u.labels(&mx.tokens)
-                    range=u.range
-                    rows=rows
-                    values=small && values.get()
-                    tip=tip
-                />
-            }
-            .into_any())
+            Some(
+                view! {
+                    {header}
+                    <PerRowLegend row="row" gamma=d.gamma/>
+                    {toggle}
+                    <StepMatrix
+                        units=u.labels(&mx.tokens)
+                        range=u.range
+                        rows=rows
+                        values=small && values.get()
+                        tip=tip
+                    />
+                }
+                .into_any(),
+            )
         })
     };
     view! { <section class="matrix-section" node_ref=section>{body}</section> }.into_any()

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tokenlens::{
     CandidateExplanation, Faithfulness, GenerateRequest, GeneratedToken, LensCell, Method,
-    MethodResult, Prediction, StepRow, StopReason, StreamEvent, Target, Token,
+    MethodResult, Precision, Prediction, StepRow, StopReason, StreamEvent, Target, Token,
 };
 
 use super::GenSpec;
@@ -51,6 +51,10 @@ pub struct Partial {
     /// The logit lens `[layer][token]`, when asked for.
     #[serde(default)]
     pub lens: Option<Vec<Vec<LensCell>>>,
+    /// The precision it was computed in (a stream without a `precision` event, and a
+    /// result stored before there was one, ran in f32).
+    #[serde(default = "Precision::exact")]
+    pub precision: Precision,
     /// The server's sealed record of the stream, once it is complete.
     #[serde(skip)]
     pub sealed: Option<Record>,
@@ -120,7 +124,9 @@ impl Streamed for Partial {
                 self.tokens = tokens.clone();
                 self.query_span = *query_span;
                 self.n_layers = *n_layers;
+                self.precision = Precision::F32;
             }
+            StreamEvent::Precision { precision } => self.precision = *precision,
             StreamEvent::Prediction { prediction, target } => {
                 self.prediction = Some((prediction.clone(), target.clone()))
             }
@@ -163,6 +169,12 @@ pub struct AnswerState {
     pub tokens: Vec<GeneratedToken>,
     /// Why it stopped, once it has.
     pub stop: Option<StopReason>,
+    /// The precision the request asked for (`auto` before there was a choice).
+    #[serde(default)]
+    pub asked: Precision,
+    /// The precision it was generated in (see [`Partial::precision`]).
+    #[serde(default = "Precision::exact")]
+    pub precision: Precision,
     /// The server's sealed record of the stream, once it is complete.
     #[serde(skip)]
     pub sealed: Option<Record>,
@@ -182,6 +194,8 @@ impl AnswerState {
             },
             tokens: Vec::new(),
             stop: None,
+            asked: request.precision,
+            precision: Precision::F32,
             sealed: None,
         }
     }
@@ -197,6 +211,7 @@ impl Streamed for AnswerState {
         match ev {
             StreamEvent::Generated { token, .. } => self.tokens.push(token.clone()),
             StreamEvent::Finished { stop } => self.stop = Some(*stop),
+            StreamEvent::Precision { precision } => self.precision = *precision,
             _ => return false,
         }
         true
@@ -226,6 +241,9 @@ pub struct MatrixState {
     /// Rows the request asked for.
     #[serde(default)]
     pub expected: usize,
+    /// The precision it was computed in (see [`Partial::precision`]).
+    #[serde(default = "Precision::exact")]
+    pub precision: Precision,
     /// The server's sealed record of the stream, once it is complete.
     #[serde(skip)]
     pub sealed: Option<Record>,
@@ -250,7 +268,9 @@ impl Streamed for MatrixState {
             } => {
                 self.tokens = tokens.clone();
                 self.query_span = *query_span;
+                self.precision = Precision::F32;
             }
+            StreamEvent::Precision { precision } => self.precision = *precision,
             StreamEvent::Step { row } => self.rows.push(row.clone()),
             _ => return false,
         }

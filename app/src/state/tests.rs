@@ -122,8 +122,14 @@ fn every_field_survives_the_url() {
         query_only: true,
         // Not in the URL: a view opened from one always brings the candidates.
         candidates: true,
+        precision: tokenlens::Precision::Bf16,
     };
     assert_eq!(through_url(&v), v);
+    let exact = ViewState {
+        precision: tokenlens::Precision::F32,
+        ..v.clone()
+    };
+    assert_eq!(through_url(&exact), exact);
     let greedy = ViewState {
         generation: Some(GenSpec {
             sampling: Sampling::greedy(),

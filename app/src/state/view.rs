@@ -5,8 +5,8 @@ use leptos_router::params::ParamsMap;
 use serde::{Deserialize, Serialize};
 use tokenlens::granularity::{Aggregate, Granularity};
 use tokenlens::{
-    ExplainRequest, FaithfulnessSpec, GenerateRequest, Method, Operator, Sampling, Score, Span,
-    StepsRequest, TargetSpec,
+    ExplainRequest, FaithfulnessSpec, GenerateRequest, Method, Operator, Precision, Sampling,
+    Score, Span, StepsRequest, TargetSpec,
 };
 
 use crate::display::{Clip, Display};
@@ -80,6 +80,9 @@ pub struct ViewState {
     /// Views stored before this existed read false: their records were computed without.
     #[serde(default)]
     pub candidates: bool,
+    /// How the matrix products are computed. Views stored before this existed asked for
+    /// what is now `auto` (their results say they ran in f32).
+    pub precision: Precision,
 }
 
 /// Longest context (prompt bytes plus four per answer token before the step) whose
@@ -102,6 +105,7 @@ impl Default for ViewState {
             // The template's tokens hold little of interest; the user's text is the view.
             query_only: true,
             candidates: true,
+            precision: Precision::Auto,
         }
     }
 }
@@ -226,6 +230,9 @@ impl ViewState {
         if self.query_only != self.chat {
             p.insert("query_only", if self.query_only { "1" } else { "0" }.into());
         }
+        if self.precision != d.precision {
+            p.insert("precision", self.precision.name().into());
+        }
         p
     }
 
@@ -302,6 +309,10 @@ impl ViewState {
             display,
             query_only: flag(p, "query_only").unwrap_or(chat),
             candidates: true,
+            precision: p
+                .get_str("precision")
+                .and_then(|s| Precision::parse(s).ok())
+                .unwrap_or(d.precision),
         }
     }
 
@@ -314,6 +325,7 @@ impl ViewState {
             thinking: self.thinking,
             sampling: g.sampling,
             max_new_tokens: g.max_new_tokens,
+            precision: self.precision,
         })
     }
 
@@ -366,6 +378,7 @@ impl ViewState {
                 spec.score
             },
             span: spec.span,
+            precision: self.precision,
         }))
     }
 
@@ -387,6 +400,7 @@ impl ViewState {
             thinking: self.thinking,
             generated: answer.to_vec(),
             methods: vec![self.matrix?],
+            precision: self.precision,
         })
     }
 }

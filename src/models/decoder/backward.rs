@@ -15,6 +15,7 @@
 //! is the twin the tests hold it against.
 
 use super::{Attention, Decoder, DecoderLayer, Rotary};
+use crate::kernels::Products;
 use crate::models::attention::attention_vjp;
 use crate::models::gated::{gated, gated_vjp, GateRule};
 use crate::models::norm::rms_norm_vjp;
@@ -99,6 +100,7 @@ impl Decoder {
     pub fn forward_saved(
         &self,
         embeds: &Tensor,
+        p: Products,
         progress: &mut Progress<'_>,
     ) -> crate::Result<Saved> {
         let eps = self.cfg.rms_norm_eps;
@@ -107,7 +109,7 @@ impl Decoder {
         let mut layers = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
             let rot = &self.rotary[layer.self_attn.rope];
-            let (out, saved) = layer.forward_saved(&residuals[i], eps, rot)?;
+            let (out, saved) = layer.forward_saved(&residuals[i], eps, rot, p)?;
             residuals.push(out);
             layers.push(saved);
             progress(i + 1, self.layers.len())?;
@@ -131,11 +133,24 @@ impl Decoder {
         )
     }
 
-    /// The (soft-capped) logits at `positions`, `(positions, vocab)` in f32.
-    pub fn logits_at(&self, saved: &Saved, positions: &[usize]) -> Result<Tensor> {
+    /// The (soft-capped) logits at `positions`, `(positions, vocab)` in f32, with products
+    /// `p`.
+    pub fn logits_at(&self, saved: &Saved, positions: &[usize], p: Products) -> Result<Tensor> {
         let x = self.final_hidden(saved, positions)?;
-        let logits = self.lm_head.matmul(&x.t()?.contiguous()?)?.t()?;
+        let logits = self.lm_head.forward(&x, p)?;
         self.softcap(&logits)?.to_dtype(DType::F32)
+    }
+
+    /// The (soft-capped) logits of `ids` at `position`, each the exact f32 product of the
+    /// final-normed hidden state with its output row: the values the seeds' rows carry,
+    /// whatever products the rest of the logits were computed with.
+    pub fn exact_logits(&self, saved: &Saved, position: usize, ids: &[u32]) -> Result<Vec<f32>> {
+        let x = self
+            .final_hidden(saved, &[position])?
+            .to_dtype(DType::F32)?;
+        let rows = self.lm_head.gather(ids)?.to_dtype(DType::F32)?;
+        let logits = crate::kernels::matmul(&x, &rows.t()?)?.squeeze(0)?;
+        self.softcap(&logits)?.to_vec1()
     }
 
     /// The seed of `Σ coef · logit[id]` at `position`: the direction of its gradient in the
@@ -170,6 +185,7 @@ impl Decoder {
         saved: &Saved,
         positions: &[usize],
         coefs: &[Vec<f32>],
+        p: Products,
     ) -> Result<Seed> {
         let vocab = coefs.first().map_or(0, Vec::len);
         if positions.len() != coefs.len() || coefs.iter().any(|c| c.len() != vocab) {
@@ -179,11 +195,11 @@ impl Decoder {
         let mut c = Tensor::from_vec(coefs.concat(), (positions.len(), vocab), x.device())?;
         if let Some(cap) = self.cfg.arch.final_logit_softcapping {
             // d/dz c·tanh(z/c) = 1 − tanh²(z/c) = 1 − (capped / c)²
-            let capped = self.logits_at(saved, positions)?;
+            let capped = self.logits_at(saved, positions, p)?;
             let slope = (1.0 - (capped / cap)?.sqr()?)?;
             c = (c * slope)?;
         }
-        let directions = self.lm_head.vjp(&c.to_dtype(x.dtype())?)?;
+        let directions = self.lm_head.vjp(&c.to_dtype(x.dtype())?, p)?;
         let parts = positions
             .iter()
             .enumerate()
@@ -207,6 +223,7 @@ impl Decoder {
         saved: &Saved,
         seeds: &[Seed],
         rules: &Rules,
+        p: Products,
         progress: &mut Progress<'_>,
     ) -> crate::Result<Gradients> {
         let n = saved.len().max(1);
@@ -216,8 +233,9 @@ impl Decoder {
         let total = seeds.len().div_ceil(group) * self.layers.len();
         let mut done = 0;
         for chunk in seeds.chunks(group) {
-            let g =
-                self.backward_group(saved, chunk, rules, &mut |l, _| progress(done + l, total))?;
+            let g = self.backward_group(saved, chunk, rules, p, &mut |l, _| {
+                progress(done + l, total)
+            })?;
             done += self.layers.len();
             inputs.push(g.input);
             trace.extend(g.trace);
@@ -234,6 +252,7 @@ impl Decoder {
         saved: &Saved,
         seeds: &[Seed],
         rules: &Rules,
+        p: Products,
         progress: &mut Progress<'_>,
     ) -> crate::Result<Gradients> {
         let eps = self.cfg.rms_norm_eps;
@@ -279,7 +298,15 @@ impl Decoder {
                 t.push(r);
             }
             let rot = &self.rotary[layer.self_attn.rope];
-            dh = layer.backward(&saved.layers[l], &saved.residuals[l], &dh, rules, eps, rot)?;
+            dh = layer.backward(
+                &saved.layers[l],
+                &saved.residuals[l],
+                &dh,
+                rules,
+                eps,
+                rot,
+                p,
+            )?;
             progress(self.layers.len() - l, self.layers.len())?;
         }
         for t in &mut trace {
@@ -291,21 +318,26 @@ impl Decoder {
 
 impl DecoderLayer {
     /// One layer without a graph: its output and what its backward pass reads.
-    fn forward_saved(&self, h: &Tensor, eps: f64, rot: &Rotary) -> Result<(Tensor, SavedLayer)> {
+    fn forward_saved(
+        &self,
+        h: &Tensor,
+        eps: f64,
+        rot: &Rotary,
+        p: Products,
+    ) -> Result<(Tensor, SavedLayer)> {
         let at = &self.self_attn;
         let n = h.dim(0)?;
         let x = rms_norm(h, &self.input_layernorm, eps, false)?;
-        let (q_pre, k_pre, v) = at.project(&x)?;
+        let (q_pre, k_pre, v) = at.project(&x, p)?;
         let (q, k) = at.position(&q_pre, &k_pre, rot, 0, &Rules::PLAIN)?;
-        let a = at.merge_heads(at.attend(&q, &k, &v)?, n)?;
+        let a = at.merge_heads(at.attend(&q, &k, &v, p)?, n, p)?;
         let keep = |t: Tensor| at.q_norm.is_some().then_some(t);
         let mlp = &self.mlp;
         let mlp_forward = |x: &Tensor| -> Result<(Tensor, Tensor, Tensor)> {
-            let gate = mlp.gate_proj.forward(x)?;
-            let up = mlp.up_proj.forward(x)?;
+            let (gate, up) = mlp.gate_up(x, p)?;
             let m = mlp
                 .down_proj
-                .forward(&gated(&gate, &up, mlp.act, GateRule::Plain)?)?;
+                .forward(&gated(&gate, &up, mlp.act, GateRule::Plain)?, p)?;
             Ok((gate, up, m))
         };
         let (out, mid, gate, up, attn_out, mlp_out) = match &self.feedforward_norms {
@@ -339,6 +371,7 @@ impl DecoderLayer {
     }
 
     /// Cotangents `dout: (b, seq, hidden)` of the layer's output carried to its input `h`.
+    #[allow(clippy::too_many_arguments)]
     fn backward(
         &self,
         s: &SavedLayer,
@@ -347,6 +380,7 @@ impl DecoderLayer {
         rules: &Rules,
         eps: f64,
         rot: &Rotary,
+        p: Products,
     ) -> Result<Tensor> {
         let stop = rules.stop_norm_variance;
         let mlp = &self.mlp;
@@ -355,11 +389,11 @@ impl DecoderLayer {
             (Some((pre, post)), Some(m)) => (rms_norm_vjp(m, post, eps, stop, dout)?, pre),
             _ => (dout.clone(), &self.post_attention_layernorm),
         };
-        let dz = mlp.down_proj.vjp(&dm)?;
+        let dz = mlp.down_proj.vjp(&dm, p)?;
         let (dgate, dup) = gated_vjp(&s.gate, &s.up, mlp.act, rules.gate, &dz)?;
         let mut dx = Sum::default();
-        dx.add(dup.map(|d| mlp.up_proj.vjp(&d)).transpose()?)?;
-        dx.add(dgate.map(|d| mlp.gate_proj.vjp(&d)).transpose()?)?;
+        dx.add(dup.map(|d| mlp.up_proj.vjp(&d, p)).transpose()?)?;
+        dx.add(dgate.map(|d| mlp.gate_proj.vjp(&d, p)).transpose()?)?;
         let dmid = match dx.0 {
             Some(dx) => (dout + rms_norm_vjp(&s.mid, mlp_norm, eps, stop, &dx)?)?,
             None => dout.clone(),
@@ -369,7 +403,7 @@ impl DecoderLayer {
             Some(a) => rms_norm_vjp(a, &self.post_attention_layernorm, eps, stop, &dmid)?,
             None => dmid.clone(),
         };
-        match self.self_attn.backward(s, &da, rules, rot)? {
+        match self.self_attn.backward(s, &da, rules, rot, p)? {
             Some(dx) => dmid + rms_norm_vjp(h, &self.input_layernorm, eps, stop, &dx)?,
             None => Ok(dmid),
         }
@@ -401,12 +435,13 @@ impl Attention {
         da: &Tensor,
         rules: &Rules,
         rot: &Rotary,
+        p: Products,
     ) -> Result<Option<Tensor>> {
         let (b, n, _) = da.dims3()?;
         let (heads, hd) = (self.n_heads, self.head_dim);
         let d_o = self
             .o_proj
-            .vjp(da)?
+            .vjp(da, p)?
             .reshape((b, n, heads, hd))?
             .transpose(1, 2)?
             .contiguous()?;
@@ -420,6 +455,7 @@ impl Attention {
             self.scale,
             self.window,
             rules.attention_factors,
+            p,
         )?;
         let stop = rules.stop_norm_variance;
         // Through RoPE (a rotation: its transpose rotates back) and the q/k norm.
@@ -433,15 +469,15 @@ impl Attention {
         let mut dx = Sum::default();
         if let Some(dq) = dq {
             let dq = unrotate(dq, &s.q_pre, &self.q_norm)?;
-            dx.add(Some(self.q_proj.linear.vjp(&merge(&dq)?)?))?;
+            dx.add(Some(self.q_proj.linear.vjp(&merge(&dq)?, p)?))?;
         }
         if let Some(dk) = dk {
             let dk = unrotate(self.reduce_kv(&dk)?, &s.k_pre, &self.k_norm)?;
-            dx.add(Some(self.k_proj.linear.vjp(&merge(&dk)?)?))?;
+            dx.add(Some(self.k_proj.linear.vjp(&merge(&dk)?, p)?))?;
         }
         if let Some(dv) = dv {
             let dv = self.reduce_kv(&dv)?;
-            dx.add(Some(self.v_proj.linear.vjp(&merge(&dv)?)?))?;
+            dx.add(Some(self.v_proj.linear.vjp(&merge(&dv)?, p)?))?;
         }
         Ok(dx.0)
     }

@@ -6,6 +6,7 @@
 use candle_core::{DType, Result, Tensor};
 
 use super::{Attention, Decoder, KvCache, Rotary, Rules};
+use crate::kernels::Products;
 
 /// One input's rows in the stacked batch: `(first row, rows)`.
 type Segment = (usize, usize);
@@ -20,8 +21,9 @@ impl Attention {
         prefix: Option<&(Tensor, Tensor)>,
         offset: usize,
         segments: &[Segment],
+        p: Products,
     ) -> Result<Tensor> {
-        let (q, k, v) = self.project(x)?;
+        let (q, k, v) = self.project(x, p)?;
         let mut outs = Vec::with_capacity(segments.len());
         for &(start, n) in segments {
             let (qi, ki) = self.position(
@@ -36,9 +38,9 @@ impl Attention {
                 Some((pk, pv)) => (Tensor::cat(&[pk, &ki], 1)?, Tensor::cat(&[pv, &vi], 1)?),
                 None => (ki.contiguous()?, vi.contiguous()?),
             };
-            outs.push(self.attend(&qi.contiguous()?, &ki, &vi)?);
+            outs.push(self.attend(&qi.contiguous()?, &ki, &vi, p)?);
         }
-        self.merge_heads(Tensor::cat(&outs, 1)?, x.dim(0)?)
+        self.merge_heads(Tensor::cat(&outs, 1)?, x.dim(0)?, p)
     }
 }
 
@@ -51,6 +53,7 @@ impl Decoder {
         prefix: &KvCache,
         offset: usize,
         tails: &[Tensor],
+        p: Products,
     ) -> Result<Vec<Tensor>> {
         if offset > prefix.len {
             candle_core::bail!(
@@ -81,10 +84,10 @@ impl Decoder {
                 _ => None,
             };
             let rot = &self.rotary[layer.self_attn.rope];
-            h = layer.forward(h, eps, &Rules::PLAIN, |x| {
+            h = layer.forward(h, eps, &Rules::PLAIN, p, |x| {
                 layer
                     .self_attn
-                    .forward_segments(x, rot, kv.as_ref(), offset, &segments)
+                    .forward_segments(x, rot, kv.as_ref(), offset, &segments, p)
             })?;
         }
         let lasts = segments
@@ -92,9 +95,9 @@ impl Decoder {
             .map(|&(start, n)| h.narrow(0, start + n - 1, 1))
             .collect::<Result<Vec<_>>>()?;
         let last = crate::models::norm::rms_norm(&Tensor::cat(&lasts, 0)?, &self.norm, eps, false)?;
-        // (vocab, inputs): each input's logits are a column.
-        let logits = self.softcap(&self.lm_head.matmul(&last.t()?)?)?;
-        let logits = logits.to_dtype(DType::F32)?.t()?.contiguous()?;
+        // (inputs, vocab): each input's logits are a row.
+        let logits = self.softcap(&self.lm_head.forward(&last, p)?)?;
+        let logits = logits.to_dtype(DType::F32)?;
         (0..tails.len()).map(|i| logits.get(i)).collect()
     }
 }

@@ -4,6 +4,7 @@
 use candle_core::{DType, Result, Tensor};
 
 use super::{Attention, Decoder, Rotary, Rules};
+use crate::kernels::Products;
 
 impl Attention {
     /// Inference with a KV cache (no graph): `x: (new, hidden)` at positions
@@ -14,12 +15,13 @@ impl Attention {
         rot: &Rotary,
         cache: &mut LayerCache,
         offset: usize,
+        p: Products,
     ) -> Result<Tensor> {
         let n = x.dim(0)?;
-        let (q, k, v) = self.qkv(x, rot, offset, &Rules::PLAIN)?;
+        let (q, k, v) = self.qkv(x, rot, offset, &Rules::PLAIN, p)?;
         let (k, v) = cache.append(&k, &v, offset)?;
-        let o = self.attend(&q, &k, &v)?;
-        self.merge_heads(o, n)
+        let o = self.attend(&q, &k, &v, p)?;
+        self.merge_heads(o, n, p)
     }
 }
 
@@ -107,8 +109,8 @@ impl KvCache {
 impl Decoder {
     /// Inference for generation: runs `ids` (the prompt, then one token at a time) after the
     /// positions in `cache` and returns the next-token logits `(vocab,)` in f32.
-    pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor> {
-        self.forward_embeds_cached(&self.embed(ids)?, cache)
+    pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache, p: Products) -> Result<Tensor> {
+        self.forward_embeds_cached(&self.embed(ids)?, cache, p)
     }
 
     /// Refuses to run no positions, or `n` positions after `offset` past the context.
@@ -127,7 +129,12 @@ impl Decoder {
     }
 
     /// [`Decoder::forward_cached`] from input embeddings `(seq, hidden)`.
-    pub fn forward_embeds_cached(&self, embeds: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+    pub fn forward_embeds_cached(
+        &self,
+        embeds: &Tensor,
+        cache: &mut KvCache,
+        p: Products,
+    ) -> Result<Tensor> {
         let offset = cache.len;
         let n = embeds.dim(0)?;
         self.check_positions(offset, n)?;
@@ -138,14 +145,14 @@ impl Decoder {
         let mut h = embeds.clone();
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let rot = &self.rotary[layer.self_attn.rope];
-            h = layer.forward(h, eps, &Rules::PLAIN, |x| {
-                layer.self_attn.forward_cached(x, rot, kv, offset)
+            h = layer.forward(h, eps, &Rules::PLAIN, p, |x| {
+                layer.self_attn.forward_cached(x, rot, kv, offset, p)
             })?;
         }
         cache.len = offset + n;
         let last = h.narrow(0, n - 1, 1)?;
         let last = crate::models::rms_norm(&last, &self.norm, eps, false)?;
-        let logits = self.lm_head.matmul(&last.t()?)?.squeeze(1)?;
+        let logits = self.lm_head.forward(&last, p)?.squeeze(0)?;
         self.softcap(&logits)?.to_dtype(DType::F32)
     }
 }

@@ -16,7 +16,12 @@ pub struct LensBlock {
 impl Decoder {
     /// The lens logits of `rows`, each `(layer, position)` (0-based layer), as one matrix
     /// product: the residual stream after each row's layer at its position.
-    pub fn lens_block(&self, saved: &Saved, rows: &[(usize, usize)]) -> Result<LensBlock> {
+    pub fn lens_block(
+        &self,
+        saved: &Saved,
+        rows: &[(usize, usize)],
+        p: crate::kernels::Products,
+    ) -> Result<LensBlock> {
         let mut picked = Vec::with_capacity(rows.len());
         for &(layer, position) in rows {
             let Some(h) = saved.residuals.get(layer + 1) else {
@@ -26,7 +31,7 @@ impl Decoder {
         }
         let h = Tensor::cat(&picked, 0)?;
         let x = crate::models::rms_norm(&h, &self.norm, self.cfg.rms_norm_eps, false)?;
-        let logits = self.lm_head.matmul_t(&x)?;
+        let logits = self.lm_head.forward(&x, p)?;
         let logits = self.softcap(&logits)?.to_dtype(DType::F32)?;
         let max = logits.max_keepdim(D::Minus1)?;
         let lse = (logits

@@ -180,8 +180,9 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         let mut v = shown.get_untracked();
         let (model, prompt) = (form.model.get_untracked(), form.prompt.get_untracked());
         let (chat, thinking) = (form.chat.get_untracked(), form.thinking.get_untracked());
-        let same_prompt =
-            (&v.model, &v.prompt, v.chat, v.thinking) == (&model, &prompt, chat, thinking);
+        let precision = form.precision.get_untracked();
+        let same_prompt = (&v.model, &v.prompt, v.chat, v.thinking, v.precision)
+            == (&model, &prompt, chat, thinking, precision);
         if !same_prompt {
             v.generation = None;
             v.explain = None;
@@ -195,6 +196,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             query_only.get_untracked()
         };
         (v.model, v.prompt, v.chat, v.thinking) = (model, prompt, chat, thinking);
+        v.precision = precision;
         v.method = view_method.get_untracked();
         v.display = display.get_untracked();
         change(&mut v);
@@ -380,6 +382,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                 target,
                 step: r.step,
                 generated,
+                precision: r.precision,
             })
         })
     });

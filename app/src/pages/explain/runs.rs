@@ -11,27 +11,52 @@ use crate::record::Task;
 use crate::state::{AnswerState, ExplainSpec, GenSpec, MatrixState, Partial, Streamed, ViewState};
 
 /// What a computed part of the view was computed for: the view's model-dependent fields.
-pub type Key = (
-    String,
-    String,
-    bool,
-    bool,
-    Option<GenSpec>,
-    Option<ExplainSpec>,
-    Option<tokenlens::FaithfulnessSpec>,
-);
+#[derive(Clone, Debug, PartialEq)]
+pub struct Key {
+    model: String,
+    prompt: String,
+    chat: bool,
+    thinking: bool,
+    generation: Option<GenSpec>,
+    explain: Option<ExplainSpec>,
+    faithfulness: Option<tokenlens::FaithfulnessSpec>,
+    precision: tokenlens::Precision,
+}
+
+impl Key {
+    /// Whether view `v` has the context this was computed in: model, prompt, template,
+    /// answer and precision (what is explained may differ).
+    fn same_context(&self, v: &ViewState) -> bool {
+        (
+            &self.model,
+            &self.prompt,
+            self.chat,
+            self.thinking,
+            &self.generation,
+            self.precision,
+        ) == (
+            &v.model,
+            &v.prompt,
+            v.chat,
+            v.thinking,
+            &v.generation,
+            v.precision,
+        )
+    }
+}
 
 /// The key of view `v`.
 pub fn key(v: &ViewState) -> Key {
-    (
-        v.model.clone(),
-        v.prompt.clone(),
-        v.chat,
-        v.thinking,
-        v.generation.clone(),
-        v.explain.clone(),
-        v.faithfulness_spec(),
-    )
+    Key {
+        model: v.model.clone(),
+        prompt: v.prompt.clone(),
+        chat: v.chat,
+        thinking: v.thinking,
+        generation: v.generation.clone(),
+        explain: v.explain.clone(),
+        faithfulness: v.faithfulness_spec(),
+        precision: v.precision,
+    }
 }
 
 /// The status line of a stream event, if it changes it.
@@ -178,13 +203,9 @@ impl Results {
         if request.contrast.is_some() {
             return None;
         }
-        let same_context = self.result_for.with_untracked(|k| {
-            k.as_ref()
-                .is_some_and(|(model, prompt, chat, thinking, generation, ..)| {
-                    (model, prompt, chat, thinking, generation)
-                        == (&v.model, &v.prompt, &v.chat, &v.thinking, &v.generation)
-                })
-        });
+        let same_context = self
+            .result_for
+            .with_untracked(|k| k.as_ref().is_some_and(|k| k.same_context(v)));
         if !same_context {
             return None;
         }
@@ -342,6 +363,7 @@ impl Runs {
                             && a.prompt == v.prompt
                             && a.chat == v.chat
                             && a.thinking == v.thinking
+                            && a.asked == v.precision
                             && &a.spec == g
                             && a.stop.is_some()
                     })

@@ -1,0 +1,112 @@
+//! f32 → bf16, rounded to nearest (even), in parallel and with AVX512-BF16's conversion
+//! instruction where the CPU has it (16 values an instruction; `half`'s scalar conversion
+//! took a fifth of a bf16 pass).
+
+use candle_core::{DType, Result, Tensor, D};
+use half::bf16;
+
+/// A tensor in bf16, rounded to nearest (even); a bf16 one as it is. A CPU f32 tensor that is
+/// contiguous, or the transpose of a contiguous one (its last two dimensions swapped: a
+/// product's operand), is converted without reordering and keeps its layout; others are made
+/// contiguous first.
+pub fn to_bf16(t: &Tensor) -> Result<Tensor> {
+    match t.dtype() {
+        DType::BF16 => Ok(t.clone()),
+        DType::F32 if t.device().is_cpu() => {
+            if !t.is_contiguous() && t.rank() >= 2 {
+                let back = t.transpose(D::Minus2, D::Minus1)?;
+                if back.is_contiguous() {
+                    return to_bf16(&back)?.transpose(D::Minus2, D::Minus1);
+                }
+            }
+            let t = t.contiguous()?;
+            let (s, l) = t.storage_and_layout();
+            let candle_core::Storage::Cpu(c) = &*s else {
+                candle_core::bail!("to_bf16: not a CPU tensor")
+            };
+            let Some((a, b)) = l.contiguous_offsets() else {
+                candle_core::bail!("to_bf16: not contiguous")
+            };
+            let src = &c.as_slice::<f32>()?[a..b];
+            let out = super::map_chunks(src.len(), 1 << 14, bf16::ZERO, |start, dst| {
+                convert(&src[start..start + dst.len()], dst)
+            });
+            Tensor::from_vec(out, t.shape(), t.device())
+        }
+        _ => t.to_dtype(DType::BF16),
+    }
+}
+
+/// `dst[i] = bf16(src[i])`, rounded to nearest (even); subnormals may become 0.
+fn convert(src: &[f32], dst: &mut [bf16]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512bf16") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        unsafe { convert_avx512(src, dst) };
+        return;
+    }
+    for (d, &x) in dst.iter_mut().zip(src) {
+        *d = bf16::from_f32(x);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn convert_avx512(src: &[f32], dst: &mut [bf16]) {
+    use std::arch::x86_64::*;
+    let n = src.len().min(dst.len());
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 ≤ n elements on both sides; unaligned loads and stores.
+        unsafe {
+            let v = _mm512_loadu_ps(src.as_ptr().add(i));
+            let b: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+            _mm256_storeu_si256(dst.as_mut_ptr().add(i).cast(), b);
+        }
+        i += 16;
+    }
+    for j in i..n {
+        dst[j] = half::bf16::from_f32(src[j]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// Round to nearest even, as candle's (`half`'s) conversion; subnormals may flush to
+    /// zero (AVX512-BF16's instruction does, as oneMKL's and oneDNN's do).
+    #[test]
+    fn rounding_is_candles_to_nearest_even() -> Result<()> {
+        let tiny = Tensor::new(&[1e-40f32], &Device::Cpu)?;
+        let t = to_bf16(&tiny)?.to_dtype(DType::F32)?.to_vec1::<f32>()?[0];
+        assert!(t == 0.0 || (t - 1e-40).abs() < 1e-41, "subnormal: {t}");
+        let mut v = vec![1.0f32, 1.003_906_3, 1.011_718_8, -3.3, 0.0, f32::MAX, -0.0];
+        v.extend((0..100).map(|i| (i as f32 * 0.731).sin() * 1e3));
+        let x = Tensor::new(v.as_slice(), &Device::Cpu)?;
+        let ours = to_bf16(&x)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let candles = x
+            .to_dtype(DType::BF16)?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
+        assert_eq!(ours, candles);
+        Ok(())
+    }
+
+    #[test]
+    fn a_transposed_operand_keeps_its_layout() -> Result<()> {
+        let x = Tensor::arange(0f32, 24., &Device::Cpu)?.reshape((2, 3, 4))?;
+        let t = x.transpose(1, 2)?;
+        let b = to_bf16(&t)?;
+        assert_eq!(b.dims(), t.dims());
+        assert_eq!(b.stride(), t.stride());
+        let back = b
+            .to_dtype(DType::F32)?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        assert_eq!(back, t.contiguous()?.flatten_all()?.to_vec1::<f32>()?);
+        Ok(())
+    }
+}

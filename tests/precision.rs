@@ -1,0 +1,120 @@
+//! bf16 explanations against the f32 references (`tests/fixtures/reference`, PyTorch +
+//! transformers + lxt in f32): the same fixtures, targets and methods as `reference.rs`,
+//! computed with `precision: bf16` (bf16 operands with f32 accumulation in every matrix
+//! product of the forward and backward passes; the prediction's output layer on the stored
+//! weights). bf16 keeps 8 bits of mantissa, so the scores are not within 1e-3; what a reader
+//! of the map relies on is checked instead, with tolerances measured on these fixtures
+//! (2026-12-05, this machine; the worst case is printed by the test):
+//! - Spearman's ρ between bf16 and reference scores ≥ [`MIN_SPEARMAN`];
+//! - the 5 tokens of largest |score| share ≥ [`MIN_TOP5`] of 5 with the reference's (on
+//!   average over a fixture's targets and methods ≥ [`MIN_TOP5_MEAN`]);
+//! - each trace layer within [`TRACE_TOL`] of the reference trace's largest value (or of
+//!   [`TRACE_FLOOR`] × the target's logit, if more);
+//! - AttnLRP's and CP-LRP's conservation: the last layer's trace sums to the explained
+//!   value, and the scores' sum is the reference's, within [`CONSERVATION_TOL`] of the
+//!   target's logit.
+
+use crate::reference::{fixtures, trace_key};
+use crate::util::{engine_for, spearman};
+use tokenlens::{ExplainRequest, Method, Precision, TargetSpec};
+
+// Measured 2026-12-05 on the 22 fixtures × 2-3 targets × 4 methods: Spearman ≥ 0.974, top-5
+// share ≥ 4 of 5 (a fixture's mean ≥ 4.5), trace layers within 0.128 (tiny-llama3's random
+// weights; ≤ 0.1 on the real models), conservation within 0.091 (Qwen2.5-Coder's CP-LRP,
+// whose input share is −12.5 in f32: a sum of large cancelling terms).
+const MIN_SPEARMAN: f64 = 0.95;
+const MIN_TOP5: usize = 3;
+const MIN_TOP5_MEAN: f64 = 4.0;
+const TRACE_TOL: f32 = 0.2;
+const TRACE_FLOOR: f32 = 0.05;
+const CONSERVATION_TOL: f32 = 0.15;
+
+/// The indices of the `k` largest |values|.
+fn top(v: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[b].abs().total_cmp(&v[a].abs()));
+    idx.truncate(k);
+    idx
+}
+
+#[test]
+fn bf16_explanations_agree_with_the_f32_references() {
+    if !tokenlens::kernels::bf16_available() {
+        // A machine without bf16 products computes a bf16 request in f32: nothing to test.
+        eprintln!(
+            "skipped: {}",
+            tokenlens::kernels::bf16_unavailable_reason().unwrap_or("")
+        );
+        return;
+    }
+    let (mut min_rho, mut min_top5, mut worst_trace, mut worst_cons) = (1f64, 5usize, 0f32, 0f32);
+    let mut checked = 0;
+    for f in fixtures() {
+        let e = engine_for(&f.model);
+        let mut overlap_sum = 0usize;
+        let mut overlaps = 0usize;
+        for t in &f.targets {
+            let req = ExplainRequest {
+                target: TargetSpec::Id(t.id),
+                contrast: t.contrast.map(TargetSpec::Id),
+                methods: Method::ALL.to_vec(),
+                chat_template: f.chat_template,
+                precision: Precision::Bf16,
+                ..ExplainRequest::new(f.prompt.clone())
+            };
+            let bf16 = e.explain(&req).unwrap();
+            assert_eq!(bf16.precision, Precision::Bf16, "{}: ran in bf16", f.name);
+            let explained = t.logit - t.contrast_logit.unwrap_or(0.0);
+            for (method, want) in &t.scores {
+                let ctx = format!("{} target {} {method}", f.name, t.id);
+                let got = &bf16.methods[method.as_str()];
+                let rho = spearman(&got.scores, want);
+                min_rho = min_rho.min(rho);
+                assert!(rho >= MIN_SPEARMAN, "{ctx}: spearman {rho}");
+                let (a, b) = (top(&got.scores, 5), top(want, 5));
+                let shared = a.iter().filter(|i| b.contains(i)).count().min(want.len());
+                min_top5 = min_top5.min(shared);
+                overlap_sum += shared;
+                overlaps += 1;
+                assert!(
+                    shared >= MIN_TOP5.min(want.len()),
+                    "{ctx}: top-5 share {shared}"
+                );
+                // Each layer against the trace's largest value, or 5% of the target's logit
+                // if that is more: a trace far below the logit is h·∂y/∂h cancelling to
+                // nearly 0 over the hidden dimension, rounding noise in bf16 (as the last
+                // layer's is in f32).
+                let want_trace = &t.traces[trace_key(method)];
+                let scale = want_trace
+                    .iter()
+                    .flatten()
+                    .fold(TRACE_FLOOR * t.logit.abs(), |m, x| m.max(x.abs()));
+                for (l, (g, w)) in got.trace.iter().zip(want_trace).enumerate() {
+                    let err = g.iter().zip(w).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+                    worst_trace = worst_trace.max(err);
+                    assert!(err <= TRACE_TOL, "{ctx}: trace layer {l} off by {err}");
+                }
+                // Conservation, as shares of the target's logit (a contrast's explained
+                // difference can be near 0).
+                if let Some(c) = &got.conservation {
+                    let input32 = want.iter().sum::<f32>() / explained;
+                    let norm = explained.abs() / t.logit.abs().max(explained.abs());
+                    let d = (c.last_layer - 1.0).abs().max((c.input - input32).abs()) * norm;
+                    worst_cons = worst_cons.max(d);
+                    assert!(
+                        d <= CONSERVATION_TOL,
+                        "{ctx}: conservation {c:?}, f32's input share {input32}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+        let mean = overlap_sum as f64 / overlaps.max(1) as f64;
+        assert!(mean >= MIN_TOP5_MEAN, "{}: mean top-5 share {mean}", f.name);
+    }
+    eprintln!(
+        "bf16 against f32 references: min spearman {min_rho:.4}, min top-5 share {min_top5}/5, \
+         worst trace layer {worst_trace:.4}, worst conservation {worst_cons:.4} ({checked} checks)"
+    );
+    assert!(checked >= 22 * 3 * 4, "only {checked} comparisons ran");
+}
