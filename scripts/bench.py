@@ -52,8 +52,10 @@ def timed(repeat, f):
     return median(out)
 
 
-def torch_side(mode, gguf, prompt_file, repeat, chat, generate):
-    """One process per mode: 'plain' (forward + saliency) or 'attnlrp'."""
+def torch_side(mode, gguf, prompt_file, repeat, chat, generate, dtype="f32"):
+    """One process per mode: 'plain' (forward + saliency) or 'attnlrp'. With dtype bf16 the
+    model (and so the input embeddings) is cast to torch.bfloat16: PyTorch's CPU matmuls then
+    run through oneDNN's AMX-BF16 kernels on this machine."""
     import torch
     from transformers.models.llama import modeling_llama
 
@@ -65,6 +67,8 @@ def torch_side(mode, gguf, prompt_file, repeat, chat, generate):
         monkey_patch(modeling_llama, attnLRP)
     t = time.perf_counter()
     tok, model = reference.load(gguf)
+    if dtype == "bf16":
+        model = model.to(torch.bfloat16)
     load_s = time.perf_counter() - t
     text, ids = reference.encode(tok, open(prompt_file).read(), chat)
     ids_t = torch.tensor([ids])
@@ -193,6 +197,35 @@ def run_json(cmd):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def generation_against_llama_cpp(args):
+    """Each GGUF of --gen-models: TokenLens' prompt + greedy tokens (its default precision:
+    the weights as stored) against llama-bench's `-pg` with the same prompt length and new
+    tokens, 2 threads each side; both include the prompt's prefill."""
+    bin_dir = subprocess.run(["bash", os.path.join(HERE, "llama-cpp.sh")], check=True,
+                             capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    threads = os.cpu_count() or 1
+    out = []
+    for gguf in [g for g in args.gen_models.split(",") if g]:
+        words = (reference.LONG + " ") * (1 + args.gen_prompt // 40)
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write(" ".join(words.split()[:args.gen_prompt]))
+            path = f.name
+        ours = run_json([args.binary, "bench", "--prompt-file", path, "--model", gguf,
+                         "--methods", "saliency", "--repeat", "1",
+                         "--generate", str(args.gen_tokens), "--skip-explain"])
+        os.remove(path)
+        d = ours["generate"]["decode"]
+        p, n = d["prompt_tokens"], d["new_tokens"]
+        r = subprocess.run([os.path.join(bin_dir, "llama-bench"), "-m", gguf, "-t", str(threads),
+                            "-p", "0", "-n", "0", "-pg", f"{p},{n}", "-r", "3", "-o", "json"],
+                           check=True, capture_output=True, text=True)
+        test = json.loads(r.stdout)[0]
+        theirs = n / (test["avg_ns"] / 1e9)
+        out.append((os.path.basename(gguf), p, n, d["tokens_per_s"], theirs, d))
+        print(f"done generation {os.path.basename(gguf)}", file=sys.stderr)
+    return out
+
+
 def make_prompt(tok, n):
     ids = []
     while len(ids) < n:
@@ -223,16 +256,27 @@ def main():
     ap.add_argument("--faithfulness", type=int, default=64,
                     help="perturbation curves: prompt tokens (0: skip)")
     ap.add_argument("--torch-faithfulness", help="internal")
+    ap.add_argument("--torch-dtype", default="f32", choices=["f32", "bf16"], help="internal")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time every length with --precision bf16, against TokenLens f32 and "
+                         "PyTorch + lxt in bf16")
+    ap.add_argument("--gen-models", default="",
+                    help="comma-separated GGUFs: generation against llama.cpp's llama-bench on "
+                         "each (prompt --gen-prompt tokens, --gen-tokens new tokens)")
+    ap.add_argument("--gen-prompt", type=int, default=48)
+    ap.add_argument("--gen-tokens", type=int, default=128)
     args = ap.parse_args()
     if args.torch_side:
         return torch_side(args.torch_side, args.gguf, args.prompt_file, args.repeat, args.chat,
-                          args.generate)
+                          args.generate, args.torch_dtype)
     if args.torch_steps:
         return torch_steps(args.torch_steps, args.gguf, args.prompt_file, args.answer_file)
     if args.torch_faithfulness:
         return torch_faithfulness(args.gguf, args.torch_faithfulness)
 
     tok, _ = reference.load(args.gguf, tokenizer_only=True)
+    bf16_rows = []
+    gen_rows = generation_against_llama_cpp(args) if args.gen_models else []
     rows = []
     alls = []
     flops = []
@@ -252,7 +296,6 @@ def main():
               "--repeat", str(repeat), "--generate", str(args.generate)] + flag + ["--torch-side"]
         plain = run_json(py + ["plain"])
         lrp = run_json(py + ["attnlrp"])
-        os.remove(path)
         assert ours["n_tokens"] == plain["n_tokens"] == lrp["n_tokens"], (ours, plain, lrp)
         theirs = {
             "load": plain["load_s"], "forward": plain["forward_s"],
@@ -276,6 +319,17 @@ def main():
                       {m: ours["methods_s"][m] for m in ("saliency", "attnlrp")}))
         rows.append((name, "peak memory (MiB)", ours["peak_rss_mib"],
                      max(plain["peak_rss_mib"], lrp["peak_rss_mib"])))
+        if args.bf16:
+            b16 = run_json([args.binary, "bench", "--prompt-file", path, "--model", args.gguf,
+                            "--methods", "saliency,attnlrp", "--repeat", str(repeat),
+                            "--precision", "bf16"] + flag)
+            assert b16["precision"] == "bf16", b16["precision"]
+            tb = {m: run_json(py[:-1] + ["--torch-dtype", "bf16", "--torch-side", m])
+                  for m in ("plain", "attnlrp")}
+            for m, k in (("saliency", "plain"), ("attnlrp", "attnlrp")):
+                bf16_rows.append((name, f"{m} + trace", ours["methods_s"][m],
+                                  b16["methods_s"][m], tb[k]["methods_s"][m]))
+        os.remove(path)
         print(f"done {label}", file=sys.stderr)
 
     steps = None
@@ -341,6 +395,23 @@ def main():
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    if gen_rows:
+        print("\n| model (GGUF) | prompt + new tokens | TokenLens tok/s | llama.cpp tok/s | ratio "
+              "| decode step | weights read | GB/s (share of read bandwidth) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for model, p, n, ours_ts, theirs_ts, d in gen_rows:
+            print(f"| {model} | {p} + {n} | {ours_ts:.1f} | {theirs_ts:.1f} | "
+                  f"{ours_ts / theirs_ts:.2f}× | {d['step_s'] * 1e3:.1f} ms | "
+                  f"{d['bytes_per_step'] / 1e6:.0f} MB | {d['bytes_per_s'] / 1e9:.1f} of "
+                  f"{d['read_bandwidth_bytes_per_s'] / 1e9:.1f} "
+                  f"({d['share_of_bandwidth']:.0%}) |")
+    if bf16_rows:
+        print("\n| prompt tokens | what | TokenLens f32 | TokenLens bf16 | bf16 speed-up "
+              "| PyTorch + lxt bf16 | TokenLens bf16 / PyTorch bf16 |")
+        print("|---:|---|---:|---:|---:|---:|---:|")
+        for name, what, f32, b16, tb in bf16_rows:
+            print(f"| {name} | {what} | {f32:.3f} s | {b16:.3f} s | {f32 / b16:.2f}× | "
+                  f"{tb:.3f} s | {b16 / tb:.2f}× |")
     print("| prompt tokens | what | TokenLens | PyTorch | ratio |")
     print("|---:|---|---:|---:|---:|")
     for real, k, a, b in rows:

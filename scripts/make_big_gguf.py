@@ -8,7 +8,9 @@ this machine's memory explain a prompt, and in how much memory?
   llama31-8b-shape  Llama-3.1-8B: 32 layers, hidden 4096, 32 q / 8 kv heads of 128,
                   ffn 14336, vocabulary 128256 (Llama 3's real tokenizer), rope_freqs
 
-Matrices are written in Q8_0 (gguf's own quantizer), norms in F32, as llama.cpp writes them.
+Matrices are written in Q8_0 (gguf's own quantizer), norms in F32, as llama.cpp writes them,
+with the real model's chat template; scripts/big_models.sh requantizes them to Q4_K_M (the file
+people download) with llama.cpp's llama-quantize.
 `qwen3-4b-shape-bf16` writes the Qwen3 shape as a Hugging Face directory in bf16 instead (the
 form Qwen/Qwen3-4B ships in).
 The tokenizers come from scripts/fetch-models.sh's cache. Weights are N(0, 0.02) from a fixed
@@ -102,6 +104,11 @@ def write(name, s):
     w.add_token_types(types)
     w.add_token_merges(merges)
     w.add_eos_token_id(tokens.index(s["eos"]))
+    # The real model's chat template, so that the first seed's chat query runs as it would.
+    with open(os.path.join(CACHE, "tokenizers", s["tokenizer"], "tokenizer_config.json")) as f:
+        template = json.load(f).get("chat_template")
+    if template:
+        w.add_chat_template(template)
 
     def matrix(tname, rows, cols):
         x = rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(0.02)

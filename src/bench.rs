@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// are printed, for the PyTorch side to explain the same tokens.
     #[arg(long, default_value_t = 0)]
     steps: usize,
+    /// Time no explanation (with --generate: generation alone).
+    #[arg(long)]
+    skip_explain: bool,
     /// Also time the perturbation curves (operator replace) of every method's scores, once
     /// (no warm-up: they take seconds); prints the inputs, for the PyTorch side to run the same.
     #[arg(long)]
@@ -139,6 +142,61 @@ fn greedy(prompt: &str, chat: bool, n: usize, precision: Precision) -> GenerateR
     }
 }
 
+/// The prompt and `steps` greedy tokens after it, never stopping at an end of turn (as
+/// llama-bench's `-pg` runs them): the seconds in all and per step (median), the weights one
+/// step reads, the bytes/s that makes and the machine's read bandwidth (measured before the
+/// model was loaded).
+fn decode_step(
+    engine: &Engine,
+    prompt: &str,
+    chat: bool,
+    precision: Precision,
+    steps: usize,
+    bandwidth: Option<f64>,
+) -> anyhow::Result<serde_json::Value> {
+    use tokenlens::kernels::Products;
+    use tokenlens::models::decoder::KvCache;
+    let p = match precision {
+        Precision::F32 => Products::F32,
+        _ => Products::Stored,
+    };
+    let dec = engine.decoder();
+    let ids: Vec<u32> = engine
+        .tokenize(prompt, chat, false)?
+        .tokens
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    let mut cache = KvCache::default();
+    let start = Instant::now();
+    let mut logits = dec.forward_cached(&ids, &mut cache, p)?;
+    let prefill_s = start.elapsed().as_secs_f64();
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps.max(1) {
+        let id = logits.argmax(0)?.to_scalar::<u32>()?;
+        let t = Instant::now();
+        logits = dec.forward_cached(&[id], &mut cache, p)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let total_s = start.elapsed().as_secs_f64();
+    let n = times.len();
+    let step_s = median(times);
+    let bytes = dec.decode_bytes(p) as f64;
+    let bandwidth = bandwidth.unwrap_or_else(tokenlens::kernels::read_bandwidth);
+    Ok(serde_json::json!({
+        "prompt_tokens": ids.len(),
+        "new_tokens": n,
+        "prefill_s": prefill_s,
+        "total_s": total_s,
+        "tokens_per_s": n as f64 / total_s,
+        "bytes_per_step": bytes,
+        "step_s": step_s,
+        "bytes_per_s": bytes / step_s,
+        "read_bandwidth_bytes_per_s": bandwidth,
+        "share_of_bandwidth": bytes / step_s / bandwidth,
+    }))
+}
+
 /// Runs the benchmark and prints its JSON.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if !args.sgemm.is_empty() {
@@ -147,6 +205,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let path = args.prompt_file.clone().unwrap_or_default();
     let prompt =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    // Before the model is loaded, so that its 1 GiB buffer is not in the model's peak memory.
+    let bandwidth = (args.generate > 0).then(tokenlens::kernels::read_bandwidth);
     let t = Instant::now();
     let engine = Engine::load_with(&args.device.options(&args.model, args.max_tokens)?)?;
     let load_s = t.elapsed().as_secs_f64();
@@ -157,10 +217,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let n_tokens = engine.tokenize(&req.prompt, args.chat, false)?.tokens.len();
 
     req.methods = vec![];
-    let forward_s = time(args.repeat, || Ok(engine.explain(&req).map(|_| ())?))?;
+    let explain = !args.skip_explain;
+    let time_explain = |req: &ExplainRequest| -> anyhow::Result<Option<f64>> {
+        if !explain {
+            return Ok(None);
+        }
+        Ok(Some(time(args.repeat, || {
+            Ok(engine.explain(req).map(|_| ())?)
+        })?))
+    };
+    let forward_s = time_explain(&req)?;
     let mut ran_in = Precision::F32;
     let mut methods = serde_json::Map::new();
-    for name in &args.methods {
+    for name in args.methods.iter().filter(|_| explain) {
         let m =
             Method::from_name(name).ok_or_else(|| tokenlens::Error::UnknownMethod(name.clone()))?;
         req.methods = vec![m];
@@ -170,9 +239,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         })?;
         methods.insert(name.clone(), s.into());
     }
-    // Every method in one request: one forward pass, one backward per rule set.
+    // The methods asked for in one request (one forward pass, one backward per rule set).
+    req.methods = args
+        .methods
+        .iter()
+        .filter_map(|m| Method::from_name(m))
+        .collect();
+    let together_s = time_explain(&req)?;
+    // Every method in one request.
     req.methods = Method::ALL.to_vec();
-    let all_methods_s = time(args.repeat, || Ok(engine.explain(&req).map(|_| ())?))?;
+    let all_methods_s = time_explain(&req)?;
     let mut generation = serde_json::Value::Null;
     if args.generate > 0 {
         let greq = greedy(&req.prompt, args.chat, args.generate, precision);
@@ -184,6 +260,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         })?;
         generation = serde_json::json!({
             "new_tokens": n, "s": s, "tokens_per_s": n as f64 / s, "precision": gen_in,
+            "decode": decode_step(&engine, &req.prompt, args.chat, gen_in, args.generate, bandwidth)?,
         });
     }
     let mut steps = serde_json::Value::Null;
@@ -222,6 +299,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "matmul": tokenlens::kernels::backend(),
         "precision": ran_in,
         "all_methods_s": all_methods_s,
+        "methods_together_s": together_s,
         "steps": steps,
         "faithfulness": faithfulness,
     });

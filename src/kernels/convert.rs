@@ -38,7 +38,7 @@ pub fn to_bf16(t: &Tensor) -> Result<Tensor> {
 }
 
 /// `dst[i] = bf16(src[i])`, rounded to nearest (even); subnormals may become 0.
-fn convert(src: &[f32], dst: &mut [bf16]) {
+pub(crate) fn convert(src: &[f32], dst: &mut [bf16]) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512bf16") {
         // SAFETY: the CPU has the features the function is compiled for.

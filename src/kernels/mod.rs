@@ -12,7 +12,7 @@
 //! CPU pool through [`parallel_for`]: with a pool each, idle workers of one spun on the cores
 //! the other needed (≈ 18% of a pass on two cores).
 
-mod convert;
+pub(crate) mod convert;
 pub(crate) mod gemm;
 pub(crate) mod math;
 pub(crate) mod mkl;
@@ -124,6 +124,29 @@ pub fn matmul_bf16(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 pub fn threads() -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *THREADS.get_or_init(|| candle_core::utils::get_num_threads().max(1))
+}
+
+/// The machine's read bandwidth as the engine's threads see it, in bytes/s: the best of three
+/// sums of a 1 GiB buffer, split over the pool as a decoding step's rows are (a benchmark
+/// figure: a decoding step cannot read its weights faster).
+pub fn read_bandwidth() -> f64 {
+    let words = (1usize << 30) / 8;
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let parts = threads() * 8;
+    let per = words.div_ceil(parts);
+    let sums: Vec<std::sync::atomic::AtomicU64> = (0..parts).map(|_| 0.into()).collect();
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        parallel_for(parts, |i| {
+            let chunk = &buf[(i * per).min(words)..((i + 1) * per).min(words)];
+            let s = chunk.iter().fold(0u64, |a, &b| a.wrapping_add(b));
+            sums[i].store(s, std::sync::atomic::Ordering::Relaxed);
+        });
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&sums);
+    (words * 8) as f64 / best
 }
 
 /// Runs `f(i)` for every `i` in `0..n` on candle's CPU worker pool, the threads its own

@@ -527,6 +527,31 @@ impl Decoder {
                 .is_some_and(|l| l.mlp.down_proj.has_blocks())
     }
 
+    /// Bytes of weight matrices one decoding step reads with products `p` (every layer's
+    /// projections and the output layer; the embedding reads one row).
+    pub fn decode_bytes(&self, p: Products) -> u64 {
+        let layers: u64 = self
+            .layers
+            .iter()
+            .map(|l| {
+                let a = &l.self_attn;
+                [
+                    &a.q_proj.linear,
+                    &a.k_proj.linear,
+                    &a.v_proj.linear,
+                    &a.o_proj,
+                    &l.mlp.gate_proj,
+                    &l.mlp.up_proj,
+                    &l.mlp.down_proj,
+                ]
+                .iter()
+                .map(|w| w.bytes_read(p))
+                .sum::<u64>()
+            })
+            .sum();
+        layers + self.lm_head.bytes_read(p)
+    }
+
     /// The output projection `(vocab, hidden)`.
     pub fn lm_head(&self) -> &Weight {
         &self.lm_head

@@ -42,6 +42,11 @@ impl Linear {
         Weight::forward_many(&ws, x, p)
     }
 
+    /// Bytes a decoding step reads of its weight (see [`Weight::bytes_read`]).
+    pub fn bytes_read(&self, p: Products) -> u64 {
+        self.weight.bytes_read(p)
+    }
+
     /// Whether its weight keeps quantized blocks (see [`Weight::has_blocks`]).
     pub fn has_blocks(&self) -> bool {
         self.weight.has_blocks()

@@ -12,6 +12,10 @@
 //! the cores as it is products.
 
 pub(crate) mod blocks;
+pub mod dequant;
+pub(crate) mod kblocks;
+#[cfg(target_arch = "x86_64")]
+mod unpack;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -37,32 +41,64 @@ pub fn matmul_t_many(ws: &[&QTensor], x: &Tensor) -> Result<Vec<Tensor>> {
         }
     }
     let x = x.to_dtype(DType::F32)?.contiguous()?;
-    let same = |d: GgmlDType| ws.iter().all(|w| w.dtype() == d);
-    if x.device().is_cpu() && !ws.is_empty() {
-        if same(GgmlDType::Q4_1) {
-            return ours::<Q4_1>(ws, &x, m, k);
-        } else if same(GgmlDType::Q5_0) {
-            return ours::<Q5_0>(ws, &x, m, k);
-        } else if same(GgmlDType::Q5_1) {
-            return ours::<Q5_1>(ws, &x, m, k);
-        } else if same(GgmlDType::Q8_0) && m == 1 {
-            // A decoding step: our rows fetch ahead (candle's kernels are for prefill).
-            return ours::<Q8_0>(ws, &x, m, k);
-        }
-        if m == 1 {
-            if let Some(out) = QTensor::gemv_fused_shared_lhs(ws, &x)? {
-                return Ok(out);
-            }
+    if !x.device().is_cpu() {
+        return ws.iter().map(|w| x.apply_op1_no_bwd(*w)).collect();
+    }
+    // One pass over the cores for matrices of one block type; else one pass each.
+    if let Some(first) = ws.first() {
+        if ws.iter().all(|w| w.dtype() == first.dtype()) {
+            return by_type(first.dtype(), ws, &x, m, k);
         }
     }
     ws.iter()
-        .map(|w| match w.dtype() {
-            GgmlDType::Q4_1 => ours::<Q4_1>(&[*w], &x, m, k).map(|mut v| v.remove(0)),
-            GgmlDType::Q5_0 => ours::<Q5_0>(&[*w], &x, m, k).map(|mut v| v.remove(0)),
-            GgmlDType::Q5_1 => ours::<Q5_1>(&[*w], &x, m, k).map(|mut v| v.remove(0)),
-            _ => x.apply_op1_no_bwd(*w),
-        })
+        .map(|w| Ok(by_type(w.dtype(), &[*w], &x, m, k)?.remove(0)))
         .collect()
+}
+
+/// The products of matrices of block type `dtype`, each read as stored: candle's dot products
+/// for Q4_0 and the k-quants (without its repacked copies, which hold each matrix two or
+/// three more times: a 4B model's 2.5 GB took 10 GB), ours for the rest.
+fn by_type(
+    dtype: GgmlDType,
+    ws: &[&QTensor],
+    x: &Tensor,
+    m: usize,
+    k: usize,
+) -> Result<Vec<Tensor>> {
+    use candle_core::quantized::k_quants as kq;
+    match dtype {
+        GgmlDType::Q4_0 => ours::<kq::BlockQ4_0>(ws, x, m, k),
+        GgmlDType::Q4_1 => ours::<Q4_1>(ws, x, m, k),
+        GgmlDType::Q5_0 => ours::<Q5_0>(ws, x, m, k),
+        GgmlDType::Q5_1 => ours::<Q5_1>(ws, x, m, k),
+        GgmlDType::Q8_0 => ours::<Q8_0>(ws, x, m, k),
+        GgmlDType::Q2K => ours::<kq::BlockQ2K>(ws, x, m, k),
+        GgmlDType::Q3K => ours::<kq::BlockQ3K>(ws, x, m, k),
+        // A decoding step reads Q4_K through candle's VNNI kernel on its repacked copy (one
+        // more copy of these matrices, a third larger than their blocks): our kernel on the
+        // blocks as stored reaches 21 GB/s from cache against its 30-35, and a step of the
+        // 4B shape took 226 ms against 164.
+        GgmlDType::Q4K if m == 1 && repacked_q4k() => {
+            ws.iter().map(|w| x.apply_op1_no_bwd(*w)).collect()
+        }
+        GgmlDType::Q4K => ours::<kblocks::Q4K>(ws, x, m, k),
+        GgmlDType::Q5K => ours::<kq::BlockQ5K>(ws, x, m, k),
+        GgmlDType::Q6K => ours::<kblocks::Q6K>(ws, x, m, k),
+        _ => ws.iter().map(|w| x.apply_op1_no_bwd(*w)).collect(),
+    }
+}
+
+/// Whether candle's repacked Q4_K kernel runs here (AVX512-VNNI: its AVX2 form is slower than
+/// ours; `TOKENLENS_REPACK=0` turns it off, trading speed for the copy's memory).
+fn repacked_q4k() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        let vnni = is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        let vnni = false;
+        vnni && std::env::var("TOKENLENS_REPACK").map_or(true, |v| v != "0")
+    })
 }
 
 /// Whether [`matmul_t`] reads this block type directly (else the weights are dequantized).
