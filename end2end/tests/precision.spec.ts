@@ -1,0 +1,44 @@
+// Precision as a choice (issue 37): the form's select and the URL's `precision` agree, every
+// result says what it was computed in, and a bf16 explanation's scores are the CLI's bf16 ones.
+import { expect, test } from '@playwright/test';
+import { expectClose, open, scores, tokenlens, generateGreedy } from './helpers';
+
+const prompt = 'The capital of France is';
+
+test('bf16 from the form: the URL, the badges and the CLI agree', async ({ page }) => {
+  await open(page, prompt);
+  await page.locator('input[name=chat]').uncheck();
+  await page.locator('select[name=precision]').selectOption('bf16');
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await expect(page).toHaveURL(/precision=bf16/);
+  const badge = page.locator('[data-testid=prediction] .precision-badge');
+  await expect(badge).toHaveAttribute('data-precision', 'bf16');
+  await expect(badge).toHaveText('bf16: approximate');
+  // The page's scores are the CLI's bf16 ones (the same products, the same machine).
+  const cli = tokenlens('explain', '-p', prompt, '--raw', '--precision', 'bf16',
+    '--methods', 'saliency,input_x_gradient,attnlrp,cp_lrp');
+  expect(cli.precision).toBe('bf16');
+  expectClose(await scores(page), cli.methods.saliency.scores, 1e-4);
+  // The answer says it too.
+  const ids = await generateGreedy(page, '4');
+  expect(ids.length).toBeGreaterThan(0);
+  await expect(page.locator('[data-testid=answer-meta] .precision-badge')).toHaveAttribute('data-precision', 'bf16');
+  // A reload keeps the choice, in the form and in what is computed.
+  await page.reload();
+  await expect(page.locator('select[name=precision]')).toHaveValue('bf16');
+  await expect(page.locator('[data-testid=answer-meta] .precision-badge')).toHaveAttribute('data-precision', 'bf16');
+});
+
+test('auto on a short prompt explains in f32, as the CLI', async ({ page }) => {
+  await open(page, prompt);
+  await page.locator('input[name=chat]').uncheck();
+  await expect(page.locator('select[name=precision]')).toHaveValue('auto');
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await expect(page).not.toHaveURL(/precision=/);
+  await expect(page.locator('[data-testid=prediction] .precision-badge')).toHaveAttribute('data-precision', 'f32');
+  const cli = tokenlens('explain', '-p', prompt, '--raw', '--methods', 'saliency');
+  expect(cli.precision ?? 'f32').toBe('f32');
+  expectClose(await scores(page), cli.methods.saliency.scores, 1e-4);
+});
