@@ -4,6 +4,7 @@
 
 use candle_core::{DType, Result, Tensor, D};
 use half::bf16;
+use std::mem::MaybeUninit;
 
 /// A tensor in bf16, rounded to nearest (even); a bf16 one as it is. A CPU f32 tensor that is
 /// contiguous, or the transpose of a contiguous one (its last two dimensions swapped: a
@@ -28,17 +29,21 @@ pub fn to_bf16(t: &Tensor) -> Result<Tensor> {
                 candle_core::bail!("to_bf16: not contiguous")
             };
             let src = &c.as_slice::<f32>()?[a..b];
-            let out = super::map_chunks(src.len(), 1 << 14, bf16::ZERO, |start, dst| {
-                convert(&src[start..start + dst.len()], dst)
-            });
+            // SAFETY: `convert` writes every element of its destination.
+            let out = unsafe {
+                super::fill_chunks(src.len(), 1 << 14, |start, dst| {
+                    convert(&src[start..start + dst.len()], dst)
+                })
+            };
             Tensor::from_vec(out, t.shape(), t.device())
         }
         _ => t.to_dtype(DType::BF16),
     }
 }
 
-/// `dst[i] = bf16(src[i])`, rounded to nearest (even); subnormals may become 0.
-pub(crate) fn convert(src: &[f32], dst: &mut [bf16]) {
+/// `dst[i] = bf16(src[i])` for every element of `dst` (at most `src`'s), rounded to nearest
+/// (even); subnormals may become 0.
+pub(crate) fn convert(src: &[f32], dst: &mut [MaybeUninit<bf16>]) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512bf16") {
         // SAFETY: the CPU has the features the function is compiled for.
@@ -46,13 +51,13 @@ pub(crate) fn convert(src: &[f32], dst: &mut [bf16]) {
         return;
     }
     for (d, &x) in dst.iter_mut().zip(src) {
-        *d = bf16::from_f32(x);
+        d.write(bf16::from_f32(x));
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn convert_avx512(src: &[f32], dst: &mut [bf16]) {
+unsafe fn convert_avx512(src: &[f32], dst: &mut [MaybeUninit<bf16>]) {
     use std::arch::x86_64::*;
     let n = src.len().min(dst.len());
     let mut i = 0;
@@ -66,7 +71,7 @@ unsafe fn convert_avx512(src: &[f32], dst: &mut [bf16]) {
         i += 16;
     }
     for j in i..n {
-        dst[j] = half::bf16::from_f32(src[j]);
+        dst[j].write(half::bf16::from_f32(src[j]));
     }
 }
 

@@ -167,7 +167,10 @@ pub(crate) fn product<K: Kernel>(kernel: &K, a: &Tensor, b: &Tensor) -> Result<O
     if end_a >= av.len() || end_b >= bv.len() || !fits(lda) || !fits(ldb) {
         return Ok(None);
     }
-    let mut out = vec![0f32; oa.len() * m * n];
+    // Not zeroed: with β = 0 the library writes every element of every tile, and the tiles
+    // cover the output.
+    let total = oa.len() * m * n;
+    let mut out: Vec<f32> = Vec::with_capacity(total);
     let tiles = Tiles::new(kernel.tiled(), oa.len(), m, n);
     let c = SendPtr(out.as_mut_ptr());
     let run = |t: usize| {
@@ -201,6 +204,8 @@ pub(crate) fn product<K: Kernel>(kernel: &K, a: &Tensor, b: &Tensor) -> Result<O
     } else {
         (0..tiles.count()).for_each(run);
     }
+    // SAFETY: every element was written by the calls above (see the note at `out`).
+    unsafe { out.set_len(total) };
     let mut shape = lead.to_vec();
     shape.extend([m, n]);
     Ok(Some(Tensor::from_vec(out, shape, &Device::Cpu)?))

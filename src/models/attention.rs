@@ -8,8 +8,9 @@
 //! LRP rules act on q, k and v before the op.
 
 use super::gated::scale_gradient;
-use super::{cpu_tensor, into_cpu_storage, map_rows, softmax_last_dim};
-use crate::kernels::Products;
+use super::{cpu_tensor, into_cpu_storage, softmax_last_dim};
+use crate::kernels::fill_rows;
+use crate::kernels::{to_bf16, Products};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 
 /// `(heads, n, m)` causal probabilities from `q: (heads, n, head_dim)` and
@@ -109,14 +110,17 @@ impl candle_core::CustomOp2 for SoftmaxBackward {
         let dp = super::f32_slice(s2, l2, self.name())?;
         let heads = p.len() / (n * m);
         let per_head = dp.len() / heads.max(1) / m; // b·n rows of dP per head
-        let out = map_rows(dp.len(), m, |r, d| {
-            let pr = (r / per_head.max(1)) * n + r % n;
-            let (p, dp) = (&p[pr * m..(pr + 1) * m], &dp[r * m..(r + 1) * m]);
-            let dot: f32 = p.iter().zip(dp).map(|(a, b)| a * b).sum();
-            for ((d, &p), &g) in d.iter_mut().zip(p).zip(dp) {
-                *d = self.0 * p * (g - dot);
-            }
-        });
+                                                    // SAFETY: every element of each row is written.
+        let out = unsafe {
+            fill_rows(dp.len(), m, |r, d| {
+                let pr = (r / per_head.max(1)) * n + r % n;
+                let (p, dp) = (&p[pr * m..(pr + 1) * m], &dp[r * m..(r + 1) * m]);
+                let dot: f32 = p.iter().zip(dp).map(|(a, b)| a * b).sum();
+                for ((d, &p), &g) in d.iter_mut().zip(p).zip(dp) {
+                    d.write(self.0 * p * (g - dot));
+                }
+            })
+        };
         Ok((CpuStorage::F32(out), l2.shape().clone()))
     }
 }
@@ -144,17 +148,31 @@ impl candle_core::CustomOp1 for MaskedSoftmax {
         let (_, _, m) = layout.shape().dims3()?;
         let n = self.n;
         let x = super::f32_slice(storage, layout, self.name())?;
-        let out = map_rows(x.len(), m, |r, dst| {
-            let src = &x[r * m..(r + 1) * m];
-            let p = r % n + self.past;
-            let lo = self.window.map_or(0, |w| (p + 1).saturating_sub(w));
-            let hi = p.min(m - 1);
-            let (src, dst) = (&src[lo..=hi], &mut dst[lo..=hi]);
-            let max = src.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) * self.scale;
-            let sum = crate::kernels::math::exp_affine_sum(src, self.scale, max, dst);
-            let inv = 1.0 / sum;
-            dst.iter_mut().for_each(|d| *d *= inv);
-        });
+        // SAFETY: every element of each row is written: the positions a query does not see
+        // with 0, the others with their probability.
+        let out = unsafe {
+            fill_rows(x.len(), m, |r, dst| {
+                let src = &x[r * m..(r + 1) * m];
+                let p = r % n + self.past;
+                let lo = self.window.map_or(0, |w| (p + 1).saturating_sub(w));
+                let hi = p.min(m - 1);
+                let (left, rest) = dst.split_at_mut(lo);
+                let (mid, right) = rest.split_at_mut(hi + 1 - lo);
+                for d in left.iter_mut().chain(right.iter_mut()) {
+                    d.write(0.0);
+                }
+                // The visible part, initialized before it is handed on as f32.
+                mid.iter_mut().for_each(|d| {
+                    d.write(0.0);
+                });
+                let dst = &mut *(mid as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]);
+                let src = &src[lo..=hi];
+                let max = src.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) * self.scale;
+                let sum = crate::kernels::math::exp_affine_sum(src, self.scale, max, dst);
+                let inv = 1.0 / sum;
+                dst.iter_mut().for_each(|d| *d *= inv);
+            })
+        };
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -251,11 +269,22 @@ pub fn attention_vjp(
         // (hc, b, n, head_dim): each head's b seeds side by side.
         let g = d_out.narrow(1, h0, hc)?.transpose(0, 1)?.contiguous()?;
         let p = probabilities(&q, &k, scale, window, products)?; // (hc, n, m)
+                                                                 // Each operand in bf16 once, for the products that read it twice.
+        let (q, k, v, g, p16) = match products {
+            Products::Bf16 => (
+                to_bf16(&q)?,
+                to_bf16(&k)?,
+                to_bf16(&v)?,
+                to_bf16(&g)?,
+                to_bf16(&p)?,
+            ),
+            _ => (q, k, v, g, p.clone()),
+        };
         let [fq, fk, fv] = factors;
         if fv != 0.0 {
             // dV = Pᵀ dO, the b seeds as columns of one product per head.
             let cols = g.transpose(1, 2)?.reshape((hc, n, b * hd))?;
-            let dv = matmul(&p.t()?, &cols)?.reshape((hc, m, b, hd))?;
+            let dv = matmul(&p16.t()?, &cols)?.reshape((hc, m, b, hd))?;
             parts[2].push((dv.transpose(1, 2)?.transpose(0, 1)? * fv)?);
         }
         if fq == 0.0 && fk == 0.0 {
@@ -264,6 +293,10 @@ pub fn attention_vjp(
         let g = g.reshape((hc, b * n, hd))?;
         let dp = matmul(&g, &v.t()?)?; // (hc, b·n, m)
         let ds = softmax_backward(&p, &dp, scale)?;
+        let ds = match products {
+            Products::Bf16 => to_bf16(&ds)?,
+            _ => ds,
+        };
         if fq != 0.0 {
             let dq = matmul(&ds, &k)?.reshape((hc, b, n, hd))?;
             parts[0].push((dq.transpose(0, 1)? * fq)?);

@@ -43,6 +43,32 @@ impl Activation {
         }
     }
 
+    /// A row of the activation (and, when asked, of its derivative).
+    fn row(self, x: &[f32], act: &mut [f32], derivative: Option<&mut [f32]>) {
+        match self {
+            Activation::Silu => {
+                // silu(x) = x·σ(x); silu'(x) = σ(x)·(1 + x·(1 − σ(x))).
+                crate::kernels::math::sigmoid(x, act);
+                if let Some(d) = derivative {
+                    for ((d, &s), &x) in d.iter_mut().zip(act.iter()).zip(x) {
+                        *d = s * (1.0 + x * (1.0 - s));
+                    }
+                }
+                act.iter_mut().zip(x).for_each(|(a, &x)| *a *= x);
+            }
+            Activation::GeluTanh => {
+                act.iter_mut()
+                    .zip(x)
+                    .for_each(|(a, &x)| *a = self.scalar(x));
+                if let Some(d) = derivative {
+                    d.iter_mut()
+                        .zip(x)
+                        .for_each(|(d, &x)| *d = self.scalar_derivative(x));
+                }
+            }
+        }
+    }
+
     fn scalar_derivative(self, x: f32) -> f32 {
         match self {
             Activation::Silu => {
@@ -163,11 +189,11 @@ impl CustomOp2 for Gated {
         }
         let g = f32_slice(s1, l1, self.name())?;
         let u = f32_slice(s2, l2, self.name())?;
-        let out: Vec<f32> = g
-            .iter()
-            .zip(u)
-            .map(|(&g, &u)| self.act.scalar(g) * u)
-            .collect();
+        let d = l1.shape().dims().last().copied().unwrap_or(1).max(1);
+        let out = super::map_rows(g.len(), d, |r, dst| {
+            self.act.row(&g[r * d..(r + 1) * d], dst, None);
+            dst.iter_mut().zip(&u[r * d..]).for_each(|(o, &u)| *o *= u);
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -246,11 +272,18 @@ impl candle_core::CustomOp3 for GatedVjp {
         let out = super::map_rows(2 * g.len(), d, |r, dst| {
             let (second, r) = (r >= rows, r % rows.max(1));
             let i0 = (r * d) % m;
+            let (xs, us, gs) = (&x[i0..i0 + d], &u[i0..i0 + d], &g[r * d..(r + 1) * d]);
+            if self.rule == GateRule::ConstantGate && !second {
+                return; // zeros
+            }
+            let mut a = vec![0f32; d];
+            let needs_derivative = self.rule == GateRule::Plain && !second;
+            let mut deriv = needs_derivative.then(|| vec![0f32; d]);
+            self.act.row(xs, &mut a, deriv.as_deref_mut());
             for (k, o) in dst.iter_mut().enumerate() {
-                let (xv, uv, gv) = (x[i0 + k], u[i0 + k], g[r * d + k]);
-                let a = self.act.scalar(xv);
+                let (xv, uv, gv, a) = (xs[k], us[k], gs[k], a[k]);
                 *o = match (self.rule, second) {
-                    (GateRule::Plain, false) => gv * uv * self.act.scalar_derivative(xv),
+                    (GateRule::Plain, false) => gv * uv * deriv.as_ref().map_or(0.0, |d| d[k]),
                     (GateRule::Plain | GateRule::ConstantGate, true) => gv * a,
                     (GateRule::IdentityHalved, false) => 0.5 * gv * uv * a / (xv + eps),
                     (GateRule::IdentityHalved, true) => 0.5 * gv * a,

@@ -175,16 +175,27 @@ impl Weight {
 
     /// `x · Wᵀ` for `x: (k, in)` → `(k, out)`, with products `p`.
     pub fn forward(&self, x: &Tensor, p: Products) -> Result<Tensor> {
-        match self.effective(p, x) {
-            Products::Stored => match self.readable_blocks() {
-                Some(q) => quantized::matmul_t(q, x)?.to_dtype(x.dtype()),
+        let p = self.effective(p, x);
+        let x16 = match p {
+            Products::Bf16 => Some(kernels::to_bf16(x)?),
+            _ => None,
+        };
+        self.product(x, x16.as_ref(), p)?.to_dtype(x.dtype())
+    }
+
+    /// `x · Wᵀ` with the products `p` this matrix runs (see [`Weight::effective`]), `x16`
+    /// being `x` in bf16 for bf16 products (converted once for every matrix that reads it).
+    fn product(&self, x: &Tensor, x16: Option<&Tensor>, p: Products) -> Result<Tensor> {
+        match (p, x16) {
+            (Products::Stored, _) => match self.readable_blocks() {
+                Some(q) => quantized::matmul_t(q, x),
                 None => candle_core::bail!("no stored blocks"),
             },
-            Products::Bf16 => match self.whole_bf16()? {
-                Some(w) => kernels::matmul_bf16(x, &w.t()?)?.to_dtype(x.dtype()),
-                None => self.by_blocks_t(x, true),
+            (Products::Bf16, Some(x16)) => match self.whole_bf16()? {
+                Some(w) => kernels::matmul_bf16(x16, &w.t()?),
+                None => self.by_blocks_t(x16, true),
             },
-            Products::F32 => match &self.exact {
+            _ => match &self.exact {
                 Exact::Dense(t) => kernels::matmul(x, &t.t()?),
                 _ => self.by_blocks_t(x, false),
             },
@@ -202,17 +213,25 @@ impl Weight {
                     .flatten()
             })
             .collect();
-        match stored {
-            Some(qs) if qs.len() > 1 => quantized::matmul_t_many(&qs, x)?
+        if let Some(qs) = stored.filter(|qs| qs.len() > 1) {
+            return quantized::matmul_t_many(&qs, x)?
                 .into_iter()
                 .map(|t| t.to_dtype(x.dtype()))
-                .collect(),
-            _ => ws.iter().map(|w| w.forward(x, p)).collect(),
+                .collect();
         }
+        // The input in bf16 once, for every matrix that multiplies in bf16.
+        let bf16 = ws.iter().any(|w| w.effective(p, x) == Products::Bf16);
+        let x16 = bf16.then(|| kernels::to_bf16(x)).transpose()?;
+        ws.iter()
+            .map(|w| {
+                w.product(x, x16.as_ref(), w.effective(p, x))?
+                    .to_dtype(x.dtype())
+            })
+            .collect()
     }
 
-    /// [`Weight::forward`] a block of rows at a time, each converted (to bf16 with `bf16`,
-    /// else exactly) just before its product: the output's columns, joined.
+    /// `x · Wᵀ` a block of rows at a time, each converted (to bf16 with `bf16`, `x` being
+    /// in bf16 then, else exactly) just before its product: the output's columns, joined.
     fn by_blocks_t(&self, x: &Tensor, bf16: bool) -> Result<Tensor> {
         let parts = self
             .row_blocks()?
@@ -224,7 +243,7 @@ impl Weight {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        Tensor::cat(&parts, 1)?.to_dtype(x.dtype())
+        Tensor::cat(&parts, 1)
     }
 
     /// `dy · W` for `dy: (k, out)` → `(k, in)`: cotangents of the outputs carried to the

@@ -3,11 +3,12 @@
 //! one thread, into f32 only).
 
 use super::blocks::cast;
-use crate::kernels::{convert, map_chunks};
+use crate::kernels::{convert, fill_chunks};
 use candle_core::quantized::k_quants::*;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Result, Tensor};
 use half::bf16;
+use std::mem::MaybeUninit;
 
 /// Rows `start..start + len` of the `(rows, cols)` quantized matrix `q`, exactly, as a
 /// `(len, cols)` CPU tensor of `dtype` (f32, or bf16 rounded to nearest even).
@@ -38,7 +39,7 @@ pub fn rows(q: &QTensor, start: usize, len: usize, dtype: DType) -> Result<Tenso
 }
 
 /// A block type's AVX-512 unpacking into f32 and into bf16, where the CPU has it.
-type Simd<T> = (unsafe fn(&[T], &mut [f32]), unsafe fn(&[T], &mut [bf16]));
+type Simd<T> = (unsafe fn(&[T], *mut f32), unsafe fn(&[T], *mut bf16));
 
 #[cfg(target_arch = "x86_64")]
 fn simd<T: super::unpack::Unpack>() -> Option<Simd<T>> {
@@ -74,25 +75,47 @@ fn typed<T: GgmlType>(
         let b = first / T::BLCK_SIZE;
         &blocks[b..b + count / T::BLCK_SIZE]
     };
+    // SAFETY (both arms): the kernels write every value of the blocks they are given, and
+    // `src` gives each chunk the blocks of its whole rows.
     match dtype {
         DType::BF16 => {
-            let out = map_chunks(len * cols, chunk, bf16::ZERO, |first, dst| match simd {
-                // SAFETY: `simd` is only offered where the CPU has the kernel's features.
-                Some((_, to_bf16)) => unsafe { to_bf16(src(first, dst.len()), dst) },
-                None => {
-                    let mut f = vec![0f32; dst.len()];
-                    T::to_float(src(first, dst.len()), &mut f);
-                    convert::convert(&f, dst);
-                }
-            });
+            let out = unsafe {
+                fill_chunks(
+                    len * cols,
+                    chunk,
+                    |first, dst: &mut [MaybeUninit<bf16>]| match simd {
+                        Some((_, to_bf16)) => {
+                            to_bf16(src(first, dst.len()), dst.as_mut_ptr().cast())
+                        }
+                        None => {
+                            let mut f = vec![0f32; dst.len()];
+                            T::to_float(src(first, dst.len()), &mut f);
+                            convert::convert(&f, dst);
+                        }
+                    },
+                )
+            };
             Tensor::from_vec(out, (len, cols), &Device::Cpu)
         }
         _ => {
-            let out = map_chunks(len * cols, chunk, 0f32, |first, dst| match simd {
-                // SAFETY: as above.
-                Some((to_f32, _)) => unsafe { to_f32(src(first, dst.len()), dst) },
-                None => T::to_float(src(first, dst.len()), dst),
-            });
+            let out = unsafe {
+                fill_chunks(
+                    len * cols,
+                    chunk,
+                    |first, dst: &mut [MaybeUninit<f32>]| match simd {
+                        Some((to_f32, _)) => to_f32(src(first, dst.len()), dst.as_mut_ptr().cast()),
+                        None => {
+                            // candle's conversion takes an initialized slice.
+                            dst.iter_mut().for_each(|d| {
+                                d.write(0.0);
+                            });
+                            // SAFETY: every element was just written.
+                            let dst = &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32]);
+                            T::to_float(src(first, dst.len()), dst)
+                        }
+                    },
+                )
+            };
             Tensor::from_vec(out, (len, cols), &Device::Cpu)?.to_dtype(dtype)
         }
     }

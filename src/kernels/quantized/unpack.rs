@@ -145,15 +145,14 @@ impl Sink for half::bf16 {
     }
 }
 
-/// Every value of `blocks` into `dst` (`blocks.len() · VALUES` of them).
+/// Every value of `blocks` into `out` (`blocks.len() · VALUES` of them).
 ///
 /// # Safety
-/// The CPU has AVX-512 F, BW and BF16 (and F16C); `dst` holds the values.
+/// The CPU has AVX-512 F, BW and BF16 (and F16C); `out` has room for the values (it may be
+/// uninitialized: it is only written).
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl,f16c")]
-pub(crate) unsafe fn unpack<B: Unpack, S: Sink>(blocks: &[B], dst: &mut [S]) {
-    let n = blocks.len().min(dst.len() / B::VALUES);
-    let out = dst.as_mut_ptr();
-    for (b, block) in blocks[..n].iter().enumerate() {
+pub(crate) unsafe fn unpack<B: Unpack, S: Sink>(blocks: &[B], out: *mut S) {
+    for (b, block) in blocks.iter().enumerate() {
         for i in 0..B::VALUES / 16 {
             S::put(out.add(b * B::VALUES + 16 * i), block.unpack16(i));
         }

@@ -94,6 +94,12 @@ pub struct Gradients {
 /// (probabilities, their cotangents and the scores' cotangents, per seed).
 const SEED_GROUP_BUDGET: usize = 1 << 28;
 
+/// Elements of the cotangents one group of seeds may hold at once in a layer (the residual
+/// stream's, and the MLP's gate and up, each `seeds × positions × width`): 1 GiB of f32. A
+/// 4B model's 512-token answer explained at every step would otherwise take 285 seeds a
+/// group, and 6 GB for the MLP's cotangents alone.
+const SEED_ACTIVATION_BUDGET: usize = 1 << 28;
+
 impl Decoder {
     /// Runs the decoder on input embeddings `(seq, hidden)` without a graph, keeping the
     /// activations a backward pass needs. `progress` hears of each layer.
@@ -227,7 +233,10 @@ impl Decoder {
         progress: &mut Progress<'_>,
     ) -> crate::Result<Gradients> {
         let n = saved.len().max(1);
-        let group = (SEED_GROUP_BUDGET / (3 * n * n)).clamp(1, seeds.len().max(1));
+        let widths = 3 * (self.cfg.hidden_size + 2 * self.cfg.intermediate_size);
+        let group = (SEED_GROUP_BUDGET / (3 * n * n))
+            .min(SEED_ACTIVATION_BUDGET / (n * widths).max(1))
+            .clamp(1, seeds.len().max(1));
         let mut inputs = Vec::new();
         let mut trace = Vec::with_capacity(seeds.len());
         let total = seeds.len().div_ceil(group) * self.layers.len();
