@@ -17,10 +17,16 @@ Then the All-steps matrix of a --steps-token greedy answer after a --steps-promp
 prompt, every method, against the per-step loop as Inseq runs it (a forward and a backward
 pass per answer token and method, in PyTorch + lxt).
 
+With --bf16, every length again with TokenLens' --precision bf16 and PyTorch + lxt with the
+model cast to bf16 (oneDNN's AMX kernels), beside TokenLens f32. With --gen-models, generation
+on each GGUF against llama.cpp's llama-bench (scripts/llama-cpp.sh builds it), prefill
+included, with the bytes/s a decoding step reads against the machine's read bandwidth.
+
 Run (after scripts/reference-env.sh and `cargo build --release`):
     ~/.cache/tokenlens/venv/bin/python scripts/bench.py [--lengths 48,512,2048] [--repeat 3]
         [--repeat-long 1] [--seed-prompt] [--generate 32] [--steps 64] [--steps-prompt 256]
-        [--faithfulness 64]
+        [--faithfulness 64] [--bf16] [--gen-models A.gguf,B.gguf [--gen-prompt 48]
+        [--gen-tokens 128]]
 """
 import argparse
 import json
@@ -289,9 +295,11 @@ def main():
             path = f.name
         flag = ["--chat"] if chat else []
         repeat = args.repeat if len(prompt) < 4000 else args.repeat_long
+        # f32 against PyTorch's f32 (auto would pick bf16 past about a second).
         ours = run_json([args.binary, "bench", "--prompt-file", path, "--model", args.gguf,
                          "--methods", "saliency,attnlrp", "--repeat", str(repeat),
-                         "--generate", str(args.generate)] + flag)
+                         "--generate", str(args.generate), "--precision", "f32"] + flag)
+        assert ours["precision"] == "f32", ours["precision"]
         py = [sys.executable, __file__, "--gguf", args.gguf, "--prompt-file", path,
               "--repeat", str(repeat), "--generate", str(args.generate)] + flag + ["--torch-side"]
         plain = run_json(py + ["plain"])
@@ -324,8 +332,9 @@ def main():
                             "--methods", "saliency,attnlrp", "--repeat", str(repeat),
                             "--precision", "bf16"] + flag)
             assert b16["precision"] == "bf16", b16["precision"]
-            tb = {m: run_json(py[:-1] + ["--torch-dtype", "bf16", "--torch-side", m])
-                  for m in ("plain", "attnlrp")}
+            py16 = [sys.executable, __file__, "--gguf", args.gguf, "--prompt-file", path,
+                    "--repeat", str(repeat), "--generate", "0", "--torch-dtype", "bf16"] + flag
+            tb = {m: run_json(py16 + ["--torch-side", m]) for m in ("plain", "attnlrp")}
             for m, k in (("saliency", "plain"), ("attnlrp", "attnlrp")):
                 bf16_rows.append((name, f"{m} + trace", ours["methods_s"][m],
                                   b16["methods_s"][m], tb[k]["methods_s"][m]))

@@ -92,6 +92,10 @@ impl crate::Engine {
     }
 
     fn bf16_or_f32(&self) -> Plan {
+        if !self.device().is_cpu() {
+            // bf16 products on a GPU are candle's (cuBLAS, tensor cores).
+            return Plan::BF16;
+        }
         match kernels::bf16_unavailable_reason() {
             None => Plan::BF16,
             Some(why) => {

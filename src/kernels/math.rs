@@ -31,55 +31,57 @@ pub(crate) fn sigmoid(src: &[f32], dst: &mut [f32]) {
     }
 }
 
+/// Runs `f(i, mask)` over `0..n` in steps of 16 lanes, the mask covering the last step's
+/// remainder.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn sigmoid_avx512(src: &[f32], dst: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let n = src.len().min(dst.len());
-    let one = _mm512_set1_ps(1.0);
+#[inline(always)]
+fn lanes16(n: usize, mut f: impl FnMut(usize, std::arch::x86_64::__mmask16)) {
     let mut i = 0;
     while i < n {
         let take = (n - i).min(16);
-        let mask: __mmask16 = if take == 16 {
-            0xFFFF
-        } else {
-            (1u16 << take) - 1
-        };
-        // SAFETY: the masked loads and stores touch only elements i..i + take < n.
-        unsafe {
-            let x = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(i));
-            let e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
-            let y = _mm512_div_ps(one, _mm512_add_ps(one, e));
-            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, y);
-        }
+        f(
+            i,
+            if take == 16 {
+                0xFFFF
+            } else {
+                (1u16 << take) - 1
+            },
+        );
         i += take;
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
+unsafe fn sigmoid_avx512(src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let one = _mm512_set1_ps(1.0);
+    lanes16(src.len().min(dst.len()), |i, mask| {
+        // SAFETY: the masked loads and stores touch only elements i.. within both slices.
+        unsafe {
+            let x = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(i));
+            let e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
+            let y = _mm512_div_ps(one, _mm512_add_ps(one, e));
+            _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, y);
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
 unsafe fn exp_affine_sum_avx512(src: &[f32], mul: f32, sub: f32, dst: &mut [f32]) -> f32 {
     use std::arch::x86_64::*;
-    let n = src.len().min(dst.len());
     let (vmul, vsub) = (_mm512_set1_ps(mul), _mm512_set1_ps(sub));
     let mut acc = _mm512_setzero_ps();
-    let mut i = 0;
-    while i < n {
-        let take = (n - i).min(16);
-        let mask: __mmask16 = if take == 16 {
-            0xFFFF
-        } else {
-            (1u16 << take) - 1
-        };
-        // SAFETY: the masked loads and stores touch only elements i..i + take < n.
+    lanes16(src.len().min(dst.len()), |i, mask| {
+        // SAFETY: the masked loads and stores touch only elements i.. within both slices.
         unsafe {
             let x = _mm512_maskz_loadu_ps(mask, src.as_ptr().add(i));
             let y = exp16(_mm512_fmsub_ps(x, vmul, vsub));
             _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask, y);
             acc = _mm512_mask_add_ps(acc, mask, acc, y);
         }
-        i += take;
-    }
+    });
     _mm512_reduce_add_ps(acc)
 }
 

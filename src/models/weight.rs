@@ -29,6 +29,8 @@ pub struct Weight {
     /// The bf16 copy of a dense matrix, made on first use; shared by clones (a tied output
     /// layer shares the embedding's).
     bf16: Arc<OnceLock<Tensor>>,
+    /// The blocks on a GPU, copied there on first use for candle's CUDA quantized kernels.
+    device_blocks: Arc<OnceLock<Arc<QTensor>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +80,7 @@ impl Weight {
             exact,
             blocks,
             bf16: Arc::default(),
+            device_blocks: Arc::default(),
         }
     }
 
@@ -146,16 +149,28 @@ impl Weight {
         let bf16 = !x.device().is_cpu() || kernels::bf16_available();
         let rows = x.elem_count() / x.dims().last().copied().unwrap_or(1).max(1);
         match p {
+            // On a GPU, candle's CUDA kernels read the blocks for any number of rows.
+            Products::Stored if self.readable_blocks().is_some() && !x.device().is_cpu() => {
+                Products::Stored
+            }
             // Inputs of many rows (a prompt's prefill, the curves' batches) convert the blocks
             // to bf16 once for the matrix units instead: each row's dot products over the
             // blocks cost more (SmolLM2's and the 4B shape's prefill took 3-4× as long).
             Products::Stored if rows > STORED_ROWS && bf16 => Products::Bf16,
-            Products::Stored if self.readable_blocks().is_some() && x.device().is_cpu() => {
-                Products::Stored
-            }
+            Products::Stored if self.readable_blocks().is_some() => Products::Stored,
             Products::Stored | Products::Bf16 if bf16 => Products::Bf16,
             _ => Products::F32,
         }
+    }
+
+    /// The blocks `q` on `device` (a GPU), copied there once.
+    fn blocks_on(&self, q: &QTensor, device: &Device) -> Result<Arc<QTensor>> {
+        if let Some(d) = self.device_blocks.get() {
+            return Ok(d.clone());
+        }
+        let storage = candle_core::quantized::QStorage::from_data(q.data()?, device, q.dtype())?;
+        let d = Arc::new(QTensor::new(storage, q.shape().clone())?);
+        Ok(self.device_blocks.get_or_init(|| d).clone())
     }
 
     /// The bf16 form of a matrix held whole (dense, or bf16 safetensors), if it is.
@@ -188,7 +203,8 @@ impl Weight {
     fn product(&self, x: &Tensor, x16: Option<&Tensor>, p: Products) -> Result<Tensor> {
         match (p, x16) {
             (Products::Stored, _) => match self.readable_blocks() {
-                Some(q) => quantized::matmul_t(q, x),
+                Some(q) if x.device().is_cpu() => quantized::matmul_t(q, x),
+                Some(q) => x.apply_op1_no_bwd(&*self.blocks_on(q, x.device())?),
                 None => candle_core::bail!("no stored blocks"),
             },
             (Products::Bf16, Some(x16)) => match self.whole_bf16()? {
@@ -213,7 +229,7 @@ impl Weight {
                     .flatten()
             })
             .collect();
-        if let Some(qs) = stored.filter(|qs| qs.len() > 1) {
+        if let Some(qs) = stored.filter(|qs| qs.len() > 1 && x.device().is_cpu()) {
             return quantized::matmul_t_many(&qs, x)?
                 .into_iter()
                 .map(|t| t.to_dtype(x.dtype()))

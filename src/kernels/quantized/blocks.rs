@@ -295,6 +295,44 @@ fn dot_scalar<W: WeightBlock>(xs: &[W], ys: impl Iterator<Item = (f32, f32, [i8;
         .sum()
 }
 
+/// `vec_dot` and `vec_dot_4` of a weight block type through its SIMD kernels `$simd` and
+/// `$simd4` (in `x86.rs`), and its scalar `vec_dot_unopt` where the CPU has none.
+macro_rules! simd_dots {
+    ($act:ty, $simd:ident, $simd4:ident) => {
+        fn vec_dot(n: usize, xs: &[Self], ys: &[$act]) -> f32 {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(level) = super::x86::level() {
+                // SAFETY: `level` checked the CPU features the kernel is compiled for.
+                return unsafe { super::x86::$simd(level, xs, ys) };
+            }
+            Self::vec_dot_unopt(n, xs, ys)
+        }
+
+        fn vec_dot_4(
+            n: usize,
+            x0: &[Self],
+            x1: &[Self],
+            x2: &[Self],
+            x3: &[Self],
+            ys: &[$act],
+        ) -> (f32, f32, f32, f32) {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(level) = super::x86::level() {
+                // SAFETY: as in `vec_dot`.
+                let [a, b, c, d] = unsafe { super::x86::$simd4(level, [x0, x1, x2, x3], ys) };
+                return (a, b, c, d);
+            }
+            (
+                Self::vec_dot_unopt(n, x0, ys),
+                Self::vec_dot_unopt(n, x1, ys),
+                Self::vec_dot_unopt(n, x2, ys),
+                Self::vec_dot_unopt(n, x3, ys),
+            )
+        }
+    };
+}
+pub(crate) use simd_dots;
+
 macro_rules! weight_block {
     ($t:ty, $dtype:expr, $act:ty, $simd:ident, $simd4:ident) => {
         impl GgmlType for $t {
@@ -319,36 +357,7 @@ macro_rules! weight_block {
                 unimplemented!("quantizing to {:?}", $dtype)
             }
 
-            fn vec_dot(n: usize, xs: &[Self], ys: &[$act]) -> f32 {
-                #[cfg(target_arch = "x86_64")]
-                if let Some(level) = super::x86::level() {
-                    // SAFETY: `level` checked the CPU features the kernel is compiled for.
-                    return unsafe { super::x86::$simd(level, xs, ys) };
-                }
-                Self::vec_dot_unopt(n, xs, ys)
-            }
-
-            fn vec_dot_4(
-                n: usize,
-                x0: &[Self],
-                x1: &[Self],
-                x2: &[Self],
-                x3: &[Self],
-                ys: &[$act],
-            ) -> (f32, f32, f32, f32) {
-                #[cfg(target_arch = "x86_64")]
-                if let Some(level) = super::x86::level() {
-                    // SAFETY: as in `vec_dot`.
-                    let [a, b, c, d] = unsafe { super::x86::$simd4(level, [x0, x1, x2, x3], ys) };
-                    return (a, b, c, d);
-                }
-                (
-                    Self::vec_dot_unopt(n, x0, ys),
-                    Self::vec_dot_unopt(n, x1, ys),
-                    Self::vec_dot_unopt(n, x2, ys),
-                    Self::vec_dot_unopt(n, x3, ys),
-                )
-            }
+            simd_dots!($act, $simd, $simd4);
 
             fn vec_dot_unopt(_n: usize, xs: &[Self], ys: &[$act]) -> f32 {
                 dot_scalar(xs, ys.iter().map(|y| (y.d.to_f32(), act_sum(y), y.qs)))

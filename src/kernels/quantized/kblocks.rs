@@ -112,35 +112,7 @@ macro_rules! k_block {
                 // Weights are read from files, never quantized here.
                 unimplemented!("quantizing to {:?}", $dtype)
             }
-            fn vec_dot(n: usize, xs: &[Self], ys: &[Q8K]) -> f32 {
-                #[cfg(target_arch = "x86_64")]
-                if let Some(level) = super::x86::level() {
-                    // SAFETY: `level` checked the CPU features the kernel is compiled for.
-                    return unsafe { super::x86::$simd(level, xs, ys) };
-                }
-                Self::vec_dot_unopt(n, xs, ys)
-            }
-            fn vec_dot_4(
-                n: usize,
-                x0: &[Self],
-                x1: &[Self],
-                x2: &[Self],
-                x3: &[Self],
-                ys: &[Q8K],
-            ) -> (f32, f32, f32, f32) {
-                #[cfg(target_arch = "x86_64")]
-                if let Some(level) = super::x86::level() {
-                    // SAFETY: as in `vec_dot`.
-                    let [a, b, c, d] = unsafe { super::x86::$simd4(level, [x0, x1, x2, x3], ys) };
-                    return (a, b, c, d);
-                }
-                (
-                    Self::vec_dot_unopt(n, x0, ys),
-                    Self::vec_dot_unopt(n, x1, ys),
-                    Self::vec_dot_unopt(n, x2, ys),
-                    Self::vec_dot_unopt(n, x3, ys),
-                )
-            }
+            super::blocks::simd_dots!(Q8K, $simd, $simd4);
             fn vec_dot_unopt(n: usize, xs: &[Self], ys: &[Q8K]) -> f32 {
                 <$candle>::vec_dot_unopt(n, as_candle(xs), as_candle(ys))
             }

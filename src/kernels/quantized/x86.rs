@@ -369,6 +369,16 @@ unsafe fn q4k_rows<const R: usize>(xs: [&[Q4K]; R], ys: &[Q8K]) -> [f32; R] {
     std::array::from_fn(|r| hsum(acc[r]) - mins[r])
 }
 
+/// `Σ_j sc_j · Σ y` over Q6_K's sub-blocks of 16: what its values' offset of 32 takes away.
+#[inline(always)]
+fn q6k_offset(x: &Q6K, y: &Q8K) -> i32 {
+    x.scales
+        .iter()
+        .zip(&y.bsums)
+        .map(|(&s, &b)| s as i32 * b as i32)
+        .sum()
+}
+
 /// Q6_K rows against Q8_K activations: the six-bit values rebuilt 32 at a time from `ql` and
 /// `qh`, `Σ q·y` per sub-block of 16 times its signed scale, less 32 times the scaled sums of
 /// the activations.
@@ -413,12 +423,7 @@ unsafe fn q6k_rows<const R: usize>(xs: [&[Q6K]; R], ys: &[Q8K]) -> [f32; R] {
                     dot = _mm256_add_epi32(dot, scaled_dot(v, yq[s], scales));
                 }
             }
-            let offset: i32 = x
-                .scales
-                .iter()
-                .zip(&y.bsums)
-                .map(|(&s, &b)| s as i32 * b as i32)
-                .sum();
+            let offset = q6k_offset(x, y);
             let d = f32_of(x.d) * y.d;
             acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(dot), acc[r]);
             offsets[r] += d * 32.0 * offset as f32;
@@ -492,12 +497,7 @@ unsafe fn q6k_rows512<const R: usize>(xs: [&[Q6K]; R], ys: &[Q8K]) -> [f32; R] {
                     );
                 }
             }
-            let offset: i32 = x
-                .scales
-                .iter()
-                .zip(&y.bsums)
-                .map(|(&s, &b)| s as i32 * b as i32)
-                .sum();
+            let offset = q6k_offset(x, y);
             let d = f32_of(x.d) * y.d;
             acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(dot), acc[r]);
             offsets[r] += d * 32.0 * offset as f32;
