@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// (no warm-up: they take seconds); prints the inputs, for the PyTorch side to run the same.
     #[arg(long)]
     faithfulness: bool,
+    /// Also time how soon a cancel lands: every method over the prompt, cancelled at 5%, 40%
+    /// and 80% of the job's time; prints the longest wait from the cancel to the job's end.
+    #[arg(long)]
+    cancel: bool,
     #[command(flatten)]
     device: crate::DeviceArgs,
 }
@@ -287,6 +291,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     } else {
         serde_json::Value::Null
     };
+    let cancel = if args.cancel {
+        cancel_latency(&engine, &req)?
+    } else {
+        serde_json::Value::Null
+    };
     let out = serde_json::json!({
         "n_tokens": n_tokens,
         "layer_matrix_params": engine.layer_matrix_params(),
@@ -302,6 +311,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "methods_together_s": together_s,
         "steps": steps,
         "faithfulness": faithfulness,
+        "cancel": cancel,
     });
     println!("{out}");
     Ok(())
@@ -349,4 +359,30 @@ fn curves(engine: &Engine, req: &ExplainRequest) -> anyhow::Result<serde_json::V
         "scores": scores,
         "abpc": f.methods.iter().map(|(m, x)| (m.clone(), x.abpc)).collect::<std::collections::BTreeMap<_, _>>(),
     }))
+}
+
+/// How long a job runs on after its cancel (the sink answers `Break` from the first event
+/// after the cancel time): the job's time and the worst wait over three cancel points.
+fn cancel_latency(engine: &Engine, req: &ExplainRequest) -> anyhow::Result<serde_json::Value> {
+    let t = Instant::now();
+    engine.explain(req)?;
+    let whole = t.elapsed();
+    let mut worst = 0f64;
+    for frac in [0.05, 0.4, 0.8] {
+        let at = whole.mul_f64(frac);
+        let start = Instant::now();
+        let r = engine.explain_streaming(req, &mut |_| {
+            if start.elapsed() >= at {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        });
+        anyhow::ensure!(
+            matches!(r, Err(tokenlens::Error::Cancelled)),
+            "the job cancelled at {at:?} was not cancelled"
+        );
+        worst = worst.max(start.elapsed().saturating_sub(at).as_secs_f64());
+    }
+    Ok(serde_json::json!({ "job_s": whole.as_secs_f64(), "worst_wait_s": worst }))
 }

@@ -11,6 +11,8 @@ pub mod display;
 pub mod export;
 pub mod format;
 #[cfg(feature = "ssr")]
+pub mod metrics;
+#[cfg(feature = "ssr")]
 pub mod pace;
 pub mod pages;
 #[cfg(feature = "ssr")]

@@ -27,6 +27,8 @@ struct Job {
     ticket: u64,
     /// Its client's place among the jobs of that client (freed when the job is dropped).
     _slot: Option<ClientSlot>,
+    /// The request's span (its request id): the worker's log lines for the job carry it.
+    span: tracing::Span,
 }
 
 /// The model worker: one thread, a bounded queue.
@@ -40,6 +42,8 @@ pub struct Worker {
     started: Arc<AtomicU64>,
     /// How fast explanations run here, per model.
     pub pace: crate::pace::Pace,
+    /// The worker thread, to tell whether it is still there (`/readyz`).
+    thread: Arc<std::thread::JoinHandle<()>>,
 }
 
 impl Worker {
@@ -50,11 +54,14 @@ impl Worker {
         let progress = started.clone();
         let pace = crate::pace::Pace::default();
         let learn = pace.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("tokenlens-worker".into())
             .spawn(move || {
                 let run = |job: Job| {
                     progress.fetch_max(job.ticket + 1, Ordering::SeqCst);
+                    let _running = crate::metrics::started();
+                    let span = job.span.clone();
+                    let _entered = span.enter();
                     run(job, &learn)
                 };
                 supervise(rx, run, |job: &Job| (job.events.clone(), job.task.name()))
@@ -65,7 +72,13 @@ impl Worker {
             next_ticket: Arc::default(),
             started,
             pace,
+            thread: Arc::new(thread),
         }
+    }
+
+    /// Whether the worker thread is running (it ends only if the queue's sender is gone).
+    pub fn alive(&self) -> bool {
+        !self.thread.is_finished()
     }
 
     /// A waiting job's place in line (1: next), or 0 once it has started.
@@ -138,14 +151,29 @@ fn run(job: Job, pace: &crate::pace::Pace) {
         }
     };
     let task = job.task.name();
+    let model = job.engine.name().to_string();
+    let methods = match &job.task {
+        Task::Explain(r) => method_label(&r.methods),
+        Task::Steps(r) => method_label(&r.methods),
+        Task::Generate(_) => String::new(),
+    };
     let result = match &job.task {
         Task::Explain(r) => job.engine.explain_streaming(r, &mut sink).map(drop),
         Task::Generate(r) => job.engine.generate_streaming(r, &mut sink).map(drop),
         Task::Steps(r) => job.engine.explain_steps_streaming(r, &mut sink).map(drop),
     };
+    let seconds = started.elapsed().as_secs_f64();
+    let finished = |outcome, passes| {
+        crate::metrics::finished(task, &model, methods.clone(), seconds, outcome, passes)
+    };
     match result {
         Ok(()) => {
-            let seconds = started.elapsed().as_secs_f64();
+            let cost = match &job.task {
+                Task::Explain(r) => job.engine.explain_cost(r),
+                Task::Generate(r) => job.engine.generate_cost(r),
+                Task::Steps(r) => job.engine.steps_cost(r),
+            };
+            finished(crate::metrics::Outcome::Done, cost.ok());
             tracing::info!(task, ms = (seconds * 1e3) as u64, "done");
             // The pace of explanations (perturbation curves are forward passes the cost
             // leaves out).
@@ -156,6 +184,7 @@ fn run(job: Job, pace: &crate::pace::Pace) {
             }
         }
         Err(tokenlens::Error::Cancelled) if out_of_time.is_some() => {
+            finished(crate::metrics::Outcome::OutOfTime, None);
             let budget = out_of_time.unwrap_or_default().as_secs();
             tracing::info!(task, budget, "stopped: over the time budget");
             let _ = events.send(StreamEvent::Error {
@@ -165,8 +194,12 @@ fn run(job: Job, pace: &crate::pace::Pace) {
                 ),
             });
         }
-        Err(tokenlens::Error::Cancelled) => tracing::info!(task, "cancelled by the client"),
+        Err(tokenlens::Error::Cancelled) => {
+            finished(crate::metrics::Outcome::Cancelled, None);
+            tracing::info!(task, "cancelled by the client")
+        }
         Err(e) => {
+            finished(crate::metrics::Outcome::Failed, None);
             if !e.is_user_error() {
                 tracing::error!(task, "failed: {e}");
             }
@@ -175,6 +208,12 @@ fn run(job: Job, pace: &crate::pace::Pace) {
             });
         }
     }
+}
+
+/// The methods of a job, as one label (`saliency+attnlrp`).
+fn method_label(methods: &[tokenlens::Method]) -> String {
+    let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
+    names.join("+")
 }
 
 /// A model the server offers.
@@ -369,6 +408,7 @@ impl ServerState {
             // A prompt that cannot be tokenized fails in the job, with its own message.
             if let Ok(cost) = cost {
                 if cost > limit {
+                    crate::metrics::refused(crate::metrics::Refusal::Cost);
                     return Err(Refused::TooCostly { cost, limit });
                 }
             }
@@ -395,12 +435,17 @@ impl ServerState {
             deadline,
             ticket,
             _slot: slot,
+            span: tracing::Span::current(),
         }) {
             Ok(()) => {
                 *next_ticket += 1;
+                crate::metrics::queued();
                 Ok((name, rx, ticket))
             }
-            Err(TrySendError::Full(_)) => Err(Refused::Busy),
+            Err(TrySendError::Full(_)) => {
+                crate::metrics::refused(crate::metrics::Refusal::QueueFull);
+                Err(Refused::Busy)
+            }
             Err(TrySendError::Disconnected(_)) => Err(Refused::Stopped),
         }
     }
@@ -457,6 +502,7 @@ impl ServerState {
         let mut counts = self.per_client.lock().map_err(|_| Refused::Stopped)?;
         let n = counts.entry(client).or_insert(0);
         if *n >= max {
+            crate::metrics::refused(crate::metrics::Refusal::QueueFull);
             return Err(Refused::ClientBusy(*n));
         }
         *n += 1;

@@ -172,6 +172,12 @@ impl Store {
         })
     }
 
+    /// Answers when the database does (a readiness probe).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// "sqlite" or "postgresql".
     pub fn backend(&self) -> &'static str {
         self.backend

@@ -52,7 +52,7 @@ test('axe: no serious or critical accessibility violations on the main views', a
   await page.locator('input[name=signs]').check();
   expect(await violations(page), 'AttnLRP with sign marks').toEqual([]);
   await page.goto(`/?prompt=${encodeURIComponent('Name a color.')}&generate=1&greedy=1&max_new=4&explain=1&step=1&all_steps=saliency`);
-  await expect(page.locator('[data-testid=matrix] rect.mcell').first()).toBeVisible({ timeout: 30_000 });
+  await expect(page.locator('[data-testid=matrix] rect.mcell').first()).toBeVisible({ timeout: 120_000 });
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   expect(await violations(page), 'an answer, a step and the matrix').toEqual([]);
 });

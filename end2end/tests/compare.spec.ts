@@ -55,7 +55,7 @@ test('compare: two methods, then two models aligned by characters, then an edit;
   await page.locator('select[name=b_model]').selectOption('gemma3-270m');
   await page.locator('button[name=compare]').click();
   await expect(page).toHaveURL(/b_model=gemma3/);
-  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 60_000 });
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 120_000 });
   // Gemma 3 270M has no chat template: it reads the text as is.
   const gemma = tokenlens('explain', '--model', 'gemma3-270m', '--raw', '--prompt', prompt, '--methods', 'attnlrp');
   const texts = async (row: string) => (await page.locator(`[data-row=${row}] .seg`).allInnerTexts()).join('');
@@ -98,11 +98,11 @@ test('compare: two methods, then two models aligned by characters, then an edit;
 
   // An edit: B is the prompt with one word changed; the changed word is one segment.
   await page.goBack();
-  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 60_000 });
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 120_000 });
   await page.locator('select[name=b_model]').selectOption('smollm2-135m');
   await page.locator('textarea[name=b_prompt]').fill('The Eiffel Tower is in the town of');
   await page.locator('button[name=compare]').click();
-  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 60_000 });
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 120_000 });
   const edited = page.locator('[data-row=diff] .seg[data-edited]');
   await expect(edited).toHaveCount(1);
   await expect(edited).toHaveText('city→town');

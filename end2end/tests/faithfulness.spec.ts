@@ -68,7 +68,7 @@ test('faithfulness: curves after the map equal the CLI\'s, hover names the remov
   await expect(page).toHaveURL(/faithfulness=replace/);
   await expect(page.locator('[data-testid=faith-pending]')).toBeVisible();
   await expect(page.locator('.tokens .tok').first()).toBeVisible();
-  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 60_000 });
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 120_000 });
   const want = engineFaithfulness('replace');
   await expect(panel.locator('[data-testid=faith-measured]')).toHaveAttribute('data-operator', 'replace');
   await expect(panel.locator('[data-testid=faith-measured]')).toHaveAttribute(
@@ -115,10 +115,10 @@ test('faithfulness: curves after the map equal the CLI\'s, hover names the remov
 
   // Another operator recomputes, and says what it measured.
   await page.goto(`/?prompt=${encodeURIComponent(prompt)}&explain=1&faithfulness=replace`);
-  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 60_000 });
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 120_000 });
   await page.locator('[data-testid=faith-operator]').selectOption('zero');
   await expect(page).toHaveURL(/faithfulness=zero/);
-  await expect(page.locator('[data-testid=faith-measured]')).toHaveAttribute('data-operator', 'zero', { timeout: 60_000 });
+  await expect(page.locator('[data-testid=faith-measured]')).toHaveAttribute('data-operator', 'zero', { timeout: 120_000 });
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   await expectCurves(page, engineFaithfulness('zero'));
 });

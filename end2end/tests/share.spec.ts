@@ -479,7 +479,7 @@ test('without its database the server still serves its models; sharing says why,
     // The database becomes reachable: the server connects by itself (retries back off to a
     // minute; the first few come within seconds), and a fresh result shares.
     fs.rmSync(blocker);
-    await expect.poll(() => server.log.includes('permalink storage ready'), { timeout: 60_000 }).toBe(true);
+    await expect.poll(() => server.log.includes('permalink storage ready'), { timeout: 120_000 }).toBe(true);
     await page.locator('button[name=submit]').click();
     await expect(page.locator('[data-testid=status]')).toHaveText('done');
     await page.locator('button[name=share]').click();
@@ -495,7 +495,7 @@ test('a view too long for a link is stored as a permalink whose short link takes
   await ready(page);
   await page.locator('textarea[name=prompt]').fill(long);
   await page.locator('button[name=submit]').click();
-  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 60_000 });
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 120_000 });
   await expect(page).toHaveURL(/\/s\/[A-Za-z0-9_-]{12}$/);
   expect(page.url().length).toBeLessThan(100);
   const n = await page.locator('.tokens .tok').count();

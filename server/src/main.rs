@@ -4,6 +4,7 @@
 //! the picker when ready), shares them with the server functions through Leptos context,
 //! and runs model work on one worker thread with a bounded queue.
 
+mod ops;
 mod routes;
 mod serve;
 mod settings;
@@ -26,6 +27,8 @@ use weights::WeightBudget;
 fn public_reason(e: &anyhow::Error) -> String {
     match e.downcast_ref::<tokenlens::Error>() {
         Some(tokenlens::Error::BadModelFile { reason, .. }) => {
+            // The first line: a reader's error may carry a backtrace (RUST_BACKTRACE).
+            let reason = reason.lines().next().unwrap_or_default();
             format!("not a usable model file: {reason}")
         }
         Some(tokenlens::Error::Io { source, .. }) => {
@@ -84,6 +87,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "model loaded"
             );
             budget.charge(engine.weights_bytes());
+            app::metrics::model_loaded(engine.name(), started.elapsed().as_secs_f64());
             Ok(Model {
                 name: engine.name().to_string(),
                 engine: Arc::new(engine),
@@ -158,12 +162,16 @@ fn main() -> ExitCode {
     // choice in the environment).
     tokenlens::heap::keep_freed_memory();
     tokenlens::kernels::init();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        settings::LogFormat::Text => logs.init(),
+        settings::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    // Counting starts before the first model loads.
+    ops::Telemetry::global();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -174,7 +182,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(Args::parse())) {
+    match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,5 +1,6 @@
 //! Routes and middleware: the Leptos app with its server functions, the `/s/<id>` guard, the
-//! 400 status for bodies that do not parse, and the request limits.
+//! 400 status for bodies that do not parse, the request limits, and the operator's routes
+//! and layers (probes, metrics, request ids: [`crate::ops`]).
 
 use app::permalinks::Permalinks;
 use app::ssr::ServerState;
@@ -31,6 +32,7 @@ async fn permalink_guard(
             Ok(true) => None,
             Ok(false) => Some("No view is stored under this link on this server."),
             Err(e) => {
+                app::metrics::store_error();
                 tracing::error!("looking up permalink {id}: {e}");
                 return unavailable("the permalink database is unavailable; try again later");
             }
@@ -103,6 +105,7 @@ pub fn app(state: ServerState, options: LeptosOptions) -> Router {
     use tower_http::timeout::RequestBodyTimeoutLayer;
     let routes = generate_route_list(app::App);
     let permalinks = state.permalinks.clone();
+    let state_for_ops = state.clone();
     // A shared view is the largest request: let it through whole (the store then says
     // clearly when one is over its limit), and nothing much larger.
     let share_limit = usize::try_from(permalinks.quota().max_item_bytes + (1 << 20))
@@ -131,9 +134,26 @@ pub fn app(state: ServerState, options: LeptosOptions) -> Router {
             .layer(RequestBodyLimitLayer::new(limit))
             .service(site.clone())
     };
-    Router::new()
+    let site = Router::new()
         .route_service("/api/share", limited(share_limit))
         .fallback_service(limited(REQUEST_LIMIT))
+        // Each request's log lines carry its id; its answer is logged at info.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(crate::ops::request_span)
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
+                ),
+        );
+    // The probes and metrics: no rate limit, no log line per request.
+    let ops = Router::new()
+        .route("/healthz", axum::routing::get(crate::ops::healthz))
+        .route("/readyz", axum::routing::get(crate::ops::readyz))
+        .route("/metrics", axum::routing::get(crate::ops::metrics))
+        .with_state(state_for_ops);
+    ops.merge(site)
+        .layer(axum::middleware::from_fn(crate::ops::count_requests))
+        .layer(axum::middleware::from_fn(crate::ops::request_id))
 }
 
 /// The largest body of any request but a share: a prompt of the longest context with its

@@ -103,6 +103,19 @@ pub struct Args {
     /// way finishes first).
     #[arg(long, default_value_t = 60)]
     pub idle_timeout_secs: u64,
+    /// Log lines as text, or as one JSON object per line (for log shippers); `RUST_LOG`
+    /// sets the level (default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "TOKENLENS_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Args {

@@ -569,3 +569,71 @@ async fn bad_input_corpus() {
         cases.len()
     );
 }
+
+#[tokio::test]
+async fn probes_metrics_and_request_ids() {
+    crate::ops::Telemetry::global();
+    let app = router(Setup::default()).await;
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    assert_eq!(
+        send(&app, get("/healthz")).await,
+        (StatusCode::OK, "ok\n".into())
+    );
+    let (status, body) = send(&app, get("/readyz")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["worker"], "running");
+    assert_eq!(ready["permalinks"], "ready (sqlite)");
+    // A job counted by route and status, and as a finished job.
+    let mut req = post("/api/explain", HI);
+    req.headers_mut()
+        .insert("x-request-id", "client-id-1".parse().unwrap());
+    let res = open(&app, req).await;
+    assert_eq!(res.headers()["x-request-id"], "client-id-1");
+    assert!(text(res).await.ends_with("{\"type\":\"done\"}\n"));
+    let res = open(&app, get("/healthz")).await;
+    let made = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(made.len(), 36, "a new UUID: {made}");
+    let (status, metrics) = send(&app, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    for line in [
+        "tokenlens_http_requests_total{route=\"/api/explain\",status=\"200\"}",
+        "tokenlens_job_duration_seconds_bucket{task=\"explain\"",
+        "tokenlens_refusals_total{reason=\"cost\"} ",
+        "tokenlens_process_resident_memory_bytes ",
+    ] {
+        assert!(metrics.contains(line), "/metrics has no {line}");
+    }
+}
+
+#[tokio::test]
+async fn not_ready_while_a_model_loads() {
+    let app = {
+        let state = ServerState::new(
+            model(),
+            &["another-model".to_string()],
+            Worker::start(1),
+            Permalinks::open(
+                None,
+                std::env::temp_dir().join("tokenlens-unused"),
+                Quota {
+                    max_item_bytes: 1 << 20,
+                    max_total_bytes: None,
+                },
+            )
+            .await,
+            Limits::default(),
+            RateLimiter::new(None),
+        );
+        let options = LeptosOptions::builder()
+            .output_name("tokenlens")
+            .site_root("target/site")
+            .build();
+        app(state, options)
+    };
+    let (status, body) = send(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("\"another-model\":\"loading\""), "{body}");
+    assert!(body.contains("is still loading"), "{body}");
+}

@@ -134,10 +134,10 @@ pub async fn share(snapshot: crate::state::Snapshot) -> Result<String, ServerFnE
     use axum::http::StatusCode;
     let state = server_state()?;
     let client = rate_check(&state).await?;
-    state
-        .share_rate
-        .check(client)
-        .map_err(|(msg, wait)| refuse_retry(StatusCode::TOO_MANY_REQUESTS, msg, wait))?;
+    state.share_rate.check(client).map_err(|(msg, wait)| {
+        crate::metrics::refused(crate::metrics::Refusal::Rate);
+        refuse_retry(StatusCode::TOO_MANY_REQUESTS, msg, wait)
+    })?;
     let db = state
         .permalinks
         .get()
@@ -155,15 +155,20 @@ pub async fn share(snapshot: crate::state::Snapshot) -> Result<String, ServerFnE
     }
     let id = db.store.put(&snapshot).await.map_err(|e| {
         let status = match e {
-            StoreError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            StoreError::TooLarge { .. } => {
+                crate::metrics::refused(crate::metrics::Refusal::TooLarge);
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             StoreError::QuotaReached { .. } => StatusCode::INSUFFICIENT_STORAGE,
             _ => {
+                crate::metrics::store_error();
                 tracing::error!("storing a permalink: {e}");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
         refuse(status, e.to_string())
     })?;
+    crate::metrics::permalink_stored();
     tracing::info!(id, "view shared");
     Ok(id)
 }
@@ -187,6 +192,7 @@ pub async fn load_shared(id: String) -> Result<crate::state::Snapshot, ServerFnE
             Err(refuse(axum::http::StatusCode::BAD_REQUEST, e.to_string()))
         }
         Err(e) => {
+            crate::metrics::store_error();
             tracing::error!("reading permalink {id:?}: {e}");
             Err(ServerFnError::new(e.to_string()))
         }

@@ -43,6 +43,7 @@ pub(super) async fn rate_check(
 ) -> Result<std::net::IpAddr, ServerFnError> {
     let client = client(state).await;
     state.rate.check(client).map_err(|(msg, wait)| {
+        crate::metrics::refused(crate::metrics::Refusal::Rate);
         refuse_retry(axum::http::StatusCode::TOO_MANY_REQUESTS, msg, wait)
     })?;
     Ok(client)
@@ -86,7 +87,10 @@ pub(super) async fn stream_task(model: &str, task: Task) -> Result<TextStream, S
     state
         .limits
         .check(task.prompt(), new_tokens)
-        .map_err(|msg| refuse(axum::http::StatusCode::BAD_REQUEST, msg))?;
+        .map_err(|msg| {
+            crate::metrics::refused(crate::metrics::Refusal::TooLarge);
+            refuse(axum::http::StatusCode::BAD_REQUEST, msg)
+        })?;
     task.check().map_err(|msg| {
         refuse(
             axum::http::StatusCode::BAD_REQUEST,
