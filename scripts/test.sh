@@ -13,7 +13,7 @@ step "set-up"
 bash scripts/fetch-models.sh
 # OpenBLAS and oneMKL: the fast f32 and bf16 matrix products (src/kernels/; without them,
 # candle's kernel and f32).
-bash scripts/apt-install.sh fonts-dejavu-core chromium libopenblas0-pthread prometheus
+bash scripts/apt-install.sh fonts-dejavu-core chromium libopenblas0-pthread prometheus nginx-light
 bash scripts/fetch-mkl.sh
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 [ -d end2end/node_modules/@playwright/test ] || (cd end2end && npm ci --no-audit --no-fund)
@@ -42,6 +42,9 @@ python3 scripts/load_test.py --clients 20 --timeout 120 -- --demo --model smollm
 
 step "operator checks (probes, request ids, JSON logs, metrics scraped by Prometheus)"
 python3 scripts/ops_test.py
+
+step "two replicas behind nginx on one PostgreSQL, one killed mid-load"
+python3 scripts/replicas_test.py
 
 step "browser tests"
 (cd end2end && npx playwright test)
