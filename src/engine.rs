@@ -459,15 +459,6 @@ impl Engine {
             target: target.clone(),
         })?;
         let seeds = [self.target_seed(&saved, last, &target, &logits, seed, plan)?];
-        // The lens reads the same forward pass, before any backward pass.
-        let lens = if req.lens {
-            emit(stage(Stage::Lens, None))?;
-            let lens = self.lens(&saved, target.token.id, plan.forward)?;
-            emit(StreamEvent::Lens { lens: lens.clone() })?;
-            Some(lens)
-        } else {
-            None
-        };
 
         let mut methods = BTreeMap::new();
         let mut passes = Passes::new();
@@ -495,6 +486,19 @@ impl Engine {
             })?;
             methods.insert(method, result);
         }
+        // The lens reads the same forward pass, after the map (it often takes longer than
+        // the methods: every layer and position through the output layer).
+        let lens = if req.lens {
+            emit(stage(Stage::Lens, None))?;
+            let lens = {
+                let mut progress = layer_progress(emit, Stage::Lens, None);
+                self.lens(&saved, target.token.id, plan.forward, &mut progress)?
+            };
+            emit(StreamEvent::Lens { lens: lens.clone() })?;
+            Some(lens)
+        } else {
+            None
+        };
         // A span's candidates would be other spans: none.
         let candidates = if req.explain_candidates && req.span.is_none() {
             let others: Vec<u32> = prediction

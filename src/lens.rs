@@ -10,12 +10,15 @@ const ROWS: usize = 128;
 
 impl crate::Engine {
     /// At every layer and position of `saved`, the most probable next tokens and `target`'s
-    /// rank and probability, had that layer been the last; `[layer][position]`.
+    /// rank and probability, had that layer been the last; `[layer][position]`. After each
+    /// block of rows, `progress(layers done, layers)`: a report, and where a cancelled
+    /// request stops.
     pub(crate) fn lens(
         &self,
         saved: &Saved,
         target: u32,
         p: crate::kernels::Products,
+        progress: &mut dyn FnMut(usize, usize) -> crate::Result<()>,
     ) -> crate::Result<Vec<Vec<LensCell>>> {
         let n = saved.len();
         // Every (layer, position), layer by layer; blocks cross layers so that short prompts
@@ -36,6 +39,7 @@ impl crate::Engine {
                 c.texts = c.top.iter().map(|&id| self.decode_token(id)).collect();
                 cells.push(c);
             }
+            progress(cells.len() / n.max(1), self.n_layers())?;
         }
         let mut out = Vec::with_capacity(self.n_layers());
         let mut it = cells.into_iter();

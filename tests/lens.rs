@@ -110,3 +110,56 @@ fn the_cli_prints_and_writes_the_lens() {
     assert_eq!(lens[0][0]["top"].as_array().unwrap().len(), 5);
     assert!(run(false).contains("lens:       the target is"));
 }
+
+/// The map comes first and the lens after it (it often takes longer than the methods), with
+/// progress reports that a cancel stops at.
+#[test]
+fn the_lens_streams_after_the_map_and_stops_at_a_cancel() {
+    use std::ops::ControlFlow;
+    use tokenlens::{Error, ExplainRequest, Method, Stage, StreamEvent};
+    let e = crate::util::engine();
+    let req = ExplainRequest {
+        methods: vec![Method::Saliency, Method::Attnlrp],
+        lens: true,
+        ..ExplainRequest::new("The capital of France is")
+    };
+    let mut events = Vec::new();
+    e.explain_streaming(&req, &mut |ev| {
+        events.push(ev.clone());
+        ControlFlow::Continue(())
+    })
+    .map_err(|e| e.to_string())
+    .expect("runs");
+    let at = |f: &dyn Fn(&StreamEvent) -> bool| events.iter().position(f).expect("sent");
+    let last_method = events
+        .iter()
+        .rposition(|ev| matches!(ev, StreamEvent::Method { .. }))
+        .expect("methods sent");
+    let lens = at(&|ev| matches!(ev, StreamEvent::Lens { .. }));
+    assert!(last_method < lens, "the lens came before the map");
+    let report = at(&|ev| {
+        matches!(
+            ev,
+            StreamEvent::Progress {
+                stage: Stage::Lens,
+                ..
+            }
+        )
+    });
+    assert!(
+        last_method < report && report < lens,
+        "the lens reports its progress"
+    );
+    // A cancel at the lens' first report: nothing after it, no lens.
+    let mut seen = 0;
+    let r = e.explain_streaming(&req, &mut |_| {
+        seen += 1;
+        if seen > report {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    assert!(matches!(r, Err(Error::Cancelled)), "not cancelled");
+    assert_eq!(seen, report + 1, "events after the cancel");
+}

@@ -79,7 +79,7 @@ pub enum StreamEvent {
         /// Curves, scores and the random baseline.
         result: Faithfulness,
     },
-    /// The logit lens `[layer][token]` (with `lens` in the request), after the prediction.
+    /// The logit lens `[layer][token]` (with `lens` in the request), after the methods.
     Lens {
         /// Every layer's prediction at every position.
         lens: Vec<Vec<LensCell>>,

@@ -32,6 +32,9 @@ pub fn AnswerSection(
     /// Compute the All-steps matrix.
     on_all_steps: Callback<()>,
 ) -> impl IntoView {
+    // A drag in progress outlives the tokens' re-rendering (the answer updates as it is
+    // sealed, say, between a press and its release).
+    let drag = RwSignal::new(None::<(usize, usize)>);
     let body = move || {
         answer.get().map(|a| {
             let stop = a.stop.map(|s| match s {
@@ -50,6 +53,7 @@ pub fn AnswerSection(
                         span=selected_span.get()
                         on_pick=on_pick
                         on_span=on_span
+                        drag=drag
                     />
                     <p class="answer-meta" data-testid="answer-meta">
                         {format!("{n} tokens")}
@@ -90,9 +94,9 @@ pub fn Answer(
     on_pick: Callback<usize>,
     /// Called with a span.
     on_span: Callback<Span>,
+    /// A drag in progress: where it started and where the pointer is.
+    drag: RwSignal<Option<(usize, usize)>>,
 ) -> impl IntoView {
-    // A drag in progress: where it started and where the pointer is.
-    let drag = RwSignal::new(None::<(usize, usize)>);
     let between = |a: usize, b: usize| Span {
         start: a.min(b),
         end: a.max(b) + 1,

@@ -151,6 +151,10 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             let now = shown.get_untracked();
             let differs = key(&v) != key(&now) || v.matrix != now.matrix;
             if differs || (first.is_none() && (v.generation.is_some() || v.explain.is_some())) {
+                // The view first, then the form: filling the form's signals wakes the effect
+                // that amends the history entry with the shown view (below), which must
+                // already be this one, or it writes the previous view back into the URL.
+                shown.set(v.clone());
                 fill(&v);
                 leptos::task::spawn_local(runs.restore(v, false));
             } else if v != now {
