@@ -229,13 +229,7 @@ fn bad_input_corpus() {
     for (extra, needle) in cases {
         let mut args = vec!["explain", "--prompt", "hi"];
         args.extend(extra);
-        let started = std::time::Instant::now();
         fails_with(&args, needle);
-        assert!(
-            started.elapsed().as_secs() < 60,
-            "{args:?} took {:?}",
-            started.elapsed()
-        );
     }
     // Prompts: empty, and 100k characters (refused by its token count, not run).
     fails_with(&["explain", "--prompt", ""], "the prompt is empty");

@@ -256,7 +256,7 @@ pub fn sentencepiece_gguf(name: &str) -> std::path::PathBuf {
 }
 
 /// A chat template that loops for ever would hold the worker on every request: it is refused
-/// at load, in well under a second.
+/// at load, by its fuel (a count of template steps, not a clock).
 #[test]
 fn endless_chat_template() {
     let p = write_gguf("template.gguf", |md| {
@@ -269,9 +269,7 @@ fn endless_chat_template() {
             ),
         ))
     });
-    let started = std::time::Instant::now();
     refused(&p, "fuel");
-    assert!(started.elapsed().as_secs() < 2, "{:?}", started.elapsed());
 }
 
 #[test]

@@ -537,12 +537,13 @@ async fn bad_input_corpus() {
     ];
     for (name, route, body) in &cases {
         let started = std::time::Instant::now();
+        // A guard against a hang, not a measure of speed.
         let (status, text) = tokio::time::timeout(
-            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(600),
             send(&app, post(route, body.clone())),
         )
         .await
-        .unwrap_or_else(|_| panic!("{name}: no answer within 60 s"));
+        .unwrap_or_else(|_| panic!("{name}: no answer within 10 minutes"));
         let error_event = text
             .lines()
             .last()
