@@ -22,6 +22,7 @@
 
 pub mod colormap;
 pub mod granularity;
+pub mod text;
 pub mod types;
 
 #[cfg(feature = "engine")]

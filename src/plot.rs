@@ -42,15 +42,7 @@ fn color(c: Rgb) -> RGBColor {
 
 /// A token as a figure label: whitespace made visible, long tokens shortened.
 fn label(text: &str) -> String {
-    let t = text
-        .replace('\n', "\\n")
-        .replace('\t', "\\t")
-        .replace(' ', "·");
-    if t.chars().count() > 18 {
-        format!("{}…", t.chars().take(17).collect::<String>())
-    } else {
-        t
-    }
+    tokenlens::text::label(text, 18)
 }
 
 fn method_of<'a>(
@@ -171,7 +163,7 @@ impl Figure for Heatmap {
 
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
         let w = frame(area, &self.title, self.size().0)?;
-        let max = self.scores.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let max = tokenlens::text::max_abs(&self.scores);
         colorbar(
             area,
             (w / 2 - 200, 62, 400, 14),

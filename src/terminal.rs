@@ -1,22 +1,9 @@
 //! Colored tokens for the terminal (24-bit ANSI backgrounds).
 
+use tokenlens::colormap::{text_on, ColorScale};
 use tokenlens::granularity::{aggregate, groups, Aggregate, Granularity, Group};
+use tokenlens::text::visible_lines as visible;
 use tokenlens::{Explanation, Method, MethodResult};
-
-/// Background for a score in [-1, 1]: white to red for positive, white to blue for negative.
-fn color(v: f32) -> (u8, u8, u8) {
-    let v = v.clamp(-1.0, 1.0);
-    let fade = |t: f32| (255.0 * (1.0 - t)) as u8;
-    if v >= 0.0 {
-        (255, fade(v), fade(v))
-    } else {
-        (fade(-v), fade(-v), 255)
-    }
-}
-
-fn visible(text: &str) -> String {
-    text.replace('\n', "↵\n").replace('\t', "→")
-}
 
 /// The scores per word or sentence, as the `granularity` member of `explain --json`.
 pub fn grouped(ex: &Explanation, level: Granularity, how: Aggregate) -> serde_json::Value {
@@ -144,15 +131,33 @@ fn print_methods(
 ) {
     for (name, result) in methods {
         let scores = aggregate(&result.scores, g, how);
-        let max = scores.iter().fold(0f32, |m, v| m.max(v.abs()));
         let signed = Method::from_name(name).is_some_and(|m| m.is_signed());
-        println!("\n{name}{}:", if signed { " (red +, blue −)" } else { "" });
+        // The page's colors: blue-white-red for signed scores, viridis for magnitudes.
+        let scale = ColorScale {
+            signed,
+            max: tokenlens::text::max_abs(&scores),
+            gamma: 1.0,
+        };
+        println!(
+            "\n{name}{}:",
+            if signed {
+                " (red +, blue −)"
+            } else {
+                " (dark to yellow: larger)"
+            }
+        );
         let mut line = String::new();
-        for (grp, s) in g.iter().zip(&scores) {
-            let v = if max > 0.0 { s / max } else { 0.0 };
-            let (r, g, b) = color(v);
+        for (grp, &s) in g.iter().zip(&scores) {
+            let bg = scale.color(s);
+            let fg = text_on(bg);
             line.push_str(&format!(
-                "\x1b[48;2;{r};{g};{b}m\x1b[38;2;0;0;0m{}\x1b[0m",
+                "\x1b[48;2;{};{};{}m\x1b[38;2;{};{};{}m{}\x1b[0m",
+                bg[0],
+                bg[1],
+                bg[2],
+                fg[0],
+                fg[1],
+                fg[2],
                 visible(&grp.text)
             ));
         }

@@ -70,7 +70,7 @@ fn err(got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len(), "lengths");
     let max = want.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let min = want.iter().copied().fold(f32::INFINITY, f32::min);
-    let mag = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let mag = tokenlens::text::max_abs(want);
     let scale = (max - min).max(0.01 * mag).max(f32::MIN_POSITIVE);
     got.iter()
         .zip(want)
@@ -216,7 +216,10 @@ fn curves_stream_after_the_methods_and_cancel() {
         )
     });
     let curves = at(&|ev| matches!(ev, StreamEvent::Faithfulness { .. }));
-    assert!(last_method < stage && stage < curves, "{events:?}");
+    assert!(
+        last_method < stage && stage < curves,
+        "methods end at event {last_method}, the curves' stage at {stage}, the curves at {curves}"
+    );
     assert!(matches!(events[curves + 1], StreamEvent::Done));
     let StreamEvent::Faithfulness { result } = &events[curves] else {
         unreachable!()

@@ -199,10 +199,9 @@ fn scores_match_pytorch_and_lxt() {
                 let explained = t.logit - t.contrast_logit.unwrap_or(0.0);
                 let vanish = VANISHING * explained.abs();
                 for (l, (g, w)) in got.trace.iter().zip(want_trace).enumerate() {
-                    let max_abs = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
-                    if max_abs(w) < vanish {
+                    if tokenlens::text::max_abs(w) < vanish {
                         assert!(
-                            max_abs(g) < vanish,
+                            tokenlens::text::max_abs(g) < vanish,
                             "{ctx} {method} trace layer {l} should vanish"
                         );
                         continue;

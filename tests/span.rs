@@ -54,8 +54,7 @@ fn check(ctx: &str, ex: &Explanation, want: &Want, worst: &mut f32) {
         let traces = &want.traces[trace_key(method)];
         assert_eq!(got.trace.len(), traces.len(), "{ctx} {method}: layers");
         for (l, (g, w)) in got.trace.iter().zip(traces).enumerate() {
-            let max_abs = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
-            if max_abs(w) < 1e-4 * want.value.abs() {
+            if tokenlens::text::max_abs(w) < 1e-4 * want.value.abs() {
                 continue;
             }
             let err = rel_err(g, w);

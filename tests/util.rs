@@ -53,53 +53,22 @@ pub fn default_model_path() -> PathBuf {
         .join(tokenlens::source::ALIASES[0].file)
 }
 
+/// Spearman's rank correlation ([`tokenlens::text::spearman`]); NaN where it is undefined
+/// (constant scores), which fails every `>=` check.
+pub fn spearman(a: &[f32], b: &[f32]) -> f64 {
+    tokenlens::text::spearman(a, b).map_or(f64::NAN, f64::from)
+}
+
 /// max |a − b| / max |b|.
 pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = tokenlens::text::max_abs(b);
     let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     if scale == 0.0 {
         diff
     } else {
         diff / scale
     }
-}
-
-fn ranks(v: &[f32]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    let mut r = vec![0.0; v.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
-            j += 1;
-        }
-        let avg = (i + j) as f64 / 2.0;
-        for k in i..=j {
-            r[idx[k]] = avg;
-        }
-        i = j + 1;
-    }
-    r
-}
-
-/// Spearman's rank correlation (ties get average ranks).
-pub fn spearman(a: &[f32], b: &[f32]) -> f64 {
-    let (ra, rb) = (ranks(a), ranks(b));
-    let n = ra.len() as f64;
-    let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
-    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
-    cov / (va * vb).sqrt()
-}
-
-#[test]
-fn spearman_by_hand() {
-    assert!((spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0]) - 1.0).abs() < 1e-12);
-    assert!((spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
-    assert_eq!(rel_err(&[1.0, 2.0], &[1.0, 4.0]), 0.5);
 }
 
 /// What every reference case names: its fixture, the model and the prompt.
@@ -133,5 +102,8 @@ pub fn cases<C: serde::de::DeserializeOwned>(name: &str) -> Vec<C> {
         cases: Vec<C>,
     }
     let text = std::fs::read_to_string(root().join("tests/fixtures").join(name)).unwrap();
-    serde_json::from_str::<Doc<C>>(&text).unwrap().cases
+    let cases = serde_json::from_str::<Doc<C>>(&text).unwrap().cases;
+    // A fixture without cases would make every test over it pass without checking anything.
+    assert!(!cases.is_empty(), "tests/fixtures/{name} has no cases");
+    cases
 }

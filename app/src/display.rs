@@ -222,57 +222,9 @@ impl Units {
     }
 }
 
-/// Spearman's rank correlation of two score lists (average ranks for ties); None when
-/// either is constant or they differ in length.
-pub fn spearman(a: &[f32], b: &[f32]) -> Option<f32> {
-    if a.len() != b.len() || a.len() < 2 {
-        return None;
-    }
-    let (ra, rb) = (average_ranks(a), average_ranks(b));
-    let mean = (a.len() as f64 + 1.0) / 2.0;
-    let (mut num, mut da, mut db) = (0.0, 0.0, 0.0);
-    for (x, y) in ra.iter().zip(&rb) {
-        num += (x - mean) * (y - mean);
-        da += (x - mean).powi(2);
-        db += (y - mean).powi(2);
-    }
-    (da > 0.0 && db > 0.0).then(|| (num / (da * db).sqrt()) as f32)
-}
-
-/// 1-based ranks, lowest value first; tied values share the mean of their ranks.
-fn average_ranks(v: &[f32]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
-    let mut ranks = vec![0.0; v.len()];
-    let mut k = 0;
-    while k < idx.len() {
-        let mut end = k + 1;
-        while end < idx.len() && v[idx[end]] == v[idx[k]] {
-            end += 1;
-        }
-        let rank = (k + end + 1) as f64 / 2.0;
-        for &i in &idx[k..end] {
-            ranks[i] = rank;
-        }
-        k = end;
-    }
-    ranks
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A tie gets the mean rank: b's ranks are 1, 2, 3.5, 5, 3.5, so ρ = 8 / √(10 · 9.5).
-    #[test]
-    fn spearman_with_ties() {
-        let a = [1.0, 2.0, 3.0, 4.0, 5.0];
-        let r = spearman(&a, &[5.0, 6.0, 7.0, 8.0, 7.0]).unwrap();
-        assert!((r - 8.0 / 95f32.sqrt()).abs() < 1e-6, "{r}");
-        assert_eq!(spearman(&a, &[5.0, 4.0, 3.0, 2.0, 1.0]), Some(-1.0));
-        assert_eq!(spearman(&a, &[1.0; 5]), None);
-        assert_eq!(spearman(&a, &[1.0]), None);
-    }
 
     #[test]
     fn sinks_leave_the_scale_only_when_asked() {

@@ -44,27 +44,11 @@ const LABELS_H: f64 = 96.0;
 const AXIS_W: f64 = 40.0;
 const MIN_W: f64 = 720.0;
 
-/// Escapes text for XML and HTML; control characters (not allowed in XML) become U+FFFD.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\n' | '\t' => out.push(c),
-            c if (c as u32) < 0x20 => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use tokenlens::text::escape_html as escape;
 
 /// A token's text as one line: line breaks shown as ↵.
 fn one_line(text: &str) -> String {
-    text.replace('\r', "").replace('\n', "↵").replace('\t', "→")
+    tokenlens::text::visible_whitespace(text, false)
 }
 
 fn token_width(text: &str) -> f64 {
@@ -272,7 +256,7 @@ impl Figure {
                 hex(bg),
                 hex(text_on(bg)),
                 // A visible mark for a line break, so a newline token shows its color.
-                escape(&tok.text.replace('\n', "↵\n")),
+                escape(&tokenlens::text::visible_lines(&tok.text)),
             );
         }
         let grid = if self.trace.is_empty() {

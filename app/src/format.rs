@@ -61,11 +61,6 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
-/// Largest |score| (0 for none).
-pub fn max_abs(scores: &[f32]) -> f32 {
-    scores.iter().fold(0f32, |m, v| m.max(v.abs()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +109,5 @@ mod tests {
     #[test]
     fn ranks_highest_first() {
         assert_eq!(ranks(&[0.5, 2.0, -1.0, 2.0]), vec![3, 1, 4, 1]);
-        assert_eq!(max_abs(&[0.5, -3.0]), 3.0);
     }
 }

@@ -79,17 +79,7 @@ async fn bad_request_status(
 }
 
 fn not_found_page(id: &str, msg: &str) -> String {
-    let escaped: String = id
-        .chars()
-        .take(64)
-        .map(|c| match c {
-            '<' => "&lt;".to_string(),
-            '>' => "&gt;".to_string(),
-            '&' => "&amp;".to_string(),
-            '"' => "&quot;".to_string(),
-            c => c.to_string(),
-        })
-        .collect();
+    let escaped = tokenlens::text::escape_html(&id.chars().take(64).collect::<String>());
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found · TokenLens</title>\
          <link rel=\"stylesheet\" href=\"/style.css\"></head><body><main><h1>TokenLens</h1>\

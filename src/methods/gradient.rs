@@ -29,7 +29,7 @@ pub fn dot(x: &Tensor, grad: &Tensor) -> Result<Vec<f32>> {
 pub fn normalize_rows(rows: &[Vec<f32>]) -> Vec<Vec<f32>> {
     rows.iter()
         .map(|r| {
-            let m = r.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let m = crate::text::max_abs(r);
             if m > 0.0 {
                 r.iter().map(|v| v / m).collect()
             } else {

@@ -342,7 +342,7 @@ pub fn causal_attention(
         &hold(v, factors[2]),
     );
     let tracked = q.track_op() || k.track_op() || v.track_op();
-    if tracked && q.device().is_cpu() {
+    if tracked && q.device().is_cpu() && !super::primitive_forced() {
         q.contiguous()?.apply_op3(
             &k.contiguous()?,
             &v.contiguous()?,

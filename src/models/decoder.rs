@@ -557,6 +557,14 @@ impl Decoder {
         &self.lm_head
     }
 
+    /// The output head on residual rows `h: (rows, hidden)`: the final norm, `lm_head` with
+    /// products `p`, the soft-cap; `(rows, vocab)` logits in f32.
+    pub fn head(&self, h: &Tensor, p: Products) -> Result<Tensor> {
+        let x = super::norm::rms_norm(h, &self.norm, self.cfg.rms_norm_eps, false)?;
+        self.softcap(&self.lm_head.forward(&x, p)?)?
+            .to_dtype(DType::F32)
+    }
+
     /// Final logit soft-capping `c·tanh(x / c)`, when configured.
     pub fn softcap(&self, logits: &Tensor) -> Result<Tensor> {
         match self.cfg.arch.final_logit_softcapping {

@@ -332,7 +332,9 @@ pub fn gated(gate: &Tensor, up: &Tensor, act: Activation, rule: GateRule) -> Res
     };
     let tracked = gate.track_op() || up.track_op();
     let op = Gated { act, rule };
-    if tracked && gate.device().is_cpu() {
+    if super::primitive_forced() {
+        gated_primitive(gate, up, act, rule)
+    } else if tracked && gate.device().is_cpu() {
         gate.contiguous()?.apply_op2(&up.contiguous()?, op)
     } else if super::norm::cpu_f32(&[gate, up]) {
         // No graph: the one-loop forward.

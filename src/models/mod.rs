@@ -62,6 +62,30 @@ impl Rules {
     }
 }
 
+thread_local! {
+    static PRIMITIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every fused op (norm, gated activation, attention, constant-weight product)
+/// in its primitive form on this thread: candle's own tensor ops, differentiated by candle's
+/// autograd. Nothing of the fused kernels or their vector-Jacobian products runs, so this is
+/// the independent twin that tests hold the explicit backward against.
+pub fn with_primitive_ops<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            PRIMITIVE.with(|p| p.set(self.0));
+        }
+    }
+    let _reset = Reset(PRIMITIVE.with(|p| p.replace(true)));
+    f()
+}
+
+/// Whether [`with_primitive_ops`] is in force on this thread.
+pub(crate) fn primitive_forced() -> bool {
+    PRIMITIVE.with(|p| p.get())
+}
+
 /// Softmax over the last dimension from primitives (differentiable).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();

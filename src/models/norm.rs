@@ -109,7 +109,8 @@ pub fn rms_norm_vjp_primitive(
 /// RMSNorm over the last dimension; `weight` is a constant.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, stop_variance: bool) -> Result<Tensor> {
     let op = RmsNorm { eps, stop_variance };
-    match (cpu_f32(&[x, weight]) && !weight.track_op(), x.track_op()) {
+    let fused = cpu_f32(&[x, weight]) && !weight.track_op() && !super::primitive_forced();
+    match (fused, x.track_op()) {
         (true, true) => x.contiguous()?.apply_op2(&weight.contiguous()?, op),
         (true, false) => x.contiguous()?.apply_op2_no_bwd(&weight.contiguous()?, &op),
         (false, _) => rms_norm_primitive(x, weight, eps, stop_variance),

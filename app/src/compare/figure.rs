@@ -19,7 +19,7 @@ fn seg_text(s: &Segment, track: usize) -> String {
         _ if s.edited => format!("{}→{}", s.a_text, s.b_text),
         _ => s.a_text.clone(),
     };
-    t.replace('\n', "↵")
+    tokenlens::text::visible_whitespace(&t, false)
 }
 
 fn seg_width(s: &Segment) -> f64 {

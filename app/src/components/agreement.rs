@@ -6,8 +6,8 @@ use leptos::prelude::*;
 use tokenlens::Method;
 
 use super::Shown;
-use crate::display::spearman;
 use crate::format::sig3;
+use tokenlens::text::spearman;
 
 /// The agreement matrix of the methods the explanation in view has (two or more).
 #[component]

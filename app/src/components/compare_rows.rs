@@ -14,7 +14,8 @@ pub fn shared_scale(segments: &[Segment], gamma: f32) -> ColorScale {
     let max = segments
         .iter()
         .flat_map(|s| [s.a, s.b, s.diff()])
-        .fold(0f32, |m, v| m.max(v.abs()));
+        .collect::<Vec<f32>>();
+    let max = tokenlens::text::max_abs(&max);
     ColorScale {
         signed: true,
         max,
@@ -77,7 +78,7 @@ pub fn CompareRows(
                         data-diff=s.diff().to_string()
                         data-edited=s.edited.then_some("1")
                     >
-                        {text.replace('\n', "↵")}
+                        {tokenlens::text::visible_whitespace(&text, false)}
                     </span>
                 }
             })

@@ -27,12 +27,7 @@ pub fn cell_style(bg: Rgb) -> String {
 
 /// A token's text for an axis label: visible whitespace, at most 14 characters.
 pub fn axis_label(text: &str) -> String {
-    let t = text.replace('\n', "↵").replace(' ', "·");
-    if t.chars().count() > 14 {
-        format!("{}…", t.chars().take(13).collect::<String>())
-    } else {
-        t
-    }
+    tokenlens::text::label(text, 14)
 }
 
 /// A labelled checkbox bound to `value` (checked as the server renders it, then following the

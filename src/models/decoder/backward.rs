@@ -123,28 +123,27 @@ impl Decoder {
         Ok(Saved { residuals, layers })
     }
 
-    /// The final-normed hidden states at `positions`, `(positions, hidden)`.
-    pub fn final_hidden(&self, saved: &Saved, positions: &[usize]) -> Result<Tensor> {
+    /// The last layer's residual rows at `positions`, `(positions, hidden)`.
+    fn last_rows(&self, saved: &Saved, positions: &[usize]) -> Result<Tensor> {
         let h = self.last_residual(saved)?;
         let idx = Tensor::from_vec(
             positions.iter().map(|&p| p as u32).collect::<Vec<_>>(),
             positions.len(),
             h.device(),
         )?;
-        rms_norm(
-            &h.index_select(&idx, 0)?,
-            &self.norm,
-            self.cfg.rms_norm_eps,
-            false,
-        )
+        h.index_select(&idx, 0)
+    }
+
+    /// The final-normed hidden states at `positions`, `(positions, hidden)`.
+    pub fn final_hidden(&self, saved: &Saved, positions: &[usize]) -> Result<Tensor> {
+        let h = self.last_rows(saved, positions)?;
+        rms_norm(&h, &self.norm, self.cfg.rms_norm_eps, false)
     }
 
     /// The (soft-capped) logits at `positions`, `(positions, vocab)` in f32, with products
     /// `p`.
     pub fn logits_at(&self, saved: &Saved, positions: &[usize], p: Products) -> Result<Tensor> {
-        let x = self.final_hidden(saved, positions)?;
-        let logits = self.lm_head.forward(&x, p)?;
-        self.softcap(&logits)?.to_dtype(DType::F32)
+        self.head(&self.last_rows(saved, positions)?, p)
     }
 
     /// The (soft-capped) logits of `ids` at `position`, each the exact f32 product of the

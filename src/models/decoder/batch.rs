@@ -3,7 +3,7 @@
 //! rows keeps the cores busier than many products of a few), and attention runs per input
 //! against the prefix's keys and values, which are computed once.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 use super::{Attention, Decoder, KvCache, Rotary, Rules};
 use crate::kernels::Products;
@@ -94,10 +94,8 @@ impl Decoder {
             .iter()
             .map(|&(start, n)| h.narrow(0, start + n - 1, 1))
             .collect::<Result<Vec<_>>>()?;
-        let last = crate::models::norm::rms_norm(&Tensor::cat(&lasts, 0)?, &self.norm, eps, false)?;
         // (inputs, vocab): each input's logits are a row.
-        let logits = self.softcap(&self.lm_head.forward(&last, p)?)?;
-        let logits = logits.to_dtype(DType::F32)?;
+        let logits = self.head(&Tensor::cat(&lasts, 0)?, p)?;
         (0..tails.len()).map(|i| logits.get(i)).collect()
     }
 }

@@ -1,7 +1,7 @@
 //! Inference with a key/value cache (no graph): generation runs each new token through the
 //! model once; the perturbation curves reuse a prompt's unchanged prefix.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 use super::{Attention, Decoder, Rotary, Rules};
 use crate::kernels::Products;
@@ -150,9 +150,6 @@ impl Decoder {
             })?;
         }
         cache.len = offset + n;
-        let last = h.narrow(0, n - 1, 1)?;
-        let last = crate::models::rms_norm(&last, &self.norm, eps, false)?;
-        let logits = self.lm_head.forward(&last, p)?.squeeze(0)?;
-        self.softcap(&logits)?.to_dtype(DType::F32)
+        self.head(&h.narrow(0, n - 1, 1)?, p)?.squeeze(0)
     }
 }

@@ -1,7 +1,7 @@
 //! The logit lens' logits: the model's final norm, output projection and soft-cap applied to
 //! the residual stream after any layer, as the last layer's output gets them.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{Result, Tensor, D};
 
 use super::{Decoder, Saved};
 
@@ -30,9 +30,7 @@ impl Decoder {
             picked.push(h.narrow(0, position, 1)?);
         }
         let h = Tensor::cat(&picked, 0)?;
-        let x = crate::models::rms_norm(&h, &self.norm, self.cfg.rms_norm_eps, false)?;
-        let logits = self.lm_head.forward(&x, p)?;
-        let logits = self.softcap(&logits)?.to_dtype(DType::F32)?;
+        let logits = self.head(&h, p)?;
         let max = logits.max_keepdim(D::Minus1)?;
         let lse = (logits
             .broadcast_sub(&max)?
