@@ -20,33 +20,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
+
+from loopback import check, request
 
 PORT = 3291
 BROKEN_PORT = 3292
 PROM_PORT = 9391
-
-
-def request(port, path, body=None, headers=None, timeout=120):
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        method="GET" if body is None else "POST",
-        headers={"content-type": "application/json", **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
-
-
-def check(ok, what):
-    if not ok:
-        sys.exit(f"FAIL: {what}")
-    print(f"ok: {what}")
 
 
 def start_server(port, site, data_dir, log, extra):

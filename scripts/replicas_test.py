@@ -14,7 +14,6 @@ Prints what it checked and exits non-zero at the first failure.
   scripts/replicas_test.py [--clients 8] [--requests 4] [--site target/site]
 """
 import argparse
-import http.client
 import json
 import os
 import shutil
@@ -24,38 +23,12 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
+
+from loopback import check, request
 
 REPLICAS = (3311, 3312)
 NGINX = 3310
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-
-
-def request(port, path, body=None, headers=None, timeout=120):
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        method="GET" if body is None else "POST",
-        headers={"content-type": "application/json", **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            headers = {k.lower(): v for k, v in r.headers.items()}
-            try:
-                body = r.read()
-            except http.client.IncompleteRead as e:
-                # The stream was cut (its replica died): what arrived.
-                body = e.partial
-            return r.status, headers, body.decode(errors="replace")
-    except urllib.error.HTTPError as e:
-        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
-
-
-def check(ok, what):
-    if not ok:
-        sys.exit(f"FAIL: {what}")
-    print(f"ok: {what}")
 
 
 def explain_request(prompt):
