@@ -4,6 +4,7 @@ the checks' printing."""
 import http.client
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -27,6 +28,20 @@ def request(port, path, body=None, headers=None, timeout=120):
             return r.status, got, text.decode(errors="replace")
     except urllib.error.HTTPError as e:
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
+
+
+def wait_healthy(port, proc, what, tries=600, pause=0.2):
+    """Waits until `/healthz` on `port` answers 200; exits if `proc` ends or it never does."""
+    for _ in range(tries):
+        try:
+            if request(port, "/healthz", timeout=2)[0] == 200:
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            sys.exit(f"FAIL: {what} exited")
+        time.sleep(pause)
+    sys.exit(f"FAIL: {what} never answered /healthz")
 
 
 def check(ok, what):

@@ -23,7 +23,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from loopback import check, request
+from loopback import check, request, wait_healthy
 
 PORT = 3291
 BROKEN_PORT = 3292
@@ -36,16 +36,8 @@ def start_server(port, site, data_dir, log, extra):
          "--data-dir", data_dir, "--log-format", "json", *extra],
         stdout=log, stderr=subprocess.STDOUT,
     )
-    for _ in range(600):
-        try:
-            if request(port, "/healthz", timeout=2)[0] == 200:
-                return server
-        except OSError:
-            pass
-        if server.poll() is not None:
-            sys.exit(f"FAIL: the server on port {port} exited (log: {log.name})")
-        time.sleep(0.2)
-    sys.exit(f"FAIL: the server on port {port} never answered /healthz")
+    wait_healthy(port, server, f"the server on port {port} (log: {log.name})")
+    return server
 
 
 def wait_ready(port, timeout):

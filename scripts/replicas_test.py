@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 
-from loopback import check, request
+from loopback import check, request, wait_healthy
 
 REPLICAS = (3311, 3312)
 NGINX = 3310
@@ -116,16 +116,8 @@ http {{
 """)
     p = subprocess.Popen([nginx, "-p", tmp, "-c", conf], stdout=subprocess.DEVNULL,
                          stderr=open(os.path.join(tmp, "nginx.out"), "w"))
-    for _ in range(100):
-        try:
-            if request(NGINX, "/healthz", timeout=2)[0] == 200:
-                return p
-        except OSError:
-            pass
-        if p.poll() is not None:
-            sys.exit(f"FAIL: nginx exited: {open(os.path.join(tmp, 'nginx.out')).read()}")
-        time.sleep(0.1)
-    sys.exit("FAIL: nginx never answered")
+    wait_healthy(NGINX, p, f"nginx (see {tmp}/nginx.out)", tries=100, pause=0.1)
+    return p
 
 
 def main():

@@ -168,17 +168,13 @@ fn run(job: Job, pace: &crate::pace::Pace) {
     };
     match result {
         Ok(()) => {
-            let cost = match &job.task {
-                Task::Explain(r) => job.engine.explain_cost(r),
-                Task::Generate(r) => job.engine.generate_cost(r),
-                Task::Steps(r) => job.engine.steps_cost(r),
-            };
-            finished(crate::metrics::Outcome::Done, cost.ok());
+            let cost = cost_of(&job.engine, &job.task).ok();
+            finished(crate::metrics::Outcome::Done, cost);
             tracing::info!(task, ms = (seconds * 1e3) as u64, "done");
             // The pace of explanations (perturbation curves are forward passes the cost
             // leaves out).
-            if let Task::Explain(r) = &job.task {
-                if let (None, Ok(cost)) = (r.faithfulness, job.engine.explain_cost(r)) {
+            if let (Task::Explain(r), Some(cost)) = (&job.task, cost) {
+                if r.faithfulness.is_none() {
                     pace.record(job.engine.name(), cost, seconds);
                 }
             }
@@ -207,6 +203,15 @@ fn run(job: Job, pace: &crate::pace::Pace) {
                 message: e.to_string(),
             });
         }
+    }
+}
+
+/// What a task costs on `engine`, in token-passes (see `tokenlens`' cost model).
+fn cost_of(engine: &Engine, task: &Task) -> tokenlens::Result<u64> {
+    match task {
+        Task::Explain(r) => engine.explain_cost(r),
+        Task::Generate(r) => engine.generate_cost(r),
+        Task::Steps(r) => engine.steps_cost(r),
     }
 }
 
@@ -400,11 +405,7 @@ impl ServerState {
     ) -> Result<(String, UnboundedReceiver<StreamEvent>, u64), Refused> {
         let (name, engine) = self.find(model)?;
         if let Some(limit) = self.limits.max_job_cost {
-            let cost = match &task {
-                Task::Explain(r) => engine.explain_cost(r),
-                Task::Generate(r) => engine.generate_cost(r),
-                Task::Steps(r) => engine.steps_cost(r),
-            };
+            let cost = cost_of(&engine, &task);
             // A prompt that cannot be tokenized fails in the job, with its own message.
             if let Ok(cost) = cost {
                 if cost > limit {
