@@ -4,10 +4,10 @@
 
 use crate::{Engine, ExplainRequest, GenerateRequest, Method, Result, StepsRequest};
 
-/// Backward passes the methods need (methods that share rules share a pass); a request with
-/// no method still runs one forward pass.
+/// Forward + backward passes the methods need (methods that share a pass share it; a path
+/// method runs one per point); a request with no method still runs one forward pass.
 fn passes(methods: &[Method]) -> u64 {
-    crate::methods::passes(methods).len().max(1) as u64
+    crate::types::pass_cost(methods)
 }
 
 impl Engine {
@@ -38,8 +38,8 @@ impl Engine {
         lens.div_ceil(3 * c.layer_matrix_params().max(1))
     }
 
-    /// The all-steps matrix: one forward pass over prompt and answer, then per rule set one
-    /// backward pass carrying a seed per answer token over the whole sequence.
+    /// The all-steps matrix: one forward pass over prompt and answer, then each method's pass
+    /// carrying a seed per answer token over the whole sequence.
     pub fn steps_cost(&self, r: &StepsRequest) -> Result<u64> {
         let n = self.prompt_tokens(&r.prompt, r.chat_template, r.thinking)?;
         let g = r.generated.len() as u64;
@@ -50,17 +50,5 @@ impl Engine {
     pub fn generate_cost(&self, r: &GenerateRequest) -> Result<u64> {
         let n = self.prompt_tokens(&r.prompt, r.chat_template, r.thinking)?;
         Ok(n + r.max_new_tokens as u64)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn methods_that_share_rules_share_a_pass() {
-        assert_eq!(passes(&[]), 1);
-        assert_eq!(passes(&[Method::Saliency, Method::InputXGradient]), 1);
-        assert_eq!(passes(&Method::ALL), 3);
     }
 }

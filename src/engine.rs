@@ -5,16 +5,15 @@
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::kernels::Products;
-use crate::methods::{gradient, MethodRules};
+use crate::methods::{self, PassOutput};
 use crate::models::decoder::{Decoder, Saved};
-use crate::models::Rules;
 use crate::precision::Plan;
 use crate::source::{self, ModelPath};
 use crate::types::{
-    Candidate, CandidateExplanation, Conservation, ExplainRequest, Explanation, Method,
-    MethodResult, Prediction, Stage, StreamEvent, Target,
+    Candidate, CandidateExplanation, ExplainRequest, Explanation, Method, MethodResult, Pass,
+    Prediction, Stage, StreamEvent, Target,
 };
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use tokenizers::Tokenizer;
@@ -145,14 +144,6 @@ fn default_max_tokens(cfg: &crate::models::decoder::Config, device: &Device) -> 
     ctx.min(fits)
 }
 
-/// One backward pass's raw results for one seed.
-struct PassResult {
-    /// d(target)/d(embeddings), `(seq, hidden)`.
-    grad: Tensor,
-    /// `[layer][token]`.
-    trace: Vec<Vec<f32>>,
-}
-
 /// Reports a pass's layers as `progress` events, at most every 100 ms (and at its end);
 /// each report is also where a cancelled request stops.
 pub(crate) fn layer_progress<'a>(
@@ -175,25 +166,20 @@ pub(crate) fn layer_progress<'a>(
     }
 }
 
-/// Backward passes run so far, one per distinct rule set (methods with the same rules
-/// share one).
-pub(crate) struct Passes<T>(Vec<(&'static Rules, T)>);
+/// Passes run so far, one per distinct [`Pass`] (methods with the same pass share it).
+pub(crate) struct Passes<T>(Vec<(Pass, T)>);
 
 impl<T> Passes<T> {
     pub(crate) fn new() -> Self {
         Passes(Vec::new())
     }
 
-    /// The pass under `rules`, run now if it has not been.
-    pub(crate) fn get_or_run(
-        &mut self,
-        rules: &'static Rules,
-        run: impl FnOnce() -> Result<T>,
-    ) -> Result<&T> {
-        let i = match self.0.iter().position(|(r, _)| std::ptr::eq(*r, rules)) {
+    /// The result of `pass`, run now if it has not been.
+    pub(crate) fn get_or_run(&mut self, pass: Pass, run: impl FnOnce() -> Result<T>) -> Result<&T> {
+        let i = match self.0.iter().position(|(p, _)| *p == pass) {
             Some(i) => i,
             None => {
-                self.0.push((rules, run()?));
+                self.0.push((pass, run()?));
                 self.0.len() - 1
             }
         };
@@ -211,32 +197,6 @@ pub(crate) fn seed_scale(req: &ExplainRequest, target: &Target) -> f32 {
     } else {
         1.0
     }
-}
-
-/// One method's result from its backward pass: scores, the trace and (for LRP rules) how
-/// much of `seed × explained value` the scores and the last layer conserve.
-fn method_result(
-    row: &MethodRules,
-    embeds: &Tensor,
-    grad: &Tensor,
-    trace: &[Vec<f32>],
-    seed: f32,
-    target: &Target,
-) -> Result<MethodResult> {
-    let scores = row.scores(embeds, grad)?;
-    let conservation = row.conserves.then(|| {
-        let denom = seed * target.explained_value();
-        Conservation {
-            input: scores.iter().sum::<f32>() / denom,
-            last_layer: trace.last().map_or(0.0, |l| l.iter().sum::<f32>()) / denom,
-        }
-    });
-    Ok(MethodResult {
-        scores,
-        trace_normalized: gradient::normalize_rows(trace),
-        trace: trace.to_vec(),
-        conservation,
-    })
 }
 
 impl Engine {
@@ -368,8 +328,8 @@ impl Engine {
         let tok = self.context(&req.prompt, req.chat_template, req.thinking, context)?;
         self.check_length(tok.tokens.len())?;
         let ids = self.announce(&tok, &mut emit)?;
-        let backward = crate::methods::passes(&req.methods).len();
-        let plan = self.explanation_plan(req.precision, ids.len(), backward);
+        let passes = crate::types::pass_cost(&req.methods) as usize;
+        let plan = self.explanation_plan(req.precision, ids.len(), passes);
         if let Some(ev) = plan.event() {
             emit(ev)?;
         }
@@ -458,28 +418,20 @@ impl Engine {
             prediction: prediction.clone(),
             target: target.clone(),
         })?;
-        let seeds = [self.target_seed(&saved, last, &target, &logits, seed, plan)?];
-
         let mut methods = BTreeMap::new();
         let mut passes = Passes::new();
         for &method in &req.methods {
-            let row = MethodRules::of(method);
-            let r = passes.get_or_run(row.rules, || {
+            let out = passes.get_or_run(method.runs().pass, || {
                 emit(stage(Stage::Backward, Some(method)))?;
                 let mut progress = layer_progress(emit, Stage::Backward, Some(method));
-                let mut g = self.model.backward(
-                    &saved,
-                    &seeds,
-                    row.rules,
-                    plan.attribution,
-                    &mut progress,
-                )?;
-                Ok(PassResult {
-                    grad: g.input.get(0)?,
-                    trace: g.trace.swap_remove(0),
-                })
+                let mut seeds = |s: &Saved| {
+                    let logits = self.logits_on(s, &saved, &logits, last, plan)?;
+                    let seed = self.target_seed(s, last, &target, &logits, seed, plan)?;
+                    Ok(vec![(seed, self.value_at(s, &logits, &target, plan)?)])
+                };
+                self.run_pass(method.runs().pass, &saved, &mut seeds, plan, &mut progress)
             })?;
-            let result = method_result(row, &embeds, &r.grad, &r.trace, seed, &target)?;
+            let result = methods::result(method, &embeds, out, 0, seed, &target)?;
             emit(StreamEvent::Method {
                 method,
                 result: result.clone(),
@@ -542,10 +494,6 @@ impl Engine {
         }
         let embeds = saved.embeddings();
         let last = embeds.dim(0)? - 1;
-        let seeds = targets
-            .iter()
-            .map(|t| self.target_seed(saved, last, t, logits, seed_scale(req, t), plan))
-            .collect::<Result<Vec<_>>>()?;
         let mut out: Vec<CandidateExplanation> = targets
             .into_iter()
             .map(|target| CandidateExplanation {
@@ -555,23 +503,25 @@ impl Engine {
             .collect();
         let mut passes = Passes::new();
         for &method in &req.methods {
-            let row = MethodRules::of(method);
-            let g = passes.get_or_run(row.rules, || {
+            let g = passes.get_or_run(method.runs().pass, || {
                 emit(stage(Stage::Candidates, Some(method)))?;
                 let mut progress = layer_progress(emit, Stage::Candidates, Some(method));
-                self.model
-                    .backward(saved, &seeds, row.rules, plan.attribution, &mut progress)
+                let mut seeds = |s: &Saved| {
+                    let logits = self.logits_on(s, saved, logits, last, plan)?;
+                    out.iter()
+                        .map(|c| {
+                            let t = &c.target;
+                            let seed =
+                                self.target_seed(s, last, t, &logits, seed_scale(req, t), plan)?;
+                            Ok((seed, self.value_at(s, &logits, t, plan)?))
+                        })
+                        .collect()
+                };
+                self.run_pass(method.runs().pass, saved, &mut seeds, plan, &mut progress)
             })?;
-            for (i, (c, trace)) in out.iter_mut().zip(&g.trace).enumerate() {
-                let grad = g.input.get(i)?;
-                let result = method_result(
-                    row,
-                    embeds,
-                    &grad,
-                    trace,
-                    seed_scale(req, &c.target),
-                    &c.target,
-                )?;
+            for (i, c) in out.iter_mut().enumerate() {
+                let scale = seed_scale(req, &c.target);
+                let result = methods::result(method, embeds, g, i, scale, &c.target)?;
                 c.methods.insert(method.name().to_string(), result);
             }
         }
@@ -607,6 +557,36 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// A method's pass from the saved forward pass over the input, with the plan's products.
+    pub(crate) fn run_pass(
+        &self,
+        pass: Pass,
+        saved: &Saved,
+        seeds: &mut methods::Seeds<'_>,
+        plan: Plan,
+        progress: &mut crate::models::decoder::Progress<'_>,
+    ) -> Result<PassOutput> {
+        methods::run(&self.model, pass, saved, seeds, plan.attribution, progress)
+    }
+
+    /// The logits at `position` of the saved pass `s`: `known` when `s` is `input` (the pass
+    /// they came from, with its exact top), else computed with the plan's products (a path
+    /// method's interpolated inputs).
+    pub(crate) fn logits_on<'a>(
+        &self,
+        s: &Saved,
+        input: &Saved,
+        known: &'a [f32],
+        position: usize,
+        plan: Plan,
+    ) -> Result<std::borrow::Cow<'a, [f32]>> {
+        if std::ptr::eq(s, input) {
+            return Ok(std::borrow::Cow::Borrowed(known));
+        }
+        let row = self.model.logits_at(s, &[position], plan.forward)?;
+        Ok(std::borrow::Cow::Owned(row.squeeze(0)?.to_vec1()?))
     }
 
     /// The saved forward pass over `ids` with the plan's products.

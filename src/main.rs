@@ -107,7 +107,7 @@ struct RequestArgs {
         value_delimiter = ',',
         default_value = "saliency,input_x_gradient",
         value_parser = clap::builder::PossibleValuesParser::new(
-            tokenlens::METHODS.map(|m| clap::builder::PossibleValue::new(m.name).help(m.about))
+            tokenlens::METHODS.iter().map(|m| clap::builder::PossibleValue::new(m.name).help(m.about))
         )
     )]
     methods: Vec<String>,

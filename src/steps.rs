@@ -1,12 +1,13 @@
 //! The all-steps matrix: every answer token explained against its context, with one forward
-//! pass and one backward pass per rule set (a seed per answer token).
+//! pass and each method's pass once (a seed per answer token).
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use crate::engine::{emitter, layer_progress, stage, Passes};
 use crate::error::{Error, Result};
-use crate::methods::MethodRules;
+use crate::methods;
+use crate::models::decoder::Saved;
 use crate::precision::Plan;
 use crate::{Method, Stage, StepRow, StepsRequest, StreamEvent};
 
@@ -26,8 +27,8 @@ impl crate::Engine {
         let prompt_len = tok.tokens.len() - req.generated.len();
         self.check_length(tok.tokens.len() - 1)?;
         let ids = self.announce(&tok, &mut emit)?;
-        let backward = crate::methods::passes(&req.methods).len();
-        let plan = self.explanation_plan(req.precision, ids.len() - 1, backward);
+        let passes = crate::types::pass_cost(&req.methods) as usize;
+        let plan = self.explanation_plan(req.precision, ids.len() - 1, passes);
         if let Some(ev) = plan.event() {
             emit(ev)?;
         }
@@ -37,8 +38,8 @@ impl crate::Engine {
     }
 
     /// The all-steps rows of the answer after `ids[..prompt_len]`: one forward pass over
-    /// prompt and answer, then per distinct rule set one backward pass with a seed per
-    /// answer token (its logit at the position before it). Step k's scores cover its
+    /// prompt and answer, then each method's pass (shared by methods with the same one) with
+    /// a seed per answer token (its logit at the position before it). Step k's scores cover its
     /// context, the prompt and k answer tokens.
     fn step_rows(
         &self,
@@ -59,11 +60,6 @@ impl crate::Engine {
             .decoder()
             .logits_at(&saved, &positions, plan.forward)?
             .to_vec2()?;
-        let seeds = positions
-            .iter()
-            .zip(answer)
-            .map(|(&p, &id)| self.decoder().seed(&saved, p, &[(id, 1.0)]))
-            .collect::<candle_core::Result<Vec<_>>>()?;
         let mut rows: Vec<StepRow> = answer
             .iter()
             .zip(&logits)
@@ -76,18 +72,30 @@ impl crate::Engine {
             .collect();
         let mut passes = Passes::new();
         for &method in methods {
-            let m = MethodRules::of(method);
-            let grads = passes.get_or_run(m.rules, || {
+            let grads = passes.get_or_run(method.runs().pass, || {
                 emit(stage(Stage::Backward, Some(method)))?;
                 let mut progress = layer_progress(emit, Stage::Backward, Some(method));
+                // Each answer token's logit at the position before it.
+                let mut seeds = |s: &Saved| {
+                    positions
+                        .iter()
+                        .zip(answer)
+                        .map(|(&p, &id)| {
+                            let value = self.decoder().exact_logits(s, p, &[id])?;
+                            let seed = self.decoder().seed(s, p, &[(id, 1.0)])?;
+                            Ok((seed, value.first().copied().unwrap_or_default()))
+                        })
+                        .collect()
+                };
+                let pass = method.runs().pass;
                 Ok(self
-                    .decoder()
-                    .backward(&saved, &seeds, m.rules, plan.attribution, &mut progress)?
+                    .run_pass(pass, &saved, &mut seeds, plan, &mut progress)?
                     .input)
             })?;
             for (row, &p) in rows.iter_mut().zip(&positions) {
                 let grad = grads.get(row.step)?.narrow(0, 0, p + 1)?;
-                let scores = m.scores(&embeds.narrow(0, 0, p + 1)?, &grad)?;
+                let embeds = embeds.narrow(0, 0, p + 1)?;
+                let scores = methods::scores(method.runs().reduction, &embeds, &grad)?;
                 row.scores.insert(method.name().to_string(), scores);
             }
         }

@@ -183,6 +183,34 @@ impl crate::Engine {
         Ok(self.decoder().seed(saved, last, &terms)?)
     }
 
+    /// The value of `target`'s seeded function ([`Target::seeded_value`]) on the saved pass
+    /// `s`, whose logits at the target's position are `logits`.
+    pub(crate) fn value_at(
+        &self,
+        s: &Saved,
+        logits: &[f32],
+        target: &Target,
+        plan: Plan,
+    ) -> Result<f32> {
+        let Some(span) = &target.span else {
+            let contrast = target.contrast.as_ref().map(|c| c.id);
+            return Ok(self
+                .target(target.token.id, contrast, logits, target.score)
+                .seeded_value());
+        };
+        let positions: Vec<usize> = span.tokens.iter().map(|t| t.position).collect();
+        let rows: Vec<Vec<f32>> = self
+            .decoder()
+            .logits_at(s, &positions, plan.forward)?
+            .to_vec2()?;
+        Ok(span
+            .tokens
+            .iter()
+            .zip(&rows)
+            .map(|(t, l)| Softmax::of(l).log_prob(l[t.id as usize]))
+            .sum())
+    }
+
     /// The tokens a target text splits into, when more than one (the first is explained).
     pub(crate) fn target_pieces(&self, spec: &TargetSpec) -> Vec<String> {
         let TargetSpec::Text(text) = spec else {

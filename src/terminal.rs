@@ -162,11 +162,16 @@ fn print_methods(
             ));
         }
         println!("{line}");
-        if let Some(c) = &result.conservation {
-            println!(
+        match result.conservation.as_ref().map(|c| (c, c.path)) {
+            Some((c, Some(p))) => println!(
+                "completeness: input {:.3}, last layer {:.3} of the change {:.4} → {:.4} from the zero baseline",
+                c.input, c.last_layer, p.baseline, p.input
+            ),
+            Some((c, None)) => println!(
                 "conservation: input {:.3}, last layer {:.3} of the explained value",
                 c.input, c.last_layer
-            );
+            ),
+            None => {}
         }
     }
 }

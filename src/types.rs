@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 mod faithfulness;
 mod lens;
+mod method;
 mod precision;
 mod stream;
 mod target;
@@ -15,117 +16,12 @@ pub use faithfulness::{
     Curve, Faithfulness, FaithfulnessSpec, MethodFaithfulness, Operator, RandomBand, FRACTIONS,
 };
 pub use lens::{target_settles, LensCell, LENS_TOP};
+pub use method::{
+    pass_cost, passes, Check, Method, MethodInfo, Pass, Reduction, RuleSet, Runs, METHODS,
+};
 pub use precision::Precision;
 pub use stream::{Stage, StreamEvent};
 pub use target::{Candidate, Prediction, Score, Span, SpanTarget, SpanToken, Target};
-
-/// An attribution method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// L2 norm over the hidden dimension of d(target logit)/d(input embeddings).
-    Saliency,
-    /// Sum over the hidden dimension of embeddings ⊙ gradient.
-    InputXGradient,
-    /// AttnLRP as LXT's efficient mode computes it (signed relevance).
-    Attnlrp,
-    /// CP-LRP: AttnLRP with attention weights and the MLP gate held constant.
-    CpLrp,
-}
-
-/// What the CLI, the JSON schema, URLs and the page know of a method: one row per method in
-/// [`METHODS`]. (The engine's half, its backward rules and reduction, is a row in
-/// `methods::ENGINE`.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MethodInfo {
-    /// The method.
-    pub method: Method,
-    /// Its name on the command line, in JSON and in URLs.
-    pub name: &'static str,
-    /// Its name on the page.
-    pub label: &'static str,
-    /// Whether scores can be negative (a diverging colormap).
-    pub signed: bool,
-    /// What it measures, in one line (the page's hint, `--help`).
-    pub about: &'static str,
-}
-
-/// Every method, in display order (also the order of [`Method`]'s variants).
-pub const METHODS: [MethodInfo; 4] = [
-    MethodInfo {
-        method: Method::Saliency,
-        name: "saliency",
-        label: "Saliency",
-        signed: false,
-        about: "how strongly the target reacts to each token: the gradient's L2 norm (unsigned)",
-    },
-    MethodInfo {
-        method: Method::InputXGradient,
-        name: "input_x_gradient",
-        label: "Input × gradient",
-        signed: true,
-        about: "embedding times gradient, summed: a first-order share of the target (signed)",
-    },
-    MethodInfo {
-        method: Method::Attnlrp,
-        name: "attnlrp",
-        label: "AttnLRP",
-        signed: true,
-        about: "layer-wise relevance with attention-aware rules; sums to about the logit (signed)",
-    },
-    MethodInfo {
-        method: Method::CpLrp,
-        name: "cp_lrp",
-        label: "CP-LRP",
-        signed: true,
-        about: "relevance with attention and the MLP gate held constant (signed)",
-    },
-];
-
-impl Method {
-    /// Every method, in display order.
-    pub const ALL: [Method; 4] = [
-        METHODS[0].method,
-        METHODS[1].method,
-        METHODS[2].method,
-        METHODS[3].method,
-    ];
-
-    /// Its row of [`METHODS`].
-    pub fn info(self) -> &'static MethodInfo {
-        // Rows follow the variants' order (a test holds them together).
-        &METHODS[self as usize]
-    }
-
-    /// The name used on the command line and in JSON.
-    pub fn name(self) -> &'static str {
-        self.info().name
-    }
-
-    /// The name on the page.
-    pub fn label(self) -> &'static str {
-        self.info().label
-    }
-
-    /// Parses a method name as [`Method::name`] writes it.
-    pub fn from_name(name: &str) -> Option<Method> {
-        METHODS.iter().find(|i| i.name == name).map(|i| i.method)
-    }
-
-    /// Every name, comma-separated (for messages and `--help`).
-    pub fn names() -> String {
-        METHODS
-            .iter()
-            .map(|i| i.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// True when scores can be negative (use a diverging colormap).
-    pub fn is_signed(self) -> bool {
-        self.info().signed
-    }
-}
 
 /// Which token to explain.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -504,13 +400,29 @@ pub struct Token {
     pub generated: bool,
 }
 
-/// Relevance bookkeeping: how much of the explained value the scores account for.
+/// Relevance bookkeeping: how much of the explained value the scores account for (LRP's
+/// conservation), or of its change along the path (a path method's completeness).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conservation {
-    /// Sum of the input scores / (seed × explained value; see [`Target::explained_value`]).
+    /// Sum of the input scores / (seed × explained value; see [`Target::explained_value`]),
+    /// or / (seed × the path's change) when `path` is set.
     pub input: f32,
-    /// Sum of the last layer's trace / (seed × explained value); 1 up to rounding.
+    /// Sum of the last layer's trace over the same; 1 up to rounding (LRP) or up to the
+    /// integration error (a path method).
     pub last_layer: f32,
+    /// A path method's completeness: the function it differentiates at the path's two ends.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub path: Option<PathEnds>,
+}
+
+/// The function a path method integrates the gradient of (the target's logit, less the
+/// contrast's; its log-probability; a span's summed log-probability), at the path's ends.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PathEnds {
+    /// At the baseline.
+    pub baseline: f32,
+    /// At the input.
+    pub input: f32,
 }
 
 /// One method's scores.

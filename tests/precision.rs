@@ -57,7 +57,7 @@ fn bf16_explanations_agree_with_the_f32_references() {
             let req = ExplainRequest {
                 target: TargetSpec::Id(t.id),
                 contrast: t.contrast.map(TargetSpec::Id),
-                methods: Method::ALL.to_vec(),
+                methods: Method::single_pass(),
                 chat_template: f.chat_template,
                 precision: Precision::Bf16,
                 ..ExplainRequest::new(f.prompt.clone())

@@ -70,6 +70,24 @@ pub(crate) fn trace_key(method: &str) -> &str {
     }
 }
 
+/// Every method of the registry has a reference: its scores in the lxt fixtures, or a
+/// document of its own (integrated gradients: Captum's).
+#[test]
+fn every_registered_method_has_a_reference() {
+    let fx = fixtures();
+    for m in Method::ALL {
+        let own = root().join(format!("tests/fixtures/{}.json", m.name()));
+        let in_fixtures = fx
+            .iter()
+            .all(|f| f.targets.iter().all(|t| t.scores.contains_key(m.name())));
+        assert!(
+            in_fixtures || own.exists(),
+            "{}: no reference fixture (scripts/reference.py or a script of its own)",
+            m.name()
+        );
+    }
+}
+
 #[test]
 fn fixtures_cover_the_required_cases() {
     let fx = fixtures();
@@ -143,7 +161,7 @@ fn scores_match_pytorch_and_lxt() {
             let req = ExplainRequest {
                 target: TargetSpec::Id(t.id),
                 contrast: t.contrast.map(TargetSpec::Id),
-                methods: Method::ALL.to_vec(),
+                methods: Method::single_pass(),
                 top_k: f.top_ids.len(),
                 precision: tokenlens::Precision::F32,
                 ..ExplainRequest {

@@ -39,7 +39,7 @@ struct Want {
 
 fn request(c: &Case) -> ExplainRequest {
     let mut req = c.at.request();
-    req.methods = Method::ALL.to_vec();
+    req.methods = Method::single_pass();
     req
 }
 
@@ -131,7 +131,7 @@ fn span_is_a_sum(e: &Engine, prompt: &str, chat: bool, continuation: &[u32], spa
     let base = || {
         let mut r = ExplainRequest::new(prompt);
         r.chat_template = chat;
-        r.methods = Method::ALL.to_vec();
+        r.methods = Method::single_pass();
         r
     };
     let mut req = base();

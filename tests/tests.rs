@@ -10,6 +10,7 @@ mod errors;
 mod faithfulness;
 mod fuzz_loaders;
 mod generation;
+mod integrated_gradients;
 mod lens;
 mod model_files;
 mod precision;

@@ -417,8 +417,10 @@ test('each method says what it measures: on its toggle and in the "?" popover', 
   await help.locator('summary').focus();
   await page.keyboard.press('Enter');
   await expect(help.locator('dl')).toBeVisible();
-  await expect(help.locator('dd')).toHaveCount(4);
+  // One entry per registered method, integrated gradients included.
+  await expect(help.locator('dd')).toHaveCount(5);
   await expect(help).toContainText('the gradient\'s L2 norm (unsigned)');
+  await expect(help).toContainText('sums to the target\'s change along it');
 });
 
 test('before running: the token count and a time estimate; a long prompt gets a warning', async ({ page }) => {

@@ -1,110 +1,111 @@
-//! Attribution methods. Each method is a set of backward rules ([`crate::models::Rules`])
-//! plus a way to turn the input gradient into one score per token: a row of [`ENGINE`]
-//! (its other half, name, label and sign, is a row of [`crate::types::METHODS`]). A new
-//! method: its file with its rules and reference, and a row in each table.
+//! The engine's half of the attribution methods. What a method is called and how it runs is
+//! its row of [`crate::types::METHODS`]; here are the kinds of pass a row can name (one
+//! backward under a rule set, or integrated gradients' path), the rule sets' data, the
+//! reductions to one score per token, and the check each result carries.
 
 pub mod attnlrp;
 pub mod gradient;
+pub mod integrated_gradients;
 
+use candle_core::Tensor;
+
+use crate::kernels::Products;
+use crate::models::decoder::{Decoder, Progress, Saved, Seed};
 use crate::models::Rules;
-use crate::types::Method;
+use crate::types::{Check, Conservation, Method, MethodResult, Pass, PathEnds, Reduction, RuleSet};
+use crate::Target;
 
-/// How a method turns d(target)/d(embeddings) into one score per token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reduction {
-    /// `‖g_t‖₂` over the hidden dimension.
-    GradientNorm,
-    /// `Σ_d e_t,d · g_t,d` (input × gradient; relevance under LRP rules).
-    InputTimesGradient,
-}
-
-/// The engine's half of a method.
-#[derive(Debug, Clone, Copy)]
-pub struct MethodRules {
-    /// The method.
-    pub method: Method,
-    /// Its backward pass's rules; methods with the same rules share one backward pass.
-    pub rules: &'static Rules,
-    /// Its per-token scores.
-    pub reduction: Reduction,
-    /// Whether its scores should sum to the explained logit (LRP's conservation, reported).
-    pub conserves: bool,
-}
-
-/// Every method's rules and reduction, in [`Method`]'s order.
-pub const ENGINE: [MethodRules; 4] = [
-    MethodRules {
-        method: Method::Saliency,
-        rules: &Rules::PLAIN,
-        reduction: Reduction::GradientNorm,
-        conserves: false,
-    },
-    MethodRules {
-        method: Method::InputXGradient,
-        rules: &Rules::PLAIN,
-        reduction: Reduction::InputTimesGradient,
-        conserves: false,
-    },
-    MethodRules {
-        method: Method::Attnlrp,
-        rules: &attnlrp::ATTNLRP,
-        reduction: Reduction::InputTimesGradient,
-        conserves: true,
-    },
-    MethodRules {
-        method: Method::CpLrp,
-        rules: &attnlrp::CP_LRP,
-        reduction: Reduction::InputTimesGradient,
-        conserves: true,
-    },
-];
-
-impl MethodRules {
-    /// A method's row.
-    pub fn of(method: Method) -> &'static MethodRules {
-        // Rows follow the variants' order (a test holds them together).
-        &ENGINE[method as usize]
+/// The rules of a rule set.
+pub fn rules(set: RuleSet) -> &'static Rules {
+    match set {
+        RuleSet::Plain => &Rules::PLAIN,
+        RuleSet::AttnLrp => &attnlrp::ATTNLRP,
+        RuleSet::CpLrp => &attnlrp::CP_LRP,
     }
+}
 
-    /// The per-token scores from `embeds` and the gradient `grad`, both `(seq, hidden)`.
-    pub fn scores(
-        &self,
-        embeds: &candle_core::Tensor,
-        grad: &candle_core::Tensor,
-    ) -> candle_core::Result<Vec<f32>> {
-        match self.reduction {
-            Reduction::GradientNorm => gradient::l2_norm(grad),
-            Reduction::InputTimesGradient => gradient::dot(embeds, grad),
+/// Gives a pass its seeds from a forward pass over (possibly interpolated) inputs: per
+/// explained target, its cotangent and the value of the function it is the gradient of.
+pub(crate) type Seeds<'a> = dyn FnMut(&Saved) -> crate::Result<Vec<(Seed, f32)>> + 'a;
+
+/// What one pass gives for each of its seeds.
+#[derive(Debug)]
+pub(crate) struct PassOutput {
+    /// The gradient with respect to the input embeddings, `(seeds, seq, hidden)` (for a path
+    /// method, the path's average).
+    pub input: Tensor,
+    /// The latent trace `[seed][layer][token]`.
+    pub trace: Vec<Vec<Vec<f32>>>,
+    /// A path method's function at the path's ends, per seed.
+    pub ends: Option<Vec<PathEnds>>,
+}
+
+/// Runs `pass` from the saved forward pass over the input; `progress` hears of each layer.
+pub(crate) fn run(
+    dec: &Decoder,
+    pass: Pass,
+    saved: &Saved,
+    seeds: &mut Seeds<'_>,
+    p: Products,
+    progress: &mut Progress<'_>,
+) -> crate::Result<PassOutput> {
+    match pass {
+        Pass::Backward(set) => {
+            let seeds: Vec<Seed> = seeds(saved)?.into_iter().map(|(s, _)| s).collect();
+            let g = dec.backward(saved, &seeds, rules(set), p, progress)?;
+            Ok(PassOutput {
+                input: g.input,
+                trace: g.trace,
+                ends: None,
+            })
+        }
+        Pass::Integrated { steps } => {
+            integrated_gradients::run(dec, saved, usize::from(steps), seeds, p, progress)
         }
     }
 }
 
-/// The distinct backward passes `methods` need, in first-use order.
-pub fn passes(methods: &[Method]) -> Vec<&'static Rules> {
-    let mut out: Vec<&'static Rules> = Vec::new();
-    for &m in methods {
-        let r = MethodRules::of(m).rules;
-        if !out.iter().any(|o| std::ptr::eq(*o, r)) {
-            out.push(r);
-        }
+/// The per-token scores from `embeds` and the gradient `grad`, both `(seq, hidden)`.
+pub(crate) fn scores(
+    reduction: Reduction,
+    embeds: &Tensor,
+    grad: &Tensor,
+) -> candle_core::Result<Vec<f32>> {
+    match reduction {
+        Reduction::GradientNorm => gradient::l2_norm(grad),
+        Reduction::InputTimesGradient => gradient::dot(embeds, grad),
     }
-    out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::types::METHODS;
-
-    /// Both tables list every method once, in the variants' order.
-    #[test]
-    fn tables_follow_the_variants() {
-        for (i, (a, b)) in METHODS.iter().zip(&ENGINE).enumerate() {
-            assert_eq!(a.method as usize, i);
-            assert_eq!(b.method, a.method);
-            assert_eq!(Method::from_name(a.name), Some(a.method));
-        }
-        assert_eq!(METHODS.len(), ENGINE.len());
-        assert_eq!(passes(&Method::ALL).len(), 3);
-    }
+/// `method`'s result for seed `i` of `out`: its scores, its trace, and its check against
+/// `seed × target`'s explained value (or the path's change).
+pub(crate) fn result(
+    method: Method,
+    embeds: &Tensor,
+    out: &PassOutput,
+    i: usize,
+    seed: f32,
+    target: &Target,
+) -> crate::Result<MethodResult> {
+    let runs = method.runs();
+    let scores = scores(runs.reduction, embeds, &out.input.get(i)?)?;
+    let trace = out.trace.get(i).cloned().unwrap_or_default();
+    let ends = out.ends.as_ref().and_then(|e| e.get(i)).copied();
+    let check = |denom: f32, path: Option<PathEnds>| Conservation {
+        input: scores.iter().sum::<f32>() / denom,
+        last_layer: trace.last().map_or(0.0, |l| l.iter().sum::<f32>()) / denom,
+        path,
+    };
+    let conservation = match (runs.check, ends) {
+        (Check::None, _) => None,
+        (Check::Conservation, _) => Some(check(seed * target.explained_value(), None)),
+        (Check::Completeness, Some(e)) => Some(check(seed * (e.input - e.baseline), Some(e))),
+        (Check::Completeness, None) => None,
+    };
+    Ok(MethodResult {
+        scores,
+        trace_normalized: gradient::normalize_rows(&trace),
+        trace,
+        conservation,
+    })
 }

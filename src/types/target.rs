@@ -159,4 +159,14 @@ impl Target {
             (c, _) => self.token.logit - c.map_or(0.0, |c| c.logit),
         }
     }
+
+    /// The function whose gradient seeds the backward pass: the target's logit less the
+    /// contrast's (a log-probability contrast is the same difference), its log-probability,
+    /// or a span's summed log-probability. A path method's scores sum to its change.
+    pub fn seeded_value(&self) -> f32 {
+        match (self.contrast.as_ref(), self.log_prob) {
+            (None, Some(v)) => v,
+            (c, _) => self.token.logit - c.map_or(0.0, |c| c.logit),
+        }
+    }
 }

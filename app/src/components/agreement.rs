@@ -19,7 +19,8 @@ pub fn AgreementPanel(
         shown.read(|r, u, _, d| {
             let (a, b) = u.range;
             let methods: Vec<(Method, Vec<f32>)> = Method::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .filter_map(|m| {
                     let s = u.scores(&r.methods.get(&m)?.scores, d.aggregate);
                     Some((m, s.get(a..b)?.to_vec()))

@@ -34,12 +34,7 @@ pub fn TokensPanel(
             let conservation = res.and_then(|x| x.conservation.clone()).map(|c| {
                 view! {
                     <p class="conservation" data-testid="conservation">
-                        {format!(
-                            "Conservation: inputs hold {:.1}% of the explained value, the last layer {:.1}%.",
-                            c.input * 100.0,
-                            c.last_layer * 100.0,
-                        )}
-                        <span class="hint">{conservation_hint(c.input)}</span>
+                        {conservation_line(&c)}
                     </p>
                 }
             });
@@ -108,6 +103,34 @@ pub fn TokensPanel(
         </section>
     }
     .into_any()
+}
+
+/// The conservation (or, for a path method, completeness) line and what it means.
+fn conservation_line(c: &tokenlens::Conservation) -> impl IntoView {
+    let (input, last) = (c.input * 100.0, c.last_layer * 100.0);
+    let (line, hint) = match c.path {
+        Some(p) => (
+            format!(
+                "Completeness: inputs hold {input:.1}% of the target's change along the path ({:.3} at the zero baseline → {:.3}), the last layer {last:.1}%.",
+                p.baseline, p.input
+            ),
+            completeness_hint(c.input),
+        ),
+        None => (
+            format!("Conservation: inputs hold {input:.1}% of the explained value, the last layer {last:.1}%."),
+            conservation_hint(c.input),
+        ),
+    };
+    view! { {line} <span class="hint">{hint}</span> }
+}
+
+/// What a path method's completeness ratio means, in plain words.
+fn completeness_hint(input: f32) -> String {
+    if (0.95..=1.05).contains(&input) {
+        " The token scores add up to the whole change: the path's integral is accurate.".into()
+    } else {
+        format!(" The token scores add up to {:.0}% of the change: the rest is the integration error of the path's points (the target bends sharply along it). Compare tokens with each other rather than with the change.", input * 100.0)
+    }
 }
 
 /// What an input conservation ratio means, in plain words.

@@ -30,7 +30,8 @@ pub fn ViewControls(
     computed: Callback<Method, bool>,
 ) -> AnyView {
     let toggles = Method::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .map(|m| {
             view! {
                 <label class="method" class:pending=move || !computed.run(m) title=m.info().about>
@@ -111,7 +112,8 @@ pub fn ViewControls(
                 <summary aria-label="what each method measures">"?"</summary>
                 <dl>
                     {Method::ALL
-                        .into_iter()
+                        .iter()
+                        .copied()
                         .map(|m| view! { <dt>{m.label()}</dt><dd>{m.info().about}</dd> })
                         .collect_view()}
                 </dl>

@@ -361,8 +361,7 @@ impl ViewState {
             chat_template: self.chat,
             thinking: self.thinking,
             target,
-            // Every method: switching between them is a view, not a new request.
-            methods: Method::ALL.to_vec(),
+            methods: self.requested_methods(),
             top_k: 10,
             seed_with_logit: false,
             explain_candidates: self.candidates
@@ -380,6 +379,21 @@ impl ViewState {
             span: spec.span,
             precision: self.precision,
         }))
+    }
+
+    /// The methods an explanation of this view computes: every method of one pass
+    /// (switching between them is a view, not a new request), and the method in view when
+    /// it takes more ([`ViewState::costly_method`]).
+    pub fn requested_methods(&self) -> Vec<Method> {
+        let mut methods = Method::single_pass();
+        methods.extend(self.costly_method());
+        methods
+    }
+
+    /// The method in view when it takes more than one pass (integrated gradients): computed
+    /// only while it is in view.
+    pub fn costly_method(&self) -> Option<Method> {
+        (self.method.runs().pass.cost() > 1).then_some(self.method)
     }
 
     /// The perturbation curves the view asks for: the explain spec's operator, over the query

@@ -49,6 +49,11 @@ impl Saved {
     pub fn embeddings(&self) -> &Tensor {
         &self.residuals[0]
     }
+
+    /// The residual stream: the input embeddings, then each layer's output, `(seq, hidden)`.
+    pub fn residuals(&self) -> &[Tensor] {
+        &self.residuals
+    }
 }
 
 /// What one layer's backward pass reads.
@@ -231,6 +236,29 @@ impl Decoder {
         p: Products,
         progress: &mut Progress<'_>,
     ) -> crate::Result<Gradients> {
+        self.backward_along(saved, seeds, rules, p, &saved.residuals, progress)
+    }
+
+    /// [`Decoder::backward`] with the trace taken along other directions: layer l's trace is
+    /// `Σ_d along[l] · dh_l` (`along[0]`, the embeddings' slot, is not read). `along` is the
+    /// residual stream in [`Decoder::backward`]; a path method passes the stream's change.
+    pub fn backward_along(
+        &self,
+        saved: &Saved,
+        seeds: &[Seed],
+        rules: &Rules,
+        p: Products,
+        along: &[Tensor],
+        progress: &mut Progress<'_>,
+    ) -> crate::Result<Gradients> {
+        if along.len() != saved.residuals.len() {
+            let msg = format!(
+                "{} trace directions for {} residual slots",
+                along.len(),
+                saved.residuals.len()
+            );
+            return Err(candle_core::Error::Msg(msg).into());
+        }
         let n = saved.len().max(1);
         let widths = 3 * (self.cfg.hidden_size + 2 * self.cfg.intermediate_size);
         let group = (SEED_GROUP_BUDGET / (3 * n * n))
@@ -241,7 +269,7 @@ impl Decoder {
         let total = seeds.len().div_ceil(group) * self.layers.len();
         let mut done = 0;
         for chunk in seeds.chunks(group) {
-            let g = self.backward_group(saved, chunk, rules, p, &mut |l, _| {
+            let g = self.backward_group(saved, chunk, rules, p, along, &mut |l, _| {
                 progress(done + l, total)
             })?;
             done += self.layers.len();
@@ -261,6 +289,7 @@ impl Decoder {
         seeds: &[Seed],
         rules: &Rules,
         p: Products,
+        along: &[Tensor],
         progress: &mut Progress<'_>,
     ) -> crate::Result<Gradients> {
         let eps = self.cfg.rms_norm_eps;
@@ -295,8 +324,8 @@ impl Decoder {
             .reshape((b, n, hidden))?;
         let mut trace = vec![Vec::with_capacity(self.layers.len()); b];
         for (l, layer) in self.layers.iter().enumerate().rev() {
-            // Relevance at this layer's output: Σ_d h · dh.
-            let out = &saved.residuals[l + 1];
+            // The trace at this layer's output: Σ_d h · dh (or along the given direction).
+            let out = &along[l + 1];
             let r = dh
                 .to_dtype(DType::F32)?
                 .broadcast_mul(&out.to_dtype(DType::F32)?)?

@@ -185,7 +185,8 @@ fn Measured(f: Faithfulness, query_span: Option<[usize; 2]>) -> AnyView {
 fn ScoreLines(f: Faithfulness) -> AnyView {
     let pct = (FRACTIONS[QUOTED_FRACTION] * 100.0).round();
     let lines = Method::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .filter_map(|m| {
             let s = f.methods.get(m.name())?;
             let c = s.comprehensiveness.get(QUOTED_FRACTION).copied();

@@ -238,7 +238,8 @@ pub fn ComparePage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
 
     let method_select = move |which: char| {
         let options = Method::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .map(|m| {
                 let selected = move || {
                     let v = shown.get();

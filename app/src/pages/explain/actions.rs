@@ -219,7 +219,7 @@ fn faithfulness_lines(r: &Partial) -> Vec<String> {
     let Some(f) = &r.faithfulness else {
         return Vec::new();
     };
-    let methods = Method::ALL.into_iter().filter_map(|m| {
+    let methods = Method::ALL.iter().copied().filter_map(|m| {
         let s = f.methods.get(m.name())?;
         Some(score_line(m.label(), s, &f.random))
     });

@@ -275,14 +275,20 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         });
         go(v, true);
     });
-    // View settings amend the current history entry.
+    // View settings amend the current history entry; picking a method of several passes
+    // (computed only while in view) also computes it.
     Effect::new(move |_| {
-        let mut v = shown.get_untracked();
+        let now = shown.get_untracked();
+        let mut v = now.clone();
         v.method = view_method.get();
         v.display = display.get();
         v.query_only = query_only.get();
-        if v != shown.get_untracked() {
-            go(v, false);
+        if v != now {
+            let compute = !shared && key(&v) != key(&now);
+            go(v.clone(), false);
+            if compute {
+                leptos::task::spawn_local(runs.restore(v, false));
+            }
         }
     });
     let on_share = Callback::new(move |()| {

@@ -21,9 +21,22 @@ pub struct Key {
     explain: Option<ExplainSpec>,
     faithfulness: Option<tokenlens::FaithfulnessSpec>,
     precision: tokenlens::Precision,
+    /// A method of several passes, computed only while in view.
+    costly: Option<tokenlens::Method>,
 }
 
 impl Key {
+    /// Whether a result computed for this key serves `want`: the same key, or one that
+    /// also computed a costly method `want` does not need.
+    fn covers(&self, want: &Key) -> bool {
+        self == want
+            || (want.costly.is_none()
+                && &Key {
+                    costly: None,
+                    ..self.clone()
+                } == want)
+    }
+
     /// Whether view `v` has the context this was computed in: model, prompt, template,
     /// answer and precision (what is explained may differ).
     fn same_context(&self, v: &ViewState) -> bool {
@@ -56,6 +69,15 @@ pub fn key(v: &ViewState) -> Key {
         explain: v.explain.clone(),
         faithfulness: v.faithfulness_spec(),
         precision: v.precision,
+        costly: v.explain.as_ref().and(v.costly_method()),
+    }
+}
+
+/// The key of view `v`'s all-steps matrix (its method is beside it).
+fn matrix_key(v: &ViewState) -> Key {
+    Key {
+        costly: None,
+        ..key(v)
     }
 }
 
@@ -341,7 +363,7 @@ impl Runs {
             .stream(response, current, task, r.matrix, fresh, false)
             .await;
         if outcome == Outcome::Done {
-            r.matrix_for.set(Some((key(&v), v.matrix)));
+            r.matrix_for.set(Some((matrix_key(&v), v.matrix)));
         }
         outcome
     }
@@ -380,7 +402,7 @@ impl Runs {
             Some(_) => {
                 let have = r
                     .result_for
-                    .with_untracked(|k| k.as_ref() == Some(&key(&v)));
+                    .with_untracked(|k| k.as_ref().is_some_and(|k| k.covers(&key(&v))));
                 let last = v.matrix.is_none();
                 if (!have || (force && last)) && self.run_explain(v.clone()).await != Outcome::Done
                 {
@@ -393,7 +415,7 @@ impl Runs {
             Some(_) => {
                 let have = r
                     .matrix_for
-                    .with_untracked(|k| k.as_ref() == Some(&(key(&v), v.matrix)));
+                    .with_untracked(|k| k.as_ref() == Some(&(matrix_key(&v), v.matrix)));
                 if !have || force {
                     self.run_steps(v.clone()).await;
                 }
