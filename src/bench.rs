@@ -37,7 +37,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     generate: usize,
     /// Also time the All-steps matrix, every one-pass method, of a greedy answer of this many tokens
-    /// (one forward pass, one batched backward per rule set); 0 skips it. The answer's ids
+    /// (one forward pass, one batched pass per method's pass); 0 skips it. The answer's ids
     /// are printed, for the PyTorch side to explain the same tokens.
     #[arg(long, default_value_t = 0)]
     steps: usize,

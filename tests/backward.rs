@@ -9,7 +9,7 @@ use candle_core::{Tensor, Var};
 use tokenlens::kernels::Products;
 use tokenlens::methods::attnlrp::{ATTNLRP, CP_LRP};
 use tokenlens::models::decoder::{Decoder, Saved};
-use tokenlens::models::Rules;
+use tokenlens::models::{Derivatives, Ordinary};
 use tokenlens::source::{self, ModelPath};
 use tokenlens::{DType, Device};
 
@@ -39,14 +39,19 @@ fn ids(n: usize, vocab: usize) -> Vec<u32> {
 /// The twin: the gradient of `logit[target]` at the last position w.r.t. the embeddings,
 /// and the trace, through candle's autograd over its own primitive ops (none of the fused
 /// kernels or the vector-Jacobian products the explicit backward uses).
-fn twin(dec: &Decoder, embeds: &Tensor, rules: &Rules, target: u32) -> (Tensor, Vec<Vec<f32>>) {
+fn twin(
+    dec: &Decoder,
+    embeds: &Tensor,
+    rules: &dyn Derivatives,
+    target: u32,
+) -> (Tensor, Vec<Vec<f32>>) {
     tokenlens::models::with_primitive_ops(|| twin_inner(dec, embeds, rules, target))
 }
 
 fn twin_inner(
     dec: &Decoder,
     embeds: &Tensor,
-    rules: &Rules,
+    rules: &dyn Derivatives,
     target: u32,
 ) -> (Tensor, Vec<Vec<f32>>) {
     let x = Var::from_tensor(embeds).unwrap();
@@ -80,7 +85,7 @@ fn no_progress(_: usize, _: usize) -> tokenlens::Result<()> {
 fn explicit(
     dec: &Decoder,
     saved: &Saved,
-    rules: &Rules,
+    rules: &dyn Derivatives,
     seeds: &[(usize, u32)],
 ) -> (Tensor, Vec<Vec<Vec<f32>>>) {
     let seeds: Vec<_> = seeds
@@ -111,7 +116,7 @@ fn explicit_backward_equals_autograd_and_batches_exactly() {
             .forward_saved(&embeds, Products::F32, &mut no_progress)
             .unwrap();
         // The saved forward gives the twin's logits.
-        let out = dec.forward(&embeds, &Rules::PLAIN, false).unwrap();
+        let out = dec.forward(&embeds, &Ordinary, false).unwrap();
         let want = dec
             .lm_head()
             .forward(&out.last_hidden.unsqueeze(0).unwrap(), Products::F32)
@@ -124,11 +129,12 @@ fn explicit_backward_equals_autograd_and_batches_exactly() {
             .unwrap();
         assert!(rel(&got, &want) < 1e-5, "{model}: logits differ");
         let target = got.argmax(0).unwrap().to_scalar::<u32>().unwrap();
-        for (pass, rules) in [
-            ("plain", &Rules::PLAIN),
+        let sets: [(&str, &dyn Derivatives); 3] = [
+            ("plain", &Ordinary),
             ("attnlrp", &ATTNLRP),
             ("cp_lrp", &CP_LRP),
-        ] {
+        ];
+        for (pass, rules) in sets {
             let (g_twin, t_twin) = twin(&dec, &embeds, rules, target);
             let (g, t) = explicit(&dec, &saved, rules, &[(n - 1, target)]);
             // Two zero (or non-finite) gradients would agree: neither may be.
@@ -183,4 +189,35 @@ fn explicit_backward_equals_autograd_and_batches_exactly() {
             }
         }
     }
+}
+
+/// Models never mention attribution: the rules are the methods' (`src/methods/rules.rs`),
+/// handed to the decoder as its `Derivatives`.
+#[test]
+fn models_never_mention_attribution() {
+    let mut found = Vec::new();
+    let mut dirs = vec![crate::util::root().join("src/models")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap().to_lowercase();
+            for (i, line) in text.lines().enumerate() {
+                if ["lrp", "relevance", "rule", "attribut"]
+                    .iter()
+                    .any(|w| line.contains(w))
+                {
+                    found.push(format!("{}:{}: {line}", path.display(), i + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "models mention attribution:\n{}",
+        found.join("\n")
+    );
 }

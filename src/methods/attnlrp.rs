@@ -14,24 +14,24 @@
 //! | softmax, linears, RoPE, residuals, embeddings, lm_head | ordinary | ordinary           |
 //!
 //! Relevance of token t is `Σ_d e_t,d · g_t,d` with g the modified gradient of the target
-//! logit. The rules are data (`models::Rules`) that the decoder's explicit backward reads at
-//! each rule point.
+//! logit. The rules are data ([`Rules`], `rules.rs`) that the decoder's explicit backward
+//! reads at each rule point.
 
-use crate::models::{GateRule, Rules};
+use super::rules::{GateRule, Rules};
 
 /// AttnLRP (LXT efficient mode, `attnLRP` patch map): identity rule on the norms and the
 /// activation, uniform rule (½ each) on `act(gate) ⊙ up`, uniform rule over q·kᵀ and A·v
 /// (¼ into q and k, ½ into v).
 pub const ATTNLRP: Rules = Rules {
-    stop_norm_variance: true,
+    identity_norm: true,
     gate: GateRule::IdentityHalved,
-    attention_factors: [0.25, 0.25, 0.5],
+    attention: [0.25, 0.25, 0.5],
 };
 
 /// CP-LRP (LXT's `cp_LRP` patch map): identity rule on the norms; the attention weights and
 /// the MLP gate are constants (no gradient into q, k or the gate).
 pub const CP_LRP: Rules = Rules {
-    stop_norm_variance: true,
+    identity_norm: true,
     gate: GateRule::ConstantGate,
-    attention_factors: [0.0, 0.0, 1.0],
+    attention: [0.0, 0.0, 1.0],
 };

@@ -30,7 +30,7 @@ use candle_core::{DType, Tensor};
 use super::{PassOutput, Seeds};
 use crate::kernels::Products;
 use crate::models::decoder::{Decoder, Progress, Saved};
-use crate::models::Rules;
+use crate::models::Ordinary;
 use crate::types::PathEnds;
 
 /// A point's forward pass: the input's own, or one made for an interpolated input.
@@ -105,7 +105,7 @@ pub(crate) fn run(
         let g = dec.backward_along(
             cur.saved(),
             &point_seeds,
-            &Rules::PLAIN,
+            &Ordinary,
             p,
             &along,
             &mut |l, _| progress(base + l, total),

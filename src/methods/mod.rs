@@ -1,24 +1,26 @@
 //! The engine's half of the attribution methods. What a method is called and how it runs is
 //! its row of [`crate::types::METHODS`]; here are the kinds of pass a row can name (one
-//! backward under a rule set, or integrated gradients' path), the rule sets' data, the
-//! reductions to one score per token, and the check each result carries.
+//! backward under a rule set, or integrated gradients' path), the rules and their kernels
+//! (`rules.rs`, the sets in `attnlrp.rs`), the reductions to one score per token, and the
+//! check each result carries.
 
 pub mod attnlrp;
 pub mod gradient;
 pub mod integrated_gradients;
+pub mod rules;
 
 use candle_core::Tensor;
 
 use crate::kernels::Products;
 use crate::models::decoder::{Decoder, Progress, Saved, Seed};
-use crate::models::Rules;
+use crate::models::{Derivatives, Ordinary};
 use crate::types::{Check, Conservation, Method, MethodResult, Pass, PathEnds, Reduction, RuleSet};
 use crate::Target;
 
-/// The rules of a rule set.
-pub fn rules(set: RuleSet) -> &'static Rules {
+/// The derivatives a rule set takes at the decoder's rule points.
+pub fn rules(set: RuleSet) -> &'static dyn Derivatives {
     match set {
-        RuleSet::Plain => &Rules::PLAIN,
+        RuleSet::Plain => &Ordinary,
         RuleSet::AttnLrp => &attnlrp::ATTNLRP,
         RuleSet::CpLrp => &attnlrp::CP_LRP,
     }

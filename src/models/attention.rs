@@ -4,8 +4,8 @@
 //! intermediate of every layer alive (scores, masked scores, exponentials, probabilities):
 //! about 27 GB at 2,048 tokens on SmolLM2-135M. This op keeps only q, k and v and recomputes
 //! the probabilities in its backward pass (as FlashAttention does), so attention costs
-//! O(seq · head_dim) memory per layer between the passes. Gradients are the ordinary ones;
-//! LRP rules act on q, k and v before the op.
+//! O(seq · head_dim) memory per layer between the passes. The cotangents into q, k and v
+//! can be scaled (0: that input gets none), for callers that weigh the three differently.
 
 use super::gated::scale_gradient;
 use super::{cpu_tensor, into_cpu_storage, softmax_last_dim};
@@ -180,8 +180,8 @@ impl candle_core::CustomOp1 for MaskedSoftmax {
 struct CausalAttention {
     scale: f64,
     window: Option<usize>,
-    /// Gradient factors for q, k, v (LRP rules; 1 = ordinary).
-    factors: [f64; 3],
+    /// Scales on the cotangents into q, k, v (1 = ordinary).
+    scales: [f64; 3],
 }
 
 impl CustomOp3 for CausalAttention {
@@ -225,7 +225,7 @@ impl CustomOp3 for CausalAttention {
             &g.unsqueeze(0)?,
             self.scale,
             self.window,
-            self.factors,
+            self.scales,
             Products::F32,
         )?;
         Ok((one(dq)?, one(dk)?, one(dv)?))
@@ -239,8 +239,8 @@ const VJP_SCORE_BUDGET: usize = 1 << 26;
 /// The vector-Jacobian product of causal attention: cotangents `d_out: (b, heads, n,
 /// head_dim)` (b seeds) of `softmax(q kᵀ · scale + mask) v`, with `q: (heads, n, head_dim)`,
 /// `k, v: (heads, m, head_dim)` (already repeated for grouped-query attention), carried to
-/// q, k and v, each `(b, heads, ·, head_dim)` and multiplied by its factor (LRP's rules; a
-/// factor of 0 gives `None`). The probabilities are recomputed once and shared by the b
+/// q, k and v, each `(b, heads, ·, head_dim)` and multiplied by its scale (a scale of 0
+/// gives `None`). The probabilities are recomputed once and shared by the b
 /// seeds.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_vjp(
@@ -250,7 +250,7 @@ pub fn attention_vjp(
     d_out: &Tensor,
     scale: f64,
     window: Option<usize>,
-    factors: [f64; 3],
+    scales: [f64; 3],
     products: Products,
 ) -> Result<[Option<Tensor>; 3]> {
     let matmul = |a: &Tensor, b: &Tensor| products.matmul(a, b);
@@ -280,7 +280,7 @@ pub fn attention_vjp(
             ),
             _ => (q, k, v, g, p.clone()),
         };
-        let [fq, fk, fv] = factors;
+        let [fq, fk, fv] = scales;
         if fv != 0.0 {
             // dV = Pᵀ dO, the b seeds as columns of one product per head.
             let cols = g.transpose(1, 2)?.reshape((hc, n, b * hd))?;
@@ -323,23 +323,23 @@ pub fn attention_vjp(
 
 /// Causal attention of `q, k, v: (heads, seq, head_dim)` (k and v already repeated for
 /// grouped-query attention) → `(heads, seq, head_dim)`, optionally within a sliding
-/// `window`. The gradients flowing back into q, k and v are multiplied by `factors` (LRP's
-/// rules; `[1, 1, 1]` is ordinary attention).
+/// `window`. The gradients flowing back into q, k and v are multiplied by `scales`
+/// (`[1, 1, 1]`: ordinary gradients).
 pub fn causal_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     scale: f64,
-    factors: [f64; 3],
+    scales: [f64; 3],
     window: Option<usize>,
 ) -> Result<Tensor> {
-    // An input whose gradient factor is 0 leaves the graph here: candle expects a gradient
+    // An input whose gradient scale is 0 leaves the graph here: candle expects a gradient
     // for every tracked input of an op.
     let hold = |t: &Tensor, f: f64| if f == 0.0 { t.detach() } else { t.clone() };
     let (q, k, v) = (
-        &hold(q, factors[0]),
-        &hold(k, factors[1]),
-        &hold(v, factors[2]),
+        &hold(q, scales[0]),
+        &hold(k, scales[1]),
+        &hold(v, scales[2]),
     );
     let tracked = q.track_op() || k.track_op() || v.track_op();
     if tracked && q.device().is_cpu() && !super::primitive_forced() {
@@ -348,13 +348,13 @@ pub fn causal_attention(
             &v.contiguous()?,
             CausalAttention {
                 scale,
-                factors,
+                scales,
                 window,
             },
         )
     } else {
         // No graph to keep (or a GPU): the primitive form.
-        let [fq, fk, fv] = factors;
+        let [fq, fk, fv] = scales;
         let (q, k, v) = (
             scale_gradient(q, fq)?,
             scale_gradient(k, fk)?,

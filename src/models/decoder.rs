@@ -9,10 +9,10 @@
 //! bf16) and held as constants: only activations get gradients.
 
 use super::attention::{causal_attention, fast_path, masked_softmax, probabilities};
-use super::gated::{gated, Activation};
+use super::gated::Activation;
 use super::linear::Linear;
 use super::weight::Weight;
-use super::Rules;
+use super::Derivatives;
 use crate::kernels::Products;
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
@@ -192,9 +192,9 @@ impl Mlp {
         }
     }
 
-    fn forward(&self, x: &Tensor, rules: &Rules, p: Products) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, dv: &dyn Derivatives, p: Products) -> Result<Tensor> {
         let (gate, up) = self.gate_up(x, p)?;
-        let h = gated(&gate, &up, self.act, rules.gate)?;
+        let h = dv.gated(&gate, &up, self.act)?;
         self.down_proj.forward(&h, p)
     }
 }
@@ -316,10 +316,10 @@ impl Attention {
         k: &Tensor,
         rot: &Rotary,
         offset: usize,
-        rules: &Rules,
+        dv: &dyn Derivatives,
     ) -> Result<(Tensor, Tensor)> {
         let norm = |t: &Tensor, w: &Option<Tensor>| match w {
-            Some(w) => rules.rms_norm(t, w, self.eps),
+            Some(w) => dv.rms_norm(t, w, self.eps),
             None => Ok(t.clone()),
         };
         let q = norm(q, &self.q_norm)?;
@@ -333,11 +333,11 @@ impl Attention {
         x: &Tensor,
         rot: &Rotary,
         offset: usize,
-        rules: &Rules,
+        dv: &dyn Derivatives,
         p: Products,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (q, k, v) = self.project(x, p)?;
-        let (q, k) = self.position(&q, &k, rot, offset, rules)?;
+        let (q, k) = self.position(&q, &k, rot, offset, dv)?;
         Ok((q, k, v))
     }
 
@@ -371,11 +371,12 @@ impl Attention {
     }
 
     /// The autograd twin's attention (f32).
-    fn forward(&self, x: &Tensor, rot: &Rotary, rules: &Rules) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, rot: &Rotary, dv: &dyn Derivatives) -> Result<Tensor> {
         let n = x.dim(0)?;
-        let (q, k, v) = self.qkv(x, rot, 0, rules, Products::F32)?;
+        let (q, k, v) = self.qkv(x, rot, 0, dv, Products::F32)?;
         let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
-        let o = causal_attention(&q, &k, &v, self.scale, rules.attention_factors, self.window)?; // (heads, seq, head_dim)
+        let scales = dv.attention_scales();
+        let o = causal_attention(&q, &k, &v, self.scale, scales, self.window)?; // (heads, seq, head_dim)
         self.merge_heads(o, n, Products::F32)
     }
 }
@@ -427,23 +428,23 @@ impl DecoderLayer {
         &self,
         h: Tensor,
         eps: f64,
-        rules: &Rules,
+        dv: &dyn Derivatives,
         p: Products,
         attend: impl FnOnce(&Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
-        let x = rules.rms_norm(&h, &self.input_layernorm, eps)?;
+        let x = dv.rms_norm(&h, &self.input_layernorm, eps)?;
         let a = attend(&x)?;
         match &self.feedforward_norms {
             None => {
                 let h = (h + a)?;
-                let x = rules.rms_norm(&h, &self.post_attention_layernorm, eps)?;
-                &h + self.mlp.forward(&x, rules, p)?
+                let x = dv.rms_norm(&h, &self.post_attention_layernorm, eps)?;
+                &h + self.mlp.forward(&x, dv, p)?
             }
             Some((pre, post)) => {
-                let h = (h + rules.rms_norm(&a, &self.post_attention_layernorm, eps)?)?;
-                let x = rules.rms_norm(&h, pre, eps)?;
-                let m = self.mlp.forward(&x, rules, p)?;
-                &h + rules.rms_norm(&m, post, eps)?
+                let h = (h + dv.rms_norm(&a, &self.post_attention_layernorm, eps)?)?;
+                let x = dv.rms_norm(&h, pre, eps)?;
+                let m = self.mlp.forward(&x, dv, p)?;
+                &h + dv.rms_norm(&m, post, eps)?
             }
         }
     }
@@ -506,8 +507,8 @@ impl Decoder {
         &self.cfg
     }
 
-    /// Input embeddings `(seq, hidden)` of token ids (scaled, for Gemma: what attribution
-    /// calls the input).
+    /// Input embeddings `(seq, hidden)` of token ids (scaled, for Gemma: the input of the
+    /// first layer, which gradients are taken with respect to).
     pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
         let e = self.embed_tokens.gather(ids)?;
         match self.cfg.arch.embed_scale {
@@ -560,7 +561,7 @@ impl Decoder {
     /// The output head on residual rows `h: (rows, hidden)`: the final norm, `lm_head` with
     /// products `p`, the soft-cap; `(rows, vocab)` logits in f32.
     pub fn head(&self, h: &Tensor, p: Products) -> Result<Tensor> {
-        let x = super::norm::rms_norm(h, &self.norm, self.cfg.rms_norm_eps, false)?;
+        let x = super::norm::rms_norm(h, &self.norm, self.cfg.rms_norm_eps)?;
         self.softcap(&self.lm_head.forward(&x, p)?)?
             .to_dtype(DType::F32)
     }
@@ -574,13 +575,13 @@ impl Decoder {
     }
 
     /// Runs the decoder from input embeddings `(seq, hidden)` recording candle's autograd
-    /// graph, with `rules` as stop-gradient arithmetic: the independent twin that the tests
+    /// graph, with `dv`'s derivatives at its points: the independent twin that the tests
     /// hold the explicit backward ([`Decoder::backward`]) against. With `tap_layers`, a zero
     /// variable is added to each layer's output so that a backward pass yields dy/dh_l.
     pub fn forward(
         &self,
         embeds: &Tensor,
-        rules: &Rules,
+        dv: &dyn Derivatives,
         tap_layers: bool,
     ) -> Result<ForwardOutput> {
         let n = embeds.dim(0)?;
@@ -590,8 +591,8 @@ impl Decoder {
         let mut taps = Vec::new();
         for layer in &self.layers {
             let rot = &self.rotary[layer.self_attn.rope];
-            h = layer.forward(h, eps, rules, Products::F32, |x| {
-                layer.self_attn.forward(x, rot, rules)
+            h = layer.forward(h, eps, dv, Products::F32, |x| {
+                layer.self_attn.forward(x, rot, dv)
             })?;
             if tap_layers {
                 let tap = Var::zeros(h.shape(), h.dtype(), h.device())?;
@@ -601,7 +602,7 @@ impl Decoder {
             layer_outputs.push(h.clone());
         }
         let last = h.narrow(0, n - 1, 1)?;
-        let last_hidden = rules.rms_norm(&last, &self.norm, eps)?.squeeze(0)?;
+        let last_hidden = dv.rms_norm(&last, &self.norm, eps)?.squeeze(0)?;
         Ok(ForwardOutput {
             last_hidden,
             layer_outputs,

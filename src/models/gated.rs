@@ -1,10 +1,11 @@
 //! The gated activation of Llama-style MLPs, `act(gate) ⊙ up` (SiLU for Llama and Qwen,
-//! GELU-tanh for Gemma), as one op whose backward pass follows a [`GateRule`].
+//! GELU-tanh for Gemma), as one op.
 //!
-//! One fused op instead of a chain of elementwise ops (and, for LRP, of stop-gradient
-//! arithmetic) keeps the graph small: the forward pass is one loop, the backward pass a few
-//! tensor ops. A primitive twin ([`gated_silu_primitive`]) gives the same values and
-//! gradients on any device; the tests hold the two together.
+//! One fused op instead of a chain of elementwise ops keeps the graph small: the forward pass
+//! is one loop, the backward pass one more ([`fused_vjp`], which takes its per-element
+//! formula as an argument, so a caller can carry cotangents back by another formula at the
+//! same speed). A primitive twin ([`gated_primitive`]) gives the same values and gradients on
+//! any device; the tests hold the two together.
 
 use super::{cpu_tensor, f32_slice};
 use candle_core::backend::BackendStorage;
@@ -44,7 +45,7 @@ impl Activation {
     }
 
     /// A row of the activation (and, when asked, of its derivative).
-    fn row(self, x: &[f32], act: &mut [f32], derivative: Option<&mut [f32]>) {
+    pub(crate) fn row(self, x: &[f32], act: &mut [f32], derivative: Option<&mut [f32]>) {
         match self {
             Activation::Silu => {
                 // silu(x) = x·σ(x); silu'(x) = σ(x)·(1 + x·(1 − σ(x))).
@@ -92,7 +93,7 @@ impl Activation {
     }
 
     /// Its derivative, elementwise.
-    fn derivative(self, x: &Tensor) -> Result<Tensor> {
+    pub fn derivative(self, x: &Tensor) -> Result<Tensor> {
         match self {
             // σ(x)·(1 + x·(1 − σ(x)))
             Activation::Silu => {
@@ -113,21 +114,6 @@ impl Activation {
     }
 }
 
-/// How the gradient passes `act(gate) ⊙ up`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GateRule {
-    /// Ordinary gradients.
-    Plain,
-    /// AttnLRP: the product's gradient halved to each side (uniform rule), and the activation
-    /// passed by the identity rule, `grad · act(x) / (x + 1e-10)`.
-    IdentityHalved,
-    /// CP-LRP: the gate is a constant; only `up` gets a gradient.
-    ConstantGate,
-}
-
-/// lxt's ε in the identity rule's `act(x) / (x + ε)`.
-const IDENTITY_EPS: f64 = 1e-10;
-
 /// Same value as `x`; the gradient flowing back through it is multiplied by `factor`
 /// (`sg(x) + (x − sg(x))·factor`, whose value is exactly x since x − x = 0).
 pub fn scale_gradient(x: &Tensor, factor: f64) -> Result<Tensor> {
@@ -146,28 +132,12 @@ fn sigmoid(x: &Tensor) -> Result<Tensor> {
 }
 
 /// The primitive twin of [`gated`]: same values, same gradients, any device.
-pub fn gated_primitive(
-    gate: &Tensor,
-    up: &Tensor,
-    act: Activation,
-    rule: GateRule,
-) -> Result<Tensor> {
-    match rule {
-        GateRule::Plain => act.apply(gate)? * up,
-        GateRule::IdentityHalved => {
-            let c = gate.detach();
-            let a = act.apply(&c)?;
-            let ratio = a.div(&(&c + IDENTITY_EPS)?)?;
-            let a = (&a + (gate - &c)?.mul(&ratio)?)?;
-            scale_gradient(&(a * up)?, 0.5)
-        }
-        GateRule::ConstantGate => act.apply(&gate.detach())? * up,
-    }
+pub fn gated_primitive(gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
+    act.apply(gate)? * up
 }
 
 struct Gated {
     act: Activation,
-    rule: GateRule,
 }
 
 impl CustomOp2 for Gated {
@@ -204,50 +174,80 @@ impl CustomOp2 for Gated {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        gated_vjp(
-            &gate.detach(),
-            &up.detach(),
-            self.act,
-            self.rule,
-            &grad.detach(),
-        )
+        let (dg, du) = gated_vjp(&gate.detach(), &up.detach(), self.act, &grad.detach())?;
+        Ok((dg, Some(du)))
     }
 }
 
-/// The vector-Jacobian product of `act(gate) ⊙ up` under `rule`: cotangents `g` of the
-/// product (`gate`'s shape, or batched with leading dimensions) carried to the gate (`None`
-/// when the rule holds it constant) and to `up`.
+/// A per-element formula for the cotangents of `act(gate) ⊙ up`: from the gate `x`, `up`'s
+/// `u`, the cotangent `g`, `a = act(x)` and `d = act'(x)` (0 unless `derivative`), the
+/// cotangents to the gate and to `up`. Generic, so that each formula's loop is compiled
+/// with it inlined.
+#[derive(Debug, Clone, Copy)]
+pub struct Pointwise<F> {
+    /// The formula.
+    pub f: F,
+    /// Whether it reads `act'(x)`.
+    pub derivative: bool,
+    /// Whether the gate gets a cotangent (`false`: only `up`'s is computed).
+    pub to_gate: bool,
+}
+
+/// A formula's signature.
+pub trait Formula: Fn(f32, f32, f32, f32, f32) -> (f32, f32) + Copy + Send + Sync {}
+impl<F: Fn(f32, f32, f32, f32, f32) -> (f32, f32) + Copy + Send + Sync> Formula for F {}
+
+/// The vector-Jacobian product of `act(gate) ⊙ up`: cotangents `g` of the product (`gate`'s
+/// shape, or batched with leading dimensions) carried to the gate and to `up`.
 pub fn gated_vjp(
     gate: &Tensor,
     up: &Tensor,
     act: Activation,
-    rule: GateRule,
     g: &Tensor,
-) -> Result<(Option<Tensor>, Option<Tensor>)> {
-    let fits = g.elem_count().is_multiple_of(gate.elem_count().max(1));
-    if super::norm::cpu_f32(&[gate, up, g]) && !g.track_op() && fits {
-        // One pass: both cotangents side by side, (2, ..g's shape).
-        let both = gate.contiguous()?.apply_op3_no_bwd(
-            &up.contiguous()?,
-            &g.contiguous()?,
-            &GatedVjp { act, rule },
-        )?;
-        let dg = (rule != GateRule::ConstantGate)
-            .then(|| both.get(0))
-            .transpose()?;
-        return Ok((dg, Some(both.get(1)?)));
+) -> Result<(Option<Tensor>, Tensor)> {
+    // The chain of ordinary derivatives: (g·u·act'(x), g·act(x)).
+    let ordinary = Pointwise {
+        f: |_, u, g, a, d| (g * u * d, g * a),
+        derivative: true,
+        to_gate: true,
+    };
+    match fused_vjp(gate, up, act, g, ordinary)? {
+        Some(both) => Ok(both),
+        None => gated_vjp_primitive(gate, up, act, g),
     }
-    gated_vjp_primitive(gate, up, act, rule, g)
 }
 
-/// [`gated_vjp`] in one pass over f32 CPU tensors; the cotangents `g` repeat `gate`'s shape
-/// for each seed. Output `(2, ..g's shape)`: the gate's cotangents, then up's.
-struct GatedVjp {
+/// The cotangents of `act(gate) ⊙ up` by `formula`, in one pass over f32 CPU tensors (the
+/// gate's `None` when the formula gives it none); `None` for other devices and dtypes.
+pub fn fused_vjp<F: Formula>(
+    gate: &Tensor,
+    up: &Tensor,
     act: Activation,
-    rule: GateRule,
+    g: &Tensor,
+    formula: Pointwise<F>,
+) -> Result<Option<(Option<Tensor>, Tensor)>> {
+    let fits = g.elem_count().is_multiple_of(gate.elem_count().max(1));
+    if !(super::norm::cpu_f32(&[gate, up, g]) && !g.track_op() && fits) {
+        return Ok(None);
+    }
+    // One pass: both cotangents side by side, (2, ..g's shape).
+    let both = gate.contiguous()?.apply_op3_no_bwd(
+        &up.contiguous()?,
+        &g.contiguous()?,
+        &GatedVjp { act, formula },
+    )?;
+    let dg = formula.to_gate.then(|| both.get(0)).transpose()?;
+    Ok(Some((dg, both.get(1)?)))
 }
 
-impl candle_core::CustomOp3 for GatedVjp {
+/// [`fused_vjp`]'s kernel; the cotangents `g` repeat `gate`'s shape for each seed. Output
+/// `(2, ..g's shape)`: the gate's cotangents, then up's.
+struct GatedVjp<F> {
+    act: Activation,
+    formula: Pointwise<F>,
+}
+
+impl<F: Formula> candle_core::CustomOp3 for GatedVjp<F> {
     fn name(&self) -> &'static str {
         "gated-vjp"
     }
@@ -265,30 +265,28 @@ impl candle_core::CustomOp3 for GatedVjp {
         let u = f32_slice(s2, l2, self.name())?;
         let g = f32_slice(s3, l3, self.name())?;
         let m = x.len().max(1);
-        let eps = IDENTITY_EPS as f32;
+        let Pointwise {
+            f,
+            derivative,
+            to_gate,
+        } = self.formula;
         // Rows of the gate's last dimension, both halves filled row by row over the cores.
         let d = l1.shape().dims().last().copied().unwrap_or(1).max(1);
         let rows = g.len() / d;
         let out = super::map_rows(2 * g.len(), d, |r, dst| {
             let (second, r) = (r >= rows, r % rows.max(1));
-            let i0 = (r * d) % m;
-            let (xs, us, gs) = (&x[i0..i0 + d], &u[i0..i0 + d], &g[r * d..(r + 1) * d]);
-            if self.rule == GateRule::ConstantGate && !second {
+            if !second && !to_gate {
                 return; // zeros
             }
+            let i0 = (r * d) % m;
+            let (xs, us, gs) = (&x[i0..i0 + d], &u[i0..i0 + d], &g[r * d..(r + 1) * d]);
             let mut a = vec![0f32; d];
-            let needs_derivative = self.rule == GateRule::Plain && !second;
-            let mut deriv = needs_derivative.then(|| vec![0f32; d]);
+            let mut deriv = (derivative && !second).then(|| vec![0f32; d]);
             self.act.row(xs, &mut a, deriv.as_deref_mut());
             for (k, o) in dst.iter_mut().enumerate() {
-                let (xv, uv, gv, a) = (xs[k], us[k], gs[k], a[k]);
-                *o = match (self.rule, second) {
-                    (GateRule::Plain, false) => gv * uv * deriv.as_ref().map_or(0.0, |d| d[k]),
-                    (GateRule::Plain | GateRule::ConstantGate, true) => gv * a,
-                    (GateRule::IdentityHalved, false) => 0.5 * gv * uv * a / (xv + eps),
-                    (GateRule::IdentityHalved, true) => 0.5 * gv * a,
-                    (GateRule::ConstantGate, false) => 0.0,
-                };
+                let dk = deriv.as_ref().map_or(0.0, |dv| dv[k]);
+                let (to_g, to_u) = f(xs[k], us[k], gs[k], a[k], dk);
+                *o = if second { to_u } else { to_g };
             }
         });
         let mut shape = vec![2];
@@ -302,45 +300,27 @@ pub fn gated_vjp_primitive(
     gate: &Tensor,
     up: &Tensor,
     act: Activation,
-    rule: GateRule,
     g: &Tensor,
-) -> Result<(Option<Tensor>, Option<Tensor>)> {
-    let a = act.apply(gate)?;
+) -> Result<(Option<Tensor>, Tensor)> {
     // Per-element factors first (unbatched), then one product with the cotangents.
-    let (to_gate, to_up) = match rule {
-        GateRule::Plain => (Some((up * act.derivative(gate)?)?), a),
-        GateRule::IdentityHalved => {
-            let ratio = a.div(&(gate + IDENTITY_EPS)?)?;
-            (Some(((up * ratio)? * 0.5)?), (a * 0.5)?)
-        }
-        GateRule::ConstantGate => (None, a),
-    };
-    let dg = match to_gate {
-        Some(f) => Some(g.broadcast_mul(&f)?),
-        None => None,
-    };
-    Ok((dg, Some(g.broadcast_mul(&to_up)?)))
+    let to_gate = (up * act.derivative(gate)?)?;
+    let to_up = act.apply(gate)?;
+    Ok((Some(g.broadcast_mul(&to_gate)?), g.broadcast_mul(&to_up)?))
 }
 
-/// `act(gate) ⊙ up` with `rule`'s gradients.
-pub fn gated(gate: &Tensor, up: &Tensor, act: Activation, rule: GateRule) -> Result<Tensor> {
-    // A constant gate leaves the graph here: candle expects a gradient for every tracked
-    // input of an op.
-    let gate = &match rule {
-        GateRule::ConstantGate => gate.detach(),
-        _ => gate.clone(),
-    };
+/// `act(gate) ⊙ up`, differentiable.
+pub fn gated(gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
     let tracked = gate.track_op() || up.track_op();
-    let op = Gated { act, rule };
+    let op = Gated { act };
     if super::primitive_forced() {
-        gated_primitive(gate, up, act, rule)
+        gated_primitive(gate, up, act)
     } else if tracked && gate.device().is_cpu() {
         gate.contiguous()?.apply_op2(&up.contiguous()?, op)
     } else if super::norm::cpu_f32(&[gate, up]) {
         // No graph: the one-loop forward.
         gate.contiguous()?.apply_op2_no_bwd(&up.contiguous()?, &op)
     } else {
-        gated_primitive(gate, up, act, rule)
+        gated_primitive(gate, up, act)
     }
 }
 
@@ -355,45 +335,28 @@ mod tests {
         let g0 = Tensor::new(&[[-3f32, -0.5, 0.0, 0.7], [2.5, -1.2, 0.3, 4.0]], &dev)?;
         let u0 = Tensor::new(&[[0.4f32, -1.0, 2.0, 0.1], [1.5, 0.2, -0.6, -2.0]], &dev)?;
         let coef = Tensor::new(&[[1f32, -2., 0.5, 3.], [0.3, 0.7, -1.1, 2.]], &dev)?;
-        let rules = [
-            GateRule::Plain,
-            GateRule::IdentityHalved,
-            GateRule::ConstantGate,
-        ];
-        for (act, rule) in [Activation::Silu, Activation::GeluTanh]
-            .into_iter()
-            .flat_map(|a| rules.map(|r| (a, r)))
-        {
+        for act in [Activation::Silu, Activation::GeluTanh] {
             let (g, u) = (Var::from_tensor(&g0)?, Var::from_tensor(&u0)?);
-            let fused = gated(g.as_tensor(), u.as_tensor(), act, rule)?;
-            let plain = gated_primitive(g.as_tensor(), u.as_tensor(), act, rule)?;
-            let want = (act.apply(&g0)? * &u0)?;
-            let d = (&fused - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(d < 1e-6, "{act:?}: forward differs from candle's by {d}");
+            let fused = gated(g.as_tensor(), u.as_tensor(), act)?;
+            let plain = gated_primitive(g.as_tensor(), u.as_tensor(), act)?;
             let d = (&fused - &plain)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(d < 1e-6, "{rule:?}: forward differs by {d}");
+            assert!(d < 1e-6, "{act:?}: forward differs by {d}");
             let a = (fused * &coef)?.sum_all()?.backward()?;
             let b = (plain * &coef)?.sum_all()?.backward()?;
+            for v in [&g, &u] {
+                let d = (a.get(v).unwrap() - b.get(v).unwrap())?
+                    .abs()?
+                    .max_all()?
+                    .to_scalar::<f32>()?;
+                assert!(d < 1e-5, "{act:?}: gradient differs by {d}");
+            }
             // Batched cotangents (two seeds): the fused kernel against the primitive ops.
             let gb = Tensor::stack(&[&coef, &coef.sin()?], 0)?;
-            let fused = gated_vjp(&g0, &u0, act, rule, &gb)?;
-            let prim = gated_vjp_primitive(&g0, &u0, act, rule, &gb)?;
-            for (x, y) in [(fused.0, prim.0), (fused.1, prim.1)] {
-                match (x, y) {
-                    (Some(x), Some(y)) => {
-                        let d = (x - y)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
-                        assert!(d < 1e-5, "{act:?} {rule:?}: batched vjp differs by {d}");
-                    }
-                    (None, None) => {}
-                    _ => panic!("{act:?} {rule:?}: one side held the gate constant"),
-                }
-            }
-            for v in [&g, &u] {
-                let zero = v.as_tensor().zeros_like()?;
-                let ga = a.get(v).unwrap_or(&zero);
-                let gb = b.get(v).unwrap_or(&zero);
-                let d = (ga - gb)?.abs()?.max_all()?.to_scalar::<f32>()?;
-                assert!(d < 1e-5, "{act:?} {rule:?}: gradient differs by {d}");
+            let (fg, fu) = gated_vjp(&g0, &u0, act, &gb)?;
+            let (pg, pu) = gated_vjp_primitive(&g0, &u0, act, &gb)?;
+            for (x, y) in [(fg.unwrap(), pg.unwrap()), (fu, pu)] {
+                let d = (x - y)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+                assert!(d < 1e-5, "{act:?}: batched vjp differs by {d}");
             }
         }
         Ok(())

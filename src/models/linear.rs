@@ -1,7 +1,7 @@
 //! A linear layer whose weight is a constant of the backward pass.
 //!
 //! candle's matmul backward always computes the gradient of both operands, so a plain
-//! `x.matmul(w)` spends as much backward time on weight gradients, which attribution never
+//! `x.matmul(w)` spends as much backward time on weight gradients, which no pass here ever
 //! needs, as on the input gradient. [`Linear`] routes tracked inputs (the autograd twin)
 //! through a custom op whose backward returns only `grad · W`, in f32. Graph-free passes
 //! multiply with the products they are given ([`Products`]).

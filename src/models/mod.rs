@@ -4,14 +4,15 @@
 //! (`attention`, `gated`, `norm`, `linear`) whose backward passes are written beside them
 //! and tested against their primitive twins.
 //!
-//! Models never mention attribution: at each point where an LRP rule may change the backward
-//! pass (norm, gated activation, attention inputs) they read [`Rules`].
-//! [`Rules::PLAIN`] gives ordinary gradients; `methods::attnlrp` holds the LRP variants.
+//! The backward pass takes its derivatives at the norms, the gated activation and
+//! attention's inputs from a [`Derivatives`] (`derivatives.rs`): [`Ordinary`] gives the
+//! chain of ordinary derivatives, and a caller may give others.
 
 pub mod activation_memory;
 pub mod attention;
 pub mod config;
 pub mod decoder;
+pub mod derivatives;
 pub mod family;
 pub mod gated;
 pub mod gemma3;
@@ -27,40 +28,12 @@ pub mod weight;
 pub static FAMILIES: &[&dyn family::Family] =
     &[&llama::Llama, &qwen2::Qwen2, &qwen3::Qwen3, &gemma3::Gemma3];
 
-pub use gated::{Activation, GateRule};
+pub use derivatives::{Derivatives, Ordinary};
+pub use gated::Activation;
 pub use norm::rms_norm;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Shape, Storage, Tensor, D};
-
-/// The backward-pass rules at the points where LRP may change a gradient. Data, not code:
-/// the explicit backward (`decoder::backward`) reads it at each rule point, and the autograd
-/// twin builds the same rules as stop-gradient arithmetic. Every rule set leaves the forward
-/// values unchanged; only gradients differ.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rules {
-    /// RMSNorm's identity rule: `1/sqrt(mean(x²) + ε)` is a constant of the backward pass.
-    pub stop_norm_variance: bool,
-    /// How the gradient passes the MLP's gated activation `act(gate) ⊙ up`.
-    pub gate: GateRule,
-    /// Factors on the gradients that flow into q, k and v through attention (0 holds them
-    /// constant).
-    pub attention_factors: [f64; 3],
-}
-
-impl Rules {
-    /// Ordinary gradients.
-    pub const PLAIN: Rules = Rules {
-        stop_norm_variance: false,
-        gate: GateRule::Plain,
-        attention_factors: [1.0; 3],
-    };
-
-    /// RMSNorm `x / sqrt(mean(x²) + eps) * weight` under these rules (autograd form).
-    pub fn rms_norm(&self, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
-        rms_norm(x, weight, eps, self.stop_norm_variance)
-    }
-}
 
 thread_local! {
     static PRIMITIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };

@@ -4,7 +4,7 @@
 //! blocks, or bf16/f16 from safetensors) and converted exactly, one block of rows at a time,
 //! each time a pass uses it: a model whose f32 copy would not fit in memory still runs (a 4B
 //! model is 16 GB in f32, 8 GB in bf16 and about 2.5 GB in Q4_K). Gradients are the same
-//! either way: the converted values are the model, and attribution never differentiates the
+//! either way: the converted values are the model, and no backward pass here differentiates the
 //! weights.
 //!
 //! Beside it: a GGUF matrix keeps its quantized blocks for forward-only products on the

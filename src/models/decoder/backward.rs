@@ -3,11 +3,11 @@
 //! [`Decoder::forward_saved`] runs the model once without a graph and keeps what a backward
 //! pass needs (the residual stream, q/k/v, the MLP's gate and up projections);
 //! [`Decoder::backward`] then carries any number of seeds back to the input embeddings,
-//! layer by layer, with each block's vector-Jacobian product written out. The attribution
-//! rules are data ([`Rules`]) read at the rule points (norms, the gated activation, q/k/v),
-//! so one forward serves every method and each rule set costs one backward. The seeds are
-//! a batch: the rules are linear in the cotangent, so B seeds in one pass give exactly B
-//! one-at-a-time passes, with B times larger (faster) matrix products and the attention
+//! layer by layer, with each block's vector-Jacobian product written out. At the norms, the
+//! gated activation and attention's inputs it takes the caller's [`Derivatives`], so one
+//! forward pass serves any number of backward passes, each with its own. The seeds are a
+//! batch: every product here is linear in the cotangent, so B seeds in one pass give exactly
+//! B one-at-a-time passes, with B times larger (faster) matrix products and the attention
 //! probabilities recomputed once for all of them.
 //!
 //! Everything is candle tensor ops (CPU kernels where the op has one, primitive ops
@@ -17,9 +17,8 @@
 use super::{Attention, Decoder, DecoderLayer, Rotary};
 use crate::kernels::Products;
 use crate::models::attention::attention_vjp;
-use crate::models::gated::{gated, gated_vjp, GateRule};
-use crate::models::norm::rms_norm_vjp;
-use crate::models::{rms_norm, Rules};
+use crate::models::gated::gated;
+use crate::models::{rms_norm, Derivatives, Ordinary};
 use candle_core::{DType, Result, Tensor, D};
 
 /// Called after each layer of a pass with the layers done and the layers in the pass; an
@@ -142,7 +141,7 @@ impl Decoder {
     /// The final-normed hidden states at `positions`, `(positions, hidden)`.
     pub fn final_hidden(&self, saved: &Saved, positions: &[usize]) -> Result<Tensor> {
         let h = self.last_rows(saved, positions)?;
-        rms_norm(&h, &self.norm, self.cfg.rms_norm_eps, false)
+        rms_norm(&h, &self.norm, self.cfg.rms_norm_eps)
     }
 
     /// The (soft-capped) logits at `positions`, `(positions, vocab)` in f32, with products
@@ -225,18 +224,19 @@ impl Decoder {
             .ok_or_else(|| candle_core::Error::Msg("no forward pass saved".into()))
     }
 
-    /// Carries `seeds` back through the saved forward pass under `rules`: the gradient of
-    /// each seed's target with respect to the input embeddings and every layer's output.
+    /// Carries `seeds` back through the saved forward pass with `dv`'s derivatives: the
+    /// gradient of each seed's target with respect to the input embeddings and every layer's
+    /// output.
     /// Seeds are taken in groups small enough for memory; `progress` hears of each layer.
     pub fn backward(
         &self,
         saved: &Saved,
         seeds: &[Seed],
-        rules: &Rules,
+        dv: &dyn Derivatives,
         p: Products,
         progress: &mut Progress<'_>,
     ) -> crate::Result<Gradients> {
-        self.backward_along(saved, seeds, rules, p, &saved.residuals, progress)
+        self.backward_along(saved, seeds, dv, p, &saved.residuals, progress)
     }
 
     /// [`Decoder::backward`] with the trace taken along other directions: layer l's trace is
@@ -246,7 +246,7 @@ impl Decoder {
         &self,
         saved: &Saved,
         seeds: &[Seed],
-        rules: &Rules,
+        dv: &dyn Derivatives,
         p: Products,
         along: &[Tensor],
         progress: &mut Progress<'_>,
@@ -269,7 +269,7 @@ impl Decoder {
         let total = seeds.len().div_ceil(group) * self.layers.len();
         let mut done = 0;
         for chunk in seeds.chunks(group) {
-            let g = self.backward_group(saved, chunk, rules, p, along, &mut |l, _| {
+            let g = self.backward_group(saved, chunk, dv, p, along, &mut |l, _| {
                 progress(done + l, total)
             })?;
             done += self.layers.len();
@@ -287,7 +287,7 @@ impl Decoder {
         &self,
         saved: &Saved,
         seeds: &[Seed],
-        rules: &Rules,
+        dv: &dyn Derivatives,
         p: Products,
         along: &[Tensor],
         progress: &mut Progress<'_>,
@@ -307,13 +307,7 @@ impl Decoder {
                 }
                 let x = h.narrow(0, *position, 1)?;
                 let d = direction.reshape((1, hidden))?;
-                rows.push(rms_norm_vjp(
-                    &x,
-                    &self.norm,
-                    eps,
-                    rules.stop_norm_variance,
-                    &d,
-                )?);
+                rows.push(dv.rms_norm_vjp(&x, &self.norm, eps, &d)?);
                 // Parts at the same position add up in the index_add below.
                 at.push((i * n + position) as u32);
             }
@@ -335,15 +329,7 @@ impl Decoder {
                 t.push(r);
             }
             let rot = &self.rotary[layer.self_attn.rope];
-            dh = layer.backward(
-                &saved.layers[l],
-                &saved.residuals[l],
-                &dh,
-                rules,
-                eps,
-                rot,
-                p,
-            )?;
+            dh = layer.backward(&saved.layers[l], &saved.residuals[l], &dh, dv, eps, rot, p)?;
             progress(self.layers.len() - l, self.layers.len())?;
         }
         for t in &mut trace {
@@ -364,31 +350,29 @@ impl DecoderLayer {
     ) -> Result<(Tensor, SavedLayer)> {
         let at = &self.self_attn;
         let n = h.dim(0)?;
-        let x = rms_norm(h, &self.input_layernorm, eps, false)?;
+        let x = rms_norm(h, &self.input_layernorm, eps)?;
         let (q_pre, k_pre, v) = at.project(&x, p)?;
-        let (q, k) = at.position(&q_pre, &k_pre, rot, 0, &Rules::PLAIN)?;
+        let (q, k) = at.position(&q_pre, &k_pre, rot, 0, &Ordinary)?;
         let a = at.merge_heads(at.attend(&q, &k, &v, p)?, n, p)?;
         let keep = |t: Tensor| at.q_norm.is_some().then_some(t);
         let mlp = &self.mlp;
         let mlp_forward = |x: &Tensor| -> Result<(Tensor, Tensor, Tensor)> {
             let (gate, up) = mlp.gate_up(x, p)?;
-            let m = mlp
-                .down_proj
-                .forward(&gated(&gate, &up, mlp.act, GateRule::Plain)?, p)?;
+            let m = mlp.down_proj.forward(&gated(&gate, &up, mlp.act)?, p)?;
             Ok((gate, up, m))
         };
         let (out, mid, gate, up, attn_out, mlp_out) = match &self.feedforward_norms {
             None => {
                 let mid = (h + &a)?;
-                let x = rms_norm(&mid, &self.post_attention_layernorm, eps, false)?;
+                let x = rms_norm(&mid, &self.post_attention_layernorm, eps)?;
                 let (gate, up, m) = mlp_forward(&x)?;
                 ((&mid + m)?, mid, gate, up, None, None)
             }
             Some((pre, post)) => {
-                let mid = (h + rms_norm(&a, &self.post_attention_layernorm, eps, false)?)?;
-                let x = rms_norm(&mid, pre, eps, false)?;
+                let mid = (h + rms_norm(&a, &self.post_attention_layernorm, eps)?)?;
+                let x = rms_norm(&mid, pre, eps)?;
                 let (gate, up, m) = mlp_forward(&x)?;
-                let out = (&mid + rms_norm(&m, post, eps, false)?)?;
+                let out = (&mid + rms_norm(&m, post, eps)?)?;
                 (out, mid, gate, up, Some(a), Some(m))
             }
         };
@@ -414,34 +398,33 @@ impl DecoderLayer {
         s: &SavedLayer,
         h: &Tensor,
         dout: &Tensor,
-        rules: &Rules,
+        dv: &dyn Derivatives,
         eps: f64,
         rot: &Rotary,
         p: Products,
     ) -> Result<Tensor> {
-        let stop = rules.stop_norm_variance;
         let mlp = &self.mlp;
         // The MLP block: out = mid + [norm](down(act(gate) ⊙ up)), gate, up from norm(mid).
         let (dm, mlp_norm) = match (&self.feedforward_norms, &s.mlp_out) {
-            (Some((pre, post)), Some(m)) => (rms_norm_vjp(m, post, eps, stop, dout)?, pre),
+            (Some((pre, post)), Some(m)) => (dv.rms_norm_vjp(m, post, eps, dout)?, pre),
             _ => (dout.clone(), &self.post_attention_layernorm),
         };
         let dz = mlp.down_proj.vjp(&dm, p)?;
-        let (dgate, dup) = gated_vjp(&s.gate, &s.up, mlp.act, rules.gate, &dz)?;
+        let (dgate, dup) = dv.gated_vjp(&s.gate, &s.up, mlp.act, &dz)?;
         let mut dx = Sum::default();
-        dx.add(dup.map(|d| mlp.up_proj.vjp(&d, p)).transpose()?)?;
+        dx.add(Some(mlp.up_proj.vjp(&dup, p)?))?;
         dx.add(dgate.map(|d| mlp.gate_proj.vjp(&d, p)).transpose()?)?;
         let dmid = match dx.0 {
-            Some(dx) => (dout + rms_norm_vjp(&s.mid, mlp_norm, eps, stop, &dx)?)?,
+            Some(dx) => (dout + dv.rms_norm_vjp(&s.mid, mlp_norm, eps, &dx)?)?,
             None => dout.clone(),
         };
         // The attention block: mid = h + [norm](attention(norm(h))).
         let da = match &s.attn_out {
-            Some(a) => rms_norm_vjp(a, &self.post_attention_layernorm, eps, stop, &dmid)?,
+            Some(a) => dv.rms_norm_vjp(a, &self.post_attention_layernorm, eps, &dmid)?,
             None => dmid.clone(),
         };
-        match self.self_attn.backward(s, &da, rules, rot, p)? {
-            Some(dx) => dmid + rms_norm_vjp(h, &self.input_layernorm, eps, stop, &dx)?,
+        match self.self_attn.backward(s, &da, dv, rot, p)? {
+            Some(dx) => dmid + dv.rms_norm_vjp(h, &self.input_layernorm, eps, &dx)?,
             None => Ok(dmid),
         }
     }
@@ -465,12 +448,12 @@ impl Sum {
 
 impl Attention {
     /// Cotangents `da: (b, seq, hidden)` of the attention block's output carried to its
-    /// (normed) input; `None` when the rules hold q, k and v all constant.
+    /// (normed) input; `None` when `dv` gives q, k and v no cotangent.
     fn backward(
         &self,
         s: &SavedLayer,
         da: &Tensor,
-        rules: &Rules,
+        dv: &dyn Derivatives,
         rot: &Rotary,
         p: Products,
     ) -> Result<Option<Tensor>> {
@@ -484,22 +467,21 @@ impl Attention {
             .contiguous()?;
         let k = self.repeat_kv(s.k.clone())?.contiguous()?;
         let v = self.repeat_kv(s.v.clone())?.contiguous()?;
-        let [dq, dk, dv] = attention_vjp(
+        let [dq, dk, d_v] = attention_vjp(
             &s.q,
             &k,
             &v,
             &d_o,
             self.scale,
             self.window,
-            rules.attention_factors,
+            dv.attention_scales(),
             p,
         )?;
-        let stop = rules.stop_norm_variance;
         // Through RoPE (a rotation: its transpose rotates back) and the q/k norm.
         let unrotate = |d: Tensor, pre: &Option<Tensor>, w: &Option<Tensor>| -> Result<Tensor> {
             let d = rot.apply_inverse(&d)?;
             match (pre, w) {
-                (Some(pre), Some(w)) => rms_norm_vjp(pre, w, self.eps, stop, &d),
+                (Some(pre), Some(w)) => dv.rms_norm_vjp(pre, w, self.eps, &d),
                 _ => Ok(d),
             }
         };
@@ -512,9 +494,9 @@ impl Attention {
             let dk = unrotate(self.reduce_kv(&dk)?, &s.k_pre, &self.k_norm)?;
             dx.add(Some(self.k_proj.linear.vjp(&merge(&dk)?, p)?))?;
         }
-        if let Some(dv) = dv {
-            let dv = self.reduce_kv(&dv)?;
-            dx.add(Some(self.v_proj.linear.vjp(&merge(&dv)?, p)?))?;
+        if let Some(d_v) = d_v {
+            let d_v = self.reduce_kv(&d_v)?;
+            dx.add(Some(self.v_proj.linear.vjp(&merge(&d_v)?, p)?))?;
         }
         Ok(dx.0)
     }

@@ -5,8 +5,9 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{Attention, Decoder, KvCache, Rotary, Rules};
+use super::{Attention, Decoder, KvCache, Rotary};
 use crate::kernels::Products;
+use crate::models::Ordinary;
 
 /// One input's rows in the stacked batch: `(first row, rows)`.
 type Segment = (usize, usize);
@@ -31,7 +32,7 @@ impl Attention {
                 &k.narrow(1, start, n)?,
                 rot,
                 offset,
-                &Rules::PLAIN,
+                &Ordinary,
             )?;
             let vi = v.narrow(1, start, n)?;
             let (ki, vi) = match prefix {
@@ -84,7 +85,7 @@ impl Decoder {
                 _ => None,
             };
             let rot = &self.rotary[layer.self_attn.rope];
-            h = layer.forward(h, eps, &Rules::PLAIN, p, |x| {
+            h = layer.forward(h, eps, &Ordinary, p, |x| {
                 layer
                     .self_attn
                     .forward_segments(x, rot, kv.as_ref(), offset, &segments, p)

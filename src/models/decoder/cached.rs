@@ -3,8 +3,9 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{Attention, Decoder, Rotary, Rules};
+use super::{Attention, Decoder, Rotary};
 use crate::kernels::Products;
+use crate::models::Ordinary;
 
 impl Attention {
     /// Inference with a KV cache (no graph): `x: (new, hidden)` at positions
@@ -18,7 +19,7 @@ impl Attention {
         p: Products,
     ) -> Result<Tensor> {
         let n = x.dim(0)?;
-        let (q, k, v) = self.qkv(x, rot, offset, &Rules::PLAIN, p)?;
+        let (q, k, v) = self.qkv(x, rot, offset, &Ordinary, p)?;
         let (k, v) = cache.append(&k, &v, offset)?;
         let o = self.attend(&q, &k, &v, p)?;
         self.merge_heads(o, n, p)
@@ -145,7 +146,7 @@ impl Decoder {
         let mut h = embeds.clone();
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let rot = &self.rotary[layer.self_attn.rope];
-            h = layer.forward(h, eps, &Rules::PLAIN, p, |x| {
+            h = layer.forward(h, eps, &Ordinary, p, |x| {
                 layer.self_attn.forward_cached(x, rot, kv, offset, p)
             })?;
         }
