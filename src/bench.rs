@@ -325,7 +325,7 @@ fn curves(engine: &Engine, req: &ExplainRequest) -> anyhow::Result<serde_json::V
     let scores: tokenlens::faithfulness::MethodScores = ex
         .methods
         .iter()
-        .map(|(m, r)| (m.clone(), r.scores.clone()))
+        .map(|(m, r)| (*m, r.scores.clone()))
         .collect();
     let spec = tokenlens::FaithfulnessSpec {
         operator: tokenlens::Operator::Replace,
@@ -357,7 +357,7 @@ fn curves(engine: &Engine, req: &ExplainRequest) -> anyhow::Result<serde_json::V
         "neutral_id": f.neutral_id,
         "eligible": f.eligible,
         "scores": scores,
-        "abpc": f.methods.iter().map(|(m, x)| (m.clone(), x.abpc)).collect::<std::collections::BTreeMap<_, _>>(),
+        "abpc": f.methods.iter().map(|(m, x)| (*m, x.abpc)).collect::<std::collections::BTreeMap<_, _>>(),
     }))
 }
 

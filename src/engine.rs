@@ -340,7 +340,7 @@ impl Engine {
                 let scores = a
                     .methods
                     .iter()
-                    .map(|(m, r)| (m.name().to_string(), r.scores.clone()))
+                    .map(|(m, r)| (*m, r.scores.clone()))
                     .collect();
                 // After each batch of inputs (about a second): a cancellation point.
                 let mut progress = |done: usize, total: usize| -> Result<()> {
@@ -376,11 +376,7 @@ impl Engine {
             prediction: a.prediction,
             target: a.target,
             seed: a.seed,
-            methods: a
-                .methods
-                .into_iter()
-                .map(|(m, r)| (m.name().to_string(), r))
-                .collect(),
+            methods: a.methods,
             candidates: a.candidates,
             faithfulness,
             lens: a.lens,
@@ -522,7 +518,7 @@ impl Engine {
             for (i, c) in out.iter_mut().enumerate() {
                 let scale = seed_scale(req, &c.target);
                 let result = methods::result(method, embeds, g, i, scale, &c.target)?;
-                c.methods.insert(method.name().to_string(), result);
+                c.methods.insert(method, result);
             }
         }
         for c in &out {

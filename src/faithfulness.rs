@@ -228,7 +228,7 @@ fn mean_sd(xs: &[f32]) -> (f32, f32) {
 }
 
 /// Scores by method name, in a stable order.
-pub type MethodScores = BTreeMap<String, Vec<f32>>;
+pub type MethodScores = BTreeMap<crate::Method, Vec<f32>>;
 
 impl crate::Engine {
     /// The token `replace` puts in: the model's padding token (unless it is an
@@ -299,7 +299,7 @@ impl crate::Engine {
         });
         let mut methods = BTreeMap::new();
         for (name, s) in scores {
-            methods.insert(name.clone(), curves.method(s, &eligible)?);
+            methods.insert(*name, curves.method(s, &eligible)?);
         }
         let random = curves.random(&eligible)?;
         tracing::debug!(inputs = curves.evaluated(), "faithfulness curves");

@@ -6,13 +6,17 @@
 //!
 //! - gradient-norm **saliency** and **input×gradient**,
 //! - **AttnLRP** and **CP-LRP** as LXT's efficient mode computes them,
+//! - **integrated gradients** as Captum computes them,
 //! - the **latent relevance trace** (layer × token) for each.
 //!
+//! Each method is a row of [`METHODS`] (`types/method.rs`); its rules and passes are in
+//! [`methods`].
+//!
 //! ```no_run
-//! use tokenlens::{Engine, ExplainRequest};
+//! use tokenlens::{Engine, ExplainRequest, Method};
 //! let engine = Engine::load("smollm2-135m")?;
 //! let ex = engine.explain(&ExplainRequest::new("What is the capital of France?"))?;
-//! println!("{} {:?}", ex.prediction.best.text, ex.methods["saliency"].scores);
+//! println!("{} {:?}", ex.prediction.best.text, ex.methods[&Method::Saliency].scores);
 //! # Ok::<(), tokenlens::Error>(())
 //! ```
 //!

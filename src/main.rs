@@ -1,6 +1,7 @@
 //! `tokenlens`: explain a model's next token from the command line.
 
 use anyhow::{bail, Context};
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,9 +109,9 @@ struct RequestArgs {
         default_value = "saliency,input_x_gradient",
         value_parser = clap::builder::PossibleValuesParser::new(
             tokenlens::METHODS.iter().map(|m| clap::builder::PossibleValue::new(m.name).help(m.about))
-        )
+        ).try_map(|name| Method::from_name(&name).ok_or_else(|| format!("unknown method {name:?}")))
     )]
-    methods: Vec<String>,
+    methods: Vec<Method>,
     /// Candidates listed in the prediction (1 to 100).
     #[arg(long, default_value_t = 10)]
     top_k: usize,
@@ -270,14 +271,7 @@ fn load(model: &str, max_tokens: Option<usize>, device: &DeviceArgs) -> anyhow::
 
 impl RequestArgs {
     fn request(&self) -> anyhow::Result<ExplainRequest> {
-        let methods = self
-            .methods
-            .iter()
-            .map(|m| {
-                Method::from_name(m.trim())
-                    .ok_or_else(|| tokenlens::Error::UnknownMethod(m.clone()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let methods = self.methods.clone();
         if methods.is_empty() {
             bail!("no method given");
         }
@@ -347,8 +341,8 @@ impl RequestArgs {
         Ok(engine.explain(&req)?)
     }
 
-    fn first_method(&self) -> String {
-        self.methods.first().cloned().unwrap_or_default()
+    fn first_method(&self) -> anyhow::Result<Method> {
+        self.methods.first().copied().context("no method given")
     }
 }
 
@@ -395,13 +389,13 @@ fn run() -> anyhow::Result<()> {
             all_tokens,
         } => {
             let ex = req.run()?;
-            plot::heatmap(&ex, &req.first_method(), !all_tokens, &output)?;
+            plot::heatmap(&ex, req.first_method()?, !all_tokens, &output)?;
             eprintln!("wrote {}", output.display());
         }
         Command::Bench(args) => bench::run(&args)?,
         Command::Trace { req, output } => {
             let ex = req.run()?;
-            plot::trace(&ex, &req.first_method(), &output)?;
+            plot::trace(&ex, req.first_method()?, &output)?;
             eprintln!("wrote {}", output.display());
         }
     }

@@ -45,16 +45,10 @@ fn label(text: &str) -> String {
     tokenlens::text::label(text, 18)
 }
 
-fn method_of<'a>(
-    ex: &'a Explanation,
-    name: &str,
-) -> anyhow::Result<(Method, &'a tokenlens::MethodResult)> {
-    let m = Method::from_name(name).with_context(|| format!("unknown method {name:?}"))?;
-    let r = ex
-        .methods
-        .get(name)
-        .with_context(|| format!("no result for {name}"))?;
-    Ok((m, r))
+fn method_of(ex: &Explanation, m: Method) -> anyhow::Result<&tokenlens::MethodResult> {
+    ex.methods
+        .get(&m)
+        .with_context(|| format!("no result for {m}"))
 }
 
 /// A figure drawn the same way on the SVG and the bitmap backends.
@@ -265,13 +259,8 @@ impl Figure for TraceFigure {
 
 /// Writes the heatmap of `method`'s scores; `query_only` keeps the user's tokens (as the first
 /// seed does) when the prompt was templated.
-pub fn heatmap(
-    ex: &Explanation,
-    method: &str,
-    query_only: bool,
-    path: &Path,
-) -> anyhow::Result<()> {
-    let (m, r) = method_of(ex, method)?;
+pub fn heatmap(ex: &Explanation, m: Method, query_only: bool, path: &Path) -> anyhow::Result<()> {
+    let (method, r) = (m.name(), method_of(ex, m)?);
     let [a, b] = match ex.query_span {
         Some(span) if query_only => span,
         _ => [0, ex.tokens.len()],
@@ -294,8 +283,8 @@ pub fn heatmap(
 }
 
 /// Writes the layer × token latent relevance trace of `method`.
-pub fn trace(ex: &Explanation, method: &str, path: &Path) -> anyhow::Result<()> {
-    let (_, r) = method_of(ex, method)?;
+pub fn trace(ex: &Explanation, m: Method, path: &Path) -> anyhow::Result<()> {
+    let (method, r) = (m.name(), method_of(ex, m)?);
     let fig = TraceFigure {
         title: format!(
             "Latent relevance trace ({method}) for {:?}",

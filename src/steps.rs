@@ -96,7 +96,7 @@ impl crate::Engine {
                 let grad = grads.get(row.step)?.narrow(0, 0, p + 1)?;
                 let embeds = embeds.narrow(0, 0, p + 1)?;
                 let scores = methods::scores(method.runs().reduction, &embeds, &grad)?;
-                row.scores.insert(method.name().to_string(), scores);
+                row.scores.insert(method, scores);
             }
         }
         for row in &rows {

@@ -11,9 +11,9 @@ pub fn grouped(ex: &Explanation, level: Granularity, how: Aggregate) -> serde_js
     let scores: serde_json::Map<String, serde_json::Value> = ex
         .methods
         .iter()
-        .map(|(name, r)| {
+        .map(|(m, r)| {
             (
-                name.clone(),
+                m.name().to_string(),
                 serde_json::json!(aggregate(&r.scores, &g, how)),
             )
         })
@@ -110,8 +110,8 @@ fn print_faithfulness(f: &tokenlens::Faithfulness) {
         f.steps.len()
     );
     let r = &f.random;
-    for (name, m) in &f.methods {
-        let label = tokenlens::Method::from_name(name).map_or(name.as_str(), |m| m.label());
+    for (method, m) in &f.methods {
+        let label = method.label();
         println!(
             "  {label}: ABPC {:.2} (random {:.2} ± {:.2}) · comprehensiveness@20% {:.3} · sufficiency@20% {:.3}",
             m.abpc,
@@ -125,13 +125,13 @@ fn print_faithfulness(f: &tokenlens::Faithfulness) {
 
 /// Each method's colored groups (and conservation).
 fn print_methods(
-    methods: &std::collections::BTreeMap<String, MethodResult>,
+    methods: &std::collections::BTreeMap<Method, MethodResult>,
     g: &[Group],
     how: Aggregate,
 ) {
-    for (name, result) in methods {
+    for (method, result) in methods {
         let scores = aggregate(&result.scores, g, how);
-        let signed = Method::from_name(name).is_some_and(|m| m.is_signed());
+        let signed = method.is_signed();
         // The page's colors: blue-white-red for signed scores, viridis for magnitudes.
         let scale = ColorScale {
             signed,
@@ -139,7 +139,7 @@ fn print_methods(
             gamma: 1.0,
         };
         println!(
-            "\n{name}{}:",
+            "\n{method}{}:",
             if signed {
                 " (red +, blue −)"
             } else {

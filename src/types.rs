@@ -379,7 +379,7 @@ pub struct StepRow {
     pub target: Target,
     /// Scores per method name, one per token before the explained one (prompt tokens, then
     /// `generated[..step]`).
-    pub scores: BTreeMap<String, Vec<f32>>,
+    pub scores: BTreeMap<Method, Vec<f32>>,
 }
 
 /// One token of the (templated) prompt.
@@ -466,7 +466,7 @@ pub struct Explanation {
     /// The backward seed (1.0, or the target logit).
     pub seed: f32,
     /// Results keyed by method name.
-    pub methods: BTreeMap<String, MethodResult>,
+    pub methods: BTreeMap<Method, MethodResult>,
     /// With `explain_candidates`: the other top-k candidates, each explained as the target
     /// is (same methods, same contrast), best first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -491,5 +491,5 @@ pub struct CandidateExplanation {
     /// The candidate as a target: its logit, probability and rank (and the contrast).
     pub target: Target,
     /// Results keyed by method name.
-    pub methods: BTreeMap<String, MethodResult>,
+    pub methods: BTreeMap<Method, MethodResult>,
 }

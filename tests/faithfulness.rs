@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use tokenlens::kernels::Products;
-use tokenlens::{FaithfulnessSpec, Operator};
+use tokenlens::{FaithfulnessSpec, Method, Operator};
 
 use crate::util::{engine_for, root};
 
@@ -59,8 +59,8 @@ struct Case {
     neutral_id: Option<u32>,
     eligible: Vec<usize>,
     steps: Vec<usize>,
-    scores: BTreeMap<String, Vec<f32>>,
-    methods: BTreeMap<String, RefMethod>,
+    scores: BTreeMap<Method, Vec<f32>>,
+    methods: BTreeMap<Method, RefMethod>,
     random: RefRandom,
 }
 

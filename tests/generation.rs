@@ -112,8 +112,8 @@ fn explaining_a_step_equals_explaining_the_extended_prompt() {
             by_step.tokens.iter().filter(|t| t.generated).count(),
             step - 1
         );
-        for m in ["input_x_gradient", "attnlrp"] {
-            let err = rel_err(&by_step.methods[m].scores, &by_text.methods[m].scores);
+        for m in [Method::InputXGradient, Method::Attnlrp] {
+            let err = rel_err(&by_step.methods[&m].scores, &by_text.methods[&m].scores);
             assert!(err <= 1e-5, "step {step} {m}: rel err {err:e}");
         }
         assert_eq!(by_step.target.token.id, ids[step - 1]);
@@ -185,7 +185,7 @@ fn candidates_explained_together_match_one_at_a_time() {
                 .unwrap();
             assert_eq!(c.target, single.target);
             for &m in Method::ALL {
-                let (a, b) = (&c.methods[m.name()], &single.methods[m.name()]);
+                let (a, b) = (&c.methods[&m], &single.methods[&m]);
                 let err = rel_err(&a.scores, &b.scores);
                 assert!(err <= 1e-5, "{contrast:?} {m:?}: scores rel err {err:e}");
                 let flat = |t: &Vec<Vec<f32>>| t.concat();
@@ -246,7 +246,7 @@ fn all_steps_rows_match_single_explanations() {
             .unwrap();
         // One batched backward per rule set equals one explanation per step.
         for &m in Method::ALL {
-            let (a, b) = (&row.scores[m.name()], &single.methods[m.name()].scores);
+            let (a, b) = (&row.scores[&m], &single.methods[&m].scores);
             assert_eq!(a.len(), g.tokens.len() + k);
             let err = rel_err(a, b);
             assert!(err <= 1e-5, "step {k} {m:?}: rel err {err:e}");
@@ -329,14 +329,14 @@ fn contrastive_scores_are_the_difference_of_two_explanations() {
     assert_eq!(c.id, b.target.token.id);
     assert!((ab.target.explained_value() - (a.target.token.logit - c.logit)).abs() < 1e-4);
     // Gradients are linear in the seed: scores(A − B) = scores(A) − scores(B).
-    for m in ["input_x_gradient", "attnlrp"] {
-        let diff: Vec<f32> = a.methods[m]
+    for m in [Method::InputXGradient, Method::Attnlrp] {
+        let diff: Vec<f32> = a.methods[&m]
             .scores
             .iter()
-            .zip(&b.methods[m].scores)
+            .zip(&b.methods[&m].scores)
             .map(|(x, y)| x - y)
             .collect();
-        let err = rel_err(&ab.methods[m].scores, &diff);
+        let err = rel_err(&ab.methods[&m].scores, &diff);
         assert!(err <= 1e-4, "{m}: rel err {err:e}");
     }
     let err = e

@@ -45,7 +45,7 @@ fn integrated_gradients_match_captum() {
         let ex = e.explain(&req).unwrap();
         let ids: Vec<u32> = ex.tokens.iter().map(|t| t.id).collect();
         assert_eq!(ids, c.at.ids, "{name}: tokens");
-        let r = &ex.methods[m.name()];
+        let r = &ex.methods[&m];
         assert!(r.scores.iter().all(|s| s.is_finite()), "{name}: finite");
         let err = rel_err(&r.scores, &c.scores);
         assert!(
@@ -93,7 +93,7 @@ fn integrated_gradients_cost_its_points() {
     assert_eq!(both, one * 33);
     let ex = e.explain(&req).unwrap();
     assert_eq!(ex.methods.len(), 2);
-    let ig = &ex.methods["integrated_gradients"];
+    let ig = &ex.methods[&Method::IntegratedGradients];
     assert_eq!(ig.trace.len(), e.n_layers());
     assert!(ig.scores.iter().any(|s| *s != 0.0));
 }

@@ -67,7 +67,7 @@ fn bf16_explanations_agree_with_the_f32_references() {
             let explained = t.logit - t.contrast_logit.unwrap_or(0.0);
             for (method, want) in &t.scores {
                 let ctx = format!("{} target {} {method}", f.name, t.id);
-                let got = &bf16.methods[method.as_str()];
+                let got = &bf16.methods[method];
                 let rho = spearman(&got.scores, want);
                 min_rho = min_rho.min(rho);
                 assert!(rho >= MIN_SPEARMAN, "{ctx}: spearman {rho}");

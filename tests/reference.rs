@@ -42,7 +42,7 @@ pub(crate) struct FixtureTarget {
     pub(crate) contrast: Option<u32>,
     #[serde(default)]
     pub(crate) contrast_logit: Option<f32>,
-    pub(crate) scores: BTreeMap<String, Vec<f32>>,
+    pub(crate) scores: BTreeMap<Method, Vec<f32>>,
     pub(crate) traces: BTreeMap<String, Vec<Vec<f32>>>,
 }
 
@@ -63,10 +63,10 @@ pub(crate) fn fixtures() -> Vec<Fixture> {
     out
 }
 
-pub(crate) fn trace_key(method: &str) -> &str {
+pub(crate) fn trace_key(method: &Method) -> &'static str {
     match method {
-        "saliency" | "input_x_gradient" => "plain",
-        m => m,
+        Method::Saliency | Method::InputXGradient => "plain",
+        m => m.name(),
     }
 }
 
@@ -79,7 +79,7 @@ fn every_registered_method_has_a_reference() {
         let own = root().join(format!("tests/fixtures/{}.json", m.name()));
         let in_fixtures = fx
             .iter()
-            .all(|f| f.targets.iter().all(|t| t.scores.contains_key(m.name())));
+            .all(|f| f.targets.iter().all(|t| t.scores.contains_key(m)));
         assert!(
             in_fixtures || own.exists(),
             "{}: no reference fixture (scripts/reference.py or a script of its own)",
@@ -199,7 +199,7 @@ fn scores_match_pytorch_and_lxt() {
                 (ex.target.token.logit - t.logit).abs() / f.top_logits[0].abs().max(t.logit.abs());
             assert!(lerr <= LOGIT_TOL, "{ctx}: target logit rel err {lerr:e}");
             for (method, want) in &t.scores {
-                let got = &ex.methods[method.as_str()];
+                let got = &ex.methods[method];
                 let err = rel_err(&got.scores, want);
                 let rho = spearman(&got.scores, want);
                 assert!(err <= SCORE_TOL, "{ctx} {method}: rel err {err:e}");
@@ -247,8 +247,8 @@ fn attnlrp_conservation_is_reported() {
     let mut req = ExplainRequest::new("What is the capital of France?");
     req.methods = vec![Method::Attnlrp, Method::CpLrp];
     let ex = engine().explain(&req).unwrap();
-    for m in ["attnlrp", "cp_lrp"] {
-        let c = ex.methods[m].conservation.clone().expect("conservation");
+    for m in [Method::Attnlrp, Method::CpLrp] {
+        let c = ex.methods[&m].conservation.clone().expect("conservation");
         // The last layer's trace sums to the logit exactly (identity-rule norm + lm_head).
         assert!(
             (c.last_layer - 1.0).abs() < 1e-3,
@@ -261,8 +261,8 @@ fn attnlrp_conservation_is_reported() {
     req.seed_with_logit = true;
     let ex2 = engine().explain(&req).unwrap();
     let logit = ex.target.token.logit;
-    let a = &ex.methods["attnlrp"].scores;
-    let b: Vec<f32> = ex2.methods["attnlrp"]
+    let a = &ex.methods[&Method::Attnlrp].scores;
+    let b: Vec<f32> = ex2.methods[&Method::Attnlrp]
         .scores
         .iter()
         .map(|v| v / logit)

@@ -33,7 +33,7 @@ struct Case {
 #[derive(Deserialize)]
 struct Want {
     value: f32,
-    scores: BTreeMap<String, Vec<f32>>,
+    scores: BTreeMap<Method, Vec<f32>>,
     traces: BTreeMap<String, Vec<Vec<f32>>>,
 }
 
@@ -47,7 +47,7 @@ fn request(c: &Case) -> ExplainRequest {
 /// reference must vanish here too).
 fn check(ctx: &str, ex: &Explanation, want: &Want, worst: &mut f32) {
     for (method, w) in &want.scores {
-        let got = &ex.methods[method.as_str()];
+        let got = &ex.methods[method];
         let err = rel_err(&got.scores, w);
         *worst = worst.max(err);
         assert!(err <= TOL, "{ctx} {method}: scores rel err {err:e}");
@@ -160,7 +160,7 @@ fn span_is_a_sum(e: &Engine, prompt: &str, chat: bool, continuation: &[u32], spa
                 }
             }
         }
-        if name != "saliency" {
+        if *name != Method::Saliency {
             let err = rel_err(&got.scores, &scores);
             assert!(
                 err <= 1e-4,
@@ -291,7 +291,7 @@ fn the_cli_explains_a_span() {
     let want = e.explain(&req).unwrap();
     let got: Vec<f32> =
         serde_json::from_value(doc["methods"]["attnlrp"]["scores"].clone()).unwrap();
-    assert_eq!(got, want.methods["attnlrp"].scores);
+    assert_eq!(got, want.methods[&Method::Attnlrp].scores);
 
     let out = tokenlens(&args(&["--span", "2:3"]));
     let text = String::from_utf8_lossy(&out.stdout);

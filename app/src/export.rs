@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use tokenlens::colormap::{hex, text_on, ColorScale};
-use tokenlens::{Explanation, Method, Token};
+use tokenlens::{Explanation, Token};
 
 use crate::components::axis_label;
 use crate::format::sig3;
@@ -326,11 +326,7 @@ pub fn explanation(model: &str, chat: bool, thinking: bool, r: &Partial) -> Opti
         prediction,
         target,
         seed: 1.0,
-        methods: r
-            .methods
-            .iter()
-            .map(|(m, res)| (Method::name(*m).to_string(), res.clone()))
-            .collect(),
+        methods: r.methods.clone(),
         candidates: r.candidates.clone(),
         faithfulness: r.faithfulness.clone(),
         lens: r.lens.clone(),

@@ -118,7 +118,7 @@ pub struct Faithfulness {
     /// 20 even steps.
     pub steps: Vec<usize>,
     /// Per method, by name.
-    pub methods: BTreeMap<String, MethodFaithfulness>,
+    pub methods: BTreeMap<crate::types::Method, MethodFaithfulness>,
     /// The random baseline.
     pub random: RandomBand,
 }

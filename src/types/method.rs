@@ -198,6 +198,13 @@ impl Method {
     }
 }
 
+impl std::fmt::Display for Method {
+    /// Its name, as JSON and URLs write it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The distinct passes `methods` need, in first-use order.
 pub fn passes(methods: &[Method]) -> Vec<Pass> {
     let mut out: Vec<Pass> = Vec::new();

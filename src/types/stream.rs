@@ -71,7 +71,7 @@ pub enum StreamEvent {
         /// The candidate as a target.
         target: Target,
         /// Results keyed by method name.
-        methods: BTreeMap<String, MethodResult>,
+        methods: BTreeMap<super::Method, MethodResult>,
     },
     /// The perturbation curves of every method (with a faithfulness spec), after the
     /// methods and candidates.

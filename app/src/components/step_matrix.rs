@@ -73,7 +73,7 @@ pub fn StepsSection(
                 .rows
                 .iter()
                 .map(|row| {
-                    let scores = row.scores.get(method.name()).map_or(&[][..], Vec::as_slice);
+                    let scores = row.scores.get(&method).map_or(&[][..], Vec::as_slice);
                     let scores: Vec<Option<f32>> = u
                         .groups
                         .iter()

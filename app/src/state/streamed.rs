@@ -82,18 +82,10 @@ impl Partial {
         let (prediction, target) = self.prediction.clone()?;
         let mut candidates = self.candidates.clone();
         let picked = candidates.remove(i);
-        let methods: BTreeMap<Method, MethodResult> = picked
-            .methods
-            .iter()
-            .filter_map(|(name, r)| Some((Method::from_name(name)?, r.clone())))
-            .collect();
+        let methods = picked.methods.clone();
         candidates.push(CandidateExplanation {
             target,
-            methods: self
-                .methods
-                .iter()
-                .map(|(m, r)| (m.name().to_string(), r.clone()))
-                .collect(),
+            methods: self.methods.clone(),
         });
         let rank = |c: &CandidateExplanation| c.target.rank;
         candidates.sort_by_key(rank);

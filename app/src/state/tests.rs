@@ -50,7 +50,7 @@ fn picking_an_explained_candidate_and_back() {
     for (id, v) in [(8, 2.0), (9, 3.0)] {
         p.apply(&StreamEvent::Candidate {
             target: target(id, id as usize - 7),
-            methods: [("attnlrp".to_string(), result(v))].into(),
+            methods: [(Method::Attnlrp, result(v))].into(),
         });
     }
     let picked = p.with_target(9).expect("9 was explained");

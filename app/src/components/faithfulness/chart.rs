@@ -74,18 +74,18 @@ pub fn CurveChart(
     method: Method,
     tip: RwSignal<Option<Tip>>,
 ) -> AnyView {
-    let name = if f.methods.contains_key(method.name()) {
-        method.name().to_string()
+    let name = if f.methods.contains_key(&method) {
+        method
     } else {
         match f.methods.keys().next() {
-            Some(k) => k.clone(),
+            Some(k) => *k,
             None => return ().into_any(),
         }
     };
     let Some(s) = f.methods.get(&name) else {
         return ().into_any();
     };
-    let label = Method::from_name(&name).map_or(name.clone(), |m| m.label().to_string());
+    let label = name.label().to_string();
     let band = &f.random;
     let upper: Vec<f32> = band
         .logit_mean
@@ -168,7 +168,7 @@ pub fn CurveChart(
     let lerf_points = points("lerf", &s.lerf);
     let (y_hi, y_lo) = (ax.y(hi), ax.y(lo));
     view! {
-        <figure class="faith-chart" data-testid="faith-chart" data-method=name.clone()>
+        <figure class="faith-chart" data-testid="faith-chart" data-method=name.name()>
             <figcaption>
                 {format!("{label}: the target's logit as tokens are taken out")}
                 <span class="key morf">"MoRF (most relevant first)"</span>

@@ -188,7 +188,7 @@ fn ScoreLines(f: Faithfulness) -> AnyView {
         .iter()
         .copied()
         .filter_map(|m| {
-            let s = f.methods.get(m.name())?;
+            let s = f.methods.get(&m)?;
             let c = s.comprehensiveness.get(QUOTED_FRACTION).copied();
             let suf = s.sufficiency.get(QUOTED_FRACTION).copied();
             let above = s.abpc > f.random.abpc_mean + f.random.abpc_sd;

@@ -220,7 +220,7 @@ fn faithfulness_lines(r: &Partial) -> Vec<String> {
         return Vec::new();
     };
     let methods = Method::ALL.iter().copied().filter_map(|m| {
-        let s = f.methods.get(m.name())?;
+        let s = f.methods.get(&m)?;
         Some(score_line(m.label(), s, &f.random))
     });
     std::iter::once(measured_line(f, r.query_span))
