@@ -31,13 +31,7 @@ def conductance(model, emb, target, steps):
     hs, gs = [], []
     for i in range(steps + 1):
         saved = []
-
-        def hook(_m, _i, out):
-            h = out[0] if isinstance(out, tuple) else out
-            h.retain_grad()
-            saved.append(h)
-
-        handles = [l.register_forward_hook(hook) for l in layers]
+        handles = reference.tap_layers(model, saved)
         try:
             x = (emb * (i / steps)).detach().requires_grad_(True)
             logit = model(inputs_embeds=x, use_cache=False).logits[0, -1, target]

@@ -308,20 +308,24 @@ def encode(tok, prompt, chat):
     return text, ids
 
 
-def attribute(model, ids, target, contrast=None):
-    """One forward + backward of the target's logit (None: the argmax, as the engine's
-    default), or of logit[target] - logit[contrast]; returns (grad, embeds, trace, logits)."""
-    import torch
-
-    layers = model.model.layers
-    saved = []
-
+def tap_layers(model, saved):
+    """Hooks appending each decoder layer's output (its gradient retained) to `saved`;
+    remove them when done."""
     def hook(_m, _i, out):
         h = out[0] if isinstance(out, tuple) else out
         h.retain_grad()
         saved.append(h)
 
-    handles = [l.register_forward_hook(hook) for l in layers]
+    return [l.register_forward_hook(hook) for l in model.model.layers]
+
+
+def attribute(model, ids, target, contrast=None):
+    """One forward + backward of the target's logit (None: the argmax, as the engine's
+    default), or of logit[target] - logit[contrast]; returns (grad, embeds, trace, logits)."""
+    import torch
+
+    saved = []
+    handles = tap_layers(model, saved)
     try:
         ids_t = torch.tensor([ids])
         emb = model.get_input_embeddings()(ids_t).detach().requires_grad_(True)

@@ -175,33 +175,12 @@ pub fn gate_vjp(
         GateRule::Ordinary => return gated::gated_vjp(gate, up, act, g),
         GateRule::IdentityHalved => {
             let eps = IDENTITY_EPS as f32;
-            let f =
-                move |x: f32, u: f32, g: f32, a: f32, _| (0.5 * g * u * a / (x + eps), 0.5 * g * a);
-            fused_vjp(
-                gate,
-                up,
-                act,
-                g,
-                Pointwise {
-                    f,
-                    derivative: false,
-                    to_gate: true,
-                },
-            )?
+            let f = move |x: f32, u, g, a, _| (0.5 * g * u * a / (x + eps), 0.5 * g * a);
+            fused_vjp(gate, up, act, g, Pointwise::new(f, false, true))?
         }
         GateRule::ConstantGate => {
             let f = |_, _, g: f32, a: f32, _| (0.0, g * a);
-            fused_vjp(
-                gate,
-                up,
-                act,
-                g,
-                Pointwise {
-                    f,
-                    derivative: false,
-                    to_gate: false,
-                },
-            )?
+            fused_vjp(gate, up, act, g, Pointwise::new(f, false, false))?
         }
     };
     match fused {
@@ -290,13 +269,7 @@ mod tests {
     /// and differs from the ordinary one (the variance's path is cut).
     #[test]
     fn identity_norm_agrees_with_its_twin() -> Result<()> {
-        let dev = Device::Cpu;
-        let x0 = Tensor::arange(0f32, 12., &dev)?
-            .reshape((3, 4))?
-            .affine(0.7, -3.0)?
-            .sin()?;
-        let w = Tensor::new(&[0.5f32, 1.5, -0.3, 2.0], &dev)?;
-        let coef = Tensor::arange(0f32, 12., &dev)?.reshape((3, 4))?.cos()?;
+        let (x0, w, coef) = norm::test_case()?;
         let x = Var::from_tensor(&x0)?;
         let y = identity_norm(x.as_tensor(), &w, 1e-5)?;
         assert!(max_diff(&y, &norm::rms_norm(&x0, &w, 1e-5)?) < 1e-6);

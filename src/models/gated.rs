@@ -193,6 +193,17 @@ pub struct Pointwise<F> {
     pub to_gate: bool,
 }
 
+impl<F: Formula> Pointwise<F> {
+    /// A formula, whether it reads `act'(x)`, whether the gate gets a cotangent.
+    pub fn new(f: F, derivative: bool, to_gate: bool) -> Self {
+        Pointwise {
+            f,
+            derivative,
+            to_gate,
+        }
+    }
+}
+
 /// A formula's signature.
 pub trait Formula: Fn(f32, f32, f32, f32, f32) -> (f32, f32) + Copy + Send + Sync {}
 impl<F: Fn(f32, f32, f32, f32, f32) -> (f32, f32) + Copy + Send + Sync> Formula for F {}
@@ -206,11 +217,7 @@ pub fn gated_vjp(
     g: &Tensor,
 ) -> Result<(Option<Tensor>, Tensor)> {
     // The chain of ordinary derivatives: (g·u·act'(x), g·act(x)).
-    let ordinary = Pointwise {
-        f: |_, u, g, a, d| (g * u * d, g * a),
-        derivative: true,
-        to_gate: true,
-    };
+    let ordinary = Pointwise::new(|_, u, g, a, d| (g * u * d, g * a), true, true);
     match fused_vjp(gate, up, act, g, ordinary)? {
         Some(both) => Ok(both),
         None => gated_vjp_primitive(gate, up, act, g),

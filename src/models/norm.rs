@@ -151,20 +151,27 @@ impl candle_core::CustomOp3 for RmsNormVjp {
     }
 }
 
+/// A norm's test case: an input `(3, 4)`, a weight, cotangents of the output.
+#[cfg(test)]
+pub(crate) fn test_case() -> Result<(Tensor, Tensor, Tensor)> {
+    let dev = candle_core::Device::Cpu;
+    let x0 = Tensor::arange(0f32, 12., &dev)?
+        .reshape((3, 4))?
+        .affine(0.7, -3.0)?
+        .sin()?;
+    let w = Tensor::new(&[0.5f32, 1.5, -0.3, 2.0], &dev)?;
+    let coef = Tensor::arange(0f32, 12., &dev)?.reshape((3, 4))?.cos()?;
+    Ok((x0, w, coef))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use candle_core::Var;
 
     #[test]
     fn fused_op_matches_its_primitive_twin() -> Result<()> {
-        let dev = Device::Cpu;
-        let x0 = Tensor::arange(0f32, 12., &dev)?
-            .reshape((3, 4))?
-            .affine(0.7, -3.0)?
-            .sin()?;
-        let w = Tensor::new(&[0.5f32, 1.5, -0.3, 2.0], &dev)?;
-        let coef = Tensor::arange(0f32, 12., &dev)?.reshape((3, 4))?.cos()?;
+        let (x0, w, coef) = test_case()?;
         let x = Var::from_tensor(&x0)?;
         let a = rms_norm(x.as_tensor(), &w, 1e-5)?;
         let b = rms_norm_primitive(x.as_tensor(), &w, 1e-5)?;
