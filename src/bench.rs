@@ -337,23 +337,17 @@ fn curves(engine: &Engine, req: &ExplainRequest) -> anyhow::Result<serde_json::V
         Precision::F32 => tokenlens::kernels::Products::F32,
         _ => tokenlens::kernels::Products::Stored,
     };
-    let f = engine.faithfulness(
-        &tok,
-        ex.target.token.id,
-        &scores,
-        spec,
-        products,
-        &mut |done, _| {
-            inputs = done;
-            Ok(())
-        },
-    )?;
+    let target = ex.target.as_ref().context("no target")?.token.id;
+    let f = engine.faithfulness(&tok, target, &scores, spec, products, &mut |done, _| {
+        inputs = done;
+        Ok(())
+    })?;
     let s = t.elapsed().as_secs_f64();
     Ok(serde_json::json!({
         "s": s,
         "inputs": inputs,
         "ids": tok.tokens.iter().map(|t| t.id).collect::<Vec<_>>(),
-        "target": ex.target.token.id,
+        "target": target,
         "neutral_id": f.neutral_id,
         "eligible": f.eligible,
         "scores": scores,

@@ -74,14 +74,12 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// What [`Engine::attribute`] computes.
+/// What [`Engine::attribute`] computes that the rest of an explanation reads (the rest is
+/// in its events).
 struct Attributed {
-    prediction: Prediction,
     target: Target,
     seed: f32,
     methods: BTreeMap<Method, MethodResult>,
-    candidates: Vec<CandidateExplanation>,
-    lens: Option<Vec<Vec<crate::LensCell>>>,
 }
 
 pub(crate) fn stage(stage: Stage, method: Option<Method>) -> StreamEvent {
@@ -317,6 +315,23 @@ impl Engine {
         req: &ExplainRequest,
         sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
     ) -> Result<Explanation> {
+        // The result is the fold of its own stream, as the page and replay build theirs.
+        let mut ex = Explanation::begin(&self.name, req.chat_template, req.thinking);
+        let mut folded = |ev: &StreamEvent| {
+            ex.apply(ev);
+            sink(ev)
+        };
+        let seed = self.explain_events(req, &mut folded)?;
+        ex.seed = seed;
+        Ok(ex)
+    }
+
+    /// [`Engine::explain_streaming`]'s events; returns the backward seed.
+    fn explain_events(
+        &self,
+        req: &ExplainRequest,
+        sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
+    ) -> Result<f32> {
         let mut emit = emitter(sink);
         req.check().map_err(Error::InvalidSetting)?;
         emit(stage(Stage::Tokenize, None))?;
@@ -334,54 +349,34 @@ impl Engine {
             emit(ev)?;
         }
         let a = self.attribute(&ids, req, plan, &mut emit)?;
-        let faithfulness = match req.faithfulness {
-            Some(spec) => {
-                emit(stage(Stage::Faithfulness, None))?;
-                let scores = a
-                    .methods
-                    .iter()
-                    .map(|(m, r)| (*m, r.scores.clone()))
-                    .collect();
-                // After each batch of inputs (about a second): a cancellation point.
-                let mut progress = |done: usize, total: usize| -> Result<()> {
-                    emit(StreamEvent::Progress {
-                        stage: Stage::Faithfulness,
-                        method: None,
-                        done,
-                        total,
-                    })
-                };
-                let f = self.faithfulness(
-                    &tok,
-                    a.target.token.id,
-                    &scores,
-                    spec,
-                    plan.forward,
-                    &mut progress,
-                )?;
-                emit(StreamEvent::Faithfulness { result: f.clone() })?;
-                Some(f)
-            }
-            None => None,
-        };
+        if let Some(spec) = req.faithfulness {
+            emit(stage(Stage::Faithfulness, None))?;
+            let scores = a
+                .methods
+                .iter()
+                .map(|(m, r)| (*m, r.scores.clone()))
+                .collect();
+            // After each batch of inputs (about a second): a cancellation point.
+            let mut progress = |done: usize, total: usize| -> Result<()> {
+                emit(StreamEvent::Progress {
+                    stage: Stage::Faithfulness,
+                    method: None,
+                    done,
+                    total,
+                })
+            };
+            let f = self.faithfulness(
+                &tok,
+                a.target.token.id,
+                &scores,
+                spec,
+                plan.forward,
+                &mut progress,
+            )?;
+            emit(StreamEvent::Faithfulness { result: f })?;
+        }
         emit(StreamEvent::Done)?;
-        Ok(Explanation {
-            model: self.name.clone(),
-            text: tok.text,
-            chat_template: req.chat_template,
-            thinking: req.thinking,
-            tokens: tok.tokens,
-            query_span: tok.query_span,
-            n_layers: self.n_layers(),
-            prediction: a.prediction,
-            target: a.target,
-            seed: a.seed,
-            methods: a.methods,
-            candidates: a.candidates,
-            faithfulness,
-            lens: a.lens,
-            precision: plan.precision,
-        })
+        Ok(a.seed)
     }
 
     /// Forward pass, prediction, target, and every method's backward pass on `ids`;
@@ -436,19 +431,16 @@ impl Engine {
         }
         // The lens reads the same forward pass, after the map (it often takes longer than
         // the methods: every layer and position through the output layer).
-        let lens = if req.lens {
+        if req.lens {
             emit(stage(Stage::Lens, None))?;
             let lens = {
                 let mut progress = layer_progress(emit, Stage::Lens, None);
                 self.lens(&saved, target.token.id, plan.forward, &mut progress)?
             };
-            emit(StreamEvent::Lens { lens: lens.clone() })?;
-            Some(lens)
-        } else {
-            None
-        };
+            emit(StreamEvent::Lens { lens })?;
+        }
         // A span's candidates would be other spans: none.
-        let candidates = if req.explain_candidates && req.span.is_none() {
+        if req.explain_candidates && req.span.is_none() {
             let others: Vec<u32> = prediction
                 .top
                 .iter()
@@ -459,17 +451,12 @@ impl Engine {
                 .iter()
                 .map(|&id| self.target(id, contrast_id, &logits, req.score))
                 .collect();
-            self.candidates(&saved, targets, &logits, req, plan, emit)?
-        } else {
-            Vec::new()
-        };
+            self.candidates(&saved, targets, &logits, req, plan, emit)?;
+        }
         Ok(Attributed {
-            prediction,
             target,
             seed,
             methods,
-            candidates,
-            lens,
         })
     }
 

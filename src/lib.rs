@@ -16,7 +16,9 @@
 //! use tokenlens::{Engine, ExplainRequest, Method};
 //! let engine = Engine::load("smollm2-135m")?;
 //! let ex = engine.explain(&ExplainRequest::new("What is the capital of France?"))?;
-//! println!("{} {:?}", ex.prediction.best.text, ex.methods[&Method::Saliency].scores);
+//! if let Some((prediction, _target)) = ex.predicted() {
+//!     println!("{} {:?}", prediction.best.text, ex.methods[&Method::Saliency].scores);
+//! }
 //! # Ok::<(), tokenlens::Error>(())
 //! ```
 //!

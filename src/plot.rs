@@ -265,10 +265,11 @@ pub fn heatmap(ex: &Explanation, m: Method, query_only: bool, path: &Path) -> an
         Some(span) if query_only => span,
         _ => [0, ex.tokens.len()],
     };
+    let target = ex.target.as_ref().context("no target")?;
     let fig = Heatmap {
         title: format!(
             "{} of the next token {:?} ({})",
-            method, ex.target.token.text, ex.model
+            method, target.token.text, ex.model
         ),
         caption: if m.is_signed() {
             format!("{method} (red +, blue −)")
@@ -285,10 +286,11 @@ pub fn heatmap(ex: &Explanation, m: Method, query_only: bool, path: &Path) -> an
 /// Writes the layer × token latent relevance trace of `method`.
 pub fn trace(ex: &Explanation, m: Method, path: &Path) -> anyhow::Result<()> {
     let (method, r) = (m.name(), method_of(ex, m)?);
+    let target = ex.target.as_ref().context("no target")?;
     let fig = TraceFigure {
         title: format!(
             "Latent relevance trace ({method}) for {:?}",
-            ex.target.token.text
+            target.token.text
         ),
         tokens: ex.tokens.iter().map(|t| t.text.clone()).collect(),
         normalized: r.trace_normalized.clone(),

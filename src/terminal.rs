@@ -29,12 +29,15 @@ pub fn grouped(ex: &Explanation, level: Granularity, how: Aggregate) -> serde_js
 /// Prints the prediction, the target and each method's colored tokens (or words, or
 /// sentences).
 pub fn print(ex: &Explanation, level: Granularity, how: Aggregate) {
-    let p = &ex.prediction.best;
+    let Some((prediction, t)) = ex.predicted() else {
+        println!("no prediction: the explanation stopped before its forward pass ended");
+        return;
+    };
+    let p = &prediction.best;
     println!(
         "prediction: {:?} (id {}, logit {:.3}, p {:.3})",
         p.text, p.id, p.logit, p.prob
     );
-    let t = &ex.target;
     match &t.span {
         Some(span) => {
             let text: String = span.tokens.iter().map(|k| k.text.as_str()).collect();

@@ -439,8 +439,11 @@ pub struct MethodResult {
     pub conservation: Option<Conservation>,
 }
 
-/// Everything an explanation holds; the CLI's `--json` document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything an explanation holds; the CLI's `--json` document. One shape from the engine
+/// to the page: [`Explanation::apply`] folds the stream's events into it (the engine builds
+/// its result so, and the page, permalink replay and exports read the same), so the fields
+/// that come later are empty or `None` until their event.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Explanation {
     /// The model's name.
     pub model: String,
@@ -459,13 +462,15 @@ pub struct Explanation {
     pub query_span: Option<[usize; 2]>,
     /// Decoder layers (rows of every trace).
     pub n_layers: usize,
-    /// The next-token prediction.
-    pub prediction: Prediction,
-    /// The token explained.
-    pub target: Target,
+    /// The next-token prediction (present once the forward pass is done).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prediction: Option<Prediction>,
+    /// The token explained (with the prediction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
     /// The backward seed (1.0, or the target logit).
     pub seed: f32,
-    /// Results keyed by method name.
+    /// Results by method, as they come.
     pub methods: BTreeMap<Method, MethodResult>,
     /// With `explain_candidates`: the other top-k candidates, each explained as the target
     /// is (same methods, same contrast), best first.
@@ -485,7 +490,64 @@ pub struct Explanation {
     pub precision: Precision,
 }
 
-/// A top-k candidate explained beside the target (one batched backward pass per rule set).
+impl Explanation {
+    /// An explanation about to stream in, from `model`, with or without the chat template
+    /// and thinking; seeded with 1 (the engine sets a logit seed).
+    pub fn begin(model: &str, chat_template: bool, thinking: bool) -> Self {
+        Explanation {
+            model: model.to_string(),
+            chat_template,
+            thinking,
+            seed: 1.0,
+            ..Explanation::default()
+        }
+    }
+
+    /// Takes in one event of its stream; true when it changed what the explanation holds.
+    pub fn apply(&mut self, ev: &StreamEvent) -> bool {
+        match ev {
+            StreamEvent::Tokens {
+                text,
+                tokens,
+                query_span,
+                n_layers,
+            } => {
+                self.text = text.clone();
+                self.tokens = tokens.clone();
+                self.query_span = *query_span;
+                self.n_layers = *n_layers;
+                // A stream without a `precision` event ran in f32.
+                self.precision = Precision::F32;
+            }
+            StreamEvent::Precision { precision } => self.precision = *precision,
+            StreamEvent::Prediction { prediction, target } => {
+                self.prediction = Some(prediction.clone());
+                self.target = Some(target.clone());
+            }
+            StreamEvent::Method { method, result } => {
+                self.methods.insert(*method, result.clone());
+            }
+            StreamEvent::Candidate { target, methods } => {
+                self.candidates.push(CandidateExplanation {
+                    target: target.clone(),
+                    methods: methods.clone(),
+                });
+            }
+            StreamEvent::Faithfulness { result } => self.faithfulness = Some(result.clone()),
+            StreamEvent::Lens { lens } => self.lens = Some(lens.clone()),
+            _ => return false,
+        }
+        true
+    }
+
+    /// The prediction and the target, once they have come.
+    pub fn predicted(&self) -> Option<(&Prediction, &Target)> {
+        self.prediction.as_ref().zip(self.target.as_ref())
+    }
+}
+
+/// A top-k candidate explained beside the target (its seed batched with the target's in
+/// each method's pass).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateExplanation {
     /// The candidate as a target: its logit, probability and rank (and the contrast).

@@ -1,6 +1,6 @@
 //! Bad input gets a typed error, never a panic.
 
-use crate::util::{default_model_path, engine};
+use crate::util::{default_model_path, engine, Complete};
 use tokenlens::{Engine, Error, ExplainRequest, TargetSpec};
 
 fn tmp(name: &str) -> std::path::PathBuf {
@@ -50,11 +50,11 @@ fn target_text_of_several_tokens_names_its_pieces() {
     req.methods = vec![tokenlens::Method::Saliency];
     req.target = TargetSpec::Text(" Paris Hilton".into());
     let ex = engine().explain(&req).unwrap();
-    assert_eq!(ex.target.pieces.concat(), " Paris Hilton");
-    assert!(ex.target.pieces.len() > 1);
-    assert_eq!(ex.target.token.text, ex.target.pieces[0]);
+    assert_eq!(ex.target().pieces.concat(), " Paris Hilton");
+    assert!(ex.target().pieces.len() > 1);
+    assert_eq!(ex.target().token.text, ex.target().pieces[0]);
     req.target = TargetSpec::Text(" Paris".into());
-    assert!(engine().explain(&req).unwrap().target.pieces.is_empty());
+    assert!(engine().explain(&req).unwrap().target().pieces.is_empty());
 }
 
 #[test]

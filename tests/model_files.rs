@@ -3,7 +3,7 @@
 //! an out-of-memory abort. The GGUFs are written here with candle's writer: a tiny
 //! byte-level-BPE Llama, then one field changed at a time.
 
-use crate::util::root;
+use crate::util::{root, Complete};
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -344,9 +344,9 @@ fn same_scores_when_stored(spec: &str, kind: &str) {
     req.methods = Method::ALL.to_vec();
     let (a, b) = (dense.explain(&req).unwrap(), stored.explain(&req).unwrap());
     let ids = |p: &tokenlens::Prediction| p.top.iter().map(|c| c.id).collect::<Vec<_>>();
-    assert_eq!(ids(&a.prediction), ids(&b.prediction), "{spec}");
+    assert_eq!(ids(a.prediction()), ids(b.prediction()), "{spec}");
     let logits = |p: &tokenlens::Prediction| p.top.iter().map(|c| c.logit).collect::<Vec<_>>();
-    let err = crate::util::rel_err(&logits(&a.prediction), &logits(&b.prediction));
+    let err = crate::util::rel_err(&logits(a.prediction()), &logits(b.prediction()));
     assert!(err <= 1e-6, "{spec}: logits differ by {err}");
     for (m, ra) in &a.methods {
         let err = crate::util::rel_err(&ra.scores, &b.methods[m].scores);

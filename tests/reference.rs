@@ -10,7 +10,7 @@
 //!   the last layer's trace is zero in exact arithmetic (RMSNorm is scale-invariant, so
 //!   h ⟂ ∂y/∂h); both sides hold only f32 rounding noise there (~1e-7 of the logit).
 
-use crate::util::{engine, engine_for, rel_err, root, spearman};
+use crate::util::{engine, engine_for, rel_err, root, spearman, Complete};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use tokenlens::{ExplainRequest, Method, TargetSpec};
@@ -172,20 +172,24 @@ fn scores_match_pytorch_and_lxt() {
             let ex = e.explain(&req).unwrap();
             let ctx = format!("{} target {} ({} vs {:?})", f.name, ti, t.id, t.contrast);
             if let (Some(c), Some(cl)) = (t.contrast, t.contrast_logit) {
-                let got = ex.target.contrast.as_ref().expect("contrast reported");
+                let got = ex.target().contrast.as_ref().expect("contrast reported");
                 assert_eq!(got.id, c, "{ctx}: contrast id");
                 let err = (got.logit - cl).abs() / f.top_logits[0].abs();
                 assert!(err <= LOGIT_TOL, "{ctx}: contrast logit rel err {err:e}");
             }
             if ti == 0 {
-                assert_eq!(ex.prediction.best.id, f.top_ids[0], "{ctx}: argmax differs");
-                let ours: Vec<u32> = ex.prediction.top.iter().map(|c| c.id).collect();
+                assert_eq!(
+                    ex.prediction().best.id,
+                    f.top_ids[0],
+                    "{ctx}: argmax differs"
+                );
+                let ours: Vec<u32> = ex.prediction().top.iter().map(|c| c.id).collect();
                 assert_eq!(ours[..2], f.top_ids[..2], "{ctx}: top-2 differ");
                 let ol: Vec<f32> = f
                     .top_ids
                     .iter()
                     .map(|id| {
-                        ex.prediction
+                        ex.prediction()
                             .top
                             .iter()
                             .find(|c| c.id == *id)
@@ -195,8 +199,8 @@ fn scores_match_pytorch_and_lxt() {
                 let err = rel_err(&ol, &f.top_logits);
                 assert!(err <= LOGIT_TOL, "{ctx}: logits rel err {err:e}");
             }
-            let lerr =
-                (ex.target.token.logit - t.logit).abs() / f.top_logits[0].abs().max(t.logit.abs());
+            let lerr = (ex.target().token.logit - t.logit).abs()
+                / f.top_logits[0].abs().max(t.logit.abs());
             assert!(lerr <= LOGIT_TOL, "{ctx}: target logit rel err {lerr:e}");
             for (method, want) in &t.scores {
                 let got = &ex.methods[method];
@@ -260,7 +264,7 @@ fn attnlrp_conservation_is_reported() {
     // Seeding with the logit scales every score by it.
     req.seed_with_logit = true;
     let ex2 = engine().explain(&req).unwrap();
-    let logit = ex.target.token.logit;
+    let logit = ex.target().token.logit;
     let a = &ex.methods[&Method::Attnlrp].scores;
     let b: Vec<f32> = ex2.methods[&Method::Attnlrp]
         .scores

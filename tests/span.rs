@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use tokenlens::{Engine, ExplainRequest, Explanation, Method, Score, Span, TargetSpec};
 
 use crate::reference::trace_key;
-use crate::util::{cases, engine, engine_for, rel_err, root, Fixture};
+use crate::util::{cases, engine, engine_for, rel_err, root, Complete, Fixture};
 
 const TOL: f32 = 1e-3;
 
@@ -79,7 +79,7 @@ fn log_probabilities_and_spans_match_pytorch() {
         let ex = e.explain(&req).unwrap();
         let ids: Vec<u32> = ex.tokens.iter().map(|t| t.id).collect();
         assert_eq!(ids, c.at.ids, "{}: tokens", c.at.fixture);
-        let lp = ex.target.log_prob.expect("a log-probability target");
+        let lp = ex.target().log_prob.expect("a log-probability target");
         assert!(
             (lp - c.token.value).abs() <= 1e-4 * c.token.value.abs().max(1.0),
             "{}: log p {lp} vs {}",
@@ -106,7 +106,7 @@ fn log_probabilities_and_spans_match_pytorch() {
             "{}: the span's context",
             c.at.fixture
         );
-        let span = ex.target.span.as_ref().expect("a span target");
+        let span = ex.target().span.as_ref().expect("a span target");
         let ids: Vec<u32> = span.tokens.iter().map(|t| t.id).collect();
         assert_eq!(
             ids,

@@ -107,3 +107,25 @@ pub fn cases<C: serde::de::DeserializeOwned>(name: &str) -> Vec<C> {
     assert!(!cases.is_empty(), "tests/fixtures/{name} has no cases");
     cases
 }
+
+/// A complete explanation's prediction and target (an engine's result always has both).
+pub trait Complete {
+    /// The target explained.
+    fn target(&self) -> &tokenlens::Target;
+    /// The prediction.
+    fn prediction(&self) -> &tokenlens::Prediction;
+}
+
+impl Complete for tokenlens::Explanation {
+    fn target(&self) -> &tokenlens::Target {
+        self.target
+            .as_ref()
+            .expect("a complete explanation has its target")
+    }
+
+    fn prediction(&self) -> &tokenlens::Prediction {
+        self.prediction
+            .as_ref()
+            .expect("a complete explanation has its prediction")
+    }
+}

@@ -312,26 +312,10 @@ h1 {{ font-size: 18px; margin: 0 0 4px; }} h2 {{ font-size: 15px; margin: 24px 0
     }
 }
 
-/// The explanation in the CLI's `explain --json` schema (the page always seeds with 1).
-pub fn explanation(model: &str, chat: bool, thinking: bool, r: &Partial) -> Option<Explanation> {
-    let (prediction, target) = r.prediction.clone()?;
-    Some(Explanation {
-        model: model.to_string(),
-        text: r.text.clone(),
-        chat_template: chat,
-        thinking,
-        tokens: r.tokens.clone(),
-        query_span: r.query_span,
-        n_layers: r.n_layers,
-        prediction,
-        target,
-        seed: 1.0,
-        methods: r.methods.clone(),
-        candidates: r.candidates.clone(),
-        faithfulness: r.faithfulness.clone(),
-        lens: r.lens.clone(),
-        precision: r.precision,
-    })
+/// The explanation in the CLI's `explain --json` schema (the page always seeds with 1), once
+/// it has its prediction.
+pub fn explanation(r: &Partial) -> Option<Explanation> {
+    r.predicted().map(|_| r.ex.clone())
 }
 
 #[cfg(test)]

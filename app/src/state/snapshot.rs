@@ -143,7 +143,7 @@ impl Snapshot {
                 return Err(mismatch("explanation"));
             }
             let step = v.explain.as_ref().and_then(|e| e.step);
-            let mut p = Partial::new(step, req.continuation);
+            let mut p = Partial::new(&v.model, v.chat, v.thinking, step, req.continuation);
             for ev in rec.parsed() {
                 p.apply(&ev?);
             }

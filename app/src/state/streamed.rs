@@ -2,10 +2,9 @@
 //! matrix. Each takes the events of its stream and keeps the server's seal once complete.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use tokenlens::{
-    CandidateExplanation, Faithfulness, GenerateRequest, GeneratedToken, LensCell, Method,
-    MethodResult, Precision, Prediction, StepRow, StopReason, StreamEvent, Target, Token,
+    CandidateExplanation, Explanation, GenerateRequest, GeneratedToken, Method, Precision, StepRow,
+    StopReason, StreamEvent, Token,
 };
 
 use super::GenSpec;
@@ -23,51 +22,45 @@ pub trait Streamed {
     fn seal(&mut self, record: Option<Record>);
 }
 
-/// One explanation as it arrives (and as a permalink keeps it).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// One explanation as it arrives: the engine's [`Explanation`], folded from the stream by
+/// the same [`Explanation::apply`] (read through `Deref`), with what the page adds: which
+/// answer token it explains and the server's seal.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Partial {
-    /// The tokenized text.
-    pub text: String,
-    /// Its tokens.
-    pub tokens: Vec<Token>,
-    /// The user's text among them.
-    pub query_span: Option<[usize; 2]>,
-    /// Decoder layers.
-    pub n_layers: usize,
-    /// The prediction and the target explained.
-    pub prediction: Option<(Prediction, Target)>,
-    /// Results so far.
-    pub methods: BTreeMap<Method, MethodResult>,
+    /// The explanation so far.
+    pub ex: Explanation,
     /// The answer token explained (0-based), or None for the prompt's next token.
     pub step: Option<usize>,
     /// The context's generated ids (the request's continuation).
     pub continuation: Vec<u32>,
-    /// The other candidates, explained as the target is.
-    #[serde(default)]
-    pub candidates: Vec<CandidateExplanation>,
-    /// The perturbation curves, when asked for (they come after the methods).
-    #[serde(default)]
-    pub faithfulness: Option<Faithfulness>,
-    /// The logit lens `[layer][token]`, when asked for.
-    #[serde(default)]
-    pub lens: Option<Vec<Vec<LensCell>>>,
-    /// The precision it was computed in (a stream without a `precision` event, and a
-    /// result stored before there was one, ran in f32).
-    #[serde(default = "Precision::exact")]
-    pub precision: Precision,
     /// The server's sealed record of the stream, once it is complete.
-    #[serde(skip)]
     pub sealed: Option<Record>,
 }
 
+impl std::ops::Deref for Partial {
+    type Target = Explanation;
+
+    fn deref(&self) -> &Explanation {
+        &self.ex
+    }
+}
+
 impl Partial {
-    /// An explanation about to stream in: of answer token `step` (None: the prompt's next
-    /// token), after the answer ids `continuation`.
-    pub fn new(step: Option<usize>, continuation: Vec<u32>) -> Self {
+    /// An explanation about to stream in from `model` (with or without the template and
+    /// thinking): of answer token `step` (None: the prompt's next token), after the answer
+    /// ids `continuation`.
+    pub fn new(
+        model: &str,
+        chat: bool,
+        thinking: bool,
+        step: Option<usize>,
+        continuation: Vec<u32>,
+    ) -> Self {
         Partial {
+            ex: Explanation::begin(model, chat, thinking),
             step,
             continuation,
-            ..Partial::default()
+            sealed: None,
         }
     }
 
@@ -79,10 +72,9 @@ impl Partial {
             .candidates
             .iter()
             .position(|c| c.target.token.id == id)?;
-        let (prediction, target) = self.prediction.clone()?;
+        let target = self.target.clone()?;
         let mut candidates = self.candidates.clone();
         let picked = candidates.remove(i);
-        let methods = picked.methods.clone();
         candidates.push(CandidateExplanation {
             target,
             methods: self.methods.clone(),
@@ -90,13 +82,16 @@ impl Partial {
         let rank = |c: &CandidateExplanation| c.target.rank;
         candidates.sort_by_key(rank);
         Some(Partial {
-            prediction: Some((prediction, picked.target)),
-            methods,
-            candidates,
-            // The curves were measured for the other target.
-            faithfulness: None,
-            // The lens' target columns are the other target's.
-            lens: None,
+            ex: Explanation {
+                target: Some(picked.target),
+                methods: picked.methods,
+                candidates,
+                // The curves were measured for the other target.
+                faithfulness: None,
+                // The lens' target columns are the other target's.
+                lens: None,
+                ..self.ex.clone()
+            },
             sealed: None,
             ..self.clone()
         })
@@ -105,37 +100,7 @@ impl Partial {
 
 impl Streamed for Partial {
     fn apply(&mut self, ev: &StreamEvent) -> bool {
-        match ev {
-            StreamEvent::Tokens {
-                text,
-                tokens,
-                query_span,
-                n_layers,
-            } => {
-                self.text = text.clone();
-                self.tokens = tokens.clone();
-                self.query_span = *query_span;
-                self.n_layers = *n_layers;
-                self.precision = Precision::F32;
-            }
-            StreamEvent::Precision { precision } => self.precision = *precision,
-            StreamEvent::Prediction { prediction, target } => {
-                self.prediction = Some((prediction.clone(), target.clone()))
-            }
-            StreamEvent::Method { method, result } => {
-                self.methods.insert(*method, result.clone());
-            }
-            StreamEvent::Candidate { target, methods } => {
-                self.candidates.push(CandidateExplanation {
-                    target: target.clone(),
-                    methods: methods.clone(),
-                });
-            }
-            StreamEvent::Faithfulness { result } => self.faithfulness = Some(result.clone()),
-            StreamEvent::Lens { lens } => self.lens = Some(lens.clone()),
-            _ => return false,
-        }
-        true
+        self.ex.apply(ev)
     }
 
     fn seal(&mut self, record: Option<Record>) {

@@ -38,7 +38,7 @@ fn picking_an_explained_candidate_and_back() {
         best: target(7, 0).token,
         top: vec![target(7, 0).token, target(8, 1).token, target(9, 2).token],
     };
-    let mut p = Partial::new(None, Vec::new());
+    let mut p = Partial::new("m", true, false, None, Vec::new());
     p.apply(&StreamEvent::Prediction {
         prediction,
         target: target(7, 0),
@@ -54,12 +54,12 @@ fn picking_an_explained_candidate_and_back() {
         });
     }
     let picked = p.with_target(9).expect("9 was explained");
-    assert_eq!(picked.prediction.as_ref().unwrap().1, target(9, 2));
+    assert_eq!(picked.target, Some(target(9, 2)));
     assert_eq!(picked.methods[&Method::Attnlrp], result(3.0));
     let ranks: Vec<usize> = picked.candidates.iter().map(|c| c.target.rank).collect();
     assert_eq!(ranks, [0, 1]);
     let back = picked.with_target(7).expect("the old target rides along");
-    assert_eq!(back.prediction, p.prediction);
+    assert_eq!(back.predicted(), p.predicted());
     assert_eq!(back.methods, p.methods);
     assert!(p.with_target(1234).is_none());
 }

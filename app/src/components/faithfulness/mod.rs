@@ -35,7 +35,7 @@ pub fn FaithfulnessPanel(
             if r.methods.is_empty() {
                 return None;
             }
-            let span = r.prediction.as_ref().is_some_and(|(_, t)| t.span.is_some());
+            let span = r.target.as_ref().is_some_and(|t| t.span.is_some());
             if span {
                 return Some(view! {
                     <h2>"Is the map faithful?"</h2>

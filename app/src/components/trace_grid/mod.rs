@@ -33,7 +33,7 @@ pub fn TraceSection(
             let res = r.methods.get(&m)?;
             let trace = u.trace(&res.trace, d.aggregate);
             let unit_lens = r.lens.as_ref().map(|l| lens::per_unit(l, &u));
-            let target = r.prediction.as_ref().map(|(_, t)| t.token.text.clone());
+            let target = r.target.as_ref().map(|t| t.token.text.clone());
             let by_lens = d.lens_colors && unit_lens.is_some();
             let heading = format!(
                 "Layer × {} {} ({}, {} layers)",

@@ -47,9 +47,9 @@ fn label(v: &crate::state::ViewState, r: &Partial, default_model: &str) -> Strin
         &v.model
     };
     let target = r
-        .prediction
+        .target
         .as_ref()
-        .map(|(_, t)| format!(" · explaining {:?}", t.token.text))
+        .map(|t| format!(" · explaining {:?}", t.token.text))
         .unwrap_or_default();
     format!("{model} · {}{target}", v.method.label())
 }
@@ -122,7 +122,7 @@ pub fn ComparePage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         v.b.query_only = v.b.chat;
         if v.b.model != v.a.model {
             let texts = run.a.with_untracked(|r| {
-                let (_, t) = r.as_ref()?.1.prediction.as_ref()?;
+                let t = r.as_ref()?.1.target.as_ref()?;
                 Some((
                     t.token.text.clone(),
                     t.contrast.as_ref().map(|c| c.text.clone()),
@@ -204,9 +204,7 @@ pub fn ComparePage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         let download = crate::browser::download_text;
         match format {
             "json" => {
-                let side = |v: &crate::state::ViewState, p: &Partial| {
-                    crate::export::explanation(&v.model, v.chat, v.thinking, p)
-                };
+                let side = |_: &crate::state::ViewState, p: &Partial| crate::export::explanation(p);
                 let doc = serde_json::json!({
                     "a": { "method": v.a.method.name(), "explanation": side(&v.a, &a) },
                     "b": { "method": v.b.method.name(), "explanation": side(&v.b, &b) },

@@ -73,7 +73,8 @@ impl CompareRun {
             into.set(None);
             self.stage.set(Some(format!("{name}: explaining…")));
             let response = explain(key.0.clone(), key.1.clone()).await;
-            let mut fresh = Partial::new(None, Vec::new());
+            let (model, req) = (&key.0, &key.1);
+            let mut fresh = Partial::new(model, req.chat_template, req.thinking, None, Vec::new());
             let (outcome, transcript) = read_events(response, current, |ev| {
                 fresh.apply(&ev);
             })

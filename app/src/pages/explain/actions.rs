@@ -134,7 +134,7 @@ impl InView<'_> {
             .iter()
             .map(|row| row.get(a..b).map(<[f32]>::to_vec))
             .collect::<Option<_>>()?;
-        let target = r.prediction.as_ref().map(|(_, t)| {
+        let target = r.target.as_ref().map(|t| {
             if let Some(span) = &t.span {
                 let text: String = span.tokens.iter().map(|k| k.text.as_str()).collect();
                 return format!("the span {text:?} (Σ log p)");
@@ -182,8 +182,7 @@ impl InView<'_> {
         let base = format!("tokenlens-{}", self.method.name());
         let download = crate::browser::download_text;
         if format == "json" {
-            let v = self.view;
-            let json = crate::export::explanation(&v.model, v.chat, v.thinking, self.result)
+            let json = crate::export::explanation(self.result)
                 .and_then(|e| serde_json::to_string_pretty(&e).ok());
             return done(match json {
                 Some(j) => download(&format!("{base}.json"), "application/json", &j),

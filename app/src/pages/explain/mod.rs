@@ -383,7 +383,8 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     let explained = Signal::derive(move || {
         result.with(|r| {
             let r = r.as_ref()?;
-            let (prediction, target) = r.prediction.clone()?;
+            let (prediction, target) = r.predicted()?;
+            let (prediction, target) = (prediction.clone(), target.clone());
             let generated = r
                 .step
                 .and_then(|k| answer.with(|a| a.as_ref().and_then(|a| a.tokens.get(k).cloned())));
@@ -399,7 +400,7 @@ pub fn ExplainPage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     let selected = Signal::derive(move || result.with(|r| r.as_ref().and_then(|r| r.step)));
     let selected_span = Signal::derive(move || {
         result.with(|r| {
-            let (_, t) = r.as_ref()?.prediction.as_ref()?;
+            let t = r.as_ref()?.target.as_ref()?;
             t.span.as_ref().map(|s| s.span)
         })
     });

@@ -233,7 +233,7 @@ impl Results {
         }
         self.result.with_untracked(|r| {
             let r = r.as_ref()?;
-            let (_, target) = r.prediction.as_ref()?;
+            let target = r.target.as_ref()?;
             let same = r.continuation == request.continuation && target.contrast.is_none();
             same.then(|| r.with_target(id)).flatten()
         })
@@ -314,7 +314,13 @@ impl Runs {
         let current = self.begin();
         r.result.set(instant);
         r.result_for.set(None);
-        let fresh = Partial::new(step, request.continuation.clone());
+        let fresh = Partial::new(
+            &v.model,
+            v.chat,
+            v.thinking,
+            step,
+            request.continuation.clone(),
+        );
         let task = Task::Explain(request.clone());
         let response = explain(v.model.clone(), request).await;
         let outcome = self
