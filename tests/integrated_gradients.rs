@@ -80,8 +80,9 @@ fn integrated_gradients_match_captum() {
     }
 }
 
-/// The path's passes are the method's own: a request with integrated gradients and the
-/// one-pass methods reports each, and the cost model counts its points.
+/// The path's passes are the method's own: a request with integrated gradients and a
+/// one-pass method reports each, the cost model counts its points, and its progress ends
+/// at its total.
 #[test]
 fn integrated_gradients_cost_its_points() {
     let e = crate::util::engine_for("tests/fixtures/tiny-llama");
@@ -91,7 +92,24 @@ fn integrated_gradients_cost_its_points() {
     req.methods = vec![Method::Saliency, Method::IntegratedGradients];
     let both = e.explain_cost(&req).unwrap();
     assert_eq!(both, one * 33);
-    let ex = e.explain(&req).unwrap();
+    let mut last = None;
+    let ex = e
+        .explain_streaming(&req, &mut |ev| {
+            if let tokenlens::StreamEvent::Progress {
+                method: Some(Method::IntegratedGradients),
+                done,
+                total,
+                ..
+            } = ev
+            {
+                last = Some((*done, *total));
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    // Its progress counts 32 forward and 32 backward passes and ends at the whole.
+    let layers = e.n_layers();
+    assert_eq!(last, Some((64 * layers, 64 * layers)));
     assert_eq!(ex.methods.len(), 2);
     let ig = &ex.methods[&Method::IntegratedGradients];
     assert_eq!(ig.trace.len(), e.n_layers());

@@ -60,7 +60,8 @@ pub(crate) fn run(
 ) -> crate::Result<PassOutput> {
     let n = steps.max(1);
     let layers = dec.config().num_hidden_layers;
-    let total = (2 * n + 1) * layers;
+    // n forward passes (the input's own is done) and n backward passes.
+    let total = 2 * n * layers;
     let mut done = 0;
     let x = saved.embeddings();
     // Point i's forward pass (the input's own at the end).
