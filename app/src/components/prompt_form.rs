@@ -6,7 +6,7 @@ use tokenlens::{Precision, Sampling, TargetSpec};
 
 use super::Checkbox;
 use crate::pages::api::ModelList;
-use crate::state::{GenSpec, ViewState, DEFAULT_MAX_NEW};
+use crate::state::{GenSpec, Input, ViewState, DEFAULT_MAX_NEW};
 
 /// What the next action will use: the form's fields.
 #[derive(Clone, Copy)]
@@ -83,23 +83,27 @@ impl Form {
         self.contrast.set(text(e.and_then(|e| e.contrast.as_ref())));
     }
 
+    /// What the model would read under the form's settings (tracked), continuing an answer
+    /// generated with them when `answered`.
+    pub fn input(&self, answered: bool) -> Input {
+        Input::new(
+            &self.model.get(),
+            &self.prompt.get(),
+            self.chat.get(),
+            self.thinking.get(),
+            self.precision.get(),
+            answered.then(|| self.generation_tracked()),
+        )
+    }
+
     /// Whether the form asks for something other than what view `v` computed (tracked): a
     /// result shown under it is then out of date. `default_model`: what an empty model means.
     pub fn differs_from(&self, v: &ViewState, default_model: &str) -> bool {
         if v.generation.is_none() && v.explain.is_none() {
             return false;
         }
-        let shown_model = if v.model.is_empty() {
-            default_model
-        } else {
-            &v.model
-        };
-        let model = self.model.get();
-        let context = self.prompt.with(|p| p != &v.prompt)
-            || (!model.is_empty() && model != shown_model)
-            || self.chat.get() != v.chat
-            || (v.chat && self.thinking.get() != v.thinking)
-            || self.precision.get() != v.precision;
+        let input = self.input(v.generation.is_some()).resolved(default_model)
+            != v.input().resolved(default_model);
         let text = |t: Option<&TargetSpec>| match t {
             Some(TargetSpec::Text(s)) => s.clone(),
             _ => String::new(),
@@ -111,11 +115,7 @@ impl Form {
                 && (self.target.get() != text(Some(&e.target))
                     || self.contrast.get() != text(e.contrast.as_ref()))
         });
-        let generation = v
-            .generation
-            .as_ref()
-            .is_some_and(|g| &self.generation_tracked() != g);
-        context || target || generation
+        input || target
     }
 
     fn generation_tracked(&self) -> GenSpec {

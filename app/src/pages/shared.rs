@@ -6,7 +6,7 @@ use leptos_router::hooks::use_params_map;
 
 use super::api::load_shared;
 use super::compare::ComparePage;
-use super::explain::ExplainPage;
+use super::explain::StoredPage;
 
 /// The permalink page.
 #[component]
@@ -20,7 +20,7 @@ pub fn SharedPage() -> impl IntoView {
         <Suspense fallback=|| view! { <main><p class="waiting">"loading the shared view…"</p></main> }>
             {move || snapshot.get().map(|r| match r {
                 Ok(s) if s.against.is_some() => view! { <ComparePage snapshot=s/> }.into_any(),
-                Ok(s) => view! { <ExplainPage snapshot=s/> }.into_any(),
+                Ok(s) => view! { <StoredPage snapshot=s/> }.into_any(),
                 Err(e) => view! {
                     <main>
                         <h1>"TokenLens"</h1>

@@ -66,6 +66,11 @@ fn prompt_only(mut v: ViewState) -> ViewState {
     v
 }
 
+/// What a compared view's explanation is computed for.
+pub fn side_context(v: &ViewState) -> super::Context {
+    prompt_only(v.clone()).context()
+}
+
 /// The explain request a compared view makes (a prompt's next token).
 pub fn side_request(v: &ViewState) -> Result<ExplainRequest, String> {
     prompt_only(v.clone())

@@ -157,6 +157,18 @@ impl AnswerState {
         }
     }
 
+    /// What the model read to generate it.
+    pub fn input(&self) -> super::Input {
+        super::Input::new(
+            &self.model,
+            &self.prompt,
+            self.chat,
+            self.thinking,
+            self.asked,
+            Some(self.spec.clone()),
+        )
+    }
+
     /// The answer's ids.
     pub fn ids(&self) -> Vec<u32> {
         self.tokens.iter().map(|t| t.token.id).collect()

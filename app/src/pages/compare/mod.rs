@@ -13,13 +13,13 @@ use tokenlens::Method;
 use super::api::{list_models, share};
 use crate::compare::{align, Segment, Side};
 use crate::components::compare_rows::CompareRows;
-use crate::state::{retarget, side_request, CompareView, Partial, Snapshot};
-use run::{CompareRun, SideKey};
+use crate::state::{retarget, side_context, CompareView, Context, Partial, Snapshot};
+use run::CompareRun;
 
 /// The side of a stored comparison, replayed.
-fn stored(s: &Snapshot) -> Option<(SideKey, Partial)> {
+fn stored(s: &Snapshot) -> Option<(Context, Partial)> {
     let p = s.replay().ok()?.explanation?;
-    Some(((s.view.model.clone(), side_request(&s.view).ok()?), p))
+    Some((side_context(&s.view), p))
 }
 
 /// A side's scores of `method` over the text it explains: the user's text with a chat
@@ -167,7 +167,7 @@ pub fn ComparePage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     let link = RwSignal::new(None::<Result<String, String>>);
     let on_share = move |_| {
         let v = shown.get_untracked();
-        let sealed = |s: RwSignal<Option<(SideKey, Partial)>>| {
+        let sealed = |s: RwSignal<Option<(Context, Partial)>>| {
             s.with_untracked(|r| r.as_ref().and_then(|(_, p)| p.sealed.clone()))
         };
         let mut a = Snapshot::of(v.a.clone(), None, sealed(run.a), None);

@@ -2,22 +2,18 @@
 //! explanation serves both when the two sides ask for the same one).
 
 use leptos::prelude::*;
-use tokenlens::ExplainRequest;
 
 use crate::pages::api::{explain, read_events, Outcome};
 use crate::record::Task;
-use crate::state::{side_request, CompareView, Partial, Streamed};
-
-/// A side's request with its model: what its result was computed for.
-pub type SideKey = (String, ExplainRequest);
+use crate::state::{side_context, side_request, CompareView, Context, Partial, Streamed};
 
 /// The comparison's results and run state.
 #[derive(Clone, Copy)]
 pub struct CompareRun {
     /// A's explanation, and what it was computed for.
-    pub a: RwSignal<Option<(SideKey, Partial)>>,
+    pub a: RwSignal<Option<(Context, Partial)>>,
     /// B's.
-    pub b: RwSignal<Option<(SideKey, Partial)>>,
+    pub b: RwSignal<Option<(Context, Partial)>>,
     /// What the run is doing.
     pub stage: RwSignal<Option<String>>,
     /// The last error.
@@ -30,7 +26,7 @@ pub struct CompareRun {
 
 impl CompareRun {
     /// Nothing computed; or the two sides of a stored comparison.
-    pub fn new(a: Option<(SideKey, Partial)>, b: Option<(SideKey, Partial)>) -> Self {
+    pub fn new(a: Option<(Context, Partial)>, b: Option<(Context, Partial)>) -> Self {
         CompareRun {
             a: RwSignal::new(a),
             b: RwSignal::new(b),
@@ -49,13 +45,14 @@ impl CompareRun {
         self.error.set(None);
         self.running.set(true);
         for (name, side, into) in [("A", &v.a, self.a), ("B", &v.b, self.b)] {
-            let key = match side_request(side) {
-                Ok(r) => (side.model.clone(), r),
+            let request = match side_request(side) {
+                Ok(r) => r,
                 Err(e) => {
                     self.error.set(Some(format!("{name}: {e}")));
                     break;
                 }
             };
+            let key = side_context(side);
             if into.with_untracked(|r| r.as_ref().is_some_and(|(k, _)| *k == key)) {
                 continue;
             }
@@ -72,16 +69,16 @@ impl CompareRun {
             }
             into.set(None);
             self.stage.set(Some(format!("{name}: explaining…")));
-            let response = explain(key.0.clone(), key.1.clone()).await;
-            let (model, req) = (&key.0, &key.1);
-            let mut fresh = Partial::new(model, req.chat_template, req.thinking, None, Vec::new());
+            let task = Task::Explain(request.clone());
+            let mut fresh = Partial::new(&side.model, side.chat, side.thinking, None, Vec::new());
+            let response = explain(side.model.clone(), request).await;
             let (outcome, transcript) = read_events(response, current, |ev| {
                 fresh.apply(&ev);
             })
             .await;
             match outcome {
                 Outcome::Done => {
-                    fresh.seal(transcript.into_record(Task::Explain(key.1.clone())));
+                    fresh.seal(transcript.into_record(task));
                     into.set(Some((key, fresh)));
                 }
                 Outcome::Superseded => return,

@@ -38,18 +38,27 @@ impl ShareState {
     /// the clipboard; with `to_address`, in the address bar instead). What the server would
     /// refuse (nothing sealed, over `limit` bytes) is said at once.
     pub fn share(self, shown: ViewState, results: Results, limit: Option<u64>, to_address: bool) {
-        let snapshot = Snapshot::of(
-            shown,
-            results
-                .answer
-                .with_untracked(|a| a.as_ref().and_then(|a| a.sealed.clone())),
-            results
-                .result
-                .with_untracked(|r| r.as_ref().and_then(|r| r.sealed.clone())),
-            results
-                .matrix
-                .with_untracked(|m| m.as_ref().and_then(|m| m.sealed.clone())),
-        );
+        // Only records computed for this view's contexts (a stored view replays to them).
+        let (input, context) = (shown.input(), shown.context());
+        let answer = results.answer.with_untracked(|a| {
+            let a = a.as_ref().filter(|a| a.input() == input)?;
+            a.sealed.clone()
+        });
+        let for_view = results
+            .result_for
+            .with_untracked(|k| k.as_ref().is_some_and(|k| k.covers(&context)));
+        let result = results.result.with_untracked(|r| {
+            let r = r.as_ref().filter(|_| for_view)?;
+            r.sealed.clone()
+        });
+        let for_view = results
+            .matrix_for
+            .with_untracked(|k| k.is_some() && *k == shown.matrix_context());
+        let matrix = results.matrix.with_untracked(|m| {
+            let m = m.as_ref().filter(|_| for_view)?;
+            m.sealed.clone()
+        });
+        let snapshot = Snapshot::of(shown, answer, result, matrix);
         let size = serde_json::to_string(&snapshot).map_or(0, |j| j.len() as u64);
         let refused = match (snapshot.replay(), limit) {
             (Err(e), _) => Some(format!("nothing to share yet: {e}")),

@@ -8,78 +8,7 @@ use tokenlens::{ExplainRequest, StreamEvent, TargetSpec};
 
 use crate::pages::api::{explain, explain_steps, generate, read_events, Outcome};
 use crate::record::Task;
-use crate::state::{AnswerState, ExplainSpec, GenSpec, MatrixState, Partial, Streamed, ViewState};
-
-/// What a computed part of the view was computed for: the view's model-dependent fields.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Key {
-    model: String,
-    prompt: String,
-    chat: bool,
-    thinking: bool,
-    generation: Option<GenSpec>,
-    explain: Option<ExplainSpec>,
-    faithfulness: Option<tokenlens::FaithfulnessSpec>,
-    precision: tokenlens::Precision,
-    /// A method of several passes, computed only while in view.
-    costly: Option<tokenlens::Method>,
-}
-
-impl Key {
-    /// Whether a result computed for this key serves `want`: the same key, or one that
-    /// also computed a costly method `want` does not need.
-    fn covers(&self, want: &Key) -> bool {
-        self == want
-            || (want.costly.is_none()
-                && &Key {
-                    costly: None,
-                    ..self.clone()
-                } == want)
-    }
-
-    /// Whether view `v` has the context this was computed in: model, prompt, template,
-    /// answer and precision (what is explained may differ).
-    fn same_context(&self, v: &ViewState) -> bool {
-        (
-            &self.model,
-            &self.prompt,
-            self.chat,
-            self.thinking,
-            &self.generation,
-            self.precision,
-        ) == (
-            &v.model,
-            &v.prompt,
-            v.chat,
-            v.thinking,
-            &v.generation,
-            v.precision,
-        )
-    }
-}
-
-/// The key of view `v`.
-pub fn key(v: &ViewState) -> Key {
-    Key {
-        model: v.model.clone(),
-        prompt: v.prompt.clone(),
-        chat: v.chat,
-        thinking: v.thinking,
-        generation: v.generation.clone(),
-        explain: v.explain.clone(),
-        faithfulness: v.faithfulness_spec(),
-        precision: v.precision,
-        costly: v.explain.as_ref().and(v.costly_method()),
-    }
-}
-
-/// The key of view `v`'s all-steps matrix (its method is beside it).
-fn matrix_key(v: &ViewState) -> Key {
-    Key {
-        costly: None,
-        ..key(v)
-    }
-}
+use crate::state::{AnswerState, Context, Input, MatrixState, Partial, Streamed, ViewState};
 
 /// The status line of a stream event, if it changes it.
 fn stage_text(ev: &StreamEvent) -> Option<String> {
@@ -198,9 +127,9 @@ pub struct Results {
     /// The all-steps matrix.
     pub matrix: RwSignal<Option<MatrixState>>,
     /// What `result` was computed for (None while it streams).
-    pub result_for: RwSignal<Option<Key>>,
+    pub result_for: RwSignal<Option<Context>>,
     /// What `matrix` was computed for.
-    pub matrix_for: RwSignal<Option<(Key, Option<tokenlens::Method>)>>,
+    pub matrix_for: RwSignal<Option<(Input, tokenlens::Method)>>,
 }
 
 impl Results {
@@ -210,8 +139,8 @@ impl Results {
             result: RwSignal::new(replayed.explanation),
             answer: RwSignal::new(replayed.answer),
             matrix: RwSignal::new(replayed.matrix),
-            result_for: RwSignal::new(shown.map(key)),
-            matrix_for: RwSignal::new(shown.map(|v| (key(v), v.matrix))),
+            result_for: RwSignal::new(shown.map(ViewState::context)),
+            matrix_for: RwSignal::new(shown.and_then(ViewState::matrix_context)),
         }
     }
 
@@ -225,10 +154,10 @@ impl Results {
         if request.contrast.is_some() {
             return None;
         }
-        let same_context = self
+        let same_input = self
             .result_for
-            .with_untracked(|k| k.as_ref().is_some_and(|k| k.same_context(v)));
-        if !same_context {
+            .with_untracked(|k| k.as_ref().is_some_and(|k| k.input == v.input()));
+        if !same_input {
             return None;
         }
         self.result.with_untracked(|r| {
@@ -327,7 +256,7 @@ impl Runs {
             .stream(response, current, task, r.result, fresh, hold)
             .await;
         if outcome == Outcome::Done {
-            r.result_for.set(Some(key(&v)));
+            r.result_for.set(Some(v.context()));
         }
         outcome
     }
@@ -369,7 +298,7 @@ impl Runs {
             .stream(response, current, task, r.matrix, fresh, false)
             .await;
         if outcome == Outcome::Done {
-            r.matrix_for.set(Some((matrix_key(&v), v.matrix)));
+            r.matrix_for.set(v.matrix_context());
         }
         outcome
     }
@@ -384,17 +313,10 @@ impl Runs {
                 r.answer.set(None);
                 r.matrix.set(None);
             }
-            Some(g) => {
+            Some(_) => {
                 let have = r.answer.with_untracked(|a| {
-                    a.as_ref().is_some_and(|a| {
-                        a.model == v.model
-                            && a.prompt == v.prompt
-                            && a.chat == v.chat
-                            && a.thinking == v.thinking
-                            && a.asked == v.precision
-                            && &a.spec == g
-                            && a.stop.is_some()
-                    })
+                    a.as_ref()
+                        .is_some_and(|a| a.stop.is_some() && a.input() == v.input())
                 });
                 let last = v.explain.is_none() && v.matrix.is_none();
                 if (!have || (force && last)) && self.run_generate(v.clone()).await != Outcome::Done
@@ -408,7 +330,7 @@ impl Runs {
             Some(_) => {
                 let have = r
                     .result_for
-                    .with_untracked(|k| k.as_ref().is_some_and(|k| k.covers(&key(&v))));
+                    .with_untracked(|k| k.as_ref().is_some_and(|k| k.covers(&v.context())));
                 let last = v.matrix.is_none();
                 if (!have || (force && last)) && self.run_explain(v.clone()).await != Outcome::Done
                 {
@@ -419,9 +341,7 @@ impl Runs {
         match v.matrix {
             None => r.matrix.set(None),
             Some(_) => {
-                let have = r
-                    .matrix_for
-                    .with_untracked(|k| k.as_ref() == Some(&(matrix_key(&v), v.matrix)));
+                let have = r.matrix_for.with_untracked(|k| *k == v.matrix_context());
                 if !have || force {
                     self.run_steps(v.clone()).await;
                 }
