@@ -415,10 +415,11 @@ impl Engine {
             let out = passes.get_or_run(method.runs().pass, || {
                 emit(stage(Stage::Backward, Some(method)))?;
                 let mut progress = layer_progress(emit, Stage::Backward, Some(method));
-                let mut seeds = |s: &Saved| {
+                let mut seeds = |s: &Saved, values: bool| {
                     let logits = self.logits_on(s, &saved, &logits, last, plan)?;
                     let seed = self.target_seed(s, last, &target, &logits, seed, plan)?;
-                    Ok(vec![(seed, self.value_at(s, &logits, &target, plan)?)])
+                    let value = values.then(|| self.value_at(s, &logits, &target, plan));
+                    Ok(vec![(seed, value.transpose()?)])
                 };
                 self.run_pass(method.runs().pass, &saved, &mut seeds, plan, &mut progress)
             })?;
@@ -489,14 +490,15 @@ impl Engine {
             let g = passes.get_or_run(method.runs().pass, || {
                 emit(stage(Stage::Candidates, Some(method)))?;
                 let mut progress = layer_progress(emit, Stage::Candidates, Some(method));
-                let mut seeds = |s: &Saved| {
+                let mut seeds = |s: &Saved, values: bool| {
                     let logits = self.logits_on(s, saved, logits, last, plan)?;
                     out.iter()
                         .map(|c| {
                             let t = &c.target;
                             let seed =
                                 self.target_seed(s, last, t, &logits, seed_scale(req, t), plan)?;
-                            Ok((seed, self.value_at(s, &logits, t, plan)?))
+                            let value = values.then(|| self.value_at(s, &logits, t, plan));
+                            Ok((seed, value.transpose()?))
                         })
                         .collect()
                 };

@@ -76,14 +76,17 @@ impl crate::Engine {
                 emit(stage(Stage::Backward, Some(method)))?;
                 let mut progress = layer_progress(emit, Stage::Backward, Some(method));
                 // Each answer token's logit at the position before it.
-                let mut seeds = |s: &Saved| {
+                let mut seeds = |s: &Saved, values: bool| {
                     positions
                         .iter()
                         .zip(answer)
                         .map(|(&p, &id)| {
-                            let value = self.decoder().exact_logits(s, p, &[id])?;
                             let seed = self.decoder().seed(s, p, &[(id, 1.0)])?;
-                            Ok((seed, value.first().copied().unwrap_or_default()))
+                            let value = match values {
+                                true => self.decoder().exact_logits(s, p, &[id])?.first().copied(),
+                                false => None,
+                            };
+                            Ok((seed, value))
                         })
                         .collect()
                 };

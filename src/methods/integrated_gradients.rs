@@ -76,13 +76,19 @@ pub(crate) fn run(
         Ok(Point::Made(made))
     };
     let baseline = point(0, &mut done, progress)?;
-    let mut ends: Vec<PathEnds> = seeds(baseline.saved())?
+    let value = |v: Option<f32>| {
+        v.ok_or_else(|| candle_core::Error::Msg("a path's end has no value".into()))
+    };
+    let mut ends: Vec<PathEnds> = seeds(baseline.saved(), true)?
         .into_iter()
-        .map(|(_, v)| PathEnds {
-            baseline: v,
-            input: v,
+        .map(|(_, v)| {
+            let v = value(v)?;
+            Ok(PathEnds {
+                baseline: v,
+                input: v,
+            })
         })
-        .collect();
+        .collect::<candle_core::Result<_>>()?;
     let mut prev: Vec<Tensor> = baseline.saved().residuals().to_vec();
     drop(baseline);
     let mut sum: Option<Tensor> = None;
@@ -96,10 +102,12 @@ pub(crate) fn run(
             .zip(&prev)
             .map(|(h, b)| h - b)
             .collect::<candle_core::Result<Vec<Tensor>>>()?;
-        let (point_seeds, values): (Vec<_>, Vec<f32>) = seeds(cur.saved())?.into_iter().unzip();
+        // Only the path's ends need the function's value.
+        let (point_seeds, values): (Vec<_>, Vec<_>) =
+            seeds(cur.saved(), i == n)?.into_iter().unzip();
         if i == n {
-            for (e, v) in ends.iter_mut().zip(&values) {
-                e.input = *v;
+            for (e, v) in ends.iter_mut().zip(values) {
+                e.input = value(v)?;
             }
         }
         let base = done;

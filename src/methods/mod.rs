@@ -27,8 +27,9 @@ pub fn rules(set: RuleSet) -> &'static dyn Derivatives {
 }
 
 /// Gives a pass its seeds from a forward pass over (possibly interpolated) inputs: per
-/// explained target, its cotangent and the value of the function it is the gradient of.
-pub(crate) type Seeds<'a> = dyn FnMut(&Saved) -> crate::Result<Vec<(Seed, f32)>> + 'a;
+/// explained target, its cotangent and, when asked (`values`: a path method's ends), the
+/// value of the function it is the gradient of.
+pub(crate) type Seeds<'a> = dyn FnMut(&Saved, bool) -> crate::Result<Vec<(Seed, Option<f32>)>> + 'a;
 
 /// What one pass gives for each of its seeds.
 #[derive(Debug)]
@@ -53,7 +54,7 @@ pub(crate) fn run(
 ) -> crate::Result<PassOutput> {
     match pass {
         Pass::Backward(set) => {
-            let seeds: Vec<Seed> = seeds(saved)?.into_iter().map(|(s, _)| s).collect();
+            let seeds: Vec<Seed> = seeds(saved, false)?.into_iter().map(|(s, _)| s).collect();
             let g = dec.backward(saved, &seeds, rules(set), p, progress)?;
             Ok(PassOutput {
                 input: g.input,

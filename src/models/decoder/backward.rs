@@ -14,7 +14,7 @@
 //! elsewhere), so the same code runs on CUDA. candle's autograd through [`Decoder::forward`]
 //! is the twin the tests hold it against.
 
-use super::{Attention, Decoder, DecoderLayer, Rotary};
+use super::{Attention, Block, BlockIo, Decoder, DecoderLayer, Mlp, Rotary};
 use crate::kernels::Products;
 use crate::models::attention::attention_vjp;
 use crate::models::gated::gated;
@@ -65,15 +65,11 @@ struct SavedLayer {
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    /// Gemma: the attention block's output before its norm.
-    attn_out: Option<Tensor>,
-    /// The residual stream after the attention block.
-    mid: Tensor,
     /// The MLP's gate and up projections `(seq, intermediate)`.
     gate: Tensor,
     up: Tensor,
-    /// Gemma: the MLP's output before its norm.
-    mlp_out: Option<Tensor>,
+    /// The residual blocks' inputs and outputs, as [`DecoderLayer::walk`] saw them.
+    blocks: Vec<BlockIo>,
 }
 
 /// One cotangent: directions in the final-normed hidden state, at one position or (a target
@@ -329,7 +325,7 @@ impl Decoder {
                 t.push(r);
             }
             let rot = &self.rotary[layer.self_attn.rope];
-            dh = layer.backward(&saved.layers[l], &saved.residuals[l], &dh, dv, eps, rot, p)?;
+            dh = layer.backward(&saved.layers[l], &dh, dv, eps, rot, p)?;
             progress(self.layers.len() - l, self.layers.len())?;
         }
         for t in &mut trace {
@@ -348,84 +344,86 @@ impl DecoderLayer {
         rot: &Rotary,
         p: Products,
     ) -> Result<(Tensor, SavedLayer)> {
-        let at = &self.self_attn;
+        let (at, mlp) = (&self.self_attn, &self.mlp);
         let n = h.dim(0)?;
-        let x = rms_norm(h, &self.input_layernorm, eps)?;
-        let (q_pre, k_pre, v) = at.project(&x, p)?;
-        let (q, k) = at.position(&q_pre, &k_pre, rot, 0, &Ordinary)?;
-        let a = at.merge_heads(at.attend(&q, &k, &v, p)?, n, p)?;
-        let keep = |t: Tensor| at.q_norm.is_some().then_some(t);
-        let mlp = &self.mlp;
-        let mlp_forward = |x: &Tensor| -> Result<(Tensor, Tensor, Tensor)> {
-            let (gate, up) = mlp.gate_up(x, p)?;
-            let m = mlp.down_proj.forward(&gated(&gate, &up, mlp.act)?, p)?;
-            Ok((gate, up, m))
-        };
-        let (out, mid, gate, up, attn_out, mlp_out) = match &self.feedforward_norms {
-            None => {
-                let mid = (h + &a)?;
-                let x = rms_norm(&mid, &self.post_attention_layernorm, eps)?;
-                let (gate, up, m) = mlp_forward(&x)?;
-                ((&mid + m)?, mid, gate, up, None, None)
+        let (mut attention, mut gate_up) = (None, None);
+        let (out, blocks) = self.walk(h.clone(), eps, &Ordinary, |block, x| match block {
+            Block::Attention => {
+                let (q_pre, k_pre, v) = at.project(x, p)?;
+                let (q, k) = at.position(&q_pre, &k_pre, rot, 0, &Ordinary)?;
+                let a = at.merge_heads(at.attend(&q, &k, &v, p)?, n, p)?;
+                let keep = |t: Tensor| at.q_norm.is_some().then_some(t);
+                attention = Some((keep(q_pre), keep(k_pre), q, k, v));
+                Ok(a)
             }
-            Some((pre, post)) => {
-                let mid = (h + rms_norm(&a, &self.post_attention_layernorm, eps)?)?;
-                let x = rms_norm(&mid, pre, eps)?;
-                let (gate, up, m) = mlp_forward(&x)?;
-                let out = (&mid + rms_norm(&m, post, eps)?)?;
-                (out, mid, gate, up, Some(a), Some(m))
+            Block::Mlp => {
+                let (gate, up) = mlp.gate_up(x, p)?;
+                let m = mlp.down_proj.forward(&gated(&gate, &up, mlp.act)?, p)?;
+                gate_up = Some((gate, up));
+                Ok(m)
             }
+        })?;
+        let (Some((q_pre, k_pre, q, k, v)), Some((gate, up))) = (attention, gate_up) else {
+            candle_core::bail!("a layer ran without its attention or its MLP");
         };
         let saved = SavedLayer {
-            q_pre: keep(q_pre),
-            k_pre: keep(k_pre),
+            q_pre,
+            k_pre,
             q,
             k,
             v,
-            attn_out,
-            mid,
             gate,
             up,
-            mlp_out,
+            blocks,
         };
         Ok((out, saved))
     }
 
-    /// Cotangents `dout: (b, seq, hidden)` of the layer's output carried to its input `h`.
-    #[allow(clippy::too_many_arguments)]
+    /// Cotangents `dout: (b, seq, hidden)` of the layer's output carried to its input,
+    /// through the residual blocks in reverse.
     fn backward(
         &self,
         s: &SavedLayer,
-        h: &Tensor,
         dout: &Tensor,
         dv: &dyn Derivatives,
         eps: f64,
         rot: &Rotary,
         p: Products,
     ) -> Result<Tensor> {
-        let mlp = &self.mlp;
-        // The MLP block: out = mid + [norm](down(act(gate) ⊙ up)), gate, up from norm(mid).
-        let (dm, mlp_norm) = match (&self.feedforward_norms, &s.mlp_out) {
-            (Some((pre, post)), Some(m)) => (dv.rms_norm_vjp(m, post, eps, dout)?, pre),
-            _ => (dout.clone(), &self.post_attention_layernorm),
-        };
-        let dz = mlp.down_proj.vjp(&dm, p)?;
-        let (dgate, dup) = dv.gated_vjp(&s.gate, &s.up, mlp.act, &dz)?;
-        let mut dx = Sum::default();
-        dx.add(Some(mlp.up_proj.vjp(&dup, p)?))?;
-        dx.add(dgate.map(|d| mlp.gate_proj.vjp(&d, p)).transpose()?)?;
-        let dmid = match dx.0 {
-            Some(dx) => (dout + dv.rms_norm_vjp(&s.mid, mlp_norm, eps, &dx)?)?,
-            None => dout.clone(),
-        };
-        // The attention block: mid = h + [norm](attention(norm(h))).
-        let da = match &s.attn_out {
-            Some(a) => dv.rms_norm_vjp(a, &self.post_attention_layernorm, eps, &dmid)?,
-            None => dmid.clone(),
-        };
-        match self.self_attn.backward(s, &da, dv, rot, p)? {
-            Some(dx) => dmid + dv.rms_norm_vjp(h, &self.input_layernorm, eps, &dx)?,
-            None => Ok(dmid),
+        let mut d = dout.clone();
+        for (r, io) in self.residual_blocks().iter().zip(&s.blocks).rev() {
+            let dy = match (r.post, &io.raw) {
+                (Some(w), Some(raw)) => dv.rms_norm_vjp(raw, w, eps, &d)?,
+                _ => d.clone(),
+            };
+            let dx = match r.block {
+                Block::Attention => self.self_attn.backward(s, &dy, dv, rot, p)?,
+                Block::Mlp => Some(self.mlp.backward(s, &dy, dv, p)?),
+            };
+            if let Some(dx) = dx {
+                d = (d + dv.rms_norm_vjp(&io.input, r.pre, eps, &dx)?)?;
+            }
+        }
+        Ok(d)
+    }
+}
+
+impl Mlp {
+    /// Cotangents `dm: (b, seq, hidden)` of the MLP's output carried to its (normed) input:
+    /// `down(act(gate) ⊙ up)` with gate and up from the input.
+    fn backward(
+        &self,
+        s: &SavedLayer,
+        dm: &Tensor,
+        dv: &dyn Derivatives,
+        p: Products,
+    ) -> Result<Tensor> {
+        let dz = self.down_proj.vjp(dm, p)?;
+        let (dgate, dup) = dv.gated_vjp(&s.gate, &s.up, self.act, &dz)?;
+        let dx = self.up_proj.vjp(&dup, p)?;
+        match dgate {
+            Some(d) => dx + self.gate_proj.vjp(&d, p)?,
+            None => Ok(dx),
         }
     }
 }
