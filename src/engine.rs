@@ -1,6 +1,6 @@
 //! The engine: a loaded model with its tokenizer and template, answering
 //! [`ExplainRequest`]s. Generation (`generate.rs`), the all-steps matrix (`steps.rs`), the
-//! target and its seed (`target.rs`), the lens and the faithfulness curves live beside it.
+//! target, its seed and the softmax (`target.rs`), the lens and the faithfulness curves live beside it.
 
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
@@ -9,6 +9,7 @@ use crate::methods::{self, PassOutput};
 use crate::models::decoder::{Decoder, Saved};
 use crate::precision::Plan;
 use crate::source::{self, ModelPath};
+use crate::target::Softmax;
 use crate::types::{
     Candidate, CandidateExplanation, ExplainRequest, Explanation, Method, MethodResult, Pass,
     Prediction, Stage, StreamEvent, Target,
@@ -84,33 +85,6 @@ struct Attributed {
 
 pub(crate) fn stage(stage: Stage, method: Option<Method>) -> StreamEvent {
     StreamEvent::Stage { stage, method }
-}
-
-/// Softmax probability of one token.
-pub(crate) fn probability(id: u32, logits: &[f32]) -> f32 {
-    Softmax::of(logits).prob(logits[id as usize])
-}
-
-/// The softmax's normalizer over a vocabulary, computed once for any number of tokens.
-pub(crate) struct Softmax {
-    max: f64,
-    z: f64,
-}
-
-impl Softmax {
-    pub(crate) fn of(logits: &[f32]) -> Self {
-        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let z = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-        Softmax { max, z }
-    }
-
-    pub(crate) fn prob(&self, logit: f32) -> f32 {
-        ((logit as f64 - self.max).exp() / self.z) as f32
-    }
-
-    pub(crate) fn log_prob(&self, logit: f32) -> f32 {
-        (logit as f64 - self.max - self.z.ln()) as f32
-    }
 }
 
 /// Wraps a sink: `Break` becomes [`Error::Cancelled`].

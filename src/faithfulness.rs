@@ -407,7 +407,7 @@ impl crate::Engine {
                         "target id {target} is not in the vocabulary"
                     ))
                 })?;
-                let prob = crate::engine::Softmax::of(&l).prob(logit);
+                let prob = crate::target::Softmax::of(&l).prob(logit);
                 values.insert(out.clone(), (logit, prob));
             }
             progress(values.len(), total)?;

@@ -2,10 +2,11 @@
 
 use std::ops::ControlFlow;
 
-use crate::engine::{emitter, probability, stage};
+use crate::engine::{emitter, stage};
 use crate::error::{Error, Result};
 use crate::models::decoder::KvCache;
 use crate::sampling::Sampler;
+use crate::target::probability;
 use crate::{GenerateRequest, GeneratedToken, Generation, Stage, StopReason, StreamEvent};
 
 impl crate::Engine {

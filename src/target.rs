@@ -1,7 +1,6 @@
 //! What an explanation explains, and the backward seed that starts from it: a token's logit
 //! (less a contrast's), its log-probability, or a span's summed log-probability.
 
-use crate::engine::Softmax;
 use crate::models::decoder::{Saved, Seed};
 use crate::precision::Plan;
 use crate::{
@@ -263,6 +262,33 @@ fn linear_value(id: u32, logits: &[f32], softmax: &Softmax) -> f32 {
         .map(|&l| softmax.prob(l) as f64 * l as f64)
         .sum();
     (logits[id as usize] as f64 - mean) as f32
+}
+
+/// Softmax probability of one token.
+pub(crate) fn probability(id: u32, logits: &[f32]) -> f32 {
+    Softmax::of(logits).prob(logits[id as usize])
+}
+
+/// The softmax's normalizer over a vocabulary, computed once for any number of tokens.
+pub(crate) struct Softmax {
+    max: f64,
+    z: f64,
+}
+
+impl Softmax {
+    pub(crate) fn of(logits: &[f32]) -> Self {
+        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let z = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+        Softmax { max, z }
+    }
+
+    pub(crate) fn prob(&self, logit: f32) -> f32 {
+        ((logit as f64 - self.max).exp() / self.z) as f32
+    }
+
+    pub(crate) fn log_prob(&self, logit: f32) -> f32 {
+        (logit as f64 - self.max - self.z.ln()) as f32
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use tokenlens::colormap::{text_on, ColorScale};
 use tokenlens::granularity::{aggregate, groups, Aggregate, Granularity, Group};
-use tokenlens::text::visible_lines as visible;
+use tokenlens::text::{percent, visible_lines as visible};
 use tokenlens::{Explanation, Method, MethodResult};
 
 /// The scores per word or sentence, as the `granularity` member of `explain --json`.
@@ -35,8 +35,11 @@ pub fn print(ex: &Explanation, level: Granularity, how: Aggregate) {
     };
     let p = &prediction.best;
     println!(
-        "prediction: {:?} (id {}, logit {:.3}, p {:.3})",
-        p.text, p.id, p.logit, p.prob
+        "prediction: {:?} (id {}, logit {:.3}, p {})",
+        p.text,
+        p.id,
+        p.logit,
+        percent(p.prob)
     );
     match &t.span {
         Some(span) => {
@@ -53,8 +56,12 @@ pub fn print(ex: &Explanation, level: Granularity, how: Aggregate) {
             }
         }
         None => println!(
-            "target:     {:?} (id {}, logit {:.3}, p {:.3}, rank {})",
-            t.token.text, t.token.id, t.token.logit, t.token.prob, t.rank
+            "target:     {:?} (id {}, logit {:.3}, p {}, rank {})",
+            t.token.text,
+            t.token.id,
+            t.token.logit,
+            percent(t.token.prob),
+            t.rank
         ),
     }
     if let (Some(lp), None) = (t.log_prob, &t.span) {
@@ -80,11 +87,11 @@ pub fn print(ex: &Explanation, level: Granularity, how: Aggregate) {
     }
     if let Some(c) = &t.contrast {
         println!(
-            "contrast:   {:?} (id {}, logit {:.3}, p {:.3}): scores explain logit difference {:.3}",
+            "contrast:   {:?} (id {}, logit {:.3}, p {}): scores explain logit difference {:.3}",
             c.text,
             c.id,
             c.logit,
-            c.prob,
+            percent(c.prob),
             t.explained_value()
         );
     }
@@ -93,8 +100,12 @@ pub fn print(ex: &Explanation, level: Granularity, how: Aggregate) {
     for c in &ex.candidates {
         let t = &c.target.token;
         println!(
-            "\n--- candidate {:?} (id {}, logit {:.3}, p {:.3}, rank {}) ---",
-            t.text, t.id, t.logit, t.prob, c.target.rank
+            "\n--- candidate {:?} (id {}, logit {:.3}, p {}, rank {}) ---",
+            t.text,
+            t.id,
+            t.logit,
+            percent(t.prob),
+            c.target.rank
         );
         print_methods(&c.methods, &g, how);
     }

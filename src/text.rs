@@ -1,6 +1,6 @@
 //! Small helpers every surface shares, written once (wasm-safe: the page uses them too):
-//! whitespace made visible, labels, HTML/XML escaping, the largest |score|, and Spearman's
-//! rank correlation.
+//! whitespace made visible, labels, HTML/XML escaping, number formats, the largest |score|,
+//! and Spearman's rank correlation.
 
 /// A token's whitespace made visible, one convention for the page, the exports, the CLI and
 /// the figures: a line break is `↵`, a tab `→`, a carriage return is dropped, and with
@@ -59,6 +59,39 @@ pub fn escape_html(s: &str) -> String {
         }
     }
     out
+}
+
+/// `v` with 3 significant digits: `0.0123`, `4.56`, `789`, `1.23e-5`.
+pub fn sig3(v: f32) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return if v == 0.0 { "0".into() } else { v.to_string() };
+    }
+    let mag = v.abs().log10().floor() as i32;
+    if (-4..6).contains(&mag) {
+        let decimals = (2 - mag).max(0) as usize;
+        format!("{v:.decimals$}")
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+/// Two significant digits in at most five characters, for a value printed in a small cell.
+pub fn short(v: f32) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return if v == 0.0 { "0".into() } else { v.to_string() };
+    }
+    let mag = v.abs().log10().floor() as i32;
+    if (-2..3).contains(&mag) {
+        let decimals = (1 - mag).max(0) as usize;
+        format!("{v:.decimals$}")
+    } else {
+        format!("{v:.0e}")
+    }
+}
+
+/// A probability as a percentage with one decimal: `77.3%`.
+pub fn percent(p: f32) -> String {
+    format!("{:.1}%", p * 100.0)
 }
 
 /// The largest |value| (0 for none).
@@ -145,5 +178,26 @@ mod tests {
         ));
         assert_eq!(spearman(&[1.0, 1.0], &[1.0, 2.0]), None);
         assert_eq!(spearman(&[1.0], &[1.0]), None);
+    }
+
+    #[test]
+    fn short_values_fit_a_cell() {
+        let got: Vec<String> = [0.0, 0.1234, -1.234, 12.34, 123.4, 0.001234, 12345.0]
+            .map(short)
+            .to_vec();
+        assert_eq!(got, ["0", "0.12", "-1.2", "12", "123", "1e-3", "1e4"]);
+        assert!(got.iter().all(|s| s.len() <= 5));
+    }
+
+    #[test]
+    fn three_significant_digits() {
+        assert_eq!(percent(0.7734), "77.3%");
+        assert_eq!(sig3(0.0), "0");
+        assert_eq!(sig3(1.23456), "1.23");
+        assert_eq!(sig3(-0.0123456), "-0.0123");
+        assert_eq!(sig3(789.4), "789");
+        assert_eq!(sig3(12345.0), "12345");
+        assert_eq!(sig3(0.000012345), "1.23e-5");
+        assert_eq!(sig3(1234567.0), "1.23e6");
     }
 }

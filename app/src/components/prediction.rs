@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 use tokenlens::{Prediction, Score, SpanTarget, Target, TargetSpec};
 
-use crate::format::sig3;
+use crate::format::{percent, sig3};
 use crate::state::ExplainSpec;
 
 /// What an explanation explained: the prediction, the target, and the answer step it is
@@ -66,7 +66,7 @@ pub fn PredictionPanel(
                                 on:click=move |_| pick(None)
                             >
                                 <span class="cand-text">{format!("{:?}", c.text)}</span>
-                                <span class="cand-prob">{format!("{:.1}%", c.prob * 100.0)}</span>
+                                <span class="cand-prob">{percent(c.prob)}</span>
                             </button>
                             <button
                                 type="button"
