@@ -33,8 +33,8 @@ pub struct LoadOptions {
     /// loading (attention's backward pass needs the square of the prompt per head).
     pub max_tokens: Option<usize>,
     /// Bytes the dense weights may take; a model over it keeps its weights as its file stores
-    /// them (GGUF quantized blocks, bf16/f16 safetensors) and converts one matrix at a time
-    /// (default: [`source::memory_budget`]).
+    /// them (GGUF quantized blocks, bf16/f16 safetensors) and converts a block of rows at a
+    /// time as each product needs it (default: [`source::memory_budget`]).
     pub max_memory: Option<u64>,
 }
 
@@ -211,7 +211,7 @@ impl Engine {
         })
     }
 
-    /// How the weights are held (dense, or as stored and converted per layer), in words.
+    /// How the weights are held (dense, or as stored and converted per use), in words.
     pub fn weights_note(&self) -> &str {
         &self.weights_note
     }
@@ -354,9 +354,9 @@ impl Engine {
     }
 
     /// Forward pass, prediction, target, and every method's backward pass on `ids`;
-    /// emits `stage`, `progress`, `prediction` and `method` events. `req`'s prompt is not
-    /// read. One forward pass serves every method; methods that share rules share a
-    /// backward pass.
+    /// emits `stage`, `progress`, `prediction`, `method`, `lens` and `candidate` events.
+    /// `req`'s prompt is not read. One forward pass serves every method; methods with the
+    /// same [`Pass`](crate::Pass) share it.
     fn attribute(
         &self,
         ids: &[u32],
@@ -435,8 +435,8 @@ impl Engine {
         })
     }
 
-    /// The other candidates, each explained as the target is: one backward pass per rule set
-    /// carrying a seed per candidate (exact: the rules are linear in the seed); emits a
+    /// The other candidates, each explained as the target is: one pass per distinct method
+    /// pass carrying a seed per candidate (exact: the rules are linear in the seed); emits a
     /// `candidate` event each once every method is done.
     fn candidates(
         &self,

@@ -1,8 +1,9 @@
 //! TokenLens: why did a language model say what it said?
 //!
-//! The engine loads a causal LLM (Llama family; GGUF or Hugging Face safetensors) with
-//! [candle](https://github.com/huggingface/candle), runs a differentiable forward pass from
-//! the input embeddings and attributes a predicted token to the input tokens:
+//! The engine loads a causal LLM (Llama, Qwen2/3, Gemma 3; GGUF or Hugging Face
+//! safetensors) with [candle](https://github.com/huggingface/candle), runs a forward pass
+//! that keeps its activations, and attributes a predicted token to the input tokens by
+//! explicit backward passes:
 //!
 //! - gradient-norm **saliency** and **input×gradient**,
 //! - **AttnLRP** and **CP-LRP** as LXT's efficient mode computes them,
@@ -22,8 +23,8 @@
 //! # Ok::<(), tokenlens::Error>(())
 //! ```
 //!
-//! [`types`] holds the serde types shared with the web front end; it alone compiles without
-//! the `engine` feature (for wasm).
+//! [`types`] holds the serde types shared with the web front end; it, [`colormap`],
+//! [`granularity`] and [`text`] compile without the `engine` feature (for wasm).
 #![deny(missing_docs)]
 
 pub mod colormap;

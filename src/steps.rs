@@ -13,8 +13,8 @@ use crate::{Method, Stage, StepRow, StepsRequest, StreamEvent};
 
 impl crate::Engine {
     /// Explains every generated token against its context (prompt and earlier generated
-    /// tokens): emits `tokens` (prompt and answer), one `step` row per generated token,
-    /// `done`. Returns the rows.
+    /// tokens): emits `tokens` (prompt and answer), `precision`, one `step` row per generated
+    /// token, `done`, with `stage` and `progress` between. Returns the rows.
     pub fn explain_steps_streaming(
         &self,
         req: &StepsRequest,

@@ -39,7 +39,7 @@ impl crate::Engine {
         Ok(target)
     }
 
-    /// Resolves a target spec against the logits; `None` = argmax.
+    /// Resolves a target spec to a token id; `Argmax` is `argmax`.
     pub(crate) fn target_id(&self, spec: &TargetSpec, argmax: u32) -> Result<u32> {
         match spec {
             TargetSpec::Argmax => Ok(argmax),

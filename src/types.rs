@@ -59,13 +59,14 @@ pub struct ExplainRequest {
     /// How many candidates the prediction lists.
     #[serde(default = "default_top_k")]
     pub top_k: usize,
-    /// Seed the backward pass with the target logit instead of 1.0 (LXT's trace example does
-    /// this; it scales every score by the logit).
+    /// Seed the backward pass with the explained value ([`Target::explained_value`]: the
+    /// logit, a logit difference, a log-probability) instead of 1.0 (LXT's trace example
+    /// does this; it scales every score by it).
     #[serde(default)]
     pub seed_with_logit: bool,
     /// Also explain the other top-k candidates, after the target, all in one batched
-    /// backward pass per rule set (a `candidate` event each), so that switching to one of
-    /// them needs no new request.
+    /// pass per distinct method pass (a `candidate` event each), so that switching to one
+    /// of them needs no new request.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub explain_candidates: bool,
     /// Token ids appended after the (templated) prompt: the first generated tokens, when a
@@ -430,11 +431,12 @@ pub struct PathEnds {
 pub struct MethodResult {
     /// One score per token.
     pub scores: Vec<f32>,
-    /// `[n_layers][n_tokens]`: per decoder layer output h_l, `sum_d h_l[t,d] * dy/dh_l[t,d]`.
+    /// `[n_layers][n_tokens]`: per decoder layer output h_l, `sum_d h_l[t,d] * dy/dh_l[t,d]`
+    /// (a path method: summed along the stream's change over the path, layer conductance).
     pub trace: Vec<Vec<f32>>,
     /// `trace` with each layer divided by its max |value|.
     pub trace_normalized: Vec<Vec<f32>>,
-    /// Conservation figures (for relevance methods).
+    /// Conservation (LRP rules) or completeness (path methods); none for plain gradients.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub conservation: Option<Conservation>,
 }
@@ -468,7 +470,7 @@ pub struct Explanation {
     /// The token explained (with the prediction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
-    /// The backward seed (1.0, or the target logit).
+    /// The backward seed (1.0, or the explained value with `seed_with_logit`).
     pub seed: f32,
     /// Results by method, as they come.
     pub methods: BTreeMap<Method, MethodResult>,
@@ -546,8 +548,8 @@ impl Explanation {
     }
 }
 
-/// A top-k candidate explained beside the target (its seed batched with the target's in
-/// each method's pass).
+/// A top-k candidate explained beside the target (after the target's passes, every
+/// candidate's seed batched in one more pass per distinct method pass).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateExplanation {
     /// The candidate as a target: its logit, probability and rank (and the contrast).

@@ -1,8 +1,8 @@
 //! TokenLens' web front end: Leptos components and server functions.
 //!
 //! Built twice: with `ssr` into the server (server functions run there, next to the engine)
-//! and with `hydrate` into the wasm bundle. The wasm build sees only `tokenlens::types` and
-//! `tokenlens::colormap`, never candle.
+//! and with `hydrate` into the wasm bundle. The wasm build sees only tokenlens' engine-free
+//! modules (`types`, `colormap`, `text`, `granularity`), never candle.
 
 pub mod browser;
 pub mod compare;
@@ -50,7 +50,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-/// The application: one page.
+/// The application: the explain page, permalinks and the compare page.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();

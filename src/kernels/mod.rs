@@ -1,15 +1,15 @@
 //! The CPU's matrix products, each through the fastest library this machine has, and the one
 //! worker pool they all run on.
 //!
-//! - [`Products::F32`]: f32 operands through OpenBLAS' `sgemm` ([`openblas`]), or candle's
+//! - [`Products::F32`]: f32 operands through OpenBLAS' `sgemm` (`openblas`), or candle's
 //!   kernel without it. Exact: what the PyTorch references compute.
 //! - [`Products::Bf16`]: bf16 operands with f32 accumulation on the matrix units (AMX-BF16,
-//!   AVX512-BF16) through oneMKL ([`mkl`]); on CUDA, bf16 tensor cores through candle.
+//!   AVX512-BF16) through oneMKL (`mkl`); on CUDA, bf16 tensor cores through candle.
 //! - [`Products::Stored`]: forward-only products on the weights as the GGUF file stores
 //!   them, quantized blocks read directly ([`quantized`]), as llama.cpp runs them.
 //!
 //! Every parallel kernel (row kernels, tiles of a product, quantized rows) runs on candle's
-//! CPU pool through [`parallel_for`]: with a pool each, idle workers of one spun on the cores
+//! CPU pool through `parallel_for`: with a pool each, idle workers of one spun on the cores
 //! the other needed (≈ 18% of a pass on two cores).
 
 pub(crate) mod convert;

@@ -1,4 +1,5 @@
-//! Gradient scores from the input embeddings' gradient, and the latent trace.
+//! Per-token reductions of the input embeddings' gradient, and the trace's row
+//! normalization (the trace itself is summed in `models::decoder::backward`).
 //!
 //! - saliency: `‖dy/de_t‖₂` over the hidden dimension (the first seed's method; Simonyan et
 //!   al. 2014, "Deep Inside Convolutional Networks").

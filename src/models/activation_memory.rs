@@ -7,7 +7,8 @@
 //! peak RSS less weights and process: 0.70, 1.46 and 9.0 GB):
 //! - the forward pass's activations kept for the backward passes grow with the prompt:
 //!   622 KB a token there, 2.45 floats per layer per hidden and MLP unit (the residual
-//!   stream, q/k/v and the MLP's gate and up projections);
+//!   stream before and after each layer's attention block, q/k/v and the MLP's gate and up
+//!   projections; Gemma 3 also its blocks' outputs before their post-norms);
 //! - attention's (heads, n, n) buffers grow with its square: 58 bytes per token², 1.6 floats
 //!   per head (the forward pass's scores and probabilities of one layer; the backward pass
 //!   takes heads in groups of bounded size).

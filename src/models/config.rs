@@ -129,7 +129,8 @@ pub trait WeightSource {
 }
 
 /// The longest context a model may declare. The RoPE tables are built for all of it at load
-/// (`head_dim × 4` bytes per position: 512 MB at this length for a head width of 128).
+/// (`head_dim × 4` bytes per position and table, f32: 512 MB at this length for a head width
+/// of 128; Gemma 3 builds two tables).
 pub const MAX_CONTEXT: usize = 1 << 20;
 
 /// The most decoder layers a model may declare (the largest open models have about 130):

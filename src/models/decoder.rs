@@ -5,8 +5,9 @@
 //! family's module fills it from `config.json` or GGUF metadata.
 //!
 //! Follows transformers' modeling files (`modeling_llama.py`, `modeling_qwen2.py`,
-//! `modeling_qwen3.py`, `modeling_gemma3.py`). Weights are dequantized to f32 (or kept in
-//! bf16) and held as constants: only activations get gradients.
+//! `modeling_qwen3.py`, `modeling_gemma3.py`). Weights (a [`Weight`] each: dense, or kept as
+//! the file stores them and converted per use) are constants: only activations get
+//! gradients.
 
 use super::attention::{causal_attention, fast_path, masked_softmax, probabilities};
 use super::gated::Activation;

@@ -1,7 +1,7 @@
 //! Differentiable model families. Every op has a backward pass: candle's fast kernels
 //! (`candle_nn::ops::rms_norm`, `rope`, `softmax_last_dim`, quantized matmul, sdpa) have none
 //! and silently cut the graph, so the models use primitive tensor ops, or fused custom ops
-//! (`attention`, `gated`, `norm`, `linear`) whose backward passes are written beside them
+//! (`attention`, `gated`, `norm`, `linear`, `decoder::rotary`) whose backward passes are written beside them
 //! and tested against their primitive twins.
 //!
 //! The backward pass takes its derivatives at the norms, the gated activation and

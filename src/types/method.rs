@@ -27,8 +27,9 @@ pub enum Pass {
     Backward(RuleSet),
     /// Integrated gradients: `steps` equally spaced points on the straight path from the
     /// zero embedding to the input (the baseline excluded, the input included), each a
-    /// forward and a plain backward pass; the gradients averaged (the right Riemann sum,
-    /// Captum's `riemann_right`).
+    /// plain backward pass from its own forward pass (the input's is the one already run;
+    /// the baseline gets a forward pass only); the gradients averaged (the right Riemann
+    /// sum, Captum's `riemann_right`).
     Integrated {
         /// Points on the path after the baseline.
         steps: u16,
@@ -50,8 +51,8 @@ impl Pass {
 pub enum Reduction {
     /// `‖g_t‖₂` over the hidden dimension.
     GradientNorm,
-    /// `Σ_d (e_t,d − baseline_t,d) · g_t,d` (input × gradient; relevance under LRP rules; the
-    /// baseline is zero except for path methods).
+    /// `Σ_d e_t,d · g_t,d` (input × gradient; relevance under LRP rules; for integrated
+    /// gradients, whose baseline is the zero embedding, the path's attribution).
     InputTimesGradient,
 }
 

@@ -25,11 +25,12 @@ pub enum Stage {
     Lens,
 }
 
-/// What a streaming request sends. An explanation: `tokens`, `prediction`, one `method` per
-/// method, with `explain_candidates` one `candidate` per other top-k candidate, with a
-/// faithfulness spec `faithfulness`, `done`. A generation: `tokens`, one `generated` per token, `finished`, `done`.
-/// All steps: `tokens` (prompt and answer), one `step` per generated token, `done`. `stage`
-/// events may come between them; `error` ends a stream early.
+/// What a streaming request sends. An explanation: `tokens`, `precision`, `prediction`, one
+/// `method` per method, with the lens `lens`, with `explain_candidates` one `candidate` per
+/// other top-k candidate, with a faithfulness spec `faithfulness`, `done`. A generation:
+/// `tokens`, one `generated` per token, `finished`, `done`. All steps: `tokens` (prompt and
+/// answer), one `step` per generated token, `done`. `stage`, `progress` and `queued` events
+/// may come between them; `error` ends a stream early.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamEvent {
@@ -108,17 +109,18 @@ pub enum StreamEvent {
         /// A readable message.
         message: String,
     },
-    /// Progress inside a pass: `done` of `total` layers (forward, or one method's backward);
-    /// sent as the pass runs, at most about ten times a second.
+    /// Progress inside a stage: `done` of `total` units of work (layers of a pass, a path
+    /// method's layers over all its passes, or the curves' perturbed inputs); sent as it
+    /// runs, at most about ten times a second.
     Progress {
         /// The pass's stage.
         stage: Stage,
         /// The method, for backward passes.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         method: Option<Method>,
-        /// Layers done.
+        /// Units done.
         done: usize,
-        /// Layers in the pass.
+        /// Units in the stage.
         total: usize,
     },
     /// The precision the request's products run in, after `tokens` (when it is not f32; a

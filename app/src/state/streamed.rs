@@ -129,7 +129,7 @@ pub struct AnswerState {
     /// The precision the request asked for (`auto` before there was a choice).
     #[serde(default)]
     pub asked: Precision,
-    /// The precision it was generated in (see [`Partial::precision`]).
+    /// The precision it was generated in (see `Explanation::precision`).
     #[serde(default = "Precision::exact")]
     pub precision: Precision,
     /// The server's sealed record of the stream, once it is complete.
@@ -210,7 +210,7 @@ pub struct MatrixState {
     /// Rows the request asked for.
     #[serde(default)]
     pub expected: usize,
-    /// The precision it was computed in (see [`Partial::precision`]).
+    /// The precision it was computed in (see `Explanation::precision`).
     #[serde(default = "Precision::exact")]
     pub precision: Precision,
     /// The server's sealed record of the stream, once it is complete.

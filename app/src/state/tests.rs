@@ -1,3 +1,5 @@
+//! Views through the URL and back, candidates picked and back, stored snapshots replayed.
+
 use super::*;
 use crate::display::{Clip, Display};
 use crate::record::{Record, Task};

@@ -86,8 +86,8 @@ pub struct ViewState {
 }
 
 /// Longest context (prompt bytes plus four per answer token before the step) whose
-/// explanation brings the other candidates: they ride the target's backward passes as a seed
-/// each, about top-k times the work, which short contexts afford.
+/// explanation brings the other candidates: one more pass per distinct method pass carries a
+/// seed each, about top-k times the work, which short contexts afford.
 const CANDIDATES_UP_TO: usize = 1000;
 
 impl Default for ViewState {

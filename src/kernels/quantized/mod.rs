@@ -5,7 +5,7 @@
 //! Q4_0, Q8_0 and the k-quants (Q2_K … Q6_K; Q4_K, Q6_K and Q8_0 repacked for AVX512-VNNI).
 //! For Q4_1, Q5_0 and Q5_1 candle has only scalar dot products (several times slower than a
 //! dense f32 product), yet Q4_K_M files hold Q5_0 for every matrix whose width is not a
-//! multiple of 256 and SmolLM2's GGUF is Q4_1; for those the dot products here ([`blocks`],
+//! multiple of 256 and SmolLM2's GGUF is Q4_1; for those the dot products here (`blocks`,
 //! AVX2 / AVX512-VNNI in `x86.rs`) run over the rows of every matrix that reads the same
 //! input (a layer's q, k and v; its gate and up) in one parallel region, after one
 //! quantization of the input: a decoding step of a small model is as much hand-offs between

@@ -58,17 +58,19 @@ impl Saved {
 /// What one layer's backward pass reads.
 #[derive(Debug)]
 struct SavedLayer {
-    /// q and k before their norms (models with q/k norms), `(heads, seq, head_dim)`.
+    /// q and k before their norms (models with q/k norms), `(heads or kv_heads, seq,
+    /// head_dim)`.
     q_pre: Option<Tensor>,
     k_pre: Option<Tensor>,
-    /// q, k and v as attention reads them: rotated, k and v per key/value head.
+    /// q, k and v as attention reads them: q and k rotated, k and v per key/value head.
     q: Tensor,
     k: Tensor,
     v: Tensor,
     /// The MLP's gate and up projections `(seq, intermediate)`.
     gate: Tensor,
     up: Tensor,
-    /// The residual blocks' inputs and outputs, as [`DecoderLayer::walk`] saw them.
+    /// Each residual block's input, and its output where a post-norm follows, as
+    /// [`DecoderLayer::walk`] saw them.
     blocks: Vec<BlockIo>,
 }
 
@@ -221,8 +223,8 @@ impl Decoder {
     }
 
     /// Carries `seeds` back through the saved forward pass with `dv`'s derivatives: the
-    /// gradient of each seed's target with respect to the input embeddings and every layer's
-    /// output.
+    /// gradient of each seed's target with respect to the input embeddings, and the latent
+    /// trace `Σ_d h_l·dh_l` at every layer's output.
     /// Seeds are taken in groups small enough for memory; `progress` hears of each layer.
     pub fn backward(
         &self,

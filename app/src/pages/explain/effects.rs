@@ -29,8 +29,9 @@ pub fn follow_url(page: Page) {
     });
 }
 
-/// View settings (method, units, colors, query only) amend the current history entry;
-/// picking a method of several passes (computed only while in view) also computes it.
+/// View settings (method, units, colors, query only) amend the current history entry, and
+/// compute what they change: a method of several passes (computed only while in view), the
+/// curves over the query only.
 pub fn amend_on_view_settings(page: Page) {
     Effect::new(move |_| {
         let now = page.shown.get_untracked();

@@ -1,4 +1,5 @@
-//! What the page's controls do: each makes the next view and moves to it ([`Page::go`]).
+//! What the page's controls do: most make the next view and move to it ([`Page::go`]); the
+//! model picker, Share and Export act in place.
 
 use leptos::prelude::*;
 use tokenlens::{Operator, Score, Span, TargetSpec};

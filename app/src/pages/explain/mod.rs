@@ -6,7 +6,8 @@
 //!
 //! Rooms: [`page`] holds the state and the moves between views, `handlers` what each control
 //! does, `effects` what follows the URL and the view settings, `layout` and `results` the
-//! markup, `runs` the computing, `actions` sharing and exporting.
+//! markup, `runs` the computing, `actions` sharing and exporting, `estimate` the cost asked
+//! while typing.
 
 mod actions;
 mod effects;

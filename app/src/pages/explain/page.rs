@@ -155,8 +155,8 @@ impl Page {
         })
     }
 
-    /// Moves to view `v`: a new history entry (`push`) or an amended one. On a permalink the
-    /// live view opens at `/`.
+    /// Moves to view `v`: a new history entry (`push`) or an amended one. On a permalink a
+    /// new action opens the live view at `/`; view switches stay on it.
     pub fn go(self, v: ViewState, push: bool) {
         let (runs, shown) = (self.runs, self.shown);
         let same = !self.shared

@@ -42,8 +42,10 @@ fn explained(page: Page) -> Signal<Option<Explained>> {
 pub fn ResultsView(page: Page, #[prop(into)] stale: Signal<bool>) -> impl IntoView {
     let (status, result, matrix) = (page.status, page.results.result, page.results.matrix);
     let (method, display, query_only) = (page.method, page.display, page.query_only);
-    let selected = Signal::derive(move || result.with(|r| r.as_ref().and_then(|r| r.step)));
-    let selected_span = Signal::derive(move || {
+    // Memos: the answer re-renders only when the step or span explained changes, not on
+    // every event of the explanation's stream.
+    let selected = Memo::new(move |_| result.with(|r| r.as_ref().and_then(|r| r.step)));
+    let selected_span = Memo::new(move |_| {
         result.with(|r| {
             let t = r.as_ref()?.target.as_ref()?;
             t.span.as_ref().map(|s| s.span)

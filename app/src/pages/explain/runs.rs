@@ -55,7 +55,7 @@ pub struct Status {
     pub running: RwSignal<bool>,
     /// The status line.
     pub stage: RwSignal<Option<String>>,
-    /// The running pass's progress bar (layers done), shown only mid-pass.
+    /// The running stage's progress bar (its units of work done), shown only mid-stage.
     pub progress: RwSignal<Option<f64>>,
     /// The last run's error.
     pub error: RwSignal<Option<String>>,
@@ -169,6 +169,14 @@ impl Results {
     }
 }
 
+/// Empties `s` unless it is empty already (a write wakes what reads it, even of the same
+/// value: the answer, say, would be drawn again under a pointer pressing on it).
+fn clear<T: Send + Sync + 'static>(s: RwSignal<Option<T>>) {
+    if s.with_untracked(Option::is_some) {
+        s.set(None);
+    }
+}
+
 /// The page's runner: its status, its results, and what to clear when a run starts.
 #[derive(Clone, Copy)]
 pub struct Runs {
@@ -221,7 +229,8 @@ impl Runs {
         self.status.begin()
     }
 
-    /// Explains the token `v.explain` names: of the prompt, or of `v`'s answer at a step.
+    /// Explains what `v.explain` names: the prompt's next token, `v`'s answer token at a
+    /// step, or a span of the answer.
     async fn run_explain(self, v: ViewState) -> Outcome {
         let r = self.results;
         let ids = r
@@ -310,8 +319,8 @@ impl Runs {
         self.shown.set(v.clone());
         match &v.generation {
             None => {
-                r.answer.set(None);
-                r.matrix.set(None);
+                clear(r.answer);
+                clear(r.matrix);
             }
             Some(_) => {
                 let have = r.answer.with_untracked(|a| {
@@ -326,7 +335,7 @@ impl Runs {
             }
         }
         match &v.explain {
-            None => r.result.set(None),
+            None => clear(r.result),
             Some(_) => {
                 let have = r
                     .result_for
@@ -339,7 +348,7 @@ impl Runs {
             }
         }
         match v.matrix {
-            None => r.matrix.set(None),
+            None => clear(r.matrix),
             Some(_) => {
                 let have = r.matrix_for.with_untracked(|k| *k == v.matrix_context());
                 if !have || force {
