@@ -63,29 +63,26 @@ pub fn escape_html(s: &str) -> String {
 
 /// `v` with 3 significant digits: `0.0123`, `4.56`, `789`, `1.23e-5`.
 pub fn sig3(v: f32) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return if v == 0.0 { "0".into() } else { v.to_string() };
-    }
-    let mag = v.abs().log10().floor() as i32;
-    if (-4..6).contains(&mag) {
-        let decimals = (2 - mag).max(0) as usize;
-        format!("{v:.decimals$}")
-    } else {
-        format!("{v:.2e}")
-    }
+    significant(v, 3, -4..6, 2)
 }
 
 /// Two significant digits in at most five characters, for a value printed in a small cell.
 pub fn short(v: f32) -> String {
+    significant(v, 2, -2..3, 0)
+}
+
+/// `v` with `digits` significant digits where its order of magnitude is in `plain`, else in
+/// scientific notation with `exp_decimals` decimals.
+fn significant(v: f32, digits: i32, plain: std::ops::Range<i32>, exp_decimals: usize) -> String {
     if v == 0.0 || !v.is_finite() {
         return if v == 0.0 { "0".into() } else { v.to_string() };
     }
     let mag = v.abs().log10().floor() as i32;
-    if (-2..3).contains(&mag) {
-        let decimals = (1 - mag).max(0) as usize;
+    if plain.contains(&mag) {
+        let decimals = (digits - 1 - mag).max(0) as usize;
         format!("{v:.decimals$}")
     } else {
-        format!("{v:.0e}")
+        format!("{v:.exp_decimals$e}")
     }
 }
 

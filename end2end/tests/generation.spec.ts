@@ -119,6 +119,17 @@ test('all steps: a matrix of every answer token against its context', async ({ p
   await expect(page.locator('[data-testid=tooltip]')).toContainText(`step ${n} ←`);
   expect(await tokens.count()).toBe(0); // the matrix needs no single explanation
   await page.screenshot({ path: path.join(shots, 'matrix.png'), fullPage: true });
+  // Explaining one answer token beside the matrix keeps the matrix: no second all-steps run.
+  const stepsRuns: string[] = [];
+  page.on('request', (r) => {
+    if (new URL(r.url()).pathname.includes('steps')) stepsRuns.push(r.url());
+  });
+  await page.locator('.ans-tok[data-step="1"]').click();
+  await expect(page).toHaveURL(/[?&]step=1/);
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await expect(tokens.first()).toBeVisible();
+  await expect(cells).toHaveCount(n * p + (n * (n - 1)) / 2);
+  expect(stepsRuns).toEqual([]);
 });
 
 test('a candidate click shows its explanation at once (explained with the target), then the sealed one', async ({ page }) => {
