@@ -395,7 +395,8 @@ impl Engine {
                     let value = values.then(|| self.value_at(s, &logits, &target, plan));
                     Ok(vec![(seed, value.transpose()?)])
                 };
-                self.run_pass(method.runs().pass, &saved, &mut seeds, plan, &mut progress)
+                let pass = (method.runs().pass, req.neurons);
+                self.run_pass(pass, &saved, &mut seeds, plan, &mut progress)
             })?;
             let result = methods::result(method, &embeds, out, 0, seed, &target)?;
             emit(StreamEvent::Method {
@@ -476,7 +477,13 @@ impl Engine {
                         })
                         .collect()
                 };
-                self.run_pass(method.runs().pass, saved, &mut seeds, plan, &mut progress)
+                self.run_pass(
+                    (method.runs().pass, 0),
+                    saved,
+                    &mut seeds,
+                    plan,
+                    &mut progress,
+                )
             })?;
             for (i, c) in out.iter_mut().enumerate() {
                 let scale = seed_scale(req, &c.target);
@@ -518,16 +525,18 @@ impl Engine {
         Ok(())
     }
 
-    /// A method's pass from the saved forward pass over the input, with the plan's products.
+    /// A method's pass from the saved forward pass over the input, with the plan's products;
+    /// a one-pass method keeps `neurons` neurons per layer (0: none).
     pub(crate) fn run_pass(
         &self,
-        pass: Pass,
+        (pass, neurons): (Pass, usize),
         saved: &Saved,
         seeds: &mut methods::Seeds<'_>,
         plan: Plan,
         progress: &mut crate::models::decoder::Progress<'_>,
     ) -> Result<PassOutput> {
-        methods::run(&self.model, pass, saved, seeds, plan.attribution, progress)
+        let products = (plan.attribution, neurons);
+        methods::run(&self.model, pass, saved, seeds, products, progress)
     }
 
     /// The logits at `position` of the saved pass `s`: `known` when `s` is `input` (the pass

@@ -141,6 +141,13 @@ struct RequestArgs {
     /// `lens`.
     #[arg(long)]
     lens: bool,
+    /// Also keep each layer's N most relevant MLP neurons for every one-pass method, from
+    /// the same backward pass: a neuron's relevance is its activation (the input of
+    /// `down_proj`) times the method's gradient there, or the gradient's magnitude for
+    /// saliency, summed over tokens; into the JSON document's `methods.<m>.neurons` (per
+    /// layer: its total and the top N with their per-token values).
+    #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=tokenlens::MAX_NEURONS as u64))]
+    neurons: usize,
     /// Refuse prompts longer than this many tokens. Default: the model's context, or on the
     /// CPU the longest prompt whose explanation fits in the memory available (attention's
     /// backward pass needs the square of the prompt per head).
@@ -299,6 +306,7 @@ impl RequestArgs {
             score: self.score,
             span: None,
             precision: self.device.precision,
+            neurons: self.neurons,
         })
     }
 

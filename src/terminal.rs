@@ -187,5 +187,25 @@ fn print_methods(
             ),
             None => {}
         }
+        if let Some(layers) = &result.neurons {
+            print_neurons(layers);
+        }
+    }
+}
+
+/// The layers whose neurons hold the most, each with its top neurons (`layer:index value`).
+fn print_neurons(layers: &[tokenlens::NeuronLayer]) {
+    let mut order: Vec<usize> = (0..layers.len()).collect();
+    order.sort_by(|&a, &b| layers[b].total.abs().total_cmp(&layers[a].total.abs()));
+    println!("neurons (layers holding the most; layer:index relevance):");
+    for &l in order.iter().take(5) {
+        let top: Vec<String> = layers[l]
+            .top
+            .iter()
+            .take(5)
+            .map(|n| format!("{l}:{} {}", n.index, tokenlens::text::sig3(n.value)))
+            .collect();
+        let total = tokenlens::text::sig3(layers[l].total);
+        println!("  layer {l:>2} (Σ {total}): {}", top.join(", "));
     }
 }

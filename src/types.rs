@@ -95,7 +95,18 @@ pub struct ExplainRequest {
     /// How the matrix products are computed (see [`Precision`]).
     #[serde(default, skip_serializing_if = "Precision::is_auto")]
     pub precision: Precision,
+    /// Also keep each layer's `neurons` most relevant MLP neurons for every one-pass method,
+    /// from the same backward pass (0: none; see [`NeuronLayer`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub neurons: usize,
 }
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The most neurons a layer keeps in an explanation.
+pub const MAX_NEURONS: usize = 64;
 
 fn default_true() -> bool {
     true
@@ -139,6 +150,12 @@ impl ExplainRequest {
                 return Err("faithfulness curves follow one token's logit, not a span".into());
             }
         }
+        if self.neurons > MAX_NEURONS {
+            return Err(format!(
+                "neurons must be at most {MAX_NEURONS} per layer, not {}",
+                self.neurons
+            ));
+        }
         check_methods(&self.methods)
     }
 
@@ -160,6 +177,7 @@ impl ExplainRequest {
             score: Score::Logit,
             span: None,
             precision: Precision::Auto,
+            neurons: 0,
         }
     }
 }
@@ -439,6 +457,32 @@ pub struct MethodResult {
     /// Conservation (LRP rules) or completeness (path methods); none for plain gradients.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub conservation: Option<Conservation>,
+    /// With [`ExplainRequest::neurons`]: per layer, its MLP neurons' relevance.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub neurons: Option<Vec<NeuronLayer>>,
+}
+
+/// One layer's MLP neurons in an explanation. A neuron is one of the MLP's hidden units (the
+/// input of `down_proj`: `act(gate) · up`); its relevance at token t is its activation times
+/// the method's gradient there (input × gradient, AttnLRP, CP-LRP), or the gradient's
+/// magnitude (saliency); a neuron's value is the sum over tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeuronLayer {
+    /// Σ over the layer's neurons (and tokens).
+    pub total: f32,
+    /// The neurons of largest |value|, largest first.
+    pub top: Vec<Neuron>,
+}
+
+/// One neuron's relevance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Neuron {
+    /// Its index among the layer's hidden units.
+    pub index: u32,
+    /// Its relevance summed over tokens.
+    pub value: f32,
+    /// Its relevance at each token.
+    pub per_token: Vec<f32>,
 }
 
 /// Everything an explanation holds; the CLI's `--json` document. One shape from the engine

@@ -13,6 +13,7 @@ mod generation;
 mod integrated_gradients;
 mod lens;
 mod model_files;
+mod neurons;
 mod precision;
 mod reference;
 mod span;

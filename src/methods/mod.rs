@@ -7,6 +7,7 @@
 pub mod attnlrp;
 pub mod gradient;
 pub mod integrated_gradients;
+pub(crate) mod neurons;
 pub mod rules;
 
 use candle_core::Tensor;
@@ -41,25 +42,48 @@ pub(crate) struct PassOutput {
     pub trace: Vec<Vec<Vec<f32>>>,
     /// A path method's function at the path's ends, per seed.
     pub ends: Option<Vec<PathEnds>>,
+    /// What the pass heard at the MLP neurons, when asked.
+    pub neurons: Option<neurons::Neurons>,
 }
 
 /// Runs `pass` from the saved forward pass over the input; `progress` hears of each layer.
+/// With `neurons` > 0 a one-pass method also keeps that many neurons per layer.
 pub(crate) fn run(
     dec: &Decoder,
     pass: Pass,
     saved: &Saved,
     seeds: &mut Seeds<'_>,
-    p: Products,
+    (p, neurons): (Products, usize),
     progress: &mut Progress<'_>,
 ) -> crate::Result<PassOutput> {
     match pass {
         Pass::Backward(set) => {
             let seeds: Vec<Seed> = seeds(saved, false)?.into_iter().map(|(s, _)| s).collect();
-            let g = dec.backward(saved, &seeds, rules(set), p, progress)?;
+            if neurons == 0 {
+                let g = dec.backward(saved, &seeds, rules(set), p, progress)?;
+                return Ok(PassOutput {
+                    input: g.input,
+                    trace: g.trace,
+                    ends: None,
+                    neurons: None,
+                });
+            }
+            // Every reduction of the methods that share this pass.
+            let reductions: Vec<Reduction> = Method::ALL
+                .iter()
+                .filter(|m| m.runs().pass == pass)
+                .map(|m| m.runs().reduction)
+                .collect();
+            let layers = dec.config().num_hidden_layers;
+            let mut heard = neurons::Neurons::new(neurons, layers, &reductions);
+            let mut watch =
+                |l: usize, first: usize, h: &Tensor, d: &Tensor| heard.hear(l, first, h, d);
+            let g = dec.backward_watched(saved, &seeds, rules(set), p, &mut watch, progress)?;
             Ok(PassOutput {
                 input: g.input,
                 trace: g.trace,
                 ends: None,
+                neurons: Some(heard),
             })
         }
         Pass::Integrated { steps } => {
@@ -105,10 +129,15 @@ pub(crate) fn result(
         (Check::Completeness, Some(e)) => Some(check(seed * (e.input - e.baseline), Some(e))),
         (Check::Completeness, None) => None,
     };
+    let neurons = out
+        .neurons
+        .as_ref()
+        .and_then(|n| n.layers(runs.reduction, i));
     Ok(MethodResult {
         scores,
         trace_normalized: gradient::normalize_rows(&trace),
         trace,
         conservation,
+        neurons,
     })
 }

@@ -35,6 +35,7 @@ fn picking_an_explained_candidate_and_back() {
         trace: vec![vec![v, v]],
         trace_normalized: vec![vec![1.0, 1.0]],
         conservation: None,
+        neurons: None,
     };
     let prediction = Prediction {
         best: target(7, 0).token,
@@ -252,6 +253,7 @@ fn shared() -> Snapshot {
         trace: vec![vec![0.25, 0.75]],
         trace_normalized: vec![vec![1.0 / 3.0, 1.0]],
         conservation: None,
+        neurons: None,
     };
     let method = StreamEvent::Method {
         method: Method::Saliency,

@@ -378,6 +378,8 @@ impl ViewState {
             },
             span: spec.span,
             precision: self.precision,
+            // The page shows no neurons yet (issue 35).
+            neurons: 0,
         }))
     }
 

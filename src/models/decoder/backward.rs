@@ -25,6 +25,14 @@ use candle_core::{DType, Result, Tensor, D};
 /// error (a cancellation) stops the pass there.
 pub type Progress<'a> = dyn FnMut(usize, usize) -> crate::Result<()> + 'a;
 
+/// Hears, during a backward pass, each layer's MLP hidden units (the input of `down_proj`,
+/// `(seq, intermediate)`) with their cotangents `(seeds, seq, intermediate)`; called with the
+/// layer and the index of the seed group's first seed in the pass.
+pub type Watch<'a> = dyn FnMut(usize, usize, &Tensor, &Tensor) -> Result<()> + 'a;
+
+/// One layer's [`Watch`]: its MLP hidden units and their cotangents.
+type MlpWatch<'a> = dyn FnMut(&Tensor, &Tensor) -> Result<()> + 'a;
+
 /// A forward pass's activations, kept for any number of backward passes.
 #[derive(Debug)]
 pub struct Saved {
@@ -237,6 +245,21 @@ impl Decoder {
         self.backward_along(saved, seeds, dv, p, &saved.residuals, progress)
     }
 
+    /// [`Decoder::backward`] with `watch` hearing each layer's MLP hidden units and their
+    /// cotangents on the way down.
+    pub fn backward_watched(
+        &self,
+        saved: &Saved,
+        seeds: &[Seed],
+        dv: &dyn Derivatives,
+        p: Products,
+        watch: &mut Watch<'_>,
+        progress: &mut Progress<'_>,
+    ) -> crate::Result<Gradients> {
+        let along = &saved.residuals;
+        self.backward_inner(saved, seeds, dv, p, along, Some(watch), progress)
+    }
+
     /// [`Decoder::backward`] with the trace taken along other directions: layer l's trace is
     /// `Σ_d along[l] · dh_l` (`along[0]`, the embeddings' slot, is not read). `along` is the
     /// residual stream in [`Decoder::backward`]; a path method passes the stream's change.
@@ -247,6 +270,20 @@ impl Decoder {
         dv: &dyn Derivatives,
         p: Products,
         along: &[Tensor],
+        progress: &mut Progress<'_>,
+    ) -> crate::Result<Gradients> {
+        self.backward_inner(saved, seeds, dv, p, along, None, progress)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn backward_inner(
+        &self,
+        saved: &Saved,
+        seeds: &[Seed],
+        dv: &dyn Derivatives,
+        p: Products,
+        along: &[Tensor],
+        mut watch: Option<&mut Watch<'_>>,
         progress: &mut Progress<'_>,
     ) -> crate::Result<Gradients> {
         if along.len() != saved.residuals.len() {
@@ -266,10 +303,12 @@ impl Decoder {
         let mut trace = Vec::with_capacity(seeds.len());
         let total = seeds.len().div_ceil(group) * self.layers.len();
         let mut done = 0;
-        for chunk in seeds.chunks(group) {
-            let g = self.backward_group(saved, chunk, dv, p, along, &mut |l, _| {
-                progress(done + l, total)
-            })?;
+        for (i, chunk) in seeds.chunks(group).enumerate() {
+            let (first, watch) = (i * group, watch.as_deref_mut());
+            let g =
+                self.backward_group(saved, chunk, dv, p, along, (first, watch), &mut |l, _| {
+                    progress(done + l, total)
+                })?;
             done += self.layers.len();
             inputs.push(g.input);
             trace.extend(g.trace);
@@ -281,6 +320,8 @@ impl Decoder {
         Ok(Gradients { input, trace })
     }
 
+    /// One group of seeds, the first of them seed `first` of the pass.
+    #[allow(clippy::too_many_arguments)]
     fn backward_group(
         &self,
         saved: &Saved,
@@ -288,6 +329,7 @@ impl Decoder {
         dv: &dyn Derivatives,
         p: Products,
         along: &[Tensor],
+        (first, mut watch): (usize, Option<&mut Watch<'_>>),
         progress: &mut Progress<'_>,
     ) -> crate::Result<Gradients> {
         let eps = self.cfg.rms_norm_eps;
@@ -327,7 +369,11 @@ impl Decoder {
                 t.push(r);
             }
             let rot = &self.rotary[layer.self_attn.rope];
-            dh = layer.backward(&saved.layers[l], &dh, dv, eps, rot, p)?;
+            let mut heard = watch
+                .as_deref_mut()
+                .map(|w| move |h: &Tensor, d: &Tensor| w(l, first, h, d));
+            let at_mlp = heard.as_mut().map(|f| f as &mut MlpWatch<'_>);
+            dh = layer.backward(&saved.layers[l], &dh, dv, eps, (rot, p), at_mlp)?;
             progress(self.layers.len() - l, self.layers.len())?;
         }
         for t in &mut trace {
@@ -382,15 +428,16 @@ impl DecoderLayer {
     }
 
     /// Cotangents `dout: (b, seq, hidden)` of the layer's output carried to its input,
-    /// through the residual blocks in reverse.
+    /// through the residual blocks in reverse; `at_mlp` hears the MLP's hidden units and
+    /// their cotangents.
     fn backward(
         &self,
         s: &SavedLayer,
         dout: &Tensor,
         dv: &dyn Derivatives,
         eps: f64,
-        rot: &Rotary,
-        p: Products,
+        (rot, p): (&Rotary, Products),
+        mut at_mlp: Option<&mut MlpWatch<'_>>,
     ) -> Result<Tensor> {
         let mut d = dout.clone();
         for (r, io) in self.residual_blocks().iter().zip(&s.blocks).rev() {
@@ -400,7 +447,7 @@ impl DecoderLayer {
             };
             let dx = match r.block {
                 Block::Attention => self.self_attn.backward(s, &dy, dv, rot, p)?,
-                Block::Mlp => Some(self.mlp.backward(s, &dy, dv, p)?),
+                Block::Mlp => Some(self.mlp.backward(s, &dy, dv, p, at_mlp.as_deref_mut())?),
             };
             if let Some(dx) = dx {
                 d = (d + dv.rms_norm_vjp(&io.input, r.pre, eps, &dx)?)?;
@@ -419,8 +466,12 @@ impl Mlp {
         dm: &Tensor,
         dv: &dyn Derivatives,
         p: Products,
+        at_hidden: Option<&mut MlpWatch<'_>>,
     ) -> Result<Tensor> {
         let dz = self.down_proj.vjp(dm, p)?;
+        if let Some(w) = at_hidden {
+            w(&gated(&s.gate, &s.up, self.act)?, &dz)?;
+        }
         let (dgate, dup) = dv.gated_vjp(&s.gate, &s.up, self.act, &dz)?;
         let dx = self.up_proj.vjp(&dup, p)?;
         match dgate {

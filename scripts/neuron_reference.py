@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Reference neuron relevance for TokenLens, computed with PyTorch + transformers (+ lxt).
+
+For each reference fixture below (tests/fixtures/reference/<name>.json: its token ids and
+argmax target) and each mode (plain gradients; lxt's efficient AttnLRP and CP-LRP, each in
+its own process because lxt patches the modules process-wide), a forward pre-hook keeps the
+input of every layer's `mlp.down_proj` (the MLP's hidden units: act(gate) · up) with its
+gradient retained; one backward pass of the target's logit follows. Per layer and neuron j:
+- input × gradient (and, under lxt's rules, its relevance): Σ_t x_t,j · g_t,j;
+- saliency: Σ_t |g_t,j|;
+written as the layer's total (Σ_j) and the K neurons of largest |value| with their values and
+per-token terms. Output: tests/fixtures/neurons.json.
+
+Run: $(scripts/reference-env.sh) scripts/neuron_reference.py   (about 2 min)
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
+
+OUT = os.path.join(reference.ROOT, "tests", "fixtures", "neurons.json")
+CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw"]
+MODES = {"plain": ["saliency", "input_x_gradient"], "attnlrp": ["attnlrp"], "cp_lrp": ["cp_lrp"]}
+K = 8
+
+
+def layer_entry(per_token, k):
+    """A layer's total and top-k neurons from its per-token terms `(seq, neurons)`."""
+    import torch
+
+    sums = per_token.sum(0)
+    top = torch.topk(sums.abs(), k).indices.tolist()
+    return {
+        "total": float(sums.sum()),
+        "top": [{"index": j, "value": float(sums[j]),
+                 "per_token": reference.r(per_token[:, j].tolist())} for j in top],
+    }
+
+
+def run_mode(mode, path):
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    reference.patch_lxt(mode)
+    out = {}
+    for name in CASES:
+        fx, _, model = reference.fixture_model(name)
+        ids, target = fx["ids"], fx["targets"][0]["id"]
+        kept = []
+
+        def hook(_m, args):
+            x = args[0]
+            x.retain_grad()
+            kept.append(x)
+
+        handles = [l.mlp.down_proj.register_forward_pre_hook(hook) for l in model.model.layers]
+        try:
+            emb = model.get_input_embeddings()(torch.tensor([ids])).detach().requires_grad_(True)
+            logit = model(inputs_embeds=emb, use_cache=False).logits[0, -1, target]
+            logit.backward()
+        finally:
+            for h in handles:
+                h.remove()
+        methods = {}
+        for m in MODES[mode]:
+            layers = []
+            for x in kept:
+                x0, g = x.detach()[0], x.grad[0]
+                terms = g.abs() if m == "saliency" else x0 * g
+                layers.append(layer_entry(terms, K))
+            methods[m] = layers
+        out[name] = {"fixture": name, "model": fx["model"], "prompt": fx["prompt"],
+                     "chat_template": fx["chat_template"], "ids": ids, "target": target,
+                     "methods": methods}
+        print(f"{mode}: {name} ({len(ids)} tokens, {len(kept)} layers)", file=sys.stderr)
+    with open(path, "w") as f:
+        json.dump(out, f)
+
+
+def main():
+    if len(sys.argv) == 3:
+        return run_mode(sys.argv[1], sys.argv[2])
+    merged = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in MODES:
+            path = os.path.join(tmp, f"{mode}.json")
+            subprocess.run([sys.executable, __file__, mode, path], check=True)
+            for name, entry in json.load(open(path)).items():
+                merged.setdefault(name, {**entry, "methods": {}})["methods"].update(entry["methods"])
+    reference.write_doc(OUT, [merged[n] for n in CASES])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+//! Neuron relevance against PyTorch + transformers (+ lxt's efficient AttnLRP and CP-LRP) on
+//! the same weights: at every layer's MLP hidden units (the input of `down_proj`), the
+//! activation times the gradient (saliency: the gradient's magnitude), summed over tokens;
+//! the top neurons of each layer (index, value, per-token values) within 1e-3 of the case's
+//! largest neuron value, and the layers' totals within 1e-3 of the largest total or neuron
+//! (relative, f32). Ties at the edge of the top k may swap.
+//!
+//! Fixture: `tests/fixtures/neurons.json`, written by `scripts/neuron_reference.py`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use tokenlens::{Method, NeuronLayer, TargetSpec};
+
+use crate::util::{cases, engine_for, rel_err, Fixture};
+
+const TOL: f32 = 1e-3;
+
+#[derive(Deserialize)]
+struct Case {
+    #[serde(flatten)]
+    at: Fixture,
+    methods: BTreeMap<Method, Vec<NeuronLayer>>,
+}
+
+#[test]
+fn neuron_relevance_matches_pytorch_and_lxt() {
+    for c in cases::<Case>("neurons.json") {
+        let name = &c.at.fixture;
+        let k = c.methods.values().next().map_or(0, |l| l[0].top.len());
+        assert!(k > 0, "{name}: the fixture keeps neurons");
+        let e = engine_for(&c.at.model);
+        let mut req = c.at.request();
+        req.target = TargetSpec::Id(c.at.target);
+        req.methods = c.methods.keys().copied().collect();
+        req.neurons = k;
+        let ex = e.explain(&req).unwrap();
+        let ids: Vec<u32> = ex.tokens.iter().map(|t| t.id).collect();
+        assert_eq!(ids, c.at.ids, "{name}: tokens");
+        for (m, want) in &c.methods {
+            let got = ex.methods[m].neurons.as_ref().expect("neurons kept");
+            assert_eq!(got.len(), want.len(), "{name} {m}: layers");
+            let scale = want
+                .iter()
+                .map(|l| l.top[0].value.abs())
+                .fold(0f32, f32::max);
+            assert!(scale > 0.0, "{name} {m}: some neuron carries the target");
+            // A layer's total sums every neuron: held to the largest total, or the largest
+            // neuron where signed terms cancel in the totals.
+            let totals: Vec<f32> = want.iter().map(|l| l.total).collect();
+            let total_scale = tokenlens::text::max_abs(&totals).max(scale);
+            let total_err = got
+                .iter()
+                .zip(&totals)
+                .map(|(g, w)| (g.total - w).abs() / total_scale)
+                .fold(0f32, f32::max);
+            assert!(total_err <= TOL, "{name} {m}: layer totals {total_err:e}");
+            let mut worst = 0f32;
+            for (l, (g, w)) in got.iter().zip(want).enumerate() {
+                let off = |a: f32, b: f32| (a - b).abs() / scale;
+                assert_eq!(g.top.len(), w.top.len(), "{name} {m} layer {l}: top k");
+                // Rank by rank, the values agree; a neuron clearly inside the top k is ours too.
+                let edge = w.top.last().map_or(0.0, |n| n.value.abs());
+                for (r, (gn, wn)) in g.top.iter().zip(&w.top).enumerate() {
+                    worst = worst.max(off(gn.value, wn.value));
+                    assert!(
+                        off(gn.value.abs(), wn.value.abs()) <= TOL,
+                        "{name} {m} layer {l} rank {r}"
+                    );
+                    if (wn.value.abs() - edge) / scale <= TOL {
+                        continue;
+                    }
+                    let Some(mine) = g.top.iter().find(|n| n.index == wn.index) else {
+                        panic!(
+                            "{name} {m} layer {l}: neuron {} is not in our top {k}",
+                            wn.index
+                        );
+                    };
+                    let err = rel_err(&mine.per_token, &wn.per_token)
+                        * tokenlens::text::max_abs(&wn.per_token)
+                        / scale;
+                    assert!(
+                        err <= TOL,
+                        "{name} {m} layer {l} neuron {}: per token {err:e}",
+                        wn.index
+                    );
+                    assert!(
+                        off(mine.value, wn.value) <= TOL,
+                        "{name} {m} layer {l} neuron {}",
+                        wn.index
+                    );
+                }
+            }
+            println!(
+                "{name} {m}: {} layers, top {k} within {worst:.1e} of the largest neuron, totals within {total_err:.1e}",
+                got.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn neurons_come_only_when_asked_and_within_limits() {
+    let e = engine_for("smollm2-135m");
+    let mut req = tokenlens::ExplainRequest::new("The capital of France is");
+    req.chat_template = false;
+    req.methods = vec![Method::Attnlrp, Method::IntegratedGradients];
+    let ex = e.explain(&req).unwrap();
+    assert!(ex.methods.values().all(|r| r.neurons.is_none()));
+    req.neurons = tokenlens::MAX_NEURONS + 1;
+    let err = e.explain(&req).unwrap_err().to_string();
+    assert!(err.contains("neurons must be at most"), "{err}");
+    req.neurons = 3;
+    req.methods = vec![Method::Attnlrp];
+    let ex = e.explain(&req).unwrap();
+    let layers = ex.methods[&Method::Attnlrp]
+        .neurons
+        .as_ref()
+        .expect("asked");
+    assert_eq!(layers.len(), e.n_layers());
+    for l in layers {
+        assert_eq!(l.top.len(), 3);
+        assert!(l
+            .top
+            .iter()
+            .all(|n| n.per_token.len() == ex.tokens.len() && n.value.is_finite()));
+        assert!(l
+            .top
+            .windows(2)
+            .all(|w| w[0].value.abs() >= w[1].value.abs()));
+    }
+}
