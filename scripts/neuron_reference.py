@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Reference neuron relevance for TokenLens, computed with PyTorch + transformers (+ lxt).
+"""Reference neuron and head relevance for TokenLens, computed with PyTorch + transformers
+(+ lxt).
 
 For each reference fixture below (tests/fixtures/reference/<name>.json: its token ids and
 argmax target) and each mode (plain gradients; lxt's efficient AttnLRP and CP-LRP, each in
@@ -9,7 +10,9 @@ gradient retained; one backward pass of the target's logit follows. Per layer an
 - input × gradient (and, under lxt's rules, its relevance): Σ_t x_t,j · g_t,j;
 - saliency: Σ_t |g_t,j|;
 written as the layer's total (Σ_j) and the K neurons of largest |value| with their values and
-per-token terms. Output: tests/fixtures/neurons.json.
+per-token terms. Likewise at every layer's `self_attn.o_proj` input (the heads' outputs side
+by side), summed over each head's slice: every head's value, per-token terms and the total.
+Output: tests/fixtures/neurons.json.
 
 Run: $(scripts/reference-env.sh) scripts/neuron_reference.py   (about 2 min)
 """
@@ -50,14 +53,19 @@ def run_mode(mode, path):
     for name in CASES:
         fx, _, model = reference.fixture_model(name)
         ids, target = fx["ids"], fx["targets"][0]["id"]
-        kept = []
+        kept, heads_in = [], []
 
-        def hook(_m, args):
-            x = args[0]
-            x.retain_grad()
-            kept.append(x)
+        def keep(into):
+            def hook(_m, args):
+                x = args[0]
+                x.retain_grad()
+                into.append(x)
+            return hook
 
-        handles = [l.mlp.down_proj.register_forward_pre_hook(hook) for l in model.model.layers]
+        layers = model.model.layers
+        handles = [l.mlp.down_proj.register_forward_pre_hook(keep(kept)) for l in layers]
+        handles += [l.self_attn.o_proj.register_forward_pre_hook(keep(heads_in)) for l in layers]
+        n_heads = model.config.num_attention_heads
         try:
             emb = model.get_input_embeddings()(torch.tensor([ids])).detach().requires_grad_(True)
             logit = model(inputs_embeds=emb, use_cache=False).logits[0, -1, target]
@@ -65,18 +73,20 @@ def run_mode(mode, path):
         finally:
             for h in handles:
                 h.remove()
-        methods = {}
+        methods, heads = {}, {}
+        terms_of = lambda m, x: x.grad[0].abs() if m == "saliency" else x.detach()[0] * x.grad[0]
         for m in MODES[mode]:
-            layers = []
-            for x in kept:
-                x0, g = x.detach()[0], x.grad[0]
-                terms = g.abs() if m == "saliency" else x0 * g
-                layers.append(layer_entry(terms, K))
-            methods[m] = layers
+            methods[m] = [layer_entry(terms_of(m, x), K) for x in kept]
+            heads[m] = []
+            for x in heads_in:
+                t = terms_of(m, x)
+                per = t.reshape(t.shape[0], n_heads, -1).sum(-1).T  # (heads, seq)
+                heads[m].append({"total": float(per.sum()), "heads": reference.r(per.sum(-1).tolist()),
+                                 "per_token": [reference.r(row) for row in per.tolist()]})
         out[name] = {"fixture": name, "model": fx["model"], "prompt": fx["prompt"],
                      "chat_template": fx["chat_template"], "ids": ids, "target": target,
-                     "methods": methods}
-        print(f"{mode}: {name} ({len(ids)} tokens, {len(kept)} layers)", file=sys.stderr)
+                     "methods": methods, "heads": heads}
+        print(f"{mode}: {name} ({len(ids)} tokens, {len(kept)} layers, {n_heads} heads)", file=sys.stderr)
     with open(path, "w") as f:
         json.dump(out, f)
 
@@ -90,7 +100,9 @@ def main():
             path = os.path.join(tmp, f"{mode}.json")
             subprocess.run([sys.executable, __file__, mode, path], check=True)
             for name, entry in json.load(open(path)).items():
-                merged.setdefault(name, {**entry, "methods": {}})["methods"].update(entry["methods"])
+                into = merged.setdefault(name, {**entry, "methods": {}, "heads": {}})
+                into["methods"].update(entry["methods"])
+                into["heads"].update(entry["heads"])
     reference.write_doc(OUT, [merged[n] for n in CASES])
 
 

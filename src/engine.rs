@@ -395,7 +395,7 @@ impl Engine {
                     let value = values.then(|| self.value_at(s, &logits, &target, plan));
                     Ok(vec![(seed, value.transpose()?)])
                 };
-                let pass = (method.runs().pass, req.neurons);
+                let pass = (method.runs().pass, methods::neurons::Inside::of(req));
                 self.run_pass(pass, &saved, &mut seeds, plan, &mut progress)
             })?;
             let result = methods::result(method, &embeds, out, 0, seed, &target)?;
@@ -478,7 +478,7 @@ impl Engine {
                         .collect()
                 };
                 self.run_pass(
-                    (method.runs().pass, 0),
+                    (method.runs().pass, Default::default()),
                     saved,
                     &mut seeds,
                     plan,
@@ -526,16 +526,16 @@ impl Engine {
     }
 
     /// A method's pass from the saved forward pass over the input, with the plan's products;
-    /// a one-pass method keeps `neurons` neurons per layer (0: none).
+    /// a one-pass method keeps what `inside` asks for (neurons, heads).
     pub(crate) fn run_pass(
         &self,
-        (pass, neurons): (Pass, usize),
+        (pass, inside): (Pass, methods::neurons::Inside),
         saved: &Saved,
         seeds: &mut methods::Seeds<'_>,
         plan: Plan,
         progress: &mut crate::models::decoder::Progress<'_>,
     ) -> Result<PassOutput> {
-        let products = (plan.attribution, neurons);
+        let products = (plan.attribution, inside);
         methods::run(&self.model, pass, saved, seeds, products, progress)
     }
 

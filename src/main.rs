@@ -148,6 +148,11 @@ struct RequestArgs {
     /// layer: its total and the top N with their per-token values).
     #[arg(long, default_value_t = 0, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=tokenlens::MAX_NEURONS as u64))]
     neurons: usize,
+    /// Also keep every attention head's relevance in every layer for every one-pass method,
+    /// from the same backward pass: a head's slice of `o_proj`'s input times the method's
+    /// gradient there (saliency: its magnitude), per token; into `methods.<m>.heads`.
+    #[arg(long)]
+    heads: bool,
     /// Refuse prompts longer than this many tokens. Default: the model's context, or on the
     /// CPU the longest prompt whose explanation fits in the memory available (attention's
     /// backward pass needs the square of the prompt per head).
@@ -307,6 +312,7 @@ impl RequestArgs {
             span: None,
             precision: self.device.precision,
             neurons: self.neurons,
+            heads: self.heads,
         })
     }
 

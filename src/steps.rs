@@ -92,7 +92,13 @@ impl crate::Engine {
                 };
                 let pass = method.runs().pass;
                 Ok(self
-                    .run_pass((pass, 0), &saved, &mut seeds, plan, &mut progress)?
+                    .run_pass(
+                        (pass, Default::default()),
+                        &saved,
+                        &mut seeds,
+                        plan,
+                        &mut progress,
+                    )?
                     .input)
             })?;
             for (row, &p) in rows.iter_mut().zip(&positions) {

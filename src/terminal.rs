@@ -190,6 +190,9 @@ fn print_methods(
         if let Some(layers) = &result.neurons {
             print_neurons(layers);
         }
+        if let Some(layers) = &result.heads {
+            print_heads(layers);
+        }
     }
 }
 
@@ -208,4 +211,23 @@ fn print_neurons(layers: &[tokenlens::NeuronLayer]) {
         let total = tokenlens::text::sig3(layers[l].total);
         println!("  layer {l:>2} (Σ {total}): {}", top.join(", "));
     }
+}
+
+/// The heads holding the most over all layers (`layer:head relevance`).
+fn print_heads(layers: &[tokenlens::HeadLayer]) {
+    let mut all: Vec<(usize, usize, f32)> = layers
+        .iter()
+        .enumerate()
+        .flat_map(|(l, h)| h.heads.iter().enumerate().map(move |(i, &v)| (l, i, v)))
+        .collect();
+    all.sort_by(|a, b| b.2.abs().total_cmp(&a.2.abs()));
+    let top: Vec<String> = all
+        .iter()
+        .take(10)
+        .map(|(l, i, v)| format!("{l}:h{i} {}", tokenlens::text::sig3(*v)))
+        .collect();
+    println!(
+        "heads (most relevant; layer:head relevance): {}",
+        top.join(", ")
+    );
 }

@@ -99,6 +99,10 @@ pub struct ExplainRequest {
     /// from the same backward pass (0: none; see [`NeuronLayer`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub neurons: usize,
+    /// Also keep every attention head's relevance in every layer for every one-pass method,
+    /// from the same backward pass (see [`HeadLayer`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub heads: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -178,6 +182,7 @@ impl ExplainRequest {
             span: None,
             precision: Precision::Auto,
             neurons: 0,
+            heads: false,
         }
     }
 }
@@ -460,6 +465,23 @@ pub struct MethodResult {
     /// With [`ExplainRequest::neurons`]: per layer, its MLP neurons' relevance.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub neurons: Option<Vec<NeuronLayer>>,
+    /// With [`ExplainRequest::heads`]: per layer, its attention heads' relevance.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub heads: Option<Vec<HeadLayer>>,
+}
+
+/// One layer's attention heads in an explanation. A head's part of the attention output (its
+/// slice of `o_proj`'s input) times the method's gradient there, summed over the slice (the
+/// gradient's magnitude for saliency), is its relevance at a token; its value is the sum over
+/// tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadLayer {
+    /// Σ over the layer's heads (and tokens).
+    pub total: f32,
+    /// Each head's relevance summed over tokens.
+    pub heads: Vec<f32>,
+    /// `[head][token]`: each head's relevance at each token.
+    pub per_token: Vec<Vec<f32>>,
 }
 
 /// One layer's MLP neurons in an explanation. A neuron is one of the MLP's hidden units (the

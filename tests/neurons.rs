@@ -1,6 +1,8 @@
-//! Neuron relevance against PyTorch + transformers (+ lxt's efficient AttnLRP and CP-LRP) on
-//! the same weights: at every layer's MLP hidden units (the input of `down_proj`), the
-//! activation times the gradient (saliency: the gradient's magnitude), summed over tokens;
+//! Neuron and head relevance against PyTorch + transformers (+ lxt's efficient AttnLRP and
+//! CP-LRP) on the same weights: at every layer's MLP hidden units (the input of `down_proj`)
+//! and attention heads (their slices of `o_proj`'s input, each head's every value, per-token
+//! terms and the layer's total within 1e-3 of the largest head), the activation times the
+//! gradient (saliency: the gradient's magnitude), summed over tokens;
 //! the top neurons of each layer (index, value, per-token values) within 1e-3 of the case's
 //! largest neuron value, and the layers' totals within 1e-3 of the largest total or neuron
 //! (relative, f32). Ties at the edge of the top k may swap.
@@ -10,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use tokenlens::{Method, NeuronLayer, TargetSpec};
+use tokenlens::{HeadLayer, Method, NeuronLayer, TargetSpec};
 
 use crate::util::{cases, engine_for, rel_err, Fixture};
 
@@ -21,6 +23,7 @@ struct Case {
     #[serde(flatten)]
     at: Fixture,
     methods: BTreeMap<Method, Vec<NeuronLayer>>,
+    heads: BTreeMap<Method, Vec<HeadLayer>>,
 }
 
 #[test]
@@ -34,6 +37,7 @@ fn neuron_relevance_matches_pytorch_and_lxt() {
         req.target = TargetSpec::Id(c.at.target);
         req.methods = c.methods.keys().copied().collect();
         req.neurons = k;
+        req.heads = true;
         let ex = e.explain(&req).unwrap();
         let ids: Vec<u32> = ex.tokens.iter().map(|t| t.id).collect();
         assert_eq!(ids, c.at.ids, "{name}: tokens");
@@ -95,8 +99,34 @@ fn neuron_relevance_matches_pytorch_and_lxt() {
                 "{name} {m}: {} layers, top {k} within {worst:.1e} of the largest neuron, totals within {total_err:.1e}",
                 got.len()
             );
+            let heads_err = heads_off(&ex.methods[m].heads, &c.heads[m]);
+            assert!(heads_err <= TOL, "{name} {m}: heads {heads_err:e}");
+            println!("{name} {m}: heads within {heads_err:.1e} of the largest head");
         }
     }
+}
+
+/// How far our heads are from the reference's, in units of its largest head value: every
+/// head's value, its per-token terms and each layer's total.
+fn heads_off(got: &Option<Vec<HeadLayer>>, want: &[HeadLayer]) -> f32 {
+    let got = got.as_ref().expect("heads kept");
+    assert_eq!(got.len(), want.len(), "layers");
+    let scale = want
+        .iter()
+        .map(|l| tokenlens::text::max_abs(&l.heads))
+        .fold(0f32, f32::max);
+    assert!(scale > 0.0, "some head carries the target");
+    let mut worst = 0f32;
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.heads.len(), w.heads.len(), "heads per layer");
+        let off = |a: &[f32], b: &[f32]| rel_err(a, b) * tokenlens::text::max_abs(b) / scale;
+        worst = worst.max(off(&g.heads, &w.heads));
+        worst = worst.max((g.total - w.total).abs() / scale);
+        for (a, b) in g.per_token.iter().zip(&w.per_token) {
+            worst = worst.max(off(a, b));
+        }
+    }
+    worst
 }
 
 #[test]
@@ -106,7 +136,10 @@ fn neurons_come_only_when_asked_and_within_limits() {
     req.chat_template = false;
     req.methods = vec![Method::Attnlrp, Method::IntegratedGradients];
     let ex = e.explain(&req).unwrap();
-    assert!(ex.methods.values().all(|r| r.neurons.is_none()));
+    assert!(ex
+        .methods
+        .values()
+        .all(|r| r.neurons.is_none() && r.heads.is_none()));
     req.neurons = tokenlens::MAX_NEURONS + 1;
     let err = e.explain(&req).unwrap_err().to_string();
     assert!(err.contains("neurons must be at most"), "{err}");

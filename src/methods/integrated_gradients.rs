@@ -133,7 +133,7 @@ pub(crate) fn run(
         input: input.to_dtype(x.dtype())?,
         trace,
         ends: Some(ends),
-        neurons: None,
+        inside: None,
     })
 }
 

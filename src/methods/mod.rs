@@ -43,29 +43,29 @@ pub(crate) struct PassOutput {
     /// A path method's function at the path's ends, per seed.
     pub ends: Option<Vec<PathEnds>>,
     /// What the pass heard at the MLP neurons, when asked.
-    pub neurons: Option<neurons::Neurons>,
+    pub inside: Option<neurons::Components>,
 }
 
 /// Runs `pass` from the saved forward pass over the input; `progress` hears of each layer.
-/// With `neurons` > 0 a one-pass method also keeps that many neurons per layer.
+/// A one-pass method also keeps what `inside` asks for (neurons, heads).
 pub(crate) fn run(
     dec: &Decoder,
     pass: Pass,
     saved: &Saved,
     seeds: &mut Seeds<'_>,
-    (p, neurons): (Products, usize),
+    (p, inside): (Products, neurons::Inside),
     progress: &mut Progress<'_>,
 ) -> crate::Result<PassOutput> {
     match pass {
         Pass::Backward(set) => {
             let seeds: Vec<Seed> = seeds(saved, false)?.into_iter().map(|(s, _)| s).collect();
-            if neurons == 0 {
+            if inside.is_nothing() {
                 let g = dec.backward(saved, &seeds, rules(set), p, progress)?;
                 return Ok(PassOutput {
                     input: g.input,
                     trace: g.trace,
                     ends: None,
-                    neurons: None,
+                    inside: None,
                 });
             }
             // Every reduction of the methods that share this pass.
@@ -74,16 +74,21 @@ pub(crate) fn run(
                 .filter(|m| m.runs().pass == pass)
                 .map(|m| m.runs().reduction)
                 .collect();
-            let layers = dec.config().num_hidden_layers;
-            let mut heard = neurons::Neurons::new(neurons, layers, &reductions);
-            let mut watch =
-                |l: usize, first: usize, h: &Tensor, d: &Tensor| heard.hear(l, first, h, d);
+            let cfg = dec.config();
+            let heads = if inside.heads {
+                cfg.num_attention_heads
+            } else {
+                0
+            };
+            let (k, layers) = (inside.neurons, cfg.num_hidden_layers);
+            let mut heard = neurons::Components::new(k, layers, heads, &reductions);
+            let mut watch = |at, l, first, a: &Tensor, d: &Tensor| heard.hear(at, l, first, a, d);
             let g = dec.backward_watched(saved, &seeds, rules(set), p, &mut watch, progress)?;
             Ok(PassOutput {
                 input: g.input,
                 trace: g.trace,
                 ends: None,
-                neurons: Some(heard),
+                inside: Some(heard),
             })
         }
         Pass::Integrated { steps } => {
@@ -129,15 +134,13 @@ pub(crate) fn result(
         (Check::Completeness, Some(e)) => Some(check(seed * (e.input - e.baseline), Some(e))),
         (Check::Completeness, None) => None,
     };
-    let neurons = out
-        .neurons
-        .as_ref()
-        .and_then(|n| n.layers(runs.reduction, i));
+    let inside = out.inside.as_ref();
     Ok(MethodResult {
         scores,
         trace_normalized: gradient::normalize_rows(&trace),
         trace,
         conservation,
-        neurons,
+        neurons: inside.and_then(|c| c.neurons(runs.reduction, i)),
+        heads: inside.and_then(|c| c.heads(runs.reduction, i)),
     })
 }

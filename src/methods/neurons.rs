@@ -1,90 +1,177 @@
-//! Neuron relevance: at each layer's MLP hidden units (the input of `down_proj`), the
-//! method's gradient times the activation (input × gradient; under LRP's rules, relevance)
-//! or the gradient's magnitude (saliency), per token. Heard during the method's own backward
-//! pass (no second pass); a layer keeps its total and its top-k neurons, so the stream stays
-//! small.
+//! Inside the model: the relevance of each layer's MLP neurons (its hidden units, the input
+//! of `down_proj`) and attention heads (their slices of `o_proj`'s input): the method's
+//! gradient there times the activation (input × gradient; under LRP's rules, relevance) or
+//! the gradient's magnitude (saliency), per token. Heard during the method's own backward
+//! pass (no second pass); a layer keeps its total, its top-k neurons and every head, so the
+//! stream stays small.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Result, Tensor, D};
 
-use crate::types::{Neuron, NeuronLayer, Reduction};
+use crate::models::decoder::Point;
+use crate::types::{HeadLayer, Neuron, NeuronLayer, Reduction};
 
-/// What a pass heard at the neurons: per reduction, `[seed][layer]`.
-#[derive(Debug)]
-pub(crate) struct Neurons {
-    k: usize,
-    layers: usize,
-    kept: Vec<(Reduction, Vec<Vec<Option<NeuronLayer>>>)>,
+/// What to keep inside the model besides the scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Inside {
+    /// The top neurons per layer (0: none).
+    pub neurons: usize,
+    /// Every head of every layer.
+    pub heads: bool,
 }
 
-impl Neurons {
-    /// Keeps the top `k` neurons of each of `layers` layers, for each of `reductions`.
-    pub(crate) fn new(k: usize, layers: usize, reductions: &[Reduction]) -> Self {
-        let mut kept: Vec<(Reduction, Vec<Vec<Option<NeuronLayer>>>)> = Vec::new();
+impl Inside {
+    /// What request `req` asks to keep.
+    pub(crate) fn of(req: &crate::types::ExplainRequest) -> Self {
+        Inside {
+            neurons: req.neurons,
+            heads: req.heads,
+        }
+    }
+
+    /// Nothing to keep.
+    pub(crate) fn is_nothing(self) -> bool {
+        self.neurons == 0 && !self.heads
+    }
+}
+
+/// One seed's layers, as heard so far.
+#[derive(Debug, Clone)]
+struct Layers {
+    neurons: Vec<Option<NeuronLayer>>,
+    heads: Vec<Option<HeadLayer>>,
+}
+
+/// What a pass heard inside the model: per reduction, per seed.
+#[derive(Debug)]
+pub(crate) struct Components {
+    k: usize,
+    layers: usize,
+    heads: usize,
+    kept: Vec<(Reduction, Vec<Layers>)>,
+}
+
+impl Components {
+    /// Keeps the top `k` neurons of each of `layers` layers (and its `heads` heads), for each
+    /// of `reductions`.
+    pub(crate) fn new(k: usize, layers: usize, heads: usize, reductions: &[Reduction]) -> Self {
+        let mut kept: Vec<(Reduction, Vec<Layers>)> = Vec::new();
         for &r in reductions {
             if !kept.iter().any(|(k, _)| *k == r) {
                 kept.push((r, Vec::new()));
             }
         }
-        Neurons { k, layers, kept }
+        Components {
+            k,
+            layers,
+            heads,
+            kept,
+        }
     }
 
-    /// Hears layer `layer`'s hidden units `(seq, neurons)` and their cotangents `(b, seq,
-    /// neurons)` for the pass's seeds `first..first + b`.
+    /// Hears `point` of layer `layer`: activations `(seq, width)` and their cotangents
+    /// `(b, seq, width)` for the pass's seeds `first..first + b`.
     pub(crate) fn hear(
         &mut self,
+        point: Point,
         layer: usize,
         first: usize,
-        hidden: &Tensor,
+        activations: &Tensor,
         cotangents: &Tensor,
     ) -> Result<()> {
-        let hidden = hidden.to_dtype(DType::F32)?;
+        let (k, layers, heads) = (self.k, self.layers, self.heads);
+        if layer >= layers {
+            candle_core::bail!("layer {layer} of {layers}");
+        }
+        let act = activations.to_dtype(DType::F32)?;
         let cot = cotangents.to_dtype(DType::F32)?;
+        let b = cot.dim(0)?;
         for (reduction, kept) in &mut self.kept {
-            // (b, seq, neurons)
+            // (b, seq, width)
             let terms = match reduction {
                 Reduction::GradientNorm => cot.abs()?,
-                Reduction::InputTimesGradient => cot.broadcast_mul(&hidden)?,
+                Reduction::InputTimesGradient => cot.broadcast_mul(&act)?,
             };
-            let sums = terms.sum(1)?.to_vec2::<f32>()?;
-            for (i, sums) in sums.iter().enumerate() {
-                let top = top_k(sums, self.k);
-                let idx: Vec<u32> = top.iter().map(|&j| j as u32).collect();
-                let idx = Tensor::from_vec(idx, top.len(), terms.device())?;
-                let per_token = terms
-                    .get(i)?
-                    .index_select(&idx, 1)?
-                    .t()?
-                    .contiguous()?
-                    .to_vec2::<f32>()?;
-                let seed = first + i;
-                if kept.len() <= seed {
-                    kept.resize(seed + 1, vec![None; self.layers]);
-                }
-                let slot = kept[seed].get_mut(layer).ok_or_else(|| {
-                    candle_core::Error::Msg(format!("layer {layer} of {}", self.layers))
-                })?;
-                *slot = Some(NeuronLayer {
-                    total: sums.iter().map(|&v| f64::from(v)).sum::<f64>() as f32,
-                    top: top
-                        .iter()
-                        .zip(per_token)
-                        .map(|(&j, per_token)| Neuron {
-                            index: j as u32,
-                            value: sums[j],
-                            per_token,
-                        })
-                        .collect(),
-                });
+            if kept.len() < first + b {
+                let empty = Layers {
+                    neurons: vec![None; layers],
+                    heads: vec![None; layers],
+                };
+                kept.resize(first + b, empty);
+            }
+            let seeds = &mut kept[first..first + b];
+            match point {
+                Point::MlpHidden if k > 0 => neurons(&terms, k, layer, seeds)?,
+                Point::AttentionHeads if heads > 0 => heads_of(&terms, heads, layer, seeds)?,
+                _ => {}
             }
         }
         Ok(())
     }
 
-    /// Seed `i`'s layers under `reduction`, once every layer was heard.
-    pub(crate) fn layers(&self, reduction: Reduction, i: usize) -> Option<Vec<NeuronLayer>> {
+    /// Seed `i`'s neurons under `reduction`, once every layer was heard.
+    pub(crate) fn neurons(&self, reduction: Reduction, i: usize) -> Option<Vec<NeuronLayer>> {
         let (_, kept) = self.kept.iter().find(|(r, _)| *r == reduction)?;
-        kept.get(i)?.iter().cloned().collect()
+        kept.get(i)?.neurons.iter().cloned().collect()
     }
+
+    /// Seed `i`'s heads under `reduction`, once every layer was heard.
+    pub(crate) fn heads(&self, reduction: Reduction, i: usize) -> Option<Vec<HeadLayer>> {
+        let (_, kept) = self.kept.iter().find(|(r, _)| *r == reduction)?;
+        kept.get(i)?.heads.iter().cloned().collect()
+    }
+}
+
+/// The heads of one layer from its terms `(b, seq, heads · head_dim)`, into each seed's slot.
+fn heads_of(terms: &Tensor, heads: usize, layer: usize, seeds: &mut [Layers]) -> Result<()> {
+    let (b, n, width) = terms.dims3()?;
+    // (b, heads, seq)
+    let per_head = terms
+        .reshape((b, n, heads, width / heads))?
+        .sum(D::Minus1)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .to_vec3::<f32>()?;
+    for (slot, per_token) in seeds.iter_mut().zip(per_head) {
+        let values: Vec<f32> = per_token
+            .iter()
+            .map(|t| t.iter().map(|&v| f64::from(v)).sum::<f64>() as f32)
+            .collect();
+        slot.heads[layer] = Some(HeadLayer {
+            total: values.iter().map(|&v| f64::from(v)).sum::<f64>() as f32,
+            heads: values,
+            per_token,
+        });
+    }
+    Ok(())
+}
+
+/// The top `k` neurons of one layer from its terms `(b, seq, neurons)`, into each seed's slot.
+fn neurons(terms: &Tensor, k: usize, layer: usize, seeds: &mut [Layers]) -> Result<()> {
+    let sums = terms.sum(1)?.to_vec2::<f32>()?;
+    for (i, (sums, slot)) in sums.iter().zip(seeds).enumerate() {
+        let top = top_k(sums, k);
+        let idx: Vec<u32> = top.iter().map(|&j| j as u32).collect();
+        let idx = Tensor::from_vec(idx, top.len(), terms.device())?;
+        let per_token = terms
+            .get(i)?
+            .index_select(&idx, 1)?
+            .t()?
+            .contiguous()?
+            .to_vec2::<f32>()?;
+        slot.neurons[layer] = Some(NeuronLayer {
+            total: sums.iter().map(|&v| f64::from(v)).sum::<f64>() as f32,
+            top: top
+                .iter()
+                .zip(per_token)
+                .map(|(&j, per_token)| Neuron {
+                    index: j as u32,
+                    value: sums[j],
+                    per_token,
+                })
+                .collect(),
+        });
+    }
+    Ok(())
 }
 
 /// The indices of the `k` values of largest magnitude, largest first.
@@ -118,22 +205,29 @@ mod tests {
         // seq 2, neurons 3; one seed.
         let hidden = Tensor::new(&[[1f32, 2., 3.], [4., 5., 6.]], &dev)?;
         let cot = Tensor::new(&[[[1f32, -1., 0.], [0.5, 1., -2.]]], &dev)?;
-        let mut n = Neurons::new(
-            2,
-            1,
-            &[Reduction::InputTimesGradient, Reduction::GradientNorm],
-        );
-        n.hear(0, 0, &hidden, &cot)?;
-        let x = n.layers(Reduction::InputTimesGradient, 0).expect("heard");
+        let reductions = [Reduction::InputTimesGradient, Reduction::GradientNorm];
+        let mut n = Components::new(2, 1, 3, &reductions);
+        n.hear(Point::MlpHidden, 0, 0, &hidden, &cot)?;
+        let x = n.neurons(Reduction::InputTimesGradient, 0).expect("heard");
         // x·g per neuron: [1 + 2, -2 + 5, 0 - 12] = [3, 3, -12]; total -6.
         assert_eq!(x[0].total, -6.0);
         assert_eq!(x[0].top[0].index, 2);
         assert_eq!(x[0].top[0].per_token, vec![0.0, -12.0]);
-        let g = n.layers(Reduction::GradientNorm, 0).expect("heard");
+        let g = n.neurons(Reduction::GradientNorm, 0).expect("heard");
         // |g| per neuron: [1.5, 2, 2]; total 5.5.
         assert_eq!(g[0].total, 5.5);
         assert_eq!(g[0].top.len(), 2);
-        assert!(n.layers(Reduction::GradientNorm, 1).is_none());
+        assert!(n.neurons(Reduction::GradientNorm, 1).is_none());
+        assert!(
+            n.heads(Reduction::GradientNorm, 0).is_none(),
+            "not heard yet"
+        );
+        // Three heads of width one: each head's term is its neuron's.
+        n.hear(Point::AttentionHeads, 0, 0, &hidden, &cot)?;
+        let h = n.heads(Reduction::InputTimesGradient, 0).expect("heard");
+        assert_eq!(h[0].heads, vec![3.0, 3.0, -12.0]);
+        assert_eq!(h[0].per_token[2], vec![0.0, -12.0]);
+        assert_eq!(h[0].total, -6.0);
         Ok(())
     }
 }

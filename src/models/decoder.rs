@@ -18,7 +18,7 @@ use crate::kernels::Products;
 use candle_core::{DType, Device, Result, Tensor, Var};
 
 pub use super::config::{Arch, Config, WeightSource};
-pub use backward::{Gradients, Progress, Saved, Seed, Watch};
+pub use backward::{Gradients, Point, Progress, Saved, Seed, Watch};
 pub use cached::KvCache;
 
 mod backward;

@@ -36,6 +36,7 @@ fn picking_an_explained_candidate_and_back() {
         trace_normalized: vec![vec![1.0, 1.0]],
         conservation: None,
         neurons: None,
+        heads: None,
     };
     let prediction = Prediction {
         best: target(7, 0).token,
@@ -254,6 +255,7 @@ fn shared() -> Snapshot {
         trace_normalized: vec![vec![1.0 / 3.0, 1.0]],
         conservation: None,
         neurons: None,
+        heads: None,
     };
     let method = StreamEvent::Method {
         method: Method::Saliency,

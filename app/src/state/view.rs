@@ -378,8 +378,9 @@ impl ViewState {
             },
             span: spec.span,
             precision: self.precision,
-            // The page shows no neurons yet (issue 35).
+            // The page shows no neurons or heads yet (issue 35).
             neurons: 0,
+            heads: false,
         }))
     }
 

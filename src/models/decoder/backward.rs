@@ -25,13 +25,23 @@ use candle_core::{DType, Result, Tensor, D};
 /// error (a cancellation) stops the pass there.
 pub type Progress<'a> = dyn FnMut(usize, usize) -> crate::Result<()> + 'a;
 
-/// Hears, during a backward pass, each layer's MLP hidden units (the input of `down_proj`,
-/// `(seq, intermediate)`) with their cotangents `(seeds, seq, intermediate)`; called with the
-/// layer and the index of the seed group's first seed in the pass.
-pub type Watch<'a> = dyn FnMut(usize, usize, &Tensor, &Tensor) -> Result<()> + 'a;
+/// Where a [`Watch`] hears a backward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    /// A layer's MLP hidden units: the input of `down_proj`, `(seq, intermediate)`.
+    MlpHidden,
+    /// A layer's attention heads' outputs, side by side: the input of `o_proj`, `(seq,
+    /// heads · head_dim)`.
+    AttentionHeads,
+}
 
-/// One layer's [`Watch`]: its MLP hidden units and their cotangents.
-type MlpWatch<'a> = dyn FnMut(&Tensor, &Tensor) -> Result<()> + 'a;
+/// Hears, during a backward pass, the activations at each layer's [`Point`]s with their
+/// cotangents (`(seeds, …)` the activation's shape); called with the point, the layer and
+/// the index of the seed group's first seed in the pass.
+pub type Watch<'a> = dyn FnMut(Point, usize, usize, &Tensor, &Tensor) -> Result<()> + 'a;
+
+/// One layer's [`Watch`].
+type LayerWatch<'a> = dyn FnMut(Point, &Tensor, &Tensor) -> Result<()> + 'a;
 
 /// A forward pass's activations, kept for any number of backward passes.
 #[derive(Debug)]
@@ -371,9 +381,9 @@ impl Decoder {
             let rot = &self.rotary[layer.self_attn.rope];
             let mut heard = watch
                 .as_deref_mut()
-                .map(|w| move |h: &Tensor, d: &Tensor| w(l, first, h, d));
-            let at_mlp = heard.as_mut().map(|f| f as &mut MlpWatch<'_>);
-            dh = layer.backward(&saved.layers[l], &dh, dv, eps, (rot, p), at_mlp)?;
+                .map(|w| move |at: Point, h: &Tensor, d: &Tensor| w(at, l, first, h, d));
+            let heard = heard.as_mut().map(|f| f as &mut LayerWatch<'_>);
+            dh = layer.backward(&saved.layers[l], &dh, dv, eps, (rot, p), heard)?;
             progress(self.layers.len() - l, self.layers.len())?;
         }
         for t in &mut trace {
@@ -428,8 +438,7 @@ impl DecoderLayer {
     }
 
     /// Cotangents `dout: (b, seq, hidden)` of the layer's output carried to its input,
-    /// through the residual blocks in reverse; `at_mlp` hears the MLP's hidden units and
-    /// their cotangents.
+    /// through the residual blocks in reverse; `watch` hears the layer's points.
     fn backward(
         &self,
         s: &SavedLayer,
@@ -437,7 +446,7 @@ impl DecoderLayer {
         dv: &dyn Derivatives,
         eps: f64,
         (rot, p): (&Rotary, Products),
-        mut at_mlp: Option<&mut MlpWatch<'_>>,
+        mut watch: Option<&mut LayerWatch<'_>>,
     ) -> Result<Tensor> {
         let mut d = dout.clone();
         for (r, io) in self.residual_blocks().iter().zip(&s.blocks).rev() {
@@ -446,8 +455,11 @@ impl DecoderLayer {
                 _ => d.clone(),
             };
             let dx = match r.block {
-                Block::Attention => self.self_attn.backward(s, &dy, dv, rot, p)?,
-                Block::Mlp => Some(self.mlp.backward(s, &dy, dv, p, at_mlp.as_deref_mut())?),
+                Block::Attention => {
+                    let watch = watch.as_deref_mut();
+                    self.self_attn.backward(s, &dy, dv, (rot, p), watch)?
+                }
+                Block::Mlp => Some(self.mlp.backward(s, &dy, dv, p, watch.as_deref_mut())?),
             };
             if let Some(dx) = dx {
                 d = (d + dv.rms_norm_vjp(&io.input, r.pre, eps, &dx)?)?;
@@ -466,11 +478,11 @@ impl Mlp {
         dm: &Tensor,
         dv: &dyn Derivatives,
         p: Products,
-        at_hidden: Option<&mut MlpWatch<'_>>,
+        watch: Option<&mut LayerWatch<'_>>,
     ) -> Result<Tensor> {
         let dz = self.down_proj.vjp(dm, p)?;
-        if let Some(w) = at_hidden {
-            w(&gated(&s.gate, &s.up, self.act)?, &dz)?;
+        if let Some(w) = watch {
+            w(Point::MlpHidden, &gated(&s.gate, &s.up, self.act)?, &dz)?;
         }
         let (dgate, dup) = dv.gated_vjp(&s.gate, &s.up, self.act, &dz)?;
         let dx = self.up_proj.vjp(&dup, p)?;
@@ -505,14 +517,19 @@ impl Attention {
         s: &SavedLayer,
         da: &Tensor,
         dv: &dyn Derivatives,
-        rot: &Rotary,
-        p: Products,
+        (rot, p): (&Rotary, Products),
+        watch: Option<&mut LayerWatch<'_>>,
     ) -> Result<Option<Tensor>> {
         let (b, n, _) = da.dims3()?;
         let (heads, hd) = (self.n_heads, self.head_dim);
-        let d_o = self
-            .o_proj
-            .vjp(da, p)?
+        let d_in = self.o_proj.vjp(da, p)?;
+        if let Some(w) = watch {
+            // The heads' outputs, computed again from the saved q, k and v.
+            let o = self.attend(&s.q, &s.k, &s.v, p)?;
+            let o = o.transpose(0, 1)?.reshape((n, heads * hd))?;
+            w(Point::AttentionHeads, &o, &d_in)?;
+        }
+        let d_o = d_in
             .reshape((b, n, heads, hd))?
             .transpose(1, 2)?
             .contiguous()?;
