@@ -53,6 +53,13 @@ fn neuron_relevance_matches_pytorch_and_lxt() {
             // neuron where signed terms cancel in the totals.
             let totals: Vec<f32> = want.iter().map(|l| l.total).collect();
             let total_scale = tokenlens::text::max_abs(&totals).max(scale);
+            assert!(
+                got.iter().all(|l| l.total.is_finite()
+                    && l.top
+                        .iter()
+                        .all(|n| n.per_token.iter().all(|v| v.is_finite()))),
+                "{name} {m}: finite"
+            );
             let total_err = got
                 .iter()
                 .zip(&totals)
@@ -117,11 +124,24 @@ fn heads_off(got: &Option<Vec<HeadLayer>>, want: &[HeadLayer]) -> f32 {
         .fold(0f32, f32::max);
     assert!(scale > 0.0, "some head carries the target");
     let mut worst = 0f32;
+    // The largest difference over two lists, in units of `scale` (NaN counts as infinite).
+    let off = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len(), "lengths");
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| {
+                if x.is_finite() {
+                    (x - y).abs() / scale
+                } else {
+                    f32::INFINITY
+                }
+            })
+            .fold(0f32, f32::max)
+    };
     for (g, w) in got.iter().zip(want) {
-        assert_eq!(g.heads.len(), w.heads.len(), "heads per layer");
-        let off = |a: &[f32], b: &[f32]| rel_err(a, b) * tokenlens::text::max_abs(b) / scale;
+        assert_eq!(g.per_token.len(), w.per_token.len(), "heads per layer");
         worst = worst.max(off(&g.heads, &w.heads));
-        worst = worst.max((g.total - w.total).abs() / scale);
+        worst = worst.max(off(&[g.total], &[w.total]));
         for (a, b) in g.per_token.iter().zip(&w.per_token) {
             worst = worst.max(off(a, b));
         }
@@ -143,13 +163,15 @@ fn neurons_come_only_when_asked_and_within_limits() {
     req.neurons = tokenlens::MAX_NEURONS + 1;
     let err = e.explain(&req).unwrap_err().to_string();
     assert!(err.contains("neurons must be at most"), "{err}");
+    // Neurons asked, heads not: a one-pass method keeps neurons only; integrated gradients
+    // (a path of passes) none.
     req.neurons = 3;
-    req.methods = vec![Method::Attnlrp];
     let ex = e.explain(&req).unwrap();
-    let layers = ex.methods[&Method::Attnlrp]
-        .neurons
-        .as_ref()
-        .expect("asked");
+    let r = &ex.methods[&Method::Attnlrp];
+    assert!(r.heads.is_none());
+    let ig = &ex.methods[&Method::IntegratedGradients];
+    assert!(ig.neurons.is_none() && ig.heads.is_none());
+    let layers = r.neurons.as_ref().expect("asked");
     assert_eq!(layers.len(), e.n_layers());
     for l in layers {
         assert_eq!(l.top.len(), 3);
@@ -162,4 +184,14 @@ fn neurons_come_only_when_asked_and_within_limits() {
             .windows(2)
             .all(|w| w[0].value.abs() >= w[1].value.abs()));
     }
+    // Heads asked, neurons not.
+    (req.neurons, req.heads, req.methods) = (0, true, vec![Method::Saliency]);
+    let ex = e.explain(&req).unwrap();
+    let r = &ex.methods[&Method::Saliency];
+    assert!(r.neurons.is_none());
+    let heads = r.heads.as_ref().expect("asked");
+    assert_eq!(heads.len(), e.n_layers());
+    assert!(heads
+        .iter()
+        .all(|l| l.heads.len() == 9 && l.per_token.iter().all(|t| t.len() == ex.tokens.len())));
 }

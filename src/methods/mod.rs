@@ -68,10 +68,10 @@ pub(crate) fn run(
                     inside: None,
                 });
             }
-            // Every reduction of the methods that share this pass.
+            // The reductions of the requested methods that share this pass.
             let reductions: Vec<Reduction> = Method::ALL
                 .iter()
-                .filter(|m| m.runs().pass == pass)
+                .filter(|m| m.runs().pass == pass && inside.asks(m.runs().reduction))
                 .map(|m| m.runs().reduction)
                 .collect();
             let cfg = dec.config();
@@ -82,8 +82,7 @@ pub(crate) fn run(
             };
             let (k, layers) = (inside.neurons, cfg.num_hidden_layers);
             let mut heard = neurons::Components::new(k, layers, heads, &reductions);
-            let mut watch = |at, l, first, a: &Tensor, d: &Tensor| heard.hear(at, l, first, a, d);
-            let g = dec.backward_watched(saved, &seeds, rules(set), p, &mut watch, progress)?;
+            let g = dec.backward_watched(saved, &seeds, rules(set), p, &mut heard, progress)?;
             Ok(PassOutput {
                 input: g.input,
                 trace: g.trace,

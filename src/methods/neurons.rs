@@ -7,7 +7,7 @@
 
 use candle_core::{DType, Result, Tensor, D};
 
-use crate::models::decoder::Point;
+use crate::models::decoder::{Point, Watch};
 use crate::types::{HeadLayer, Neuron, NeuronLayer, Reduction};
 
 /// What to keep inside the model besides the scores.
@@ -17,14 +17,29 @@ pub(crate) struct Inside {
     pub neurons: usize,
     /// Every head of every layer.
     pub heads: bool,
+    /// The requested methods' reductions: gradient norm, input × gradient.
+    pub reductions: [bool; 2],
 }
 
 impl Inside {
     /// What request `req` asks to keep.
     pub(crate) fn of(req: &crate::types::ExplainRequest) -> Self {
+        let asks = |r: Reduction| req.methods.iter().any(|m| m.runs().reduction == r);
         Inside {
             neurons: req.neurons,
             heads: req.heads,
+            reductions: [
+                asks(Reduction::GradientNorm),
+                asks(Reduction::InputTimesGradient),
+            ],
+        }
+    }
+
+    /// Whether a method of `reduction` was requested.
+    pub(crate) fn asks(self, reduction: Reduction) -> bool {
+        match reduction {
+            Reduction::GradientNorm => self.reductions[0],
+            Reduction::InputTimesGradient => self.reductions[1],
         }
     }
 
@@ -68,9 +83,30 @@ impl Components {
         }
     }
 
+    /// Seed `i`'s neurons under `reduction`, once every layer was heard.
+    pub(crate) fn neurons(&self, reduction: Reduction, i: usize) -> Option<Vec<NeuronLayer>> {
+        let (_, kept) = self.kept.iter().find(|(r, _)| *r == reduction)?;
+        kept.get(i)?.neurons.iter().cloned().collect()
+    }
+
+    /// Seed `i`'s heads under `reduction`, once every layer was heard.
+    pub(crate) fn heads(&self, reduction: Reduction, i: usize) -> Option<Vec<HeadLayer>> {
+        let (_, kept) = self.kept.iter().find(|(r, _)| *r == reduction)?;
+        kept.get(i)?.heads.iter().cloned().collect()
+    }
+}
+
+impl Watch for Components {
+    fn wants(&self, point: Point) -> bool {
+        match point {
+            Point::MlpHidden => self.k > 0,
+            Point::AttentionHeads => self.heads > 0,
+        }
+    }
+
     /// Hears `point` of layer `layer`: activations `(seq, width)` and their cotangents
     /// `(b, seq, width)` for the pass's seeds `first..first + b`.
-    pub(crate) fn hear(
+    fn hear(
         &mut self,
         point: Point,
         layer: usize,
@@ -79,6 +115,9 @@ impl Components {
         cotangents: &Tensor,
     ) -> Result<()> {
         let (k, layers, heads) = (self.k, self.layers, self.heads);
+        if !self.wants(point) {
+            return Ok(());
+        }
         if layer >= layers {
             candle_core::bail!("layer {layer} of {layers}");
         }
@@ -100,24 +139,11 @@ impl Components {
             }
             let seeds = &mut kept[first..first + b];
             match point {
-                Point::MlpHidden if k > 0 => neurons(&terms, k, layer, seeds)?,
-                Point::AttentionHeads if heads > 0 => heads_of(&terms, heads, layer, seeds)?,
-                _ => {}
+                Point::MlpHidden => neurons(&terms, k, layer, seeds)?,
+                Point::AttentionHeads => heads_of(&terms, heads, layer, seeds)?,
             }
         }
         Ok(())
-    }
-
-    /// Seed `i`'s neurons under `reduction`, once every layer was heard.
-    pub(crate) fn neurons(&self, reduction: Reduction, i: usize) -> Option<Vec<NeuronLayer>> {
-        let (_, kept) = self.kept.iter().find(|(r, _)| *r == reduction)?;
-        kept.get(i)?.neurons.iter().cloned().collect()
-    }
-
-    /// Seed `i`'s heads under `reduction`, once every layer was heard.
-    pub(crate) fn heads(&self, reduction: Reduction, i: usize) -> Option<Vec<HeadLayer>> {
-        let (_, kept) = self.kept.iter().find(|(r, _)| *r == reduction)?;
-        kept.get(i)?.heads.iter().cloned().collect()
     }
 }
 
@@ -228,6 +254,29 @@ mod tests {
         assert_eq!(h[0].heads, vec![3.0, 3.0, -12.0]);
         assert_eq!(h[0].per_token[2], vec![0.0, -12.0]);
         assert_eq!(h[0].total, -6.0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_later_group_of_seeds_fills_its_own_slots() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let hidden = Tensor::new(&[[1f32, 2.], [3., 4.]], &dev)?;
+        // Seeds 1 and 2 of the pass (a second group): seed 2's cotangents are seed 1's × 2.
+        let cot = Tensor::new(&[[[1f32, 0.], [0., 1.]], [[2., 0.], [0., 2.]]], &dev)?;
+        let mut n = Components::new(1, 1, 0, &[Reduction::InputTimesGradient]);
+        assert!(!n.wants(Point::AttentionHeads));
+        n.hear(Point::MlpHidden, 0, 1, &hidden, &cot)?;
+        assert!(
+            n.neurons(Reduction::InputTimesGradient, 0).is_none(),
+            "seed 0 unheard"
+        );
+        let one = n.neurons(Reduction::InputTimesGradient, 1).expect("seed 1");
+        let two = n.neurons(Reduction::InputTimesGradient, 2).expect("seed 2");
+        // x·g: neuron 0 gets 1 (token 0), neuron 1 gets 4 (token 1); seed 2 twice that.
+        assert_eq!((one[0].top[0].index, one[0].top[0].value), (1, 4.0));
+        assert_eq!(one[0].top[0].per_token, vec![0.0, 4.0]);
+        assert_eq!(two[0].top[0].per_token, vec![0.0, 8.0]);
+        assert_eq!(two[0].total, 10.0);
         Ok(())
     }
 }

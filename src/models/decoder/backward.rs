@@ -36,12 +36,47 @@ pub enum Point {
 }
 
 /// Hears, during a backward pass, the activations at each layer's [`Point`]s with their
-/// cotangents (`(seeds, …)` the activation's shape); called with the point, the layer and
-/// the index of the seed group's first seed in the pass.
-pub type Watch<'a> = dyn FnMut(Point, usize, usize, &Tensor, &Tensor) -> Result<()> + 'a;
+/// cotangents (`(seeds, …)` the activation's shape).
+pub trait Watch {
+    /// Whether it listens at `point`: the pass computes a point's activations only then.
+    fn wants(&self, point: Point) -> bool;
 
-/// One layer's [`Watch`].
-type LayerWatch<'a> = dyn FnMut(Point, &Tensor, &Tensor) -> Result<()> + 'a;
+    /// Hears `point` of `layer`: its activations and their cotangents for the pass's seeds
+    /// `first..first + seeds`.
+    fn hear(
+        &mut self,
+        point: Point,
+        layer: usize,
+        first: usize,
+        activations: &Tensor,
+        cotangents: &Tensor,
+    ) -> Result<()>;
+}
+
+/// A [`Watch`] at one layer of one group of seeds.
+struct At<'a> {
+    watch: &'a mut (dyn Watch + 'a),
+    layer: usize,
+    first: usize,
+}
+
+impl At<'_> {
+    /// Hears `point` when the watch wants it, its activations computed by `activations` only
+    /// then.
+    fn hear(
+        &mut self,
+        point: Point,
+        activations: impl FnOnce() -> Result<Tensor>,
+        cotangents: &Tensor,
+    ) -> Result<()> {
+        if self.watch.wants(point) {
+            let a = activations()?;
+            let (layer, first) = (self.layer, self.first);
+            self.watch.hear(point, layer, first, &a, cotangents)?;
+        }
+        Ok(())
+    }
+}
 
 /// A forward pass's activations, kept for any number of backward passes.
 #[derive(Debug)]
@@ -255,15 +290,15 @@ impl Decoder {
         self.backward_along(saved, seeds, dv, p, &saved.residuals, progress)
     }
 
-    /// [`Decoder::backward`] with `watch` hearing each layer's MLP hidden units and their
-    /// cotangents on the way down.
+    /// [`Decoder::backward`] with `watch` hearing the layers' points it wants on the way
+    /// down.
     pub fn backward_watched(
         &self,
         saved: &Saved,
         seeds: &[Seed],
         dv: &dyn Derivatives,
         p: Products,
-        watch: &mut Watch<'_>,
+        watch: &mut dyn Watch,
         progress: &mut Progress<'_>,
     ) -> crate::Result<Gradients> {
         let along = &saved.residuals;
@@ -286,14 +321,14 @@ impl Decoder {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn backward_inner(
+    fn backward_inner<'w>(
         &self,
         saved: &Saved,
         seeds: &[Seed],
         dv: &dyn Derivatives,
         p: Products,
         along: &[Tensor],
-        mut watch: Option<&mut Watch<'_>>,
+        mut watch: Option<&mut (dyn Watch + 'w)>,
         progress: &mut Progress<'_>,
     ) -> crate::Result<Gradients> {
         if along.len() != saved.residuals.len() {
@@ -332,14 +367,14 @@ impl Decoder {
 
     /// One group of seeds, the first of them seed `first` of the pass.
     #[allow(clippy::too_many_arguments)]
-    fn backward_group(
+    fn backward_group<'w>(
         &self,
         saved: &Saved,
         seeds: &[Seed],
         dv: &dyn Derivatives,
         p: Products,
         along: &[Tensor],
-        (first, mut watch): (usize, Option<&mut Watch<'_>>),
+        (first, mut watch): (usize, Option<&mut (dyn Watch + 'w)>),
         progress: &mut Progress<'_>,
     ) -> crate::Result<Gradients> {
         let eps = self.cfg.rms_norm_eps;
@@ -379,11 +414,12 @@ impl Decoder {
                 t.push(r);
             }
             let rot = &self.rotary[layer.self_attn.rope];
-            let mut heard = watch
-                .as_deref_mut()
-                .map(|w| move |at: Point, h: &Tensor, d: &Tensor| w(at, l, first, h, d));
-            let heard = heard.as_mut().map(|f| f as &mut LayerWatch<'_>);
-            dh = layer.backward(&saved.layers[l], &dh, dv, eps, (rot, p), heard)?;
+            let at = watch.as_deref_mut().map(|watch| At {
+                watch,
+                layer: l,
+                first,
+            });
+            dh = layer.backward(&saved.layers[l], &dh, dv, eps, (rot, p), at)?;
             progress(self.layers.len() - l, self.layers.len())?;
         }
         for t in &mut trace {
@@ -446,7 +482,7 @@ impl DecoderLayer {
         dv: &dyn Derivatives,
         eps: f64,
         (rot, p): (&Rotary, Products),
-        mut watch: Option<&mut LayerWatch<'_>>,
+        mut watch: Option<At<'_>>,
     ) -> Result<Tensor> {
         let mut d = dout.clone();
         for (r, io) in self.residual_blocks().iter().zip(&s.blocks).rev() {
@@ -456,10 +492,10 @@ impl DecoderLayer {
             };
             let dx = match r.block {
                 Block::Attention => {
-                    let watch = watch.as_deref_mut();
-                    self.self_attn.backward(s, &dy, dv, (rot, p), watch)?
+                    self.self_attn
+                        .backward(s, &dy, dv, (rot, p), watch.as_mut())?
                 }
-                Block::Mlp => Some(self.mlp.backward(s, &dy, dv, p, watch.as_deref_mut())?),
+                Block::Mlp => Some(self.mlp.backward(s, &dy, dv, p, watch.as_mut())?),
             };
             if let Some(dx) = dx {
                 d = (d + dv.rms_norm_vjp(&io.input, r.pre, eps, &dx)?)?;
@@ -478,11 +514,11 @@ impl Mlp {
         dm: &Tensor,
         dv: &dyn Derivatives,
         p: Products,
-        watch: Option<&mut LayerWatch<'_>>,
+        watch: Option<&mut At<'_>>,
     ) -> Result<Tensor> {
         let dz = self.down_proj.vjp(dm, p)?;
         if let Some(w) = watch {
-            w(Point::MlpHidden, &gated(&s.gate, &s.up, self.act)?, &dz)?;
+            w.hear(Point::MlpHidden, || gated(&s.gate, &s.up, self.act), &dz)?;
         }
         let (dgate, dup) = dv.gated_vjp(&s.gate, &s.up, self.act, &dz)?;
         let dx = self.up_proj.vjp(&dup, p)?;
@@ -518,16 +554,18 @@ impl Attention {
         da: &Tensor,
         dv: &dyn Derivatives,
         (rot, p): (&Rotary, Products),
-        watch: Option<&mut LayerWatch<'_>>,
+        watch: Option<&mut At<'_>>,
     ) -> Result<Option<Tensor>> {
         let (b, n, _) = da.dims3()?;
         let (heads, hd) = (self.n_heads, self.head_dim);
         let d_in = self.o_proj.vjp(da, p)?;
         if let Some(w) = watch {
             // The heads' outputs, computed again from the saved q, k and v.
-            let o = self.attend(&s.q, &s.k, &s.v, p)?;
-            let o = o.transpose(0, 1)?.reshape((n, heads * hd))?;
-            w(Point::AttentionHeads, &o, &d_in)?;
+            let outputs = || {
+                let o = self.attend(&s.q, &s.k, &s.v, p)?;
+                o.transpose(0, 1)?.reshape((n, heads * hd))
+            };
+            w.hear(Point::AttentionHeads, outputs, &d_in)?;
         }
         let d_o = d_in
             .reshape((b, n, heads, hd))?
