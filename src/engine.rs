@@ -395,7 +395,7 @@ impl Engine {
                     let value = values.then(|| self.value_at(s, &logits, &target, plan));
                     Ok(vec![(seed, value.transpose()?)])
                 };
-                let pass = (method.runs().pass, methods::neurons::Inside::of(req));
+                let pass = (method.runs().pass, methods::inside::Inside::of(req));
                 self.run_pass(pass, &saved, &mut seeds, plan, &mut progress)
             })?;
             let result = methods::result(method, &embeds, out, 0, seed, &target)?;
@@ -529,7 +529,7 @@ impl Engine {
     /// a one-pass method keeps what `inside` asks for (neurons, heads).
     pub(crate) fn run_pass(
         &self,
-        (pass, inside): (Pass, methods::neurons::Inside),
+        (pass, inside): (Pass, methods::inside::Inside),
         saved: &Saved,
         seeds: &mut methods::Seeds<'_>,
         plan: Plan,

@@ -211,6 +211,37 @@ fn print_neurons(layers: &[tokenlens::NeuronLayer]) {
         let total = tokenlens::text::sig3(layers[l].total);
         println!("  layer {l:>2} (Σ {total}): {}", top.join(", "));
     }
+    print_block("MLP", layers.iter().map(|l| l.block));
+}
+
+/// A block's conservation over the layers (what it hands back over what it writes), where
+/// the method has one: its range, and the layers furthest from 1.
+fn print_block(name: &str, blocks: impl Iterator<Item = Option<tokenlens::BlockRelevance>>) {
+    let ratios: Vec<(usize, f32)> = blocks
+        .enumerate()
+        .filter_map(|(l, b)| b.map(|b| (l, b.input / b.output)))
+        .collect();
+    let (Some(lo), Some(hi)) = (
+        ratios.iter().map(|r| r.1).reduce(f32::min),
+        ratios.iter().map(|r| r.1).reduce(f32::max),
+    ) else {
+        return;
+    };
+    if hi - lo < 5e-4 {
+        println!("  {name} blocks hand back what they write ({lo:.3} in every layer)");
+        return;
+    }
+    let mut worst = ratios.clone();
+    worst.sort_by(|a, b| (b.1 - 1.0).abs().total_cmp(&(a.1 - 1.0).abs()));
+    let worst: Vec<String> = worst
+        .iter()
+        .take(3)
+        .map(|(l, r)| format!("layer {l} {r:.3}"))
+        .collect();
+    println!(
+        "  {name} blocks hand back {lo:.3}-{hi:.3} of what they write ({})",
+        worst.join(", ")
+    );
 }
 
 /// The heads holding the most over all layers (`layer:head relevance`).
@@ -230,4 +261,5 @@ fn print_heads(layers: &[tokenlens::HeadLayer]) {
         "heads (most relevant; layer:head relevance): {}",
         top.join(", ")
     );
+    print_block("attention", layers.iter().map(|l| l.block));
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 mod faithfulness;
+mod inside;
 mod lens;
 mod method;
 mod precision;
@@ -15,6 +16,7 @@ mod target;
 pub use faithfulness::{
     Curve, Faithfulness, FaithfulnessSpec, MethodFaithfulness, Operator, RandomBand, FRACTIONS,
 };
+pub use inside::{BlockRelevance, HeadLayer, Neuron, NeuronLayer};
 pub use lens::{target_settles, LensCell, LENS_TOP};
 pub use method::{
     pass_cost, passes, Check, Method, MethodInfo, Pass, Reduction, RuleSet, Runs, METHODS,
@@ -468,43 +470,6 @@ pub struct MethodResult {
     /// With [`ExplainRequest::heads`]: per layer, its attention heads' relevance.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub heads: Option<Vec<HeadLayer>>,
-}
-
-/// One layer's attention heads in an explanation. A head's part of the attention output (its
-/// slice of `o_proj`'s input) times the method's gradient there, summed over the slice (the
-/// gradient's magnitude for saliency), is its relevance at a token; its value is the sum over
-/// tokens.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HeadLayer {
-    /// Σ over the layer's heads (and tokens).
-    pub total: f32,
-    /// Each head's relevance summed over tokens.
-    pub heads: Vec<f32>,
-    /// `[head][token]`: each head's relevance at each token.
-    pub per_token: Vec<Vec<f32>>,
-}
-
-/// One layer's MLP neurons in an explanation. A neuron is one of the MLP's hidden units (the
-/// input of `down_proj`: `act(gate) · up`); its relevance at token t is its activation times
-/// the method's gradient there (input × gradient, AttnLRP, CP-LRP), or the gradient's
-/// magnitude (saliency); a neuron's value is the sum over tokens.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NeuronLayer {
-    /// Σ over the layer's neurons (and tokens).
-    pub total: f32,
-    /// The neurons of largest |value|, largest first.
-    pub top: Vec<Neuron>,
-}
-
-/// One neuron's relevance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Neuron {
-    /// Its index among the layer's hidden units.
-    pub index: u32,
-    /// Its relevance summed over tokens.
-    pub value: f32,
-    /// Its relevance at each token.
-    pub per_token: Vec<f32>,
 }
 
 /// Everything an explanation holds; the CLI's `--json` document. One shape from the engine

@@ -6,8 +6,8 @@
 
 pub mod attnlrp;
 pub mod gradient;
+pub(crate) mod inside;
 pub mod integrated_gradients;
-pub(crate) mod neurons;
 pub mod rules;
 
 use candle_core::Tensor;
@@ -43,7 +43,7 @@ pub(crate) struct PassOutput {
     /// A path method's function at the path's ends, per seed.
     pub ends: Option<Vec<PathEnds>>,
     /// What the pass heard at the MLP neurons, when asked.
-    pub inside: Option<neurons::Components>,
+    pub inside: Option<inside::Components>,
 }
 
 /// Runs `pass` from the saved forward pass over the input; `progress` hears of each layer.
@@ -53,7 +53,7 @@ pub(crate) fn run(
     pass: Pass,
     saved: &Saved,
     seeds: &mut Seeds<'_>,
-    (p, inside): (Products, neurons::Inside),
+    (p, inside): (Products, inside::Inside),
     progress: &mut Progress<'_>,
 ) -> crate::Result<PassOutput> {
     match pass {
@@ -68,12 +68,7 @@ pub(crate) fn run(
                     inside: None,
                 });
             }
-            // The reductions of the requested methods that share this pass.
-            let reductions: Vec<Reduction> = Method::ALL
-                .iter()
-                .filter(|m| m.runs().pass == pass && inside.asks(m.runs().reduction))
-                .map(|m| m.runs().reduction)
-                .collect();
+            let reductions = inside.reductions(pass);
             let cfg = dec.config();
             let heads = if inside.heads {
                 cfg.num_attention_heads
@@ -81,7 +76,7 @@ pub(crate) fn run(
                 0
             };
             let (k, layers) = (inside.neurons, cfg.num_hidden_layers);
-            let mut heard = neurons::Components::new(k, layers, heads, &reductions);
+            let mut heard = inside::Components::new(k, layers, heads, &reductions);
             let g = dec.backward_watched(saved, &seeds, rules(set), p, &mut heard, progress)?;
             Ok(PassOutput {
                 input: g.input,

@@ -18,14 +18,16 @@ use crate::kernels::Products;
 use candle_core::{DType, Device, Result, Tensor, Var};
 
 pub use super::config::{Arch, Config, WeightSource};
-pub use backward::{Gradients, Point, Progress, Saved, Seed, Watch};
+pub use backward::{Gradients, Progress, Saved, Seed};
 pub use cached::KvCache;
+pub use watch::{Point, Watch};
 
 mod backward;
 mod batch;
 mod cached;
 mod lens;
 mod rotary;
+mod watch;
 
 use rotary::Rotary;
 
@@ -353,8 +355,10 @@ impl DecoderLayer {
 
 /// A layer's two kinds of block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Block {
+pub enum Block {
+    /// Self-attention.
     Attention,
+    /// The (gated) MLP.
     Mlp,
 }
 

@@ -14,7 +14,8 @@
 //! elsewhere), so the same code runs on CUDA. candle's autograd through [`Decoder::forward`]
 //! is the twin the tests hold it against.
 
-use super::{Attention, Block, BlockIo, Decoder, DecoderLayer, Mlp, Rotary};
+use super::watch::{At, Point};
+use super::{Attention, Block, BlockIo, Decoder, DecoderLayer, Mlp, Rotary, Watch};
 use crate::kernels::Products;
 use crate::models::attention::attention_vjp;
 use crate::models::gated::gated;
@@ -24,59 +25,6 @@ use candle_core::{DType, Result, Tensor, D};
 /// Called after each layer of a pass with the layers done and the layers in the pass; an
 /// error (a cancellation) stops the pass there.
 pub type Progress<'a> = dyn FnMut(usize, usize) -> crate::Result<()> + 'a;
-
-/// Where a [`Watch`] hears a backward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Point {
-    /// A layer's MLP hidden units: the input of `down_proj`, `(seq, intermediate)`.
-    MlpHidden,
-    /// A layer's attention heads' outputs, side by side: the input of `o_proj`, `(seq,
-    /// heads · head_dim)`.
-    AttentionHeads,
-}
-
-/// Hears, during a backward pass, the activations at each layer's [`Point`]s with their
-/// cotangents (`(seeds, …)` the activation's shape).
-pub trait Watch {
-    /// Whether it listens at `point`: the pass computes a point's activations only then.
-    fn wants(&self, point: Point) -> bool;
-
-    /// Hears `point` of `layer`: its activations and their cotangents for the pass's seeds
-    /// `first..first + seeds`.
-    fn hear(
-        &mut self,
-        point: Point,
-        layer: usize,
-        first: usize,
-        activations: &Tensor,
-        cotangents: &Tensor,
-    ) -> Result<()>;
-}
-
-/// A [`Watch`] at one layer of one group of seeds.
-struct At<'a> {
-    watch: &'a mut (dyn Watch + 'a),
-    layer: usize,
-    first: usize,
-}
-
-impl At<'_> {
-    /// Hears `point` when the watch wants it, its activations computed by `activations` only
-    /// then.
-    fn hear(
-        &mut self,
-        point: Point,
-        activations: impl FnOnce() -> Result<Tensor>,
-        cotangents: &Tensor,
-    ) -> Result<()> {
-        if self.watch.wants(point) {
-            let a = activations()?;
-            let (layer, first) = (self.layer, self.first);
-            self.watch.hear(point, layer, first, &a, cotangents)?;
-        }
-        Ok(())
-    }
-}
 
 /// A forward pass's activations, kept for any number of backward passes.
 #[derive(Debug)]
@@ -419,7 +367,14 @@ impl Decoder {
                 layer: l,
                 first,
             });
-            dh = layer.backward(&saved.layers[l], &dh, dv, eps, (rot, p), at)?;
+            dh = layer.backward(
+                &saved.layers[l],
+                (&saved.residuals[l + 1], &dh),
+                dv,
+                eps,
+                (rot, p),
+                at,
+            )?;
             progress(self.layers.len() - l, self.layers.len())?;
         }
         for t in &mut trace {
@@ -473,19 +428,25 @@ impl DecoderLayer {
         Ok((out, saved))
     }
 
-    /// Cotangents `dout: (b, seq, hidden)` of the layer's output carried to its input,
+    /// Cotangents `dout: (b, seq, hidden)` of the layer's output `out` carried to its input,
     /// through the residual blocks in reverse; `watch` hears the layer's points.
     fn backward(
         &self,
         s: &SavedLayer,
-        dout: &Tensor,
+        (out, dout): (&Tensor, &Tensor),
         dv: &dyn Derivatives,
         eps: f64,
         (rot, p): (&Rotary, Products),
         mut watch: Option<At<'_>>,
     ) -> Result<Tensor> {
         let mut d = dout.clone();
+        // The stream after each block: the next block's input, then the layer's output.
+        let mut after = out.clone();
         for (r, io) in self.residual_blocks().iter().zip(&s.blocks).rev() {
+            if let Some(w) = watch.as_mut() {
+                let added = || &after - &io.input;
+                w.hear(Point::BlockOutput(r.block), added, &d)?;
+            }
             let dy = match (r.post, &io.raw) {
                 (Some(w), Some(raw)) => dv.rms_norm_vjp(raw, w, eps, &d)?,
                 _ => d.clone(),
@@ -498,8 +459,13 @@ impl DecoderLayer {
                 Block::Mlp => Some(self.mlp.backward(s, &dy, dv, p, watch.as_mut())?),
             };
             if let Some(dx) = dx {
-                d = (d + dv.rms_norm_vjp(&io.input, r.pre, eps, &dx)?)?;
+                let back = dv.rms_norm_vjp(&io.input, r.pre, eps, &dx)?;
+                if let Some(w) = watch.as_mut() {
+                    w.hear(Point::BlockInput(r.block), || Ok(io.input.clone()), &back)?;
+                }
+                d = (d + back)?;
             }
+            after = io.input.clone();
         }
         Ok(d)
     }

@@ -7,44 +7,44 @@
 
 use candle_core::{DType, Result, Tensor, D};
 
-use crate::models::decoder::{Point, Watch};
-use crate::types::{HeadLayer, Neuron, NeuronLayer, Reduction};
+use crate::models::decoder::{Block, Point, Watch};
+use crate::types::{BlockRelevance, HeadLayer, Method, Neuron, NeuronLayer, Reduction};
 
 /// What to keep inside the model besides the scores.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Inside {
     /// The top neurons per layer (0: none).
     pub neurons: usize,
     /// Every head of every layer.
     pub heads: bool,
-    /// The requested methods' reductions: gradient norm, input × gradient.
-    pub reductions: [bool; 2],
+    /// The requested methods (each keeps its reduction's).
+    pub methods: Vec<Method>,
 }
 
 impl Inside {
     /// What request `req` asks to keep.
     pub(crate) fn of(req: &crate::types::ExplainRequest) -> Self {
-        let asks = |r: Reduction| req.methods.iter().any(|m| m.runs().reduction == r);
         Inside {
             neurons: req.neurons,
             heads: req.heads,
-            reductions: [
-                asks(Reduction::GradientNorm),
-                asks(Reduction::InputTimesGradient),
-            ],
+            methods: req.methods.clone(),
         }
     }
 
-    /// Whether a method of `reduction` was requested.
-    pub(crate) fn asks(self, reduction: Reduction) -> bool {
-        match reduction {
-            Reduction::GradientNorm => self.reductions[0],
-            Reduction::InputTimesGradient => self.reductions[1],
+    /// The reductions of the requested methods that share `pass`.
+    pub(crate) fn reductions(&self, pass: super::Pass) -> Vec<Reduction> {
+        let mut out: Vec<Reduction> = Vec::new();
+        for m in &self.methods {
+            let r = m.runs();
+            if r.pass == pass && !out.contains(&r.reduction) {
+                out.push(r.reduction);
+            }
         }
+        out
     }
 
     /// Nothing to keep.
-    pub(crate) fn is_nothing(self) -> bool {
+    pub(crate) fn is_nothing(&self) -> bool {
         self.neurons == 0 && !self.heads
     }
 }
@@ -54,6 +54,8 @@ impl Inside {
 struct Layers {
     neurons: Vec<Option<NeuronLayer>>,
     heads: Vec<Option<HeadLayer>>,
+    /// Per layer, the attention block's and the MLP's relevance in the stream.
+    blocks: Vec<[BlockRelevance; 2]>,
 }
 
 /// What a pass heard inside the model: per reduction, per seed.
@@ -63,6 +65,14 @@ pub(crate) struct Components {
     layers: usize,
     heads: usize,
     kept: Vec<(Reduction, Vec<Layers>)>,
+}
+
+/// A block's slot in [`Layers::blocks`].
+fn slot(block: Block) -> usize {
+    match block {
+        Block::Attention => 0,
+        Block::Mlp => 1,
+    }
 }
 
 impl Components {
@@ -83,24 +93,61 @@ impl Components {
         }
     }
 
+    fn seed(&self, reduction: Reduction, i: usize) -> Option<&Layers> {
+        let (_, kept) = self.kept.iter().find(|(r, _)| *r == reduction)?;
+        kept.get(i)
+    }
+
+    /// A block's relevance, where the reduction has one (not saliency's magnitudes).
+    fn block(
+        reduction: Reduction,
+        s: &Layers,
+        layer: usize,
+        block: Block,
+    ) -> Option<BlockRelevance> {
+        (reduction == Reduction::InputTimesGradient).then(|| s.blocks[layer][slot(block)])
+    }
+
     /// Seed `i`'s neurons under `reduction`, once every layer was heard.
     pub(crate) fn neurons(&self, reduction: Reduction, i: usize) -> Option<Vec<NeuronLayer>> {
-        let (_, kept) = self.kept.iter().find(|(r, _)| *r == reduction)?;
-        kept.get(i)?.neurons.iter().cloned().collect()
+        let s = self.seed(reduction, i)?;
+        let layers: Option<Vec<NeuronLayer>> = s.neurons.iter().cloned().collect();
+        let mut layers = layers?;
+        for (l, layer) in layers.iter_mut().enumerate() {
+            layer.block = Self::block(reduction, s, l, Block::Mlp);
+        }
+        Some(layers)
     }
 
     /// Seed `i`'s heads under `reduction`, once every layer was heard.
     pub(crate) fn heads(&self, reduction: Reduction, i: usize) -> Option<Vec<HeadLayer>> {
-        let (_, kept) = self.kept.iter().find(|(r, _)| *r == reduction)?;
-        kept.get(i)?.heads.iter().cloned().collect()
+        let s = self.seed(reduction, i)?;
+        let layers: Option<Vec<HeadLayer>> = s.heads.iter().cloned().collect();
+        let mut layers = layers?;
+        for (l, layer) in layers.iter_mut().enumerate() {
+            layer.block = Self::block(reduction, s, l, Block::Attention);
+        }
+        Some(layers)
     }
 }
 
 impl Watch for Components {
     fn wants(&self, point: Point) -> bool {
+        let of = |block| match block {
+            Block::Attention => self.heads > 0,
+            Block::Mlp => self.k > 0,
+        };
         match point {
-            Point::MlpHidden => self.k > 0,
-            Point::AttentionHeads => self.heads > 0,
+            Point::MlpHidden => of(Block::Mlp),
+            Point::AttentionHeads => of(Block::Attention),
+            // A block's relevance only where its units are kept, and only for x · g.
+            Point::BlockOutput(b) | Point::BlockInput(b) => {
+                of(b)
+                    && self
+                        .kept
+                        .iter()
+                        .any(|(r, _)| *r == Reduction::InputTimesGradient)
+            }
         }
     }
 
@@ -125,22 +172,36 @@ impl Watch for Components {
         let cot = cotangents.to_dtype(DType::F32)?;
         let b = cot.dim(0)?;
         for (reduction, kept) in &mut self.kept {
+            if kept.len() < first + b {
+                let empty = Layers {
+                    neurons: vec![None; layers],
+                    heads: vec![None; layers],
+                    blocks: vec![[BlockRelevance::default(); 2]; layers],
+                };
+                kept.resize(first + b, empty);
+            }
+            let seeds = &mut kept[first..first + b];
             // (b, seq, width)
             let terms = match reduction {
                 Reduction::GradientNorm => cot.abs()?,
                 Reduction::InputTimesGradient => cot.broadcast_mul(&act)?,
             };
-            if kept.len() < first + b {
-                let empty = Layers {
-                    neurons: vec![None; layers],
-                    heads: vec![None; layers],
-                };
-                kept.resize(first + b, empty);
-            }
-            let seeds = &mut kept[first..first + b];
             match point {
                 Point::MlpHidden => neurons(&terms, k, layer, seeds)?,
                 Point::AttentionHeads => heads_of(&terms, heads, layer, seeds)?,
+                Point::BlockOutput(block) | Point::BlockInput(block) => {
+                    if *reduction != Reduction::InputTimesGradient {
+                        continue;
+                    }
+                    let sums = terms.to_dtype(DType::F64)?.sum((1, 2))?.to_vec1::<f64>()?;
+                    for (s, sum) in seeds.iter_mut().zip(sums) {
+                        let r = &mut s.blocks[layer][slot(block)];
+                        match point {
+                            Point::BlockOutput(_) => r.output = sum as f32,
+                            _ => r.input = sum as f32,
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -166,6 +227,7 @@ fn heads_of(terms: &Tensor, heads: usize, layer: usize, seeds: &mut [Layers]) ->
             total: values.iter().map(|&v| f64::from(v)).sum::<f64>() as f32,
             heads: values,
             per_token,
+            block: None,
         });
     }
     Ok(())
@@ -186,6 +248,7 @@ fn neurons(terms: &Tensor, k: usize, layer: usize, seeds: &mut [Layers]) -> Resu
             .to_vec2::<f32>()?;
         slot.neurons[layer] = Some(NeuronLayer {
             total: sums.iter().map(|&v| f64::from(v)).sum::<f64>() as f32,
+            block: None,
             top: top
                 .iter()
                 .zip(per_token)
