@@ -18,9 +18,7 @@ Run: $(scripts/reference-env.sh) scripts/neuron_reference.py   (about 2 min)
 """
 import json
 import os
-import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
@@ -94,15 +92,7 @@ def run_mode(mode, path):
 def main():
     if len(sys.argv) == 3:
         return run_mode(sys.argv[1], sys.argv[2])
-    merged = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for mode in MODES:
-            path = os.path.join(tmp, f"{mode}.json")
-            subprocess.run([sys.executable, __file__, mode, path], check=True)
-            for name, entry in json.load(open(path)).items():
-                into = merged.setdefault(name, {**entry, "methods": {}, "heads": {}})
-                into["methods"].update(entry["methods"])
-                into["heads"].update(entry["heads"])
+    merged = reference.per_mode(__file__, MODES, ["methods", "heads"])
     reference.write_doc(OUT, [merged[n] for n in CASES])
 
 

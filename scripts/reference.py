@@ -377,6 +377,25 @@ def write_doc(path, cases):
     print(f"wrote {path}", file=sys.stderr)
 
 
+def per_mode(script, modes, merge):
+    """Runs `script MODE PATH` once per mode, each in its own process (lxt patches modules
+    process-wide), and merges what they wrote (name -> entry): the entries' `merge` dicts
+    are joined over the modes, the rest taken from the first."""
+    import subprocess
+    import tempfile
+
+    merged = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in modes:
+            path = os.path.join(tmp, f"{mode}.json")
+            subprocess.run([sys.executable, script, mode, path], check=True)
+            for name, entry in json.load(open(path)).items():
+                into = merged.setdefault(name, {**entry, **{k: {} for k in merge}})
+                for k in merge:
+                    into[k].update(entry[k])
+    return merged
+
+
 def r(xs):
     return [float(f"{x:.7g}") for x in xs]
 

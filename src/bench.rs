@@ -143,6 +143,7 @@ fn greedy(prompt: &str, chat: bool, n: usize, precision: Precision) -> GenerateR
         sampling: Sampling::greedy(),
         max_new_tokens: n,
         precision,
+        steer: Vec::new(),
     }
 }
 
@@ -273,6 +274,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .generate(&greedy(&req.prompt, args.chat, args.steps, precision))?
             .ids();
         let sreq = StepsRequest {
+            steer: Vec::new(),
             prompt: req.prompt.clone(),
             chat_template: args.chat,
             thinking: false,

@@ -53,10 +53,11 @@ impl LoadOptions {
 
 /// A loaded model ready to explain prompts. Cheap to share behind an `Arc`; `explain` takes
 /// `&self`.
+#[derive(Clone)]
 pub struct Engine {
     name: String,
     model: Decoder,
-    tokenizer: Tokenizer,
+    tokenizer: std::sync::Arc<Tokenizer>,
     pub(crate) chat_template: Option<ChatTemplate>,
     pub(crate) add_bos: Option<u32>,
     eos: Vec<u32>,
@@ -196,7 +197,7 @@ impl Engine {
         Ok(Engine {
             name,
             model,
-            tokenizer: loaded.tokenizer,
+            tokenizer: std::sync::Arc::new(loaded.tokenizer),
             chat_template: loaded.chat_template,
             add_bos: loaded.add_bos,
             eos: loaded.eos,
@@ -277,6 +278,19 @@ impl Engine {
         self.tokenizer.decode(&[id], false).unwrap_or_default()
     }
 
+    /// This engine with `edits` to its neurons and heads applied in every pass (itself when
+    /// there are none).
+    pub fn steered(&self, edits: &[crate::Edit]) -> Result<std::borrow::Cow<'_, Engine>> {
+        if edits.is_empty() {
+            return Ok(std::borrow::Cow::Borrowed(self));
+        }
+        let model = self.model.steered(edits)?;
+        Ok(std::borrow::Cow::Owned(Engine {
+            model,
+            ..self.clone()
+        }))
+    }
+
     /// Explains a prompt; the whole result at once.
     pub fn explain(&self, req: &ExplainRequest) -> Result<Explanation> {
         self.explain_streaming(req, &mut |_| ControlFlow::Continue(()))
@@ -295,7 +309,7 @@ impl Engine {
             ex.apply(ev);
             sink(ev)
         };
-        let seed = self.explain_events(req, &mut folded)?;
+        let seed = self.steered(&req.steer)?.explain_events(req, &mut folded)?;
         ex.seed = seed;
         Ok(ex)
     }

@@ -23,6 +23,14 @@ impl crate::Engine {
         req: &GenerateRequest,
         sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
     ) -> Result<Generation> {
+        self.steered(&req.steer)?.generate_events(req, sink)
+    }
+
+    fn generate_events(
+        &self,
+        req: &GenerateRequest,
+        sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
+    ) -> Result<Generation> {
         let mut emit = emitter(sink);
         req.check(self.vocab_size())
             .map_err(Error::InvalidSetting)?;

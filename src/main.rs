@@ -90,6 +90,14 @@ struct PromptArgs {
     /// Hugging Face directory or a Hub id.
     #[arg(short, long, default_value = tokenlens::source::DEFAULT_MODEL)]
     model: String,
+    /// Steer the model: edits to MLP neurons and attention heads applied in every pass,
+    /// comma-separated, layers and units from 0: `12:4031*0` scales neuron 4031 of layer 12
+    /// by 0 (ablates it; scales from -10 to 10), `12:4031=5` clamps it to 5 at every
+    /// position, `14:h3*2` doubles head 3 of layer 14, `14:h3=8` sets its output's norm to 8
+    /// (direction kept). `generate` prints the original answer and the steered one (same
+    /// sampling seed); `explain` explains the steered model.
+    #[arg(long, value_parser = tokenlens::parse_edits, default_value = "")]
+    steer: ::std::vec::Vec<tokenlens::Edit>,
 }
 
 #[derive(Args, Debug)]
@@ -264,6 +272,7 @@ impl GenArgs {
             },
             max_new_tokens: self.max_new_tokens,
             precision,
+            steer: input.steer.clone(),
         }
     }
 }
@@ -313,6 +322,7 @@ impl RequestArgs {
             precision: self.device.precision,
             neurons: self.neurons,
             heads: self.heads,
+            steer: self.input.steer.clone(),
         })
     }
 
@@ -388,13 +398,37 @@ fn run() -> anyhow::Result<()> {
         } => {
             let engine = load(&input.model, None, &device)?;
             let req = gen.request(&input, device.precision);
-            let g = if json {
-                engine.generate(&req)?
+            if req.steer.is_empty() {
+                let g = match json {
+                    true => engine.generate(&req)?,
+                    false => generate_to_terminal(&engine, &req)?,
+                };
+                if json {
+                    println!("{}", serde_json::to_string(&g)?);
+                }
             } else {
-                generate_to_terminal(&engine, &req)?
-            };
-            if json {
-                println!("{}", serde_json::to_string(&g)?);
+                // Bad edits are refused before anything is generated.
+                engine.steered(&req.steer)?;
+                // The original answer, then the steered one with the same sampling seed.
+                let original = GenerateRequest {
+                    steer: Vec::new(),
+                    ..req.clone()
+                };
+                let steer = tokenlens::format_edits(&req.steer);
+                let both = if json {
+                    (engine.generate(&original)?, engine.generate(&req)?)
+                } else {
+                    println!("original:");
+                    let a = generate_to_terminal(&engine, &original)?;
+                    println!("\nsteered ({steer}):");
+                    (a, generate_to_terminal(&engine, &req)?)
+                };
+                if json {
+                    let doc = serde_json::json!({
+                        "steer": req.steer, "original": both.0, "steered": both.1
+                    });
+                    println!("{doc}");
+                }
             }
         }
         Command::Heatmap {

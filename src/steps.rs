@@ -20,6 +20,14 @@ impl crate::Engine {
         req: &StepsRequest,
         sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
     ) -> Result<Vec<StepRow>> {
+        self.steered(&req.steer)?.steps_events(req, sink)
+    }
+
+    fn steps_events(
+        &self,
+        req: &StepsRequest,
+        sink: &mut dyn FnMut(&StreamEvent) -> ControlFlow<()>,
+    ) -> Result<Vec<StepRow>> {
         let mut emit = emitter(sink);
         req.check().map_err(Error::InvalidSetting)?;
         emit(stage(Stage::Tokenize, None))?;

@@ -11,6 +11,7 @@ mod inside;
 mod lens;
 mod method;
 mod precision;
+mod steer;
 mod stream;
 mod target;
 pub use faithfulness::{
@@ -22,6 +23,9 @@ pub use method::{
     pass_cost, passes, Check, Method, MethodInfo, Pass, Reduction, RuleSet, Runs, METHODS,
 };
 pub use precision::Precision;
+pub use steer::{
+    check_edits, format_edits, parse_edits, Edit, Setting, Unit, MAX_CLAMP, MAX_EDITS, MAX_SCALE,
+};
 pub use stream::{Stage, StreamEvent};
 pub use target::{Candidate, Prediction, Score, Span, SpanTarget, SpanToken, Target};
 
@@ -105,6 +109,10 @@ pub struct ExplainRequest {
     /// from the same backward pass (see [`HeadLayer`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub heads: bool,
+    /// Edits to neurons and heads applied in every pass (see [`Edit`]): explains the steered
+    /// model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steer: Vec<Edit>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -185,6 +193,7 @@ impl ExplainRequest {
             precision: Precision::Auto,
             neurons: 0,
             heads: false,
+            steer: Vec::new(),
         }
     }
 }
@@ -273,6 +282,9 @@ pub struct GenerateRequest {
     /// weights as stored).
     #[serde(default, skip_serializing_if = "Precision::is_auto")]
     pub precision: Precision,
+    /// Edits to neurons and heads applied while generating (see [`Edit`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steer: Vec<Edit>,
 }
 
 fn default_max_new_tokens() -> usize {
@@ -297,6 +309,7 @@ impl GenerateRequest {
             sampling: Sampling::default(),
             max_new_tokens: default_max_new_tokens(),
             precision: Precision::Auto,
+            steer: Vec::new(),
         }
     }
 }
@@ -384,6 +397,9 @@ pub struct StepsRequest {
     /// How the matrix products are computed (see [`Precision`]).
     #[serde(default, skip_serializing_if = "Precision::is_auto")]
     pub precision: Precision,
+    /// Edits to neurons and heads applied in every pass (see [`Edit`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steer: Vec<Edit>,
 }
 
 impl StepsRequest {

@@ -281,6 +281,38 @@ fn generate_streams_text_and_json() {
         &["generate", "--prompt", "hi", "--top-p", "0"],
         "top-p must be in (0, 1]",
     );
+    // Steered: the original answer, then the steered one; bad edits refused before either.
+    let steered = [&args[..], &["--steer", "0:1297*0,23:h4*0,29:1066=-5"]].concat();
+    let out = tokenlens(&steered);
+    let both = String::from_utf8_lossy(&out.stdout);
+    let (original, steered_text) = both.split_once("steered (").expect("both answers");
+    assert!(
+        original.starts_with("original:") && original.contains(text.trim()),
+        "{both}"
+    );
+    let steered_answer = steered_text.split_once(':').expect("header").1.trim();
+    assert_ne!(steered_answer, text.trim(), "{both}");
+    let out = tokenlens(&[&steered[..], &["--json"]].concat());
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["original"]["answer"].as_str().map(str::trim),
+        Some(text.trim())
+    );
+    assert_eq!(doc["steer"][1]["unit"]["head"], 4);
+    assert_ne!(doc["steered"]["answer"], doc["original"]["answer"]);
+    let out = tokenlens(&["generate", "--prompt", "hi", "--steer", "30:1*0"]);
+    assert!(
+        !out.status.success() && out.stdout.is_empty(),
+        "nothing generated"
+    );
+    fails_with(
+        &["generate", "--prompt", "hi", "--steer", "30:1*0"],
+        "layers 0 to 29",
+    );
+    fails_with(
+        &["generate", "--prompt", "hi", "--steer", "1:2"],
+        "one '*' or '='",
+    );
 }
 
 #[test]

@@ -146,6 +146,7 @@ fn request_settings_out_of_range() {
     g.sampling.temperature = f32::NAN;
     invalid(e.generate(&g).map(|_| ()), "temperature");
     let steps = StepsRequest {
+        steer: Vec::new(),
         prompt: "Hello".into(),
         chat_template: true,
         thinking: false,

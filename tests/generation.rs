@@ -31,6 +31,7 @@ struct GenFixture {
 /// Greedy decoding in f32, as transformers computes it.
 fn greedy(prompt: &str, chat: bool, n: usize) -> GenerateRequest {
     GenerateRequest {
+        steer: Vec::new(),
         prompt: prompt.into(),
         chat_template: chat,
         thinking: false,
@@ -215,6 +216,7 @@ fn all_steps_rows_match_single_explanations() {
     let rows = e
         .explain_steps_streaming(
             &StepsRequest {
+                steer: Vec::new(),
                 prompt: "What is the capital of France?".into(),
                 chat_template: true,
                 thinking: false,

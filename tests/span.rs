@@ -185,6 +185,7 @@ fn a_span_is_the_sum_of_its_tokens_explanations() {
     let e = engine();
     let gen = e
         .generate(&tokenlens::GenerateRequest {
+            steer: Vec::new(),
             prompt: "Name three colors.".into(),
             chat_template: true,
             thinking: false,
@@ -273,6 +274,7 @@ fn the_cli_explains_a_span() {
     let e = engine_for(model);
     let answer = e
         .generate(&tokenlens::GenerateRequest {
+            steer: Vec::new(),
             prompt: prompt.into(),
             chat_template: false,
             thinking: false,

@@ -17,5 +17,6 @@ mod neurons;
 mod precision;
 mod reference;
 mod span;
+mod steer;
 mod templates;
 mod tokenizers;

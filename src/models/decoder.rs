@@ -27,9 +27,11 @@ mod batch;
 mod cached;
 mod lens;
 mod rotary;
+mod steer;
 mod watch;
 
 use rotary::Rotary;
+use steer::{HeadEdits, NeuronEdits};
 
 #[derive(Debug, Clone)]
 struct Mlp {
@@ -37,6 +39,8 @@ struct Mlp {
     up_proj: Linear,
     down_proj: Linear,
     act: Activation,
+    /// Edited neurons (steering), if any.
+    steer: Option<NeuronEdits>,
 }
 
 impl Mlp {
@@ -46,6 +50,7 @@ impl Mlp {
             up_proj: Linear::new(w.get_matrix(&format!("{p}.up_proj.weight"))?),
             down_proj: Linear::new(w.get_matrix(&format!("{p}.down_proj.weight"))?),
             act,
+            steer: None,
         })
     }
 
@@ -59,8 +64,16 @@ impl Mlp {
 
     fn forward(&self, x: &Tensor, dv: &dyn Derivatives, p: Products) -> Result<Tensor> {
         let (gate, up) = self.gate_up(x, p)?;
-        let h = dv.gated(&gate, &up, self.act)?;
+        let h = self.steered(dv.gated(&gate, &up, self.act)?)?;
         self.down_proj.forward(&h, p)
+    }
+
+    /// The hidden units `h` with the edited neurons' edits.
+    fn steered(&self, h: Tensor) -> Result<Tensor> {
+        match &self.steer {
+            Some(s) => s.apply(&h),
+            None => Ok(h),
+        }
     }
 }
 
@@ -107,6 +120,8 @@ struct Attention {
     window: Option<usize>,
     /// Index into the model's rotary tables.
     rope: usize,
+    /// Edited heads (steering), if any.
+    steer: Option<HeadEdits>,
 }
 
 impl Attention {
@@ -137,6 +152,7 @@ impl Attention {
             eps: cfg.rms_norm_eps,
             window,
             rope: usize::from(window.is_some() && a.rope_local_theta.is_some()),
+            steer: None,
         })
     }
 
@@ -228,11 +244,26 @@ impl Attention {
         }
     }
 
-    fn merge_heads(&self, o: Tensor, n: usize, p: Products) -> Result<Tensor> {
+    fn merge_heads(
+        &self,
+        o: Tensor,
+        n: usize,
+        dv: &dyn Derivatives,
+        p: Products,
+    ) -> Result<Tensor> {
+        let o = self.steered(o, dv)?;
         let o = o
             .transpose(0, 1)?
             .reshape((n, self.n_heads * self.head_dim))?;
         self.o_proj.forward(&o, p)
+    }
+
+    /// The heads' outputs `o` `(heads, seq, head_dim)` with the edited heads' edits.
+    fn steered(&self, o: Tensor, dv: &dyn Derivatives) -> Result<Tensor> {
+        match &self.steer {
+            Some(s) => s.apply(&o, dv),
+            None => Ok(o),
+        }
     }
 
     /// The autograd twin's attention (f32).
@@ -242,7 +273,7 @@ impl Attention {
         let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
         let scales = dv.attention_scales();
         let o = causal_attention(&q, &k, &v, self.scale, scales, self.window)?; // (heads, seq, head_dim)
-        self.merge_heads(o, n, Products::F32)
+        self.merge_heads(o, n, dv, Products::F32)
     }
 }
 

@@ -320,6 +320,7 @@ impl ViewState {
     pub fn generate_request(&self) -> Option<GenerateRequest> {
         let g = self.generation.as_ref()?;
         Some(GenerateRequest {
+            steer: Vec::new(),
             prompt: self.prompt.clone(),
             chat_template: self.chat,
             thinking: self.thinking,
@@ -357,6 +358,7 @@ impl ViewState {
             }
         }
         Ok(Some(ExplainRequest {
+            steer: Vec::new(),
             prompt: self.prompt.clone(),
             chat_template: self.chat,
             thinking: self.thinking,
@@ -412,6 +414,7 @@ impl ViewState {
     /// the matrix.
     pub fn steps_request(&self, answer: &[u32]) -> Option<StepsRequest> {
         Some(StepsRequest {
+            steer: Vec::new(),
             prompt: self.prompt.clone(),
             chat_template: self.chat,
             thinking: self.thinking,

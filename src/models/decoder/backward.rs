@@ -400,14 +400,16 @@ impl DecoderLayer {
             Block::Attention => {
                 let (q_pre, k_pre, v) = at.project(x, p)?;
                 let (q, k) = at.position(&q_pre, &k_pre, rot, 0, &Ordinary)?;
-                let a = at.merge_heads(at.attend(&q, &k, &v, p)?, n, p)?;
+                let a = at.merge_heads(at.attend(&q, &k, &v, p)?, n, &Ordinary, p)?;
                 let keep = |t: Tensor| at.q_norm.is_some().then_some(t);
                 attention = Some((keep(q_pre), keep(k_pre), q, k, v));
                 Ok(a)
             }
             Block::Mlp => {
                 let (gate, up) = mlp.gate_up(x, p)?;
-                let m = mlp.down_proj.forward(&gated(&gate, &up, mlp.act)?, p)?;
+                let m = mlp
+                    .down_proj
+                    .forward(&mlp.steered(gated(&gate, &up, mlp.act)?)?, p)?;
                 gate_up = Some((gate, up));
                 Ok(m)
             }
@@ -482,9 +484,13 @@ impl Mlp {
         p: Products,
         watch: Option<&mut At<'_>>,
     ) -> Result<Tensor> {
-        let dz = self.down_proj.vjp(dm, p)?;
+        let mut dz = self.down_proj.vjp(dm, p)?;
         if let Some(w) = watch {
-            w.hear(Point::MlpHidden, || gated(&s.gate, &s.up, self.act), &dz)?;
+            let hidden = || self.steered(gated(&s.gate, &s.up, self.act)?);
+            w.hear(Point::MlpHidden, hidden, &dz)?;
+        }
+        if let Some(steer) = &self.steer {
+            dz = steer.vjp(&dz)?;
         }
         let (dgate, dup) = dv.gated_vjp(&s.gate, &s.up, self.act, &dz)?;
         let dx = self.up_proj.vjp(&dup, p)?;
@@ -525,18 +531,30 @@ impl Attention {
         let (b, n, _) = da.dims3()?;
         let (heads, hd) = (self.n_heads, self.head_dim);
         let d_in = self.o_proj.vjp(da, p)?;
+        // The heads' outputs, computed again from the saved q, k and v where needed.
+        let clamps = self.steer.as_ref().is_some_and(|h| h.clamps());
+        let raw = match clamps {
+            true => Some(self.attend(&s.q, &s.k, &s.v, p)?),
+            false => None,
+        };
         if let Some(w) = watch {
-            // The heads' outputs, computed again from the saved q, k and v.
             let outputs = || {
-                let o = self.attend(&s.q, &s.k, &s.v, p)?;
+                let o = match &raw {
+                    Some(o) => o.clone(),
+                    None => self.attend(&s.q, &s.k, &s.v, p)?,
+                };
+                let o = self.steered(o, &Ordinary)?;
                 o.transpose(0, 1)?.reshape((n, heads * hd))
             };
             w.hear(Point::AttentionHeads, outputs, &d_in)?;
         }
-        let d_o = d_in
+        let mut d_o = d_in
             .reshape((b, n, heads, hd))?
             .transpose(1, 2)?
             .contiguous()?;
+        if let Some(steer) = &self.steer {
+            d_o = steer.vjp(raw.as_ref(), &d_o, dv)?.contiguous()?;
+        }
         let k = self.repeat_kv(s.k.clone())?.contiguous()?;
         let v = self.repeat_kv(s.v.clone())?.contiguous()?;
         let [dq, dk, d_v] = attention_vjp(

@@ -41,7 +41,7 @@ impl Attention {
             };
             outs.push(self.attend(&qi.contiguous()?, &ki, &vi, p)?);
         }
-        self.merge_heads(Tensor::cat(&outs, 1)?, x.dim(0)?, p)
+        self.merge_heads(Tensor::cat(&outs, 1)?, x.dim(0)?, &Ordinary, p)
     }
 }
 

@@ -22,7 +22,7 @@ impl Attention {
         let (q, k, v) = self.qkv(x, rot, offset, &Ordinary, p)?;
         let (k, v) = cache.append(&k, &v, offset)?;
         let o = self.attend(&q, &k, &v, p)?;
-        self.merge_heads(o, n, p)
+        self.merge_heads(o, n, &Ordinary, p)
     }
 }
 

@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Reference steering for TokenLens, computed with PyTorch + transformers (+ lxt).
+
+For each reference fixture below (tests/fixtures/reference/<name>.json: its token ids and
+argmax target), a set of edits to the model's MLP neurons and attention heads is applied by
+forward pre-hooks (at every layer's `mlp.down_proj` input, the neurons, and
+`self_attn.o_proj` input, the heads' outputs side by side):
+- a neuron scaled: x[:, j] * s; clamped: x[:, j] = v;
+- a head scaled: o_h * s; clamped to a norm: o_h * v / |o_h| (under lxt's rules the factor
+  v / |o_h| is a constant, as LRP's identity rule treats a norm; plain gradients go through
+  it).
+Under the edits: the last position's logits (the target's, its log-probability, the top 10),
+12 greedy tokens (plain mode), and each method's scores for the fixture's target (saliency,
+input x gradient; lxt's efficient AttnLRP and CP-LRP, each mode in its own process).
+Then ablation (issue 35 item 5): with the fixture's target, every layer's neurons ranked by
+|input x gradient relevance| over the whole model (unsteered), the target's log-probability
+with the top k zeroed, k = 0..8.
+Output: tests/fixtures/steer.json.
+
+Run: $(scripts/reference-env.sh) scripts/steer_reference.py   (about 1 min)
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
+
+OUT = os.path.join(reference.ROOT, "tests", "fixtures", "steer.json")
+CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw"]
+MODES = {"plain": ["saliency", "input_x_gradient"], "attnlrp": ["attnlrp"], "cp_lrp": ["cp_lrp"]}
+GREEDY = 12
+ABLATE = 8
+
+
+def edits_for(cfg):
+    """Four edits, one of each kind, placed by the model's shape."""
+    L, inter, heads = cfg.num_hidden_layers, cfg.intermediate_size, cfg.num_attention_heads
+    return [
+        {"layer": 0, "unit": {"neuron": inter // 5}, "setting": {"scale": 0.0}},
+        {"layer": L - 1, "unit": {"neuron": inter // 3}, "setting": {"clamp": 3.0}},
+        {"layer": L // 2, "unit": {"head": heads - 1}, "setting": {"scale": 2.5}},
+        {"layer": L - 1, "unit": {"head": 0}, "setting": {"clamp": 4.0}},
+    ]
+
+
+def hooks(model, edits, constant_norms):
+    """Registers the edits' pre-hooks; returns their handles."""
+    import torch
+
+    layers = model.model.layers
+    hd = model.config.head_dim if getattr(model.config, "head_dim", None) else (
+        model.config.hidden_size // model.config.num_attention_heads)
+    handles = []
+    for l, layer in enumerate(layers):
+        mine = [e for e in edits if e["layer"] == l]
+        neurons = [e for e in mine if "neuron" in e["unit"]]
+        heads = [e for e in mine if "head" in e["unit"]]
+
+        def on_neurons(_m, args, neurons=neurons):
+            x = args[0].clone()
+            for e in neurons:
+                j = e["unit"]["neuron"]
+                if "scale" in e["setting"]:
+                    x[..., j] = x[..., j] * e["setting"]["scale"]
+                else:
+                    x[..., j] = e["setting"]["clamp"]
+            return (x,)
+
+        def on_heads(_m, args, heads=heads):
+            x = args[0]
+            o = list(x.reshape(*x.shape[:-1], -1, hd).unbind(-2))
+            for e in heads:
+                h = e["unit"]["head"]
+                if "scale" in e["setting"]:
+                    o[h] = o[h] * e["setting"]["scale"]
+                else:
+                    factor = e["setting"]["clamp"] / o[h].norm(dim=-1, keepdim=True)
+                    if constant_norms:
+                        factor = factor.detach()
+                    o[h] = o[h] * factor
+            return (torch.stack(o, -2).reshape(x.shape),)
+
+        if neurons:
+            handles.append(layer.mlp.down_proj.register_forward_pre_hook(on_neurons))
+        if heads:
+            handles.append(layer.self_attn.o_proj.register_forward_pre_hook(on_heads))
+    return handles
+
+
+def scores_of(method, grad, emb):
+    return (grad.norm(dim=-1) if method == "saliency" else (grad * emb).sum(-1)).tolist()
+
+
+def ablation(model, ids, target):
+    """The target's log-probability with the model's k most relevant neurons zeroed."""
+    import torch
+
+    kept = []
+
+    def keep(_m, args):
+        args[0].retain_grad()
+        kept.append(args[0])
+
+    handles = [l.mlp.down_proj.register_forward_pre_hook(keep) for l in model.model.layers]
+    try:
+        emb = model.get_input_embeddings()(torch.tensor([ids])).detach().requires_grad_(True)
+        model(inputs_embeds=emb, use_cache=False).logits[0, -1, target].backward()
+    finally:
+        for h in handles:
+            h.remove()
+    units = []
+    for l, x in enumerate(kept):
+        sums = (x.detach()[0] * x.grad[0]).sum(0)
+        units += [(abs(float(v)), l, j) for j, v in enumerate(sums.tolist())]
+    units.sort(reverse=True)
+    top = [(l, j) for _, l, j in units[:ABLATE]]
+    curve = []
+    for k in range(ABLATE + 1):
+        edits = [{"layer": l, "unit": {"neuron": j}, "setting": {"scale": 0.0}} for l, j in top[:k]]
+        handles = hooks(model, edits, False)
+        try:
+            with torch.no_grad():
+                logits = model(torch.tensor([ids]), use_cache=False).logits[0, -1]
+        finally:
+            for h in handles:
+                h.remove()
+        curve.append(float(torch.log_softmax(logits.double(), -1)[target]))
+    return {"units": [f"{l}:{j}" for l, j in top], "log_probs": curve}
+
+
+def run_mode(mode, path):
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    reference.patch_lxt(mode)
+    out = {}
+    for name in CASES:
+        fx, _, model = reference.fixture_model(name)
+        ids, target = fx["ids"], fx["targets"][0]["id"]
+        edits = edits_for(model.config)
+        entry = {"fixture": name, "model": fx["model"], "prompt": fx["prompt"],
+                 "chat_template": fx["chat_template"], "ids": ids, "target": target,
+                 "steer": edits, "methods": {}}
+        handles = hooks(model, edits, mode != "plain")
+        try:
+            emb = model.get_input_embeddings()(torch.tensor([ids])).detach().requires_grad_(True)
+            logits = model(inputs_embeds=emb, use_cache=False).logits[0, -1]
+            logits[target].backward()
+            for m in MODES[mode]:
+                entry["methods"][m] = reference.r(scores_of(m, emb.grad[0], emb.detach()[0]))
+            if mode == "plain":
+                lp = torch.log_softmax(logits.detach().double(), -1)
+                top = torch.topk(logits.detach(), 10)
+                entry["logit"] = float(logits[target])
+                entry["log_prob"] = float(lp[target])
+                entry["top"] = top.indices.tolist()
+                entry["top_logits"] = reference.r(top.values.tolist())
+                seq = list(ids)
+                with torch.no_grad():
+                    for _ in range(GREEDY):
+                        nxt = model(torch.tensor([seq]), use_cache=False).logits[0, -1]
+                        seq.append(int(nxt.argmax()))
+                entry["greedy"] = seq[len(ids):]
+        finally:
+            for h in handles:
+                h.remove()
+        if mode == "plain":
+            entry["ablation"] = ablation(model, ids, target)
+        out[name] = entry
+        print(f"{mode}: {name} ({len(ids)} tokens)", file=sys.stderr)
+    with open(path, "w") as f:
+        json.dump(out, f)
+
+
+def main():
+    if len(sys.argv) == 3:
+        return run_mode(sys.argv[1], sys.argv[2])
+    merged = reference.per_mode(__file__, MODES, ["methods"])
+    reference.write_doc(OUT, [merged[n] for n in CASES])
+
+
+if __name__ == "__main__":
+    main()
