@@ -12,9 +12,9 @@ forward pre-hooks (at every layer's `mlp.down_proj` input, the neurons, and
 Under the edits: the last position's logits (the target's, its log-probability, the top 10),
 12 greedy tokens (plain mode), and each method's scores for the fixture's target (saliency,
 input x gradient; lxt's efficient AttnLRP and CP-LRP, each mode in its own process).
-Then ablation (issue 35 item 5): with the fixture's target, every layer's neurons ranked by
-|input x gradient relevance| over the whole model (unsteered), the target's log-probability
-with the top k zeroed, k = 0..8.
+Then ablation (issue 35 item 5), unsteered: the model's neurons, and its heads, ranked by
+their input x gradient relevance for the fixture's target (signed, the most supporting
+first), and the target's log-probability with the top k zeroed, k = 0..8.
 Output: tests/fixtures/steer.json.
 
 Run: $(scripts/reference-env.sh) scripts/steer_reference.py   (about 1 min)
@@ -93,40 +93,54 @@ def scores_of(method, grad, emb):
 
 
 def ablation(model, ids, target):
-    """The target's log-probability with the model's k most relevant neurons zeroed."""
+    """Per kind (neurons, heads): the model's ABLATE units of largest input x gradient
+    relevance (signed: the most supporting first; unsteered), and the target's
+    log-probability with the first k of them zeroed, k = 0..ABLATE."""
     import torch
 
-    kept = []
+    kept, heads_in = [], []
 
-    def keep(_m, args):
-        args[0].retain_grad()
-        kept.append(args[0])
+    def keep(into):
+        def hook(_m, args):
+            args[0].retain_grad()
+            into.append(args[0])
+        return hook
 
-    handles = [l.mlp.down_proj.register_forward_pre_hook(keep) for l in model.model.layers]
+    layers = model.model.layers
+    handles = [l.mlp.down_proj.register_forward_pre_hook(keep(kept)) for l in layers]
+    handles += [l.self_attn.o_proj.register_forward_pre_hook(keep(heads_in)) for l in layers]
     try:
         emb = model.get_input_embeddings()(torch.tensor([ids])).detach().requires_grad_(True)
         model(inputs_embeds=emb, use_cache=False).logits[0, -1, target].backward()
     finally:
         for h in handles:
             h.remove()
-    units = []
-    for l, x in enumerate(kept):
-        sums = (x.detach()[0] * x.grad[0]).sum(0)
-        units += [(abs(float(v)), l, j) for j, v in enumerate(sums.tolist())]
-    units.sort(reverse=True)
-    top = [(l, j) for _, l, j in units[:ABLATE]]
-    curve = []
-    for k in range(ABLATE + 1):
-        edits = [{"layer": l, "unit": {"neuron": j}, "setting": {"scale": 0.0}} for l, j in top[:k]]
-        handles = hooks(model, edits, False)
-        try:
-            with torch.no_grad():
-                logits = model(torch.tensor([ids]), use_cache=False).logits[0, -1]
-        finally:
-            for h in handles:
-                h.remove()
-        curve.append(float(torch.log_softmax(logits.double(), -1)[target]))
-    return {"units": [f"{l}:{j}" for l, j in top], "log_probs": curve}
+    n_heads = model.config.num_attention_heads
+    out = {}
+    for kind, xs in [("neurons", kept), ("heads", heads_in)]:
+        units = []
+        for l, x in enumerate(xs):
+            terms = (x.detach()[0] * x.grad[0]).sum(0)
+            if kind == "heads":
+                terms = terms.reshape(n_heads, -1).sum(-1)
+            units += [(float(v), l, j) for j, v in enumerate(terms.tolist())]
+        units.sort(key=lambda u: -u[0])
+        top = units[:ABLATE]
+        unit = (lambda j: {"neuron": j}) if kind == "neurons" else (lambda j: {"head": j})
+        curve = []
+        for k in range(ABLATE + 1):
+            edits = [{"layer": l, "unit": unit(j), "setting": {"scale": 0.0}} for _, l, j in top[:k]]
+            handles = hooks(model, edits, False)
+            try:
+                with torch.no_grad():
+                    logits = model(torch.tensor([ids]), use_cache=False).logits[0, -1]
+            finally:
+                for h in handles:
+                    h.remove()
+            curve.append(float(torch.log_softmax(logits.double(), -1)[target]))
+        out[kind] = {"units": [{"layer": l, "unit": unit(j)} for _, l, j in top],
+                     "values": reference.r([v for v, _, _ in top]), "log_probs": curve}
+    return out
 
 
 def run_mode(mode, path):

@@ -10,6 +10,23 @@ fn passes(methods: &[Method]) -> u64 {
     crate::types::pass_cost(methods)
 }
 
+/// Component ablation in token-passes: per one-pass method and kind of unit, a forward pass
+/// per point of the top curve and of each random draw's (a forward pass about a third of a
+/// forward and backward pass).
+fn ablation_passes(r: &ExplainRequest) -> u64 {
+    if r.ablation == 0 {
+        return 0;
+    }
+    let methods = r
+        .methods
+        .iter()
+        .filter(|m| matches!(m.runs().pass, crate::types::Pass::Backward(_)))
+        .count() as u64;
+    let kinds = u64::from(r.neurons > 0) + u64::from(r.heads);
+    let points = 1 + r.ablation as u64 * (1 + crate::types::ABLATION_DRAWS as u64);
+    (methods * kinds * points).div_ceil(3)
+}
+
 impl Engine {
     fn prompt_tokens(&self, prompt: &str, chat: bool, thinking: bool) -> Result<u64> {
         Ok(self.tokenize(prompt, chat, thinking)?.tokens.len() as u64)
@@ -26,7 +43,8 @@ impl Engine {
             1
         };
         let lens = if r.lens { self.lens_passes() } else { 0 };
-        Ok((n + r.continuation.len() as u64) * (passes(&r.methods) * seeds + lens))
+        let n = n + r.continuation.len() as u64;
+        Ok(n * (passes(&r.methods) * seeds + lens) + n * ablation_passes(r))
     }
 
     /// The logit lens in token-passes: per token, every layer's output through the output

@@ -82,6 +82,8 @@ struct Attributed {
     target: Target,
     seed: f32,
     methods: BTreeMap<Method, MethodResult>,
+    /// With an ablation asked: each one-pass method's most relevant units.
+    ranked: BTreeMap<Method, methods::inside::Ranking>,
 }
 
 pub(crate) fn stage(stage: Stage, method: Option<Method>) -> StreamEvent {
@@ -337,6 +339,10 @@ impl Engine {
             emit(ev)?;
         }
         let a = self.attribute(&ids, req, plan, &mut emit)?;
+        for (&method, ranking) in &a.ranked {
+            let ablation = self.ablation(&ids, a.target.token.id, ranking, plan, &mut emit)?;
+            emit(StreamEvent::Ablation { method, ablation })?;
+        }
         if let Some(spec) = req.faithfulness {
             emit(stage(Stage::Faithfulness, None))?;
             let scores = a
@@ -397,7 +403,7 @@ impl Engine {
             prediction: prediction.clone(),
             target: target.clone(),
         })?;
-        let mut methods = BTreeMap::new();
+        let (mut methods, mut ranked) = (BTreeMap::new(), BTreeMap::new());
         let mut passes = Passes::new();
         for &method in &req.methods {
             let out = passes.get_or_run(method.runs().pass, || {
@@ -413,6 +419,10 @@ impl Engine {
                 self.run_pass(pass, &saved, &mut seeds, plan, &mut progress)
             })?;
             let result = methods::result(method, &embeds, out, 0, seed, &target)?;
+            if let (true, Some(c)) = (req.ablation > 0, &out.inside) {
+                let r = method.runs().reduction;
+                ranked.insert(method, c.ranking(r, 0, req.ablation));
+            }
             emit(StreamEvent::Method {
                 method,
                 result: result.clone(),
@@ -447,6 +457,7 @@ impl Engine {
             target,
             seed,
             methods,
+            ranked,
         })
     }
 

@@ -33,6 +33,8 @@ pub mod text;
 pub mod types;
 
 #[cfg(feature = "engine")]
+mod ablation;
+#[cfg(feature = "engine")]
 pub mod chat_template;
 #[cfg(feature = "engine")]
 mod context;

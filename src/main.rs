@@ -161,6 +161,12 @@ struct RequestArgs {
     /// gradient there (saliency: its magnitude), per token; into `methods.<m>.heads`.
     #[arg(long)]
     heads: bool,
+    /// Component ablation: zero the K most relevant neurons (with --neurons) and heads (with
+    /// --heads) of every one-pass method one after another, over the whole model, and print
+    /// the target's log-probability after each, next to K random units of the same layers
+    /// (4 seeded draws); into `methods.<m>.ablation`. One forward pass per point.
+    #[arg(long, default_value_t = 0)]
+    ablation: usize,
     /// Refuse prompts longer than this many tokens. Default: the model's context, or on the
     /// CPU the longest prompt whose explanation fits in the memory available (attention's
     /// backward pass needs the square of the prompt per head).
@@ -323,6 +329,7 @@ impl RequestArgs {
             neurons: self.neurons,
             heads: self.heads,
             steer: self.input.steer.clone(),
+            ablation: self.ablation,
         })
     }
 

@@ -193,7 +193,50 @@ fn print_methods(
         if let Some(layers) = &result.heads {
             print_heads(layers);
         }
+        if let Some(a) = &result.ablation {
+            print_ablation("neurons", a.neurons.as_ref());
+            print_ablation("heads", a.heads.as_ref());
+        }
     }
+}
+
+/// An ablation curve: the target's log-probability as the top units are zeroed, and the
+/// random draws' mean and range at each k.
+fn print_ablation(name: &str, curve: Option<&tokenlens::AblationCurve>) {
+    let Some(c) = curve else { return };
+    let row = |v: &[f32]| v.iter().map(|x| format!("{x:>8.3}")).collect::<String>();
+    let units: Vec<String> = c.units.iter().map(|(u, _)| u.to_string()).collect();
+    println!(
+        "ablation of the top {name} ({}), log p of the target with the first k zeroed:",
+        units.join(", ")
+    );
+    println!(
+        "  k        {}",
+        (0..c.top.len())
+            .map(|k| format!("{k:>8}"))
+            .collect::<String>()
+    );
+    println!("  top      {}", row(&c.top));
+    let at = |k: usize| -> Vec<f32> {
+        c.random
+            .iter()
+            .filter_map(|d| d.log_probs.get(k))
+            .copied()
+            .collect()
+    };
+    let stat = |k: usize, f: fn(f32, f32) -> f32| at(k).into_iter().reduce(f).unwrap_or(f32::NAN);
+    let mean: Vec<f32> = (0..c.top.len())
+        .map(|k| at(k).iter().sum::<f32>() / at(k).len().max(1) as f32)
+        .collect();
+    println!(
+        "  random   {} (mean of {} draws)",
+        row(&mean),
+        c.random.len()
+    );
+    let lo: Vec<f32> = (0..c.top.len()).map(|k| stat(k, f32::min)).collect();
+    let hi: Vec<f32> = (0..c.top.len()).map(|k| stat(k, f32::max)).collect();
+    println!("    min    {}", row(&lo));
+    println!("    max    {}", row(&hi));
 }
 
 /// The layers whose neurons hold the most, each with its top neurons (`layer:index value`).

@@ -17,7 +17,10 @@ mod target;
 pub use faithfulness::{
     Curve, Faithfulness, FaithfulnessSpec, MethodFaithfulness, Operator, RandomBand, FRACTIONS,
 };
-pub use inside::{BlockRelevance, HeadLayer, Neuron, NeuronLayer};
+pub use inside::{
+    Ablation, AblationCurve, BlockRelevance, Component, HeadLayer, Neuron, NeuronLayer, RandomDraw,
+    ABLATION_DRAWS, MAX_ABLATION,
+};
 pub use lens::{target_settles, LensCell, LENS_TOP};
 pub use method::{
     pass_cost, passes, Check, Method, MethodInfo, Pass, Reduction, RuleSet, Runs, METHODS,
@@ -113,6 +116,11 @@ pub struct ExplainRequest {
     /// model.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steer: Vec<Edit>,
+    /// Also zero the `ablation` most relevant neurons (with `neurons`) and heads (with
+    /// `heads`) of every one-pass method one after another, against random ones of the same
+    /// layers (see [`Ablation`]; 0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ablation: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -170,6 +178,18 @@ impl ExplainRequest {
                 self.neurons
             ));
         }
+        if self.ablation > MAX_ABLATION {
+            return Err(format!(
+                "ablation must be at most {MAX_ABLATION} units, not {}",
+                self.ablation
+            ));
+        }
+        if self.ablation > 0 && self.neurons == 0 && !self.heads {
+            return Err(
+                "ablation zeroes the most relevant neurons or heads: ask for neurons, heads or both"
+                    .into(),
+            );
+        }
         check_methods(&self.methods)
     }
 
@@ -194,6 +214,7 @@ impl ExplainRequest {
             neurons: 0,
             heads: false,
             steer: Vec::new(),
+            ablation: 0,
         }
     }
 }
@@ -486,6 +507,10 @@ pub struct MethodResult {
     /// With [`ExplainRequest::heads`]: per layer, its attention heads' relevance.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub heads: Option<Vec<HeadLayer>>,
+    /// With [`ExplainRequest::ablation`]: zeroing the most relevant units against random
+    /// ones (after the methods, in its own event).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ablation: Option<Ablation>,
 }
 
 /// Everything an explanation holds; the CLI's `--json` document. One shape from the engine
@@ -583,6 +608,11 @@ impl Explanation {
                 });
             }
             StreamEvent::Faithfulness { result } => self.faithfulness = Some(result.clone()),
+            StreamEvent::Ablation { method, ablation } => {
+                if let Some(r) = self.methods.get_mut(method) {
+                    r.ablation = Some(ablation.clone());
+                }
+            }
             StreamEvent::Lens { lens } => self.lens = Some(lens.clone()),
             _ => return false,
         }

@@ -6,6 +6,11 @@
 //! (ties aside) with logits within 1e-4, 12 greedy tokens identical, and every method's
 //! scores within 1e-3 of the largest (relative, f32).
 //!
+//! Component ablation (unsteered) against the same reference: the 8 neurons and the 8 heads
+//! of largest input × gradient relevance over the model (ties aside) and the target's
+//! log-probability with the first k zeroed within 1e-4 (absolute); the random draws from the
+//! same layers, never a top unit, their curves starting at the model as it is.
+//!
 //! Fixture: `tests/fixtures/steer.json`, written by `scripts/steer_reference.py`.
 
 use std::collections::BTreeMap;
@@ -26,6 +31,15 @@ struct Case {
     top: Vec<u32>,
     top_logits: Vec<f32>,
     greedy: Vec<u32>,
+    ablation: BTreeMap<String, Curve>,
+}
+
+/// The reference's ablation of one kind of unit.
+#[derive(Deserialize)]
+struct Curve {
+    units: Vec<tokenlens::Component>,
+    values: Vec<f32>,
+    log_probs: Vec<f32>,
 }
 
 #[test]
@@ -122,4 +136,93 @@ fn steering_edits_what_it_says() {
         let err = e.generate(&gen).unwrap_err().to_string();
         assert!(err.contains(says), "{s}: {err}");
     }
+}
+
+#[test]
+fn ablation_matches_pytorch() {
+    let mut compared = 0;
+    for c in cases::<Case>("steer.json") {
+        let name = &c.at.fixture;
+        let e = engine_for(&c.at.model);
+        let mut req = c.at.request();
+        req.target = TargetSpec::Id(c.at.target);
+        req.methods = vec![Method::InputXGradient, Method::IntegratedGradients];
+        (req.neurons, req.heads, req.ablation) = (1, true, 8);
+        let ex = e.explain(&req).unwrap();
+        assert!(ex.methods[&Method::IntegratedGradients].ablation.is_none());
+        let a = ex.methods[&Method::InputXGradient]
+            .ablation
+            .as_ref()
+            .expect("ablation");
+        for (kind, got) in [("neurons", &a.neurons), ("heads", &a.heads)] {
+            let (got, want) = (got.as_ref().expect(kind), &c.ablation[kind]);
+            let units: Vec<_> = got.units.iter().map(|u| u.0).collect();
+            let scale = tokenlens::text::max_abs(&want.values);
+            for (i, ((u, v), (w, wv))) in got
+                .units
+                .iter()
+                .zip(want.units.iter().zip(&want.values))
+                .enumerate()
+            {
+                // A unit within 1e-3 of the next one's relevance may swap with it.
+                assert!(
+                    (v - wv).abs() <= 1e-3 * scale,
+                    "{name} {kind} {i}: {v} vs {wv}"
+                );
+                let tied = want
+                    .values
+                    .iter()
+                    .filter(|&&x| (x - wv).abs() <= 1e-3 * scale)
+                    .count()
+                    > 1;
+                assert!(u == w || tied, "{name} {kind} {i}: {u} vs {w}");
+            }
+            if units == want.units {
+                compared += 1;
+                for (k, (g, w)) in got.top.iter().zip(&want.log_probs).enumerate() {
+                    assert!((g - w).abs() <= 1e-4, "{name} {kind}: k {k}: {g} vs {w}");
+                }
+            }
+            assert_eq!(got.top.len(), 9, "{name} {kind}");
+            assert_eq!(got.random.len(), tokenlens::ABLATION_DRAWS);
+            for d in &got.random {
+                assert_eq!(
+                    d.log_probs[0], got.top[0],
+                    "{name} {kind}: k = 0 is the model"
+                );
+                let layers =
+                    |u: &[tokenlens::Component]| u.iter().map(|c| c.layer).collect::<Vec<_>>();
+                // A layer with too few units left gives fewer random ones.
+                assert!(d.units.len() <= units.len() && d.log_probs.len() == d.units.len() + 1);
+                if d.units.len() == units.len() {
+                    assert_eq!(layers(&d.units), layers(&units), "{name} {kind}");
+                }
+                assert!(d.units.iter().all(|u| !units.contains(u)), "{name} {kind}");
+            }
+            println!("{name} {kind}: top {:?}", got.top);
+        }
+    }
+    // Ties may reorder a case's units; most cases compare their curves.
+    assert!(compared >= 6, "{compared} of 8 curves compared");
+}
+
+/// Ablation's forward passes count in a request's cost; it asks for the units it zeroes.
+#[test]
+fn ablation_is_costed_and_needs_units() {
+    let e = engine_for("smollm2-135m");
+    let mut req = tokenlens::ExplainRequest::new("The capital of France is");
+    req.methods = vec![Method::Attnlrp];
+    (req.neurons, req.heads) = (4, true);
+    let without = e.explain_cost(&req).unwrap();
+    req.ablation = 8;
+    let with = e.explain_cost(&req).unwrap();
+    // 2 kinds × (1 + 8 × 5 draws) forward passes, a third of a token-pass each.
+    let n = without; // one pass
+    assert_eq!(with - without, n * 82u64.div_ceil(3), "{without} → {with}");
+    req.ablation = tokenlens::MAX_ABLATION + 1;
+    let err = e.explain(&req).unwrap_err().to_string();
+    assert!(err.contains("at most"), "{err}");
+    (req.ablation, req.neurons, req.heads) = (4, 0, false);
+    let err = e.explain(&req).unwrap_err().to_string();
+    assert!(err.contains("ask for neurons, heads or both"), "{err}");
 }

@@ -8,7 +8,9 @@
 use candle_core::{DType, Result, Tensor, D};
 
 use crate::models::decoder::{Block, Point, Watch};
-use crate::types::{BlockRelevance, HeadLayer, Method, Neuron, NeuronLayer, Reduction};
+use crate::types::{
+    BlockRelevance, Component, HeadLayer, Method, Neuron, NeuronLayer, Reduction, Unit,
+};
 
 /// What to keep inside the model besides the scores.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,9 +55,20 @@ impl Inside {
 #[derive(Debug, Clone)]
 struct Layers {
     neurons: Vec<Option<NeuronLayer>>,
+    /// Per layer, every neuron's value (for ranking over the whole model).
+    all_neurons: Vec<Vec<f32>>,
     heads: Vec<Option<HeadLayer>>,
     /// Per layer, the attention block's and the MLP's relevance in the stream.
     blocks: Vec<[BlockRelevance; 2]>,
+}
+
+/// A seed's most relevant units over the whole model, each kind where it was heard.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ranking {
+    pub neurons: Option<Vec<(Component, f32)>>,
+    pub heads: Option<Vec<(Component, f32)>>,
+    /// Neurons per layer, heads per layer.
+    pub widths: [usize; 2],
 }
 
 /// What a pass heard inside the model: per reduction, per seed.
@@ -64,6 +77,8 @@ pub(crate) struct Components {
     k: usize,
     layers: usize,
     heads: usize,
+    /// Neurons per layer (once heard).
+    neuron_width: usize,
     kept: Vec<(Reduction, Vec<Layers>)>,
 }
 
@@ -89,6 +104,7 @@ impl Components {
             k,
             layers,
             heads,
+            neuron_width: 0,
             kept,
         }
     }
@@ -117,6 +133,43 @@ impl Components {
             layer.block = Self::block(reduction, s, l, Block::Mlp);
         }
         Some(layers)
+    }
+
+    /// Seed `i`'s `k` most relevant neurons and heads under `reduction` over the whole model
+    /// (signed: the most supporting first), each kind where it was heard.
+    pub(crate) fn ranking(&self, reduction: Reduction, i: usize, k: usize) -> Ranking {
+        let Some(s) = self.seed(reduction, i) else {
+            return Ranking::default();
+        };
+        let rank = |values: Vec<(Component, f32)>| {
+            let mut values = values;
+            values.sort_by(|a, b| b.1.total_cmp(&a.1));
+            values.truncate(k);
+            values
+        };
+        let at = |layer, unit| Component { layer, unit };
+        let neurons = s.all_neurons.iter().all(|l| !l.is_empty()).then(|| {
+            let all = s.all_neurons.iter().enumerate().flat_map(|(l, v)| {
+                v.iter()
+                    .enumerate()
+                    .map(move |(j, &x)| (at(l, Unit::Neuron(j as u32)), x))
+            });
+            rank(all.collect())
+        });
+        let heads = s.heads.iter().all(Option::is_some).then(|| {
+            let all = s.heads.iter().flatten().enumerate().flat_map(|(l, h)| {
+                h.heads
+                    .iter()
+                    .enumerate()
+                    .map(move |(j, &x)| (at(l, Unit::Head(j as u32)), x))
+            });
+            rank(all.collect())
+        });
+        Ranking {
+            neurons,
+            heads,
+            widths: [self.neuron_width, self.heads],
+        }
     }
 
     /// Seed `i`'s heads under `reduction`, once every layer was heard.
@@ -175,6 +228,7 @@ impl Watch for Components {
             if kept.len() < first + b {
                 let empty = Layers {
                     neurons: vec![None; layers],
+                    all_neurons: vec![Vec::new(); layers],
                     heads: vec![None; layers],
                     blocks: vec![[BlockRelevance::default(); 2]; layers],
                 };
@@ -187,7 +241,10 @@ impl Watch for Components {
                 Reduction::InputTimesGradient => cot.broadcast_mul(&act)?,
             };
             match point {
-                Point::MlpHidden => neurons(&terms, k, layer, seeds)?,
+                Point::MlpHidden => {
+                    self.neuron_width = terms.dim(2)?;
+                    neurons(&terms, k, layer, seeds)?
+                }
                 Point::AttentionHeads => heads_of(&terms, heads, layer, seeds)?,
                 Point::BlockOutput(block) | Point::BlockInput(block) => {
                     if *reduction != Reduction::InputTimesGradient {
@@ -237,6 +294,7 @@ fn heads_of(terms: &Tensor, heads: usize, layer: usize, seeds: &mut [Layers]) ->
 fn neurons(terms: &Tensor, k: usize, layer: usize, seeds: &mut [Layers]) -> Result<()> {
     let sums = terms.sum(1)?.to_vec2::<f32>()?;
     for (i, (sums, slot)) in sums.iter().zip(seeds).enumerate() {
+        slot.all_neurons[layer] = sums.clone();
         let top = top_k(sums, k);
         let idx: Vec<u32> = top.iter().map(|&j| j as u32).collect();
         let idx = Tensor::from_vec(idx, top.len(), terms.device())?;

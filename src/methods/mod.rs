@@ -136,5 +136,6 @@ pub(crate) fn result(
         conservation,
         neurons: inside.and_then(|c| c.neurons(runs.reduction, i)),
         heads: inside.and_then(|c| c.heads(runs.reduction, i)),
+        ablation: None,
     })
 }

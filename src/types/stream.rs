@@ -1,6 +1,8 @@
 //! What a streaming request sends, event by event, and the stages it reports.
 
-use super::{Faithfulness, LensCell, Method, MethodResult, Prediction, StepRow, Target, Token};
+use super::{
+    Ablation, Faithfulness, LensCell, Method, MethodResult, Prediction, StepRow, Target, Token,
+};
 use super::{GeneratedToken, StopReason};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,11 +25,14 @@ pub enum Stage {
     Faithfulness,
     /// The logit lens: every layer's prediction at every position.
     Lens,
+    /// Component ablation: forward passes with neurons or heads zeroed.
+    Ablation,
 }
 
 /// What a streaming request sends. An explanation: `tokens`, `precision`, `prediction`, one
 /// `method` per method, with the lens `lens`, with `explain_candidates` one `candidate` per
-/// other top-k candidate, with a faithfulness spec `faithfulness`, `done`. A generation:
+/// other top-k candidate, with `ablation` one `ablation` per one-pass method, with a
+/// faithfulness spec `faithfulness`, `done`. A generation:
 /// `tokens`, one `generated` per token, `finished`, `done`. All steps: `tokens` (prompt and
 /// answer), one `step` per generated token, `done`. `stage`, `progress` and `queued` events
 /// may come between them; `error` ends a stream early.
@@ -79,6 +84,13 @@ pub enum StreamEvent {
     Faithfulness {
         /// Curves, scores and the random baseline.
         result: Faithfulness,
+    },
+    /// One method's component ablation (with `ablation` in the request), after the methods.
+    Ablation {
+        /// Which method's relevance ranked the units.
+        method: Method,
+        /// Its curves.
+        ablation: Ablation,
     },
     /// The logit lens `[layer][token]` (with `lens` in the request), after the methods.
     Lens {
