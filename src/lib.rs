@@ -74,6 +74,8 @@ mod steps;
 mod target;
 #[cfg(feature = "engine")]
 pub mod tokenizer;
+#[cfg(feature = "engine")]
+mod unit;
 
 /// The device and dtype types [`LoadOptions`] takes.
 #[cfg(feature = "engine")]

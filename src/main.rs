@@ -62,6 +62,22 @@ enum Command {
         #[arg(long)]
         all_tokens: bool,
     },
+    /// A neuron's or head's card for one prompt: a neuron's logit lens (the tokens its
+    /// `down_proj` column promotes and suppresses through the final norm and the output
+    /// projection) and its activation at each token; a head's attention pattern.
+    Unit {
+        #[command(flatten)]
+        input: PromptArgs,
+        /// The unit: `layer:neuron` or `layer:hHEAD` (from 0, as --neurons and --heads print
+        /// them), e.g. 12:4031 or 14:h3.
+        #[arg(short, long)]
+        unit: tokenlens::Component,
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// Print the card as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Time load, forward and each method on one prompt, as JSON (see scripts/bench.py).
     Bench(bench::BenchArgs),
     /// Draw the layer × token latent relevance trace of one method (PNG or SVG).
@@ -446,6 +462,26 @@ fn run() -> anyhow::Result<()> {
             let ex = req.run()?;
             plot::heatmap(&ex, req.first_method()?, !all_tokens, &output)?;
             eprintln!("wrote {}", output.display());
+        }
+        Command::Unit {
+            input,
+            unit,
+            device,
+            json,
+        } => {
+            let engine = load(&input.model, None, &device)?;
+            let card = engine.unit_card(&tokenlens::UnitRequest {
+                prompt: input.prompt.clone(),
+                chat_template: !input.raw,
+                thinking: input.thinking,
+                continuation: Vec::new(),
+                unit,
+                steer: input.steer.clone(),
+            })?;
+            match json {
+                true => println!("{}", serde_json::to_string(&card)?),
+                false => terminal::print_unit(&card),
+            }
         }
         Command::Bench(args) => bench::run(&args)?,
         Command::Trace { req, output } => {

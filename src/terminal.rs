@@ -306,3 +306,40 @@ fn print_heads(layers: &[tokenlens::HeadLayer]) {
     );
     print_block("attention", layers.iter().map(|l| l.block));
 }
+
+/// A unit's card: a neuron's logit lens and activations, a head's attention from the last
+/// token (and the keys each query attends to most).
+pub(crate) fn print_unit(card: &tokenlens::UnitCard) {
+    let quoted = |t: &str| format!("{t:?}");
+    let list = |v: &[tokenlens::LensToken]| -> String {
+        v.iter()
+            .map(|t| format!("{} {}", quoted(&t.text), tokenlens::text::sig3(t.logit)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("{}", card.unit);
+    if !card.promotes.is_empty() {
+        println!("promotes:   {}", list(&card.promotes));
+        println!("suppresses: {}", list(&card.suppresses));
+    }
+    if let Some(a) = &card.activations {
+        println!("activation at each token:");
+        for (t, v) in card.tokens.iter().zip(a) {
+            println!("  {:>10}  {}", tokenlens::text::sig3(*v), quoted(&t.text));
+        }
+    }
+    if let Some(rows) = &card.attention {
+        println!("attention from the last token (the 5 keys it attends to most):");
+        if let Some(last) = rows.last() {
+            let mut keys: Vec<usize> = (0..last.len()).collect();
+            keys.sort_by(|&a, &b| last[b].total_cmp(&last[a]));
+            for &k in keys.iter().take(5) {
+                let text = card
+                    .tokens
+                    .get(k)
+                    .map_or(String::new(), |t| quoted(&t.text));
+                println!("  {:>6}  {k:>4} {text}", tokenlens::text::percent(last[k]));
+            }
+        }
+    }
+}

@@ -18,8 +18,8 @@ pub use faithfulness::{
     Curve, Faithfulness, FaithfulnessSpec, MethodFaithfulness, Operator, RandomBand, FRACTIONS,
 };
 pub use inside::{
-    Ablation, AblationCurve, BlockRelevance, Component, HeadLayer, Neuron, NeuronLayer, RandomDraw,
-    ABLATION_DRAWS, MAX_ABLATION,
+    Ablation, AblationCurve, BlockRelevance, Component, HeadLayer, LensToken, Neuron, NeuronLayer,
+    RandomDraw, UnitCard, UnitRequest, ABLATION_DRAWS, CARD_TOKENS, MAX_ABLATION,
 };
 pub use lens::{target_settles, LensCell, LENS_TOP};
 pub use method::{
@@ -130,7 +130,7 @@ fn is_zero(n: &usize) -> bool {
 /// The most neurons a layer keeps in an explanation.
 pub const MAX_NEURONS: usize = 64;
 
-fn default_true() -> bool {
+pub(crate) fn default_true() -> bool {
     true
 }
 fn default_methods() -> Vec<Method> {

@@ -20,3 +20,4 @@ mod span;
 mod steer;
 mod templates;
 mod tokenizers;
+mod units;

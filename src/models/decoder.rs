@@ -28,6 +28,7 @@ mod cached;
 mod lens;
 mod rotary;
 mod steer;
+mod units;
 mod watch;
 
 use rotary::Rotary;

@@ -1,7 +1,7 @@
 //! Inside the model: the relevance of each layer's MLP neurons and attention heads in an
 //! explanation, and of its two residual blocks as a whole (their conservation).
 
-use super::Unit;
+use super::{Edit, Token, Unit};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -89,6 +89,32 @@ impl fmt::Display for Component {
     }
 }
 
+impl std::str::FromStr for Component {
+    type Err = String;
+
+    /// `layer:index` (a neuron) or `layer:hHEAD` (a head), from 0.
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_component(s).map_err(|why| {
+            format!("unit {s:?}: {why} (write layer:neuron or layer:hHEAD, e.g. 12:4031 or 14:h3)")
+        })
+    }
+}
+
+/// `layer:index` or `layer:hHEAD`, or what is wrong with it.
+pub(crate) fn parse_component(s: &str) -> Result<Component, &'static str> {
+    let (layer, unit) = s.trim().split_once(':').ok_or("no ':'")?;
+    let layer = layer
+        .trim()
+        .parse()
+        .map_err(|_| "the layer is not a number")?;
+    let unit = unit.trim();
+    let unit = match unit.strip_prefix('h') {
+        Some(h) => Unit::Head(h.parse().map_err(|_| "the head is not a number")?),
+        None => Unit::Neuron(unit.parse().map_err(|_| "the neuron is not a number")?),
+    };
+    Ok(Component { layer, unit })
+}
+
 /// Component ablation, a faithfulness check of the neuron and head relevance: the target's
 /// log-probability as the most relevant units are zeroed one after another (set to 0 at
 /// every position; no mean replacement), next to as many random units of the same layers.
@@ -124,4 +150,61 @@ pub struct RandomDraw {
     pub units: Vec<Component>,
     /// The target's log-probability with the first k zeroed.
     pub log_probs: Vec<f32>,
+}
+
+/// Tokens a unit card lists at each end of its logit lens.
+pub const CARD_TOKENS: usize = 10;
+
+/// A neuron's or head's card for one context: what the unit writes and where it fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitRequest {
+    /// The user's text.
+    pub prompt: String,
+    /// Wrap the prompt in the model's chat template.
+    #[serde(default = "super::default_true")]
+    pub chat_template: bool,
+    /// The template's `enable_thinking`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thinking: bool,
+    /// Answer tokens after the (templated) prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continuation: Vec<u32>,
+    /// The neuron or head.
+    pub unit: Component,
+    /// Edits applied to the model (see [`Edit`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steer: Vec<Edit>,
+}
+
+/// A token of a unit's logit lens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LensToken {
+    /// Vocabulary id.
+    pub id: u32,
+    /// Decoded text.
+    pub text: String,
+    /// The unit's output direction's logit for it.
+    pub logit: f32,
+}
+
+/// What [`UnitRequest`] answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitCard {
+    /// The unit.
+    pub unit: Component,
+    /// The context's tokens.
+    pub tokens: Vec<Token>,
+    /// A neuron: its activation (the input of `down_proj`) at each token.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub activations: Option<Vec<f32>>,
+    /// A neuron: the tokens its `down_proj` column, read through the final norm and the output
+    /// projection, promotes most (largest logit first) ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promotes: Vec<LensToken>,
+    /// ... and suppresses most (smallest first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suppresses: Vec<LensToken>,
+    /// A head: its attention probabilities `[query][key]` over the context.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub attention: Option<Vec<Vec<f32>>>,
 }

@@ -119,19 +119,8 @@ impl FromStr for Edit {
             _ => return Err(bad("one '*' or '=' expected")),
         };
         let setting = setting.map_err(|_| bad("the setting is not a number"))?;
-        let (layer, unit) = unit.split_once(':').ok_or_else(|| bad("no ':'"))?;
-        let layer = layer
-            .trim()
-            .parse()
-            .map_err(|_| bad("the layer is not a number"))?;
-        let unit = unit.trim();
-        let unit = match unit.strip_prefix('h') {
-            Some(h) => Unit::Head(h.parse().map_err(|_| bad("the head is not a number"))?),
-            None => Unit::Neuron(
-                unit.parse()
-                    .map_err(|_| bad("the neuron is not a number"))?,
-            ),
-        };
+        let at = super::inside::parse_component(unit).map_err(bad)?;
+        let (layer, unit) = (at.layer, at.unit);
         Ok(Edit {
             layer,
             unit,

@@ -54,6 +54,25 @@ impl Saved {
     pub fn residuals(&self) -> &[Tensor] {
         &self.residuals
     }
+
+    fn layer(&self, layer: usize) -> Result<&SavedLayer> {
+        self.layers.get(layer).ok_or_else(|| {
+            candle_core::Error::Msg(format!("layer {layer} of {}", self.layers.len()))
+        })
+    }
+
+    /// Layer `layer`'s MLP gate and up projections `(seq, intermediate)`.
+    pub(super) fn mlp_inputs(&self, layer: usize) -> Result<(&Tensor, &Tensor)> {
+        let s = self.layer(layer)?;
+        Ok((&s.gate, &s.up))
+    }
+
+    /// Layer `layer`'s q (rotated, per head) and k (rotated, per key/value head), `(heads,
+    /// seq, head_dim)`.
+    pub(super) fn attention_inputs(&self, layer: usize) -> Result<(&Tensor, &Tensor)> {
+        let s = self.layer(layer)?;
+        Ok((&s.q, &s.k))
+    }
 }
 
 /// What one layer's backward pass reads.

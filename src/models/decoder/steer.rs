@@ -36,6 +36,12 @@ impl NeuronEdits {
         x.broadcast_mul(&scale)?.broadcast_add(&add)
     }
 
+    /// Column `j`'s edit applied to that column's activations `a` `(seq, 1)`.
+    pub(super) fn column(&self, a: &Tensor, j: usize) -> Result<Tensor> {
+        let (scale, add) = (f64::from(self.scale[j]), f64::from(self.add[j]));
+        a.affine(scale, add)
+    }
+
     /// The cotangent `d` `(…, intermediate)` of the edited units carried to the unedited.
     pub(super) fn vjp(&self, d: &Tensor) -> Result<Tensor> {
         let (scale, _) = self.vectors(d)?;

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Reference unit cards for TokenLens, computed with PyTorch + transformers.
+
+For each reference fixture below (tests/fixtures/reference/<name>.json: its token ids) and
+two units placed by the model's shape (a neuron of the last layer, a head of the middle
+layer):
+- the neuron's logit lens: column j of the layer's `mlp.down_proj` weight through the model's
+  final norm and `lm_head` (and the final soft-cap, where the config has one): the 10 tokens
+  of largest logit and the 10 of smallest, with their logits;
+- its activation at each token: the input of `down_proj` (a forward pre-hook);
+- the head's attention probabilities `[query][key]` (eager attention, `output_attentions`).
+Output: tests/fixtures/units.json.
+
+Run: $(scripts/reference-env.sh) scripts/unit_reference.py   (about 20 s)
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
+
+OUT = os.path.join(reference.ROOT, "tests", "fixtures", "units.json")
+CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw"]
+TOP = 10
+
+
+def main():
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    cases = []
+    for name in CASES:
+        fx, _, model = reference.fixture_model(name)
+        cfg, ids = model.config, fx["ids"]
+        layer, j = cfg.num_hidden_layers - 1, cfg.intermediate_size // 2
+        hl, h = cfg.num_hidden_layers // 2, cfg.num_attention_heads - 1
+        acts = []
+        down = model.model.layers[layer].mlp.down_proj
+        handle = down.register_forward_pre_hook(lambda _m, a: acts.append(a[0][0, :, j].tolist()))
+        try:
+            with torch.no_grad():
+                out = model(torch.tensor([ids]), use_cache=False, output_attentions=True)
+        finally:
+            handle.remove()
+        with torch.no_grad():
+            column = down.weight[:, j]
+            logits = model.lm_head(model.model.norm(column[None, None, :]))[0, 0]
+            cap = getattr(cfg, "final_logit_softcapping", None)
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+        top = torch.topk(logits, TOP)
+        bottom = torch.topk(-logits, TOP)
+        cases.append({
+            "fixture": name, "model": fx["model"], "prompt": fx["prompt"],
+            "chat_template": fx["chat_template"], "ids": ids, "target": fx["targets"][0]["id"],
+            "neuron": {"layer": layer, "unit": {"neuron": j}},
+            "promotes": top.indices.tolist(), "promotes_logits": reference.r(top.values.tolist()),
+            "suppresses": bottom.indices.tolist(),
+            "suppresses_logits": reference.r((-bottom.values).tolist()),
+            "activations": reference.r(acts[0]),
+            "head": {"layer": hl, "unit": {"head": h}},
+            "attention": [reference.r(row) for row in out.attentions[hl][0, h].tolist()],
+        })
+        print(f"{name}: neuron {layer}:{j}, head {hl}:h{h}", file=sys.stderr)
+    reference.write_doc(OUT, cases)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+//! One neuron or head looked at alone: what a neuron writes (its `down_proj` column read
+//! through the final norm and the output projection, a logit lens of the neuron), its
+//! activation at every position of a saved forward pass, and a head's attention pattern.
+
+use super::backward::Saved;
+use super::Decoder;
+use crate::kernels::Products;
+use crate::models::attention::probabilities;
+use crate::models::gated::gated;
+use candle_core::{DType, Result, Tensor};
+
+impl Decoder {
+    fn check_unit(&self, layer: usize, index: usize, of: usize, kind: &str) -> Result<()> {
+        let layers = self.layers.len();
+        if layer >= layers || index >= of {
+            candle_core::bail!(
+                "no {kind} {layer}:{index}: the model has layers 0 to {} of {kind} 0 to {}",
+                layers.saturating_sub(1),
+                of.saturating_sub(1)
+            );
+        }
+        Ok(())
+    }
+
+    /// Neuron `j` of `layer`'s logit lens: its `down_proj` column through the final norm and
+    /// the output projection (and soft-cap), `(vocab,)` in f32.
+    pub fn neuron_lens(&self, layer: usize, j: usize) -> Result<Vec<f32>> {
+        let inter = self.cfg.intermediate_size;
+        self.check_unit(layer, j, inter, "neuron")?;
+        let down = &self.layers[layer].mlp.down_proj;
+        let dtype = self.embed_tokens.compute_dtype();
+        let mut onehot = vec![0f32; inter];
+        onehot[j] = 1.0;
+        let e = Tensor::from_vec(onehot, (1, inter), self.norm.device())?.to_dtype(dtype)?;
+        let column = down.forward(&e, Products::F32)?;
+        self.head(&column, Products::F32)?.squeeze(0)?.to_vec1()
+    }
+
+    /// Neuron `j` of `layer`'s activation (the input of `down_proj`, after any steering) at
+    /// each position of `saved`.
+    pub fn neuron_activations(&self, saved: &Saved, layer: usize, j: usize) -> Result<Vec<f32>> {
+        self.check_unit(layer, j, self.cfg.intermediate_size, "neuron")?;
+        let (gate, up) = saved.mlp_inputs(layer)?;
+        let mlp = &self.layers[layer].mlp;
+        let gate = gate.narrow(1, j, 1)?;
+        let up = up.narrow(1, j, 1)?;
+        let mut a = gated(&gate, &up, mlp.act)?;
+        if let Some(s) = &mlp.steer {
+            // The one column of the edits: apply them to a full-width row of this column.
+            a = s.column(&a, j)?;
+        }
+        a.squeeze(1)?.to_dtype(DType::F32)?.to_vec1()
+    }
+
+    /// Head `h` of `layer`'s attention probabilities over `saved`'s positions, `[query][key]`
+    /// (each row sums to 1 over the keys it sees).
+    pub fn attention_pattern(
+        &self,
+        saved: &Saved,
+        layer: usize,
+        h: usize,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.check_unit(layer, h, self.cfg.num_attention_heads, "head")?;
+        let at = &self.layers[layer].self_attn;
+        let (q, k) = saved.attention_inputs(layer)?;
+        let kv = h / (at.n_heads / at.n_kv_heads);
+        let q = q.narrow(0, h, 1)?.to_dtype(DType::F32)?.contiguous()?;
+        let k = k.narrow(0, kv, 1)?.to_dtype(DType::F32)?.contiguous()?;
+        probabilities(&q, &k, at.scale, at.window, Products::F32)?
+            .squeeze(0)?
+            .to_vec2()
+    }
+}

@@ -1,0 +1,68 @@
+//! A neuron's or head's card for one context: a neuron's logit lens (the tokens its output
+//! direction promotes and suppresses) and its activation at each token; a head's attention
+//! pattern. One forward pass of the context (steered, if asked).
+
+use crate::error::{Error, Result};
+use crate::precision::Plan;
+use crate::types::{LensToken, Unit, UnitCard, UnitRequest, CARD_TOKENS};
+
+impl crate::Engine {
+    /// The card of `req`'s unit.
+    pub fn unit_card(&self, req: &UnitRequest) -> Result<UnitCard> {
+        self.steered(&req.steer)?.unit_card_inner(req)
+    }
+
+    fn unit_card_inner(&self, req: &UnitRequest) -> Result<UnitCard> {
+        let c = self.decoder().config();
+        let (layer, layers) = (req.unit.layer, c.num_hidden_layers);
+        let (index, of, kind) = match req.unit.unit {
+            Unit::Neuron(j) => (j as usize, c.intermediate_size, "neurons"),
+            Unit::Head(h) => (h as usize, c.num_attention_heads, "heads"),
+        };
+        if layer >= layers || index >= of {
+            return Err(Error::InvalidSetting(format!(
+                "{}: the model has layers 0 to {} and {kind} 0 to {} in each",
+                req.unit,
+                layers.saturating_sub(1),
+                of.saturating_sub(1)
+            )));
+        }
+        let tok = self.context(
+            &req.prompt,
+            req.chat_template,
+            req.thinking,
+            &req.continuation,
+        )?;
+        self.check_length(tok.tokens.len())?;
+        let ids: Vec<u32> = tok.tokens.iter().map(|t| t.id).collect();
+        let saved = self.forward_saved(&ids, Plan::F32, &mut |_| Ok(()))?;
+        let mut card = UnitCard {
+            unit: req.unit,
+            tokens: tok.tokens,
+            activations: None,
+            promotes: Vec::new(),
+            suppresses: Vec::new(),
+            attention: None,
+        };
+        match req.unit.unit {
+            Unit::Neuron(_) => {
+                let dec = self.decoder();
+                card.activations = Some(dec.neuron_activations(&saved, layer, index)?);
+                let lens = dec.neuron_lens(layer, index)?;
+                let mut order: Vec<u32> = (0..lens.len() as u32).collect();
+                order.sort_by(|&a, &b| lens[b as usize].total_cmp(&lens[a as usize]));
+                let token = |&id: &u32| LensToken {
+                    id,
+                    text: self.decode_token(id),
+                    logit: lens[id as usize],
+                };
+                card.promotes = order.iter().take(CARD_TOKENS).map(token).collect();
+                card.suppresses = order.iter().rev().take(CARD_TOKENS).map(token).collect();
+            }
+            Unit::Head(_) => {
+                card.attention = Some(self.decoder().attention_pattern(&saved, layer, index)?);
+            }
+        }
+        Ok(card)
+    }
+}
