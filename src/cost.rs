@@ -64,6 +64,12 @@ impl Engine {
         Ok((n + g) * g.max(1) * passes(&r.methods))
     }
 
+    /// A unit's card: one forward pass over the context (a third of a token-pass per token).
+    pub fn unit_cost(&self, r: &crate::types::UnitRequest) -> Result<u64> {
+        let n = self.prompt_tokens(&r.prompt, r.chat_template, r.thinking)?;
+        Ok((n + r.continuation.len() as u64).div_ceil(3))
+    }
+
     /// A generation: the prompt once, then one token per step (forward only, with a cache).
     pub fn generate_cost(&self, r: &GenerateRequest) -> Result<u64> {
         let n = self.prompt_tokens(&r.prompt, r.chat_template, r.thinking)?;

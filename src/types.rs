@@ -143,6 +143,11 @@ fn default_top_k() -> usize {
 /// The most candidates a prediction lists.
 pub const MAX_TOP_K: usize = 100;
 
+/// Edits' settings and count, before the model is known (it checks their units).
+pub(crate) fn check_settings(steer: &[Edit]) -> Result<(), String> {
+    check_edits(steer, usize::MAX, usize::MAX, usize::MAX)
+}
+
 /// The methods of a request, each once (none: the prediction only).
 fn check_methods(methods: &[Method]) -> Result<(), String> {
     for (i, m) in methods.iter().enumerate() {
@@ -178,6 +183,7 @@ impl ExplainRequest {
                 self.neurons
             ));
         }
+        check_settings(&self.steer)?;
         if self.ablation > MAX_ABLATION {
             return Err(format!(
                 "ablation must be at most {MAX_ABLATION} units, not {}",
@@ -318,6 +324,7 @@ impl GenerateRequest {
         if self.max_new_tokens == 0 {
             return Err("max new tokens must be at least 1".into());
         }
+        check_settings(&self.steer)?;
         self.sampling.check(vocab)
     }
 
@@ -429,6 +436,7 @@ impl StepsRequest {
         if self.generated.is_empty() {
             return Err("there are no generated tokens to explain".into());
         }
+        check_settings(&self.steer)?;
         check_methods(&self.methods)
     }
 }

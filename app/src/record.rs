@@ -20,6 +20,8 @@ pub enum Task {
     Generate(GenerateRequest),
     /// Explain every generated token.
     Steps(StepsRequest),
+    /// A neuron's or head's card.
+    Unit(tokenlens::UnitRequest),
 }
 
 impl Task {
@@ -29,6 +31,7 @@ impl Task {
             Task::Explain(_) => "explain",
             Task::Generate(_) => "generate",
             Task::Steps(_) => "steps",
+            Task::Unit(_) => "unit",
         }
     }
 
@@ -38,6 +41,7 @@ impl Task {
             Task::Explain(r) => &r.prompt,
             Task::Generate(r) => &r.prompt,
             Task::Steps(r) => &r.prompt,
+            Task::Unit(r) => &r.prompt,
         }
     }
 
@@ -48,6 +52,7 @@ impl Task {
             Task::Explain(r) => r.check(),
             Task::Generate(r) => r.check(usize::MAX),
             Task::Steps(r) => r.check(),
+            Task::Unit(r) => r.check(),
         }
     }
 }

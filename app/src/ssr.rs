@@ -155,12 +155,20 @@ fn run(job: Job, pace: &crate::pace::Pace) {
     let methods = match &job.task {
         Task::Explain(r) => method_label(&r.methods),
         Task::Steps(r) => method_label(&r.methods),
-        Task::Generate(_) => String::new(),
+        Task::Generate(_) | Task::Unit(_) => String::new(),
     };
     let result = match &job.task {
         Task::Explain(r) => job.engine.explain_streaming(r, &mut sink).map(drop),
         Task::Generate(r) => job.engine.generate_streaming(r, &mut sink).map(drop),
         Task::Steps(r) => job.engine.explain_steps_streaming(r, &mut sink).map(drop),
+        Task::Unit(r) => job.engine.unit_card(r).and_then(|card| {
+            for ev in [StreamEvent::Unit { card }, StreamEvent::Done] {
+                if sink(&ev).is_break() {
+                    return Err(tokenlens::Error::Cancelled);
+                }
+            }
+            Ok(())
+        }),
     };
     let seconds = started.elapsed().as_secs_f64();
     let finished = |outcome, passes| {
@@ -212,6 +220,7 @@ fn cost_of(engine: &Engine, task: &Task) -> tokenlens::Result<u64> {
         Task::Explain(r) => engine.explain_cost(r),
         Task::Generate(r) => engine.generate_cost(r),
         Task::Steps(r) => engine.steps_cost(r),
+        Task::Unit(r) => engine.unit_cost(r),
     }
 }
 

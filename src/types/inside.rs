@@ -176,6 +176,13 @@ pub struct UnitRequest {
     pub steer: Vec<Edit>,
 }
 
+impl UnitRequest {
+    /// Checks the edits' settings (the model checks the units).
+    pub fn check(&self) -> Result<(), String> {
+        super::check_settings(&self.steer)
+    }
+}
+
 /// A token of a unit's logit lens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LensToken {

@@ -2,6 +2,7 @@
 
 use super::{
     Ablation, Faithfulness, LensCell, Method, MethodResult, Prediction, StepRow, Target, Token,
+    UnitCard,
 };
 use super::{GeneratedToken, StopReason};
 use serde::{Deserialize, Serialize};
@@ -91,6 +92,11 @@ pub enum StreamEvent {
         method: Method,
         /// Its curves.
         ablation: Ablation,
+    },
+    /// A neuron's or head's card (a unit request's one result).
+    Unit {
+        /// The card.
+        card: UnitCard,
     },
     /// The logit lens `[layer][token]` (with `lens` in the request), after the methods.
     Lens {

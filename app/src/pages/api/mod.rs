@@ -126,6 +126,15 @@ pub async fn explain_steps(
     stream_task(&model, Task::Steps(request)).await
 }
 
+/// A neuron's or head's card for a context: one `unit` event, done.
+#[server(input = Json, output = StreamingText, endpoint = "unit")]
+pub async fn unit_card(
+    model: String,
+    request: tokenlens::UnitRequest,
+) -> Result<TextStream, ServerFnError> {
+    stream_task(&model, Task::Unit(request)).await
+}
+
 /// Stores a view and its sealed results; returns the permalink id. Refused unless every
 /// record carries this server's seal and is the job the view asks for.
 #[server(input = Json, endpoint = "share")]

@@ -83,6 +83,7 @@ pub(super) async fn stream_task(model: &str, task: Task) -> Result<TextStream, S
         Task::Explain(r) => r.continuation.len(),
         Task::Generate(r) => r.max_new_tokens,
         Task::Steps(r) => r.generated.len(),
+        Task::Unit(r) => r.continuation.len(),
     };
     state
         .limits

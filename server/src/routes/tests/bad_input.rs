@@ -154,6 +154,41 @@ async fn bad_input_corpus() {
             "/api/steps",
             explain(r#"{"prompt": "Hi", "generated": [1], "methods": ["cp_lrp", "cp_lrp"]}"#),
         ),
+        (
+            "steer outside the model",
+            "/api/explain",
+            explain(
+                r#"{"prompt": "Hi", "steer": [{"layer": 99, "unit": {"neuron": 1}, "setting": {"scale": 0}}]}"#,
+            ),
+        ),
+        (
+            "steer scale huge",
+            "/api/generate",
+            explain(
+                r#"{"prompt": "Hi", "steer": [{"layer": 1, "unit": {"head": 1}, "setting": {"scale": 1e9}}]}"#,
+            ),
+        ),
+        (
+            "steer not an edit",
+            "/api/generate",
+            explain(r#"{"prompt": "Hi", "steer": [{"layer": 1}]}"#),
+        ),
+        (
+            "ablation without units",
+            "/api/explain",
+            explain(r#"{"prompt": "Hi", "methods": ["attnlrp"], "ablation": 4}"#),
+        ),
+        (
+            "neurons too many",
+            "/api/explain",
+            explain(r#"{"prompt": "Hi", "neurons": 100000}"#),
+        ),
+        (
+            "unit outside the model",
+            "/api/unit",
+            explain(r#"{"prompt": "Hi", "unit": {"layer": 0, "unit": {"head": 99}}}"#),
+        ),
+        ("unit missing", "/api/unit", explain(r#"{"prompt": "Hi"}"#)),
         ("share forged seal", "/api/share", forged),
         ("share other model", "/api/share", mismatched),
         (

@@ -145,6 +145,21 @@ async fn statuses() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.trim_end().ends_with(r#"{"type":"done"}"#), "{body}");
+    // A unit's card: one unit event.
+    let (status, body) = send(
+        &app,
+        post(
+            "/api/unit",
+            r#"{"model": "", "request": {"prompt": "Hi", "unit": {"layer": 2, "unit": {"neuron": 7}}}}"#,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains(r#"{"type":"unit","card":{"unit":{"layer":2"#),
+        "{body}"
+    );
+    assert!(body.contains(r#""activations":["#) && body.contains(r#""promotes":["#));
     // 400: a setting out of range; a body that does not parse.
     let (status, body) = send(&app, explain(r#"{"prompt": "Hi", "top_k": 1000}"#)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
