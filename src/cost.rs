@@ -14,16 +14,14 @@ fn passes(methods: &[Method]) -> u64 {
 /// per point of the top curve and of each random draw's (a forward pass about a third of a
 /// forward and backward pass).
 fn ablation_passes(r: &ExplainRequest) -> u64 {
-    if r.ablation == 0 {
-        return 0;
-    }
+    let Some(a) = &r.ablation else { return 0 };
     let methods = r
         .methods
         .iter()
-        .filter(|m| matches!(m.runs().pass, crate::types::Pass::Backward(_)))
+        .filter(|&&m| matches!(m.runs().pass, crate::types::Pass::Backward(_)) && a.asks(m))
         .count() as u64;
     let kinds = u64::from(r.neurons > 0) + u64::from(r.heads);
-    let points = 1 + r.ablation as u64 * (1 + crate::types::ABLATION_DRAWS as u64);
+    let points = 1 + a.units as u64 * (1 + crate::types::ABLATION_DRAWS as u64);
     (methods * kinds * points).div_ceil(3)
 }
 

@@ -419,9 +419,10 @@ impl Engine {
                 self.run_pass(pass, &saved, &mut seeds, plan, &mut progress)
             })?;
             let result = methods::result(method, &embeds, out, 0, seed, &target)?;
-            if let (true, Some(c)) = (req.ablation > 0, &out.inside) {
+            let ablated = req.ablation.as_ref().filter(|a| a.asks(method));
+            if let (Some(a), Some(c)) = (ablated, &out.inside) {
                 let r = method.runs().reduction;
-                ranked.insert(method, c.ranking(r, 0, req.ablation));
+                ranked.insert(method, c.ranking(r, 0, a.units));
             }
             emit(StreamEvent::Method {
                 method,

@@ -345,7 +345,10 @@ impl RequestArgs {
             neurons: self.neurons,
             heads: self.heads,
             steer: self.input.steer.clone(),
-            ablation: self.ablation,
+            ablation: (self.ablation > 0).then(|| tokenlens::AblationSpec {
+                units: self.ablation,
+                methods: Vec::new(),
+            }),
         })
     }
 

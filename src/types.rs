@@ -18,8 +18,8 @@ pub use faithfulness::{
     Curve, Faithfulness, FaithfulnessSpec, MethodFaithfulness, Operator, RandomBand, FRACTIONS,
 };
 pub use inside::{
-    Ablation, AblationCurve, BlockRelevance, Component, HeadLayer, LensToken, Neuron, NeuronLayer,
-    RandomDraw, UnitCard, UnitRequest, ABLATION_DRAWS, CARD_TOKENS, MAX_ABLATION,
+    Ablation, AblationCurve, AblationSpec, BlockRelevance, Component, HeadLayer, LensToken, Neuron,
+    NeuronLayer, RandomDraw, UnitCard, UnitRequest, ABLATION_DRAWS, CARD_TOKENS, MAX_ABLATION,
 };
 pub use lens::{target_settles, LensCell, LENS_TOP};
 pub use method::{
@@ -116,11 +116,10 @@ pub struct ExplainRequest {
     /// model.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steer: Vec<Edit>,
-    /// Also zero the `ablation` most relevant neurons (with `neurons`) and heads (with
-    /// `heads`) of every one-pass method one after another, against random ones of the same
-    /// layers (see [`Ablation`]; 0: none).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub ablation: usize,
+    /// Also zero the most relevant neurons (with `neurons`) and heads (with `heads`) one
+    /// after another, against random ones of the same layers (see [`Ablation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ablation: Option<AblationSpec>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -184,13 +183,13 @@ impl ExplainRequest {
             ));
         }
         check_settings(&self.steer)?;
-        if self.ablation > MAX_ABLATION {
+        let ablated = self.ablation.as_ref().map_or(0, |a| a.units);
+        if ablated > MAX_ABLATION {
             return Err(format!(
-                "ablation must be at most {MAX_ABLATION} units, not {}",
-                self.ablation
+                "ablation must be at most {MAX_ABLATION} units, not {ablated}"
             ));
         }
-        if self.ablation > 0 && self.neurons == 0 && !self.heads {
+        if ablated > 0 && self.neurons == 0 && !self.heads {
             return Err(
                 "ablation zeroes the most relevant neurons or heads: ask for neurons, heads or both"
                     .into(),
@@ -220,7 +219,7 @@ impl ExplainRequest {
             neurons: 0,
             heads: false,
             steer: Vec::new(),
-            ablation: 0,
+            ablation: None,
         }
     }
 }

@@ -147,7 +147,11 @@ fn ablation_matches_pytorch() {
         let mut req = c.at.request();
         req.target = TargetSpec::Id(c.at.target);
         req.methods = vec![Method::InputXGradient, Method::IntegratedGradients];
-        (req.neurons, req.heads, req.ablation) = (1, true, 8);
+        (req.neurons, req.heads) = (1, true);
+        req.ablation = Some(tokenlens::AblationSpec {
+            units: 8,
+            methods: Vec::new(),
+        });
         let ex = e.explain(&req).unwrap();
         assert!(ex.methods[&Method::IntegratedGradients].ablation.is_none());
         let a = ex.methods[&Method::InputXGradient]
@@ -214,15 +218,33 @@ fn ablation_is_costed_and_needs_units() {
     req.methods = vec![Method::Attnlrp];
     (req.neurons, req.heads) = (4, true);
     let without = e.explain_cost(&req).unwrap();
-    req.ablation = 8;
+    let spec = |units, methods| Some(tokenlens::AblationSpec { units, methods });
+    req.ablation = spec(8, vec![]);
     let with = e.explain_cost(&req).unwrap();
     // 2 kinds × (1 + 8 × 5 draws) forward passes, a third of a token-pass each.
     let n = without; // one pass
     assert_eq!(with - without, n * 82u64.div_ceil(3), "{without} → {with}");
-    req.ablation = tokenlens::MAX_ABLATION + 1;
+    // Only the methods named.
+    req.methods = vec![Method::Attnlrp, Method::CpLrp];
+    req.ablation = spec(8, vec![Method::CpLrp]);
+    let both = e.explain_cost(&req).unwrap();
+    assert_eq!(
+        both - e
+            .explain_cost(&{
+                let mut r = req.clone();
+                r.ablation = None;
+                r
+            })
+            .unwrap(),
+        n * 28
+    );
+    let ex = e.explain(&req).unwrap();
+    assert!(ex.methods[&Method::Attnlrp].ablation.is_none());
+    assert!(ex.methods[&Method::CpLrp].ablation.is_some());
+    req.ablation = spec(tokenlens::MAX_ABLATION + 1, vec![]);
     let err = e.explain(&req).unwrap_err().to_string();
     assert!(err.contains("at most"), "{err}");
-    (req.ablation, req.neurons, req.heads) = (4, 0, false);
+    (req.ablation, req.neurons, req.heads) = (spec(4, vec![]), 0, false);
     let err = e.explain(&req).unwrap_err().to_string();
     assert!(err.contains("ask for neurons, heads or both"), "{err}");
 }

@@ -70,6 +70,23 @@ pub const MAX_ABLATION: usize = 32;
 /// Random draws an ablation curve is compared with.
 pub const ABLATION_DRAWS: usize = 4;
 
+/// What a component ablation zeroes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AblationSpec {
+    /// The most relevant units zeroed one after another (0: none).
+    pub units: usize,
+    /// Whose relevance ranks them: these one-pass methods (none: every one requested).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<super::Method>,
+}
+
+impl AblationSpec {
+    /// Whether `method`'s units are ablated.
+    pub fn asks(&self, method: super::Method) -> bool {
+        self.units > 0 && (self.methods.is_empty() || self.methods.contains(&method))
+    }
+}
+
 /// A neuron or head of one layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Component {

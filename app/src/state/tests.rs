@@ -31,7 +31,7 @@ fn picking_an_explained_candidate_and_back() {
         span: None,
     };
     let result = |v: f32| MethodResult {
-        ablation: Default::default(),
+        ablation: None,
         scores: vec![v, v],
         trace: vec![vec![v, v]],
         trace_normalized: vec![vec![1.0, 1.0]],
@@ -251,7 +251,7 @@ fn shared() -> Snapshot {
         n_layers: 1,
     };
     let result = MethodResult {
-        ablation: Default::default(),
+        ablation: None,
         scores: vec![0.25, 0.75],
         trace: vec![vec![0.25, 0.75]],
         trace_normalized: vec![vec![1.0 / 3.0, 1.0]],

@@ -358,7 +358,7 @@ impl ViewState {
             }
         }
         Ok(Some(ExplainRequest {
-            ablation: Default::default(),
+            ablation: None,
             steer: Vec::new(),
             prompt: self.prompt.clone(),
             chat_template: self.chat,
