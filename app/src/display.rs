@@ -90,6 +90,8 @@ pub struct Display {
     pub sign_marks: bool,
     /// Color the layer grid by the target's logit-lens probability instead of relevance.
     pub lens_colors: bool,
+    /// The neuron or head whose card is open.
+    pub unit: Option<tokenlens::Component>,
 }
 
 impl Default for Display {
@@ -103,6 +105,7 @@ impl Default for Display {
             sinks_out: true,
             sign_marks: false,
             lens_colors: false,
+            unit: None,
         }
     }
 }

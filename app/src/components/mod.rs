@@ -8,6 +8,7 @@ pub mod compare_rows;
 pub mod estimate;
 pub mod export_bar;
 pub mod faithfulness;
+pub mod inside;
 pub mod prediction;
 pub mod prompt_form;
 pub mod share_bar;

@@ -66,6 +66,8 @@ pub struct Context {
     pub faithfulness: Option<FaithfulnessSpec>,
     /// A method of several passes, computed only while in view.
     pub costly: Option<Method>,
+    /// The method whose units the ablation check zeroes (the one in view).
+    pub ablated: Option<Method>,
 }
 
 impl Context {
@@ -77,7 +79,8 @@ impl Context {
                 && self.costly.is_some()
                 && self.input == want.input
                 && self.explain == want.explain
-                && self.faithfulness == want.faithfulness)
+                && self.faithfulness == want.faithfulness
+                && self.ablated == want.ablated)
     }
 }
 
@@ -101,6 +104,11 @@ impl ViewState {
             explain: self.explain.clone(),
             faithfulness: self.faithfulness_spec(),
             costly: self.explain.as_ref().and(self.costly_method()),
+            ablated: self
+                .explain
+                .as_ref()
+                .filter(|e| e.inside && e.ablation)
+                .map(|_| self.method),
         }
     }
 

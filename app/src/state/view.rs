@@ -50,7 +50,19 @@ pub struct ExplainSpec {
     /// A run of answer tokens explained together (their summed log-probabilities) instead of
     /// one token; 0-based, end exclusive.
     pub span: Option<Span>,
+    /// Inside the model: each layer's top neurons and every head, from the same backward
+    /// passes.
+    pub inside: bool,
+    /// With `inside`: the ablation check of the method in view (its top units zeroed against
+    /// random ones).
+    pub ablation: bool,
 }
+
+/// Neurons per layer the page keeps.
+pub const INSIDE_NEURONS: usize = 8;
+
+/// Units the page's ablation check zeroes.
+pub const ABLATION_UNITS: usize = 8;
 
 /// Everything that defines a view.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -187,6 +199,12 @@ impl ViewState {
             if e.lens {
                 p.insert("lens", "1".into());
             }
+            if e.inside {
+                p.insert("inside", "1".into());
+            }
+            if e.inside && e.ablation {
+                p.insert("ablation", "1".into());
+            }
             if !e.score.is_logit() {
                 p.insert("score", e.score.name().into());
             }
@@ -226,6 +244,9 @@ impl ViewState {
         }
         if x.lens_colors {
             p.insert("grid", "lens".into());
+        }
+        if let Some(u) = x.unit {
+            p.insert("unit", u.to_string());
         }
         if self.query_only != self.chat {
             p.insert("query_only", if self.query_only { "1" } else { "0" }.into());
@@ -271,6 +292,8 @@ impl ViewState {
                 .and_then(Score::from_name)
                 .unwrap_or_default(),
             span: p.get_str("span").and_then(span_from),
+            inside: flag(p, "inside").unwrap_or(false),
+            ablation: flag(p, "ablation").unwrap_or(false),
         });
         let display = Display {
             granularity: p
@@ -292,6 +315,7 @@ impl ViewState {
             sinks_out: flag(p, "sinks_out").unwrap_or(d.display.sinks_out),
             sign_marks: flag(p, "signs").unwrap_or(false),
             lens_colors: p.get_str("grid") == Some("lens"),
+            unit: p.get_str("unit").and_then(|u| u.parse().ok()),
         };
         let chat = flag(p, "chat").unwrap_or(d.chat);
         ViewState {
@@ -358,7 +382,6 @@ impl ViewState {
             }
         }
         Ok(Some(ExplainRequest {
-            ablation: None,
             steer: Vec::new(),
             prompt: self.prompt.clone(),
             chat_template: self.chat,
@@ -381,9 +404,12 @@ impl ViewState {
             },
             span: spec.span,
             precision: self.precision,
-            // The page shows no neurons or heads yet (issue 35).
-            neurons: 0,
-            heads: false,
+            neurons: if spec.inside { INSIDE_NEURONS } else { 0 },
+            heads: spec.inside,
+            ablation: (spec.inside && spec.ablation).then(|| tokenlens::AblationSpec {
+                units: ABLATION_UNITS,
+                methods: vec![self.method],
+            }),
         }))
     }
 

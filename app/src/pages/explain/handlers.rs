@@ -33,18 +33,29 @@ impl Page {
             .with_untracked(|v| v.explain.as_ref().is_none_or(|e| e.lens))
     }
 
+    /// What the next explanation carries over from the one shown: the lens, the neurons and
+    /// heads, the ablation check.
+    fn carry(self, e: &mut ExplainSpec) {
+        e.lens = self.lens_on();
+        let (inside, ablation) = self.shown.with_untracked(|v| {
+            v.explain
+                .as_ref()
+                .map_or((false, false), |e| (e.inside, e.ablation))
+        });
+        (e.inside, e.ablation) = (inside, ablation);
+    }
+
     /// Explain: the form's target (and contrast) of the form's prompt.
     pub fn submit(self) {
         let spec = |t: String| (!t.is_empty()).then_some(TargetSpec::Text(t));
-        let e = ExplainSpec {
+        let mut e = ExplainSpec {
             target: spec(self.form.target.get_untracked()).unwrap_or_default(),
             contrast: spec(self.form.contrast.get_untracked()),
-            step: None,
             faithfulness: self.faithfulness_on(),
-            lens: self.lens_on(),
             score: self.score_now(),
-            span: None,
+            ..ExplainSpec::default()
         };
+        self.carry(&mut e);
         self.go(self.with_form(|v| v.explain = Some(e.clone())), true);
     }
 
@@ -63,7 +74,7 @@ impl Page {
     pub fn explain_with(self, mut e: ExplainSpec) {
         let mut v = self.shown.get_untracked();
         e.faithfulness = e.faithfulness.or_else(|| self.faithfulness_on());
-        e.lens = self.lens_on();
+        self.carry(&mut e);
         v.explain = Some(e);
         self.go(v, true);
     }
@@ -81,12 +92,13 @@ impl Page {
     /// follow one token's logit).
     pub fn pick_span(self, span: Span) {
         let mut v = self.shown.get_untracked();
-        v.explain = Some(ExplainSpec {
+        let mut e = ExplainSpec {
             span: Some(span),
             score: Score::LogProb,
-            lens: self.lens_on(),
             ..ExplainSpec::default()
-        });
+        };
+        self.carry(&mut e);
+        v.explain = Some(e);
         self.go(v, true);
     }
 
@@ -107,6 +119,21 @@ impl Page {
     /// The logit lens on or off.
     pub fn set_lens(self, on: bool) {
         self.amend_explain(|e| e.lens = on);
+    }
+
+    /// Neurons and heads on or off (off takes the ablation check with it).
+    pub fn set_inside(self, on: bool) {
+        self.amend_explain(|e| (e.inside, e.ablation) = (on, on && e.ablation));
+    }
+
+    /// The ablation check of the method in view on or off.
+    pub fn set_ablation(self, on: bool) {
+        self.amend_explain(|e| e.ablation = on && e.inside);
+    }
+
+    /// Opens the card of `unit` (None closes it): a view setting.
+    pub fn pick_unit(self, unit: Option<tokenlens::Component>) {
+        self.display.update(|d| d.unit = unit);
     }
 
     /// The all-steps matrix of the answer shown, with the method in view.

@@ -10,6 +10,7 @@
 //! while typing.
 
 mod actions;
+mod card;
 mod effects;
 mod estimate;
 mod handlers;

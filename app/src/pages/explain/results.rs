@@ -8,6 +8,7 @@ use crate::components::agreement::AgreementPanel;
 use crate::components::answer::AnswerSection;
 use crate::components::export_bar::ExportBar;
 use crate::components::faithfulness::FaithfulnessPanel;
+use crate::components::inside::InsideSection;
 use crate::components::prediction::{Explained, PredictionPanel};
 use crate::components::step_matrix::StepsSection;
 use crate::components::token_view::TokensPanel;
@@ -98,6 +99,16 @@ pub fn ResultsView(page: Page, #[prop(into)] stale: Signal<bool>) -> impl IntoVi
             on_lens=Callback::new(move |on| page.set_lens(on))
             on_colors=Callback::new(move |on| display.update(|d| d.lens_colors = on))
             hovered=page.hovered
+            tip=tip
+        />
+        <InsideSection
+            shown=in_view
+            on=Signal::derive(move || page.shown.with(|v| v.explain.as_ref().is_some_and(|e| e.inside)))
+            on_toggle=Callback::new(move |on| page.set_inside(on))
+            ablation_on=Signal::derive(move || page.shown.with(|v| v.explain.as_ref().is_some_and(|e| e.inside && e.ablation)))
+            on_ablation=Callback::new(move |on| page.set_ablation(on))
+            card=super::card::open_card(page)
+            on_pick=Callback::new(move |u| page.pick_unit(u))
             tip=tip
         />
         <AgreementPanel shown=in_view/>
