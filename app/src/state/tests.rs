@@ -111,6 +111,8 @@ fn every_field_survives_the_url() {
             lens: true,
             score: tokenlens::Score::LogProb,
             span: None,
+            inside: true,
+            ablation: true,
         }),
         matrix: Some(Method::Attnlrp),
         method: Method::CpLrp,
@@ -123,6 +125,7 @@ fn every_field_survives_the_url() {
             sinks_out: false,
             sign_marks: true,
             lens_colors: true,
+            unit: Some("12:h3".parse().unwrap()),
         },
         query_only: true,
         // Not in the URL: a view opened from one always brings the candidates.
@@ -374,4 +377,35 @@ fn a_span_view_goes_through_the_url_and_asks_for_the_span() {
         let read = ViewState::from_params(&p);
         assert_eq!(read.explain.and_then(|e| e.span), None, "{bad}");
     }
+}
+
+#[test]
+fn inside_asks_for_neurons_heads_and_the_ablation_of_the_method_in_view() {
+    let mut v = ViewState {
+        explain: Some(ExplainSpec::default()),
+        ..ViewState::default()
+    };
+    let req = v.explain_request(&[]).unwrap().unwrap();
+    assert_eq!((req.neurons, req.heads, req.ablation.is_none()), (0, false, true));
+    let e = v.explain.as_mut().unwrap();
+    (e.inside, e.ablation) = (true, true);
+    v.method = Method::CpLrp;
+    let req = v.explain_request(&[]).unwrap().unwrap();
+    assert_eq!((req.neurons, req.heads), (crate::state::view::INSIDE_NEURONS, true));
+    let a = req.ablation.expect("ablation");
+    assert_eq!(a.methods, vec![Method::CpLrp]);
+    // Another method in view is another ablation: another context; without the ablation,
+    // switching one-pass methods stays a view.
+    let mut w = v.clone();
+    w.method = Method::Attnlrp;
+    assert_ne!(w.context(), v.context());
+    for x in [&mut v, &mut w] {
+        x.explain.as_mut().unwrap().ablation = false;
+    }
+    assert_eq!(w.context(), v.context());
+    // The ablation needs the neurons and heads.
+    v.explain.as_mut().unwrap().inside = false;
+    v.explain.as_mut().unwrap().ablation = true;
+    assert!(v.explain_request(&[]).unwrap().unwrap().ablation.is_none());
+    assert!(!v.to_query().contains("ablation"));
 }
