@@ -13,6 +13,7 @@ pub mod prediction;
 pub mod prompt_form;
 pub mod share_bar;
 pub mod status;
+pub mod steer_input;
 pub mod step_matrix;
 pub mod token_view;
 pub mod trace_grid;

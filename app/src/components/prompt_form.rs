@@ -33,6 +33,8 @@ pub struct Form {
     pub unreadable: RwSignal<Option<(&'static str, String)>>,
     /// How the products are computed.
     pub precision: RwSignal<Precision>,
+    /// Edits to the model (steering).
+    pub steer: RwSignal<Vec<tokenlens::Edit>>,
 }
 
 impl Form {
@@ -50,6 +52,7 @@ impl Form {
             max_new: RwSignal::new(DEFAULT_MAX_NEW),
             unreadable: RwSignal::new(None),
             precision: RwSignal::new(v.precision),
+            steer: RwSignal::new(v.steer.clone()),
         };
         f.fill(v);
         f
@@ -64,6 +67,7 @@ impl Form {
         self.chat.set(v.chat);
         self.thinking.set(v.thinking);
         self.precision.set(v.precision);
+        self.steer.set(v.steer.clone());
         if let Some(g) = &v.generation {
             // Settings are shown as they are: an out-of-range temperature is not turned into
             // "greedy" (the settings' message says what is wrong).
@@ -93,6 +97,7 @@ impl Form {
             self.thinking.get(),
             self.precision.get(),
             answered.then(|| self.generation_tracked()),
+            &self.steer.get(),
         )
     }
 
@@ -274,6 +279,7 @@ pub fn PromptForm(
                 <PrecisionSelect value=form.precision/>
                 {text_input("target", "Target ", "most likely token", target)}
                 {text_input("contrast", "rather than ", "(optional)", contrast)}
+                <super::steer_input::SteerInput value=form.steer/>
                 <button type="submit" name="submit" disabled=move || !can_run.get()>
                     "Explain next token"
                 </button>

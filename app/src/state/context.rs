@@ -24,6 +24,8 @@ pub struct Input {
     pub precision: Precision,
     /// The generated answer's settings, if the input continues one.
     pub generation: Option<GenSpec>,
+    /// Edits to the model (steering).
+    pub steer: Vec<tokenlens::Edit>,
 }
 
 impl Input {
@@ -35,6 +37,7 @@ impl Input {
         thinking: bool,
         precision: Precision,
         generation: Option<GenSpec>,
+        steer: &[tokenlens::Edit],
     ) -> Self {
         Input {
             model: model.to_string(),
@@ -43,6 +46,7 @@ impl Input {
             thinking: chat && thinking,
             precision,
             generation,
+            steer: steer.to_vec(),
         }
     }
 
@@ -94,6 +98,7 @@ impl ViewState {
             self.thinking,
             self.precision,
             self.generation.clone(),
+            &self.steer,
         )
     }
 

@@ -135,6 +135,9 @@ pub struct AnswerState {
     /// The server's sealed record of the stream, once it is complete.
     #[serde(skip)]
     pub sealed: Option<Record>,
+    /// The edits it was generated under (steering).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steer: Vec<tokenlens::Edit>,
 }
 
 impl AnswerState {
@@ -154,6 +157,7 @@ impl AnswerState {
             asked: request.precision,
             precision: Precision::F32,
             sealed: None,
+            steer: request.steer.clone(),
         }
     }
 
@@ -166,6 +170,7 @@ impl AnswerState {
             self.thinking,
             self.asked,
             Some(self.spec.clone()),
+            &self.steer,
         )
     }
 

@@ -131,6 +131,7 @@ fn every_field_survives_the_url() {
         // Not in the URL: a view opened from one always brings the candidates.
         candidates: true,
         precision: tokenlens::Precision::Bf16,
+        steer: tokenlens::parse_edits("23:h4*0,29:1066=-5").unwrap(),
     };
     assert_eq!(through_url(&v), v);
     let exact = ViewState {
@@ -386,12 +387,18 @@ fn inside_asks_for_neurons_heads_and_the_ablation_of_the_method_in_view() {
         ..ViewState::default()
     };
     let req = v.explain_request(&[]).unwrap().unwrap();
-    assert_eq!((req.neurons, req.heads, req.ablation.is_none()), (0, false, true));
+    assert_eq!(
+        (req.neurons, req.heads, req.ablation.is_none()),
+        (0, false, true)
+    );
     let e = v.explain.as_mut().unwrap();
     (e.inside, e.ablation) = (true, true);
     v.method = Method::CpLrp;
     let req = v.explain_request(&[]).unwrap().unwrap();
-    assert_eq!((req.neurons, req.heads), (crate::state::view::INSIDE_NEURONS, true));
+    assert_eq!(
+        (req.neurons, req.heads),
+        (crate::state::view::INSIDE_NEURONS, true)
+    );
     let a = req.ablation.expect("ablation");
     assert_eq!(a.methods, vec![Method::CpLrp]);
     // Another method in view is another ablation: another context; without the ablation,

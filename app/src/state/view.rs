@@ -95,6 +95,8 @@ pub struct ViewState {
     /// How the matrix products are computed. Views stored before this existed asked for
     /// what is now `auto` (their results say they ran in f32).
     pub precision: Precision,
+    /// Edits to neurons and heads applied in every pass (steering).
+    pub steer: Vec<tokenlens::Edit>,
 }
 
 /// Longest context (prompt bytes plus four per answer token before the step) whose
@@ -118,6 +120,7 @@ impl Default for ViewState {
             query_only: true,
             candidates: true,
             precision: Precision::Auto,
+            steer: Vec::new(),
         }
     }
 }
@@ -254,6 +257,9 @@ impl ViewState {
         if self.precision != d.precision {
             p.insert("precision", self.precision.name().into());
         }
+        if !self.steer.is_empty() {
+            p.insert("steer", tokenlens::format_edits(&self.steer));
+        }
         p
     }
 
@@ -337,6 +343,11 @@ impl ViewState {
                 .get_str("precision")
                 .and_then(|s| Precision::parse(s).ok())
                 .unwrap_or(d.precision),
+            // Edits that do not read are left out (the form shows what was read).
+            steer: p
+                .get_str("steer")
+                .and_then(|s| tokenlens::parse_edits(s).ok())
+                .unwrap_or_default(),
         }
     }
 
@@ -344,7 +355,7 @@ impl ViewState {
     pub fn generate_request(&self) -> Option<GenerateRequest> {
         let g = self.generation.as_ref()?;
         Some(GenerateRequest {
-            steer: Vec::new(),
+            steer: self.steer.clone(),
             prompt: self.prompt.clone(),
             chat_template: self.chat,
             thinking: self.thinking,
@@ -382,7 +393,7 @@ impl ViewState {
             }
         }
         Ok(Some(ExplainRequest {
-            steer: Vec::new(),
+            steer: self.steer.clone(),
             prompt: self.prompt.clone(),
             chat_template: self.chat,
             thinking: self.thinking,
@@ -441,7 +452,7 @@ impl ViewState {
     /// the matrix.
     pub fn steps_request(&self, answer: &[u32]) -> Option<StepsRequest> {
         Some(StepsRequest {
-            steer: Vec::new(),
+            steer: self.steer.clone(),
             prompt: self.prompt.clone(),
             chat_template: self.chat,
             thinking: self.thinking,

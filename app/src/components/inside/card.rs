@@ -4,7 +4,9 @@
 
 use leptos::prelude::*;
 use tokenlens::colormap::ColorScale;
-use tokenlens::{Component, HeadLayer, LensToken, NeuronLayer, Token, Unit, UnitCard};
+use tokenlens::{
+    Component, Edit, HeadLayer, LensToken, NeuronLayer, Setting, Token, Unit, UnitCard,
+};
 
 use super::signed_scale;
 use crate::components::cell_style;
@@ -44,6 +46,33 @@ fn colored(tokens: &[Token], values: &[f32], scale: ColorScale, testid: &'static
     view! { <p class="tokens card-tokens" data-testid=testid>{spans}</p> }.into_any()
 }
 
+/// Buttons that put an edit of the unit into the steering field (then Generate or Explain
+/// runs the steered model).
+#[component]
+fn SteerButtons(at: Component, on_steer: Callback<Edit>) -> impl IntoView {
+    let button = move |label: &'static str, scale: f32| {
+        let edit = Edit {
+            layer: at.layer,
+            unit: at.unit,
+            setting: Setting::Scale(scale),
+        };
+        view! {
+            <button type="button" name=format!("steer-x{scale}") on:click=move |_| on_steer.run(edit)>
+                {label}
+            </button>
+        }
+    };
+    view! {
+        <p class="steer-buttons">
+            {format!("Steer with {at}: ")}
+            {button("×0 (ablate)", 0.0)}
+            {button("×2", 2.0)}
+            {button("×5", 5.0)}
+            " then Generate (the original answer shows beside the steered one) or Explain."
+        </p>
+    }
+}
+
 fn token_list(tokens: &[LensToken]) -> String {
     tokens
         .iter()
@@ -60,6 +89,8 @@ pub fn UnitCardView(
     neurons: Vec<NeuronLayer>,
     gamma: f32,
     on_close: Callback<()>,
+    /// Adds an edit of the open unit to the steering field.
+    on_steer: Callback<Edit>,
 ) -> impl IntoView {
     // The query position a head's attention is read from (None: the last).
     let from = RwSignal::new(None::<usize>);
@@ -72,10 +103,14 @@ pub fn UnitCardView(
         CardState::Ready(Err(msg)) => {
             Some(view! { <p class="error" role="alert">{msg}</p> }.into_any())
         }
-        CardState::Ready(Ok(c)) => Some(match c.unit.unit {
-            Unit::Neuron(j) => neurons.with_value(|n| neuron(&c, n, j, gamma)),
-            Unit::Head(h) => heads.with_value(|l| head(&c, l, h as usize, gamma, from)),
-        }),
+        CardState::Ready(Ok(c)) => {
+            let at = c.unit;
+            let body = match at.unit {
+                Unit::Neuron(j) => neurons.with_value(|n| neuron(&c, n, j, gamma)),
+                Unit::Head(h) => heads.with_value(|l| head(&c, l, h as usize, gamma, from)),
+            };
+            Some(view! { {body} <SteerButtons at=at on_steer=on_steer/> }.into_any())
+        }
     };
     let open = move || !matches!(card.get(), CardState::Closed);
     view! {

@@ -43,6 +43,8 @@ pub fn InsideSection(
     card: Signal<CardState>,
     /// Opens a unit's card (None closes it).
     on_pick: Callback<Option<Component>>,
+    /// Adds an edit to the steering field.
+    on_steer: Callback<tokenlens::Edit>,
     /// The tooltip.
     tip: RwSignal<Option<Tip>>,
 ) -> impl IntoView {
@@ -72,6 +74,7 @@ pub fn InsideSection(
                     neurons=neurons
                     gamma=d.gamma
                     on_close=Callback::new(move |()| on_pick.run(None))
+                    on_steer=on_steer
                 />
                 <AblationPanel ablation=ablation asked=ablation_on on_toggle=on_ablation/>
             }
@@ -95,7 +98,7 @@ pub fn InsideSection(
     };
     view! {
         <section class="inside" data-testid="inside">
-            <h2>"Inside the model"</h2>
+            {move || has_result().then(|| view! { <h2>"Inside the model"</h2> })}
             {switch}
             {views}
         </section>

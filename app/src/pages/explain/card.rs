@@ -24,7 +24,7 @@ fn wanted(page: Page) -> Option<(String, UnitRequest)> {
             thinking: v.thinking,
             continuation,
             unit,
-            steer: Vec::new(),
+            steer: v.steer.clone(),
         },
     ))
 }

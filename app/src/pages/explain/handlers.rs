@@ -131,6 +131,14 @@ impl Page {
         self.amend_explain(|e| e.ablation = on && e.inside);
     }
 
+    /// The view shown without its edits (the original model's answer and explanation).
+    pub fn unsteer(self) {
+        let mut v = self.shown.get_untracked();
+        v.steer.clear();
+        self.form.steer.set(Vec::new());
+        self.go(v, true);
+    }
+
     /// Opens the card of `unit` (None closes it): a view setting.
     pub fn pick_unit(self, unit: Option<tokenlens::Component>) {
         self.display.update(|d| d.unit = unit);

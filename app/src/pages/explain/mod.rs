@@ -15,6 +15,7 @@ mod effects;
 mod estimate;
 mod handlers;
 mod layout;
+mod original;
 mod page;
 mod results;
 mod runs;

@@ -228,6 +228,7 @@ impl Page {
         };
         (v.model, v.prompt, v.chat) = (input.model, input.prompt, input.chat);
         (v.thinking, v.precision) = (self.form.thinking.get_untracked(), input.precision);
+        v.steer = input.steer;
         v.method = self.method.get_untracked();
         v.display = self.display.get_untracked();
         change(&mut v);

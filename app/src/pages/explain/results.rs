@@ -82,6 +82,10 @@ pub fn ResultsView(page: Page, #[prop(into)] stale: Signal<bool>) -> impl IntoVi
             on_span=Callback::new(move |s| page.pick_span(s))
             on_all_steps=Callback::new(move |()| page.all_steps())
         />
+        <super::original::OriginalAnswer
+            original=super::original::original_answer(page)
+            on_open=Callback::new(move |()| page.unsteer())
+        />
         <PredictionPanel explained=explained(page) on_explain=Callback::new(move |e| page.explain_with(e))/>
         // How to show a result, once there is one to show.
         <Show when=move || result.with(Option::is_some) || matrix.with(Option::is_some)>
@@ -109,6 +113,7 @@ pub fn ResultsView(page: Page, #[prop(into)] stale: Signal<bool>) -> impl IntoVi
             on_ablation=Callback::new(move |on| page.set_ablation(on))
             card=super::card::open_card(page)
             on_pick=Callback::new(move |u| page.pick_unit(u))
+            on_steer=Callback::new(move |e| page.form.steer.update(|s| *s = crate::components::steer_input::with_edit(s, e)))
             tip=tip
         />
         <AgreementPanel shown=in_view/>
