@@ -42,7 +42,29 @@ impl Engine {
         };
         let lens = if r.lens { self.lens_passes() } else { 0 };
         let n = n + r.continuation.len() as u64;
-        Ok(n * (passes(&r.methods) * seeds + lens) + n * ablation_passes(r))
+        let inside = self.inside_passes(r);
+        Ok(n * (passes(&r.methods) * seeds + lens + inside) + n * ablation_passes(r))
+    }
+
+    /// Neurons and heads in token-passes: no work to speak of, but per token a number per
+    /// head and kept neuron of every layer, for every one-pass method, into the stream; each
+    /// thousand numbers per token (about 10 KB of JSON) counts as a pass, so that a job limit
+    /// bounds the stream too (SmolLM2 with every head and 8 neurons for its four one-pass
+    /// methods: 2).
+    fn inside_passes(&self, r: &ExplainRequest) -> u64 {
+        let c = self.decoder().config();
+        let per_layer = r.neurons as u64
+            + if r.heads {
+                c.num_attention_heads as u64
+            } else {
+                0
+            };
+        let methods = r
+            .methods
+            .iter()
+            .filter(|m| matches!(m.runs().pass, crate::types::Pass::Backward(_)))
+            .count() as u64;
+        (methods * c.num_hidden_layers as u64 * per_layer).div_ceil(1000)
     }
 
     /// The logit lens in token-passes: per token, every layer's output through the output

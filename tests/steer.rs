@@ -216,13 +216,16 @@ fn ablation_is_costed_and_needs_units() {
     let e = engine_for("smollm2-135m");
     let mut req = tokenlens::ExplainRequest::new("The capital of France is");
     req.methods = vec![Method::Attnlrp];
+    let bare = e.explain_cost(&req).unwrap();
     (req.neurons, req.heads) = (4, true);
     let without = e.explain_cost(&req).unwrap();
+    // 30 layers × (9 heads + 4 neurons) numbers per token: one pass more.
+    assert_eq!(without, 2 * bare, "neurons and heads count as their stream");
     let spec = |units, methods| Some(tokenlens::AblationSpec { units, methods });
     req.ablation = spec(8, vec![]);
     let with = e.explain_cost(&req).unwrap();
     // 2 kinds × (1 + 8 × 5 draws) forward passes, a third of a token-pass each.
-    let n = without; // one pass
+    let n = bare; // one pass
     assert_eq!(with - without, n * 82u64.div_ceil(3), "{without} → {with}");
     // Only the methods named.
     req.methods = vec![Method::Attnlrp, Method::CpLrp];

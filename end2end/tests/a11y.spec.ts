@@ -55,4 +55,8 @@ test('axe: no serious or critical accessibility violations on the main views', a
   await expect(page.locator('[data-testid=matrix] rect.mcell').first()).toBeVisible({ timeout: 120_000 });
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   expect(await violations(page), 'an answer, a step and the matrix').toEqual([]);
+  await page.goto(`/?prompt=${encodeURIComponent('The capital of France is')}&chat=0&explain=1&method=attnlrp&inside=1&ablation=1&unit=23%3Ah4&steer=${encodeURIComponent('0:5*2')}`);
+  await expect(page.locator('[data-testid=unit-card]')).toContainText('Head 23:h4', { timeout: 120_000 });
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 120_000 });
+  expect(await violations(page), 'neurons, heads, a card, the ablation check, steered').toEqual([]);
 });

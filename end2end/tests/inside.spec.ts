@@ -34,6 +34,15 @@ test('neurons and heads, their cards and the ablation check match the CLI', asyn
   expect(chips.map((c) => `${c[0]}:${c[1]}`)).toEqual(wantChips.map((c) => `${c[0]}:${c[1]}`));
   expectClose(chips.map((c) => c[2]), wantChips.map((c) => c[2]), 1e-4);
 
+  // The grid is one tab stop; arrows move between heads and layers, Enter opens a card.
+  await page.locator('[data-testid=head-grid] rect.head[data-layer="0"][data-head="0"]').focus();
+  await page.keyboard.press('ArrowRight');
+  await page.keyboard.press('ArrowDown');
+  await expect(page.locator('[data-testid=tooltip]')).toContainText('layer 1 head 1');
+  await page.keyboard.press('Enter');
+  await expect(page.locator('[data-testid=unit-card]')).toContainText('Head 1:h1');
+  expect(await page.locator('[data-testid=head-grid] rect.head[tabindex="0"]').count()).toBe(1);
+
   // The most relevant head's card: its attention from the last token is the CLI's.
   let best = [0, 0];
   heads.forEach((l, i) => l.heads.forEach((v, h) => { if (Math.abs(v) > Math.abs(heads[best[0]].heads[best[1]])) best = [i, h]; }));

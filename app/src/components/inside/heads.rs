@@ -6,7 +6,7 @@ use tokenlens::colormap::hex;
 use tokenlens::{Component, HeadLayer, Unit};
 
 use super::signed_scale;
-use crate::components::{data_attr, Tip};
+use crate::components::{arrow_keys, data_attr, focus_point, Tip};
 use crate::format::sig3;
 
 const CW: usize = 22; // cell width
@@ -42,6 +42,7 @@ pub fn HeadGrid(
         .iter()
         .map(|l| block_line("its attention", l.block))
         .collect();
+    let lines = StoredValue::new(lines);
     let cells = layers
         .iter()
         .enumerate()
@@ -63,10 +64,13 @@ pub fn HeadGrid(
                     data-layer=l.to_string()
                     data-head=h.to_string()
                     data-score=v.to_string()
-                    tabindex="0"
+                    tabindex=if l == 0 && h == 0 { "0" } else { "-1" }
+                    role="button"
+                    aria-label=format!("head {at}: relevance {}", sig3(v))
                     on:click=move |_| on_pick.run(Some(at))
                     on:keydown=move |ev| {
-                        if ev.key() == "Enter" {
+                        if ev.key() == "Enter" || ev.key() == " " {
+                            ev.prevent_default();
                             on_pick.run(Some(at))
                         }
                     }
@@ -85,31 +89,66 @@ pub fn HeadGrid(
             view! { <text class="axis" x=(LEFT + h * CW + 4).to_string() y="11">{format!("h{h}")}</text> }
         })
         .collect_view();
-    let on_move = move |ev: leptos::ev::MouseEvent| {
+    // The tooltip of the cell an event is on, at (x, y).
+    let show = move |ev: &leptos::ev::Event, (x, y): (f64, f64)| {
         let (Some(l), Some(h), Some(v)) = (
-            data_attr::<usize>(&ev, "data-layer"),
-            data_attr::<usize>(&ev, "data-head"),
-            data_attr::<f32>(&ev, "data-score"),
+            data_attr::<usize>(ev, "data-layer"),
+            data_attr::<usize>(ev, "data-head"),
+            data_attr::<f32>(ev, "data-score"),
         ) else {
             return;
         };
         let mut shown = vec![format!("layer {l} head {h}: relevance {}", sig3(v))];
-        shown.extend(lines.get(l).cloned().flatten());
-        tip.set(Some(Tip {
-            x: f64::from(ev.client_x()),
-            y: f64::from(ev.client_y()),
-            lines: shown,
-        }));
+        shown.extend(lines.with_value(|v| v.get(l).cloned().flatten()));
+        tip.set(Some(Tip { x, y, lines: shown }));
+    };
+    let on_move = move |ev: leptos::ev::MouseEvent| {
+        show(&ev, (f64::from(ev.client_x()), f64::from(ev.client_y())));
+    };
+    let on_focus = move |ev: leptos::ev::FocusEvent| {
+        if let Some(at) = focus_point(&ev) {
+            show(&ev, at);
+        }
+    };
+    // One tab stop; the arrow keys move between heads and layers.
+    let on_keys = move |ev: leptos::ev::KeyboardEvent| {
+        arrow_keys(&ev, |el, key| {
+            let at = |name: &str| el.get_attribute(name)?.parse::<usize>().ok();
+            let (l, h) = (at("data-layer")?, at("data-head")?);
+            let (l, h) = match key {
+                "ArrowLeft" => (l, h.checked_sub(1)?),
+                "ArrowRight" => (l, h + 1),
+                "ArrowUp" => (l.checked_sub(1)?, h),
+                "ArrowDown" => (l + 1, h),
+                _ => return None,
+            };
+            let selector = format!("rect[data-layer=\"{l}\"][data-head=\"{h}\"]");
+            el.parent_element()?
+                .query_selector(&selector)
+                .ok()
+                .flatten()
+        })
     };
     view! {
         <h3>"Heads: layer × head relevance"</h3>
+        <p class="legend-text">
+            {format!(
+                "Red supports the target, blue opposes it, white is 0; one scale for the grid, ending at its largest |relevance| {}.",
+                sig3(scale.max)
+            )}
+        </p>
         <svg
             class="head-grid"
             data-testid="head-grid"
             width=width.to_string()
             height=height.to_string()
+            role="group"
+            aria-label="Heads: layer × head relevance (arrow keys move, Enter opens a head's card)"
             on:mousemove=on_move
             on:mouseleave=move |_| tip.set(None)
+            on:focusin=on_focus
+            on:focusout=move |_| tip.set(None)
+            on:keydown=on_keys
         >
             {head_labels}
             {layer_labels}

@@ -61,6 +61,12 @@ pub fn NeuronRows(
         .collect_view();
     view! {
         <h3>"Neurons: each layer's most relevant"</h3>
+        <p class="legend-text">
+            {format!(
+                "Each chip is a neuron (its index); red supports the target, blue opposes it, on one scale ending at {}.",
+                sig3(scale.max)
+            )}
+        </p>
         <table class="neuron-rows" data-testid="neuron-rows">
             <thead>
                 <tr><th>"layer"</th><th>"Σ all"</th><th>"top neurons (index; color: relevance)"</th></tr>
