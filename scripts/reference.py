@@ -377,6 +377,22 @@ def write_doc(path, cases):
     print(f"wrote {path}", file=sys.stderr)
 
 
+# The methods each process computes (lxt patches modules process-wide: a mode a process).
+METHOD_MODES = {"plain": ["saliency", "input_x_gradient"], "attnlrp": ["attnlrp"], "cp_lrp": ["cp_lrp"]}
+
+
+def mode_cases(mode, names):
+    """Sets this process up for `mode` (threads, lxt's rules) and yields each named reference
+    fixture's (name, fixture, model, ids, the fixture's target id)."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    patch_lxt(mode)
+    for name in names:
+        fx, _, model = fixture_model(name)
+        yield name, fx, model, fx["ids"], fx["targets"][0]["id"]
+
+
 def per_mode(script, modes, merge):
     """Runs `script MODE PATH` once per mode, each in its own process (lxt patches modules
     process-wide), and merges what they wrote (name -> entry): the entries' `merge` dicts

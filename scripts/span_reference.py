@@ -66,12 +66,8 @@ def scores(mode, grad, e):
 def run_mode(mode, out_path):
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
-    reference.patch_lxt(mode)
     out = {}
-    for name in CASES:
-        fx, _, model = reference.fixture_model(name)
-        ids, target = fx["ids"], fx["targets"][0]["id"]
+    for name, fx, model, ids, target in reference.mode_cases(mode, CASES):
         cont = []
         with torch.no_grad():
             for _ in range(CONTINUE):

@@ -28,7 +28,7 @@ import reference  # noqa: E402
 
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "steer.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw"]
-MODES = {"plain": ["saliency", "input_x_gradient"], "attnlrp": ["attnlrp"], "cp_lrp": ["cp_lrp"]}
+MODES = reference.METHOD_MODES
 GREEDY = 12
 ABLATE = 8
 
@@ -146,12 +146,8 @@ def ablation(model, ids, target):
 def run_mode(mode, path):
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
-    reference.patch_lxt(mode)
     out = {}
-    for name in CASES:
-        fx, _, model = reference.fixture_model(name)
-        ids, target = fx["ids"], fx["targets"][0]["id"]
+    for name, fx, model, ids, target in reference.mode_cases(mode, CASES):
         edits = edits_for(model.config)
         entry = {"fixture": name, "model": fx["model"], "prompt": fx["prompt"],
                  "chat_template": fx["chat_template"], "ids": ids, "target": target,
