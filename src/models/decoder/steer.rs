@@ -4,7 +4,7 @@
 //! input), and the explicit backward carries the cotangent through them: a scale multiplies
 //! it, a clamped neuron passes none (a constant), a clamped head passes it through the
 //! rescaling to its norm (an RMSNorm of the head's output with a constant weight, so the
-//! rules' derivatives of a norm apply).
+//! caller's derivatives of a norm apply).
 
 use super::Decoder;
 use crate::models::Derivatives;
