@@ -39,6 +39,8 @@ pub mod chat_template;
 #[cfg(feature = "engine")]
 mod context;
 #[cfg(feature = "engine")]
+mod contexts;
+#[cfg(feature = "engine")]
 mod cost;
 #[cfg(feature = "engine")]
 mod engine;

@@ -72,6 +72,11 @@ enum Command {
         /// them), e.g. 12:4031 or 14:h3.
         #[arg(short, long)]
         unit: tokenlens::Component,
+        /// Also list a neuron's top-activating contexts over the reference corpus (3,600
+        /// texts of public-domain English and code): its layer is read over the whole corpus
+        /// once (progress on stderr), then cached on disk for the model.
+        #[arg(long)]
+        contexts: bool,
         #[command(flatten)]
         device: DeviceArgs,
         /// Print the card as JSON.
@@ -469,6 +474,7 @@ fn run() -> anyhow::Result<()> {
         Command::Unit {
             input,
             unit,
+            contexts,
             device,
             json,
         } => {
@@ -481,9 +487,39 @@ fn run() -> anyhow::Result<()> {
                 unit,
                 steer: input.steer.clone(),
             })?;
+            let contexts = match (contexts, unit.unit) {
+                (false, _) => None,
+                (true, tokenlens::Unit::Neuron(neuron)) => {
+                    let req = tokenlens::ContextsRequest {
+                        layer: unit.layer,
+                        neuron,
+                    };
+                    let mut shown = 0;
+                    let c = engine.neuron_contexts(&req, &mut |done, total| {
+                        // A line every tenth of the corpus.
+                        if done * 10 / total.max(1) > shown {
+                            shown = done * 10 / total.max(1);
+                            eprintln!("reading the corpus: {done} of {total} texts");
+                        }
+                        Ok(())
+                    })?;
+                    Some(c)
+                }
+                (true, tokenlens::Unit::Head(_)) => {
+                    bail!("--contexts lists a neuron's contexts; {unit} is a head")
+                }
+            };
             match json {
-                true => println!("{}", serde_json::to_string(&card)?),
-                false => terminal::print_unit(&card),
+                true => println!(
+                    "{}",
+                    serde_json::json!({ "card": card, "contexts": contexts })
+                ),
+                false => {
+                    terminal::print_unit(&card);
+                    if let Some(c) = &contexts {
+                        terminal::print_contexts(c);
+                    }
+                }
             }
         }
         Command::Bench(args) => bench::run(&args)?,

@@ -343,3 +343,25 @@ pub(crate) fn print_unit(card: &tokenlens::UnitCard) {
         }
     }
 }
+
+/// A neuron's top-activating corpus texts, the firing token in brackets.
+pub(crate) fn print_contexts(c: &tokenlens::NeuronContexts) {
+    println!(
+        "where it fires most in the reference corpus ({} texts, {} tokens):",
+        c.texts, c.tokens
+    );
+    for h in &c.hits {
+        let (a, b) = (h.start.min(h.text.len()), h.end.min(h.text.len()));
+        let (before, at, after) = (
+            h.text.get(..a).unwrap_or(""),
+            h.text.get(a..b).unwrap_or(""),
+            h.text.get(b..).unwrap_or(""),
+        );
+        let line = format!("{before}[[{at}]]{after}").replace('\n', " ↵ ");
+        println!(
+            "  {:>8}  ({})  {line}",
+            tokenlens::text::sig3(h.activation),
+            h.source
+        );
+    }
+}

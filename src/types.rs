@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod contexts;
 mod faithfulness;
 mod inside;
 mod lens;
@@ -14,6 +15,7 @@ mod precision;
 mod steer;
 mod stream;
 mod target;
+pub use contexts::{ContextHit, ContextsRequest, NeuronContexts, CONTEXT_HITS};
 pub use faithfulness::{
     Curve, Faithfulness, FaithfulnessSpec, MethodFaithfulness, Operator, RandomBand, FRACTIONS,
 };

@@ -110,3 +110,107 @@ fn unit_cards_follow_steering_and_refuse_bad_units() {
         assert!(err.contains(says), "{unit}: {err}");
     }
 }
+
+/// A neuron's corpus contexts: its layer read once over the whole corpus, then from the cache;
+/// each context's activation is the neuron's activation at that token as the unit card
+/// computes it on that text alone (a separate forward pass, ≤ 1e-5 of the largest), and no
+/// other corpus text holds a larger one than the last context's (checked on every 12th
+/// text).
+#[test]
+fn neuron_contexts_are_the_corpus_texts_where_it_fires_most() {
+    let e = engine_for("tests/fixtures/tiny-llama");
+    let req = tokenlens::ContextsRequest {
+        layer: 1,
+        neuron: 7,
+    };
+    let _ = std::fs::remove_file(e.contexts_path(req.layer));
+    let mut calls = 0;
+    let c = e
+        .neuron_contexts(&req, &mut |_, _| {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        c.texts >= 3000 && c.tokens > c.texts,
+        "{} texts, {} tokens",
+        c.texts,
+        c.tokens
+    );
+    assert_eq!(calls, c.texts, "progress per text");
+    assert_eq!(c.hits.len(), tokenlens::CONTEXT_HITS);
+    assert!(c
+        .hits
+        .windows(2)
+        .all(|w| w[0].activation >= w[1].activation));
+    let card = |text: &str| {
+        e.unit_card(&UnitRequest {
+            prompt: text.into(),
+            chat_template: false,
+            thinking: false,
+            continuation: Vec::new(),
+            unit: Component {
+                layer: req.layer,
+                unit: tokenlens::Unit::Neuron(req.neuron),
+            },
+            steer: Vec::new(),
+        })
+        .unwrap()
+    };
+    let scale = c.hits[0].activation.abs();
+    for h in &c.hits {
+        let card = card(&h.text);
+        let at = card
+            .tokens
+            .iter()
+            .position(|t| (t.start, t.end) == (h.start, h.end) && !t.special)
+            .expect("the marked token");
+        let acts = card.activations.unwrap();
+        assert!(
+            (acts[at] - h.activation).abs() <= 1e-5 * scale,
+            "{} vs {}",
+            acts[at],
+            h.activation
+        );
+    }
+    // Read from the cache: no second pass.
+    let mut again = 0;
+    let cached = e
+        .neuron_contexts(&req, &mut |_, _| {
+            again += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((again, cached), (0, c.clone()));
+    // No other text fires it more than the last context.
+    let floor = c.hits.last().unwrap().activation;
+    let hit = |t: &str| c.hits.iter().any(|h| h.text == t);
+    let corpus = std::fs::read_to_string(crate::util::root().join("data/corpus.jsonl")).unwrap();
+    for line in corpus.lines().step_by(12) {
+        let text: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = text["text"].as_str().unwrap();
+        if hit(text) {
+            continue;
+        }
+        let card = card(text);
+        let acts = card.activations.unwrap();
+        let best = card
+            .tokens
+            .iter()
+            .zip(&acts)
+            .filter(|(t, _)| !t.special)
+            .map(|(_, &a)| a)
+            .fold(f32::NEG_INFINITY, f32::max);
+        assert!(best <= floor + 1e-5 * scale, "{best} > {floor}: {text}");
+    }
+    let err = e
+        .neuron_contexts(
+            &tokenlens::ContextsRequest {
+                layer: 99,
+                neuron: 0,
+            },
+            &mut |_, _| Ok(()),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("layers 0 to"), "{err}");
+}

@@ -7,6 +7,8 @@ use tokenlens::colormap::{hex, text_on, ColorScale};
 use tokenlens::{Explanation, Token};
 
 use crate::components::axis_label;
+
+mod heads;
 use crate::format::sig3;
 use crate::state::Partial;
 
@@ -30,6 +32,8 @@ pub struct Figure {
     /// The perturbation curves' scores, a line per method after what was measured; empty
     /// when not measured.
     pub faithfulness: Vec<String>,
+    /// `[layer][head]` relevance, with neurons and heads on; empty otherwise.
+    pub heads: Vec<Vec<f32>>,
 }
 
 // Figure geometry (px). Monospace text so widths are known without measuring.
@@ -38,10 +42,10 @@ pub(crate) const CHAR_W: f64 = 7.3;
 pub(crate) const PAD: f64 = 16.0;
 const TOK_H: f64 = 18.0;
 const LINE_GAP: f64 = 4.0;
-const CELL_W: f64 = 14.0;
-const CELL_H: f64 = 12.0;
+pub(crate) const CELL_W: f64 = 14.0;
+pub(crate) const CELL_H: f64 = 12.0;
 const LABELS_H: f64 = 96.0;
-const AXIS_W: f64 = 40.0;
+pub(crate) const AXIS_W: f64 = 40.0;
 const MIN_W: f64 = 720.0;
 
 pub use tokenlens::text::escape_html as escape;
@@ -89,6 +93,7 @@ impl Figure {
         if !self.trace.is_empty() {
             h += 18.0 + LABELS_H + self.trace.len() as f64 * CELL_H + 8.0;
         }
+        h += self.heads_height();
         (self.width().round() as u32, (h + PAD).round() as u32)
     }
 
@@ -149,6 +154,8 @@ impl Figure {
             body.push_str(&self.grid_svg(PAD, y));
             y += LABELS_H + self.trace.len() as f64 * CELL_H + 8.0;
         }
+        body.push_str(&self.heads_svg(PAD, y));
+        y += self.heads_height();
         let h = y + PAD;
         debug_assert_eq!((w.round() as u32, h.round() as u32), self.size());
         let _ = write!(
@@ -269,6 +276,16 @@ impl Figure {
                 self.grid_svg(0.0, 0.0)
             )
         };
+        let heads = if self.heads.is_empty() {
+            String::new()
+        } else {
+            let w = AXIS_W + self.heads[0].len() as f64 * CELL_W + 8.0;
+            format!(
+                r#"<div class="grid-wrap"><svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{:.0}" font-family="{FONT}">{}</svg></div>"#,
+                self.heads_height(),
+                self.heads_svg(0.0, 0.0)
+            )
+        };
         let faithfulness = match self.faithfulness.split_first() {
             Some((measured, lines)) => {
                 let items: String = lines
@@ -301,6 +318,7 @@ h1 {{ font-size: 18px; margin: 0 0 4px; }} h2 {{ font-size: 15px; margin: 24px 0
 <svg xmlns="http://www.w3.org/2000/svg" width="{legend_w:.0}" height="20" font-family="{FONT}" font-size="12">{legend}</svg>
 <div class="tokens" data-testid="tokens">{tokens}</div>
 {grid}
+{heads}
 {faithfulness}
 <p class="note">Exported from TokenLens.</p>
 </body></html>
@@ -352,6 +370,7 @@ mod tests {
             trace: vec![vec![0.1, -0.2, 0.3]; 2],
             layer_scales: vec![scale; 2],
             faithfulness: vec!["Measured by <zero>".into(), "AttnLRP: ABPC 3.1".into()],
+            heads: Vec::new(),
         }
     }
 
@@ -382,5 +401,22 @@ mod tests {
         let mut bare = figure();
         bare.faithfulness.clear();
         assert!(!bare.html().contains("Faithfulness"));
+    }
+
+    #[test]
+    fn heads_are_drawn_with_their_scores_and_counted_in_the_size() {
+        let mut f = figure();
+        let (w0, h0) = f.size();
+        f.heads = vec![vec![0.5, -1.0, 0.25], vec![0.0, 2.0, -0.5]];
+        let (w, h) = f.size();
+        assert_eq!(w, w0);
+        assert!(h > h0 + 2 * CELL_H as u32);
+        let svg = f.svg();
+        assert!(svg.contains(&format!("width=\"{w}\" height=\"{h}\"")));
+        assert_eq!(svg.matches("class=\"head\"").count(), 6);
+        assert!(svg.contains("data-layer=\"1\" data-head=\"1\" data-score=\"2\""));
+        assert!(svg.contains("Layer × head relevance"));
+        assert_eq!(f.html().matches("class=\"head\"").count(), 6);
+        assert!(!figure().svg().contains("class=\"head\""));
     }
 }

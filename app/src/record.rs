@@ -22,6 +22,8 @@ pub enum Task {
     Steps(StepsRequest),
     /// A neuron's or head's card.
     Unit(tokenlens::UnitRequest),
+    /// A neuron's top-activating corpus contexts.
+    Contexts(tokenlens::ContextsRequest),
 }
 
 impl Task {
@@ -32,6 +34,7 @@ impl Task {
             Task::Generate(_) => "generate",
             Task::Steps(_) => "steps",
             Task::Unit(_) => "unit",
+            Task::Contexts(_) => "contexts",
         }
     }
 
@@ -42,6 +45,7 @@ impl Task {
             Task::Generate(r) => &r.prompt,
             Task::Steps(r) => &r.prompt,
             Task::Unit(r) => &r.prompt,
+            Task::Contexts(_) => "",
         }
     }
 
@@ -53,6 +57,7 @@ impl Task {
             Task::Generate(r) => r.check(usize::MAX),
             Task::Steps(r) => r.check(),
             Task::Unit(r) => r.check(),
+            Task::Contexts(_) => Ok(()),
         }
     }
 }

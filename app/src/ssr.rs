@@ -155,12 +155,35 @@ fn run(job: Job, pace: &crate::pace::Pace) {
     let methods = match &job.task {
         Task::Explain(r) => method_label(&r.methods),
         Task::Steps(r) => method_label(&r.methods),
-        Task::Generate(_) | Task::Unit(_) => String::new(),
+        Task::Generate(_) | Task::Unit(_) | Task::Contexts(_) => String::new(),
     };
     let result = match &job.task {
         Task::Explain(r) => job.engine.explain_streaming(r, &mut sink).map(drop),
         Task::Generate(r) => job.engine.generate_streaming(r, &mut sink).map(drop),
         Task::Steps(r) => job.engine.explain_steps_streaming(r, &mut sink).map(drop),
+        Task::Contexts(r) => {
+            let mut progress = |done, total| {
+                let ev = StreamEvent::Progress {
+                    stage: tokenlens::Stage::Contexts,
+                    method: None,
+                    done,
+                    total,
+                };
+                match sink(&ev) {
+                    ControlFlow::Break(()) => Err(tokenlens::Error::Cancelled),
+                    ControlFlow::Continue(()) => Ok(()),
+                }
+            };
+            let contexts = job.engine.neuron_contexts(r, &mut progress);
+            contexts.and_then(|contexts| {
+                for ev in [StreamEvent::Contexts { contexts }, StreamEvent::Done] {
+                    if sink(&ev).is_break() {
+                        return Err(tokenlens::Error::Cancelled);
+                    }
+                }
+                Ok(())
+            })
+        }
         Task::Unit(r) => job.engine.unit_card(r).and_then(|card| {
             for ev in [StreamEvent::Unit { card }, StreamEvent::Done] {
                 if sink(&ev).is_break() {
@@ -221,6 +244,7 @@ fn cost_of(engine: &Engine, task: &Task) -> tokenlens::Result<u64> {
         Task::Generate(r) => engine.generate_cost(r),
         Task::Steps(r) => engine.steps_cost(r),
         Task::Unit(r) => engine.unit_cost(r),
+        Task::Contexts(r) => engine.contexts_cost(r.layer),
     }
 }
 

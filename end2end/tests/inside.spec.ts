@@ -50,7 +50,7 @@ test('neurons and heads, their cards and the ablation check match the CLI', asyn
   await expect(page).toHaveURL(new RegExp(`unit=${best[0]}%3Ah${best[1]}`));
   const card = page.locator('[data-testid=unit-card]');
   await expect(card).toContainText(`Head ${best[0]}:h${best[1]}`);
-  const headCard = tokenlens('unit', '--raw', '--prompt', prompt, '--unit', `${best[0]}:h${best[1]}`);
+  const headCard = tokenlens('unit', '--raw', '--prompt', prompt, '--unit', `${best[0]}:h${best[1]}`).card;
   const attention = await card.locator('[data-testid=unit-attention] .tok').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-value'))));
   expectClose(attention, headCard.attention[headCard.attention.length - 1], 1e-5);
   await page.screenshot({ path: path.join(shots, 'inside-head.png'), fullPage: true });
@@ -60,10 +60,24 @@ test('neurons and heads, their cards and the ablation check match the CLI', asyn
   const layer = neurons.length - 1;
   await page.locator(`[data-testid=neuron-rows] button.neuron[data-layer="${layer}"][data-neuron="${top.index}"]`).click();
   await expect(card).toContainText(`Neuron ${layer}:${top.index}`);
-  const neuronCard = tokenlens('unit', '--raw', '--prompt', prompt, '--unit', `${layer}:${top.index}`);
+  const neuronCard = tokenlens('unit', '--raw', '--prompt', prompt, '--unit', `${layer}:${top.index}`).card;
   await expect(card.locator('[data-testid=unit-promotes]')).toContainText(JSON.stringify(neuronCard.promotes[0].text));
   const acts = await card.locator('[data-testid=unit-activations] .tok').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-value'))));
   expectClose(acts, neuronCard.activations, 1e-4);
+
+  // Where a layer-0 neuron fires in general: the corpus pass (progress, then the five texts),
+  // as the CLI lists them.
+  const first = neurons[0].top[0];
+  await page.locator(`[data-testid=neuron-rows] button.neuron[data-layer="0"][data-neuron="${first.index}"]`).click();
+  await expect(card).toContainText(`Neuron 0:${first.index}`);
+  await card.locator('button[name=contexts]').click();
+  const hits = card.locator('[data-testid=unit-contexts] li');
+  await expect(hits).toHaveCount(5, { timeout: 120_000 });
+  const cliHits = tokenlens('unit', '--raw', '--prompt', prompt, '--unit', `0:${first.index}`, '--contexts').contexts.hits;
+  const shown = await hits.evaluateAll((els) => els.map((e) => [Number(e.getAttribute('data-activation')), e.querySelector('mark')!.textContent]));
+  expectClose(shown.map((h) => h[0] as number), cliHits.map((h: any) => h.activation), 1e-5);
+  expect(shown.map((h) => h[1])).toEqual(cliHits.map((h: any) => Buffer.from(h.text).subarray(h.start, h.end).toString()));
+  await page.screenshot({ path: path.join(shots, 'inside-contexts.png'), fullPage: true });
 
   // The ablation check of the method in view: the CLI's curves.
   await page.locator('input[name=ablation]').check();

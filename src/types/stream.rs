@@ -28,6 +28,8 @@ pub enum Stage {
     Lens,
     /// Component ablation: forward passes with neurons or heads zeroed.
     Ablation,
+    /// Reading the reference corpus up to a layer (a neuron's contexts).
+    Contexts,
 }
 
 /// What a streaming request sends. An explanation: `tokens`, `precision`, `prediction`, one
@@ -97,6 +99,11 @@ pub enum StreamEvent {
     Unit {
         /// The card.
         card: UnitCard,
+    },
+    /// A neuron's top-activating corpus contexts (a contexts request's one result).
+    Contexts {
+        /// Its contexts.
+        contexts: super::NeuronContexts,
     },
     /// The logit lens `[layer][token]` (with `lens` in the request), after the methods.
     Lens {

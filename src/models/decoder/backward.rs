@@ -77,7 +77,7 @@ impl Saved {
 
 /// What one layer's backward pass reads.
 #[derive(Debug)]
-struct SavedLayer {
+pub(super) struct SavedLayer {
     /// q and k before their norms (models with q/k norms), `(heads or kv_heads, seq,
     /// head_dim)`.
     q_pre: Option<Tensor>,
@@ -87,8 +87,8 @@ struct SavedLayer {
     k: Tensor,
     v: Tensor,
     /// The MLP's gate and up projections `(seq, intermediate)`.
-    gate: Tensor,
-    up: Tensor,
+    pub(super) gate: Tensor,
+    pub(super) up: Tensor,
     /// Each residual block's input, and its output where a post-norm follows, as
     /// [`DecoderLayer::walk`] saw them.
     blocks: Vec<BlockIo>,
@@ -405,7 +405,7 @@ impl Decoder {
 
 impl DecoderLayer {
     /// One layer without a graph: its output and what its backward pass reads.
-    fn forward_saved(
+    pub(super) fn forward_saved(
         &self,
         h: &Tensor,
         eps: f64,

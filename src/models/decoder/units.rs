@@ -52,6 +52,25 @@ impl Decoder {
         a.squeeze(1)?.to_dtype(DType::F32)?.to_vec1()
     }
 
+    /// Layer `layer`'s MLP hidden units (after any steering) over `ids`, `(seq,
+    /// intermediate)`: the layers before it run, then its attention and its MLP's input.
+    pub fn mlp_hidden(&self, ids: &[u32], layer: usize, p: Products) -> Result<Tensor> {
+        let layers = self.layers.len();
+        if layer >= layers {
+            candle_core::bail!("layer {layer} of {layers}");
+        }
+        let eps = self.cfg.rms_norm_eps;
+        let mut h = self.embed(ids)?;
+        for l in &self.layers[..layer] {
+            let rot = &self.rotary[l.self_attn.rope];
+            h = l.forward_saved(&h, eps, rot, p)?.0;
+        }
+        let l = &self.layers[layer];
+        let (_, saved) = l.forward_saved(&h, eps, &self.rotary[l.self_attn.rope], p)?;
+        let hidden = gated(&saved.gate, &saved.up, l.mlp.act)?;
+        l.mlp.steered(hidden)
+    }
+
     /// Head `h` of `layer`'s attention probabilities over `saved`'s positions, `[query][key]`
     /// (each row sums to 1 over the keys it sees).
     pub fn attention_pattern(

@@ -23,6 +23,67 @@ pub enum CardState {
     Ready(Result<UnitCard, String>),
 }
 
+/// A neuron's corpus contexts as the page has them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ContextsState {
+    /// Not asked for the open neuron.
+    Idle,
+    /// Reading the corpus: the share read so far, when known.
+    Reading(Option<f64>),
+    /// Its contexts, or why not.
+    Ready(Result<tokenlens::NeuronContexts, String>),
+}
+
+/// The contexts part of a neuron's card: a button, the progress, then the texts with the
+/// token where it fires most marked.
+#[component]
+fn Contexts(state: Signal<ContextsState>, on_ask: Callback<()>) -> impl IntoView {
+    move || match state.get() {
+        ContextsState::Idle => view! {
+            <button type="button" name="contexts" on:click=move |_| on_ask.run(())>
+                "Where it fires in general (the reference corpus)"
+            </button>
+        }
+        .into_any(),
+        ContextsState::Reading(done) => {
+            let pct = done.map_or(String::new(), |d| format!(" {:.0}%", d * 100.0));
+            view! { <p class="status" data-testid="contexts-progress">{format!("reading the corpus for this layer (once per model){pct}…")}</p> }
+                .into_any()
+        }
+        ContextsState::Ready(Err(msg)) => {
+            view! { <p class="error" role="alert">{msg}</p> }.into_any()
+        }
+        ContextsState::Ready(Ok(c)) => {
+            let rows = c
+                .hits
+                .iter()
+                .map(|h| {
+                    let (a, b) = (h.start.min(h.text.len()), h.end.min(h.text.len()));
+                    let part = |r: std::ops::Range<usize>| h.text.get(r).unwrap_or("").to_string();
+                    view! {
+                        <li data-activation=h.activation.to_string()>
+                            <span class="num">{sig3(h.activation)}</span>
+                            " "
+                            <span class="source">{format!("({})", h.source)}</span>
+                            " "
+                            <span class="context">
+                                {part(0..a)}
+                                <mark>{part(a..b)}</mark>
+                                {part(b..h.text.len())}
+                            </span>
+                        </li>
+                    }
+                })
+                .collect_view();
+            view! {
+                <h4>{format!("Where it fires most in the reference corpus ({} texts, {} tokens)", c.texts, c.tokens)}</h4>
+                <ol class="contexts" data-testid="unit-contexts">{rows}</ol>
+            }
+            .into_any()
+        }
+    }
+}
+
 /// Tokens colored by `values` on `scale`, each carrying `data-value`.
 fn colored(tokens: &[Token], values: &[f32], scale: ColorScale, testid: &'static str) -> AnyView {
     let spans = tokens
@@ -91,6 +152,10 @@ pub fn UnitCardView(
     on_close: Callback<()>,
     /// Adds an edit of the open unit to the steering field.
     on_steer: Callback<Edit>,
+    /// The open neuron's corpus contexts.
+    contexts: Signal<ContextsState>,
+    /// Asks for them.
+    on_contexts: Callback<()>,
 ) -> impl IntoView {
     // The query position a head's attention is read from (None: the last).
     let from = RwSignal::new(None::<usize>);
@@ -106,7 +171,10 @@ pub fn UnitCardView(
         CardState::Ready(Ok(c)) => {
             let at = c.unit;
             let body = match at.unit {
-                Unit::Neuron(j) => neurons.with_value(|n| neuron(&c, n, j, gamma)),
+                Unit::Neuron(j) => {
+                    let card = neurons.with_value(|n| neuron(&c, n, j, gamma));
+                    view! { {card} <Contexts state=contexts on_ask=on_contexts/> }.into_any()
+                }
                 Unit::Head(h) => heads.with_value(|l| head(&c, l, h as usize, gamma, from)),
             };
             Some(view! { {body} <SteerButtons at=at on_steer=on_steer/> }.into_any())

@@ -45,6 +45,10 @@ pub fn InsideSection(
     on_pick: Callback<Option<Component>>,
     /// Adds an edit to the steering field.
     on_steer: Callback<tokenlens::Edit>,
+    /// The open neuron's corpus contexts.
+    contexts: Signal<card::ContextsState>,
+    /// Asks for them.
+    on_contexts: Callback<()>,
     /// The tooltip.
     tip: RwSignal<Option<Tip>>,
 ) -> impl IntoView {
@@ -75,6 +79,8 @@ pub fn InsideSection(
                     gamma=d.gamma
                     on_close=Callback::new(move |()| on_pick.run(None))
                     on_steer=on_steer
+                    contexts=contexts
+                    on_contexts=on_contexts
                 />
                 <AblationPanel ablation=ablation asked=ablation_on on_toggle=on_ablation/>
             }

@@ -135,6 +135,16 @@ pub async fn unit_card(
     stream_task(&model, Task::Unit(request)).await
 }
 
+/// A neuron's top-activating contexts over the reference corpus: progress while its layer is
+/// read (once per model: then cached), one `contexts` event, done.
+#[server(input = Json, output = StreamingText, endpoint = "contexts")]
+pub async fn neuron_contexts(
+    model: String,
+    request: tokenlens::ContextsRequest,
+) -> Result<TextStream, ServerFnError> {
+    stream_task(&model, Task::Contexts(request)).await
+}
+
 /// Stores a view and its sealed results; returns the permalink id. Refused unless every
 /// record carries this server's seal and is the job the view asks for.
 #[server(input = Json, endpoint = "share")]

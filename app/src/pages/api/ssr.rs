@@ -84,6 +84,7 @@ pub(super) async fn stream_task(model: &str, task: Task) -> Result<TextStream, S
         Task::Generate(r) => r.max_new_tokens,
         Task::Steps(r) => r.generated.len(),
         Task::Unit(r) => r.continuation.len(),
+        Task::Contexts(_) => 0,
     };
     state
         .limits

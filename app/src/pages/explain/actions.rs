@@ -181,6 +181,11 @@ impl InView<'_> {
                 .collect(),
             legend: format!("{} per {}", m.label(), d.granularity.name()),
             faithfulness: faithfulness_lines(r),
+            heads: res
+                .heads
+                .as_ref()
+                .map(|l| l.iter().map(|l| l.heads.clone()).collect())
+                .unwrap_or_default(),
             layer_scales,
             trace,
         })

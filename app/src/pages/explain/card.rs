@@ -2,11 +2,11 @@
 //! context whenever the unit or the context changes; never during server rendering.
 
 use leptos::prelude::*;
-use tokenlens::{StreamEvent, UnitCard, UnitRequest};
+use tokenlens::{ContextsRequest, StreamEvent, Unit, UnitCard, UnitRequest};
 
 use super::page::Page;
-use crate::components::inside::card::CardState;
-use crate::pages::api::{read_events, unit_card, Outcome};
+use crate::components::inside::card::{CardState, ContextsState};
+use crate::pages::api::{neuron_contexts, read_events, unit_card, Outcome};
 
 /// What the card is computed for: the model, the request.
 fn wanted(page: Page) -> Option<(String, UnitRequest)> {
@@ -70,4 +70,53 @@ pub fn open_card(page: Page) -> Signal<CardState> {
         });
     });
     state.into()
+}
+
+/// The open neuron's corpus contexts, and the callback that asks for them (a new unit
+/// forgets them).
+pub fn neuron_contexts_of(page: Page) -> (Signal<ContextsState>, Callback<()>) {
+    let state = RwSignal::new(ContextsState::Idle);
+    let unit = Memo::new(move |_| page.display.with(|d| d.unit));
+    Effect::new(move |_| {
+        unit.track();
+        state.set(ContextsState::Idle);
+    });
+    let ask = Callback::new(move |()| {
+        let Some(at) = unit.get_untracked() else {
+            return;
+        };
+        let Unit::Neuron(neuron) = at.unit else {
+            return;
+        };
+        let model = page.shown.with_untracked(|v| v.model.clone());
+        let request = ContextsRequest {
+            layer: at.layer,
+            neuron,
+        };
+        state.set(ContextsState::Reading(None));
+        leptos::task::spawn_local(async move {
+            let current = move || unit.get_untracked() == Some(at);
+            let mut found = None;
+            let response = neuron_contexts(model, request).await;
+            let (outcome, _) = read_events(response, current, |ev| match ev {
+                StreamEvent::Progress { done, total, .. } => {
+                    state.set(ContextsState::Reading(Some(
+                        done as f64 / total.max(1) as f64,
+                    )));
+                }
+                StreamEvent::Contexts { contexts } => found = Some(contexts),
+                _ => {}
+            })
+            .await;
+            if !current() {
+                return;
+            }
+            state.set(ContextsState::Ready(match (outcome, found) {
+                (_, Some(c)) => Ok(c),
+                (Outcome::Failed(msg), None) => Err(msg),
+                _ => Err("the server sent no contexts".into()),
+            }));
+        });
+    });
+    (state.into(), ask)
 }

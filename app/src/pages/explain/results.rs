@@ -70,6 +70,7 @@ pub fn ResultsView(page: Page, #[prop(into)] stale: Signal<bool>) -> impl IntoVi
         running: status.running.into(),
     };
     let tip = page.tip;
+    let (contexts, on_contexts) = super::card::neuron_contexts_of(page);
     view! {
         <div class="results" class:stale=move || stale.get()>
         <AnswerSection
@@ -114,6 +115,8 @@ pub fn ResultsView(page: Page, #[prop(into)] stale: Signal<bool>) -> impl IntoVi
             card=super::card::open_card(page)
             on_pick=Callback::new(move |u| page.pick_unit(u))
             on_steer=Callback::new(move |e| page.form.steer.update(|s| *s = crate::components::steer_input::with_edit(s, e)))
+            contexts=contexts
+            on_contexts=on_contexts
             tip=tip
         />
         <AgreementPanel shown=in_view/>
