@@ -92,6 +92,8 @@ pub struct Display {
     pub lens_colors: bool,
     /// The neuron or head whose card is open.
     pub unit: Option<tokenlens::Component>,
+    /// With a neuron's card open: its top-activating corpus contexts listed too.
+    pub contexts: bool,
 }
 
 impl Default for Display {
@@ -106,6 +108,7 @@ impl Default for Display {
             sign_marks: false,
             lens_colors: false,
             unit: None,
+            contexts: false,
         }
     }
 }

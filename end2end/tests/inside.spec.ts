@@ -78,6 +78,15 @@ test('neurons and heads, their cards and the ablation check match the CLI', asyn
   expectClose(shown.map((h) => h[0] as number), cliHits.map((h: any) => h.activation), 1e-5);
   expect(shown.map((h) => h[1])).toEqual(cliHits.map((h: any) => Buffer.from(h.text).subarray(h.start, h.end).toString()));
   await page.screenshot({ path: path.join(shots, 'inside-contexts.png'), fullPage: true });
+  // The link holds them: a reload lists the same texts.
+  await expect(page).toHaveURL(/contexts=1/);
+  await page.reload();
+  await expect(hits).toHaveCount(5, { timeout: 120_000 });
+  expect(await hits.evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-activation'))))).toEqual(shown.map((h) => h[0]));
+  // Another unit's card opens without them.
+  await page.locator(`[data-testid=neuron-rows] button.neuron[data-layer="${layer}"][data-neuron="${top.index}"]`).click();
+  await expect(page).not.toHaveURL(/contexts=1/);
+  await expect(hits).toHaveCount(0);
 
   // The ablation check of the method in view: the CLI's curves.
   await page.locator('input[name=ablation]').check();

@@ -250,6 +250,9 @@ impl ViewState {
         }
         if let Some(u) = x.unit {
             p.insert("unit", u.to_string());
+            if x.contexts {
+                p.insert("contexts", "1".into());
+            }
         }
         if self.query_only != self.chat {
             p.insert("query_only", if self.query_only { "1" } else { "0" }.into());
@@ -322,6 +325,7 @@ impl ViewState {
             sign_marks: flag(p, "signs").unwrap_or(false),
             lens_colors: p.get_str("grid") == Some("lens"),
             unit: p.get_str("unit").and_then(|u| u.parse().ok()),
+            contexts: flag(p, "contexts").unwrap_or(false),
         };
         let chat = flag(p, "chat").unwrap_or(d.chat);
         ViewState {

@@ -72,33 +72,34 @@ pub fn open_card(page: Page) -> Signal<CardState> {
     state.into()
 }
 
-/// The open neuron's corpus contexts, and the callback that asks for them (a new unit
-/// forgets them).
+/// The open neuron's corpus contexts, read while the view asks for them (`contexts=1`), and
+/// the callback that asks.
 pub fn neuron_contexts_of(page: Page) -> (Signal<ContextsState>, Callback<()>) {
     let state = RwSignal::new(ContextsState::Idle);
-    let unit = Memo::new(move |_| page.display.with(|d| d.unit));
-    Effect::new(move |_| {
-        unit.track();
-        state.set(ContextsState::Idle);
+    let wanted = Memo::new(move |_| {
+        page.display
+            .with(|d| d.unit.filter(|_| d.contexts))
+            .and_then(|at| match at.unit {
+                Unit::Neuron(neuron) => Some(ContextsRequest {
+                    layer: at.layer,
+                    neuron,
+                }),
+                Unit::Head(_) => None,
+            })
     });
-    let ask = Callback::new(move |()| {
-        let Some(at) = unit.get_untracked() else {
-            return;
-        };
-        let Unit::Neuron(neuron) = at.unit else {
+    Effect::new(move |_| {
+        let Some(request) = wanted.get() else {
+            state.set(ContextsState::Idle);
             return;
         };
         let model = page.shown.with_untracked(|v| v.model.clone());
-        let request = ContextsRequest {
-            layer: at.layer,
-            neuron,
-        };
         state.set(ContextsState::Reading(None));
         leptos::task::spawn_local(async move {
-            let current = move || unit.get_untracked() == Some(at);
+            let asked = request.clone();
+            let current = move || wanted.get_untracked().as_ref() == Some(&asked);
             let mut found = None;
             let response = neuron_contexts(model, request).await;
-            let (outcome, _) = read_events(response, current, |ev| match ev {
+            let (outcome, _) = read_events(response, &current, |ev| match ev {
                 StreamEvent::Progress { done, total, .. } => {
                     state.set(ContextsState::Reading(Some(
                         done as f64 / total.max(1) as f64,
@@ -118,5 +119,5 @@ pub fn neuron_contexts_of(page: Page) -> (Signal<ContextsState>, Callback<()>) {
             }));
         });
     });
-    (state.into(), ask)
+    (state.into(), Callback::new(move |()| page.show_contexts()))
 }

@@ -139,9 +139,18 @@ impl Page {
         self.go(v, true);
     }
 
-    /// Opens the card of `unit` (None closes it): a view setting.
+    /// Opens the card of `unit` (None closes it): a view setting. Another unit's card opens
+    /// without its corpus contexts (a corpus pass per layer is asked for, not implied).
     pub fn pick_unit(self, unit: Option<tokenlens::Component>) {
-        self.display.update(|d| d.unit = unit);
+        self.display.update(|d| {
+            d.contexts &= d.unit == unit;
+            d.unit = unit;
+        });
+    }
+
+    /// Lists the open neuron's corpus contexts: a view setting, so a link holds it.
+    pub fn show_contexts(self) {
+        self.display.update(|d| d.contexts = d.unit.is_some());
     }
 
     /// The all-steps matrix of the answer shown, with the method in view.
