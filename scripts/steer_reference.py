@@ -10,7 +10,7 @@ forward pre-hooks (at every layer's `mlp.down_proj` input, the neurons, and
   v / |o_h| is a constant, as LRP's identity rule treats a norm; plain gradients go through
   it).
 Under the edits: the last position's logits (the target's, its log-probability, the top 10),
-12 greedy tokens (plain mode), and each method's scores for the fixture's target (saliency,
+32 greedy tokens (plain mode), and each method's scores for the fixture's target (saliency,
 input x gradient; lxt's efficient AttnLRP and CP-LRP, each mode in its own process).
 Then ablation (issue 35 item 5), unsteered: the model's neurons, and its heads, ranked by
 their input x gradient relevance for the fixture's target (signed, the most supporting
@@ -29,7 +29,7 @@ import reference  # noqa: E402
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "steer.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw"]
 MODES = reference.METHOD_MODES
-GREEDY = 12
+GREEDY = 32
 ABLATE = 8
 
 
