@@ -1,29 +1,9 @@
-import { test, expect, Page } from '@playwright/test';
+import { test, expect } from '@playwright/test';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { shots, tokenlens } from './helpers';
+import { near, segs, shares, shots, tokenlens } from './helpers';
 
 const prompt = 'The Eiffel Tower is in the city of';
-
-/** Each query token's score as a share of the query's total |score|, from the CLI's JSON. */
-function shares(doc: any, method: string): number[] {
-  // The user's text: the query span with a template, the tokens with text without one.
-  const all: number[] = doc.methods[method].scores;
-  const s = doc.query_span
-    ? all.slice(doc.query_span[0], doc.query_span[1])
-    : all.filter((_, i) => doc.tokens[i].end > doc.tokens[i].start);
-  const total = s.reduce((t, v) => t + Math.abs(v), 0);
-  return s.map((v) => v / total);
-}
-
-async function segs(page: Page, attr: string): Promise<number[]> {
-  return page.locator('[data-row=a] .seg').evaluateAll((els, a) => els.map((e) => Number(e.getAttribute(a))), attr);
-}
-
-function near(got: number[], want: number[]) {
-  expect(got.length).toBe(want.length);
-  got.forEach((g, i) => expect(Math.abs(g - want[i])).toBeLessThanOrEqual(1e-4));
-}
 
 const sum = (xs: number[]) => xs.reduce((t, v) => t + v, 0);
 

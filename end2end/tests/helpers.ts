@@ -52,3 +52,26 @@ export async function generateGreedy(page: Page, maxNew: string): Promise<number
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   return page.locator('.answer .ans-tok').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-token-id'))));
 }
+
+// The compare page's rows.
+
+/** Each query token's score as a share of the query's total |score|, from the CLI's JSON. */
+export function shares(doc: any, method: string): number[] {
+  // The user's text: the query span with a template, the tokens with text without one.
+  const all: number[] = doc.methods[method].scores;
+  const s = doc.query_span
+    ? all.slice(doc.query_span[0], doc.query_span[1])
+    : all.filter((_, i) => doc.tokens[i].end > doc.tokens[i].start);
+  const total = s.reduce((t, v) => t + Math.abs(v), 0);
+  return s.map((v) => v / total);
+}
+
+/** The compare rows' segments' attribute `attr` (data-a, data-b, data-diff). */
+export async function segs(page: Page, attr: string): Promise<number[]> {
+  return page.locator('[data-row=a] .seg').evaluateAll((els, a) => els.map((e) => Number(e.getAttribute(a))), attr);
+}
+
+export function near(got: number[], want: number[]) {
+  expect(got.length).toBe(want.length);
+  got.forEach((g, i) => expect(Math.abs(g - want[i])).toBeLessThanOrEqual(1e-4));
+}

@@ -3,7 +3,7 @@
 // an answer token of the steered model is explained as the CLI explains it (issue 35).
 import { test, expect } from '@playwright/test';
 import * as path from 'node:path';
-import { expectClose, generateGreedy, open, scores, shots, tokenlens } from './helpers';
+import { expectClose, generateGreedy, near, open, scores, segs, shares, shots, tokenlens } from './helpers';
 
 const prompt = 'The capital of France is';
 const steer = '0:1297*0,23:h4*0,29:1066=-5';
@@ -55,4 +55,35 @@ test('a unit\'s card puts its edit into the steering field', async ({ page }) =>
   await expect(page.locator('input[name=steer]')).toHaveValue('23:h4*0');
   await page.locator('button[name="steer-x2"]').click();
   await expect(page.locator('input[name=steer]')).toHaveValue('23:h4*2');
+});
+
+test('compare: the model before and after its edits, then under other edits, as the CLI explains each', async ({ page }) => {
+  test.setTimeout(180_000);
+  await open(page, prompt);
+  await page.locator('input[name=chat]').uncheck();
+  await page.locator('input[name=steer]').fill('23:h4*0');
+  await page.locator('input[name=steer]').dispatchEvent('change');
+  await page.locator('button[name=submit]').click();
+  await expect(page.locator('[data-testid=status]')).toHaveText('done');
+  await page.locator('[data-testid=compare-unsteered]').click();
+  await expect(page).toHaveURL(/\/compare\?/);
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 120_000 });
+  // Both sides explain the token the steered model predicts.
+  const after = tokenlens('explain', '--raw', '--prompt', prompt, '--steer', '23:h4*0', '--methods', 'saliency');
+  const id = String(after.target.id);
+  const before = tokenlens('explain', '--raw', '--prompt', prompt, '--target-id', id, '--methods', 'saliency');
+  near(await segs(page, 'data-a'), shares(before, 'saliency'));
+  near(await segs(page, 'data-b'), shares(after, 'saliency'));
+  await expect(page.locator('.cmp-label').nth(1)).toContainText('steered 23:h4*0');
+  await expect(page.locator('.cmp-label').first()).not.toContainText('steered');
+  // Two settings: B under another edit, still of A's token.
+  await page.locator('[data-testid=side-b] input[name=steer]').fill('23:h4*5');
+  await page.locator('[data-testid=side-b] input[name=steer]').dispatchEvent('change');
+  await page.locator('button[name=compare]').click();
+  await expect(page).toHaveURL(/b_steer=23%3Ah4\*5|b_steer=23:h4\*5/);
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 120_000 });
+  const five = tokenlens('explain', '--raw', '--prompt', prompt, '--steer', '23:h4*5', '--target-id', id, '--methods', 'saliency');
+  near(await segs(page, 'data-b'), shares(five, 'saliency'));
+  await expect(page.locator('.cmp-label').nth(1)).toContainText('steered 23:h4*5');
+  await page.screenshot({ path: path.join(shots, 'compare-steer.png'), fullPage: true });
 });

@@ -56,6 +56,36 @@ impl CompareView {
     }
 }
 
+impl CompareView {
+    /// The same prompt before and after `v`'s edits: A is `v` without its steering, B is `v`;
+    /// both explain `target` (the token `v` explains), so the rows show what the edits moved.
+    pub fn before_after(v: &ViewState, target: Option<u32>) -> Self {
+        let mut b = prompt_only(v.clone());
+        if let (Some(e), Some(id)) = (b.explain.as_mut(), target) {
+            if e.target == TargetSpec::Argmax {
+                e.target = TargetSpec::Id(id);
+            }
+        }
+        let mut a = b.clone();
+        a.steer.clear();
+        CompareView { a, b }
+    }
+}
+
+/// B's edits differ from A's on the same model: B explains the token A explains (`a_target`,
+/// its id) rather than its own argmax, so the comparison is of one prediction under two
+/// settings.
+pub fn pin_steered(a: &ViewState, b: &mut ViewState, a_target: Option<u32>) {
+    if a.model != b.model || a.steer == b.steer {
+        return;
+    }
+    if let (Some(e), Some(id)) = (b.explain.as_mut(), a_target) {
+        if e.target == TargetSpec::Argmax {
+            e.target = TargetSpec::Id(id);
+        }
+    }
+}
+
 /// `v` as a comparison shows it: an explanation of the prompt's next token (no answer, step,
 /// span, matrix or curves), so that what it stores is what it computed.
 fn prompt_only(mut v: ViewState) -> ViewState {
@@ -138,5 +168,38 @@ mod tests {
         let e = b.explain.unwrap();
         assert_eq!(e.target, TargetSpec::Text(" Paris".into()));
         assert_eq!(e.contrast, Some(TargetSpec::Text(" London".into())));
+    }
+
+    #[test]
+    fn steering_compares_one_prediction_before_and_after() {
+        let v = ViewState {
+            explain: Some(ExplainSpec::default()),
+            steer: tokenlens::parse_edits("23:h4*0").unwrap(),
+            ..ViewState::default()
+        };
+        let c = CompareView::before_after(&v, Some(7042));
+        assert!(c.a.steer.is_empty());
+        assert_eq!(c.b.steer, v.steer);
+        for side in [&c.a, &c.b] {
+            assert_eq!(side_request(side).unwrap().target, TargetSpec::Id(7042));
+        }
+        // B given other edits explains A's token; the same edits or another model leave
+        // B's own target.
+        let a = ViewState {
+            explain: Some(ExplainSpec::default()),
+            ..ViewState::default()
+        };
+        let mut b = v.clone();
+        pin_steered(&a, &mut b, Some(7042));
+        assert_eq!(b.explain.unwrap().target, TargetSpec::Id(7042));
+        let mut same = a.clone();
+        pin_steered(&a, &mut same, Some(7042));
+        assert_eq!(same.explain.unwrap().target, TargetSpec::Argmax);
+        let mut other = ViewState {
+            model: "gemma3-270m".into(),
+            ..v
+        };
+        pin_steered(&a, &mut other, Some(7042));
+        assert_eq!(other.explain.unwrap().target, TargetSpec::Argmax);
     }
 }

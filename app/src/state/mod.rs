@@ -14,7 +14,7 @@ mod snapshot;
 mod streamed;
 mod view;
 
-pub use compare::{retarget, side_context, side_request, CompareView};
+pub use compare::{pin_steered, retarget, side_context, side_request, CompareView};
 pub use context::{Context, Input};
 pub use snapshot::{Replayed, Snapshot};
 pub use streamed::{AnswerState, MatrixState, Partial, Streamed};

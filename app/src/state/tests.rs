@@ -126,6 +126,7 @@ fn every_field_survives_the_url() {
             sign_marks: true,
             lens_colors: true,
             unit: Some("12:h3".parse().unwrap()),
+            contexts: true,
         },
         query_only: true,
         // Not in the URL: a view opened from one always brings the candidates.

@@ -1,6 +1,6 @@
 //! `/compare`: two explanations one above the other (A and B), aligned by characters, with
-//! their difference: two methods, two models on the same text, or a prompt and an edit of
-//! it. The URL holds both views; Share stores both with their sealed results as one
+//! their difference: two methods, two models on the same text, a prompt and an edit of it,
+//! or the model under two steering settings (before and after an edit). The URL holds both views; Share stores both with their sealed results as one
 //! permalink, which opens here.
 
 mod run;
@@ -13,7 +13,8 @@ use tokenlens::Method;
 use super::api::{list_models, share};
 use crate::compare::{align, Segment, Side};
 use crate::components::compare_rows::CompareRows;
-use crate::state::{retarget, side_context, CompareView, Context, Partial, Snapshot};
+use crate::components::steer_input::SteerInput;
+use crate::state::{pin_steered, retarget, side_context, CompareView, Context, Partial, Snapshot};
 use run::CompareRun;
 
 /// The side of a stored comparison, replayed.
@@ -39,7 +40,7 @@ fn side(r: &Partial, method: Method) -> Option<Side> {
     Some(Side::new(&r.text, range, &tokens))
 }
 
-/// What a row is: model, method and the token explained.
+/// What a row is: model, its edits, method and the token explained.
 fn label(v: &crate::state::ViewState, r: &Partial, default_model: &str) -> String {
     let model = if v.model.is_empty() {
         default_model
@@ -51,7 +52,11 @@ fn label(v: &crate::state::ViewState, r: &Partial, default_model: &str) -> Strin
         .as_ref()
         .map(|t| format!(" · explaining {:?}", t.token.text))
         .unwrap_or_default();
-    format!("{model} · {}{target}", v.method.label())
+    let steer = match v.steer.is_empty() {
+        true => String::new(),
+        false => format!(" · steered {}", tokenlens::format_edits(&v.steer)),
+    };
+    format!("{model}{steer} · {}{target}", v.method.label())
 }
 
 /// The page; `snapshot`: a stored comparison to show instead of the URL's.
@@ -88,6 +93,7 @@ pub fn ComparePage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
     let b_model = RwSignal::new(initial.b.model.clone());
     let b_prompt = RwSignal::new(initial.b.prompt.clone());
     let b_chat = RwSignal::new(initial.b.chat);
+    let b_steer = RwSignal::new(initial.b.steer.clone());
     let navigate = StoredValue::new(use_navigate());
     let go = move |v: CompareView, push: bool| {
         if shared {
@@ -108,6 +114,7 @@ pub fn ComparePage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
             b_model.set(v.b.model.clone());
             b_prompt.set(v.b.prompt.clone());
             b_chat.set(v.b.chat);
+            b_steer.set(v.b.steer.clone());
             shown.set(v.clone());
             leptos::task::spawn_local(run.compute(v));
         });
@@ -120,6 +127,11 @@ pub fn ComparePage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         // text either way).
         v.b.chat = b_chat.get_untracked();
         v.b.query_only = v.b.chat;
+        v.b.steer = b_steer.get_untracked();
+        let a_target = run
+            .a
+            .with_untracked(|r| Some(r.as_ref()?.1.target.as_ref()?.token.id));
+        pin_steered(&v.a, &mut v.b, a_target);
         if v.b.model != v.a.model {
             let texts = run.a.with_untracked(|r| {
                 let t = r.as_ref()?.1.target.as_ref()?;
@@ -204,10 +216,16 @@ pub fn ComparePage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
         let download = crate::browser::download_text;
         match format {
             "json" => {
-                let side = |_: &crate::state::ViewState, p: &Partial| crate::export::explanation(p);
+                let side = |v: &crate::state::ViewState, p: &Partial| {
+                    serde_json::json!({
+                        "method": v.method.name(),
+                        "steer": tokenlens::format_edits(&v.steer),
+                        "explanation": crate::export::explanation(p),
+                    })
+                };
                 let doc = serde_json::json!({
-                    "a": { "method": v.a.method.name(), "explanation": side(&v.a, &a) },
-                    "b": { "method": v.b.method.name(), "explanation": side(&v.b, &b) },
+                    "a": side(&v.a, &a),
+                    "b": side(&v.b, &b),
                     "segments": segments,
                 });
                 done(download(
@@ -313,12 +331,13 @@ pub fn ComparePage(#[prop(optional)] snapshot: Option<Snapshot>) -> impl IntoVie
                     prop:value=move || b_prompt.get()
                     on:input=move |ev| b_prompt.set(event_target_value(&ev))
                 ></textarea>
+                <SteerInput value=b_steer/>
                 <button type="button" name="compare" prop:disabled=move || shared || run.running.get() on:click=on_compare>
                     "Compare"
                 </button>
             </div>
             <p class="hint">
-                "B starts as A: pick another method (no recomputation), another model (the same text, tokenized its own way), or edit B's prompt (change a word) and press Compare."
+                "B starts as A: pick another method (no recomputation), another model (the same text, tokenized its own way), edit B's prompt (change a word) or its steering (B then explains the token A explains), and press Compare."
             </p>
             <p class="status" data-testid="status" aria-live="polite">{move || run.stage.get()}</p>
             {move || run.error.get().map(|e| view! { <div class="error" role="alert" data-testid="error">{e}</div> })}

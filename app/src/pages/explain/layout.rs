@@ -85,11 +85,27 @@ fn CompareLink(page: Page) -> impl IntoView {
                 Method::Attnlrp
             };
             let href = format!("/compare{}", CompareView::from_view(&v, other).to_query());
+            // A steered view also compares with the model before its edits.
+            let unsteered = (!v.steer.is_empty()).then(|| {
+                let target = page
+                    .results
+                    .result
+                    .with(|r| Some(r.as_ref()?.target.as_ref()?.token.id));
+                let href = format!(
+                    "/compare{}",
+                    CompareView::before_after(&v, target).to_query()
+                );
+                view! {
+                    " · "
+                    <a href=href data-testid="compare-unsteered">"Compare with the model before its edits →"</a>
+                }
+            });
             view! {
                 <p class="compare-link">
                     <a href=href data-testid="compare-link">
                         "Compare with another method, model or prompt →"
                     </a>
+                    {unsteered}
                 </p>
             }
         })
