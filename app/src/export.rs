@@ -8,7 +8,7 @@ use tokenlens::{Explanation, Token};
 
 use crate::components::axis_label;
 
-mod heads;
+mod inside;
 use crate::format::sig3;
 use crate::state::Partial;
 
@@ -34,6 +34,8 @@ pub struct Figure {
     pub faithfulness: Vec<String>,
     /// `[layer][head]` relevance, with neurons and heads on; empty otherwise.
     pub heads: Vec<Vec<f32>>,
+    /// Each layer's total and top neurons, with neurons and heads on; empty otherwise.
+    pub neurons: Vec<tokenlens::NeuronLayer>,
 }
 
 // Figure geometry (px). Monospace text so widths are known without measuring.
@@ -61,7 +63,7 @@ fn token_width(text: &str) -> f64 {
 
 impl Figure {
     fn width(&self) -> f64 {
-        let grid = AXIS_W + self.units.len() as f64 * CELL_W;
+        let grid = (AXIS_W + self.units.len() as f64 * CELL_W).max(self.neurons_width());
         (grid + 2.0 * PAD).max(MIN_W)
     }
 
@@ -93,7 +95,7 @@ impl Figure {
         if !self.trace.is_empty() {
             h += 18.0 + LABELS_H + self.trace.len() as f64 * CELL_H + 8.0;
         }
-        h += self.heads_height();
+        h += self.heads_height() + self.neurons_height();
         (self.width().round() as u32, (h + PAD).round() as u32)
     }
 
@@ -156,6 +158,8 @@ impl Figure {
         }
         body.push_str(&self.heads_svg(PAD, y));
         y += self.heads_height();
+        body.push_str(&self.neurons_svg(PAD, y));
+        y += self.neurons_height();
         let h = y + PAD;
         debug_assert_eq!((w.round() as u32, h.round() as u32), self.size());
         let _ = write!(
@@ -276,16 +280,7 @@ impl Figure {
                 self.grid_svg(0.0, 0.0)
             )
         };
-        let heads = if self.heads.is_empty() {
-            String::new()
-        } else {
-            let w = AXIS_W + self.heads[0].len() as f64 * CELL_W + 8.0;
-            format!(
-                r#"<div class="grid-wrap"><svg xmlns="http://www.w3.org/2000/svg" width="{w:.0}" height="{:.0}" font-family="{FONT}">{}</svg></div>"#,
-                self.heads_height(),
-                self.heads_svg(0.0, 0.0)
-            )
-        };
+        let inside = self.inside_html();
         let faithfulness = match self.faithfulness.split_first() {
             Some((measured, lines)) => {
                 let items: String = lines
@@ -318,7 +313,7 @@ h1 {{ font-size: 18px; margin: 0 0 4px; }} h2 {{ font-size: 15px; margin: 24px 0
 <svg xmlns="http://www.w3.org/2000/svg" width="{legend_w:.0}" height="20" font-family="{FONT}" font-size="12">{legend}</svg>
 <div class="tokens" data-testid="tokens">{tokens}</div>
 {grid}
-{heads}
+{inside}
 {faithfulness}
 <p class="note">Exported from TokenLens.</p>
 </body></html>
@@ -371,6 +366,7 @@ mod tests {
             layer_scales: vec![scale; 2],
             faithfulness: vec!["Measured by <zero>".into(), "AttnLRP: ABPC 3.1".into()],
             heads: Vec::new(),
+            neurons: Vec::new(),
         }
     }
 
@@ -418,5 +414,34 @@ mod tests {
         assert!(svg.contains("Layer × head relevance"));
         assert_eq!(f.html().matches("class=\"head\"").count(), 6);
         assert!(!figure().svg().contains("class=\"head\""));
+    }
+
+    #[test]
+    fn neurons_are_drawn_with_their_scores_and_counted_in_the_size() {
+        let neuron = |index, value| tokenlens::Neuron {
+            index,
+            value,
+            per_token: Vec::new(),
+        };
+        let mut f = figure();
+        let (w0, h0) = f.size();
+        f.neurons = vec![
+            tokenlens::NeuronLayer {
+                total: 1.25,
+                top: vec![neuron(1297, 0.5), neuron(7, -0.25)],
+                block: None,
+            };
+            3
+        ];
+        let (w, h) = f.size();
+        assert_eq!(w, w0);
+        assert!(h > h0 + 3 * CELL_H as u32);
+        let svg = f.svg();
+        assert!(svg.contains(&format!("width=\"{w}\" height=\"{h}\"")));
+        assert_eq!(svg.matches("class=\"neuron\"").count(), 6);
+        assert!(svg.contains("data-layer=\"2\" data-neuron=\"7\" data-score=\"-0.25\""));
+        assert_eq!(svg.matches("data-layer-total=\"1.25\"").count(), 3);
+        assert_eq!(f.html().matches("class=\"neuron\"").count(), 6);
+        assert!(!figure().html().contains("class=\"neuron\""));
     }
 }

@@ -1,6 +1,7 @@
 // Inside the model: the head grid, the neuron rows, a unit's card and the ablation check show
 // the CLI's numbers for the same prompt (issue 35).
 import { test, expect } from '@playwright/test';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expectClose, open, shots, tokenlens } from './helpers';
 
@@ -33,6 +34,22 @@ test('neurons and heads, their cards and the ablation check match the CLI', asyn
   const wantChips = neurons.flatMap((l, i) => l.top.map((n) => [i, n.index, n.value]));
   expect(chips.map((c) => `${c[0]}:${c[1]}`)).toEqual(wantChips.map((c) => `${c[0]}:${c[1]}`));
   expectClose(chips.map((c) => c[2]), wantChips.map((c) => c[2]), 1e-4);
+
+  // The exports: the JSON carries both views, the figure draws both with their values.
+  const [json] = await Promise.all([page.waitForEvent('download'), page.locator('button[name=export_json]').click()]);
+  const doc = JSON.parse(fs.readFileSync((await json.path())!, 'utf8'));
+  expect(doc.methods.attnlrp.heads.length).toBe(heads.length);
+  expect(doc.methods.attnlrp.neurons.map((l: any) => l.top.map((n: any) => n.index))).toEqual(neurons.map((l) => l.top.map((n) => n.index)));
+  const [svgFile] = await Promise.all([page.waitForEvent('download'), page.locator('button[name=export_svg]').click()]);
+  const svg = fs.readFileSync((await svgFile.path())!, 'utf8');
+  fs.mkdirSync(shots, { recursive: true });
+  fs.writeFileSync(path.join(shots, 'inside-figure.svg'), svg);
+  const figHeads = [...svg.matchAll(/class="head" [^>]*data-layer="(\d+)" data-head="(\d+)" data-score="([^"]+)"/g)];
+  expect(figHeads.length).toBe(cells.length);
+  expectClose(figHeads.map((m) => Number(m[3])), figHeads.map((m) => heads[Number(m[1])].heads[Number(m[2])]), 1e-4);
+  const figChips = [...svg.matchAll(/class="neuron" data-layer="(\d+)" data-neuron="(\d+)" data-score="([^"]+)"/g)];
+  expect(figChips.map((m) => `${m[1]}:${m[2]}`)).toEqual(wantChips.map((c) => `${c[0]}:${c[1]}`));
+  expectClose(figChips.map((m) => Number(m[3])), wantChips.map((c) => c[2]), 1e-4);
 
   // The grid is one tab stop; arrows move between heads and layers, Enter opens a card.
   await page.locator('[data-testid=head-grid] rect.head[data-layer="0"][data-head="0"]').focus();

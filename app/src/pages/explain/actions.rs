@@ -186,6 +186,7 @@ impl InView<'_> {
                 .as_ref()
                 .map(|l| l.iter().map(|l| l.heads.clone()).collect())
                 .unwrap_or_default(),
+            neurons: res.neurons.clone().unwrap_or_default(),
             layer_scales,
             trace,
         })
