@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
 
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "steer.json")
-CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw"]
+CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw"]
 MODES = reference.METHOD_MODES
 GREEDY = 32
 ABLATE = 8
