@@ -600,13 +600,10 @@ impl Engine {
     }
 
     fn prediction(&self, logits: &[f32], top_k: usize) -> (Prediction, u32) {
-        // Only the top k need ordering: select them first (the vocabulary is 50-260k).
-        let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]);
-        let k = top_k.clamp(1, logits.len());
-        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-        order.select_nth_unstable_by(k - 1, by_logit);
-        order.truncate(k);
-        order.sort_by(by_logit);
+        let order: Vec<u32> = crate::select::largest(logits, top_k.max(1))
+            .into_iter()
+            .map(|i| i as u32)
+            .collect();
         let softmax = Softmax::of(logits);
         let top: Vec<Candidate> = order
             .iter()

@@ -69,6 +69,8 @@ mod precision;
 #[cfg(feature = "engine")]
 pub mod sampling;
 #[cfg(feature = "engine")]
+mod select;
+#[cfg(feature = "engine")]
 pub mod source;
 #[cfg(feature = "engine")]
 mod steps;

@@ -41,11 +41,15 @@ impl Sampler {
         if self.cfg.is_greedy() {
             return argmax(logits);
         }
-        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
-        if self.cfg.top_k > 0 {
-            order.truncate(self.cfg.top_k);
-        }
+        // Only top-k's candidates need ordering (all of them for top-p alone).
+        let k = match self.cfg.top_k {
+            0 => logits.len(),
+            k => k,
+        };
+        let order: Vec<u32> = crate::select::largest(logits, k)
+            .into_iter()
+            .map(|i| i as u32)
+            .collect();
         let t = self.cfg.temperature as f64;
         let top = logits[order[0] as usize] as f64;
         let mut p: Vec<f64> = order

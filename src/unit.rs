@@ -49,15 +49,15 @@ impl crate::Engine {
                 let dec = self.decoder();
                 card.activations = Some(dec.neuron_activations(&saved, layer, index)?);
                 let lens = dec.neuron_lens(layer, index)?;
-                let mut order: Vec<u32> = (0..lens.len() as u32).collect();
-                order.sort_by(|&a, &b| lens[b as usize].total_cmp(&lens[a as usize]));
-                let token = |&id: &u32| LensToken {
-                    id,
-                    text: self.decode_token(id),
-                    logit: lens[id as usize],
+                let token = |i: usize| LensToken {
+                    id: i as u32,
+                    text: self.decode_token(i as u32),
+                    logit: lens[i],
                 };
-                card.promotes = order.iter().take(CARD_TOKENS).map(token).collect();
-                card.suppresses = order.iter().rev().take(CARD_TOKENS).map(token).collect();
+                let promotes = crate::select::largest(&lens, CARD_TOKENS);
+                card.promotes = promotes.into_iter().map(token).collect();
+                let suppresses = crate::select::smallest(&lens, CARD_TOKENS);
+                card.suppresses = suppresses.into_iter().map(token).collect();
             }
             Unit::Head(_) => {
                 card.attention = Some(self.decoder().attention_pattern(&saved, layer, index)?);

@@ -8,6 +8,7 @@
 use candle_core::{DType, Result, Tensor, D};
 
 use crate::models::decoder::{Block, Point, Watch};
+use crate::select::largest_magnitude;
 use crate::types::{
     BlockRelevance, Component, HeadLayer, Method, Neuron, NeuronLayer, Reduction, Unit,
 };
@@ -234,6 +235,11 @@ impl Watch for Components {
                 };
                 kept.resize(first + b, empty);
             }
+            let block = matches!(point, Point::BlockOutput(_) | Point::BlockInput(_));
+            if block && *reduction != Reduction::InputTimesGradient {
+                // Conservation is of relevance sums: a gradient's magnitude has none.
+                continue;
+            }
             let seeds = &mut kept[first..first + b];
             // (b, seq, width)
             let terms = match reduction {
@@ -247,9 +253,6 @@ impl Watch for Components {
                 }
                 Point::AttentionHeads => heads_of(&terms, heads, layer, seeds)?,
                 Point::BlockOutput(block) | Point::BlockInput(block) => {
-                    if *reduction != Reduction::InputTimesGradient {
-                        continue;
-                    }
                     let sums = terms.to_dtype(DType::F64)?.sum((1, 2))?.to_vec1::<f64>()?;
                     for (s, sum) in seeds.iter_mut().zip(sums) {
                         let r = &mut s.blocks[layer][slot(block)];
@@ -295,7 +298,7 @@ fn neurons(terms: &Tensor, k: usize, layer: usize, seeds: &mut [Layers]) -> Resu
     let sums = terms.sum(1)?.to_vec2::<f32>()?;
     for (i, (sums, slot)) in sums.iter().zip(seeds).enumerate() {
         slot.all_neurons[layer] = sums.clone();
-        let top = top_k(sums, k);
+        let top = largest_magnitude(sums, k);
         let idx: Vec<u32> = top.iter().map(|&j| j as u32).collect();
         let idx = Tensor::from_vec(idx, top.len(), terms.device())?;
         let per_token = terms
@@ -321,30 +324,9 @@ fn neurons(terms: &Tensor, k: usize, layer: usize, seeds: &mut [Layers]) -> Resu
     Ok(())
 }
 
-/// The indices of the `k` values of largest magnitude, largest first.
-fn top_k(values: &[f32], k: usize) -> Vec<usize> {
-    let by_magnitude = |a: &usize, b: &usize| values[*b].abs().total_cmp(&values[*a].abs());
-    let mut idx: Vec<usize> = (0..values.len()).collect();
-    let k = k.min(idx.len());
-    if k == 0 {
-        return Vec::new();
-    }
-    idx.select_nth_unstable_by(k - 1, by_magnitude);
-    idx.truncate(k);
-    idx.sort_by(by_magnitude);
-    idx
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn top_neurons_by_magnitude() {
-        assert_eq!(top_k(&[0.1, -3.0, 2.0, 0.0, -0.5], 3), vec![1, 2, 4]);
-        assert_eq!(top_k(&[1.0], 4), vec![0]);
-        assert!(top_k(&[1.0, 2.0], 0).is_empty());
-    }
 
     #[test]
     fn terms_sums_and_per_token() -> Result<()> {
