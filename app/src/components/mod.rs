@@ -59,6 +59,41 @@ pub fn Checkbox(
     }
 }
 
+/// A labelled checkbox showing `checked` that asks `on_toggle` to change it: for switches
+/// whose change goes through the page (recomputing, amending the view), unlike [`Checkbox`].
+#[component]
+pub fn Switch(
+    /// The input's name.
+    name: &'static str,
+    /// The text after the box.
+    label: &'static str,
+    /// The state shown.
+    #[prop(into)]
+    checked: Signal<bool>,
+    /// Asked with the new state.
+    on_toggle: Callback<bool>,
+    /// What the switch does, on hover.
+    #[prop(optional)]
+    title: Option<&'static str>,
+    /// Greyed out while true.
+    #[prop(optional, into)]
+    disabled: Signal<bool>,
+) -> impl IntoView {
+    view! {
+        <label title=title class:off=move || disabled.get()>
+            <input
+                type="checkbox"
+                name=name
+                prop:checked=move || checked.get()
+                prop:disabled=move || disabled.get()
+                on:change=move |ev| on_toggle.run(leptos::prelude::event_target_checked(&ev))
+            />
+            " "
+            {label}
+        </label>
+    }
+}
+
 /// The explanation in view and how it is shown: what the token view and the grid draw.
 #[derive(Clone, Copy)]
 pub struct Shown {

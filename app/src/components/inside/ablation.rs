@@ -5,6 +5,7 @@
 use leptos::prelude::*;
 use tokenlens::{Ablation, AblationCurve};
 
+use super::super::Switch;
 use crate::format::sig3;
 
 // Chart geometry (px).
@@ -125,15 +126,13 @@ pub fn AblationPanel(
     view! {
         <div class="ablation">
             <h3>"Ablation check"</h3>
-            <label title="Zero the method's 8 most relevant heads (and neurons) one after another and follow the target's log-probability, next to 4 draws of random units of the same layers (a forward pass per point; switching it recomputes).">
-                <input
-                    type="checkbox"
-                    name="ablation"
-                    prop:checked=move || asked.get()
-                    on:change=move |ev| on_toggle.run(event_target_checked(&ev))
-                />
-                " zero the top 8 against random ones"
-            </label>
+            <Switch
+                name="ablation"
+                label="zero the top 8 against random ones"
+                checked=asked
+                on_toggle=on_toggle
+                title="Zero the method's 8 most relevant heads (and neurons) one after another and follow the target's log-probability, next to 4 draws of random units of the same layers (a forward pass per point; switching it recomputes)."
+            />
             <div class="ablation-charts">{charts}</div>
         </div>
     }

@@ -11,7 +11,7 @@ use leptos::prelude::*;
 use tokenlens::colormap::ColorScale;
 use tokenlens::Component;
 
-use super::{Shown, Tip};
+use super::{Shown, Switch, Tip};
 use ablation::AblationPanel;
 use card::{CardState, UnitCardView};
 use heads::HeadGrid;
@@ -90,15 +90,13 @@ pub fn InsideSection(
     let switch = move || {
         has_result().then(|| {
             view! {
-                <label title="Each layer's 8 most relevant MLP neurons and every attention head, from the same backward passes (switching it recomputes).">
-                    <input
-                        type="checkbox"
-                        name="inside"
-                        prop:checked=move || on.get()
-                        on:change=move |ev| on_toggle.run(event_target_checked(&ev))
-                    />
-                    " neurons and heads"
-                </label>
+                <Switch
+                    name="inside"
+                    label="neurons and heads"
+                    checked=on
+                    on_toggle=on_toggle
+                    title="Each layer's 8 most relevant MLP neurons and every attention head, from the same backward passes (switching it recomputes)."
+                />
             }
         })
     };

@@ -7,7 +7,7 @@ use tokenlens::colormap::{hex, ColorScale};
 use tokenlens::{LensCell, Token};
 
 use super::colorbar::PerRowLegend;
-use super::{arrow_keys, axis_label as label, data_attr, focus_point, Shown, Tip};
+use super::{arrow_keys, axis_label as label, data_attr, focus_point, Shown, Switch, Tip};
 use crate::format::sig3;
 use lens::{LensLegend, SettlesRow};
 
@@ -105,25 +105,20 @@ pub fn TraceSection(
         has_grid().then(|| {
             view! {
                 <div class="lens-switches">
-                    <label title="What each layer would predict, had the model stopped there: its final norm and output layer applied after every layer (computed in the same forward pass; switching it recomputes).">
-                        <input
-                            type="checkbox"
-                            name="lens"
-                            prop:checked=move || lens_on.get()
-                            on:change=move |ev| on_lens.run(event_target_checked(&ev))
-                        />
-                        " logit lens"
-                    </label>
-                    <label class:off=move || !has_lens()>
-                        <input
-                            type="checkbox"
-                            name="lens_colors"
-                            prop:checked=move || shown.display.get().lens_colors
-                            prop:disabled=move || !has_lens()
-                            on:change=move |ev| on_colors.run(event_target_checked(&ev))
-                        />
-                        " color the grid by the lens' p(target)"
-                    </label>
+                    <Switch
+                        name="lens"
+                        label="logit lens"
+                        checked=lens_on
+                        on_toggle=on_lens
+                        title="What each layer would predict, had the model stopped there: its final norm and output layer applied after every layer (computed in the same forward pass; switching it recomputes)."
+                    />
+                    <Switch
+                        name="lens_colors"
+                        label="color the grid by the lens' p(target)"
+                        checked=Signal::derive(move || shown.display.get().lens_colors)
+                        on_toggle=on_colors
+                        disabled=Signal::derive(move || !has_lens())
+                    />
                 </div>
             }
         })
