@@ -1,6 +1,7 @@
 //! The engine: a loaded model with its tokenizer and template, answering
 //! [`ExplainRequest`]s. Generation (`generate.rs`), the all-steps matrix (`steps.rs`), the
-//! target, its seed and the softmax (`target.rs`), the lens and the faithfulness curves live beside it.
+//! prediction and the other candidates (`candidates.rs`), the target, its seed and the
+//! softmax (`target.rs`), the lens and the faithfulness curves live beside it.
 
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
@@ -9,10 +10,8 @@ use crate::methods::{self, PassOutput};
 use crate::models::decoder::{Decoder, Saved};
 use crate::precision::Plan;
 use crate::source::{self, ModelPath};
-use crate::target::Softmax;
 use crate::types::{
-    Candidate, CandidateExplanation, ExplainRequest, Explanation, Method, MethodResult, Pass,
-    Prediction, Stage, StreamEvent, Target,
+    ExplainRequest, Explanation, Method, MethodResult, Pass, Stage, StreamEvent, Target,
 };
 use candle_core::{DType, Device};
 use std::collections::BTreeMap;
@@ -462,95 +461,6 @@ impl Engine {
         })
     }
 
-    /// The other candidates, each explained as the target is: one pass per distinct method
-    /// pass carrying a seed per candidate (exact: the rules are linear in the seed); emits a
-    /// `candidate` event each once every method is done.
-    fn candidates(
-        &self,
-        saved: &Saved,
-        targets: Vec<Target>,
-        logits: &[f32],
-        req: &ExplainRequest,
-        plan: Plan,
-        emit: &mut dyn FnMut(StreamEvent) -> Result<()>,
-    ) -> Result<Vec<CandidateExplanation>> {
-        if targets.is_empty() || req.methods.is_empty() {
-            return Ok(Vec::new());
-        }
-        let embeds = saved.embeddings();
-        let last = embeds.dim(0)? - 1;
-        let mut out: Vec<CandidateExplanation> = targets
-            .into_iter()
-            .map(|target| CandidateExplanation {
-                target,
-                methods: BTreeMap::new(),
-            })
-            .collect();
-        let mut passes = Passes::new();
-        for &method in &req.methods {
-            let g = passes.get_or_run(method.runs().pass, || {
-                emit(stage(Stage::Candidates, Some(method)))?;
-                let mut progress = layer_progress(emit, Stage::Candidates, Some(method));
-                let mut seeds = |s: &Saved, values: bool| {
-                    let logits = self.logits_on(s, saved, logits, last, plan)?;
-                    out.iter()
-                        .map(|c| {
-                            let t = &c.target;
-                            let seed =
-                                self.target_seed(s, last, t, &logits, seed_scale(req, t), plan)?;
-                            let value = values.then(|| self.value_at(s, &logits, t, plan));
-                            Ok((seed, value.transpose()?))
-                        })
-                        .collect()
-                };
-                self.run_pass(
-                    (method.runs().pass, Default::default()),
-                    saved,
-                    &mut seeds,
-                    plan,
-                    &mut progress,
-                )
-            })?;
-            for (i, c) in out.iter_mut().enumerate() {
-                let scale = seed_scale(req, &c.target);
-                let result = methods::result(method, embeds, g, i, scale, &c.target)?;
-                c.methods.insert(method, result);
-            }
-        }
-        for c in &out {
-            emit(StreamEvent::Candidate {
-                target: c.target.clone(),
-                methods: c.methods.clone(),
-            })?;
-        }
-        Ok(out)
-    }
-
-    /// Makes the logits that an explanation shows or explains exact: the top candidates', the
-    /// target's and the contrast's (`logits` came from approximate products; the backward
-    /// seeds carry exact output rows, so the last layer's relevance then sums to the
-    /// explained logit as in f32).
-    fn exact_top(
-        &self,
-        req: &ExplainRequest,
-        saved: &Saved,
-        logits: &mut [f32],
-        plan: Plan,
-    ) -> Result<()> {
-        let (prediction, argmax) = self.prediction(logits, req.top_k);
-        let target = self.requested_target(req, saved, logits, argmax, plan)?;
-        let mut ids: Vec<u32> = prediction.top.iter().map(|c| c.id).collect();
-        ids.push(target.token.id);
-        ids.extend(target.contrast.as_ref().map(|c| c.id));
-        let last = saved.len() - 1;
-        for (id, l) in ids.iter().zip(self.model.exact_logits(saved, last, &ids)?) {
-            if let Some(slot) = logits.get_mut(*id as usize) {
-                *slot = l;
-            }
-        }
-        Ok(())
-    }
-
     /// A method's pass from the saved forward pass over the input, with the plan's products;
     /// a one-pass method keeps what `inside` asks for (neurons, heads).
     pub(crate) fn run_pass(
@@ -597,20 +507,6 @@ impl Engine {
             plan.attribution,
             &mut layer_progress(emit, Stage::Forward, None),
         )
-    }
-
-    fn prediction(&self, logits: &[f32], top_k: usize) -> (Prediction, u32) {
-        let order: Vec<u32> = crate::select::largest(logits, top_k.max(1))
-            .into_iter()
-            .map(|i| i as u32)
-            .collect();
-        let softmax = Softmax::of(logits);
-        let top: Vec<Candidate> = order
-            .iter()
-            .map(|&id| self.candidate_of(id, logits, &softmax))
-            .collect();
-        let best = top[0].clone();
-        (Prediction { best, top }, order[0])
     }
 
     /// The device the model runs on.

@@ -35,6 +35,8 @@ pub mod types;
 #[cfg(feature = "engine")]
 mod ablation;
 #[cfg(feature = "engine")]
+mod candidates;
+#[cfg(feature = "engine")]
 pub mod chat_template;
 #[cfg(feature = "engine")]
 mod context;

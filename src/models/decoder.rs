@@ -18,8 +18,9 @@ use crate::kernels::Products;
 use candle_core::{DType, Device, Result, Tensor, Var};
 
 pub use super::config::{Arch, Config, WeightSource};
-pub use backward::{Gradients, Progress, Saved, Seed};
+pub use backward::Gradients;
 pub use cached::KvCache;
+pub use saved::{Progress, Saved, Seed};
 pub use watch::{Point, Watch};
 
 mod backward;
@@ -27,6 +28,7 @@ mod batch;
 mod cached;
 mod lens;
 mod rotary;
+mod saved;
 mod steer;
 mod units;
 mod watch;

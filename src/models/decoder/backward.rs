@@ -1,6 +1,6 @@
 //! The decoder's explicit backward pass.
 //!
-//! [`Decoder::forward_saved`] runs the model once without a graph and keeps what a backward
+//! [`Decoder::forward_saved`] (`saved.rs`) runs the model once without a graph and keeps what a backward
 //! pass needs (the residual stream, q/k/v, the MLP's gate and up projections);
 //! [`Decoder::backward`] then carries any number of seeds back to the input embeddings,
 //! layer by layer, with each block's vector-Jacobian product written out. At the norms, the
@@ -14,94 +14,14 @@
 //! elsewhere), so the same code runs on CUDA. candle's autograd through [`Decoder::forward`]
 //! is the twin the tests hold it against.
 
+use super::saved::{Progress, Saved, SavedLayer, Seed};
 use super::watch::{At, Point};
-use super::{Attention, Block, BlockIo, Decoder, DecoderLayer, Mlp, Rotary, Watch};
+use super::{Attention, Block, Decoder, DecoderLayer, Mlp, Rotary, Watch};
 use crate::kernels::Products;
 use crate::models::attention::attention_vjp;
 use crate::models::gated::gated;
-use crate::models::{rms_norm, Derivatives, Ordinary};
+use crate::models::{Derivatives, Ordinary};
 use candle_core::{DType, Result, Tensor, D};
-
-/// Called after each layer of a pass with the layers done and the layers in the pass; an
-/// error (a cancellation) stops the pass there.
-pub type Progress<'a> = dyn FnMut(usize, usize) -> crate::Result<()> + 'a;
-
-/// A forward pass's activations, kept for any number of backward passes.
-#[derive(Debug)]
-pub struct Saved {
-    /// The residual stream `(seq, hidden)`: the input embeddings, then each layer's output.
-    pub(super) residuals: Vec<Tensor>,
-    layers: Vec<SavedLayer>,
-}
-
-impl Saved {
-    /// Positions.
-    pub fn len(&self) -> usize {
-        self.residuals[0].dim(0).unwrap_or(0)
-    }
-
-    /// True for an empty sequence.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The input embeddings `(seq, hidden)`.
-    pub fn embeddings(&self) -> &Tensor {
-        &self.residuals[0]
-    }
-
-    /// The residual stream: the input embeddings, then each layer's output, `(seq, hidden)`.
-    pub fn residuals(&self) -> &[Tensor] {
-        &self.residuals
-    }
-
-    fn layer(&self, layer: usize) -> Result<&SavedLayer> {
-        self.layers.get(layer).ok_or_else(|| {
-            candle_core::Error::Msg(format!("layer {layer} of {}", self.layers.len()))
-        })
-    }
-
-    /// Layer `layer`'s MLP gate and up projections `(seq, intermediate)`.
-    pub(super) fn mlp_inputs(&self, layer: usize) -> Result<(&Tensor, &Tensor)> {
-        let s = self.layer(layer)?;
-        Ok((&s.gate, &s.up))
-    }
-
-    /// Layer `layer`'s q (rotated, per head) and k (rotated, per key/value head), `(heads,
-    /// seq, head_dim)`.
-    pub(super) fn attention_inputs(&self, layer: usize) -> Result<(&Tensor, &Tensor)> {
-        let s = self.layer(layer)?;
-        Ok((&s.q, &s.k))
-    }
-}
-
-/// What one layer's backward pass reads.
-#[derive(Debug)]
-pub(super) struct SavedLayer {
-    /// q and k before their norms (models with q/k norms), `(heads or kv_heads, seq,
-    /// head_dim)`.
-    q_pre: Option<Tensor>,
-    k_pre: Option<Tensor>,
-    /// q, k and v as attention reads them: q and k rotated, k and v per key/value head.
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    /// The MLP's gate and up projections `(seq, intermediate)`.
-    pub(super) gate: Tensor,
-    pub(super) up: Tensor,
-    /// Each residual block's input, and its output where a post-norm follows, as
-    /// [`DecoderLayer::walk`] saw them.
-    blocks: Vec<BlockIo>,
-}
-
-/// One cotangent: directions in the final-normed hidden state, at one position or (a target
-/// summed over positions, such as a span's log-probability) at several.
-#[derive(Debug, Clone)]
-pub struct Seed {
-    /// `(position, direction)`: `direction` `(hidden,)` is d(target)/d(final hidden state)
-    /// at `position`.
-    pub parts: Vec<(usize, Tensor)>,
-}
 
 /// What a backward pass gives for each of its seeds.
 #[derive(Debug)]
@@ -123,125 +43,6 @@ const SEED_GROUP_BUDGET: usize = 1 << 28;
 const SEED_ACTIVATION_BUDGET: usize = 1 << 28;
 
 impl Decoder {
-    /// Runs the decoder on input embeddings `(seq, hidden)` without a graph, keeping the
-    /// activations a backward pass needs. `progress` hears of each layer.
-    pub fn forward_saved(
-        &self,
-        embeds: &Tensor,
-        p: Products,
-        progress: &mut Progress<'_>,
-    ) -> crate::Result<Saved> {
-        let eps = self.cfg.rms_norm_eps;
-        let mut residuals = Vec::with_capacity(self.layers.len() + 1);
-        residuals.push(embeds.detach());
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let rot = &self.rotary[layer.self_attn.rope];
-            let (out, saved) = layer.forward_saved(&residuals[i], eps, rot, p)?;
-            residuals.push(out);
-            layers.push(saved);
-            progress(i + 1, self.layers.len())?;
-        }
-        Ok(Saved { residuals, layers })
-    }
-
-    /// The last layer's residual rows at `positions`, `(positions, hidden)`.
-    fn last_rows(&self, saved: &Saved, positions: &[usize]) -> Result<Tensor> {
-        let h = self.last_residual(saved)?;
-        let idx = Tensor::from_vec(
-            positions.iter().map(|&p| p as u32).collect::<Vec<_>>(),
-            positions.len(),
-            h.device(),
-        )?;
-        h.index_select(&idx, 0)
-    }
-
-    /// The final-normed hidden states at `positions`, `(positions, hidden)`.
-    pub fn final_hidden(&self, saved: &Saved, positions: &[usize]) -> Result<Tensor> {
-        let h = self.last_rows(saved, positions)?;
-        rms_norm(&h, &self.norm, self.cfg.rms_norm_eps)
-    }
-
-    /// The (soft-capped) logits at `positions`, `(positions, vocab)` in f32, with products
-    /// `p`.
-    pub fn logits_at(&self, saved: &Saved, positions: &[usize], p: Products) -> Result<Tensor> {
-        self.head(&self.last_rows(saved, positions)?, p)
-    }
-
-    /// The (soft-capped) logits of `ids` at `position`, each the exact f32 product of the
-    /// final-normed hidden state with its output row: the values the seeds' rows carry,
-    /// whatever products the rest of the logits were computed with.
-    pub fn exact_logits(&self, saved: &Saved, position: usize, ids: &[u32]) -> Result<Vec<f32>> {
-        let x = self
-            .final_hidden(saved, &[position])?
-            .to_dtype(DType::F32)?;
-        let rows = self.lm_head.gather(ids)?.to_dtype(DType::F32)?;
-        let logits = crate::kernels::matmul(&x, &rows.t()?)?.squeeze(0)?;
-        self.softcap(&logits)?.to_vec1()
-    }
-
-    /// The seed of `Σ coef · logit[id]` at `position`: the direction of its gradient in the
-    /// final-normed hidden state (the output projection's rows, through the soft-cap).
-    pub fn seed(&self, saved: &Saved, position: usize, terms: &[(u32, f64)]) -> Result<Seed> {
-        let x = self.final_hidden(saved, &[position])?.squeeze(0)?;
-        let mut direction = x.zeros_like()?;
-        for &(id, coef) in terms {
-            let row = self.lm_head.rows(id as usize, 1)?.squeeze(0)?;
-            let slope = match self.cfg.arch.final_logit_softcapping {
-                // d/dz c·tanh(z/c) = 1 − tanh²(z/c)
-                Some(c) => {
-                    let z = (&x * &row)?.sum_all()?.to_dtype(DType::F64)?;
-                    let t = (z.to_scalar::<f64>()? / c).tanh();
-                    1.0 - t * t
-                }
-                None => 1.0,
-            };
-            direction = (direction + (row * (coef * slope))?)?;
-        }
-        Ok(Seed {
-            parts: vec![(position, direction)],
-        })
-    }
-
-    /// The seed of `Σ_i Σ_v coefs[i][v] · logit_{positions[i]}[v]`: a dense coefficient
-    /// vector over the vocabulary at each position (a log-probability's gradient,
-    /// `onehot − softmax`, is one), as one product with the output projection through the
-    /// soft-cap's slope at each logit.
-    pub fn seed_dense(
-        &self,
-        saved: &Saved,
-        positions: &[usize],
-        coefs: &[Vec<f32>],
-        p: Products,
-    ) -> Result<Seed> {
-        let vocab = coefs.first().map_or(0, Vec::len);
-        if positions.len() != coefs.len() || coefs.iter().any(|c| c.len() != vocab) {
-            candle_core::bail!("one coefficient vector of the vocabulary's size per position");
-        }
-        let x = self.final_hidden(saved, positions)?;
-        let mut c = Tensor::from_vec(coefs.concat(), (positions.len(), vocab), x.device())?;
-        if let Some(cap) = self.cfg.arch.final_logit_softcapping {
-            // d/dz c·tanh(z/c) = 1 − tanh²(z/c) = 1 − (capped / c)²
-            let capped = self.logits_at(saved, positions, p)?;
-            let slope = (1.0 - (capped / cap)?.sqr()?)?;
-            c = (c * slope)?;
-        }
-        let directions = self.lm_head.vjp(&c.to_dtype(x.dtype())?, p)?;
-        let parts = positions
-            .iter()
-            .enumerate()
-            .map(|(i, &p)| Ok((p, directions.get(i)?)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Seed { parts })
-    }
-
-    fn last_residual<'a>(&self, saved: &'a Saved) -> Result<&'a Tensor> {
-        saved
-            .residuals
-            .last()
-            .ok_or_else(|| candle_core::Error::Msg("no forward pass saved".into()))
-    }
-
     /// Carries `seeds` back through the saved forward pass with `dv`'s derivatives: the
     /// gradient of each seed's target with respect to the input embeddings, and the latent
     /// trace `Σ_d h_l·dh_l` at every layer's output.

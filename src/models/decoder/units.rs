@@ -2,7 +2,7 @@
 //! through the final norm and the output projection, a logit lens of the neuron), its
 //! activation at every position of a saved forward pass, and a head's attention pattern.
 
-use super::backward::Saved;
+use super::saved::Saved;
 use super::Decoder;
 use crate::kernels::Products;
 use crate::models::attention::probabilities;
