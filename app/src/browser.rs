@@ -141,12 +141,14 @@ mod web {
                 }
             }
         } else if let Some(s) = el.dyn_ref::<HtmlSelectElement>() {
+            // The option shown untouched: the one marked selected, else the first.
             let opts = s.options();
-            let changed = (0..opts.length())
+            let untouched = (0..opts.length())
                 .filter_map(|k| opts.item(k))
                 .filter_map(|o| o.dyn_into::<HtmlOptionElement>().ok())
-                .any(|o| o.selected() != o.default_selected());
-            changed.then(|| Edit::Value(s.value()))
+                .position(|o| o.default_selected())
+                .unwrap_or(0);
+            (s.selected_index() != untouched as i32).then(|| Edit::Value(s.value()))
         } else {
             None
         }

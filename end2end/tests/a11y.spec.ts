@@ -10,7 +10,7 @@ async function violations(page: Page): Promise<string[]> {
 }
 
 test('keyboard: Ctrl+Enter explains; tokens and grid cells take focus, arrows move, the tooltip follows', async ({ page }) => {
-  await page.goto('/');
+  await page.goto('/?chat=1');
   await expect(page.locator('button[name=submit]')).toBeEnabled();
   await expect(page.locator('select[name=model]')).toHaveValue('smollm2-135m');
   const box = page.getByRole('textbox', { name: /Prompt/ });

@@ -8,7 +8,7 @@ const prompt = 'The Eiffel Tower is in the city of';
 const sum = (xs: number[]) => xs.reduce((t, v) => t + v, 0);
 
 test('compare: two methods, then two models aligned by characters, then an edit; one permalink reopens it', async ({ page }) => {
-  await page.goto('/');
+  await page.goto('/?chat=1');
   await expect(page.locator('button[name=submit]')).toBeEnabled();
   await page.locator('textarea[name=prompt]').fill(prompt);
   await page.locator('button[name=submit]').click();

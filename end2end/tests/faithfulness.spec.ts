@@ -51,7 +51,7 @@ async function expectCurves(page: Page, want: any) {
 }
 
 test('faithfulness: curves after the map equal the CLI\'s, hover names the removed token, the operator recomputes, exports and permalinks carry them', async ({ page }) => {
-  await page.goto('/');
+  await page.goto('/?chat=1');
   await expect(page.locator('button[name=submit]')).toBeEnabled();
   await expect(page.locator('select[name=model]')).toHaveValue('smollm2-135m');
   await page.locator('textarea[name=prompt]').fill(prompt);

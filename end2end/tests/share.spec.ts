@@ -66,7 +66,7 @@ class Server {
 }
 
 test('the URL holds the view: reopening it reproduces it; back and forward work', async ({ page, context }) => {
-  await page.goto('/');
+  await page.goto('/?chat=1');
   await ready(page);
   await page.locator('textarea[name=prompt]').fill(prompt);
   await page.locator('input[name=contrast]').fill(' Rome');
@@ -126,7 +126,7 @@ test('the URL holds the view: reopening it reproduces it; back and forward work'
 });
 
 test('exports: SVG parses, PNG decodes at 2x the figure, HTML shows the same scores offline, JSON is the CLI\'s', async ({ page, context }) => {
-  await page.goto('/');
+  await page.goto('/?chat=1');
   await ready(page);
   await page.locator('textarea[name=prompt]').fill(prompt);
   await page.locator('button[name=submit]').click();
@@ -378,7 +378,7 @@ test('hosted-demo mode: answer-length limit, per-client rate limit, storage quot
 });
 
 test('a permalink stores only what a server computed: forged or mismatched results are refused', async ({ page }) => {
-  await page.goto('/');
+  await page.goto('/?chat=1');
   await ready(page);
   await page.locator('textarea[name=prompt]').fill(prompt);
   await page.locator('button[name=submit]').click();
@@ -491,7 +491,7 @@ test('without its database the server still serves its models; sharing says why,
 
 test('a view too long for a link is stored as a permalink whose short link takes the address bar', async ({ page }) => {
   const long = 'The quick brown fox jumps over the lazy dog. '.repeat(100);
-  await page.goto('/');
+  await page.goto('/?chat=1');
   await ready(page);
   await page.locator('textarea[name=prompt]').fill(long);
   await page.locator('button[name=submit]').click();

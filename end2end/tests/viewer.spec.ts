@@ -137,7 +137,7 @@ test('settings out of range are refused with 400 before any work', async ({ page
 });
 
 test('a request that waits for the model shows its place in line', async ({ page }) => {
-  await page.goto('/');
+  await page.goto('/?chat=1');
   await expect(page.locator('button[name=submit]')).toBeEnabled();
   await page.locator('textarea[name=prompt]').fill('Hello');
   // Another client's long job takes the model first (several seconds on this machine).
@@ -202,7 +202,7 @@ test('cancel stops waiting for a running explanation', async ({ page }) => {
 });
 
 test('Gemma 3 270M is selectable beside SmolLM2 and explains with the engine\'s scores', async ({ page }) => {
-  await page.goto('/');
+  await page.goto('/?chat=1');
   const gemma = page.locator('select[name=model] option[value="gemma3-270m"]');
   // Loaded in the background after the default model; the picker lists it when ready.
   await expect(gemma).toBeEnabled({ timeout: 120_000 });
@@ -380,7 +380,7 @@ test('token text contrasts at least 4.5:1 with its color under every method', as
 test('readable by default: most of the user\'s tokens get a visible color under every method', async ({ page }) => {
   for (const width of [1400, 800, 400]) {
     await page.setViewportSize({ width, height: 900 });
-    await page.goto('/');
+    await page.goto('/?chat=1');
     await expect(page.locator('button[name=submit]')).toBeEnabled();
     await expect(page.locator('select[name=model]')).toHaveValue('smollm2-135m');
     // The default prompt, as a first-time user presses Explain.
@@ -425,7 +425,7 @@ test('each method says what it measures: on its toggle and in the "?" popover', 
 
 test('before running: the token count and a time estimate; a long prompt gets a warning', async ({ page }) => {
   const prompt = 'What is the capital of France?';
-  await page.goto('/');
+  await page.goto('/?chat=1');
   await expect(page.locator('button[name=submit]')).toBeEnabled();
   await expect(page.locator('select[name=model]')).toHaveValue('smollm2-135m');
   const est = page.locator('[data-testid=estimate]');

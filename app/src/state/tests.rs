@@ -175,6 +175,17 @@ fn defaults_show_the_users_text() {
     assert!(!ViewState::from_params(&p).query_only);
 }
 
+/// `/` without parameters is the teaching first view (a plain continuation explained with
+/// AttnLRP), and its own link reads back to it.
+#[test]
+fn no_parameters_is_the_first_view() {
+    let first = ViewState::from_params(&ParamsMap::new());
+    assert_eq!(first, ViewState::first());
+    assert!(!first.chat && !first.query_only);
+    assert_eq!(first.method, Method::Attnlrp);
+    assert_eq!(through_url(&first), first);
+}
+
 #[test]
 fn junk_falls_back_to_defaults() {
     let mut p = ParamsMap::new();

@@ -271,8 +271,25 @@ impl ViewState {
         self.to_params().to_query_string()
     }
 
+    /// The view at `/` with no parameters, the first a newcomer sees: a fact whose answer
+    /// word is the target (SmolLM2 gives " Paris" 77% as a plain continuation, where its chat
+    /// template starts every answer with "The"), explained with signed AttnLRP.
+    pub fn first() -> Self {
+        ViewState {
+            prompt: "The capital of France is".into(),
+            chat: false,
+            query_only: false,
+            method: Method::Attnlrp,
+            ..ViewState::default()
+        }
+    }
+
     /// Reads a view from URL parameters; anything missing or unreadable takes its default.
+    /// No parameters at all is [`ViewState::first`].
     pub fn from_params(p: &ParamsMap) -> Self {
+        if p.latest_values().next().is_none() {
+            return ViewState::first();
+        }
         let d = ViewState::default();
         let generation = flag(p, "generate").unwrap_or(false).then(|| {
             let defaults = Sampling::default();

@@ -53,16 +53,22 @@ pub fn amend_on_view_settings(page: Page) {
 /// 2 s while a model is still loading.
 pub fn default_model(page: Page) {
     let form = page.form;
+    // Whether the link sets the template (the first view, `/` without parameters, sets it
+    // off); read before any effect amends the URL with the view.
+    let says_chat = page
+        .query()
+        .with_untracked(|q| q.latest_values().next().is_none() || q.get_str("chat").is_some());
     Effect::new(move || {
         if let Some(Ok(list)) = page.models.get() {
             if form.model.get_untracked().is_empty() {
                 if let Some(first) = list.models.first() {
                     form.model.set(first.name.clone());
-                    // A view from the URL keeps its own chat setting.
+                    // A view from the URL keeps its own chat setting, and so does a link
+                    // that sets it.
                     let empty = page
                         .shown
                         .with_untracked(|v| v.generation.is_none() && v.explain.is_none());
-                    if empty {
+                    if empty && !says_chat {
                         form.chat.set(first.chat_template);
                     }
                 }
