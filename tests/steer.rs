@@ -1,10 +1,10 @@
 //! Steering against PyTorch + transformers (+ lxt's efficient AttnLRP and CP-LRP) on the same
 //! weights, the edits applied by forward pre-hooks at `down_proj`'s and `o_proj`'s inputs:
 //! one edit of each kind (a neuron scaled by 0, a neuron clamped, a head scaled by 2.5, a head
-//! clamped to a norm) on SmolLM2 and the tiny llama, qwen2 and gemma3. Under the edits the
-//! target's logit and log-probability within 1e-4 (absolute, f32), the top-10 ids the same
-//! (ties aside) with logits within 1e-4, 32 greedy tokens identical, and every method's
-//! scores within 1e-3 of the largest (relative, f32).
+//! clamped to a norm) on SmolLM2 and the tiny llama, qwen2, gemma3, qwen3 and llama 3.1. Under
+//! the edits the target's logit and log-probability within 1e-4 (absolute, f32), the top-10
+//! ids the same (ties aside) with logits within 1e-4, 32 greedy tokens identical, and every
+//! method's scores within 1e-3 of the largest (relative, f32).
 //!
 //! Component ablation (unsteered) against the same reference: the 8 neurons and the 8 heads
 //! of largest input × gradient relevance over the model (ties aside) and the target's

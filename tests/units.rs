@@ -1,9 +1,9 @@
 //! Unit cards against PyTorch + transformers on the same weights (`scripts/unit_reference.py`
-//! → `tests/fixtures/units.json`), on SmolLM2 and the tiny llama, qwen2 and gemma3: a neuron's
-//! logit lens (its `down_proj` column through the final norm and the output projection) lists
-//! the same 10 most promoted and 10 most suppressed tokens (ties aside) with logits within
-//! 1e-4 of the largest (relative, f32); its activation at each token within 1e-4 of the
-//! largest; a head's attention probabilities within 1e-5 (absolute).
+//! → `tests/fixtures/units.json`), on SmolLM2 and the tiny llama, qwen2, gemma3, qwen3 and
+//! llama 3.1: a neuron's logit lens (its `down_proj` column through the final norm and the
+//! output projection) lists the same 10 most promoted and 10 most suppressed tokens (ties
+//! aside) with logits within 1e-4 of the largest (relative, f32); its activation at each token
+//! within 1e-4 of the largest; a head's attention probabilities within 1e-5 (absolute).
 
 use serde::Deserialize;
 use tokenlens::{Component, UnitRequest};

@@ -52,7 +52,7 @@ test('what is typed before the page is live is kept, and its buttons wait', asyn
     await held;
     await route.continue();
   });
-  await page.goto('/', { waitUntil: 'domcontentloaded' });
+  await page.goto('/?chat=1', { waitUntil: 'domcontentloaded' });
   const text = 'Write a short poem about the sea.';
   await page.locator('textarea[name=prompt]').fill(text);
   await (await unfold(page)).locator('input[name=max_new_tokens]').fill('12');
