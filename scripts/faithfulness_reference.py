@@ -78,8 +78,9 @@ def tokens_of(tok, text, prompt, chat, ids):
 
 def eligible(special, span, query_only, n):
     a, b = span if span else (0, n)
-    # No generated tokens in these cases: outside the query span is the template.
-    return [i for i in range(n) if a <= i < b and not special[i] and i != n - 1]
+    # No generated tokens in these cases: outside the query span is the template, which moves
+    # unless query_only.
+    return [i for i in range(n) if (not query_only or a <= i < b) and not special[i] and i != n - 1]
 
 
 def neutral_id(tok, model):

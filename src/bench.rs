@@ -144,6 +144,7 @@ fn greedy(prompt: &str, chat: bool, n: usize, precision: Precision) -> GenerateR
         max_new_tokens: n,
         precision,
         steer: Vec::new(),
+        answer: None,
     }
 }
 

@@ -76,6 +76,21 @@ impl crate::Engine {
             .is_some_and(|t| t.special)
     }
 
+    /// The token ids of a given answer: its text tokenized alone, without special tokens (as
+    /// `tokenizer(answer, add_special_tokens=False)` in transformers), to follow the prompt.
+    pub fn answer_ids(&self, answer: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .tokenizer()
+            .encode(answer, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        if enc.is_empty() {
+            return Err(Error::InvalidSetting(format!(
+                "the given answer {answer:?} has no tokens"
+            )));
+        }
+        Ok(enc.get_ids().to_vec())
+    }
+
     /// The prompt (templated, tokenized) followed by `continuation` ids (generated tokens).
     pub fn context(
         &self,

@@ -90,9 +90,14 @@ impl Engine {
         Ok((n + r.continuation.len() as u64).div_ceil(3))
     }
 
-    /// A generation: the prompt once, then one token per step (forward only, with a cache).
+    /// A generation: the prompt once, then one token per step (forward only, with a cache);
+    /// a given answer, one step per token of it.
     pub fn generate_cost(&self, r: &GenerateRequest) -> Result<u64> {
         let n = self.prompt_tokens(&r.prompt, r.chat_template, r.thinking)?;
-        Ok(n + r.max_new_tokens as u64)
+        let steps = match &r.answer {
+            Some(a) => self.answer_ids(a)?.len(),
+            None => r.max_new_tokens,
+        };
+        Ok(n + steps as u64)
     }
 }

@@ -79,6 +79,20 @@ pub enum Error {
     /// Tokenizer failure.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A given answer that does not fit after its prompt.
+    #[error(
+        "the prompt ({prompt} tokens) and the given answer ({answer} tokens) are longer than \
+         the {limit} tokens this model accepts here (its context, or what fits in memory; \
+         --max-tokens sets it)"
+    )]
+    AnswerTooLong {
+        /// Tokens in the prompt after templating.
+        prompt: usize,
+        /// Tokens in the answer.
+        answer: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A request setting out of its range (sampling, lengths, steps).
     #[error("invalid setting: {0}")]
     InvalidSetting(String),

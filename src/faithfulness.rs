@@ -3,9 +3,10 @@
 //! Every order and count is defined here so that the PyTorch reference
 //! (`scripts/faithfulness_reference.py`) can reproduce it exactly:
 //!
-//! - **Eligible** positions: with `query_only`, the query span; otherwise every position but
-//!   the template's (those outside the query span that were not generated). Never a special
-//!   token, never the last position (the model predicts from it).
+//! - **Eligible** positions: with `query_only`, the user's text (the query span with the chat
+//!   template, the whole prompt without) and the answer so far (generated tokens); otherwise
+//!   every position, the template's too. Never a special token, never the last position (the
+//!   model predicts from it).
 //! - **Orders**: MoRF sorts eligible positions by score, highest first; LeRF lowest first;
 //!   ties go to the earlier position.
 //! - **Steps**: every count 0..=E for E ≤ 32 eligible tokens, else `(i·E + 10) / 20` for
@@ -51,11 +52,7 @@ pub fn eligible(tokens: &[Token], query_span: Option<[usize; 2]>, query_only: bo
         .enumerate()
         .filter(|&(i, t)| {
             let in_query = (a..b).contains(&i);
-            let allowed = if query_only {
-                in_query
-            } else {
-                in_query || t.generated
-            };
+            let allowed = !query_only || in_query || t.generated;
             allowed && !t.special && i != last
         })
         .map(|(i, _)| i)
@@ -457,15 +454,17 @@ mod tests {
     }
 
     /// A chat prompt: template tokens 0..2 (0 special), the query 2..5 (4 special), the
-    /// template 5..7, then two generated tokens, the last of which predicts.
+    /// template 5..7 (5 special), then two generated tokens, the last of which predicts.
     #[test]
     fn the_eligible_set_keeps_template_special_and_last_tokens() {
         let tokens: Vec<Token> = (0..9)
             .map(|i| token(i == 0 || i == 4 || i == 5, i >= 7))
             .collect();
         let span = Some([2, 5]);
-        assert_eq!(eligible(&tokens, span, true), vec![2, 3]);
-        assert_eq!(eligible(&tokens, span, false), vec![2, 3, 7]);
+        // Query only: the user's text and the answer so far.
+        assert_eq!(eligible(&tokens, span, true), vec![2, 3, 7]);
+        // Otherwise the template's ordinary tokens too.
+        assert_eq!(eligible(&tokens, span, false), vec![1, 2, 3, 6, 7]);
         // Without a template every ordinary token but the last is eligible.
         assert_eq!(eligible(&tokens[..4], None, false), vec![1, 2]);
         assert!(eligible(&tokens[..1], None, false).is_empty());

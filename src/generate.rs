@@ -17,7 +17,8 @@ impl crate::Engine {
 
     /// Generates an answer with a KV cache, emitting `tokens`, one `generated` event per
     /// token, `finished` and `done`. Stops at an end-of-turn token (not kept),
-    /// `max_new_tokens`, or a full context.
+    /// `max_new_tokens`, or a full context. With a given answer (`req.answer`), its tokens
+    /// are the answer, each with its probability under the model (forced decoding).
     pub fn generate_streaming(
         &self,
         req: &GenerateRequest,
@@ -38,6 +39,21 @@ impl crate::Engine {
         emit(stage(Stage::Tokenize, None))?;
         let tok = self.tokenize(&req.prompt, req.chat_template, req.thinking)?;
         self.check_length(tok.tokens.len())?;
+        // A given answer's tokens, in reverse (popped one by one).
+        let mut given: Option<Vec<u32>> = match &req.answer {
+            Some(answer) => {
+                let ids = self.answer_ids(answer)?;
+                if tok.tokens.len() + ids.len() > self.max_tokens() {
+                    return Err(Error::AnswerTooLong {
+                        prompt: tok.tokens.len(),
+                        answer: ids.len(),
+                        limit: self.max_tokens(),
+                    });
+                }
+                Some(ids.into_iter().rev().collect())
+            }
+            None => None,
+        };
         let ids = self.announce(&tok, &mut emit)?;
         let plan = self.generation_plan(req.precision);
         if let Some(ev) = plan.event() {
@@ -52,8 +68,14 @@ impl crate::Engine {
         let mut text = tok.text.clone();
         let mut generated: Vec<GeneratedToken> = Vec::new();
         let stop = loop {
-            let id = sampler.sample(&logits);
-            if self.eos_ids().contains(&id) {
+            let id = match given.as_mut() {
+                Some(rest) => match rest.pop() {
+                    Some(id) => id,
+                    None => break StopReason::GivenAnswer,
+                },
+                None => sampler.sample(&logits),
+            };
+            if given.is_none() && self.eos_ids().contains(&id) {
                 break StopReason::EndOfTurn;
             }
             let token = GeneratedToken {
@@ -65,12 +87,13 @@ impl crate::Engine {
                 token: token.clone(),
             })?;
             generated.push(token);
-            if generated.len() >= req.max_new_tokens {
-                break StopReason::MaxNewTokens;
-            }
-            // The next token's context must still fit (to generate it, and to explain it).
-            if cache.len() + 1 >= self.max_tokens() {
-                break StopReason::ContextFull;
+            match &given {
+                Some(rest) if rest.is_empty() => break StopReason::GivenAnswer,
+                Some(_) => {}
+                None if generated.len() >= req.max_new_tokens => break StopReason::MaxNewTokens,
+                // The next token's context must still fit (to generate it, and to explain it).
+                None if cache.len() + 1 >= self.max_tokens() => break StopReason::ContextFull,
+                None => {}
             }
             logits = self
                 .decoder()

@@ -365,3 +365,48 @@ pub(crate) fn print_contexts(c: &tokenlens::NeuronContexts) {
         );
     }
 }
+
+/// Prints each answer token of the all-steps matrix with its probability and the three
+/// tokens before it that `method` finds most relevant (largest |score|; special tokens left
+/// out).
+pub(crate) fn print_steps(
+    gen: &tokenlens::Generation,
+    rows: &[tokenlens::StepRow],
+    method: Method,
+) {
+    println!("prompt: {:?}", gen.text);
+    println!("answer: {:?} ({:?})", gen.answer, gen.stop);
+    println!(
+        "each answer token, and what {} finds most relevant to it:",
+        method.name()
+    );
+    let tokens: Vec<&tokenlens::Token> = gen
+        .tokens
+        .iter()
+        .chain(gen.generated.iter().map(|g| &g.token))
+        .collect();
+    for (row, g) in rows.iter().zip(&gen.generated) {
+        let Some(scores) = row.scores.get(&method) else {
+            continue;
+        };
+        let mut most: Vec<(usize, f32)> = scores
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|&(i, _)| tokens.get(i).is_some_and(|t| !t.special))
+            .collect();
+        most.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        let most: Vec<String> = most
+            .iter()
+            .take(3)
+            .map(|&(i, s)| format!("{:?} {s:+.3}", visible(&tokens[i].text)))
+            .collect();
+        println!(
+            "{:>4} {:<16} p {:>6}  <- {}",
+            row.step + 1,
+            format!("{:?}", visible(&g.token.text)),
+            percent(g.prob),
+            most.join(", ")
+        );
+    }
+}

@@ -50,6 +50,8 @@ pub enum StopReason {
     MaxNewTokens,
     /// The model's context (or the server's token limit) is full.
     ContextFull,
+    /// The given answer (forced decoding) has no more tokens.
+    GivenAnswer,
 }
 
 /// One generated token.

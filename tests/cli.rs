@@ -563,6 +563,7 @@ fn faithfulness_curves_in_the_json_document() {
         "--faithfulness",
         "--operator",
         "delete",
+        "--query-only",
         "--json",
     ]);
     assert!(
@@ -581,7 +582,7 @@ fn faithfulness_curves_in_the_json_document() {
         eligible.len() + 1,
         "every count up to 32 tokens"
     );
-    // With the chat template, only the user's text moves.
+    // With the chat template and --query-only, only the user's text moves.
     let span = doc["query_span"].as_array().unwrap();
     let (a, b) = (span[0].as_u64().unwrap(), span[1].as_u64().unwrap());
     assert!(eligible

@@ -32,6 +32,7 @@ struct GenFixture {
 fn greedy(prompt: &str, chat: bool, n: usize) -> GenerateRequest {
     GenerateRequest {
         steer: Vec::new(),
+        answer: None,
         prompt: prompt.into(),
         chat_template: chat,
         thinking: false,

@@ -186,6 +186,7 @@ fn a_span_is_the_sum_of_its_tokens_explanations() {
     let gen = e
         .generate(&tokenlens::GenerateRequest {
             steer: Vec::new(),
+            answer: None,
             prompt: "Name three colors.".into(),
             chat_template: true,
             thinking: false,
@@ -275,6 +276,7 @@ fn the_cli_explains_a_span() {
     let answer = e
         .generate(&tokenlens::GenerateRequest {
             steer: Vec::new(),
+            answer: None,
             prompt: prompt.into(),
             chat_template: false,
             thinking: false,

@@ -3,6 +3,7 @@
 mod gguf_vocab;
 mod util;
 
+mod answer;
 mod backward;
 mod cancel;
 mod cli;

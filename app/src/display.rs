@@ -138,6 +138,20 @@ pub struct Units {
     pub sinks: Vec<bool>,
 }
 
+/// The tokens a view shows: under "query only" the user's text (the query span with the chat
+/// template) and the answer so far (from the query on, when answer tokens follow); else all.
+pub fn shown_range(
+    tokens: &[Token],
+    query_span: Option<[usize; 2]>,
+    query_only: bool,
+) -> (usize, usize) {
+    match (query_only, query_span) {
+        (true, Some([a, _])) if tokens.iter().any(|t| t.generated) => (a, tokens.len()),
+        (true, Some([a, b])) => (a, b),
+        _ => (0, tokens.len()),
+    }
+}
+
 impl Units {
     /// Groups `tokens` and maps the token range onto units; `query`: the user's text among
     /// the tokens, when a chat template surrounds it.

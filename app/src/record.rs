@@ -49,6 +49,18 @@ impl Task {
         }
     }
 
+    /// The text the server reads: the prompt, and a given answer after it.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Task::Generate(GenerateRequest {
+                prompt,
+                answer: Some(answer),
+                ..
+            }) => format!("{prompt}{answer}").into(),
+            t => t.prompt().into(),
+        }
+    }
+
     /// Checks its settings' ranges before it is queued (the engine checks what needs the
     /// model, such as top-k against the vocabulary).
     pub fn check(&self) -> Result<(), String> {

@@ -347,6 +347,16 @@ pub enum Refused {
         /// The limit.
         limit: u64,
     },
+    /// A given answer with more tokens than answers may have here.
+    #[error(
+        "the given answer has {tokens} tokens; this server explains answers of at most {limit}"
+    )]
+    AnswerTooLong {
+        /// Its tokens.
+        tokens: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl Refused {
@@ -355,7 +365,7 @@ impl Refused {
         use axum::http::StatusCode;
         match self {
             Refused::UnknownModel { .. } => StatusCode::NOT_FOUND,
-            Refused::TooCostly { .. } => StatusCode::BAD_REQUEST,
+            Refused::TooCostly { .. } | Refused::AnswerTooLong { .. } => StatusCode::BAD_REQUEST,
             Refused::ClientBusy(_) => StatusCode::TOO_MANY_REQUESTS,
             Refused::Loading(_) | Refused::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Refused::Stopped => StatusCode::INTERNAL_SERVER_ERROR,
@@ -437,6 +447,18 @@ impl ServerState {
         client: IpAddr,
     ) -> Result<(String, UnboundedReceiver<StreamEvent>, u64), Refused> {
         let (name, engine) = self.find(model)?;
+        // A given answer is as long as its tokens (max_new_tokens bounds a sampled one).
+        if let (Task::Generate(r), Some(limit)) = (&task, self.limits.max_new_tokens) {
+            if let Some(Ok(ids)) = r.answer.as_deref().map(|a| engine.answer_ids(a)) {
+                if ids.len() > limit {
+                    crate::metrics::refused(crate::metrics::Refusal::TooLarge);
+                    return Err(Refused::AnswerTooLong {
+                        tokens: ids.len(),
+                        limit,
+                    });
+                }
+            }
+        }
         if let Some(limit) = self.limits.max_job_cost {
             let cost = cost_of(&engine, &task);
             // A prompt that cannot be tokenized fails in the job, with its own message.

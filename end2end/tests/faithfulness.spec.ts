@@ -14,7 +14,7 @@ const methods = 'saliency,input_x_gradient,attnlrp,cp_lrp';
 function engineFaithfulness(operator: string): any {
   const out = execFileSync(
     cli,
-    ['explain', '--prompt', prompt, '--methods', methods, '--faithfulness', '--operator', operator, '--json'],
+    ['explain', '--prompt', prompt, '--methods', methods, '--faithfulness', '--operator', operator, '--query-only', '--json'],
     { encoding: 'utf8' },
   );
   return JSON.parse(out);

@@ -46,8 +46,8 @@ pub struct FaithfulnessSpec {
     /// How tokens are taken out.
     #[serde(default)]
     pub operator: Operator,
-    /// Only the user's text (the query span) may move; otherwise every non-special token.
-    /// Special and template tokens never move.
+    /// Only the user's text (the query span) and the answer so far may move; otherwise every
+    /// token, the chat template's too. Special tokens never move.
     #[serde(default)]
     pub query_only: bool,
 }

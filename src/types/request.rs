@@ -286,7 +286,16 @@ pub struct GenerateRequest {
     /// Edits to neurons and heads applied while generating (see [`Edit`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steer: Vec<Edit>,
+    /// A given answer (forced decoding): this text, tokenized after the prompt, is the
+    /// answer instead of a sampled one; each of its tokens comes with its probability under
+    /// the model, and `sampling` and `max_new_tokens` are not used. It is then explained as
+    /// a generated answer is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
 }
+
+/// The most characters a given answer may have (its tokens must also fit the context).
+pub const MAX_ANSWER_CHARS: usize = 100_000;
 
 fn default_max_new_tokens() -> usize {
     64
@@ -295,10 +304,22 @@ fn default_max_new_tokens() -> usize {
 impl GenerateRequest {
     /// Checks the settings' ranges against a vocabulary of `vocab` tokens.
     pub fn check(&self, vocab: usize) -> Result<(), String> {
+        check_settings(&self.steer)?;
+        if let Some(answer) = &self.answer {
+            if answer.is_empty() {
+                return Err("the given answer is empty: type the answer to explain".into());
+            }
+            let chars = answer.chars().count();
+            if chars > MAX_ANSWER_CHARS {
+                return Err(format!(
+                    "the given answer has {chars} characters, more than {MAX_ANSWER_CHARS}"
+                ));
+            }
+            return Ok(());
+        }
         if self.max_new_tokens == 0 {
             return Err("max new tokens must be at least 1".into());
         }
-        check_settings(&self.steer)?;
         self.sampling.check(vocab)
     }
 
@@ -312,6 +333,7 @@ impl GenerateRequest {
             max_new_tokens: default_max_new_tokens(),
             precision: Precision::Auto,
             steer: Vec::new(),
+            answer: None,
         }
     }
 }

@@ -38,15 +38,20 @@ pub fn AnswerSection(
     let body = move || {
         answer.get().map(|a| {
             let stop = a.stop.map(|s| match s {
-                StopReason::EndOfTurn => "end of turn",
-                StopReason::MaxNewTokens => "max new tokens reached",
-                StopReason::ContextFull => "context full",
+                StopReason::EndOfTurn => " · stopped: end of turn",
+                StopReason::MaxNewTokens => " · stopped: max new tokens reached",
+                StopReason::ContextFull => " · stopped: context full",
+                StopReason::GivenAnswer => " · the given answer, each token with its probability",
             });
+            let given = a.spec.answer.is_some();
             let n = a.tokens.len();
             let done = a.stop.is_some();
             view! {
                 <section class="answer-section">
-                    <h2>"Answer " <span class="hint">"(click a token to see why it was generated; drag across tokens, or shift-click, to explain a span)"</span></h2>
+                    <h2>
+                        {if given { "Given answer " } else { "Answer " }}
+                        <span class="hint">"(click a token to see why the model would say it; drag across tokens, or shift-click, to explain a span)"</span>
+                    </h2>
                     <Answer
                         tokens=a.tokens
                         selected=selected.get()
@@ -57,7 +62,7 @@ pub fn AnswerSection(
                     />
                     <p class="answer-meta" data-testid="answer-meta">
                         {format!("{n} tokens")}
-                        {stop.map(|s| format!(" · stopped: {s}"))}
+                        {stop}
                         " · " <super::PrecisionBadge precision=a.precision/>
                     </p>
                     <div class="row">

@@ -29,6 +29,8 @@ pub struct Form {
     pub sampling: RwSignal<Sampling>,
     /// New tokens at most.
     pub max_new: RwSignal<usize>,
+    /// A given answer to explain instead of generating one (empty: generate).
+    pub answer: RwSignal<String>,
     /// A generation field whose text is not a number: its name and text.
     pub unreadable: RwSignal<Option<(&'static str, String)>>,
     /// How the products are computed.
@@ -50,6 +52,7 @@ impl Form {
             greedy: RwSignal::new(false),
             sampling: RwSignal::new(Sampling::default()),
             max_new: RwSignal::new(DEFAULT_MAX_NEW),
+            answer: RwSignal::new(String::new()),
             unreadable: RwSignal::new(None),
             precision: RwSignal::new(v.precision),
             steer: RwSignal::new(v.steer.clone()),
@@ -78,6 +81,8 @@ impl Form {
             }
             self.max_new.set(g.max_new_tokens);
         }
+        let given = v.generation.as_ref().and_then(|g| g.answer.clone());
+        self.answer.set(given.unwrap_or_default());
         let text = |t: Option<&TargetSpec>| match t {
             Some(TargetSpec::Text(s)) => s.clone(),
             _ => String::new(),
@@ -131,11 +136,16 @@ impl Form {
                 self.sampling.get()
             },
             max_new_tokens: self.max_new.get(),
+            answer: Some(self.answer.get()).filter(|a| !a.is_empty()),
         }
     }
 
     /// What is wrong with the generation settings (tracked), if anything.
     pub fn generation_problem(&self) -> Option<String> {
+        // A given answer uses none of the generation settings.
+        if !self.answer.with(String::is_empty) {
+            return None;
+        }
         if let Some((name, text)) = self.unreadable.get() {
             return Some(format!("{name}: {text:?} is not a number"));
         }
@@ -288,8 +298,12 @@ pub fn PromptForm(
                     name="generate"
                     disabled=move || !can_run.get() || form.generation_problem().is_some()
                     on:click=move |_| on_generate.run(())
+                    title="Generate an answer, or take the given answer (Generation settings) as the model's"
                 >
-                    "Generate"
+                    {move || match form.answer.with(String::is_empty) {
+                        true => "Generate",
+                        false => "Use given answer",
+                    }}
                 </button>
                 <button type="button" name="cancel" disabled=move || !running.get() on:click=move |_| on_cancel.run(())>
                     "Cancel"
@@ -341,6 +355,7 @@ fn GenerationSettings(form: Form) -> AnyView {
         sampling,
         max_new,
         unreadable,
+        answer,
         ..
     } = form;
     let unfolded = RwSignal::new(false);
@@ -400,7 +415,9 @@ fn GenerationSettings(form: Form) -> AnyView {
         // message and the field show.
         <details
             class="gen-fold"
-            prop:open=move || unfolded.get() || form.generation_problem().is_some()
+            prop:open=move || {
+                unfolded.get() || form.generation_problem().is_some() || !answer.with(String::is_empty)
+            }
             on:toggle=move |ev| {
                 use leptos::wasm_bindgen::JsCast;
                 if let Some(d) = ev.target().and_then(|t| t.dyn_into::<leptos::web_sys::HtmlDetailsElement>().ok()) {
@@ -437,6 +454,17 @@ fn GenerationSettings(form: Form) -> AnyView {
                 <span class="error inline" role="alert" data-testid="gen-error">{msg}</span>
             })}
         </div>
+        <label class="given-answer">
+            "Given answer "
+            <span class="hint">"(optional: the model's answer is this text instead of a sampled one, each token explained as a generated one is)"</span>
+            <textarea
+                name="answer"
+                rows="2"
+                placeholder="e.g. Paris is the capital of France."
+                prop:value=move || answer.get()
+                on:input=move |ev| answer.set(event_target_value(&ev))
+            ></textarea>
+        </label>
         </details>
     }
     .into_any()

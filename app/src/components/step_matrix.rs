@@ -64,10 +64,7 @@ pub fn StepsSection(
                         .into_any(),
                 );
             }
-            let range = match (query_only.get(), mx.query_span) {
-                (true, Some([a, _])) => (a, mx.tokens.len()),
-                _ => (0, mx.tokens.len()),
-            };
+            let range = crate::display::shown_range(&mx.tokens, mx.query_span, query_only.get());
             let u = Units::new(&mx.tokens, d.granularity, range, mx.query_span);
             let rows: Vec<MatrixRow> = mx
                 .rows

@@ -165,12 +165,16 @@ fn tip_lines(r: &Partial, u: &Units, m: Method, d: Display, i: usize) -> Option<
             (_, Aggregate::Sum) => " (sum)",
             (_, Aggregate::MaxAbs) => " (max |score|)",
         };
-        if let (Some(score), Some(rank)) = (scores.get(i), ranks(&scores).get(i)) {
+        // Ranked among the units shown.
+        let (a, b) = u.range;
+        let shown = scores.get(a..b).unwrap_or_default();
+        let rank = i.checked_sub(a).and_then(|k| ranks(shown).get(k).copied());
+        if let (Some(score), Some(rank)) = (scores.get(i), rank) {
             lines.push(format!(
                 "{}{how}: {} (rank {rank} of {})",
                 m.label(),
                 sig3(*score),
-                scores.len()
+                shown.len()
             ));
         }
     }

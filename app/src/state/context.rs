@@ -45,7 +45,14 @@ impl Input {
             chat,
             thinking: chat && thinking,
             precision,
-            generation,
+            // A given answer is read with no sampling settings.
+            generation: generation.map(|g| match g.answer {
+                Some(answer) => GenSpec {
+                    answer: Some(answer),
+                    ..GenSpec::default()
+                },
+                None => g,
+            }),
             steer: steer.to_vec(),
         }
     }

@@ -151,6 +151,7 @@ impl AnswerState {
             spec: GenSpec {
                 sampling: request.sampling,
                 max_new_tokens: request.max_new_tokens,
+                answer: request.answer.clone(),
             },
             tokens: Vec::new(),
             stop: None,

@@ -102,6 +102,7 @@ fn every_field_survives_the_url() {
                 seed: 42,
             },
             max_new_tokens: 12,
+            answer: Some(" Paris & Lyon?\n東京 🙂".into()),
         }),
         explain: Some(ExplainSpec {
             target: TargetSpec::Id(315),
@@ -144,6 +145,7 @@ fn every_field_survives_the_url() {
         generation: Some(GenSpec {
             sampling: Sampling::greedy(),
             max_new_tokens: 5,
+            answer: None,
         }),
         ..ViewState::default()
     };
@@ -233,6 +235,7 @@ fn shared() -> Snapshot {
         generation: Some(GenSpec {
             sampling: Sampling::greedy(),
             max_new_tokens: 2,
+            answer: None,
         }),
         explain: Some(ExplainSpec {
             step: Some(1),

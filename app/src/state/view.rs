@@ -19,6 +19,9 @@ pub struct GenSpec {
     pub sampling: Sampling,
     /// Answer length limit.
     pub max_new_tokens: usize,
+    /// A given answer (forced decoding) instead of a sampled one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
 }
 
 impl Default for GenSpec {
@@ -26,6 +29,7 @@ impl Default for GenSpec {
         GenSpec {
             sampling: Sampling::default(),
             max_new_tokens: DEFAULT_MAX_NEW,
+            answer: None,
         }
     }
 }
@@ -176,6 +180,9 @@ impl ViewState {
         }
         if let Some(g) = &self.generation {
             p.insert("generate", "1".into());
+            if let Some(answer) = &g.answer {
+                p.insert("answer", answer.clone());
+            }
             p.insert("max_new", g.max_new_tokens.to_string());
             if g.sampling.is_greedy() {
                 p.insert("greedy", "1".into());
@@ -305,6 +312,7 @@ impl ViewState {
                     }
                 },
                 max_new_tokens: num(p, "max_new").unwrap_or(DEFAULT_MAX_NEW),
+                answer: p.get_str("answer").map(str::to_string),
             }
         });
         let explain = flag(p, "explain").unwrap_or(false).then(|| ExplainSpec {
@@ -383,6 +391,7 @@ impl ViewState {
             sampling: g.sampling,
             max_new_tokens: g.max_new_tokens,
             precision: self.precision,
+            answer: g.answer.clone(),
         })
     }
 

@@ -4,7 +4,7 @@
 //! line of scores per method and a chart of the curves of the method in view.
 
 use leptos::prelude::*;
-use tokenlens::{Faithfulness, Method, MethodFaithfulness, Operator, RandomBand, FRACTIONS};
+use tokenlens::{Faithfulness, Method, MethodFaithfulness, Operator, RandomBand, Token, FRACTIONS};
 
 mod chart;
 
@@ -48,7 +48,7 @@ pub fn FaithfulnessPanel(
             let on = operator.get().is_some();
             let measured = r.faithfulness.as_ref().map(|f| {
                 view! {
-                    <Measured f=f.clone() query_span=r.query_span/>
+                    <Measured f=f.clone() tokens=r.tokens.clone() query_span=r.query_span/>
                     <ScoreLines f=f.clone()/>
                     <CurveChart f=f.clone() tokens=r.tokens.clone() method=m tip=tip/>
                 }
@@ -123,25 +123,33 @@ fn operator_label(o: Operator) -> &'static str {
     }
 }
 
-/// What was measured, in a sentence: the operator and the eligible tokens.
-pub fn measured_line(f: &Faithfulness, query_span: Option<[usize; 2]>) -> String {
+/// What was measured, in a sentence: the operator and the eligible tokens (of `tokens`, the
+/// explanation's).
+pub fn measured_line(f: &Faithfulness, tokens: &[Token], query_span: Option<[usize; 2]>) -> String {
+    let generated = |i: &usize| tokens.get(*i).is_some_and(|t| t.generated);
     let in_query = match query_span {
-        Some([a, b]) => f.eligible.iter().all(|i| (a..b).contains(i)),
+        Some([a, b]) => f
+            .eligible
+            .iter()
+            .all(|i| (a..b).contains(i) || generated(i)),
         None => false,
     };
-    let whose = if in_query {
-        "of the user's text"
-    } else {
-        "of the prompt"
+    let answer = match f.eligible.iter().any(generated) {
+        true => " and the answer so far",
+        false => "",
+    };
+    let (whose, fixed) = match in_query {
+        true => ("of the user's text", "special and template tokens"),
+        false => ("of the prompt", "special tokens"),
     };
     let neutral = match (f.operator, f.neutral_id) {
         (Operator::Replace, Some(id)) => format!(" (token id {id})"),
         _ => String::new(),
     };
     format!(
-        "Measured by {}{neutral}: {} tokens {whose} can be taken out, in {} steps; special and \
-         template tokens, and the last token (the one that predicts), never move. The random band \
-         is the mean ± s.d. of {} seeded orders.",
+        "Measured by {}{neutral}: {} tokens {whose}{answer} can be taken out, in {} steps; \
+         {fixed}, and the last token (the one that predicts), never move. The random band is the \
+         mean ± s.d. of {} seeded orders.",
         operator_label(f.operator),
         f.eligible.len(),
         f.steps.len().saturating_sub(1),
@@ -166,7 +174,7 @@ pub fn score_line(label: &str, s: &MethodFaithfulness, random: &RandomBand) -> S
 
 /// What was measured.
 #[component]
-fn Measured(f: Faithfulness, query_span: Option<[usize; 2]>) -> AnyView {
+fn Measured(f: Faithfulness, tokens: Vec<Token>, query_span: Option<[usize; 2]>) -> AnyView {
     view! {
         <p
             class="hint"
@@ -174,7 +182,7 @@ fn Measured(f: Faithfulness, query_span: Option<[usize; 2]>) -> AnyView {
             data-operator=f.operator.name()
             data-eligible=f.eligible.len()
         >
-            {measured_line(&f, query_span)}
+            {measured_line(&f, &tokens, query_span)}
         </p>
     }
     .into_any()

@@ -81,6 +81,8 @@ pub(super) async fn stream_task(model: &str, task: Task) -> Result<TextStream, S
     let state = server_state()?;
     let new_tokens = match &task {
         Task::Explain(r) => r.continuation.len(),
+        // A given answer's length is checked in tokens where the model is known.
+        Task::Generate(r) if r.answer.is_some() => 0,
         Task::Generate(r) => r.max_new_tokens,
         Task::Steps(r) => r.generated.len(),
         Task::Unit(r) => r.continuation.len(),
@@ -88,7 +90,7 @@ pub(super) async fn stream_task(model: &str, task: Task) -> Result<TextStream, S
     };
     state
         .limits
-        .check(task.prompt(), new_tokens)
+        .check(&task.text(), new_tokens)
         .map_err(|msg| {
             crate::metrics::refused(crate::metrics::Refusal::TooLarge);
             refuse(axum::http::StatusCode::BAD_REQUEST, msg)

@@ -237,7 +237,7 @@ fn faithfulness_lines(r: &Partial) -> Vec<String> {
         let s = f.methods.get(&m)?;
         Some(score_line(m.label(), s, &f.random))
     });
-    std::iter::once(measured_line(f, r.query_span))
+    std::iter::once(measured_line(f, &r.tokens, r.query_span))
         .chain(methods)
         .collect()
 }

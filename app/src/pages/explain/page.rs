@@ -102,10 +102,8 @@ impl Page {
         let units = Memo::new(move |_| {
             results.result.with(|r| {
                 r.as_ref().map(|r| {
-                    let range = match (query_only.get(), r.query_span) {
-                        (true, Some([a, b])) => (a, b),
-                        _ => (0, r.tokens.len()),
-                    };
+                    let range =
+                        crate::display::shown_range(&r.tokens, r.query_span, query_only.get());
                     Units::new(&r.tokens, display.get().granularity, range, r.query_span)
                 })
             })
