@@ -13,7 +13,7 @@ step "set-up"
 bash scripts/fetch-models.sh
 # OpenBLAS and oneMKL: the fast f32 and bf16 matrix products (src/kernels/; without them,
 # candle's kernel and f32).
-bash scripts/apt-install.sh fonts-dejavu-core chromium libopenblas0-pthread prometheus nginx-light
+bash scripts/apt-install.sh fonts-dejavu-core fonts-wqy-microhei fonts-noto-color-emoji chromium libopenblas0-pthread prometheus nginx-light
 bash scripts/fetch-mkl.sh
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 [ -d end2end/node_modules/@playwright/test ] || (cd end2end && npm ci --no-audit --no-fund)

@@ -44,6 +44,7 @@ impl crate::Engine {
                 end: 0,
                 special: true,
                 generated: false,
+                piece: None,
             });
         }
         for (i, (&id, &(start, end))) in enc.get_ids().iter().zip(enc.get_offsets()).enumerate() {
@@ -54,8 +55,11 @@ impl crate::Engine {
                 end,
                 special: enc.get_special_tokens_mask().get(i) == Some(&1) || self.is_special(id),
                 generated: false,
+                piece: None,
             });
         }
+        crate::pieces::merge(self.tokenizer(), &mut tokens, 0);
+        crate::pieces::close_open(&mut tokens);
         let query_span = query.and_then(|q| {
             let inside = |t: &Token| t.end > q.start && t.start < q.end;
             let first = tokens.iter().position(inside)?;
@@ -107,25 +111,34 @@ impl crate::Engine {
                     vocab: self.vocab_size(),
                 });
             }
-            let token = self.appended_token(&mut tok.text, id);
+            let open = crate::pieces::open_run(tok.tokens.iter());
+            let token = self.appended_token(&mut tok.text, open, id);
             tok.tokens.push(token);
         }
         Ok(tok)
     }
 
-    /// A generated token appended to `text`, with its offsets there.
-    pub(crate) fn appended_token(&self, text: &mut String, id: u32) -> Token {
-        let piece = self.decode_token(id);
-        let start = text.len();
-        text.push_str(&piece);
-        Token {
+    /// A generated token appended to `text`, with its offsets there. `open`: the pieces of a
+    /// character it may complete (the tokens before it, see [`crate::pieces::open_run`]);
+    /// a token that completes one carries the whole character.
+    pub(crate) fn appended_token(&self, text: &mut String, open: Vec<Token>, id: u32) -> Token {
+        let mut run = open;
+        run.push(Token {
             id,
-            start,
-            end: text.len(),
-            text: piece,
+            start: 0,
+            end: 0,
+            text: self.decode_token(id),
             special: self.is_special(id),
             generated: true,
-        }
+            piece: None,
+        });
+        let last = run.len() - 1;
+        crate::pieces::merge(self.tokenizer(), &mut run, last);
+        let mut token = run.swap_remove(last);
+        token.start = text.len();
+        text.push_str(&token.text);
+        token.end = text.len();
+        token
     }
 
     /// Emits the `tokens` event; returns the ids.

@@ -273,10 +273,10 @@ impl Engine {
         &self.tokenizer
     }
 
-    /// Decodes one token (byte-level BPE undone; lossy for a token holding part of a
-    /// character).
+    /// Decodes one token (byte-level BPE undone); a token holding part of a character reads
+    /// as its bytes (`‹E6 9D›`, see [`crate::pieces`]).
     pub fn decode_token(&self, id: u32) -> String {
-        self.tokenizer.decode(&[id], false).unwrap_or_default()
+        crate::pieces::token_text(&self.tokenizer, id)
     }
 
     /// This engine with `edits` to its neurons and heads applied in every pass (itself when

@@ -450,6 +450,7 @@ mod tests {
             end: 0,
             special,
             generated,
+            piece: None,
         }
     }
 

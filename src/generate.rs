@@ -78,9 +78,10 @@ impl crate::Engine {
             if given.is_none() && self.eos_ids().contains(&id) {
                 break StopReason::EndOfTurn;
             }
+            let open = crate::pieces::open_run(generated.iter().map(|g| &g.token));
             let token = GeneratedToken {
                 prob: probability(id, &logits),
-                token: self.appended_token(&mut text, id),
+                token: self.appended_token(&mut text, open, id),
             };
             emit(StreamEvent::Generated {
                 index: generated.len(),

@@ -117,7 +117,12 @@ fn starts_word(prev: &Token, tok: &Token) -> bool {
 pub fn groups(tokens: &[Token], granularity: Granularity) -> Vec<Group> {
     let mut out: Vec<Group> = Vec::new();
     for (i, tok) in tokens.iter().enumerate() {
-        let new = match (granularity, i.checked_sub(1).map(|p| &tokens[p])) {
+        let prev = i.checked_sub(1).map(|p| &tokens[p]);
+        // A piece of a character (an empty text, see `Token::piece`) joins the token that
+        // completes it, at every level.
+        let joins = prev.is_some_and(|p| p.piece.is_some() && p.text.is_empty());
+        let new = match (granularity, prev) {
+            _ if joins => false,
             (_, None) | (Granularity::Token, _) => true,
             (Granularity::Word, Some(prev)) => starts_word(prev, tok),
             (Granularity::Sentence, Some(prev)) => {
@@ -175,6 +180,7 @@ mod tests {
                     end: at + t.len(),
                     special,
                     generated: false,
+                    piece: None,
                 };
                 at += t.len();
                 tok

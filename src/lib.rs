@@ -65,6 +65,8 @@ pub mod methods;
 #[cfg(feature = "engine")]
 pub mod models;
 #[cfg(feature = "engine")]
+mod pieces;
+#[cfg(feature = "engine")]
 pub mod pre_tokenizer;
 #[cfg(feature = "engine")]
 mod precision;

@@ -131,6 +131,23 @@ pub struct Token {
     /// Produced by the model (a continuation token), not part of the prompt.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub generated: bool,
+    /// Part of a character that several byte-level tokens form (CJK, emoji): this token's
+    /// bytes, e.g. `‹E6 9D›`. The run's last token has the characters as its `text`, the
+    /// ones before it an empty text; a token that completes no character has its bytes as
+    /// its text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub piece: Option<String>,
+}
+
+impl Token {
+    /// What to show for this token alone: its text, or the bytes of a piece whose character a
+    /// later token completes.
+    pub fn shown(&self) -> &str {
+        match (&self.piece, self.text.is_empty()) {
+            (Some(bytes), true) => bytes,
+            _ => &self.text,
+        }
+    }
 }
 
 /// Relevance bookkeeping: how much of the explained value the scores account for (LRP's

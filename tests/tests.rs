@@ -15,6 +15,7 @@ mod integrated_gradients;
 mod lens;
 mod model_files;
 mod neurons;
+mod pieces;
 mod precision;
 mod reference;
 mod span;

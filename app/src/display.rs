@@ -200,6 +200,7 @@ impl Units {
                 end: tokens[g.end - 1].end,
                 special: g.special,
                 generated: tokens[g.start].generated,
+                piece: None,
             })
             .collect()
     }
@@ -280,6 +281,7 @@ mod tests {
             end: 0,
             special,
             generated: false,
+            piece: None,
         }
     }
 

@@ -343,6 +343,7 @@ mod tests {
             end: 0,
             special: false,
             generated: false,
+            piece: None,
         }
     }
 

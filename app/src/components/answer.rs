@@ -112,17 +112,15 @@ pub fn Answer(
         drag.get()
             .is_some_and(|(a, b)| a != b && (a.min(b)..=a.max(b)).contains(&k))
     };
+    let titles = titles(&tokens);
     let buttons = tokens
         .into_iter()
+        .zip(titles)
         .enumerate()
-        .map(|(k, t)| {
-            let title = format!(
-                "step {}: {:?} (id {}, p = {:.3}); click to explain, drag or shift-click for a span",
-                k + 1,
-                t.token.text,
-                t.token.id,
-                t.prob
-            );
+        .map(|(k, (t, title))| {
+            // A piece of a character that a later token completes: shown as a small mark, its
+            // bytes on hover.
+            let piece = t.token.piece.is_some() && t.token.text.is_empty();
             view! {
                 <button
                     type="button"
@@ -131,6 +129,7 @@ pub fn Answer(
                     class:in-span=in_span(k)
                     class:dragged=move || dragged(k)
                     class:nl=t.token.text.contains('\n')
+                    class:piece=piece
                     title=title
                     data-step=k.to_string()
                     data-token-id=t.token.id.to_string()
@@ -174,4 +173,37 @@ pub fn Answer(
             {buttons}
         </div>
     }
+}
+
+/// Each answer token's hover text: its step, text, id and probability; for the pieces of a
+/// character, their bytes and the character they form.
+fn titles(tokens: &[GeneratedToken]) -> Vec<String> {
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut pieces: Vec<String> = Vec::new();
+    for (k, t) in tokens.iter().enumerate() {
+        let tok = &t.token;
+        let what = match &tok.piece {
+            Some(bytes) if tok.text.is_empty() => {
+                pieces.push(bytes.clone());
+                format!("bytes {bytes}, a piece of the character the next tokens complete")
+            }
+            Some(bytes) => {
+                pieces.push(bytes.clone());
+                let all = std::mem::take(&mut pieces).join(" ");
+                format!(
+                    "{:?} (its bytes {all}, over {} tokens)",
+                    tok.text,
+                    all.matches('‹').count()
+                )
+            }
+            None => format!("{:?}", tok.text),
+        };
+        out.push(format!(
+            "step {}: {what} (id {}, p = {:.3}); click to explain, drag or shift-click for a span",
+            k + 1,
+            tok.id,
+            t.prob
+        ));
+    }
+    out
 }

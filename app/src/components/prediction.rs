@@ -221,7 +221,7 @@ fn heading(
             };
             view! {
                 <p data-testid="heading" data-generated=g.token.id data-best=p.best.id>
-                    {format!("Answer token {}: ", k + 1)} <strong>{format!("{:?}", g.token.text)}</strong>
+                    {format!("Answer token {}: ", k + 1)} <strong>{format!("{:?}", g.token.shown())}</strong>
                     {format!(" (p = {:.3} in the answer){note}", g.prob)}
                     {most_likely}
                 </p>

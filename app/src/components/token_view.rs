@@ -158,6 +158,17 @@ fn tip_lines(r: &Partial, u: &Units, m: Method, d: Display, i: usize) -> Option<
     if first.generated {
         lines.push("generated".into());
     }
+    // A character over several byte-level tokens: their bytes.
+    let pieces: Vec<&str> = r
+        .tokens
+        .get(g.start..g.end)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| t.piece.as_deref())
+        .collect();
+    if !pieces.is_empty() {
+        lines.push(format!("bytes: {}", pieces.join(" ")));
+    }
     if let Some(res) = r.methods.get(&m) {
         let scores = u.scores(&res.scores, d.aggregate);
         let how = match (d.granularity, d.aggregate) {

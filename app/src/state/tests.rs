@@ -210,6 +210,7 @@ fn token(id: u32, text: &str) -> Token {
         end: text.len(),
         special: false,
         generated: false,
+        piece: None,
     }
 }
 

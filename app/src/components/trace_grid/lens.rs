@@ -125,6 +125,7 @@ mod tests {
             end: 0,
             special: false,
             generated: false,
+            piece: None,
         };
         let tokens = [tok("Hello"), tok(" wor"), tok("ld")];
         let units = Units::new(&tokens, Granularity::Word, (0, 3), None);
