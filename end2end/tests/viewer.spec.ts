@@ -438,6 +438,19 @@ test('before running: the token count and a time estimate; a long prompt gets a 
   await page.locator('textarea[name=prompt]').fill(`${prompt} Answer briefly.`);
   await expect(est).toHaveAttribute('data-seconds', /^[0-9.e-]+$/);
   await expect(est).toContainText(/tokens · explaining takes about [0-9.]+ s here/);
+  // It counts what Explain would run: the logit lens (on by default, and costlier than the
+  // map on this model) until it is turned off.
+  const asked: any[] = [];
+  page.on('request', (r) => {
+    if (r.url().includes('/api/estimate')) asked.push(JSON.parse(r.postData() ?? '{}').request);
+  });
+  await page.locator('textarea[name=prompt]').fill(`${prompt} Answer in a word.`);
+  await expect.poll(() => asked.length).toBeGreaterThan(0);
+  expect(asked[asked.length - 1].lens).toBe(true);
+  await page.locator('input[name=lens]').uncheck();
+  await page.locator('textarea[name=prompt]').fill(`${prompt} Answer in two words.`);
+  await expect.poll(() => asked.length).toBeGreaterThan(1);
+  expect(asked[asked.length - 1].lens ?? false).toBe(false);
   // A long prompt: warned before it runs (slow), or refused as over the limit.
   await page.locator('textarea[name=prompt]').fill('All work and no play makes Jack a dull boy. '.repeat(600));
   await expect(est).toHaveClass(/slow|over/);

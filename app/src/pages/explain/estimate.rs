@@ -2,21 +2,25 @@
 
 use leptos::prelude::*;
 
-use crate::components::prompt_form::Form;
+use super::Page;
 use crate::pages::api::{estimate_prompt, Estimate};
-use crate::state::{ExplainSpec, ViewState};
 
 /// Typing must pause this long before the server is asked.
 const PAUSE_MS: u64 = 400;
 
-/// The estimate for the form's model, prompt and template (None before the first answer).
-/// Asked in the browser only (effects do not run on the server).
-pub fn estimate(form: Form) -> Signal<Option<Result<Estimate, String>>> {
+/// The estimate of what Explain would run for the form's model, prompt and template, with
+/// what the view shown carries over (the logit lens, the curves, neurons and heads: the lens
+/// often costs more than the map). None before the first answer. Asked in the browser only
+/// (effects do not run on the server).
+pub fn estimate(page: Page) -> Signal<Option<Result<Estimate, String>>> {
+    let form = page.form;
     let out = RwSignal::new(None);
     let edits = StoredValue::new(0u64);
     Effect::new(move |_| {
         let (model, prompt) = (form.model.get(), form.prompt.get());
-        let (chat, thinking) = (form.chat.get(), form.thinking.get());
+        let _ = (form.chat.get(), form.thinking.get(), form.precision.get());
+        // The view's switches (the lens, the curves) change what Explain runs.
+        page.shown.track();
         edits.update_value(|n| *n += 1);
         let mine = edits.get_value();
         let current = move || edits.get_value() == mine;
@@ -25,16 +29,8 @@ pub fn estimate(form: Form) -> Signal<Option<Result<Estimate, String>>> {
                 if !current() || prompt.trim().is_empty() {
                     return;
                 }
-                // The request Explain would send for this prompt.
-                let v = ViewState {
-                    model: model.clone(),
-                    prompt,
-                    chat,
-                    thinking,
-                    explain: Some(ExplainSpec::default()),
-                    ..ViewState::default()
-                };
-                let Ok(Some(request)) = v.explain_request(&[]) else {
+                // The request Explain would send.
+                let Ok(Some(request)) = page.submitted().explain_request(&[]) else {
                     return;
                 };
                 leptos::task::spawn_local(async move {

@@ -45,8 +45,9 @@ impl Page {
         (e.inside, e.ablation) = (inside, ablation);
     }
 
-    /// Explain: the form's target (and contrast) of the form's prompt.
-    pub fn submit(self) {
+    /// The view Explain goes to: the form's target (and contrast) of the form's prompt, with
+    /// what the view shown carries over (the lens, the curves, neurons and heads).
+    pub fn submitted(self) -> crate::state::ViewState {
         let spec = |t: String| (!t.is_empty()).then_some(TargetSpec::Text(t));
         let mut e = ExplainSpec {
             target: spec(self.form.target.get_untracked()).unwrap_or_default(),
@@ -56,7 +57,12 @@ impl Page {
             ..ExplainSpec::default()
         };
         self.carry(&mut e);
-        self.go(self.with_form(|v| v.explain = Some(e.clone())), true);
+        self.with_form(|v| v.explain = Some(e.clone()))
+    }
+
+    /// Explain: the form's target (and contrast) of the form's prompt.
+    pub fn submit(self) {
+        self.go(self.submitted(), true);
     }
 
     /// Generate: an answer under the form's settings.

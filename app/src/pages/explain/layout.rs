@@ -49,7 +49,7 @@ pub fn PageView(page: Page) -> impl IntoView {
                 on_cancel=Callback::new(move |()| status.cancel())
                 on_pick_model=Callback::new(move |name| page.pick_model(name))
             />
-            <EstimateLine estimate=estimate(page.form)/>
+            <EstimateLine estimate=estimate(page)/>
             <StatusLine stage=status.stage progress=status.progress running=status.running error=status.error/>
             <ShareBar
                 shared=page.shared
