@@ -59,4 +59,9 @@ test('axe: no serious or critical accessibility violations on the main views', a
   await expect(page.locator('[data-testid=unit-card]')).toContainText('Head 23:h4', { timeout: 120_000 });
   await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 120_000 });
   expect(await violations(page), 'neurons, heads, a card, the ablation check, steered').toEqual([]);
+  // A given answer whose characters take several tokens, a span of it explained.
+  await page.goto(`/?prompt=${encodeURIComponent('The capital of Japan is')}&chat=0&generate=1&answer=${encodeURIComponent(' 東京, Tokyo.')}&explain=1&span=1:4`);
+  await expect(page.locator('.answer .ans-tok.piece').first()).toBeVisible({ timeout: 120_000 });
+  await expect(page.locator('[data-testid=status]')).toHaveText('done', { timeout: 120_000 });
+  expect(await violations(page), 'a given answer in pieces, a span of it').toEqual([]);
 });

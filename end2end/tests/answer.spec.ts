@@ -47,6 +47,13 @@ test('a given answer is explained token by token, all steps too, and survives a 
   expect(await page.locator('.answer .ans-tok').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-token-id'))))).toEqual(ids);
   expectClose(await scores(page), step3.methods.saliency.scores);
 
+  // At 400 px the field and the answer wrap within the page.
+  await page.setViewportSize({ width: 400, height: 900 });
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  expect(width).toBeLessThanOrEqual(400);
+  await page.screenshot({ path: path.join(shots, 'given-answer-400.png'), fullPage: true });
+  await page.setViewportSize({ width: 1400, height: 900 });
+
   // Emptied, the button generates again.
   await page.locator('textarea[name=answer]').fill('');
   await expect(page.locator('button[name=generate]')).toHaveText('Generate');
