@@ -57,12 +57,7 @@ def run_mode(mode, out_path):
             answer_ids = json.load(open(out_path + ".ids"))[name]
         for k, t in enumerate(answer_ids):
             grad, e, _, _ = reference.attribute(model, ids + answer_ids[:k], t)
-            if mode == "plain":
-                scores = {"saliency": reference.r(grad.norm(dim=-1).tolist()),
-                          "input_x_gradient": reference.r((e * grad).sum(-1).tolist())}
-            else:
-                scores = {mode: reference.r((e * grad).sum(-1).tolist())}
-            entry["steps"].append(scores)
+            entry["steps"].append(reference.method_scores(mode, grad, e))
         out[name] = entry
         print(f"{mode}: {name} answer of {len(answer_ids)} tokens", file=sys.stderr)
     with open(out_path, "w") as f:

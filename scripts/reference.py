@@ -412,6 +412,15 @@ def per_mode(script, modes, merge):
     return merged
 
 
+def method_scores(mode, grad, e):
+    """Each method's scores from the gradient at the input embeddings `e`: the plain mode's
+    saliency (|grad|) and input x gradient, or an lxt mode's relevance (e . grad)."""
+    if mode == "plain":
+        return {"saliency": r(grad.norm(dim=-1).tolist()),
+                "input_x_gradient": r((e * grad).sum(-1).tolist())}
+    return {mode: r((e * grad).sum(-1).tolist())}
+
+
 def r(xs):
     return [float(f"{x:.7g}") for x in xs]
 

@@ -56,13 +56,6 @@ def backward(model, ids, targets):
     return emb.grad[0], emb[0].detach(), trace, float(y)
 
 
-def scores(mode, grad, e):
-    if mode == "plain":
-        return {"saliency": reference.r(grad.norm(dim=-1).tolist()),
-                "input_x_gradient": reference.r((e * grad).sum(-1).tolist())}
-    return {mode: reference.r((e * grad).sum(-1).tolist())}
-
-
 def run_mode(mode, out_path):
     import torch
 
@@ -74,12 +67,12 @@ def run_mode(mode, out_path):
                 logits = model(input_ids=torch.tensor([ids + cont]), use_cache=False).logits[0, -1]
                 cont.append(int(logits.argmax()))
         g, e, trace, y = backward(model, ids, [(len(ids) - 1, target)])
-        token = {"value": y, "scores": scores(mode, g, e), "trace": trace}
+        token = {"value": y, "scores": reference.method_scores(mode, g, e), "trace": trace}
         a, b = SPAN
         context = ids + cont[:b - 1]
         pairs = [(len(ids) + k - 1, cont[k]) for k in range(a, b)]
         g, e, trace, y = backward(model, context, pairs)
-        span = {"value": y, "scores": scores(mode, g, e), "trace": trace}
+        span = {"value": y, "scores": reference.method_scores(mode, g, e), "trace": trace}
         out[name] = {"ids": ids, "target": target, "continuation": cont,
                      "token": token, "span": span}
         print(f"{mode}: {name} continues {cont}", file=sys.stderr)
