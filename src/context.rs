@@ -19,8 +19,7 @@ impl crate::Engine {
     /// Templates (optionally; `thinking` is the template's `enable_thinking`) and tokenizes
     /// a prompt.
     pub fn tokenize(&self, prompt: &str, chat_template: bool, thinking: bool) -> Result<Tokenized> {
-        // Whitespace is text a model can be asked to continue ("\n", "   ").
-        if prompt.is_empty() {
+        if prompt.trim().is_empty() {
             return Err(Error::EmptyPrompt);
         }
         let (text, query) = if chat_template {
