@@ -19,7 +19,8 @@ impl crate::Engine {
     /// Templates (optionally; `thinking` is the template's `enable_thinking`) and tokenizes
     /// a prompt.
     pub fn tokenize(&self, prompt: &str, chat_template: bool, thinking: bool) -> Result<Tokenized> {
-        if prompt.trim().is_empty() {
+        // Whitespace is text a model can be asked to continue ("\n", "   ").
+        if prompt.is_empty() {
             return Err(Error::EmptyPrompt);
         }
         let (text, query) = if chat_template {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The prompt is empty (or only whitespace).
+    /// The prompt is empty (whitespace is not: a model can continue it).
     #[error("the prompt is empty")]
     EmptyPrompt,
     /// The prompt has more tokens than the model (or the configured limit) accepts.

@@ -11,9 +11,33 @@ fn tmp(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn empty_prompt() {
-    for p in ["", "   \n"] {
-        let err = engine().explain(&ExplainRequest::new(p)).unwrap_err();
-        assert!(matches!(err, Error::EmptyPrompt), "{err}");
+    let err = engine().explain(&ExplainRequest::new("")).unwrap_err();
+    assert!(matches!(err, Error::EmptyPrompt), "{err}");
+}
+
+/// A prompt of only whitespace is text: it is explained and continued, raw or templated.
+#[test]
+fn whitespace_prompts_are_text() {
+    let e = engine();
+    for p in ["\n", "   ", " \n\t"] {
+        for chat in [false, true] {
+            let ex = e
+                .explain(&ExplainRequest {
+                    chat_template: chat,
+                    ..ExplainRequest::new(p)
+                })
+                .unwrap_or_else(|err| panic!("{p:?} (chat {chat}): {err}"));
+            assert!(ex.text.contains(p), "{p:?}: {:?}", ex.text);
+            assert!(ex.predicted().is_some());
+        }
+        let g = e
+            .generate(&tokenlens::GenerateRequest {
+                chat_template: false,
+                max_new_tokens: 3,
+                ..tokenlens::GenerateRequest::new(p)
+            })
+            .unwrap();
+        assert_eq!(g.text, p);
     }
 }
 

@@ -13,6 +13,9 @@ test('a given answer is explained token by token, all steps too, and survives a 
   await page.locator('textarea[name=prompt]').fill(prompt);
   await (await unfold(page)).locator('textarea[name=answer]').fill(answer);
   await expect(page.locator('button[name=generate]')).toHaveText('Use given answer');
+  // Nothing is sampled: the sampling settings are off.
+  await expect(page.locator('input[name=temperature]')).toBeDisabled();
+  await expect(page.locator('input[name=greedy]')).toBeDisabled();
   await page.locator('button[name=generate]').click();
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   const cli = tokenlens('explain', '--prompt', prompt, '--raw', '--answer', answer, '--methods', 'saliency');
@@ -57,6 +60,7 @@ test('a given answer is explained token by token, all steps too, and survives a 
   // Emptied, the button generates again.
   await page.locator('textarea[name=answer]').fill('');
   await expect(page.locator('button[name=generate]')).toHaveText('Generate');
+  await expect(page.locator('input[name=temperature]')).toBeEnabled();
 });
 
 test('query only shows an answer step with the user\'s text and the answer so far; faithfulness moves the answer too', async ({ page }) => {

@@ -104,7 +104,7 @@ test('the grid has n_layers × n_tokens cells with the trace values', async ({ p
 });
 
 test('errors are shown as readable messages', async ({ page }) => {
-  await explain(page, '   ');
+  await explain(page, '');
   await expect(page.locator('[data-testid=error]')).toContainText('the prompt is empty');
   await expect(page.locator('button[name=submit]')).toBeEnabled();
   // Longer than the model's context: refused by the engine, reported in the page.

@@ -385,6 +385,8 @@ fn GenerationSettings(form: Form) -> AnyView {
                     // tells an early edit apart); the property follows the state.
                     value=get.get_untracked()
                     prop:value=move || get.get()
+                    // A given answer is read, not sampled: these settings do not apply.
+                    disabled=move || !answer.with(String::is_empty)
                     on:change=move |ev| set.run(event_target_value(&ev))
                 />
             </label>
@@ -428,7 +430,7 @@ fn GenerationSettings(form: Form) -> AnyView {
         <summary>"Generation settings"</summary>
         <div class="row gen-settings">
             <span class="label">"Generation: "</span>
-            <label><Checkbox name="greedy" label=" greedy" value=greedy/></label>
+            <label><Checkbox name="greedy" label=" greedy" value=greedy disabled=Signal::derive(move || !answer.with(String::is_empty))/></label>
             {sampling_input("temperature", "temperature ", "0.05",
                 |s| s.temperature.to_string(),
                 |s, v| v.parse().map(|x| s.temperature = x).is_ok())}

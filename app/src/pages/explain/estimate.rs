@@ -26,7 +26,7 @@ pub fn estimate(page: Page) -> Signal<Option<Result<Estimate, String>>> {
         let current = move || edits.get_value() == mine;
         set_timeout(
             move || {
-                if !current() || prompt.trim().is_empty() {
+                if !current() || prompt.is_empty() {
                     return;
                 }
                 // The request Explain would send.

@@ -74,11 +74,6 @@ async fn bad_input_corpus() {
             explain(r#"{"prompt": "Hi", "continuation": [-3]}"#),
         ),
         ("prompt empty", "/api/explain", explain(r#"{"prompt": ""}"#)),
-        (
-            "prompt spaces",
-            "/api/explain",
-            explain(r#"{"prompt": "   "}"#),
-        ),
         ("prompt 100k characters", "/api/explain", explain(&long)),
         ("prompt missing", "/api/explain", explain(r#"{}"#)),
         (

@@ -145,6 +145,14 @@ async fn statuses() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.trim_end().ends_with(r#"{"type":"done"}"#), "{body}");
+    // A prompt of only whitespace is text a model can continue, not an empty prompt.
+    let (status, body) = send(
+        &app,
+        explain(r#"{"prompt": "   ", "methods": ["saliency"]}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.trim_end().ends_with(r#"{"type":"done"}"#), "{body}");
     // A unit's card: one unit event.
     let (status, body) = send(
         &app,
