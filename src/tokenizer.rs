@@ -79,9 +79,10 @@ pub fn from_gguf(content: &Content) -> Result<Tokenizer> {
     match model {
         "gpt2" => byte_level_bpe(content),
         "llama" => sentencepiece_bpe(content),
+        "gemma4" => gemma4_bpe(content),
         _ => Err(tok_err(format!(
-            "GGUF tokenizer model {model:?} is not supported (byte-level BPE \"gpt2\" and \
-             SentencePiece \"llama\" are)"
+            "GGUF tokenizer model {model:?} is not supported (byte-level BPE \"gpt2\", \
+             SentencePiece \"llama\" and Gemma 4's \"gemma4\" are)"
         ))),
     }
 }
@@ -89,10 +90,6 @@ pub fn from_gguf(content: &Content) -> Result<Tokenizer> {
 /// A SentencePiece BPE from pieces and scores (`tokenizer.ggml.model = "llama"`).
 fn sentencepiece_bpe(content: &Content) -> Result<Tokenizer> {
     use std::collections::HashMap;
-    use tokenizers::decoders::byte_fallback::ByteFallback;
-    use tokenizers::decoders::fuse::Fuse;
-    use tokenizers::decoders::sequence::Sequence as DecoderSequence;
-    use tokenizers::normalizers::replace::Replace;
 
     let tokens = gguf_strings(content, "tokenizer.ggml.tokens")?;
     let scores: Vec<f32> = content
@@ -112,16 +109,14 @@ fn sentencepiece_bpe(content: &Content) -> Result<Tokenizer> {
         )));
     }
     let types = token_types(content, tokens.len())?;
-    if content
+    // SentencePiece's dummy prefix: a space before the text (and, as llama.cpp and the
+    // Hugging Face tokenizers do, before each stretch of text after a special token). On
+    // unless the GGUF says otherwise, as in llama.cpp (Gemma's files switch it off).
+    let space_prefix = content
         .metadata
         .get("tokenizer.ggml.add_space_prefix")
         .and_then(|v| v.to_bool().ok())
-        .unwrap_or(false)
-    {
-        return Err(tok_err(
-            "SentencePiece GGUF tokenizers with add_space_prefix are not supported",
-        ));
-    }
+        .unwrap_or(true);
     let ids: HashMap<&str, u32> = tokens
         .iter()
         .enumerate()
@@ -143,11 +138,7 @@ fn sentencepiece_bpe(content: &Content) -> Result<Tokenizer> {
     }
     merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let merges: Vec<(String, String)> = merges.into_iter().map(|(_, _, l, r)| (l, r)).collect();
-    let vocab: tokenizers::models::bpe::Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect();
+    let vocab = id_vocab(&tokens);
     let unk = crate::tokenizer::gguf_token(content, &tokens, "tokenizer.ggml.unknown_token_id");
     let mut builder = BPE::builder()
         .vocab_and_merges(vocab, merges)
@@ -156,16 +147,77 @@ fn sentencepiece_bpe(content: &Content) -> Result<Tokenizer> {
         builder = builder.unk_token(unk);
     }
     let mut tokenizer = Tokenizer::new(builder.build().map_err(tok_err)?);
+    with_escaped_spaces(&mut tokenizer, space_prefix)?;
+    add_vocab_tokens(&mut tokenizer, &tokens, &types)?;
+    Ok(tokenizer)
+}
+
+/// SentencePiece's normalizer and decoder: spaces are written as "▁" (after a "▁" before
+/// the text when `space_prefix`), and decoding undoes that and the byte fallback. A single
+/// token keeps its space (" Hello"), so a token's text is what it adds to the text.
+fn with_escaped_spaces(tokenizer: &mut Tokenizer, space_prefix: bool) -> Result<()> {
+    use tokenizers::decoders::byte_fallback::ByteFallback;
+    use tokenizers::decoders::fuse::Fuse;
+    use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+    use tokenizers::normalizers::{Prepend, Replace, Sequence};
+
+    let escape = Replace::new(" ", "▁").map_err(tok_err)?;
+    let normalizer: tokenizers::NormalizerWrapper = if space_prefix {
+        Sequence::new(vec![Prepend::new("▁".into()).into(), escape.into()]).into()
+    } else {
+        escape.into()
+    };
     tokenizer
-        .with_normalizer(Some(Replace::new(" ", "▁").map_err(tok_err)?))
+        .with_normalizer(Some(normalizer))
         .map_err(tok_err)?;
     tokenizer.with_decoder(Some(DecoderSequence::new(vec![
         Replace::new("▁", " ").map_err(tok_err)?.into(),
         ByteFallback::default().into(),
         Fuse::default().into(),
     ])));
+    Ok(())
+}
+
+/// Gemma 4's tokenizer (`tokenizer.ggml.model = "gemma4"`): a BPE with merges over raw
+/// UTF-8 pieces, spaces written as "▁" (no dummy prefix), byte fallback, and the text split
+/// only at runs of newlines (llama.cpp's `gemma4` pre-tokenizer); a run of newlines that is a
+/// vocabulary token is that token.
+fn gemma4_bpe(content: &Content) -> Result<Tokenizer> {
+    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+
+    let tokens = gguf_strings(content, "tokenizer.ggml.tokens")?;
+    let merges = gguf_merges(content)?;
+    let types = token_types(content, tokens.len())?;
+    let vocab = id_vocab(&tokens);
+    let mut builder = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true);
+    if let Some(unk) = gguf_token(content, &tokens, "tokenizer.ggml.unknown_token_id") {
+        builder = builder.unk_token(unk);
+    }
+    let mut tokenizer = Tokenizer::new(builder.build().map_err(tok_err)?);
+    with_escaped_spaces(&mut tokenizer, false)?;
+    let split = Split::new(
+        SplitPattern::Regex("[^\n]+|[\n]+".into()),
+        tokenizers::SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map_err(tok_err)?;
+    tokenizer.with_pre_tokenizer(Some(split));
     add_vocab_tokens(&mut tokenizer, &tokens, &types)?;
     Ok(tokenizer)
+}
+
+/// The merges of a GGUF BPE ("a b" each).
+fn gguf_merges(content: &Content) -> Result<Vec<(String, String)>> {
+    gguf_strings(content, "tokenizer.ggml.merges")?
+        .into_iter()
+        .map(|m| {
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| tok_err(format!("malformed merge {m:?}")))
+        })
+        .collect()
 }
 
 /// Adds the vocabulary's control tokens (`<|im_start|>`, `<start_of_turn>`) as special
@@ -190,6 +242,15 @@ fn add_vocab_tokens(tokenizer: &mut Tokenizer, tokens: &[String], types: &[i64])
     Ok(())
 }
 
+/// Each token by its id, as a BPE vocabulary.
+fn id_vocab(tokens: &[String]) -> tokenizers::models::bpe::Vocab {
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect()
+}
+
 /// The text of the token a metadata id points to.
 pub(crate) fn gguf_token(content: &Content, tokens: &[String], key: &str) -> Option<String> {
     let id = content.metadata.get(key)?.to_u32().ok()?;
@@ -199,20 +260,9 @@ pub(crate) fn gguf_token(content: &Content, tokens: &[String], key: &str) -> Opt
 /// A byte-level BPE (`tokenizer.ggml.model = "gpt2"`).
 fn byte_level_bpe(content: &Content) -> Result<Tokenizer> {
     let tokens = gguf_strings(content, "tokenizer.ggml.tokens")?;
-    let merges = gguf_strings(content, "tokenizer.ggml.merges")?
-        .into_iter()
-        .map(|m| {
-            m.split_once(' ')
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .ok_or_else(|| tok_err(format!("malformed merge {m:?}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let merges = gguf_merges(content)?;
     let types = token_types(content, tokens.len())?;
-    let vocab: tokenizers::models::bpe::Vocab = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect();
+    let vocab = id_vocab(&tokens);
     let pre_name = content
         .metadata
         .get("tokenizer.ggml.pre")

@@ -13,6 +13,7 @@ mod fuzz_loaders;
 mod generation;
 mod integrated_gradients;
 mod lens;
+mod llama_vocabs;
 mod model_files;
 mod neurons;
 mod pieces;
