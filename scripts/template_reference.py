@@ -37,6 +37,12 @@ MODELS = {
     "mistralai__Mistral-Nemo-Instruct-2407.v1.jinja": ("<s>", "</s>"),
     "google__gemma-3-4b-it.jinja": ("<bos>", "<eos>"),
     "HuggingFaceTB__SmolLM2-135M-Instruct.jinja": ("<|im_start|>", "<|im_end|>"),
+    "HuggingFaceTB__SmolLM3-3B.jinja": (None, "<|im_end|>"),
+    "Qwen__Qwen3.5-4B.jinja": (None, "<|im_end|>"),
+    "google__gemma-4-31B-it.jinja": ("<bos>", "<eos>"),
+    "microsoft__Phi-3.5-mini-instruct.jinja": ("<s>", "<|endoftext|>"),
+    "mistralai__Ministral-3-14B-Reasoning-2512.jinja": ("<s>", "</s>"),
+    "mistralai__Mistral-Small-3.2-24B-Instruct-2506.jinja": ("<s>", "</s>"),
     "deepseek-ai__DeepSeek-V3.jinja": ("<\uff5cbegin\u2581of\u2581sentence\uff5c>", "<\uff5cend\u2581of\u2581sentence\uff5c>"),
 }
 

@@ -32,8 +32,8 @@ pub struct Rendered {
 /// Marker standing in for the user's text: private-use characters no template touches.
 const MARKER: &str = "\u{E000}tokenlens-query\u{E001}";
 
-/// The most steps (minijinja's fuel) one rendering may take. Each of the nine real templates
-/// in `tests/fixtures/templates` renders one message in under 1,000; a template from a model
+/// The most steps (minijinja's fuel) one rendering may take. Each of the real templates in
+/// `tests/fixtures/templates` renders one message in under 1,000; a template from a model
 /// file that loops longer is refused rather than holding the worker.
 const FUEL: u64 = 1_000_000;
 
@@ -56,6 +56,15 @@ impl ChatTemplate {
 
     fn render_with(&self, content: &str, thinking: bool) -> Result<String> {
         let mut env = Environment::new();
+        // transformers' Jinja environment: `trim_blocks=True, lstrip_blocks=True` (a tag's
+        // or a comment's newline is dropped, as are the spaces before a tag on its line).
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .build()
+                .map_err(|e| Error::Template(e.to_string()))?,
+        );
         env.set_fuel(Some(FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
