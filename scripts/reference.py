@@ -86,6 +86,11 @@ TINY = {
         "tiny_llama31_chat": ("What changed between Llama 3 and Llama 3.1? One line.", True),
         "tiny_llama31_raw": ("In 1492, Columbus sailed the ocean blue; in 1969, Apollo 11 landed on the", False),
     }),
+    # OLMo 2: norms after each block (none before), q/k norms over all heads, untied lm_head.
+    "olmo2": ("tiny-olmo2", {
+        "tiny_olmo2_chat": ("What do open language models share? Answer in one line.", True),
+        "tiny_olmo2_raw": ("Rivers flow to the sea because", False),
+    }),
     "gemma3": ("tiny-gemma3", {
         "tiny_gemma3_chat": ("Translate to French: the cat sleeps on the warm mat.", True),
         "tiny_gemma3_raw": ("Once upon a time, in a land far away, there lived a", False),
@@ -103,7 +108,7 @@ def tiny_dir(family):
 
 def tiny_config(family, vocab):
     """A small config per family; values chosen to exercise what differs."""
-    from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config, Qwen3Config
+    from transformers import Gemma3TextConfig, LlamaConfig, Olmo2Config, Qwen2Config, Qwen3Config
 
     common = dict(
         vocab_size=vocab, hidden_size=16, intermediate_size=40, num_hidden_layers=3,
@@ -125,6 +130,9 @@ def tiny_config(family, vocab):
         return Qwen2Config(rope_theta=1e6, **common)
     if family == "qwen3":
         return Qwen3Config(rope_theta=1e6, head_dim=8, **common)
+    if family == "olmo2":
+        common.update(tie_word_embeddings=False)
+        return Olmo2Config(rope_theta=5e5, **common)
     common.update(num_hidden_layers=6, num_key_value_heads=1)
     return Gemma3TextConfig(
         head_dim=8, query_pre_attn_scalar=12, sliding_window=4, sliding_window_pattern=3,
@@ -433,9 +441,11 @@ def patch_lxt(mode):
     import importlib
     from lxt.efficient import monkey_patch
 
-    # Each family's module gets its own lxt rule map.
+    # Each family's module gets its own lxt rule map (OLMo 2's: lxt's patches, mapped here).
     for family in {MODULE.get(f, f) for f in TINY}:
-        rules = importlib.import_module(f"lxt.efficient.models.{family}")
+        rules = importlib.import_module(
+            "lxt_olmo2" if family == "olmo2" else f"lxt.efficient.models.{family}"
+        )
         module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
         monkey_patch(module, rules.attnLRP if mode == "attnlrp" else rules.cp_LRP)
 
@@ -515,6 +525,7 @@ GEN_PROMPTS = {
     "tiny_chat": (TINY["llama"][1]["tiny_chat"][0], True, "llama"),
     "tiny_qwen3_chat": (TINY["qwen3"][1]["tiny_qwen3_chat"][0], True, "qwen3"),
     "tiny_gemma3_raw": (TINY["gemma3"][1]["tiny_gemma3_raw"][0], False, "gemma3"),
+    "tiny_olmo2_chat": (TINY["olmo2"][1]["tiny_olmo2_chat"][0], True, "olmo2"),
     "qwen_reverse_chat": (QWEN_PROMPTS["qwen_reverse_chat"][0], True, "qwen2.5"),
     "qwen_code_raw": (QWEN_PROMPTS["qwen_code_raw"][0], False, "qwen2.5"),
     "tiny_llama3_chat": (LLAMA3_PROMPTS["tiny_llama3_chat"][0], True, "llama3-gguf"),

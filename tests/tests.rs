@@ -9,6 +9,7 @@ mod cancel;
 mod cli;
 mod errors;
 mod faithfulness;
+mod families;
 mod fuzz_loaders;
 mod generation;
 mod integrated_gradients;

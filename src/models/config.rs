@@ -53,13 +53,14 @@ pub struct Config {
 pub struct Arch {
     /// q, k and v projections have biases (Qwen2).
     pub attention_bias: bool,
-    /// RMSNorm on each head's q and k before RoPE (Qwen3, Gemma 3).
-    pub qk_norm: bool,
+    /// RMSNorm on q and k before RoPE: each head's (Qwen3, Gemma 3) or all heads' at once
+    /// (OLMo 2).
+    pub qk_norm: Option<QkNorm>,
     /// Norm weights are stored as w and multiply by (1 + w) (Gemma, Hugging Face layout;
     /// llama.cpp stores 1 + w).
     pub norm_plus_one: bool,
-    /// Norms after attention and around the MLP as well (Gemma 3's four norms per layer).
-    pub sandwich_norms: bool,
+    /// Where a layer's norms sit around its two blocks.
+    pub norms: NormPlacement,
     /// Input embeddings multiplied by this (Gemma: √hidden).
     pub embed_scale: Option<f64>,
     /// The MLP's activation.
@@ -72,6 +73,56 @@ pub struct Arch {
     pub rope_local_theta: Option<f64>,
     /// `logits = c·tanh(logits / c)` (Gemma 2/3 when configured).
     pub final_logit_softcapping: Option<f64>,
+}
+
+/// Where a layer's RMSNorms sit around its attention and MLP blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NormPlacement {
+    /// Before each block (Llama): `input_layernorm`, then `post_attention_layernorm` before
+    /// the MLP.
+    #[default]
+    Pre,
+    /// Before and after each block (Gemma 3's four): `input_layernorm`,
+    /// `post_attention_layernorm`, `pre_feedforward_layernorm`, `post_feedforward_layernorm`.
+    Sandwich,
+    /// After each block only (OLMo 2): `post_attention_layernorm`,
+    /// `post_feedforward_layernorm`.
+    Post,
+}
+
+impl NormPlacement {
+    /// The norms' weight names in a layer: (attention's pre and post, the MLP's pre and post).
+    pub fn names(self) -> [Option<&'static str>; 4] {
+        match self {
+            NormPlacement::Pre => [
+                Some("input_layernorm"),
+                None,
+                Some("post_attention_layernorm"),
+                None,
+            ],
+            NormPlacement::Sandwich => [
+                Some("input_layernorm"),
+                Some("post_attention_layernorm"),
+                Some("pre_feedforward_layernorm"),
+                Some("post_feedforward_layernorm"),
+            ],
+            NormPlacement::Post => [
+                None,
+                Some("post_attention_layernorm"),
+                None,
+                Some("post_feedforward_layernorm"),
+            ],
+        }
+    }
+}
+
+/// What a q/k RMSNorm normalizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QkNorm {
+    /// Each head's `head_dim` values (Qwen3, Gemma 3).
+    PerHead,
+    /// The whole projection, all heads together (OLMo 2).
+    AllHeads,
 }
 
 fn default_rope_theta() -> f64 {
@@ -277,17 +328,22 @@ impl Config {
             // Vectors too: one of the wrong length would be broadcast against the wrong
             // axis, or read past its end, in the first pass.
             let a = &self.arch;
-            let mut norms = vec!["input_layernorm", "post_attention_layernorm"];
-            if a.sandwich_norms {
-                norms.extend(["pre_feedforward_layernorm", "post_feedforward_layernorm"]);
-            }
-            for n in norms {
+            for n in a.norms.names().into_iter().flatten() {
                 expect(&format!("{p}.{n}.weight"), &[h], "hidden_size")?;
             }
-            if a.qk_norm {
-                for n in ["q_norm", "k_norm"] {
-                    expect(&format!("{p}.self_attn.{n}.weight"), &[hd], "head_dim")?;
+            match a.qk_norm {
+                Some(QkNorm::PerHead) => {
+                    for n in ["q_norm", "k_norm"] {
+                        expect(&format!("{p}.self_attn.{n}.weight"), &[hd], "head_dim")?;
+                    }
                 }
+                Some(QkNorm::AllHeads) => {
+                    let heads = "num_attention_heads × head_dim";
+                    expect(&format!("{p}.self_attn.q_norm.weight"), &[q], heads)?;
+                    let kv_heads = "num_key_value_heads × head_dim";
+                    expect(&format!("{p}.self_attn.k_norm.weight"), &[kv], kv_heads)?;
+                }
+                None => {}
             }
             if a.attention_bias {
                 expect(

@@ -1,15 +1,16 @@
-//! The decoder shared by every family: pre-norm decoder layers with grouped-query
-//! attention, rotary position embeddings, a gated MLP and RMSNorm, differentiable from the
-//! input embeddings. What differs between families is data in [`Config`] (biases, q/k
-//! norms, Gemma's sandwich norms and scaled embeddings, activations, sliding windows); each
-//! family's module fills it from `config.json` or GGUF metadata.
+//! The decoder shared by every family: decoder layers with grouped-query attention, rotary
+//! position embeddings, a gated MLP and RMSNorm, differentiable from the input embeddings.
+//! What differs between families is data in [`Config`] (biases, q/k norms, where the norms
+//! sit: before, around or after each block; scaled embeddings, activations, sliding
+//! windows); each family's module fills it from `config.json` or GGUF metadata.
 //!
 //! Follows transformers' modeling files (`modeling_llama.py`, `modeling_qwen2.py`,
-//! `modeling_qwen3.py`, `modeling_gemma3.py`). Weights (a [`Weight`] each: dense, or kept as
-//! the file stores them and converted per use) are constants: only activations get
-//! gradients.
+//! `modeling_qwen3.py`, `modeling_gemma3.py`, `modeling_olmo2.py`). Weights (a [`Weight`]
+//! each: dense, or kept as the file stores them and converted per use) are constants: only
+//! activations get gradients.
 
 use super::attention::{causal_attention, fast_path, masked_softmax, probabilities};
+use super::config::QkNorm;
 use super::gated::Activation;
 use super::linear::Linear;
 use super::weight::Weight;
@@ -115,6 +116,8 @@ struct Attention {
     o_proj: Linear,
     q_norm: Option<Tensor>,
     k_norm: Option<Tensor>,
+    /// What the q/k norms normalize (when there are any).
+    qk_scope: QkNorm,
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
@@ -131,7 +134,7 @@ impl Attention {
     fn load(w: &mut dyn WeightSource, p: &str, cfg: &Config, layer: usize) -> crate::Result<Self> {
         let a = &cfg.arch;
         let norm = |w: &mut dyn WeightSource, n: &str| -> crate::Result<Option<Tensor>> {
-            if a.qk_norm {
+            if a.qk_norm.is_some() {
                 Ok(Some(load_norm(w, &format!("{p}.{n}.weight"), a)?))
             } else {
                 Ok(None)
@@ -145,6 +148,7 @@ impl Attention {
             o_proj: Linear::new(w.get_matrix(&format!("{p}.o_proj.weight"))?),
             q_norm: norm(w, "q_norm")?,
             k_norm: norm(w, "k_norm")?,
+            qk_scope: a.qk_norm.unwrap_or(QkNorm::PerHead),
             n_heads: cfg.num_attention_heads,
             n_kv_heads: cfg.num_key_value_heads,
             head_dim: cfg.head_dim(),
@@ -203,12 +207,46 @@ impl Attention {
         dv: &dyn Derivatives,
     ) -> Result<(Tensor, Tensor)> {
         let norm = |t: &Tensor, w: &Option<Tensor>| match w {
-            Some(w) => dv.rms_norm(t, w, self.eps),
+            Some(w) => self.on_norm_axis(t, |t| dv.rms_norm(t, w, self.eps)),
             None => Ok(t.clone()),
         };
         let q = norm(q, &self.q_norm)?;
         let k = norm(k, &self.k_norm)?;
         Ok((rot.apply(&q, offset)?, rot.apply(&k, offset)?))
+    }
+
+    /// Applies `f`, a map along the last axis, to split heads `(…, heads, seq, head_dim)`
+    /// along the q/k norm's axis (see [`Attention::onto_norm_axis`]).
+    fn on_norm_axis(
+        &self,
+        t: &Tensor,
+        f: impl FnOnce(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        self.back_from_norm_axis(&f(&self.onto_norm_axis(t)?)?, t.dims())
+    }
+
+    /// Split heads `(…, heads, seq, head_dim)` laid out with the q/k norm's axis last: as
+    /// they are for per-head norms, `(…, seq, heads · head_dim)` for all-heads norms.
+    pub(super) fn onto_norm_axis(&self, t: &Tensor) -> Result<Tensor> {
+        if self.qk_scope == QkNorm::PerHead {
+            return Ok(t.clone());
+        }
+        let dims = t.dims();
+        let r = dims.len();
+        let mut shape = dims[..r - 3].to_vec();
+        shape.extend([dims[r - 2], dims[r - 3] * dims[r - 1]]);
+        t.transpose(r - 3, r - 2)?.reshape(shape)
+    }
+
+    /// The inverse of [`Attention::onto_norm_axis`], back to split heads of shape `dims`.
+    pub(super) fn back_from_norm_axis(&self, t: &Tensor, dims: &[usize]) -> Result<Tensor> {
+        if self.qk_scope == QkNorm::PerHead {
+            return Ok(t.clone());
+        }
+        let r = dims.len();
+        let mut shape = dims[..r - 3].to_vec();
+        shape.extend([dims[r - 2], dims[r - 3], dims[r - 1]]);
+        t.reshape(shape)?.transpose(r - 3, r - 2)?.contiguous()
     }
 
     /// q, k, v for `x` at positions `offset..`: projected, split, normed, rotated.
@@ -280,6 +318,21 @@ impl Attention {
     }
 }
 
+/// A layer's norms where its family has them (see [`DecoderLayer::norms`]).
+fn load_layer_norms(
+    w: &mut dyn WeightSource,
+    p: &str,
+    a: &Arch,
+) -> crate::Result<[Option<Tensor>; 4]> {
+    let mut out: [Option<Tensor>; 4] = Default::default();
+    for (slot, name) in out.iter_mut().zip(a.norms.names()) {
+        if let Some(n) = name {
+            *slot = Some(load_norm(w, &format!("{p}.{n}.weight"), a)?);
+        }
+    }
+    Ok(out)
+}
+
 /// A norm weight as the model multiplies by it: `1 + w` for Gemma's Hugging Face layout.
 fn load_norm(w: &mut dyn WeightSource, name: &str, a: &Arch) -> crate::Result<Tensor> {
     let t = w.get(name)?;
@@ -290,11 +343,9 @@ fn load_norm(w: &mut dyn WeightSource, name: &str, a: &Arch) -> crate::Result<Te
 struct DecoderLayer {
     self_attn: Attention,
     mlp: Mlp,
-    input_layernorm: Tensor,
-    post_attention_layernorm: Tensor,
-    /// Gemma 3: the norms before and after the MLP (then `post_attention_layernorm` norms the
-    /// attention output instead of the MLP input).
-    feedforward_norms: Option<(Tensor, Tensor)>,
+    /// The norms before and after attention, then before and after the MLP, where the
+    /// family has them ([`NormPlacement`]).
+    norms: [Option<Tensor>; 4],
 }
 
 impl DecoderLayer {
@@ -304,42 +355,25 @@ impl DecoderLayer {
         Ok(DecoderLayer {
             self_attn: Attention::load(w, &format!("{p}.self_attn"), cfg, i)?,
             mlp: Mlp::load(w, &format!("{p}.mlp"), a.activation)?,
-            input_layernorm: load_norm(w, &format!("{p}.input_layernorm.weight"), a)?,
-            post_attention_layernorm: load_norm(
-                w,
-                &format!("{p}.post_attention_layernorm.weight"),
-                a,
-            )?,
-            feedforward_norms: if a.sandwich_norms {
-                Some((
-                    load_norm(w, &format!("{p}.pre_feedforward_layernorm.weight"), a)?,
-                    load_norm(w, &format!("{p}.post_feedforward_layernorm.weight"), a)?,
-                ))
-            } else {
-                None
-            },
+            norms: load_layer_norms(w, &p, a)?,
         })
     }
 
     /// The layer's wiring, the one place it is written: two residual blocks, attention then
-    /// the MLP, each `h + post(block(pre(h)))`; only Gemma 3 norms a block's output (then
-    /// `post_attention_layernorm` norms the attention output, not the MLP input). The graph
+    /// the MLP, each `h + post(block(pre(h)))` with the norms the family has. The graph
     /// forward, the saving forward and the backward all walk it.
     fn residual_blocks(&self) -> [Residual<'_>; 2] {
-        let (attention_post, mlp_pre, mlp_post) = match &self.feedforward_norms {
-            None => (None, &self.post_attention_layernorm, None),
-            Some((pre, post)) => (Some(&self.post_attention_layernorm), pre, Some(post)),
-        };
+        let [a_pre, a_post, m_pre, m_post] = &self.norms;
         [
             Residual {
-                pre: &self.input_layernorm,
+                pre: a_pre.as_ref(),
                 block: Block::Attention,
-                post: attention_post,
+                post: a_post.as_ref(),
             },
             Residual {
-                pre: mlp_pre,
+                pre: m_pre.as_ref(),
                 block: Block::Mlp,
-                post: mlp_post,
+                post: m_post.as_ref(),
             },
         ]
     }
@@ -355,7 +389,11 @@ impl DecoderLayer {
     ) -> Result<(Tensor, Vec<BlockIo>)> {
         let mut io = Vec::with_capacity(2);
         for r in self.residual_blocks() {
-            let y = run(r.block, &dv.rms_norm(&h, r.pre, eps)?)?;
+            let x = match r.pre {
+                Some(w) => dv.rms_norm(&h, w, eps)?,
+                None => h.clone(),
+            };
+            let y = run(r.block, &x)?;
             let (y, raw) = match r.post {
                 Some(w) => (dv.rms_norm(&y, w, eps)?, Some(y)),
                 None => (y, None),
@@ -398,8 +436,8 @@ pub enum Block {
 
 /// One residual block of a layer: `h + post(block(pre(h)))`.
 struct Residual<'a> {
-    /// The norm of its input.
-    pre: &'a Tensor,
+    /// The norm of its input, if any.
+    pre: Option<&'a Tensor>,
     block: Block,
     /// The norm of its output, if any.
     post: Option<&'a Tensor>,

@@ -2,6 +2,7 @@
 //! by √hidden, GELU-tanh, attention scaled by `query_pre_attn_scalar^-½`, and five
 //! sliding-window layers (local RoPE base) per global one.
 
+use super::config::{NormPlacement, QkNorm};
 use super::decoder::Config;
 use super::family::{hf_f64, Family, GgufMeta};
 use super::Activation;
@@ -17,8 +18,8 @@ const ROPE_LOCAL_BASE: f64 = 10_000.0;
 
 fn common(cfg: &mut Config, window: Option<usize>, pattern: usize, local_theta: f64) {
     let a = &mut cfg.arch;
-    a.qk_norm = true;
-    a.sandwich_norms = true;
+    a.qk_norm = Some(QkNorm::PerHead);
+    a.norms = NormPlacement::Sandwich;
     a.embed_scale = Some((cfg.hidden_size as f64).sqrt());
     a.activation = Activation::GeluTanh;
     a.rope_local_theta = Some(local_theta);
@@ -83,11 +84,7 @@ impl Family for Gemma3 {
         Ok(())
     }
     fn gguf_tensor(&self, hf_suffix: &str) -> Option<&'static str> {
-        Some(match hf_suffix {
-            "post_attention_layernorm.weight" => "post_attention_norm.weight",
-            "pre_feedforward_layernorm.weight" => "ffn_norm.weight",
-            "post_feedforward_layernorm.weight" => "post_ffw_norm.weight",
-            _ => return None,
-        })
+        // Hugging Face's post_attention_layernorm norms the attention's output here.
+        (hf_suffix == "post_attention_layernorm.weight").then_some("post_attention_norm.weight")
     }
 }

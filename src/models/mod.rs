@@ -19,14 +19,20 @@ pub mod gemma3;
 pub mod linear;
 pub mod llama;
 pub mod norm;
+pub mod olmo2;
 pub mod qwen2;
 pub mod qwen3;
 pub mod rope_scaling;
 pub mod weight;
 
 /// Every family the engine knows. A new family: its module, and one line here.
-pub static FAMILIES: &[&dyn family::Family] =
-    &[&llama::Llama, &qwen2::Qwen2, &qwen3::Qwen3, &gemma3::Gemma3];
+pub static FAMILIES: &[&dyn family::Family] = &[
+    &llama::Llama,
+    &qwen2::Qwen2,
+    &qwen3::Qwen3,
+    &gemma3::Gemma3,
+    &olmo2::Olmo2,
+];
 
 pub use derivatives::{Derivatives, Ordinary};
 pub use gated::Activation;

@@ -1,6 +1,7 @@
 //! Qwen3 (the first seed's model family): Llama's decoder with an RMSNorm on each head's
 //! queries and keys before RoPE, and an explicit head width.
 
+use super::config::QkNorm;
 use super::decoder::Config;
 use super::family::{Family, GgufMeta};
 use serde_json::Value;
@@ -24,11 +25,11 @@ impl Family for Qwen3 {
             return Err("Qwen3 with use_sliding_window is not supported".into());
         }
         cfg.arch.attention_bias = super::family::hf_bool(raw, "attention_bias").unwrap_or(false);
-        cfg.arch.qk_norm = true;
+        cfg.arch.qk_norm = Some(QkNorm::PerHead);
         Ok(())
     }
     fn configure_gguf(&self, md: GgufMeta, cfg: &mut Config) -> Result<(), String> {
-        cfg.arch.qk_norm = true;
+        cfg.arch.qk_norm = Some(QkNorm::PerHead);
         if let Some(k) = md("attention.key_length") {
             cfg.head_dim = Some(k as usize);
         }

@@ -54,6 +54,9 @@ fn gguf_name(hf: &str, family: &dyn Family) -> String {
         "self_attn.k_norm.weight" => "attn_k_norm.weight",
         "input_layernorm.weight" => "attn_norm.weight",
         "post_attention_layernorm.weight" => "ffn_norm.weight",
+        // Sandwich and post-norm families (Gemma 3, OLMo 2).
+        "pre_feedforward_layernorm.weight" => "ffn_norm.weight",
+        "post_feedforward_layernorm.weight" => "post_ffw_norm.weight",
         "mlp.gate_proj.weight" => "ffn_gate.weight",
         "mlp.up_proj.weight" => "ffn_up.weight",
         "mlp.down_proj.weight" => "ffn_down.weight",

@@ -281,7 +281,10 @@ impl DecoderLayer {
                 Block::Mlp => Some(self.mlp.backward(s, &dy, dv, p, watch.as_mut())?),
             };
             if let Some(dx) = dx {
-                let back = dv.rms_norm_vjp(&io.input, r.pre, eps, &dx)?;
+                let back = match r.pre {
+                    Some(w) => dv.rms_norm_vjp(&io.input, w, eps, &dx)?,
+                    None => dx,
+                };
                 if let Some(w) = watch.as_mut() {
                     w.hear(Point::BlockInput(r.block), || Ok(io.input.clone()), &back)?;
                 }
@@ -391,7 +394,12 @@ impl Attention {
         let unrotate = |d: Tensor, pre: &Option<Tensor>, w: &Option<Tensor>| -> Result<Tensor> {
             let d = rot.apply_inverse(&d)?;
             match (pre, w) {
-                (Some(pre), Some(w)) => dv.rms_norm_vjp(pre, w, self.eps, &d),
+                // Along the norm's axis: each head, or all heads of a position together.
+                (Some(pre), Some(w)) => {
+                    let dims = d.dims().to_vec();
+                    let (pre, d) = (self.onto_norm_axis(pre)?, self.onto_norm_axis(&d)?);
+                    self.back_from_norm_axis(&dv.rms_norm_vjp(&pre, w, self.eps, &d)?, &dims)
+                }
                 _ => Ok(d),
             }
         };
