@@ -11,6 +11,7 @@ lxt 2.1, gguf.
 
 Run: scripts/reference-env.sh && ~/.cache/tokenlens/venv/bin/python scripts/reference.py
      [--only llama3-gguf,qwen2.5,...]   (regenerates those sources' fixtures only)
+     $(scripts/reference-env-tf5.sh) scripts/reference.py --only smollm3   (TF5_FAMILIES)
 
 Each attribution mode runs in its own process because lxt's monkey_patch changes the
 transformers module globally.
@@ -91,6 +92,12 @@ TINY = {
         "tiny_olmo2_chat": ("What do open language models share? Answer in one line.", True),
         "tiny_olmo2_raw": ("Rivers flow to the sea because", False),
     }),
+    # SmolLM3: no RoPE in every fourth layer (its fourth of four here). Made and
+    # checked with transformers 5.25.0 (see TF5_FAMILIES).
+    "smollm3": ("tiny-smollm3", {
+        "tiny_smollm3_chat": ("Which layers of a model skip positions? One line.", True),
+        "tiny_smollm3_raw": ("Position embeddings are skipped in some layers because", False),
+    }),
     "gemma3": ("tiny-gemma3", {
         "tiny_gemma3_chat": ("Translate to French: the cat sleeps on the warm mat.", True),
         "tiny_gemma3_raw": ("Once upon a time, in a land far away, there lived a", False),
@@ -100,6 +107,21 @@ TINY = {
 
 # The transformers (and lxt) module of a tiny family, where its name differs.
 MODULE = {"llama31": "llama"}
+
+# Families transformers 4.52.4 lacks: made and checked with transformers 5.25.0 from
+# scripts/reference-env-tf5.sh, `--only` them (each transformers runs only its own families,
+# so the other fixtures keep their pinned versions).
+TF5_FAMILIES = {"smollm3"}
+
+# lxt rule modules of our own, for families lxt 2.1 does not ship (lxt's own patches).
+LOCAL_RULES = {"olmo2": "lxt_olmo2", "smollm3": "lxt_smollm3"}
+
+
+def runs_here(source):
+    """Whether this process' transformers makes and checks `source`."""
+    import transformers
+
+    return (source in TF5_FAMILIES) == (int(transformers.__version__.split(".")[0]) >= 5)
 
 
 def tiny_dir(family):
@@ -116,6 +138,11 @@ def tiny_config(family, vocab):
         rms_norm_eps=1e-5, tie_word_embeddings=True, initializer_range=0.4,
         bos_token_id=1, eos_token_id=2, torch_dtype="bfloat16",
     )
+    if family == "smollm3":
+        from transformers import SmolLM3Config
+
+        common.update(num_hidden_layers=4)
+        return SmolLM3Config(rope_theta=2e6, pad_token_id=1, **common)
     if family == "llama":
         return LlamaConfig(rope_theta=10000.0, **common)
     if family == "llama31":
@@ -439,15 +466,15 @@ def patch_lxt(mode):
     if mode == "plain":
         return
     import importlib
-    from lxt.efficient import monkey_patch
 
-    # Each family's module gets its own lxt rule map (OLMo 2's: lxt's patches, mapped here).
-    for family in {MODULE.get(f, f) for f in TINY}:
+    # Each family's module gets its own lxt rule map (ours where lxt has none), applied as
+    # lxt's monkey_patch does: each target's patch function, in the map's order.
+    for family in {MODULE.get(f, f) for f in TINY if runs_here(f)}:
         rules = importlib.import_module(
-            "lxt_olmo2" if family == "olmo2" else f"lxt.efficient.models.{family}"
+            LOCAL_RULES.get(family, f"lxt.efficient.models.{family}")
         )
-        module = importlib.import_module(f"transformers.models.{family}.modeling_{family}")
-        monkey_patch(module, rules.attnLRP if mode == "attnlrp" else rules.cp_LRP)
+        for target, patch in (rules.attnLRP if mode == "attnlrp" else rules.cp_LRP).items():
+            patch(target)
 
 
 def run_mode(mode, gguf, out_path, only):
@@ -526,6 +553,7 @@ GEN_PROMPTS = {
     "tiny_qwen3_chat": (TINY["qwen3"][1]["tiny_qwen3_chat"][0], True, "qwen3"),
     "tiny_gemma3_raw": (TINY["gemma3"][1]["tiny_gemma3_raw"][0], False, "gemma3"),
     "tiny_olmo2_chat": (TINY["olmo2"][1]["tiny_olmo2_chat"][0], True, "olmo2"),
+    "tiny_smollm3_chat": (TINY["smollm3"][1]["tiny_smollm3_chat"][0], True, "smollm3"),
     "qwen_reverse_chat": (QWEN_PROMPTS["qwen_reverse_chat"][0], True, "qwen2.5"),
     "qwen_code_raw": (QWEN_PROMPTS["qwen_code_raw"][0], False, "qwen2.5"),
     "tiny_llama3_chat": (LLAMA3_PROMPTS["tiny_llama3_chat"][0], True, "llama3-gguf"),
@@ -578,6 +606,12 @@ def main():
     unknown = [o for o in only if o not in sources(None)]
     if unknown:
         ap.error(f"unknown source(s) {unknown}")
+    elsewhere = [o for o in only if not runs_here(o)]
+    if elsewhere:
+        ap.error(f"{elsewhere}: made with the other transformers (see TF5_FAMILIES)")
+    if not only:  # every source this transformers makes
+        only = [o for o in sources(None) if runs_here(o)]
+        args.only = ",".join(only)
     if args.mode:
         run_mode(args.mode, args.gguf, args.out, only)
         return

@@ -69,6 +69,9 @@ pub struct Arch {
     pub query_pre_attn_scalar: Option<f64>,
     /// Per layer: a sliding attention window (local layers), or none (global).
     pub layer_windows: Vec<Option<usize>>,
+    /// Per layer: whether it rotates q and k (SmolLM3 leaves every fourth layer without
+    /// RoPE); layers past the end of the list (all, when it is empty) do.
+    pub layer_rope: Vec<bool>,
     /// RoPE base of the sliding-window layers, when it differs (Gemma 3: 10,000).
     pub rope_local_theta: Option<f64>,
     /// `logits = c·tanh(logits / c)` (Gemma 2/3 when configured).

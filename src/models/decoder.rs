@@ -158,7 +158,13 @@ impl Attention {
                     .sqrt(),
             eps: cfg.rms_norm_eps,
             window,
-            rope: usize::from(window.is_some() && a.rope_local_theta.is_some()),
+            // The model's tables: global, then local (Gemma 3), then none (SmolLM3's NoPE
+            // layers; see `Decoder::load`).
+            rope: if a.layer_rope.get(layer).copied().unwrap_or(true) {
+                usize::from(window.is_some() && a.rope_local_theta.is_some())
+            } else {
+                1 + usize::from(a.rope_local_theta.is_some())
+            },
             steer: None,
         })
     }
@@ -493,6 +499,9 @@ impl Decoder {
         let mut rotary = vec![Rotary::new(&cfg, cfg.rope_theta, global, dtype, dev)?];
         if let Some(local) = cfg.arch.rope_local_theta {
             rotary.push(Rotary::new(&cfg, local, None, dtype, dev)?);
+        }
+        if cfg.arch.layer_rope.contains(&false) {
+            rotary.push(Rotary::none(dev)?);
         }
         Ok(Decoder {
             cfg,

@@ -23,6 +23,7 @@ pub mod olmo2;
 pub mod qwen2;
 pub mod qwen3;
 pub mod rope_scaling;
+pub mod smollm3;
 pub mod weight;
 
 /// Every family the engine knows. A new family: its module, and one line here.
@@ -32,6 +33,7 @@ pub static FAMILIES: &[&dyn family::Family] = &[
     &qwen3::Qwen3,
     &gemma3::Gemma3,
     &olmo2::Olmo2,
+    &smollm3::SmolLM3,
 ];
 
 pub use derivatives::{Derivatives, Ordinary};

@@ -8,6 +8,38 @@
 
 use serde_json::Value;
 
+/// transformers 5 writes RoPE's settings as `rope_parameters` (`rope_theta`, `rope_type` and
+/// the scaling's fields together; per layer type where those differ, as Gemma 3's
+/// `full_attention` and `sliding_attention`). Rewrites them into the fields transformers 4
+/// wrote and the families read: `rope_theta`, `rope_scaling`, and for the sliding layers
+/// `rope_local_base_freq`. Fields already there are left as they are.
+pub fn from_rope_parameters(raw: &mut Value) {
+    let Some(params) = raw.get("rope_parameters").cloned() else {
+        return;
+    };
+    let (global, local) = match params.get("full_attention") {
+        Some(full) => (full.clone(), params.get("sliding_attention").cloned()),
+        None => (params, None),
+    };
+    let Some(obj) = raw.as_object_mut() else {
+        return;
+    };
+    if let Some(theta) = global.get("rope_theta") {
+        obj.entry("rope_theta").or_insert_with(|| theta.clone());
+    }
+    let kind = global
+        .get("rope_type")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    if kind != "default" && obj.get("rope_scaling").is_none_or(Value::is_null) {
+        obj.insert("rope_scaling".into(), global);
+    }
+    if let Some(theta) = local.as_ref().and_then(|l| l.get("rope_theta")) {
+        obj.entry("rope_local_base_freq")
+            .or_insert_with(|| theta.clone());
+    }
+}
+
 /// The divisors a `config.json`'s `rope_scaling` asks for (`None`: plain RoPE), for a head
 /// width `head_dim` and RoPE base `theta`.
 pub fn from_hf(raw: &Value, head_dim: usize, theta: f64) -> Result<Option<Vec<f64>>, String> {
@@ -83,6 +115,26 @@ pub fn llama3(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transformers_5_rope_parameters() {
+        let mut raw =
+            serde_json::json!({"rope_parameters": {"rope_theta": 2e6, "rope_type": "default"}});
+        from_rope_parameters(&mut raw);
+        assert_eq!(raw["rope_theta"], 2e6);
+        assert!(raw.get("rope_scaling").is_none());
+        let mut raw = serde_json::json!({"rope_scaling": null, "rope_parameters": {
+            "rope_theta": 5e5, "rope_type": "llama3", "factor": 8.0}});
+        from_rope_parameters(&mut raw);
+        assert_eq!(raw["rope_scaling"]["factor"], 8.0);
+        let mut raw = serde_json::json!({"rope_parameters": {
+            "full_attention": {"rope_theta": 1e6, "rope_type": "linear", "factor": 8.0},
+            "sliding_attention": {"rope_theta": 1e4, "rope_type": "default"}}});
+        from_rope_parameters(&mut raw);
+        assert_eq!(raw["rope_theta"], 1e6);
+        assert_eq!(raw["rope_scaling"]["rope_type"], "linear");
+        assert_eq!(raw["rope_local_base_freq"], 1e4);
+    }
 
     #[test]
     fn llama3_keeps_high_and_divides_low_frequencies() {

@@ -264,7 +264,8 @@ impl WeightSource for SafetensorsWeights {
 /// Opens a Hugging Face model directory.
 pub(super) fn open(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     let cfg_path = dir.join("config.json");
-    let raw = read_json(&cfg_path)?;
+    let mut raw = read_json(&cfg_path)?;
+    crate::models::rope_scaling::from_rope_parameters(&mut raw);
     let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
     let family = *FAMILIES
         .iter()

@@ -10,6 +10,8 @@ pub(super) struct Rotary {
     cos: Tensor, // (max_pos, head_dim / 2)
     sin: Tensor,
     interleaved: bool,
+    /// No rotation at all (a NoPE layer): `apply` and its inverse are the identity.
+    identity: bool,
 }
 
 impl Rotary {
@@ -36,11 +38,26 @@ impl Rotary {
             cos: freqs.cos()?.to_dtype(dtype)?,
             sin: freqs.sin()?.to_dtype(dtype)?,
             interleaved: cfg.rope_interleaved,
+            identity: false,
+        })
+    }
+
+    /// The table of layers without position embeddings (SmolLM3's NoPE layers).
+    pub(super) fn none(dev: &Device) -> Result<Self> {
+        let empty = Tensor::zeros((0, 0), DType::F32, dev)?;
+        Ok(Rotary {
+            cos: empty.clone(),
+            sin: empty,
+            interleaved: false,
+            identity: true,
         })
     }
 
     /// `x: (heads, seq, head_dim)` rotated for positions `offset..offset + seq`.
     pub(super) fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
+        if self.identity {
+            return Ok(x.clone());
+        }
         let n = x.dim(1)?;
         let cos = self.cos.narrow(0, offset, n)?;
         let sin = self.sin.narrow(0, offset, n)?;
@@ -59,6 +76,9 @@ impl Rotary {
     /// The transpose of [`Rotary::apply`] at positions `0..seq` (a rotation by −θ), for
     /// cotangents `(.., seq, head_dim)` with any leading dimensions.
     pub(super) fn apply_inverse(&self, x: &Tensor) -> Result<Tensor> {
+        if self.identity {
+            return Ok(x.clone());
+        }
         let dims = x.dims().to_vec();
         let (n, hd) = (x.dim(D::Minus2)?, x.dim(D::Minus1)?);
         let lead = x.elem_count() / (n * hd).max(1);
