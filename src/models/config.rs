@@ -4,6 +4,7 @@
 //! field named, never a panic, a division by zero or an out-of-memory abort.
 
 use super::gated::Activation;
+use super::rope_scaling::RopeScaling;
 use candle_core::Tensor;
 use serde::Deserialize;
 
@@ -39,10 +40,14 @@ pub struct Config {
     /// (Hugging Face checkpoints). Not a `config.json` field.
     #[serde(skip)]
     pub rope_interleaved: bool,
-    /// Per-frequency divisors of RoPE's inverse frequencies (`rope_scaling` of type "llama3";
-    /// llama.cpp's `rope_freqs.weight`). Not a `config.json` field as such.
+    /// RoPE's scaling (`rope_scaling` in `config.json`; llama.cpp's `rope_freqs.weight`,
+    /// `rope_factors_{short,long}.weight` and `rope.scaling.*` keys).
     #[serde(skip)]
-    pub rope_freq_factors: Option<Vec<f64>>,
+    pub rope: RopeScaling,
+    /// The width of each head that RoPE rotates, when it rotates only part of it (Phi-4-mini:
+    /// `partial_rotary_factor` 0.75); the rest passes through. Not a `config.json` field.
+    #[serde(skip)]
+    pub rotary_dim: Option<usize>,
     /// Family traits the families' modules set (not `config.json` fields).
     #[serde(skip)]
     pub arch: Arch,
@@ -76,6 +81,27 @@ pub struct Arch {
     pub rope_local_theta: Option<f64>,
     /// `logits = c·tanh(logits / c)` (Gemma 2/3 when configured).
     pub final_logit_softcapping: Option<f64>,
+    /// Queries multiplied by a factor that grows with position past a length (Llama 4's
+    /// attention temperature; Ministral 3).
+    pub query_temperature: Option<QueryTemperature>,
+}
+
+/// Llama 4's attention temperature: the query at position `p` is multiplied by
+/// `1 + beta · ln(1 + ⌊p / length⌋)` (transformers' `get_llama_4_attn_scale`; llama.cpp's
+/// `attention.temperature_scale` with the original context as the length). 1 below `length`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueryTemperature {
+    /// The factor's slope.
+    pub beta: f64,
+    /// Positions per step (the pre-training context).
+    pub length: usize,
+}
+
+impl QueryTemperature {
+    /// The factor at position `p`.
+    pub fn at(&self, p: usize) -> f64 {
+        1.0 + self.beta * (1.0 + (p / self.length.max(1)) as f64).ln()
+    }
 }
 
 /// Where a layer's RMSNorms sit around its attention and MLP blocks.
@@ -133,6 +159,11 @@ fn default_rope_theta() -> f64 {
 }
 
 impl Config {
+    /// The width of each head that RoPE rotates.
+    pub fn rotary_dim(&self) -> usize {
+        self.rotary_dim.unwrap_or_else(|| self.head_dim())
+    }
+
     /// Per-head width.
     pub fn head_dim(&self) -> usize {
         // 0 for zero heads, which `check` refuses.
@@ -264,13 +295,19 @@ impl Config {
                 self.num_hidden_layers
             ));
         }
-        if let Some(f) = &self.rope_freq_factors {
-            if f.len() != hd / 2 || f.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+        let rd = self.rotary_dim();
+        if rd == 0 || rd > hd || !rd.is_multiple_of(2) {
+            return Err(format!(
+                "the rotated width {rd} (partial_rotary_factor, rope.dimension_count) must be \
+                 even, positive and at most head_dim {hd}"
+            ));
+        }
+        self.rope.check(rd)?;
+        if let Some(t) = &self.arch.query_temperature {
+            if t.length == 0 || !t.beta.is_finite() {
                 return Err(format!(
-                    "RoPE frequency factors (rope_freqs / rope_scaling): {} positive values needed, \
-                     got {}",
-                    hd / 2,
-                    f.len()
+                    "attention temperature: beta {} over a length of {} positions",
+                    t.beta, t.length
                 ));
             }
         }

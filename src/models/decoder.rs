@@ -10,13 +10,13 @@
 //! activations get gradients.
 
 use super::attention::{causal_attention, fast_path, masked_softmax, probabilities};
-use super::config::QkNorm;
+use super::config::{QkNorm, QueryTemperature};
 use super::gated::Activation;
 use super::linear::Linear;
 use super::weight::Weight;
 use super::Derivatives;
 use crate::kernels::Products;
-use candle_core::{DType, Device, Result, Tensor, Var};
+use candle_core::{DType, Device, Result, Tensor, Var, D};
 
 pub use super::config::{Arch, Config, WeightSource};
 pub use backward::Gradients;
@@ -124,8 +124,10 @@ struct Attention {
     scale: f64,
     eps: f64,
     window: Option<usize>,
-    /// Index into the model's rotary tables.
+    /// Index into the model's rotary tables (`rotary::table_of`).
     rope: usize,
+    /// Queries scaled up past a length (Ministral 3).
+    temperature: Option<QueryTemperature>,
     /// Edited heads (steering), if any.
     steer: Option<HeadEdits>,
 }
@@ -158,13 +160,8 @@ impl Attention {
                     .sqrt(),
             eps: cfg.rms_norm_eps,
             window,
-            // The model's tables: global, then local (Gemma 3), then none (SmolLM3's NoPE
-            // layers; see `Decoder::load`).
-            rope: if a.layer_rope.get(layer).copied().unwrap_or(true) {
-                usize::from(window.is_some() && a.rope_local_theta.is_some())
-            } else {
-                1 + usize::from(a.rope_local_theta.is_some())
-            },
+            rope: rotary::table_of(cfg, layer),
+            temperature: a.query_temperature,
             steer: None,
         })
     }
@@ -218,7 +215,23 @@ impl Attention {
         };
         let q = norm(q, &self.q_norm)?;
         let k = norm(k, &self.k_norm)?;
-        Ok((rot.apply(&q, offset)?, rot.apply(&k, offset)?))
+        let q = self.heated(rot.apply(&q, offset)?, offset)?;
+        Ok((q, rot.apply(&k, offset)?))
+    }
+
+    /// Queries `(…, heads, seq, head_dim)` at positions `offset..` times the attention
+    /// temperature where it is not 1; also its own transpose, for cotangents.
+    fn heated(&self, q: Tensor, offset: usize) -> Result<Tensor> {
+        let Some(t) = &self.temperature else {
+            return Ok(q);
+        };
+        let n = q.dim(D::Minus2)?;
+        if offset + n <= t.length {
+            return Ok(q);
+        }
+        let f: Vec<f32> = (offset..offset + n).map(|p| t.at(p) as f32).collect();
+        let f = Tensor::from_vec(f, (n, 1), q.device())?.to_dtype(q.dtype())?;
+        q.broadcast_mul(&f)
     }
 
     /// Applies `f`, a map along the last axis, to split heads `(…, heads, seq, head_dim)`
@@ -495,14 +508,7 @@ impl Decoder {
         } else {
             embed_tokens.clone()
         };
-        let global = cfg.rope_freq_factors.as_deref();
-        let mut rotary = vec![Rotary::new(&cfg, cfg.rope_theta, global, dtype, dev)?];
-        if let Some(local) = cfg.arch.rope_local_theta {
-            rotary.push(Rotary::new(&cfg, local, None, dtype, dev)?);
-        }
-        if cfg.arch.layer_rope.contains(&false) {
-            rotary.push(Rotary::none(dev)?);
-        }
+        let rotary = rotary::tables(&cfg, dtype, dev)?;
         Ok(Decoder {
             cfg,
             embed_tokens,

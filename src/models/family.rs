@@ -29,6 +29,43 @@ pub trait Family: Sync {
     fn gguf_rope_interleaved(&self) -> bool {
         false
     }
+    /// Matrices the family's files store stacked (Phi-3's `qkv_proj`, `gate_up_proj`): the
+    /// decoder's own are read as their rows.
+    fn fused(&self) -> &'static [Fused] {
+        &[]
+    }
+}
+
+/// A layer matrix stored as several of the decoder's stacked by rows.
+#[derive(Debug)]
+pub struct Fused {
+    /// Its layer tensor suffix, by Hugging Face name (`self_attn.qkv_proj.weight`; a
+    /// family's `gguf_tensor` maps it where llama.cpp's name differs from the common map).
+    pub stored: &'static str,
+    /// The decoder's matrices it holds, in row order, with their row counts.
+    pub parts: &'static [(&'static str, Rows)],
+}
+
+/// A fused part's row count, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub enum Rows {
+    /// `num_attention_heads × head_dim` (the queries).
+    Heads,
+    /// `num_key_value_heads × head_dim` (keys or values).
+    KvHeads,
+    /// `intermediate_size` (the MLP's gate or up projection).
+    Mlp,
+}
+
+impl Rows {
+    /// The rows this part takes in a model of `cfg`.
+    pub fn of(self, cfg: &Config) -> usize {
+        match self {
+            Rows::Heads => cfg.num_attention_heads * cfg.head_dim(),
+            Rows::KvHeads => cfg.num_key_value_heads * cfg.head_dim(),
+            Rows::Mlp => cfg.intermediate_size,
+        }
+    }
 }
 
 /// A number field of `config.json`.

@@ -346,6 +346,46 @@ impl Weight {
             (Exact::Stored { .. }, None) => candle_core::bail!("a stored matrix without blocks"),
         }
     }
+
+    /// The matrix of rows `start..start + len`, held as this one is (a part of a fused matrix:
+    /// Phi-3's `qkv_proj`). Stored blocks are cut along rows, which they never cross.
+    pub fn row_range(&self, start: usize, len: usize) -> Result<Weight> {
+        let cut = |t: &Tensor| t.narrow(0, start, len)?.contiguous();
+        let exact = match &self.exact {
+            Exact::Dense(t) => Exact::Dense(cut(t)?),
+            Exact::Half { t, dtype } => Exact::Half {
+                t: cut(t)?,
+                dtype: *dtype,
+            },
+            stored @ Exact::Stored { .. } => stored.clone(),
+        };
+        let blocks = match &self.blocks {
+            Some(q) => Some(Arc::new(block_rows(q, start, len)?)),
+            None => None,
+        };
+        Ok(Weight::new(exact, blocks))
+    }
+}
+
+/// Rows `start..start + len` of stored blocks, as blocks (on the CPU).
+fn block_rows(q: &QTensor, start: usize, len: usize) -> Result<QTensor> {
+    let (rows, cols) = q.shape().dims2()?;
+    let kind = q.dtype();
+    if start + len > rows || !cols.is_multiple_of(kind.block_size()) {
+        candle_core::bail!(
+            "rows {start}..{} of a {rows}×{cols} {kind:?} matrix",
+            start + len
+        )
+    }
+    let row_bytes = cols / kind.block_size() * kind.type_size();
+    let data = q.data()?;
+    let part = data[start * row_bytes..(start + len) * row_bytes].to_vec();
+    let storage = candle_core::quantized::QStorage::from_data(
+        std::borrow::Cow::Owned(part),
+        &Device::Cpu,
+        kind,
+    )?;
+    QTensor::new(storage, (len, cols))
 }
 
 #[cfg(test)]
@@ -380,6 +420,37 @@ mod tests {
         assert_eq!(max_diff(&b(&dense)?, &b(&stored)?)?, 0.0);
         assert!(stored.rows(2, 1).is_err());
         assert!(stored.is_stored() && !dense.is_stored());
+        Ok(())
+    }
+
+    #[test]
+    fn row_ranges_of_fused_matrices_keep_their_form() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::arange(0f32, 12. * 256., &dev)?
+            .reshape((12, 256))?
+            .affine(0.003, -2.0)?
+            .sin()?;
+        for kind in [GgmlDType::Q4K, GgmlDType::Q8_0, GgmlDType::F32] {
+            let q = Arc::new(QTensor::quantize(&x, kind)?);
+            let exact = q.dequantize(&dev)?;
+            let forms = [
+                Weight::from_blocks(q.clone(), Some(exact.clone()), DType::F32, &dev),
+                Weight::from_blocks(q, None, DType::F32, &dev),
+            ];
+            for w in forms {
+                let part = w.row_range(5, 4)?;
+                assert_eq!(part.dims()?, (4, 256));
+                assert_eq!(max_diff(&part.to_dense()?, &exact.narrow(0, 5, 4)?)?, 0.0);
+                assert_eq!(part.has_blocks(), w.has_blocks(), "{kind:?}");
+            }
+        }
+        let half = Weight::half(x.to_dtype(DType::BF16)?, DType::F32);
+        let want = x
+            .to_dtype(DType::BF16)?
+            .to_dtype(DType::F32)?
+            .narrow(0, 2, 3)?;
+        assert_eq!(max_diff(&half.row_range(2, 3)?.to_dense()?, &want)?, 0.0);
+        assert!(Weight::dense(x).row_range(10, 3).is_err());
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::models::decoder::{Config, WeightSource};
 use crate::models::family::Family;
+use crate::models::rope_scaling::{yarn, yarn_mscale, LongFactors, RopeScaling, Yarn};
 use crate::models::weight::Weight;
 use crate::models::FAMILIES;
 use candle_core::quantized::gguf_file::{self, Content};
@@ -47,6 +48,7 @@ fn gguf_name(hf: &str, family: &dyn Family) -> String {
         "self_attn.k_proj.weight" => "attn_k.weight",
         "self_attn.v_proj.weight" => "attn_v.weight",
         "self_attn.o_proj.weight" => "attn_output.weight",
+        "self_attn.qkv_proj.weight" => "attn_qkv.weight",
         "self_attn.q_proj.bias" => "attn_q.bias",
         "self_attn.k_proj.bias" => "attn_k.bias",
         "self_attn.v_proj.bias" => "attn_v.bias",
@@ -163,30 +165,89 @@ fn md_str<'a>(c: &'a Content, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// RoPE scaling in a GGUF: llama.cpp writes Llama 3.1's per-frequency divisors as the
-/// tensor `rope_freqs.weight`, and linear scaling (Gemma 3) as `{arch}.rope.scaling.type` and
-/// `.factor`.
-fn gguf_rope_factors(
+/// RoPE scaling in a GGUF, as llama.cpp's converter writes it: Llama 3.1's per-frequency
+/// divisors as the tensor `rope_freqs.weight`; LongRoPE's (Phi-3) as `rope_factors_short` and
+/// `rope_factors_long` with `rope.scaling.attn_factor`; linear (Gemma 3) and YaRN
+/// (Ministral 3) as `{arch}.rope.scaling.*` keys.
+fn gguf_rope(
     content: &Content,
     reader: &mut BufReader<File>,
     arch: &str,
-    head_dim: usize,
-) -> std::result::Result<Option<Vec<f64>>, String> {
-    if content.tensor_infos.contains_key("rope_freqs.weight") {
+    cfg: &Config,
+) -> std::result::Result<RopeScaling, String> {
+    let mut vector = |name: &str| -> std::result::Result<Option<Vec<f64>>, String> {
+        if !content.tensor_infos.contains_key(name) {
+            return Ok(None);
+        }
         let t = content
-            .tensor(reader, "rope_freqs.weight", &Device::Cpu)
+            .tensor(reader, name, &Device::Cpu)
             .and_then(|q| q.dequantize(&Device::Cpu))
             .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
-            .map_err(|e| format!("tensor rope_freqs.weight: {e}"))?;
-        return Ok(Some(t.into_iter().map(f64::from).collect()));
+            .map_err(|e| format!("tensor {name}: {e}"))?;
+        Ok(Some(t.into_iter().map(f64::from).collect()))
+    };
+    let key = |k: &str| md_f32(content, &format!("{arch}.rope.scaling.{k}")).map(f64::from);
+    let positive = |k: &str| {
+        key(k)
+            .filter(|f| f.is_finite() && *f > 0.0)
+            .ok_or_else(|| format!("{arch}.rope.scaling.{k} is missing or not positive"))
+    };
+    let original = || {
+        md_u32(
+            content,
+            &format!("{arch}.rope.scaling.original_context_length"),
+        )
+        .filter(|&n| n > 0)
+        .map(|n| n as usize)
+        .ok_or_else(|| format!("{arch}.rope.scaling.original_context_length is missing"))
+    };
+    if let Some(factors) = vector("rope_freqs.weight")? {
+        return Ok(RopeScaling {
+            factors: Some(factors),
+            ..Default::default()
+        });
     }
+    if let Some(long) = vector("rope_factors_long.weight")? {
+        let short = vector("rope_factors_short.weight")?
+            .ok_or("rope_factors_long.weight without rope_factors_short.weight")?;
+        return Ok(RopeScaling {
+            factors: Some(short),
+            attention_factor: key("attn_factor"),
+            long: Some(LongFactors {
+                factors: long,
+                original: original()?,
+            }),
+        });
+    }
+    let rd = cfg.rotary_dim();
     match md_str(content, &format!("{arch}.rope.scaling.type")) {
-        None | Some("none") => Ok(None),
-        Some("linear") => {
-            let factor = md_f32(content, &format!("{arch}.rope.scaling.factor"))
-                .filter(|f| f.is_finite() && *f > 0.0)
-                .ok_or_else(|| format!("{arch}.rope.scaling.factor is missing or not positive"))?;
-            Ok(Some(vec![f64::from(factor); head_dim / 2]))
+        None | Some("none") => Ok(RopeScaling::default()),
+        Some("linear") => Ok(RopeScaling {
+            factors: Some(vec![positive("factor")?; rd / 2]),
+            ..Default::default()
+        }),
+        Some("yarn") => {
+            let factor = positive("factor")?;
+            // llama.cpp takes mscale as 1 and `yarn_log_multiplier` as mscale_all_dim.
+            let attention = match key("yarn_attn_factor") {
+                Some(a) => a,
+                None => match key("yarn_log_multiplier").filter(|m| *m != 0.0) {
+                    Some(all) => yarn_mscale(factor, 1.0) / yarn_mscale(factor, all),
+                    None => yarn_mscale(factor, 1.0),
+                },
+            };
+            let y = Yarn {
+                factor,
+                original: original()? as f64,
+                beta_fast: key("yarn_beta_fast").unwrap_or(32.0),
+                beta_slow: key("yarn_beta_slow").unwrap_or(1.0),
+                truncate: true,
+            };
+            Ok(RopeScaling {
+                factors: Some(yarn(rd, cfg.rope_theta, y)),
+                attention_factor: Some(attention),
+                long: None,
+            })
         }
         Some(other) => Err(format!(
             "{arch}.rope.scaling.type {other:?} is not supported yet"
@@ -290,9 +351,7 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         num_key_value_heads: md_u32(&content, &format!("{arch}.attention.head_count_kv"))
             .map(|v| v as usize)
             .unwrap_or(heads),
-        head_dim: md_u32(&content, &format!("{arch}.attention.key_length"))
-            .or_else(|| md_u32(&content, &format!("{arch}.rope.dimension_count")))
-            .map(|v| v as usize),
+        head_dim: md_u32(&content, &format!("{arch}.attention.key_length")).map(|v| v as usize),
         rms_norm_eps: md_f32(
             &content,
             &format!("{arch}.attention.layer_norm_rms_epsilon"),
@@ -302,7 +361,8 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         max_position_embeddings: need_u32("context_length")?,
         tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
         rope_interleaved: family.gguf_rope_interleaved(),
-        rope_freq_factors: None,
+        rope: Default::default(),
+        rotary_dim: None,
         arch: Default::default(),
     };
     let mut config = config;
@@ -311,9 +371,13 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
             .map(f64::from)
             .or_else(|| md_u32(&content, &format!("{arch}.{k}")).map(f64::from))
     };
+    // RoPE may rotate only part of each head (Phi-4-mini).
+    config.rotary_dim = md_u32(&content, &format!("{arch}.rope.dimension_count"))
+        .map(|v| v as usize)
+        .filter(|&d| d != config.head_dim());
     config.check().map_err(|e| bad(path, e))?;
-    config.rope_freq_factors = gguf_rope_factors(&content, &mut reader, arch, config.head_dim())
-        .map_err(|e| bad(path, e))?;
+    config.rope = gguf_rope(&content, &mut reader, arch, &config).map_err(|e| bad(path, e))?;
+    config.check().map_err(|e| bad(path, e))?;
     family
         .configure_gguf(&md, &mut config)
         .map_err(|e| bad(path, e))?;
@@ -360,17 +424,18 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         ]
         .map(|k| md_u32(&content, k).filter(|&id| (id as usize) < tokens.len())),
     );
+    let weights = Box::new(GgufWeights {
+        family,
+        path: path.to_path_buf(),
+        content,
+        reader,
+        dtype,
+        device: dev.clone(),
+        stored: false,
+    });
     Ok(Loaded {
+        weights: super::fused::split(weights, family, &config),
         config,
-        weights: Box::new(GgufWeights {
-            family,
-            path: path.to_path_buf(),
-            content,
-            reader,
-            dtype,
-            device: dev.clone(),
-            stored: false,
-        }),
         tokenizer,
         chat_template,
         add_bos: if add_bos { bos } else { None },

@@ -71,6 +71,33 @@ impl SafetensorsWeights {
         })
     }
 
+    /// Keeps only a multimodal checkpoint's language model, under the names of a text-only
+    /// one: `language_model.model.*` (as transformers 4 saved Mistral 3, Gemma 3) and
+    /// `model.language_model.*` (transformers 5) become `model.*`, and
+    /// `language_model.lm_head.*` becomes `lm_head.*`. The vision tower and the projector are
+    /// left out (never read, never counted).
+    fn language_model(self) -> Self {
+        let rename = |name: &str| -> Option<String> {
+            for (from, to) in [
+                ("language_model.model.", "model."),
+                ("model.language_model.", "model."),
+                ("language_model.lm_head.", "lm_head."),
+                ("lm_head.", "lm_head."),
+            ] {
+                if let Some(rest) = name.strip_prefix(from) {
+                    return Some(format!("{to}{rest}"));
+                }
+            }
+            None
+        };
+        let entries = self
+            .entries
+            .into_iter()
+            .filter_map(|(name, e)| Some((rename(&name)?, e)))
+            .collect();
+        SafetensorsWeights { entries, ..self }
+    }
+
     fn entry(&self, name: &str) -> Result<&Entry> {
         self.entries
             .get(name)
@@ -261,10 +288,43 @@ impl WeightSource for SafetensorsWeights {
     }
 }
 
+/// The rotated width of a head when `partial_rotary_factor` (top level, or in transformers
+/// 5's `rope_parameters`) rotates only part of it, as transformers rounds it.
+fn partial_rotary(raw: &serde_json::Value, head_dim: usize) -> Option<usize> {
+    let factor = raw
+        .get("partial_rotary_factor")
+        .or_else(|| raw.get("rope_parameters")?.get("partial_rotary_factor"))
+        .and_then(serde_json::Value::as_f64)?;
+    let dim = (head_dim as f64 * factor) as usize;
+    (dim != head_dim).then_some(dim)
+}
+
+/// A multimodal `config.json`'s `text_config`, with the fields it leaves to the top level
+/// (`tie_word_embeddings`, the vocabulary size) filled from there.
+fn text_config(mut raw: serde_json::Value) -> serde_json::Value {
+    let top = raw.clone();
+    let Some(text) = raw.get_mut("text_config").and_then(|t| t.as_object_mut()) else {
+        return top;
+    };
+    for key in ["tie_word_embeddings", "vocab_size"] {
+        if let Some(v) = top.get(key).filter(|_| !text.contains_key(key)) {
+            text.insert(key.into(), v.clone());
+        }
+    }
+    raw["text_config"].take()
+}
+
 /// Opens a Hugging Face model directory.
 pub(super) fn open(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     let cfg_path = dir.join("config.json");
     let mut raw = read_json(&cfg_path)?;
+    // A multimodal checkpoint (Mistral 3, Gemma 3 from 4B): its language model is read.
+    let multimodal = raw
+        .get("text_config")
+        .is_some_and(serde_json::Value::is_object);
+    if multimodal {
+        raw = text_config(raw);
+    }
     crate::models::rope_scaling::from_rope_parameters(&mut raw);
     let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
     let family = *FAMILIES
@@ -274,13 +334,21 @@ pub(super) fn open(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     let mut config: Config = serde_json::from_value(raw.clone()).map_err(|e| bad(&cfg_path, e))?;
     config.rope_interleaved = false;
     config.check().map_err(|e| bad(&cfg_path, e))?;
-    config.rope_freq_factors =
-        crate::models::rope_scaling::from_hf(&raw, config.head_dim(), config.rope_theta)
-            .map_err(|e| bad(&cfg_path, e))?;
+    config.rotary_dim = partial_rotary(&raw, config.head_dim());
+    config.rope = crate::models::rope_scaling::from_hf(
+        &raw,
+        config.rotary_dim(),
+        config.rope_theta,
+        config.max_position_embeddings,
+    )
+    .map_err(|e| bad(&cfg_path, e))?;
     family
         .configure_hf(&raw, &mut config)
         .map_err(|e| bad(&cfg_path, e))?;
-    let weights = SafetensorsWeights::open(dir, safetensors_files(dir)?, dtype, dev)?;
+    let mut weights = SafetensorsWeights::open(dir, safetensors_files(dir)?, dtype, dev)?;
+    if multimodal {
+        weights = weights.language_model();
+    }
     let tokenizer = crate::tokenizer::from_file(&dir.join("tokenizer.json"))?;
     if tokenizer.get_vocab_size(true) > config.vocab_size {
         return Err(bad(
@@ -351,8 +419,8 @@ pub(super) fn open(dir: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         ["pad_token", "unk_token"].map(|k| tokenizer.token_to_id(&special(k))),
     );
     Ok(Loaded {
+        weights: super::fused::split(Box::new(weights), family, &config),
         config,
-        weights: Box::new(weights),
         tokenizer,
         chat_template,
         add_bos: if add_bos { bos } else { None },

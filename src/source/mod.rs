@@ -8,6 +8,7 @@ use candle_core::{DType, Device};
 use std::path::{Path, PathBuf};
 use tokenizers::Tokenizer;
 
+mod fused;
 mod gguf;
 mod hf_dir;
 

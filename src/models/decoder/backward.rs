@@ -405,7 +405,7 @@ impl Attention {
         };
         let mut dx = Sum::default();
         if let Some(dq) = dq {
-            let dq = unrotate(dq, &s.q_pre, &self.q_norm)?;
+            let dq = unrotate(self.heated(dq, 0)?, &s.q_pre, &self.q_norm)?;
             dx.add(Some(self.q_proj.linear.vjp(&merge(&dq)?, p)?))?;
         }
         if let Some(dk) = dk {

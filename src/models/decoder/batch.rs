@@ -73,6 +73,28 @@ impl Decoder {
         if tails.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some(switch) = self.long_rope_after() {
+            let other =
+                |t: &Tensor| -> Result<bool> { Ok((offset + t.dim(0)? > switch) != prefix.long) };
+            if offset > 0
+                && tails
+                    .iter()
+                    .map(other)
+                    .collect::<Result<Vec<_>>>()?
+                    .contains(&true)
+            {
+                // The prefix was rotated with the other LongRoPE factors: whole sequences.
+                let Some(seen) = &prefix.inputs else {
+                    candle_core::bail!("a LongRoPE cache without its inputs");
+                };
+                let seen = seen.narrow(0, 0, offset)?;
+                let whole = tails
+                    .iter()
+                    .map(|t| Tensor::cat(&[&seen, t], 0))
+                    .collect::<Result<Vec<_>>>()?;
+                return self.forward_batch(&KvCache::default(), 0, &whole, p);
+            }
+        }
         let eps = self.cfg.rms_norm_eps;
         let mut h = Tensor::cat(tails, 0)?;
         for (i, layer) in self.layers.iter().enumerate() {

@@ -73,6 +73,12 @@ impl LayerCache {
 pub struct KvCache {
     pub(super) layers: Vec<LayerCache>,
     pub(super) len: usize,
+    /// LongRoPE models only: the inputs seen so far, and whether the keys were rotated with
+    /// the long factors. A sequence takes one set for all its positions, chosen by its length
+    /// (transformers recomputes its cache where generation crosses the switch), so a cache
+    /// made with the other set is recomputed from its inputs.
+    pub(super) inputs: Option<Tensor>,
+    pub(super) long: bool,
 }
 
 impl KvCache {
@@ -103,7 +109,16 @@ impl KvCache {
                 Ok(LayerCache { buffers })
             })
             .collect::<Result<_>>()?;
-        Ok(KvCache { layers, len })
+        let inputs = match (&self.inputs, len) {
+            (Some(t), 1..) => Some(t.narrow(0, 0, len)?.copy()?),
+            _ => None,
+        };
+        Ok(KvCache {
+            layers,
+            len,
+            inputs,
+            long: self.long,
+        })
     }
 }
 
@@ -112,6 +127,11 @@ impl Decoder {
     /// positions in `cache` and returns the next-token logits `(vocab,)` in f32.
     pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache, p: Products) -> Result<Tensor> {
         self.forward_embeds_cached(&self.embed(ids)?, cache, p)
+    }
+
+    /// LongRoPE's switch: a sequence longer than this takes the long factors.
+    pub(super) fn long_rope_after(&self) -> Option<usize> {
+        self.cfg.rope.long.as_ref().map(|l| l.original)
     }
 
     /// Refuses to run no positions, or `n` positions after `offset` past the context.
@@ -139,6 +159,22 @@ impl Decoder {
         let offset = cache.len;
         let n = embeds.dim(0)?;
         self.check_positions(offset, n)?;
+        if let Some(switch) = self.long_rope_after() {
+            let long = offset + n > switch;
+            if offset > 0 && cache.long != long {
+                // Crossing LongRoPE's switch: the whole sequence again, with the long factors.
+                let Some(seen) = cache.inputs.take() else {
+                    candle_core::bail!("a LongRoPE cache without its inputs");
+                };
+                *cache = KvCache::default();
+                return self.forward_embeds_cached(&Tensor::cat(&[&seen, embeds], 0)?, cache, p);
+            }
+            cache.long = long;
+            cache.inputs = Some(match cache.inputs.take() {
+                Some(seen) => Tensor::cat(&[&seen, embeds], 0)?,
+                None => embeds.clone(),
+            });
+        }
         cache
             .layers
             .resize_with(self.layers.len(), LayerCache::default);

@@ -1,66 +1,140 @@
-//! Rotary position embeddings: the tables every layer shares, their application (a
-//! custom op with its own backward) and its inverse for the explicit backward pass.
+//! Rotary position embeddings: the tables the layers share, their application (a custom op
+//! with its own backward) and its inverse for the explicit backward pass.
+//!
+//! A model has up to three tables: the global one, the sliding-window layers' one when their
+//! base differs (Gemma 3), and the identity of layers without position embeddings (SmolLM3's
+//! NoPE layers). [`tables`] builds them and [`table_of`] says which a layer uses: the one
+//! place that knows their order.
 
 use super::Config;
 use candle_core::{DType, Device, Result, Tensor, D};
 
-/// Rotary embedding tables, shared by every layer.
-#[derive(Debug, Clone)]
-pub(super) struct Rotary {
-    cos: Tensor, // (max_pos, head_dim / 2)
-    sin: Tensor,
-    interleaved: bool,
-    /// No rotation at all (a NoPE layer): `apply` and its inverse are the identity.
-    identity: bool,
+/// Builds a model's RoPE tables, in the order [`table_of`] indexes them.
+pub(super) fn tables(cfg: &Config, dtype: DType, dev: &Device) -> Result<Vec<Rotary>> {
+    let a = &cfg.arch;
+    let mut tables = vec![Rotary::new(cfg, cfg.rope_theta, true, dtype, dev)?];
+    if let Some(local) = a.rope_local_theta {
+        tables.push(Rotary::new(cfg, local, false, dtype, dev)?);
+    }
+    if a.layer_rope.contains(&false) {
+        tables.push(Rotary::identity());
+    }
+    Ok(tables)
 }
 
-impl Rotary {
-    /// Tables for base `theta`, each inverse frequency divided by its factor when given
-    /// (scaled RoPE: Llama 3.1, Gemma 3's global layers).
-    pub(super) fn new(
+/// The index in [`tables`] of the table layer `layer` uses.
+pub(super) fn table_of(cfg: &Config, layer: usize) -> usize {
+    let a = &cfg.arch;
+    let local = a.rope_local_theta.is_some();
+    if !a.layer_rope.get(layer).copied().unwrap_or(true) {
+        return 1 + usize::from(local);
+    }
+    let windowed = a.layer_windows.get(layer).copied().flatten().is_some();
+    usize::from(windowed && local)
+}
+
+/// One RoPE table, shared by the layers that use it.
+#[derive(Debug, Clone)]
+pub(super) struct Rotary {
+    /// None: a layer without position embeddings (`apply` and its inverse are the identity).
+    tables: Option<Tables>,
+    interleaved: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Tables {
+    short: CosSin,
+    /// LongRoPE's table, for passes whose last position is past the length given.
+    long: Option<(CosSin, usize)>,
+}
+
+/// cos and sin of every position's angles, `(max_pos, rotary_dim / 2)`, times the attention
+/// factor when the scaling has one.
+#[derive(Debug, Clone)]
+struct CosSin {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl CosSin {
+    fn new(
         cfg: &Config,
         theta: f64,
         factors: Option<&[f64]>,
         dtype: DType,
         dev: &Device,
     ) -> Result<Self> {
-        let hd = cfg.head_dim();
-        let scale = |i: usize| factors.and_then(|f| f.get(i)).copied().unwrap_or(1.0);
-        let inv_freq: Vec<f32> = (0..hd / 2)
-            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / hd as f64) / scale(i)) as f32)
+        let rd = cfg.rotary_dim();
+        let divisor = |i: usize| factors.and_then(|f| f.get(i)).copied().unwrap_or(1.0);
+        let inv_freq: Vec<f32> = (0..rd / 2)
+            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / rd as f64) / divisor(i)) as f32)
             .collect();
-        let inv_freq = Tensor::from_vec(inv_freq, (1, hd / 2), dev)?;
+        let inv_freq = Tensor::from_vec(inv_freq, (1, rd / 2), dev)?;
         let pos = Tensor::arange(0u32, cfg.max_position_embeddings as u32, dev)?
             .to_dtype(DType::F32)?
             .reshape((cfg.max_position_embeddings, 1))?;
         let freqs = pos.broadcast_mul(&inv_freq)?;
+        let attention = cfg.rope.attention_factor.unwrap_or(1.0);
+        Ok(CosSin {
+            cos: (freqs.cos()? * attention)?.to_dtype(dtype)?,
+            sin: (freqs.sin()? * attention)?.to_dtype(dtype)?,
+        })
+    }
+}
+
+impl Rotary {
+    /// The table for base `theta`; `scaled`: with the model's RoPE scaling (the global
+    /// layers; Gemma 3's local ones have none).
+    fn new(cfg: &Config, theta: f64, scaled: bool, dtype: DType, dev: &Device) -> Result<Self> {
+        let (short, long) = match scaled {
+            true => (cfg.rope.factors.as_deref(), cfg.rope.long.as_ref()),
+            false => (None, None),
+        };
+        let long = long
+            .map(|l| {
+                Ok::<_, candle_core::Error>((
+                    CosSin::new(cfg, theta, Some(&l.factors), dtype, dev)?,
+                    l.original,
+                ))
+            })
+            .transpose()?;
         Ok(Rotary {
-            cos: freqs.cos()?.to_dtype(dtype)?,
-            sin: freqs.sin()?.to_dtype(dtype)?,
+            tables: Some(Tables {
+                short: CosSin::new(cfg, theta, short, dtype, dev)?,
+                long,
+            }),
             interleaved: cfg.rope_interleaved,
-            identity: false,
         })
     }
 
-    /// The table of layers without position embeddings (SmolLM3's NoPE layers).
-    pub(super) fn none(dev: &Device) -> Result<Self> {
-        let empty = Tensor::zeros((0, 0), DType::F32, dev)?;
-        Ok(Rotary {
-            cos: empty.clone(),
-            sin: empty,
+    /// The table of layers without position embeddings.
+    fn identity() -> Self {
+        Rotary {
+            tables: None,
             interleaved: false,
-            identity: true,
-        })
+        }
+    }
+
+    /// cos and sin for positions `offset..offset + n` of a pass that ends at `offset + n`.
+    fn angles(&self, offset: usize, n: usize) -> Result<Option<(Tensor, Tensor)>> {
+        let Some(t) = &self.tables else {
+            return Ok(None);
+        };
+        let table = match &t.long {
+            Some((long, original)) if offset + n > *original => long,
+            _ => &t.short,
+        };
+        Ok(Some((
+            table.cos.narrow(0, offset, n)?,
+            table.sin.narrow(0, offset, n)?,
+        )))
     }
 
     /// `x: (heads, seq, head_dim)` rotated for positions `offset..offset + seq`.
     pub(super) fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
-        if self.identity {
+        let Some((cos, sin)) = self.angles(offset, x.dim(1)?)? else {
             return Ok(x.clone());
-        }
-        let n = x.dim(1)?;
-        let cos = self.cos.narrow(0, offset, n)?;
-        let sin = self.sin.narrow(0, offset, n)?;
+        };
         if x.track_op() && x.device().is_cpu() && x.dtype() == DType::F32 {
             // One graph node instead of a dozen per call; see `RopeOp`.
             x.contiguous()?.apply_op1(RopeOp {
@@ -73,24 +147,39 @@ impl Rotary {
         }
     }
 
-    /// The transpose of [`Rotary::apply`] at positions `0..seq` (a rotation by −θ), for
-    /// cotangents `(.., seq, head_dim)` with any leading dimensions.
+    /// The transpose of [`Rotary::apply`] at positions `0..seq` (a rotation by −θ, times the
+    /// attention factor), for cotangents `(.., seq, head_dim)` with any leading dimensions.
     pub(super) fn apply_inverse(&self, x: &Tensor) -> Result<Tensor> {
-        if self.identity {
-            return Ok(x.clone());
-        }
         let dims = x.dims().to_vec();
         let (n, hd) = (x.dim(D::Minus2)?, x.dim(D::Minus1)?);
+        let Some((cos, sin)) = self.angles(0, n)? else {
+            return Ok(x.clone());
+        };
         let lead = x.elem_count() / (n * hd).max(1);
-        let cos = self.cos.narrow(0, 0, n)?;
-        let sin = self.sin.narrow(0, 0, n)?.neg()?;
-        rotate(&x.reshape((lead, n, hd))?, &cos, &sin, self.interleaved)?.reshape(dims)
+        rotate(
+            &x.reshape((lead, n, hd))?,
+            &cos,
+            &sin.neg()?,
+            self.interleaved,
+        )?
+        .reshape(dims)
     }
 }
 
-/// Rotates `x: (heads, seq, head_dim)` by the angles whose cos and sin are `(seq, head_dim/2)`.
+/// Rotates `x: (heads, seq, head_dim)` by the angles whose cos and sin are
+/// `(seq, rotary_dim / 2)`; the values past `rotary_dim` pass through.
 fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Tensor> {
     let (h, n, hd) = x.dims3()?;
+    let rd = 2 * cos.dim(D::Minus1)?;
+    if rd < hd {
+        let turned = rotate(
+            &x.narrow(D::Minus1, 0, rd)?.contiguous()?,
+            cos,
+            sin,
+            interleaved,
+        )?;
+        return Tensor::cat(&[turned, x.narrow(D::Minus1, rd, hd - rd)?], D::Minus1);
+    }
     if interleaved {
         // Pairs (0,1), (2,3), …: the layout of llama.cpp's permuted Q/K weights.
         let x = x.reshape((h, n, hd / 2, 2))?;
@@ -129,8 +218,9 @@ impl candle_core::CustomOp1 for RopeOp {
         let x = crate::models::f32_slice(storage, layout, self.name())?;
         let cos = self.cos.flatten_all()?.to_vec1::<f32>()?;
         let sin = self.sin.flatten_all()?.to_vec1::<f32>()?;
-        let half = hd / 2;
-        let mut out = vec![0f32; x.len()];
+        // The rotated width: the values past it pass through (partial rotary).
+        let half = self.cos.dim(D::Minus1)?;
+        let mut out = x.to_vec();
         for head in 0..h {
             for t in 0..n {
                 let base = (head * n + t) * hd;
