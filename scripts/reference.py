@@ -98,6 +98,22 @@ TINY = {
         "tiny_smollm3_chat": ("Which layers of a model skip positions? One line.", True),
         "tiny_smollm3_raw": ("Position embeddings are skipped in some layers because", False),
     }),
+    # Phi-4-mini's shape: fused qkv_proj and gate_up_proj, three quarters of each head
+    # rotated, LongRoPE (original context 16: the chat prompt, past it, takes the long
+    # factors, the raw one the short; its continuation switches), a sliding window of 8.
+    "phi3": ("tiny-phi3", {
+        "tiny_phi3_chat": ("Which parts of a head does RoPE turn? Say it in one line.", True),
+        "tiny_phi3_raw": ("Fused weights are split", False),
+    }),
+    # Ministral 3: YaRN (an interpolated band, attention factor from mscale / mscale_all_dim)
+    # and the attention temperature past the original context of 32 positions (the last few
+    # of both prompts).
+    "ministral3": ("tiny-ministral3", {
+        "tiny_ministral3_chat": ("Why do queries get warmer far into a context? One line.", True),
+        "tiny_ministral3_raw": ("Temperature grows with the position of each query once a context "
+                                "runs past its original length: the first positions keep a "
+                                "factor of one, and every later one is scaled up by", False),
+    }),
     "gemma3": ("tiny-gemma3", {
         "tiny_gemma3_chat": ("Translate to French: the cat sleeps on the warm mat.", True),
         "tiny_gemma3_raw": ("Once upon a time, in a land far away, there lived a", False),
@@ -111,10 +127,13 @@ MODULE = {"llama31": "llama"}
 # Families transformers 4.52.4 lacks: made and checked with transformers 5.25.0 from
 # scripts/reference-env-tf5.sh, `--only` them (each transformers runs only its own families,
 # so the other fixtures keep their pinned versions).
-TF5_FAMILIES = {"smollm3"}
+TF5_FAMILIES = {"smollm3", "phi3", "ministral3"}
 
 # lxt rule modules of our own, for families lxt 2.1 does not ship (lxt's own patches).
-LOCAL_RULES = {"olmo2": "lxt_olmo2", "smollm3": "lxt_smollm3"}
+LOCAL_RULES = {
+    "olmo2": "lxt_olmo2", "smollm3": "lxt_smollm3", "phi3": "lxt_phi3",
+    "ministral3": "lxt_ministral3",
+}
 
 
 def runs_here(source):
@@ -143,6 +162,32 @@ def tiny_config(family, vocab):
 
         common.update(num_hidden_layers=4)
         return SmolLM3Config(rope_theta=2e6, pad_token_id=1, **common)
+    if family == "phi3":
+        from transformers import Phi3Config
+
+        # Head width 8: six of its values rotated. Twice the others' width: the init's range
+        # shrunk by √2 keeps the projections' spread theirs (at 0.4 one token's gradient is
+        # 10⁴ times its neighbours', past what bf16 carries).
+        # A context of 64: LongRoPE's attention factor √(1 + ln 4 / ln 16) ≈ 1.22.
+        common.update(hidden_size=32, initializer_range=0.28, max_position_embeddings=64)
+        return Phi3Config(sliding_window=8, pad_token_id=1, original_max_position_embeddings=16,
+                          rope_parameters={
+            "rope_type": "longrope", "rope_theta": 1e4, "partial_rotary_factor": 0.75,
+            "short_factor": [1.0, 1.5, 3.0], "long_factor": [1.0, 4.0, 12.0],
+            "original_max_position_embeddings": 16,
+        }, **common)
+    if family == "ministral3":
+        from transformers import Ministral3Config
+
+        # Head width 16 (not hidden / heads): of its eight frequencies, with base 100 and an
+        # original context of 32, the first is kept, the next two interpolated (a third and
+        # two thirds of the way), the rest divided by the factor.
+        common.update(max_position_embeddings=128)  # the original 32 times the factor
+        return Ministral3Config(head_dim=16, pad_token_id=1, rope_parameters={
+            "rope_type": "yarn", "rope_theta": 100.0, "factor": 4.0,
+            "original_max_position_embeddings": 32, "beta_fast": 32.0, "beta_slow": 1.0,
+            "mscale": 1.0, "mscale_all_dim": 0.5, "llama_4_scaling_beta": 0.5,
+        }, **common)
     if family == "llama":
         return LlamaConfig(rope_theta=10000.0, **common)
     if family == "llama31":
@@ -554,6 +599,8 @@ GEN_PROMPTS = {
     "tiny_gemma3_raw": (TINY["gemma3"][1]["tiny_gemma3_raw"][0], False, "gemma3"),
     "tiny_olmo2_chat": (TINY["olmo2"][1]["tiny_olmo2_chat"][0], True, "olmo2"),
     "tiny_smollm3_chat": (TINY["smollm3"][1]["tiny_smollm3_chat"][0], True, "smollm3"),
+    "tiny_phi3_raw": (TINY["phi3"][1]["tiny_phi3_raw"][0], False, "phi3"),
+    "tiny_ministral3_chat": (TINY["ministral3"][1]["tiny_ministral3_chat"][0], True, "ministral3"),
     "qwen_reverse_chat": (QWEN_PROMPTS["qwen_reverse_chat"][0], True, "qwen2.5"),
     "qwen_code_raw": (QWEN_PROMPTS["qwen_code_raw"][0], False, "qwen2.5"),
     "tiny_llama3_chat": (LLAMA3_PROMPTS["tiny_llama3_chat"][0], True, "llama3-gguf"),

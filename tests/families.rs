@@ -17,6 +17,28 @@ struct Convert {
     arch: &'static str,
     post_norms: bool,
     permute_qk: bool,
+    /// The family's own metadata and tensors, from `config.json`.
+    extra: ExtraFn,
+}
+
+/// A family's additions, from `config.json` and the key-naming function.
+type ExtraFn = fn(&serde_json::Value, &dyn Fn(&str) -> String) -> Extra;
+
+/// Metadata keys and tensors a family's converter adds.
+type Extra = (Vec<(String, Value)>, Vec<(String, candle_core::Tensor)>);
+
+fn no_extra(_: &serde_json::Value, _: &dyn Fn(&str) -> String) -> Extra {
+    (Vec::new(), Vec::new())
+}
+
+fn f32s(v: &serde_json::Value) -> candle_core::Tensor {
+    let xs: Vec<f32> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    candle_core::Tensor::new(xs, &Device::Cpu).unwrap()
 }
 
 /// llama.cpp's name for a tensor (`convert_hf_to_gguf.py`).
@@ -43,6 +65,9 @@ fn gguf_name(hf: &str, c: &Convert) -> String {
         "mlp.gate_proj.weight" => "ffn_gate.weight",
         "mlp.up_proj.weight" => "ffn_up.weight",
         "mlp.down_proj.weight" => "ffn_down.weight",
+        // Phi-3's fused projections, kept fused.
+        "self_attn.qkv_proj.weight" => "attn_qkv.weight",
+        "mlp.gate_up_proj.weight" => "ffn_up.weight",
         other => panic!("unexpected tensor {other}"),
     };
     format!("blk.{i}.{part}")
@@ -100,10 +125,15 @@ fn tiny_gguf(name: &str, c: &Convert) -> std::path::PathBuf {
         ),
     ];
     md.extend(gguf_vocab(&tokenizer, "smollm"));
+    let (more_md, more_tensors) = (c.extra)(&cfg, &key);
+    md.extend(more_md);
     let heads = cfg["num_attention_heads"].as_u64().unwrap() as usize;
     let kv_heads = cfg["num_key_value_heads"].as_u64().unwrap() as usize;
     let weights =
         candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let extra_tensors = more_tensors
+        .into_iter()
+        .map(|(n, t)| (n, QTensor::quantize(&t, GgmlDType::F32).unwrap()));
     let tensors: Vec<(String, QTensor)> = weights
         .iter()
         .map(|(hf, t)| {
@@ -118,6 +148,7 @@ fn tiny_gguf(name: &str, c: &Convert) -> std::path::PathBuf {
                 QTensor::quantize(&t, GgmlDType::F32).unwrap(),
             )
         })
+        .chain(extra_tensors)
         .collect();
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("{name}-{}.gguf", std::process::id()));
@@ -158,6 +189,7 @@ fn olmo2_gguf_explains_as_its_hugging_face_directory() {
         arch: "olmo2",
         post_norms: true,
         permute_qk: false,
+        extra: no_extra,
     };
     gguf_explains_as_directory("tiny-olmo2", &c);
 }
@@ -170,6 +202,144 @@ fn smollm3_gguf_explains_as_its_hugging_face_directory() {
         arch: "smollm3",
         post_norms: false,
         permute_qk: true,
+        extra: no_extra,
     };
     gguf_explains_as_directory("tiny-smollm3", &c);
+}
+
+/// Phi-3's converter keeps q, k, v fused (`attn_qkv`) and the gate and up projections fused
+/// (`ffn_up`, twice the MLP's width), writes the rotated width, LongRoPE's two sets of
+/// divisors as tensors with the attention factor and the original context, and the window.
+#[test]
+fn phi3_gguf_explains_as_its_hugging_face_directory() {
+    fn extra(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String) -> Extra {
+        let rope = &cfg["rope_parameters"];
+        let original = rope["original_max_position_embeddings"].as_f64().unwrap();
+        let factor = cfg["max_position_embeddings"].as_f64().unwrap() / original;
+        let head =
+            cfg["hidden_size"].as_f64().unwrap() / cfg["num_attention_heads"].as_f64().unwrap();
+        let rotated = (head * rope["partial_rotary_factor"].as_f64().unwrap()) as u32;
+        let md = vec![
+            (key("rope.dimension_count"), Value::U32(rotated)),
+            (
+                key("rope.scaling.original_context_length"),
+                Value::U32(original as u32),
+            ),
+            (
+                key("rope.scaling.attn_factor"),
+                Value::F32((1.0 + factor.ln() / original.ln()).sqrt() as f32),
+            ),
+            (
+                key("attention.sliding_window"),
+                Value::U32(cfg["sliding_window"].as_u64().unwrap() as u32),
+            ),
+        ];
+        let tensors = vec![
+            (
+                "rope_factors_long.weight".into(),
+                f32s(&rope["long_factor"]),
+            ),
+            (
+                "rope_factors_short.weight".into(),
+                f32s(&rope["short_factor"]),
+            ),
+        ];
+        (md, tensors)
+    }
+    let c = Convert {
+        arch: "phi3",
+        post_norms: false,
+        permute_qk: false,
+        extra,
+    };
+    gguf_explains_as_directory("tiny-phi3", &c);
+}
+
+/// Ministral 3's converter writes YaRN as `rope.scaling.*` keys (`mscale_all_dim` as the log
+/// multiplier), the attention temperature's β, and the head width apart from the hidden
+/// size; q and k are permuted as Llama's.
+#[test]
+fn ministral3_gguf_explains_as_its_hugging_face_directory() {
+    fn extra(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String) -> Extra {
+        let rope = &cfg["rope_parameters"];
+        let f = |k: &str| Value::F32(rope[k].as_f64().unwrap() as f32);
+        let head = cfg["head_dim"].as_u64().unwrap() as u32;
+        let md = vec![
+            (key("attention.key_length"), Value::U32(head)),
+            (key("attention.value_length"), Value::U32(head)),
+            (key("rope.dimension_count"), Value::U32(head)),
+            (key("rope.scaling.type"), Value::String("yarn".into())),
+            (key("rope.scaling.factor"), f("factor")),
+            (
+                key("rope.scaling.original_context_length"),
+                Value::U32(rope["original_max_position_embeddings"].as_u64().unwrap() as u32),
+            ),
+            (key("rope.scaling.yarn_beta_fast"), f("beta_fast")),
+            (key("rope.scaling.yarn_beta_slow"), f("beta_slow")),
+            (key("rope.scaling.yarn_log_multiplier"), f("mscale_all_dim")),
+            (
+                key("attention.temperature_scale"),
+                f("llama_4_scaling_beta"),
+            ),
+        ];
+        (md, Vec::new())
+    }
+    let c = Convert {
+        arch: "mistral3",
+        post_norms: false,
+        permute_qk: true,
+        extra,
+    };
+    gguf_explains_as_directory("tiny-ministral3", &c);
+}
+
+/// A multimodal checkpoint (Mistral 3 as transformers 4 saved it: `text_config`, the language
+/// model under `language_model.model.*`, a vision tower beside it) is read as its language
+/// model: the same explanation as the text-only directory.
+#[test]
+fn multimodal_checkpoints_read_their_language_model() {
+    let text = root().join("tests/fixtures/tiny-ministral3");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("tiny-mistral3-vlm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
+        std::fs::copy(text.join(f), dir.join(f)).unwrap();
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(text.join("config.json")).unwrap()).unwrap();
+    let vlm = serde_json::json!({
+        "model_type": "mistral3",
+        "architectures": ["Mistral3ForConditionalGeneration"],
+        "text_config": cfg,
+        "vision_config": {"model_type": "pixtral", "hidden_size": 8},
+    });
+    std::fs::write(dir.join("config.json"), vlm.to_string()).unwrap();
+    let weights =
+        candle_core::safetensors::load(text.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut renamed: std::collections::HashMap<String, candle_core::Tensor> = weights
+        .into_iter()
+        .map(|(n, t)| (n.replacen("model.", "language_model.model.", 1), t))
+        .collect();
+    renamed.insert(
+        "vision_tower.patch_conv.weight".into(),
+        candle_core::Tensor::zeros((8, 3), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&renamed, dir.join("model.safetensors")).unwrap();
+    let (a, b) = (
+        Engine::load(dir.to_str().unwrap()).unwrap(),
+        Engine::load(text.to_str().unwrap()).unwrap(),
+    );
+    let mut req = ExplainRequest::new("Rivers flow to the sea because");
+    req.methods = vec![Method::Saliency, Method::Attnlrp];
+    let (x, y) = (a.explain(&req).unwrap(), b.explain(&req).unwrap());
+    assert_eq!(x.prediction().top[0].id, y.prediction().top[0].id);
+    for (m, rx) in &x.methods {
+        let err = rel_err(&rx.scores, &y.methods[m].scores);
+        assert!(err == 0.0, "{m} differs by {err}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -118,6 +118,8 @@ fn fixtures_cover_the_required_cases() {
         "tests/fixtures/tiny-gemma3",
         "tests/fixtures/tiny-olmo2",
         "tests/fixtures/tiny-smollm3",
+        "tests/fixtures/tiny-phi3",
+        "tests/fixtures/tiny-ministral3",
         "tests/fixtures/tiny-llama3",
     ] {
         let n = fx.iter().filter(|f| f.model == model).count();

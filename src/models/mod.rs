@@ -18,8 +18,10 @@ pub mod gated;
 pub mod gemma3;
 pub mod linear;
 pub mod llama;
+pub mod mistral3;
 pub mod norm;
 pub mod olmo2;
+pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
 pub mod rope_scaling;
@@ -34,6 +36,8 @@ pub static FAMILIES: &[&dyn family::Family] = &[
     &gemma3::Gemma3,
     &olmo2::Olmo2,
     &smollm3::SmolLM3,
+    &phi3::Phi3,
+    &mistral3::Ministral3,
 ];
 
 pub use derivatives::{Derivatives, Ordinary};

@@ -1,0 +1,57 @@
+"""lxt 2.1's efficient AttnLRP and CP-LRP rules applied to a transformers 5 family that lxt
+does not ship (lxt 2.1 predates transformers 5). Imported by the scripts/lxt_<family>.py
+modules that scripts/reference.py loads.
+
+lxt's own rule functions, as it applies them to Llama: the gated MLP (identity rule through
+the activation, uniform rule on the product), every RMSNorm (identity rule), and the
+attention (uniform rule on its products; under CP-LRP the probabilities as constants). The
+attention wrapper replaces only the module's `eager_attention_forward` (the references run
+eager attention): lxt's `patch_attention` also swaps the module's `ALL_ATTENTION_FUNCTIONS`
+for a plain dict, which transformers 5 can no longer call.
+"""
+import os
+import sys
+import types
+from functools import partial
+
+import lxt
+
+# lxt.efficient's package __init__ imports every lxt model module, and its BERT one no longer
+# imports under transformers 5; the rule functions themselves (patches.py, rules.py) do. So
+# the package is registered bare and only those two modules are loaded.
+if "lxt.efficient" not in sys.modules:
+    _pkg = types.ModuleType("lxt.efficient")
+    _pkg.__path__ = [os.path.join(os.path.dirname(lxt.__file__), "efficient")]
+    sys.modules["lxt.efficient"] = _pkg
+
+from lxt.efficient.patches import (  # noqa: E402
+    cp_gated_mlp_forward,
+    cp_wrap_attention_forward,
+    gated_mlp_forward,
+    patch_method,
+    rms_norm_forward,
+    wrap_attention_forward,
+)
+
+
+def _eager_only(wrap, module):
+    module.eager_attention_forward = wrap(module.eager_attention_forward)
+    return True
+
+
+def rule_maps(modeling, mlp, norm, mlp_forwards=(gated_mlp_forward, cp_gated_mlp_forward)):
+    """(attnLRP, cp_LRP) patch maps for a modeling module, its MLP and RMSNorm classes;
+    `mlp_forwards`: the MLP's AttnLRP and CP-LRP forwards, where its layout is not lxt's."""
+    attn, cp = mlp_forwards
+    return (
+        {
+            mlp: partial(patch_method, attn),
+            norm: partial(patch_method, rms_norm_forward),
+            modeling: partial(_eager_only, wrap_attention_forward),
+        },
+        {
+            mlp: partial(patch_method, cp),
+            norm: partial(patch_method, rms_norm_forward),
+            modeling: partial(_eager_only, cp_wrap_attention_forward),
+        },
+    )
