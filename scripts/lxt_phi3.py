@@ -3,8 +3,8 @@ none). The MLP stores its gate and up projections as one matrix (`gate_up_proj`,
 so lxt's gated-MLP forwards are written here for that layout with lxt's own rule functions:
 the identity rule through the activation and the uniform rule on the product (AttnLRP), the
 gate as a constant (CP-LRP) - the same rules as lxt's Llama MLP. RMSNorm and attention take
-lxt's own (scripts/lxt_tf5.py). Imported by scripts/reference.py."""
-from lxt_tf5 import rule_maps  # first: registers lxt.efficient bare
+lxt's own (scripts/lxt_rules.py). Imported by scripts/reference.py."""
+from lxt_rules import rule_maps  # first: registers lxt.efficient bare
 from lxt.efficient.rules import divide_gradient, identity_rule_implicit, stop_gradient
 from transformers.models.phi3 import modeling_phi3 as m
 

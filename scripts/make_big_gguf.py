@@ -7,6 +7,15 @@ this machine's memory explain a prompt, and in how much memory?
                   q/k norms, tied embeddings, vocabulary 151936 (Qwen's real tokenizer)
   llama31-8b-shape  Llama-3.1-8B: 32 layers, hidden 4096, 32 q / 8 kv heads of 128,
                   ffn 14336, vocabulary 128256 (Llama 3's real tokenizer), rope_freqs
+  phi4-mini-shape  Phi-4-mini: 32 layers, hidden 3072, 24 q / 8 kv heads of 128 (96 of each
+                  rotated), ffn 8192, fused attn_qkv and gate+up ffn_up as llama.cpp keeps
+                  them, LongRoPE factors, vocabulary 200064 (GPT-4o's tokenizer, o200k as
+                  Phi-4's), tied embeddings
+  smollm3-3b-shape  SmolLM3-3B: 36 layers, hidden 2048, 16 q / 4 kv heads of 128, ffn 11008,
+                  every fourth layer without RoPE, vocabulary 128256 (Llama 3's), tied
+  ministral3-3b-shape  Ministral-3-3B: 26 layers, hidden 3072, 32 q / 8 kv heads of 128, ffn
+                  9216, YaRN (factor 16 over 16384) and the attention temperature, vocabulary
+                  131072 (Mistral's tekken), tied
 
 Matrices are written in Q8_0 (gguf's own quantizer), norms in F32, as llama.cpp writes them,
 with the real model's chat template; scripts/big_models.sh requantizes them to Q4_K_M (the file
@@ -27,6 +36,7 @@ import sys
 import gguf
 import numpy as np
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get("TOKENLENS_CACHE") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tokenlens"
 )
@@ -42,6 +52,26 @@ SHAPES = {
         kv_heads=8, head_dim=128, ffn=14336, vocab=128256, context=131072, theta=5e5,
         eps=1e-5, qk_norm=False, tied=False, eos="<|eot_id|>",
         rope_llama3=dict(factor=8.0, low=1.0, high=4.0, original=8192),
+    ),
+    "phi4-mini-shape": dict(
+        arch="phi3", tokenizer="gpt-4o", pre="gpt-4o", layers=32, hidden=3072, heads=24,
+        kv_heads=8, head_dim=128, ffn=8192, vocab=200064, context=131072, theta=1e4,
+        eps=1e-5, qk_norm=False, tied=True, eos="<|endoftext|>", rotary=96, fused=True,
+        longrope=dict(original=4096), window=262144,
+        template="microsoft__Phi-3.5-mini-instruct.jinja",
+    ),
+    "smollm3-3b-shape": dict(
+        arch="smollm3", tokenizer="llama3", pre="llama-bpe", layers=36, hidden=2048, heads=16,
+        kv_heads=4, head_dim=128, ffn=11008, vocab=128256, context=65536, theta=5e6,
+        eps=1e-6, qk_norm=False, tied=True, eos="<|end_of_text|>",
+        template="HuggingFaceTB__SmolLM3-3B.jinja",
+    ),
+    "ministral3-3b-shape": dict(
+        arch="mistral3", tokenizer="mistral-nemo", pre="tekken", layers=26, hidden=3072,
+        heads=32, kv_heads=8, head_dim=128, ffn=9216, vocab=131072, context=262144, theta=1e6,
+        eps=1e-5, qk_norm=False, tied=True, eos="</s>",
+        yarn=dict(factor=16.0, original=16384, beta=0.1),
+        template="mistralai__Ministral-3-14B-Reasoning-2512.jinja",
     ),
 }
 
@@ -94,7 +124,7 @@ def write(name, s):
     w.add_uint32(f"{a}.attention.head_count_kv", s["kv_heads"])
     w.add_uint32(f"{a}.attention.key_length", s["head_dim"])
     w.add_uint32(f"{a}.attention.value_length", s["head_dim"])
-    w.add_uint32(f"{a}.rope.dimension_count", s["head_dim"])
+    w.add_uint32(f"{a}.rope.dimension_count", s.get("rotary", s["head_dim"]))
     w.add_float32(f"{a}.rope.freq_base", s["theta"])
     w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", s["eps"])
     tokens, types, merges = vocab(s["tokenizer"], s["vocab"])
@@ -105,8 +135,12 @@ def write(name, s):
     w.add_token_merges(merges)
     w.add_eos_token_id(tokens.index(s["eos"]))
     # The real model's chat template, so that the first seed's chat query runs as it would.
-    with open(os.path.join(CACHE, "tokenizers", s["tokenizer"], "tokenizer_config.json")) as f:
-        template = json.load(f).get("chat_template")
+    if "template" in s:  # the family's own, from the template test's real set
+        with open(os.path.join(ROOT, "tests", "fixtures", "templates", s["template"])) as f:
+            template = f.read()
+    else:
+        with open(os.path.join(CACHE, "tokenizers", s["tokenizer"], "tokenizer_config.json")) as f:
+            template = json.load(f).get("chat_template")
     if template:
         w.add_chat_template(template)
 
@@ -123,6 +157,22 @@ def write(name, s):
     if not s["tied"]:
         matrix("output.weight", s["vocab"], h)
     ones("output_norm.weight", h)
+    if "longrope" in s:  # Phi-3's converter: both divisor sets as tensors, the attention factor
+        lr, half = s["longrope"], s["rotary"] // 2
+        w.add_uint32(f"{a}.rope.scaling.original_context_length", lr["original"])
+        factor = s["context"] / lr["original"]
+        w.add_float32(f"{a}.rope.scaling.attn_factor", math.sqrt(1 + math.log(factor) / math.log(lr["original"])))
+        w.add_tensor("rope_factors_short.weight", np.linspace(1.0, 3.0, half, dtype=np.float32))
+        w.add_tensor("rope_factors_long.weight", np.linspace(1.0, 60.0, half, dtype=np.float32))
+    if "window" in s:
+        w.add_uint32(f"{a}.attention.sliding_window", s["window"])
+    if "yarn" in s:  # Ministral 3's converter
+        y = s["yarn"]
+        w.add_string(f"{a}.rope.scaling.type", "yarn")
+        w.add_float32(f"{a}.rope.scaling.factor", y["factor"])
+        w.add_uint32(f"{a}.rope.scaling.original_context_length", y["original"])
+        w.add_float32(f"{a}.rope.scaling.yarn_log_multiplier", 1.0)
+        w.add_float32(f"{a}.attention.temperature_scale", y["beta"])
     if "rope_llama3" in s:
         r = s["rope_llama3"]
         w.add_tensor("rope_freqs.weight", llama3_factors(hd, s["theta"], r["factor"], r["low"], r["high"], r["original"]))
@@ -130,15 +180,21 @@ def write(name, s):
         p = f"blk.{i}"
         ones(f"{p}.attn_norm.weight", h)
         ones(f"{p}.ffn_norm.weight", h)
-        matrix(f"{p}.attn_q.weight", q_rows, h)
-        matrix(f"{p}.attn_k.weight", kv_rows, h)
-        matrix(f"{p}.attn_v.weight", kv_rows, h)
+        if s.get("fused"):
+            matrix(f"{p}.attn_qkv.weight", q_rows + 2 * kv_rows, h)
+        else:
+            matrix(f"{p}.attn_q.weight", q_rows, h)
+            matrix(f"{p}.attn_k.weight", kv_rows, h)
+            matrix(f"{p}.attn_v.weight", kv_rows, h)
         matrix(f"{p}.attn_output.weight", h, q_rows)
         if s["qk_norm"]:
             ones(f"{p}.attn_q_norm.weight", hd)
             ones(f"{p}.attn_k_norm.weight", hd)
-        matrix(f"{p}.ffn_gate.weight", s["ffn"], h)
-        matrix(f"{p}.ffn_up.weight", s["ffn"], h)
+        if s.get("fused"):
+            matrix(f"{p}.ffn_up.weight", 2 * s["ffn"], h)  # gate rows, then up rows
+        else:
+            matrix(f"{p}.ffn_gate.weight", s["ffn"], h)
+            matrix(f"{p}.ffn_up.weight", s["ffn"], h)
         matrix(f"{p}.ffn_down.weight", h, s["ffn"])
         print(f"{name}: layer {i + 1}/{s['layers']}", file=sys.stderr)
     w.write_header_to_file()

@@ -105,6 +105,12 @@ TINY = {
         "tiny_phi3_chat": ("Which parts of a head does RoPE turn? Say it in one line.", True),
         "tiny_phi3_raw": ("Fused weights are split", False),
     }),
+    # Mistral (7B v0.1's shape): a sliding window of 6 over every layer, a head width of 8
+    # apart from hidden / heads.
+    "mistral": ("tiny-mistral", {
+        "tiny_mistral_chat": ("What does a sliding window forget? One short line.", True),
+        "tiny_mistral_raw": ("Only the last few tokens are within reach of each", False),
+    }),
     # Ministral 3: YaRN (an interpolated band, attention factor from mscale / mscale_all_dim)
     # and the attention temperature past the original context of 32 positions (the last few
     # of both prompts).
@@ -132,7 +138,7 @@ TF5_FAMILIES = {"smollm3", "phi3", "ministral3"}
 # lxt rule modules of our own, for families lxt 2.1 does not ship (lxt's own patches).
 LOCAL_RULES = {
     "olmo2": "lxt_olmo2", "smollm3": "lxt_smollm3", "phi3": "lxt_phi3",
-    "ministral3": "lxt_ministral3",
+    "ministral3": "lxt_ministral3", "mistral": "lxt_mistral",
 }
 
 
@@ -188,6 +194,10 @@ def tiny_config(family, vocab):
             "original_max_position_embeddings": 32, "beta_fast": 32.0, "beta_slow": 1.0,
             "mscale": 1.0, "mscale_all_dim": 0.5, "llama_4_scaling_beta": 0.5,
         }, **common)
+    if family == "mistral":
+        from transformers import MistralConfig
+
+        return MistralConfig(head_dim=8, sliding_window=6, rope_theta=1e6, **common)
     if family == "llama":
         return LlamaConfig(rope_theta=10000.0, **common)
     if family == "llama31":
@@ -600,6 +610,7 @@ GEN_PROMPTS = {
     "tiny_olmo2_chat": (TINY["olmo2"][1]["tiny_olmo2_chat"][0], True, "olmo2"),
     "tiny_smollm3_chat": (TINY["smollm3"][1]["tiny_smollm3_chat"][0], True, "smollm3"),
     "tiny_phi3_raw": (TINY["phi3"][1]["tiny_phi3_raw"][0], False, "phi3"),
+    "tiny_mistral_raw": (TINY["mistral"][1]["tiny_mistral_raw"][0], False, "mistral"),
     "tiny_ministral3_chat": (TINY["ministral3"][1]["tiny_ministral3_chat"][0], True, "ministral3"),
     "qwen_reverse_chat": (QWEN_PROMPTS["qwen_reverse_chat"][0], True, "qwen2.5"),
     "qwen_code_raw": (QWEN_PROMPTS["qwen_code_raw"][0], False, "qwen2.5"),
@@ -612,6 +623,7 @@ def run_generation(gguf, only):
     """transformers' greedy decoding (generate, do_sample=False, its KV cache and its
     end-of-sequence ids) for GEN_TOKENS new tokens."""
     import torch
+    import transformers
 
     out = {}
     srcs = sources(gguf)
@@ -633,7 +645,7 @@ def run_generation(gguf, only):
         eos = eos if isinstance(eos, list) else [eos]
         out[name] = {
             "prompt": prompt, "chat_template": chat,
-            "model": srcs[which][2],
+            "model": srcs[which][2], "transformers": transformers.__version__,
             "ids": ids, "generated": seq, "eos_ids": eos,
             "text": tok.decode(seq, skip_special_tokens=False),
         }
@@ -716,7 +728,8 @@ def main():
         with open(GEN_OUT) as f:
             prompts = {**json.load(f)["prompts"], **prompts}
     gen = {
-        "versions": {p: version(p) for p in ["torch", "transformers"]},
+        # transformers' version per prompt: each family is made by the one that has it.
+        "versions": {"torch": version("torch")},
         "max_new_tokens": GEN_TOKENS,
         "prompts": prompts,
     }

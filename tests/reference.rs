@@ -120,6 +120,7 @@ fn fixtures_cover_the_required_cases() {
         "tests/fixtures/tiny-smollm3",
         "tests/fixtures/tiny-phi3",
         "tests/fixtures/tiny-ministral3",
+        "tests/fixtures/tiny-mistral",
         "tests/fixtures/tiny-llama3",
     ] {
         let n = fx.iter().filter(|f| f.model == model).count();

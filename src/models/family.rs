@@ -68,6 +68,14 @@ impl Rows {
     }
 }
 
+/// Every layer attends within `window` positions, when there is one (a positive number:
+/// GGUF converters write 0 for none).
+pub fn window_every_layer(cfg: &mut Config, window: Option<f64>) {
+    if let Some(w) = window.filter(|w| *w >= 1.0) {
+        cfg.arch.layer_windows = vec![Some(w as usize); cfg.num_hidden_layers];
+    }
+}
+
 /// A number field of `config.json`.
 pub fn hf_f64(raw: &Value, key: &str) -> Option<f64> {
     raw.get(key).and_then(Value::as_f64)

@@ -18,7 +18,7 @@ pub mod gated;
 pub mod gemma3;
 pub mod linear;
 pub mod llama;
-pub mod mistral3;
+pub mod mistral;
 pub mod norm;
 pub mod olmo2;
 pub mod phi3;
@@ -37,7 +37,7 @@ pub static FAMILIES: &[&dyn family::Family] = &[
     &olmo2::Olmo2,
     &smollm3::SmolLM3,
     &phi3::Phi3,
-    &mistral3::Ministral3,
+    &mistral::Mistral,
 ];
 
 pub use derivatives::{Derivatives, Ordinary};

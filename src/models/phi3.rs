@@ -7,7 +7,7 @@
 //! agree).
 
 use super::decoder::Config;
-use super::family::{hf_bool, hf_f64, Family, Fused, GgufMeta, Rows};
+use super::family::{hf_bool, hf_f64, window_every_layer, Family, Fused, GgufMeta, Rows};
 use serde_json::Value;
 
 /// The Phi-3 family (Phi-3, Phi-3.5, Phi-4-mini).
@@ -32,13 +32,6 @@ static FUSED: &[Fused] = &[
     },
 ];
 
-/// Every layer attends within `window` positions, when the model has one.
-fn windows(window: Option<f64>, cfg: &mut Config) {
-    if let Some(w) = window.filter(|w| *w >= 1.0) {
-        cfg.arch.layer_windows = vec![Some(w as usize); cfg.num_hidden_layers];
-    }
-}
-
 impl Family for Phi3 {
     fn name(&self) -> &'static str {
         "Phi-3"
@@ -53,12 +46,12 @@ impl Family for Phi3 {
         if hf_bool(raw, "attention_bias") == Some(true) {
             return Err("Phi-3 with attention_bias is not supported".into());
         }
-        windows(hf_f64(raw, "sliding_window"), cfg);
+        window_every_layer(cfg, hf_f64(raw, "sliding_window"));
         Ok(())
     }
     fn configure_gguf(&self, md: GgufMeta, cfg: &mut Config) -> Result<(), String> {
         // The converter writes 0 for none (Phi-4-mini).
-        windows(md("attention.sliding_window"), cfg);
+        window_every_layer(cfg, md("attention.sliding_window"));
         Ok(())
     }
     fn gguf_tensor(&self, hf_suffix: &str) -> Option<&'static str> {

@@ -1,34 +1,34 @@
-//! Ministral 3 (and the text model of Mistral 3): Llama's decoder with YaRN-scaled RoPE
-//! (`rope_scaling.rs`) and Llama 4's attention temperature: past the pre-training context,
-//! the queries of position `p` are multiplied by `1 + β·ln(1 + ⌊p / original⌋)`
-//! (`QueryTemperature`; 1 before it).
+//! Mistral: Llama's decoder with a sliding window over every layer where configured (Mistral
+//! 7B v0.1; Mistral Small 3's text model has none) and an explicit head width; Ministral 3
+//! adds YaRN-scaled RoPE (`rope_scaling.rs`) and Llama 4's attention temperature: past the
+//! pre-training context, the queries of position `p` are multiplied by
+//! `1 + β·ln(1 + ⌊p / original⌋)` (`QueryTemperature`; 1 before it). (Mistral 7B's GGUFs
+//! are llama.cpp's `llama` architecture, read by the Llama family.)
 
 use super::config::QueryTemperature;
 use super::decoder::Config;
-use super::family::{hf_bool, hf_f64, Family, GgufMeta};
+use super::family::{hf_bool, hf_f64, window_every_layer, Family, GgufMeta};
 use serde_json::Value;
 
-/// The Ministral 3 family.
+/// The Mistral family (Mistral 7B, Mistral Small 3, Ministral 3).
 #[derive(Debug, Clone, Copy)]
-pub struct Ministral3;
+pub struct Mistral;
 
-impl Family for Ministral3 {
+impl Family for Mistral {
     fn name(&self) -> &'static str {
-        "Ministral 3"
+        "Mistral"
     }
     fn hf_model_types(&self) -> &'static [&'static str] {
-        &["ministral3"]
+        &["mistral", "ministral3"]
     }
     fn gguf_architecture(&self) -> &'static str {
         "mistral3"
     }
     fn configure_hf(&self, raw: &Value, cfg: &mut Config) -> Result<(), String> {
         if hf_bool(raw, "attention_bias") == Some(true) {
-            return Err("Ministral 3 with attention_bias is not supported".into());
+            return Err("Mistral with attention_bias is not supported".into());
         }
-        if let Some(w) = hf_f64(raw, "sliding_window").filter(|w| *w >= 1.0) {
-            cfg.arch.layer_windows = vec![Some(w as usize); cfg.num_hidden_layers];
-        }
+        window_every_layer(cfg, hf_f64(raw, "sliding_window"));
         // transformers reads both from the RoPE parameters (`rope_scaling` once read).
         let rope = raw.get("rope_scaling");
         let beta = rope.and_then(|r| hf_f64(r, "llama_4_scaling_beta"));

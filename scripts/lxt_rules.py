@@ -1,6 +1,6 @@
-"""lxt 2.1's efficient AttnLRP and CP-LRP rules applied to a transformers 5 family that lxt
-does not ship (lxt 2.1 predates transformers 5). Imported by the scripts/lxt_<family>.py
-modules that scripts/reference.py loads.
+"""lxt 2.1's efficient AttnLRP and CP-LRP rules applied to a family that lxt does not ship,
+under transformers 4.52.4 or 5 (lxt 2.1 predates transformers 5). Imported by the
+scripts/lxt_<family>.py modules that scripts/reference.py loads.
 
 lxt's own rule functions, as it applies them to Llama: the gated MLP (identity rule through
 the activation, uniform rule on the product), every RMSNorm (identity rule), and the
