@@ -8,7 +8,8 @@
 # the models first if missing (scripts/make_big_gguf.py in the reference venv; the Q8_0 files
 # are 4.3 and 8.5 GB, the Q4_K_M ones 2.5 and 4.9 GB).
 #   scripts/big_models.sh [qwen3-4b-shape:q4_k_m] [llama31-8b-shape:q4_k_m] [qwen3-4b-shape]
-#                         [qwen3-4b-shape-bf16] [-- extra bench options, e.g. --precision f32]
+#                         [qwen3-4b-shape-bf16] [phi4-mini-shape:q4_k_m] [smollm3-3b-shape:q4_k_m]
+#                         [ministral3-3b-shape:q4_k_m] [-- extra bench options, e.g. --precision f32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${TOKENLENS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tokenlens}"
