@@ -16,8 +16,15 @@ this machine's memory explain a prompt, and in how much memory?
   ministral3-3b-shape  Ministral-3-3B: 26 layers, hidden 3072, 32 q / 8 kv heads of 128, ffn
                   9216, YaRN (factor 16 over 16384) and the attention temperature, vocabulary
                   131072 (Mistral's tekken), tied
+  qwen3-30b-a3b-shape  Qwen3-30B-A3B: 48 layers, hidden 2048, 32 q / 4 kv heads of 128, q/k
+                  norms, 128 experts of width 768 in every layer (8 per token), stacked as
+                  llama.cpp keeps them (ffn_{gate,up,down}_exps) with the router ffn_gate_inp,
+                  vocabulary 151936 (Qwen's), untied; each layer's experts repeat 8 distinct
+                  random ones (writing 29 billion random values would take an hour here; the
+                  memory and the work per token are the real model's)
 
 Matrices are written in Q8_0 (gguf's own quantizer), norms in F32, as llama.cpp writes them,
+one tensor at a time (the 30B file is larger than this machine's memory),
 with the real model's chat template; scripts/big_models.sh requantizes them to Q4_K_M (the file
 people download) with llama.cpp's llama-quantize.
 `qwen3-4b-shape-bf16` writes the Qwen3 shape as a Hugging Face directory in bf16 instead (the
@@ -72,6 +79,12 @@ SHAPES = {
         eps=1e-5, qk_norm=False, tied=True, eos="</s>",
         yarn=dict(factor=16.0, original=16384, beta=0.1),
         template="mistralai__Ministral-3-14B-Reasoning-2512.jinja",
+    ),
+    "qwen3-30b-a3b-shape": dict(
+        arch="qwen3moe", tokenizer="qwen3", pre="qwen2", layers=48, hidden=2048, heads=32,
+        kv_heads=4, head_dim=128, ffn=6144, vocab=151936, context=40960, theta=1e6,
+        eps=1e-6, qk_norm=True, tied=False, eos="<|im_end|>",
+        experts=dict(count=128, used=8, width=768, distinct=8),
     ),
 }
 
@@ -144,13 +157,36 @@ def write(name, s):
     if template:
         w.add_chat_template(template)
 
+    # Tensors are declared first and written after the header, one at a time.
+    pending = []
+
+    def tensor(tname, make, shape, dtype, nbytes, raw=None):
+        w.add_tensor_info(tname, shape, dtype, nbytes, raw_dtype=raw)
+        pending.append(make)
+
+    def q8(x):
+        return gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0)
+
+    def q8_shape(*dims):  # the byte shape of a Q8_0 tensor: 34 bytes per 32 values
+        return (*dims[:-1], dims[-1] // 32 * 34)
+
     def matrix(tname, rows, cols):
-        x = rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(0.02)
-        q = gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0)
-        w.add_tensor(tname, q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        make = lambda: q8(rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(0.02))
+        shape = q8_shape(rows, cols)
+        tensor(tname, make, shape, np.uint8, math.prod(shape), gguf.GGMLQuantizationType.Q8_0)
+
+    def experts(tname, count, distinct, rows, cols):
+        def make():
+            x = rng.standard_normal((distinct, rows, cols), dtype=np.float32) * np.float32(0.02)
+            return np.tile(q8(x), (count // distinct, 1, 1))
+        shape = q8_shape(count, rows, cols)
+        tensor(tname, make, shape, np.uint8, math.prod(shape), gguf.GGMLQuantizationType.Q8_0)
+
+    def array(tname, x):
+        tensor(tname, lambda: x, x.shape, x.dtype, x.nbytes)
 
     def ones(tname, n):
-        w.add_tensor(tname, np.ones(n, dtype=np.float32))
+        array(tname, np.ones(n, dtype=np.float32))
 
     h, hd, q_rows, kv_rows = s["hidden"], s["head_dim"], s["heads"] * s["head_dim"], s["kv_heads"] * s["head_dim"]
     matrix("token_embd.weight", s["vocab"], h)
@@ -162,8 +198,8 @@ def write(name, s):
         w.add_uint32(f"{a}.rope.scaling.original_context_length", lr["original"])
         factor = s["context"] / lr["original"]
         w.add_float32(f"{a}.rope.scaling.attn_factor", math.sqrt(1 + math.log(factor) / math.log(lr["original"])))
-        w.add_tensor("rope_factors_short.weight", np.linspace(1.0, 3.0, half, dtype=np.float32))
-        w.add_tensor("rope_factors_long.weight", np.linspace(1.0, 60.0, half, dtype=np.float32))
+        array("rope_factors_short.weight", np.linspace(1.0, 3.0, half, dtype=np.float32))
+        array("rope_factors_long.weight", np.linspace(1.0, 60.0, half, dtype=np.float32))
     if "window" in s:
         w.add_uint32(f"{a}.attention.sliding_window", s["window"])
     if "yarn" in s:  # Ministral 3's converter
@@ -175,7 +211,12 @@ def write(name, s):
         w.add_float32(f"{a}.attention.temperature_scale", y["beta"])
     if "rope_llama3" in s:
         r = s["rope_llama3"]
-        w.add_tensor("rope_freqs.weight", llama3_factors(hd, s["theta"], r["factor"], r["low"], r["high"], r["original"]))
+        array("rope_freqs.weight", llama3_factors(hd, s["theta"], r["factor"], r["low"], r["high"], r["original"]))
+    if "experts" in s:  # Qwen3-MoE's converter
+        e = s["experts"]
+        w.add_uint32(f"{a}.expert_count", e["count"])
+        w.add_uint32(f"{a}.expert_used_count", e["used"])
+        w.add_uint32(f"{a}.expert_feed_forward_length", e["width"])
     for i in range(s["layers"]):
         p = f"blk.{i}"
         ones(f"{p}.attn_norm.weight", h)
@@ -190,16 +231,25 @@ def write(name, s):
         if s["qk_norm"]:
             ones(f"{p}.attn_q_norm.weight", hd)
             ones(f"{p}.attn_k_norm.weight", hd)
-        if s.get("fused"):
+        if "experts" in s:
+            e = s["experts"]
+            matrix(f"{p}.ffn_gate_inp.weight", e["count"], h)
+            for proj, rows, cols in [("gate", e["width"], h), ("up", e["width"], h), ("down", h, e["width"])]:
+                experts(f"{p}.ffn_{proj}_exps.weight", e["count"], e["distinct"], rows, cols)
+        elif s.get("fused"):
             matrix(f"{p}.ffn_up.weight", 2 * s["ffn"], h)  # gate rows, then up rows
         else:
             matrix(f"{p}.ffn_gate.weight", s["ffn"], h)
             matrix(f"{p}.ffn_up.weight", s["ffn"], h)
-        matrix(f"{p}.ffn_down.weight", h, s["ffn"])
-        print(f"{name}: layer {i + 1}/{s['layers']}", file=sys.stderr)
+        if "experts" not in s:
+            matrix(f"{p}.ffn_down.weight", h, s["ffn"])
     w.write_header_to_file()
     w.write_kv_data_to_file()
-    w.write_tensors_to_file()
+    w.write_ti_data_to_file()
+    for k, make in enumerate(pending):
+        w.write_tensor_data(make())
+        if k % 50 == 0:
+            print(f"{name}: tensor {k + 1}/{len(pending)}", file=sys.stderr)
     w.close()
     print(path)
 

@@ -12,6 +12,10 @@ gradient retained; one backward pass of the target's logit follows. Per layer an
 written as the layer's total (Σ_j) and the K neurons of largest |value| with their values and
 per-token terms. Likewise at every layer's `self_attn.o_proj` input (the heads' outputs side
 by side), summed over each head's slice: every head's value, per-token terms and the total.
+A layer of sparse experts (Qwen3-MoE) has each expert's units side by side (neuron
+e · width + j is unit j of expert e): every expert's `down_proj` input is kept for the rows
+routed to it, placed at those rows (the router's choice, recomputed from its logits as the
+block computes it), zeros where the expert was not chosen.
 Output: tests/fixtures/neurons.json.
 
 Run: $(scripts/reference-env.sh) scripts/neuron_reference.py   (about 2 min)
@@ -24,7 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
 
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "neurons.json")
-CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw"]
+CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
+         "tiny_qwen3_moe_raw"]
 MODES = reference.METHOD_MODES
 K = 8
 
@@ -42,6 +47,22 @@ def layer_entry(per_token, k):
     }
 
 
+def side_by_side(block, logits, parts):
+    """Per-expert terms `(routed rows, width)`, in the order the experts ran, placed at their
+    rows of `(seq, experts · width)`."""
+    import torch
+
+    probs = torch.softmax(logits.float(), dim=-1)
+    chosen = torch.topk(probs, block.top_k, dim=-1).indices
+    mask = torch.nn.functional.one_hot(chosen, num_classes=block.num_experts).permute(2, 1, 0)
+    width = parts[0].shape[-1]
+    out = torch.zeros(logits.shape[0], block.num_experts * width)
+    for e, terms in enumerate(parts):
+        _, rows = torch.where(mask[e])
+        out[rows, e * width:(e + 1) * width] = terms
+    return out
+
+
 def run_mode(mode, path):
     import torch
 
@@ -57,7 +78,17 @@ def run_mode(mode, path):
             return hook
 
         layers = model.model.layers
-        handles = [l.mlp.down_proj.register_forward_pre_hook(keep(kept)) for l in layers]
+        handles, experts = [], []
+        dense = [[] for _ in layers]
+        for i, l in enumerate(layers):
+            if hasattr(l.mlp, "experts"):
+                parts, logits = [], []
+                experts.append((i, l.mlp, parts, logits))
+                handles += [e.down_proj.register_forward_pre_hook(keep(parts)) for e in l.mlp.experts]
+                handles.append(l.mlp.gate.register_forward_hook(
+                    lambda _m, _a, out, into=logits: into.append(out.detach())))
+            else:
+                handles.append(l.mlp.down_proj.register_forward_pre_hook(keep(dense[i])))
         handles += [l.self_attn.o_proj.register_forward_pre_hook(keep(heads_in)) for l in layers]
         n_heads = model.config.num_attention_heads
         try:
@@ -67,10 +98,17 @@ def run_mode(mode, path):
         finally:
             for h in handles:
                 h.remove()
+        kept = [d[0] if d else None for d in dense]
         methods, heads = {}, {}
         terms_of = lambda m, x: x.grad[0].abs() if m == "saliency" else x.detach()[0] * x.grad[0]
+        def expert_terms(m, x):  # an expert no token chose has no gradient
+            g = x.grad if x.grad is not None else torch.zeros_like(x)
+            return g.abs() if m == "saliency" else x.detach() * g
         for m in MODES[mode]:
-            methods[m] = [layer_entry(terms_of(m, x), K) for x in kept]
+            layer_terms = [None if x is None else terms_of(m, x) for x in kept]
+            for slot, block, parts, logits in experts:
+                layer_terms[slot] = side_by_side(block, logits[0], [expert_terms(m, x) for x in parts])
+            methods[m] = [layer_entry(t, K) for t in layer_terms]
             heads[m] = []
             for x in heads_in:
                 t = terms_of(m, x)

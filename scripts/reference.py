@@ -82,6 +82,12 @@ TINY = {
         "tiny_qwen3_chat": ("How do bees make honey? Explain briefly.", True),
         "tiny_qwen3_raw": ("for i in range(10): print(i * i)", False),
     }),
+    # Qwen3-MoE: six experts of width 12, two chosen per token and renormalised; layer 1
+    # keeps a dense MLP (mlp_only_layers).
+    "qwen3_moe": ("tiny-qwen3-moe", {
+        "tiny_qwen3_moe_chat": ("Which experts does a router pick? Answer in one line.", True),
+        "tiny_qwen3_moe_raw": ("Each token is sent to two of the six experts, and", False),
+    }),
     # Llama 3.1's scaled RoPE (rope_scaling "llama3"), with a smoothly interpolated band.
     "llama31": ("tiny-llama31", {
         "tiny_llama31_chat": ("What changed between Llama 3 and Llama 3.1? One line.", True),
@@ -138,7 +144,7 @@ TF5_FAMILIES = {"smollm3", "phi3", "ministral3"}
 # lxt rule modules of our own, for families lxt 2.1 does not ship (lxt's own patches).
 LOCAL_RULES = {
     "olmo2": "lxt_olmo2", "smollm3": "lxt_smollm3", "phi3": "lxt_phi3",
-    "ministral3": "lxt_ministral3", "mistral": "lxt_mistral",
+    "ministral3": "lxt_ministral3", "mistral": "lxt_mistral", "qwen3_moe": "lxt_qwen3_moe",
 }
 
 
@@ -198,6 +204,12 @@ def tiny_config(family, vocab):
         from transformers import MistralConfig
 
         return MistralConfig(head_dim=8, sliding_window=6, rope_theta=1e6, **common)
+    if family == "qwen3_moe":
+        from transformers import Qwen3MoeConfig
+
+        return Qwen3MoeConfig(rope_theta=1e6, head_dim=8, num_experts=6, num_experts_per_tok=2,
+                              moe_intermediate_size=12, norm_topk_prob=True,
+                              decoder_sparse_step=1, mlp_only_layers=[1], **common)
     if family == "llama":
         return LlamaConfig(rope_theta=10000.0, **common)
     if family == "llama31":
@@ -606,6 +618,7 @@ GEN_PROMPTS = {
     "code_raw": (PROMPTS["code_raw"][0], False, "smollm2"),
     "tiny_chat": (TINY["llama"][1]["tiny_chat"][0], True, "llama"),
     "tiny_qwen3_chat": (TINY["qwen3"][1]["tiny_qwen3_chat"][0], True, "qwen3"),
+    "tiny_qwen3_moe_raw": (TINY["qwen3_moe"][1]["tiny_qwen3_moe_raw"][0], False, "qwen3_moe"),
     "tiny_gemma3_raw": (TINY["gemma3"][1]["tiny_gemma3_raw"][0], False, "gemma3"),
     "tiny_olmo2_chat": (TINY["olmo2"][1]["tiny_olmo2_chat"][0], True, "olmo2"),
     "tiny_smollm3_chat": (TINY["smollm3"][1]["tiny_smollm3_chat"][0], True, "smollm3"),

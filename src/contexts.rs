@@ -98,7 +98,7 @@ impl crate::Engine {
         progress: &mut dyn FnMut(usize, usize) -> Result<()>,
     ) -> Result<NeuronContexts> {
         let c = self.decoder().config();
-        let (layers, width) = (c.num_hidden_layers, c.intermediate_size);
+        let (layers, width) = (c.num_hidden_layers, c.neurons(req.layer));
         if req.layer >= layers || req.neuron as usize >= width {
             return Err(Error::InvalidSetting(format!(
                 "no neuron {}:{}: the model has layers 0 to {} and neurons 0 to {} in each",
@@ -156,7 +156,7 @@ impl crate::Engine {
             }
         }
         let texts = corpus()?;
-        let width = self.decoder().config().intermediate_size;
+        let width = self.decoder().config().neurons(layer);
         let mut top: Vec<Vec<(u32, u32, f32)>> = vec![Vec::new(); width];
         let mut tokens = 0;
         for (i, text) in texts.iter().enumerate() {

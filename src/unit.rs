@@ -16,7 +16,7 @@ impl crate::Engine {
         let c = self.decoder().config();
         let (layer, layers) = (req.unit.layer, c.num_hidden_layers);
         let (index, of, kind) = match req.unit.unit {
-            Unit::Neuron(j) => (j as usize, c.intermediate_size, "neurons"),
+            Unit::Neuron(j) => (j as usize, c.neurons(layer), "neurons"),
             Unit::Head(h) => (h as usize, c.num_attention_heads, "heads"),
         };
         if layer >= layers || index >= of {

@@ -105,6 +105,7 @@ fn explicit_backward_equals_autograd_and_batches_exactly() {
         "tests/fixtures/tiny-llama31",
         "tests/fixtures/tiny-qwen2",
         "tests/fixtures/tiny-qwen3",
+        "tests/fixtures/tiny-qwen3-moe",
         "tests/fixtures/tiny-gemma3",
         source::DEFAULT_MODEL,
     ] {

@@ -41,16 +41,20 @@ fn f32s(v: &serde_json::Value) -> candle_core::Tensor {
     candle_core::Tensor::new(xs, &Device::Cpu).unwrap()
 }
 
-/// llama.cpp's name for a tensor (`convert_hf_to_gguf.py`).
-fn gguf_name(hf: &str, c: &Convert) -> String {
+/// llama.cpp's name for a tensor (`convert_hf_to_gguf.py`); `None` for an expert's matrix,
+/// which goes into its layer's stack (`stacked_experts`).
+fn gguf_name(hf: &str, c: &Convert) -> Option<String> {
     match hf {
-        "model.embed_tokens.weight" => return "token_embd.weight".into(),
-        "model.norm.weight" => return "output_norm.weight".into(),
-        "lm_head.weight" => return "output.weight".into(),
+        "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
+        "model.norm.weight" => return Some("output_norm.weight".into()),
+        "lm_head.weight" => return Some("output.weight".into()),
         _ => {}
     }
     let rest = hf.strip_prefix("model.layers.").unwrap();
     let (i, tail) = rest.split_once('.').unwrap();
+    if tail.starts_with("mlp.experts.") {
+        return None;
+    }
     let part = match tail {
         "self_attn.q_proj.weight" => "attn_q.weight",
         "self_attn.k_proj.weight" => "attn_k.weight",
@@ -68,9 +72,36 @@ fn gguf_name(hf: &str, c: &Convert) -> String {
         // Phi-3's fused projections, kept fused.
         "self_attn.qkv_proj.weight" => "attn_qkv.weight",
         "mlp.gate_up_proj.weight" => "ffn_up.weight",
+        // Qwen3-MoE's router.
+        "mlp.gate.weight" => "ffn_gate_inp.weight",
         other => panic!("unexpected tensor {other}"),
     };
-    format!("blk.{i}.{part}")
+    Some(format!("blk.{i}.{part}"))
+}
+
+/// Each layer's experts' matrices stacked as llama.cpp's converter stacks them:
+/// `blk.{l}.ffn_{gate,up,down}_exps.weight`, `(experts, rows, columns)`.
+fn stacked_experts(
+    weights: &std::collections::HashMap<String, candle_core::Tensor>,
+    cfg: &serde_json::Value,
+) -> Vec<(String, candle_core::Tensor)> {
+    let Some(count) = cfg.get("num_experts").and_then(|v| v.as_u64()) else {
+        return Vec::new();
+    };
+    let layers = cfg["num_hidden_layers"].as_u64().unwrap();
+    let mut out = Vec::new();
+    for l in 0..layers {
+        for proj in ["gate", "up", "down"] {
+            let name = |e: u64| format!("model.layers.{l}.mlp.experts.{e}.{proj}_proj.weight");
+            if !weights.contains_key(&name(0)) {
+                continue;
+            }
+            let parts: Vec<_> = (0..count).map(|e| weights[&name(e)].clone()).collect();
+            let stack = candle_core::Tensor::stack(&parts, 0).unwrap();
+            out.push((format!("blk.{l}.ffn_{proj}_exps.weight"), stack));
+        }
+    }
+    out
 }
 
 /// llama.cpp's converter's q/k permutation (`LlamaModel.permute`): within each head, the
@@ -133,20 +164,22 @@ fn tiny_gguf(name: &str, c: &Convert) -> std::path::PathBuf {
         candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let extra_tensors = more_tensors
         .into_iter()
-        .map(|(n, t)| (n, QTensor::quantize(&t, GgmlDType::F32).unwrap()));
+        .chain(stacked_experts(&weights, &cfg))
+        .map(|(n, t)| {
+            let t = t.to_dtype(candle_core::DType::F32).unwrap();
+            (n, QTensor::quantize(&t, GgmlDType::F32).unwrap())
+        });
     let tensors: Vec<(String, QTensor)> = weights
         .iter()
-        .map(|(hf, t)| {
+        .filter_map(|(hf, t)| Some((gguf_name(hf, c)?, hf, t)))
+        .map(|(name, hf, t)| {
             let mut t = t.to_dtype(candle_core::DType::F32).unwrap();
             if c.permute_qk && hf.ends_with("q_proj.weight") {
                 t = permute(&t, heads);
             } else if c.permute_qk && hf.ends_with("k_proj.weight") {
                 t = permute(&t, kv_heads);
             }
-            (
-                gguf_name(hf, c),
-                QTensor::quantize(&t, GgmlDType::F32).unwrap(),
-            )
+            (name, QTensor::quantize(&t, GgmlDType::F32).unwrap())
         })
         .chain(extra_tensors)
         .collect();
@@ -255,6 +288,34 @@ fn phi3_gguf_explains_as_its_hugging_face_directory() {
     gguf_explains_as_directory("tiny-phi3", &c);
 }
 
+/// Qwen3-MoE's converter writes the expert counts and width, the router as `ffn_gate_inp`
+/// and each projection's experts stacked in one tensor (`ffn_{gate,up,down}_exps`); the
+/// tiny model's dense layer keeps its MLP (no router: the reader takes it as dense).
+#[test]
+fn qwen3_moe_gguf_explains_as_its_hugging_face_directory() {
+    fn extra(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String) -> Extra {
+        let n = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
+        let md = vec![
+            (key("expert_count"), n("num_experts")),
+            (key("expert_used_count"), n("num_experts_per_tok")),
+            (
+                key("expert_feed_forward_length"),
+                n("moe_intermediate_size"),
+            ),
+            (key("attention.key_length"), n("head_dim")),
+            (key("attention.value_length"), n("head_dim")),
+        ];
+        (md, Vec::new())
+    }
+    let c = Convert {
+        arch: "qwen3moe",
+        post_norms: false,
+        permute_qk: false,
+        extra,
+    };
+    gguf_explains_as_directory("tiny-qwen3-moe", &c);
+}
+
 /// Ministral 3's converter writes YaRN as `rope.scaling.*` keys (`mscale_all_dim` as the log
 /// multiplier), the attention temperature's β, and the head width apart from the hidden
 /// size; q and k are permuted as Llama's.
@@ -299,16 +360,7 @@ fn ministral3_gguf_explains_as_its_hugging_face_directory() {
 #[test]
 fn multimodal_checkpoints_read_their_language_model() {
     let text = root().join("tests/fixtures/tiny-ministral3");
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("tiny-mistral3-vlm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in [
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "chat_template.jinja",
-    ] {
-        std::fs::copy(text.join(f), dir.join(f)).unwrap();
-    }
+    let dir = tokenizer_copy(&text, "tiny-mistral3-vlm");
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(text.join("config.json")).unwrap()).unwrap();
     let vlm = serde_json::json!({
@@ -329,9 +381,29 @@ fn multimodal_checkpoints_read_their_language_model() {
         candle_core::Tensor::zeros((8, 3), candle_core::DType::F32, &Device::Cpu).unwrap(),
     );
     candle_core::safetensors::save(&renamed, dir.join("model.safetensors")).unwrap();
+    explains_exactly_as(&dir, &text);
+}
+
+/// A copy of a tiny checkpoint's tokenizer and template files in a fresh directory.
+fn tokenizer_copy(from: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
+        std::fs::copy(from.join(f), dir.join(f)).unwrap();
+    }
+    dir
+}
+
+/// The checkpoint in `dir` explains exactly as the one in `like` (then `dir` is removed).
+fn explains_exactly_as(dir: &std::path::Path, like: &std::path::Path) {
     let (a, b) = (
         Engine::load(dir.to_str().unwrap()).unwrap(),
-        Engine::load(text.to_str().unwrap()).unwrap(),
+        Engine::load(like.to_str().unwrap()).unwrap(),
     );
     let mut req = ExplainRequest::new("Rivers flow to the sea because");
     req.methods = vec![Method::Saliency, Method::Attnlrp];
@@ -342,4 +414,45 @@ fn multimodal_checkpoints_read_their_language_model() {
         assert!(err == 0.0, "{m} differs by {err}");
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Experts stored stacked as transformers 5 holds them in memory (`experts.gate_up_proj`
+/// `(experts, 2 · width, hidden)`, gate rows first; `experts.down_proj` `(experts, hidden,
+/// width)`) are read per expert: the same explanation as the per-expert checkpoint.
+#[test]
+fn stacked_experts_read_as_per_expert_matrices() {
+    let per_expert = root().join("tests/fixtures/tiny-qwen3-moe");
+    let dir = tokenizer_copy(&per_expert, "tiny-qwen3-moe-stacked");
+    std::fs::copy(per_expert.join("config.json"), dir.join("config.json")).unwrap();
+    let weights =
+        candle_core::safetensors::load(per_expert.join("model.safetensors"), &Device::Cpu).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(per_expert.join("config.json")).unwrap())
+            .unwrap();
+    let count = cfg["num_experts"].as_u64().unwrap();
+    let mut stacked = std::collections::HashMap::new();
+    for (name, t) in &weights {
+        if !name.contains(".mlp.experts.") {
+            stacked.insert(name.clone(), t.clone());
+        }
+    }
+    for l in 0..cfg["num_hidden_layers"].as_u64().unwrap() {
+        let p = format!("model.layers.{l}.mlp.experts");
+        let get = |e: u64, m: &str| weights.get(&format!("{p}.{e}.{m}_proj.weight")).cloned();
+        if get(0, "gate").is_none() {
+            continue;
+        }
+        let gate_up: Vec<_> = (0..count)
+            .map(|e| {
+                candle_core::Tensor::cat(&[get(e, "gate").unwrap(), get(e, "up").unwrap()], 0)
+                    .unwrap()
+            })
+            .collect();
+        let down: Vec<_> = (0..count).map(|e| get(e, "down").unwrap()).collect();
+        let stack = |ts: &[candle_core::Tensor]| candle_core::Tensor::stack(ts, 0).unwrap();
+        stacked.insert(format!("{p}.gate_up_proj"), stack(&gate_up));
+        stacked.insert(format!("{p}.down_proj"), stack(&down));
+    }
+    candle_core::safetensors::save(&stacked, dir.join("model.safetensors")).unwrap();
+    explains_exactly_as(&dir, &per_expert);
 }

@@ -206,13 +206,19 @@ fn neurons_come_only_when_asked_and_within_limits() {
 /// ≤ 8e-5); under CP-LRP so does attention where q, k and v have no bias (a bias keeps its
 /// share: Qwen2's 0.61-0.69). Under input × gradient a block hands back nothing: its input
 /// norm is scale-invariant, so `h · ∂norm(h)/∂h = 0` (≤ 2e-3 of its output, measured).
+/// Sparse experts (tiny Qwen3-MoE): under CP-LRP, as an MLP (the routing weights are
+/// constants); under AttnLRP, lxt's uniform rule on `w · expert(x)` gives the experts' units
+/// exactly half the block's output and the routing weights the other half, which the router's
+/// softmax hands back by its gradient: not conserved (the block hands back 0.45 and −1.58 of
+/// its output in the two expert layers, measured; printed by the test).
 #[test]
 fn blocks_conserve_relevance() {
     const LRP: [Method; 2] = [Method::Attnlrp, Method::CpLrp];
     for c in cases::<Case>("neurons.json") {
         let name = &c.at.fixture;
         let e = engine_for(&c.at.model);
-        let biased = e.decoder().config().arch.attention_bias;
+        let cfg = e.decoder().config();
+        let biased = cfg.arch.attention_bias;
         let mut req = c.at.request();
         req.target = TargetSpec::Id(c.at.target);
         req.methods = vec![Method::InputXGradient, Method::Attnlrp, Method::CpLrp];
@@ -233,18 +239,27 @@ fn blocks_conserve_relevance() {
                 assert!(off <= TOL, "{at}: the trace's change {off:e}");
                 before = sums[l];
                 let ratio = |b: tokenlens::BlockRelevance| b.input / b.output;
+                // A layer of experts under AttnLRP: the uniform rule on `w · expert(x)` gives
+                // the experts' units half of the block's output, the routing weights the other
+                // half, which the router's softmax hands back by its gradient (not conserved).
+                let routed = cfg.experts_at(l).is_some() && *m == Method::Attnlrp;
                 if LRP.contains(m) {
-                    let off = (n.total - mlp.output).abs() / scale;
+                    let share = if routed { 0.5 } else { 1.0 };
+                    let off = (n.total - share * mlp.output).abs() / scale;
                     assert!(
                         off <= TOL,
-                        "{at}: neurons sum to the MLP's output ({off:e})"
+                        "{at}: neurons sum to {share} of the MLP's output ({off:e})"
                     );
                     let off = (h.total - att.output).abs() / scale;
                     assert!(
                         off <= TOL,
                         "{at}: heads sum to attention's output ({off:e})"
                     );
-                    assert!((ratio(mlp) - 1.0).abs() <= TOL, "{at}: MLP {}", ratio(mlp));
+                    if routed {
+                        eprintln!("{at}: experts hand back {} of their output", ratio(mlp));
+                    } else {
+                        assert!((ratio(mlp) - 1.0).abs() <= TOL, "{at}: MLP {}", ratio(mlp));
+                    }
                 }
                 if *m == Method::CpLrp && !biased {
                     assert!(

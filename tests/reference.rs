@@ -121,6 +121,7 @@ fn fixtures_cover_the_required_cases() {
         "tests/fixtures/tiny-phi3",
         "tests/fixtures/tiny-ministral3",
         "tests/fixtures/tiny-mistral",
+        "tests/fixtures/tiny-qwen3-moe",
         "tests/fixtures/tiny-llama3",
     ] {
         let n = fx.iter().filter(|f| f.model == model).count();

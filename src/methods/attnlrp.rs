@@ -11,7 +11,21 @@
 //! | gate ⊙ up           | uniform rule: grad / 2                    | ordinary product       |
 //! | q, k into attention | grad / 4 (uniform rule over two matmuls)  | held constant          |
 //! | v into attention    | grad / 2                                  | ordinary               |
+//! | expert output × routing weight | uniform rule: grad / 2 into each | weight held constant |
+//! | router softmax, top-k, renormalisation | ordinary                 | (no gradient reaches it) |
 //! | softmax, linears, RoPE, residuals, embeddings, lm_head | ordinary | ordinary           |
+//!
+//! Sparse experts (Qwen3-MoE): each chosen expert is a gated MLP and takes the MLP's rules.
+//! Its output enters the block's sum as the product `w_e · expert_e(x)`, where `w_e`, the
+//! router's probability, depends on the same input: a product of two relevance paths, so
+//! AttnLRP's uniform rule halves the gradient into each, as lxt's own Qwen3-MoE module
+//! (GitHub, after 2.1: `divide_gradient(·, 2)` after the weighting) does, and the router's
+//! softmax, choice and renormalisation pass the weight's half on by their ordinary
+//! derivatives (lxt leaves them unpatched; the softmax is then attributed as attention's is
+//! by its gradient). The experts' units thus hold exactly half of the block's relevance and
+//! the router's half is not conserved (a softmax's gradient × input is not its output; the
+//! tests measure it). CP-LRP treats the routing weights as it treats attention
+//! probabilities, as constants: the whole relevance flows through the experts, conserved.
 //!
 //! Relevance of token t is `Σ_d e_t,d · g_t,d` with g the modified gradient of the target
 //! logit. The rules are data ([`Rules`], `rules.rs`) that the decoder's explicit backward
@@ -21,17 +35,20 @@ use super::rules::{GateRule, Rules};
 
 /// AttnLRP (LXT efficient mode, `attnLRP` patch map): identity rule on the norms and the
 /// activation, uniform rule (½ each) on `act(gate) ⊙ up`, uniform rule over q·kᵀ and A·v
-/// (¼ into q and k, ½ into v).
+/// (¼ into q and k, ½ into v), uniform rule on an expert's weighted output (½ each).
 pub const ATTNLRP: Rules = Rules {
     identity_norm: true,
     gate: GateRule::IdentityHalved,
     attention: [0.25, 0.25, 0.5],
+    experts: [0.5, 0.5],
 };
 
 /// CP-LRP (LXT's `cp_LRP` patch map): identity rule on the norms; the attention weights and
-/// the MLP gate are constants (no gradient into q, k or the gate).
+/// the MLP gate are constants (no gradient into q, k or the gate), and so are the experts'
+/// routing weights.
 pub const CP_LRP: Rules = Rules {
     identity_norm: true,
     gate: GateRule::ConstantGate,
     attention: [0.0, 0.0, 1.0],
+    experts: [1.0, 0.0],
 };

@@ -39,6 +39,9 @@ pub struct Rules {
     /// Factors on the gradients that flow into q, k and v through attention (0 holds them
     /// constant).
     pub attention: [f64; 3],
+    /// Factors on the gradients that flow into a chosen expert's output and its routing
+    /// weight through their product (0 holds it constant).
+    pub experts: [f64; 2],
 }
 
 impl Derivatives for Rules {
@@ -74,6 +77,10 @@ impl Derivatives for Rules {
 
     fn attention_scales(&self) -> [f64; 3] {
         self.attention
+    }
+
+    fn expert_scales(&self) -> [f64; 2] {
+        self.experts
     }
 }
 

@@ -27,7 +27,7 @@ const ATTENTION_FLOATS: u64 = 3;
 /// Estimated bytes an explanation of `n` tokens needs beyond the weights.
 pub fn explain_bytes(cfg: &Config, n: u64) -> u64 {
     let float = 4u64;
-    let units = (cfg.hidden_size + cfg.intermediate_size) as u64;
+    let units = (cfg.hidden_size + cfg.max_active_width()) as u64;
     let linear = n
         .saturating_mul(cfg.num_hidden_layers as u64)
         .saturating_mul(units)

@@ -84,6 +84,25 @@ pub struct Arch {
     /// Queries multiplied by a factor that grows with position past a length (Llama 4's
     /// attention temperature; Ministral 3).
     pub query_temperature: Option<QueryTemperature>,
+    /// Sparse experts in place of the MLP in some layers (Qwen3-MoE).
+    pub experts: Option<Experts>,
+}
+
+/// A mixture of experts: a router picks `per_token` of `count` gated MLPs of width `width`
+/// for each token and sums their outputs weighted by its probabilities.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Experts {
+    /// Experts per layer (`num_experts`).
+    pub count: usize,
+    /// Experts each token is routed to (`num_experts_per_tok`).
+    pub per_token: usize,
+    /// Each expert's hidden width (`moe_intermediate_size`).
+    pub width: usize,
+    /// The chosen experts' probabilities renormalised to sum to 1 (`norm_topk_prob`).
+    pub normalize: bool,
+    /// Per layer: whether it has the experts (the rest keep a dense MLP of
+    /// `intermediate_size`: `mlp_only_layers`, `decoder_sparse_step`).
+    pub sparse: Vec<bool>,
 }
 
 /// Llama 4's attention temperature: the query at position `p` is multiplied by
@@ -174,14 +193,62 @@ impl Config {
         })
     }
 
-    /// Elements of every decoder layer's matrices (attention's four projections, the MLP's
-    /// three): the parameters each token multiplies once per pass, embeddings excluded.
+    /// Layer `layer`'s experts, where it has them.
+    pub fn experts_at(&self, layer: usize) -> Option<&Experts> {
+        self.arch
+            .experts
+            .as_ref()
+            .filter(|e| e.sparse.get(layer).copied().unwrap_or(false))
+    }
+
+    /// Layer `layer`'s MLP neurons: `intermediate_size`, or every expert's units side by side
+    /// (neuron `e · width + j` is unit `j` of expert `e`).
+    pub fn neurons(&self, layer: usize) -> usize {
+        match self.experts_at(layer) {
+            Some(e) => e.count * e.width,
+            None => self.intermediate_size,
+        }
+    }
+
+    /// The most MLP neurons of any layer.
+    pub fn max_neurons(&self) -> usize {
+        (0..self.num_hidden_layers)
+            .map(|l| self.neurons(l))
+            .max()
+            .unwrap_or(self.intermediate_size)
+    }
+
+    /// The MLP units a token computes in layer `layer`: `intermediate_size`, or its chosen
+    /// experts' widths.
+    pub fn active_width(&self, layer: usize) -> usize {
+        match self.experts_at(layer) {
+            Some(e) => e.per_token * e.width,
+            None => self.intermediate_size,
+        }
+    }
+
+    /// The most units a token computes in any layer's MLP.
+    pub fn max_active_width(&self) -> usize {
+        (0..self.num_hidden_layers)
+            .map(|l| self.active_width(l))
+            .max()
+            .unwrap_or(self.intermediate_size)
+    }
+
+    /// Elements of the decoder layers' matrices each token multiplies once per pass
+    /// (attention's four projections, the MLP's three, or the chosen experts' and the
+    /// router), embeddings excluded.
     pub fn layer_matrix_params(&self) -> u64 {
         let (h, d) = (self.hidden_size as u64, self.head_dim() as u64);
         let q = self.num_attention_heads as u64 * d;
         let kv = self.num_key_value_heads as u64 * d;
-        let per_layer = h * (q + 2 * kv) + q * h + 3 * h * self.intermediate_size as u64;
-        per_layer * self.num_hidden_layers as u64
+        let attention = h * (q + 2 * kv) + q * h;
+        (0..self.num_hidden_layers)
+            .map(|l| {
+                let router = self.experts_at(l).map_or(0, |e| (e.count as u64) * h);
+                attention + router + 3 * h * self.active_width(l) as u64
+            })
+            .sum()
     }
 }
 
@@ -303,6 +370,15 @@ impl Config {
             ));
         }
         self.rope.check(rd)?;
+        if let Some(e) = &self.arch.experts {
+            if e.count == 0 || e.width == 0 || e.per_token == 0 || e.per_token > e.count {
+                return Err(format!(
+                    "experts: {} chosen of {} (num_experts_per_tok, num_experts), each of width \
+                     {} (moe_intermediate_size); all must be positive, the chosen at most all",
+                    e.per_token, e.count, e.width
+                ));
+            }
+        }
         if let Some(t) = &self.arch.query_temperature {
             if t.length == 0 || !t.beta.is_finite() {
                 return Err(format!(
@@ -357,14 +433,20 @@ impl Config {
                 &[h, q],
                 "hidden_size, num_attention_heads × head_dim",
             )?;
-            let mlp = "intermediate_size, hidden_size";
-            expect(&format!("{p}.mlp.gate_proj.weight"), &[ffn, h], mlp)?;
-            expect(&format!("{p}.mlp.up_proj.weight"), &[ffn, h], mlp)?;
-            expect(
-                &format!("{p}.mlp.down_proj.weight"),
-                &[h, ffn],
-                "hidden_size, intermediate_size",
-            )?;
+            match self.experts_at(i) {
+                Some(e) => {
+                    let router = "num_experts, hidden_size";
+                    expect(&format!("{p}.mlp.gate.weight"), &[e.count, h], router)?;
+                    for x in 0..e.count {
+                        let names = mlp_names(&format!("{p}.mlp.experts.{x}"));
+                        check_mlp(&expect, names, (e.width, h), "moe_intermediate_size")?;
+                    }
+                }
+                None => {
+                    let names = mlp_names(&format!("{p}.mlp"));
+                    check_mlp(&expect, names, (ffn, h), "intermediate_size")?;
+                }
+            }
             // Vectors too: one of the wrong length would be broadcast against the wrong
             // axis, or read past its end, in the first pass.
             let a = &self.arch;
@@ -403,4 +485,25 @@ impl Config {
         expect("model.norm.weight", &[h], "hidden_size")?;
         Ok(())
     }
+}
+
+/// A gated MLP's three matrices under prefix `p` (`….mlp`, `….mlp.experts.3`).
+pub fn mlp_names(p: &str) -> [String; 3] {
+    ["gate_proj", "up_proj", "down_proj"].map(|m| format!("{p}.{m}.weight"))
+}
+
+/// Checks one tensor's shape: its name, the shape the fields give, the fields.
+type Expect<'a> = &'a dyn Fn(&str, &[usize], &str) -> std::result::Result<(), String>;
+
+/// Checks a gated MLP's matrices: gate and up `(width, hidden)`, down `(hidden, width)`.
+fn check_mlp(
+    expect: Expect<'_>,
+    [gate, up, down]: [String; 3],
+    (width, h): (usize, usize),
+    field: &str,
+) -> std::result::Result<(), String> {
+    let rows = format!("{field}, hidden_size");
+    expect(&gate, &[width, h], &rows)?;
+    expect(&up, &[width, h], &rows)?;
+    expect(&down, &[h, width], &format!("hidden_size, {field}"))
 }

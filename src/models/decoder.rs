@@ -9,8 +9,6 @@
 //! each: dense, or kept as the file stores them and converted per use) are constants: only
 //! activations get gradients.
 
-use super::gated::Activation;
-use super::linear::Linear;
 use super::weight::Weight;
 use super::Derivatives;
 use crate::kernels::Products;
@@ -25,7 +23,9 @@ pub use watch::{Point, Watch};
 mod backward;
 mod batch;
 mod cached;
+mod ffn;
 mod lens;
+mod moe;
 mod rotary;
 mod saved;
 mod self_attention;
@@ -33,53 +33,9 @@ mod steer;
 mod units;
 mod watch;
 
+use ffn::Ffn;
 use rotary::Rotary;
 use self_attention::Attention;
-use steer::NeuronEdits;
-
-#[derive(Debug, Clone)]
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-    act: Activation,
-    /// Edited neurons (steering), if any.
-    steer: Option<NeuronEdits>,
-}
-
-impl Mlp {
-    fn load(w: &mut dyn WeightSource, p: &str, act: Activation) -> crate::Result<Self> {
-        Ok(Mlp {
-            gate_proj: Linear::new(w.get_matrix(&format!("{p}.gate_proj.weight"))?),
-            up_proj: Linear::new(w.get_matrix(&format!("{p}.up_proj.weight"))?),
-            down_proj: Linear::new(w.get_matrix(&format!("{p}.down_proj.weight"))?),
-            act,
-            steer: None,
-        })
-    }
-
-    /// The gate and up projections of `x`.
-    fn gate_up(&self, x: &Tensor, p: Products) -> Result<(Tensor, Tensor)> {
-        match &Linear::forward_many(&[&self.gate_proj, &self.up_proj], x, p)?[..] {
-            [gate, up] => Ok((gate.clone(), up.clone())),
-            _ => candle_core::bail!("two projections expected"),
-        }
-    }
-
-    fn forward(&self, x: &Tensor, dv: &dyn Derivatives, p: Products) -> Result<Tensor> {
-        let (gate, up) = self.gate_up(x, p)?;
-        let h = self.steered(dv.gated(&gate, &up, self.act)?)?;
-        self.down_proj.forward(&h, p)
-    }
-
-    /// The hidden units `h` with the edited neurons' edits.
-    fn steered(&self, h: Tensor) -> Result<Tensor> {
-        match &self.steer {
-            Some(s) => s.apply(&h),
-            None => Ok(h),
-        }
-    }
-}
 
 /// A layer's norms where its family has them (see [`DecoderLayer::norms`]).
 fn load_layer_norms(
@@ -105,7 +61,8 @@ pub(super) fn load_norm(w: &mut dyn WeightSource, name: &str, a: &Arch) -> crate
 #[derive(Debug, Clone)]
 struct DecoderLayer {
     self_attn: Attention,
-    mlp: Mlp,
+    /// The feed-forward block: a gated MLP or sparse experts.
+    mlp: Ffn,
     /// The norms before and after attention, then before and after the MLP, where the
     /// family has them ([`NormPlacement`]).
     norms: [Option<Tensor>; 4],
@@ -117,7 +74,7 @@ impl DecoderLayer {
         let a = &cfg.arch;
         Ok(DecoderLayer {
             self_attn: Attention::load(w, &format!("{p}.self_attn"), cfg, i)?,
-            mlp: Mlp::load(w, &format!("{p}.mlp"), a.activation)?,
+            mlp: Ffn::load(w, &format!("{p}.mlp"), cfg, i)?,
             norms: load_layer_norms(w, &p, a)?,
         })
     }
@@ -286,7 +243,7 @@ impl Decoder {
             || self
                 .layers
                 .first()
-                .is_some_and(|l| l.mlp.down_proj.has_blocks())
+                .is_some_and(|l| l.self_attn.o_proj.has_blocks())
     }
 
     /// Bytes of weight matrices one decoding step reads with products `p` (every layer's
@@ -297,18 +254,16 @@ impl Decoder {
             .iter()
             .map(|l| {
                 let a = &l.self_attn;
-                [
+                let attention: u64 = [
                     &a.q_proj.linear,
                     &a.k_proj.linear,
                     &a.v_proj.linear,
                     &a.o_proj,
-                    &l.mlp.gate_proj,
-                    &l.mlp.up_proj,
-                    &l.mlp.down_proj,
                 ]
                 .iter()
                 .map(|w| w.bytes_read(p))
-                .sum::<u64>()
+                .sum();
+                attention + l.mlp.bytes_read(p)
             })
             .sum();
         layers + self.lm_head.bytes_read(p)

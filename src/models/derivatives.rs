@@ -1,7 +1,8 @@
 //! The points of a pass where a caller may take the derivative otherwise than by the chain
-//! of ordinary derivatives: RMSNorm, the MLP's gated activation and attention's inputs. The
-//! decoder's forward pass in autograd form and its explicit backward pass call them through
-//! [`Derivatives`], so both take the caller's; [`Ordinary`] takes every derivative as written.
+//! of ordinary derivatives: RMSNorm, the MLP's gated activation, attention's inputs and the
+//! weighting of a chosen expert's output. The decoder's forward pass in autograd form and its
+//! explicit backward pass call them through [`Derivatives`], so both take the caller's;
+//! [`Ordinary`] takes every derivative as written.
 //! Each point's forward value is the model's whatever the caller does.
 
 use candle_core::{Result, Tensor};
@@ -43,6 +44,12 @@ pub trait Derivatives: std::fmt::Debug + Sync {
     /// Scales on the cotangents that flow from attention into q, k and v (0: none).
     fn attention_scales(&self) -> [f64; 3] {
         [1.0; 3]
+    }
+
+    /// Scales on the cotangents of a chosen expert's output `y` and its routing weight `w`
+    /// through their product `w · y` (sparse experts; 0: none).
+    fn expert_scales(&self) -> [f64; 2] {
+        [1.0; 2]
     }
 }
 

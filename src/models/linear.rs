@@ -51,6 +51,11 @@ impl Linear {
         self.weight.bytes_read(p)
     }
 
+    /// `(out, in)`.
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        self.weight.dims()
+    }
+
     /// Whether its weight keeps quantized blocks (see [`Weight::has_blocks`]).
     pub fn has_blocks(&self) -> bool {
         self.weight.has_blocks()

@@ -4,8 +4,8 @@
 //! (`attention`, `gated`, `norm`, `linear`, `decoder::rotary`) whose backward passes are written beside them
 //! and tested against their primitive twins.
 //!
-//! The backward pass takes its derivatives at the norms, the gated activation and
-//! attention's inputs from a [`Derivatives`] (`derivatives.rs`): [`Ordinary`] gives the
+//! The backward pass takes its derivatives at the norms, the gated activation, attention's
+//! inputs and the experts' weighting from a [`Derivatives`] (`derivatives.rs`): [`Ordinary`] gives the
 //! chain of ordinary derivatives, and a caller may give others.
 
 pub mod activation_memory;
@@ -24,6 +24,7 @@ pub mod olmo2;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod qwen3_moe;
 pub mod rope_scaling;
 pub mod smollm3;
 pub mod weight;
@@ -33,6 +34,7 @@ pub static FAMILIES: &[&dyn family::Family] = &[
     &llama::Llama,
     &qwen2::Qwen2,
     &qwen3::Qwen3,
+    &qwen3_moe::Qwen3Moe,
     &gemma3::Gemma3,
     &olmo2::Olmo2,
     &smollm3::SmolLM3,

@@ -349,8 +349,12 @@ impl Weight {
 
     /// The matrix of rows `start..start + len`, held as this one is (a part of a fused matrix:
     /// Phi-3's `qkv_proj`). Stored blocks are cut along rows, which they never cross.
+    /// A stack of matrices `(n, rows, columns)` (sparse experts) is cut as `(n · rows, columns)`.
     pub fn row_range(&self, start: usize, len: usize) -> Result<Weight> {
-        let cut = |t: &Tensor| t.narrow(0, start, len)?.contiguous();
+        let cut = |t: &Tensor| {
+            let cols = t.dims().last().copied().unwrap_or(1);
+            t.reshape(((), cols))?.narrow(0, start, len)?.contiguous()
+        };
         let exact = match &self.exact {
             Exact::Dense(t) => Exact::Dense(cut(t)?),
             Exact::Half { t, dtype } => Exact::Half {
@@ -369,7 +373,9 @@ impl Weight {
 
 /// Rows `start..start + len` of stored blocks, as blocks (on the CPU).
 fn block_rows(q: &QTensor, start: usize, len: usize) -> Result<QTensor> {
-    let (rows, cols) = q.shape().dims2()?;
+    let dims = q.shape().dims();
+    let cols = dims.last().copied().unwrap_or(1);
+    let rows = dims.iter().product::<usize>() / cols.max(1);
     let kind = q.dtype();
     if start + len > rows || !cols.is_multiple_of(kind.block_size()) {
         candle_core::bail!(
@@ -444,6 +450,15 @@ mod tests {
                 assert_eq!(part.has_blocks(), w.has_blocks(), "{kind:?}");
             }
         }
+        // A stack of matrices (sparse experts, `(experts, rows, columns)`) is cut as its rows
+        // one under another: expert 1's rows 0..4 are rows 4..8.
+        let stack = x.reshape((3, 4, 256))?;
+        let q = Arc::new(QTensor::quantize(&stack, GgmlDType::Q8_0)?);
+        let exact = q.dequantize(&dev)?.reshape((12, 256))?;
+        let part = Weight::from_blocks(q, None, DType::F32, &dev).row_range(4, 4)?;
+        assert_eq!(max_diff(&part.to_dense()?, &exact.narrow(0, 4, 4)?)?, 0.0);
+        let dense = Weight::dense(stack).row_range(4, 4)?;
+        assert_eq!(max_diff(&dense.to_dense()?, &x.narrow(0, 4, 4)?)?, 0.0);
         let half = Weight::half(x.to_dtype(DType::BF16)?, DType::F32);
         let want = x
             .to_dtype(DType::BF16)?

@@ -62,6 +62,10 @@ fn gguf_name(hf: &str, family: &dyn Family) -> String {
         "mlp.gate_proj.weight" => "ffn_gate.weight",
         "mlp.up_proj.weight" => "ffn_up.weight",
         "mlp.down_proj.weight" => "ffn_down.weight",
+        // Sparse experts, stacked (`source::fused` serves each expert's rows).
+        "mlp.experts.gate_proj.weight" => "ffn_gate_exps.weight",
+        "mlp.experts.up_proj.weight" => "ffn_up_exps.weight",
+        "mlp.experts.down_proj.weight" => "ffn_down_exps.weight",
         other => other,
     };
     format!("blk.{idx}.{part}")
@@ -381,6 +385,16 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     family
         .configure_gguf(&md, &mut config)
         .map_err(|e| bad(path, e))?;
+    // A layer has experts where the file has its router (llama.cpp's `ffn_gate_inp`); the
+    // rest keep a dense MLP.
+    if let Some(e) = config.arch.experts.as_mut() {
+        e.sparse = (0..config.num_hidden_layers)
+            .map(|l| {
+                let router = format!("blk.{l}.ffn_gate_inp.weight");
+                content.tensor_infos.contains_key(&router)
+            })
+            .collect();
+    }
     let tokens = crate::tokenizer::gguf_strings(&content, "tokenizer.ggml.tokens")?;
     let token_str = |key: &str| {
         md_u32(&content, key)

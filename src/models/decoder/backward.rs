@@ -1,7 +1,8 @@
 //! The decoder's explicit backward pass.
 //!
 //! [`Decoder::forward_saved`] (`saved.rs`) runs the model once without a graph and keeps what a backward
-//! pass needs (the residual stream, q/k/v, the MLP's gate and up projections);
+//! pass needs (the residual stream, q/k/v, the MLP's or the chosen experts' gate and up
+//! projections);
 //! [`Decoder::backward`] then carries any number of seeds back to the input embeddings,
 //! layer by layer, with each block's vector-Jacobian product written out. At the norms, the
 //! gated activation and attention's inputs it takes the caller's [`Derivatives`], so one
@@ -16,10 +17,9 @@
 
 use super::saved::{Progress, Saved, SavedLayer, Seed};
 use super::watch::{At, Point};
-use super::{Attention, Block, Decoder, DecoderLayer, Mlp, Rotary, Watch};
+use super::{Attention, Block, Decoder, DecoderLayer, Rotary, Watch};
 use crate::kernels::Products;
 use crate::models::attention::attention_vjp;
-use crate::models::gated::gated;
 use crate::models::{Derivatives, Ordinary};
 use candle_core::{DType, Result, Tensor, D};
 
@@ -108,7 +108,7 @@ impl Decoder {
             return Err(candle_core::Error::Msg(msg).into());
         }
         let n = saved.len().max(1);
-        let widths = 3 * (self.cfg.hidden_size + 2 * self.cfg.intermediate_size);
+        let widths = 3 * (self.cfg.hidden_size + 2 * self.cfg.max_active_width());
         let group = (SEED_GROUP_BUDGET / (3 * n * n))
             .min(SEED_ACTIVATION_BUDGET / (n * widths).max(1))
             .clamp(1, seeds.len().max(1));
@@ -215,7 +215,7 @@ impl DecoderLayer {
     ) -> Result<(Tensor, SavedLayer)> {
         let (at, mlp) = (&self.self_attn, &self.mlp);
         let n = h.dim(0)?;
-        let (mut attention, mut gate_up) = (None, None);
+        let (mut attention, mut ffn) = (None, None);
         let (out, blocks) = self.walk(h.clone(), eps, &Ordinary, |block, x| match block {
             Block::Attention => {
                 let (q_pre, k_pre, v) = at.project(x, p)?;
@@ -226,15 +226,12 @@ impl DecoderLayer {
                 Ok(a)
             }
             Block::Mlp => {
-                let (gate, up) = mlp.gate_up(x, p)?;
-                let m = mlp
-                    .down_proj
-                    .forward(&mlp.steered(gated(&gate, &up, mlp.act)?)?, p)?;
-                gate_up = Some((gate, up));
+                let (m, s) = mlp.forward_saved(x, p)?;
+                ffn = Some(s);
                 Ok(m)
             }
         })?;
-        let (Some((q_pre, k_pre, q, k, v)), Some((gate, up))) = (attention, gate_up) else {
+        let (Some((q_pre, k_pre, q, k, v)), Some(ffn)) = (attention, ffn) else {
             candle_core::bail!("a layer ran without its attention or its MLP");
         };
         let saved = SavedLayer {
@@ -243,8 +240,7 @@ impl DecoderLayer {
             q,
             k,
             v,
-            gate,
-            up,
+            ffn,
             blocks,
         };
         Ok((out, saved))
@@ -278,7 +274,7 @@ impl DecoderLayer {
                     self.self_attn
                         .backward(s, &dy, dv, (rot, p), watch.as_mut())?
                 }
-                Block::Mlp => Some(self.mlp.backward(s, &dy, dv, p, watch.as_mut())?),
+                Block::Mlp => Some(self.mlp.backward(&s.ffn, &dy, dv, p, watch.as_mut())?),
             };
             if let Some(dx) = dx {
                 let back = match r.pre {
@@ -293,34 +289,6 @@ impl DecoderLayer {
             after = io.input.clone();
         }
         Ok(d)
-    }
-}
-
-impl Mlp {
-    /// Cotangents `dm: (b, seq, hidden)` of the MLP's output carried to its (normed) input:
-    /// `down(act(gate) ⊙ up)` with gate and up from the input.
-    fn backward(
-        &self,
-        s: &SavedLayer,
-        dm: &Tensor,
-        dv: &dyn Derivatives,
-        p: Products,
-        watch: Option<&mut At<'_>>,
-    ) -> Result<Tensor> {
-        let mut dz = self.down_proj.vjp(dm, p)?;
-        if let Some(w) = watch {
-            let hidden = || self.steered(gated(&s.gate, &s.up, self.act)?);
-            w.hear(Point::MlpHidden, hidden, &dz)?;
-        }
-        if let Some(steer) = &self.steer {
-            dz = steer.vjp(&dz)?;
-        }
-        let (dgate, dup) = dv.gated_vjp(&s.gate, &s.up, self.act, &dz)?;
-        let dx = self.up_proj.vjp(&dup, p)?;
-        match dgate {
-            Some(d) => dx + self.gate_proj.vjp(&d, p)?,
-            None => Ok(dx),
-        }
     }
 }
 

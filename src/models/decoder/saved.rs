@@ -2,6 +2,7 @@
 //! before one: the final hidden states, the logits, and the seeds (the target's direction in
 //! the final-normed hidden state) that start a backward pass.
 
+use super::ffn::SavedFfn;
 use super::{BlockIo, Decoder};
 use crate::kernels::Products;
 use crate::models::rms_norm;
@@ -46,10 +47,9 @@ impl Saved {
         })
     }
 
-    /// Layer `layer`'s MLP gate and up projections `(seq, intermediate)`.
-    pub(super) fn mlp_inputs(&self, layer: usize) -> Result<(&Tensor, &Tensor)> {
-        let s = self.layer(layer)?;
-        Ok((&s.gate, &s.up))
+    /// What layer `layer`'s feed-forward block kept.
+    pub(super) fn ffn(&self, layer: usize) -> Result<&SavedFfn> {
+        Ok(&self.layer(layer)?.ffn)
     }
 
     /// Layer `layer`'s q (rotated, per head) and k (rotated, per key/value head), `(heads,
@@ -71,9 +71,8 @@ pub(super) struct SavedLayer {
     pub(super) q: Tensor,
     pub(super) k: Tensor,
     pub(super) v: Tensor,
-    /// The MLP's gate and up projections `(seq, intermediate)`.
-    pub(super) gate: Tensor,
-    pub(super) up: Tensor,
+    /// What the feed-forward block's backward reads.
+    pub(super) ffn: SavedFfn,
     /// Each residual block's input, and its output where a post-norm follows, as
     /// [`DecoderLayer::walk`] saw them.
     pub(super) blocks: Vec<BlockIo>,

@@ -36,10 +36,12 @@ impl NeuronEdits {
         x.broadcast_mul(&scale)?.broadcast_add(&add)
     }
 
-    /// Column `j`'s edit applied to that column's activations `a` `(seq, 1)`.
-    pub(super) fn column(&self, a: &Tensor, j: usize) -> Result<Tensor> {
-        let (scale, add) = (f64::from(self.scale[j]), f64::from(self.add[j]));
-        a.affine(scale, add)
+    /// The edits of units `start..start + len`, when any of them is edited.
+    pub(super) fn part(&self, start: usize, len: usize) -> Option<NeuronEdits> {
+        let scale = self.scale.get(start..start + len)?.to_vec();
+        let add = self.add.get(start..start + len)?.to_vec();
+        let edited = scale.iter().any(|&s| s != 1.0) || add.iter().any(|&a| a != 0.0);
+        edited.then_some(NeuronEdits { scale, add })
     }
 
     /// The cotangent `d` `(…, intermediate)` of the edited units carried to the unedited.
@@ -117,15 +119,13 @@ impl Decoder {
     /// This decoder with `edits` applied in every pass (the weights shared).
     pub fn steered(&self, edits: &[Edit]) -> crate::Result<Decoder> {
         let cfg = &self.cfg;
-        let (layers, neurons, heads) = (
-            cfg.num_hidden_layers,
-            cfg.intermediate_size,
-            cfg.num_attention_heads,
-        );
-        check_edits(edits, layers, neurons, heads).map_err(crate::Error::InvalidSetting)?;
+        let (layers, heads) = (cfg.num_hidden_layers, cfg.num_attention_heads);
+        check_edits(edits, layers, cfg.max_neurons(), heads)
+            .map_err(crate::Error::InvalidSetting)?;
         let mut out = self.clone();
         for (l, layer) in out.layers.iter_mut().enumerate() {
             let mine: Vec<&Edit> = edits.iter().filter(|e| e.layer == l).collect();
+            let neurons = cfg.neurons(l);
             let mut n = NeuronEdits {
                 scale: vec![1.0; neurons],
                 add: vec![0.0; neurons],
@@ -136,6 +136,14 @@ impl Decoder {
             };
             let (mut any_n, mut any_h) = (false, false);
             for e in mine {
+                if let Unit::Neuron(i) = e.unit {
+                    if i as usize >= neurons {
+                        return Err(crate::Error::InvalidSetting(format!(
+                            "steering {e}: layer {l} has neurons 0 to {}",
+                            neurons.saturating_sub(1)
+                        )));
+                    }
+                }
                 match (e.unit, e.setting) {
                     (Unit::Neuron(i), Setting::Scale(s)) => n.scale[i as usize] = s,
                     (Unit::Neuron(i), Setting::Clamp(v)) => {
@@ -149,7 +157,7 @@ impl Decoder {
                     Unit::Head(_) => any_h = true,
                 }
             }
-            layer.mlp.steer = any_n.then_some(n);
+            layer.mlp.steer(any_n.then_some(n));
             layer.self_attn.steer = any_h.then_some(h);
         }
         Ok(out)

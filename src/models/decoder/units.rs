@@ -6,7 +6,6 @@ use super::saved::Saved;
 use super::Decoder;
 use crate::kernels::Products;
 use crate::models::attention::probabilities;
-use crate::models::gated::gated;
 use candle_core::{DType, Result, Tensor};
 
 impl Decoder {
@@ -25,35 +24,30 @@ impl Decoder {
     /// Neuron `j` of `layer`'s logit lens: its `down_proj` column through the final norm and
     /// the output projection (and soft-cap), `(vocab,)` in f32.
     pub fn neuron_lens(&self, layer: usize, j: usize) -> Result<Vec<f32>> {
-        let inter = self.cfg.intermediate_size;
-        self.check_unit(layer, j, inter, "neuron")?;
-        let down = &self.layers[layer].mlp.down_proj;
+        self.check_unit(layer, j, self.cfg.neurons(layer), "neuron")?;
+        let (down, j, width) = self.layers[layer].mlp.down_column(j)?;
         let dtype = self.embed_tokens.compute_dtype();
-        let mut onehot = vec![0f32; inter];
+        let mut onehot = vec![0f32; width];
         onehot[j] = 1.0;
-        let e = Tensor::from_vec(onehot, (1, inter), self.norm.device())?.to_dtype(dtype)?;
+        let e = Tensor::from_vec(onehot, (1, width), self.norm.device())?.to_dtype(dtype)?;
         let column = down.forward(&e, Products::F32)?;
         self.head(&column, Products::F32)?.squeeze(0)?.to_vec1()
     }
 
-    /// Neuron `j` of `layer`'s activation (the input of `down_proj`, after any steering) at
-    /// each position of `saved`.
+    /// Neuron `j` of `layer`'s activation (the input of `down_proj`, after any steering; 0
+    /// where its expert was not chosen) at each position of `saved`.
     pub fn neuron_activations(&self, saved: &Saved, layer: usize, j: usize) -> Result<Vec<f32>> {
-        self.check_unit(layer, j, self.cfg.intermediate_size, "neuron")?;
-        let (gate, up) = saved.mlp_inputs(layer)?;
-        let mlp = &self.layers[layer].mlp;
-        let gate = gate.narrow(1, j, 1)?;
-        let up = up.narrow(1, j, 1)?;
-        let mut a = gated(&gate, &up, mlp.act)?;
-        if let Some(s) = &mlp.steer {
-            // The one column of the edits: apply them to a full-width row of this column.
-            a = s.column(&a, j)?;
-        }
-        a.squeeze(1)?.to_dtype(DType::F32)?.to_vec1()
+        self.check_unit(layer, j, self.cfg.neurons(layer), "neuron")?;
+        let hidden = self.layers[layer].mlp.hidden(saved.ffn(layer)?)?;
+        hidden
+            .narrow(1, j, 1)?
+            .squeeze(1)?
+            .to_dtype(DType::F32)?
+            .to_vec1()
     }
 
-    /// Layer `layer`'s MLP hidden units (after any steering) over `ids`, `(seq,
-    /// intermediate)`: the layers before it run, then its attention and its MLP's input.
+    /// Layer `layer`'s MLP hidden units (after any steering) over `ids`, `(seq, neurons)`:
+    /// the layers before it run, then its attention and its MLP's input.
     pub fn mlp_hidden(&self, ids: &[u32], layer: usize, p: Products) -> Result<Tensor> {
         let layers = self.layers.len();
         if layer >= layers {
@@ -67,8 +61,7 @@ impl Decoder {
         }
         let l = &self.layers[layer];
         let (_, saved) = l.forward_saved(&h, eps, &self.rotary[l.self_attn.rope], p)?;
-        let hidden = gated(&saved.gate, &saved.up, l.mlp.act)?;
-        l.mlp.steered(hidden)
+        l.mlp.hidden(&saved.ffn)
     }
 
     /// Head `h` of `layer`'s attention probabilities over `saved`'s positions, `[query][key]`

@@ -47,6 +47,11 @@ pub(super) struct At<'a> {
 }
 
 impl At<'_> {
+    /// Whether the watch listens at `point`.
+    pub(super) fn wants(&self, point: Point) -> bool {
+        self.watch.wants(point)
+    }
+
     /// Hears `point` when the watch wants it, its activations computed by `activations` only
     /// then.
     pub(super) fn hear(

@@ -1,0 +1,327 @@
+//! Sparse experts (Qwen3-MoE's `Qwen3MoeSparseMoeBlock`): a router `(experts, hidden)` gives
+//! each token a softmax (in f32) over the experts; the `per_token` most probable are chosen,
+//! their probabilities renormalised to sum to 1 where the model says so, and the block's
+//! output is `Σ_chosen w_e · expert_e(x)`, each expert a gated MLP of its own. Only the
+//! chosen experts run, each on the rows of the tokens that chose it.
+//!
+//! The routing weights are differentiated as written (softmax, the choice as a gather, the
+//! renormalisation); the product `expert_e(x) · w_e` is a [`Derivatives`] point
+//! (`expert_scales`), where a caller may split or stop its gradient.
+
+use super::ffn::{Mlp, SavedMlp};
+use super::steer::NeuronEdits;
+use super::watch::{At, Point};
+use super::WeightSource;
+use crate::kernels::Products;
+use crate::models::config::Experts;
+use crate::models::gated::{scale_gradient, Activation};
+use crate::models::linear::Linear;
+use crate::models::{softmax_last_dim, Derivatives};
+use candle_core::{DType, Result, Tensor, D};
+
+#[derive(Debug, Clone)]
+pub(super) struct Moe {
+    /// `(experts, hidden)`.
+    router: Linear,
+    experts: Vec<Mlp>,
+    per_token: usize,
+    normalize: bool,
+    width: usize,
+}
+
+/// The routing of a pass: the chosen experts' weights and which rows each expert takes.
+#[derive(Debug)]
+struct Routes {
+    /// The softmax over the experts, `(rows, experts)` in f32.
+    probs: Tensor,
+    /// The chosen experts' weights, `(rows · per_token,)` in f32, row-major.
+    weights: Tensor,
+    /// The chosen experts, `(rows, per_token)`.
+    chosen: Tensor,
+    /// Each chosen expert, in expert order, with the rows that chose it and the positions of
+    /// those choices in `weights`.
+    hits: Vec<Hit>,
+}
+
+#[derive(Debug)]
+struct Hit {
+    expert: usize,
+    rows: Tensor,
+    slots: Tensor,
+}
+
+/// What the experts' backward reads.
+#[derive(Debug)]
+pub(super) struct SavedMoe {
+    routes: Routes,
+    /// Each hit expert's gate and up projections of its rows.
+    experts: Vec<SavedMlp>,
+    rows: usize,
+}
+
+impl Moe {
+    pub(super) fn load(
+        w: &mut dyn WeightSource,
+        p: &str,
+        e: &Experts,
+        act: Activation,
+    ) -> crate::Result<Self> {
+        let router = Linear::new(w.get_matrix(&format!("{p}.gate.weight"))?);
+        let experts = (0..e.count)
+            .map(|x| Mlp::load(w, &format!("{p}.experts.{x}"), act))
+            .collect::<crate::Result<Vec<_>>>()?;
+        Ok(Moe {
+            router,
+            experts,
+            per_token: e.per_token,
+            normalize: e.normalize,
+            width: e.width,
+        })
+    }
+
+    /// Routes the rows of `x`: the softmax of the router's logits in f32, the `per_token`
+    /// largest (the first of equals), renormalised where configured. With a tracked `x`
+    /// the weights carry its graph.
+    fn route(&self, x: &Tensor, p: Products) -> Result<Routes> {
+        let logits = self.router.forward(x, p)?.to_dtype(DType::F32)?;
+        let probs = softmax_last_dim(&logits)?;
+        let (n, k) = (x.dim(0)?, self.per_token);
+        let mut chosen = Vec::with_capacity(n * k);
+        let mut by_expert: Vec<(Vec<u32>, Vec<u32>)> = vec![Default::default(); self.experts.len()];
+        for (r, row) in probs.detach().to_vec2::<f32>()?.iter().enumerate() {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            for (slot, &e) in order[..k].iter().enumerate() {
+                chosen.push(e as u32);
+                by_expert[e].0.push(r as u32);
+                by_expert[e].1.push((r * k + slot) as u32);
+            }
+        }
+        let dev = x.device();
+        let chosen = Tensor::from_vec(chosen, (n, k), dev)?;
+        let mut top = probs.gather(&chosen, 1)?;
+        if self.normalize {
+            top = top.broadcast_div(&top.sum_keepdim(1)?)?;
+        }
+        let hits = by_expert
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (rows, _))| !rows.is_empty())
+            .map(|(expert, (rows, slots))| {
+                let m = rows.len();
+                Ok(Hit {
+                    expert,
+                    rows: Tensor::from_vec(rows, m, dev)?,
+                    slots: Tensor::from_vec(slots, m, dev)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Routes {
+            probs,
+            weights: top.flatten_all()?,
+            chosen,
+            hits,
+        })
+    }
+
+    /// `Σ_chosen w_e · expert_e(x)` for autograd, with `dv`'s derivatives.
+    pub(super) fn forward(&self, x: &Tensor, dv: &dyn Derivatives, p: Products) -> Result<Tensor> {
+        let routes = self.route(x, p)?;
+        let weights = routes.weights.to_dtype(x.dtype())?;
+        let [sy, sw] = dv.expert_scales();
+        let mut out = x.zeros_like()?;
+        for hit in &routes.hits {
+            let y = self.experts[hit.expert].forward(&x.index_select(&hit.rows, 0)?, dv, p)?;
+            let w = weights.index_select(&hit.slots, 0)?.unsqueeze(1)?;
+            let y = scale_gradient(&y, sy)?.broadcast_mul(&scale_gradient(&w, sw)?)?;
+            out = out.index_add(&hit.rows, &y, 0)?;
+        }
+        Ok(out)
+    }
+
+    /// The output of `x` without a graph, and what the backward reads.
+    pub(super) fn forward_saved(&self, x: &Tensor, p: Products) -> Result<(Tensor, SavedMoe)> {
+        let routes = self.route(x, p)?;
+        let weights = routes.weights.to_dtype(x.dtype())?;
+        let mut out = x.zeros_like()?;
+        let mut experts = Vec::with_capacity(routes.hits.len());
+        for hit in &routes.hits {
+            let mlp = &self.experts[hit.expert];
+            let (y, s) = mlp.forward_saved(&x.index_select(&hit.rows, 0)?, p)?;
+            let w = weights.index_select(&hit.slots, 0)?.unsqueeze(1)?;
+            out = out.index_add(&hit.rows, &y.broadcast_mul(&w)?, 0)?;
+            experts.push(s);
+        }
+        let rows = x.dim(0)?;
+        Ok((
+            out,
+            SavedMoe {
+                routes,
+                experts,
+                rows,
+            },
+        ))
+    }
+
+    /// The hidden units of a saved pass side by side, `(rows, experts · width)`: each
+    /// expert's on the rows that chose it, 0 elsewhere.
+    pub(super) fn hidden(&self, s: &SavedMoe) -> Result<Tensor> {
+        let hidden = s
+            .experts
+            .iter()
+            .zip(&s.routes.hits)
+            .map(|(saved, hit)| Ok((hit, self.experts[hit.expert].hidden(saved)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let like = s.routes.probs.to_dtype(self.dtype(s)?)?;
+        self.side_by_side(&hidden, &like.unsqueeze(0)?, s.rows)
+            .and_then(|t| t.squeeze(0))
+    }
+
+    fn dtype(&self, s: &SavedMoe) -> Result<DType> {
+        match s.experts.first() {
+            Some(e) => Ok(e.gate.dtype()),
+            None => candle_core::bail!("a pass over no rows"),
+        }
+    }
+
+    /// Per-expert tensors `(…, hit rows, width)` placed side by side over all rows, `(…,
+    /// rows, experts · width)`, zeros where an expert was not chosen; `like` gives the
+    /// leading dimensions, dtype and device.
+    fn side_by_side(&self, parts: &[(&Hit, Tensor)], like: &Tensor, rows: usize) -> Result<Tensor> {
+        let lead: Vec<usize> = like.dims()[..like.rank() - 2].to_vec();
+        let shape = |w: usize| [lead.as_slice(), &[rows, w]].concat();
+        let zeros = Tensor::zeros(shape(self.width), like.dtype(), like.device())?;
+        let dim = lead.len();
+        let mut columns = vec![zeros.clone(); self.experts.len()];
+        for (hit, t) in parts {
+            let t = t.to_dtype(like.dtype())?;
+            let t = if t.rank() < zeros.rank() {
+                t.unsqueeze(0)?
+            } else {
+                t
+            };
+            columns[hit.expert] = zeros.index_add(&hit.rows, &t, dim)?;
+        }
+        Tensor::cat(&columns, dim + 1)
+    }
+
+    /// Cotangents `dm: (b, rows, hidden)` of the block's output carried to its input: into
+    /// each chosen expert and, through the weights, into the router. `watch` hears the hidden
+    /// units.
+    pub(super) fn backward(
+        &self,
+        s: &SavedMoe,
+        dm: &Tensor,
+        dv: &dyn Derivatives,
+        p: Products,
+        mut watch: Option<&mut At<'_>>,
+    ) -> Result<Tensor> {
+        let [sy, sw] = dv.expert_scales();
+        let b = dm.dim(0)?;
+        let k = self.per_token;
+        let weights = &s.routes.weights;
+        let mut dx = dm.zeros_like()?;
+        let mut dw = Tensor::zeros((b, s.rows * k), DType::F32, dm.device())?;
+        let hears = watch.as_ref().is_some_and(|w| w.wants(Point::MlpHidden));
+        let mut heard = Vec::new();
+        for (hit, saved) in s.routes.hits.iter().zip(&s.experts) {
+            let mlp = &self.experts[hit.expert];
+            // d(w·y)/dy = w (by sy), d(w·y)/dw = y (by sw); y = down(h), so the weight's
+            // cotangent is (downᵀ g) · h.
+            let g = dm.index_select(&hit.rows, 1)?;
+            let dh = mlp.down_proj.vjp(&g, p)?;
+            let h = mlp.hidden(saved)?;
+            if sw != 0.0 {
+                let d = (dh
+                    .to_dtype(DType::F32)?
+                    .broadcast_mul(&h.to_dtype(DType::F32)?)?
+                    .sum(D::Minus1)?
+                    * sw)?;
+                dw = dw.index_add(&hit.slots, &d, 1)?;
+            }
+            let w = weights.index_select(&hit.slots, 0)?.to_dtype(dh.dtype())?;
+            let dz = (dh.broadcast_mul(&w.reshape((1, (), 1))?)? * sy)?;
+            if hears {
+                heard.push((hit, h, dz.clone()));
+            }
+            let dxe = mlp.input_vjp(saved, &dz, dv, p)?;
+            dx = dx.index_add(&hit.rows, &dxe, 1)?;
+        }
+        if let Some(w) = watch.as_mut().filter(|_| hears) {
+            let (acts, cots): (Vec<_>, Vec<_>) =
+                heard.into_iter().map(|(h, a, c)| ((h, a), (h, c))).unzip();
+            let like = dm.narrow(2, 0, 1)?;
+            let cot = self.side_by_side(&cots, &like, s.rows)?;
+            let act = || {
+                self.side_by_side(&acts, &like.get(0)?.unsqueeze(0)?, s.rows)?
+                    .squeeze(0)
+            };
+            w.hear(Point::MlpHidden, act, &cot)?;
+        }
+        if sw == 0.0 {
+            return Ok(dx);
+        }
+        let dlogits = self.router_vjp(&s.routes, &dw.reshape((b, s.rows, k))?)?;
+        dx + self.router.vjp(&dlogits.to_dtype(dm.dtype())?, p)?
+    }
+
+    /// Cotangents `dw: (b, rows, per_token)` of the chosen weights carried to the router's
+    /// logits, `(b, rows, experts)` in f32: through the renormalisation `w = t / Σt`, the
+    /// choice (a gather) and the softmax.
+    fn router_vjp(&self, r: &Routes, dw: &Tensor) -> Result<Tensor> {
+        let probs = r.probs.unsqueeze(0)?;
+        let (b, n, k) = dw.dims3()?;
+        let chosen = r
+            .chosen
+            .unsqueeze(0)?
+            .broadcast_as((b, n, k))?
+            .contiguous()?;
+        let top = probs
+            .broadcast_as((b, n, self.experts.len()))?
+            .contiguous()?
+            .gather(&chosen, 2)?;
+        let dt = if self.normalize {
+            // dt_j = (dw_j − Σ_i dw_i · w_i) / Σt, with w = t / Σt.
+            let sum = top.sum_keepdim(2)?;
+            let w = top.broadcast_div(&sum)?;
+            let dot = (dw * &w)?.sum_keepdim(2)?;
+            dw.broadcast_sub(&dot)?.broadcast_div(&sum)?
+        } else {
+            dw.clone()
+        };
+        let dp = Tensor::zeros((b, n, self.experts.len()), DType::F32, dw.device())?
+            .scatter_add(&chosen, &dt, 2)?;
+        // softmax: dlogits = p ⊙ (dp − Σ p · dp).
+        let dot = dp.broadcast_mul(&probs)?.sum_keepdim(2)?;
+        dp.broadcast_sub(&dot)?.broadcast_mul(&probs)
+    }
+
+    /// Neuron `j` (unit `j mod width` of expert `j / width`): its expert's `down_proj`, its
+    /// index there, and the expert's width.
+    pub(super) fn down_column(&self, j: usize) -> Result<(&Linear, usize, usize)> {
+        match self.experts.get(j / self.width.max(1)) {
+            Some(e) => Ok((&e.down_proj, j % self.width, self.width)),
+            None => candle_core::bail!("no neuron {j} among {}", self.neurons()),
+        }
+    }
+
+    /// All experts' units.
+    pub(super) fn neurons(&self) -> usize {
+        self.experts.len() * self.width
+    }
+
+    /// Sets the edits of its neurons: each expert takes its own part.
+    pub(super) fn steer(&mut self, edits: Option<NeuronEdits>) {
+        let width = self.width;
+        for (e, mlp) in self.experts.iter_mut().enumerate() {
+            mlp.steer = edits.as_ref().and_then(|n| n.part(e * width, width));
+        }
+    }
+
+    /// Bytes a decoding step reads: the router, and the chosen experts' matrices (each
+    /// expert's as many bytes).
+    pub(super) fn bytes_read(&self, p: Products) -> u64 {
+        let expert = self.experts.first().map_or(0, |e| e.bytes_read(p));
+        self.router.bytes_read(p) + self.per_token as u64 * expert
+    }
+}
