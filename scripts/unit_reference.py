@@ -9,6 +9,9 @@ layer):
   of largest logit and the 10 of smallest, with their logits;
 - its activation at each token: the input of `down_proj` (a forward pre-hook);
 - the head's attention probabilities `[query][key]` (eager attention, `output_attentions`).
+In a layer of sparse experts (Qwen3-MoE) the neuron is a unit of the expert the last token
+chooses first (neuron e · width + j), its activation the expert's `act(gate) · up` at the
+tokens routed to it (the router's top-k recomputed from its softmax) and 0 elsewhere.
 Output: tests/fixtures/units.json.
 
 Run: $(scripts/reference-env.sh) scripts/unit_reference.py   (about 20 s)
@@ -20,7 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
 
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "units.json")
-CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw"]
+CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
+         "tiny_qwen3_moe_raw"]
 TOP = 10
 
 
@@ -34,14 +38,31 @@ def main():
         cfg, ids = model.config, fx["ids"]
         layer, j = cfg.num_hidden_layers - 1, cfg.intermediate_size // 2
         hl, h = cfg.num_hidden_layers // 2, cfg.num_attention_heads - 1
-        acts = []
-        down = model.model.layers[layer].mlp.down_proj
-        handle = down.register_forward_pre_hook(lambda _m, a: acts.append(a[0][0, :, j].tolist()))
+        acts, inputs = [], []
+        mlp = model.model.layers[layer].mlp
+        experts = hasattr(mlp, "experts")
+        if experts:
+            handle = mlp.register_forward_pre_hook(lambda _m, a: inputs.append(a[0][0]))
+        else:
+            down = mlp.down_proj
+            handle = down.register_forward_pre_hook(lambda _m, a: acts.append(a[0][0, :, j].tolist()))
         try:
             with torch.no_grad():
                 out = model(torch.tensor([ids]), use_cache=False, output_attentions=True)
         finally:
             handle.remove()
+        neuron = j
+        if experts:
+            with torch.no_grad():
+                x = inputs[0]
+                chosen = torch.topk(torch.softmax(mlp.gate(x).float(), -1), mlp.top_k, -1).indices
+                e = int(chosen[-1, 0])
+                j = cfg.moe_intermediate_size // 2
+                expert = mlp.experts[e]
+                unit = (expert.act_fn(expert.gate_proj(x)) * expert.up_proj(x))[:, j]
+                routed = (chosen == e).any(-1)
+                acts.append(torch.where(routed, unit, torch.zeros_like(unit)).tolist())
+            down, neuron = expert.down_proj, e * cfg.moe_intermediate_size + j
         with torch.no_grad():
             column = down.weight[:, j]
             logits = model.lm_head(model.model.norm(column[None, None, :]))[0, 0]
@@ -53,7 +74,7 @@ def main():
         cases.append({
             "fixture": name, "model": fx["model"], "prompt": fx["prompt"],
             "chat_template": fx["chat_template"], "ids": ids, "target": fx["targets"][0]["id"],
-            "neuron": {"layer": layer, "unit": {"neuron": j}},
+            "neuron": {"layer": layer, "unit": {"neuron": neuron}},
             "promotes": top.indices.tolist(), "promotes_logits": reference.r(top.values.tolist()),
             "suppresses": bottom.indices.tolist(),
             "suppresses_logits": reference.r((-bottom.values).tolist()),
@@ -61,7 +82,7 @@ def main():
             "head": {"layer": hl, "unit": {"head": h}},
             "attention": [reference.r(row) for row in out.attentions[hl][0, h].tolist()],
         })
-        print(f"{name}: neuron {layer}:{j}, head {hl}:h{h}", file=sys.stderr)
+        print(f"{name}: neuron {layer}:{neuron}, head {hl}:h{h}", file=sys.stderr)
     reference.write_doc(OUT, cases)
 
 
