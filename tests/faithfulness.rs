@@ -296,3 +296,45 @@ fn a_batch_equals_its_inputs_run_alone() {
         "past the cache"
     );
 }
+
+/// LongRoPE (the tiny Phi-3: the long factors past 16 positions): after a prefix made with
+/// the short factors, a batch with an input that crosses the switch gets each whole
+/// sequence's logits (the prefix runs again from its kept inputs), as does one that stays
+/// below it.
+#[test]
+fn a_batch_across_long_ropes_switch_equals_whole_sequences() {
+    use tokenlens::models::decoder::KvCache;
+    let model = engine_for("tests/fixtures/tiny-phi3").decoder();
+    let ids: Vec<u32> = (0..12).map(|i| 100 + 7 * i).collect();
+    let mut base = KvCache::default();
+    model
+        .forward_cached(&ids, &mut base, Products::F32)
+        .unwrap();
+    let offset = 10;
+    for inputs in [
+        vec![vec![5u32, 6, 7, 8, 9, 10, 11, 12], vec![5, 6]],
+        vec![vec![5, 6], vec![9, 10, 11]],
+    ] {
+        let tails: Vec<_> = inputs.iter().map(|t| model.embed(t).unwrap()).collect();
+        let got = model
+            .forward_batch(&base, offset, &tails, Products::F32)
+            .unwrap();
+        for (t, g) in inputs.iter().zip(&got) {
+            let whole = [&ids[..offset], t].concat();
+            let want = model
+                .forward_cached(&whole, &mut KvCache::default(), Products::F32)
+                .unwrap();
+            let (g, w): (Vec<f32>, Vec<f32>) = (g.to_vec1().unwrap(), want.to_vec1().unwrap());
+            let worst = g
+                .iter()
+                .zip(&w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst < 1e-4,
+                "{} positions: differs by {worst}",
+                whole.len()
+            );
+        }
+    }
+}

@@ -73,36 +73,24 @@ impl Decoder {
         if tails.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(switch) = self.long_rope_after() {
-            let other =
-                |t: &Tensor| -> Result<bool> { Ok((offset + t.dim(0)? > switch) != prefix.long) };
-            if offset > 0
-                && tails
-                    .iter()
-                    .map(other)
-                    .collect::<Result<Vec<_>>>()?
-                    .contains(&true)
-            {
-                // The prefix was rotated with the other LongRoPE factors: whole sequences.
-                let Some(seen) = &prefix.inputs else {
-                    candle_core::bail!("a LongRoPE cache without its inputs");
-                };
-                let seen = seen.narrow(0, 0, offset)?;
-                let whole = tails
-                    .iter()
-                    .map(|t| Tensor::cat(&[&seen, t], 0))
-                    .collect::<Result<Vec<_>>>()?;
-                return self.forward_batch(&KvCache::default(), 0, &whole, p);
-            }
+        let mut crosses = false;
+        for t in tails {
+            crosses |= self.crosses_long_rope(prefix, offset, t.dim(0)?);
+        }
+        if crosses {
+            // The prefix was rotated with the other LongRoPE factors: whole sequences.
+            let seen = prefix.seen(offset)?;
+            let whole = tails
+                .iter()
+                .map(|t| Tensor::cat(&[&seen, t], 0))
+                .collect::<Result<Vec<_>>>()?;
+            return self.forward_batch(&KvCache::default(), 0, &whole, p);
         }
         let eps = self.cfg.rms_norm_eps;
         let mut h = Tensor::cat(tails, 0)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let kv = match prefix.layers.get(i).and_then(|l| l.buffers.as_ref()) {
-                Some((k, v)) if offset > 0 => Some((
-                    k.narrow(1, 0, offset)?.contiguous()?,
-                    v.narrow(1, 0, offset)?.contiguous()?,
-                )),
+            let kv = match prefix.layers.get(i).map(|l| l.view(offset)).transpose()? {
+                Some(Some((k, v))) => Some((k.contiguous()?, v.contiguous()?)),
                 _ if offset > 0 => candle_core::bail!("the prefix has no keys for layer {i}"),
                 _ => None,
             };

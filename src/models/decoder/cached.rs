@@ -26,44 +26,67 @@ impl Attention {
     }
 }
 
-/// One layer's keys and values `(kv_heads, capacity, head_dim)`, filled up to a length;
-/// capacity doubles when full, so appending a token copies only that token.
+/// A tensor that grows along one dimension, filled up to a length: capacity doubles when
+/// full, so appending copies only what is appended.
+#[derive(Debug, Default)]
+pub(super) struct Growing {
+    buf: Option<Tensor>,
+}
+
+impl Growing {
+    /// Writes `x` at position `len` along `dim`; returns a view of all `len + new`.
+    fn append(&mut self, x: &Tensor, dim: usize, len: usize) -> Result<Tensor> {
+        let need = len + x.dim(dim)?;
+        let cap = self.buf.as_ref().map_or(0, |b| b.dim(dim).unwrap_or(0));
+        if need > cap {
+            let mut shape = x.dims().to_vec();
+            shape[dim] = need.max(2 * cap).max(64);
+            let buf = Tensor::zeros(shape, x.dtype(), x.device())?;
+            if let Some(old) = self.buf.take().filter(|_| len > 0) {
+                buf.slice_set(&old.narrow(dim, 0, len)?.contiguous()?, dim, 0)?;
+            }
+            self.buf = Some(buf);
+        }
+        let Some(buf) = &self.buf else {
+            candle_core::bail!("a growing buffer without its storage")
+        };
+        buf.slice_set(&x.contiguous()?, dim, len)?;
+        buf.narrow(dim, 0, need)
+    }
+
+    /// A view of its first `len` along `dim` (none when empty).
+    pub(super) fn view(&self, dim: usize, len: usize) -> Result<Option<Tensor>> {
+        match (&self.buf, len) {
+            (Some(b), 1..) => Ok(Some(b.narrow(dim, 0, len)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// A copy of its first `len` along `dim`.
+    fn prefix(&self, dim: usize, len: usize) -> Result<Growing> {
+        Ok(Growing {
+            buf: self.view(dim, len)?.map(|t| t.copy()).transpose()?,
+        })
+    }
+}
+
+/// One layer's keys and values `(kv_heads, positions, head_dim)`.
 #[derive(Debug, Default)]
 pub(super) struct LayerCache {
-    pub(super) buffers: Option<(Tensor, Tensor)>,
+    k: Growing,
+    v: Growing,
 }
 
 impl LayerCache {
     /// Writes `k, v: (kv_heads, new, head_dim)` at position `len`; returns views of all
     /// `len + new` positions.
     fn append(&mut self, k: &Tensor, v: &Tensor, len: usize) -> Result<(Tensor, Tensor)> {
-        let (kvh, new, hd) = k.dims3()?;
-        let need = len + new;
-        let cap = self
-            .buffers
-            .as_ref()
-            .map_or(0, |(b, _)| b.dim(1).unwrap_or(0));
-        if need > cap {
-            let cap = need.max(2 * cap).max(64);
-            let grow = |old: Option<&Tensor>| -> Result<Tensor> {
-                let buf = Tensor::zeros((kvh, cap, hd), k.dtype(), k.device())?;
-                if let Some(old) = old.filter(|_| len > 0) {
-                    buf.slice_set(&old.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
-                }
-                Ok(buf)
-            };
-            let old = self.buffers.take();
-            self.buffers = Some((
-                grow(old.as_ref().map(|b| &b.0))?,
-                grow(old.as_ref().map(|b| &b.1))?,
-            ));
-        }
-        let Some((kb, vb)) = &self.buffers else {
-            candle_core::bail!("kv cache buffers missing")
-        };
-        kb.slice_set(&k.contiguous()?, 1, len)?;
-        vb.slice_set(&v.contiguous()?, 1, len)?;
-        Ok((kb.narrow(1, 0, need)?, vb.narrow(1, 0, need)?))
+        Ok((self.k.append(k, 1, len)?, self.v.append(v, 1, len)?))
+    }
+
+    /// Views of the first `len` positions' keys and values (none when empty).
+    pub(super) fn view(&self, len: usize) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(self.k.view(1, len)?.zip(self.v.view(1, len)?))
     }
 }
 
@@ -77,7 +100,7 @@ pub struct KvCache {
     /// the long factors. A sequence takes one set for all its positions, chosen by its length
     /// (transformers recomputes its cache where generation crosses the switch), so a cache
     /// made with the other set is recomputed from its inputs.
-    pub(super) inputs: Option<Tensor>,
+    pub(super) inputs: Growing,
     pub(super) long: bool,
 }
 
@@ -100,25 +123,27 @@ impl KvCache {
             .layers
             .iter()
             .map(|l| {
-                let buffers = match (&l.buffers, len) {
-                    (Some((k, v)), 1..) => {
-                        Some((k.narrow(1, 0, len)?.copy()?, v.narrow(1, 0, len)?.copy()?))
-                    }
-                    _ => None,
-                };
-                Ok(LayerCache { buffers })
+                Ok(LayerCache {
+                    k: l.k.prefix(1, len)?,
+                    v: l.v.prefix(1, len)?,
+                })
             })
             .collect::<Result<_>>()?;
-        let inputs = match (&self.inputs, len) {
-            (Some(t), 1..) => Some(t.narrow(0, 0, len)?.copy()?),
-            _ => None,
-        };
         Ok(KvCache {
             layers,
             len,
-            inputs,
+            inputs: self.inputs.prefix(0, len)?,
             long: self.long,
         })
+    }
+
+    /// LongRoPE models: the inputs of the first `len` positions, to run again with the
+    /// other set of factors.
+    pub(super) fn seen(&self, len: usize) -> Result<Tensor> {
+        match self.inputs.view(0, len)? {
+            Some(t) => Ok(t),
+            None => candle_core::bail!("a LongRoPE cache without its inputs"),
+        }
     }
 }
 
@@ -130,8 +155,16 @@ impl Decoder {
     }
 
     /// LongRoPE's switch: a sequence longer than this takes the long factors.
-    pub(super) fn long_rope_after(&self) -> Option<usize> {
+    fn long_rope_after(&self) -> Option<usize> {
         self.cfg.rope.long.as_ref().map(|l| l.original)
+    }
+
+    /// Whether running `n` positions after the first `offset` of `cache` takes the other set
+    /// of LongRoPE factors than the one the cache was made with (then the whole sequence runs
+    /// again, as transformers recomputes its cache where generation crosses the switch).
+    pub(super) fn crosses_long_rope(&self, cache: &KvCache, offset: usize, n: usize) -> bool {
+        self.long_rope_after()
+            .is_some_and(|switch| offset > 0 && (offset + n > switch) != cache.long)
     }
 
     /// Refuses to run no positions, or `n` positions after `offset` past the context.
@@ -159,21 +192,14 @@ impl Decoder {
         let offset = cache.len;
         let n = embeds.dim(0)?;
         self.check_positions(offset, n)?;
+        if self.crosses_long_rope(cache, offset, n) {
+            let whole = Tensor::cat(&[&cache.seen(offset)?, embeds], 0)?;
+            *cache = KvCache::default();
+            return self.forward_embeds_cached(&whole, cache, p);
+        }
         if let Some(switch) = self.long_rope_after() {
-            let long = offset + n > switch;
-            if offset > 0 && cache.long != long {
-                // Crossing LongRoPE's switch: the whole sequence again, with the long factors.
-                let Some(seen) = cache.inputs.take() else {
-                    candle_core::bail!("a LongRoPE cache without its inputs");
-                };
-                *cache = KvCache::default();
-                return self.forward_embeds_cached(&Tensor::cat(&[&seen, embeds], 0)?, cache, p);
-            }
-            cache.long = long;
-            cache.inputs = Some(match cache.inputs.take() {
-                Some(seen) => Tensor::cat(&[&seen, embeds], 0)?,
-                None => embeds.clone(),
-            });
+            cache.long = offset + n > switch;
+            cache.inputs.append(embeds, 0, offset)?;
         }
         cache
             .layers
