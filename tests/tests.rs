@@ -7,6 +7,7 @@ mod answer;
 mod backward;
 mod cancel;
 mod cli;
+mod cli_files;
 mod errors;
 mod faithfulness;
 mod families;

@@ -379,9 +379,10 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     config.rotary_dim = md_u32(&content, &format!("{arch}.rope.dimension_count"))
         .map(|v| v as usize)
         .filter(|&d| d != config.head_dim());
+    // What reading the RoPE scaling relies on (the rotated width); the whole configuration,
+    // the scaling included, is checked against the tensors once the family has set it.
     config.check().map_err(|e| bad(path, e))?;
     config.rope = gguf_rope(&content, &mut reader, arch, &config).map_err(|e| bad(path, e))?;
-    config.check().map_err(|e| bad(path, e))?;
     family
         .configure_gguf(&md, &mut config)
         .map_err(|e| bad(path, e))?;
