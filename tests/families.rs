@@ -183,8 +183,11 @@ fn tiny_gguf(name: &str, c: &Convert) -> std::path::PathBuf {
         })
         .chain(extra_tensors)
         .collect();
+    // Tests run side by side in one process: each file its own name.
+    static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{name}-{}.gguf", std::process::id()));
+        .join(format!("{name}-{}-{n}.gguf", std::process::id()));
     let md: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
     gguf_file::write(&mut std::fs::File::create(&out).unwrap(), &md, &tensors).unwrap();
@@ -314,6 +317,24 @@ fn qwen3_moe_gguf_explains_as_its_hugging_face_directory() {
         extra,
     };
     gguf_explains_as_directory("tiny-qwen3-moe", &c);
+}
+
+/// A Qwen3-MoE GGUF without its expert counts is refused with the key named.
+#[test]
+fn qwen3_moe_gguf_without_its_expert_counts_is_refused() {
+    let c = Convert {
+        arch: "qwen3moe",
+        post_norms: false,
+        permute_qk: false,
+        extra: no_extra,
+    };
+    let gguf = tiny_gguf("tiny-qwen3-moe", &c);
+    let err = match Engine::load(gguf.to_str().unwrap()) {
+        Ok(_) => panic!("loaded without expert counts"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("expert_count is missing"), "{err}");
+    let _ = std::fs::remove_file(gguf);
 }
 
 /// Ministral 3's converter writes YaRN as `rope.scaling.*` keys (`mscale_all_dim` as the log

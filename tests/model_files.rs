@@ -274,18 +274,36 @@ fn endless_chat_template() {
 
 #[test]
 fn config_json_that_disagrees_with_its_weights() {
-    let cases: [(&str, serde_json::Value, &str); 4] = [
-        ("num_attention_heads", 0.into(), "num_attention_heads"),
-        ("num_attention_heads", 8.into(), "q_proj"),
-        ("vocab_size", 100.into(), "vocab_size"),
+    let moe = "tiny-qwen3-moe";
+    let cases: [(&str, &str, serde_json::Value, &str); 9] = [
         (
+            "tiny-llama",
+            "num_attention_heads",
+            0.into(),
+            "num_attention_heads",
+        ),
+        ("tiny-llama", "num_attention_heads", 8.into(), "q_proj"),
+        ("tiny-llama", "vocab_size", 100.into(), "vocab_size"),
+        (
+            "tiny-llama",
             "max_position_embeddings",
             4_000_000_000u64.into(),
             "context length",
         ),
+        // Sparse experts: counts that cannot route, or disagree with the stored experts.
+        (moe, "num_experts_per_tok", 7.into(), "num_experts_per_tok"),
+        (moe, "num_experts", 0.into(), "num_experts"),
+        (moe, "num_experts", 8.into(), "num_experts, hidden_size"),
+        (
+            moe,
+            "moe_intermediate_size",
+            10.into(),
+            "moe_intermediate_size",
+        ),
+        (moe, "mlp_only_layers", "all".into(), "mlp_only_layers"),
     ];
-    for (i, (key, value, field)) in cases.into_iter().enumerate() {
-        let src = root().join("tests/fixtures/tiny-llama");
+    for (i, (model, key, value, field)) in cases.into_iter().enumerate() {
+        let src = root().join("tests/fixtures").join(model);
         let dir = tmp_dir().join(format!("config-{i}"));
         std::fs::create_dir_all(&dir).unwrap();
         for f in std::fs::read_dir(&src).unwrap() {
