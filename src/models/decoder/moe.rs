@@ -230,8 +230,11 @@ impl Moe {
             // cotangent is (downᵀ g) · h.
             let g = dm.index_select(&hit.rows, 1)?;
             let dh = mlp.down_proj.vjp(&g, p)?;
-            let h = mlp.hidden(saved)?;
-            if sw != 0.0 {
+            // The expert's hidden units, where the weight's cotangent or the watch reads them.
+            let h = (sw != 0.0 || hears)
+                .then(|| mlp.hidden(saved))
+                .transpose()?;
+            if let Some(h) = h.as_ref().filter(|_| sw != 0.0) {
                 let d = (dh
                     .to_dtype(DType::F32)?
                     .broadcast_mul(&h.to_dtype(DType::F32)?)?
@@ -241,7 +244,7 @@ impl Moe {
             }
             let w = weights.index_select(&hit.slots, 0)?.to_dtype(dh.dtype())?;
             let dz = (dh.broadcast_mul(&w.reshape((1, (), 1))?)? * sy)?;
-            if hears {
+            if let Some(h) = h.filter(|_| hears) {
                 heard.push((hit, h, dz.clone()));
             }
             let dxe = mlp.input_vjp(saved, &dz, dv, p)?;
