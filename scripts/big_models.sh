@@ -9,7 +9,8 @@
 # are 4.3 and 8.5 GB, the Q4_K_M ones 2.5 and 4.9 GB).
 #   scripts/big_models.sh [qwen3-4b-shape:q4_k_m] [llama31-8b-shape:q4_k_m] [qwen3-4b-shape]
 #                         [qwen3-4b-shape-bf16] [phi4-mini-shape:q4_k_m] [smollm3-3b-shape:q4_k_m]
-#                         [ministral3-3b-shape:q4_k_m] [-- extra bench options, e.g. --precision f32]
+#                         [ministral3-3b-shape:q4_k_m] [qwen3-30b-a3b-shape:q4_k_m]
+#                         [-- extra bench options, e.g. --precision f32]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache="${TOKENLENS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tokenlens}"
@@ -25,19 +26,17 @@ for s in "${shapes[@]}"; do
   name="${s%%:*}"
   q8="$cache/models/$name.q8_0.gguf"
   case "$name" in *-bf16) q8="$cache/models/$name" ;; esac
-  if [ ! -e "$q8" ]; then
+  model="$q8"
+  [ "$s" != "$name" ] && model="$cache/models/$name.${s#*:}.gguf"
+  if [ ! -e "$model" ] && [ ! -e "$q8" ]; then
     python="$(bash scripts/reference-env.sh)"
     "$python" scripts/make_big_gguf.py "$name"
   fi
-  model="$q8"
-  if [ "$s" != "$name" ]; then
-    kind="${s#*:}"
-    model="$cache/models/$name.$kind.gguf"
-    if [ ! -e "$model" ]; then
-      bin="$(bash scripts/llama-cpp.sh)"
-      "$bin/llama-quantize" --allow-requantize "$q8" "$model.part" "${kind^^}" 2 >&2
-      mv "$model.part" "$model"
-    fi
+  if [ ! -e "$model" ]; then
+    # The Q8_0 file can go once requantized (the 30B-A3B one is 32 GB).
+    bin="$(bash scripts/llama-cpp.sh)"
+    "$bin/llama-quantize" --allow-requantize "$q8" "$model.part" "$(echo "${s#*:}" | tr a-z A-Z)" 2 >&2
+    mv "$model.part" "$model"
   fi
   log="$(mktemp)"
   RUST_LOG=tokenlens=info /usr/bin/time -f "%M" ./target/release/tokenlens bench --model "$model" \
