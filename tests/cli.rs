@@ -9,6 +9,17 @@ pub(crate) fn tokenlens(args: &[&str]) -> Output {
         .expect("run tokenlens")
 }
 
+/// Runs the binary and asserts it succeeded (its stderr as the message).
+pub(crate) fn succeeds(args: &[&str]) -> Output {
+    let out = tokenlens(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub(crate) fn fails_with(args: &[&str], needle: &str) {
     let out = tokenlens(args);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -22,7 +33,7 @@ pub(crate) fn fails_with(args: &[&str], needle: &str) {
 
 #[test]
 fn json_document_follows_the_schema() {
-    let out = tokenlens(&[
+    let out = succeeds(&[
         "explain",
         "--prompt",
         "What is the capital of France?",
@@ -32,11 +43,6 @@ fn json_document_follows_the_schema() {
         "saliency,attnlrp",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let n = v["tokens"].as_array().unwrap().len();
     let tok = &v["tokens"][0];
@@ -317,7 +323,7 @@ fn generate_streams_text_and_json() {
 
 #[test]
 fn explain_step_contrast_and_granularity() {
-    let out = tokenlens(&[
+    let out = succeeds(&[
         "explain",
         "--prompt",
         "What is the capital of France?",
@@ -330,11 +336,6 @@ fn explain_step_contrast_and_granularity() {
         "word",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tokens = doc["tokens"].as_array().unwrap();
     let generated = tokens.iter().filter(|t| t["generated"] == true).count();

@@ -1,7 +1,7 @@
 //! The `tokenlens` binary with model files and what it writes to files: aliases that need
 //! fetching, Hub ids from the cache, a GGUF by path, figures, faithfulness curves.
 
-use super::cli::{fails_with, tokenlens};
+use super::cli::{fails_with, succeeds};
 use std::process::Command;
 #[test]
 fn alias_not_fetched_says_how_to_fetch() {
@@ -22,25 +22,20 @@ fn figures_are_written_as_png_and_svg() {
     std::fs::create_dir_all(&dir).unwrap();
     let png = dir.join("h.png");
     let svg = dir.join("t.svg");
-    let out = tokenlens(&[
+    succeeds(&[
         "heatmap",
         "--prompt",
         "What is the capital of France?",
         "-o",
         png.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     // IHDR: width and height, big-endian, at bytes 16..24.
     let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
     let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
     assert!(w >= 760 && h >= 250, "{w}x{h}");
-    let out = tokenlens(&[
+    succeeds(&[
         "trace",
         "--raw",
         "--prompt",
@@ -50,11 +45,6 @@ fn figures_are_written_as_png_and_svg() {
         "-o",
         svg.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
     // 30 layers × 17 tokens of cells, plus the colorbar and background.
@@ -134,7 +124,7 @@ fn llama3_gguf_loads_by_path() {
     )
     .unwrap();
     let prompt = fixture["prompt"].as_str().unwrap();
-    let out = tokenlens(&[
+    let out = succeeds(&[
         "explain",
         "--model",
         gguf.to_str().unwrap(),
@@ -144,11 +134,6 @@ fn llama3_gguf_loads_by_path() {
         "attnlrp",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ids: Vec<&serde_json::Value> = doc["tokens"]
         .as_array()
@@ -176,7 +161,7 @@ fn llama3_gguf_loads_by_path() {
 /// `--operator` without `--faithfulness` is refused rather than ignored.
 #[test]
 fn faithfulness_curves_in_the_json_document() {
-    let out = tokenlens(&[
+    let out = succeeds(&[
         "explain",
         "--prompt",
         "What is the capital of France?",
@@ -188,11 +173,6 @@ fn faithfulness_curves_in_the_json_document() {
         "--query-only",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let f = &doc["faithfulness"];
     assert_eq!(f["operator"], "delete");
