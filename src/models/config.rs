@@ -212,8 +212,13 @@ impl Config {
 
     /// The most MLP neurons of any layer.
     pub fn max_neurons(&self) -> usize {
+        self.most(Self::neurons)
+    }
+
+    /// The largest of `f` over the layers.
+    fn most(&self, f: impl Fn(&Self, usize) -> usize) -> usize {
         (0..self.num_hidden_layers)
-            .map(|l| self.neurons(l))
+            .map(|l| f(self, l))
             .max()
             .unwrap_or(self.intermediate_size)
     }
@@ -229,10 +234,7 @@ impl Config {
 
     /// The most units a token computes in any layer's MLP.
     pub fn max_active_width(&self) -> usize {
-        (0..self.num_hidden_layers)
-            .map(|l| self.active_width(l))
-            .max()
-            .unwrap_or(self.intermediate_size)
+        self.most(Self::active_width)
     }
 
     /// Elements of the decoder layers' matrices each token multiplies once per pass
