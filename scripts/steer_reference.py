@@ -15,6 +15,9 @@ input x gradient; lxt's efficient AttnLRP and CP-LRP, each mode in its own proce
 Then ablation (issue 35 item 5), unsteered: the model's neurons, and its heads, ranked by
 their input x gradient relevance for the fixture's target (signed, the most supporting
 first), and the target's log-probability with the top k zeroed, k = 0..8.
+In a layer of sparse experts (Qwen3-MoE) neuron e · width + j is unit j of expert e: its
+edit is applied at that expert's `down_proj` input, on the tokens routed to it (where the
+expert runs), and its relevance is read there (scripts/neuron_reference.py's side_by_side).
 Output: tests/fixtures/steer.json.
 
 Run: $(scripts/reference-env.sh) scripts/steer_reference.py   (about 1 min)
@@ -25,9 +28,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
+from neuron_reference import side_by_side  # noqa: E402
 
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "steer.json")
-CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw"]
+CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
+         "tiny_qwen3_moe_raw"]
 MODES = reference.METHOD_MODES
 GREEDY = 32
 ABLATE = 8
@@ -36,6 +41,8 @@ ABLATE = 8
 def edits_for(cfg):
     """Four edits, one of each kind, placed by the model's shape."""
     L, inter, heads = cfg.num_hidden_layers, cfg.intermediate_size, cfg.num_attention_heads
+    if getattr(cfg, "num_experts", 0):  # every expert's units (the edited layers have experts)
+        inter = cfg.num_experts * cfg.moe_intermediate_size
     return [
         {"layer": 0, "unit": {"neuron": inter // 5}, "setting": {"scale": 0.0}},
         {"layer": L - 1, "unit": {"neuron": inter // 3}, "setting": {"clamp": 3.0}},
@@ -57,10 +64,10 @@ def hooks(model, edits, constant_norms):
         neurons = [e for e in mine if "neuron" in e["unit"]]
         heads = [e for e in mine if "head" in e["unit"]]
 
-        def on_neurons(_m, args, neurons=neurons):
+        def on_neurons(_m, args, neurons=neurons, width=0):
             x = args[0].clone()
             for e in neurons:
-                j = e["unit"]["neuron"]
+                j = e["unit"]["neuron"] - width
                 if "scale" in e["setting"]:
                     x[..., j] = x[..., j] * e["setting"]["scale"]
                 else:
@@ -81,7 +88,14 @@ def hooks(model, edits, constant_norms):
                     o[h] = o[h] * factor
             return (torch.stack(o, -2).reshape(x.shape),)
 
-        if neurons:
+        if neurons and hasattr(layer.mlp, "experts"):
+            width = model.config.moe_intermediate_size
+            for x, expert in enumerate(layer.mlp.experts):
+                own = [e for e in neurons if e["unit"]["neuron"] // width == x]
+                if own:
+                    hook = lambda m, a, own=own, at=x * width: on_neurons(m, a, own, at)
+                    handles.append(expert.down_proj.register_forward_pre_hook(hook))
+        elif neurons:
             handles.append(layer.mlp.down_proj.register_forward_pre_hook(on_neurons))
         if heads:
             handles.append(layer.self_attn.o_proj.register_forward_pre_hook(on_heads))
@@ -98,7 +112,7 @@ def ablation(model, ids, target):
     log-probability with the first k of them zeroed, k = 0..ABLATE."""
     import torch
 
-    kept, heads_in = [], []
+    heads_in = []
 
     def keep(into):
         def hook(_m, args):
@@ -107,7 +121,16 @@ def ablation(model, ids, target):
         return hook
 
     layers = model.model.layers
-    handles = [l.mlp.down_proj.register_forward_pre_hook(keep(kept)) for l in layers]
+    handles, experts = [], {}
+    kept = [[] for _ in layers]
+    for i, l in enumerate(layers):
+        if hasattr(l.mlp, "experts"):
+            experts[i] = (l.mlp, [], [])
+            handles += [e.down_proj.register_forward_pre_hook(keep(experts[i][1])) for e in l.mlp.experts]
+            handles.append(l.mlp.gate.register_forward_hook(
+                lambda _m, _a, out, into=experts[i][2]: into.append(out.detach())))
+        else:
+            handles.append(l.mlp.down_proj.register_forward_pre_hook(keep(kept[i])))
     handles += [l.self_attn.o_proj.register_forward_pre_hook(keep(heads_in)) for l in layers]
     try:
         emb = model.get_input_embeddings()(torch.tensor([ids])).detach().requires_grad_(True)
@@ -115,12 +138,21 @@ def ablation(model, ids, target):
     finally:
         for h in handles:
             h.remove()
+
+    def neuron_terms(l):
+        if l not in experts:
+            x = kept[l][0]
+            return x.detach()[0] * x.grad[0]
+        block, parts, logits = experts[l]
+        grad = lambda x: x.grad if x.grad is not None else torch.zeros_like(x)  # an idle expert
+        return side_by_side(block, logits[0], [x.detach() * grad(x) for x in parts])
+
     n_heads = model.config.num_attention_heads
     out = {}
-    for kind, xs in [("neurons", kept), ("heads", heads_in)]:
+    for kind, xs in [("neurons", range(len(layers))), ("heads", heads_in)]:
         units = []
         for l, x in enumerate(xs):
-            terms = (x.detach()[0] * x.grad[0]).sum(0)
+            terms = (neuron_terms(l) if kind == "neurons" else x.detach()[0] * x.grad[0]).sum(0)
             if kind == "heads":
                 terms = terms.reshape(n_heads, -1).sum(-1)
             units += [(float(v), l, j) for j, v in enumerate(terms.tolist())]

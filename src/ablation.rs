@@ -69,12 +69,12 @@ impl crate::Engine {
             Ok(out)
         };
         let mut curves = [None, None];
-        for (kind, (units, width)) in kinds.iter().zip(ranking.widths).enumerate() {
+        for (kind, (units, widths)) in kinds.iter().zip(&ranking.widths).enumerate() {
             let Some(units) = units else { continue };
             let top: Vec<Component> = units.iter().map(|u| u.0).collect();
             let mut random = Vec::with_capacity(ABLATION_DRAWS);
             for draw in 0..ABLATION_DRAWS {
-                let drawn = draw_like(&top, width, draw as u64);
+                let drawn = draw_like(&top, widths, draw as u64);
                 random.push(RandomDraw {
                     log_probs: curve(&drawn)?,
                     units: drawn,
@@ -91,15 +91,16 @@ impl crate::Engine {
     }
 }
 
-/// Random units of `top`'s layers, one per unit of `top` (of `width` per layer), none of
-/// `top` and none twice, from seed `seed`.
-fn draw_like(top: &[Component], width: usize, seed: u64) -> Vec<Component> {
+/// Random units of `top`'s layers, one per unit of `top` (of `widths[layer]` in each layer),
+/// none of `top` and none twice, from seed `seed`.
+fn draw_like(top: &[Component], widths: &[usize], seed: u64) -> Vec<Component> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out: Vec<Component> = Vec::with_capacity(top.len());
     for c in top {
         let taken = |u: &Component| top.contains(u) || out.contains(u);
         // A layer of at least as many units as `top` holds in it has a free one; give up
         // on a layer without one (a model of fewer units than asked).
+        let width = widths.get(c.layer).copied().unwrap_or(0);
         let free: Vec<Component> = (0..width as u32)
             .map(|i| Component {
                 layer: c.layer,
@@ -129,7 +130,8 @@ mod tests {
             unit: Unit::Head(i),
         };
         let top = [at(3, 1), at(3, 2), at(0, 0)];
-        let drawn = draw_like(&top, 4, 7);
+        let widths = [4; 4];
+        let drawn = draw_like(&top, &widths, 7);
         assert_eq!(drawn.len(), 3);
         assert_eq!(
             drawn.iter().map(|c| c.layer).collect::<Vec<_>>(),
@@ -137,9 +139,22 @@ mod tests {
         );
         assert!(drawn.iter().all(|c| !top.contains(c)));
         assert_ne!(drawn[0], drawn[1]);
-        assert_eq!(drawn, draw_like(&top, 4, 7), "seeded");
+        assert_eq!(drawn, draw_like(&top, &widths, 7), "seeded");
         // Layer 3 has units 0 and 3 free; a third draw there has none.
         let top = [at(3, 1), at(3, 2), at(3, 0)];
-        assert_eq!(draw_like(&top, 4, 1).len(), 1);
+        assert_eq!(draw_like(&top, &widths, 1).len(), 1);
+        // Each layer's own width (a dense layer beside layers of experts): layer 1's 3 units
+        // hold one free, layer 0's 9 hold units past layer 1's.
+        let widths = [9, 3];
+        let top = [at(1, 0), at(1, 1)];
+        assert!(draw_like(&top, &widths, 3)
+            .iter()
+            .all(|c| c.unit == Unit::Head(2)));
+        let top = [at(0, 0), at(0, 1), at(0, 2), at(0, 3), at(0, 4)];
+        let drawn = (0..20).flat_map(|s| draw_like(&top, &widths, s));
+        assert!(drawn
+            .clone()
+            .all(|c| c.layer == 0 && c.unit != Unit::Head(9)));
+        assert!(drawn.into_iter().any(|c| c.unit == Unit::Head(8)));
     }
 }

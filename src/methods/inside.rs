@@ -68,8 +68,9 @@ struct Layers {
 pub(crate) struct Ranking {
     pub neurons: Option<Vec<(Component, f32)>>,
     pub heads: Option<Vec<(Component, f32)>>,
-    /// Neurons per layer, heads per layer.
-    pub widths: [usize; 2],
+    /// Each layer's neurons, each layer's heads (a layer of experts has more neurons than a
+    /// dense one).
+    pub widths: [Vec<usize>; 2],
 }
 
 /// What a pass heard inside the model: per reduction, per seed.
@@ -78,8 +79,6 @@ pub(crate) struct Components {
     k: usize,
     layers: usize,
     heads: usize,
-    /// Neurons per layer (once heard).
-    neuron_width: usize,
     kept: Vec<(Reduction, Vec<Layers>)>,
 }
 
@@ -105,7 +104,6 @@ impl Components {
             k,
             layers,
             heads,
-            neuron_width: 0,
             kept,
         }
     }
@@ -169,7 +167,10 @@ impl Components {
         Ranking {
             neurons,
             heads,
-            widths: [self.neuron_width, self.heads],
+            widths: [
+                s.all_neurons.iter().map(Vec::len).collect(),
+                vec![self.heads; s.heads.len()],
+            ],
         }
     }
 
@@ -247,10 +248,7 @@ impl Watch for Components {
                 Reduction::InputTimesGradient => cot.broadcast_mul(&act)?,
             };
             match point {
-                Point::MlpHidden => {
-                    self.neuron_width = terms.dim(2)?;
-                    neurons(&terms, k, layer, seeds)?
-                }
+                Point::MlpHidden => neurons(&terms, k, layer, seeds)?,
                 Point::AttentionHeads => heads_of(&terms, heads, layer, seeds)?,
                 Point::BlockOutput(block) | Point::BlockInput(block) => {
                     let sums = terms.to_dtype(DType::F64)?.sum((1, 2))?.to_vec1::<f64>()?;
