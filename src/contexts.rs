@@ -100,13 +100,10 @@ impl crate::Engine {
         let c = self.decoder().config();
         let (layers, width) = (c.num_hidden_layers, c.neurons(req.layer));
         if req.layer >= layers || req.neuron as usize >= width {
-            return Err(Error::InvalidSetting(format!(
-                "no neuron {}:{}: the model has layers 0 to {} and neurons 0 to {} in each",
-                req.layer,
-                req.neuron,
-                layers.saturating_sub(1),
-                width.saturating_sub(1)
-            )));
+            let what = format!("no neuron {}:{}", req.layer, req.neuron);
+            return Err(crate::unit::no_unit(
+                &what, req.layer, layers, "neurons", width,
+            ));
         }
         let layer = self.layer_contexts(req.layer, progress)?;
         let texts = corpus()?;

@@ -20,12 +20,7 @@ impl crate::Engine {
             Unit::Head(h) => (h as usize, c.num_attention_heads, "heads"),
         };
         if layer >= layers || index >= of {
-            return Err(Error::InvalidSetting(format!(
-                "{}: the model has layers 0 to {} and {kind} 0 to {} in each",
-                req.unit,
-                layers.saturating_sub(1),
-                of.saturating_sub(1)
-            )));
+            return Err(no_unit(&req.unit.to_string(), layer, layers, kind, of));
         }
         let tok = self.context(
             &req.prompt,
@@ -65,4 +60,18 @@ impl crate::Engine {
         }
         Ok(card)
     }
+}
+
+/// The error for a unit the model lacks: `what` (`2:50`), asked of layer `layer` of `layers`,
+/// which has `of` units of its `kind` (a layer of experts has more neurons than a dense one).
+pub(crate) fn no_unit(what: &str, layer: usize, layers: usize, kind: &str, of: usize) -> Error {
+    let last = layers.saturating_sub(1);
+    Error::InvalidSetting(if layer >= layers {
+        format!("{what}: the model has layers 0 to {last}")
+    } else {
+        format!(
+            "{what}: layer {layer} has {kind} 0 to {} (the model has layers 0 to {last})",
+            of.saturating_sub(1)
+        )
+    })
 }

@@ -111,6 +111,45 @@ fn unit_cards_follow_steering_and_refuse_bad_units() {
     }
 }
 
+/// A model whose layers differ in width (the tiny Qwen3-MoE: 6 experts × 12 units in layers 0
+/// and 2, a dense MLP of 40 in layer 1) takes each layer's own neurons and names that
+/// layer's range when asked past it.
+#[test]
+fn each_layer_has_its_own_neurons() {
+    let e = engine_for("tests/fixtures/tiny-qwen3-moe");
+    let at = |s: &str| {
+        let e = tokenlens::parse_edits(&format!("{s}*1")).unwrap()[0];
+        Component {
+            layer: e.layer,
+            unit: e.unit,
+        }
+    };
+    let mut req = tokenlens::UnitRequest {
+        prompt: "Each token is sent to two of the six experts".into(),
+        chat_template: false,
+        thinking: false,
+        continuation: Vec::new(),
+        unit: at("0:71"),
+        steer: Vec::new(),
+    };
+    let card = e.unit_card(&req).unwrap();
+    assert_eq!(card.activations.unwrap().len(), card.tokens.len());
+    req.unit = at("1:50");
+    let err = e.unit_card(&req).unwrap_err().to_string();
+    assert!(err.contains("layer 1 has neurons 0 to 39"), "{err}");
+    let err = e
+        .neuron_contexts(
+            &tokenlens::ContextsRequest {
+                layer: 1,
+                neuron: 40,
+            },
+            &mut |_, _| Ok(()),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("layer 1 has neurons 0 to 39"), "{err}");
+}
+
 /// A neuron's corpus contexts: its layer read once over the whole corpus, then from the cache;
 /// each context's activation is the neuron's activation at that token as the unit card
 /// computes it on that text alone (a separate forward pass, ≤ 1e-5 of the largest), and no
