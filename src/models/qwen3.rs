@@ -22,7 +22,7 @@ impl Family for Qwen3 {
     }
     fn configure_hf(&self, raw: &Value, cfg: &mut Config) -> Result<(), String> {
         if super::family::hf_bool(raw, "use_sliding_window") == Some(true) {
-            return Err("Qwen3 with use_sliding_window is not supported".into());
+            return Err("use_sliding_window: true is not supported".into());
         }
         cfg.arch.attention_bias = super::family::hf_bool(raw, "attention_bias").unwrap_or(false);
         cfg.arch.qk_norm = Some(QkNorm::PerHead);

@@ -1,4 +1,4 @@
-//! Qwen3-MoE (Qwen3-30B-A3B, Qwen3-235B-A22B): Qwen3's attention (per-head q/k norms, an
+//! Qwen3-MoE (Qwen3-30B-A3B, Qwen3-235B-A22B): Qwen3's attention (set up by `Qwen3`) (per-head q/k norms, an
 //! explicit head width) with sparse experts in place of the MLP (`decoder/moe.rs`): a router
 //! picks `num_experts_per_tok` of `num_experts` gated MLPs of width `moe_intermediate_size`
 //! per token. Layers listed in `mlp_only_layers`, or off the `decoder_sparse_step` grid, keep
@@ -8,9 +8,10 @@
 //! (`source::fused`); llama.cpp renormalises the chosen weights. A GGUF layer has experts
 //! where it has a router (llama.cpp's converter writes one in every layer).
 
-use super::config::{Experts, QkNorm};
+use super::config::Experts;
 use super::decoder::Config;
 use super::family::{hf_bool, hf_f64, Family, GgufMeta};
+use super::qwen3::Qwen3;
 use serde_json::Value;
 
 /// The Qwen3-MoE family.
@@ -39,11 +40,7 @@ impl Family for Qwen3Moe {
         "qwen3moe"
     }
     fn configure_hf(&self, raw: &Value, cfg: &mut Config) -> Result<(), String> {
-        if hf_bool(raw, "use_sliding_window") == Some(true) {
-            return Err("Qwen3-MoE with use_sliding_window is not supported".into());
-        }
-        cfg.arch.attention_bias = hf_bool(raw, "attention_bias").unwrap_or(false);
-        cfg.arch.qk_norm = Some(QkNorm::PerHead);
+        Qwen3.configure_hf(raw, cfg)?;
         let step = hf_f64(raw, "decoder_sparse_step").unwrap_or(1.0);
         let step = count(Some(step), "decoder_sparse_step")?;
         let dense: Vec<u64> = match raw.get("mlp_only_layers") {
@@ -67,10 +64,7 @@ impl Family for Qwen3Moe {
         Ok(())
     }
     fn configure_gguf(&self, md: GgufMeta, cfg: &mut Config) -> Result<(), String> {
-        cfg.arch.qk_norm = Some(QkNorm::PerHead);
-        if let Some(k) = md("attention.key_length") {
-            cfg.head_dim = Some(k as usize);
-        }
+        Qwen3.configure_gguf(md, cfg)?;
         cfg.arch.experts = Some(Experts {
             count: count(md("expert_count"), "expert_count")?,
             per_token: count(md("expert_used_count"), "expert_used_count")?,

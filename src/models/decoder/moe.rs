@@ -172,35 +172,26 @@ impl Moe {
             .zip(&s.routes.hits)
             .map(|(saved, hit)| Ok((hit, self.experts[hit.expert].hidden(saved)?)))
             .collect::<Result<Vec<_>>>()?;
-        let like = s.routes.probs.to_dtype(self.dtype(s)?)?;
-        self.side_by_side(&hidden, &like.unsqueeze(0)?, s.rows)
-            .and_then(|t| t.squeeze(0))
+        self.side_by_side(&hidden, &[], s.rows)
     }
 
-    fn dtype(&self, s: &SavedMoe) -> Result<DType> {
-        match s.experts.first() {
-            Some(e) => Ok(e.gate.dtype()),
-            None => candle_core::bail!("a pass over no rows"),
-        }
-    }
-
-    /// Per-expert tensors `(…, hit rows, width)` placed side by side over all rows, `(…,
-    /// rows, experts · width)`, zeros where an expert was not chosen; `like` gives the
-    /// leading dimensions, dtype and device.
-    fn side_by_side(&self, parts: &[(&Hit, Tensor)], like: &Tensor, rows: usize) -> Result<Tensor> {
-        let lead: Vec<usize> = like.dims()[..like.rank() - 2].to_vec();
-        let shape = |w: usize| [lead.as_slice(), &[rows, w]].concat();
-        let zeros = Tensor::zeros(shape(self.width), like.dtype(), like.device())?;
+    /// Per-expert tensors `(lead…, hit rows, width)` placed side by side over all rows,
+    /// `(lead…, rows, experts · width)`, zeros where an expert was not chosen.
+    fn side_by_side(
+        &self,
+        parts: &[(&Hit, Tensor)],
+        lead: &[usize],
+        rows: usize,
+    ) -> Result<Tensor> {
+        let Some((_, first)) = parts.first() else {
+            candle_core::bail!("a pass over no rows");
+        };
+        let shape = [lead, &[rows, self.width]].concat();
+        let zeros = Tensor::zeros(shape, first.dtype(), first.device())?;
         let dim = lead.len();
         let mut columns = vec![zeros.clone(); self.experts.len()];
         for (hit, t) in parts {
-            let t = t.to_dtype(like.dtype())?;
-            let t = if t.rank() < zeros.rank() {
-                t.unsqueeze(0)?
-            } else {
-                t
-            };
-            columns[hit.expert] = zeros.index_add(&hit.rows, &t, dim)?;
+            columns[hit.expert] = zeros.index_add(&hit.rows, t, dim)?;
         }
         Tensor::cat(&columns, dim + 1)
     }
@@ -253,12 +244,8 @@ impl Moe {
         if let Some(w) = watch.as_mut().filter(|_| hears) {
             let (acts, cots): (Vec<_>, Vec<_>) =
                 heard.into_iter().map(|(h, a, c)| ((h, a), (h, c))).unzip();
-            let like = dm.narrow(2, 0, 1)?;
-            let cot = self.side_by_side(&cots, &like, s.rows)?;
-            let act = || {
-                self.side_by_side(&acts, &like.get(0)?.unsqueeze(0)?, s.rows)?
-                    .squeeze(0)
-            };
+            let cot = self.side_by_side(&cots, &[b], s.rows)?;
+            let act = || self.side_by_side(&acts, &[], s.rows);
             w.hear(Point::MlpHidden, act, &cot)?;
         }
         if sw == 0.0 {
