@@ -98,6 +98,14 @@ TINY = {
         "tiny_olmo2_chat": ("What do open language models share? Answer in one line.", True),
         "tiny_olmo2_raw": ("Rivers flow to the sea because", False),
     }),
+    # OLMo 3: OLMo 2 with a sliding window of 4 in three layers of four (here the second is
+    # full: not the default pattern, so that `layer_types` is what decides), YaRN on the full
+    # layer's RoPE only; config.json as the Hub's checkpoints have it
+    # (rope_theta and rope_scaling). Made with transformers 5.25.0 (see TF5_FAMILIES).
+    "olmo3": ("tiny-olmo3", {
+        "tiny_olmo3_chat": ("Which layers of OLMo 3 see the whole context? One line.", True),
+        "tiny_olmo3_raw": ("Three of every four layers attend only to the last few tokens, so", False),
+    }),
     # SmolLM3: no RoPE in every fourth layer (its fourth of four here). Made and
     # checked with transformers 5.25.0 (see TF5_FAMILIES).
     "smollm3": ("tiny-smollm3", {
@@ -139,11 +147,11 @@ MODULE = {"llama31": "llama"}
 # Families transformers 4.52.4 lacks: made and checked with transformers 5.25.0 from
 # scripts/reference-env-tf5.sh, `--only` them (each transformers runs only its own families,
 # so the other fixtures keep their pinned versions).
-TF5_FAMILIES = {"smollm3", "phi3", "ministral3"}
+TF5_FAMILIES = {"smollm3", "phi3", "ministral3", "olmo3"}
 
 # lxt rule modules of our own, for families lxt 2.1 does not ship (lxt's own patches).
 LOCAL_RULES = {
-    "olmo2": "lxt_olmo2", "smollm3": "lxt_smollm3", "phi3": "lxt_phi3",
+    "olmo2": "lxt_olmo2", "olmo3": "lxt_olmo3", "smollm3": "lxt_smollm3", "phi3": "lxt_phi3",
     "ministral3": "lxt_ministral3", "mistral": "lxt_mistral", "qwen3_moe": "lxt_qwen3_moe",
 }
 
@@ -199,6 +207,22 @@ def tiny_config(family, vocab):
             "rope_type": "yarn", "rope_theta": 100.0, "factor": 4.0,
             "original_max_position_embeddings": 32, "beta_fast": 32.0, "beta_slow": 1.0,
             "mscale": 1.0, "mscale_all_dim": 0.5, "llama_4_scaling_beta": 0.5,
+        }, **common)
+    if family == "olmo3":
+        from transformers import Olmo3Config
+
+        # Head width 8 (hidden 32, the init's range shrunk as Phi-3's); YaRN over an original
+        # context of 64 with an explicit attention factor, as OLMo 3's long-context
+        # checkpoints (attention_factor 1.2079).
+        common.update(num_hidden_layers=4, hidden_size=32, initializer_range=0.28,
+                      tie_word_embeddings=False)
+        yarn = {"rope_type": "yarn", "rope_theta": 5e5, "factor": 4.0,
+                "original_max_position_embeddings": 64, "attention_factor": 1.2,
+                "beta_fast": 32.0, "beta_slow": 1.0}
+        types = ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention"]
+        return Olmo3Config(sliding_window=4, layer_types=types, pad_token_id=1, rope_parameters={
+            "full_attention": yarn,
+            "sliding_attention": {"rope_type": "default", "rope_theta": 5e5},
         }, **common)
     if family == "mistral":
         from transformers import MistralConfig
@@ -258,6 +282,21 @@ def make_tiny(gguf_path, family):
         path = os.path.join(out, extra)
         if os.path.exists(path):
             os.remove(path)
+    if family == "olmo3":
+        hub_rope_fields(os.path.join(out, "config.json"))
+
+
+def hub_rope_fields(path):
+    """Rewrites transformers 5's per-layer-type `rope_parameters` as OLMo 3's checkpoints on
+    the Hub have them: `rope_theta` (both layer types') and the full layers' `rope_scaling`."""
+    with open(path) as f:
+        cfg = json.load(f)
+    full = dict(cfg.pop("rope_parameters")["full_attention"])
+    cfg["rope_theta"] = full.pop("rope_theta")
+    cfg["rope_scaling"] = full
+    with open(path, "w") as f:
+        json.dump(cfg, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 def load(gguf_path, tokenizer_only=False, fix_tokenizer=True):
@@ -625,6 +664,7 @@ GEN_PROMPTS = {
     "tiny_phi3_raw": (TINY["phi3"][1]["tiny_phi3_raw"][0], False, "phi3"),
     "tiny_mistral_raw": (TINY["mistral"][1]["tiny_mistral_raw"][0], False, "mistral"),
     "tiny_ministral3_chat": (TINY["ministral3"][1]["tiny_ministral3_chat"][0], True, "ministral3"),
+    "tiny_olmo3_raw": (TINY["olmo3"][1]["tiny_olmo3_raw"][0], False, "olmo3"),
     "qwen_reverse_chat": (QWEN_PROMPTS["qwen_reverse_chat"][0], True, "qwen2.5"),
     "qwen_code_raw": (QWEN_PROMPTS["qwen_code_raw"][0], False, "qwen2.5"),
     "tiny_llama3_chat": (LLAMA3_PROMPTS["tiny_llama3_chat"][0], True, "llama3-gguf"),

@@ -291,6 +291,80 @@ fn phi3_gguf_explains_as_its_hugging_face_directory() {
     gguf_explains_as_directory("tiny-phi3", &c);
 }
 
+/// OLMo 3's converter writes it as `olmo2` with the window, the sliding layers as a bool per
+/// layer (from `layer_types`) and YaRN as `rope.scaling.*` keys, the attention factor given.
+fn olmo3_extra(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String) -> Extra {
+    let rope = &cfg["rope_scaling"];
+    let f = |k: &str| Value::F32(rope[k].as_f64().unwrap() as f32);
+    let slides = cfg["layer_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| Value::Bool(t == "sliding_attention"))
+        .collect();
+    let md = vec![
+        (
+            key("attention.sliding_window"),
+            Value::U32(cfg["sliding_window"].as_u64().unwrap() as u32),
+        ),
+        (
+            key("attention.sliding_window_pattern"),
+            Value::Array(slides),
+        ),
+        (key("rope.scaling.type"), Value::String("yarn".into())),
+        (key("rope.scaling.factor"), f("factor")),
+        (
+            key("rope.scaling.original_context_length"),
+            Value::U32(rope["original_max_position_embeddings"].as_u64().unwrap() as u32),
+        ),
+        (key("rope.scaling.yarn_attn_factor"), f("attention_factor")),
+        (key("rope.scaling.yarn_beta_fast"), f("beta_fast")),
+        (key("rope.scaling.yarn_beta_slow"), f("beta_slow")),
+    ];
+    (md, Vec::new())
+}
+
+#[test]
+fn olmo3_gguf_explains_as_its_hugging_face_directory() {
+    let c = Convert {
+        arch: "olmo2",
+        post_norms: true,
+        permute_qk: false,
+        extra: olmo3_extra,
+    };
+    gguf_explains_as_directory("tiny-olmo3", &c);
+}
+
+/// A pattern of sliding layers that does not match the layers is refused with the key named.
+#[test]
+fn olmo3_gguf_with_a_short_window_pattern_is_refused() {
+    fn extra(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String) -> Extra {
+        let (mut md, tensors) = olmo3_extra(cfg, key);
+        for (k, v) in md.iter_mut() {
+            if k.ends_with("sliding_window_pattern") {
+                *v = Value::Array(vec![Value::Bool(true); 3]);
+            }
+        }
+        (md, tensors)
+    }
+    let c = Convert {
+        arch: "olmo2",
+        post_norms: true,
+        permute_qk: false,
+        extra,
+    };
+    let gguf = tiny_gguf("tiny-olmo3", &c);
+    let err = match Engine::load(gguf.to_str().unwrap()) {
+        Ok(_) => panic!("loaded with a pattern of 3 for 4 layers"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("sliding_window_pattern has 3 entries for 4 layers"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(gguf);
+}
+
 /// Qwen3-MoE's converter writes the expert counts and width, the router as `ffn_gate_inp`
 /// and each projection's experts stacked in one tensor (`ffn_{gate,up,down}_exps`); the
 /// tiny model's dense layer keeps its MLP (no router: the reader takes it as dense).

@@ -275,7 +275,8 @@ fn endless_chat_template() {
 #[test]
 fn config_json_that_disagrees_with_its_weights() {
     let moe = "tiny-qwen3-moe";
-    let cases: [(&str, &str, serde_json::Value, &str); 9] = [
+    let olmo3 = "tiny-olmo3";
+    let cases: [(&str, &str, serde_json::Value, &str); 12] = [
         (
             "tiny-llama",
             "num_attention_heads",
@@ -301,6 +302,15 @@ fn config_json_that_disagrees_with_its_weights() {
             "moe_intermediate_size",
         ),
         (moe, "mlp_only_layers", "all".into(), "mlp_only_layers"),
+        // Sliding windows: a list of another length, a window that is not a count.
+        (
+            olmo3,
+            "layer_types",
+            serde_json::json!(["full_attention"]),
+            "layer_types lists 1 layers; num_hidden_layers is 4",
+        ),
+        (olmo3, "layer_types", 4.into(), "layer_types"),
+        (olmo3, "sliding_window", 2.5.into(), "sliding_window is 2.5"),
     ];
     for (i, (model, key, value, field)) in cases.into_iter().enumerate() {
         let src = root().join("tests/fixtures").join(model);

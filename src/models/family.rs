@@ -76,6 +76,32 @@ pub fn window_every_layer(cfg: &mut Config, window: Option<f64>) {
     }
 }
 
+/// Each layer's window from `config.json`'s `layer_types` (`"sliding_attention"` layers take
+/// `window`; the rest attend to everything), when the config lists them.
+pub fn hf_layer_types(
+    raw: &Value,
+    window: Option<usize>,
+    layers: usize,
+) -> Result<Option<Vec<Option<usize>>>, String> {
+    let Some(v) = raw.get("layer_types").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let types: Vec<String> = serde_json::from_value(v.clone())
+        .map_err(|e| format!("layer_types: {e} (a list of layer types)"))?;
+    if types.len() != layers {
+        return Err(format!(
+            "layer_types lists {} layers; num_hidden_layers is {layers}",
+            types.len()
+        ));
+    }
+    Ok(Some(
+        types
+            .iter()
+            .map(|t| window.filter(|_| t == "sliding_attention"))
+            .collect(),
+    ))
+}
+
 /// A number field of `config.json`.
 pub fn hf_f64(raw: &Value, key: &str) -> Option<f64> {
     raw.get(key).and_then(Value::as_f64)

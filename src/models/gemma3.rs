@@ -4,7 +4,7 @@
 
 use super::config::{NormPlacement, QkNorm};
 use super::decoder::Config;
-use super::family::{hf_f64, Family, GgufMeta};
+use super::family::{hf_f64, hf_layer_types, Family, GgufMeta};
 use super::Activation;
 use serde_json::Value;
 
@@ -49,22 +49,13 @@ impl Family for Gemma3 {
             return Err("attention logit soft-capping is not supported".into());
         }
         let window = hf_f64(raw, "sliding_window").map(|w| w as usize);
-        let layer_types: Option<Vec<String>> = raw
-            .get("layer_types")
-            .and_then(|v| serde_json::from_value(v.clone()).ok());
         let pattern =
             hf_f64(raw, "sliding_window_pattern").map_or(SLIDING_WINDOW_PATTERN, |p| p as usize);
         let local = hf_f64(raw, "rope_local_base_freq").unwrap_or(ROPE_LOCAL_BASE);
         common(cfg, window, pattern, local);
         // Newer configs list each layer's type explicitly.
-        if let Some(types) = layer_types {
-            if types.len() != cfg.num_hidden_layers {
-                return Err("layer_types does not match num_hidden_layers".into());
-            }
-            cfg.arch.layer_windows = types
-                .iter()
-                .map(|t| window.filter(|_| t == "sliding_attention"))
-                .collect();
+        if let Some(windows) = hf_layer_types(raw, window, cfg.num_hidden_layers)? {
+            cfg.arch.layer_windows = windows;
         }
         // llama.cpp stores 1 + w already; Hugging Face stores w.
         cfg.arch.norm_plus_one = true;

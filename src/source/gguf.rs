@@ -386,6 +386,35 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     family
         .configure_gguf(&md, &mut config)
         .map_err(|e| bad(path, e))?;
+    // Which layers slide, where the file says it layer by layer (llama.cpp's
+    // `sliding_window_pattern` as a bool per layer: OLMo 3's converter writes `layer_types`
+    // so); the family read the window and a numeric pattern.
+    let pattern_key = format!("{arch}.attention.sliding_window_pattern");
+    if let Some(gguf_file::Value::Array(flags)) = content.metadata.get(&pattern_key) {
+        let window = md_u32(&content, &format!("{arch}.attention.sliding_window"))
+            .filter(|&w| w > 0)
+            .ok_or_else(|| bad(path, format!("{pattern_key} without a sliding_window")))?;
+        if flags.len() != config.num_hidden_layers {
+            return Err(bad(
+                path,
+                format!(
+                    "{pattern_key} has {} entries for {} layers",
+                    flags.len(),
+                    config.num_hidden_layers
+                ),
+            ));
+        }
+        config.arch.layer_windows = flags
+            .iter()
+            .map(|f| match f.to_bool() {
+                Ok(slides) => Ok(slides.then_some(window as usize)),
+                Err(_) => Err(bad(
+                    path,
+                    format!("{pattern_key} is not a list of booleans"),
+                )),
+            })
+            .collect::<Result<_>>()?;
+    }
     // A layer has experts where the file has its router (llama.cpp's `ffn_gate_inp`); the
     // rest keep a dense MLP.
     if let Some(e) = config.arch.experts.as_mut() {

@@ -48,8 +48,8 @@ struct Tables {
     long: Option<(CosSin, usize)>,
 }
 
-/// cos and sin of every position's angles, `(max_pos, rotary_dim / 2)`, times the attention
-/// factor when the scaling has one.
+/// cos and sin of every position's angles, `(max_pos, rotary_dim / 2)`, times `attention`
+/// (the scaling's attention factor on the scaled tables, 1 on the others).
 #[derive(Debug, Clone)]
 struct CosSin {
     cos: Tensor,
@@ -61,6 +61,7 @@ impl CosSin {
         cfg: &Config,
         theta: f64,
         factors: Option<&[f64]>,
+        attention: f64,
         dtype: DType,
         dev: &Device,
     ) -> Result<Self> {
@@ -74,7 +75,6 @@ impl CosSin {
             .to_dtype(DType::F32)?
             .reshape((cfg.max_position_embeddings, 1))?;
         let freqs = pos.broadcast_mul(&inv_freq)?;
-        let attention = cfg.rope.attention_factor.unwrap_or(1.0);
         Ok(CosSin {
             cos: (freqs.cos()? * attention)?.to_dtype(dtype)?,
             sin: (freqs.sin()? * attention)?.to_dtype(dtype)?,
@@ -83,24 +83,28 @@ impl CosSin {
 }
 
 impl Rotary {
-    /// The table for base `theta`; `scaled`: with the model's RoPE scaling (the global
-    /// layers; Gemma 3's local ones have none).
+    /// The table for base `theta`; `scaled`: with the model's RoPE scaling, its attention
+    /// factor included (the global layers; Gemma 3's and OLMo 3's sliding ones have none).
     fn new(cfg: &Config, theta: f64, scaled: bool, dtype: DType, dev: &Device) -> Result<Self> {
-        let (short, long) = match scaled {
-            true => (cfg.rope.factors.as_deref(), cfg.rope.long.as_ref()),
-            false => (None, None),
+        let (short, long, attention) = match scaled {
+            true => (
+                cfg.rope.factors.as_deref(),
+                cfg.rope.long.as_ref(),
+                cfg.rope.attention_factor.unwrap_or(1.0),
+            ),
+            false => (None, None, 1.0),
         };
         let long = long
             .map(|l| {
                 Ok::<_, candle_core::Error>((
-                    CosSin::new(cfg, theta, Some(&l.factors), dtype, dev)?,
+                    CosSin::new(cfg, theta, Some(&l.factors), attention, dtype, dev)?,
                     l.original,
                 ))
             })
             .transpose()?;
         Ok(Rotary {
             tables: Some(Tables {
-                short: CosSin::new(cfg, theta, short, dtype, dev)?,
+                short: CosSin::new(cfg, theta, short, attention, dtype, dev)?,
                 long,
             }),
             interleaved: cfg.rope_interleaved,
