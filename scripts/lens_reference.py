@@ -6,10 +6,13 @@ argmax target), the residual stream after every decoder layer is taken with forw
 put through the model's own final norm, lm_head and (when configured) final soft-cap, as
 transformers does for the last layer; at every position: the 5 most probable tokens (ties:
 lower id first), their probabilities, and the target's rank and probability. Output:
-tests/fixtures/lens.json.
+tests/fixtures/lens.json. Every family has a case (its tiny model's first prompt); each
+transformers computes its own families' cases (reference.TF5_FAMILIES) and keeps the rest.
 
-Run: scripts/reference-env.sh && ~/.cache/tokenlens/venv/bin/python scripts/lens_reference.py
+Run: $(scripts/reference-env.sh) scripts/lens_reference.py
+     $(scripts/reference-env-tf5.sh) scripts/lens_reference.py
 """
+import json
 import os
 import sys
 
@@ -17,7 +20,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
 
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "lens.json")
-CASES = ["capital_chat", "eiffel_raw", "tiny_gemma3_chat", "tiny_qwen3_raw", "gemma_eiffel_raw"]
+CASES = ["capital_chat", "eiffel_raw", "tiny_gemma3_chat", "tiny_qwen3_raw", "gemma_eiffel_raw"] + [
+    next(iter(prompts)) for family, (_, prompts) in reference.TINY.items()
+    if family not in ("gemma3", "qwen3")
+]
 TOP = 5
 
 
@@ -25,8 +31,14 @@ def main():
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
-    out = []
-    for name in CASES:
+    import transformers
+
+    here = [n for n in CASES if reference.runs_here(reference.fixture_source(n))]
+    kept = {}
+    if os.path.exists(OUT):
+        kept = {c["fixture"]: c for c in json.load(open(OUT))["cases"] if c["fixture"] not in here}
+    done = {}
+    for name in here:
         fx, _, model = reference.fixture_model(name)
         ids, target = fx["ids"], fx["targets"][0]["id"]
         captured = []
@@ -58,11 +70,12 @@ def main():
                     "target_prob": float(probs[t, target]),
                 })
             lens.append(row)
-        out.append({"fixture": name, "model": fx["model"], "prompt": fx["prompt"],
-                    "chat_template": fx["chat_template"], "ids": ids, "target": target,
-                    "lens": lens})
+        done[name] = {"fixture": name, "model": fx["model"], "prompt": fx["prompt"],
+                      "chat_template": fx["chat_template"], "ids": ids, "target": target,
+                      "transformers": transformers.__version__, "lens": lens}
         print(f"{name}: {len(lens)} layers × {len(ids)} positions", file=sys.stderr)
-    reference.write_doc(OUT, out)
+    merged = {**kept, **done}
+    reference.write_doc(OUT, [merged[n] for n in CASES if n in merged])
 
 
 if __name__ == "__main__":

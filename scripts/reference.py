@@ -495,14 +495,19 @@ def sources(gguf):
     return out
 
 
+def fixture_source(name, fx=None):
+    """The key in `sources` of the reference fixture `name` (the model it was computed on)."""
+    fx = fx or json.load(open(os.path.join(OUT, f"{name}.json")))
+    return next(k for k, (_, prompts, label, _) in sources(None).items()
+                if name in prompts and label == fx["model"])
+
+
 def fixture_model(name):
     """A reference fixture (tests/fixtures/reference/<name>.json) and its (tokenizer, model),
     loaded as the fixture was computed."""
     fx = json.load(open(os.path.join(OUT, f"{name}.json")))
-    srcs = sources(None)
-    key = next(k for k, (_, prompts, label, _) in srcs.items()
-               if name in prompts and label == fx["model"])
-    loader = srcs[key][0]
+    key = fixture_source(name, fx)
+    loader = sources(None)[key][0]
     if key == "smollm2":
         loader = lambda: load(os.path.join(CACHE, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
     tok, model = loader()

@@ -69,6 +69,22 @@ fn lens_matches_transformers() {
         }
     }
     println!("lens: worst probability difference {worst:e}; {ranks_moved} unlikely targets' ranks moved by rounding");
+    // Every family's tiny checkpoint has its case (a family's lens goes through its own
+    // final norm and soft-cap).
+    for dir in std::fs::read_dir(root().join("tests/fixtures")).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.join("config.json").exists() {
+            continue;
+        }
+        let model = format!(
+            "tests/fixtures/{}",
+            dir.file_name().unwrap().to_string_lossy()
+        );
+        assert!(
+            doc.iter().any(|c| c.at.model == model),
+            "{model} has no lens case (scripts/lens_reference.py)"
+        );
+    }
 }
 
 /// `explain --lens` puts the lens in the JSON document (a row per layer, a cell per token, 5
