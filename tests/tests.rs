@@ -8,6 +8,7 @@ mod backward;
 mod cancel;
 mod cli;
 mod cli_files;
+mod delta_rule;
 mod errors;
 mod faithfulness;
 mod families;

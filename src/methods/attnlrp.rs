@@ -13,6 +13,8 @@
 //! | v into attention    | grad / 2                                  | ordinary               |
 //! | expert output × routing weight | uniform rule: grad / 2 into each | weight held constant |
 //! | router softmax, top-k, renormalisation | ordinary                 | (no gradient reaches it) |
+//! | delta rule: `Sᵀq`, `S̃ᵀk`, `β(v − m)`, `kδᵀ` | uniform rule: grad / 2 into each factor | into S, S̃, v − m, δ only |
+//! | delta rule: decay `exp(g) · S`     | g constant                              | g constant             |
 //! | softmax, linears, RoPE, residuals, embeddings, lm_head | ordinary | ordinary           |
 //!
 //! Sparse experts (Qwen3-MoE): each chosen expert is a gated MLP and takes the MLP's rules.
@@ -27,11 +29,23 @@
 //! tests measure it). CP-LRP treats the routing weights as it treats attention
 //! probabilities, as constants: the whole relevance flows through the experts, conserved.
 //!
+//! The gated delta rule (Qwen3.5's linear attention, `models::delta_rule`) follows the
+//! paper's principles where lxt has no module: its state update and read-out are products
+//! of two factors that both depend on the input (the state and the query; the state and the
+//! key; the write strength β and the correction v − m; the key and the correction), so
+//! AttnLRP's uniform rule gives each factor half, as it does for attention's q·kᵀ and A·v and
+//! the MLP's gate ⊙ up. The decay `exp(g)` scales the state as a per-token constant factor
+//! (the paper treats such scalings as constants): no gradient into g. CP-LRP holds what
+//! decides the mixing constant, as it holds attention's probabilities: q, k, β and g get no
+//! gradient, and the state carries the values linearly (every product passes its whole
+//! cotangent to the state or value side), which conserves relevance.
+//!
 //! Relevance of token t is `Σ_d e_t,d · g_t,d` with g the modified gradient of the target
 //! logit. The rules are data ([`Rules`], `rules.rs`) that the decoder's explicit backward
 //! reads at each rule point.
 
 use super::rules::{GateRule, Rules};
+use crate::models::delta_rule::Scales;
 
 /// AttnLRP (LXT efficient mode, `attnLRP` patch map): identity rule on the norms and the
 /// activation, uniform rule (½ each) on `act(gate) ⊙ up`, uniform rule over q·kᵀ and A·v
@@ -41,6 +55,13 @@ pub const ATTNLRP: Rules = Rules {
     gate: GateRule::IdentityHalved,
     attention: [0.25, 0.25, 0.5],
     experts: [0.5, 0.5],
+    delta: Scales {
+        read: [0.5, 0.5],
+        recall: [0.5, 0.5],
+        gate: [0.5, 0.5],
+        write: [0.5, 0.5],
+        decay: 0.0,
+    },
 };
 
 /// CP-LRP (LXT's `cp_LRP` patch map): identity rule on the norms; the attention weights and
@@ -51,4 +72,11 @@ pub const CP_LRP: Rules = Rules {
     gate: GateRule::ConstantGate,
     attention: [0.0, 0.0, 1.0],
     experts: [1.0, 0.0],
+    delta: Scales {
+        read: [1.0, 0.0],
+        recall: [1.0, 0.0],
+        gate: [0.0, 1.0],
+        write: [0.0, 1.0],
+        decay: 0.0,
+    },
 };

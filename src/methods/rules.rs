@@ -10,6 +10,7 @@
 
 use candle_core::{Result, Tensor};
 
+use crate::models::delta_rule::Scales as DeltaScales;
 use crate::models::gated::{self, fused_vjp, scale_gradient, Activation, Pointwise};
 use crate::models::norm::{self, inverse_rms};
 use crate::models::{f32_slice, Derivatives};
@@ -42,6 +43,8 @@ pub struct Rules {
     /// Factors on the gradients that flow into a chosen expert's output and its routing
     /// weight through their product (0 holds it constant).
     pub experts: [f64; 2],
+    /// Shares of the cotangents through the gated delta rule's products and its decay.
+    pub delta: DeltaScales,
 }
 
 impl Derivatives for Rules {
@@ -81,6 +84,10 @@ impl Derivatives for Rules {
 
     fn expert_scales(&self) -> [f64; 2] {
         self.experts
+    }
+
+    fn delta_rule_scales(&self) -> DeltaScales {
+        self.delta
     }
 }
 

@@ -1,12 +1,13 @@
 //! The points of a pass where a caller may take the derivative otherwise than by the chain
-//! of ordinary derivatives: RMSNorm, the MLP's gated activation, attention's inputs and the
-//! weighting of a chosen expert's output. The decoder's forward pass in autograd form and its
+//! of ordinary derivatives: RMSNorm, the MLP's gated activation, attention's inputs, the
+//! weighting of a chosen expert's output and the gated delta rule's products. The decoder's forward pass in autograd form and its
 //! explicit backward pass call them through [`Derivatives`], so both take the caller's;
 //! [`Ordinary`] takes every derivative as written.
 //! Each point's forward value is the model's whatever the caller does.
 
 use candle_core::{Result, Tensor};
 
+use super::delta_rule::Scales as DeltaScales;
 use super::gated::{self, Activation};
 use super::norm;
 
@@ -50,6 +51,12 @@ pub trait Derivatives: std::fmt::Debug + Sync {
     /// through their product `w · y` (sparse experts; 0: none).
     fn expert_scales(&self) -> [f64; 2] {
         [1.0; 2]
+    }
+
+    /// Shares of the cotangents through the gated delta rule's products and its decay
+    /// (Gated DeltaNet).
+    fn delta_rule_scales(&self) -> DeltaScales {
+        DeltaScales::GRADIENT
     }
 }
 

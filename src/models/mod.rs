@@ -12,6 +12,7 @@ pub mod activation_memory;
 pub mod attention;
 pub mod config;
 pub mod decoder;
+pub mod delta_rule;
 pub mod derivatives;
 pub mod family;
 pub mod gated;

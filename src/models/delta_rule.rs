@@ -1,0 +1,369 @@
+//! The gated delta rule (Gated DeltaNet, Qwen3.5's linear-attention layers): per value head a
+//! state `S` of `(dk, dv)` that each token decays, corrects towards its value and reads:
+//!
+//! ```text
+//! S̃ = exp(g_t) · S_{t-1}          decay
+//! m = S̃ᵀ k_t                      what the state recalls at the key
+//! δ = β_t · (v_t − m)             the correction, gated
+//! S_t = S̃ + k_t δᵀ                 write
+//! o_t = S_tᵀ q_t                   read
+//! ```
+//!
+//! as transformers' `torch_recurrent_gated_delta_rule` (q and k already l2-normed, q scaled by
+//! `dk^-½`, both per value head; f32). The backward pass carries cotangents of the outputs back
+//! to q, k, v, g and β, batched over seeds, with each product's two shares given by [`Scales`]:
+//! the ordinary gradient takes both whole; attribution rules split or cut them (see
+//! `methods::attnlrp`). States are kept every [`CHECKPOINT`] tokens and recomputed in between,
+//! so the backward holds `T / 64` states per head rather than `T`.
+
+use thiserror::Error;
+
+/// Tokens between kept states in the backward pass.
+pub const CHECKPOINT: usize = 64;
+
+/// Shapes that do not fit together.
+#[derive(Debug, Error)]
+#[error("delta rule: {0}")]
+pub struct ShapeError(String);
+
+/// Heads, tokens and widths of one pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dims {
+    /// Value heads (q and k repeated to them).
+    pub heads: usize,
+    /// Tokens.
+    pub len: usize,
+    /// Key width.
+    pub dk: usize,
+    /// Value width.
+    pub dv: usize,
+}
+
+/// One pass's inputs, row-major: `q`, `k` `(heads, len, dk)`, `v` `(heads, len, dv)`, `g`
+/// (the log decay, ≤ 0) and `beta` `(heads, len)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// The shapes.
+    pub dims: Dims,
+    /// Queries (l2-normed, scaled).
+    pub q: &'a [f32],
+    /// Keys (l2-normed).
+    pub k: &'a [f32],
+    /// Values.
+    pub v: &'a [f32],
+    /// Log decays.
+    pub g: &'a [f32],
+    /// Write strengths.
+    pub beta: &'a [f32],
+}
+
+/// Each product's two shares of the cotangent, and the decay's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scales {
+    /// `o = Sᵀq`: to S, to q.
+    pub read: [f32; 2],
+    /// `m = S̃ᵀk`: to S̃, to k.
+    pub recall: [f32; 2],
+    /// `δ = β (v − m)`: to β, to v − m.
+    pub gate: [f32; 2],
+    /// `k δᵀ`: to k, to δ.
+    pub write: [f32; 2],
+    /// `exp(g) · S`: to g (the share to S is always whole).
+    pub decay: f32,
+}
+
+impl Scales {
+    /// The ordinary gradient.
+    pub const GRADIENT: Scales = Scales {
+        read: [1.0, 1.0],
+        recall: [1.0, 1.0],
+        gate: [1.0, 1.0],
+        write: [1.0, 1.0],
+        decay: 1.0,
+    };
+}
+
+/// Cotangents of a pass's inputs, per seed: shapes as [`Inputs`] with the seeds leading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grads {
+    /// Of the queries.
+    pub q: Vec<f32>,
+    /// Of the keys.
+    pub k: Vec<f32>,
+    /// Of the values.
+    pub v: Vec<f32>,
+    /// Of the log decays.
+    pub g: Vec<f32>,
+    /// Of the write strengths.
+    pub beta: Vec<f32>,
+}
+
+impl Inputs<'_> {
+    fn check(&self) -> Result<(), ShapeError> {
+        let Dims { heads, len, dk, dv } = self.dims;
+        let want = [
+            ("q", self.q.len(), heads * len * dk),
+            ("k", self.k.len(), heads * len * dk),
+            ("v", self.v.len(), heads * len * dv),
+            ("g", self.g.len(), heads * len),
+            ("beta", self.beta.len(), heads * len),
+        ];
+        for (name, got, n) in want {
+            if got != n {
+                return Err(ShapeError(format!("{name} has {got} values, not {n}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Head `h`'s token `t`: (q, k, v, g, β).
+    fn at(&self, h: usize, t: usize) -> (&[f32], &[f32], &[f32], f32, f32) {
+        let Dims { len, dk, dv, .. } = self.dims;
+        let r = h * len + t;
+        (
+            &self.q[r * dk..(r + 1) * dk],
+            &self.k[r * dk..(r + 1) * dk],
+            &self.v[r * dv..(r + 1) * dv],
+            self.g[r],
+            self.beta[r],
+        )
+    }
+}
+
+/// One token's step on a state `s` `(dk, dv)`: decays it, writes the correction; returns `m`
+/// (the recall before the write) in `m` and the correction in `delta`.
+fn step(s: &mut [f32], k: &[f32], v: &[f32], g: f32, beta: f32, m: &mut [f32], delta: &mut [f32]) {
+    let dv = v.len();
+    let decay = g.exp();
+    s.iter_mut().for_each(|x| *x *= decay);
+    m.fill(0.0);
+    for (row, &ki) in s.chunks_exact(dv).zip(k) {
+        for (mj, &sij) in m.iter_mut().zip(row) {
+            *mj += sij * ki;
+        }
+    }
+    for ((d, &vj), &mj) in delta.iter_mut().zip(v).zip(m.iter()) {
+        *d = beta * (vj - mj);
+    }
+    for (row, &ki) in s.chunks_exact_mut(dv).zip(k) {
+        for (sij, &dj) in row.iter_mut().zip(delta.iter()) {
+            *sij += ki * dj;
+        }
+    }
+}
+
+/// `out = Sᵀ q` for a state `s` `(dk, dv)`.
+fn read(s: &[f32], q: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for (row, &qi) in s.chunks_exact(out.len()).zip(q) {
+        for (o, &sij) in out.iter_mut().zip(row) {
+            *o += sij * qi;
+        }
+    }
+}
+
+/// The outputs `(heads, len, dv)` and the final states `(heads, dk, dv)`, from `state`
+/// (`(heads, dk, dv)`; zeros when `None`).
+pub fn forward(x: &Inputs, state: Option<&[f32]>) -> Result<(Vec<f32>, Vec<f32>), ShapeError> {
+    x.check()?;
+    let Dims { heads, len, dk, dv } = x.dims;
+    let mut states = match state {
+        Some(s) if s.len() == heads * dk * dv => s.to_vec(),
+        Some(s) => {
+            return Err(ShapeError(format!(
+                "the state has {} values, not {}",
+                s.len(),
+                heads * dk * dv
+            )))
+        }
+        None => vec![0.0; heads * dk * dv],
+    };
+    let mut out = vec![0.0; heads * len * dv];
+    let (mut m, mut delta) = (vec![0.0; dv], vec![0.0; dv]);
+    for h in 0..heads {
+        let s = &mut states[h * dk * dv..(h + 1) * dk * dv];
+        for t in 0..len {
+            let (q, k, v, g, beta) = x.at(h, t);
+            step(s, k, v, g, beta, &mut m, &mut delta);
+            let o = (h * len + t) * dv;
+            read(s, q, &mut out[o..o + dv]);
+        }
+    }
+    Ok((out, states))
+}
+
+/// Cotangents of the inputs from `d_out` `(seeds, heads, len, dv)`, the pass starting from
+/// zero states, with the products' shares `sc`.
+pub fn backward(x: &Inputs, d_out: &[f32], sc: &Scales) -> Result<Grads, ShapeError> {
+    x.check()?;
+    let Dims { heads, len, dk, dv } = x.dims;
+    let per_seed = heads * len * dv;
+    if per_seed == 0 || !d_out.len().is_multiple_of(per_seed) {
+        return Err(ShapeError(format!(
+            "{} output cotangents for {per_seed} outputs per seed",
+            d_out.len()
+        )));
+    }
+    let seeds = d_out.len() / per_seed;
+    let mut gr = Grads {
+        q: vec![0.0; seeds * heads * len * dk],
+        k: vec![0.0; seeds * heads * len * dk],
+        v: vec![0.0; seeds * per_seed],
+        g: vec![0.0; seeds * heads * len],
+        beta: vec![0.0; seeds * heads * len],
+    };
+    let n = dk * dv;
+    for h in 0..heads {
+        // The state before each chunk, kept on the way forward.
+        let mut kept = Vec::with_capacity(len.div_ceil(CHECKPOINT));
+        let mut s = vec![0.0; n];
+        let (mut m, mut delta) = (vec![0.0; dv], vec![0.0; dv]);
+        for t in 0..len {
+            if t % CHECKPOINT == 0 {
+                kept.push(s.clone());
+            }
+            let (_, k, v, g, beta) = x.at(h, t);
+            step(&mut s, k, v, g, beta, &mut m, &mut delta);
+        }
+        let mut ds = vec![vec![0.0f32; n]; seeds];
+        let mut chunk = Chunk::new(n, dv);
+        for (c, start) in kept.iter().enumerate().rev() {
+            let t0 = c * CHECKPOINT;
+            let t1 = (t0 + CHECKPOINT).min(len);
+            chunk.replay(x, h, t0, t1, start);
+            for t in (t0..t1).rev() {
+                for (b, ds) in ds.iter_mut().enumerate() {
+                    chunk.back(x, h, t, t0, sc, ds, d_out, b, &mut gr);
+                }
+            }
+        }
+    }
+    Ok(gr)
+}
+
+/// One chunk's states and corrections, replayed from the state before it.
+struct Chunk {
+    /// `S_{t-1}` then `S_t` for each token of the chunk: `(tokens + 1, dk, dv)`.
+    states: Vec<f32>,
+    /// Each token's recall `m` and correction `δ`, `(tokens, dv)`.
+    m: Vec<f32>,
+    delta: Vec<f32>,
+    n: usize,
+    dv: usize,
+}
+
+impl Chunk {
+    fn new(n: usize, dv: usize) -> Self {
+        Chunk {
+            states: Vec::with_capacity((CHECKPOINT + 1) * n),
+            m: vec![0.0; CHECKPOINT * dv],
+            delta: vec![0.0; CHECKPOINT * dv],
+            n,
+            dv,
+        }
+    }
+
+    fn replay(&mut self, x: &Inputs, h: usize, t0: usize, t1: usize, start: &[f32]) {
+        let (n, dv) = (self.n, self.dv);
+        self.states.clear();
+        self.states.extend_from_slice(start);
+        for t in t0..t1 {
+            let (_, k, v, g, beta) = x.at(h, t);
+            let prev = self.states.len() - n;
+            self.states.extend_from_within(prev..);
+            let i = t - t0;
+            let s = &mut self.states[prev + n..];
+            let (m, delta) = (
+                &mut self.m[i * dv..(i + 1) * dv],
+                &mut self.delta[i * dv..(i + 1) * dv],
+            );
+            step(s, k, v, g, beta, m, delta);
+        }
+    }
+
+    /// Token `t`'s step backward for seed `b`: `ds` holds the cotangent of `S_t` on entry
+    /// and of `S_{t-1}` on return.
+    #[allow(clippy::too_many_arguments)]
+    fn back(
+        &self,
+        x: &Inputs,
+        h: usize,
+        t: usize,
+        t0: usize,
+        sc: &Scales,
+        ds: &mut [f32],
+        d_out: &[f32],
+        b: usize,
+        gr: &mut Grads,
+    ) {
+        let Dims { heads, len, dk, dv } = x.dims;
+        let n = self.n;
+        let i = t - t0;
+        let prev = &self.states[i * n..(i + 1) * n];
+        let now = &self.states[(i + 1) * n..(i + 2) * n];
+        let (m, delta) = (
+            &self.m[i * dv..(i + 1) * dv],
+            &self.delta[i * dv..(i + 1) * dv],
+        );
+        let (q, k, v, g, beta) = x.at(h, t);
+        let row = (b * heads + h) * len + t;
+        let dout = &d_out[row * dv..(row + 1) * dv];
+        // o = Sᵀq: dS += q doᵀ; dq = S do.
+        let dq = &mut gr.q[row * dk..(row + 1) * dk];
+        for ((srow, dsrow), (&qi, dqi)) in now
+            .chunks_exact(dv)
+            .zip(ds.chunks_exact_mut(dv))
+            .zip(q.iter().zip(dq.iter_mut()))
+        {
+            let mut acc = 0.0;
+            for ((&sij, dsij), &doj) in srow.iter().zip(dsrow.iter_mut()).zip(dout) {
+                acc += sij * doj;
+                *dsij += sc.read[0] * qi * doj;
+            }
+            *dqi = sc.read[1] * acc;
+        }
+        // S_t = S̃ + k δᵀ: dk = dS δ; dδ = dSᵀ k (dS̃ = dS).
+        let dk_row = &mut gr.k[row * dk..(row + 1) * dk];
+        let mut ddelta = vec![0.0f32; dv];
+        for ((dsrow, &ki), dki) in ds.chunks_exact(dv).zip(k).zip(dk_row.iter_mut()) {
+            let mut acc = 0.0;
+            for ((&dsij, &dj), ddj) in dsrow.iter().zip(delta).zip(ddelta.iter_mut()) {
+                acc += dsij * dj;
+                *ddj += dsij * ki;
+            }
+            *dki = sc.write[0] * acc;
+        }
+        ddelta.iter_mut().for_each(|d| *d *= sc.write[1]);
+        // δ = β (v − m): dβ = dδ·(v − m); d(v − m) = β dδ; dv = d(v − m), dm = −d(v − m).
+        let mut dbeta = 0.0;
+        let dv_row = &mut gr.v[row * dv..(row + 1) * dv];
+        let mut dm = vec![0.0f32; dv];
+        for j in 0..dv {
+            dbeta += ddelta[j] * (v[j] - m[j]);
+            let d = sc.gate[1] * beta * ddelta[j];
+            dv_row[j] = d;
+            dm[j] = -d;
+        }
+        gr.beta[row] = sc.gate[0] * dbeta;
+        // m = S̃ᵀk: dS̃ += k dmᵀ; dk += S̃ dm. S̃ = exp(g) S_{t-1}.
+        let decay = g.exp();
+        let mut dg = 0.0;
+        for ((prow, dsrow), (&ki, dki)) in prev
+            .chunks_exact(dv)
+            .zip(ds.chunks_exact_mut(dv))
+            .zip(k.iter().zip(dk_row.iter_mut()))
+        {
+            let mut acc = 0.0;
+            for ((&pij, dsij), &dmj) in prow.iter().zip(dsrow.iter_mut()).zip(&dm) {
+                let tilde = decay * pij;
+                acc += tilde * dmj;
+                *dsij += sc.recall[0] * ki * dmj;
+                // dg = <dS̃, S̃>; dS_{t-1} = exp(g) dS̃.
+                dg += *dsij * tilde;
+                *dsij *= decay;
+            }
+            *dki += sc.recall[1] * acc;
+        }
+        gr.g[row] = sc.decay * dg;
+    }
+}
