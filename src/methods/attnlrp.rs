@@ -8,6 +8,7 @@
 //! |---------------------|-------------------------------------------|------------------------|
 //! | RMSNorm             | identity rule: no gradient via the variance | same                 |
 //! | MLP activation      | identity rule: grad × act(x)/(x + 1e-10)  | gate input held constant |
+//! | an activation alone (Gated DeltaNet's convolution) | identity rule | identity rule |
 //! | gate ⊙ up           | uniform rule: grad / 2                    | ordinary product       |
 //! | q, k into attention | grad / 4 (uniform rule over two matmuls)  | held constant          |
 //! | v into attention    | grad / 2                                  | ordinary               |
@@ -38,7 +39,12 @@
 //! (the paper treats such scalings as constants): no gradient into g. CP-LRP holds what
 //! decides the mixing constant, as it holds attention's probabilities: q, k, β and g get no
 //! gradient, and the state carries the values linearly (every product passes its whole
-//! cotangent to the state or value side), which conserves relevance.
+//! cotangent to the state or value side), which conserves relevance. Around the delta rule
+//! (`models::decoder::gated_deltanet`): the convolution's SiLU takes lxt's identity rule
+//! (an activation on the signal's path), q's and k's l2 norms and the output's RMSNorm the
+//! norms' identity rule, β = σ(b) passes its share by its ordinary derivative (as the router's
+//! softmax), and the output gate `norm(o) ⊙ silu(z)` is ruled as the MLP's gate. The PyTorch
+//! side of these rules: `scripts/lxt_qwen3_5.py`.
 //!
 //! Relevance of token t is `Σ_d e_t,d · g_t,d` with g the modified gradient of the target
 //! logit. The rules are data ([`Rules`], `rules.rs`) that the decoder's explicit backward
@@ -53,6 +59,7 @@ use crate::models::delta_rule::Scales;
 pub const ATTNLRP: Rules = Rules {
     identity_norm: true,
     gate: GateRule::IdentityHalved,
+    identity_activation: true,
     attention: [0.25, 0.25, 0.5],
     experts: [0.5, 0.5],
     delta: Scales {
@@ -70,6 +77,7 @@ pub const ATTNLRP: Rules = Rules {
 pub const CP_LRP: Rules = Rules {
     identity_norm: true,
     gate: GateRule::ConstantGate,
+    identity_activation: true,
     attention: [0.0, 0.0, 1.0],
     experts: [1.0, 0.0],
     delta: Scales {

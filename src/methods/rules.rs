@@ -37,6 +37,9 @@ pub struct Rules {
     pub identity_norm: bool,
     /// How the gradient passes the MLP's gated activation.
     pub gate: GateRule,
+    /// An activation on its own (Gated DeltaNet's convolution): lxt's identity rule,
+    /// `grad · act(x) / (x + 1e-10)`.
+    pub identity_activation: bool,
     /// Factors on the gradients that flow into q, k and v through attention (0 holds them
     /// constant).
     pub attention: [f64; 3],
@@ -76,6 +79,14 @@ impl Derivatives for Rules {
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Tensor)> {
         gate_vjp(gate, up, act, self.gate, g)
+    }
+
+    fn activation_vjp(&self, x: &Tensor, act: Activation, g: &Tensor) -> Result<Tensor> {
+        if self.identity_activation {
+            g.broadcast_mul(&act.apply(x)?.div(&(x + IDENTITY_EPS)?)?)
+        } else {
+            g.broadcast_mul(&act.derivative(x)?)
+        }
     }
 
     fn attention_scales(&self) -> [f64; 3] {

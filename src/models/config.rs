@@ -105,6 +105,31 @@ pub struct Experts {
     pub sparse: Vec<bool>,
 }
 
+/// A Gated DeltaNet layer's shape (Qwen3.5's linear attention): `key_heads` heads of keys and
+/// queries of width `key_dim`, `value_heads` of values of width `value_dim` (a multiple of
+/// the key heads: each key head serves `value_heads / key_heads` consecutive value heads),
+/// and a causal depthwise convolution of `kernel` taps over q, k and v.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeltaNet {
+    /// `linear_num_key_heads`.
+    pub key_heads: usize,
+    /// `linear_num_value_heads`.
+    pub value_heads: usize,
+    /// `linear_key_head_dim`.
+    pub key_dim: usize,
+    /// `linear_value_head_dim`.
+    pub value_dim: usize,
+    /// `linear_conv_kernel_dim`.
+    pub kernel: usize,
+}
+
+impl DeltaNet {
+    /// Channels of the convolution: q, k and v side by side.
+    pub fn channels(&self) -> usize {
+        2 * self.key_heads * self.key_dim + self.value_heads * self.value_dim
+    }
+}
+
 /// Llama 4's attention temperature: the query at position `p` is multiplied by
 /// `1 + beta · ln(1 + ⌊p / length⌋)` (transformers' `get_llama_4_attn_scale`; llama.cpp's
 /// `attention.temperature_scale` with the original context as the length). 1 below `length`.

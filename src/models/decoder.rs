@@ -24,6 +24,10 @@ mod backward;
 mod batch;
 mod cached;
 mod ffn;
+// Qwen3.5's linear-attention layer: tested on its own against transformers until the
+// decoder's layers take it (issue 36, next step).
+#[allow(dead_code)]
+mod gated_deltanet;
 mod lens;
 mod moe;
 mod rotary;

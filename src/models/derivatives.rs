@@ -42,6 +42,12 @@ pub trait Derivatives: std::fmt::Debug + Sync {
         gated::gated_vjp(gate, up, act, g)
     }
 
+    /// An activation's vector-Jacobian product on its own (not a gate): cotangents `g` of
+    /// `act(x)` (`x`'s shape, or batched with leading dimensions) carried to `x`.
+    fn activation_vjp(&self, x: &Tensor, act: Activation, g: &Tensor) -> Result<Tensor> {
+        g.broadcast_mul(&act.derivative(x)?)
+    }
+
     /// Scales on the cotangents that flow from attention into q, k and v (0: none).
     fn attention_scales(&self) -> [f64; 3] {
         [1.0; 3]
