@@ -78,3 +78,73 @@ def gdn_forward(m, x, mode):
     else:  # cp_lrp: the gate a constant
         y = normed * F.silu(z).detach()
     return y.reshape(T, -1) @ m.out_proj.weight.T.to(x)
+
+
+# The whole model's rule maps (scripts/reference.py patches them in as lxt's own): lxt's rules
+# for the MLP and attention, the norms' identity rule on their `_norm` (they scale by 1 + w, as
+# lxt's Gemma 3 module handles), and the two blocks above written out with their rules.
+from functools import partial  # noqa: E402
+
+from lxt_rules import _eager_only  # noqa: E402  (also sets up lxt.efficient's rule modules)
+from lxt.efficient.patches import (  # noqa: E402
+    cp_gated_mlp_forward,
+    cp_wrap_attention_forward,
+    gated_mlp_forward,
+    patch_method,
+    wrap_attention_forward,
+)
+from transformers.models.qwen3_5 import modeling_qwen3_5 as _m  # noqa: E402
+
+# Attention's output gate `m ⊙ σ(g)`: shares to the merged heads and to the gate.
+OUTPUT_GATE = {"attnlrp": (0.5, 0.5), "cp_lrp": (1.0, 0.0)}
+
+
+def norm_identity(self, x):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps).detach()
+
+
+def attention_forward(mode):
+    """Qwen3_5Attention.forward (eager) with the output gate's shares."""
+    to_heads, to_gate = OUTPUT_GATE[mode]
+
+    def forward(self, hidden_states, position_embeddings, attention_mask, cache=None, **kwargs):
+        shape = hidden_states.shape[:-1]
+        heads = (*shape, -1, self.head_dim)
+        q, gate = torch.chunk(self.q_proj(hidden_states).view(*shape, -1, self.head_dim * 2), 2,
+                              dim=-1)
+        gate = gate.reshape(*shape, -1)
+        q = self.q_norm(q.view(heads)).transpose(1, 2)
+        k = self.k_norm(self.k_proj(hidden_states).view(heads)).transpose(1, 2)
+        v = self.v_proj(hidden_states).view(heads).transpose(1, 2)
+        cos, sin = position_embeddings
+        q, k = _m.apply_rotary_pos_emb(q, k, cos, sin)
+        out, weights = _m.eager_attention_forward(self, q, k, v, attention_mask, dropout=0.0,
+                                                  scaling=self.scaling, **kwargs)
+        out = out.reshape(*shape, -1).contiguous()
+        out = share(out, to_heads) * share(torch.sigmoid(gate), to_gate)
+        return self.o_proj(out), weights
+
+    return forward
+
+
+def deltanet_forward(mode):
+    """Qwen3_5GatedDeltaNet.forward (a whole sequence, no cache) with `mode`'s rules."""
+
+    def forward(self, hidden_states, cache=None, attention_mask=None, **kwargs):
+        return torch.stack([gdn_forward(self, x, mode) for x in hidden_states])
+
+    return forward
+
+
+def _maps(mode, mlp_forward, wrap):
+    return {
+        _m.Qwen3_5MLP: partial(patch_method, mlp_forward),
+        _m.Qwen3_5RMSNorm: partial(patch_method, norm_identity, method_name="_norm"),
+        _m.Qwen3_5Attention: partial(patch_method, attention_forward(mode)),
+        _m.Qwen3_5GatedDeltaNet: partial(patch_method, deltanet_forward(mode)),
+        _m: partial(_eager_only, wrap),
+    }
+
+
+attnLRP = _maps("attnlrp", gated_mlp_forward, wrap_attention_forward)
+cp_LRP = _maps("cp_lrp", cp_gated_mlp_forward, cp_wrap_attention_forward)

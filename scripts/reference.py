@@ -106,6 +106,13 @@ TINY = {
         "tiny_olmo3_chat": ("Which layers of OLMo 3 see the whole context? One line.", True),
         "tiny_olmo3_raw": ("Three of every four layers attend only to the last few tokens, so", False),
     }),
+    # Qwen3.5: three Gated DeltaNet layers (2 key heads, 4 value heads of width 8, a kernel
+    # of 4), then a full attention layer with its output gate, a quarter of each head of 16
+    # rotated; norms scaling by 1 + w. Made with transformers 5.25.0 (see TF5_FAMILIES).
+    "qwen3_5": ("tiny-qwen3_5", {
+        "tiny_qwen3_5_chat": ("How does a linear attention layer remember? One line.", True),
+        "tiny_qwen3_5_raw": ("Each state decays, is corrected toward the new value, and then", False),
+    }),
     # SmolLM3: no RoPE in every fourth layer (its fourth of four here). Made and
     # checked with transformers 5.25.0 (see TF5_FAMILIES).
     "smollm3": ("tiny-smollm3", {
@@ -147,11 +154,11 @@ MODULE = {"llama31": "llama"}
 # Families transformers 4.52.4 lacks: made and checked with transformers 5.25.0 from
 # scripts/reference-env-tf5.sh, `--only` them (each transformers runs only its own families,
 # so the other fixtures keep their pinned versions).
-TF5_FAMILIES = {"smollm3", "phi3", "ministral3", "olmo3"}
+TF5_FAMILIES = {"smollm3", "phi3", "ministral3", "olmo3", "qwen3_5"}
 
 # lxt rule modules of our own, for families lxt 2.1 does not ship (lxt's own patches).
 LOCAL_RULES = {
-    "olmo2": "lxt_olmo2", "olmo3": "lxt_olmo3", "smollm3": "lxt_smollm3", "phi3": "lxt_phi3",
+    "olmo2": "lxt_olmo2", "olmo3": "lxt_olmo3", "qwen3_5": "lxt_qwen3_5", "smollm3": "lxt_smollm3", "phi3": "lxt_phi3",
     "ministral3": "lxt_ministral3", "mistral": "lxt_mistral", "qwen3_moe": "lxt_qwen3_moe",
 }
 
@@ -208,6 +215,16 @@ def tiny_config(family, vocab):
             "original_max_position_embeddings": 32, "beta_fast": 32.0, "beta_slow": 1.0,
             "mscale": 1.0, "mscale_all_dim": 0.5, "llama_4_scaling_beta": 0.5,
         }, **common)
+    if family == "qwen3_5":
+        from transformers import Qwen3_5TextConfig
+
+        common.update(num_hidden_layers=4, hidden_size=32, initializer_range=0.28)
+        return Qwen3_5TextConfig(
+            head_dim=16, linear_num_key_heads=2, linear_num_value_heads=4,
+            linear_key_head_dim=8, linear_value_head_dim=8, linear_conv_kernel_dim=4,
+            pad_token_id=1, rope_parameters={"rope_type": "default", "rope_theta": 1e4,
+                                             "partial_rotary_factor": 0.25},
+            **common)
     if family == "olmo3":
         from transformers import Olmo3Config
 
@@ -271,7 +288,10 @@ def make_tiny(gguf_path, family):
     with torch.no_grad():
         for n, p in model.named_parameters():
             if "norm" in n:
-                p.copy_((0.0 if family == "gemma3" else 1.0) + 0.3 * torch.randn_like(p))
+                # Gemma 3's and Qwen3.5's norms scale by 1 + w (Qwen3.5's gated output norm
+                # by w).
+                centred = family == "gemma3" or (family == "qwen3_5" and "linear_attn" not in n)
+                p.copy_((0.0 if centred else 1.0) + 0.3 * torch.randn_like(p))
             elif n.endswith(".bias"):
                 p.copy_(0.5 * torch.randn_like(p))
     out = tiny_dir(family)
@@ -670,6 +690,7 @@ GEN_PROMPTS = {
     "tiny_mistral_raw": (TINY["mistral"][1]["tiny_mistral_raw"][0], False, "mistral"),
     "tiny_ministral3_chat": (TINY["ministral3"][1]["tiny_ministral3_chat"][0], True, "ministral3"),
     "tiny_olmo3_raw": (TINY["olmo3"][1]["tiny_olmo3_raw"][0], False, "olmo3"),
+    "tiny_qwen3_5_chat": (TINY["qwen3_5"][1]["tiny_qwen3_5_chat"][0], True, "qwen3_5"),
     "qwen_reverse_chat": (QWEN_PROMPTS["qwen_reverse_chat"][0], True, "qwen2.5"),
     "qwen_code_raw": (QWEN_PROMPTS["qwen_code_raw"][0], False, "qwen2.5"),
     "tiny_llama3_chat": (LLAMA3_PROMPTS["tiny_llama3_chat"][0], True, "llama3-gguf"),

@@ -9,7 +9,7 @@
 use crate::util::{rel_err, root};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use tokenlens::models::delta_rule::{backward, forward, Dims, Inputs, Scales};
+use tokenlens::models::gated_delta::{backward, forward, Dims, Inputs, Scales};
 
 const TOL: f32 = 1e-4;
 
@@ -142,8 +142,8 @@ fn cotangents_match_autograd_under_each_rule() {
         use tokenlens::models::Derivatives;
         let own = match name.as_str() {
             "gradient" => Scales::GRADIENT,
-            "attnlrp" => tokenlens::methods::attnlrp::ATTNLRP.delta_rule_scales(),
-            "cp_lrp" => tokenlens::methods::attnlrp::CP_LRP.delta_rule_scales(),
+            "attnlrp" => tokenlens::methods::attnlrp::ATTNLRP.delta_scales(),
+            "cp_lrp" => tokenlens::methods::attnlrp::CP_LRP.delta_scales(),
             other => panic!("unknown rule set {other}"),
         };
         assert_eq!(

@@ -338,3 +338,57 @@ fn a_batch_across_long_ropes_switch_equals_whole_sequences() {
         }
     }
 }
+
+/// Recurrent layers (the tiny Qwen3.5's Gated DeltaNet): a batch after a prefix of all the
+/// positions a cache holds starts each input from the cache's states; after a shorter prefix
+/// (a state cannot be cut back) each runs from its kept inputs; a cache's copied prefix
+/// continues as the whole sequence does. Each equals its whole sequence run alone.
+#[test]
+fn recurrent_layers_batch_and_cut_prefixes_as_whole_sequences() {
+    use tokenlens::models::decoder::KvCache;
+    let model = engine_for("tests/fixtures/tiny-qwen3_5").decoder();
+    let ids: Vec<u32> = (0..12).map(|i| 100 + 7 * i).collect();
+    let mut base = KvCache::default();
+    model
+        .forward_cached(&ids, &mut base, Products::F32)
+        .unwrap();
+    let whole = |t: &[u32]| -> Vec<f32> {
+        model
+            .forward_cached(t, &mut KvCache::default(), Products::F32)
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let close = |g: &[f32], w: &[f32], what: &str| {
+        let worst = g
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-4, "{what}: differs by {worst}");
+    };
+    let inputs = [vec![5u32, 6, 7], vec![9]];
+    let tails: Vec<_> = inputs.iter().map(|t| model.embed(t).unwrap()).collect();
+    for offset in [12, 7] {
+        let got = model
+            .forward_batch(&base, offset, &tails, Products::F32)
+            .unwrap();
+        for (t, g) in inputs.iter().zip(&got) {
+            let want = whole(&[&ids[..offset], t].concat());
+            close(
+                &g.to_vec1().unwrap(),
+                &want,
+                &format!("batch after {offset}"),
+            );
+        }
+    }
+    let mut cut = base.prefix(5).unwrap();
+    let next = model
+        .forward_cached(&[42, 43], &mut cut, Products::F32)
+        .unwrap();
+    close(
+        &next.to_vec1().unwrap(),
+        &whole(&[&ids[..5], &[42, 43]].concat()),
+        "a cut prefix continued",
+    );
+}

@@ -13,6 +13,7 @@ mod errors;
 mod faithfulness;
 mod families;
 mod fuzz_loaders;
+mod gated_deltanet;
 mod generation;
 mod integrated_gradients;
 mod lens;

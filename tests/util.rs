@@ -129,3 +129,11 @@ impl Complete for tokenlens::Explanation {
             .expect("a complete explanation has its prediction")
     }
 }
+
+/// Checkpoints whose own outputs move past the bf16 and stored-weight tolerances under bf16
+/// rounding of their products' inputs, in PyTorch as here: the tiny random Qwen3.5 (three
+/// Gated DeltaNet layers of width 32; in transformers, rounding each linear layer's input to
+/// bf16 moves its logits by up to 0.083 of their range, 0.034-0.148 over three seeds of the
+/// same shape, against 0.007 for the tiny Qwen3). Its f32 references hold at 1e-3; its bf16
+/// agreement waits for a better-conditioned fixture.
+pub const BF16_SENSITIVE: &[&str] = &["tests/fixtures/tiny-qwen3_5"];

@@ -16,6 +16,7 @@
 //! | router softmax, top-k, renormalisation | ordinary                 | (no gradient reaches it) |
 //! | delta rule: `Sᵀq`, `S̃ᵀk`, `β(v − m)`, `kδᵀ` | uniform rule: grad / 2 into each factor | into S, S̃, v − m, δ only |
 //! | delta rule: decay `exp(g) · S`     | g constant                              | g constant             |
+//! | attention's output gate `m ⊙ σ(g)` (Qwen3.5) | uniform rule: grad / 2 into each; σ by its gradient | gate held constant |
 //! | softmax, linears, RoPE, residuals, embeddings, lm_head | ordinary | ordinary           |
 //!
 //! Sparse experts (Qwen3-MoE): each chosen expert is a gated MLP and takes the MLP's rules.
@@ -30,7 +31,7 @@
 //! tests measure it). CP-LRP treats the routing weights as it treats attention
 //! probabilities, as constants: the whole relevance flows through the experts, conserved.
 //!
-//! The gated delta rule (Qwen3.5's linear attention, `models::delta_rule`) follows the
+//! The gated delta rule (Qwen3.5's linear attention, `models::gated_delta`) follows the
 //! paper's principles where lxt has no module: its state update and read-out are products
 //! of two factors that both depend on the input (the state and the query; the state and the
 //! key; the write strength β and the correction v − m; the key and the correction), so
@@ -51,7 +52,7 @@
 //! reads at each rule point.
 
 use super::rules::{GateRule, Rules};
-use crate::models::delta_rule::Scales;
+use crate::models::gated_delta::Scales;
 
 /// AttnLRP (LXT efficient mode, `attnLRP` patch map): identity rule on the norms and the
 /// activation, uniform rule (½ each) on `act(gate) ⊙ up`, uniform rule over q·kᵀ and A·v
@@ -62,6 +63,7 @@ pub const ATTNLRP: Rules = Rules {
     identity_activation: true,
     attention: [0.25, 0.25, 0.5],
     experts: [0.5, 0.5],
+    output_gate: [0.5, 0.5],
     delta: Scales {
         read: [0.5, 0.5],
         recall: [0.5, 0.5],
@@ -80,6 +82,7 @@ pub const CP_LRP: Rules = Rules {
     identity_activation: true,
     attention: [0.0, 0.0, 1.0],
     experts: [1.0, 0.0],
+    output_gate: [1.0, 0.0],
     delta: Scales {
         read: [1.0, 0.0],
         recall: [1.0, 0.0],

@@ -10,8 +10,8 @@
 
 use candle_core::{Result, Tensor};
 
-use crate::models::delta_rule::Scales as DeltaScales;
 use crate::models::gated::{self, fused_vjp, scale_gradient, Activation, Pointwise};
+use crate::models::gated_delta::Scales as DeltaScales;
 use crate::models::norm::{self, inverse_rms};
 use crate::models::{f32_slice, Derivatives};
 
@@ -48,6 +48,9 @@ pub struct Rules {
     pub experts: [f64; 2],
     /// Shares of the cotangents through the gated delta rule's products and its decay.
     pub delta: DeltaScales,
+    /// Factors on the gradients into attention's merged heads and its output gate through
+    /// their product (0 holds it constant).
+    pub output_gate: [f64; 2],
 }
 
 impl Derivatives for Rules {
@@ -97,7 +100,11 @@ impl Derivatives for Rules {
         self.experts
     }
 
-    fn delta_rule_scales(&self) -> DeltaScales {
+    fn output_gate_scales(&self) -> [f64; 2] {
+        self.output_gate
+    }
+
+    fn delta_scales(&self) -> DeltaScales {
         self.delta
     }
 }

@@ -86,6 +86,13 @@ pub struct Arch {
     pub query_temperature: Option<QueryTemperature>,
     /// Sparse experts in place of the MLP in some layers (Qwen3-MoE).
     pub experts: Option<Experts>,
+    /// Gated DeltaNet layers in place of attention where `linear_layers` says (Qwen3.5).
+    pub delta_net: Option<DeltaNet>,
+    /// Per layer: whether it is a Gated DeltaNet layer (the rest attend).
+    pub linear_layers: Vec<bool>,
+    /// Attention's merged heads multiplied by σ of a gate that `q_proj` gives with the
+    /// queries (Qwen3.5: each head's queries, then its gate).
+    pub attention_output_gate: bool,
 }
 
 /// A mixture of experts: a router picks `per_token` of `count` gated MLPs of width `width`
@@ -127,6 +134,52 @@ impl DeltaNet {
     /// Channels of the convolution: q, k and v side by side.
     pub fn channels(&self) -> usize {
         2 * self.key_heads * self.key_dim + self.value_heads * self.value_dim
+    }
+
+    /// The layer's tensors under `p` (`model.layers.0.linear_attn`) against its shape.
+    fn check_shapes(
+        &self,
+        expect: Expect<'_>,
+        p: &str,
+        h: usize,
+    ) -> std::result::Result<(), String> {
+        let (c, v, hv) = (
+            self.channels(),
+            self.value_heads * self.value_dim,
+            self.value_heads,
+        );
+        let qkv = "2 × linear_num_key_heads × linear_key_head_dim + linear_num_value_heads × \
+                   linear_value_head_dim";
+        let values = "linear_num_value_heads × linear_value_head_dim";
+        expect(
+            &format!("{p}.in_proj_qkv.weight"),
+            &[c, h],
+            &format!("{qkv}, hidden_size"),
+        )?;
+        expect(
+            &format!("{p}.in_proj_z.weight"),
+            &[v, h],
+            &format!("{values}, hidden_size"),
+        )?;
+        for n in ["in_proj_b", "in_proj_a"] {
+            let f = "linear_num_value_heads, hidden_size";
+            expect(&format!("{p}.{n}.weight"), &[hv, h], f)?;
+        }
+        let conv = format!("{qkv}, 1, linear_conv_kernel_dim");
+        expect(&format!("{p}.conv1d.weight"), &[c, 1, self.kernel], &conv)?;
+        for n in ["A_log", "dt_bias"] {
+            expect(&format!("{p}.{n}"), &[hv], "linear_num_value_heads")?;
+        }
+        expect(
+            &format!("{p}.norm.weight"),
+            &[self.value_dim],
+            "linear_value_head_dim",
+        )?;
+        expect(
+            &format!("{p}.out_proj.weight"),
+            &[h, v],
+            &format!("hidden_size, {values}"),
+        )
     }
 }
 
@@ -216,6 +269,12 @@ impl Config {
                 .checked_div(self.num_attention_heads)
                 .unwrap_or(0)
         })
+    }
+
+    /// Whether layer `layer` is a Gated DeltaNet layer (no attention).
+    pub fn is_linear(&self, layer: usize) -> bool {
+        self.arch.delta_net.is_some()
+            && self.arch.linear_layers.get(layer).copied().unwrap_or(false)
     }
 
     /// Layer `layer`'s experts, where it has them.
@@ -450,16 +509,29 @@ impl Config {
         }
         for i in 0..self.num_hidden_layers {
             let p = format!("model.layers.{i}");
+            let a = &self.arch;
+            if let Some(d) = a.delta_net.filter(|_| self.is_linear(i)) {
+                d.check_shapes(&expect, &format!("{p}.linear_attn"), h)?;
+            }
             let heads = "num_attention_heads × head_dim, hidden_size";
             let kv_heads = "num_key_value_heads × head_dim, hidden_size";
-            expect(&format!("{p}.self_attn.q_proj.weight"), &[q, h], heads)?;
-            expect(&format!("{p}.self_attn.k_proj.weight"), &[kv, h], kv_heads)?;
-            expect(&format!("{p}.self_attn.v_proj.weight"), &[kv, h], kv_heads)?;
-            expect(
-                &format!("{p}.self_attn.o_proj.weight"),
-                &[h, q],
-                "hidden_size, num_attention_heads × head_dim",
-            )?;
+            let gated = "2 × num_attention_heads × head_dim (queries and gates), hidden_size";
+            if self.is_linear(i) {
+                // No attention in this layer: its MLP and norms below.
+            } else if a.attention_output_gate {
+                expect(&format!("{p}.self_attn.q_proj.weight"), &[2 * q, h], gated)?;
+            } else {
+                expect(&format!("{p}.self_attn.q_proj.weight"), &[q, h], heads)?;
+            }
+            if !self.is_linear(i) {
+                expect(&format!("{p}.self_attn.k_proj.weight"), &[kv, h], kv_heads)?;
+                expect(&format!("{p}.self_attn.v_proj.weight"), &[kv, h], kv_heads)?;
+                expect(
+                    &format!("{p}.self_attn.o_proj.weight"),
+                    &[h, q],
+                    "hidden_size, num_attention_heads × head_dim",
+                )?;
+            }
             match self.experts_at(i) {
                 Some(e) => {
                     let router = "num_experts, hidden_size";
@@ -476,9 +548,11 @@ impl Config {
             }
             // Vectors too: one of the wrong length would be broadcast against the wrong
             // axis, or read past its end, in the first pass.
-            let a = &self.arch;
             for n in a.norms.names().into_iter().flatten() {
                 expect(&format!("{p}.{n}.weight"), &[h], "hidden_size")?;
+            }
+            if self.is_linear(i) {
+                continue;
             }
             match a.qk_norm {
                 Some(QkNorm::PerHead) => {

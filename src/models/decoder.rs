@@ -17,6 +17,7 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 pub use super::config::{Arch, Config, WeightSource};
 pub use backward::Gradients;
 pub use cached::KvCache;
+pub use gated_deltanet::{DeltaNetCache, GatedDeltaNet, SavedDeltaNet};
 pub use saved::{Progress, Saved, Seed};
 pub use watch::{Point, Watch};
 
@@ -24,9 +25,6 @@ mod backward;
 mod batch;
 mod cached;
 mod ffn;
-// Qwen3.5's linear-attention layer: tested on its own against transformers until the
-// decoder's layers take it (issue 36, next step).
-#[allow(dead_code)]
 mod gated_deltanet;
 mod lens;
 mod moe;
@@ -62,9 +60,17 @@ pub(super) fn load_norm(w: &mut dyn WeightSource, name: &str, a: &Arch) -> crate
     Ok(if a.norm_plus_one { (t + 1.0)? } else { t })
 }
 
+/// What mixes a layer's positions: attention, or a Gated DeltaNet (Qwen3.5's linear
+/// attention) — a layer type each, chosen per layer by the family's configuration.
+#[derive(Debug, Clone)]
+enum Mixer {
+    Attention(Attention),
+    DeltaNet(GatedDeltaNet),
+}
+
 #[derive(Debug, Clone)]
 struct DecoderLayer {
-    self_attn: Attention,
+    mixer: Mixer,
     /// The feed-forward block: a gated MLP or sparse experts.
     mlp: Ffn,
     /// The norms before and after attention, then before and after the MLP, where the
@@ -76,11 +82,33 @@ impl DecoderLayer {
     fn load(w: &mut dyn WeightSource, cfg: &Config, i: usize) -> crate::Result<Self> {
         let p = format!("model.layers.{i}");
         let a = &cfg.arch;
+        let mixer = match cfg.arch.delta_net.filter(|_| cfg.is_linear(i)) {
+            Some(d) => Mixer::DeltaNet(GatedDeltaNet::load(
+                w,
+                &format!("{p}.linear_attn"),
+                d,
+                cfg.rms_norm_eps,
+            )?),
+            None => Mixer::Attention(Attention::load(w, &format!("{p}.self_attn"), cfg, i)?),
+        };
         Ok(DecoderLayer {
-            self_attn: Attention::load(w, &format!("{p}.self_attn"), cfg, i)?,
+            mixer,
             mlp: Ffn::load(w, &format!("{p}.mlp"), cfg, i)?,
             norms: load_layer_norms(w, &p, a)?,
         })
+    }
+
+    /// The layer's attention, where it attends (a Gated DeltaNet layer does not).
+    fn attention(&self) -> Option<&Attention> {
+        match &self.mixer {
+            Mixer::Attention(a) => Some(a),
+            Mixer::DeltaNet(_) => None,
+        }
+    }
+
+    /// The index of its RoPE table (a Gated DeltaNet layer has none: the first).
+    fn rope(&self) -> usize {
+        self.attention().map_or(0, |a| a.rope)
     }
 
     /// The layer's wiring, the one place it is written: two residual blocks, attention then
@@ -146,6 +174,32 @@ impl DecoderLayer {
             Block::Mlp => self.mlp.forward(x, dv, p),
         };
         Ok(self.walk(h, eps, dv, run)?.0)
+    }
+}
+
+impl Mixer {
+    /// Whether its matrices keep quantized blocks.
+    fn has_blocks(&self) -> bool {
+        match self {
+            Mixer::Attention(a) => a.o_proj.has_blocks(),
+            Mixer::DeltaNet(d) => d.has_blocks(),
+        }
+    }
+
+    /// Bytes a decoding step reads of its matrices.
+    fn bytes_read(&self, p: Products) -> u64 {
+        match self {
+            Mixer::Attention(a) => [
+                &a.q_proj.linear,
+                &a.k_proj.linear,
+                &a.v_proj.linear,
+                &a.o_proj,
+            ]
+            .iter()
+            .map(|w| w.bytes_read(p))
+            .sum(),
+            Mixer::DeltaNet(d) => d.bytes_read(p),
+        }
     }
 }
 
@@ -243,11 +297,7 @@ impl Decoder {
     /// Whether the model's matrices keep quantized blocks (a quantized GGUF), which
     /// forward-only passes can read as stored.
     pub fn has_stored_blocks(&self) -> bool {
-        self.lm_head.has_blocks()
-            || self
-                .layers
-                .first()
-                .is_some_and(|l| l.self_attn.o_proj.has_blocks())
+        self.lm_head.has_blocks() || self.layers.first().is_some_and(|l| l.mixer.has_blocks())
     }
 
     /// Bytes of weight matrices one decoding step reads with products `p` (every layer's
@@ -256,19 +306,7 @@ impl Decoder {
         let layers: u64 = self
             .layers
             .iter()
-            .map(|l| {
-                let a = &l.self_attn;
-                let attention: u64 = [
-                    &a.q_proj.linear,
-                    &a.k_proj.linear,
-                    &a.v_proj.linear,
-                    &a.o_proj,
-                ]
-                .iter()
-                .map(|w| w.bytes_read(p))
-                .sum();
-                attention + l.mlp.bytes_read(p)
-            })
+            .map(|l| l.mixer.bytes_read(p) + l.mlp.bytes_read(p))
             .sum();
         layers + self.lm_head.bytes_read(p)
     }
@@ -310,10 +348,13 @@ impl Decoder {
         let mut layer_outputs = Vec::with_capacity(self.layers.len());
         let mut taps = Vec::new();
         for layer in &self.layers {
-            let rot = &self.rotary[layer.self_attn.rope];
-            h = layer.forward(h, eps, dv, Products::F32, |x| {
-                layer.self_attn.forward(x, rot, dv)
-            })?;
+            let rot = &self.rotary[layer.rope()];
+            let Some(at) = layer.attention() else {
+                // The explicit backward's independent check here is PyTorch's autograd
+                // (the Gated DeltaNet's reference), not a candle graph.
+                candle_core::bail!("the autograd twin has no Gated DeltaNet layer");
+            };
+            h = layer.forward(h, eps, dv, Products::F32, |x| at.forward(x, rot, dv))?;
             if tap_layers {
                 let tap = Var::zeros(h.shape(), h.dtype(), h.device())?;
                 h = (h + tap.as_tensor())?;

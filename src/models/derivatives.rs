@@ -1,14 +1,14 @@
 //! The points of a pass where a caller may take the derivative otherwise than by the chain
 //! of ordinary derivatives: RMSNorm, the MLP's gated activation, attention's inputs, the
-//! weighting of a chosen expert's output and the gated delta rule's products. The decoder's forward pass in autograd form and its
+//! weighting of a chosen expert's output and the gated delta update's products. The decoder's forward pass in autograd form and its
 //! explicit backward pass call them through [`Derivatives`], so both take the caller's;
 //! [`Ordinary`] takes every derivative as written.
 //! Each point's forward value is the model's whatever the caller does.
 
 use candle_core::{Result, Tensor};
 
-use super::delta_rule::Scales as DeltaScales;
 use super::gated::{self, Activation};
+use super::gated_delta::Scales as DeltaScales;
 use super::norm;
 
 /// How the derivatives are taken at the points listed in the module's documentation. Each
@@ -53,15 +53,21 @@ pub trait Derivatives: std::fmt::Debug + Sync {
         [1.0; 3]
     }
 
+    /// Scales on the cotangents of attention's merged heads `m` and its output gate `g`
+    /// through `m ⊙ σ(g)` (Qwen3.5; 0: none).
+    fn output_gate_scales(&self) -> [f64; 2] {
+        [1.0; 2]
+    }
+
     /// Scales on the cotangents of a chosen expert's output `y` and its routing weight `w`
     /// through their product `w · y` (sparse experts; 0: none).
     fn expert_scales(&self) -> [f64; 2] {
         [1.0; 2]
     }
 
-    /// Shares of the cotangents through the gated delta rule's products and its decay
+    /// Shares of the cotangents through the gated delta update's products and its decay
     /// (Gated DeltaNet).
-    fn delta_rule_scales(&self) -> DeltaScales {
+    fn delta_scales(&self) -> DeltaScales {
         DeltaScales::GRADIENT
     }
 }

@@ -102,6 +102,17 @@ pub fn hf_layer_types(
     ))
 }
 
+/// A positive count of `config.json` or GGUF metadata, named `field` in the error.
+pub fn count(v: Option<f64>, field: &str) -> Result<usize, String> {
+    match v {
+        Some(x) if x >= 1.0 && x.fract() == 0.0 => Ok(x as usize),
+        Some(x) => Err(format!(
+            "{field} is {x}; it must be a positive whole number"
+        )),
+        None => Err(format!("{field} is missing")),
+    }
+}
+
 /// A number field of `config.json`.
 pub fn hf_f64(raw: &Value, key: &str) -> Option<f64> {
     raw.get(key).and_then(Value::as_f64)

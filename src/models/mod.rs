@@ -12,10 +12,10 @@ pub mod activation_memory;
 pub mod attention;
 pub mod config;
 pub mod decoder;
-pub mod delta_rule;
 pub mod derivatives;
 pub mod family;
 pub mod gated;
+pub mod gated_delta;
 pub mod gemma3;
 pub mod linear;
 pub mod llama;
@@ -25,6 +25,7 @@ pub mod olmo2;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod qwen35;
 pub mod qwen3_moe;
 pub mod rope_scaling;
 pub mod smollm3;
@@ -36,6 +37,7 @@ pub static FAMILIES: &[&dyn family::Family] = &[
     &qwen2::Qwen2,
     &qwen3::Qwen3,
     &qwen3_moe::Qwen3Moe,
+    &qwen35::Qwen35,
     &gemma3::Gemma3,
     &olmo2::Olmo2,
     &smollm3::SmolLM3,

@@ -10,24 +10,13 @@
 
 use super::config::Experts;
 use super::decoder::Config;
-use super::family::{hf_bool, hf_f64, Family, GgufMeta};
+use super::family::{count, hf_bool, hf_f64, Family, GgufMeta};
 use super::qwen3::Qwen3;
 use serde_json::Value;
 
 /// The Qwen3-MoE family.
 #[derive(Debug, Clone, Copy)]
 pub struct Qwen3Moe;
-
-/// A positive count of `config.json` or GGUF metadata.
-fn count(v: Option<f64>, field: &str) -> Result<usize, String> {
-    match v {
-        Some(x) if x >= 1.0 && x.fract() == 0.0 => Ok(x as usize),
-        Some(x) => Err(format!(
-            "{field} is {x}; it must be a positive whole number"
-        )),
-        None => Err(format!("{field} is missing")),
-    }
-}
 
 impl Family for Qwen3Moe {
     fn name(&self) -> &'static str {

@@ -15,9 +15,10 @@
 //! elsewhere), so the same code runs on CUDA. candle's autograd through [`Decoder::forward`]
 //! is the twin the tests hold it against.
 
-use super::saved::{Progress, Saved, SavedLayer, Seed};
+use super::saved::{Progress, Saved, SavedAttention, SavedLayer, SavedMixer, Seed};
+use super::self_attention::sigmoid;
 use super::watch::{At, Point};
-use super::{Attention, Block, Decoder, DecoderLayer, Rotary, Watch};
+use super::{Attention, Block, Decoder, DecoderLayer, Mixer, Rotary, Watch};
 use crate::kernels::Products;
 use crate::models::attention::attention_vjp;
 use crate::models::{Derivatives, Ordinary};
@@ -181,7 +182,7 @@ impl Decoder {
             for (t, r) in trace.iter_mut().zip(r) {
                 t.push(r);
             }
-            let rot = &self.rotary[layer.self_attn.rope];
+            let rot = &self.rotary[layer.rope()];
             let at = watch.as_deref_mut().map(|watch| At {
                 watch,
                 layer: l,
@@ -213,36 +214,42 @@ impl DecoderLayer {
         rot: &Rotary,
         p: Products,
     ) -> Result<(Tensor, SavedLayer)> {
-        let (at, mlp) = (&self.self_attn, &self.mlp);
         let n = h.dim(0)?;
-        let (mut attention, mut ffn) = (None, None);
+        let (mut mixed, mut ffn) = (None, None);
         let (out, blocks) = self.walk(h.clone(), eps, &Ordinary, |block, x| match block {
-            Block::Attention => {
-                let (q_pre, k_pre, v) = at.project(x, p)?;
-                let (q, k) = at.position(&q_pre, &k_pre, rot, 0, &Ordinary)?;
-                let a = at.merge_heads(at.attend(&q, &k, &v, p)?, n, &Ordinary, p)?;
-                let keep = |t: Tensor| at.q_norm.is_some().then_some(t);
-                attention = Some((keep(q_pre), keep(k_pre), q, k, v));
-                Ok(a)
-            }
+            Block::Attention => match &self.mixer {
+                Mixer::Attention(at) => {
+                    let pr = at.project(x, p)?;
+                    let (q, k) = at.position(&pr.q, &pr.k, rot, 0, &Ordinary)?;
+                    let m = at.merged(at.attend(&q, &k, &pr.v, p)?, n, &Ordinary)?;
+                    let a = at.o_proj.forward(&at.gated(&m, pr.gate.as_ref())?, p)?;
+                    let keep = |t: Tensor| at.q_norm.is_some().then_some(t);
+                    mixed = Some(SavedMixer::Attention(SavedAttention {
+                        q_pre: keep(pr.q),
+                        k_pre: keep(pr.k),
+                        q,
+                        k,
+                        v: pr.v,
+                        gate: pr.gate.map(|g| (g, m)),
+                    }));
+                    Ok(a)
+                }
+                Mixer::DeltaNet(d) => {
+                    let (a, s) = d.forward_saved(x, p)?;
+                    mixed = Some(SavedMixer::DeltaNet(s));
+                    Ok(a)
+                }
+            },
             Block::Mlp => {
-                let (m, s) = mlp.forward_saved(x, p)?;
+                let (m, s) = self.mlp.forward_saved(x, p)?;
                 ffn = Some(s);
                 Ok(m)
             }
         })?;
-        let (Some((q_pre, k_pre, q, k, v)), Some(ffn)) = (attention, ffn) else {
+        let (Some(mixer), Some(ffn)) = (mixed, ffn) else {
             candle_core::bail!("a layer ran without its attention or its MLP");
         };
-        let saved = SavedLayer {
-            q_pre,
-            k_pre,
-            q,
-            k,
-            v,
-            ffn,
-            blocks,
-        };
+        let saved = SavedLayer { mixer, ffn, blocks };
         Ok((out, saved))
     }
 
@@ -269,12 +276,17 @@ impl DecoderLayer {
                 (Some(w), Some(raw)) => dv.rms_norm_vjp(raw, w, eps, &d)?,
                 _ => d.clone(),
             };
-            let dx = match r.block {
-                Block::Attention => {
-                    self.self_attn
-                        .backward(s, &dy, dv, (rot, p), watch.as_mut())?
+            let dx = match (r.block, &self.mixer, &s.mixer) {
+                (Block::Attention, Mixer::Attention(a), SavedMixer::Attention(s)) => {
+                    a.backward(s, &dy, dv, (rot, p), watch.as_mut())?
                 }
-                Block::Mlp => Some(self.mlp.backward(&s.ffn, &dy, dv, p, watch.as_mut())?),
+                (Block::Attention, Mixer::DeltaNet(d), SavedMixer::DeltaNet(s)) => {
+                    Some(d.backward(s, &dy, dv, p)?)
+                }
+                (Block::Attention, ..) => {
+                    candle_core::bail!("a layer's saved pass is of another kind than the layer")
+                }
+                (Block::Mlp, ..) => Some(self.mlp.backward(&s.ffn, &dy, dv, p, watch.as_mut())?),
             };
             if let Some(dx) = dx {
                 let back = match r.pre {
@@ -313,7 +325,7 @@ impl Attention {
     /// (normed) input; `None` when `dv` gives q, k and v no cotangent.
     fn backward(
         &self,
-        s: &SavedLayer,
+        s: &SavedAttention,
         da: &Tensor,
         dv: &dyn Derivatives,
         (rot, p): (&Rotary, Products),
@@ -322,6 +334,22 @@ impl Attention {
         let (b, n, _) = da.dims3()?;
         let (heads, hd) = (self.n_heads, self.head_dim);
         let d_in = self.o_proj.vjp(da, p)?;
+        // The output gate m ⊙ σ(gate): its shares of the cotangent to the heads and the gate.
+        let (d_in, d_gate) = match &s.gate {
+            Some((gate, m)) => {
+                let [to_heads, to_gate] = dv.output_gate_scales();
+                let sg = sigmoid(gate)?;
+                let d_m = (d_in.broadcast_mul(&sg)? * to_heads)?;
+                let d_g = (to_gate != 0.0)
+                    .then(|| {
+                        let slope = m.mul(&sg)?.mul(&sg.affine(-1.0, 1.0)?)?;
+                        d_in.broadcast_mul(&slope)? * to_gate
+                    })
+                    .transpose()?;
+                (d_m, d_g)
+            }
+            None => (d_in, None),
+        };
         // The heads' outputs, computed again from the saved q, k and v where needed.
         let clamps = self.steer.as_ref().is_some_and(|h| h.clamps());
         let raw = match clamps {
@@ -335,7 +363,8 @@ impl Attention {
                     None => self.attend(&s.q, &s.k, &s.v, p)?,
                 };
                 let o = self.steered(o, &Ordinary)?;
-                o.transpose(0, 1)?.reshape((n, heads * hd))
+                let o = o.transpose(0, 1)?.reshape((n, heads * hd))?;
+                self.gated(&o, s.gate.as_ref().map(|(g, _)| g))
             };
             w.hear(Point::AttentionHeads, outputs, &d_in)?;
         }
@@ -372,9 +401,25 @@ impl Attention {
             }
         };
         let mut dx = Sum::default();
-        if let Some(dq) = dq {
-            let dq = unrotate(self.heated(dq, 0)?, &s.q_pre, &self.q_norm)?;
-            dx.add(Some(self.q_proj.linear.vjp(&merge(&dq)?, p)?))?;
+        let dq = dq
+            .map(|dq| unrotate(self.heated(dq, 0)?, &s.q_pre, &self.q_norm))
+            .transpose()?
+            .map(|dq| merge(&dq))
+            .transpose()?;
+        match (dq, d_gate) {
+            (dq, Some(dg)) => {
+                // q_proj's rows: each head's queries, then its gate.
+                let dq = match dq {
+                    Some(dq) => dq,
+                    None => dg.zeros_like()?,
+                };
+                let split = |t: &Tensor| t.reshape((b, n, heads, 1, hd));
+                let both = Tensor::cat(&[split(&dq)?, split(&dg)?], 3)?;
+                let both = both.reshape((b, n, heads * 2 * hd))?;
+                dx.add(Some(self.q_proj.linear.vjp(&both, p)?))?;
+            }
+            (Some(dq), None) => dx.add(Some(self.q_proj.linear.vjp(&dq, p)?))?,
+            (None, None) => {}
         }
         if let Some(dk) = dk {
             let dk = unrotate(self.reduce_kv(&dk)?, &s.k_pre, &self.k_norm)?;

@@ -5,7 +5,8 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{Attention, Decoder, KvCache, Rotary};
+use super::self_attention::Projected;
+use super::{Attention, Decoder, KvCache, Mixer, Rotary};
 use crate::kernels::Products;
 use crate::models::Ordinary;
 
@@ -24,7 +25,7 @@ impl Attention {
         segments: &[Segment],
         p: Products,
     ) -> Result<Tensor> {
-        let (q, k, v) = self.project(x, p)?;
+        let Projected { q, k, v, gate } = self.project(x, p)?;
         let mut outs = Vec::with_capacity(segments.len());
         for &(start, n) in segments {
             let (qi, ki) = self.position(
@@ -41,7 +42,13 @@ impl Attention {
             };
             outs.push(self.attend(&qi.contiguous()?, &ki, &vi, p)?);
         }
-        self.merge_heads(Tensor::cat(&outs, 1)?, x.dim(0)?, &Ordinary, p)
+        self.merge_heads(
+            Tensor::cat(&outs, 1)?,
+            x.dim(0)?,
+            gate.as_ref(),
+            &Ordinary,
+            p,
+        )
     }
 }
 
@@ -77,8 +84,11 @@ impl Decoder {
         for t in tails {
             crosses |= self.crosses_long_rope(prefix, offset, t.dim(0)?);
         }
-        if crosses {
-            // The prefix was rotated with the other LongRoPE factors: whole sequences.
+        // A recurrent layer's state is the prefix's only where the cache holds exactly it.
+        let recurrent = self.is_recurrent() && offset > 0 && (prefix.stale || prefix.len != offset);
+        if crosses || recurrent {
+            // The prefix was rotated with the other LongRoPE factors, or a recurrent state
+            // cannot be cut back to it: whole sequences.
             let seen = prefix.seen(offset)?;
             let whole = tails
                 .iter()
@@ -89,17 +99,33 @@ impl Decoder {
         let eps = self.cfg.rms_norm_eps;
         let mut h = Tensor::cat(tails, 0)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let kv = match prefix.layers.get(i).map(|l| l.view(offset)).transpose()? {
-                Some(Some((k, v))) => Some((k.contiguous()?, v.contiguous()?)),
-                _ if offset > 0 => candle_core::bail!("the prefix has no keys for layer {i}"),
-                _ => None,
+            let held = prefix.layers.get(i).filter(|_| offset > 0);
+            let rot = &self.rotary[layer.rope()];
+            h = match &layer.mixer {
+                Mixer::Attention(a) => {
+                    let kv = match held.map(|l| l.view(offset)).transpose()? {
+                        Some(Some((k, v))) => Some((k.contiguous()?, v.contiguous()?)),
+                        _ if offset > 0 => {
+                            candle_core::bail!("the prefix has no keys for layer {i}")
+                        }
+                        _ => None,
+                    };
+                    layer.forward(h, eps, &Ordinary, p, |x| {
+                        a.forward_segments(x, rot, kv.as_ref(), offset, &segments, p)
+                    })?
+                }
+                // Each input from the prefix's state.
+                Mixer::DeltaNet(d) => layer.forward(h, eps, &Ordinary, p, |x| {
+                    let outs = segments
+                        .iter()
+                        .map(|&(start, n)| {
+                            let mut state = held.map(|l| l.delta.clone()).unwrap_or_default();
+                            d.forward_cached(&x.narrow(0, start, n)?, &mut state, p)
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    Tensor::cat(&outs, 0)
+                })?,
             };
-            let rot = &self.rotary[layer.self_attn.rope];
-            h = layer.forward(h, eps, &Ordinary, p, |x| {
-                layer
-                    .self_attn
-                    .forward_segments(x, rot, kv.as_ref(), offset, &segments, p)
-            })?;
         }
         let lasts = segments
             .iter()

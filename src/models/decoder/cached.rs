@@ -3,7 +3,9 @@
 
 use candle_core::{Result, Tensor};
 
-use super::{Attention, Decoder, Rotary};
+use super::gated_deltanet::DeltaNetCache;
+use super::self_attention::Projected;
+use super::{Attention, Decoder, Mixer, Rotary};
 use crate::kernels::Products;
 use crate::models::Ordinary;
 
@@ -19,10 +21,10 @@ impl Attention {
         p: Products,
     ) -> Result<Tensor> {
         let n = x.dim(0)?;
-        let (q, k, v) = self.qkv(x, rot, offset, &Ordinary, p)?;
+        let Projected { q, k, v, gate } = self.qkv(x, rot, offset, &Ordinary, p)?;
         let (k, v) = cache.append(&k, &v, offset)?;
         let o = self.attend(&q, &k, &v, p)?;
-        self.merge_heads(o, n, &Ordinary, p)
+        self.merge_heads(o, n, gate.as_ref(), &Ordinary, p)
     }
 }
 
@@ -70,11 +72,13 @@ impl Growing {
     }
 }
 
-/// One layer's keys and values `(kv_heads, positions, head_dim)`.
+/// One layer's keys and values `(kv_heads, positions, head_dim)`, or a Gated DeltaNet
+/// layer's state.
 #[derive(Debug, Default)]
 pub(super) struct LayerCache {
     k: Growing,
     v: Growing,
+    pub(super) delta: DeltaNetCache,
 }
 
 impl LayerCache {
@@ -102,6 +106,11 @@ pub struct KvCache {
     /// made with the other set is recomputed from its inputs.
     pub(super) inputs: Growing,
     pub(super) long: bool,
+    /// A model with recurrent layers (Gated DeltaNet): their state cannot be cut back to a
+    /// prefix, so the cache keeps its inputs, and a prefix of fewer positions than it holds
+    /// runs them again (`stale`).
+    pub(super) recurrent: bool,
+    pub(super) stale: bool,
 }
 
 impl KvCache {
@@ -119,30 +128,37 @@ impl KvCache {
     /// leaves the other alone (inputs that share a prefix run it once).
     pub fn prefix(&self, len: usize) -> Result<KvCache> {
         let len = len.min(self.len);
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| {
-                Ok(LayerCache {
-                    k: l.k.prefix(1, len)?,
-                    v: l.v.prefix(1, len)?,
+        let stale = self.stale || (self.recurrent && len < self.len);
+        let layers = match stale {
+            true => Vec::new(),
+            false => self
+                .layers
+                .iter()
+                .map(|l| {
+                    Ok(LayerCache {
+                        k: l.k.prefix(1, len)?,
+                        v: l.v.prefix(1, len)?,
+                        delta: l.delta.clone(),
+                    })
                 })
-            })
-            .collect::<Result<_>>()?;
+                .collect::<Result<_>>()?,
+        };
         Ok(KvCache {
             layers,
             len,
             inputs: self.inputs.prefix(0, len)?,
             long: self.long,
+            recurrent: self.recurrent,
+            stale,
         })
     }
 
-    /// LongRoPE models: the inputs of the first `len` positions, to run again with the
-    /// other set of factors.
+    /// LongRoPE and recurrent models: the inputs of the first `len` positions, to run again
+    /// (with the other set of factors; from the start, for a stale prefix).
     pub(super) fn seen(&self, len: usize) -> Result<Tensor> {
         match self.inputs.view(0, len)? {
             Some(t) => Ok(t),
-            None => candle_core::bail!("a LongRoPE cache without its inputs"),
+            None => candle_core::bail!("a cache without its inputs"),
         }
     }
 }
@@ -152,6 +168,13 @@ impl Decoder {
     /// positions in `cache` and returns the next-token logits `(vocab,)` in f32.
     pub fn forward_cached(&self, ids: &[u32], cache: &mut KvCache, p: Products) -> Result<Tensor> {
         self.forward_embeds_cached(&self.embed(ids)?, cache, p)
+    }
+
+    /// Whether some layers carry a recurrent state (Gated DeltaNet).
+    pub(super) fn is_recurrent(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| matches!(l.mixer, Mixer::DeltaNet(_)))
     }
 
     /// LongRoPE's switch: a sequence longer than this takes the long factors.
@@ -192,13 +215,17 @@ impl Decoder {
         let offset = cache.len;
         let n = embeds.dim(0)?;
         self.check_positions(offset, n)?;
-        if self.crosses_long_rope(cache, offset, n) {
+        if self.crosses_long_rope(cache, offset, n) || (cache.stale && offset > 0) {
             let whole = Tensor::cat(&[&cache.seen(offset)?, embeds], 0)?;
             *cache = KvCache::default();
             return self.forward_embeds_cached(&whole, cache, p);
         }
+        cache.stale = false;
+        cache.recurrent = self.is_recurrent();
         if let Some(switch) = self.long_rope_after() {
             cache.long = offset + n > switch;
+        }
+        if self.long_rope_after().is_some() || cache.recurrent {
             cache.inputs.append(embeds, 0, offset)?;
         }
         cache
@@ -207,9 +234,10 @@ impl Decoder {
         let eps = self.cfg.rms_norm_eps;
         let mut h = embeds.clone();
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            let rot = &self.rotary[layer.self_attn.rope];
-            h = layer.forward(h, eps, &Ordinary, p, |x| {
-                layer.self_attn.forward_cached(x, rot, kv, offset, p)
+            let rot = &self.rotary[layer.rope()];
+            h = layer.forward(h, eps, &Ordinary, p, |x| match &layer.mixer {
+                Mixer::Attention(a) => a.forward_cached(x, rot, kv, offset, p),
+                Mixer::DeltaNet(d) => d.forward_cached(x, &mut kv.delta, p),
             })?;
         }
         cache.len = offset + n;

@@ -5,19 +5,20 @@
 //! q, k, v = split(silu(causal_conv(in_proj_qkv x)))      depthwise, `kernel` taps
 //! q, k    = l2norm(q), l2norm(k)   per key head, repeated to the value heads; q · dk^-½
 //! β       = σ(in_proj_b x);  g = −exp(A_log) · softplus(in_proj_a x + dt_bias)
-//! o       = delta_rule(q, k, v, g, β)                    `models::delta_rule`
+//! o       = gated_delta(q, k, v, g, β)                   `models::gated_delta`
 //! y       = out_proj(rmsnorm(o) · w ⊙ silu(in_proj_z x))  per value head
 //! ```
 //!
-//! The saving forward, the explicit backward (each rule point through [`Derivatives`]: the
-//! convolution's SiLU, the l2 and RMS norms, the delta rule's products, the output gate as the
-//! MLP's gate) and the cached step of generation (the convolution's last inputs and the
+//! The saving forward, the explicit backward (each point where a caller may take the
+//! derivative otherwise through [`Derivatives`]: the convolution's SiLU, the l2 and RMS norms,
+//! the delta update's products, the output gate as the MLP's gate) and the cached step of generation (the convolution's last inputs and the
 //! states carried between tokens).
 
+use super::self_attention::sigmoid;
 use super::WeightSource;
 use crate::kernels::Products;
 use crate::models::config::DeltaNet;
-use crate::models::delta_rule::{self, Dims, Inputs};
+use crate::models::gated_delta::{self, Dims, Inputs};
 use crate::models::linear::Linear;
 use crate::models::{rms_norm, Activation, Derivatives};
 use candle_core::{DType, Result, Tensor};
@@ -25,8 +26,9 @@ use candle_core::{DType, Result, Tensor};
 /// transformers' ε of the l2 norms of q and k.
 const L2_EPS: f64 = 1e-6;
 
+/// One Gated DeltaNet layer (the module's documentation).
 #[derive(Debug, Clone)]
-pub(super) struct GatedDeltaNet {
+pub struct GatedDeltaNet {
     in_qkv: Linear,
     in_z: Linear,
     in_b: Linear,
@@ -48,13 +50,13 @@ pub(super) struct GatedDeltaNet {
 
 /// What the backward pass reads of a saved forward.
 #[derive(Debug)]
-pub(super) struct SavedDeltaNet {
+pub struct SavedDeltaNet {
     /// The convolution's output before its SiLU, `(seq, channels)`.
     pre: Tensor,
     /// q and k per key head before their l2 norms, `(seq, key_heads, key_dim)`.
     q_raw: Tensor,
     k_raw: Tensor,
-    /// The delta rule's inputs, `(value_heads, seq, ·)`.
+    /// The delta update's inputs, `(value_heads, seq, ·)`.
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
@@ -62,7 +64,7 @@ pub(super) struct SavedDeltaNet {
     beta: Vec<f32>,
     /// `in_proj_a x + dt_bias`, `(seq, value_heads)`.
     a: Tensor,
-    /// The delta rule's output, its norm and the gate's input, `(seq, value_heads,
+    /// The delta update's output, its norm and the gate's input, `(seq, value_heads,
     /// value_dim)`.
     core: Tensor,
     normed: Tensor,
@@ -70,16 +72,16 @@ pub(super) struct SavedDeltaNet {
 }
 
 /// A layer's state between generation steps: the convolution's last `kernel − 1` inputs and
-/// the delta rule's states.
+/// the delta update's states.
 #[derive(Debug, Clone, Default)]
-pub(super) struct DeltaNetCache {
+pub struct DeltaNetCache {
     tail: Option<Tensor>,
     states: Option<Vec<f32>>,
 }
 
 impl GatedDeltaNet {
     /// The layer under prefix `p` (`model.layers.0.linear_attn`).
-    pub(super) fn load(
+    pub fn load(
         w: &mut dyn WeightSource,
         p: &str,
         shape: DeltaNet,
@@ -120,6 +122,25 @@ impl GatedDeltaNet {
             shape,
             eps,
         })
+    }
+
+    /// Whether its matrices keep quantized blocks.
+    pub(super) fn has_blocks(&self) -> bool {
+        self.out_proj.has_blocks()
+    }
+
+    /// Bytes a decoding step reads of its five matrices.
+    pub(super) fn bytes_read(&self, p: Products) -> u64 {
+        [
+            &self.in_qkv,
+            &self.in_z,
+            &self.in_b,
+            &self.in_a,
+            &self.out_proj,
+        ]
+        .iter()
+        .map(|w| w.bytes_read(p))
+        .sum()
     }
 
     fn dims(&self, len: usize) -> Dims {
@@ -189,7 +210,7 @@ impl GatedDeltaNet {
         let qv = per_value(&q_raw, (s.key_dim as f64).powf(-0.5))?;
         let kv = per_value(&k_raw, 1.0)?;
         let vv = v.transpose(0, 1)?.flatten_all()?.to_vec1()?;
-        let beta = candle_nn_sigmoid(&b.to_dtype(DType::F32)?)?;
+        let beta = sigmoid(&b.to_dtype(DType::F32)?)?;
         let a = a.to_dtype(DType::F32)?.broadcast_add(&self.dt_bias)?;
         let g = softplus(&a)?.broadcast_mul(&self.rate)?.neg()?;
         let to_heads = |t: &Tensor| -> Result<Vec<f32>> { t.t()?.flatten_all()?.to_vec1() };
@@ -202,7 +223,7 @@ impl GatedDeltaNet {
             g: &gv,
             beta: &bv,
         };
-        let (core, states) = delta_rule::forward(&inputs, cache.states.as_deref())
+        let (core, states) = gated_delta::forward(&inputs, cache.states.as_deref())
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let core = Tensor::from_vec(core, (s.value_heads, len, s.value_dim), x.device())?
             .transpose(0, 1)?
@@ -236,14 +257,14 @@ impl GatedDeltaNet {
     }
 
     /// The output on `x` `(seq, hidden)`, with what the backward reads.
-    pub(super) fn forward_saved(&self, x: &Tensor, p: Products) -> Result<(Tensor, SavedDeltaNet)> {
+    pub fn forward_saved(&self, x: &Tensor, p: Products) -> Result<(Tensor, SavedDeltaNet)> {
         let (out, saved, _) = self.run(x, p, &DeltaNetCache::default())?;
         Ok((out, saved))
     }
 
     /// The output on `x` `(new positions, hidden)` after the positions `cache` holds; the
     /// cache moves past them.
-    pub(super) fn forward_cached(
+    pub fn forward_cached(
         &self,
         x: &Tensor,
         cache: &mut DeltaNetCache,
@@ -254,8 +275,8 @@ impl GatedDeltaNet {
         Ok(out)
     }
 
-    /// Cotangents `dy: (b, seq, hidden)` of the output carried to the input, by `dv`'s rules.
-    pub(super) fn backward(
+    /// Cotangents `dy: (b, seq, hidden)` of the output carried to the input, with `dv`'s derivatives.
+    pub fn backward(
         &self,
         s: &SavedDeltaNet,
         dy: &Tensor,
@@ -280,7 +301,7 @@ impl GatedDeltaNet {
             g: &s.g,
             beta: &s.beta,
         };
-        let gr = delta_rule::backward(&inputs, &d_out, &dv.delta_rule_scales())
+        let gr = gated_delta::backward(&inputs, &d_out, &dv.delta_scales())
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let dev = dy.device();
         // Back from the value heads to the key heads, through the l2 norms.
@@ -313,11 +334,11 @@ impl GatedDeltaNet {
         let dbeta = Tensor::from_vec(gr.beta, (b, hv, len), dev)?.transpose(1, 2)?;
         let db = dbeta.broadcast_mul(&(&beta * beta.affine(-1.0, 1.0)?)?)?;
         let dg = Tensor::from_vec(gr.g, (b, hv, len), dev)?.transpose(1, 2)?;
-        let slope = candle_nn_sigmoid(&s.a)?.broadcast_mul(&self.rate)?.neg()?;
+        let slope = sigmoid(&s.a)?.broadcast_mul(&self.rate)?.neg()?;
         let da = dg.broadcast_mul(&slope)?;
         let mut dx = self.in_qkv.vjp(&dqkv.to_dtype(dtype)?, p)?;
         dx = (dx + self.in_b.vjp(&db.to_dtype(dtype)?, p)?)?;
-        if dv.delta_rule_scales().decay != 0.0 {
+        if dv.delta_scales().decay != 0.0 {
             dx = (dx + self.in_a.vjp(&da.to_dtype(dtype)?, p)?)?;
         }
         if let Some(dz) = dz {
@@ -328,15 +349,7 @@ impl GatedDeltaNet {
     }
 }
 
-/// σ(x), elementwise.
-fn candle_nn_sigmoid(x: &Tensor) -> Result<Tensor> {
-    (x.neg()?.exp()? + 1.0)?.recip()
-}
-
 /// `ln(1 + eˣ)`, stable for large |x|: `max(x, 0) + ln(1 + e^-|x|)`.
 fn softplus(x: &Tensor) -> Result<Tensor> {
     x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()
 }
-
-#[cfg(test)]
-mod tests;

@@ -3,6 +3,7 @@
 //! the final-normed hidden state) that start a backward pass.
 
 use super::ffn::SavedFfn;
+use super::gated_deltanet::SavedDeltaNet;
 use super::{BlockIo, Decoder};
 use crate::kernels::Products;
 use crate::models::rms_norm;
@@ -55,14 +56,25 @@ impl Saved {
     /// Layer `layer`'s q (rotated, per head) and k (rotated, per key/value head), `(heads,
     /// seq, head_dim)`.
     pub(super) fn attention_inputs(&self, layer: usize) -> Result<(&Tensor, &Tensor)> {
-        let s = self.layer(layer)?;
-        Ok((&s.q, &s.k))
+        match &self.layer(layer)?.mixer {
+            SavedMixer::Attention(s) => Ok((&s.q, &s.k)),
+            SavedMixer::DeltaNet(_) => {
+                candle_core::bail!("layer {layer} is a Gated DeltaNet layer: it has no attention")
+            }
+        }
     }
 }
 
-/// What one layer's backward pass reads.
+/// What a layer's attention or Gated DeltaNet kept.
 #[derive(Debug)]
-pub(super) struct SavedLayer {
+pub(super) enum SavedMixer {
+    Attention(SavedAttention),
+    DeltaNet(SavedDeltaNet),
+}
+
+/// What attention's backward reads.
+#[derive(Debug)]
+pub(super) struct SavedAttention {
     /// q and k before their norms (models with q/k norms), `(heads or kv_heads, seq,
     /// head_dim)`.
     pub(super) q_pre: Option<Tensor>,
@@ -71,6 +83,16 @@ pub(super) struct SavedLayer {
     pub(super) q: Tensor,
     pub(super) k: Tensor,
     pub(super) v: Tensor,
+    /// The output gate before its σ, and the merged heads it multiplies, `(seq, heads ·
+    /// head_dim)` (Qwen3.5).
+    pub(super) gate: Option<(Tensor, Tensor)>,
+}
+
+/// What one layer's backward pass reads.
+#[derive(Debug)]
+pub(super) struct SavedLayer {
+    /// Its attention's or Gated DeltaNet's.
+    pub(super) mixer: SavedMixer,
     /// What the feed-forward block's backward reads.
     pub(super) ffn: SavedFfn,
     /// Each residual block's input, and its output where a post-norm follows, as
@@ -101,7 +123,7 @@ impl Decoder {
         residuals.push(embeds.detach());
         let mut layers = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
-            let rot = &self.rotary[layer.self_attn.rope];
+            let rot = &self.rotary[layer.rope()];
             let (out, saved) = layer.forward_saved(&residuals[i], eps, rot, p)?;
             residuals.push(out);
             layers.push(saved);

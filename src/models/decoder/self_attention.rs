@@ -62,6 +62,9 @@ pub(super) struct Attention {
     pub(super) temperature: Option<QueryTemperature>,
     /// Edited heads (steering), if any.
     pub(super) steer: Option<HeadEdits>,
+    /// `q_proj` gives each head's queries then its output gate (Qwen3.5): the merged heads
+    /// are multiplied by σ(gate).
+    pub(super) output_gate: bool,
 }
 
 impl Attention {
@@ -100,6 +103,7 @@ impl Attention {
             rope: rotary::table_of(cfg, layer),
             temperature: a.query_temperature,
             steer: None,
+            output_gate: a.attention_output_gate,
         })
     }
 
@@ -123,17 +127,32 @@ impl Attention {
             .reshape((kvh * rep, n, hd))
     }
 
-    /// q, k, v for `x`, projected and split into heads (before the q/k norms).
-    pub(super) fn project(&self, x: &Tensor, p: Products) -> Result<(Tensor, Tensor, Tensor)> {
+    /// q, k, v for `x`, projected and split into heads (before the q/k norms), and the
+    /// output gate `(seq, heads · head_dim)` before its σ where the model has one.
+    pub(super) fn project(&self, x: &Tensor, p: Products) -> Result<Projected> {
         let projs = [&self.q_proj, &self.k_proj, &self.v_proj];
         let linears = projs.map(|pr| &pr.linear);
         let [q, k, v] = <[Tensor; 3]>::try_from(Linear::forward_many(&linears, x, p)?)
             .map_err(|_| candle_core::Error::Msg("three projections expected".into()))?;
-        Ok((
-            self.split_heads(&self.q_proj.add_bias(q)?, self.n_heads)?,
-            self.split_heads(&self.k_proj.add_bias(k)?, self.n_kv_heads)?,
-            self.split_heads(&self.v_proj.add_bias(v)?, self.n_kv_heads)?,
-        ))
+        let q = self.q_proj.add_bias(q)?;
+        let (q, gate) = match self.output_gate {
+            true => {
+                let n = q.dim(0)?;
+                let both = q.reshape((n, self.n_heads, 2, self.head_dim))?;
+                let half = |i: usize| -> Result<Tensor> {
+                    both.narrow(2, i, 1)?
+                        .reshape((n, self.n_heads * self.head_dim))
+                };
+                (half(0)?, Some(half(1)?))
+            }
+            false => (q, None),
+        };
+        Ok(Projected {
+            q: self.split_heads(&q, self.n_heads)?,
+            k: self.split_heads(&self.k_proj.add_bias(k)?, self.n_kv_heads)?,
+            v: self.split_heads(&self.v_proj.add_bias(v)?, self.n_kv_heads)?,
+            gate,
+        })
     }
 
     /// Projected q and k normed (when the model has q/k norms) and rotated for positions
@@ -205,7 +224,8 @@ impl Attention {
         t.reshape(shape)?.transpose(r - 3, r - 2)?.contiguous()
     }
 
-    /// q, k, v for `x` at positions `offset..`: projected, split, normed, rotated.
+    /// q, k, v for `x` at positions `offset..`: projected, split, normed, rotated; and the
+    /// output gate.
     pub(super) fn qkv(
         &self,
         x: &Tensor,
@@ -213,10 +233,10 @@ impl Attention {
         offset: usize,
         dv: &dyn Derivatives,
         p: Products,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        let (q, k, v) = self.project(x, p)?;
-        let (q, k) = self.position(&q, &k, rot, offset, dv)?;
-        Ok((q, k, v))
+    ) -> Result<Projected> {
+        let pr = self.project(x, p)?;
+        let (q, k) = self.position(&pr.q, &pr.k, rot, offset, dv)?;
+        Ok(Projected { q, k, ..pr })
     }
 
     /// Graph-free attention of the last `q.dim(1)` positions over all of `k, v: (kv_heads,
@@ -241,18 +261,34 @@ impl Attention {
         }
     }
 
+    /// The heads' outputs `o` `(heads, seq, head_dim)` (steered) side by side, `(seq, heads ·
+    /// head_dim)`, before the output gate.
+    pub(super) fn merged(&self, o: Tensor, n: usize, dv: &dyn Derivatives) -> Result<Tensor> {
+        self.steered(o, dv)?
+            .transpose(0, 1)?
+            .reshape((n, self.n_heads * self.head_dim))
+    }
+
+    /// The merged heads `m` times σ(gate), where the model gates them.
+    pub(super) fn gated(&self, m: &Tensor, gate: Option<&Tensor>) -> Result<Tensor> {
+        match gate {
+            Some(g) => m.mul(&sigmoid(g)?),
+            None => Ok(m.clone()),
+        }
+    }
+
+    /// The block's output from the heads' outputs `o` `(heads, seq, head_dim)` and the
+    /// output gate.
     pub(super) fn merge_heads(
         &self,
         o: Tensor,
         n: usize,
+        gate: Option<&Tensor>,
         dv: &dyn Derivatives,
         p: Products,
     ) -> Result<Tensor> {
-        let o = self.steered(o, dv)?;
-        let o = o
-            .transpose(0, 1)?
-            .reshape((n, self.n_heads * self.head_dim))?;
-        self.o_proj.forward(&o, p)
+        let m = self.merged(o, n, dv)?;
+        self.o_proj.forward(&self.gated(&m, gate)?, p)
     }
 
     /// The heads' outputs `o` `(heads, seq, head_dim)` with the edited heads' edits.
@@ -266,10 +302,27 @@ impl Attention {
     /// The autograd twin's attention (f32).
     pub(super) fn forward(&self, x: &Tensor, rot: &Rotary, dv: &dyn Derivatives) -> Result<Tensor> {
         let n = x.dim(0)?;
-        let (q, k, v) = self.qkv(x, rot, 0, dv, Products::F32)?;
+        let Projected { q, k, v, gate } = self.qkv(x, rot, 0, dv, Products::F32)?;
+        if gate.is_some() {
+            candle_core::bail!("the autograd twin has no attention output gate");
+        }
         let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
         let scales = dv.attention_scales();
         let o = causal_attention(&q, &k, &v, self.scale, scales, self.window)?; // (heads, seq, head_dim)
-        self.merge_heads(o, n, dv, Products::F32)
+        self.merge_heads(o, n, None, dv, Products::F32)
     }
+}
+
+/// One pass's projections: q `(heads, seq, head_dim)`, k and v `(kv_heads, seq, head_dim)`,
+/// and the output gate `(seq, heads · head_dim)` before its σ (Qwen3.5).
+pub(super) struct Projected {
+    pub(super) q: Tensor,
+    pub(super) k: Tensor,
+    pub(super) v: Tensor,
+    pub(super) gate: Option<Tensor>,
+}
+
+/// σ(x), elementwise.
+pub(super) fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    (x.neg()?.exp()? + 1.0)?.recip()
 }

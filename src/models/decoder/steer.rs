@@ -6,7 +6,7 @@
 //! rescaling to its norm (an RMSNorm of the head's output with a constant weight, so the
 //! caller's derivatives of a norm apply).
 
-use super::Decoder;
+use super::{Decoder, Mixer};
 use crate::models::Derivatives;
 use crate::types::{check_edits, Edit, Setting, Unit};
 use candle_core::{Result, Tensor};
@@ -158,7 +158,15 @@ impl Decoder {
                 }
             }
             layer.mlp.steer(any_n.then_some(n));
-            layer.self_attn.steer = any_h.then_some(h);
+            match &mut layer.mixer {
+                Mixer::Attention(a) => a.steer = any_h.then_some(h),
+                Mixer::DeltaNet(_) if any_h => {
+                    return Err(crate::Error::InvalidSetting(format!(
+                        "layer {l} is a Gated DeltaNet layer: it has no attention heads to steer"
+                    )));
+                }
+                Mixer::DeltaNet(_) => {}
+            }
         }
         Ok(out)
     }

@@ -56,11 +56,11 @@ impl Decoder {
         let eps = self.cfg.rms_norm_eps;
         let mut h = self.embed(ids)?;
         for l in &self.layers[..layer] {
-            let rot = &self.rotary[l.self_attn.rope];
+            let rot = &self.rotary[l.rope()];
             h = l.forward_saved(&h, eps, rot, p)?.0;
         }
         let l = &self.layers[layer];
-        let (_, saved) = l.forward_saved(&h, eps, &self.rotary[l.self_attn.rope], p)?;
+        let (_, saved) = l.forward_saved(&h, eps, &self.rotary[l.rope()], p)?;
         l.mlp.hidden(&saved.ffn)
     }
 
@@ -73,7 +73,11 @@ impl Decoder {
         h: usize,
     ) -> Result<Vec<Vec<f32>>> {
         self.check_unit(layer, h, self.cfg.num_attention_heads, "head")?;
-        let at = &self.layers[layer].self_attn;
+        let Some(at) = self.layers[layer].attention() else {
+            candle_core::bail!(
+                "layer {layer} is a Gated DeltaNet layer: it has no attention heads"
+            );
+        };
         let (q, k) = saved.attention_inputs(layer)?;
         let kv = h / (at.n_heads / at.n_kv_heads);
         let q = q.narrow(0, h, 1)?.to_dtype(DType::F32)?.contiguous()?;

@@ -4,18 +4,21 @@
 //! CP-LRP (the rules in PyTorch: `scripts/lxt_qwen3_5.py`), and generation's steps. Tolerance:
 //! max |ours − ref| / max |ref| ≤ 1e-4 (f32).
 
-use super::*;
-use crate::methods::attnlrp::{ATTNLRP, CP_LRP};
-use crate::models::Ordinary;
-use candle_core::Device;
+use crate::util::rel_err;
+use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
+use tokenlens::kernels::Products;
+use tokenlens::methods::attnlrp::{ATTNLRP, CP_LRP};
+use tokenlens::models::config::DeltaNet;
+use tokenlens::models::decoder::{DeltaNetCache, GatedDeltaNet, WeightSource};
+use tokenlens::models::{Derivatives, Ordinary};
 
 const TOL: f32 = 1e-4;
 
 struct Map(HashMap<String, Tensor>);
 
 impl WeightSource for Map {
-    fn get(&mut self, name: &str) -> crate::Result<Tensor> {
+    fn get(&mut self, name: &str) -> tokenlens::Result<Tensor> {
         self.0
             .get(name)
             .cloned()
@@ -66,12 +69,6 @@ fn fixture() -> (GatedDeltaNet, Reference) {
     };
     let layer = GatedDeltaNet::load(&mut Map(weights), "linear_attn", shape, r.eps).unwrap();
     (layer, r)
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The gated delta rule (Gated DeltaNet, Qwen3.5's linear-attention layers): per value head a
+//! The gated delta update (Gated DeltaNet, Qwen3.5's linear-attention layers): per value head a
 //! state `S` of `(dk, dv)` that each token decays, corrects towards its value and reads:
 //!
 //! ```text
@@ -9,11 +9,11 @@
 //! o_t = S_tᵀ q_t                   read
 //! ```
 //!
-//! as transformers' `torch_recurrent_gated_delta_rule` (q and k already l2-normed, q scaled by
+//! as transformers' recurrent form of the layer (q and k already l2-normed, q scaled by
 //! `dk^-½`, both per value head; f32). The backward pass carries cotangents of the outputs back
 //! to q, k, v, g and β, batched over seeds, with each product's two shares given by [`Scales`]:
-//! the ordinary gradient takes both whole; attribution rules split or cut them (see
-//! `methods::attnlrp`). States are kept every [`CHECKPOINT`] tokens and recomputed in between,
+//! the ordinary gradient takes both whole; a caller's [`crate::models::Derivatives`] may
+//! split or cut them. States are kept every [`CHECKPOINT`] tokens and recomputed in between,
 //! so the backward holds `T / 64` states per head rather than `T`.
 
 use thiserror::Error;
@@ -23,7 +23,7 @@ pub const CHECKPOINT: usize = 64;
 
 /// Shapes that do not fit together.
 #[derive(Debug, Error)]
-#[error("delta rule: {0}")]
+#[error("gated delta update: {0}")]
 pub struct ShapeError(String);
 
 /// Heads, tokens and widths of one pass.
