@@ -285,3 +285,60 @@ fn blocks_conserve_relevance() {
             .is_some_and(|l| l.iter().all(|l| l.block.is_none())));
     }
 }
+
+/// Qwen3.5's blocks (the tiny Qwen3.5: three Gated DeltaNet layers, then a gated attention
+/// layer). Per layer the trace's change is what the blocks write less what they hand back
+/// (≤ 1e-3, any method); a DeltaNet layer has no heads (an empty row), the attention layer
+/// its four. The gated attention's heads are read before the output gate: under input ×
+/// gradient and CP-LRP (the gate a constant) they sum to the block's output; under AttnLRP
+/// the uniform rule on `m ⊙ σ(g)` gives them half. The MLPs hand back what they receive under
+/// both rules; CP-LRP's DeltaNet blocks too (q, k, β, the decay and the gates constant: the
+/// state carries the values linearly); AttnLRP's hand back what its uniform rules leave
+/// (printed).
+#[test]
+fn qwen35_blocks_conserve_relevance() {
+    let e = engine_for("tests/fixtures/tiny-qwen3_5");
+    let cfg = e.decoder().config();
+    let mut req = tokenlens::ExplainRequest::new("Each state decays, is corrected toward");
+    req.methods = vec![Method::InputXGradient, Method::Attnlrp, Method::CpLrp];
+    (req.neurons, req.heads) = (1, true);
+    let ex = e.explain(&req).unwrap();
+    for (m, r) in &ex.methods {
+        let (neurons, heads) = (r.neurons.as_ref(), r.heads.as_ref());
+        let (neurons, heads) = (neurons.expect("neurons"), heads.expect("heads"));
+        let sums: Vec<f32> = r.trace.iter().map(|t| t.iter().sum()).collect();
+        let scale = tokenlens::text::max_abs(&sums);
+        let mut before: f32 = r.scores.iter().sum();
+        for (l, (n, h)) in neurons.iter().zip(heads).enumerate() {
+            let at = format!("{m} layer {l}");
+            let (mlp, mixer) = (n.block.expect("MLP block"), h.block.expect("mixer block"));
+            let blocks = (mixer.output - mixer.input) + (mlp.output - mlp.input);
+            let off = ((sums[l] - before) - blocks).abs() / scale;
+            assert!(off <= TOL, "{at}: the trace's change {off:e}");
+            before = sums[l];
+            let ratio = |b: tokenlens::BlockRelevance| b.input / b.output;
+            if cfg.is_linear(l) {
+                assert!(h.heads.is_empty() && h.per_token.is_empty(), "{at}: heads");
+            } else {
+                assert_eq!(h.heads.len(), cfg.num_attention_heads, "{at}: heads");
+                let share = if *m == Method::Attnlrp { 0.5 } else { 1.0 };
+                let off = (h.total - share * mixer.output).abs() / scale;
+                assert!(
+                    off <= TOL,
+                    "{at}: heads hold {share} of attention's output ({off:e})"
+                );
+            }
+            if *m != Method::InputXGradient {
+                assert!((ratio(mlp) - 1.0).abs() <= TOL, "{at}: MLP {}", ratio(mlp));
+            }
+            if *m == Method::CpLrp && cfg.is_linear(l) {
+                assert!(
+                    (ratio(mixer) - 1.0).abs() <= TOL,
+                    "{at}: DeltaNet {}",
+                    ratio(mixer)
+                );
+            }
+            eprintln!("{at}: the mixer hands back {} of its output", ratio(mixer));
+        }
+    }
+}

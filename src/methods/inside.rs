@@ -78,7 +78,8 @@ pub(crate) struct Ranking {
 pub(crate) struct Components {
     k: usize,
     layers: usize,
-    heads: usize,
+    /// Each layer's heads kept (0: none asked, or a layer without attention).
+    heads: Vec<usize>,
     kept: Vec<(Reduction, Vec<Layers>)>,
 }
 
@@ -91,9 +92,10 @@ fn slot(block: Block) -> usize {
 }
 
 impl Components {
-    /// Keeps the top `k` neurons of each of `layers` layers (and its `heads` heads), for each
-    /// of `reductions`.
-    pub(crate) fn new(k: usize, layers: usize, heads: usize, reductions: &[Reduction]) -> Self {
+    /// Keeps the top `k` neurons of each layer (and its `heads[layer]` heads), for each of
+    /// `reductions`.
+    pub(crate) fn new(k: usize, heads: Vec<usize>, reductions: &[Reduction]) -> Self {
+        let layers = heads.len();
         let mut kept: Vec<(Reduction, Vec<Layers>)> = Vec::new();
         for &r in reductions {
             if !kept.iter().any(|(k, _)| *k == r) {
@@ -155,7 +157,8 @@ impl Components {
             });
             rank(all.collect())
         });
-        let heads = s.heads.iter().all(Option::is_some).then(|| {
+        let heard = s.heads.iter().zip(&self.heads);
+        let heads = heard.clone().all(|(h, &w)| w == 0 || h.is_some()).then(|| {
             let all = s.heads.iter().flatten().enumerate().flat_map(|(l, h)| {
                 h.heads
                     .iter()
@@ -166,10 +169,10 @@ impl Components {
         });
         Ranking {
             neurons,
-            heads,
+            heads: heads.filter(|_| self.heads.iter().any(|&w| w > 0)),
             widths: [
                 s.all_neurons.iter().map(Vec::len).collect(),
-                vec![self.heads; s.heads.len()],
+                self.heads.clone(),
             ],
         }
     }
@@ -177,7 +180,19 @@ impl Components {
     /// Seed `i`'s heads under `reduction`, once every layer was heard.
     pub(crate) fn heads(&self, reduction: Reduction, i: usize) -> Option<Vec<HeadLayer>> {
         let s = self.seed(reduction, i)?;
-        let layers: Option<Vec<HeadLayer>> = s.heads.iter().cloned().collect();
+        if self.heads.iter().all(|&w| w == 0) {
+            return None;
+        }
+        // A layer without attention heads has an empty row.
+        let layers: Option<Vec<HeadLayer>> = s
+            .heads
+            .iter()
+            .zip(&self.heads)
+            .map(|(h, &w)| match (h, w) {
+                (_, 0) => Some(HeadLayer::default()),
+                (h, _) => h.clone(),
+            })
+            .collect();
         let mut layers = layers?;
         for (l, layer) in layers.iter_mut().enumerate() {
             layer.block = Self::block(reduction, s, l, Block::Attention);
@@ -189,7 +204,7 @@ impl Components {
 impl Watch for Components {
     fn wants(&self, point: Point) -> bool {
         let of = |block| match block {
-            Block::Attention => self.heads > 0,
+            Block::Attention => self.heads.iter().any(|&w| w > 0),
             Block::Mlp => self.k > 0,
         };
         match point {
@@ -216,12 +231,16 @@ impl Watch for Components {
         activations: &Tensor,
         cotangents: &Tensor,
     ) -> Result<()> {
-        let (k, layers, heads) = (self.k, self.layers, self.heads);
+        let (k, layers) = (self.k, self.layers);
         if !self.wants(point) {
             return Ok(());
         }
         if layer >= layers {
             candle_core::bail!("layer {layer} of {layers}");
+        }
+        let heads = self.heads[layer];
+        if point == Point::AttentionHeads && heads == 0 {
+            candle_core::bail!("layer {layer} has no heads to hear");
         }
         let act = activations.to_dtype(DType::F32)?;
         let cot = cotangents.to_dtype(DType::F32)?;
@@ -333,7 +352,7 @@ mod tests {
         let hidden = Tensor::new(&[[1f32, 2., 3.], [4., 5., 6.]], &dev)?;
         let cot = Tensor::new(&[[[1f32, -1., 0.], [0.5, 1., -2.]]], &dev)?;
         let reductions = [Reduction::InputTimesGradient, Reduction::GradientNorm];
-        let mut n = Components::new(2, 1, 3, &reductions);
+        let mut n = Components::new(2, vec![3], &reductions);
         n.hear(Point::MlpHidden, 0, 0, &hidden, &cot)?;
         let x = n.neurons(Reduction::InputTimesGradient, 0).expect("heard");
         // x·g per neuron: [1 + 2, -2 + 5, 0 - 12] = [3, 3, -12]; total -6.
@@ -364,7 +383,7 @@ mod tests {
         let hidden = Tensor::new(&[[1f32, 2.], [3., 4.]], &dev)?;
         // Seeds 1 and 2 of the pass (a second group): seed 2's cotangents are seed 1's × 2.
         let cot = Tensor::new(&[[[1f32, 0.], [0., 1.]], [[2., 0.], [0., 2.]]], &dev)?;
-        let mut n = Components::new(1, 1, 0, &[Reduction::InputTimesGradient]);
+        let mut n = Components::new(1, vec![0], &[Reduction::InputTimesGradient]);
         assert!(!n.wants(Point::AttentionHeads));
         n.hear(Point::MlpHidden, 0, 1, &hidden, &cot)?;
         assert!(

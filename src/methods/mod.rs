@@ -70,13 +70,15 @@ pub(crate) fn run(
             }
             let reductions = inside.reductions(pass);
             let cfg = dec.config();
-            let heads = if inside.heads {
-                cfg.num_attention_heads
-            } else {
-                0
-            };
-            let (k, layers) = (inside.neurons, cfg.num_hidden_layers);
-            let mut heard = inside::Components::new(k, layers, heads, &reductions);
+            // Each layer's attention heads (a Gated DeltaNet layer has none).
+            let heads: Vec<usize> = (0..cfg.num_hidden_layers)
+                .map(|l| match inside.heads && !cfg.is_linear(l) {
+                    true => cfg.num_attention_heads,
+                    false => 0,
+                })
+                .collect();
+            let k = inside.neurons;
+            let mut heard = inside::Components::new(k, heads, &reductions);
             let g = dec.backward_watched(saved, &seeds, rules(set), p, &mut heard, progress)?;
             Ok(PassOutput {
                 input: g.input,

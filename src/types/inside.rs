@@ -9,7 +9,7 @@ use std::fmt;
 /// slice of `o_proj`'s input) times the method's gradient there, summed over the slice (the
 /// gradient's magnitude for saliency), is its relevance at a token; its value is the sum over
 /// tokens.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HeadLayer {
     /// Σ over the layer's heads (and tokens).
     pub total: f32,

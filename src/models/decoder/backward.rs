@@ -362,9 +362,9 @@ impl Attention {
                     Some(o) => o.clone(),
                     None => self.attend(&s.q, &s.k, &s.v, p)?,
                 };
+                // Before the output gate: `d_in` is the heads' share past it.
                 let o = self.steered(o, &Ordinary)?;
-                let o = o.transpose(0, 1)?.reshape((n, heads * hd))?;
-                self.gated(&o, s.gate.as_ref().map(|(g, _)| g))
+                o.transpose(0, 1)?.reshape((n, heads * hd))
             };
             w.hear(Point::AttentionHeads, outputs, &d_in)?;
         }

@@ -84,11 +84,15 @@ impl Decoder {
         for t in tails {
             crosses |= self.crosses_long_rope(prefix, offset, t.dim(0)?);
         }
-        // A recurrent layer's state is the prefix's only where the cache holds exactly it.
-        let recurrent = self.is_recurrent() && offset > 0 && (prefix.stale || prefix.len != offset);
-        if crosses || recurrent {
-            // The prefix was rotated with the other LongRoPE factors, or a recurrent state
-            // cannot be cut back to it: whole sequences.
+        // A recurrent layer's state is the prefix's only where the cache holds exactly it:
+        // else the prefix runs once more, into a cache of exactly its positions.
+        if self.is_recurrent() && offset > 0 && (prefix.stale || prefix.len != offset) {
+            let mut exact = KvCache::default();
+            self.forward_embeds_cached(&prefix.seen(offset)?, &mut exact, p)?;
+            return self.forward_batch(&exact, offset, tails, p);
+        }
+        if crosses {
+            // The prefix was rotated with the other LongRoPE factors: whole sequences.
             let seen = prefix.seen(offset)?;
             let whole = tails
                 .iter()

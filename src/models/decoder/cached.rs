@@ -233,6 +233,9 @@ impl Decoder {
             .resize_with(self.layers.len(), LayerCache::default);
         let eps = self.cfg.rms_norm_eps;
         let mut h = embeds.clone();
+        // A pass that stops part-way leaves recurrent states moved past `len`: until it ends,
+        // the cache reruns from its inputs.
+        cache.stale = cache.recurrent;
         for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
             let rot = &self.rotary[layer.rope()];
             h = layer.forward(h, eps, &Ordinary, p, |x| match &layer.mixer {
@@ -241,6 +244,7 @@ impl Decoder {
             })?;
         }
         cache.len = offset + n;
+        cache.stale = false;
         self.head(&h.narrow(0, n - 1, 1)?, p)?.squeeze(0)
     }
 }
