@@ -66,6 +66,7 @@ fn fixture() -> (GatedDeltaNet, Reference) {
         key_dim: r.key_dim,
         value_dim: r.value_dim,
         kernel: r.kernel,
+        layout: Default::default(),
     };
     let layer = GatedDeltaNet::load(&mut Map(weights), "linear_attn", shape, r.eps).unwrap();
     (layer, r)

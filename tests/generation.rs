@@ -32,7 +32,7 @@ struct GenFixture {
 const TINY: &str = "tests/fixtures/tiny-llama";
 
 /// Greedy decoding in f32, as transformers computes it.
-fn greedy(prompt: &str, chat: bool, n: usize) -> GenerateRequest {
+pub(crate) fn greedy(prompt: &str, chat: bool, n: usize) -> GenerateRequest {
     GenerateRequest {
         steer: Vec::new(),
         answer: None,

@@ -22,6 +22,7 @@ mod model_files;
 mod neurons;
 mod pieces;
 mod precision;
+mod qwen35_gguf;
 mod reference;
 mod span;
 mod steer;

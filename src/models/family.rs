@@ -4,9 +4,17 @@
 use super::decoder::Config;
 use serde_json::Value;
 
-/// Reads a GGUF metadata number under the file's architecture prefix
-/// (`"attention.sliding_window"` → `gemma3.attention.sliding_window`).
-pub type GgufMeta<'a> = &'a dyn Fn(&str) -> Option<f64>;
+/// A GGUF file's metadata under its architecture prefix (`"attention.sliding_window"` →
+/// `gemma3.attention.sliding_window`).
+pub trait GgufMetadata {
+    /// A number (integer or float), when present.
+    fn num(&self, key: &str) -> Option<f64>;
+    /// A list of booleans, when present (`Err` names a value of another kind).
+    fn bools(&self, key: &str) -> Result<Option<Vec<bool>>, String>;
+}
+
+/// What a family's `configure_gguf` reads.
+pub type GgufMeta<'a> = &'a dyn GgufMetadata;
 
 /// One family of decoder models.
 pub trait Family: Sync {
@@ -83,6 +91,16 @@ pub fn hf_layer_types(
     window: Option<usize>,
     layers: usize,
 ) -> Result<Option<Vec<Option<usize>>>, String> {
+    Ok(hf_layer_type_names(raw, layers)?.map(|types| {
+        types
+            .iter()
+            .map(|t| window.filter(|_| t == "sliding_attention"))
+            .collect()
+    }))
+}
+
+/// `config.json`'s `layer_types`, one per layer, when the config lists them.
+pub fn hf_layer_type_names(raw: &Value, layers: usize) -> Result<Option<Vec<String>>, String> {
     let Some(v) = raw.get("layer_types").filter(|v| !v.is_null()) else {
         return Ok(None);
     };
@@ -94,12 +112,7 @@ pub fn hf_layer_types(
             types.len()
         ));
     }
-    Ok(Some(
-        types
-            .iter()
-            .map(|t| window.filter(|_| t == "sliding_attention"))
-            .collect(),
-    ))
+    Ok(Some(types))
 }
 
 /// A positive count of `config.json` or GGUF metadata, named `field` in the error.

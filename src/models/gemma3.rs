@@ -64,14 +64,14 @@ impl Family for Gemma3 {
         Ok(())
     }
     fn configure_gguf(&self, md: GgufMeta, cfg: &mut Config) -> Result<(), String> {
-        if let Some(k) = md("attention.key_length") {
+        if let Some(k) = md.num("attention.key_length") {
             cfg.head_dim = Some(k as usize);
         }
-        let window = md("attention.sliding_window").map(|w| w as usize);
+        let window = md.num("attention.sliding_window").map(|w| w as usize);
         common(cfg, window, SLIDING_WINDOW_PATTERN, ROPE_LOCAL_BASE);
         // llama.cpp folds query_pre_attn_scalar into nothing: Gemma 3 uses head_dim.
         cfg.arch.query_pre_attn_scalar = Some(cfg.head_dim() as f64);
-        cfg.arch.final_logit_softcapping = md("final_logit_softcapping");
+        cfg.arch.final_logit_softcapping = md.num("final_logit_softcapping");
         Ok(())
     }
     fn gguf_tensor(&self, hf_suffix: &str) -> Option<&'static str> {

@@ -37,8 +37,8 @@ impl Family for Mistral {
         Ok(())
     }
     fn configure_gguf(&self, md: GgufMeta, cfg: &mut Config) -> Result<(), String> {
-        let beta = md("attention.temperature_scale");
-        let length = md("rope.scaling.original_context_length");
+        let beta = md.num("attention.temperature_scale");
+        let length = md.num("rope.scaling.original_context_length");
         cfg.arch.query_temperature = temperature(beta, length)?;
         Ok(())
     }

@@ -77,11 +77,16 @@ impl Family for Olmo2 {
     }
     fn configure_gguf(&self, md: GgufMeta, cfg: &mut Config) -> Result<(), String> {
         common(cfg);
-        if let Some(w) = window(md("attention.sliding_window"), "attention.sliding_window")? {
+        if let Some(w) = window(
+            md.num("attention.sliding_window"),
+            "attention.sliding_window",
+        )? {
             // The pattern as a number (a bool per layer, when written, is read by the GGUF
             // reader over this).
-            let pattern = md("attention.sliding_window_pattern").map_or(PATTERN, |p| p as usize);
-            let local = md("rope.freq_base_swa").unwrap_or(cfg.rope_theta);
+            let pattern = md
+                .num("attention.sliding_window_pattern")
+                .map_or(PATTERN, |p| p as usize);
+            let local = md.num("rope.freq_base_swa").unwrap_or(cfg.rope_theta);
             windows(cfg, w, pattern, local);
         }
         Ok(())

@@ -51,7 +51,7 @@ impl Family for Phi3 {
     }
     fn configure_gguf(&self, md: GgufMeta, cfg: &mut Config) -> Result<(), String> {
         // The converter writes 0 for none (Phi-4-mini).
-        window_every_layer(cfg, md("attention.sliding_window"));
+        window_every_layer(cfg, md.num("attention.sliding_window"));
         Ok(())
     }
     fn gguf_tensor(&self, hf_suffix: &str) -> Option<&'static str> {

@@ -30,7 +30,7 @@ impl Family for Qwen3 {
     }
     fn configure_gguf(&self, md: GgufMeta, cfg: &mut Config) -> Result<(), String> {
         cfg.arch.qk_norm = Some(QkNorm::PerHead);
-        if let Some(k) = md("attention.key_length") {
+        if let Some(k) = md.num("attention.key_length") {
             cfg.head_dim = Some(k as usize);
         }
         Ok(())

@@ -55,10 +55,10 @@ impl Family for Qwen3Moe {
     fn configure_gguf(&self, md: GgufMeta, cfg: &mut Config) -> Result<(), String> {
         Qwen3.configure_gguf(md, cfg)?;
         cfg.arch.experts = Some(Experts {
-            count: count(md("expert_count"), "expert_count")?,
-            per_token: count(md("expert_used_count"), "expert_used_count")?,
+            count: count(md.num("expert_count"), "expert_count")?,
+            per_token: count(md.num("expert_used_count"), "expert_used_count")?,
             width: count(
-                md("expert_feed_forward_length"),
+                md.num("expert_feed_forward_length"),
                 "expert_feed_forward_length",
             )?,
             normalize: true,

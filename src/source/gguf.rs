@@ -5,7 +5,7 @@ use super::{bad, Loaded};
 use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::models::decoder::{Config, WeightSource};
-use crate::models::family::Family;
+use crate::models::family::{Family, GgufMetadata};
 use crate::models::rope_scaling::{yarn, yarn_mscale, LongFactors, RopeScaling, Yarn};
 use crate::models::weight::Weight;
 use crate::models::FAMILIES;
@@ -153,6 +153,38 @@ impl WeightSource for GgufWeights {
             })
             .sum();
         Some((kinds.join("/"), bytes))
+    }
+}
+
+/// The file's metadata under its architecture's prefix, as families read it.
+struct Meta<'a> {
+    content: &'a Content,
+    arch: &'a str,
+}
+
+impl GgufMetadata for Meta<'_> {
+    fn num(&self, k: &str) -> Option<f64> {
+        let key = format!("{}.{k}", self.arch);
+        md_f32(self.content, &key)
+            .map(f64::from)
+            .or_else(|| md_u32(self.content, &key).map(f64::from))
+    }
+
+    fn bools(&self, k: &str) -> std::result::Result<Option<Vec<bool>>, String> {
+        let key = format!("{}.{k}", self.arch);
+        match self.content.metadata.get(&key) {
+            None => Ok(None),
+            Some(gguf_file::Value::Array(xs)) => xs
+                .iter()
+                .map(|x| {
+                    x.to_bool()
+                        .map_err(|_| format!("{key} is not a list of booleans"))
+                })
+                .collect::<std::result::Result<_, _>>()
+                .map(Some),
+            // A single number: a family's own reading (a period of layers).
+            Some(_) => Ok(None),
+        }
     }
 }
 
@@ -370,10 +402,9 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         arch: Default::default(),
     };
     let mut config = config;
-    let md = |k: &str| -> Option<f64> {
-        md_f32(&content, &format!("{arch}.{k}"))
-            .map(f64::from)
-            .or_else(|| md_u32(&content, &format!("{arch}.{k}")).map(f64::from))
+    let md = Meta {
+        content: &content,
+        arch,
     };
     // RoPE may rotate only part of each head (Phi-4-mini).
     config.rotary_dim = md_u32(&content, &format!("{arch}.rope.dimension_count"))
@@ -390,7 +421,10 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     // `sliding_window_pattern` as a bool per layer: OLMo 3's converter writes `layer_types`
     // so); the family read the window and a numeric pattern.
     let pattern_key = format!("{arch}.attention.sliding_window_pattern");
-    if let Some(gguf_file::Value::Array(flags)) = content.metadata.get(&pattern_key) {
+    if let Some(flags) = md
+        .bools("attention.sliding_window_pattern")
+        .map_err(|e| bad(path, e))?
+    {
         let window = md_u32(&content, &format!("{arch}.attention.sliding_window"))
             .filter(|&w| w > 0)
             .ok_or_else(|| bad(path, format!("{pattern_key} without a sliding_window")))?;
@@ -406,14 +440,8 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
         }
         config.arch.layer_windows = flags
             .iter()
-            .map(|f| match f.to_bool() {
-                Ok(slides) => Ok(slides.then_some(window as usize)),
-                Err(_) => Err(bad(
-                    path,
-                    format!("{pattern_key} is not a list of booleans"),
-                )),
-            })
-            .collect::<Result<_>>()?;
+            .map(|&slides| slides.then_some(window as usize))
+            .collect();
     }
     // A layer has experts where the file has its router (llama.cpp's `ffn_gate_inp`); the
     // rest keep a dense MLP.

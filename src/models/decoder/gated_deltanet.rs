@@ -9,7 +9,8 @@
 //! y       = out_proj(rmsnorm(o) · w ⊙ silu(in_proj_z x))  per value head
 //! ```
 //!
-//! The saving forward, the explicit backward (each point where a caller may take the
+//! (which key head each value head reads, and how the rate is stored, as the file's
+//! [`DeltaNetLayout`] says). The saving forward, the explicit backward (each point where a caller may take the
 //! derivative otherwise through [`Derivatives`]: the convolution's SiLU, the l2 and RMS norms,
 //! the delta update's products, the output gate as the MLP's gate) and the cached step of generation (the convolution's last inputs and the
 //! states carried between tokens).
@@ -17,7 +18,7 @@
 use super::self_attention::sigmoid;
 use super::WeightSource;
 use crate::kernels::Products;
-use crate::models::config::DeltaNet;
+use crate::models::config::{DeltaNet, DeltaNetLayout};
 use crate::models::gated_delta::{self, Dims, Inputs};
 use crate::models::linear::Linear;
 use crate::models::{rms_norm, Activation, Derivatives};
@@ -105,7 +106,10 @@ impl GatedDeltaNet {
         }
         let conv = f32_of(w, "conv1d.weight")?;
         let conv = conv.reshape((shape.channels(), shape.kernel))?;
-        let rate = f32_of(w, "A_log")?.exp()?;
+        let rate = match shape.layout {
+            DeltaNetLayout::HuggingFace => f32_of(w, "A_log")?.exp()?,
+            DeltaNetLayout::LlamaCpp => f32_of(w, "A_log")?.neg()?,
+        };
         let dev = rate.device().clone();
         let l2 = (shape.key_dim as f32).powf(-0.5);
         Ok(GatedDeltaNet {
@@ -198,9 +202,16 @@ impl GatedDeltaNet {
         let per_value = |t: &Tensor, scale: f64| -> Result<Vec<f32>> {
             let t = rms_norm(t, &self.l2_weight, L2_EPS / s.key_dim as f64)?;
             let r = s.value_heads / s.key_heads;
-            let t = t
-                .unsqueeze(2)?
-                .broadcast_as((len, s.key_heads, r, s.key_dim))?;
+            let t = match s.layout {
+                DeltaNetLayout::HuggingFace => {
+                    t.unsqueeze(2)?
+                        .broadcast_as((len, s.key_heads, r, s.key_dim))?
+                }
+                DeltaNetLayout::LlamaCpp => {
+                    t.unsqueeze(1)?
+                        .broadcast_as((len, r, s.key_heads, s.key_dim))?
+                }
+            };
             let t = (t
                 .reshape((len, s.value_heads, s.key_dim))?
                 .transpose(0, 1)?
@@ -307,7 +318,14 @@ impl GatedDeltaNet {
         // Back from the value heads to the key heads, through the l2 norms.
         let per_key = |d: Vec<f32>, raw: &Tensor, scale: f64| -> Result<Tensor> {
             let r = hv / sh.key_heads;
-            let d = Tensor::from_vec(d, (b, sh.key_heads, r, len, dk), dev)?.sum(2)?;
+            let d = match sh.layout {
+                DeltaNetLayout::HuggingFace => {
+                    Tensor::from_vec(d, (b, sh.key_heads, r, len, dk), dev)?.sum(2)?
+                }
+                DeltaNetLayout::LlamaCpp => {
+                    Tensor::from_vec(d, (b, r, sh.key_heads, len, dk), dev)?.sum(1)?
+                }
+            };
             let d = (d.transpose(1, 2)? * scale)?;
             let d = dv.rms_norm_vjp(raw, &self.l2_weight, L2_EPS / dk as f64, &d)?;
             d.reshape((b, len, sh.key_heads * dk))

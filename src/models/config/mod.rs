@@ -8,6 +8,9 @@ use super::rope_scaling::RopeScaling;
 use candle_core::Tensor;
 use serde::Deserialize;
 
+mod delta_net;
+pub use delta_net::{DeltaNet, DeltaNetLayout};
+
 /// Hyper-parameters, with `config.json`'s field names where they have one.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Config {
@@ -110,77 +113,6 @@ pub struct Experts {
     /// Per layer: whether it has the experts (the rest keep a dense MLP of
     /// `intermediate_size`: `mlp_only_layers`, `decoder_sparse_step`).
     pub sparse: Vec<bool>,
-}
-
-/// A Gated DeltaNet layer's shape (Qwen3.5's linear attention): `key_heads` heads of keys and
-/// queries of width `key_dim`, `value_heads` of values of width `value_dim` (a multiple of
-/// the key heads: each key head serves `value_heads / key_heads` consecutive value heads),
-/// and a causal depthwise convolution of `kernel` taps over q, k and v.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeltaNet {
-    /// `linear_num_key_heads`.
-    pub key_heads: usize,
-    /// `linear_num_value_heads`.
-    pub value_heads: usize,
-    /// `linear_key_head_dim`.
-    pub key_dim: usize,
-    /// `linear_value_head_dim`.
-    pub value_dim: usize,
-    /// `linear_conv_kernel_dim`.
-    pub kernel: usize,
-}
-
-impl DeltaNet {
-    /// Channels of the convolution: q, k and v side by side.
-    pub fn channels(&self) -> usize {
-        2 * self.key_heads * self.key_dim + self.value_heads * self.value_dim
-    }
-
-    /// The layer's tensors under `p` (`model.layers.0.linear_attn`) against its shape.
-    fn check_shapes(
-        &self,
-        expect: Expect<'_>,
-        p: &str,
-        h: usize,
-    ) -> std::result::Result<(), String> {
-        let (c, v, hv) = (
-            self.channels(),
-            self.value_heads * self.value_dim,
-            self.value_heads,
-        );
-        let qkv = "2 × linear_num_key_heads × linear_key_head_dim + linear_num_value_heads × \
-                   linear_value_head_dim";
-        let values = "linear_num_value_heads × linear_value_head_dim";
-        expect(
-            &format!("{p}.in_proj_qkv.weight"),
-            &[c, h],
-            &format!("{qkv}, hidden_size"),
-        )?;
-        expect(
-            &format!("{p}.in_proj_z.weight"),
-            &[v, h],
-            &format!("{values}, hidden_size"),
-        )?;
-        for n in ["in_proj_b", "in_proj_a"] {
-            let f = "linear_num_value_heads, hidden_size";
-            expect(&format!("{p}.{n}.weight"), &[hv, h], f)?;
-        }
-        let conv = format!("{qkv}, 1, linear_conv_kernel_dim");
-        expect(&format!("{p}.conv1d.weight"), &[c, 1, self.kernel], &conv)?;
-        for n in ["A_log", "dt_bias"] {
-            expect(&format!("{p}.{n}"), &[hv], "linear_num_value_heads")?;
-        }
-        expect(
-            &format!("{p}.norm.weight"),
-            &[self.value_dim],
-            "linear_value_head_dim",
-        )?;
-        expect(
-            &format!("{p}.out_proj.weight"),
-            &[h, v],
-            &format!("hidden_size, {values}"),
-        )
-    }
 }
 
 /// Llama 4's attention temperature: the query at position `p` is multiplied by
@@ -594,7 +526,7 @@ pub fn mlp_names(p: &str) -> [String; 3] {
 }
 
 /// Checks one tensor's shape: its name, the shape the fields give, the fields.
-type Expect<'a> = &'a dyn Fn(&str, &[usize], &str) -> std::result::Result<(), String>;
+pub(super) type Expect<'a> = &'a dyn Fn(&str, &[usize], &str) -> std::result::Result<(), String>;
 
 /// Checks a gated MLP's matrices: gate and up `(width, hidden)`, down `(hidden, width)`.
 fn check_mlp(
