@@ -35,7 +35,13 @@ from lxt.efficient.patches import (  # noqa: E402
 
 
 def _eager_only(wrap, module):
-    module.eager_attention_forward = wrap(module.eager_attention_forward)
+    """Wraps the module's eager attention with `wrap`'s rules, once: two families' maps may
+    name one module (Qwen3.5-MoE's attention is Qwen3.5's), and rules wrapped twice would
+    apply twice."""
+    f = module.eager_attention_forward
+    if not getattr(f, "_lxt_rules", False):
+        module.eager_attention_forward = wrap(f)
+        module.eager_attention_forward._lxt_rules = True
     return True
 
 

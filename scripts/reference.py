@@ -113,6 +113,13 @@ TINY = {
         "tiny_qwen3_5_chat": ("How does a linear attention layer remember? One line.", True),
         "tiny_qwen3_5_raw": ("Each state decays, is corrected toward the new value, and then", False),
     }),
+    # Qwen3.5-MoE: Qwen3.5's hybrid with sparse experts in every layer (six, two chosen, their
+    # weights renormalised) beside a shared expert gated by σ of a number per token. Made
+    # with transformers 5.25.0 (see TF5_FAMILIES).
+    "qwen3_5_moe": ("tiny-qwen3_5-moe", {
+        "tiny_qwen3_5_moe_chat": ("Which experts hold the state of a linear layer? One line.", True),
+        "tiny_qwen3_5_moe_raw": ("A shared expert sees every token, while the routed ones", False),
+    }),
     # SmolLM3: no RoPE in every fourth layer (its fourth of four here). Made and
     # checked with transformers 5.25.0 (see TF5_FAMILIES).
     "smollm3": ("tiny-smollm3", {
@@ -154,11 +161,12 @@ MODULE = {"llama31": "llama"}
 # Families transformers 4.52.4 lacks: made and checked with transformers 5.25.0 from
 # scripts/reference-env-tf5.sh, `--only` them (each transformers runs only its own families,
 # so the other fixtures keep their pinned versions).
-TF5_FAMILIES = {"smollm3", "phi3", "ministral3", "olmo3", "qwen3_5"}
+TF5_FAMILIES = {"smollm3", "phi3", "ministral3", "olmo3", "qwen3_5", "qwen3_5_moe"}
 
 # lxt rule modules of our own, for families lxt 2.1 does not ship (lxt's own patches).
 LOCAL_RULES = {
-    "olmo2": "lxt_olmo2", "olmo3": "lxt_olmo3", "qwen3_5": "lxt_qwen3_5", "smollm3": "lxt_smollm3", "phi3": "lxt_phi3",
+    "olmo2": "lxt_olmo2", "olmo3": "lxt_olmo3", "qwen3_5": "lxt_qwen3_5", "qwen3_5_moe": "lxt_qwen3_5_moe",
+    "smollm3": "lxt_smollm3", "phi3": "lxt_phi3",
     "ministral3": "lxt_ministral3", "mistral": "lxt_mistral", "qwen3_moe": "lxt_qwen3_moe",
 }
 
@@ -225,6 +233,19 @@ def tiny_config(family, vocab):
             pad_token_id=1, rope_parameters={"rope_type": "default", "rope_theta": 1e4,
                                              "partial_rotary_factor": 0.25},
             **common)
+    if family == "qwen3_5_moe":
+        from transformers import Qwen3_5MoeTextConfig
+
+        common.update(num_hidden_layers=4, hidden_size=32, initializer_range=0.28)
+        del common["intermediate_size"]  # every layer sparse: no dense MLP
+        return Qwen3_5MoeTextConfig(
+            head_dim=16, linear_num_key_heads=2, linear_num_value_heads=4,
+            linear_key_head_dim=8, linear_value_head_dim=8, linear_conv_kernel_dim=4,
+            num_experts=6, num_experts_per_tok=2, moe_intermediate_size=12,
+            shared_expert_intermediate_size=20,
+            pad_token_id=1, rope_parameters={"rope_type": "default", "rope_theta": 1e4,
+                                             "partial_rotary_factor": 0.25},
+            **common)
     if family == "olmo3":
         from transformers import Olmo3Config
 
@@ -276,13 +297,19 @@ def tiny_config(family, vocab):
     )
 
 
+# A tiny family's seed, where seed 0 gives a model too ill-conditioned to compare at f32:
+# the tiny Qwen3.5-MoE of seed 0 has transformers' own f32 and f64 input × gradient on its
+# chat prompt 4.6e-3 apart (of the largest score), seed 1's 4.4e-6.
+SEED = {"qwen3_5_moe": 1}
+
+
 def make_tiny(gguf_path, family):
     """Writes a tiny model from a seeded random init, with SmolLM2's tokenizer and template."""
     import torch
     from transformers import AutoModelForCausalLM
 
     tok, _ = load(gguf_path, tokenizer_only=True)
-    torch.manual_seed(0)
+    torch.manual_seed(SEED.get(family, 0))
     model = AutoModelForCausalLM.from_config(tiny_config(family, len(tok))).to(torch.bfloat16)
     # Non-trivial norm weights and biases so that they matter.
     with torch.no_grad():
@@ -290,7 +317,8 @@ def make_tiny(gguf_path, family):
             if "norm" in n:
                 # Gemma 3's and Qwen3.5's norms scale by 1 + w (Qwen3.5's gated output norm
                 # by w).
-                centred = family == "gemma3" or (family == "qwen3_5" and "linear_attn" not in n)
+                centred = family == "gemma3" or (family.startswith("qwen3_5")
+                                                 and "linear_attn" not in n)
                 p.copy_((0.0 if centred else 1.0) + 0.3 * torch.randn_like(p))
             elif n.endswith(".bias"):
                 p.copy_(0.5 * torch.randn_like(p))
@@ -691,6 +719,8 @@ GEN_PROMPTS = {
     "tiny_ministral3_chat": (TINY["ministral3"][1]["tiny_ministral3_chat"][0], True, "ministral3"),
     "tiny_olmo3_raw": (TINY["olmo3"][1]["tiny_olmo3_raw"][0], False, "olmo3"),
     "tiny_qwen3_5_chat": (TINY["qwen3_5"][1]["tiny_qwen3_5_chat"][0], True, "qwen3_5"),
+    "tiny_qwen3_5_moe_raw": (TINY["qwen3_5_moe"][1]["tiny_qwen3_5_moe_raw"][0], False,
+                             "qwen3_5_moe"),
     "qwen_reverse_chat": (QWEN_PROMPTS["qwen_reverse_chat"][0], True, "qwen2.5"),
     "qwen_code_raw": (QWEN_PROMPTS["qwen_code_raw"][0], False, "qwen2.5"),
     "tiny_llama3_chat": (LLAMA3_PROMPTS["tiny_llama3_chat"][0], True, "llama3-gguf"),

@@ -77,8 +77,12 @@ fn gguf_name(hf: &str, c: &Convert) -> Option<String> {
         // Phi-3's fused projections, kept fused.
         "self_attn.qkv_proj.weight" => "attn_qkv.weight",
         "mlp.gate_up_proj.weight" => "ffn_up.weight",
-        // Qwen3-MoE's router.
+        // Qwen3-MoE's router; Qwen3.5-MoE's shared expert and its gate.
         "mlp.gate.weight" => "ffn_gate_inp.weight",
+        "mlp.shared_expert.gate_proj.weight" => "ffn_gate_shexp.weight",
+        "mlp.shared_expert.up_proj.weight" => "ffn_up_shexp.weight",
+        "mlp.shared_expert.down_proj.weight" => "ffn_down_shexp.weight",
+        "mlp.shared_expert_gate.weight" => "ffn_gate_inp_shexp.weight",
         other => panic!("unexpected tensor {other}"),
     };
     Some(format!("blk.{i}.{part}"))
@@ -136,7 +140,6 @@ pub(crate) fn tiny_gguf(name: &str, c: &Convert) -> std::path::PathBuf {
         (key("block_count"), n("num_hidden_layers")),
         (key("context_length"), n("max_position_embeddings")),
         (key("embedding_length"), n("hidden_size")),
-        (key("feed_forward_length"), n("intermediate_size")),
         (key("attention.head_count"), n("num_attention_heads")),
         (key("attention.head_count_kv"), n("num_key_value_heads")),
         (
@@ -161,6 +164,10 @@ pub(crate) fn tiny_gguf(name: &str, c: &Convert) -> std::path::PathBuf {
         ),
     ];
     md.extend(gguf_vocab(&tokenizer, "smollm"));
+    // Absent where every layer has experts (Qwen3.5-MoE).
+    if cfg.get("intermediate_size").is_some() {
+        md.push((key("feed_forward_length"), n("intermediate_size")));
+    }
     let heads = cfg["num_attention_heads"].as_u64().unwrap() as usize;
     let kv_heads = cfg["num_key_value_heads"].as_u64().unwrap() as usize;
     let weights =

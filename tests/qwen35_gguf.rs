@@ -197,3 +197,44 @@ fn qwen35_gguf_generates_as_its_hugging_face_directory() {
     assert_eq!(a.ids().len(), 24, "stopped early: {:?}", a.stop);
     let _ = std::fs::remove_file(gguf);
 }
+
+/// Qwen3.5-MoE's converter adds the experts' counts and widths (no `feed_forward_length`:
+/// no layer has a dense MLP), the router and the stacked experts as Qwen3-MoE's, the shared
+/// expert as `ffn_{gate,up,down}_shexp` and its gate as a vector, `ffn_gate_inp_shexp`.
+#[test]
+fn qwen35_moe_gguf_explains_as_its_hugging_face_directory() {
+    fn extra(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String, w: &Weights) -> Extra {
+        let (mut md, mut tensors) = qwen35_extra(cfg, key, w);
+        let n = |k: &str| Value::U32(cfg[k].as_u64().unwrap() as u32);
+        md.extend([
+            (key("expert_count"), n("num_experts")),
+            (key("expert_used_count"), n("num_experts_per_tok")),
+            (
+                key("expert_feed_forward_length"),
+                n("moe_intermediate_size"),
+            ),
+            (
+                key("expert_shared_feed_forward_length"),
+                n("shared_expert_intermediate_size"),
+            ),
+        ]);
+        for (name, t) in w {
+            if let Some(rest) = name.strip_suffix(".mlp.shared_expert_gate.weight") {
+                let l = rest.strip_prefix("model.layers.").unwrap();
+                let v = t
+                    .to_dtype(candle_core::DType::F32)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap();
+                tensors.push((format!("blk.{l}.ffn_gate_inp_shexp.weight"), v));
+            }
+        }
+        (md, tensors)
+    }
+    let c = Convert {
+        arch: "qwen35moe",
+        extra,
+        ..QWEN35
+    };
+    gguf_explains_as_directory_within("tiny-qwen3_5-moe", &c, TOL);
+}

@@ -119,6 +119,7 @@ fn fixtures_cover_the_required_cases() {
         "tests/fixtures/tiny-olmo2",
         "tests/fixtures/tiny-olmo3",
         "tests/fixtures/tiny-qwen3_5",
+        "tests/fixtures/tiny-qwen3_5-moe",
         "tests/fixtures/tiny-smollm3",
         "tests/fixtures/tiny-phi3",
         "tests/fixtures/tiny-ministral3",

@@ -16,7 +16,7 @@
 //! | router softmax, top-k, renormalisation | ordinary                 | (no gradient reaches it) |
 //! | delta rule: `Sᵀq`, `S̃ᵀk`, `β(v − m)`, `kδᵀ` | uniform rule: grad / 2 into each factor | into S, S̃, v − m, δ only |
 //! | delta rule: decay `exp(g) · S`     | g constant                              | g constant             |
-//! | attention's output gate `m ⊙ σ(g)` (Qwen3.5) | uniform rule: grad / 2 into each; σ by its gradient | gate held constant |
+//! | output gate `m ⊙ σ(g)` (Qwen3.5's attention, a shared expert) | uniform rule: grad / 2 into each; σ by its gradient | gate held constant |
 //! | softmax, linears, RoPE, residuals, embeddings, lm_head | ordinary | ordinary           |
 //!
 //! Sparse experts (Qwen3-MoE): each chosen expert is a gated MLP and takes the MLP's rules.
@@ -30,6 +30,13 @@
 //! the router's half is not conserved (a softmax's gradient × input is not its output; the
 //! tests measure it). CP-LRP treats the routing weights as it treats attention
 //! probabilities, as constants: the whole relevance flows through the experts, conserved.
+//! Qwen3.5-MoE, which lxt does not cover, takes the same rules (one method, one rule per
+//! point: CP-LRP is the variant with the weights constant), and its shared expert's gate,
+//! `σ(g) · shared(x)` with `g` a number per token from the same input, is a product of two
+//! paths like attention's output gate: the uniform rule, σ by its gradient; CP-LRP holds it
+//! constant. Measured on the tiny Qwen3.5-MoE: CP-LRP's sparse blocks hand back 1.0000 of
+//! their output, AttnLRP's 0.36–0.63 (`neurons::qwen35_moe_blocks_conserve_relevance`).
+//! PyTorch side: `scripts/lxt_qwen3_5_moe.py`.
 //!
 //! The gated delta rule (Qwen3.5's linear attention, `models::gated_delta`) follows the
 //! paper's principles where lxt has no module: its state update and read-out are products

@@ -48,8 +48,8 @@ pub struct Rules {
     pub experts: [f64; 2],
     /// Shares of the cotangents through the gated delta rule's products and its decay.
     pub delta: DeltaScales,
-    /// Factors on the gradients into attention's merged heads and its output gate through
-    /// their product (0 holds it constant).
+    /// Factors on the gradients into an output and the σ gate that scales it (attention's
+    /// merged heads, a shared expert) through their product (0 holds it constant).
     pub output_gate: [f64; 2],
 }
 

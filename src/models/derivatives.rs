@@ -54,7 +54,7 @@ pub trait Derivatives: std::fmt::Debug + Sync {
     }
 
     /// Scales on the cotangents of attention's merged heads `m` and its output gate `g`
-    /// through `m ⊙ σ(g)` (Qwen3.5; 0: none).
+    /// through `m ⊙ σ(g)` (Qwen3.5's attention; a shared expert's output and gate; 0: none).
     fn output_gate_scales(&self) -> [f64; 2] {
         [1.0; 2]
     }

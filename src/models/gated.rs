@@ -127,7 +127,8 @@ pub fn scale_gradient(x: &Tensor, factor: f64) -> Result<Tensor> {
     &c + ((x - &c)? * factor)?
 }
 
-fn sigmoid(x: &Tensor) -> Result<Tensor> {
+/// σ(x), elementwise.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     (x.neg()?.exp()? + 1.0)?.recip()
 }
 

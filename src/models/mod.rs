@@ -26,6 +26,7 @@ pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
 pub mod qwen35;
+pub mod qwen35_moe;
 pub mod qwen3_moe;
 pub mod rope_scaling;
 pub mod smollm3;
@@ -38,6 +39,7 @@ pub static FAMILIES: &[&dyn family::Family] = &[
     &qwen3::Qwen3,
     &qwen3_moe::Qwen3Moe,
     &qwen35::Qwen35,
+    &qwen35_moe::Qwen35Moe,
     &gemma3::Gemma3,
     &olmo2::Olmo2,
     &smollm3::SmolLM3,

@@ -49,6 +49,7 @@ impl Family for Qwen3Moe {
             )?,
             normalize: hf_bool(raw, "norm_topk_prob").unwrap_or(false),
             sparse,
+            shared: None,
         });
         Ok(())
     }
@@ -64,6 +65,7 @@ impl Family for Qwen3Moe {
             normalize: true,
             // Set by the GGUF reader from the layers' routers.
             sparse: vec![true; cfg.num_hidden_layers],
+            shared: None,
         });
         Ok(())
     }

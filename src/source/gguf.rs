@@ -381,7 +381,9 @@ pub(super) fn open(path: &Path, dtype: DType, dev: &Device) -> Result<Loaded> {
     let config = Config {
         vocab_size: tokenizer.get_vocab_size(true),
         hidden_size: hidden,
-        intermediate_size: need_u32("feed_forward_length")?,
+        // Absent where every layer has sparse experts (Qwen3.5-MoE).
+        intermediate_size: md_u32(&content, &format!("{arch}.feed_forward_length"))
+            .map_or(0, |v| v as usize),
         num_hidden_layers: need_u32("block_count")?,
         num_attention_heads: heads,
         num_key_value_heads: md_u32(&content, &format!("{arch}.attention.head_count_kv"))

@@ -18,7 +18,8 @@ pub struct Config {
     pub vocab_size: usize,
     /// Residual stream width.
     pub hidden_size: usize,
-    /// MLP width.
+    /// MLP width (absent where every layer has sparse experts: Qwen3.5-MoE).
+    #[serde(default)]
     pub intermediate_size: usize,
     /// Decoder layers.
     pub num_hidden_layers: usize,
@@ -113,6 +114,10 @@ pub struct Experts {
     /// Per layer: whether it has the experts (the rest keep a dense MLP of
     /// `intermediate_size`: `mlp_only_layers`, `decoder_sparse_step`).
     pub sparse: Vec<bool>,
+    /// The width of a shared expert beside the routed ones, where the model has one
+    /// (`shared_expert_intermediate_size`): a gated MLP every token runs, its output scaled
+    /// by σ of `shared_expert_gate`, a number per token.
+    pub shared: Option<usize>,
 }
 
 /// Llama 4's attention temperature: the query at position `p` is multiplied by
@@ -218,10 +223,10 @@ impl Config {
     }
 
     /// Layer `layer`'s MLP neurons: `intermediate_size`, or every expert's units side by side
-    /// (neuron `e · width + j` is unit `j` of expert `e`).
+    /// (neuron `e · width + j` is unit `j` of expert `e`), the shared expert's last.
     pub fn neurons(&self, layer: usize) -> usize {
         match self.experts_at(layer) {
-            Some(e) => e.count * e.width,
+            Some(e) => e.count * e.width + e.shared.unwrap_or(0),
             None => self.intermediate_size,
         }
     }
@@ -243,7 +248,7 @@ impl Config {
     /// experts' widths.
     pub fn active_width(&self, layer: usize) -> usize {
         match self.experts_at(layer) {
-            Some(e) => e.per_token * e.width,
+            Some(e) => e.per_token * e.width + e.shared.unwrap_or(0),
             None => self.intermediate_size,
         }
     }
@@ -322,7 +327,6 @@ impl Config {
         let positive = [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
             ("num_hidden_layers", self.num_hidden_layers),
             ("num_attention_heads", self.num_attention_heads),
             ("num_key_value_heads", self.num_key_value_heads),
@@ -389,6 +393,9 @@ impl Config {
         }
         self.rope.check(rd)?;
         if let Some(e) = &self.arch.experts {
+            if e.shared == Some(0) {
+                return Err("shared_expert_intermediate_size is 0".into());
+            }
             if e.count == 0 || e.width == 0 || e.per_token == 0 || e.per_token > e.count {
                 return Err(format!(
                     "experts: {} chosen of {} (num_experts_per_tok, num_experts), each of width \
@@ -472,6 +479,21 @@ impl Config {
                         let names = mlp_names(&format!("{p}.mlp.experts.{x}"));
                         check_mlp(&expect, names, (e.width, h), "moe_intermediate_size")?;
                     }
+                    if let Some(width) = e.shared {
+                        let names = mlp_names(&format!("{p}.mlp.shared_expert"));
+                        let field = "shared_expert_intermediate_size";
+                        check_mlp(&expect, names, (width, h), field)?;
+                        // A row, or (llama.cpp) a vector.
+                        let gate = format!("{p}.mlp.shared_expert_gate.weight");
+                        if w.shape(&gate) != Some(vec![h]) {
+                            expect(&gate, &[1, h], "1, hidden_size")?;
+                        }
+                    }
+                }
+                None if ffn == 0 => {
+                    return Err(format!(
+                        "layer {i} has a dense MLP, but intermediate_size is 0 or missing"
+                    ))
                 }
                 None => {
                     let names = mlp_names(&format!("{p}.mlp"));

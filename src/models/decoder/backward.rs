@@ -16,11 +16,11 @@
 //! is the twin the tests hold it against.
 
 use super::saved::{Progress, Saved, SavedAttention, SavedLayer, SavedMixer, Seed};
-use super::self_attention::sigmoid;
 use super::watch::{At, Point};
 use super::{Attention, Block, Decoder, DecoderLayer, Mixer, Rotary, Watch};
 use crate::kernels::Products;
 use crate::models::attention::attention_vjp;
+use crate::models::gated::sigmoid;
 use crate::models::{Derivatives, Ordinary};
 use candle_core::{DType, Result, Tensor, D};
 

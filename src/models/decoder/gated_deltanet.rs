@@ -15,10 +15,10 @@
 //! the delta update's products, the output gate as the MLP's gate) and the cached step of generation (the convolution's last inputs and the
 //! states carried between tokens).
 
-use super::self_attention::sigmoid;
 use super::WeightSource;
 use crate::kernels::Products;
 use crate::models::config::{DeltaNet, DeltaNetLayout};
+use crate::models::gated::sigmoid;
 use crate::models::gated_delta::{self, Dims, Inputs};
 use crate::models::linear::Linear;
 use crate::models::{rms_norm, Activation, Derivatives};

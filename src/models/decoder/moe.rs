@@ -7,6 +7,11 @@
 //! The routing weights are differentiated as written (softmax, the choice as a gather, the
 //! renormalisation); the product `expert_e(x) · w_e` is a [`Derivatives`] point
 //! (`expert_scales`), where a caller may split or stop its gradient.
+//!
+//! A shared expert (Qwen3.5-MoE) runs on every token beside the routed ones: its output `y`
+//! scaled by `σ(shared_expert_gate · x)`, a number per token — an output gate like gated
+//! attention's, with the same [`Derivatives`] point (`output_gate_scales`). Its units are
+//! the block's last neurons.
 
 use super::ffn::{Mlp, SavedMlp};
 use super::steer::NeuronEdits;
@@ -14,8 +19,10 @@ use super::watch::{At, Point};
 use super::WeightSource;
 use crate::kernels::Products;
 use crate::models::config::Experts;
+use crate::models::gated::sigmoid;
 use crate::models::gated::{scale_gradient, Activation};
 use crate::models::linear::Linear;
+use crate::models::weight::Weight;
 use crate::models::{softmax_last_dim, Derivatives};
 use candle_core::{DType, Result, Tensor, D};
 
@@ -27,6 +34,24 @@ pub(super) struct Moe {
     per_token: usize,
     normalize: bool,
     width: usize,
+    shared: Option<Shared>,
+}
+
+/// A shared expert and its gate `(1, hidden)`.
+#[derive(Debug, Clone)]
+struct Shared {
+    mlp: Mlp,
+    gate: Linear,
+}
+
+/// What a shared expert's backward reads.
+#[derive(Debug)]
+struct SavedShared {
+    mlp: SavedMlp,
+    /// Its output before the gate, `(rows, hidden)`.
+    y: Tensor,
+    /// σ of the gate's logits, `(rows, 1)`.
+    gate: Tensor,
 }
 
 /// The routing of a pass: the chosen experts' weights and which rows each expert takes.
@@ -56,6 +81,7 @@ pub(super) struct SavedMoe {
     routes: Routes,
     /// Each hit expert's gate and up projections of its rows.
     experts: Vec<SavedMlp>,
+    shared: Option<SavedShared>,
     rows: usize,
 }
 
@@ -70,12 +96,25 @@ impl Moe {
         let experts = (0..e.count)
             .map(|x| Mlp::load(w, &format!("{p}.experts.{x}"), act))
             .collect::<crate::Result<Vec<_>>>()?;
+        let shared = match e.shared {
+            Some(_) => {
+                // `(1, hidden)`; llama.cpp stores it as a vector.
+                let gate = w.get(&format!("{p}.shared_expert_gate.weight"))?;
+                let gate = gate.reshape((1, gate.elem_count()))?;
+                Some(Shared {
+                    mlp: Mlp::load(w, &format!("{p}.shared_expert"), act)?,
+                    gate: Linear::new(Weight::dense(gate)),
+                })
+            }
+            None => None,
+        };
         Ok(Moe {
             router,
             experts,
             per_token: e.per_token,
             normalize: e.normalize,
             width: e.width,
+            shared,
         })
     }
 
@@ -136,6 +175,12 @@ impl Moe {
             let y = scale_gradient(&y, sy)?.broadcast_mul(&scale_gradient(&w, sw)?)?;
             out = out.index_add(&hit.rows, &y, 0)?;
         }
+        if let Some(s) = &self.shared {
+            let [sy, sg] = dv.output_gate_scales();
+            let y = s.mlp.forward(x, dv, p)?;
+            let g = sigmoid(&s.gate.forward(x, p)?)?;
+            out = (out + scale_gradient(&y, sy)?.broadcast_mul(&scale_gradient(&g, sg)?)?)?;
+        }
         Ok(out)
     }
 
@@ -152,12 +197,22 @@ impl Moe {
             out = out.index_add(&hit.rows, &y.broadcast_mul(&w)?, 0)?;
             experts.push(s);
         }
+        let shared = match &self.shared {
+            Some(s) => {
+                let (y, mlp) = s.mlp.forward_saved(x, p)?;
+                let gate = sigmoid(&s.gate.forward(x, p)?)?;
+                out = (out + y.broadcast_mul(&gate)?)?;
+                Some(SavedShared { mlp, y, gate })
+            }
+            None => None,
+        };
         let rows = x.dim(0)?;
         Ok((
             out,
             SavedMoe {
                 routes,
                 experts,
+                shared,
                 rows,
             },
         ))
@@ -172,7 +227,19 @@ impl Moe {
             .zip(&s.routes.hits)
             .map(|(saved, hit)| Ok((hit, self.experts[hit.expert].hidden(saved)?)))
             .collect::<Result<Vec<_>>>()?;
-        self.side_by_side(&hidden, &[], s.rows)
+        let shared = match (&self.shared, &s.shared) {
+            (Some(m), Some(saved)) => Some(m.mlp.hidden(&saved.mlp)?),
+            _ => None,
+        };
+        self.with_shared(self.side_by_side(&hidden, &[], s.rows)?, shared)
+    }
+
+    /// The routed experts' units followed by the shared expert's, where there is one.
+    fn with_shared(&self, routed: Tensor, shared: Option<Tensor>) -> Result<Tensor> {
+        match shared {
+            Some(t) => Tensor::cat(&[&routed, &t.to_dtype(routed.dtype())?], D::Minus1),
+            None => Ok(routed),
+        }
     }
 
     /// Per-expert tensors `(lead…, hit rows, width)` placed side by side over all rows,
@@ -241,11 +308,18 @@ impl Moe {
             let dxe = mlp.input_vjp(saved, &dz, dv, p)?;
             dx = dx.index_add(&hit.rows, &dxe, 1)?;
         }
+        let mut shared_heard = None;
+        if let (Some(m), Some(saved)) = (&self.shared, &s.shared) {
+            let (dxs, dz) = self.shared_backward(m, saved, dm, dv, p)?;
+            dx = (dx + dxs)?;
+            shared_heard = hears.then_some((m.mlp.hidden(&saved.mlp)?, dz));
+        }
         if let Some(w) = watch.as_mut().filter(|_| hears) {
             let (acts, cots): (Vec<_>, Vec<_>) =
                 heard.into_iter().map(|(h, a, c)| ((h, a), (h, c))).unzip();
-            let cot = self.side_by_side(&cots, &[b], s.rows)?;
-            let act = || self.side_by_side(&acts, &[], s.rows);
+            let (shared_act, shared_cot) = shared_heard.unzip();
+            let cot = self.with_shared(self.side_by_side(&cots, &[b], s.rows)?, shared_cot)?;
+            let act = || self.with_shared(self.side_by_side(&acts, &[], s.rows)?, shared_act);
             w.hear(Point::MlpHidden, act, &cot)?;
         }
         if sw == 0.0 {
@@ -253,6 +327,33 @@ impl Moe {
         }
         let dlogits = self.router_vjp(&s.routes, &dw.reshape((b, s.rows, k))?)?;
         dx + self.router.vjp(&dlogits.to_dtype(dm.dtype())?, p)?
+    }
+
+    /// The shared expert's part of the block's backward: the cotangent `dm` carried to the
+    /// input through `σ(g) ⊙ y`, each factor's share as `dv`'s `output_gate_scales`, and the
+    /// cotangent of its hidden units.
+    fn shared_backward(
+        &self,
+        m: &Shared,
+        s: &SavedShared,
+        dm: &Tensor,
+        dv: &dyn Derivatives,
+        p: Products,
+    ) -> Result<(Tensor, Tensor)> {
+        let [to_y, to_gate] = dv.output_gate_scales();
+        let dy = (dm.broadcast_mul(&s.gate)? * to_y)?;
+        let dz = m.mlp.down_proj.vjp(&dy, p)?;
+        let mut dx = m.mlp.input_vjp(&s.mlp, &dz, dv, p)?;
+        if to_gate != 0.0 {
+            // d/dg of σ(g) · y: ⟨dm, y⟩ σ (1 − σ).
+            let slope = s.gate.mul(&s.gate.affine(-1.0, 1.0)?)?;
+            let dg = dm
+                .broadcast_mul(&s.y)?
+                .sum_keepdim(D::Minus1)?
+                .broadcast_mul(&slope)?;
+            dx = (dx + m.gate.vjp(&(dg * to_gate)?, p)?)?;
+        }
+        Ok((dx, dz))
     }
 
     /// Cotangents `dw: (b, rows, per_token)` of the chosen weights carried to the router's
@@ -289,29 +390,49 @@ impl Moe {
     /// Neuron `j` (unit `j mod width` of expert `j / width`): its expert's `down_proj`, its
     /// index there, and the expert's width.
     pub(super) fn down_column(&self, j: usize) -> Result<(&Linear, usize, usize)> {
+        let routed = self.experts.len() * self.width;
+        if let (Some(s), true) = (&self.shared, j >= routed) {
+            let width = s.mlp.down_proj.dims()?.1;
+            if j - routed < width {
+                return Ok((&s.mlp.down_proj, j - routed, width));
+            }
+        }
         match self.experts.get(j / self.width.max(1)) {
-            Some(e) => Ok((&e.down_proj, j % self.width, self.width)),
-            None => candle_core::bail!("no neuron {j} among {}", self.neurons()),
+            Some(e) if j < routed => Ok((&e.down_proj, j % self.width, self.width)),
+            _ => candle_core::bail!("no neuron {j} among {}", self.neurons()?),
         }
     }
 
-    /// All experts' units.
-    pub(super) fn neurons(&self) -> usize {
-        self.experts.len() * self.width
+    /// All experts' units, the shared expert's last.
+    fn neurons(&self) -> Result<usize> {
+        let shared = match &self.shared {
+            Some(s) => s.mlp.down_proj.dims()?.1,
+            None => 0,
+        };
+        Ok(self.experts.len() * self.width + shared)
     }
 
     /// Sets the edits of its neurons: each expert takes its own part.
     pub(super) fn steer(&mut self, edits: Option<NeuronEdits>) {
         let width = self.width;
+        let routed = self.experts.len() * width;
         for (e, mlp) in self.experts.iter_mut().enumerate() {
             mlp.steer = edits.as_ref().and_then(|n| n.part(e * width, width));
         }
+        if let Some(s) = self.shared.as_mut() {
+            let shared = s.mlp.down_proj.dims().map_or(0, |(_, w)| w);
+            s.mlp.steer = edits.as_ref().and_then(|n| n.part(routed, shared));
+        }
     }
 
-    /// Bytes a decoding step reads: the router, and the chosen experts' matrices (each
-    /// expert's as many bytes).
+    /// Bytes a decoding step reads: the router, the chosen experts' matrices (each expert's
+    /// as many bytes) and the shared expert's.
     pub(super) fn bytes_read(&self, p: Products) -> u64 {
         let expert = self.experts.first().map_or(0, |e| e.bytes_read(p));
-        self.router.bytes_read(p) + self.per_token as u64 * expert
+        let shared = self
+            .shared
+            .as_ref()
+            .map_or(0, |s| s.mlp.bytes_read(p) + s.gate.bytes_read(p));
+        self.router.bytes_read(p) + self.per_token as u64 * expert + shared
     }
 }

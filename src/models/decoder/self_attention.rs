@@ -9,6 +9,7 @@ use super::{load_norm, Config, WeightSource};
 use crate::kernels::Products;
 use crate::models::attention::{causal_attention, fast_path, masked_softmax, probabilities};
 use crate::models::config::{QkNorm, QueryTemperature};
+use crate::models::gated::sigmoid;
 use crate::models::linear::Linear;
 use crate::models::Derivatives;
 use candle_core::{Result, Tensor, D};
@@ -320,9 +321,4 @@ pub(super) struct Projected {
     pub(super) k: Tensor,
     pub(super) v: Tensor,
     pub(super) gate: Option<Tensor>,
-}
-
-/// σ(x), elementwise.
-pub(super) fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    (x.neg()?.exp()? + 1.0)?.recip()
 }
