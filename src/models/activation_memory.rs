@@ -14,7 +14,9 @@
 //!   takes heads in groups of bounded size).
 //!
 //! The estimate below adds a fifth to the linear term and doubles the quadratic one, so that
-//! the limit errs towards refusing.
+//! the limit errs towards refusing. A Gated DeltaNet layer (Qwen3.5) keeps its own tensors
+//! per token beside those (counted from what its backward reads, with the same fifth), and
+//! its backward the update's states every 64 tokens for one layer at a time.
 
 use super::config::Config;
 
@@ -36,7 +38,22 @@ pub fn explain_bytes(cfg: &Config, n: u64) -> u64 {
         .saturating_mul(n)
         .saturating_mul(cfg.num_attention_heads as u64)
         .saturating_mul(ATTENTION_FLOATS * float);
-    linear.saturating_add(quadratic)
+    let recurrent = match cfg.arch.delta_net {
+        Some(d) => {
+            let layers = (0..cfg.num_hidden_layers)
+                .filter(|&l| cfg.is_linear(l))
+                .count() as u64;
+            let saved = n
+                .saturating_mul(layers)
+                .saturating_mul(d.saved_floats() as u64)
+                .saturating_mul(float)
+                / 5
+                * 6;
+            saved.saturating_add(d.state_floats(n).saturating_mul(float))
+        }
+        None => 0,
+    };
+    linear.saturating_add(quadratic).saturating_add(recurrent)
 }
 
 /// The longest prompt whose explanation fits in `bytes` (at least 1).
@@ -78,6 +95,33 @@ mod tests {
                 "{n}: {est} vs {measured}"
             );
         }
+    }
+
+    /// Qwen3.5-4B's shape: its 24 DeltaNet layers (of 32) keep ≈ 37k floats per token each
+    /// beside the common term, so the estimate grows by about that.
+    #[test]
+    fn deltanet_layers_count_their_saved_tensors() {
+        let mut cfg: Config = serde_json::from_value(serde_json::json!({
+            "hidden_size": 2560, "intermediate_size": 9216, "num_hidden_layers": 32,
+            "num_attention_heads": 16, "num_key_value_heads": 4, "vocab_size": 248320,
+            "max_position_embeddings": 8192, "rms_norm_eps": 1e-6, "rope_theta": 1e7,
+            "head_dim": 256,
+        }))
+        .unwrap();
+        let dense = explain_bytes(&cfg, 1000);
+        cfg.arch.delta_net = Some(crate::models::config::DeltaNet {
+            key_heads: 16,
+            value_heads: 32,
+            key_dim: 128,
+            value_dim: 128,
+            kernel: 4,
+            layout: Default::default(),
+        });
+        cfg.arch.linear_layers = (0..32).map(|i| (i + 1) % 4 != 0).collect();
+        let extra = (explain_bytes(&cfg, 1000) - dense) as f64;
+        let floats = 8192 + 4096 + 8192 + 4 * 4096 + 96;
+        let want = 1000.0 * 24.0 * floats as f64 * 4.0 * 1.2;
+        assert!((extra - want).abs() / want < 0.05, "{extra} vs {want}");
     }
 
     #[test]

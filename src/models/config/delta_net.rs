@@ -47,6 +47,27 @@ impl DeltaNet {
         2 * self.key_heads * self.key_dim + self.value_heads * self.value_dim
     }
 
+    /// Floats a layer keeps per token for its backward (`SavedDeltaNet`): the convolution's
+    /// output, q and k before their norms and per value head after, v, the gates' inputs,
+    /// the update's output, its norm and the output gate's input.
+    pub fn saved_floats(&self) -> usize {
+        let (kv, vv) = (
+            self.key_heads * self.key_dim,
+            self.value_heads * self.value_dim,
+        );
+        self.channels()
+            + 2 * kv
+            + 2 * self.value_heads * self.key_dim
+            + 4 * vv
+            + 3 * self.value_heads
+    }
+
+    /// Floats of the states a layer's backward keeps at once for `n` tokens (one per head
+    /// every 64 tokens, `models::gated_delta`).
+    pub fn state_floats(&self, n: u64) -> u64 {
+        (n / 64 + 1) * (self.value_heads * self.key_dim * self.value_dim) as u64
+    }
+
     /// The layer's tensors under `p` (`model.layers.0.linear_attn`) against its shape.
     pub(super) fn check_shapes(
         &self,
