@@ -22,6 +22,12 @@ impl crate::Engine {
         if layer >= layers || index >= of {
             return Err(no_unit(&req.unit.to_string(), layer, layers, kind, of));
         }
+        if matches!(req.unit.unit, Unit::Head(_)) && c.is_linear(layer) {
+            return Err(Error::InvalidSetting(format!(
+                "{}: layer {layer} is a Gated DeltaNet layer, which has no attention heads",
+                req.unit
+            )));
+        }
         let tok = self.context(
             &req.prompt,
             req.chat_template,

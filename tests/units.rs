@@ -111,6 +111,37 @@ fn unit_cards_follow_steering_and_refuse_bad_units() {
     }
 }
 
+/// A head of a Gated DeltaNet layer (the tiny Qwen3.5's layers 0-2) is refused as a bad
+/// setting with the layer's kind named; the attention layer's heads have cards.
+#[test]
+fn deltanet_layers_have_no_head_cards() {
+    let e = engine_for("tests/fixtures/tiny-qwen3_5");
+    let at = |s: &str| {
+        let x = tokenlens::parse_edits(&format!("{s}*1")).unwrap()[0];
+        Component {
+            layer: x.layer,
+            unit: x.unit,
+        }
+    };
+    let mut req = UnitRequest {
+        prompt: "Each state decays".into(),
+        chat_template: false,
+        thinking: false,
+        continuation: Vec::new(),
+        unit: at("0:h1"),
+        steer: Vec::new(),
+    };
+    match e.unit_card(&req) {
+        Err(tokenlens::Error::InvalidSetting(m)) => {
+            assert!(m.contains("layer 0 is a Gated DeltaNet layer"), "{m}")
+        }
+        other => panic!("a DeltaNet layer's head: {other:?}"),
+    }
+    req.unit = at("3:h1");
+    let card = e.unit_card(&req).unwrap();
+    assert_eq!(card.attention.unwrap().len(), card.tokens.len());
+}
+
 /// A model whose layers differ in width (the tiny Qwen3-MoE: 6 experts × 12 units in layers 0
 /// and 2, a dense MLP of 40 in layer 1) takes each layer's own neurons and names that
 /// layer's range when asked past it.
