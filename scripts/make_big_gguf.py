@@ -16,6 +16,13 @@ this machine's memory explain a prompt, and in how much memory?
   ministral3-3b-shape  Ministral-3-3B: 26 layers, hidden 3072, 32 q / 8 kv heads of 128, ffn
                   9216, YaRN (factor 16 over 16384) and the attention temperature, vocabulary
                   131072 (Mistral's tekken), tied
+  qwen35-4b-shape  Qwen3.5-4B: 32 layers, hidden 2560, ffn 9216; three of every four layers
+                  Gated DeltaNet (16 key / 32 value heads of 128, a 4-tap convolution; the
+                  tensors as llama.cpp's converter writes them: attn_qkv, attn_gate,
+                  ssm_{beta,alpha,conv1d,a,norm,out}, ssm_dt.bias), the fourth gated attention
+                  (16 q / 4 kv heads of 256, 64 of each rotated, q/k norms); vocabulary 248320
+                  (the qwen35 pre-tokenizer's test vocabulary from llama.cpp, 151936 tokens,
+                  padded to the real size), tied, Qwen3.5-4B's chat template
   qwen3-30b-a3b-shape  Qwen3-30B-A3B: 48 layers, hidden 2048, 32 q / 4 kv heads of 128, q/k
                   norms, 128 experts of width 768 in every layer (8 per token), stacked as
                   llama.cpp keeps them (ffn_{gate,up,down}_exps) with the router ffn_gate_inp,
@@ -33,7 +40,7 @@ The tokenizers come from scripts/fetch-models.sh's cache. Weights are N(0, 0.02)
 seed: the numbers mean nothing, the shapes and the memory are real.
 
 Run: scripts/reference-env.sh && ~/.cache/tokenlens/venv/bin/python scripts/make_big_gguf.py \
-       qwen3-4b-shape [llama31-8b-shape] [qwen3-4b-shape-bf16]   (files go to $TOKENLENS_CACHE/models/)
+       qwen3-4b-shape [llama31-8b-shape] [qwen35-4b-shape] [qwen3-4b-shape-bf16]   (files go to $TOKENLENS_CACHE/models/)
 """
 import json
 import math
@@ -80,6 +87,13 @@ SHAPES = {
         yarn=dict(factor=16.0, original=16384, beta=0.1),
         template="mistralai__Ministral-3-14B-Reasoning-2512.jinja",
     ),
+    "qwen35-4b-shape": dict(
+        arch="qwen35", tokenizer="llama.cpp/ggml-vocab-qwen35.gguf", pre="qwen35", layers=32,
+        hidden=2560, heads=16, kv_heads=4, head_dim=256, rotary=64, ffn=9216, vocab=248320,
+        context=262144, theta=1e7, eps=1e-6, qk_norm=True, tied=True, eos="<|im_end|>",
+        template="Qwen__Qwen3.5-4B.jinja",
+        delta_net=dict(key_heads=16, value_heads=32, dim=128, kernel=4, every=4),
+    ),
     "qwen3-30b-a3b-shape": dict(
         arch="qwen3moe", tokenizer="qwen3", pre="qwen2", layers=48, hidden=2048, heads=32,
         kv_heads=4, head_dim=128, ffn=6144, vocab=151936, context=40960, theta=1e6,
@@ -93,7 +107,15 @@ CONTROL, USER_DEFINED, NORMAL, UNUSED = 3, 4, 1, 5
 
 def vocab(name, size):
     """Tokens, types and merges from a real tokenizer.json, as llama.cpp's converter lays
-    them out (id order; holes padded)."""
+    them out (id order; holes padded), or from a GGUF's (`*.gguf`: llama.cpp's vocabulary
+    files) padded to `size`."""
+    if name.endswith(".gguf"):
+        r = gguf.GGUFReader(os.path.join(CACHE, "tokenizers", name))
+        field = lambda k: [r.fields[k].contents(i) for i in range(len(r.fields[k].data))]
+        tokens, types = field("tokenizer.ggml.tokens"), field("tokenizer.ggml.token_type")
+        pad = range(len(tokens), size)
+        return (tokens + [f"[PAD{i}]" for i in pad], types + [UNUSED for _ in pad],
+                field("tokenizer.ggml.merges"))
     with open(os.path.join(CACHE, "tokenizers", name, "tokenizer.json")) as f:
         tj = json.load(f)
     by_id = {i: (t, NORMAL) for t, i in tj["model"]["vocab"].items()}
@@ -217,14 +239,43 @@ def write(name, s):
         w.add_uint32(f"{a}.expert_count", e["count"])
         w.add_uint32(f"{a}.expert_used_count", e["used"])
         w.add_uint32(f"{a}.expert_feed_forward_length", e["width"])
+    dn = s.get("delta_net")
+    if dn:  # Qwen3.5's converter (conversion/qwen.py, Qwen3NextModel)
+        w.add_uint32(f"{a}.ssm.conv_kernel", dn["kernel"])
+        w.add_uint32(f"{a}.ssm.state_size", dn["dim"])
+        w.add_uint32(f"{a}.ssm.group_count", dn["key_heads"])
+        w.add_uint32(f"{a}.ssm.time_step_rank", dn["value_heads"])
+        w.add_uint32(f"{a}.ssm.inner_size", dn["dim"] * dn["value_heads"])
+        w.add_uint32(f"{a}.full_attention_interval", dn["every"])
+        # Multimodal RoPE's sections (llama.cpp requires them; for text, plain RoPE).
+        w.add_array(f"{a}.rope.dimension_sections", [11, 11, 10, 0])
     for i in range(s["layers"]):
         p = f"blk.{i}"
         ones(f"{p}.attn_norm.weight", h)
-        ones(f"{p}.ffn_norm.weight", h)
+        if dn and (i + 1) % dn["every"] != 0:
+            ones(f"{p}.post_attention_norm.weight", h)
+            kd, vd, hv = dn["key_heads"] * dn["dim"], dn["value_heads"] * dn["dim"], dn["value_heads"]
+            matrix(f"{p}.attn_qkv.weight", 2 * kd + vd, h)
+            matrix(f"{p}.attn_gate.weight", vd, h)
+            matrix(f"{p}.ssm_beta.weight", hv, h)
+            matrix(f"{p}.ssm_alpha.weight", hv, h)
+            conv = rng.standard_normal((2 * kd + vd, dn["kernel"]), dtype=np.float32) * np.float32(0.5)
+            array(f"{p}.ssm_conv1d.weight", conv)
+            ones(f"{p}.ssm_dt.bias", hv)
+            array(f"{p}.ssm_a", -np.linspace(1.0, 16.0, hv, dtype=np.float32))
+            ones(f"{p}.ssm_norm.weight", dn["dim"])
+            matrix(f"{p}.ssm_out.weight", h, vd)
+            matrix(f"{p}.ffn_gate.weight", s["ffn"], h)
+            matrix(f"{p}.ffn_up.weight", s["ffn"], h)
+            matrix(f"{p}.ffn_down.weight", h, s["ffn"])
+            continue
+        # Qwen3.5's gated attention: attn_q holds each head's queries, then its gate.
+        q_out = 2 * q_rows if dn else q_rows
+        ones(f"{p}.post_attention_norm.weight" if dn else f"{p}.ffn_norm.weight", h)
         if s.get("fused"):
             matrix(f"{p}.attn_qkv.weight", q_rows + 2 * kv_rows, h)
         else:
-            matrix(f"{p}.attn_q.weight", q_rows, h)
+            matrix(f"{p}.attn_q.weight", q_out, h)
             matrix(f"{p}.attn_k.weight", kv_rows, h)
             matrix(f"{p}.attn_v.weight", kv_rows, h)
         matrix(f"{p}.attn_output.weight", h, q_rows)
