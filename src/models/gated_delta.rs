@@ -16,6 +16,7 @@
 //! split or cut them. States are kept every [`CHECKPOINT`] tokens and recomputed in between,
 //! so the backward holds `T / 64` states per head rather than `T`.
 
+use rayon::prelude::*;
 use thiserror::Error;
 
 /// Tokens between kept states in the backward pass.
@@ -98,6 +99,19 @@ pub struct Grads {
     pub beta: Vec<f32>,
 }
 
+impl Grads {
+    /// Zeros for `rows` rows of `len` tokens.
+    fn zeros(rows: usize, len: usize, dk: usize, dv: usize) -> Self {
+        Grads {
+            q: vec![0.0; rows * len * dk],
+            k: vec![0.0; rows * len * dk],
+            v: vec![0.0; rows * len * dv],
+            g: vec![0.0; rows * len],
+            beta: vec![0.0; rows * len],
+        }
+    }
+}
+
 impl Inputs<'_> {
     fn check(&self) -> Result<(), ShapeError> {
         let Dims { heads, len, dk, dv } = self.dims;
@@ -162,6 +176,9 @@ fn read(s: &[f32], q: &[f32], out: &mut [f32]) {
     }
 }
 
+/// The fewest tokens whose heads run across the cores.
+const PARALLEL_FROM: usize = 16;
+
 /// The outputs `(heads, len, dv)` and the final states `(heads, dk, dv)`, from `state`
 /// (`(heads, dk, dv)`; zeros when `None`).
 pub fn forward(x: &Inputs, state: Option<&[f32]>) -> Result<(Vec<f32>, Vec<f32>), ShapeError> {
@@ -179,16 +196,23 @@ pub fn forward(x: &Inputs, state: Option<&[f32]>) -> Result<(Vec<f32>, Vec<f32>)
         None => vec![0.0; heads * dk * dv],
     };
     let mut out = vec![0.0; heads * len * dv];
-    let (mut m, mut delta) = (vec![0.0; dv], vec![0.0; dv]);
-    for h in 0..heads {
-        let s = &mut states[h * dk * dv..(h + 1) * dk * dv];
-        for t in 0..len {
-            let (q, k, v, g, beta) = x.at(h, t);
-            step(s, k, v, g, beta, &mut m, &mut delta);
-            let o = (h * len + t) * dv;
-            read(s, q, &mut out[o..o + dv]);
-        }
-    }
+    // The heads are independent: one per task, across the cores, but for a few tokens (a
+    // generation step), where a task's start would cost more than its work.
+    let per_task = if len < PARALLEL_FROM { heads.max(1) } else { 1 };
+    let per_head = states
+        .par_chunks_mut((dk * dv).max(1))
+        .zip(out.par_chunks_mut((len * dv).max(1)));
+    per_head
+        .enumerate()
+        .with_min_len(per_task)
+        .for_each(|(h, (s, out))| {
+            let (mut m, mut delta) = (vec![0.0; dv], vec![0.0; dv]);
+            for t in 0..len {
+                let (q, k, v, g, beta) = x.at(h, t);
+                step(s, k, v, g, beta, &mut m, &mut delta);
+                read(s, q, &mut out[t * dv..(t + 1) * dv]);
+            }
+        });
     Ok((out, states))
 }
 
@@ -205,40 +229,59 @@ pub fn backward(x: &Inputs, d_out: &[f32], sc: &Scales) -> Result<Grads, ShapeEr
         )));
     }
     let seeds = d_out.len() / per_seed;
-    let mut gr = Grads {
-        q: vec![0.0; seeds * heads * len * dk],
-        k: vec![0.0; seeds * heads * len * dk],
-        v: vec![0.0; seeds * per_seed],
-        g: vec![0.0; seeds * heads * len],
-        beta: vec![0.0; seeds * heads * len],
-    };
-    let n = dk * dv;
-    for h in 0..heads {
-        // The state before each chunk, kept on the way forward.
-        let mut kept = Vec::with_capacity(len.div_ceil(CHECKPOINT));
-        let mut s = vec![0.0; n];
-        let (mut m, mut delta) = (vec![0.0; dv], vec![0.0; dv]);
-        for t in 0..len {
-            if t % CHECKPOINT == 0 {
-                kept.push(s.clone());
-            }
-            let (_, k, v, g, beta) = x.at(h, t);
-            step(&mut s, k, v, g, beta, &mut m, &mut delta);
-        }
-        let mut ds = vec![vec![0.0f32; n]; seeds];
-        let mut chunk = Chunk::new(n, dv);
-        for (c, start) in kept.iter().enumerate().rev() {
-            let t0 = c * CHECKPOINT;
-            let t1 = (t0 + CHECKPOINT).min(len);
-            chunk.replay(x, h, t0, t1, start);
-            for t in (t0..t1).rev() {
-                for (b, ds) in ds.iter_mut().enumerate() {
-                    chunk.back(x, h, t, t0, sc, ds, d_out, b, &mut gr);
-                }
-            }
+    // The heads are independent: each its own task, its cotangents `(seeds, len, ·)`, then
+    // placed at `(seeds, heads, len, ·)`.
+    let per_head: Vec<Grads> = (0..heads)
+        .into_par_iter()
+        .map(|h| head_backward(x, h, d_out, sc, seeds))
+        .collect();
+    let mut gr = Grads::zeros(seeds * heads, len, dk, dv);
+    for (h, part) in per_head.iter().enumerate() {
+        for b in 0..seeds {
+            let (to, from) = ((b * heads + h) * len, b * len);
+            let place = |dst: &mut [f32], src: &[f32], w: usize| {
+                dst[to * w..(to + len) * w].copy_from_slice(&src[from * w..(from + len) * w]);
+            };
+            place(&mut gr.q, &part.q, dk);
+            place(&mut gr.k, &part.k, dk);
+            place(&mut gr.v, &part.v, dv);
+            place(&mut gr.g, &part.g, 1);
+            place(&mut gr.beta, &part.beta, 1);
         }
     }
     Ok(gr)
+}
+
+/// Head `h`'s cotangents for every seed, `(seeds, len, ·)`: states kept every
+/// [`CHECKPOINT`] tokens on the way forward, each chunk replayed from its state on the way
+/// back.
+fn head_backward(x: &Inputs, h: usize, d_out: &[f32], sc: &Scales, seeds: usize) -> Grads {
+    let Dims { len, dk, dv, .. } = x.dims;
+    let n = dk * dv;
+    let mut gr = Grads::zeros(seeds, len, dk, dv);
+    let mut kept = Vec::with_capacity(len.div_ceil(CHECKPOINT));
+    let mut s = vec![0.0; n];
+    let (mut m, mut delta) = (vec![0.0; dv], vec![0.0; dv]);
+    for t in 0..len {
+        if t % CHECKPOINT == 0 {
+            kept.push(s.clone());
+        }
+        let (_, k, v, g, beta) = x.at(h, t);
+        step(&mut s, k, v, g, beta, &mut m, &mut delta);
+    }
+    let mut ds = vec![vec![0.0f32; n]; seeds];
+    let mut chunk = Chunk::new(n, dv);
+    for (c, start) in kept.iter().enumerate().rev() {
+        let t0 = c * CHECKPOINT;
+        let t1 = (t0 + CHECKPOINT).min(len);
+        chunk.replay(x, h, t0, t1, start);
+        for t in (t0..t1).rev() {
+            for (b, ds) in ds.iter_mut().enumerate() {
+                chunk.back(x, h, t, t0, sc, ds, d_out, b, &mut gr);
+            }
+        }
+    }
+    gr
 }
 
 /// One chunk's states and corrections, replayed from the state before it.
@@ -306,8 +349,10 @@ impl Chunk {
             &self.delta[i * dv..(i + 1) * dv],
         );
         let (q, k, v, g, beta) = x.at(h, t);
-        let row = (b * heads + h) * len + t;
-        let dout = &d_out[row * dv..(row + 1) * dv];
+        let at = (b * heads + h) * len + t;
+        let dout = &d_out[at * dv..(at + 1) * dv];
+        // This head's cotangents, `(seeds, len, ·)`.
+        let row = b * len + t;
         // o = Sᵀq: dS += q doᵀ; dq = S do.
         let dq = &mut gr.q[row * dk..(row + 1) * dk];
         for ((srow, dsrow), (&qi, dqi)) in now
