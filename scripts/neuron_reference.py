@@ -16,9 +16,17 @@ A layer of sparse experts (Qwen3-MoE) has each expert's units side by side (neur
 e · width + j is unit j of expert e): every expert's `down_proj` input is kept for the rows
 routed to it, placed at those rows (the router's choice, recomputed from its logits as the
 block computes it), zeros where the expert was not chosen.
+A Gated DeltaNet layer (Qwen3.5) has no heads: an empty row. Qwen3.5's gated attention reads
+its heads before the output gate, `m` of `o_proj(m ⊙ σ(g))`: from the o_proj input `y` and
+its gradient, `m`'s gradient is `σ(g) · ∂y` times the rule's share of the product (AttnLRP
+½, else 1), so its saliency is `σ(g) |∂y|` and its input × gradient `share · y ∂y`; g is read
+from `q_proj`'s output (each head's queries, then its gate).
+Each transformers computes its own families' cases (reference.TF5_FAMILIES) and keeps the
+rest, as scripts/lens_reference.py does.
 Output: tests/fixtures/neurons.json.
 
 Run: $(scripts/reference-env.sh) scripts/neuron_reference.py   (about 2 min)
+     $(scripts/reference-env-tf5.sh) scripts/neuron_reference.py
 """
 import json
 import os
@@ -29,7 +37,8 @@ import reference  # noqa: E402
 
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "neurons.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
-         "tiny_qwen3_moe_raw"]
+         "tiny_qwen3_moe_raw", "tiny_smollm3_raw", "tiny_phi3_raw", "tiny_ministral3_raw",
+         "tiny_olmo3_raw", "tiny_qwen3_5_raw"]
 MODES = reference.METHOD_MODES
 K = 8
 
@@ -63,12 +72,18 @@ def side_by_side(block, logits, parts):
     return out
 
 
+def here():
+    """The cases this transformers computes."""
+    return [n for n in CASES if reference.runs_here(reference.fixture_source(n))]
+
+
 def run_mode(mode, path):
     import torch
+    import transformers
 
     out = {}
-    for name, fx, model, ids, target in reference.mode_cases(mode, CASES):
-        kept, heads_in = [], []
+    for name, fx, model, ids, target in reference.mode_cases(mode, here()):
+        kept = []
 
         def keep(into):
             def hook(_m, args):
@@ -89,7 +104,17 @@ def run_mode(mode, path):
                     lambda _m, _a, out, into=logits: into.append(out.detach())))
             else:
                 handles.append(l.mlp.down_proj.register_forward_pre_hook(keep(dense[i])))
-        handles += [l.self_attn.o_proj.register_forward_pre_hook(keep(heads_in)) for l in layers]
+        # Each layer's o_proj input, and its output gate where it has one (Qwen3.5).
+        heads_in = [[] for _ in layers]
+        gates = [[] for _ in layers]
+        gated = model.config.model_type.startswith("qwen3_5")
+        for i, l in enumerate(layers):
+            if not hasattr(l, "self_attn"):
+                continue
+            handles.append(l.self_attn.o_proj.register_forward_pre_hook(keep(heads_in[i])))
+            if gated:
+                handles.append(l.self_attn.q_proj.register_forward_hook(
+                    lambda _m, _a, out, into=gates[i]: into.append(out.detach()[0])))
         n_heads = model.config.num_attention_heads
         try:
             emb = model.get_input_embeddings()(torch.tensor([ids])).detach().requires_grad_(True)
@@ -110,14 +135,22 @@ def run_mode(mode, path):
                 layer_terms[slot] = side_by_side(block, logits[0], [expert_terms(m, x) for x in parts])
             methods[m] = [layer_entry(t, K) for t in layer_terms]
             heads[m] = []
-            for x in heads_in:
+            for x, g in zip(heads_in, gates):
+                if not x:  # no attention in this layer
+                    heads[m].append({"total": 0.0, "heads": [], "per_token": []})
+                    continue
+                x = x[0]
                 t = terms_of(m, x)
+                if g:  # before the output gate
+                    seq = g[0].shape[0]
+                    sg = torch.sigmoid(g[0].view(seq, n_heads, 2, -1)[:, :, 1].reshape(seq, -1))
+                    t = x.grad[0].abs() * sg if m == "saliency" else t * (0.5 if m == "attnlrp" else 1.0)
                 per = t.reshape(t.shape[0], n_heads, -1).sum(-1).T  # (heads, seq)
                 heads[m].append({"total": float(per.sum()), "heads": reference.r(per.sum(-1).tolist()),
                                  "per_token": [reference.r(row) for row in per.tolist()]})
         out[name] = {"fixture": name, "model": fx["model"], "prompt": fx["prompt"],
                      "chat_template": fx["chat_template"], "ids": ids, "target": target,
-                     "methods": methods, "heads": heads}
+                     "transformers": transformers.__version__, "methods": methods, "heads": heads}
         print(f"{mode}: {name} ({len(ids)} tokens, {len(kept)} layers, {n_heads} heads)", file=sys.stderr)
     with open(path, "w") as f:
         json.dump(out, f)
@@ -126,8 +159,11 @@ def run_mode(mode, path):
 def main():
     if len(sys.argv) == 3:
         return run_mode(sys.argv[1], sys.argv[2])
-    merged = reference.per_mode(__file__, MODES, ["methods", "heads"])
-    reference.write_doc(OUT, [merged[n] for n in CASES])
+    kept = {}
+    if os.path.exists(OUT):
+        kept = {c["fixture"]: c for c in json.load(open(OUT))["cases"] if c["fixture"] not in here()}
+    merged = {**kept, **reference.per_mode(__file__, MODES, ["methods", "heads"])}
+    reference.write_doc(OUT, [merged[n] for n in CASES if n in merged])
 
 
 if __name__ == "__main__":
