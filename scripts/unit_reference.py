@@ -12,10 +12,15 @@ layer):
 In a layer of sparse experts (Qwen3-MoE) the neuron is a unit of the expert the last token
 chooses first (neuron e · width + j), its activation the expert's `act(gate) · up` at the
 tokens routed to it (the router's top-k recomputed from its softmax) and 0 elsewhere.
+A hybrid's head (Qwen3.5) is in its first attention layer from the middle on (its Gated
+DeltaNet layers have none). Each transformers computes its own families' cases
+(reference.TF5_FAMILIES) and keeps the rest, as scripts/lens_reference.py does.
 Output: tests/fixtures/units.json.
 
 Run: $(scripts/reference-env.sh) scripts/unit_reference.py   (about 20 s)
+     $(scripts/reference-env-tf5.sh) scripts/unit_reference.py
 """
+import json
 import os
 import sys
 
@@ -24,20 +29,29 @@ import reference  # noqa: E402
 
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "units.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
-         "tiny_qwen3_moe_raw"]
+         "tiny_qwen3_moe_raw", "tiny_smollm3_raw", "tiny_phi3_raw", "tiny_ministral3_raw",
+         "tiny_olmo3_raw", "tiny_qwen3_5_raw"]
 TOP = 10
 
 
 def main():
     import torch
 
+    import transformers
+
     torch.set_num_threads(os.cpu_count() or 1)
+    here = [n for n in CASES if reference.runs_here(reference.fixture_source(n))]
+    kept = {}
+    if os.path.exists(OUT):
+        kept = {c["fixture"]: c for c in json.load(open(OUT))["cases"] if c["fixture"] not in here}
     cases = []
-    for name in CASES:
+    for name in here:
         fx, _, model = reference.fixture_model(name)
         cfg, ids = model.config, fx["ids"]
         layer, j = cfg.num_hidden_layers - 1, cfg.intermediate_size // 2
         hl, h = cfg.num_hidden_layers // 2, cfg.num_attention_heads - 1
+        attending = [i for i, l in enumerate(model.model.layers) if hasattr(l, "self_attn")]
+        hl = min(i for i in attending if i >= hl)
         acts, inputs = [], []
         mlp = model.model.layers[layer].mlp
         experts = hasattr(mlp, "experts")
@@ -80,10 +94,20 @@ def main():
             "suppresses_logits": reference.r((-bottom.values).tolist()),
             "activations": reference.r(acts[0]),
             "head": {"layer": hl, "unit": {"head": h}},
-            "attention": [reference.r(row) for row in out.attentions[hl][0, h].tolist()],
+            "attention": [reference.r(row) for row in attention(out.attentions, attending, hl)[0, h].tolist()],
+            "transformers": transformers.__version__,
         })
         print(f"{name}: neuron {layer}:{neuron}, head {hl}:h{h}", file=sys.stderr)
-    reference.write_doc(OUT, cases)
+    merged = {**kept, **{c["fixture"]: c for c in cases}}
+    reference.write_doc(OUT, [merged[n] for n in CASES if n in merged])
+
+
+def attention(attentions, attending, layer):
+    """Layer `layer`'s probabilities from a model's `attentions`: one per layer, or (a
+    hybrid's) one per attention layer."""
+    if len(attentions) == len(attending) and len(attending) < max(attending) + 1:
+        return attentions[attending.index(layer)]
+    return attentions[layer]
 
 
 if __name__ == "__main__":
