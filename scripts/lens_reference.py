@@ -12,7 +12,6 @@ transformers computes its own families' cases (reference.TF5_FAMILIES) and keeps
 Run: $(scripts/reference-env.sh) scripts/lens_reference.py
      $(scripts/reference-env-tf5.sh) scripts/lens_reference.py
 """
-import json
 import os
 import sys
 
@@ -33,12 +32,8 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
     import transformers
 
-    here = [n for n in CASES if reference.runs_here(reference.fixture_source(n))]
-    kept = {}
-    if os.path.exists(OUT):
-        kept = {c["fixture"]: c for c in json.load(open(OUT))["cases"] if c["fixture"] not in here}
     done = {}
-    for name in here:
+    for name in reference.here(CASES):
         fx, _, model = reference.fixture_model(name)
         ids, target = fx["ids"], fx["targets"][0]["id"]
         captured = []
@@ -74,8 +69,7 @@ def main():
                       "chat_template": fx["chat_template"], "ids": ids, "target": target,
                       "transformers": transformers.__version__, "lens": lens}
         print(f"{name}: {len(lens)} layers × {len(ids)} positions", file=sys.stderr)
-    merged = {**kept, **done}
-    reference.write_doc(OUT, [merged[n] for n in CASES if n in merged])
+    reference.write_merged(OUT, CASES, done)
 
 
 if __name__ == "__main__":

@@ -72,17 +72,12 @@ def side_by_side(block, logits, parts):
     return out
 
 
-def here():
-    """The cases this transformers computes."""
-    return [n for n in CASES if reference.runs_here(reference.fixture_source(n))]
-
-
 def run_mode(mode, path):
     import torch
     import transformers
 
     out = {}
-    for name, fx, model, ids, target in reference.mode_cases(mode, here()):
+    for name, fx, model, ids, target in reference.mode_cases(mode, reference.here(CASES)):
         kept = []
 
         def keep(into):
@@ -159,11 +154,7 @@ def run_mode(mode, path):
 def main():
     if len(sys.argv) == 3:
         return run_mode(sys.argv[1], sys.argv[2])
-    kept = {}
-    if os.path.exists(OUT):
-        kept = {c["fixture"]: c for c in json.load(open(OUT))["cases"] if c["fixture"] not in here()}
-    merged = {**kept, **reference.per_mode(__file__, MODES, ["methods", "heads"])}
-    reference.write_doc(OUT, [merged[n] for n in CASES if n in merged])
+    reference.write_merged(OUT, CASES, reference.per_mode(__file__, MODES, ["methods", "heads"]))
 
 
 if __name__ == "__main__":

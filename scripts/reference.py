@@ -562,6 +562,22 @@ def fixture_model(name):
     return fx, tok, model
 
 
+def here(names):
+    """The fixtures among `names` this transformers computes (see TF5_FAMILIES)."""
+    return [n for n in names if runs_here(fixture_source(n))]
+
+
+def write_merged(path, names, done):
+    """Writes `path` with the cases this transformers computed (`done`: name -> case) and the
+    rest as the file holds them (the other transformers' families), in `names`' order."""
+    kept = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            kept = {c["fixture"]: c for c in json.load(f)["cases"] if c["fixture"] not in done}
+    merged = {**kept, **done}
+    write_doc(path, [merged[n] for n in names if n in merged])
+
+
 def write_doc(path, cases):
     """Writes a fixture document: the torch and transformers versions, and the cases."""
     from importlib.metadata import version

@@ -18,9 +18,13 @@ first), and the target's log-probability with the top k zeroed, k = 0..8.
 In a layer of sparse experts (Qwen3-MoE) neuron e · width + j is unit j of expert e: its
 edit is applied at that expert's `down_proj` input, on the tokens routed to it (where the
 expert runs), and its relevance is read there (scripts/neuron_reference.py's side_by_side).
+Each transformers computes its own families' cases (reference.TF5_FAMILIES) and keeps the
+rest. Not Qwen3.5 yet: the edits placed by shape would fall on its Gated DeltaNet layers,
+which have no heads.
 Output: tests/fixtures/steer.json.
 
 Run: $(scripts/reference-env.sh) scripts/steer_reference.py   (about 1 min)
+     $(scripts/reference-env-tf5.sh) scripts/steer_reference.py
 """
 import json
 import os
@@ -32,7 +36,8 @@ from neuron_reference import side_by_side  # noqa: E402
 
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "steer.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
-         "tiny_qwen3_moe_raw"]
+         "tiny_qwen3_moe_raw", "tiny_smollm3_raw", "tiny_phi3_raw", "tiny_ministral3_raw",
+         "tiny_olmo3_raw"]
 MODES = reference.METHOD_MODES
 GREEDY = 32
 ABLATE = 8
@@ -179,7 +184,7 @@ def run_mode(mode, path):
     import torch
 
     out = {}
-    for name, fx, model, ids, target in reference.mode_cases(mode, CASES):
+    for name, fx, model, ids, target in reference.mode_cases(mode, reference.here(CASES)):
         edits = edits_for(model.config)
         entry = {"fixture": name, "model": fx["model"], "prompt": fx["prompt"],
                  "chat_template": fx["chat_template"], "ids": ids, "target": target,
@@ -218,8 +223,7 @@ def run_mode(mode, path):
 def main():
     if len(sys.argv) == 3:
         return run_mode(sys.argv[1], sys.argv[2])
-    merged = reference.per_mode(__file__, MODES, ["methods"])
-    reference.write_doc(OUT, [merged[n] for n in CASES])
+    reference.write_merged(OUT, CASES, reference.per_mode(__file__, MODES, ["methods"]))
 
 
 if __name__ == "__main__":

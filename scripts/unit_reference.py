@@ -20,7 +20,6 @@ Output: tests/fixtures/units.json.
 Run: $(scripts/reference-env.sh) scripts/unit_reference.py   (about 20 s)
      $(scripts/reference-env-tf5.sh) scripts/unit_reference.py
 """
-import json
 import os
 import sys
 
@@ -40,12 +39,8 @@ def main():
     import transformers
 
     torch.set_num_threads(os.cpu_count() or 1)
-    here = [n for n in CASES if reference.runs_here(reference.fixture_source(n))]
-    kept = {}
-    if os.path.exists(OUT):
-        kept = {c["fixture"]: c for c in json.load(open(OUT))["cases"] if c["fixture"] not in here}
     cases = []
-    for name in here:
+    for name in reference.here(CASES):
         fx, _, model = reference.fixture_model(name)
         cfg, ids = model.config, fx["ids"]
         layer, j = cfg.num_hidden_layers - 1, cfg.intermediate_size // 2
@@ -98,8 +93,7 @@ def main():
             "transformers": transformers.__version__,
         })
         print(f"{name}: neuron {layer}:{neuron}, head {hl}:h{h}", file=sys.stderr)
-    merged = {**kept, **{c["fixture"]: c for c in cases}}
-    reference.write_doc(OUT, [merged[n] for n in CASES if n in merged])
+    reference.write_merged(OUT, CASES, {c["fixture"]: c for c in cases})
 
 
 def attention(attentions, attending, layer):
