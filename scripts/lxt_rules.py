@@ -35,13 +35,13 @@ from lxt.efficient.patches import (  # noqa: E402
 
 
 def _eager_only(wrap, module):
-    """Wraps the module's eager attention with `wrap`'s rules, once: two families' maps may
-    name one module (Qwen3.5-MoE's attention is Qwen3.5's), and rules wrapped twice would
-    apply twice."""
-    f = module.eager_attention_forward
-    if not getattr(f, "_lxt_rules", False):
-        module.eager_attention_forward = wrap(f)
-        module.eager_attention_forward._lxt_rules = True
+    """Wraps the module's original eager attention with `wrap`'s rules: two families' maps
+    may name one module (Qwen3.5-MoE's attention is Qwen3.5's), and rules wrapped over rules
+    would apply twice."""
+    original = getattr(module.eager_attention_forward, "_lxt_original",
+                       module.eager_attention_forward)
+    module.eager_attention_forward = wrap(original)
+    module.eager_attention_forward._lxt_original = original
     return True
 
 

@@ -46,9 +46,8 @@ pub fn explain_bytes(cfg: &Config, n: u64) -> u64 {
             let saved = n
                 .saturating_mul(layers)
                 .saturating_mul(d.saved_floats() as u64)
-                .saturating_mul(float)
-                / 5
-                * 6;
+                .saturating_mul(float);
+            let saved = saved.saturating_add(saved / 5);
             saved.saturating_add(d.state_floats(n).saturating_mul(float))
         }
         None => 0,

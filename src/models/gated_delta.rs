@@ -230,26 +230,45 @@ pub fn backward(x: &Inputs, d_out: &[f32], sc: &Scales) -> Result<Grads, ShapeEr
     }
     let seeds = d_out.len() / per_seed;
     // The heads are independent: each its own task, its cotangents `(seeds, len, ·)`, then
-    // placed at `(seeds, heads, len, ·)`.
-    let per_head: Vec<Grads> = (0..heads)
-        .into_par_iter()
-        .map(|h| head_backward(x, h, d_out, sc, seeds))
-        .collect();
+    // placed at `(seeds, heads, len, ·)`; as many at once as there are threads, so that the
+    // heads' own copies add a few heads' worth of memory, not a second whole.
     let mut gr = Grads::zeros(seeds * heads, len, dk, dv);
-    for (h, part) in per_head.iter().enumerate() {
+    let all: Vec<usize> = (0..heads).collect();
+    for batch in all.chunks(rayon::current_num_threads().max(1)) {
+        let parts: Vec<(usize, Grads)> = batch
+            .par_iter()
+            .map(|&h| (h, head_backward(x, h, d_out, sc, seeds)))
+            .collect();
+        for (h, part) in &parts {
+            gr.place(part, *h, heads, len, (dk, dv));
+        }
+    }
+    Ok(gr)
+}
+
+impl Grads {
+    /// Head `h`'s cotangents `part` `(seeds, len, ·)` into their places `(seeds, heads, len, ·)`.
+    fn place(
+        &mut self,
+        part: &Grads,
+        h: usize,
+        heads: usize,
+        len: usize,
+        (dk, dv): (usize, usize),
+    ) {
+        let seeds = part.g.len() / len.max(1);
         for b in 0..seeds {
             let (to, from) = ((b * heads + h) * len, b * len);
             let place = |dst: &mut [f32], src: &[f32], w: usize| {
                 dst[to * w..(to + len) * w].copy_from_slice(&src[from * w..(from + len) * w]);
             };
-            place(&mut gr.q, &part.q, dk);
-            place(&mut gr.k, &part.k, dk);
-            place(&mut gr.v, &part.v, dv);
-            place(&mut gr.g, &part.g, 1);
-            place(&mut gr.beta, &part.beta, 1);
+            place(&mut self.q, &part.q, dk);
+            place(&mut self.k, &part.k, dk);
+            place(&mut self.v, &part.v, dv);
+            place(&mut self.g, &part.g, 1);
+            place(&mut self.beta, &part.beta, 1);
         }
     }
-    Ok(gr)
 }
 
 /// Head `h`'s cotangents for every seed, `(seeds, len, ·)`: states kept every

@@ -9,7 +9,7 @@
 //! `attention.recurrent_layers` (or every `full_attention_interval`-th attending), its tensors
 //! as `attn_qkv`, `attn_gate`, `ssm_{beta,alpha,conv1d,a,norm,out}`, `ssm_dt.bias`, in
 //! llama.cpp's layout ([`DeltaNetLayout::LlamaCpp`]: value heads tiled, `ssm_a = −exp(A_log)`);
-//! the norms stored as `1 + w` already. A file with multi-token-prediction layers counts them
+//! the norms stored as `1 + w` already (the DeltaNet's output norm `ssm_norm` as `w`). A file with multi-token-prediction layers counts them
 //! in `block_count` (`nextn_predict_layers`): they come last and are not read.
 
 use super::config::{DeltaNet, DeltaNetLayout, QkNorm};
@@ -37,6 +37,19 @@ fn every_but(layers: usize, every: Option<f64>) -> Result<Vec<bool>, String> {
 
 /// What both file kinds share once the DeltaNet's shape and its layers are read.
 fn common(cfg: &mut Config, d: DeltaNet, linear: Vec<bool>) -> Result<(), String> {
+    // The widths and a layer's states, before anything multiplies them unchecked.
+    let widths = [
+        (2 * d.key_heads as u128) * d.key_dim as u128,
+        d.value_heads as u128 * d.value_dim as u128,
+        d.value_heads as u128 * d.key_dim as u128 * d.value_dim as u128,
+        d.kernel as u128,
+    ];
+    if widths.iter().any(|&w| w > 1 << 32) {
+        return Err(format!(
+            "a Gated DeltaNet of {} key heads of {}, {} value heads of {} and {} taps is              implausibly large",
+            d.key_heads, d.key_dim, d.value_heads, d.value_dim, d.kernel
+        ));
+    }
     if !d.value_heads.is_multiple_of(d.key_heads) {
         return Err(format!(
             "{} value heads are not a multiple of {} key heads (linear_num_value_heads, \
@@ -117,7 +130,10 @@ impl Family for Qwen35 {
         }
         cfg.num_hidden_layers = blocks - mtp;
         let linear = match md.bools("attention.recurrent_layers")? {
-            Some(flags) if flags.len() == blocks => flags[..blocks - mtp].to_vec(),
+            // Listed for every block, or for the model's own layers only.
+            Some(flags) if flags.len() == blocks || flags.len() == blocks - mtp => {
+                flags[..blocks - mtp].to_vec()
+            }
             Some(flags) => {
                 return Err(format!(
                     "attention.recurrent_layers has {} entries for {blocks} blocks",

@@ -259,17 +259,35 @@ impl Config {
     }
 
     /// Elements of the decoder layers' matrices each token multiplies once per pass
-    /// (attention's four projections, the MLP's three, or the chosen experts' and the
-    /// router), embeddings excluded.
+    /// (attention's four projections, a Gated DeltaNet's five, the MLP's three, or the chosen
+    /// experts', the router and a shared expert's gate), embeddings excluded.
     pub fn layer_matrix_params(&self) -> u64 {
         let (h, d) = (self.hidden_size as u64, self.head_dim() as u64);
         let q = self.num_attention_heads as u64 * d;
         let kv = self.num_key_value_heads as u64 * d;
-        let attention = h * (q + 2 * kv) + q * h;
+        // Queries and, where gated, as many gates; the output projection reads the queries'.
+        let gates = if self.arch.attention_output_gate {
+            q
+        } else {
+            0
+        };
+        let attention = h * (q + gates + 2 * kv) + q * h;
+        let delta_net = self.arch.delta_net.map_or(0, |n| {
+            let values = (n.value_heads * n.value_dim) as u64;
+            // in_proj_qkv, in_proj_z, in_proj_b and in_proj_a; out_proj.
+            h * (n.channels() as u64 + values + 2 * n.value_heads as u64) + values * h
+        });
         (0..self.num_hidden_layers)
             .map(|l| {
-                let router = self.experts_at(l).map_or(0, |e| (e.count as u64) * h);
-                attention + router + 3 * h * self.active_width(l) as u64
+                let mixer = if self.is_linear(l) {
+                    delta_net
+                } else {
+                    attention
+                };
+                let router = self
+                    .experts_at(l)
+                    .map_or(0, |e| (e.count as u64 + u64::from(e.shared.is_some())) * h);
+                mixer + router + 3 * h * self.active_width(l) as u64
             })
             .sum()
     }

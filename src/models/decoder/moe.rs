@@ -218,8 +218,8 @@ impl Moe {
         ))
     }
 
-    /// The hidden units of a saved pass side by side, `(rows, experts · width)`: each
-    /// expert's on the rows that chose it, 0 elsewhere.
+    /// The hidden units of a saved pass side by side, `(rows, experts · width [+ shared])`:
+    /// each expert's on the rows that chose it, 0 elsewhere, then the shared expert's.
     pub(super) fn hidden(&self, s: &SavedMoe) -> Result<Tensor> {
         let hidden = s
             .experts
@@ -264,8 +264,8 @@ impl Moe {
     }
 
     /// Cotangents `dm: (b, rows, hidden)` of the block's output carried to its input: into
-    /// each chosen expert and, through the weights, into the router. `watch` hears the hidden
-    /// units.
+    /// each chosen expert and, through the weights, into the router, and into the shared
+    /// expert and its gate. `watch` hears the hidden units.
     pub(super) fn backward(
         &self,
         s: &SavedMoe,
@@ -312,7 +312,9 @@ impl Moe {
         if let (Some(m), Some(saved)) = (&self.shared, &s.shared) {
             let (dxs, dz) = self.shared_backward(m, saved, dm, dv, p)?;
             dx = (dx + dxs)?;
-            shared_heard = hears.then_some((m.mlp.hidden(&saved.mlp)?, dz));
+            if hears {
+                shared_heard = Some((m.mlp.hidden(&saved.mlp)?, dz));
+            }
         }
         if let Some(w) = watch.as_mut().filter(|_| hears) {
             let (acts, cots): (Vec<_>, Vec<_>) =
@@ -387,8 +389,9 @@ impl Moe {
         dp.broadcast_sub(&dot)?.broadcast_mul(&probs)
     }
 
-    /// Neuron `j` (unit `j mod width` of expert `j / width`): its expert's `down_proj`, its
-    /// index there, and the expert's width.
+    /// Neuron `j` (unit `j mod width` of expert `j / width`; past the routed experts' units,
+    /// unit `j − experts · width` of the shared expert): its `down_proj`, its index there, and
+    /// that matrix's width.
     pub(super) fn down_column(&self, j: usize) -> Result<(&Linear, usize, usize)> {
         let routed = self.experts.len() * self.width;
         if let (Some(s), true) = (&self.shared, j >= routed) {
