@@ -11,7 +11,9 @@ layer):
 - the head's attention probabilities `[query][key]` (eager attention, `output_attentions`).
 In a layer of sparse experts (Qwen3-MoE) the neuron is a unit of the expert the last token
 chooses first (neuron e · width + j), its activation the expert's `act(gate) · up` at the
-tokens routed to it (the router's top-k recomputed from its softmax) and 0 elsewhere.
+tokens routed to it (the router's top-k recomputed from its softmax) and 0 elsewhere. Where
+the layer has a shared expert (Qwen3.5-MoE), the neuron is one of its units, numbered after
+every routed expert's (neuron experts · width + j), read at its `down_proj`.
 A hybrid's head (Qwen3.5) is in its first attention layer from the middle on (its Gated
 DeltaNet layers have none). Each transformers computes its own families' cases
 (reference.TF5_FAMILIES) and keeps the rest, as scripts/lens_reference.py does.
@@ -29,7 +31,7 @@ import reference  # noqa: E402
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "units.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
          "tiny_qwen3_moe_raw", "tiny_smollm3_raw", "tiny_phi3_raw", "tiny_ministral3_raw",
-         "tiny_olmo3_raw", "tiny_qwen3_5_raw"]
+         "tiny_olmo3_raw", "tiny_qwen3_5_raw", "tiny_qwen3_5_moe_raw"]
 TOP = 10
 
 
@@ -43,14 +45,22 @@ def main():
     for name in reference.here(CASES):
         fx, _, model = reference.fixture_model(name)
         cfg, ids = model.config, fx["ids"]
-        layer, j = cfg.num_hidden_layers - 1, cfg.intermediate_size // 2
+        layer, j = cfg.num_hidden_layers - 1, getattr(cfg, "intermediate_size", 0) // 2
         hl, h = cfg.num_hidden_layers // 2, cfg.num_attention_heads - 1
         attending = [i for i, l in enumerate(model.model.layers) if hasattr(l, "self_attn")]
         hl = min(i for i in attending if i >= hl)
         acts, inputs = [], []
         mlp = model.model.layers[layer].mlp
-        experts = hasattr(mlp, "experts")
-        if experts:
+        shared = getattr(mlp, "shared_expert", None)
+        experts = hasattr(mlp, "experts") and shared is None
+        neuron = j
+        if shared is not None:
+            j = shared.down_proj.in_features // 2
+            neuron = cfg.num_experts * cfg.moe_intermediate_size + j
+            down = shared.down_proj  # its input `(tokens, width)`: the block flattens them
+            handle = down.register_forward_pre_hook(
+                lambda _m, a: acts.append(a[0].reshape(-1, a[0].shape[-1])[:, j].tolist()))
+        elif experts:
             handle = mlp.register_forward_pre_hook(lambda _m, a: inputs.append(a[0][0]))
         else:
             down = mlp.down_proj
@@ -60,7 +70,6 @@ def main():
                 out = model(torch.tensor([ids]), use_cache=False, output_attentions=True)
         finally:
             handle.remove()
-        neuron = j
         if experts:
             with torch.no_grad():
                 x = inputs[0]
