@@ -96,6 +96,10 @@ pub fn from_rope_parameters(raw: &mut Value) {
     }
 }
 
+/// A frequency divisor that stops a pair of dimensions turning (llama.cpp's convention for
+/// Gemma 4's unrotated frequencies, `rope_freqs` of 1e30): its frequency is taken as 0.
+pub const NO_ROTATION: f64 = 1e30;
+
 /// The scaling a `config.json`'s `rope_scaling` asks for, for `rotary_dim` rotated values
 /// per head, RoPE base `theta` and context `max_positions`.
 pub fn from_hf(
@@ -134,6 +138,26 @@ pub fn from_hf(
     };
     match kind {
         "default" => Ok(RopeScaling::default()),
+        // Gemma 4's full layers: the first `partial_rotary_factor` of the frequencies,
+        // computed over the whole head, divided by the factor; the rest do not turn (their
+        // dimensions pass through), rather than a narrower rotated width.
+        "proportional" => {
+            let partial = optional("partial_rotary_factor")?.unwrap_or(1.0);
+            let factor = optional("factor")?.unwrap_or(1.0);
+            let half = rotary_dim / 2;
+            let angles = ((partial * rotary_dim as f64) / 2.0).floor() as usize;
+            if angles == 0 || angles > half {
+                return Err(format!(
+                    "rope_scaling.partial_rotary_factor {partial} turns {angles} of {half}                      frequencies"
+                ));
+            }
+            let mut factors = vec![factor; angles];
+            factors.resize(half, NO_ROTATION);
+            Ok(RopeScaling {
+                factors: Some(factors),
+                ..Default::default()
+            })
+        }
         // Every frequency divided by the factor (Gemma 3's global layers).
         "linear" => Ok(RopeScaling {
             factors: Some(vec![num("factor")?; rotary_dim / 2]),

@@ -7,6 +7,7 @@
 //! place that knows their order.
 
 use super::Config;
+use crate::models::rope_scaling::NO_ROTATION;
 use candle_core::{DType, Device, Result, Tensor, D};
 
 /// Builds a model's RoPE tables, in the order [`table_of`] indexes them.
@@ -56,6 +57,18 @@ struct CosSin {
     sin: Tensor,
 }
 
+/// The `rd / 2` frequencies of base `theta` over a rotated width `rd`, each divided by its
+/// factor; a factor of [`NO_ROTATION`] or more gives exactly 0 (that pair does not turn).
+fn inv_freq(theta: f64, rd: usize, factors: Option<&[f64]>) -> Vec<f32> {
+    let divisor = |i: usize| factors.and_then(|f| f.get(i)).copied().unwrap_or(1.0);
+    (0..rd / 2)
+        .map(|i| match divisor(i) {
+            d if d >= NO_ROTATION => 0.0,
+            d => (1.0 / theta.powf(2.0 * i as f64 / rd as f64) / d) as f32,
+        })
+        .collect()
+}
+
 impl CosSin {
     fn new(
         cfg: &Config,
@@ -66,11 +79,7 @@ impl CosSin {
         dev: &Device,
     ) -> Result<Self> {
         let rd = cfg.rotary_dim();
-        let divisor = |i: usize| factors.and_then(|f| f.get(i)).copied().unwrap_or(1.0);
-        let inv_freq: Vec<f32> = (0..rd / 2)
-            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / rd as f64) / divisor(i)) as f32)
-            .collect();
-        let inv_freq = Tensor::from_vec(inv_freq, (1, rd / 2), dev)?;
+        let inv_freq = Tensor::from_vec(inv_freq(theta, rd, factors), (1, rd / 2), dev)?;
         let pos = Tensor::arange(0u32, cfg.max_position_embeddings as u32, dev)?
             .to_dtype(DType::F32)?
             .reshape((cfg.max_position_embeddings, 1))?;
@@ -254,5 +263,30 @@ impl candle_core::CustomOp1 for RopeOp {
             &self.sin.neg()?,
             self.interleaved,
         )?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inv_freq;
+    use crate::models::rope_scaling::from_hf;
+
+    /// Gemma 4's proportional RoPE on a full layer of head width 16, base 1e6, a quarter
+    /// turning: transformers 5.25's `_compute_proportional_rope_parameters` gives
+    /// `[1, 0.17782794, 0, 0, 0, 0, 0, 0]` (checked on a tiny Gemma 4).
+    #[test]
+    fn proportional_rope_turns_its_share_of_frequencies_over_the_whole_head() {
+        let raw = serde_json::json!({"rope_scaling": {
+            "rope_type": "proportional", "partial_rotary_factor": 0.25}});
+        let s = from_hf(&raw, 16, 1e6, 128).unwrap();
+        let got = inv_freq(1e6, 16, s.factors.as_deref());
+        let want = [1.0, 0.177_827_94, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() <= 1e-7, "{got:?}");
+        }
+        let bad = serde_json::json!({"rope_scaling": {
+            "rope_type": "proportional", "partial_rotary_factor": 0.01}});
+        let err = from_hf(&bad, 16, 1e6, 128).unwrap_err();
+        assert!(err.contains("turns 0 of 8"), "{err}");
     }
 }
