@@ -120,6 +120,14 @@ TINY = {
         "tiny_qwen3_5_moe_chat": ("Which experts hold the state of a linear layer? One line.", True),
         "tiny_qwen3_5_moe_raw": ("A shared expert sees every token, while the routed ones", False),
     }),
+    # Gemma 4: sliding layers of head 8 (window 4), full layers of head 16 whose proportional
+    # RoPE turns two of eight frequencies, values normed without a weight, unscaled scores,
+    # each layer's output scaled, soft-capped logits. Made with transformers 5.25.0 (see
+    # TF5_FAMILIES).
+    "gemma4": ("tiny-gemma4", {
+        "tiny_gemma4_chat": ("Why are some attention heads wider than others? One line.", True),
+        "tiny_gemma4_raw": ("The full layers see every token, while the sliding ones", False),
+    }),
     # SmolLM3: no RoPE in every fourth layer (its fourth of four here). Made and
     # checked with transformers 5.25.0 (see TF5_FAMILIES).
     "smollm3": ("tiny-smollm3", {
@@ -161,11 +169,12 @@ MODULE = {"llama31": "llama"}
 # Families transformers 4.52.4 lacks: made and checked with transformers 5.25.0 from
 # scripts/reference-env-tf5.sh, `--only` them (each transformers runs only its own families,
 # so the other fixtures keep their pinned versions).
-TF5_FAMILIES = {"smollm3", "phi3", "ministral3", "olmo3", "qwen3_5", "qwen3_5_moe"}
+TF5_FAMILIES = {"smollm3", "phi3", "ministral3", "olmo3", "qwen3_5", "qwen3_5_moe", "gemma4"}
 
 # lxt rule modules of our own, for families lxt 2.1 does not ship (lxt's own patches).
 LOCAL_RULES = {
     "olmo2": "lxt_olmo2", "olmo3": "lxt_olmo3", "qwen3_5": "lxt_qwen3_5", "qwen3_5_moe": "lxt_qwen3_5_moe",
+    "gemma4": "lxt_gemma4",
     "smollm3": "lxt_smollm3", "phi3": "lxt_phi3",
     "ministral3": "lxt_ministral3", "mistral": "lxt_mistral", "qwen3_moe": "lxt_qwen3_moe",
 }
@@ -246,6 +255,23 @@ def tiny_config(family, vocab):
             pad_token_id=1, rope_parameters={"rope_type": "default", "rope_theta": 1e4,
                                              "partial_rotary_factor": 0.25},
             **common)
+    if family == "gemma4":
+        from transformers import Gemma4TextConfig
+
+        # Seven layers: sliding, full, sliding, full, sliding, sliding, full (the last is
+        # always full); a full layer's head twice a sliding one's.
+        s, f = "sliding_attention", "full_attention"
+        common.update(num_hidden_layers=7, hidden_size=32, initializer_range=0.28)
+        return Gemma4TextConfig(
+            head_dim=8, global_head_dim=16, layer_types=[s, f, s, f, s, s, f], sliding_window=4,
+            hidden_size_per_layer_input=0, num_kv_shared_layers=0,
+            # Padding 0, not 1: padding's embedding row is zero, and <|im_start|> (1) opens every
+            # chat prompt; a zero stream's softmax gives transformers' backward a NaN.
+            final_logit_softcapping=30.0, hidden_activation="gelu_pytorch_tanh", pad_token_id=0,
+            rope_parameters={
+                s: {"rope_type": "default", "rope_theta": 1e4},
+                f: {"rope_type": "proportional", "partial_rotary_factor": 0.25, "rope_theta": 1e6},
+            }, **common)
     if family == "olmo3":
         from transformers import Olmo3Config
 
@@ -320,8 +346,19 @@ def make_tiny(gguf_path, family):
                 centred = family == "gemma3" or (family.startswith("qwen3_5")
                                                  and "linear_attn" not in n)
                 p.copy_((0.0 if centred else 1.0) + 0.3 * torch.randn_like(p))
+                if family == "gemma4" and n.endswith(("q_norm.weight", "k_norm.weight")):
+                    # Gemma 4 does not scale its scores: trained q/k norms carry the
+                    # 1/√head_dim. Norms of ~1 would leave random scores so sharp that bf16
+                    # rounding moves transformers' own saliency by 0.82 of its largest value
+                    # (0.027 for the tiny Gemma 3).
+                    p.mul_(p.numel() ** -0.25)
             elif n.endswith(".bias"):
                 p.copy_(0.5 * torch.randn_like(p))
+        # Gemma 4's layer scales are buffers of ones at init: a layer that ignored its own
+        # would pass unnoticed.
+        for n, b in model.named_buffers():
+            if n.endswith("layer_scalar"):
+                b.copy_(0.5 + 0.5 * torch.rand_like(b))
     out = tiny_dir(family)
     os.makedirs(out, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
@@ -737,6 +774,7 @@ GEN_PROMPTS = {
     "tiny_qwen3_5_chat": (TINY["qwen3_5"][1]["tiny_qwen3_5_chat"][0], True, "qwen3_5"),
     "tiny_qwen3_5_moe_raw": (TINY["qwen3_5_moe"][1]["tiny_qwen3_5_moe_raw"][0], False,
                              "qwen3_5_moe"),
+    "tiny_gemma4_chat": (TINY["gemma4"][1]["tiny_gemma4_chat"][0], True, "gemma4"),
     "qwen_reverse_chat": (QWEN_PROMPTS["qwen_reverse_chat"][0], True, "qwen2.5"),
     "qwen_code_raw": (QWEN_PROMPTS["qwen_code_raw"][0], False, "qwen2.5"),
     "tiny_llama3_chat": (LLAMA3_PROMPTS["tiny_llama3_chat"][0], True, "llama3-gguf"),

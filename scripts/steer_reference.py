@@ -37,7 +37,7 @@ from neuron_reference import side_by_side  # noqa: E402
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "steer.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
          "tiny_qwen3_moe_raw", "tiny_smollm3_raw", "tiny_phi3_raw", "tiny_ministral3_raw",
-         "tiny_olmo3_raw"]
+         "tiny_olmo3_raw", "tiny_gemma4_raw"]
 MODES = reference.METHOD_MODES
 GREEDY = 32
 ABLATE = 8
@@ -61,8 +61,6 @@ def hooks(model, edits, constant_norms):
     import torch
 
     layers = model.model.layers
-    hd = model.config.head_dim if getattr(model.config, "head_dim", None) else (
-        model.config.hidden_size // model.config.num_attention_heads)
     handles = []
     for l, layer in enumerate(layers):
         mine = [e for e in edits if e["layer"] == l]
@@ -79,7 +77,10 @@ def hooks(model, edits, constant_norms):
                     x[..., j] = e["setting"]["clamp"]
             return (x,)
 
-        def on_heads(_m, args, heads=heads):
+        # The layer's own head width (Gemma 4's full layers' is wider than head_dim).
+        width_here = getattr(getattr(layer, "self_attn", None), "head_dim", None)
+
+        def on_heads(_m, args, heads=heads, hd=width_here):
             x = args[0]
             o = list(x.reshape(*x.shape[:-1], -1, hd).unbind(-2))
             for e in heads:

@@ -31,7 +31,7 @@ import reference  # noqa: E402
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "units.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
          "tiny_qwen3_moe_raw", "tiny_smollm3_raw", "tiny_phi3_raw", "tiny_ministral3_raw",
-         "tiny_olmo3_raw", "tiny_qwen3_5_raw", "tiny_qwen3_5_moe_raw"]
+         "tiny_olmo3_raw", "tiny_qwen3_5_raw", "tiny_qwen3_5_moe_raw", "tiny_gemma4_raw"]
 TOP = 10
 
 

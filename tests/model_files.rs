@@ -276,7 +276,7 @@ fn endless_chat_template() {
 fn config_json_that_disagrees_with_its_weights() {
     let moe = "tiny-qwen3-moe";
     let olmo3 = "tiny-olmo3";
-    let cases: [(&str, &str, serde_json::Value, &str); 12] = [
+    let cases: [(&str, &str, serde_json::Value, &str); 13] = [
         (
             "tiny-llama",
             "num_attention_heads",
@@ -311,6 +311,13 @@ fn config_json_that_disagrees_with_its_weights() {
         ),
         (olmo3, "layer_types", 4.into(), "layer_types"),
         (olmo3, "sliding_window", 2.5.into(), "sliding_window is 2.5"),
+        // Gemma 4's full layers: a head width their weights do not have.
+        (
+            "tiny-gemma4",
+            "per_layer_config",
+            serde_json::json!({"1": {"head_dim": 32}, "3": {"head_dim": 32}, "6": {"head_dim": 32}}),
+            "model.layers.1.self_attn.q_proj.weight",
+        ),
     ];
     for (i, (model, key, value, field)) in cases.into_iter().enumerate() {
         let src = root().join("tests/fixtures").join(model);
@@ -327,6 +334,26 @@ fn config_json_that_disagrees_with_its_weights() {
         std::fs::write(&cfg_path, cfg.to_string()).unwrap();
         refused(&dir, field);
     }
+}
+
+/// A Gemma 4 layer whose output scale is 0 would erase the stream (and the backward pass
+/// divides by it): refused at load, naming the tensor.
+#[test]
+fn a_layer_scale_of_zero_is_refused() {
+    let src = root().join("tests/fixtures/tiny-gemma4");
+    let dir = tmp_dir().join("gemma4-scale");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(&src).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+    }
+    let file = dir.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
+    let name = "model.layers.2.layer_scalar";
+    let zero = tensors[name].zeros_like().unwrap();
+    tensors.insert(name.into(), zero);
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+    refused(&dir, name);
 }
 
 /// A model over its memory budget keeps its weights as the file stores them (GGUF quantized

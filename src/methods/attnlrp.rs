@@ -7,6 +7,8 @@
 //! | point               | AttnLRP                                   | CP-LRP                 |
 //! |---------------------|-------------------------------------------|------------------------|
 //! | RMSNorm             | identity rule: no gradient via the variance | same                 |
+//! | weightless RMSNorm on v (Gemma 4) | identity rule, as any RMSNorm | same             |
+//! | layer output × stored scale (Gemma 4) | ordinary: a constant factor | ordinary          |
 //! | MLP activation      | identity rule: grad × act(x)/(x + 1e-10)  | gate input held constant |
 //! | an activation alone (Gated DeltaNet's convolution) | identity rule | identity rule |
 //! | gate ⊙ up           | uniform rule: grad / 2                    | ordinary product       |

@@ -54,6 +54,24 @@ fn load_layer_norms(
     Ok(out)
 }
 
+/// A layer's output scale: one finite, non-zero number (a zero would erase the stream, and
+/// the backward pass divides by it).
+fn layer_scalar(w: &mut dyn WeightSource, name: &str) -> crate::Result<f64> {
+    let v = w
+        .get(name)?
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
+    match v[..] {
+        [s] if s.is_finite() && s != 0.0 => Ok(s),
+        _ => Err(candle_core::Error::Msg(format!(
+            "{}: a layer's output scale must be one finite, non-zero number, got {v:?}",
+            w.file_name(name)
+        ))
+        .into()),
+    }
+}
+
 /// A norm weight as the model multiplies by it: `1 + w` for Gemma's Hugging Face layout.
 pub(super) fn load_norm(w: &mut dyn WeightSource, name: &str, a: &Arch) -> crate::Result<Tensor> {
     let t = w.get(name)?;
@@ -76,6 +94,8 @@ struct DecoderLayer {
     /// The norms before and after attention, then before and after the MLP, where the
     /// family has them ([`NormPlacement`]).
     norms: [Option<Tensor>; 4],
+    /// The number the layer's output is multiplied by, where it has one (Gemma 4).
+    scalar: Option<f64>,
 }
 
 impl DecoderLayer {
@@ -91,10 +111,15 @@ impl DecoderLayer {
             )?),
             None => Mixer::Attention(Attention::load(w, &format!("{p}.self_attn"), cfg, i)?),
         };
+        let scalar = match a.layer_scalar {
+            true => Some(layer_scalar(w, &format!("{p}.layer_scalar"))?),
+            false => None,
+        };
         Ok(DecoderLayer {
             mixer,
             mlp: Ffn::load(w, &format!("{p}.mlp"), cfg, i)?,
             norms: load_layer_norms(w, &p, a)?,
+            scalar,
         })
     }
 
@@ -155,6 +180,9 @@ impl DecoderLayer {
                 raw,
             });
             h = (h + y)?;
+        }
+        if let Some(s) = self.scalar {
+            h = (h * s)?;
         }
         Ok((h, io))
     }

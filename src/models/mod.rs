@@ -17,6 +17,7 @@ pub mod family;
 pub mod gated;
 pub mod gated_delta;
 pub mod gemma3;
+pub mod gemma4;
 pub mod linear;
 pub mod llama;
 pub mod mistral;
@@ -41,6 +42,7 @@ pub static FAMILIES: &[&dyn family::Family] = &[
     &qwen35::Qwen35,
     &qwen35_moe::Qwen35Moe,
     &gemma3::Gemma3,
+    &gemma4::Gemma4,
     &olmo2::Olmo2,
     &smollm3::SmolLM3,
     &phi3::Phi3,

@@ -148,7 +148,8 @@ pub fn from_hf(
             let angles = ((partial * rotary_dim as f64) / 2.0).floor() as usize;
             if angles == 0 || angles > half {
                 return Err(format!(
-                    "rope_scaling.partial_rotary_factor {partial} turns {angles} of {half}                      frequencies"
+                    "rope_scaling.partial_rotary_factor {partial} turns {angles} of {half} \
+                     frequencies"
                 ));
             }
             let mut factors = vec![factor; angles];

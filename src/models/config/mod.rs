@@ -97,6 +97,14 @@ pub struct Arch {
     /// Attention's merged heads multiplied by σ of a gate that `q_proj` gives with the
     /// queries (Qwen3.5: each head's queries, then its gate).
     pub attention_output_gate: bool,
+    /// The head width of the global (full-attention) layers, where it differs from the
+    /// sliding-window layers' `head_dim` (Gemma 4: 512 against 256).
+    pub global_head_dim: Option<usize>,
+    /// Values RMS-normed per head, without a weight, before attention (Gemma 4's `v_norm`).
+    pub value_norm: bool,
+    /// Each layer's output, the whole residual stream, multiplied by a number the layer
+    /// stores (Gemma 4's `layer_scalar`).
+    pub layer_scalar: bool,
 }
 
 /// A mixture of experts: a router picks `per_token` of `count` gated MLPs of width `width`
@@ -193,9 +201,37 @@ fn default_rope_theta() -> f64 {
 }
 
 impl Config {
-    /// The width of each head that RoPE rotates.
+    /// The width of each head that RoPE rotates in the global layers (their table's width).
     pub fn rotary_dim(&self) -> usize {
-        self.rotary_dim.unwrap_or_else(|| self.head_dim())
+        self.rotary_dim
+            .unwrap_or_else(|| self.arch.global_head_dim.unwrap_or_else(|| self.head_dim()))
+    }
+
+    /// The rotated width of the sliding-window layers' own table (Gemma 3, 4, OLMo 3): their
+    /// whole head where the global layers' heads are wider.
+    pub fn local_rotary_dim(&self) -> usize {
+        match self.arch.global_head_dim {
+            Some(_) => self.head_dim(),
+            None => self.rotary_dim(),
+        }
+    }
+
+    /// Layer `layer`'s head width: `head_dim`, or the global layers' own where they have one.
+    pub fn head_dim_at(&self, layer: usize) -> usize {
+        match self.arch.global_head_dim {
+            Some(g) if self.is_global(layer) => g,
+            _ => self.head_dim(),
+        }
+    }
+
+    /// Whether layer `layer` attends to every position before it (no sliding window).
+    pub fn is_global(&self, layer: usize) -> bool {
+        self.arch
+            .layer_windows
+            .get(layer)
+            .copied()
+            .flatten()
+            .is_none()
     }
 
     /// Per-head width.
@@ -262,16 +298,20 @@ impl Config {
     /// (attention's four projections, a Gated DeltaNet's five, the MLP's three, or the chosen
     /// experts', the router and a shared expert's gate), embeddings excluded.
     pub fn layer_matrix_params(&self) -> u64 {
-        let (h, d) = (self.hidden_size as u64, self.head_dim() as u64);
-        let q = self.num_attention_heads as u64 * d;
-        let kv = self.num_key_value_heads as u64 * d;
-        // Queries and, where gated, as many gates; the output projection reads the queries'.
-        let gates = if self.arch.attention_output_gate {
-            q
-        } else {
-            0
+        let h = self.hidden_size as u64;
+        let attention = |l: usize| {
+            let d = self.head_dim_at(l) as u64;
+            let q = self.num_attention_heads as u64 * d;
+            let kv = self.num_key_value_heads as u64 * d;
+            // Queries and, where gated, as many gates; the output projection reads the
+            // queries'.
+            let gates = if self.arch.attention_output_gate {
+                q
+            } else {
+                0
+            };
+            h * (q + gates + 2 * kv) + q * h
         };
-        let attention = h * (q + gates + 2 * kv) + q * h;
         let delta_net = self.arch.delta_net.map_or(0, |n| {
             let values = (n.value_heads * n.value_dim) as u64;
             // in_proj_qkv, in_proj_z, in_proj_b and in_proj_a; out_proj.
@@ -282,7 +322,7 @@ impl Config {
                 let mixer = if self.is_linear(l) {
                     delta_net
                 } else {
-                    attention
+                    attention(l)
                 };
                 let router = self
                     .experts_at(l)
@@ -368,10 +408,19 @@ impl Config {
             ));
         }
         let hd = self.head_dim();
-        if !hd.is_multiple_of(2) {
-            return Err(format!(
-                "head_dim {hd} is odd; rotary embeddings need an even width"
-            ));
+        for (field, d) in [
+            ("head_dim", Some(hd)),
+            ("global_head_dim", self.arch.global_head_dim),
+        ] {
+            match d {
+                Some(0) => return Err(format!("{field} is 0")),
+                Some(d) if !d.is_multiple_of(2) => {
+                    return Err(format!(
+                        "{field} {d} is odd; rotary embeddings need an even width"
+                    ))
+                }
+                _ => {}
+            }
         }
         if !self
             .num_attention_heads
@@ -403,10 +452,11 @@ impl Config {
             ));
         }
         let rd = self.rotary_dim();
-        if rd == 0 || rd > hd || !rd.is_multiple_of(2) {
+        let widest = self.arch.global_head_dim.unwrap_or(hd);
+        if rd == 0 || rd > widest || !rd.is_multiple_of(2) {
             return Err(format!(
                 "the rotated width {rd} (partial_rotary_factor, rope.dimension_count) must be \
-                 even, positive and at most head_dim {hd}"
+                 even, positive and at most the head width {widest}"
             ));
         }
         self.rope.check(rd)?;
@@ -434,13 +484,7 @@ impl Config {
     }
 
     fn check_shapes(&self, w: &dyn WeightSource) -> std::result::Result<(), String> {
-        let hd = self.head_dim();
-        let (h, q, kv, ffn) = (
-            self.hidden_size,
-            self.num_attention_heads * hd,
-            self.num_key_value_heads * hd,
-            self.intermediate_size,
-        );
+        let (h, ffn) = (self.hidden_size, self.intermediate_size);
         let expect =
             |name: &str, want: &[usize], fields: &str| -> std::result::Result<(), String> {
                 match w.shape(name) {
@@ -467,6 +511,8 @@ impl Config {
         for i in 0..self.num_hidden_layers {
             let p = format!("model.layers.{i}");
             let a = &self.arch;
+            let hd = self.head_dim_at(i);
+            let (q, kv) = (self.num_attention_heads * hd, self.num_key_value_heads * hd);
             if let Some(d) = a.delta_net.filter(|_| self.is_linear(i)) {
                 d.check_shapes(&expect, &format!("{p}.linear_attn"), h)?;
             }
@@ -522,6 +568,9 @@ impl Config {
             // axis, or read past its end, in the first pass.
             for n in a.norms.names().into_iter().flatten() {
                 expect(&format!("{p}.{n}.weight"), &[h], "hidden_size")?;
+            }
+            if a.layer_scalar {
+                expect(&format!("{p}.layer_scalar"), &[1], "one number per layer")?;
             }
             if self.is_linear(i) {
                 continue;

@@ -221,15 +221,17 @@ impl DecoderLayer {
                 Mixer::Attention(at) => {
                     let pr = at.project(x, p)?;
                     let (q, k) = at.position(&pr.q, &pr.k, rot, 0, &Ordinary)?;
-                    let m = at.merged(at.attend(&q, &k, &pr.v, p)?, n, &Ordinary)?;
+                    let v = at.values(&pr.v, &Ordinary)?;
+                    let m = at.merged(at.attend(&q, &k, &v, p)?, n, &Ordinary)?;
                     let a = at.o_proj.forward(&at.gated(&m, pr.gate.as_ref())?, p)?;
                     let keep = |t: Tensor| at.q_norm.is_some().then_some(t);
                     mixed = Some(SavedMixer::Attention(SavedAttention {
                         q_pre: keep(pr.q),
                         k_pre: keep(pr.k),
+                        v_pre: at.v_norm.then_some(pr.v),
                         q,
                         k,
-                        v: pr.v,
+                        v,
                         gate: pr.gate.map(|g| (g, m)),
                     }));
                     Ok(a)
@@ -264,9 +266,12 @@ impl DecoderLayer {
         (rot, p): (&Rotary, Products),
         mut watch: Option<At<'_>>,
     ) -> Result<Tensor> {
-        let mut d = dout.clone();
-        // The stream after each block: the next block's input, then the layer's output.
-        let mut after = out.clone();
+        // The stream after each block: the next block's input, then the layer's output before
+        // its scale.
+        let (mut d, mut after) = match self.scalar {
+            Some(s) => ((dout * s)?, (out * s.recip())?),
+            None => (dout.clone(), out.clone()),
+        };
         for (r, io) in self.residual_blocks().iter().zip(&s.blocks).rev() {
             if let Some(w) = watch.as_mut() {
                 let added = || &after - &io.input;
@@ -426,7 +431,10 @@ impl Attention {
             dx.add(Some(self.k_proj.linear.vjp(&merge(&dk)?, p)?))?;
         }
         if let Some(d_v) = d_v {
-            let d_v = self.reduce_kv(&d_v)?;
+            let mut d_v = self.reduce_kv(&d_v)?;
+            if let Some(pre) = &s.v_pre {
+                d_v = dv.rms_norm_vjp(pre, &self.unit_weight(pre)?, self.eps, &d_v)?;
+            }
             dx.add(Some(self.v_proj.linear.vjp(&merge(&d_v)?, p)?))?;
         }
         Ok(dx.0)

@@ -35,7 +35,7 @@ impl Attention {
                 offset,
                 &Ordinary,
             )?;
-            let vi = v.narrow(1, start, n)?;
+            let vi = self.values(&v.narrow(1, start, n)?, &Ordinary)?;
             let (ki, vi) = match prefix {
                 Some((pk, pv)) => (Tensor::cat(&[pk, &ki], 1)?, Tensor::cat(&[pv, &vi], 1)?),
                 None => (ki.contiguous()?, vi.contiguous()?),

@@ -71,14 +71,13 @@ fn inv_freq(theta: f64, rd: usize, factors: Option<&[f64]>) -> Vec<f32> {
 
 impl CosSin {
     fn new(
-        cfg: &Config,
+        (cfg, rd): (&Config, usize),
         theta: f64,
         factors: Option<&[f64]>,
         attention: f64,
         dtype: DType,
         dev: &Device,
     ) -> Result<Self> {
-        let rd = cfg.rotary_dim();
         let inv_freq = Tensor::from_vec(inv_freq(theta, rd, factors), (1, rd / 2), dev)?;
         let pos = Tensor::arange(0u32, cfg.max_position_embeddings as u32, dev)?
             .to_dtype(DType::F32)?
@@ -95,6 +94,11 @@ impl Rotary {
     /// The table for base `theta`; `scaled`: with the model's RoPE scaling, its attention
     /// factor included (the global layers; Gemma 3's and OLMo 3's sliding ones have none).
     fn new(cfg: &Config, theta: f64, scaled: bool, dtype: DType, dev: &Device) -> Result<Self> {
+        // The global layers' rotated width, or the sliding layers' (narrower heads: Gemma 4).
+        let rd = match scaled {
+            true => cfg.rotary_dim(),
+            false => cfg.local_rotary_dim(),
+        };
         let (short, long, attention) = match scaled {
             true => (
                 cfg.rope.factors.as_deref(),
@@ -106,14 +110,14 @@ impl Rotary {
         let long = long
             .map(|l| {
                 Ok::<_, candle_core::Error>((
-                    CosSin::new(cfg, theta, Some(&l.factors), attention, dtype, dev)?,
+                    CosSin::new((cfg, rd), theta, Some(&l.factors), attention, dtype, dev)?,
                     l.original,
                 ))
             })
             .transpose()?;
         Ok(Rotary {
             tables: Some(Tables {
-                short: CosSin::new(cfg, theta, short, attention, dtype, dev)?,
+                short: CosSin::new((cfg, rd), theta, short, attention, dtype, dev)?,
                 long,
             }),
             interleaved: cfg.rope_interleaved,

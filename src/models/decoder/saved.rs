@@ -79,6 +79,8 @@ pub(super) struct SavedAttention {
     /// head_dim)`.
     pub(super) q_pre: Option<Tensor>,
     pub(super) k_pre: Option<Tensor>,
+    /// v before its norm (models that norm values).
+    pub(super) v_pre: Option<Tensor>,
     /// q, k and v as attention reads them: q and k rotated, k and v per key/value head.
     pub(super) q: Tensor,
     pub(super) k: Tensor,

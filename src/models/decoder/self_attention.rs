@@ -49,6 +49,8 @@ pub(super) struct Attention {
     pub(super) o_proj: Linear,
     pub(super) q_norm: Option<Tensor>,
     pub(super) k_norm: Option<Tensor>,
+    /// Values RMS-normed over each head without a weight (Gemma 4's `v_norm`).
+    pub(super) v_norm: bool,
     /// What the q/k norms normalize (when there are any).
     pub(super) qk_scope: QkNorm,
     pub(super) n_heads: usize,
@@ -84,6 +86,7 @@ impl Attention {
             }
         };
         let window = a.layer_windows.get(layer).copied().flatten();
+        let head_dim = cfg.head_dim_at(layer);
         Ok(Attention {
             q_proj: Proj::load(w, &format!("{p}.q_proj"), a.attention_bias)?,
             k_proj: Proj::load(w, &format!("{p}.k_proj"), a.attention_bias)?,
@@ -91,14 +94,12 @@ impl Attention {
             o_proj: Linear::new(w.get_matrix(&format!("{p}.o_proj.weight"))?),
             q_norm: norm(w, "q_norm")?,
             k_norm: norm(w, "k_norm")?,
+            v_norm: a.value_norm,
             qk_scope: a.qk_norm.unwrap_or(QkNorm::PerHead),
             n_heads: cfg.num_attention_heads,
             n_kv_heads: cfg.num_key_value_heads,
-            head_dim: cfg.head_dim(),
-            scale: 1.0
-                / a.query_pre_attn_scalar
-                    .unwrap_or(cfg.head_dim() as f64)
-                    .sqrt(),
+            head_dim,
+            scale: 1.0 / a.query_pre_attn_scalar.unwrap_or(head_dim as f64).sqrt(),
             eps: cfg.rms_norm_eps,
             window,
             rope: rotary::table_of(cfg, layer),
@@ -176,6 +177,20 @@ impl Attention {
         Ok((q, rot.apply(&k, offset)?))
     }
 
+    /// Projected values `(kv_heads, seq, head_dim)` as attention reads them: normed over
+    /// each head where the model norms them.
+    pub(super) fn values(&self, v: &Tensor, dv: &dyn Derivatives) -> Result<Tensor> {
+        match self.v_norm {
+            true => dv.rms_norm(v, &self.unit_weight(v)?, self.eps),
+            false => Ok(v.clone()),
+        }
+    }
+
+    /// The weight of a weightless norm over a head: ones, `(head_dim,)`, as `like`.
+    pub(super) fn unit_weight(&self, like: &Tensor) -> Result<Tensor> {
+        Tensor::ones(self.head_dim, like.dtype(), like.device())
+    }
+
     /// Queries `(…, heads, seq, head_dim)` at positions `offset..` times the attention
     /// temperature where it is not 1; also its own transpose, for cotangents.
     pub(super) fn heated(&self, q: Tensor, offset: usize) -> Result<Tensor> {
@@ -237,7 +252,8 @@ impl Attention {
     ) -> Result<Projected> {
         let pr = self.project(x, p)?;
         let (q, k) = self.position(&pr.q, &pr.k, rot, offset, dv)?;
-        Ok(Projected { q, k, ..pr })
+        let v = self.values(&pr.v, dv)?;
+        Ok(Projected { q, k, v, ..pr })
     }
 
     /// Graph-free attention of the last `q.dim(1)` positions over all of `k, v: (kv_heads,

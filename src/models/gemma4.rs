@@ -1,0 +1,257 @@
+//! Gemma 4 (text): Gemma 3's sandwich of four RMSNorms (weights multiplying as stored, not
+//! `1 + w`), q/k norms per head, a weightless RMSNorm on the values, attention unscaled
+//! (`scaling = 1`: the normed q and k carry the scale), each layer's whole output multiplied
+//! by a stored `layer_scalar`, embeddings scaled by √hidden, GELU-tanh, and the final logits
+//! soft-capped. Sliding-window layers (`layer_types`; by default five in six) have heads of
+//! `head_dim` and RoPE base 10⁴; the full layers have wider heads (`global_head_dim`, 512 in
+//! the released checkpoints) whose RoPE is "proportional": a quarter of the frequencies,
+//! computed over the whole head, turn, the rest do not.
+//!
+//! Follows transformers 5.25's `modeling_gemma4.py` (`Gemma4TextConfig`, model type
+//! `gemma4_text`; the multimodal `gemma4` configs reach it through their `text_config`).
+
+use super::config::{NormPlacement, QkNorm};
+use super::decoder::Config;
+use super::family::{hf_bool, hf_f64, hf_layer_type_names, Family, GgufMeta};
+use super::rope_scaling;
+use super::Activation;
+use serde_json::{json, Value};
+
+/// The Gemma 4 family.
+#[derive(Debug, Clone, Copy)]
+pub struct Gemma4;
+
+/// transformers' defaults (`Gemma4TextConfig`) for fields a config may lack.
+const SLIDING_WINDOW_PATTERN: usize = 6;
+const GLOBAL_HEAD_DIM: usize = 512;
+const PER_LAYER_INPUT_WIDTH: f64 = 256.0;
+
+/// transformers' RoPE parameters when a config gives none: the sliding layers' default RoPE
+/// of base 10⁴, the full layers' proportional one of base 10⁶ turning a quarter.
+fn default_rope_parameters() -> Value {
+    json!({
+        "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+        "full_attention": {
+            "rope_type": "proportional", "partial_rotary_factor": 0.25, "rope_theta": 1_000_000.0
+        },
+    })
+}
+
+/// The full layers' head width: `per_layer_config`'s (what transformers 5.25 saves), else
+/// `global_head_dim` (the Hub's configs), else transformers' default.
+fn global_head_dim(raw: &Value, full: &[usize]) -> Result<usize, String> {
+    let per_layer = raw.get("per_layer_config").and_then(Value::as_object);
+    let mut widths = full.iter().filter_map(|l| {
+        let c = per_layer?.get(&l.to_string())?;
+        c.get("head_dim").and_then(Value::as_u64)
+    });
+    let width = match widths.next() {
+        Some(w) => w,
+        None => return Ok(hf_f64(raw, "global_head_dim").map_or(GLOBAL_HEAD_DIM, |w| w as usize)),
+    };
+    if widths.any(|w| w != width) {
+        return Err("per_layer_config gives the full layers different head widths".into());
+    }
+    Ok(width as usize)
+}
+
+/// What this reading of Gemma 4 does not run yet, named by field.
+fn refuse_unread(raw: &Value, kv_heads: usize) -> Result<(), String> {
+    let on = |k: &str| hf_bool(raw, k).unwrap_or(false);
+    for (field, what) in [
+        ("enable_moe_block", "the mixture-of-experts block (26B-A4B)"),
+        (
+            "attention_k_eq_v",
+            "keys as values in the full layers (26B, 31B)",
+        ),
+        ("attention_bias", "attention biases"),
+    ] {
+        if on(field) {
+            return Err(format!("{field}: {what} is not read yet"));
+        }
+    }
+    if raw
+        .get("use_bidirectional_attention")
+        .and_then(Value::as_str)
+        == Some("all")
+    {
+        return Err("use_bidirectional_attention \"all\" is not a causal decoder".into());
+    }
+    let per_layer = raw.get("per_layer_config").and_then(Value::as_object);
+    let other_kv = per_layer.into_iter().flatten().any(|(_, c)| {
+        c.get("num_key_value_heads")
+            .and_then(Value::as_u64)
+            .is_some_and(|k| k as usize != kv_heads)
+    });
+    if other_kv || hf_f64(raw, "num_global_key_value_heads").is_some() && on("attention_k_eq_v") {
+        return Err("per-layer key/value head counts are not read yet".into());
+    }
+    let ple = hf_f64(raw, "hidden_size_per_layer_input").unwrap_or(PER_LAYER_INPUT_WIDTH);
+    if ple > 0.0 {
+        return Err(format!(
+            "hidden_size_per_layer_input {ple}: per-layer inputs (E2B, E4B) are not read yet"
+        ));
+    }
+    if hf_f64(raw, "num_kv_shared_layers").unwrap_or(0.0) > 0.0 {
+        return Err("num_kv_shared_layers: layers sharing keys and values are not read yet".into());
+    }
+    Ok(())
+}
+
+impl Family for Gemma4 {
+    fn name(&self) -> &'static str {
+        "Gemma 4"
+    }
+    fn hf_model_types(&self) -> &'static [&'static str] {
+        &["gemma4_text"]
+    }
+    fn gguf_architecture(&self) -> &'static str {
+        "gemma4"
+    }
+    fn configure_hf(&self, raw: &Value, cfg: &mut Config) -> Result<(), String> {
+        if let Some(act) = raw.get("hidden_activation").and_then(Value::as_str) {
+            if Activation::from_hf(act) != Some(Activation::GeluTanh) {
+                return Err(format!("Gemma 4 activation {act:?} is not supported"));
+            }
+        }
+        refuse_unread(raw, cfg.num_key_value_heads)?;
+        let layers = cfg.num_hidden_layers;
+        let mut types = hf_layer_type_names(raw, layers)?.unwrap_or_else(|| {
+            (0..layers)
+                .map(|i| match (i + 1) % SLIDING_WINDOW_PATTERN {
+                    0 => "full_attention".to_string(),
+                    _ => "sliding_attention".to_string(),
+                })
+                .collect()
+        });
+        // transformers forces the last layer to attend to everything.
+        if let Some(last) = types.last_mut() {
+            *last = "full_attention".into();
+        }
+        let window = hf_f64(raw, "sliding_window").map(|w| w as usize);
+        let full: Vec<usize> = (0..layers)
+            .filter(|&i| types[i] != "sliding_attention")
+            .collect();
+        let a = &mut cfg.arch;
+        a.qk_norm = Some(QkNorm::PerHead);
+        a.norms = NormPlacement::Sandwich;
+        a.embed_scale = Some((cfg.hidden_size as f64).sqrt());
+        a.activation = Activation::GeluTanh;
+        // Scores unscaled: 1 / √1.
+        a.query_pre_attn_scalar = Some(1.0);
+        a.value_norm = true;
+        a.layer_scalar = true;
+        a.layer_windows = types
+            .iter()
+            .map(|t| window.filter(|_| t == "sliding_attention"))
+            .collect();
+        a.final_logit_softcapping = hf_f64(raw, "final_logit_softcapping");
+        a.global_head_dim = Some(global_head_dim(raw, &full)?);
+        // The RoPE tables: the common reading took the full layers' parameters at the
+        // sliding layers' head width; read them again at their own.
+        let mut raw = raw.clone();
+        if raw.get("rope_parameters").is_none_or(Value::is_null) {
+            raw["rope_parameters"] = default_rope_parameters();
+            rope_scaling::from_rope_parameters(&mut raw);
+        }
+        let theta = |t: &str| {
+            raw["rope_parameters"][t]["rope_theta"]
+                .as_f64()
+                .ok_or_else(|| format!("rope_parameters.{t}.rope_theta is missing"))
+        };
+        cfg.rope_theta = theta("full_attention")?;
+        cfg.arch.rope_local_theta = Some(theta("sliding_attention")?);
+        let sliding = &raw["rope_parameters"]["sliding_attention"];
+        let turned = sliding["partial_rotary_factor"].as_f64().unwrap_or(1.0);
+        if sliding["rope_type"].as_str().unwrap_or("default") != "default" || turned != 1.0 {
+            return Err("the sliding layers' RoPE must be the default, turning every pair".into());
+        }
+        cfg.rotary_dim = None;
+        cfg.rope = rope_scaling::from_hf(
+            &raw,
+            cfg.rotary_dim(),
+            cfg.rope_theta,
+            cfg.max_position_embeddings,
+        )?;
+        Ok(())
+    }
+    fn configure_gguf(&self, _md: GgufMeta, _cfg: &mut Config) -> Result<(), String> {
+        Err("Gemma 4 GGUF files are not read yet".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// E2B's shape without its per-layer inputs and shared layers, `config.json` as the Hub
+    /// writes it (`global_head_dim`, no `layer_types`, no `rope_parameters`) or as
+    /// transformers 5.25 saves it (`per_layer_config`).
+    fn configured(extra: Value) -> Result<Config, String> {
+        let mut raw = json!({
+            "model_type": "gemma4_text", "hidden_size": 1536, "intermediate_size": 6144,
+            "num_hidden_layers": 12, "num_attention_heads": 8, "num_key_value_heads": 1,
+            "head_dim": 256, "vocab_size": 262144, "max_position_embeddings": 131072,
+            "rms_norm_eps": 1e-6, "sliding_window": 512, "hidden_size_per_layer_input": 0,
+        });
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            raw[k] = v.clone();
+        }
+        let mut cfg: Config = serde_json::from_value(raw.clone()).map_err(|e| e.to_string())?;
+        Gemma4.configure_hf(&raw, &mut cfg)?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn full_layers_have_their_own_head_width_and_rope() {
+        let cfg = configured(json!({"global_head_dim": 512})).unwrap();
+        // transformers' default pattern: every sixth layer is full, and the last.
+        let full: Vec<usize> = (0..12).filter(|&l| cfg.is_global(l)).collect();
+        assert_eq!(full, [5, 11]);
+        assert_eq!((cfg.head_dim_at(4), cfg.head_dim_at(5)), (256, 512));
+        assert_eq!((cfg.rotary_dim(), cfg.local_rotary_dim()), (512, 256));
+        assert_eq!(
+            (cfg.rope_theta, cfg.arch.rope_local_theta),
+            (1e6, Some(1e4))
+        );
+        // A quarter of the full layers' 256 frequencies turn.
+        let factors = cfg.rope.factors.as_deref().unwrap();
+        assert_eq!(factors.len(), 256);
+        assert_eq!(factors.iter().filter(|&&f| f == 1.0).count(), 64);
+        assert!(cfg.arch.value_norm && cfg.arch.layer_scalar);
+        // Scores unscaled.
+        assert_eq!(cfg.arch.query_pre_attn_scalar, Some(1.0));
+    }
+
+    #[test]
+    fn the_full_width_comes_from_per_layer_config_else_512() {
+        let types: Vec<&str> = (0..12)
+            .map(|l| match l % 3 {
+                2 => "full_attention",
+                _ => "sliding_attention",
+            })
+            .collect();
+        let per_layer = json!({"2": {"head_dim": 64}, "5": {"head_dim": 64}});
+        let cfg = configured(json!({"layer_types": types, "per_layer_config": per_layer}));
+        assert_eq!(cfg.unwrap().head_dim_at(8), 64);
+        let cfg = configured(json!({"layer_types": types})).unwrap();
+        assert_eq!(cfg.head_dim_at(8), 512);
+        assert_eq!(cfg.head_dim_at(7), 256);
+        let uneven = json!({"2": {"head_dim": 64}, "5": {"head_dim": 128}});
+        let err = configured(json!({"layer_types": types, "per_layer_config": uneven}));
+        assert!(err.unwrap_err().contains("per_layer_config"));
+    }
+
+    #[test]
+    fn what_is_not_read_yet_is_named() {
+        for (extra, field) in [
+            (json!({"enable_moe_block": true}), "enable_moe_block"),
+            (json!({"attention_k_eq_v": true}), "attention_k_eq_v"),
+            (json!({"hidden_activation": "silu"}), "activation"),
+        ] {
+            let err = configured(extra).unwrap_err();
+            assert!(err.contains(field), "{err}");
+        }
+    }
+}
