@@ -2,17 +2,26 @@
 own rules as it applies them to Gemma 3. The gated MLP takes the identity rule through its
 GELU and the uniform rule on its product; the attention the uniform rule on its products (the
 softmax probabilities constant under CP-LRP). Every RMSNorm (the sandwich norms, the per-head
-q/k norms and the weightless value norm) takes the identity rule through its normalisation,
-patched into `_norm` as lxt does for Gemma 3, so that the weight, where there is one,
-multiplies after it. The layer scale is a constant factor. Imported by scripts/reference.py.
+q/k norms, the weightless value norm and the per-layer inputs' norms) takes the identity rule
+through its normalisation, patched into `_norm` as lxt does for Gemma 3, so that the weight,
+where there is one, multiplies after it. The layer scale is a constant factor.
+
+The block that adds a layer's own input, `post(W_out (gelu(W_gate h) ⊙ pli))`, is a gated
+product like the MLP's and takes the MLP's rules: AttnLRP the identity rule through the GELU
+and the uniform rule on the product, CP-LRP the gate held constant. transformers writes it
+inside the decoder layer's forward, so the layer's forward is wrapped: the original runs with
+the block and the scale switched off, then the block and the scale follow here.
+Imported by scripts/reference.py.
 """
 from functools import partial
 
 import torch
 from lxt_rules import rule_maps
 from lxt.efficient.patches import patch_method
-from lxt.efficient.rules import stop_gradient
+from lxt.efficient.rules import divide_gradient, identity_rule_implicit, stop_gradient
 from transformers.models.gemma4 import modeling_gemma4 as m
+
+_original_layer_forward = m.Gemma4TextDecoderLayer.forward
 
 
 def gemma4_norm(self, x):
@@ -21,6 +30,41 @@ def gemma4_norm(self, x):
     return x * stop_gradient(torch.pow(mean_squared, -0.5))
 
 
+def _layer_forward(gated):
+    """The decoder layer's forward with its own input's block under `gated`."""
+    def forward(self, hidden_states, per_layer_input=None, *args, **kwargs):
+        return _ruled_layer(gated, self, hidden_states, per_layer_input, *args, **kwargs)
+    return forward
+
+
+def _ruled_layer(gated, self, hidden_states, per_layer_input, *args, **kwargs):
+    """The decoder layer with its own input's block under `gated` (act(gate) ⊙ input)."""
+    if not self.hidden_size_per_layer_input:
+        return _original_layer_forward(self, hidden_states, per_layer_input, *args, **kwargs)
+    width, scale = self.hidden_size_per_layer_input, self.layer_scalar
+    self.hidden_size_per_layer_input = 0
+    self._buffers["layer_scalar"] = torch.ones_like(scale)
+    try:
+        h = _original_layer_forward(self, hidden_states, None, *args, **kwargs)
+    finally:
+        self.hidden_size_per_layer_input = width
+        self._buffers["layer_scalar"] = scale
+    z = gated(self, self.per_layer_input_gate(h), per_layer_input)
+    h = h + self.post_per_layer_input_norm(self.per_layer_projection(z))
+    return h * scale
+
+
+def _attn_gated(layer, gate, up):
+    """lxt's gated_mlp_forward's rules: identity rule through the activation, uniform rule."""
+    return divide_gradient(identity_rule_implicit(layer.act_fn, gate) * up, 2)
+
+
+def _cp_gated(layer, gate, up):
+    """lxt's cp_gated_mlp_forward's rule: the gate held constant."""
+    return layer.act_fn(stop_gradient(gate)) * up
+
+
 attnLRP, cp_LRP = rule_maps(m, m.Gemma4TextMLP, m.Gemma4RMSNorm)
-for rules in (attnLRP, cp_LRP):
+for rules, gated in ((attnLRP, _attn_gated), (cp_LRP, _cp_gated)):
     rules[m.Gemma4RMSNorm] = partial(patch_method, gemma4_norm, method_name="_norm")
+    rules[m.Gemma4TextDecoderLayer] = partial(patch_method, _layer_forward(gated))

@@ -122,7 +122,8 @@ TINY = {
     }),
     # Gemma 4: sliding layers of head 8 (window 4), full layers of head 16 whose proportional
     # RoPE turns two of eight frequencies, values normed without a weight, unscaled scores,
-    # each layer's output scaled, soft-capped logits. Made with transformers 5.25.0 (see
+    # each layer's own input of 4 values a token (per-layer embeddings), each layer's output
+    # scaled, soft-capped logits. Made with transformers 5.25.0 (see
     # TF5_FAMILIES).
     "gemma4": ("tiny-gemma4", {
         "tiny_gemma4_chat": ("Why are some attention heads wider than others? One line.", True),
@@ -264,7 +265,8 @@ def tiny_config(family, vocab):
         common.update(num_hidden_layers=7, hidden_size=32, initializer_range=0.28)
         return Gemma4TextConfig(
             head_dim=8, global_head_dim=16, layer_types=[s, f, s, f, s, s, f], sliding_window=4,
-            hidden_size_per_layer_input=0, num_kv_shared_layers=0,
+            hidden_size_per_layer_input=4, vocab_size_per_layer_input=vocab,
+            num_kv_shared_layers=0,
             # Padding 0, not 1: padding's embedding row is zero, and <|im_start|> (1) opens every
             # chat prompt; a zero stream's softmax gives transformers' backward a NaN.
             final_logit_softcapping=30.0, hidden_activation="gelu_pytorch_tanh", pad_token_id=0,
@@ -354,6 +356,14 @@ def make_tiny(gguf_path, family):
                     p.mul_(p.numel() ** -0.25)
             elif n.endswith(".bias"):
                 p.copy_(0.5 * torch.randn_like(p))
+        if family == "gemma4":
+            # The per-layer input's gate of 4 rows: with random rows, all four GELUs are
+            # near 0 for one token in 16, and the block's post-norm then multiplies rounding
+            # by up to 500 (transformers' own f32 and autograd disagree at 5e-4). Rows in
+            # opposite pairs keep half the gates open; E2B's 256 rows never close at once.
+            for n, p in model.named_parameters():
+                if n.endswith("per_layer_input_gate.weight"):
+                    p[1::2] = -p[0::2]
         # Gemma 4's layer scales are buffers of ones at init: a layer that ignored its own
         # would pass unnoticed.
         for n, b in model.named_buffers():
@@ -553,9 +563,8 @@ def attribute(model, ids, target, contrast=None):
     saved = []
     handles = tap_layers(model, saved)
     try:
-        ids_t = torch.tensor([ids])
-        emb = model.get_input_embeddings()(ids_t).detach().requires_grad_(True)
-        logits = model(inputs_embeds=emb, use_cache=False).logits[0, -1]
+        inputs, leaves = model_inputs(model, ids)
+        logits = model(**inputs, use_cache=False).logits[0, -1]
         if target is None:
             target = int(logits.argmax())
             torch.topk(logits.detach(), 10)  # the prediction the engine also reports
@@ -564,9 +573,34 @@ def attribute(model, ids, target, contrast=None):
     finally:
         for h in handles:
             h.remove()
-    grad = emb.grad[0]
+    grad = side_by_side_rows([x.grad for x in leaves])
     trace = [(h[0] * h.grad[0]).sum(-1).tolist() for h in saved]
-    return grad, emb[0].detach(), trace, logits.detach()
+    return grad, side_by_side_rows(leaves).detach(), trace, logits.detach()
+
+
+def model_inputs(model, ids, scale=1.0):
+    """The model's inputs for `ids` as leaves of the graph, scaled by `scale`: the input
+    embeddings, and (Gemma 4) the tokens' per-layer embeddings, which are as much the
+    token's input (passed explicitly: transformers would otherwise look them up again from
+    the ids, as constants). Returns (the model's keyword arguments, the leaves)."""
+    import torch
+
+    ids_t = torch.tensor([ids])
+    leaves = [model.get_input_embeddings()(ids_t).detach()]
+    names = ["inputs_embeds"]
+    if getattr(model.config, "hidden_size_per_layer_input", 0):
+        leaves.append(model.model.get_per_layer_inputs(ids_t).detach())
+        names.append("per_layer_inputs")
+    leaves = [(x * scale).requires_grad_(True) for x in leaves]
+    return dict(zip(names, leaves)), leaves
+
+
+def side_by_side_rows(parts):
+    """Per-token rows of the inputs `(1, seq, …)` side by side, `(seq, width)`: the engine's
+    input rows (the input embedding, then the per-layer embeddings' row)."""
+    import torch
+
+    return torch.cat([x[0].flatten(1) for x in parts], -1)
 
 
 def sources(gguf):

@@ -192,11 +192,13 @@ def run_mode(mode, path):
                  "steer": edits, "methods": {}}
         handles = hooks(model, edits, mode != "plain")
         try:
-            emb = model.get_input_embeddings()(torch.tensor([ids])).detach().requires_grad_(True)
-            logits = model(inputs_embeds=emb, use_cache=False).logits[0, -1]
+            inputs, leaves = reference.model_inputs(model, ids)
+            logits = model(**inputs, use_cache=False).logits[0, -1]
             logits[target].backward()
+            grad = reference.side_by_side_rows([x.grad for x in leaves])
+            emb = reference.side_by_side_rows(leaves).detach()
             for m in MODES[mode]:
-                entry["methods"][m] = reference.r(scores_of(m, emb.grad[0], emb.detach()[0]))
+                entry["methods"][m] = reference.r(scores_of(m, grad, emb))
             if mode == "plain":
                 lp = torch.log_softmax(logits.detach().double(), -1)
                 top = torch.topk(logits.detach(), 10)

@@ -303,18 +303,37 @@ fn a_batch_equals_its_inputs_run_alone() {
 /// below it.
 #[test]
 fn a_batch_across_long_ropes_switch_equals_whole_sequences() {
+    batch_after_prefix_equals_whole_sequences(
+        "tests/fixtures/tiny-phi3",
+        &[
+            vec![vec![5u32, 6, 7, 8, 9, 10, 11, 12], vec![5, 6]],
+            vec![vec![5, 6], vec![9, 10, 11]],
+        ],
+    );
+}
+
+/// Layers with inputs of their own (the tiny Gemma 4's per-layer embeddings): a batch after
+/// a prefix reads each new row's own inputs, as the whole sequence does.
+#[test]
+fn a_batch_with_per_layer_inputs_equals_whole_sequences() {
+    batch_after_prefix_equals_whole_sequences(
+        "tests/fixtures/tiny-gemma4",
+        &[vec![vec![5u32, 6, 7, 8, 9], vec![5, 6]], vec![vec![11]]],
+    );
+}
+
+/// After a 10-token prefix of a 12-token cache, each batch of `inputs` gets each whole
+/// sequence's logits, within 1e-4.
+fn batch_after_prefix_equals_whole_sequences(model: &str, batches: &[Vec<Vec<u32>>]) {
     use tokenlens::models::decoder::KvCache;
-    let model = engine_for("tests/fixtures/tiny-phi3").decoder();
+    let model = engine_for(model).decoder();
     let ids: Vec<u32> = (0..12).map(|i| 100 + 7 * i).collect();
     let mut base = KvCache::default();
     model
         .forward_cached(&ids, &mut base, Products::F32)
         .unwrap();
     let offset = 10;
-    for inputs in [
-        vec![vec![5u32, 6, 7, 8, 9, 10, 11, 12], vec![5, 6]],
-        vec![vec![5, 6], vec![9, 10, 11]],
-    ] {
+    for inputs in batches {
         let tails: Vec<_> = inputs.iter().map(|t| model.embed(t).unwrap()).collect();
         let got = model
             .forward_batch(&base, offset, &tails, Products::F32)

@@ -212,6 +212,8 @@ fn neurons_come_only_when_asked_and_within_limits() {
 /// exactly half the block's output and the routing weights the other half, which the router's
 /// softmax hands back by its gradient: not conserved (the block hands back 0.45 and −1.58 of
 /// its output in the two expert layers, measured; printed by the test).
+/// Gemma 4's layers add a third block, their own input's (not reported as a block): there the
+/// trace's change is not checked, the blocks' own checks are.
 #[test]
 fn blocks_conserve_relevance() {
     const LRP: [Method; 2] = [Method::Attnlrp, Method::CpLrp];
@@ -226,6 +228,9 @@ fn blocks_conserve_relevance() {
         // OLMo's norms follow its blocks: their inputs are not normed, so input × gradient
         // hands some of their output back.
         let post_norms = cfg.arch.norms == tokenlens::models::config::NormPlacement::Post;
+        // Layers with inputs of their own (Gemma 4) add a third block that writes the input's
+        // relevance into the stream: the trace changes by more than the two blocks.
+        let own_inputs = cfg.arch.per_layer_input.is_some();
         let mut req = c.at.request();
         req.target = TargetSpec::Id(c.at.target);
         req.methods = vec![Method::InputXGradient, Method::Attnlrp, Method::CpLrp];
@@ -243,7 +248,7 @@ fn blocks_conserve_relevance() {
                 let att = h.block.expect("the attention block's relevance");
                 let blocks = (att.output - att.input) + (mlp.output - mlp.input);
                 let off = ((sums[l] - before) - blocks).abs() / scale;
-                assert!(off <= TOL, "{at}: the trace's change {off:e}");
+                assert!(own_inputs || off <= TOL, "{at}: the trace's change {off:e}");
                 before = sums[l];
                 let ratio = |b: tokenlens::BlockRelevance| b.input / b.output;
                 // A layer of experts under AttnLRP: the uniform rule on `w · expert(x)` gives

@@ -16,7 +16,9 @@
 //! The estimate below adds a fifth to the linear term and doubles the quadratic one, so that
 //! the limit errs towards refusing. A Gated DeltaNet layer (Qwen3.5) keeps its own tensors
 //! per token beside those (counted from what its backward reads, with the same fifth), and
-//! its backward the update's states every 64 tokens for one layer at a time.
+//! its backward the update's states every 64 tokens for one layer at a time. Layers with
+//! inputs of their own (Gemma 4) keep their block's tensors beside those, counted the same
+//! way.
 
 use super::config::Config;
 
@@ -52,7 +54,25 @@ pub fn explain_bytes(cfg: &Config, n: u64) -> u64 {
         }
         None => 0,
     };
-    linear.saturating_add(quadratic).saturating_add(recurrent)
+    // Layers with inputs of their own (Gemma 4): each keeps its block's input and output
+    // (hidden each), its gate and its input (width each); the pass keeps every layer's input
+    // and its projection, and the gradient of the wider input rows.
+    let own_inputs = match cfg.arch.per_layer_input {
+        Some(width) => {
+            let (h, w, l) = (
+                cfg.hidden_size as u64,
+                width as u64,
+                cfg.num_hidden_layers as u64,
+            );
+            n.saturating_mul(l.saturating_mul(2 * h + 2 * w) + 3 * l * w)
+                .saturating_mul(float)
+        }
+        None => 0,
+    };
+    linear
+        .saturating_add(quadratic)
+        .saturating_add(recurrent)
+        .saturating_add(own_inputs)
 }
 
 /// The longest prompt whose explanation fits in `bytes` (at least 1).

@@ -28,6 +28,7 @@ mod ffn;
 mod gated_deltanet;
 mod lens;
 mod moe;
+mod per_layer;
 mod rotary;
 mod saved;
 mod self_attention;
@@ -36,6 +37,7 @@ mod units;
 mod watch;
 
 use ffn::Ffn;
+use per_layer::{LayerInputs, PerLayerBlock, PerLayerInputs, SavedPerLayer};
 use rotary::Rotary;
 use self_attention::Attention;
 
@@ -96,6 +98,8 @@ struct DecoderLayer {
     norms: [Option<Tensor>; 4],
     /// The number the layer's output is multiplied by, where it has one (Gemma 4).
     scalar: Option<f64>,
+    /// The gated block that adds the layer's own input, where the model has them (Gemma 4).
+    per_layer: Option<PerLayerBlock>,
 }
 
 impl DecoderLayer {
@@ -115,11 +119,16 @@ impl DecoderLayer {
             true => Some(layer_scalar(w, &format!("{p}.layer_scalar"))?),
             false => None,
         };
+        let per_layer = match a.per_layer_input {
+            Some(_) => Some(PerLayerBlock::load(w, &p, cfg)?),
+            None => None,
+        };
         Ok(DecoderLayer {
             mixer,
             mlp: Ffn::load(w, &format!("{p}.mlp"), cfg, i)?,
             norms: load_layer_norms(w, &p, a)?,
             scalar,
+            per_layer,
         })
     }
 
@@ -155,16 +164,17 @@ impl DecoderLayer {
         ]
     }
 
-    /// One layer through its residual blocks; `run` computes a block on its normed input.
-    /// Returns the output and, per block, what its backward pass reads of the wiring.
+    /// One layer through its residual blocks, then its own input's block where it has one
+    /// (`pli`, `(seq, width)`), then its scale; `run` computes a block on its normed input.
+    /// Returns the output and what the backward pass reads of the wiring.
     fn walk(
         &self,
         mut h: Tensor,
-        eps: f64,
+        (eps, pli, p): (f64, Option<&Tensor>, Products),
         dv: &dyn Derivatives,
         mut run: impl FnMut(Block, &Tensor) -> Result<Tensor>,
-    ) -> Result<(Tensor, Vec<BlockIo>)> {
-        let mut io = Vec::with_capacity(2);
+    ) -> Result<Walked> {
+        let mut blocks = Vec::with_capacity(2);
         for r in self.residual_blocks() {
             let x = match r.pre {
                 Some(w) => dv.rms_norm(&h, w, eps)?,
@@ -175,24 +185,39 @@ impl DecoderLayer {
                 Some(w) => (dv.rms_norm(&y, w, eps)?, Some(y)),
                 None => (y, None),
             };
-            io.push(BlockIo {
+            blocks.push(BlockIo {
                 input: h.clone(),
                 raw,
             });
             h = (h + y)?;
         }
+        let per_layer = match (&self.per_layer, pli) {
+            (Some(b), Some(pli)) => {
+                let (out, saved) = b.forward(&h, pli, eps, dv, p)?;
+                h = out;
+                Some(saved)
+            }
+            (None, None) => None,
+            _ => {
+                candle_core::bail!("a layer's own input without its block, or its block without it")
+            }
+        };
         if let Some(s) = self.scalar {
             h = (h * s)?;
         }
-        Ok((h, io))
+        Ok(Walked {
+            out: h,
+            blocks,
+            per_layer,
+        })
     }
 
     /// One layer; `attend` runs the attention block on its normed input, the MLP multiplies
-    /// with products `p`.
+    /// with products `p`; `pli`: the layer's own input, where the model has them.
     fn forward(
         &self,
         h: Tensor,
-        eps: f64,
+        (eps, pli): (f64, Option<&Tensor>),
         dv: &dyn Derivatives,
         p: Products,
         mut attend: impl FnMut(&Tensor) -> Result<Tensor>,
@@ -201,8 +226,17 @@ impl DecoderLayer {
             Block::Attention => attend(x),
             Block::Mlp => self.mlp.forward(x, dv, p),
         };
-        Ok(self.walk(h, eps, dv, run)?.0)
+        Ok(self.walk(h, (eps, pli, p), dv, run)?.out)
     }
+}
+
+/// A layer's output, and what its backward pass reads of the wiring.
+struct Walked {
+    out: Tensor,
+    /// Per residual block.
+    blocks: Vec<BlockIo>,
+    /// The own input's block's.
+    per_layer: Option<SavedPerLayer>,
 }
 
 impl Mixer {
@@ -279,6 +313,8 @@ pub struct Decoder {
     lm_head: Weight, // (vocab, hidden)
     /// Global RoPE, then (Gemma 3) the local layers' RoPE.
     rotary: Vec<Rotary>,
+    /// The layers' own inputs, where the model has them (Gemma 4).
+    per_layer: Option<PerLayerInputs>,
 }
 
 impl Decoder {
@@ -296,6 +332,10 @@ impl Decoder {
             embed_tokens.clone()
         };
         let rotary = rotary::tables(&cfg, dtype, dev)?;
+        let per_layer = match cfg.arch.per_layer_input {
+            Some(width) => Some(PerLayerInputs::load(w, &cfg, width)?),
+            None => None,
+        };
         Ok(Decoder {
             cfg,
             embed_tokens,
@@ -303,6 +343,7 @@ impl Decoder {
             norm,
             lm_head,
             rotary,
+            per_layer,
         })
     }
 
@@ -311,14 +352,43 @@ impl Decoder {
         &self.cfg
     }
 
-    /// Input embeddings `(seq, hidden)` of token ids (scaled, for Gemma: the input of the
-    /// first layer, which gradients are taken with respect to).
+    /// The inputs of token ids, which gradients are taken with respect to: their input
+    /// embeddings `(seq, hidden)` (scaled, for Gemma), and where the layers have inputs of
+    /// their own (Gemma 4), the tokens' rows of their table beside them, `(seq, hidden +
+    /// layers · width)` ([`Decoder::input_width`]).
     pub fn embed(&self, ids: &[u32]) -> Result<Tensor> {
         let e = self.embed_tokens.gather(ids)?;
-        match self.cfg.arch.embed_scale {
+        let e = match self.cfg.arch.embed_scale {
             // transformers casts the scale to the weights' dtype first.
-            Some(s) => e * (s as f32) as f64,
+            Some(s) => (e * (s as f32) as f64)?,
+            None => e,
+        };
+        match &self.per_layer {
+            Some(pl) => Tensor::cat(&[e, pl.rows(ids)?], 1),
             None => Ok(e),
+        }
+    }
+
+    /// Values of a token's input row: `hidden_size`, and the layers' own inputs' table row
+    /// where the model has one.
+    pub fn input_width(&self) -> usize {
+        self.cfg.hidden_size + self.per_layer.as_ref().map_or(0, PerLayerInputs::row_width)
+    }
+
+    /// Input rows `(seq, input_width)` split into the residual stream's start `(seq,
+    /// hidden)` and the layers' own inputs, where the model has them.
+    fn split_input(
+        &self,
+        x: &Tensor,
+        dv: &dyn Derivatives,
+        p: Products,
+    ) -> Result<(Tensor, Option<LayerInputs>)> {
+        match &self.per_layer {
+            Some(pl) => {
+                let (e, inputs) = pl.split(x, dv, p)?;
+                Ok((e, Some(inputs)))
+            }
+            None => Ok((x.clone(), None)),
         }
     }
 
@@ -334,7 +404,10 @@ impl Decoder {
         let layers: u64 = self
             .layers
             .iter()
-            .map(|l| l.mixer.bytes_read(p) + l.mlp.bytes_read(p))
+            .map(|l| {
+                let own = l.per_layer.as_ref().map_or(0, |b| b.bytes_read(p));
+                l.mixer.bytes_read(p) + l.mlp.bytes_read(p) + own
+            })
             .sum();
         layers + self.lm_head.bytes_read(p)
     }
@@ -360,7 +433,7 @@ impl Decoder {
         }
     }
 
-    /// Runs the decoder from input embeddings `(seq, hidden)` recording candle's autograd
+    /// Runs the decoder from input rows `(seq, input_width)` recording candle's autograd
     /// graph, with `dv`'s derivatives at its points: the independent twin that the tests
     /// hold the explicit backward ([`Decoder::backward`]) against. With `tap_layers`, a zero
     /// variable is added to each layer's output so that a backward pass yields dy/dh_l.
@@ -372,17 +445,19 @@ impl Decoder {
     ) -> Result<ForwardOutput> {
         let n = embeds.dim(0)?;
         let eps = self.cfg.rms_norm_eps;
-        let mut h = embeds.clone();
+        let (mut h, inputs) = self.split_input(embeds, dv, Products::F32)?;
         let mut layer_outputs = Vec::with_capacity(self.layers.len());
         let mut taps = Vec::new();
-        for layer in &self.layers {
+        for (i, layer) in self.layers.iter().enumerate() {
             let rot = &self.rotary[layer.rope()];
             let Some(at) = layer.attention() else {
                 // The explicit backward's independent check here is PyTorch's autograd
                 // (the Gated DeltaNet's reference), not a candle graph.
                 candle_core::bail!("the autograd twin has no Gated DeltaNet layer");
             };
-            h = layer.forward(h, eps, dv, Products::F32, |x| at.forward(x, rot, dv))?;
+            let pli = inputs.as_ref().map(|s| s.layer(i)).transpose()?;
+            let f = |x: &Tensor| at.forward(x, rot, dv);
+            h = layer.forward(h, (eps, pli.as_ref()), dv, Products::F32, f)?;
             if tap_layers {
                 let tap = Var::zeros(h.shape(), h.dtype(), h.device())?;
                 h = (h + tap.as_tensor())?;

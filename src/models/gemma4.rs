@@ -5,7 +5,10 @@
 //! soft-capped. Sliding-window layers (`layer_types`; by default five in six) have heads of
 //! `head_dim` and RoPE base 10⁴; the full layers have wider heads (`global_head_dim`, 512 in
 //! the released checkpoints) whose RoPE is "proportional": a quarter of the frequencies,
-//! computed over the whole head, turn, the rest do not.
+//! computed over the whole head, turn, the rest do not. E2B and E4B give each layer an input
+//! of its own per token (`hidden_size_per_layer_input`, 256 unless the config says 0): a row
+//! of a second embedding table plus a projection of the input embedding, added after the MLP
+//! through a gated block (`decoder/per_layer.rs`).
 //!
 //! Follows transformers 5.25's `modeling_gemma4.py` (`Gemma4TextConfig`, model type
 //! `gemma4_text`; the multimodal `gemma4` configs reach it through their `text_config`).
@@ -24,7 +27,7 @@ pub struct Gemma4;
 /// transformers' defaults (`Gemma4TextConfig`) for fields a config may lack.
 const SLIDING_WINDOW_PATTERN: usize = 6;
 const GLOBAL_HEAD_DIM: usize = 512;
-const PER_LAYER_INPUT_WIDTH: f64 = 256.0;
+const PER_LAYER_INPUT_WIDTH: usize = 256;
 
 /// transformers' RoPE parameters when a config gives none: the sliding layers' default RoPE
 /// of base 10⁴, the full layers' proportional one of base 10⁶ turning a quarter.
@@ -53,6 +56,20 @@ fn global_head_dim(raw: &Value, full: &[usize]) -> Result<usize, String> {
         return Err("per_layer_config gives the full layers different head widths".into());
     }
     Ok(width as usize)
+}
+
+/// The width of each layer's own input (`hidden_size_per_layer_input`; 0 or null: none).
+fn per_layer_input_width(raw: &Value) -> Result<Option<usize>, String> {
+    let field = "hidden_size_per_layer_input";
+    match raw.get(field) {
+        None => Ok(Some(PER_LAYER_INPUT_WIDTH)),
+        Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(0) => Ok(None),
+            Some(w) => Ok(Some(w as usize)),
+            None => Err(format!("{field} is {v}; it must be a whole number")),
+        },
+    }
 }
 
 /// What this reading of Gemma 4 does not run yet, named by field.
@@ -85,12 +102,6 @@ fn refuse_unread(raw: &Value, kv_heads: usize) -> Result<(), String> {
     });
     if other_kv || hf_f64(raw, "num_global_key_value_heads").is_some() && on("attention_k_eq_v") {
         return Err("per-layer key/value head counts are not read yet".into());
-    }
-    let ple = hf_f64(raw, "hidden_size_per_layer_input").unwrap_or(PER_LAYER_INPUT_WIDTH);
-    if ple > 0.0 {
-        return Err(format!(
-            "hidden_size_per_layer_input {ple}: per-layer inputs (E2B, E4B) are not read yet"
-        ));
     }
     if hf_f64(raw, "num_kv_shared_layers").unwrap_or(0.0) > 0.0 {
         return Err("num_kv_shared_layers: layers sharing keys and values are not read yet".into());
@@ -146,6 +157,7 @@ impl Family for Gemma4 {
             .map(|t| window.filter(|_| t == "sliding_attention"))
             .collect();
         a.final_logit_softcapping = hf_f64(raw, "final_logit_softcapping");
+        a.per_layer_input = per_layer_input_width(raw)?;
         a.global_head_dim = Some(global_head_dim(raw, &full)?);
         // The RoPE tables: the common reading took the full layers' parameters at the
         // sliding layers' head width; read them again at their own.
@@ -241,6 +253,17 @@ mod tests {
         let uneven = json!({"2": {"head_dim": 64}, "5": {"head_dim": 128}});
         let err = configured(json!({"layer_types": types, "per_layer_config": uneven}));
         assert!(err.unwrap_err().contains("per_layer_config"));
+    }
+
+    #[test]
+    fn layers_have_inputs_of_their_own_unless_the_config_says_0() {
+        let mut raw = json!({"hidden_size_per_layer_input": 0});
+        assert_eq!(per_layer_input_width(&raw), Ok(None));
+        raw["hidden_size_per_layer_input"] = json!(64);
+        assert_eq!(per_layer_input_width(&raw), Ok(Some(64)));
+        assert_eq!(per_layer_input_width(&json!({})), Ok(Some(256)));
+        raw["hidden_size_per_layer_input"] = json!(2.5);
+        assert!(per_layer_input_width(&raw).is_err());
     }
 
     #[test]

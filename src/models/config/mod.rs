@@ -105,6 +105,11 @@ pub struct Arch {
     /// Each layer's output, the whole residual stream, multiplied by a number the layer
     /// stores (Gemma 4's `layer_scalar`).
     pub layer_scalar: bool,
+    /// The width of each layer's own input per token, where the model has them (Gemma 4's
+    /// per-layer embeddings, `hidden_size_per_layer_input`): a token's row of a second
+    /// embedding table and a projection of its input embedding, added to the stream after
+    /// each layer's MLP through a gated block.
+    pub per_layer_input: Option<usize>,
 }
 
 /// A mixture of experts: a router picks `per_token` of `count` gated MLPs of width `width`
@@ -296,7 +301,8 @@ impl Config {
 
     /// Elements of the decoder layers' matrices each token multiplies once per pass
     /// (attention's four projections, a Gated DeltaNet's five, the MLP's three, or the chosen
-    /// experts', the router and a shared expert's gate), embeddings excluded.
+    /// experts', the router and a shared expert's gate; the layers' own inputs' projection,
+    /// gates and projections back), embeddings excluded.
     pub fn layer_matrix_params(&self) -> u64 {
         let h = self.hidden_size as u64;
         let attention = |l: usize| {
@@ -317,6 +323,8 @@ impl Config {
             // in_proj_qkv, in_proj_z, in_proj_b and in_proj_a; out_proj.
             h * (n.channels() as u64 + values + 2 * n.value_heads as u64) + values * h
         });
+        // A layer's own input's gate and projection (Gemma 4).
+        let own = self.arch.per_layer_input.map_or(0, |w| 2 * h * w as u64);
         (0..self.num_hidden_layers)
             .map(|l| {
                 let mixer = if self.is_linear(l) {
@@ -327,9 +335,11 @@ impl Config {
                 let router = self
                     .experts_at(l)
                     .map_or(0, |e| (e.count as u64 + u64::from(e.shared.is_some())) * h);
-                mixer + router + 3 * h * self.active_width(l) as u64
+                mixer + router + 3 * h * self.active_width(l) as u64 + own
             })
-            .sum()
+            .sum::<u64>()
+            // Every layer's own input projected from the input embedding (Gemma 4).
+            + own * self.num_hidden_layers as u64 / 2
     }
 }
 
@@ -605,6 +615,59 @@ impl Config {
             }
         }
         expect("model.norm.weight", &[h], "hidden_size")?;
+        self.check_per_layer_inputs(w, &expect)
+    }
+
+    /// Gemma 4's per-layer inputs: the second embedding table, with a row for every token
+    /// id, the projection and norm that make each layer's share of the input embedding, and
+    /// each layer's gated block.
+    fn check_per_layer_inputs(
+        &self,
+        w: &dyn WeightSource,
+        expect: Expect<'_>,
+    ) -> std::result::Result<(), String> {
+        let Some(width) = self.arch.per_layer_input else {
+            return Ok(());
+        };
+        let (h, all) = (self.hidden_size, self.num_hidden_layers * width);
+        let table = "model.embed_tokens_per_layer.weight";
+        match w.shape(table).as_deref() {
+            Some(&[rows, cols]) if rows >= self.vocab_size && cols == all => {}
+            Some(got) => {
+                return Err(format!(
+                    "tensor {} has shape {got:?}, but it needs a row for each of the \
+                     {} token ids (vocab_size) of num_hidden_layers × \
+                     hidden_size_per_layer_input = {all} values",
+                    w.file_name(table),
+                    self.vocab_size
+                ))
+            }
+            None => return Err(format!("tensor {} is missing", w.file_name(table))),
+        }
+        let fields = "num_hidden_layers × hidden_size_per_layer_input, hidden_size";
+        expect("model.per_layer_model_projection.weight", &[all, h], fields)?;
+        let field = "hidden_size_per_layer_input";
+        expect("model.per_layer_projection_norm.weight", &[width], field)?;
+        for i in 0..self.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let fields = "hidden_size_per_layer_input, hidden_size";
+            expect(
+                &format!("{p}.per_layer_input_gate.weight"),
+                &[width, h],
+                fields,
+            )?;
+            let fields = "hidden_size, hidden_size_per_layer_input";
+            expect(
+                &format!("{p}.per_layer_projection.weight"),
+                &[h, width],
+                fields,
+            )?;
+            expect(
+                &format!("{p}.post_per_layer_input_norm.weight"),
+                &[h],
+                "hidden_size",
+            )?;
+        }
         Ok(())
     }
 }

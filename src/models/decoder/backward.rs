@@ -109,7 +109,7 @@ impl Decoder {
             return Err(candle_core::Error::Msg(msg).into());
         }
         let n = saved.len().max(1);
-        let widths = 3 * (self.cfg.hidden_size + 2 * self.cfg.max_active_width());
+        let widths = 3 * (self.input_width() + 2 * self.cfg.max_active_width());
         let group = (SEED_GROUP_BUDGET / (3 * n * n))
             .min(SEED_ACTIVATION_BUDGET / (n * widths).max(1))
             .clamp(1, seeds.len().max(1));
@@ -171,6 +171,8 @@ impl Decoder {
             .index_add(&at, &Tensor::cat(&rows, 0)?, 0)?
             .reshape((b, n, hidden))?;
         let mut trace = vec![Vec::with_capacity(self.layers.len()); b];
+        // Cotangents of each layer's own input, where the model has them.
+        let mut own: Vec<Option<Tensor>> = vec![None; self.layers.len()];
         for (l, layer) in self.layers.iter().enumerate().rev() {
             // The trace at this layer's output: Σ_d h · dh (or along the given direction).
             let out = &along[l + 1];
@@ -188,7 +190,8 @@ impl Decoder {
                 layer: l,
                 first,
             });
-            dh = layer.backward(
+            let d_own;
+            (dh, d_own) = layer.backward(
                 &saved.layers[l],
                 (&saved.residuals[l + 1], &dh),
                 dv,
@@ -196,12 +199,31 @@ impl Decoder {
                 (rot, p),
                 at,
             )?;
+            if let Some(d) = d_own {
+                own[l] = Some(d);
+            }
             progress(self.layers.len() - l, self.layers.len())?;
         }
         for t in &mut trace {
             t.reverse();
         }
-        Ok(Gradients { input: dh, trace })
+        let input = match (&self.per_layer, &saved.layer_inputs) {
+            (Some(pl), Some(inputs)) => {
+                let all = own
+                    .into_iter()
+                    .map(|d| {
+                        d.ok_or_else(|| {
+                            candle_core::Error::Msg(
+                                "a layer's own input without a cotangent".into(),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                pl.backward(inputs, &Tensor::stack(&all, 2)?, &dh, dv, p)?
+            }
+            _ => dh,
+        };
+        Ok(Gradients { input, trace })
     }
 }
 
@@ -210,53 +232,64 @@ impl DecoderLayer {
     pub(super) fn forward_saved(
         &self,
         h: &Tensor,
-        eps: f64,
+        (eps, pli): (f64, Option<&Tensor>),
         rot: &Rotary,
         p: Products,
     ) -> Result<(Tensor, SavedLayer)> {
         let n = h.dim(0)?;
         let (mut mixed, mut ffn) = (None, None);
-        let (out, blocks) = self.walk(h.clone(), eps, &Ordinary, |block, x| match block {
-            Block::Attention => match &self.mixer {
-                Mixer::Attention(at) => {
-                    let pr = at.project(x, p)?;
-                    let (q, k) = at.position(&pr.q, &pr.k, rot, 0, &Ordinary)?;
-                    let v = at.values(&pr.v, &Ordinary)?;
-                    let m = at.merged(at.attend(&q, &k, &v, p)?, n, &Ordinary)?;
-                    let a = at.o_proj.forward(&at.gated(&m, pr.gate.as_ref())?, p)?;
-                    let keep = |t: Tensor| at.q_norm.is_some().then_some(t);
-                    mixed = Some(SavedMixer::Attention(SavedAttention {
-                        q_pre: keep(pr.q),
-                        k_pre: keep(pr.k),
-                        v_pre: at.v_norm.then_some(pr.v),
-                        q,
-                        k,
-                        v,
-                        gate: pr.gate.map(|g| (g, m)),
-                    }));
-                    Ok(a)
-                }
-                Mixer::DeltaNet(d) => {
-                    let (a, s) = d.forward_saved(x, p)?;
-                    mixed = Some(SavedMixer::DeltaNet(s));
-                    Ok(a)
+        let walked = self.walk(
+            h.clone(),
+            (eps, pli, p),
+            &Ordinary,
+            |block, x| match block {
+                Block::Attention => match &self.mixer {
+                    Mixer::Attention(at) => {
+                        let pr = at.project(x, p)?;
+                        let (q, k) = at.position(&pr.q, &pr.k, rot, 0, &Ordinary)?;
+                        let v = at.values(&pr.v, &Ordinary)?;
+                        let m = at.merged(at.attend(&q, &k, &v, p)?, n, &Ordinary)?;
+                        let a = at.o_proj.forward(&at.gated(&m, pr.gate.as_ref())?, p)?;
+                        let keep = |t: Tensor| at.q_norm.is_some().then_some(t);
+                        mixed = Some(SavedMixer::Attention(SavedAttention {
+                            q_pre: keep(pr.q),
+                            k_pre: keep(pr.k),
+                            v_pre: at.v_norm.then_some(pr.v),
+                            q,
+                            k,
+                            v,
+                            gate: pr.gate.map(|g| (g, m)),
+                        }));
+                        Ok(a)
+                    }
+                    Mixer::DeltaNet(d) => {
+                        let (a, s) = d.forward_saved(x, p)?;
+                        mixed = Some(SavedMixer::DeltaNet(s));
+                        Ok(a)
+                    }
+                },
+                Block::Mlp => {
+                    let (m, s) = self.mlp.forward_saved(x, p)?;
+                    ffn = Some(s);
+                    Ok(m)
                 }
             },
-            Block::Mlp => {
-                let (m, s) = self.mlp.forward_saved(x, p)?;
-                ffn = Some(s);
-                Ok(m)
-            }
-        })?;
+        )?;
         let (Some(mixer), Some(ffn)) = (mixed, ffn) else {
             candle_core::bail!("a layer ran without its attention or its MLP");
         };
-        let saved = SavedLayer { mixer, ffn, blocks };
-        Ok((out, saved))
+        let saved = SavedLayer {
+            mixer,
+            ffn,
+            blocks: walked.blocks,
+            per_layer: walked.per_layer,
+        };
+        Ok((walked.out, saved))
     }
 
     /// Cotangents `dout: (b, seq, hidden)` of the layer's output `out` carried to its input,
-    /// through the residual blocks in reverse; `watch` hears the layer's points.
+    /// through the residual blocks in reverse, and to the layer's own input where it has one
+    /// `(b, seq, width)`; `watch` hears the layer's points.
     fn backward(
         &self,
         s: &SavedLayer,
@@ -265,13 +298,18 @@ impl DecoderLayer {
         eps: f64,
         (rot, p): (&Rotary, Products),
         mut watch: Option<At<'_>>,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Option<Tensor>)> {
         // The stream after each block: the next block's input, then the layer's output before
         // its scale.
         let (mut d, mut after) = match self.scalar {
             Some(s) => ((dout * s)?, (out * s.recip())?),
             None => (dout.clone(), out.clone()),
         };
+        let mut d_own = None;
+        if let (Some(b), Some(sp)) = (&self.per_layer, &s.per_layer) {
+            let (dh, d_pli) = b.backward(sp, &d, eps, dv, p)?;
+            (d, d_own, after) = (dh, Some(d_pli), sp.input.clone());
+        }
         for (r, io) in self.residual_blocks().iter().zip(&s.blocks).rev() {
             if let Some(w) = watch.as_mut() {
                 let added = || &after - &io.input;
@@ -305,7 +343,7 @@ impl DecoderLayer {
             }
             after = io.input.clone();
         }
-        Ok(d)
+        Ok((d, d_own))
     }
 }
 

@@ -53,8 +53,8 @@ impl Attention {
 }
 
 impl Decoder {
-    /// The next-token logits `(vocab,)` in f32 of each input: `tails[i]`, input embeddings
-    /// `(rows, hidden)` with at least one row, run after the first `offset` positions held in
+    /// The next-token logits `(vocab,)` in f32 of each input: `tails[i]`, input rows
+    /// `(rows, input_width)` with at least one row, run after the first `offset` positions held in
     /// `prefix` (which is left as it is).
     pub fn forward_batch(
         &self,
@@ -101,10 +101,12 @@ impl Decoder {
             return self.forward_batch(&KvCache::default(), 0, &whole, p);
         }
         let eps = self.cfg.rms_norm_eps;
-        let mut h = Tensor::cat(tails, 0)?;
+        let (mut h, inputs) = self.split_input(&Tensor::cat(tails, 0)?, &Ordinary, p)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let held = prefix.layers.get(i).filter(|_| offset > 0);
             let rot = &self.rotary[layer.rope()];
+            let pli = inputs.as_ref().map(|s| s.layer(i)).transpose()?;
+            let at = (eps, pli.as_ref());
             h = match &layer.mixer {
                 Mixer::Attention(a) => {
                     let kv = match held.map(|l| l.view(offset)).transpose()? {
@@ -114,12 +116,12 @@ impl Decoder {
                         }
                         _ => None,
                     };
-                    layer.forward(h, eps, &Ordinary, p, |x| {
+                    layer.forward(h, at, &Ordinary, p, |x| {
                         a.forward_segments(x, rot, kv.as_ref(), offset, &segments, p)
                     })?
                 }
                 // Each input from the prefix's state.
-                Mixer::DeltaNet(d) => layer.forward(h, eps, &Ordinary, p, |x| {
+                Mixer::DeltaNet(d) => layer.forward(h, at, &Ordinary, p, |x| {
                     let outs = segments
                         .iter()
                         .map(|&(start, n)| {

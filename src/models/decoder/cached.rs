@@ -205,7 +205,7 @@ impl Decoder {
         Ok(())
     }
 
-    /// [`Decoder::forward_cached`] from input embeddings `(seq, hidden)`.
+    /// [`Decoder::forward_cached`] from input rows `(seq, input_width)` ([`Decoder::embed`]).
     pub fn forward_embeds_cached(
         &self,
         embeds: &Tensor,
@@ -232,15 +232,18 @@ impl Decoder {
             .layers
             .resize_with(self.layers.len(), LayerCache::default);
         let eps = self.cfg.rms_norm_eps;
-        let mut h = embeds.clone();
+        let (mut h, inputs) = self.split_input(embeds, &Ordinary, p)?;
         // A pass that stops part-way leaves recurrent states moved past `len`: until it ends,
         // the cache reruns from its inputs.
         cache.stale = cache.recurrent;
-        for (layer, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        for (i, (layer, kv)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             let rot = &self.rotary[layer.rope()];
-            h = layer.forward(h, eps, &Ordinary, p, |x| match &layer.mixer {
-                Mixer::Attention(a) => a.forward_cached(x, rot, kv, offset, p),
-                Mixer::DeltaNet(d) => d.forward_cached(x, &mut kv.delta, p),
+            let pli = inputs.as_ref().map(|s| s.layer(i)).transpose()?;
+            h = layer.forward(h, (eps, pli.as_ref()), &Ordinary, p, |x| {
+                match &layer.mixer {
+                    Mixer::Attention(a) => a.forward_cached(x, rot, kv, offset, p),
+                    Mixer::DeltaNet(d) => d.forward_cached(x, &mut kv.delta, p),
+                }
             })?;
         }
         cache.len = offset + n;

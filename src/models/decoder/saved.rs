@@ -4,7 +4,7 @@
 
 use super::ffn::SavedFfn;
 use super::gated_deltanet::SavedDeltaNet;
-use super::{BlockIo, Decoder};
+use super::{BlockIo, Decoder, LayerInputs, SavedPerLayer};
 use crate::kernels::Products;
 use crate::models::rms_norm;
 use candle_core::{DType, Result, Tensor};
@@ -16,6 +16,10 @@ pub type Progress<'a> = dyn FnMut(usize, usize) -> crate::Result<()> + 'a;
 /// A forward pass's activations, kept for any number of backward passes.
 #[derive(Debug)]
 pub struct Saved {
+    /// The input rows `(seq, input_width)` (see [`Decoder::embed`]).
+    pub(super) input: Tensor,
+    /// The layers' own inputs, where the model has them (Gemma 4).
+    pub(super) layer_inputs: Option<LayerInputs>,
     /// The residual stream `(seq, hidden)`: the input embeddings, then each layer's output.
     pub(super) residuals: Vec<Tensor>,
     pub(super) layers: Vec<SavedLayer>,
@@ -32,9 +36,10 @@ impl Saved {
         self.len() == 0
     }
 
-    /// The input embeddings `(seq, hidden)`.
+    /// The input rows `(seq, input_width)`: the input embeddings, and the layers' own
+    /// inputs' table rows where the model has them (see [`Decoder::embed`]).
     pub fn embeddings(&self) -> &Tensor {
-        &self.residuals[0]
+        &self.input
     }
 
     /// The residual stream: the input embeddings, then each layer's output, `(seq, hidden)`.
@@ -100,6 +105,8 @@ pub(super) struct SavedLayer {
     /// Each residual block's input, and its output where a post-norm follows, as
     /// [`DecoderLayer::walk`] saw them.
     pub(super) blocks: Vec<BlockIo>,
+    /// What the block of the layer's own input kept, where it has one.
+    pub(super) per_layer: Option<SavedPerLayer>,
 }
 
 /// One cotangent: directions in the final-normed hidden state, at one position or (a target
@@ -112,8 +119,8 @@ pub struct Seed {
 }
 
 impl Decoder {
-    /// Runs the decoder on input embeddings `(seq, hidden)` without a graph, keeping the
-    /// activations a backward pass needs. `progress` hears of each layer.
+    /// Runs the decoder on input rows `(seq, input_width)` ([`Decoder::embed`]) without a
+    /// graph, keeping the activations a backward pass needs. `progress` hears of each layer.
     pub fn forward_saved(
         &self,
         embeds: &Tensor,
@@ -121,17 +128,25 @@ impl Decoder {
         progress: &mut Progress<'_>,
     ) -> crate::Result<Saved> {
         let eps = self.cfg.rms_norm_eps;
+        let input = embeds.detach();
+        let (h, layer_inputs) = self.split_input(&input, &crate::models::Ordinary, p)?;
         let mut residuals = Vec::with_capacity(self.layers.len() + 1);
-        residuals.push(embeds.detach());
+        residuals.push(h);
         let mut layers = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
             let rot = &self.rotary[layer.rope()];
-            let (out, saved) = layer.forward_saved(&residuals[i], eps, rot, p)?;
+            let pli = layer_inputs.as_ref().map(|s| s.layer(i)).transpose()?;
+            let (out, saved) = layer.forward_saved(&residuals[i], (eps, pli.as_ref()), rot, p)?;
             residuals.push(out);
             layers.push(saved);
             progress(i + 1, self.layers.len())?;
         }
-        Ok(Saved { residuals, layers })
+        Ok(Saved {
+            input,
+            layer_inputs,
+            residuals,
+            layers,
+        })
     }
 
     /// The last layer's residual rows at `positions`, `(positions, hidden)`.

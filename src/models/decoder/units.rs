@@ -6,6 +6,7 @@ use super::saved::Saved;
 use super::Decoder;
 use crate::kernels::Products;
 use crate::models::attention::probabilities;
+use crate::models::Ordinary;
 use candle_core::{DType, Result, Tensor};
 
 impl Decoder {
@@ -54,13 +55,15 @@ impl Decoder {
             candle_core::bail!("layer {layer} of {layers}");
         }
         let eps = self.cfg.rms_norm_eps;
-        let mut h = self.embed(ids)?;
-        for l in &self.layers[..layer] {
+        let (mut h, inputs) = self.split_input(&self.embed(ids)?, &Ordinary, p)?;
+        let pli = |i: usize| inputs.as_ref().map(|s| s.layer(i)).transpose();
+        for (i, l) in self.layers[..layer].iter().enumerate() {
             let rot = &self.rotary[l.rope()];
-            h = l.forward_saved(&h, eps, rot, p)?.0;
+            h = l.forward_saved(&h, (eps, pli(i)?.as_ref()), rot, p)?.0;
         }
         let l = &self.layers[layer];
-        let (_, saved) = l.forward_saved(&h, eps, &self.rotary[l.rope()], p)?;
+        let own = pli(layer)?;
+        let (_, saved) = l.forward_saved(&h, (eps, own.as_ref()), &self.rotary[l.rope()], p)?;
         l.mlp.hidden(&saved.ffn)
     }
 
