@@ -1,7 +1,7 @@
 //! A Gated DeltaNet layer's shape (Qwen3.5's linear attention) and how a file lays out its
 //! tensors.
 
-use super::Expect;
+use super::check::Expect;
 
 /// A Gated DeltaNet layer's shape: `key_heads` heads of keys and queries of width `key_dim`,
 /// `value_heads` of values of width `value_dim` (a multiple of the key heads: each key head
