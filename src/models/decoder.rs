@@ -32,6 +32,7 @@ mod per_layer;
 mod rotary;
 mod saved;
 mod self_attention;
+mod shared_kv;
 mod steer;
 mod units;
 mod watch;
@@ -251,15 +252,13 @@ impl Mixer {
     /// Bytes a decoding step reads of its matrices.
     fn bytes_read(&self, p: Products) -> u64 {
         match self {
-            Mixer::Attention(a) => [
-                &a.q_proj.linear,
-                &a.k_proj.linear,
-                &a.v_proj.linear,
-                &a.o_proj,
-            ]
-            .iter()
-            .map(|w| w.bytes_read(p))
-            .sum(),
+            Mixer::Attention(a) => {
+                let mut ws = vec![&a.q_proj.linear, &a.o_proj];
+                if let self_attention::KeysValues::Own { k_proj, v_proj } = &a.kv {
+                    ws.extend([&k_proj.linear, &v_proj.linear]);
+                }
+                ws.iter().map(|w| w.bytes_read(p)).sum()
+            }
             Mixer::DeltaNet(d) => d.bytes_read(p),
         }
     }
@@ -448,6 +447,7 @@ impl Decoder {
         let (mut h, inputs) = self.split_input(embeds, dv, Products::F32)?;
         let mut layer_outputs = Vec::with_capacity(self.layers.len());
         let mut taps = Vec::new();
+        let mut shared = shared_kv::SharedKv::default();
         for (i, layer) in self.layers.iter().enumerate() {
             let rot = &self.rotary[layer.rope()];
             let Some(at) = layer.attention() else {
@@ -456,7 +456,7 @@ impl Decoder {
                 candle_core::bail!("the autograd twin has no Gated DeltaNet layer");
             };
             let pli = inputs.as_ref().map(|s| s.layer(i)).transpose()?;
-            let f = |x: &Tensor| at.forward(x, rot, dv);
+            let f = |x: &Tensor| at.forward(x, rot, dv, &mut shared);
             h = layer.forward(h, (eps, pli.as_ref()), dv, Products::F32, f)?;
             if tap_layers {
                 let tap = Var::zeros(h.shape(), h.dtype(), h.device())?;

@@ -72,6 +72,43 @@ fn per_layer_input_width(raw: &Value) -> Result<Option<usize>, String> {
     }
 }
 
+/// Per layer, the layer whose keys and values it reads: the last `shared` layers read those
+/// of the last earlier layer of their own type (transformers' `kv_sharing_modes`).
+pub(crate) fn shared_kv_layers(
+    types: &[String],
+    shared: usize,
+) -> Result<Vec<Option<usize>>, String> {
+    let layers = types.len();
+    if shared == 0 {
+        return Ok(Vec::new());
+    }
+    if shared >= layers {
+        return Err(format!(
+            "num_kv_shared_layers {shared}: at least one of the {layers} layers must make its own \
+             keys and values"
+        ));
+    }
+    let first = layers - shared;
+    (0..layers)
+        .map(|l| {
+            if l < first {
+                return Ok(None);
+            }
+            (0..first)
+                .rev()
+                .find(|&p| types[p] == types[l])
+                .map(Some)
+                .ok_or_else(|| {
+                    format!(
+                        "layer {l} ({}) would share keys and values, but no earlier layer of \
+                         its type makes them",
+                        types[l]
+                    )
+                })
+        })
+        .collect()
+}
+
 /// What this reading of Gemma 4 does not run yet, named by field.
 fn refuse_unread(raw: &Value, kv_heads: usize) -> Result<(), String> {
     let on = |k: &str| hf_bool(raw, k).unwrap_or(false);
@@ -102,9 +139,6 @@ fn refuse_unread(raw: &Value, kv_heads: usize) -> Result<(), String> {
     });
     if other_kv || hf_f64(raw, "num_global_key_value_heads").is_some() && on("attention_k_eq_v") {
         return Err("per-layer key/value head counts are not read yet".into());
-    }
-    if hf_f64(raw, "num_kv_shared_layers").unwrap_or(0.0) > 0.0 {
-        return Err("num_kv_shared_layers: layers sharing keys and values are not read yet".into());
     }
     Ok(())
 }
@@ -158,6 +192,23 @@ impl Family for Gemma4 {
             .collect();
         a.final_logit_softcapping = hf_f64(raw, "final_logit_softcapping");
         a.per_layer_input = per_layer_input_width(raw)?;
+        let shared = hf_f64(raw, "num_kv_shared_layers").unwrap_or(0.0);
+        if shared < 0.0 || shared.fract() != 0.0 {
+            return Err(format!(
+                "num_kv_shared_layers is {shared}; it must be a whole number"
+            ));
+        }
+        a.kv_from = shared_kv_layers(&types, shared as usize)?;
+        // E2B's sharing layers have MLPs twice as wide.
+        if hf_bool(raw, "use_double_wide_mlp").unwrap_or(false) {
+            let width = cfg.intermediate_size;
+            a.mlp_widths = (0..layers)
+                .map(|l| match a.kv_from.get(l).copied().flatten() {
+                    Some(_) => 2 * width,
+                    None => width,
+                })
+                .collect();
+        }
         a.global_head_dim = Some(global_head_dim(raw, &full)?);
         // The RoPE tables: the common reading took the full layers' parameters at the
         // sliding layers' head width; read them again at their own.
@@ -264,6 +315,30 @@ mod tests {
         assert_eq!(per_layer_input_width(&json!({})), Ok(Some(256)));
         raw["hidden_size_per_layer_input"] = json!(2.5);
         assert!(per_layer_input_width(&raw).is_err());
+    }
+
+    /// E2B: 35 layers, every fifth full, the last 20 sharing: the sliding ones read layer
+    /// 13's keys and values, the full ones layer 14's.
+    #[test]
+    fn shared_layers_read_the_last_earlier_layer_of_their_type() {
+        let types: Vec<String> = (0..35)
+            .map(|l| match (l + 1) % 5 {
+                0 => "full_attention".to_string(),
+                _ => "sliding_attention".to_string(),
+            })
+            .collect();
+        let from = shared_kv_layers(&types, 20).unwrap();
+        assert!(from[..15].iter().all(Option::is_none));
+        assert_eq!(
+            (from[15], from[19], from[34]),
+            (Some(13), Some(14), Some(14))
+        );
+        assert!(shared_kv_layers(&types, 0).unwrap().is_empty());
+        assert!(shared_kv_layers(&types, 35).is_err());
+        // Full layers to share, but none before the first sharing one.
+        assert!(shared_kv_layers(&types, 32)
+            .unwrap_err()
+            .contains("full_attention"));
     }
 
     #[test]

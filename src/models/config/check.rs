@@ -114,6 +114,20 @@ impl Config {
                 ));
             }
         }
+        for layer in 0..self.num_hidden_layers {
+            let Some(from) = self.kv_from(layer) else {
+                continue;
+            };
+            let producer = from < layer && !self.is_linear(from) && self.kv_from(from).is_none();
+            let same = self.head_dim_at(from) == self.head_dim_at(layer)
+                && self.arch.layer_windows.get(from) == self.arch.layer_windows.get(layer);
+            if !producer || !same || self.is_linear(layer) {
+                return Err(format!(
+                    "layer {layer} would read the keys and values of layer {from}, which is not \
+                     an earlier attention layer of its own kind with keys of its own"
+                ));
+            }
+        }
         if let Some(t) = &self.arch.query_temperature {
             if t.length == 0 || !t.beta.is_finite() {
                 return Err(format!(
@@ -126,7 +140,7 @@ impl Config {
     }
 
     fn check_shapes(&self, w: &dyn WeightSource) -> std::result::Result<(), String> {
-        let (h, ffn) = (self.hidden_size, self.intermediate_size);
+        let h = self.hidden_size;
         let expect =
             |name: &str, want: &[usize], fields: &str| -> std::result::Result<(), String> {
                 match w.shape(name) {
@@ -168,9 +182,12 @@ impl Config {
             } else {
                 expect(&format!("{p}.self_attn.q_proj.weight"), &[q, h], heads)?;
             }
-            if !self.is_linear(i) {
+            let own_kv = !self.is_linear(i) && self.kv_from(i).is_none();
+            if own_kv {
                 expect(&format!("{p}.self_attn.k_proj.weight"), &[kv, h], kv_heads)?;
                 expect(&format!("{p}.self_attn.v_proj.weight"), &[kv, h], kv_heads)?;
+            }
+            if !self.is_linear(i) {
                 expect(
                     &format!("{p}.self_attn.o_proj.weight"),
                     &[h, q],
@@ -196,14 +213,14 @@ impl Config {
                         }
                     }
                 }
-                None if ffn == 0 => {
+                None if self.mlp_width(i) == 0 => {
                     return Err(format!(
                         "layer {i} has a dense MLP, but intermediate_size is 0 or missing"
                     ))
                 }
                 None => {
                     let names = mlp_names(&format!("{p}.mlp"));
-                    check_mlp(&expect, names, (ffn, h), "intermediate_size")?;
+                    check_mlp(&expect, names, (self.mlp_width(i), h), "intermediate_size")?;
                 }
             }
             // Vectors too: one of the wrong length would be broadcast against the wrong
@@ -219,7 +236,12 @@ impl Config {
             }
             match a.qk_norm {
                 Some(QkNorm::PerHead) => {
-                    for n in ["q_norm", "k_norm"] {
+                    let norms = if own_kv {
+                        &["q_norm", "k_norm"][..]
+                    } else {
+                        &["q_norm"]
+                    };
+                    for n in norms {
                         expect(&format!("{p}.self_attn.{n}.weight"), &[hd], "head_dim")?;
                     }
                 }

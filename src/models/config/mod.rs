@@ -110,6 +110,13 @@ pub struct Arch {
     /// embedding table and a projection of its input embedding, added to the stream after
     /// each layer's MLP through a gated block.
     pub per_layer_input: Option<usize>,
+    /// Per layer: the earlier layer whose final keys and values it attends to instead of
+    /// its own (Gemma 4's shared layers: no key or value projections of their own); layers
+    /// past the end of the list (all, when it is empty) have their own.
+    pub kv_from: Vec<Option<usize>>,
+    /// Per layer: its MLP's width, where layers differ (Gemma 4's shared layers are twice as
+    /// wide in E2B); layers past the end of the list take `intermediate_size`.
+    pub mlp_widths: Vec<usize>,
 }
 
 /// A mixture of experts: a router picks `per_token` of `count` gated MLPs of width `width`
@@ -263,12 +270,27 @@ impl Config {
             .filter(|e| e.sparse.get(layer).copied().unwrap_or(false))
     }
 
-    /// Layer `layer`'s MLP neurons: `intermediate_size`, or every expert's units side by side
+    /// Layer `layer`'s dense MLP width: its own where layers differ, else
+    /// `intermediate_size`.
+    pub fn mlp_width(&self, layer: usize) -> usize {
+        self.arch
+            .mlp_widths
+            .get(layer)
+            .copied()
+            .unwrap_or(self.intermediate_size)
+    }
+
+    /// The earlier layer whose keys and values layer `layer` reads, where it shares them.
+    pub fn kv_from(&self, layer: usize) -> Option<usize> {
+        self.arch.kv_from.get(layer).copied().flatten()
+    }
+
+    /// Layer `layer`'s MLP neurons: its MLP's width, or every expert's units side by side
     /// (neuron `e · width + j` is unit `j` of expert `e`), the shared expert's last.
     pub fn neurons(&self, layer: usize) -> usize {
         match self.experts_at(layer) {
             Some(e) => e.count * e.width + e.shared.unwrap_or(0),
-            None => self.intermediate_size,
+            None => self.mlp_width(layer),
         }
     }
 
@@ -290,7 +312,7 @@ impl Config {
     pub fn active_width(&self, layer: usize) -> usize {
         match self.experts_at(layer) {
             Some(e) => e.per_token * e.width + e.shared.unwrap_or(0),
-            None => self.intermediate_size,
+            None => self.mlp_width(layer),
         }
     }
 
@@ -308,7 +330,11 @@ impl Config {
         let attention = |l: usize| {
             let d = self.head_dim_at(l) as u64;
             let q = self.num_attention_heads as u64 * d;
-            let kv = self.num_key_value_heads as u64 * d;
+            // A layer that reads an earlier one's keys and values projects none.
+            let kv = match self.kv_from(l) {
+                Some(_) => 0,
+                None => self.num_key_value_heads as u64 * d,
+            };
             // Queries and, where gated, as many gates; the output projection reads the
             // queries'.
             let gates = if self.arch.attention_output_gate {

@@ -16,6 +16,8 @@
 //! is the twin the tests hold it against.
 
 use super::saved::{Progress, Saved, SavedAttention, SavedLayer, SavedMixer, Seed};
+use super::self_attention::KeysValues;
+use super::shared_kv::{PendingKv, SharedKv};
 use super::watch::{At, Point};
 use super::{Attention, Block, Decoder, DecoderLayer, Mixer, Rotary, Watch};
 use crate::kernels::Products;
@@ -173,6 +175,8 @@ impl Decoder {
         let mut trace = vec![Vec::with_capacity(self.layers.len()); b];
         // Cotangents of each layer's own input, where the model has them.
         let mut own: Vec<Option<Tensor>> = vec![None; self.layers.len()];
+        // Cotangents of shared keys and values, from their readers to their layer.
+        let mut pending = PendingKv::default();
         for (l, layer) in self.layers.iter().enumerate().rev() {
             // The trace at this layer's output: Σ_d h · dh (or along the given direction).
             let out = &along[l + 1];
@@ -196,7 +200,7 @@ impl Decoder {
                 (&saved.residuals[l + 1], &dh),
                 dv,
                 eps,
-                (rot, p),
+                (rot, p, &mut pending),
                 at,
             )?;
             if let Some(d) = d_own {
@@ -233,7 +237,7 @@ impl DecoderLayer {
         &self,
         h: &Tensor,
         (eps, pli): (f64, Option<&Tensor>),
-        rot: &Rotary,
+        (rot, shared): (&Rotary, &mut SharedKv),
         p: Products,
     ) -> Result<(Tensor, SavedLayer)> {
         let n = h.dim(0)?;
@@ -246,15 +250,25 @@ impl DecoderLayer {
                 Block::Attention => match &self.mixer {
                     Mixer::Attention(at) => {
                         let pr = at.project(x, p)?;
-                        let (q, k) = at.position(&pr.q, &pr.k, rot, 0, &Ordinary)?;
-                        let v = at.values(&pr.v, &Ordinary)?;
+                        let q = at.place_queries(&pr.q, rot, 0, &Ordinary)?;
+                        let own = match &pr.kv {
+                            Some((k, v)) => {
+                                Some(at.place_keys_values((k, v), rot, 0, &Ordinary)?)
+                            }
+                            None => None,
+                        };
+                        let (k, v) = at.attended(own, shared, 0)?;
                         let m = at.merged(at.attend(&q, &k, &v, p)?, n, &Ordinary)?;
                         let a = at.o_proj.forward(&at.gated(&m, pr.gate.as_ref())?, p)?;
-                        let keep = |t: Tensor| at.q_norm.is_some().then_some(t);
+                        let keep = |t: &Tensor| at.q_norm.is_some().then(|| t.clone());
+                        let (k_pre, v_pre) = match &pr.kv {
+                            Some((k, v)) => (keep(k), at.v_norm.then(|| v.clone())),
+                            None => (None, None),
+                        };
                         mixed = Some(SavedMixer::Attention(SavedAttention {
-                            q_pre: keep(pr.q),
-                            k_pre: keep(pr.k),
-                            v_pre: at.v_norm.then_some(pr.v),
+                            q_pre: keep(&pr.q),
+                            k_pre,
+                            v_pre,
                             q,
                             k,
                             v,
@@ -296,7 +310,7 @@ impl DecoderLayer {
         (out, dout): (&Tensor, &Tensor),
         dv: &dyn Derivatives,
         eps: f64,
-        (rot, p): (&Rotary, Products),
+        (rot, p, pending): (&Rotary, Products, &mut PendingKv),
         mut watch: Option<At<'_>>,
     ) -> Result<(Tensor, Option<Tensor>)> {
         // The stream after each block: the next block's input, then the layer's output before
@@ -321,7 +335,7 @@ impl DecoderLayer {
             };
             let dx = match (r.block, &self.mixer, &s.mixer) {
                 (Block::Attention, Mixer::Attention(a), SavedMixer::Attention(s)) => {
-                    a.backward(s, &dy, dv, (rot, p), watch.as_mut())?
+                    a.backward(s, &dy, dv, (rot, p, &mut *pending), watch.as_mut())?
                 }
                 (Block::Attention, Mixer::DeltaNet(d), SavedMixer::DeltaNet(s)) => {
                     Some(d.backward(s, &dy, dv, p)?)
@@ -371,7 +385,7 @@ impl Attention {
         s: &SavedAttention,
         da: &Tensor,
         dv: &dyn Derivatives,
-        (rot, p): (&Rotary, Products),
+        (rot, p, pending): (&Rotary, Products, &mut PendingKv),
         watch: Option<&mut At<'_>>,
     ) -> Result<Option<Tensor>> {
         let (b, n, _) = da.dims3()?;
@@ -464,16 +478,27 @@ impl Attention {
             (Some(dq), None) => dx.add(Some(self.q_proj.linear.vjp(&dq, p)?))?,
             (None, None) => {}
         }
+        // The cotangents of the keys and values attention read, per key/value head: a reader
+        // of another layer's hands them to it; a layer that others read adds theirs.
+        let dk = dk.map(|d| self.reduce_kv(&d)).transpose()?;
+        let d_v = d_v.map(|d| self.reduce_kv(&d)).transpose()?;
+        let (k_proj, v_proj) = match &self.kv {
+            KeysValues::Shared { from } => {
+                pending.add(*from, (dk, d_v))?;
+                return Ok(dx.0);
+            }
+            KeysValues::Own { k_proj, v_proj } => (k_proj, v_proj),
+        };
+        let (dk, d_v) = pending.with_readers(self.index, (dk, d_v))?;
         if let Some(dk) = dk {
-            let dk = unrotate(self.reduce_kv(&dk)?, &s.k_pre, &self.k_norm)?;
-            dx.add(Some(self.k_proj.linear.vjp(&merge(&dk)?, p)?))?;
+            let dk = unrotate(dk, &s.k_pre, &self.k_norm)?;
+            dx.add(Some(k_proj.linear.vjp(&merge(&dk)?, p)?))?;
         }
-        if let Some(d_v) = d_v {
-            let mut d_v = self.reduce_kv(&d_v)?;
+        if let Some(mut d_v) = d_v {
             if let Some(pre) = &s.v_pre {
                 d_v = dv.rms_norm_vjp(pre, &self.unit_weight(pre)?, self.eps, &d_v)?;
             }
-            dx.add(Some(self.v_proj.linear.vjp(&merge(&d_v)?, p)?))?;
+            dx.add(Some(v_proj.linear.vjp(&merge(&d_v)?, p)?))?;
         }
         Ok(dx.0)
     }

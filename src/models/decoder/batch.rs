@@ -6,6 +6,7 @@
 use candle_core::{Result, Tensor};
 
 use super::self_attention::Projected;
+use super::shared_kv::SharedKv;
 use super::{Attention, Decoder, KvCache, Mixer, Rotary};
 use crate::kernels::Products;
 use crate::models::Ordinary;
@@ -19,27 +20,32 @@ impl Attention {
     fn forward_segments(
         &self,
         x: &Tensor,
-        rot: &Rotary,
+        (rot, shared): (&Rotary, &mut SharedKv),
         prefix: Option<&(Tensor, Tensor)>,
         offset: usize,
         segments: &[Segment],
         p: Products,
     ) -> Result<Tensor> {
-        let Projected { q, k, v, gate } = self.project(x, p)?;
+        let Projected { q, kv, gate } = self.project(x, p)?;
         let mut outs = Vec::with_capacity(segments.len());
-        for &(start, n) in segments {
-            let (qi, ki) = self.position(
-                &q.narrow(1, start, n)?,
-                &k.narrow(1, start, n)?,
-                rot,
-                offset,
-                &Ordinary,
-            )?;
-            let vi = self.values(&v.narrow(1, start, n)?, &Ordinary)?;
-            let (ki, vi) = match prefix {
-                Some((pk, pv)) => (Tensor::cat(&[pk, &ki], 1)?, Tensor::cat(&[pv, &vi], 1)?),
-                None => (ki.contiguous()?, vi.contiguous()?),
+        for (i, &(start, n)) in segments.iter().enumerate() {
+            let qi = self.place_queries(&q.narrow(1, start, n)?, rot, offset, &Ordinary)?;
+            // Its own keys and values after the prefix's, or (a layer that reads another's)
+            // that layer's for this input.
+            let own = match &kv {
+                Some((k, v)) => {
+                    let (k, v) = (k.narrow(1, start, n)?, v.narrow(1, start, n)?);
+                    let (ki, vi) = self.place_keys_values((&k, &v), rot, offset, &Ordinary)?;
+                    Some(match prefix {
+                        Some((pk, pv)) => {
+                            (Tensor::cat(&[pk, &ki], 1)?, Tensor::cat(&[pv, &vi], 1)?)
+                        }
+                        None => (ki.contiguous()?, vi.contiguous()?),
+                    })
+                }
+                None => None,
             };
+            let (ki, vi) = self.attended(own, shared, i)?;
             outs.push(self.attend(&qi.contiguous()?, &ki, &vi, p)?);
         }
         self.merge_heads(
@@ -102,6 +108,7 @@ impl Decoder {
         }
         let eps = self.cfg.rms_norm_eps;
         let (mut h, inputs) = self.split_input(&Tensor::cat(tails, 0)?, &Ordinary, p)?;
+        let mut shared = SharedKv::default();
         for (i, layer) in self.layers.iter().enumerate() {
             let held = prefix.layers.get(i).filter(|_| offset > 0);
             let rot = &self.rotary[layer.rope()];
@@ -111,13 +118,15 @@ impl Decoder {
                 Mixer::Attention(a) => {
                     let kv = match held.map(|l| l.view(offset)).transpose()? {
                         Some(Some((k, v))) => Some((k.contiguous()?, v.contiguous()?)),
-                        _ if offset > 0 => {
+                        // A layer that reads another's keys and values holds none.
+                        _ if offset > 0 && a.reads_from().is_none() => {
                             candle_core::bail!("the prefix has no keys for layer {i}")
                         }
                         _ => None,
                     };
                     layer.forward(h, at, &Ordinary, p, |x| {
-                        a.forward_segments(x, rot, kv.as_ref(), offset, &segments, p)
+                        let ctx = (rot, &mut shared);
+                        a.forward_segments(x, ctx, kv.as_ref(), offset, &segments, p)
                     })?
                 }
                 // Each input from the prefix's state.

@@ -5,6 +5,7 @@ use candle_core::{Result, Tensor};
 
 use super::gated_deltanet::DeltaNetCache;
 use super::self_attention::Projected;
+use super::shared_kv::SharedKv;
 use super::{Attention, Decoder, Mixer, Rotary};
 use crate::kernels::Products;
 use crate::models::Ordinary;
@@ -15,14 +16,19 @@ impl Attention {
     fn forward_cached(
         &self,
         x: &Tensor,
-        rot: &Rotary,
+        (rot, shared): (&Rotary, &mut SharedKv),
         cache: &mut LayerCache,
         offset: usize,
         p: Products,
     ) -> Result<Tensor> {
         let n = x.dim(0)?;
-        let Projected { q, k, v, gate } = self.qkv(x, rot, offset, &Ordinary, p)?;
-        let (k, v) = cache.append(&k, &v, offset)?;
+        let Projected { q, kv, gate } = self.qkv(x, rot, offset, &Ordinary, p)?;
+        // A layer that reads another's keys and values caches none.
+        let own = match kv {
+            Some((k, v)) => Some(cache.append(&k, &v, offset)?),
+            None => None,
+        };
+        let (k, v) = self.attended(own, shared, 0)?;
         let o = self.attend(&q, &k, &v, p)?;
         self.merge_heads(o, n, gate.as_ref(), &Ordinary, p)
     }
@@ -233,6 +239,7 @@ impl Decoder {
             .resize_with(self.layers.len(), LayerCache::default);
         let eps = self.cfg.rms_norm_eps;
         let (mut h, inputs) = self.split_input(embeds, &Ordinary, p)?;
+        let mut shared = SharedKv::default();
         // A pass that stops part-way leaves recurrent states moved past `len`: until it ends,
         // the cache reruns from its inputs.
         cache.stale = cache.recurrent;
@@ -241,7 +248,7 @@ impl Decoder {
             let pli = inputs.as_ref().map(|s| s.layer(i)).transpose()?;
             h = layer.forward(h, (eps, pli.as_ref()), &Ordinary, p, |x| {
                 match &layer.mixer {
-                    Mixer::Attention(a) => a.forward_cached(x, rot, kv, offset, p),
+                    Mixer::Attention(a) => a.forward_cached(x, (rot, &mut shared), kv, offset, p),
                     Mixer::DeltaNet(d) => d.forward_cached(x, &mut kv.delta, p),
                 }
             })?;

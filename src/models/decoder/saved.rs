@@ -4,6 +4,7 @@
 
 use super::ffn::SavedFfn;
 use super::gated_deltanet::SavedDeltaNet;
+use super::shared_kv::SharedKv;
 use super::{BlockIo, Decoder, LayerInputs, SavedPerLayer};
 use crate::kernels::Products;
 use crate::models::rms_norm;
@@ -133,10 +134,12 @@ impl Decoder {
         let mut residuals = Vec::with_capacity(self.layers.len() + 1);
         residuals.push(h);
         let mut layers = Vec::with_capacity(self.layers.len());
+        let mut shared = SharedKv::default();
         for (i, layer) in self.layers.iter().enumerate() {
             let rot = &self.rotary[layer.rope()];
             let pli = layer_inputs.as_ref().map(|s| s.layer(i)).transpose()?;
-            let (out, saved) = layer.forward_saved(&residuals[i], (eps, pli.as_ref()), rot, p)?;
+            let at = (eps, pli.as_ref());
+            let (out, saved) = layer.forward_saved(&residuals[i], at, (rot, &mut shared), p)?;
             residuals.push(out);
             layers.push(saved);
             progress(i + 1, self.layers.len())?;

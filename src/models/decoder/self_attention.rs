@@ -4,6 +4,7 @@
 //! `backward.rs`; the cached and batched forms in `cached.rs` and `batch.rs`.
 
 use super::rotary::{self, Rotary};
+use super::shared_kv::SharedKv;
 use super::steer::HeadEdits;
 use super::{load_norm, Config, WeightSource};
 use crate::kernels::Products;
@@ -41,11 +42,23 @@ impl Proj {
     }
 }
 
+/// Where a layer's keys and values come from.
+#[derive(Debug, Clone)]
+pub(super) enum KeysValues {
+    /// Its own projections.
+    Own { k_proj: Proj, v_proj: Proj },
+    /// An earlier layer's final (normed, rotated) keys and values (Gemma 4's shared layers).
+    Shared { from: usize },
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Attention {
     pub(super) q_proj: Proj,
-    pub(super) k_proj: Proj,
-    pub(super) v_proj: Proj,
+    pub(super) kv: KeysValues,
+    /// The layer's index, under which later layers find the keys and values it keeps.
+    pub(super) index: usize,
+    /// Whether later layers read its keys and values.
+    pub(super) keeps: bool,
     pub(super) o_proj: Linear,
     pub(super) q_norm: Option<Tensor>,
     pub(super) k_norm: Option<Tensor>,
@@ -87,13 +100,24 @@ impl Attention {
         };
         let window = a.layer_windows.get(layer).copied().flatten();
         let head_dim = cfg.head_dim_at(layer);
+        let (kv, k_norm) = match cfg.kv_from(layer) {
+            Some(from) => (KeysValues::Shared { from }, None),
+            None => (
+                KeysValues::Own {
+                    k_proj: Proj::load(w, &format!("{p}.k_proj"), a.attention_bias)?,
+                    v_proj: Proj::load(w, &format!("{p}.v_proj"), a.attention_bias)?,
+                },
+                norm(w, "k_norm")?,
+            ),
+        };
         Ok(Attention {
             q_proj: Proj::load(w, &format!("{p}.q_proj"), a.attention_bias)?,
-            k_proj: Proj::load(w, &format!("{p}.k_proj"), a.attention_bias)?,
-            v_proj: Proj::load(w, &format!("{p}.v_proj"), a.attention_bias)?,
+            kv,
+            index: layer,
+            keeps: a.kv_from.contains(&Some(layer)),
             o_proj: Linear::new(w.get_matrix(&format!("{p}.o_proj.weight"))?),
             q_norm: norm(w, "q_norm")?,
-            k_norm: norm(w, "k_norm")?,
+            k_norm,
             v_norm: a.value_norm,
             qk_scope: a.qk_norm.unwrap_or(QkNorm::PerHead),
             n_heads: cfg.num_attention_heads,
@@ -129,14 +153,20 @@ impl Attention {
             .reshape((kvh * rep, n, hd))
     }
 
-    /// q, k, v for `x`, projected and split into heads (before the q/k norms), and the
-    /// output gate `(seq, heads · head_dim)` before its σ where the model has one.
+    /// q, k, v for `x`, projected and split into heads (before the q/k norms; no k and v
+    /// where the layer reads another's), and the output gate `(seq, heads · head_dim)` before
+    /// its σ where the model has one.
     pub(super) fn project(&self, x: &Tensor, p: Products) -> Result<Projected> {
-        let projs = [&self.q_proj, &self.k_proj, &self.v_proj];
-        let linears = projs.map(|pr| &pr.linear);
-        let [q, k, v] = <[Tensor; 3]>::try_from(Linear::forward_many(&linears, x, p)?)
-            .map_err(|_| candle_core::Error::Msg("three projections expected".into()))?;
-        let q = self.q_proj.add_bias(q)?;
+        let mut linears = vec![&self.q_proj.linear];
+        if let KeysValues::Own { k_proj, v_proj } = &self.kv {
+            linears.extend([&k_proj.linear, &v_proj.linear]);
+        }
+        let mut outs = Linear::forward_many(&linears, x, p)?.into_iter();
+        let mut next = || {
+            outs.next()
+                .ok_or_else(|| candle_core::Error::Msg("a projection is missing".into()))
+        };
+        let q = self.q_proj.add_bias(next()?)?;
         let (q, gate) = match self.output_gate {
             true => {
                 let n = q.dim(0)?;
@@ -149,32 +179,53 @@ impl Attention {
             }
             false => (q, None),
         };
+        let kv = match &self.kv {
+            KeysValues::Own { k_proj, v_proj } => Some((
+                self.split_heads(&k_proj.add_bias(next()?)?, self.n_kv_heads)?,
+                self.split_heads(&v_proj.add_bias(next()?)?, self.n_kv_heads)?,
+            )),
+            KeysValues::Shared { .. } => None,
+        };
         Ok(Projected {
             q: self.split_heads(&q, self.n_heads)?,
-            k: self.split_heads(&self.k_proj.add_bias(k)?, self.n_kv_heads)?,
-            v: self.split_heads(&self.v_proj.add_bias(v)?, self.n_kv_heads)?,
+            kv,
             gate,
         })
     }
 
-    /// Projected q and k normed (when the model has q/k norms) and rotated for positions
-    /// `offset..`.
-    pub(super) fn position(
+    /// Projected queries normed (when the model has q/k norms), rotated and heated for
+    /// positions `offset..`.
+    pub(super) fn place_queries(
         &self,
         q: &Tensor,
-        k: &Tensor,
+        rot: &Rotary,
+        offset: usize,
+        dv: &dyn Derivatives,
+    ) -> Result<Tensor> {
+        let q = self.normed(q, &self.q_norm, dv)?;
+        self.heated(rot.apply(&q, offset)?, offset)
+    }
+
+    /// Projected keys and values as attention reads them: keys normed (when the model has
+    /// q/k norms) and rotated for positions `offset..`, values normed where the model norms
+    /// them.
+    pub(super) fn place_keys_values(
+        &self,
+        (k, v): (&Tensor, &Tensor),
         rot: &Rotary,
         offset: usize,
         dv: &dyn Derivatives,
     ) -> Result<(Tensor, Tensor)> {
-        let norm = |t: &Tensor, w: &Option<Tensor>| match w {
+        let k = rot.apply(&self.normed(k, &self.k_norm, dv)?, offset)?;
+        Ok((k, self.values(v, dv)?))
+    }
+
+    /// Split heads normed along the q/k norm's axis by `w`, where there is one.
+    fn normed(&self, t: &Tensor, w: &Option<Tensor>, dv: &dyn Derivatives) -> Result<Tensor> {
+        match w {
             Some(w) => self.on_norm_axis(t, |t| dv.rms_norm(t, w, self.eps)),
             None => Ok(t.clone()),
-        };
-        let q = norm(q, &self.q_norm)?;
-        let k = norm(k, &self.k_norm)?;
-        let q = self.heated(rot.apply(&q, offset)?, offset)?;
-        Ok((q, rot.apply(&k, offset)?))
+        }
     }
 
     /// Projected values `(kv_heads, seq, head_dim)` as attention reads them: normed over
@@ -240,8 +291,8 @@ impl Attention {
         t.reshape(shape)?.transpose(r - 3, r - 2)?.contiguous()
     }
 
-    /// q, k, v for `x` at positions `offset..`: projected, split, normed, rotated; and the
-    /// output gate.
+    /// q, k, v for `x` at positions `offset..` as attention reads them: projected, split,
+    /// normed, rotated (no k and v where the layer reads another's); and the output gate.
     pub(super) fn qkv(
         &self,
         x: &Tensor,
@@ -251,9 +302,12 @@ impl Attention {
         p: Products,
     ) -> Result<Projected> {
         let pr = self.project(x, p)?;
-        let (q, k) = self.position(&pr.q, &pr.k, rot, offset, dv)?;
-        let v = self.values(&pr.v, dv)?;
-        Ok(Projected { q, k, v, ..pr })
+        let q = self.place_queries(&pr.q, rot, offset, dv)?;
+        let kv = match &pr.kv {
+            Some((k, v)) => Some(self.place_keys_values((k, v), rot, offset, dv)?),
+            None => None,
+        };
+        Ok(Projected { q, kv, ..pr })
     }
 
     /// Graph-free attention of the last `q.dim(1)` positions over all of `k, v: (kv_heads,
@@ -317,12 +371,19 @@ impl Attention {
     }
 
     /// The autograd twin's attention (f32).
-    pub(super) fn forward(&self, x: &Tensor, rot: &Rotary, dv: &dyn Derivatives) -> Result<Tensor> {
+    pub(super) fn forward(
+        &self,
+        x: &Tensor,
+        rot: &Rotary,
+        dv: &dyn Derivatives,
+        shared: &mut SharedKv,
+    ) -> Result<Tensor> {
         let n = x.dim(0)?;
-        let Projected { q, k, v, gate } = self.qkv(x, rot, 0, dv, Products::F32)?;
+        let Projected { q, kv, gate } = self.qkv(x, rot, 0, dv, Products::F32)?;
         if gate.is_some() {
             candle_core::bail!("the autograd twin has no attention output gate");
         }
+        let (k, v) = self.attended(kv, shared, 0)?;
         let (k, v) = (self.repeat_kv(k)?, self.repeat_kv(v)?);
         let scales = dv.attention_scales();
         let o = causal_attention(&q, &k, &v, self.scale, scales, self.window)?; // (heads, seq, head_dim)
@@ -330,11 +391,11 @@ impl Attention {
     }
 }
 
-/// One pass's projections: q `(heads, seq, head_dim)`, k and v `(kv_heads, seq, head_dim)`,
-/// and the output gate `(seq, heads · head_dim)` before its σ (Qwen3.5).
+/// One pass's projections: q `(heads, seq, head_dim)`, k and v `(kv_heads, seq, head_dim)`
+/// (none where the layer reads another's), and the output gate `(seq, heads · head_dim)`
+/// before its σ (Qwen3.5).
 pub(super) struct Projected {
     pub(super) q: Tensor,
-    pub(super) k: Tensor,
-    pub(super) v: Tensor,
+    pub(super) kv: Option<(Tensor, Tensor)>,
     pub(super) gate: Option<Tensor>,
 }

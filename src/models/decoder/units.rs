@@ -3,6 +3,7 @@
 //! activation at every position of a saved forward pass, and a head's attention pattern.
 
 use super::saved::Saved;
+use super::shared_kv::SharedKv;
 use super::Decoder;
 use crate::kernels::Products;
 use crate::models::attention::probabilities;
@@ -57,13 +58,16 @@ impl Decoder {
         let eps = self.cfg.rms_norm_eps;
         let (mut h, inputs) = self.split_input(&self.embed(ids)?, &Ordinary, p)?;
         let pli = |i: usize| inputs.as_ref().map(|s| s.layer(i)).transpose();
+        let mut shared = SharedKv::default();
         for (i, l) in self.layers[..layer].iter().enumerate() {
             let rot = &self.rotary[l.rope()];
-            h = l.forward_saved(&h, (eps, pli(i)?.as_ref()), rot, p)?.0;
+            h = l
+                .forward_saved(&h, (eps, pli(i)?.as_ref()), (rot, &mut shared), p)?
+                .0;
         }
         let l = &self.layers[layer];
-        let own = pli(layer)?;
-        let (_, saved) = l.forward_saved(&h, (eps, own.as_ref()), &self.rotary[l.rope()], p)?;
+        let (own, rot) = (pli(layer)?, &self.rotary[l.rope()]);
+        let (_, saved) = l.forward_saved(&h, (eps, own.as_ref()), (rot, &mut shared), p)?;
         l.mlp.hidden(&saved.ffn)
     }
 
