@@ -52,6 +52,14 @@ fn gguf_name(hf: &str, c: &Convert) -> Option<String> {
         "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
         "model.norm.weight" => return Some("output_norm.weight".into()),
         "lm_head.weight" => return Some("output.weight".into()),
+        // Gemma 4's per-layer inputs.
+        "model.embed_tokens_per_layer.weight" => return Some("per_layer_token_embd.weight".into()),
+        "model.per_layer_model_projection.weight" => {
+            return Some("per_layer_model_proj.weight".into())
+        }
+        "model.per_layer_projection_norm.weight" => {
+            return Some("per_layer_proj_norm.weight".into())
+        }
         _ => {}
     }
     let rest = hf.strip_prefix("model.layers.").unwrap();
@@ -71,6 +79,12 @@ fn gguf_name(hf: &str, c: &Convert) -> Option<String> {
         "post_attention_layernorm.weight" if c.post_norms => "post_attention_norm.weight",
         "post_attention_layernorm.weight" => "ffn_norm.weight",
         "post_feedforward_layernorm.weight" => "post_ffw_norm.weight",
+        "pre_feedforward_layernorm.weight" => "ffn_norm.weight",
+        // Gemma 4's layer scale and its own input's block.
+        "layer_scalar" => "layer_output_scale.weight",
+        "per_layer_input_gate.weight" => "inp_gate.weight",
+        "per_layer_projection.weight" => "proj.weight",
+        "post_per_layer_input_norm.weight" => "post_norm.weight",
         "mlp.gate_proj.weight" => "ffn_gate.weight",
         "mlp.up_proj.weight" => "ffn_up.weight",
         "mlp.down_proj.weight" => "ffn_down.weight",
@@ -148,12 +162,17 @@ pub(crate) fn tiny_gguf(name: &str, c: &Convert) -> std::path::PathBuf {
         ),
         (
             key("rope.freq_base"),
-            // transformers 5 writes it inside rope_parameters.
+            // transformers 5 writes it inside rope_parameters (per layer type: the full
+            // layers').
             Value::F32(
-                cfg.get("rope_theta")
-                    .unwrap_or(&cfg["rope_parameters"]["rope_theta"])
-                    .as_f64()
-                    .unwrap() as f32,
+                [
+                    &cfg["rope_theta"],
+                    &cfg["rope_parameters"]["rope_theta"],
+                    &cfg["rope_parameters"]["full_attention"]["rope_theta"],
+                ]
+                .iter()
+                .find_map(|v| v.as_f64())
+                .unwrap() as f32,
             ),
         ),
         ("tokenizer.ggml.bos_token_id".into(), n("bos_token_id")),

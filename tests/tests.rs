@@ -14,6 +14,7 @@ mod faithfulness;
 mod families;
 mod fuzz_loaders;
 mod gated_deltanet;
+mod gemma4_gguf;
 mod generation;
 mod integrated_gradients;
 mod lens;

@@ -11,6 +11,9 @@ pub trait GgufMetadata {
     fn num(&self, key: &str) -> Option<f64>;
     /// A list of booleans, when present (`Err` names a value of another kind).
     fn bools(&self, key: &str) -> Result<Option<Vec<bool>>, String>;
+    /// A list of numbers, or a single number as a list of one, when present (`Err` names a
+    /// value of another kind).
+    fn nums(&self, key: &str) -> Result<Option<Vec<f64>>, String>;
 }
 
 /// What a family's `configure_gguf` reads.

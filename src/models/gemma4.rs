@@ -15,7 +15,7 @@
 
 use super::config::{NormPlacement, QkNorm};
 use super::decoder::Config;
-use super::family::{hf_bool, hf_f64, hf_layer_type_names, Family, GgufMeta};
+use super::family::{count, hf_bool, hf_f64, hf_layer_type_names, Family, GgufMeta};
 use super::rope_scaling;
 use super::Activation;
 use serde_json::{json, Value};
@@ -109,6 +109,31 @@ pub(crate) fn shared_kv_layers(
         .collect()
 }
 
+/// What Gemma 4's layers have, from either file: sliding layers by `types` (window
+/// `window`), the last `shared` layers reading earlier ones' keys and values.
+fn common(
+    cfg: &mut Config,
+    types: &[String],
+    window: Option<usize>,
+    shared: usize,
+) -> Result<(), String> {
+    let a = &mut cfg.arch;
+    a.qk_norm = Some(QkNorm::PerHead);
+    a.norms = NormPlacement::Sandwich;
+    a.embed_scale = Some((cfg.hidden_size as f64).sqrt());
+    a.activation = Activation::GeluTanh;
+    // Scores unscaled: 1 / √1.
+    a.query_pre_attn_scalar = Some(1.0);
+    a.value_norm = true;
+    a.layer_scalar = true;
+    a.layer_windows = types
+        .iter()
+        .map(|t| window.filter(|_| t == "sliding_attention"))
+        .collect();
+    a.kv_from = shared_kv_layers(types, shared)?;
+    Ok(())
+}
+
 /// What this reading of Gemma 4 does not run yet, named by field.
 fn refuse_unread(raw: &Value, kv_heads: usize) -> Result<(), String> {
     let on = |k: &str| hf_bool(raw, k).unwrap_or(false);
@@ -177,28 +202,16 @@ impl Family for Gemma4 {
         let full: Vec<usize> = (0..layers)
             .filter(|&i| types[i] != "sliding_attention")
             .collect();
-        let a = &mut cfg.arch;
-        a.qk_norm = Some(QkNorm::PerHead);
-        a.norms = NormPlacement::Sandwich;
-        a.embed_scale = Some((cfg.hidden_size as f64).sqrt());
-        a.activation = Activation::GeluTanh;
-        // Scores unscaled: 1 / √1.
-        a.query_pre_attn_scalar = Some(1.0);
-        a.value_norm = true;
-        a.layer_scalar = true;
-        a.layer_windows = types
-            .iter()
-            .map(|t| window.filter(|_| t == "sliding_attention"))
-            .collect();
-        a.final_logit_softcapping = hf_f64(raw, "final_logit_softcapping");
-        a.per_layer_input = per_layer_input_width(raw)?;
         let shared = hf_f64(raw, "num_kv_shared_layers").unwrap_or(0.0);
         if shared < 0.0 || shared.fract() != 0.0 {
             return Err(format!(
                 "num_kv_shared_layers is {shared}; it must be a whole number"
             ));
         }
-        a.kv_from = shared_kv_layers(&types, shared as usize)?;
+        common(cfg, &types, window, shared as usize)?;
+        let a = &mut cfg.arch;
+        a.final_logit_softcapping = hf_f64(raw, "final_logit_softcapping");
+        a.per_layer_input = per_layer_input_width(raw)?;
         // E2B's sharing layers have MLPs twice as wide.
         if hf_bool(raw, "use_double_wide_mlp").unwrap_or(false) {
             let width = cfg.intermediate_size;
@@ -209,7 +222,7 @@ impl Family for Gemma4 {
                 })
                 .collect();
         }
-        a.global_head_dim = Some(global_head_dim(raw, &full)?);
+        cfg.arch.global_head_dim = Some(global_head_dim(raw, &full)?);
         // The RoPE tables: the common reading took the full layers' parameters at the
         // sliding layers' head width; read them again at their own.
         let mut raw = raw.clone();
@@ -238,8 +251,87 @@ impl Family for Gemma4 {
         )?;
         Ok(())
     }
-    fn configure_gguf(&self, _md: GgufMeta, _cfg: &mut Config) -> Result<(), String> {
-        Err("Gemma 4 GGUF files are not read yet".into())
+    fn configure_gguf(&self, md: GgufMeta, cfg: &mut Config) -> Result<(), String> {
+        let layers = cfg.num_hidden_layers;
+        let key = |k: &str| count(md.num(k), k);
+        // The common reading took `key_length` (the full layers') as the head width.
+        let (swa, full) = (
+            key("attention.key_length_swa")?,
+            key("attention.key_length")?,
+        );
+        for (rotated, width) in [
+            ("rope.dimension_count_swa", swa),
+            ("rope.dimension_count", full),
+        ] {
+            if let Some(r) = md.num(rotated).filter(|&r| r != width as f64) {
+                return Err(format!("{rotated} {r}: partial rotation is not read yet"));
+            }
+        }
+        cfg.head_dim = Some(swa);
+        cfg.rotary_dim = None;
+        let slides = md
+            .bools("attention.sliding_window_pattern")?
+            .ok_or("attention.sliding_window_pattern is missing")?;
+        if slides.len() != layers {
+            return Err(format!(
+                "attention.sliding_window_pattern has {} entries for {layers} layers",
+                slides.len()
+            ));
+        }
+        let types: Vec<String> = slides
+            .iter()
+            .map(|&s| match s {
+                true => "sliding_attention".to_string(),
+                false => "full_attention".to_string(),
+            })
+            .collect();
+        let window = md.num("attention.sliding_window").map(|w| w as usize);
+        let shared = md.num("attention.shared_kv_layers").unwrap_or(0.0);
+        common(cfg, &types, window, shared as usize)?;
+        cfg.arch.global_head_dim = Some(full);
+        cfg.arch.rope_local_theta = Some(md.num("rope.freq_base_swa").unwrap_or(10_000.0));
+        cfg.arch.final_logit_softcapping = md.num("final_logit_softcapping");
+        cfg.arch.per_layer_input = md
+            .num("embedding_length_per_layer_input")
+            .filter(|&w| w > 0.0)
+            .map(|w| w as usize);
+        // One MLP width for all, or one per layer (E2B's double-wide sharing layers).
+        let widths = md.nums("feed_forward_length")?.unwrap_or_default();
+        match widths[..] {
+            [] | [_] => {}
+            _ if widths.len() == layers => {
+                let widths: Vec<usize> = widths.iter().map(|&w| w as usize).collect();
+                cfg.intermediate_size = widths.iter().copied().min().unwrap_or(0);
+                cfg.arch.mlp_widths = widths;
+            }
+            _ => {
+                return Err(format!(
+                    "feed_forward_length lists {} widths for {layers} layers",
+                    widths.len()
+                ))
+            }
+        }
+        // One key/value head count, or one per layer (26B, 31B: not read yet).
+        let kv = md.nums("attention.head_count_kv")?.unwrap_or_default();
+        match kv.first() {
+            Some(&first) if kv.iter().all(|&k| k == first) => {
+                cfg.num_key_value_heads = first as usize
+            }
+            Some(_) => return Err("per-layer key/value head counts are not read yet".into()),
+            None => {}
+        }
+        Ok(())
+    }
+    fn gguf_tensor(&self, hf_suffix: &str) -> Option<&'static str> {
+        match hf_suffix {
+            // Hugging Face's post_attention_layernorm norms the attention's output here.
+            "post_attention_layernorm.weight" => Some("post_attention_norm.weight"),
+            "layer_scalar" => Some("layer_output_scale.weight"),
+            "per_layer_input_gate.weight" => Some("inp_gate.weight"),
+            "per_layer_projection.weight" => Some("proj.weight"),
+            "post_per_layer_input_norm.weight" => Some("post_norm.weight"),
+            _ => None,
+        }
     }
 }
 

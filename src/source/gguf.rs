@@ -32,6 +32,19 @@ fn gguf_name(hf: &str, family: &dyn Family) -> String {
         ("model.embed_tokens.weight", "token_embd.weight"),
         ("model.norm.weight", "output_norm.weight"),
         ("lm_head.weight", "output.weight"),
+        // Gemma 4's per-layer inputs.
+        (
+            "model.embed_tokens_per_layer.weight",
+            "per_layer_token_embd.weight",
+        ),
+        (
+            "model.per_layer_model_projection.weight",
+            "per_layer_model_proj.weight",
+        ),
+        (
+            "model.per_layer_projection_norm.weight",
+            "per_layer_proj_norm.weight",
+        ),
     ];
     if let Some((_, g)) = direct.iter().find(|(h, _)| *h == hf) {
         return g.to_string();
@@ -184,6 +197,26 @@ impl GgufMetadata for Meta<'_> {
                 .map(Some),
             // A single number: a family's own reading (a period of layers).
             Some(_) => Ok(None),
+        }
+    }
+
+    fn nums(&self, k: &str) -> std::result::Result<Option<Vec<f64>>, String> {
+        let key = format!("{}.{k}", self.arch);
+        let number = |v: &gguf_file::Value| {
+            v.to_f32()
+                .map(f64::from)
+                .or_else(|_| v.to_u32().map(f64::from))
+                .or_else(|_| v.to_i32().map(f64::from))
+                .map_err(|_| format!("{key} is not a number or a list of numbers"))
+        };
+        match self.content.metadata.get(&key) {
+            None => Ok(None),
+            Some(gguf_file::Value::Array(xs)) => xs
+                .iter()
+                .map(number)
+                .collect::<std::result::Result<_, _>>()
+                .map(Some),
+            Some(v) => Ok(Some(vec![number(v)?])),
         }
     }
 }

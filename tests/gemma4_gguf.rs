@@ -1,0 +1,122 @@
+//! Gemma 4 from a GGUF as llama.cpp's converter writes it (`conversion/gemma.py`,
+//! `Gemma4Model`): the full layers' head width as `attention.key_length` and the sliding
+//! layers' as `key_length_swa`, the layer types as `attention.sliding_window_pattern`, the
+//! shared layers as `attention.shared_kv_layers`, the per-layer inputs' width as
+//! `embedding_length_per_layer_input`, the MLP widths as a list where the shared layers' are
+//! doubled, the proportional RoPE as `rope_freqs.weight` (1 for the turning frequencies,
+//! 1e30 for the rest), the norms as stored (no `1 + w`). The tiny Gemma 4 has all of it.
+
+use crate::families::{gguf_explains_as_directory, tiny_gguf, Convert, Extra, Weights};
+use candle_core::quantized::gguf_file::Value;
+use candle_core::{Device, Tensor};
+use tokenlens::Engine;
+
+fn gemma4_extra(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String, _: &Weights) -> Extra {
+    let n = |k: &str| cfg[k].as_u64().unwrap() as usize;
+    let u = |x: usize| Value::U32(x as u32);
+    let types: Vec<bool> = cfg["layer_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t == "sliding_attention")
+        .collect();
+    let full = cfg["per_layer_config"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c["head_dim"].as_u64().unwrap() as usize)
+        .next()
+        .unwrap();
+    let (layers, shared, ffn) = (
+        n("num_hidden_layers"),
+        n("num_kv_shared_layers"),
+        n("intermediate_size"),
+    );
+    let widths = (0..layers)
+        .map(|l| u(if l < layers - shared { ffn } else { 2 * ffn }))
+        .collect();
+    let rope = &cfg["rope_parameters"];
+    let full_rope = &rope["full_attention"];
+    let turned =
+        (full as f64 * full_rope["partial_rotary_factor"].as_f64().unwrap() / 2.0) as usize;
+    let freqs: Vec<f32> = (0..full / 2)
+        .map(|i| if i < turned { 1.0 } else { 1e30 })
+        .collect();
+    let md = vec![
+        (key("attention.key_length"), u(full)),
+        (key("attention.value_length"), u(full)),
+        (key("attention.key_length_swa"), u(n("head_dim"))),
+        (key("attention.value_length_swa"), u(n("head_dim"))),
+        (key("attention.sliding_window"), u(n("sliding_window"))),
+        (
+            key("attention.sliding_window_pattern"),
+            Value::Array(types.into_iter().map(Value::Bool).collect()),
+        ),
+        (key("attention.shared_kv_layers"), u(shared)),
+        (
+            key("embedding_length_per_layer_input"),
+            u(n("hidden_size_per_layer_input")),
+        ),
+        (key("feed_forward_length"), Value::Array(widths)),
+        (key("rope.dimension_count"), u(full)),
+        (key("rope.dimension_count_swa"), u(n("head_dim"))),
+        (
+            key("rope.freq_base_swa"),
+            Value::F32(rope["sliding_attention"]["rope_theta"].as_f64().unwrap() as f32),
+        ),
+        (
+            key("final_logit_softcapping"),
+            Value::F32(cfg["final_logit_softcapping"].as_f64().unwrap() as f32),
+        ),
+    ];
+    let freqs = Tensor::new(freqs, &Device::Cpu).unwrap();
+    (md, vec![("rope_freqs.weight".into(), freqs)])
+}
+
+const GEMMA4: Convert = Convert {
+    arch: "gemma4",
+    post_norms: true,
+    permute_qk: false,
+    extra: gemma4_extra,
+};
+
+#[test]
+fn gemma4_gguf_explains_as_its_directory() {
+    gguf_explains_as_directory("tiny-gemma4", &GEMMA4);
+}
+
+/// Per-layer key/value head counts (26B and 31B's full layers) are refused by name, as is a
+/// layer pattern of the wrong length.
+#[test]
+fn gemma4_gguf_refuses_what_it_cannot_read() {
+    fn per_layer_kv(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String, w: &Weights) -> Extra {
+        let (mut md, t) = gemma4_extra(cfg, key, w);
+        let kv = (0..7).map(|l| Value::U32(1 + (l % 2))).collect();
+        md.push((key("attention.head_count_kv"), Value::Array(kv)));
+        (md, t)
+    }
+    fn short_pattern(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String, w: &Weights) -> Extra {
+        let (mut md, t) = gemma4_extra(cfg, key, w);
+        md.push((
+            key("attention.sliding_window_pattern"),
+            Value::Array(vec![Value::Bool(true); 3]),
+        ));
+        (md, t)
+    }
+    for (extra, named) in [
+        (
+            per_layer_kv as crate::families::ExtraFn,
+            "key/value head counts",
+        ),
+        (
+            short_pattern,
+            "sliding_window_pattern has 3 entries for 7 layers",
+        ),
+    ] {
+        let gguf = tiny_gguf("tiny-gemma4", &Convert { extra, ..GEMMA4 });
+        let err = Engine::load(gguf.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(named), "{err}");
+    }
+}
