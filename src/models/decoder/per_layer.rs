@@ -7,7 +7,7 @@
 //! A token's input is then its input embedding and its row of the second table side by side
 //! (`Decoder::embed` returns `(seq, hidden + layers · P)`): gradients, scores, integrated
 //! gradients' path and the faithfulness curves' removals all treat both parts as the
-//! token's input, and the relevance that reaches the table's row is the token's too.
+//! token's input, and what reaches the table's row is the token's too.
 
 use super::{load_norm, Config, WeightSource};
 use crate::kernels::Products;

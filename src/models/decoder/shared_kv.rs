@@ -35,7 +35,7 @@ impl SharedKv {
 }
 
 /// Cotangents of shared keys and values from the layers that read them, by producing layer:
-/// `(dk, dv)` `(b, kv_heads, seq, head_dim)` each, where a rule gives one.
+/// `(dk, dv)` `(b, kv_heads, seq, head_dim)` each, where the derivatives give one.
 #[derive(Debug, Default)]
 pub(super) struct PendingKv(Vec<(Option<Tensor>, Option<Tensor>)>);
 
