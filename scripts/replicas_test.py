@@ -6,7 +6,8 @@ deploy/nginx/tokenlens.conf as it is (only the addresses are this test's). Check
   - a permalink shared through one replica opens through the other;
   - under a bounded load through nginx, with one replica killed (SIGKILL) mid-load, every
     request ends: done, refused with Retry-After, or (only for a request the killed replica
-    was streaming) cut off; none hangs, none gets nginx's own error;
+    was streaming) cut off; none hangs, none gets nginx's own error (with no replica left to
+    try, nginx answers 503 with Retry-After, as a busy replica does);
   - after the kill every request reaches the live replica and completes, the dead one's
     /readyz no longer answers, and every permalink stored before and during the load opens.
 Prints what it checked and exits non-zero at the first failure.
@@ -224,6 +225,16 @@ def main():
               "requests after the kill all complete through nginx")
         check(all(opens(NGINX, id_) for id_ in stored),
               f"every permalink stored before and during the load opens ({len(stored)})")
+
+        # With no replica left to try (the other one too is gone), nginx answers as a busy
+        # replica does, not with its own 502 page: the same happens to a request that one
+        # replica refused as busy while the other was being killed.
+        servers[0].send_signal(signal.SIGKILL)
+        servers[0].wait()
+        status, headers, _ = request(NGINX, "/api/explain", {"model": "", "request": explain_request(
+            "With no replica left.")})
+        check(status == 503 and "retry-after" in headers and headers.get("x-request-id"),
+              f"with no replica left: 503 with Retry-After and X-Request-Id ({status}, {headers})")
         print("all replica checks passed")
     except SystemExit:
         for name in ("nginx-error.log",):
