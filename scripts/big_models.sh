@@ -10,7 +10,7 @@
 #   scripts/big_models.sh [qwen3-4b-shape:q4_k_m] [llama31-8b-shape:q4_k_m] [qwen3-4b-shape]
 #                         [qwen3-4b-shape-bf16] [phi4-mini-shape:q4_k_m] [smollm3-3b-shape:q4_k_m]
 #                         [ministral3-3b-shape:q4_k_m] [qwen3-30b-a3b-shape:q4_k_m]
-#                         [qwen35-4b-shape:q4_k_m]
+#                         [qwen35-4b-shape:q4_k_m] [gemma4-e2b-shape:q4_k_m]
 #                         [-- extra bench options, e.g. --precision f32]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -23,6 +23,12 @@ this machine's memory explain a prompt, and in how much memory?
                   (16 q / 4 kv heads of 256, 64 of each rotated, q/k norms); vocabulary 248320
                   (the qwen35 pre-tokenizer's test vocabulary from llama.cpp, 151936 tokens,
                   padded to the real size), tied, Qwen3.5-4B's chat template
+  gemma4-e2b-shape  Gemma 4 E2B: 35 layers, hidden 1536, 8 q / 1 kv heads of 256 (sliding,
+                  window 512) or 512 (every fifth layer, full, a quarter of its frequencies
+                  turning: rope_freqs), the last 20 layers reading layers 13's and 14's keys and
+                  values with MLPs of 12288 (6144 before), per-layer inputs of 256 a layer (a
+                  262144 × 8960 table), vocabulary 262144 (llama.cpp's gemma-4 test vocabulary,
+                  tokenizer model gemma4), tied, Gemma 4's chat template
   qwen3-30b-a3b-shape  Qwen3-30B-A3B: 48 layers, hidden 2048, 32 q / 4 kv heads of 128, q/k
                   norms, 128 experts of width 768 in every layer (8 per token), stacked as
                   llama.cpp keeps them (ffn_{gate,up,down}_exps) with the router ffn_gate_inp,
@@ -40,7 +46,8 @@ The tokenizers come from scripts/fetch-models.sh's cache. Weights are N(0, 0.02)
 seed: the numbers mean nothing, the shapes and the memory are real.
 
 Run: scripts/reference-env.sh && ~/.cache/tokenlens/venv/bin/python scripts/make_big_gguf.py \
-       qwen3-4b-shape [llama31-8b-shape] [qwen35-4b-shape] [qwen3-4b-shape-bf16]   (files go to $TOKENLENS_CACHE/models/)
+       qwen3-4b-shape [llama31-8b-shape] [qwen35-4b-shape] [gemma4-e2b-shape] [qwen3-4b-shape-bf16]
+       (files go to $TOKENLENS_CACHE/models/)
 """
 import json
 import math
@@ -94,6 +101,13 @@ SHAPES = {
         template="Qwen__Qwen3.5-4B.jinja",
         delta_net=dict(key_heads=16, value_heads=32, dim=128, kernel=4, every=4),
     ),
+    "gemma4-e2b-shape": dict(
+        arch="gemma4", tokenizer="llama.cpp/ggml-vocab-gemma-4.gguf", layers=35, hidden=1536,
+        heads=8, kv_heads=1, head_dim=256, ffn=6144, vocab=262144, context=131072, theta=1e6,
+        eps=1e-6, qk_norm=True, tied=True, eos="<turn|>", template="google__gemma-4-31B-it.jinja",
+        gemma4=dict(global_head_dim=512, window=512, full_every=5, shared=20, per_layer=256,
+                    local_theta=1e4, softcap=30.0, turned=64),
+    ),
     "qwen3-30b-a3b-shape": dict(
         arch="qwen3moe", tokenizer="qwen3", pre="qwen2", layers=48, hidden=2048, heads=32,
         kv_heads=4, head_dim=128, ffn=6144, vocab=151936, context=40960, theta=1e6,
@@ -145,6 +159,55 @@ def llama3_factors(head_dim, theta, factor, low, high, original):
     return np.array(out, dtype=np.float32)
 
 
+def gemma4_parts(w, s, g4, matrix, array, ones):
+    """Gemma 4's metadata and tensors as llama.cpp's converter writes them
+    (conversion/gemma.py, Gemma4Model): head widths per layer type, the layer pattern, the
+    shared layers, per-layer MLP widths, the per-layer inputs, the proportional RoPE's
+    rope_freqs (1 for the turning frequencies, 1e30 for the rest)."""
+    a, h, n = s["arch"], s["hidden"], s["layers"]
+    swa_hd, full_hd, pl = s["head_dim"], g4["global_head_dim"], g4["per_layer"]
+    slides = [(i + 1) % g4["full_every"] != 0 for i in range(n)]
+    first = n - g4["shared"]
+    widths = [s["ffn"] if i < first else 2 * s["ffn"] for i in range(n)]
+    w.add_uint32(f"{a}.attention.key_length", full_hd)
+    w.add_uint32(f"{a}.attention.value_length", full_hd)
+    w.add_uint32(f"{a}.attention.key_length_swa", swa_hd)
+    w.add_uint32(f"{a}.attention.value_length_swa", swa_hd)
+    w.add_uint32(f"{a}.rope.dimension_count", full_hd)
+    w.add_uint32(f"{a}.rope.dimension_count_swa", swa_hd)
+    w.add_float32(f"{a}.rope.freq_base_swa", g4["local_theta"])
+    w.add_uint32(f"{a}.attention.sliding_window", g4["window"])
+    w.add_array(f"{a}.attention.sliding_window_pattern", slides)
+    w.add_uint32(f"{a}.attention.shared_kv_layers", g4["shared"])
+    w.add_uint32(f"{a}.embedding_length_per_layer_input", pl)
+    w.add_float32(f"{a}.final_logit_softcapping", g4["softcap"])
+    # Lists where the common header wrote numbers (the writer keeps the last value).
+    w.add_array(f"{a}.feed_forward_length", widths)
+    half = full_hd // 2
+    freqs = np.array([1.0] * g4["turned"] + [1e30] * (half - g4["turned"]), dtype=np.float32)
+    array("rope_freqs.weight", freqs)
+    matrix("per_layer_token_embd.weight", s["vocab"], n * pl)
+    matrix("per_layer_model_proj.weight", n * pl, h)
+    ones("per_layer_proj_norm.weight", pl)
+    for i in range(n):
+        p, hd = f"blk.{i}", swa_hd if slides[i] else full_hd
+        for norm in ["attn_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm", "post_norm"]:
+            ones(f"{p}.{norm}.weight", h)
+        matrix(f"{p}.attn_q.weight", s["heads"] * hd, h)
+        ones(f"{p}.attn_q_norm.weight", hd)
+        if i < first:  # the shared layers read an earlier layer's keys and values
+            matrix(f"{p}.attn_k.weight", s["kv_heads"] * hd, h)
+            matrix(f"{p}.attn_v.weight", s["kv_heads"] * hd, h)
+            ones(f"{p}.attn_k_norm.weight", hd)
+        matrix(f"{p}.attn_output.weight", h, s["heads"] * hd)
+        matrix(f"{p}.ffn_gate.weight", widths[i], h)
+        matrix(f"{p}.ffn_up.weight", widths[i], h)
+        matrix(f"{p}.ffn_down.weight", h, widths[i])
+        ones(f"{p}.layer_output_scale.weight", 1)
+        matrix(f"{p}.inp_gate.weight", pl, h)
+        matrix(f"{p}.proj.weight", h, pl)
+
+
 def write(name, s):
     path = os.path.join(CACHE, "models", f"{name}.q8_0.gguf")
     rng = np.random.default_rng(0)
@@ -163,8 +226,18 @@ def write(name, s):
     w.add_float32(f"{a}.rope.freq_base", s["theta"])
     w.add_float32(f"{a}.attention.layer_norm_rms_epsilon", s["eps"])
     tokens, types, merges = vocab(s["tokenizer"], s["vocab"])
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre(s["pre"])
+    g4 = s.get("gemma4")
+    if g4:  # Gemma 4's converter: its own tokenizer model, no pre-tokenizer name
+        w.add_tokenizer_model("gemma4")
+        r = gguf.GGUFReader(os.path.join(CACHE, "tokenizers", s["tokenizer"]))
+        w.add_token_scores([r.fields["tokenizer.ggml.scores"].contents(i)
+                            for i in range(len(r.fields["tokenizer.ggml.scores"].data))])
+        w.add_bos_token_id(tokens.index("<bos>"))
+        w.add_add_bos_token(True)
+        w.add_add_space_prefix(False)
+    else:
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre(s["pre"])
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges(merges)
@@ -249,7 +322,12 @@ def write(name, s):
         w.add_uint32(f"{a}.full_attention_interval", dn["every"])
         # Multimodal RoPE's sections (llama.cpp requires them; for text, plain RoPE).
         w.add_array(f"{a}.rope.dimension_sections", [11, 11, 10, 0])
-    for i in range(s["layers"]):
+    if g4:
+        gemma4_parts(w, s, g4, matrix, array, ones)
+        pending_layers = range(0)
+    else:
+        pending_layers = range(s["layers"])
+    for i in pending_layers:
         p = f"blk.{i}"
         ones(f"{p}.attn_norm.weight", h)
         if dn and (i + 1) % dn["every"] != 0:
