@@ -121,7 +121,8 @@ TINY = {
         "tiny_qwen3_5_moe_raw": ("A shared expert sees every token, while the routed ones", False),
     }),
     # Gemma 4: sliding layers of head 8 (window 4), full layers of head 16 whose proportional
-    # RoPE turns two of eight frequencies, values normed without a weight, unscaled scores,
+    # RoPE turns two of eight frequencies and whose values are their keys (one key/value
+    # head against two), values normed without a weight, unscaled scores,
     # each layer's own input of 4 values a token (per-layer embeddings), the last three
     # layers reading earlier layers' keys and values, each layer's output scaled, soft-capped
     # logits. Made with transformers 5.25.0 (see
@@ -263,13 +264,17 @@ def tiny_config(family, vocab):
         # Seven layers: sliding, full, sliding, full, sliding, sliding, full (the last is
         # always full); a full layer's head twice a sliding one's. The last three share keys
         # and values: layers 4 and 5 read layer 2's, layer 6 reads layer 3's (layer 1 makes
-        # its own for itself alone), and their MLPs are twice as wide.
+        # its own for itself alone), and their MLPs are twice as wide. The full layers take
+        # their values from their keys' projection, with one key/value head where the
+        # sliding layers have two (26B and 31B: `attention_k_eq_v`,
+        # `num_global_key_value_heads`), so the shared layer 6 reads such keys and values.
         s, f = "sliding_attention", "full_attention"
         common.update(num_hidden_layers=7, hidden_size=32, initializer_range=0.28)
         return Gemma4TextConfig(
             head_dim=8, global_head_dim=16, layer_types=[s, f, s, f, s, s, f], sliding_window=4,
             hidden_size_per_layer_input=4, vocab_size_per_layer_input=vocab,
             num_kv_shared_layers=3, use_double_wide_mlp=True,
+            attention_k_eq_v=True, num_global_key_value_heads=1,
             # Padding 0, not 1: padding's embedding row is zero, and <|im_start|> (1) opens every
             # chat prompt; a zero stream's softmax gives transformers' backward a NaN.
             final_logit_softcapping=30.0, hidden_activation="gelu_pytorch_tanh", pad_token_id=0,

@@ -20,13 +20,18 @@ fn gemma4_extra(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String, _: &Weigh
         .iter()
         .map(|t| t == "sliding_attention")
         .collect();
-    let full = cfg["per_layer_config"]
+    let slides = types.clone();
+    let full_layer = &cfg["per_layer_config"]
         .as_object()
         .unwrap()
         .values()
-        .map(|c| c["head_dim"].as_u64().unwrap() as usize)
         .next()
-        .unwrap();
+        .unwrap()
+        .clone();
+    let full = full_layer["head_dim"].as_u64().unwrap() as usize;
+    let full_kv = full_layer["num_key_value_heads"]
+        .as_u64()
+        .map(|k| k as usize);
     let (layers, shared, ffn) = (
         n("num_hidden_layers"),
         n("num_kv_shared_layers"),
@@ -69,6 +74,16 @@ fn gemma4_extra(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String, _: &Weigh
             Value::F32(cfg["final_logit_softcapping"].as_f64().unwrap() as f32),
         ),
     ];
+    // The full layers' own key/value head count (26B, 31B), per layer as the converter
+    // writes it; their missing `attn_v` says that their values are their keys.
+    let mut md = md;
+    if let Some(global) = full_kv {
+        let kv = slides
+            .iter()
+            .map(|&s| u(if s { n("num_key_value_heads") } else { global }))
+            .collect();
+        md.push((key("attention.head_count_kv"), Value::Array(kv)));
+    }
     let freqs = Tensor::new(freqs, &Device::Cpu).unwrap();
     (md, vec![("rope_freqs.weight".into(), freqs)])
 }
@@ -85,13 +100,16 @@ fn gemma4_gguf_explains_as_its_directory() {
     gguf_explains_as_directory("tiny-gemma4", &GEMMA4);
 }
 
-/// Per-layer key/value head counts (26B and 31B's full layers) are refused by name, as is a
-/// layer pattern of the wrong length.
+/// Key/value head counts that vary within a layer type are refused by name, as is a layer
+/// pattern of the wrong length.
 #[test]
 fn gemma4_gguf_refuses_what_it_cannot_read() {
     fn per_layer_kv(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String, w: &Weights) -> Extra {
         let (mut md, t) = gemma4_extra(cfg, key, w);
-        let kv = (0..7).map(|l| Value::U32(1 + (l % 2))).collect();
+        // Layers 0, 2 and 4 slide.
+        let kv = (0..7)
+            .map(|l| Value::U32(1 + (l % 4 == 0) as u32))
+            .collect();
         md.push((key("attention.head_count_kv"), Value::Array(kv)));
         (md, t)
     }
@@ -106,7 +124,7 @@ fn gemma4_gguf_refuses_what_it_cannot_read() {
     for (extra, named) in [
         (
             per_layer_kv as crate::families::ExtraFn,
-            "key/value head counts",
+            "head_count_kv varies between layers of one type",
         ),
         (
             short_pattern,

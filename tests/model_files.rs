@@ -276,7 +276,7 @@ fn endless_chat_template() {
 fn config_json_that_disagrees_with_its_weights() {
     let moe = "tiny-qwen3-moe";
     let olmo3 = "tiny-olmo3";
-    let cases: [(&str, &str, serde_json::Value, &str); 13] = [
+    let cases: [(&str, &str, serde_json::Value, &str); 15] = [
         (
             "tiny-llama",
             "num_attention_heads",
@@ -317,6 +317,22 @@ fn config_json_that_disagrees_with_its_weights() {
             "per_layer_config",
             serde_json::json!({"1": {"head_dim": 32}, "3": {"head_dim": 32}, "6": {"head_dim": 32}}),
             "model.layers.1.self_attn.q_proj.weight",
+        ),
+        // Their values: a value projection the file does not have, a key/value head count
+        // their keys do not have.
+        (
+            "tiny-gemma4",
+            "attention_k_eq_v",
+            false.into(),
+            "model.layers.1.self_attn.v_proj.weight",
+        ),
+        (
+            "tiny-gemma4",
+            "per_layer_config",
+            serde_json::json!({"1": {"head_dim": 16, "num_key_value_heads": 2},
+                               "3": {"head_dim": 16, "num_key_value_heads": 2},
+                               "6": {"head_dim": 16, "num_key_value_heads": 2}}),
+            "model.layers.1.self_attn.k_proj.weight",
         ),
     ];
     for (i, (model, key, value, field)) in cases.into_iter().enumerate() {

@@ -9,6 +9,7 @@
 //! | RMSNorm             | identity rule: no gradient via the variance | same                 |
 //! | weightless RMSNorm on v (Gemma 4) | identity rule, as any RMSNorm | same             |
 //! | layer output × stored scale (Gemma 4) | ordinary: a constant factor | ordinary          |
+//! | keys as values (Gemma 4 26B/31B)      | ordinary: k_proj's output branches; its relevance is the sum of both uses' | same |
 //! | a layer's own input `gelu(W h) ⊙ pli` (Gemma 4) | the MLP's: identity rule, grad / 2 | gate held constant |
 //! | MLP activation      | identity rule: grad × act(x)/(x + 1e-10)  | gate input held constant |
 //! | an activation alone (Gated DeltaNet's convolution) | identity rule | identity rule |

@@ -255,7 +255,8 @@ impl Mixer {
             Mixer::Attention(a) => {
                 let mut ws = vec![&a.q_proj.linear, &a.o_proj];
                 if let self_attention::KeysValues::Own { k_proj, v_proj } = &a.kv {
-                    ws.extend([&k_proj.linear, &v_proj.linear]);
+                    ws.push(&k_proj.linear);
+                    ws.extend(v_proj.as_ref().map(|v| &v.linear));
                 }
                 ws.iter().map(|w| w.bytes_read(p)).sum()
             }

@@ -14,6 +14,8 @@ pub trait GgufMetadata {
     /// A list of numbers, or a single number as a list of one, when present (`Err` names a
     /// value of another kind).
     fn nums(&self, key: &str) -> Result<Option<Vec<f64>>, String>;
+    /// Whether the file has a tensor of this (GGUF) name.
+    fn has_tensor(&self, name: &str) -> bool;
 }
 
 /// What a family's `configure_gguf` reads.

@@ -40,22 +40,57 @@ fn default_rope_parameters() -> Value {
     })
 }
 
-/// The full layers' head width: `per_layer_config`'s (what transformers 5.25 saves), else
-/// `global_head_dim` (the Hub's configs), else transformers' default.
-fn global_head_dim(raw: &Value, full: &[usize]) -> Result<usize, String> {
+/// A number `per_layer_config` (what transformers 5.25 saves) gives these layers, the same
+/// for all of them, where it gives one.
+fn layers_field(raw: &Value, layers: &[usize], field: &str) -> Result<Option<usize>, String> {
     let per_layer = raw.get("per_layer_config").and_then(Value::as_object);
-    let mut widths = full.iter().filter_map(|l| {
+    let mut values = layers.iter().filter_map(|l| {
         let c = per_layer?.get(&l.to_string())?;
-        c.get("head_dim").and_then(Value::as_u64)
+        c.get(field).and_then(Value::as_u64)
     });
-    let width = match widths.next() {
-        Some(w) => w,
-        None => return Ok(hf_f64(raw, "global_head_dim").map_or(GLOBAL_HEAD_DIM, |w| w as usize)),
+    let Some(value) = values.next() else {
+        return Ok(None);
     };
-    if widths.any(|w| w != width) {
-        return Err("per_layer_config gives the full layers different head widths".into());
+    if values.any(|v| v != value) {
+        return Err(format!(
+            "per_layer_config gives layers of one type different {field}s"
+        ));
     }
-    Ok(width as usize)
+    Ok(Some(value as usize))
+}
+
+/// The full layers' head width: `per_layer_config`'s, else `global_head_dim` (the Hub's
+/// configs), else transformers' default.
+fn global_head_dim(raw: &Value, full: &[usize]) -> Result<usize, String> {
+    Ok(match layers_field(raw, full, "head_dim")? {
+        Some(w) => w,
+        None => hf_f64(raw, "global_head_dim").map_or(GLOBAL_HEAD_DIM, |w| w as usize),
+    })
+}
+
+/// The full layers' key/value head count where it differs from `num_key_value_heads`:
+/// `per_layer_config`'s, else `num_global_key_value_heads` where the full layers' values are
+/// their keys (transformers applies it only then).
+fn global_kv_heads(raw: &Value, cfg: &Config, full: &[usize]) -> Result<Option<usize>, String> {
+    let kv_heads = cfg.num_key_value_heads;
+    let sliding: Vec<usize> = (0..cfg.num_hidden_layers)
+        .filter(|l| !full.contains(l))
+        .collect();
+    if layers_field(raw, &sliding, "num_key_value_heads")?.is_some_and(|k| k != kv_heads) {
+        return Err(
+            "per_layer_config gives sliding layers their own key/value head count; \
+                    only the full layers' is read"
+                .into(),
+        );
+    }
+    let global = match layers_field(raw, full, "num_key_value_heads")? {
+        Some(k) => Some(k),
+        None if hf_bool(raw, "attention_k_eq_v").unwrap_or(false) => {
+            hf_f64(raw, "num_global_key_value_heads").map(|k| k as usize)
+        }
+        None => None,
+    };
+    Ok(global.filter(|&k| k != kv_heads))
 }
 
 /// The width of each layer's own input (`hidden_size_per_layer_input`; 0 or null: none).
@@ -135,14 +170,10 @@ fn common(
 }
 
 /// What this reading of Gemma 4 does not run yet, named by field.
-fn refuse_unread(raw: &Value, kv_heads: usize) -> Result<(), String> {
+fn refuse_unread(raw: &Value) -> Result<(), String> {
     let on = |k: &str| hf_bool(raw, k).unwrap_or(false);
     for (field, what) in [
         ("enable_moe_block", "the mixture-of-experts block (26B-A4B)"),
-        (
-            "attention_k_eq_v",
-            "keys as values in the full layers (26B, 31B)",
-        ),
         ("attention_bias", "attention biases"),
     ] {
         if on(field) {
@@ -155,15 +186,6 @@ fn refuse_unread(raw: &Value, kv_heads: usize) -> Result<(), String> {
         == Some("all")
     {
         return Err("use_bidirectional_attention \"all\" is not a causal decoder".into());
-    }
-    let per_layer = raw.get("per_layer_config").and_then(Value::as_object);
-    let other_kv = per_layer.into_iter().flatten().any(|(_, c)| {
-        c.get("num_key_value_heads")
-            .and_then(Value::as_u64)
-            .is_some_and(|k| k as usize != kv_heads)
-    });
-    if other_kv || hf_f64(raw, "num_global_key_value_heads").is_some() && on("attention_k_eq_v") {
-        return Err("per-layer key/value head counts are not read yet".into());
     }
     Ok(())
 }
@@ -184,7 +206,7 @@ impl Family for Gemma4 {
                 return Err(format!("Gemma 4 activation {act:?} is not supported"));
             }
         }
-        refuse_unread(raw, cfg.num_key_value_heads)?;
+        refuse_unread(raw)?;
         let layers = cfg.num_hidden_layers;
         let mut types = hf_layer_type_names(raw, layers)?.unwrap_or_else(|| {
             (0..layers)
@@ -223,6 +245,9 @@ impl Family for Gemma4 {
                 .collect();
         }
         cfg.arch.global_head_dim = Some(global_head_dim(raw, &full)?);
+        // 26B and 31B: the full layers' values are their keys, with heads of their own count.
+        cfg.arch.global_values_from_keys = hf_bool(raw, "attention_k_eq_v").unwrap_or(false);
+        cfg.arch.global_kv_heads = global_kv_heads(raw, cfg, &full)?;
         // The RoPE tables: the common reading took the full layers' parameters at the
         // sliding layers' head width; read them again at their own.
         let mut raw = raw.clone();
@@ -311,15 +336,49 @@ impl Family for Gemma4 {
                 ))
             }
         }
-        // One key/value head count, or one per layer (26B, 31B: not read yet).
+        // One key/value head count, or one per layer type (26B, 31B).
         let kv = md.nums("attention.head_count_kv")?.unwrap_or_default();
-        match kv.first() {
-            Some(&first) if kv.iter().all(|&k| k == first) => {
-                cfg.num_key_value_heads = first as usize
+        let of_type = |sliding: bool| -> Result<Option<usize>, String> {
+            let mut counts = (0..kv.len()).filter(|&l| slides.get(l) == Some(&sliding));
+            let Some(first) = counts.next() else {
+                return Ok(None);
+            };
+            match counts.all(|l| kv[l] == kv[first]) {
+                true => Ok(Some(kv[first] as usize)),
+                false => Err("attention.head_count_kv varies between layers of one type".into()),
             }
-            Some(_) => return Err("per-layer key/value head counts are not read yet".into()),
-            None => {}
+        };
+        match kv[..] {
+            [] => {}
+            [one] => cfg.num_key_value_heads = one as usize,
+            _ if kv.len() == layers => {
+                if let Some(k) = of_type(true)? {
+                    cfg.num_key_value_heads = k;
+                }
+                cfg.arch.global_kv_heads =
+                    of_type(false)?.filter(|&k| k != cfg.num_key_value_heads);
+            }
+            _ => {
+                return Err(format!(
+                    "attention.head_count_kv lists {} counts for {layers} layers",
+                    kv.len()
+                ))
+            }
         }
+        // The full layers' values are their keys where they have no value projection
+        // (llama.cpp reads it so: `attn_v` is optional).
+        let own: Vec<usize> = (0..layers)
+            .filter(|&l| !slides[l] && cfg.kv_from(l).is_none())
+            .collect();
+        let valued = own
+            .iter()
+            .filter(|&&l| md.has_tensor(&format!("blk.{l}.attn_v.weight")))
+            .count();
+        cfg.arch.global_values_from_keys = match valued {
+            0 => !own.is_empty(),
+            v if v == own.len() => false,
+            _ => return Err("some full layers have attn_v and others do not".into()),
+        };
         Ok(())
     }
     fn gguf_tensor(&self, hf_suffix: &str) -> Option<&'static str> {
@@ -433,11 +492,44 @@ mod tests {
             .contains("full_attention"));
     }
 
+    /// 31B: the full layers' values are their keys, with their own key/value head count
+    /// (the Hub's `num_global_key_value_heads`, or what transformers 5.25 saves).
+    #[test]
+    fn full_layers_read_keys_as_values_with_their_own_head_count() {
+        let types: Vec<&str> = (0..12)
+            .map(|l| match l % 3 {
+                2 => "full_attention",
+                _ => "sliding_attention",
+            })
+            .collect();
+        let hub = json!({"layer_types": types, "attention_k_eq_v": true,
+                         "num_global_key_value_heads": 2});
+        let saved = json!({"layer_types": types, "attention_k_eq_v": true, "per_layer_config":
+                           {"2": {"head_dim": 64, "num_key_value_heads": 2},
+                            "5": {"head_dim": 64, "num_key_value_heads": 2}}});
+        for raw in [hub, saved] {
+            let cfg = configured(raw).unwrap();
+            assert_eq!((cfg.kv_heads_at(2), cfg.kv_heads_at(3)), (2, 1));
+            assert!(cfg.values_from_keys(5) && !cfg.values_from_keys(4));
+        }
+        // transformers applies the global count only with keys as values.
+        let cfg = configured(json!({"layer_types": types, "num_global_key_value_heads": 2}));
+        assert_eq!(cfg.unwrap().kv_heads_at(2), 1);
+        let sliding = json!({"0": {"num_key_value_heads": 2}});
+        let err = configured(json!({"layer_types": types, "per_layer_config": sliding}));
+        assert!(err.unwrap_err().contains("sliding"));
+        // A count that does not divide the query heads.
+        let odd = json!({"layer_types": types, "attention_k_eq_v": true,
+                         "num_global_key_value_heads": 3});
+        assert!(configured(odd)
+            .unwrap_err()
+            .contains("num_global_key_value_heads"));
+    }
+
     #[test]
     fn what_is_not_read_yet_is_named() {
         for (extra, field) in [
             (json!({"enable_moe_block": true}), "enable_moe_block"),
-            (json!({"attention_k_eq_v": true}), "attention_k_eq_v"),
             (json!({"hidden_activation": "silu"}), "activation"),
         ] {
             let err = configured(extra).unwrap_err();

@@ -176,6 +176,10 @@ struct Meta<'a> {
 }
 
 impl GgufMetadata for Meta<'_> {
+    fn has_tensor(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
     fn num(&self, k: &str) -> Option<f64> {
         let key = format!("{}.{k}", self.arch);
         md_f32(self.content, &key)

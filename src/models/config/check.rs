@@ -64,14 +64,20 @@ impl Config {
                 _ => {}
             }
         }
-        if !self
-            .num_attention_heads
-            .is_multiple_of(self.num_key_value_heads)
-        {
-            return Err(format!(
-                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
-                self.num_attention_heads, self.num_key_value_heads
-            ));
+        for (field, kv) in [
+            ("num_key_value_heads", Some(self.num_key_value_heads)),
+            ("num_global_key_value_heads", self.arch.global_kv_heads),
+        ] {
+            match kv {
+                Some(0) => return Err(format!("{field} is 0")),
+                Some(kv) if !self.num_attention_heads.is_multiple_of(kv) => {
+                    return Err(format!(
+                        "num_attention_heads {} is not a multiple of {field} {kv}",
+                        self.num_attention_heads
+                    ))
+                }
+                _ => {}
+            }
         }
         if self.max_position_embeddings > MAX_CONTEXT {
             return Err(format!(
@@ -168,7 +174,7 @@ impl Config {
             let p = format!("model.layers.{i}");
             let a = &self.arch;
             let hd = self.head_dim_at(i);
-            let (q, kv) = (self.num_attention_heads * hd, self.num_key_value_heads * hd);
+            let (q, kv) = (self.num_attention_heads * hd, self.kv_heads_at(i) * hd);
             if let Some(d) = a.delta_net.filter(|_| self.is_linear(i)) {
                 d.check_shapes(&expect, &format!("{p}.linear_attn"), h)?;
             }
@@ -185,7 +191,9 @@ impl Config {
             let own_kv = !self.is_linear(i) && self.kv_from(i).is_none();
             if own_kv {
                 expect(&format!("{p}.self_attn.k_proj.weight"), &[kv, h], kv_heads)?;
-                expect(&format!("{p}.self_attn.v_proj.weight"), &[kv, h], kv_heads)?;
+                if !self.values_from_keys(i) {
+                    expect(&format!("{p}.self_attn.v_proj.weight"), &[kv, h], kv_heads)?;
+                }
             }
             if !self.is_linear(i) {
                 expect(

@@ -100,6 +100,12 @@ pub struct Arch {
     /// The head width of the global (full-attention) layers, where it differs from the
     /// sliding-window layers' `head_dim` (Gemma 4: 512 against 256).
     pub global_head_dim: Option<usize>,
+    /// The global layers' own count of key/value heads, where it differs from
+    /// `num_key_value_heads` (Gemma 4's 26B and 31B: `num_global_key_value_heads`).
+    pub global_kv_heads: Option<usize>,
+    /// The global layers project no values: their values are their keys' projection, taken
+    /// before the key norm and RoPE (Gemma 4's `attention_k_eq_v`).
+    pub global_values_from_keys: bool,
     /// Values RMS-normed per head, without a weight, before attention (Gemma 4's `v_norm`).
     pub value_norm: bool,
     /// Each layer's output, the whole residual stream, multiplied by a number the layer
@@ -236,6 +242,20 @@ impl Config {
         }
     }
 
+    /// Layer `layer`'s count of key/value heads: `num_key_value_heads`, or the global layers'
+    /// own where they have one.
+    pub fn kv_heads_at(&self, layer: usize) -> usize {
+        match self.arch.global_kv_heads {
+            Some(k) if self.is_global(layer) => k,
+            _ => self.num_key_value_heads,
+        }
+    }
+
+    /// Whether layer `layer`'s values are its keys' projection (no value projection).
+    pub fn values_from_keys(&self, layer: usize) -> bool {
+        self.arch.global_values_from_keys && self.is_global(layer)
+    }
+
     /// Whether layer `layer` attends to every position before it (no sliding window).
     pub fn is_global(&self, layer: usize) -> bool {
         self.arch
@@ -330,11 +350,13 @@ impl Config {
         let attention = |l: usize| {
             let d = self.head_dim_at(l) as u64;
             let q = self.num_attention_heads as u64 * d;
-            // A layer that reads an earlier one's keys and values projects none.
+            // A layer that reads an earlier one's keys and values projects none; one whose
+            // values are its keys projects keys only.
             let kv = match self.kv_from(l) {
                 Some(_) => 0,
-                None => self.num_key_value_heads as u64 * d,
+                None => self.kv_heads_at(l) as u64 * d,
             };
+            let projections = if self.values_from_keys(l) { 1 } else { 2 };
             // Queries and, where gated, as many gates; the output projection reads the
             // queries'.
             let gates = if self.arch.attention_output_gate {
@@ -342,7 +364,7 @@ impl Config {
             } else {
                 0
             };
-            h * (q + gates + 2 * kv) + q * h
+            h * (q + gates + projections * kv) + q * h
         };
         let delta_net = self.arch.delta_net.map_or(0, |n| {
             let values = (n.value_heads * n.value_dim) as u64;

@@ -490,15 +490,27 @@ impl Attention {
             KeysValues::Own { k_proj, v_proj } => (k_proj, v_proj),
         };
         let (dk, d_v) = pending.with_readers(self.index, (dk, d_v))?;
-        if let Some(dk) = dk {
-            let dk = unrotate(dk, &s.k_pre, &self.k_norm)?;
-            dx.add(Some(k_proj.linear.vjp(&merge(&dk)?, p)?))?;
-        }
-        if let Some(mut d_v) = d_v {
-            if let Some(pre) = &s.v_pre {
-                d_v = dv.rms_norm_vjp(pre, &self.unit_weight(pre)?, self.eps, &d_v)?;
+        let dk = dk
+            .map(|d| unrotate(d, &s.k_pre, &self.k_norm))
+            .transpose()?;
+        let d_v = d_v
+            .map(|d| match &s.v_pre {
+                Some(pre) => dv.rms_norm_vjp(pre, &self.unit_weight(pre)?, self.eps, &d),
+                None => Ok(d),
+            })
+            .transpose()?;
+        // Values that are the keys' projection hand their cotangent to it.
+        let mut dk_proj = Sum(dk);
+        match v_proj {
+            Some(v_proj) => {
+                if let Some(d_v) = d_v {
+                    dx.add(Some(v_proj.linear.vjp(&merge(&d_v)?, p)?))?;
+                }
             }
-            dx.add(Some(v_proj.linear.vjp(&merge(&d_v)?, p)?))?;
+            None => dk_proj.add(d_v)?,
+        }
+        if let Some(dk) = dk_proj.0 {
+            dx.add(Some(k_proj.linear.vjp(&merge(&dk)?, p)?))?;
         }
         Ok(dx.0)
     }

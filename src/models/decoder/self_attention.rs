@@ -45,8 +45,9 @@ impl Proj {
 /// Where a layer's keys and values come from.
 #[derive(Debug, Clone)]
 pub(super) enum KeysValues {
-    /// Its own projections.
-    Own { k_proj: Proj, v_proj: Proj },
+    /// Its own projections; no value projection where the values are the keys' projection
+    /// (Gemma 4's `attention_k_eq_v`: then normed without a weight, not rotated).
+    Own { k_proj: Proj, v_proj: Option<Proj> },
     /// An earlier layer's final (normed, rotated) keys and values (Gemma 4's shared layers).
     Shared { from: usize },
 }
@@ -105,7 +106,10 @@ impl Attention {
             None => (
                 KeysValues::Own {
                     k_proj: Proj::load(w, &format!("{p}.k_proj"), a.attention_bias)?,
-                    v_proj: Proj::load(w, &format!("{p}.v_proj"), a.attention_bias)?,
+                    v_proj: match cfg.values_from_keys(layer) {
+                        true => None,
+                        false => Some(Proj::load(w, &format!("{p}.v_proj"), a.attention_bias)?),
+                    },
                 },
                 norm(w, "k_norm")?,
             ),
@@ -121,7 +125,7 @@ impl Attention {
             v_norm: a.value_norm,
             qk_scope: a.qk_norm.unwrap_or(QkNorm::PerHead),
             n_heads: cfg.num_attention_heads,
-            n_kv_heads: cfg.num_key_value_heads,
+            n_kv_heads: cfg.kv_heads_at(layer),
             head_dim,
             scale: 1.0 / a.query_pre_attn_scalar.unwrap_or(head_dim as f64).sqrt(),
             eps: cfg.rms_norm_eps,
@@ -159,7 +163,8 @@ impl Attention {
     pub(super) fn project(&self, x: &Tensor, p: Products) -> Result<Projected> {
         let mut linears = vec![&self.q_proj.linear];
         if let KeysValues::Own { k_proj, v_proj } = &self.kv {
-            linears.extend([&k_proj.linear, &v_proj.linear]);
+            linears.push(&k_proj.linear);
+            linears.extend(v_proj.as_ref().map(|v| &v.linear));
         }
         let mut outs = Linear::forward_many(&linears, x, p)?.into_iter();
         let mut next = || {
@@ -180,10 +185,16 @@ impl Attention {
             false => (q, None),
         };
         let kv = match &self.kv {
-            KeysValues::Own { k_proj, v_proj } => Some((
-                self.split_heads(&k_proj.add_bias(next()?)?, self.n_kv_heads)?,
-                self.split_heads(&v_proj.add_bias(next()?)?, self.n_kv_heads)?,
-            )),
+            KeysValues::Own { k_proj, v_proj } => {
+                let k = self.split_heads(&k_proj.add_bias(next()?)?, self.n_kv_heads)?;
+                let v = match v_proj {
+                    Some(v_proj) => {
+                        self.split_heads(&v_proj.add_bias(next()?)?, self.n_kv_heads)?
+                    }
+                    None => k.clone(),
+                };
+                Some((k, v))
+            }
             KeysValues::Shared { .. } => None,
         };
         Ok(Projected {
