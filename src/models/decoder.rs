@@ -456,7 +456,7 @@ impl Decoder {
                 // (the Gated DeltaNet's reference), not a candle graph.
                 candle_core::bail!("the autograd twin has no Gated DeltaNet layer");
             };
-            let pli = inputs.as_ref().map(|s| s.layer(i)).transpose()?;
+            let pli = LayerInputs::of_layer(inputs.as_ref(), i)?;
             let f = |x: &Tensor| at.forward(x, rot, dv, &mut shared);
             h = layer.forward(h, (eps, pli.as_ref()), dv, Products::F32, f)?;
             if tap_layers {

@@ -251,12 +251,7 @@ impl DecoderLayer {
                     Mixer::Attention(at) => {
                         let pr = at.project(x, p)?;
                         let q = at.place_queries(&pr.q, rot, 0, &Ordinary)?;
-                        let own = match &pr.kv {
-                            Some((k, v)) => {
-                                Some(at.place_keys_values((k, v), rot, 0, &Ordinary)?)
-                            }
-                            None => None,
-                        };
+                        let own = at.place_own(&pr, rot, 0, &Ordinary)?;
                         let (k, v) = at.attended(own, shared, 0)?;
                         let m = at.merged(at.attend(&q, &k, &v, p)?, n, &Ordinary)?;
                         let a = at.o_proj.forward(&at.gated(&m, pr.gate.as_ref())?, p)?;

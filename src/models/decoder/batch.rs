@@ -7,7 +7,7 @@ use candle_core::{Result, Tensor};
 
 use super::self_attention::Projected;
 use super::shared_kv::SharedKv;
-use super::{Attention, Decoder, KvCache, Mixer, Rotary};
+use super::{Attention, Decoder, KvCache, LayerInputs, Mixer, Rotary};
 use crate::kernels::Products;
 use crate::models::Ordinary;
 
@@ -112,7 +112,7 @@ impl Decoder {
         for (i, layer) in self.layers.iter().enumerate() {
             let held = prefix.layers.get(i).filter(|_| offset > 0);
             let rot = &self.rotary[layer.rope()];
-            let pli = inputs.as_ref().map(|s| s.layer(i)).transpose()?;
+            let pli = LayerInputs::of_layer(inputs.as_ref(), i)?;
             let at = (eps, pli.as_ref());
             h = match &layer.mixer {
                 Mixer::Attention(a) => {

@@ -6,7 +6,7 @@ use candle_core::{Result, Tensor};
 use super::gated_deltanet::DeltaNetCache;
 use super::self_attention::Projected;
 use super::shared_kv::SharedKv;
-use super::{Attention, Decoder, Mixer, Rotary};
+use super::{Attention, Decoder, LayerInputs, Mixer, Rotary};
 use crate::kernels::Products;
 use crate::models::Ordinary;
 
@@ -245,7 +245,7 @@ impl Decoder {
         cache.stale = cache.recurrent;
         for (i, (layer, kv)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             let rot = &self.rotary[layer.rope()];
-            let pli = inputs.as_ref().map(|s| s.layer(i)).transpose()?;
+            let pli = LayerInputs::of_layer(inputs.as_ref(), i)?;
             h = layer.forward(h, (eps, pli.as_ref()), &Ordinary, p, |x| {
                 match &layer.mixer {
                     Mixer::Attention(a) => a.forward_cached(x, (rot, &mut shared), kv, offset, p),

@@ -48,6 +48,11 @@ impl LayerInputs {
     pub(super) fn layer(&self, l: usize) -> Result<Tensor> {
         self.all.narrow(1, l, 1)?.squeeze(1)?.contiguous()
     }
+
+    /// Layer `l`'s inputs where the model has them.
+    pub(super) fn of_layer(inputs: Option<&Self>, l: usize) -> Result<Option<Tensor>> {
+        inputs.map(|s| s.layer(l)).transpose()
+    }
 }
 
 /// `1/√2`, the scale of the sum of the two parts.

@@ -137,7 +137,7 @@ impl Decoder {
         let mut shared = SharedKv::default();
         for (i, layer) in self.layers.iter().enumerate() {
             let rot = &self.rotary[layer.rope()];
-            let pli = layer_inputs.as_ref().map(|s| s.layer(i)).transpose()?;
+            let pli = LayerInputs::of_layer(layer_inputs.as_ref(), i)?;
             let at = (eps, pli.as_ref());
             let (out, saved) = layer.forward_saved(&residuals[i], at, (rot, &mut shared), p)?;
             residuals.push(out);

@@ -231,6 +231,21 @@ impl Attention {
         Ok((k, self.values(v, dv)?))
     }
 
+    /// A pass's own keys and values placed as attention reads them (none where the layer
+    /// reads another's).
+    pub(super) fn place_own(
+        &self,
+        pr: &Projected,
+        rot: &Rotary,
+        offset: usize,
+        dv: &dyn Derivatives,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        pr.kv
+            .as_ref()
+            .map(|(k, v)| self.place_keys_values((k, v), rot, offset, dv))
+            .transpose()
+    }
+
     /// Split heads normed along the q/k norm's axis by `w`, where there is one.
     fn normed(&self, t: &Tensor, w: &Option<Tensor>, dv: &dyn Derivatives) -> Result<Tensor> {
         match w {
@@ -314,10 +329,7 @@ impl Attention {
     ) -> Result<Projected> {
         let pr = self.project(x, p)?;
         let q = self.place_queries(&pr.q, rot, offset, dv)?;
-        let kv = match &pr.kv {
-            Some((k, v)) => Some(self.place_keys_values((k, v), rot, offset, dv)?),
-            None => None,
-        };
+        let kv = self.place_own(&pr, rot, offset, dv)?;
         Ok(Projected { q, kv, ..pr })
     }
 

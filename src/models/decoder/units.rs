@@ -4,7 +4,7 @@
 
 use super::saved::Saved;
 use super::shared_kv::SharedKv;
-use super::Decoder;
+use super::{Decoder, LayerInputs};
 use crate::kernels::Products;
 use crate::models::attention::probabilities;
 use crate::models::Ordinary;
@@ -57,7 +57,7 @@ impl Decoder {
         }
         let eps = self.cfg.rms_norm_eps;
         let (mut h, inputs) = self.split_input(&self.embed(ids)?, &Ordinary, p)?;
-        let pli = |i: usize| inputs.as_ref().map(|s| s.layer(i)).transpose();
+        let pli = |i: usize| LayerInputs::of_layer(inputs.as_ref(), i);
         let mut shared = SharedKv::default();
         for (i, l) in self.layers[..layer].iter().enumerate() {
             let rot = &self.rotary[l.rope()];
