@@ -438,14 +438,19 @@ mod tests {
         assert_eq!(cfg.arch.query_pre_attn_scalar, Some(1.0));
     }
 
-    #[test]
-    fn the_full_width_comes_from_per_layer_config_else_512() {
-        let types: Vec<&str> = (0..12)
+    /// Twelve layer types, every third full (layers 2, 5, 8, 11).
+    fn every_third_full() -> Vec<&'static str> {
+        (0..12)
             .map(|l| match l % 3 {
                 2 => "full_attention",
                 _ => "sliding_attention",
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_full_width_comes_from_per_layer_config_else_512() {
+        let types = every_third_full();
         let per_layer = json!({"2": {"head_dim": 64}, "5": {"head_dim": 64}});
         let cfg = configured(json!({"layer_types": types, "per_layer_config": per_layer}));
         assert_eq!(cfg.unwrap().head_dim_at(8), 64);
@@ -496,12 +501,7 @@ mod tests {
     /// (the Hub's `num_global_key_value_heads`, or what transformers 5.25 saves).
     #[test]
     fn full_layers_read_keys_as_values_with_their_own_head_count() {
-        let types: Vec<&str> = (0..12)
-            .map(|l| match l % 3 {
-                2 => "full_attention",
-                _ => "sliding_attention",
-            })
-            .collect();
+        let types = every_third_full();
         let hub = json!({"layer_types": types, "attention_k_eq_v": true,
                          "num_global_key_value_heads": 2});
         let saved = json!({"layer_types": types, "attention_k_eq_v": true, "per_layer_config":
