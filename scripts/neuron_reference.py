@@ -15,7 +15,9 @@ by side), summed over each head's slice: every head's value, per-token terms and
 A layer of sparse experts (Qwen3-MoE) has each expert's units side by side (neuron
 e · width + j is unit j of expert e): every expert's `down_proj` input is kept for the rows
 routed to it, placed at those rows (the router's choice, recomputed from its logits as the
-block computes it), zeros where the expert was not chosen.
+block computes it), zeros where the expert was not chosen. Gemma 4's experts (26B-A4B)
+sit beside the dense MLP: the experts' units, read inside their forward (scripts/
+lxt_gemma4.py's, transformers' loop under plain gradients), then the dense MLP's.
 A Gated DeltaNet layer (Qwen3.5) has no heads: an empty row. Qwen3.5's gated attention reads
 its heads before the output gate, `m` of `o_proj(m ⊙ σ(g))`: from the o_proj input `y` and
 its gradient, `m`'s gradient is `σ(g) · ∂y` times the rule's share of the product (AttnLRP
@@ -38,7 +40,7 @@ import reference  # noqa: E402
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "neurons.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
          "tiny_qwen3_moe_raw", "tiny_smollm3_raw", "tiny_phi3_raw", "tiny_ministral3_raw",
-         "tiny_olmo3_raw", "tiny_qwen3_5_raw", "tiny_gemma4_raw"]
+         "tiny_olmo3_raw", "tiny_qwen3_5_raw", "tiny_gemma4_raw", "tiny_gemma4_moe_raw"]
 MODES = reference.METHOD_MODES
 K = 8
 
@@ -72,6 +74,30 @@ def side_by_side(block, logits, parts):
     return out
 
 
+def beside_terms(block, kept, seq, terms):
+    """Gemma 4's experts' terms `(seq, experts · width)` from the units they `kept`
+    (`keep_hidden`, scripts/lxt_gemma4.py): `terms(units)` at the rows routed to each, zeros
+    elsewhere."""
+    import torch
+
+    w = block.intermediate_dim
+    out = torch.zeros(seq, block.num_experts * w)
+    for e, rows, x in kept:
+        out[rows, e * w:(e + 1) * w] = terms(x).detach()
+    return out
+
+
+def plain_gemma4_experts(model):
+    """Gemma 4's experts computed by scripts/lxt_gemma4.py's loop (transformers' own
+    computation, with points to edit and read their units): for plain gradients, where lxt
+    has not patched them."""
+    experts = [getattr(l, "experts", None) for l in model.model.layers]
+    if any(e is not None for e in experts):
+        import lxt_gemma4
+
+        type(next(e for e in experts if e is not None)).forward = lxt_gemma4.plain_experts_forward
+
+
 def run_mode(mode, path):
     import torch
     import transformers
@@ -88,10 +114,16 @@ def run_mode(mode, path):
             return hook
 
         layers = model.model.layers
-        handles, experts = [], []
+        handles, experts, beside = [], [], []
         dense = [[] for _ in layers]
         for i, l in enumerate(layers):
-            if hasattr(l.mlp, "experts"):
+            if getattr(l, "experts", None) is not None:  # Gemma 4: beside the dense MLP
+                if mode == "plain":
+                    plain_gemma4_experts(model)
+                l.experts.keep_hidden = []
+                beside.append((i, l.experts))
+                handles.append(l.mlp.down_proj.register_forward_pre_hook(keep(dense[i])))
+            elif hasattr(l.mlp, "experts"):
                 parts, logits = [], []
                 experts.append((i, l.mlp, parts, logits))
                 handles += [e.down_proj.register_forward_pre_hook(keep(parts)) for e in l.mlp.experts]
@@ -118,6 +150,8 @@ def run_mode(mode, path):
         finally:
             for h in handles:
                 h.remove()
+        # Units kept, and no more keeping.
+        units = {slot: block.__dict__.pop("keep_hidden") for slot, block in beside}
         kept = [d[0] if d else None for d in dense]
         methods, heads = {}, {}
         terms_of = lambda m, x: x.grad[0].abs() if m == "saliency" else x.detach()[0] * x.grad[0]
@@ -128,6 +162,9 @@ def run_mode(mode, path):
             layer_terms = [None if x is None else terms_of(m, x) for x in kept]
             for slot, block, parts, logits in experts:
                 layer_terms[slot] = side_by_side(block, logits[0], [expert_terms(m, x) for x in parts])
+            for slot, block in beside:
+                routed = beside_terms(block, units[slot], len(ids), lambda x: expert_terms(m, x))
+                layer_terms[slot] = torch.cat([routed, layer_terms[slot]], -1)
             methods[m] = [layer_entry(t, K) for t in layer_terms]
             heads[m] = []
             for x, g in zip(heads_in, gates):

@@ -131,6 +131,15 @@ TINY = {
         "tiny_gemma4_chat": ("Why are some attention heads wider than others? One line.", True),
         "tiny_gemma4_raw": ("The full layers see every token, while the sliding ones", False),
     }),
+    # Gemma 4 26B-A4B's shape: in every layer six experts (two chosen, their weights
+    # renormalised and times each expert's own factor) beside the dense MLP, each branch with
+    # its norms, the router reading the un-normed stream through a norm of its own; the full
+    # layers' values their keys with one key/value head against two; no per-layer inputs,
+    # no shared layers. Made with transformers 5.25.0 (see TF5_FAMILIES).
+    "gemma4_moe": ("tiny-gemma4-moe", {
+        "tiny_gemma4_moe_chat": ("Which experts does a token choose, and why? One line.", True),
+        "tiny_gemma4_moe_raw": ("Every token runs the dense MLP, and beside it two", False),
+    }),
     # SmolLM3: no RoPE in every fourth layer (its fourth of four here). Made and
     # checked with transformers 5.25.0 (see TF5_FAMILIES).
     "smollm3": ("tiny-smollm3", {
@@ -167,12 +176,13 @@ TINY = {
 
 
 # The transformers (and lxt) module of a tiny family, where its name differs.
-MODULE = {"llama31": "llama"}
+MODULE = {"llama31": "llama", "gemma4_moe": "gemma4"}
 
 # Families transformers 4.52.4 lacks: made and checked with transformers 5.25.0 from
 # scripts/reference-env-tf5.sh, `--only` them (each transformers runs only its own families,
 # so the other fixtures keep their pinned versions).
-TF5_FAMILIES = {"smollm3", "phi3", "ministral3", "olmo3", "qwen3_5", "qwen3_5_moe", "gemma4"}
+TF5_FAMILIES = {"smollm3", "phi3", "ministral3", "olmo3", "qwen3_5", "qwen3_5_moe", "gemma4",
+                "gemma4_moe"}
 
 # lxt rule modules of our own, for families lxt 2.1 does not ship (lxt's own patches).
 LOCAL_RULES = {
@@ -282,6 +292,21 @@ def tiny_config(family, vocab):
                 s: {"rope_type": "default", "rope_theta": 1e4},
                 f: {"rope_type": "proportional", "partial_rotary_factor": 0.25, "rope_theta": 1e6},
             }, **common)
+    if family == "gemma4_moe":
+        from transformers import Gemma4TextConfig
+
+        s, f = "sliding_attention", "full_attention"
+        common.update(num_hidden_layers=4, hidden_size=32, initializer_range=0.28)
+        return Gemma4TextConfig(
+            head_dim=8, global_head_dim=16, layer_types=[s, f, s, f], sliding_window=4,
+            hidden_size_per_layer_input=0, num_kv_shared_layers=0,
+            attention_k_eq_v=True, num_global_key_value_heads=1,
+            enable_moe_block=True, num_experts=6, top_k_experts=2, moe_intermediate_size=12,
+            final_logit_softcapping=30.0, hidden_activation="gelu_pytorch_tanh", pad_token_id=0,
+            rope_parameters={
+                s: {"rope_type": "default", "rope_theta": 1e4},
+                f: {"rope_type": "proportional", "partial_rotary_factor": 0.25, "rope_theta": 1e6},
+            }, **common)
     if family == "olmo3":
         from transformers import Olmo3Config
 
@@ -356,7 +381,8 @@ def make_tiny(gguf_path, family):
                 centred = family == "gemma3" or (family.startswith("qwen3_5")
                                                  and "linear_attn" not in n)
                 p.copy_((0.0 if centred else 1.0) + 0.3 * torch.randn_like(p))
-                if family == "gemma4" and n.endswith(("q_norm.weight", "k_norm.weight")):
+                if family.startswith("gemma4") and n.endswith(("q_norm.weight",
+                                                               "k_norm.weight")):
                     # Gemma 4 does not scale its scores: trained q/k norms carry the
                     # 1/√head_dim. Norms of ~1 would leave random scores so sharp that bf16
                     # rounding moves transformers' own saliency by 0.82 of its largest value
@@ -364,7 +390,12 @@ def make_tiny(gguf_path, family):
                     p.mul_(p.numel() ** -0.25)
             elif n.endswith(".bias"):
                 p.copy_(0.5 * torch.randn_like(p))
-        if family == "gemma4":
+        if family.startswith("gemma4"):
+            # The router's scales are ones at init: a router that ignored them would pass
+            # unnoticed.
+            for n, p in model.named_parameters():
+                if n.endswith(("router.scale", "router.per_expert_scale")):
+                    p.copy_(0.5 + torch.rand_like(p))
             # The per-layer input's gate of 4 rows: with random rows, all four GELUs are
             # near 0 for one token in 16, and the block's post-norm then multiplies rounding
             # by up to 500 (transformers' own f32 and autograd disagree at 5e-4). Rows in
@@ -817,6 +848,8 @@ GEN_PROMPTS = {
     "tiny_qwen3_5_moe_raw": (TINY["qwen3_5_moe"][1]["tiny_qwen3_5_moe_raw"][0], False,
                              "qwen3_5_moe"),
     "tiny_gemma4_chat": (TINY["gemma4"][1]["tiny_gemma4_chat"][0], True, "gemma4"),
+    "tiny_gemma4_moe_raw": (TINY["gemma4_moe"][1]["tiny_gemma4_moe_raw"][0], False,
+                            "gemma4_moe"),
     "qwen_reverse_chat": (QWEN_PROMPTS["qwen_reverse_chat"][0], True, "qwen2.5"),
     "qwen_code_raw": (QWEN_PROMPTS["qwen_code_raw"][0], False, "qwen2.5"),
     "tiny_llama3_chat": (LLAMA3_PROMPTS["tiny_llama3_chat"][0], True, "llama3-gguf"),

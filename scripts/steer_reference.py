@@ -18,6 +18,9 @@ first), and the target's log-probability with the top k zeroed, k = 0..8.
 In a layer of sparse experts (Qwen3-MoE) neuron e · width + j is unit j of expert e: its
 edit is applied at that expert's `down_proj` input, on the tokens routed to it (where the
 expert runs), and its relevance is read there (scripts/neuron_reference.py's side_by_side).
+Gemma 4's experts (26B-A4B) are edited and read inside their forward (scripts/lxt_gemma4.py's;
+transformers' loop under plain gradients), the dense MLP beside them, whose units are
+numbered after the experts', at its `down_proj`.
 Each transformers computes its own families' cases (reference.TF5_FAMILIES) and keeps the
 rest. Not Qwen3.5 yet: the edits placed by shape would fall on its Gated DeltaNet layers,
 which have no heads.
@@ -32,12 +35,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
-from neuron_reference import side_by_side  # noqa: E402
+from neuron_reference import beside_terms, plain_gemma4_experts, side_by_side  # noqa: E402
 
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "steer.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
          "tiny_qwen3_moe_raw", "tiny_smollm3_raw", "tiny_phi3_raw", "tiny_ministral3_raw",
-         "tiny_olmo3_raw", "tiny_gemma4_raw"]
+         "tiny_olmo3_raw", "tiny_gemma4_raw", "tiny_gemma4_moe_raw"]
 MODES = reference.METHOD_MODES
 GREEDY = 32
 ABLATE = 8
@@ -48,6 +51,8 @@ def edits_for(cfg):
     L, inter, heads = cfg.num_hidden_layers, cfg.intermediate_size, cfg.num_attention_heads
     if getattr(cfg, "num_experts", 0):  # every expert's units (the edited layers have experts)
         inter = cfg.num_experts * cfg.moe_intermediate_size
+        if getattr(cfg, "enable_moe_block", False):  # and Gemma 4's dense MLP's after them
+            inter += cfg.intermediate_size
     return [
         {"layer": 0, "unit": {"neuron": inter // 5}, "setting": {"scale": 0.0}},
         {"layer": L - 1, "unit": {"neuron": inter // 3}, "setting": {"clamp": 3.0}},
@@ -94,7 +99,10 @@ def hooks(model, edits, constant_norms):
                     o[h] = o[h] * factor
             return (torch.stack(o, -2).reshape(x.shape),)
 
-        if neurons and hasattr(layer.mlp, "experts"):
+        beside = getattr(layer, "experts", None)
+        if neurons and beside is not None:  # Gemma 4: experts beside the dense MLP
+            handles += gemma4_neuron_edits(beside, layer.mlp, neurons, on_neurons)
+        elif neurons and hasattr(layer.mlp, "experts"):
             width = model.config.moe_intermediate_size
             for x, expert in enumerate(layer.mlp.experts):
                 own = [e for e in neurons if e["unit"]["neuron"] // width == x]
@@ -105,6 +113,36 @@ def hooks(model, edits, constant_norms):
             handles.append(layer.mlp.down_proj.register_forward_pre_hook(on_neurons))
         if heads:
             handles.append(layer.self_attn.o_proj.register_forward_pre_hook(on_heads))
+    return handles
+
+
+class _Unset:
+    """A handle removing an attribute set on a module."""
+
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def remove(self):
+        delattr(self.module, self.name)
+
+
+def gemma4_neuron_edits(experts, dense, neurons, on_neurons):
+    """Edits of a Gemma 4 layer's neurons: the experts' inside their forward, the dense MLP's
+    (numbered after them) at its `down_proj` input. Returns the handles."""
+    width = experts.intermediate_dim
+    routed = experts.num_experts * width
+    own = [e for e in neurons if e["unit"]["neuron"] < routed]
+    handles = []
+    if own:
+        def edit(x, h):
+            mine = [e for e in own if e["unit"]["neuron"] // width == x]
+            return on_neurons(None, (h,), mine, x * width)[0] if mine else h
+        experts.edit_hidden = edit
+        handles.append(_Unset(experts, "edit_hidden"))
+    rest = [e for e in neurons if e["unit"]["neuron"] >= routed]
+    if rest:
+        hook = lambda m, a: on_neurons(m, a, rest, routed)
+        handles.append(dense.down_proj.register_forward_pre_hook(hook))
     return handles
 
 
@@ -127,10 +165,14 @@ def ablation(model, ids, target):
         return hook
 
     layers = model.model.layers
-    handles, experts = [], {}
+    handles, experts, beside = [], {}, {}
     kept = [[] for _ in layers]
     for i, l in enumerate(layers):
-        if hasattr(l.mlp, "experts"):
+        if getattr(l, "experts", None) is not None:  # Gemma 4: beside the dense MLP
+            beside[i] = l.experts
+            l.experts.keep_hidden = []
+            handles.append(l.mlp.down_proj.register_forward_pre_hook(keep(kept[i])))
+        elif hasattr(l.mlp, "experts"):
             experts[i] = (l.mlp, [], [])
             handles += [e.down_proj.register_forward_pre_hook(keep(experts[i][1])) for e in l.mlp.experts]
             handles.append(l.mlp.gate.register_forward_hook(
@@ -144,13 +186,18 @@ def ablation(model, ids, target):
     finally:
         for h in handles:
             h.remove()
+    expert_units = {i: block.__dict__.pop("keep_hidden") for i, block in beside.items()}
+    grad = lambda x: x.grad if x.grad is not None else torch.zeros_like(x)  # an idle expert
 
     def neuron_terms(l):
+        if l in beside:
+            x = kept[l][0]
+            routed = beside_terms(beside[l], expert_units[l], len(ids), lambda u: u.detach() * grad(u))
+            return torch.cat([routed, x.detach()[0] * x.grad[0]], -1)
         if l not in experts:
             x = kept[l][0]
             return x.detach()[0] * x.grad[0]
         block, parts, logits = experts[l]
-        grad = lambda x: x.grad if x.grad is not None else torch.zeros_like(x)  # an idle expert
         return side_by_side(block, logits[0], [x.detach() * grad(x) for x in parts])
 
     n_heads = model.config.num_attention_heads
@@ -186,6 +233,8 @@ def run_mode(mode, path):
 
     out = {}
     for name, fx, model, ids, target in reference.mode_cases(mode, reference.here(CASES)):
+        if mode == "plain":
+            plain_gemma4_experts(model)
         edits = edits_for(model.config)
         entry = {"fixture": name, "model": fx["model"], "prompt": fx["prompt"],
                  "chat_template": fx["chat_template"], "ids": ids, "target": target,

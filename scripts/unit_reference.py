@@ -13,7 +13,8 @@ In a layer of sparse experts (Qwen3-MoE) the neuron is a unit of the expert the 
 chooses first (neuron e · width + j), its activation the expert's `act(gate) · up` at the
 tokens routed to it (the router's top-k recomputed from its softmax) and 0 elsewhere. Where
 the layer has a shared expert (Qwen3.5-MoE), the neuron is one of its units, numbered after
-every routed expert's (neuron experts · width + j), read at its `down_proj`.
+every routed expert's (neuron experts · width + j), read at its `down_proj`; likewise a unit
+of the dense MLP beside Gemma 4's experts (26B-A4B).
 A hybrid's head (Qwen3.5) is in its first attention layer from the middle on (its Gated
 DeltaNet layers have none). Each transformers computes its own families' cases
 (reference.TF5_FAMILIES) and keeps the rest, as scripts/lens_reference.py does.
@@ -31,7 +32,8 @@ import reference  # noqa: E402
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "units.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
          "tiny_qwen3_moe_raw", "tiny_smollm3_raw", "tiny_phi3_raw", "tiny_ministral3_raw",
-         "tiny_olmo3_raw", "tiny_qwen3_5_raw", "tiny_qwen3_5_moe_raw", "tiny_gemma4_raw"]
+         "tiny_olmo3_raw", "tiny_qwen3_5_raw", "tiny_qwen3_5_moe_raw", "tiny_gemma4_raw",
+         "tiny_gemma4_moe_raw"]
 TOP = 10
 
 
@@ -70,6 +72,9 @@ def main():
                 out = model(torch.tensor([ids]), use_cache=False, output_attentions=True)
         finally:
             handle.remove()
+        if getattr(model.model.layers[layer], "experts", None) is not None:
+            # Gemma 4: the dense MLP's units come after the experts' beside it.
+            neuron = cfg.num_experts * cfg.moe_intermediate_size + j
         if experts:
             with torch.no_grad():
                 x = inputs[0]

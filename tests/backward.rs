@@ -108,6 +108,7 @@ fn explicit_backward_equals_autograd_and_batches_exactly() {
         "tests/fixtures/tiny-qwen3-moe",
         "tests/fixtures/tiny-gemma3",
         "tests/fixtures/tiny-gemma4",
+        "tests/fixtures/tiny-gemma4-moe",
         source::DEFAULT_MODEL,
     ] {
         let dec = decoder(model);

@@ -91,6 +91,17 @@ fn gguf_name(hf: &str, c: &Convert) -> Option<String> {
         // Phi-3's fused projections, kept fused.
         "self_attn.qkv_proj.weight" => "attn_qkv.weight",
         "mlp.gate_up_proj.weight" => "ffn_up.weight",
+        // Gemma 4's experts beside the dense MLP: the router, its input's scale and the
+        // experts' own factors (llama.cpp's `ffn_down_exps.scale`), the stacked experts, the
+        // branches' norms.
+        "router.proj.weight" => "ffn_gate_inp.weight",
+        "router.scale" => "ffn_gate_inp.scale",
+        "router.per_expert_scale" => "ffn_down_exps.scale",
+        "experts.gate_up_proj" => "ffn_gate_up_exps.weight",
+        "experts.down_proj" => "ffn_down_exps.weight",
+        "pre_feedforward_layernorm_2.weight" => "pre_ffw_norm_2.weight",
+        "post_feedforward_layernorm_1.weight" => "post_ffw_norm_1.weight",
+        "post_feedforward_layernorm_2.weight" => "post_ffw_norm_2.weight",
         // Qwen3-MoE's router; Qwen3.5-MoE's shared expert and its gate.
         "mlp.gate.weight" => "ffn_gate_inp.weight",
         "mlp.shared_expert.gate_proj.weight" => "ffn_gate_shexp.weight",

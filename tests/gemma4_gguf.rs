@@ -47,7 +47,7 @@ fn gemma4_extra(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String, _: &Weigh
     let freqs: Vec<f32> = (0..full / 2)
         .map(|i| if i < turned { 1.0 } else { 1e30 })
         .collect();
-    let md = vec![
+    let mut md = vec![
         (key("attention.key_length"), u(full)),
         (key("attention.value_length"), u(full)),
         (key("attention.key_length_swa"), u(n("head_dim"))),
@@ -74,9 +74,19 @@ fn gemma4_extra(cfg: &serde_json::Value, key: &dyn Fn(&str) -> String, _: &Weigh
             Value::F32(cfg["final_logit_softcapping"].as_f64().unwrap() as f32),
         ),
     ];
+    // 26B-A4B's experts.
+    if cfg["enable_moe_block"].as_bool() == Some(true) {
+        md.extend([
+            (key("expert_count"), u(n("num_experts"))),
+            (key("expert_used_count"), u(n("top_k_experts"))),
+            (
+                key("expert_feed_forward_length"),
+                u(n("moe_intermediate_size")),
+            ),
+        ]);
+    }
     // The full layers' own key/value head count (26B, 31B), per layer as the converter
     // writes it; their missing `attn_v` says that their values are their keys.
-    let mut md = md;
     if let Some(global) = full_kv {
         let kv = slides
             .iter()
@@ -98,6 +108,15 @@ const GEMMA4: Convert = Convert {
 #[test]
 fn gemma4_gguf_explains_as_its_directory() {
     gguf_explains_as_directory("tiny-gemma4", &GEMMA4);
+}
+
+/// 26B-A4B's shape: experts beside each dense MLP (the router `ffn_gate_inp` with its
+/// input's scale `ffn_gate_inp.scale`, the experts' factors `ffn_down_exps.scale`, the
+/// experts stacked as `ffn_gate_up_exps` and `ffn_down_exps`, the branches' norms
+/// `pre_ffw_norm_2`, `post_ffw_norm_1`, `post_ffw_norm_2`) and keys as values.
+#[test]
+fn gemma4_moe_gguf_explains_as_its_directory() {
+    gguf_explains_as_directory("tiny-gemma4-moe", &GEMMA4);
 }
 
 /// Key/value head counts that vary within a layer type are refused by name, as is a layer

@@ -276,7 +276,7 @@ fn endless_chat_template() {
 fn config_json_that_disagrees_with_its_weights() {
     let moe = "tiny-qwen3-moe";
     let olmo3 = "tiny-olmo3";
-    let cases: [(&str, &str, serde_json::Value, &str); 15] = [
+    let cases: [(&str, &str, serde_json::Value, &str); 16] = [
         (
             "tiny-llama",
             "num_attention_heads",
@@ -333,6 +333,13 @@ fn config_json_that_disagrees_with_its_weights() {
                                "3": {"head_dim": 16, "num_key_value_heads": 2},
                                "6": {"head_dim": 16, "num_key_value_heads": 2}}),
             "model.layers.1.self_attn.k_proj.weight",
+        ),
+        // 26B-A4B's experts: more than the router has rows for.
+        (
+            "tiny-gemma4-moe",
+            "num_experts",
+            8.into(),
+            "model.layers.0.router.proj.weight",
         ),
     ];
     for (i, (model, key, value, field)) in cases.into_iter().enumerate() {

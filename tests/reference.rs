@@ -117,6 +117,7 @@ fn fixtures_cover_the_required_cases() {
         "tests/fixtures/tiny-qwen3",
         "tests/fixtures/tiny-gemma3",
         "tests/fixtures/tiny-gemma4",
+        "tests/fixtures/tiny-gemma4-moe",
         "tests/fixtures/tiny-olmo2",
         "tests/fixtures/tiny-olmo3",
         "tests/fixtures/tiny-qwen3_5",

@@ -18,6 +18,7 @@
 //! | v into attention    | grad / 2                                  | ordinary               |
 //! | expert output × routing weight | uniform rule: grad / 2 into each | weight held constant |
 //! | router softmax, top-k, renormalisation | ordinary                 | (no gradient reaches it) |
+//! | Gemma 4's router input norm, per-expert factor | identity rule; a constant | (no gradient reaches it) |
 //! | delta rule: `Sᵀq`, `S̃ᵀk`, `β(v − m)`, `kδᵀ` | uniform rule: grad / 2 into each factor | into S, S̃, v − m, δ only |
 //! | delta rule: decay `exp(g) · S`     | g constant                              | g constant             |
 //! | output gate `m ⊙ σ(g)` (Qwen3.5's attention, a shared expert) | uniform rule: grad / 2 into each; σ by its gradient | gate held constant |

@@ -24,6 +24,7 @@ pub use watch::{Point, Watch};
 mod backward;
 mod batch;
 mod cached;
+mod dense_and_experts;
 mod ffn;
 mod gated_deltanet;
 mod lens;
@@ -37,6 +38,7 @@ mod steer;
 mod units;
 mod watch;
 
+pub(crate) use dense_and_experts::NORMS as DENSE_AND_EXPERTS_NORMS;
 use ffn::Ffn;
 use per_layer::{LayerInputs, PerLayerBlock, PerLayerInputs, SavedPerLayer};
 use rotary::Rotary;
@@ -126,7 +128,7 @@ impl DecoderLayer {
         };
         Ok(DecoderLayer {
             mixer,
-            mlp: Ffn::load(w, &format!("{p}.mlp"), cfg, i)?,
+            mlp: Ffn::load(w, &p, cfg, i)?,
             norms: load_layer_norms(w, &p, a)?,
             scalar,
             per_layer,
@@ -158,7 +160,8 @@ impl DecoderLayer {
                 post: a_post.as_ref(),
             },
             Residual {
-                pre: m_pre.as_ref(),
+                // A block that norms its input itself reads the stream as it is.
+                pre: m_pre.as_ref().filter(|_| !self.mlp.norms_itself()),
                 block: Block::Mlp,
                 post: m_post.as_ref(),
             },

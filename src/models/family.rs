@@ -131,6 +131,17 @@ pub fn count(v: Option<f64>, field: &str) -> Result<usize, String> {
     }
 }
 
+/// A GGUF file's experts: their count, how many each token takes and their width
+/// (`expert_count`, `expert_used_count`, `expert_feed_forward_length`).
+pub fn gguf_expert_counts(md: GgufMeta) -> Result<[usize; 3], String> {
+    let n = |k: &str| count(md.num(k), k);
+    Ok([
+        n("expert_count")?,
+        n("expert_used_count")?,
+        n("expert_feed_forward_length")?,
+    ])
+}
+
 /// A number field of `config.json`.
 pub fn hf_f64(raw: &Value, key: &str) -> Option<f64> {
     raw.get(key).and_then(Value::as_f64)

@@ -8,14 +8,18 @@
 //! computed over the whole head, turn, the rest do not. E2B and E4B give each layer an input
 //! of its own per token (`hidden_size_per_layer_input`, 256 unless the config says 0): a row
 //! of a second embedding table plus a projection of the input embedding, added after the MLP
-//! through a gated block (`decoder/per_layer.rs`).
+//! through a gated block (`decoder/per_layer.rs`). 26B and 31B: the full layers' values are
+//! their keys' projection, with a key/value head count of their own. 26B-A4B: sparse experts
+//! beside each layer's dense MLP (`decoder/dense_and_experts.rs`).
 //!
 //! Follows transformers 5.25's `modeling_gemma4.py` (`Gemma4TextConfig`, model type
 //! `gemma4_text`; the multimodal `gemma4` configs reach it through their `text_config`).
 
-use super::config::{NormPlacement, QkNorm};
+use super::config::{Experts, NormPlacement, QkNorm};
 use super::decoder::Config;
-use super::family::{count, hf_bool, hf_f64, hf_layer_type_names, Family, GgufMeta};
+use super::family::{
+    count, gguf_expert_counts, hf_bool, hf_f64, hf_layer_type_names, Family, GgufMeta,
+};
 use super::rope_scaling;
 use super::Activation;
 use serde_json::{json, Value};
@@ -169,16 +173,20 @@ fn common(
     Ok(())
 }
 
+/// Every layer's experts beside its dense MLP (26B-A4B), from the three counts; their
+/// weights are always renormalised.
+fn experts_beside_dense(cfg: &mut Config, counts: [usize; 3]) {
+    cfg.arch.experts = Some(Experts {
+        beside_dense: true,
+        ..Experts::in_every_layer(cfg.num_hidden_layers, counts)
+    });
+}
+
 /// What this reading of Gemma 4 does not run yet, named by field.
 fn refuse_unread(raw: &Value) -> Result<(), String> {
     let on = |k: &str| hf_bool(raw, k).unwrap_or(false);
-    for (field, what) in [
-        ("enable_moe_block", "the mixture-of-experts block (26B-A4B)"),
-        ("attention_bias", "attention biases"),
-    ] {
-        if on(field) {
-            return Err(format!("{field}: {what} is not read yet"));
-        }
+    if on("attention_bias") {
+        return Err("attention_bias: attention biases are not read yet".into());
     }
     if raw
         .get("use_bidirectional_attention")
@@ -248,6 +256,15 @@ impl Family for Gemma4 {
         // 26B and 31B: the full layers' values are their keys, with heads of their own count.
         cfg.arch.global_values_from_keys = hf_bool(raw, "attention_k_eq_v").unwrap_or(false);
         cfg.arch.global_kv_heads = global_kv_heads(raw, cfg, &full)?;
+        if hf_bool(raw, "enable_moe_block").unwrap_or(false) {
+            let n = |k: &str| count(hf_f64(raw, k), k);
+            let counts = [
+                n("num_experts")?,
+                n("top_k_experts")?,
+                n("moe_intermediate_size")?,
+            ];
+            experts_beside_dense(cfg, counts);
+        }
         // The RoPE tables: the common reading took the full layers' parameters at the
         // sliding layers' head width; read them again at their own.
         let mut raw = raw.clone();
@@ -365,6 +382,11 @@ impl Family for Gemma4 {
                 ))
             }
         }
+        // Experts beside the dense MLPs where the file counts them (the GGUF reader marks
+        // the layers that have a router).
+        if md.num("expert_count").is_some() {
+            experts_beside_dense(cfg, gguf_expert_counts(md)?);
+        }
         // The full layers' values are their keys where they have no value projection
         // (llama.cpp reads it so: `attn_v` is optional).
         let own: Vec<usize> = (0..layers)
@@ -389,6 +411,18 @@ impl Family for Gemma4 {
             "per_layer_input_gate.weight" => Some("inp_gate.weight"),
             "per_layer_projection.weight" => Some("proj.weight"),
             "post_per_layer_input_norm.weight" => Some("post_norm.weight"),
+            // 26B-A4B's experts (llama.cpp folds the per-expert scale into the experts'
+            // output scale) and their branch's norms.
+            "router.proj.weight" => Some("ffn_gate_inp.weight"),
+            "router.scale" => Some("ffn_gate_inp.scale"),
+            "router.per_expert_scale" => Some("ffn_down_exps.scale"),
+            "experts.gate_up_proj" => Some("ffn_gate_up_exps.weight"),
+            "experts.gate_proj.weight" => Some("ffn_gate_exps.weight"),
+            "experts.up_proj.weight" => Some("ffn_up_exps.weight"),
+            "experts.down_proj" | "experts.down_proj.weight" => Some("ffn_down_exps.weight"),
+            "pre_feedforward_layernorm_2.weight" => Some("pre_ffw_norm_2.weight"),
+            "post_feedforward_layernorm_1.weight" => Some("post_ffw_norm_1.weight"),
+            "post_feedforward_layernorm_2.weight" => Some("post_ffw_norm_2.weight"),
             _ => None,
         }
     }
@@ -526,10 +560,26 @@ mod tests {
             .contains("num_global_key_value_heads"));
     }
 
+    /// 26B-A4B: experts beside every layer's dense MLP; a layer's neurons are the experts'
+    /// units, then the dense MLP's.
+    #[test]
+    fn experts_sit_beside_the_dense_mlp() {
+        let moe = json!({"enable_moe_block": true, "num_experts": 128, "top_k_experts": 8,
+                         "moe_intermediate_size": 704});
+        let cfg = configured(moe.clone()).unwrap();
+        let e = cfg.experts_at(11).unwrap();
+        assert!(e.beside_dense && e.normalize && e.shared.is_none());
+        assert_eq!(cfg.neurons(0), 128 * 704 + 6144);
+        assert_eq!(cfg.active_width(0), 8 * 704 + 6144);
+        let mut missing = moe;
+        missing["top_k_experts"] = Value::Null;
+        assert!(configured(missing).unwrap_err().contains("top_k_experts"));
+    }
+
     #[test]
     fn what_is_not_read_yet_is_named() {
         for (extra, field) in [
-            (json!({"enable_moe_block": true}), "enable_moe_block"),
+            (json!({"attention_bias": true}), "attention_bias"),
             (json!({"hidden_activation": "silu"}), "activation"),
         ] {
             let err = configured(extra).unwrap_err();

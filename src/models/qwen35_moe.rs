@@ -10,7 +10,7 @@
 
 use super::config::Experts;
 use super::decoder::Config;
-use super::family::{count, hf_f64, Family, GgufMeta};
+use super::family::{count, gguf_expert_counts, hf_f64, Family, GgufMeta};
 use super::qwen35::Qwen35;
 use serde_json::Value;
 
@@ -21,12 +21,8 @@ pub struct Qwen35Moe;
 /// Every layer's experts, from the four counts.
 fn experts(cfg: &mut Config, [count, per_token, width, shared]: [usize; 4]) {
     cfg.arch.experts = Some(Experts {
-        count,
-        per_token,
-        width,
-        normalize: true,
-        sparse: vec![true; cfg.num_hidden_layers],
         shared: Some(shared),
+        ..Experts::in_every_layer(cfg.num_hidden_layers, [count, per_token, width])
     });
 }
 
@@ -54,14 +50,9 @@ impl Family for Qwen35Moe {
     }
     fn configure_gguf(&self, md: GgufMeta, cfg: &mut Config) -> Result<(), String> {
         Qwen35.configure_gguf(md, cfg)?;
-        let field = |k: &str| count(md.num(k), k);
-        let counts = [
-            field("expert_count")?,
-            field("expert_used_count")?,
-            field("expert_feed_forward_length")?,
-            field("expert_shared_feed_forward_length")?,
-        ];
-        experts(cfg, counts);
+        let [n, per_token, width] = gguf_expert_counts(md)?;
+        let shared = "expert_shared_feed_forward_length";
+        experts(cfg, [n, per_token, width, count(md.num(shared), shared)?]);
         Ok(())
     }
     fn gguf_tensor(&self, hf_suffix: &str) -> Option<&'static str> {

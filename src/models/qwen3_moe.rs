@@ -10,7 +10,7 @@
 
 use super::config::Experts;
 use super::decoder::Config;
-use super::family::{count, hf_bool, hf_f64, Family, GgufMeta};
+use super::family::{count, gguf_expert_counts, hf_bool, hf_f64, Family, GgufMeta};
 use super::qwen3::Qwen3;
 use serde_json::Value;
 
@@ -50,23 +50,15 @@ impl Family for Qwen3Moe {
             normalize: hf_bool(raw, "norm_topk_prob").unwrap_or(false),
             sparse,
             shared: None,
+            beside_dense: false,
         });
         Ok(())
     }
     fn configure_gguf(&self, md: GgufMeta, cfg: &mut Config) -> Result<(), String> {
         Qwen3.configure_gguf(md, cfg)?;
-        cfg.arch.experts = Some(Experts {
-            count: count(md.num("expert_count"), "expert_count")?,
-            per_token: count(md.num("expert_used_count"), "expert_used_count")?,
-            width: count(
-                md.num("expert_feed_forward_length"),
-                "expert_feed_forward_length",
-            )?,
-            normalize: true,
-            // Set by the GGUF reader from the layers' routers.
-            sparse: vec![true; cfg.num_hidden_layers],
-            shared: None,
-        });
+        // Which layers have them: set by the GGUF reader from the layers' routers.
+        let counts = gguf_expert_counts(md)?;
+        cfg.arch.experts = Some(Experts::in_every_layer(cfg.num_hidden_layers, counts));
         Ok(())
     }
     fn gguf_tensor(&self, hf_suffix: &str) -> Option<&'static str> {

@@ -74,13 +74,18 @@ impl Split {
     }
 
     /// Where expert `e`'s matrix of layer `layer` lies when the file stacks the experts
-    /// (`tail`: `mlp.experts.{e}.{gate,up,down}_proj.weight`).
+    /// (`tail`: `mlp.experts.{e}.{gate,up,down}_proj.weight`; Gemma 4's sit beside the MLP,
+    /// `experts.{e}.…`).
     fn expert_place(&self, layer: &str, tail: &str) -> Option<Place> {
         let experts = self.cfg.arch.experts.as_ref()?;
-        let (e, proj) = tail.strip_prefix("mlp.experts.")?.split_once('.')?;
+        let (group, rest) = ["mlp.experts", "experts"].iter().find_map(|g| {
+            let rest = tail.strip_prefix(g)?.strip_prefix('.')?;
+            Some((g, rest))
+        })?;
+        let (e, proj) = rest.split_once('.')?;
         let e: usize = e.parse().ok()?;
         let proj = proj.strip_suffix("_proj.weight")?;
-        let p = format!("model.layers.{layer}.mlp.experts");
+        let p = format!("model.layers.{layer}.{group}");
         let (w, h) = (experts.width, self.cfg.hidden_size);
         let stacked = format!("{p}.{proj}_proj.weight");
         let (fused, offset, len, stride) = if self.inner.contains(&stacked) {

@@ -203,6 +203,22 @@ impl Config {
                 )?;
             }
             match self.experts_at(i) {
+                Some(e) if e.beside_dense => {
+                    let (count, router) = (e.count, "num_experts, hidden_size");
+                    expect(&format!("{p}.router.proj.weight"), &[count, h], router)?;
+                    expect(&format!("{p}.router.scale"), &[h], "hidden_size")?;
+                    let scale = format!("{p}.router.per_expert_scale");
+                    expect(&scale, &[count], "num_experts")?;
+                    for x in 0..count {
+                        let names = mlp_names(&format!("{p}.experts.{x}"));
+                        check_mlp(&expect, names, (e.width, h), "moe_intermediate_size")?;
+                    }
+                    let names = mlp_names(&format!("{p}.mlp"));
+                    check_mlp(&expect, names, (self.mlp_width(i), h), "intermediate_size")?;
+                    for n in crate::models::decoder::DENSE_AND_EXPERTS_NORMS {
+                        expect(&format!("{p}.{n}.weight"), &[h], "hidden_size")?;
+                    }
+                }
                 Some(e) => {
                     let router = "num_experts, hidden_size";
                     expect(&format!("{p}.mlp.gate.weight"), &[e.count, h], router)?;

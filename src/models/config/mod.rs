@@ -144,6 +144,28 @@ pub struct Experts {
     /// (`shared_expert_intermediate_size`): a gated MLP every token runs, its output scaled
     /// by σ of `shared_expert_gate`, a number per token.
     pub shared: Option<usize>,
+    /// Gemma 4 (26B-A4B): a dense MLP of the layer's `mlp_width` runs beside the experts on
+    /// the un-normed stream, each with norms of its own before and after; the router reads
+    /// the stream through a weightless RMSNorm times a stored scale and `hidden^-½`, and each
+    /// chosen expert's weight is multiplied by a stored number of its own
+    /// (`decoder/dense_and_experts.rs`).
+    pub beside_dense: bool,
+}
+
+impl Experts {
+    /// `count` experts in every layer, `per_token` chosen, each of width `width`, their
+    /// weights renormalised; no shared expert.
+    pub fn in_every_layer(layers: usize, [count, per_token, width]: [usize; 3]) -> Self {
+        Experts {
+            count,
+            per_token,
+            width,
+            normalize: true,
+            sparse: vec![true; layers],
+            shared: None,
+            beside_dense: false,
+        }
+    }
 }
 
 /// Llama 4's attention temperature: the query at position `p` is multiplied by
@@ -306,12 +328,22 @@ impl Config {
     }
 
     /// Layer `layer`'s MLP neurons: its MLP's width, or every expert's units side by side
-    /// (neuron `e · width + j` is unit `j` of expert `e`), the shared expert's last.
+    /// (neuron `e · width + j` is unit `j` of expert `e`), the shared expert's or the dense MLP's beside them last.
     pub fn neurons(&self, layer: usize) -> usize {
         match self.experts_at(layer) {
-            Some(e) => e.count * e.width + e.shared.unwrap_or(0),
+            Some(e) => e.count * e.width + self.units_every_token(layer, e),
             None => self.mlp_width(layer),
         }
+    }
+
+    /// The units every token computes beside its chosen experts: a shared expert's, or
+    /// the dense MLP's beside them.
+    fn units_every_token(&self, layer: usize, e: &Experts) -> usize {
+        let dense = match e.beside_dense {
+            true => self.mlp_width(layer),
+            false => 0,
+        };
+        e.shared.unwrap_or(0) + dense
     }
 
     /// The most MLP neurons of any layer.
@@ -331,7 +363,7 @@ impl Config {
     /// experts' widths.
     pub fn active_width(&self, layer: usize) -> usize {
         match self.experts_at(layer) {
-            Some(e) => e.per_token * e.width + e.shared.unwrap_or(0),
+            Some(e) => e.per_token * e.width + self.units_every_token(layer, e),
             None => self.mlp_width(layer),
         }
     }

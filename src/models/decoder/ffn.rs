@@ -1,8 +1,10 @@
-//! A layer's feed-forward block: a gated MLP `down(act(gate(x)) ⊙ up(x))`, or sparse experts
-//! (`moe.rs`) — the layer type a family's configuration picks per layer. The forward pass in
+//! A layer's feed-forward block: a gated MLP `down(act(gate(x)) ⊙ up(x))`, sparse experts
+//! (`moe.rs`), or both side by side with norms of their own (`dense_and_experts.rs`, Gemma 4)
+//! — the layer type a family's configuration picks per layer. The forward pass in
 //! autograd form, the saving forward, the explicit backward, the hidden units that neurons
 //! are read from, and the steering edits all go through [`Ffn`].
 
+use super::dense_and_experts::{DenseAndExperts, SavedDenseAndExperts};
 use super::moe::{Moe, SavedMoe};
 use super::steer::NeuronEdits;
 use super::watch::{At, Point};
@@ -115,6 +117,8 @@ pub(super) enum Ffn {
     Dense(Mlp),
     /// Sparse experts with their router.
     Experts(Moe),
+    /// A dense MLP beside sparse experts, reading the un-normed stream (Gemma 4).
+    DenseAndExperts(Box<DenseAndExperts>),
 }
 
 /// What a feed-forward block's backward reads.
@@ -122,10 +126,11 @@ pub(super) enum Ffn {
 pub(super) enum SavedFfn {
     Dense(SavedMlp),
     Experts(SavedMoe),
+    DenseAndExperts(Box<SavedDenseAndExperts>),
 }
 
 impl Ffn {
-    /// Layer `layer`'s block under prefix `p` (`model.layers.3.mlp`).
+    /// Layer `layer`'s block; `p` is the layer's prefix (`model.layers.3`).
     pub(super) fn load(
         w: &mut dyn WeightSource,
         p: &str,
@@ -133,16 +138,26 @@ impl Ffn {
         layer: usize,
     ) -> crate::Result<Self> {
         let act = cfg.arch.activation;
+        let mlp = format!("{p}.mlp");
         Ok(match cfg.experts_at(layer) {
-            Some(e) => Ffn::Experts(Moe::load(w, p, e, act)?),
-            None => Ffn::Dense(Mlp::load(w, p, act)?),
+            Some(e) if e.beside_dense => {
+                Ffn::DenseAndExperts(Box::new(DenseAndExperts::load(w, p, cfg, layer)?))
+            }
+            Some(e) => Ffn::Experts(Moe::load(w, &mlp, e, act)?),
+            None => Ffn::Dense(Mlp::load(w, &mlp, act)?),
         })
+    }
+
+    /// Whether the block norms its input itself (it then reads the stream as it is).
+    pub(super) fn norms_itself(&self) -> bool {
+        matches!(self, Ffn::DenseAndExperts(_))
     }
 
     pub(super) fn forward(&self, x: &Tensor, dv: &dyn Derivatives, p: Products) -> Result<Tensor> {
         match self {
             Ffn::Dense(m) => m.forward(x, dv, p),
             Ffn::Experts(m) => m.forward(x, dv, p),
+            Ffn::DenseAndExperts(m) => m.forward(x, dv, p),
         }
     }
 
@@ -156,6 +171,10 @@ impl Ffn {
                 let (y, s) = m.forward_saved(x, p)?;
                 (y, SavedFfn::Experts(s))
             }
+            Ffn::DenseAndExperts(m) => {
+                let (y, s) = m.forward_saved(x, p)?;
+                (y, SavedFfn::DenseAndExperts(Box::new(s)))
+            }
         })
     }
 
@@ -165,6 +184,7 @@ impl Ffn {
         match (self, s) {
             (Ffn::Dense(m), SavedFfn::Dense(s)) => m.hidden(s),
             (Ffn::Experts(m), SavedFfn::Experts(s)) => m.hidden(s),
+            (Ffn::DenseAndExperts(m), SavedFfn::DenseAndExperts(s)) => m.hidden(s),
             _ => candle_core::bail!("a saved pass of another feed-forward block"),
         }
     }
@@ -188,6 +208,9 @@ impl Ffn {
                 m.input_vjp(s, &dz, dv, p)
             }
             (Ffn::Experts(m), SavedFfn::Experts(s)) => m.backward(s, dm, dv, p, watch),
+            (Ffn::DenseAndExperts(m), SavedFfn::DenseAndExperts(s)) => {
+                m.backward(s, dm, dv, p, watch)
+            }
             _ => candle_core::bail!("a saved pass of another feed-forward block"),
         }
     }
@@ -198,6 +221,7 @@ impl Ffn {
         match self {
             Ffn::Dense(m) => Ok((&m.down_proj, j, m.down_proj.dims()?.1)),
             Ffn::Experts(m) => m.down_column(j),
+            Ffn::DenseAndExperts(m) => m.down_column(j),
         }
     }
 
@@ -206,6 +230,7 @@ impl Ffn {
         match self {
             Ffn::Dense(m) => m.steer = edits,
             Ffn::Experts(m) => m.steer(edits),
+            Ffn::DenseAndExperts(m) => m.steer(edits),
         }
     }
 
@@ -214,6 +239,7 @@ impl Ffn {
         match self {
             Ffn::Dense(m) => m.bytes_read(p),
             Ffn::Experts(m) => m.bytes_read(p),
+            Ffn::DenseAndExperts(m) => m.bytes_read(p),
         }
     }
 }

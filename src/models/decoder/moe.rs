@@ -12,6 +12,11 @@
 //! scaled by `σ(shared_expert_gate · x)`, a number per token — an output gate like gated
 //! attention's, with the same [`Derivatives`] point (`output_gate_scales`). Its units are
 //! the block's last neurons.
+//!
+//! Gemma 4's router (`Gemma4TextRouter`) reads an input of its own, the un-normed stream,
+//! through a weightless RMSNorm times a stored scale and `hidden^-½` (an RMSNorm whose weight
+//! is their product), and multiplies each chosen expert's renormalised weight by a stored
+//! number of that expert's (`per_expert_scale`, a constant).
 
 use super::ffn::{Mlp, SavedMlp};
 use super::steer::NeuronEdits;
@@ -23,18 +28,31 @@ use crate::models::gated::sigmoid;
 use crate::models::gated::{scale_gradient, Activation};
 use crate::models::linear::Linear;
 use crate::models::weight::Weight;
-use crate::models::{softmax_last_dim, Derivatives};
+use crate::models::{softmax_last_dim, Derivatives, Ordinary};
 use candle_core::{DType, Result, Tensor, D};
 
 #[derive(Debug, Clone)]
 pub(super) struct Moe {
     /// `(experts, hidden)`.
     router: Linear,
+    /// The norm of the router's input `(hidden,)` and its epsilon, where it has one (Gemma 4).
+    router_norm: Option<(Tensor, f64)>,
+    /// Each expert's weight's factor `(experts,)` in f32, where the model has them (Gemma 4).
+    expert_scale: Option<Tensor>,
     experts: Vec<Mlp>,
     per_token: usize,
     normalize: bool,
     width: usize,
     shared: Option<Shared>,
+}
+
+/// The experts' part of a backward pass: the cotangents of their input and of the router's
+/// (where a gradient reaches the router), and of the hidden units where asked.
+pub(super) struct MoeBackward {
+    pub(super) dx: Tensor,
+    pub(super) d_router: Option<Tensor>,
+    /// The hidden units `(rows, neurons)` and their cotangents `(b, rows, neurons)`.
+    pub(super) heard: Option<(Tensor, Tensor)>,
 }
 
 /// A shared expert and its gate `(1, hidden)`.
@@ -83,6 +101,8 @@ pub(super) struct SavedMoe {
     experts: Vec<SavedMlp>,
     shared: Option<SavedShared>,
     rows: usize,
+    /// The router's input, where it is normed (its own input: Gemma 4).
+    router_input: Option<Tensor>,
 }
 
 impl Moe {
@@ -110,6 +130,8 @@ impl Moe {
         };
         Ok(Moe {
             router,
+            router_norm: None,
+            expert_scale: None,
             experts,
             per_token: e.per_token,
             normalize: e.normalize,
@@ -118,11 +140,44 @@ impl Moe {
         })
     }
 
-    /// Routes the rows of `x`: the softmax of the router's logits in f32, the `per_token`
-    /// largest (the first of equals), renormalised where configured. With a tracked `x`
-    /// the weights carry its graph.
-    fn route(&self, x: &Tensor, p: Products) -> Result<Routes> {
-        let logits = self.router.forward(x, p)?.to_dtype(DType::F32)?;
+    /// Gemma 4's experts of the layer under prefix `p` (`model.layers.3`): the router
+    /// (`router.proj`, its input's norm `router.scale · hidden^-½`, `router.per_expert_scale`)
+    /// and the experts (`experts.{e}`, served from the stacked tensors).
+    pub(super) fn load_gemma4(
+        w: &mut dyn WeightSource,
+        p: &str,
+        e: &Experts,
+        act: Activation,
+        eps: f64,
+    ) -> crate::Result<Self> {
+        let scale = w.get(&format!("{p}.router.scale"))?;
+        let root = (scale.elem_count() as f64).powf(-0.5);
+        let expert_scale = w.get(&format!("{p}.router.per_expert_scale"))?;
+        let experts = (0..e.count)
+            .map(|x| Mlp::load(w, &format!("{p}.experts.{x}"), act))
+            .collect::<crate::Result<Vec<_>>>()?;
+        Ok(Moe {
+            router: Linear::new(w.get_matrix(&format!("{p}.router.proj.weight"))?),
+            router_norm: Some(((scale * root)?, eps)),
+            expert_scale: Some(expert_scale.to_dtype(DType::F32)?.flatten_all()?),
+            experts,
+            per_token: e.per_token,
+            normalize: e.normalize,
+            width: e.width,
+            shared: None,
+        })
+    }
+
+    /// Routes the rows of `x` (the router's input): the softmax of the router's logits in
+    /// f32, the `per_token` largest (the first of equals), renormalised where configured,
+    /// times the experts' own factors where the model has them. With a tracked `x` the
+    /// weights carry its graph.
+    fn route(&self, x: &Tensor, dv: &dyn Derivatives, p: Products) -> Result<Routes> {
+        let x = match &self.router_norm {
+            Some((w, eps)) => dv.rms_norm(x, &w.to_dtype(x.dtype())?, *eps)?,
+            None => x.clone(),
+        };
+        let logits = self.router.forward(&x, p)?.to_dtype(DType::F32)?;
         let probs = softmax_last_dim(&logits)?;
         let (n, k) = (x.dim(0)?, self.per_token);
         let mut chosen = Vec::with_capacity(n * k);
@@ -141,6 +196,9 @@ impl Moe {
         let mut top = probs.gather(&chosen, 1)?;
         if self.normalize {
             top = top.broadcast_div(&top.sum_keepdim(1)?)?;
+        }
+        if let Some(s) = &self.expert_scale {
+            top = top.mul(&s.index_select(&chosen.flatten_all()?, 0)?.reshape((n, k))?)?;
         }
         let hits = by_expert
             .into_iter()
@@ -165,7 +223,18 @@ impl Moe {
 
     /// `Σ_chosen w_e · expert_e(x)` for autograd, with `dv`'s derivatives.
     pub(super) fn forward(&self, x: &Tensor, dv: &dyn Derivatives, p: Products) -> Result<Tensor> {
-        let routes = self.route(x, p)?;
+        self.forward_routed(x, x, dv, p)
+    }
+
+    /// The same with the router reading `xr` (Gemma 4: the un-normed stream).
+    pub(super) fn forward_routed(
+        &self,
+        x: &Tensor,
+        xr: &Tensor,
+        dv: &dyn Derivatives,
+        p: Products,
+    ) -> Result<Tensor> {
+        let routes = self.route(xr, dv, p)?;
         let weights = routes.weights.to_dtype(x.dtype())?;
         let [sy, sw] = dv.expert_scales();
         let mut out = x.zeros_like()?;
@@ -186,7 +255,17 @@ impl Moe {
 
     /// The output of `x` without a graph, and what the backward reads.
     pub(super) fn forward_saved(&self, x: &Tensor, p: Products) -> Result<(Tensor, SavedMoe)> {
-        let routes = self.route(x, p)?;
+        self.forward_saved_routed(x, x, p)
+    }
+
+    /// The same with the router reading `xr`.
+    pub(super) fn forward_saved_routed(
+        &self,
+        x: &Tensor,
+        xr: &Tensor,
+        p: Products,
+    ) -> Result<(Tensor, SavedMoe)> {
+        let routes = self.route(xr, &Ordinary, p)?;
         let weights = routes.weights.to_dtype(x.dtype())?;
         let mut out = x.zeros_like()?;
         let mut experts = Vec::with_capacity(routes.hits.len());
@@ -214,6 +293,7 @@ impl Moe {
                 experts,
                 shared,
                 rows,
+                router_input: self.router_norm.as_ref().map(|_| xr.clone()),
             },
         ))
     }
@@ -272,15 +352,36 @@ impl Moe {
         dm: &Tensor,
         dv: &dyn Derivatives,
         p: Products,
-        mut watch: Option<&mut At<'_>>,
+        watch: Option<&mut At<'_>>,
     ) -> Result<Tensor> {
+        let hears = watch.as_ref().is_some_and(|w| w.wants(Point::MlpHidden));
+        let back = self.backward_parts(s, dm, dv, p, hears)?;
+        if let (Some(w), Some((act, cot))) = (watch, back.heard) {
+            w.hear(Point::MlpHidden, || Ok(act), &cot)?;
+        }
+        match back.d_router {
+            Some(d) => back.dx + d,
+            None => Ok(back.dx),
+        }
+    }
+
+    /// The backward's parts: the cotangent of the experts' input and, where a gradient
+    /// reaches the router, of its input; with `hears`, the hidden units and their
+    /// cotangents.
+    pub(super) fn backward_parts(
+        &self,
+        s: &SavedMoe,
+        dm: &Tensor,
+        dv: &dyn Derivatives,
+        p: Products,
+        hears: bool,
+    ) -> Result<MoeBackward> {
         let [sy, sw] = dv.expert_scales();
         let b = dm.dim(0)?;
         let k = self.per_token;
         let weights = &s.routes.weights;
         let mut dx = dm.zeros_like()?;
         let mut dw = Tensor::zeros((b, s.rows * k), DType::F32, dm.device())?;
-        let hears = watch.as_ref().is_some_and(|w| w.wants(Point::MlpHidden));
         let mut heard = Vec::new();
         for (hit, saved) in s.routes.hits.iter().zip(&s.experts) {
             let mlp = &self.experts[hit.expert];
@@ -316,19 +417,55 @@ impl Moe {
                 shared_heard = Some((m.mlp.hidden(&saved.mlp)?, dz));
             }
         }
-        if let Some(w) = watch.as_mut().filter(|_| hears) {
-            let (acts, cots): (Vec<_>, Vec<_>) =
-                heard.into_iter().map(|(h, a, c)| ((h, a), (h, c))).unzip();
-            let (shared_act, shared_cot) = shared_heard.unzip();
-            let cot = self.with_shared(self.side_by_side(&cots, &[b], s.rows)?, shared_cot)?;
-            let act = || self.with_shared(self.side_by_side(&acts, &[], s.rows)?, shared_act);
-            w.hear(Point::MlpHidden, act, &cot)?;
+        let heard = match hears {
+            true => {
+                let (acts, cots): (Vec<_>, Vec<_>) =
+                    heard.into_iter().map(|(h, a, c)| ((h, a), (h, c))).unzip();
+                let (shared_act, shared_cot) = shared_heard.unzip();
+                let cot = self.with_shared(self.side_by_side(&cots, &[b], s.rows)?, shared_cot)?;
+                let act = self.with_shared(self.side_by_side(&acts, &[], s.rows)?, shared_act)?;
+                Some((act, cot))
+            }
+            false => None,
+        };
+        let d_router = (sw != 0.0)
+            .then(|| {
+                let dw = dw.reshape((b, s.rows, k))?;
+                self.router_input_vjp(s, &dw, dm.dtype(), dv, p)
+            })
+            .transpose()?;
+        Ok(MoeBackward {
+            dx,
+            d_router,
+            heard,
+        })
+    }
+
+    /// Cotangents `dw: (b, rows, per_token)` of the chosen weights carried to the router's
+    /// input, through its logits and, where it has one, its input's norm.
+    fn router_input_vjp(
+        &self,
+        s: &SavedMoe,
+        dw: &Tensor,
+        dtype: DType,
+        dv: &dyn Derivatives,
+        p: Products,
+    ) -> Result<Tensor> {
+        let dw = match &self.expert_scale {
+            Some(scale) => {
+                let (b, n, k) = dw.dims3()?;
+                let chosen = s.routes.chosen.flatten_all()?;
+                let f = scale.index_select(&chosen, 0)?.reshape((1, n, k))?;
+                dw.broadcast_mul(&f.broadcast_as((b, n, k))?)?
+            }
+            None => dw.clone(),
+        };
+        let dlogits = self.router_vjp(&s.routes, &dw)?;
+        let d = self.router.vjp(&dlogits.to_dtype(dtype)?, p)?;
+        match (&self.router_norm, &s.router_input) {
+            (Some((w, eps)), Some(x)) => dv.rms_norm_vjp(x, &w.to_dtype(x.dtype())?, *eps, &d),
+            _ => Ok(d),
         }
-        if sw == 0.0 {
-            return Ok(dx);
-        }
-        let dlogits = self.router_vjp(&s.routes, &dw.reshape((b, s.rows, k))?)?;
-        dx + self.router.vjp(&dlogits.to_dtype(dm.dtype())?, p)?
     }
 
     /// The shared expert's part of the block's backward: the cotangent `dm` carried to the
@@ -407,7 +544,7 @@ impl Moe {
     }
 
     /// All experts' units, the shared expert's last.
-    fn neurons(&self) -> Result<usize> {
+    pub(super) fn neurons(&self) -> Result<usize> {
         let shared = match &self.shared {
             Some(s) => s.mlp.down_proj.dims()?.1,
             None => 0,
