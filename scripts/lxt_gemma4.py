@@ -16,15 +16,15 @@ the block and the scale switched off, then the block and the scale follow here.
 (scripts/lxt_qwen3_moe.py): each expert's gated product the MLP's rules, the weighting
 `expert(x) · w` the uniform rule under AttnLRP and the weight held constant under CP-LRP. The
 router's softmax, top-k and renormalisation keep their ordinary derivatives; its norm is a
-Gemma4RMSNorm like the others. Written for transformers 5.25's stacked experts: the forward
-below is theirs (an eager loop over the chosen experts) with the rules in place.
+Gemma4RMSNorm like the others. Written for transformers 5.25's stacked experts: their
+forward (an eager loop over the chosen experts) with the rules in place
+(scripts/lxt_rules.py's `stacked_experts_forward`).
 Imported by scripts/reference.py.
 """
 from functools import partial
 
 import torch
-import torch.nn.functional as F
-from lxt_rules import rule_maps
+from lxt_rules import rule_maps, stacked_experts_forward
 from lxt.efficient.patches import patch_method
 from lxt.efficient.rules import divide_gradient, identity_rule_implicit, stop_gradient
 from transformers.models.gemma4 import modeling_gemma4 as m
@@ -72,33 +72,6 @@ def _cp_gated(layer, gate, up):
     return layer.act_fn(stop_gradient(gate)) * up
 
 
-def _experts_forward(gated, weigh):
-    """Gemma4TextExperts' forward with `gated(self, gate, up)` for each expert's product and
-    `weigh(y, w)` for its output times its routing weight. Where the module has a function
-    `edit_hidden(expert, units)`, each expert's hidden units (its down projection's input)
-    are replaced by what it returns (scripts/steer_reference.py's edits); where it has a list
-    `keep_hidden`, they go there as (expert, rows, units), gradient retained
-    (scripts/neuron_reference.py reads them)."""
-    def forward(self, hidden_states, top_k_index, top_k_weights):
-        out = torch.zeros_like(hidden_states)
-        keep = getattr(self, "keep_hidden", None)
-        for e in range(self.num_experts):
-            rows, slots = torch.where(top_k_index == e)
-            if rows.numel() == 0:
-                continue
-            gate, up = F.linear(hidden_states[rows], self.gate_up_proj[e]).chunk(2, dim=-1)
-            h = gated(self, gate, up)
-            if getattr(self, "edit_hidden", None) is not None:
-                h = self.edit_hidden(e, h)
-            if keep is not None:
-                h.retain_grad()
-                keep.append((e, rows, h))
-            y = F.linear(h, self.down_proj[e])
-            out.index_add_(0, rows, weigh(y, top_k_weights[rows, slots, None]).to(out.dtype))
-        return out
-    return forward
-
-
 def _attn_weigh(y, w):
     return divide_gradient(y * w, 2)
 
@@ -107,13 +80,8 @@ def _cp_weigh(y, w):
     return y * stop_gradient(w)
 
 
-# transformers' own computation, written as the loop above (for reading the hidden units
-# under plain gradients).
-plain_experts_forward = _experts_forward(lambda self, gate, up: self.act_fn(gate) * up,
-                                         lambda y, w: y * w)
-
 attnLRP, cp_LRP = rule_maps(m, m.Gemma4TextMLP, m.Gemma4RMSNorm)
 for rules, gated, weigh in ((attnLRP, _attn_gated, _attn_weigh), (cp_LRP, _cp_gated, _cp_weigh)):
     rules[m.Gemma4RMSNorm] = partial(patch_method, gemma4_norm, method_name="_norm")
     rules[m.Gemma4TextDecoderLayer] = partial(patch_method, _layer_forward(gated))
-    rules[m.Gemma4TextExperts] = partial(patch_method, _experts_forward(gated, weigh))
+    rules[m.Gemma4TextExperts] = partial(patch_method, stacked_experts_forward(gated, weigh))

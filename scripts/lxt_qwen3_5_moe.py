@@ -17,38 +17,31 @@ Imported by scripts/reference.py."""
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 
 import lxt_qwen3_5 as q35  # first: sets up lxt.efficient's rule modules
 from delta_rule_reference import share
 from lxt.efficient.patches import cp_gated_mlp_forward, cp_wrap_attention_forward
 from lxt.efficient.patches import gated_mlp_forward, patch_method, wrap_attention_forward
 from lxt.efficient.rules import divide_gradient, identity_rule_implicit, stop_gradient
-from lxt_rules import _eager_only
+from lxt_rules import _eager_only, stacked_experts_forward
 from transformers.models.qwen3_5_moe import modeling_qwen3_5_moe as _m
 
 
 def experts_forward(mode):
     """Qwen3_5MoeExperts.forward with `mode`'s rules."""
+    if mode == "attnlrp":
+        def gated(self, gate, up):
+            return divide_gradient(identity_rule_implicit(self.act_fn, gate) * up, 2)
 
-    def forward(self, x, top_k_index, top_k_weights):
-        out = torch.zeros_like(x)
-        for e in range(self.num_experts):
-            tok, slot = torch.where(top_k_index == e)
-            if len(tok) == 0:
-                continue
-            gate, up = F.linear(x[tok], self.gate_up_proj[e]).chunk(2, dim=-1)
-            if mode == "attnlrp":
-                h = divide_gradient(identity_rule_implicit(self.act_fn, gate) * up, 2)
-            else:
-                h = self.act_fn(stop_gradient(gate)) * up
-            y = F.linear(h, self.down_proj[e])
-            w = top_k_weights[tok, slot, None]
-            y = divide_gradient(y * w, 2) if mode == "attnlrp" else y * stop_gradient(w)
-            out.index_add_(0, tok, y.to(out.dtype))
-        return out
+        def weigh(y, w):
+            return divide_gradient(y * w, 2)
+    else:
+        def gated(self, gate, up):
+            return self.act_fn(stop_gradient(gate)) * up
 
-    return forward
+        def weigh(y, w):
+            return y * stop_gradient(w)
+    return stacked_experts_forward(gated, weigh)
 
 
 def block_forward(mode):

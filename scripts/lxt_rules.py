@@ -61,3 +61,40 @@ def rule_maps(modeling, mlp, norm, mlp_forwards=(gated_mlp_forward, cp_gated_mlp
             modeling: partial(_eager_only, cp_wrap_attention_forward),
         },
     )
+
+
+def stacked_experts_forward(gated, weigh):
+    """transformers 5's stacked experts' forward (`Qwen3_5MoeExperts`, `Gemma4TextExperts`:
+    `gate_up_proj` and `down_proj` of shape (experts, …), an eager loop over the chosen ones)
+    with `gated(self, gate, up)` for each expert's product and `weigh(y, w)` for its output
+    times its routing weight. Where the module has a function `edit_hidden(expert, units)`,
+    each expert's hidden units (its down projection's input) are replaced by what it returns
+    (scripts/steer_reference.py's edits); where it has a list `keep_hidden`, they go there as
+    (expert, rows, units), gradient retained (scripts/neuron_reference.py reads them)."""
+    import torch
+    import torch.nn.functional as F
+
+    def forward(self, hidden_states, top_k_index, top_k_weights):
+        out = torch.zeros_like(hidden_states)
+        keep = getattr(self, "keep_hidden", None)
+        for e in range(self.num_experts):
+            rows, slots = torch.where(top_k_index == e)
+            if rows.numel() == 0:
+                continue
+            gate, up = F.linear(hidden_states[rows], self.gate_up_proj[e]).chunk(2, dim=-1)
+            h = gated(self, gate, up)
+            if getattr(self, "edit_hidden", None) is not None:
+                h = self.edit_hidden(e, h)
+            if keep is not None:
+                h.retain_grad()
+                keep.append((e, rows, h))
+            y = F.linear(h, self.down_proj[e])
+            out.index_add_(0, rows, weigh(y, top_k_weights[rows, slots, None]).to(out.dtype))
+        return out
+    return forward
+
+
+# transformers' own computation, written as the loop above (for reading and editing the
+# experts' hidden units under plain gradients).
+plain_experts_forward = stacked_experts_forward(lambda self, gate, up: self.act_fn(gate) * up,
+                                                lambda y, w: y * w)

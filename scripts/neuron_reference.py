@@ -15,9 +15,10 @@ by side), summed over each head's slice: every head's value, per-token terms and
 A layer of sparse experts (Qwen3-MoE) has each expert's units side by side (neuron
 e · width + j is unit j of expert e): every expert's `down_proj` input is kept for the rows
 routed to it, placed at those rows (the router's choice, recomputed from its logits as the
-block computes it), zeros where the expert was not chosen. Gemma 4's experts (26B-A4B)
-sit beside the dense MLP: the experts' units, read inside their forward (scripts/
-lxt_gemma4.py's, transformers' loop under plain gradients), then the dense MLP's.
+block computes it), zeros where the expert was not chosen. Experts held stacked
+(transformers 5: Gemma 4's beside the dense MLP, Qwen3.5-MoE's beside its shared expert) are
+read inside their forward (scripts/lxt_rules.py's loop, under the rules or plain), then the
+units of the MLP every token runs (at its `down_proj`).
 A Gated DeltaNet layer (Qwen3.5) has no heads: an empty row. Qwen3.5's gated attention reads
 its heads before the output gate, `m` of `o_proj(m ⊙ σ(g))`: from the o_proj input `y` and
 its gradient, `m`'s gradient is `σ(g) · ∂y` times the rule's share of the product (AttnLRP
@@ -40,7 +41,8 @@ import reference  # noqa: E402
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "neurons.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
          "tiny_qwen3_moe_raw", "tiny_smollm3_raw", "tiny_phi3_raw", "tiny_ministral3_raw",
-         "tiny_olmo3_raw", "tiny_qwen3_5_raw", "tiny_gemma4_raw", "tiny_gemma4_moe_raw"]
+         "tiny_olmo3_raw", "tiny_qwen3_5_raw", "tiny_qwen3_5_moe_raw", "tiny_gemma4_raw",
+         "tiny_gemma4_moe_raw"]
 MODES = reference.METHOD_MODES
 K = 8
 
@@ -75,8 +77,8 @@ def side_by_side(block, logits, parts):
 
 
 def beside_terms(block, kept, seq, terms):
-    """Gemma 4's experts' terms `(seq, experts · width)` from the units they `kept`
-    (`keep_hidden`, scripts/lxt_gemma4.py): `terms(units)` at the rows routed to each, zeros
+    """Stacked experts' terms `(seq, experts · width)` from the units they `kept`
+    (`keep_hidden`, scripts/lxt_rules.py): `terms(units)` at the rows routed to each, zeros
     elsewhere."""
     import torch
 
@@ -87,15 +89,29 @@ def beside_terms(block, kept, seq, terms):
     return out
 
 
-def plain_gemma4_experts(model):
-    """Gemma 4's experts computed by scripts/lxt_gemma4.py's loop (transformers' own
-    computation, with points to edit and read their units): for plain gradients, where lxt
-    has not patched them."""
-    experts = [getattr(l, "experts", None) for l in model.model.layers]
-    if any(e is not None for e in experts):
-        import lxt_gemma4
+def stacked(layer):
+    """A layer's experts held stacked (transformers 5: Gemma 4's beside the dense MLP,
+    Qwen3.5-MoE's) with the MLP whose units follow theirs (the dense MLP, the shared expert),
+    or None."""
+    experts = getattr(layer, "experts", None)
+    if experts is not None:
+        return experts, layer.mlp
+    experts = getattr(getattr(layer, "mlp", None), "experts", None)
+    if hasattr(experts, "gate_up_proj"):
+        return experts, layer.mlp.shared_expert
+    return None
 
-        type(next(e for e in experts if e is not None)).forward = lxt_gemma4.plain_experts_forward
+
+def plain_stacked_experts(model):
+    """Stacked experts computed by scripts/lxt_rules.py's loop (transformers' own computation,
+    with points to edit and read their units): for plain gradients, where lxt has not
+    patched them."""
+    for layer in model.model.layers:
+        if stacked(layer):
+            import lxt_rules
+
+            type(stacked(layer)[0]).forward = lxt_rules.plain_experts_forward
+            return
 
 
 def run_mode(mode, path):
@@ -117,12 +133,13 @@ def run_mode(mode, path):
         handles, experts, beside = [], [], []
         dense = [[] for _ in layers]
         for i, l in enumerate(layers):
-            if getattr(l, "experts", None) is not None:  # Gemma 4: beside the dense MLP
+            if stacked(l):  # stacked experts, then an MLP every token runs
                 if mode == "plain":
-                    plain_gemma4_experts(model)
-                l.experts.keep_hidden = []
-                beside.append((i, l.experts))
-                handles.append(l.mlp.down_proj.register_forward_pre_hook(keep(dense[i])))
+                    plain_stacked_experts(model)
+                block, after = stacked(l)
+                block.keep_hidden = []
+                beside.append((i, block))
+                handles.append(after.down_proj.register_forward_pre_hook(keep(dense[i])))
             elif hasattr(l.mlp, "experts"):
                 parts, logits = [], []
                 experts.append((i, l.mlp, parts, logits))
@@ -154,7 +171,11 @@ def run_mode(mode, path):
         units = {slot: block.__dict__.pop("keep_hidden") for slot, block in beside}
         kept = [d[0] if d else None for d in dense]
         methods, heads = {}, {}
-        terms_of = lambda m, x: x.grad[0].abs() if m == "saliency" else x.detach()[0] * x.grad[0]
+        # Per token: a hooked input `(1, seq, width)`, or `(seq, width)` where the block
+        # flattens its tokens (Qwen3.5-MoE's shared expert).
+        per_token = lambda t: t[0] if t.dim() == 3 else t
+        terms_of = lambda m, x: (per_token(x.grad).abs() if m == "saliency"
+                                 else per_token(x.detach()) * per_token(x.grad))
         def expert_terms(m, x):  # an expert no token chose has no gradient
             g = x.grad if x.grad is not None else torch.zeros_like(x)
             return g.abs() if m == "saliency" else x.detach() * g

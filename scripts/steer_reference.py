@@ -18,9 +18,9 @@ first), and the target's log-probability with the top k zeroed, k = 0..8.
 In a layer of sparse experts (Qwen3-MoE) neuron e · width + j is unit j of expert e: its
 edit is applied at that expert's `down_proj` input, on the tokens routed to it (where the
 expert runs), and its relevance is read there (scripts/neuron_reference.py's side_by_side).
-Gemma 4's experts (26B-A4B) are edited and read inside their forward (scripts/lxt_gemma4.py's;
-transformers' loop under plain gradients), the dense MLP beside them, whose units are
-numbered after the experts', at its `down_proj`.
+Gemma 4's experts (26B-A4B) are edited and read inside their forward (scripts/lxt_rules.py's
+loop, under the rules or plain), the dense MLP beside them, whose units are numbered after
+the experts', at its `down_proj`.
 Each transformers computes its own families' cases (reference.TF5_FAMILIES) and keeps the
 rest. Not Qwen3.5 yet: the edits placed by shape would fall on its Gated DeltaNet layers,
 which have no heads.
@@ -35,7 +35,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
-from neuron_reference import beside_terms, plain_gemma4_experts, side_by_side  # noqa: E402
+from neuron_reference import beside_terms, plain_stacked_experts, side_by_side  # noqa: E402
 
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "steer.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
@@ -234,7 +234,7 @@ def run_mode(mode, path):
     out = {}
     for name, fx, model, ids, target in reference.mode_cases(mode, reference.here(CASES)):
         if mode == "plain":
-            plain_gemma4_experts(model)
+            plain_stacked_experts(model)
         edits = edits_for(model.config)
         entry = {"fixture": name, "model": fx["model"], "prompt": fx["prompt"],
                  "chat_template": fx["chat_template"], "ids": ids, "target": target,

@@ -243,18 +243,38 @@ impl Decoder {
         // A pass that stops part-way leaves recurrent states moved past `len`: until it ends,
         // the cache reruns from its inputs.
         cache.stale = cache.recurrent;
+        // Only the last position's logits come out: from the first layer after which no
+        // layer makes keys or values for the cache, only its row is computed (Gemma 4's
+        // shared layers, as transformers' `_maybe_slice_kv_shared_inputs`).
+        let last_only = self.readers_from().filter(|_| n > 1);
+        let mut start = 0;
         for (i, (layer, kv)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+            if last_only == Some(i) {
+                (h, start) = (h.narrow(0, n - 1, 1)?, n - 1);
+            }
             let rot = &self.rotary[layer.rope()];
-            let pli = LayerInputs::of_layer(inputs.as_ref(), i)?;
+            let pli = LayerInputs::of_layer(inputs.as_ref(), i)?
+                .map(|t| t.narrow(0, start, n - start))
+                .transpose()?;
+            let at = offset + start;
             h = layer.forward(h, (eps, pli.as_ref()), &Ordinary, p, |x| {
                 match &layer.mixer {
-                    Mixer::Attention(a) => a.forward_cached(x, (rot, &mut shared), kv, offset, p),
+                    Mixer::Attention(a) => a.forward_cached(x, (rot, &mut shared), kv, at, p),
                     Mixer::DeltaNet(d) => d.forward_cached(x, &mut kv.delta, p),
                 }
             })?;
         }
         cache.len = offset + n;
         cache.stale = false;
-        self.head(&h.narrow(0, n - 1, 1)?, p)?.squeeze(0)
+        self.head(&h.narrow(0, n - 1 - start, 1)?, p)?.squeeze(0)
+    }
+
+    /// The first layer from which every layer attends to an earlier layer's keys and values
+    /// (making none of its own), where there is one.
+    fn readers_from(&self) -> Option<usize> {
+        (0..self.layers.len())
+            .rev()
+            .take_while(|&i| self.cfg.kv_from(i).is_some())
+            .last()
     }
 }
