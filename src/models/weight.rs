@@ -558,10 +558,14 @@ mod tests {
                 assert_eq!(got.dims(), want.dims());
                 let r = within(&got, &want, &fwd_bound, unit)?;
                 assert!(r <= 1.0, "form {i} {p:?}: {r} rounding units");
-                assert!(
-                    max_diff(&got, &want)? > 0.0,
-                    "form {i} {p:?}: not rounded at all?"
-                );
+                // Rounded, unless the machine has no bf16 products (then bf16 is f32) and
+                // the product reads no quantized blocks (form 2 has none).
+                if kernels::bf16_available() || (p == Products::Stored && i < 2) {
+                    assert!(
+                        max_diff(&got, &want)? > 0.0,
+                        "form {i} {p:?}: not rounded at all?"
+                    );
+                }
             }
             let want = w.vjp(&dy, Products::F32)?;
             for p in [Products::Bf16, Products::Stored] {
