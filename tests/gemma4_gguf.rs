@@ -6,7 +6,7 @@
 //! doubled, the proportional RoPE as `rope_freqs.weight` (1 for the turning frequencies,
 //! 1e30 for the rest), the norms as stored (no `1 + w`). The tiny Gemma 4 has all of it.
 
-use crate::families::{gguf_explains_as_directory, tiny_gguf, Convert, Extra, Weights};
+use crate::tiny_gguf::{gguf_explains_as_directory, tiny_gguf, Convert, Extra, Weights};
 use candle_core::quantized::gguf_file::Value;
 use candle_core::{Device, Tensor};
 use tokenlens::Engine;
@@ -142,7 +142,7 @@ fn gemma4_gguf_refuses_what_it_cannot_read() {
     }
     for (extra, named) in [
         (
-            per_layer_kv as crate::families::ExtraFn,
+            per_layer_kv as crate::tiny_gguf::ExtraFn,
             "head_count_kv varies between layers of one type",
         ),
         (

@@ -6,7 +6,7 @@
 //! has 2 key heads and 4 value heads, so a reader that ignored the reorder would pair the
 //! wrong heads.
 
-use crate::families::{gguf_explains_as_directory_within, tiny_gguf, Convert, Extra, Weights};
+use crate::tiny_gguf::{gguf_explains_as_directory_within, tiny_gguf, Convert, Extra, Weights};
 use candle_core::quantized::gguf_file::Value;
 use candle_core::Tensor;
 use tokenlens::Engine;

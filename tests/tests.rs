@@ -28,5 +28,6 @@ mod reference;
 mod span;
 mod steer;
 mod templates;
+mod tiny_gguf;
 mod tokenizers;
 mod units;

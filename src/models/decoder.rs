@@ -126,10 +126,11 @@ impl DecoderLayer {
             Some(_) => Some(PerLayerBlock::load(w, &p, cfg)?),
             None => None,
         };
+        let mut norms = load_layer_norms(w, &p, a)?;
         Ok(DecoderLayer {
             mixer,
-            mlp: Ffn::load(w, &p, cfg, i)?,
-            norms: load_layer_norms(w, &p, a)?,
+            mlp: Ffn::load(w, &p, cfg, i, &mut norms[2])?,
+            norms,
             scalar,
             per_layer,
         })
@@ -160,8 +161,8 @@ impl DecoderLayer {
                 post: a_post.as_ref(),
             },
             Residual {
-                // A block that norms its input itself reads the stream as it is.
-                pre: m_pre.as_ref().filter(|_| !self.mlp.norms_itself()),
+                // None where the block norms its input itself (it took the norm).
+                pre: m_pre.as_ref(),
                 block: Block::Mlp,
                 post: m_post.as_ref(),
             },

@@ -36,34 +36,36 @@ pub(super) struct SavedDenseAndExperts {
     raw: [Tensor; 2],
 }
 
-/// transformers' names of the four norms, in [`DenseAndExperts::norms`]' order.
-pub(crate) const NORMS: [&str; 4] = [
-    "pre_feedforward_layernorm",
+/// transformers' names of the norms it loads itself, after the dense MLP's input norm (the
+/// layer's `pre_feedforward_layernorm`, handed over by the layer): in
+/// [`DenseAndExperts::norms`]' order from the second.
+pub(crate) const NORMS: [&str; 3] = [
     "post_feedforward_layernorm_1",
     "pre_feedforward_layernorm_2",
     "post_feedforward_layernorm_2",
 ];
 
 impl DenseAndExperts {
-    /// Layer `layer`'s block under prefix `p` (`model.layers.3`).
+    /// Layer `layer`'s block under prefix `p` (`model.layers.3`); `pre` is the layer's norm
+    /// before its feed-forward block, which here norms the dense MLP's input alone.
     pub(super) fn load(
         w: &mut dyn WeightSource,
         p: &str,
         cfg: &Config,
         layer: usize,
+        pre: Option<Tensor>,
     ) -> crate::Result<Self> {
         let a = &cfg.arch;
-        let Some(e) = cfg.experts_at(layer) else {
-            return Err(candle_core::Error::Msg(format!("layer {layer} has no experts")).into());
+        let (Some(e), Some(pre)) = (cfg.experts_at(layer), pre) else {
+            return Err(candle_core::Error::Msg(format!(
+                "layer {layer}: experts beside the dense MLP need the experts and the layer's \
+                 norm before its feed-forward block"
+            ))
+            .into());
         };
         let eps = cfg.rms_norm_eps;
         let mut norm = |n: &str| load_norm(w, &format!("{p}.{n}.weight"), a);
-        let norms = [
-            norm(NORMS[0])?,
-            norm(NORMS[1])?,
-            norm(NORMS[2])?,
-            norm(NORMS[3])?,
-        ];
+        let norms = [pre, norm(NORMS[0])?, norm(NORMS[1])?, norm(NORMS[2])?];
         Ok(DenseAndExperts {
             dense: Mlp::load(w, &format!("{p}.mlp"), a.activation)?,
             experts: Moe::load_gemma4(w, p, e, a.activation, eps)?,

@@ -130,27 +130,26 @@ pub(super) enum SavedFfn {
 }
 
 impl Ffn {
-    /// Layer `layer`'s block; `p` is the layer's prefix (`model.layers.3`).
+    /// Layer `layer`'s block; `p` is the layer's prefix (`model.layers.3`), `pre` the
+    /// layer's norm before the block: a block that norms its input itself takes it (the
+    /// layer then hands it the stream as it is).
     pub(super) fn load(
         w: &mut dyn WeightSource,
         p: &str,
         cfg: &Config,
         layer: usize,
+        pre: &mut Option<Tensor>,
     ) -> crate::Result<Self> {
         let act = cfg.arch.activation;
         let mlp = format!("{p}.mlp");
         Ok(match cfg.experts_at(layer) {
             Some(e) if e.beside_dense => {
-                Ffn::DenseAndExperts(Box::new(DenseAndExperts::load(w, p, cfg, layer)?))
+                let block = DenseAndExperts::load(w, p, cfg, layer, pre.take())?;
+                Ffn::DenseAndExperts(Box::new(block))
             }
             Some(e) => Ffn::Experts(Moe::load(w, &mlp, e, act)?),
             None => Ffn::Dense(Mlp::load(w, &mlp, act)?),
         })
-    }
-
-    /// Whether the block norms its input itself (it then reads the stream as it is).
-    pub(super) fn norms_itself(&self) -> bool {
-        matches!(self, Ffn::DenseAndExperts(_))
     }
 
     pub(super) fn forward(&self, x: &Tensor, dv: &dyn Derivatives, p: Products) -> Result<Tensor> {
