@@ -12,7 +12,7 @@ use tokenlens::{
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// File holding the prompt (sent raw unless --chat).
-    #[arg(long, required_unless_present = "sgemm")]
+    #[arg(long, required_unless_present_any = ["sgemm", "delta_rule"])]
     prompt_file: Option<PathBuf>,
     /// Wrap the prompt in the model's chat template.
     #[arg(long)]
@@ -33,6 +33,11 @@ pub struct BenchArgs {
     /// candle's kernel and with OpenBLAS, in GFLOP/s.
     #[arg(long, value_delimiter = ',')]
     sgemm: Vec<String>,
+    /// Instead of the model: time the gated delta rule (Qwen3.5's linear attention, heads
+    /// of 128) on `HEADSxTOKENS` (comma-separated) random inputs: the forward in its
+    /// recurrent and chunked forms, and the backward of one seed in both.
+    #[arg(long, value_delimiter = ',')]
+    delta_rule: Vec<String>,
     /// Also time greedy generation of this many new tokens (KV cache); 0 skips it.
     #[arg(long, default_value_t = 0)]
     generate: usize,
@@ -134,6 +139,78 @@ fn sgemm(shapes: &[String], repeat: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--delta-rule`: both forms of the forward and the backward, on random inputs shaped as
+/// Qwen3.5's (keys and values of 128, q and k unit vectors, log decays in [−1, 0)).
+fn delta_rule(shapes: &[String], repeat: usize) -> anyhow::Result<()> {
+    use tokenlens::models::gated_delta::{self, Dims, Form, Inputs, Scales};
+    let dev = tokenlens::Device::Cpu;
+    let rand = |n: usize, lo: f64, hi: f64| -> anyhow::Result<Vec<f32>> {
+        Ok(candle_core::Tensor::rand(lo as f32, hi as f32, n, &dev)?.to_vec1()?)
+    };
+    let unit = |rows: usize, w: usize| -> anyhow::Result<Vec<f32>> {
+        let t = candle_core::Tensor::randn(0f32, 1.0, (rows, w), &dev)?;
+        let norm = t.sqr()?.sum_keepdim(1)?.sqrt()?;
+        Ok(t.broadcast_div(&norm)?.flatten_all()?.to_vec1()?)
+    };
+    let mut out = serde_json::Map::new();
+    for shape in shapes {
+        let d: Vec<usize> = shape
+            .split('x')
+            .map(|x| x.parse())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("shape {shape}: expected HEADSxTOKENS"))?;
+        let [heads, len] = d[..] else {
+            anyhow::bail!("shape {shape}: expected HEADSxTOKENS");
+        };
+        let (dk, dv) = (128, 128);
+        let (q, k, v) = (
+            unit(heads * len, dk)?,
+            unit(heads * len, dk)?,
+            rand(heads * len * dv, -1.0, 1.0)?,
+        );
+        let (g, beta) = (
+            rand(heads * len, -1.0, -1e-3)?,
+            rand(heads * len, 0.0, 1.0)?,
+        );
+        let dims = Dims { heads, len, dk, dv };
+        let x = Inputs {
+            dims,
+            q: &q,
+            k: &k,
+            v: &v,
+            g: &g,
+            beta: &beta,
+        };
+        let d_out = rand(heads * len * dv, -1.0, 1.0)?;
+        let forward = |form| {
+            time(repeat, || {
+                Ok(gated_delta::forward_in(&x, None, form).map(drop)?)
+            })
+        };
+        let recurrent = forward(Form::Recurrent)?;
+        let chunked = forward(Form::Chunked)?;
+        let backward = |form| {
+            time(repeat, || {
+                Ok(gated_delta::backward_in(&x, &d_out, &Scales::GRADIENT, form).map(drop)?)
+            })
+        };
+        let (back_recurrent, back_chunked) = (backward(Form::Recurrent)?, backward(Form::Chunked)?);
+        out.insert(
+            shape.clone(),
+            serde_json::json!({
+                "forward_recurrent_s": recurrent,
+                "forward_chunked_s": chunked,
+                "chunked_speedup": recurrent / chunked,
+                "backward_recurrent_s": back_recurrent,
+                "backward_chunked_s": back_chunked,
+                "backward_chunked_speedup": back_recurrent / back_chunked,
+            }),
+        );
+    }
+    println!("{}", serde_json::Value::Object(out));
+    Ok(())
+}
+
 /// A greedy generation of `n` tokens.
 fn greedy(prompt: &str, chat: bool, n: usize, precision: Precision) -> GenerateRequest {
     GenerateRequest {
@@ -207,6 +284,9 @@ fn decode_step(
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if !args.sgemm.is_empty() {
         return sgemm(&args.sgemm, args.repeat);
+    }
+    if !args.delta_rule.is_empty() {
+        return delta_rule(&args.delta_rule, args.repeat);
     }
     let path = args.prompt_file.clone().unwrap_or_default();
     let prompt =

@@ -9,7 +9,9 @@
 use crate::util::{rel_err, root};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use tokenlens::models::gated_delta::{backward, forward, Dims, Inputs, Scales};
+use tokenlens::models::gated_delta::{
+    backward, backward_in, forward, forward_in, Dims, Form, Inputs, Scales,
+};
 
 const TOL: f32 = 1e-4;
 
@@ -71,6 +73,50 @@ fn inputs(f: &Fixture) -> Inputs<'_> {
     }
 }
 
+/// Tokens `lo..hi` of every head of a pass's inputs (or outputs, `w` wide), owned.
+struct Part {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    g: Vec<f32>,
+    beta: Vec<f32>,
+    dims: Dims,
+}
+
+fn rows(x: &[f32], dims: Dims, (lo, hi): (usize, usize), w: usize) -> Vec<f32> {
+    (0..dims.heads)
+        .flat_map(|h| x[(h * dims.len + lo) * w..(h * dims.len + hi) * w].to_vec())
+        .collect()
+}
+
+impl Part {
+    fn of(x: &Inputs, span: (usize, usize)) -> Part {
+        let d = x.dims;
+        Part {
+            q: rows(x.q, d, span, d.dk),
+            k: rows(x.k, d, span, d.dk),
+            v: rows(x.v, d, span, d.dv),
+            g: rows(x.g, d, span, 1),
+            beta: rows(x.beta, d, span, 1),
+            dims: Dims {
+                len: span.1 - span.0,
+                ..d
+            },
+        }
+    }
+
+    fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            dims: self.dims,
+            q: &self.q,
+            k: &self.k,
+            v: &self.v,
+            g: &self.g,
+            beta: &self.beta,
+        }
+    }
+}
+
 #[test]
 fn outputs_and_states_match_transformers() {
     let f = fixture();
@@ -81,48 +127,136 @@ fn outputs_and_states_match_transformers() {
     // Generation's steps: the first tokens as one pass, then the rest from its state.
     let x = inputs(&f);
     let cut = 100;
-    let part = |lo: usize, hi: usize, w: usize, xs: &[f32]| -> Vec<f32> {
-        (0..f.heads)
-            .flat_map(|h| xs[(h * f.len + lo) * w..(h * f.len + hi) * w].to_vec())
-            .collect()
-    };
-    let halves: Vec<_> = [(0, cut), (cut, f.len)]
-        .iter()
-        .map(|&(lo, hi)| {
-            (
-                part(lo, hi, f.dk, x.q),
-                part(lo, hi, f.dk, x.k),
-                part(lo, hi, f.dv, x.v),
-                part(lo, hi, 1, x.g),
-                part(lo, hi, 1, x.beta),
-                hi - lo,
-            )
+    let (first, s) = forward(&Part::of(&x, (0, cut)).inputs(), None).unwrap();
+    let (second, s) = forward(&Part::of(&x, (cut, f.len)).inputs(), Some(&s)).unwrap();
+    assert!(rel_err(&first, &rows(&out, x.dims, (0, cut), f.dv)) <= 1e-6);
+    assert!(rel_err(&second, &rows(&out, x.dims, (cut, f.len), f.dv)) <= 1e-6);
+    assert!(rel_err(&s, &state) <= 1e-6);
+    // One token at a time, as generation steps.
+    let mut s = None;
+    let mut steps = Vec::new();
+    for t in 0..f.len {
+        let (o, next) = forward(&Part::of(&x, (t, t + 1)).inputs(), s.as_deref()).unwrap();
+        steps.push(o);
+        s = Some(next);
+    }
+    let steps: Vec<f32> = (0..f.heads)
+        .flat_map(|h| {
+            steps
+                .iter()
+                .flat_map(move |o| o[h * f.dv..(h + 1) * f.dv].to_vec())
         })
         .collect();
-    let run = |i: usize, state: Option<&[f32]>| {
-        let (q, k, v, g, beta, len) = &halves[i];
-        let dims = Dims {
-            len: *len,
-            ..x.dims
-        };
-        forward(
-            &Inputs {
-                dims,
-                q,
-                k,
-                v,
-                g,
-                beta,
-            },
-            state,
-        )
-        .unwrap()
+    assert!(
+        rel_err(&steps, &out) <= 1e-5,
+        "token by token: {:e}",
+        rel_err(&steps, &out)
+    );
+}
+
+/// The chunked form is the recurrence: at lengths below, at and across a chunk's 64 tokens,
+/// from zero states and from a carried one, and backward. Tolerance 1e-5 of the largest
+/// value (f32; the two forms sum in different orders); 1e-4 for the cotangents.
+#[test]
+fn chunked_form_equals_the_recurrent_form() {
+    let f = fixture();
+    let x = inputs(&f);
+    let (_, carried) = forward_in(&Part::of(&x, (0, 10)).inputs(), None, Form::Recurrent).unwrap();
+    for (lo, hi) in [
+        (0, 2),
+        (0, 63),
+        (0, 64),
+        (0, 65),
+        (0, 140),
+        (10, 140),
+        (10, 75),
+    ] {
+        let p = Part::of(&x, (lo, hi));
+        let start = (lo > 0).then_some(&carried[..]);
+        let (ro, rs) = forward_in(&p.inputs(), start, Form::Recurrent).unwrap();
+        let (co, cs) = forward_in(&p.inputs(), start, Form::Chunked).unwrap();
+        let (eo, es) = (rel_err(&co, &ro), rel_err(&cs, &rs));
+        assert!(eo <= 1e-5, "tokens {lo}..{hi}: outputs differ by {eo:e}");
+        assert!(es <= 1e-5, "tokens {lo}..{hi}: states differ by {es:e}");
+    }
+    // Qwen3.5's widths (128), unit keys and queries, and decays weak enough that a chunk's
+    // state reaches well into the next (e^γ over a chunk ≈ 0.14; the fixture's are strong).
+    let (heads, len, w) = (2, 150, 128);
+    let mut seed = 7u64;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 40) as f32 / (1u64 << 24) as f32
     };
-    let (first, s) = run(0, None);
-    let (second, s) = run(1, Some(&s));
-    assert_eq!(first, part(0, cut, f.dv, &out));
-    assert!(rel_err(&second, &part(cut, f.len, f.dv, &out)) <= 1e-6);
-    assert!(rel_err(&s, &state) <= 1e-6);
+    let mut unit = |rows: usize| -> Vec<f32> {
+        let mut x: Vec<f32> = (0..rows * w).map(|_| next() - 0.5).collect();
+        for r in x.chunks_exact_mut(w) {
+            let n = r.iter().map(|a| a * a).sum::<f32>().sqrt();
+            r.iter_mut().for_each(|a| *a /= n);
+        }
+        x
+    };
+    let (q, k) = (unit(heads * len), unit(heads * len));
+    let v: Vec<f32> = (0..heads * len * w)
+        .map(|i| (i as f32 * 0.013).sin())
+        .collect();
+    let g: Vec<f32> = (0..heads * len)
+        .map(|i| -((i % 7) as f32) * 0.01 - 1e-3)
+        .collect();
+    let beta: Vec<f32> = (0..heads * len)
+        .map(|i| ((i % 5) as f32 + 0.5) / 5.0)
+        .collect();
+    let dims = Dims {
+        heads,
+        len,
+        dk: w,
+        dv: w,
+    };
+    let x = Inputs {
+        dims,
+        q: &q,
+        k: &k,
+        v: &v,
+        g: &g,
+        beta: &beta,
+    };
+    let (ro, rs) = forward_in(&x, None, Form::Recurrent).unwrap();
+    let (co, cs) = forward_in(&x, None, Form::Chunked).unwrap();
+    let (eo, es) = (rel_err(&co, &ro), rel_err(&cs, &rs));
+    assert!(
+        eo <= 1e-5 && es <= 1e-5,
+        "widths of 128: outputs {eo:e}, states {es:e}"
+    );
+    assert_eq!(Form::for_len(1), Form::Recurrent);
+    assert_eq!(Form::for_len(2), Form::Chunked);
+    // The backward of two seeds, under the gradient and under shares that differ in every
+    // product (so that a share applied at the wrong point shows). Tolerance 1e-4 of the
+    // largest value per tensor (f32).
+    let d_out: Vec<f32> = (0..2 * heads * len * w)
+        .map(|i| (i as f32 * 0.071).cos())
+        .collect();
+    let odd = Scales {
+        read: [0.3, 0.7],
+        recall: [0.2, 0.9],
+        gate: [0.6, 0.4],
+        write: [0.8, 0.5],
+        decay: 0.35,
+    };
+    for sc in [Scales::GRADIENT, odd] {
+        let r = backward_in(&x, &d_out, &sc, Form::Recurrent).unwrap();
+        let c = backward_in(&x, &d_out, &sc, Form::Chunked).unwrap();
+        for (part, a, b) in [
+            ("q", &c.q, &r.q),
+            ("k", &c.k, &r.k),
+            ("v", &c.v, &r.v),
+            ("g", &c.g, &r.g),
+            ("beta", &c.beta, &r.beta),
+        ] {
+            let err = rel_err(a, b);
+            assert!(err <= 1e-4, "{sc:?}: d{part} differs by {err:e}");
+        }
+    }
 }
 
 #[test]

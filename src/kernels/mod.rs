@@ -18,6 +18,7 @@ pub(crate) mod math;
 pub(crate) mod mkl;
 pub(crate) mod openblas;
 pub mod quantized;
+pub(crate) mod small;
 
 use candle_core::{DType, Result, Tensor};
 pub use convert::to_bf16;

@@ -15,12 +15,41 @@
 //! the ordinary gradient takes both whole; a caller's [`crate::models::Derivatives`] may
 //! split or cut them. States are kept every [`CHECKPOINT`] tokens and recomputed in between,
 //! so the backward holds `T / 64` states per head rather than `T`.
+//!
+//! A pass of more than one token runs in the chunked form ([`chunked`]: the same recurrence
+//! as matrix products over chunks of 64 tokens), and so does the backward
+//! ([`chunk_backward`]); a generation step runs in the recurrent form. The recurrent
+//! backward ([`Form::Recurrent`]) stays as the chunked one's check and benchmark.
+
+mod chunk_backward;
+mod chunked;
 
 use rayon::prelude::*;
 use thiserror::Error;
 
-/// Tokens between kept states in the backward pass.
-pub const CHECKPOINT: usize = 64;
+/// Tokens between kept states in the backward pass: the chunks of the chunked form, whose
+/// states before each chunk are the kept ones.
+pub const CHECKPOINT: usize = chunked::CHUNK;
+
+/// How a forward pass runs the recurrence (the two agree to rounding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// Token by token: four passes over each head's state per token.
+    Recurrent,
+    /// Chunk by chunk, as matrix products ([`chunked`]).
+    Chunked,
+}
+
+impl Form {
+    /// The form for a pass of `len` tokens: chunked but for a single token.
+    pub fn for_len(len: usize) -> Form {
+        if len > 1 {
+            Form::Chunked
+        } else {
+            Form::Recurrent
+        }
+    }
+}
 
 /// Shapes that do not fit together.
 #[derive(Debug, Error)]
@@ -180,8 +209,17 @@ fn read(s: &[f32], q: &[f32], out: &mut [f32]) {
 const PARALLEL_FROM: usize = 16;
 
 /// The outputs `(heads, len, dv)` and the final states `(heads, dk, dv)`, from `state`
-/// (`(heads, dk, dv)`; zeros when `None`).
+/// (`(heads, dk, dv)`; zeros when `None`), in the form [`Form::for_len`] picks.
 pub fn forward(x: &Inputs, state: Option<&[f32]>) -> Result<(Vec<f32>, Vec<f32>), ShapeError> {
+    forward_in(x, state, Form::for_len(x.dims.len))
+}
+
+/// [`forward`] in the form `form`.
+pub fn forward_in(
+    x: &Inputs,
+    state: Option<&[f32]>,
+    form: Form,
+) -> Result<(Vec<f32>, Vec<f32>), ShapeError> {
     x.check()?;
     let Dims { heads, len, dk, dv } = x.dims;
     let mut states = match state {
@@ -205,20 +243,54 @@ pub fn forward(x: &Inputs, state: Option<&[f32]>) -> Result<(Vec<f32>, Vec<f32>)
     per_head
         .enumerate()
         .with_min_len(per_task)
-        .for_each(|(h, (s, out))| {
-            let (mut m, mut delta) = (vec![0.0; dv], vec![0.0; dv]);
-            for t in 0..len {
-                let (q, k, v, g, beta) = x.at(h, t);
-                step(s, k, v, g, beta, &mut m, &mut delta);
-                read(s, q, &mut out[t * dv..(t + 1) * dv]);
+        .for_each(|(h, (s, out))| match form {
+            Form::Recurrent => {
+                let (mut m, mut delta) = (vec![0.0; dv], vec![0.0; dv]);
+                for t in 0..len {
+                    let (q, k, v, g, beta) = x.at(h, t);
+                    step(s, k, v, g, beta, &mut m, &mut delta);
+                    read(s, q, &mut out[t * dv..(t + 1) * dv]);
+                }
             }
+            Form::Chunked => chunked_head(x, h, s, out, None),
         });
     Ok((out, states))
 }
 
+/// Head `h`'s pass in the chunked form from its state `s`: its outputs into `out`
+/// `(len, dv)`, `s` moved to the end; the state before each chunk pushed to `kept`.
+fn chunked_head(
+    x: &Inputs,
+    h: usize,
+    s: &mut [f32],
+    out: &mut [f32],
+    kept: Option<&mut Vec<Vec<f32>>>,
+) {
+    let Dims { len, dk, dv, .. } = x.dims;
+    let mut work = chunked::Work::new(dk, dv);
+    let mut kept = kept;
+    for t0 in (0..len).step_by(chunked::CHUNK) {
+        if let Some(kept) = kept.as_deref_mut() {
+            kept.push(s.to_vec());
+        }
+        let t1 = (t0 + chunked::CHUNK).min(len);
+        work.chunk(x, h, (t0, t1), s, &mut out[t0 * dv..t1 * dv]);
+    }
+}
+
 /// Cotangents of the inputs from `d_out` `(seeds, heads, len, dv)`, the pass starting from
-/// zero states, with the products' shares `sc`.
+/// zero states, with the products' shares `sc`, in the chunked form.
 pub fn backward(x: &Inputs, d_out: &[f32], sc: &Scales) -> Result<Grads, ShapeError> {
+    backward_in(x, d_out, sc, Form::Chunked)
+}
+
+/// [`backward`] in the form `form`.
+pub fn backward_in(
+    x: &Inputs,
+    d_out: &[f32],
+    sc: &Scales,
+    form: Form,
+) -> Result<Grads, ShapeError> {
     x.check()?;
     let Dims { heads, len, dk, dv } = x.dims;
     let per_seed = heads * len * dv;
@@ -237,7 +309,13 @@ pub fn backward(x: &Inputs, d_out: &[f32], sc: &Scales) -> Result<Grads, ShapeEr
     for batch in all.chunks(rayon::current_num_threads().max(1)) {
         let parts: Vec<(usize, Grads)> = batch
             .par_iter()
-            .map(|&h| (h, head_backward(x, h, d_out, sc, seeds)))
+            .map(|&h| {
+                let part = match form {
+                    Form::Recurrent => head_backward(x, h, d_out, sc, seeds),
+                    Form::Chunked => chunk_backward::head(x, h, d_out, sc, seeds),
+                };
+                (h, part)
+            })
             .collect();
         for (h, part) in &parts {
             gr.place(part, *h, heads, len, (dk, dv));
@@ -278,16 +356,15 @@ fn head_backward(x: &Inputs, h: usize, d_out: &[f32], sc: &Scales, seeds: usize)
     let Dims { len, dk, dv, .. } = x.dims;
     let n = dk * dv;
     let mut gr = Grads::zeros(seeds, len, dk, dv);
+    // The states before each chunk, from the chunked form (its outputs unused).
     let mut kept = Vec::with_capacity(len.div_ceil(CHECKPOINT));
-    let mut s = vec![0.0; n];
-    let (mut m, mut delta) = (vec![0.0; dv], vec![0.0; dv]);
-    for t in 0..len {
-        if t % CHECKPOINT == 0 {
-            kept.push(s.clone());
-        }
-        let (_, k, v, g, beta) = x.at(h, t);
-        step(&mut s, k, v, g, beta, &mut m, &mut delta);
-    }
+    chunked_head(
+        x,
+        h,
+        &mut vec![0.0; n],
+        &mut vec![0.0; len * dv],
+        Some(&mut kept),
+    );
     let mut ds = vec![vec![0.0f32; n]; seeds];
     let mut chunk = Chunk::new(n, dv);
     for (c, start) in kept.iter().enumerate().rev() {
