@@ -12,15 +12,17 @@ test('bf16 from the form: the URL, the badges and the CLI agree', async ({ page 
   await page.locator('button[name=submit]').click();
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   await expect(page).toHaveURL(/precision=bf16/);
-  const badge = page.locator('[data-testid=prediction] .precision-badge');
-  await expect(badge).toHaveAttribute('data-precision', 'bf16');
-  await expect(badge).toHaveText('bf16: approximate');
-  // The page's scores are the CLI's bf16 ones (the same products, the same machine).
+  // The page's result is the CLI's (the same products, the same machine): bf16, or f32 on a
+  // CPU without bf16 instructions, which the engine then computes in and says so.
   const cli = tokenlens('explain', '-p', prompt, '--raw', '--precision', 'bf16',
     '--methods', 'saliency,input_x_gradient,attnlrp,cp_lrp');
-  expect(cli.precision).toBe('bf16');
+  const ran = cli.precision ?? 'f32';
+  expect(['bf16', 'f32']).toContain(ran);
+  const badge = page.locator('[data-testid=prediction] .precision-badge');
+  await expect(badge).toHaveAttribute('data-precision', ran);
+  await expect(badge).toHaveText(ran === 'bf16' ? 'bf16: approximate' : 'f32: exact');
   expectClose(await scores(page), cli.methods.saliency.scores, 1e-4);
-  // The answer says it too.
+  // The answer says it too (generation on the file's quantized weights is bf16's on any CPU).
   const ids = await generateGreedy(page, '4');
   expect(ids.length).toBeGreaterThan(0);
   await expect(page.locator('[data-testid=answer-meta] .precision-badge')).toHaveAttribute('data-precision', 'bf16');
