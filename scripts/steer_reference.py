@@ -21,9 +21,12 @@ expert runs), and its relevance is read there (scripts/neuron_reference.py's sid
 Gemma 4's experts (26B-A4B) are edited and read inside their forward (scripts/lxt_rules.py's
 loop, under the rules or plain), the dense MLP beside them, whose units are numbered after
 the experts', at its `down_proj`.
+In a hybrid (Qwen3.5) the heads' edits and ranks are among the layers with heads; its
+Gated DeltaNet layers have none. Its gated attention's heads are their outputs before the
+gate, `m` of `o_proj(m ⊙ σ(g))` (as scripts/neuron_reference.py reads them): a clamp sets
+|m_h| = |y_h / σ(g_h)|, with g from q_proj's output.
 Each transformers computes its own families' cases (reference.TF5_FAMILIES) and keeps the
-rest. Not Qwen3.5 yet: the edits placed by shape would fall on its Gated DeltaNet layers,
-which have no heads.
+rest.
 Output: tests/fixtures/steer.json.
 
 Run: $(scripts/reference-env.sh) scripts/steer_reference.py   (about 1 min)
@@ -40,24 +43,32 @@ from neuron_reference import beside_terms, plain_stacked_experts, side_by_side  
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "steer.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
          "tiny_qwen3_moe_raw", "tiny_smollm3_raw", "tiny_phi3_raw", "tiny_ministral3_raw",
-         "tiny_olmo3_raw", "tiny_gemma4_raw", "tiny_gemma4_moe_raw"]
+         "tiny_olmo3_raw", "tiny_gemma4_raw", "tiny_gemma4_moe_raw", "tiny_qwen3_5_raw"]
 MODES = reference.METHOD_MODES
 GREEDY = 32
 ABLATE = 8
 
 
+def attention_layers(cfg):
+    """The layers with heads: all but a hybrid's linear-attention ones (Qwen3.5)."""
+    types = getattr(cfg, "layer_types", None) or ["full_attention"] * cfg.num_hidden_layers
+    return [i for i, t in enumerate(types) if t != "linear_attention"]
+
+
 def edits_for(cfg):
-    """Four edits, one of each kind, placed by the model's shape."""
+    """Four edits, one of each kind, placed by the model's shape: the heads' in the middle
+    and the last of the layers with heads."""
     L, inter, heads = cfg.num_hidden_layers, cfg.intermediate_size, cfg.num_attention_heads
     if getattr(cfg, "num_experts", 0):  # every expert's units (the edited layers have experts)
         inter = cfg.num_experts * cfg.moe_intermediate_size
         if getattr(cfg, "enable_moe_block", False):  # and Gemma 4's dense MLP's after them
             inter += cfg.intermediate_size
+    attn = attention_layers(cfg)
     return [
         {"layer": 0, "unit": {"neuron": inter // 5}, "setting": {"scale": 0.0}},
         {"layer": L - 1, "unit": {"neuron": inter // 3}, "setting": {"clamp": 3.0}},
-        {"layer": L // 2, "unit": {"head": heads - 1}, "setting": {"scale": 2.5}},
-        {"layer": L - 1, "unit": {"head": 0}, "setting": {"clamp": 4.0}},
+        {"layer": attn[len(attn) // 2], "unit": {"head": heads - 1}, "setting": {"scale": 2.5}},
+        {"layer": attn[-1], "unit": {"head": 0}, "setting": {"clamp": 4.0}},
     ]
 
 
@@ -67,6 +78,9 @@ def hooks(model, edits, constant_norms):
 
     layers = model.model.layers
     handles = []
+    # Qwen3.5's gated attention: a head is its output before the gate, `m` of
+    # `o_proj(m ⊙ σ(g))` (as scripts/neuron_reference.py reads it), so a clamp sets |m|.
+    gated = model.config.model_type.startswith("qwen3_5")
     for l, layer in enumerate(layers):
         mine = [e for e in edits if e["layer"] == l]
         neurons = [e for e in mine if "neuron" in e["unit"]]
@@ -85,15 +99,21 @@ def hooks(model, edits, constant_norms):
         # The layer's own head width (Gemma 4's full layers' is wider than head_dim).
         width_here = getattr(getattr(layer, "self_attn", None), "head_dim", None)
 
-        def on_heads(_m, args, heads=heads, hd=width_here):
+        gate_of = {}
+
+        def on_heads(_m, args, heads=heads, hd=width_here, gate_of=gate_of):
             x = args[0]
             o = list(x.reshape(*x.shape[:-1], -1, hd).unbind(-2))
+            if gate_of:  # each head's σ(g), from q_proj's output (its queries, then its gate)
+                g = gate_of["g"]
+                g = torch.sigmoid(g.reshape(*g.shape[:-1], len(o), 2, hd)[..., 1, :]).unbind(-2)
             for e in heads:
                 h = e["unit"]["head"]
                 if "scale" in e["setting"]:
                     o[h] = o[h] * e["setting"]["scale"]
                 else:
-                    factor = e["setting"]["clamp"] / o[h].norm(dim=-1, keepdim=True)
+                    before = o[h] / g[h] if gate_of else o[h]
+                    factor = e["setting"]["clamp"] / before.norm(dim=-1, keepdim=True)
                     if constant_norms:
                         factor = factor.detach()
                     o[h] = o[h] * factor
@@ -111,6 +131,9 @@ def hooks(model, edits, constant_norms):
                     handles.append(expert.down_proj.register_forward_pre_hook(hook))
         elif neurons:
             handles.append(layer.mlp.down_proj.register_forward_pre_hook(on_neurons))
+        if heads and gated:
+            keep_gate = lambda _m, _a, out, into=gate_of: into.__setitem__("g", out)
+            handles.append(layer.self_attn.q_proj.register_forward_hook(keep_gate))
         if heads:
             handles.append(layer.self_attn.o_proj.register_forward_pre_hook(on_heads))
     return handles
@@ -179,7 +202,8 @@ def ablation(model, ids, target):
                 lambda _m, _a, out, into=experts[i][2]: into.append(out.detach())))
         else:
             handles.append(l.mlp.down_proj.register_forward_pre_hook(keep(kept[i])))
-    handles += [l.self_attn.o_proj.register_forward_pre_hook(keep(heads_in)) for l in layers]
+    head_layers = attention_layers(model.config)
+    handles += [layers[l].self_attn.o_proj.register_forward_pre_hook(keep(heads_in)) for l in head_layers]
     try:
         emb = model.get_input_embeddings()(torch.tensor([ids])).detach().requires_grad_(True)
         model(inputs_embeds=emb, use_cache=False).logits[0, -1, target].backward()
@@ -202,9 +226,9 @@ def ablation(model, ids, target):
 
     n_heads = model.config.num_attention_heads
     out = {}
-    for kind, xs in [("neurons", range(len(layers))), ("heads", heads_in)]:
+    for kind, xs in [("neurons", enumerate(range(len(layers)))), ("heads", zip(head_layers, heads_in))]:
         units = []
-        for l, x in enumerate(xs):
+        for l, x in xs:
             terms = (neuron_terms(l) if kind == "neurons" else x.detach()[0] * x.grad[0]).sum(0)
             if kind == "heads":
                 terms = terms.reshape(n_heads, -1).sum(-1)

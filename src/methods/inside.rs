@@ -159,12 +159,17 @@ impl Components {
         });
         let heard = s.heads.iter().zip(&self.heads);
         let heads = heard.clone().all(|(h, &w)| w == 0 || h.is_some()).then(|| {
-            let all = s.heads.iter().flatten().enumerate().flat_map(|(l, h)| {
-                h.heads
-                    .iter()
-                    .enumerate()
-                    .map(move |(j, &x)| (at(l, Unit::Head(j as u32)), x))
-            });
+            // Numbered by their layer: a layer without heads (a Gated DeltaNet's) keeps its
+            // number.
+            let layers = s.heads.iter().enumerate();
+            let all = layers
+                .filter_map(|(l, h)| Some((l, h.as_ref()?)))
+                .flat_map(|(l, h)| {
+                    h.heads
+                        .iter()
+                        .enumerate()
+                        .map(move |(j, &x)| (at(l, Unit::Head(j as u32)), x))
+                });
             rank(all.collect())
         });
         Ranking {
