@@ -24,7 +24,7 @@
 //! chunk is a product of its rows; `dg`'s inner product of two such sums splits into
 //! per-token terms and pairs `(a ≥ i > j)`, summed in one sweep.
 
-use super::chunked::{decay, Work, CHUNK};
+use super::chunked::{Work, CHUNK};
 use super::{Dims, Grads, Inputs, Scales};
 use crate::kernels::small::{product, Mat};
 
@@ -104,7 +104,7 @@ impl Back {
         for i in 0..n {
             for j in 0..n {
                 self.m[i * n + j] = match j >= i {
-                    true => decay(gamma, j, i) * w.qk[j * n + i],
+                    true => w.decay(j, i) * w.qk[j * n + i],
                     false => 0.0,
                 };
             }
@@ -113,7 +113,7 @@ impl Back {
         for i in (0..n).rev() {
             let (head, tail) = self.u.split_at_mut((i + 1) * dv);
             let dd = &mut self.dd[rows(i, dv)];
-            let el = decay(gamma, last, i);
+            let el = w.decay(last, i);
             for ((d, &x1), &y) in dd
                 .iter_mut()
                 .zip(&self.x1[rows(i, dv)])
@@ -123,7 +123,7 @@ impl Back {
             }
             for (jj, uj) in tail.chunks_exact(dv).take(n - i - 1).enumerate() {
                 let j = i + 1 + jj;
-                let l = w_1 * c_0 * decay(gamma, j, i) * w.kk[j * n + i];
+                let l = w_1 * c_0 * w.decay(j, i) * w.kk[j * n + i];
                 for (d, &x) in dd.iter_mut().zip(uj) {
                     *d -= l * x;
                 }
@@ -143,12 +143,12 @@ impl Back {
 
         // dq = r₁ [diag(e^γ) dO S₀ᵀ + Lq K], Lq_ij = e^{γ_i−γ_j} (do_i·δ_j) for j ≤ i.
         product(d_out, state.t(), out.q, false);
-        for i in 0..n {
-            let e = gamma[i].exp();
+        for (i, &gi) in gamma.iter().enumerate() {
+            let e = gi.exp();
             out.q[rows(i, dk)].iter_mut().for_each(|x| *x *= e);
             for j in 0..n {
                 self.m[i * n + j] = match j <= i {
-                    true => decay(gamma, i, j) * self.g[i * n + j],
+                    true => w.decay(i, j) * self.g[i * n + j],
                     false => 0.0,
                 };
             }
@@ -161,15 +161,15 @@ impl Back {
         // Lk_ij = e^{γ_i−γ_j} (u_i·δ_j) (j < i).
         product(delta, dend.t(), out.k, false);
         product(u, state.t(), &mut self.b, false);
-        for i in 0..n {
-            let (el, e) = (w_0 * decay(gamma, last, i), c_1 * gamma[i].exp());
+        for (i, &gi) in gamma.iter().enumerate() {
+            let (el, e) = (w_0 * w.decay(last, i), c_1 * gi.exp());
             let (a, b) = (&mut out.k[rows(i, dk)], &self.b[rows(i, dk)]);
             for (a, &b) in a.iter_mut().zip(b) {
                 *a = el * *a - e * b;
             }
             for j in 0..n {
                 self.m[i * n + j] = match j >= i {
-                    true => w_0 * r_0 * decay(gamma, j, i) * self.g[j * n + i],
+                    true => w_0 * r_0 * w.decay(j, i) * self.g[j * n + i],
                     false => 0.0,
                 };
             }
@@ -178,10 +178,8 @@ impl Back {
         for i in 0..n {
             for j in 0..n {
                 self.m[i * n + j] = match j.cmp(&i) {
-                    std::cmp::Ordering::Greater => {
-                        -w_0 * c_0 * decay(gamma, j, i) * self.f[j * n + i]
-                    }
-                    std::cmp::Ordering::Less => -c_1 * decay(gamma, i, j) * self.f[i * n + j],
+                    std::cmp::Ordering::Greater => -w_0 * c_0 * w.decay(j, i) * self.f[j * n + i],
+                    std::cmp::Ordering::Less => -c_1 * w.decay(i, j) * self.f[i * n + j],
                     std::cmp::Ordering::Equal => 0.0,
                 };
             }
@@ -239,7 +237,7 @@ impl Back {
                 self.m[a * n + j] = match j < a {
                     true => {
                         let (qk, kk) = (w.qk[a * n + j], w.kk[a * n + j]);
-                        decay(gamma, a, j)
+                        w.decay(a, j)
                             * (r_0 * qk * self.g[a * n + j] - c_0 * kk * self.f[a * n + j])
                     }
                     false => 0.0,
@@ -261,7 +259,7 @@ impl Back {
         let (mut alpha, mut t) = (0.0, 0.0);
         for (i, dg) in dg[..n].iter_mut().enumerate() {
             *dg += base + alpha + t;
-            alpha += decay(gamma, last, i) * dot(row(&self.x1, i, dv), row(&w.delta, i, dv));
+            alpha += w.decay(last, i) * dot(row(&self.x1, i, dv), row(&w.delta, i, dv));
             let column: f32 = (i + 1..n).map(|a| self.m[a * n + i]).sum();
             let row_sum: f32 = (0..i).map(|j| self.m[i * n + j]).sum();
             t += column - row_sum;

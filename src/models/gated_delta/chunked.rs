@@ -40,13 +40,10 @@ pub(super) struct Work {
     /// `v − m` (the correction before β) and the corrections `δ`, `(n, dv)`.
     pub(super) r: Vec<f32>,
     pub(super) delta: Vec<f32>,
+    /// `e^{γ_i − γ_j}` at `(i, j)` for `j ≤ i`, zero above, `(n, n)`.
+    dec: Vec<f32>,
     p: Vec<f32>,
     kd: Vec<f32>,
-}
-
-/// `e^{γ_later − γ_earlier}`: the decay from token `earlier` to token `later` of a chunk.
-pub(super) fn decay(gamma: &[f32], later: usize, earlier: usize) -> f32 {
-    (gamma[later] - gamma[earlier]).exp()
 }
 
 impl Work {
@@ -60,13 +57,20 @@ impl Work {
             qs: vec![0.0; CHUNK * dv],
             r: vec![0.0; CHUNK * dv],
             delta: vec![0.0; CHUNK * dv],
+            dec: vec![0.0; CHUNK * CHUNK],
             p: vec![0.0; CHUNK * CHUNK],
             kd: vec![0.0; CHUNK * dk],
         }
     }
 
+    /// `e^{γ_later − γ_earlier}`: the decay from token `earlier` to token `later` of the
+    /// chunk (`later ≥ earlier`).
+    pub(super) fn decay(&self, later: usize, earlier: usize) -> f32 {
+        self.dec[later * self.n + earlier]
+    }
+
     /// Head `h`'s tokens `t0..t1` (at most [`CHUNK`]) from the state `s` `(dk, dv)`: the
-    /// chunk's `γ`, products and corrections.
+    /// chunk's `γ`, decays, products and corrections.
     pub(super) fn prepare(&mut self, x: &Inputs, h: usize, (t0, t1): (usize, usize), s: &[f32]) {
         let Dims { len, dk, dv, .. } = x.dims;
         let n = t1 - t0;
@@ -82,6 +86,17 @@ impl Work {
             acc += gi;
             *c = acc;
         }
+        let dec = &mut self.dec[..n * n];
+        for (i, row) in dec.chunks_exact_mut(n).enumerate() {
+            for (j, d) in row.iter_mut().enumerate() {
+                *d = if j <= i {
+                    (gamma[i] - gamma[j]).exp()
+                } else {
+                    0.0
+                };
+            }
+        }
+        let dec = &self.dec[..n * n];
         let state = Mat::new(s, dk, dv);
         product(k, k.t(), &mut self.kk, false);
         product(q, k.t(), &mut self.qk, false);
@@ -98,7 +113,7 @@ impl Work {
                 *d = vj - e * mj;
             }
             for (j, dj) in done.chunks_exact(dv).enumerate() {
-                let l = decay(gamma, i, j) * self.kk[i * n + j];
+                let l = dec[i * n + j] * self.kk[i * n + j];
                 for (d, &x) in row.iter_mut().zip(dj) {
                     *d -= l * x;
                 }
@@ -132,12 +147,10 @@ impl Work {
             for (o, &x) in o.iter_mut().zip(qs) {
                 *o = e * x;
             }
-            for j in 0..n {
-                self.p[i * n + j] = match j <= i {
-                    true => decay(gamma, i, j) * self.qk[i * n + j],
-                    false => 0.0,
-                };
-            }
+        }
+        // (`dec` is zero above the diagonal.)
+        for ((p, &d), &qk) in self.p.iter_mut().zip(&self.dec[..n * n]).zip(&self.qk) {
+            *p = d * qk;
         }
         let delta = Mat::new(&self.delta, n, dv);
         product(Mat::new(&self.p, n, n), delta, out, true);
@@ -147,7 +160,7 @@ impl Work {
         s.iter_mut().for_each(|x| *x *= e);
         let kd = &mut self.kd[..n * dk];
         for (j, row) in kd.chunks_exact_mut(dk).enumerate() {
-            let w = decay(gamma, last, j);
+            let w = self.dec[last * n + j];
             let kj = &x.k[(r0 + j) * dk..(r0 + j + 1) * dk];
             for (d, &x) in row.iter_mut().zip(kj) {
                 *d = w * x;
