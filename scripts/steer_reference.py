@@ -18,9 +18,10 @@ first), and the target's log-probability with the top k zeroed, k = 0..8.
 In a layer of sparse experts (Qwen3-MoE) neuron e · width + j is unit j of expert e: its
 edit is applied at that expert's `down_proj` input, on the tokens routed to it (where the
 expert runs), and its relevance is read there (scripts/neuron_reference.py's side_by_side).
-Gemma 4's experts (26B-A4B) are edited and read inside their forward (scripts/lxt_rules.py's
-loop, under the rules or plain), the dense MLP beside them, whose units are numbered after
-the experts', at its `down_proj`.
+Stacked experts (Gemma 4's 26B-A4B, Qwen3.5-MoE) are edited and read inside their forward
+(scripts/lxt_rules.py's loop, under the rules or plain), the MLP every token runs (Gemma 4's
+dense MLP beside them, Qwen3.5-MoE's shared expert), whose units are numbered after the
+experts', at its `down_proj`.
 In a hybrid (Qwen3.5) the heads' edits and ranks are among the layers with heads; its
 Gated DeltaNet layers have none. Its gated attention's heads are their outputs before the
 gate, `m` of `o_proj(m ⊙ σ(g))` (as scripts/neuron_reference.py reads them): a clamp sets
@@ -38,12 +39,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
-from neuron_reference import beside_terms, plain_stacked_experts, side_by_side  # noqa: E402
+from neuron_reference import beside_terms, plain_stacked_experts, side_by_side, stacked  # noqa: E402
 
 OUT = os.path.join(reference.ROOT, "tests", "fixtures", "steer.json")
 CASES = ["eiffel_raw", "tiny_raw", "tiny_qwen2_chat", "tiny_gemma3_raw", "tiny_qwen3_raw", "tiny_llama31_raw",
          "tiny_qwen3_moe_raw", "tiny_smollm3_raw", "tiny_phi3_raw", "tiny_ministral3_raw",
-         "tiny_olmo3_raw", "tiny_gemma4_raw", "tiny_gemma4_moe_raw", "tiny_qwen3_5_raw"]
+         "tiny_olmo3_raw", "tiny_gemma4_raw", "tiny_gemma4_moe_raw", "tiny_qwen3_5_raw",
+         "tiny_qwen3_5_moe_raw"]
 MODES = reference.METHOD_MODES
 GREEDY = 32
 ABLATE = 8
@@ -58,7 +60,8 @@ def attention_layers(cfg):
 def edits_for(cfg):
     """Four edits, one of each kind, placed by the model's shape: the heads' in the middle
     and the last of the layers with heads."""
-    L, inter, heads = cfg.num_hidden_layers, cfg.intermediate_size, cfg.num_attention_heads
+    L, heads = cfg.num_hidden_layers, cfg.num_attention_heads
+    inter = getattr(cfg, "intermediate_size", None)  # none in Qwen3.5-MoE's configuration
     if getattr(cfg, "num_experts", 0):  # every expert's units (the edited layers have experts)
         inter = cfg.num_experts * cfg.moe_intermediate_size
         if getattr(cfg, "enable_moe_block", False):  # and Gemma 4's dense MLP's after them
@@ -119,9 +122,8 @@ def hooks(model, edits, constant_norms):
                     o[h] = o[h] * factor
             return (torch.stack(o, -2).reshape(x.shape),)
 
-        beside = getattr(layer, "experts", None)
-        if neurons and beside is not None:  # Gemma 4: experts beside the dense MLP
-            handles += gemma4_neuron_edits(beside, layer.mlp, neurons, on_neurons)
+        if neurons and stacked(layer):  # Gemma 4's and Qwen3.5-MoE's stacked experts
+            handles += stacked_neuron_edits(*stacked(layer), neurons, on_neurons)
         elif neurons and hasattr(layer.mlp, "experts"):
             width = model.config.moe_intermediate_size
             for x, expert in enumerate(layer.mlp.experts):
@@ -149,9 +151,10 @@ class _Unset:
         delattr(self.module, self.name)
 
 
-def gemma4_neuron_edits(experts, dense, neurons, on_neurons):
-    """Edits of a Gemma 4 layer's neurons: the experts' inside their forward, the dense MLP's
-    (numbered after them) at its `down_proj` input. Returns the handles."""
+def stacked_neuron_edits(experts, dense, neurons, on_neurons):
+    """Edits of a layer's neurons where its experts are stacked: the experts' inside their
+    forward, those of the MLP every token runs (Gemma 4's dense MLP, Qwen3.5-MoE's shared
+    expert; numbered after the experts') at its `down_proj` input. Returns the handles."""
     width = experts.intermediate_dim
     routed = experts.num_experts * width
     own = [e for e in neurons if e["unit"]["neuron"] < routed]
@@ -191,10 +194,11 @@ def ablation(model, ids, target):
     handles, experts, beside = [], {}, {}
     kept = [[] for _ in layers]
     for i, l in enumerate(layers):
-        if getattr(l, "experts", None) is not None:  # Gemma 4: beside the dense MLP
-            beside[i] = l.experts
-            l.experts.keep_hidden = []
-            handles.append(l.mlp.down_proj.register_forward_pre_hook(keep(kept[i])))
+        if stacked(l):  # stacked experts, then the MLP every token runs
+            block, after = stacked(l)
+            beside[i] = block
+            block.keep_hidden = []
+            handles.append(after.down_proj.register_forward_pre_hook(keep(kept[i])))
         elif hasattr(l.mlp, "experts"):
             experts[i] = (l.mlp, [], [])
             handles += [e.down_proj.register_forward_pre_hook(keep(experts[i][1])) for e in l.mlp.experts]
@@ -217,7 +221,10 @@ def ablation(model, ids, target):
         if l in beside:
             x = kept[l][0]
             routed = beside_terms(beside[l], expert_units[l], len(ids), lambda u: u.detach() * grad(u))
-            return torch.cat([routed, x.detach()[0] * x.grad[0]], -1)
+            # The MLP after them: (1, seq, width), or (seq, width) where the block flattens
+            # its tokens (Qwen3.5-MoE's shared expert).
+            after = (x.detach() * x.grad).reshape(-1, x.shape[-1])
+            return torch.cat([routed, after], -1)
         if l not in experts:
             x = kept[l][0]
             return x.detach()[0] * x.grad[0]
