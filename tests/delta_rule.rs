@@ -230,6 +230,20 @@ fn chunked_form_equals_the_recurrent_form() {
     );
     assert_eq!(Form::for_len(1), Form::Recurrent);
     assert_eq!(Form::for_len(2), Form::Chunked);
+    // A huge decay, then small ones: each pair's decay is a difference of the chunk's sums
+    // (about −60,000 here), which must keep the small steps (in f32 they drift by 0.4%).
+    let mut g_steep = g.clone();
+    for h in 0..heads {
+        g_steep[h * len + 3] = -6e4;
+    }
+    let steep = Inputs { g: &g_steep, ..x };
+    let (ro, rs) = forward_in(&steep, None, Form::Recurrent).unwrap();
+    let (co, cs) = forward_in(&steep, None, Form::Chunked).unwrap();
+    let (eo, es) = (rel_err(&co, &ro), rel_err(&cs, &rs));
+    assert!(
+        eo <= 1e-5 && es <= 1e-5,
+        "a steep decay: outputs {eo:e}, states {es:e}"
+    );
     // The backward of two seeds, under the gradient and under shares that differ in every
     // product (so that a share applied at the wrong point shows). Tolerance 1e-4 of the
     // largest value per tensor (f32).

@@ -29,8 +29,9 @@ pub const CHUNK: usize = 64;
 pub(super) struct Work {
     /// Tokens in the chunk.
     pub(super) n: usize,
-    /// Cumulative log decays `γ`, `(n,)`.
+    /// Cumulative log decays `γ`, `(n,)`, and in f64.
     pub(super) gamma: Vec<f32>,
+    gamma64: Vec<f64>,
     /// `K Kᵀ` and `Q Kᵀ`, `(n, n)`.
     pub(super) kk: Vec<f32>,
     pub(super) qk: Vec<f32>,
@@ -51,6 +52,7 @@ impl Work {
         Work {
             n: 0,
             gamma: vec![0.0; CHUNK],
+            gamma64: vec![0.0; CHUNK],
             kk: vec![0.0; CHUNK * CHUNK],
             qk: vec![0.0; CHUNK * CHUNK],
             ks: vec![0.0; CHUNK * dv],
@@ -80,19 +82,24 @@ impl Work {
         let k = Mat::new(&x.k[r0 * dk..(r0 + n) * dk], n, dk);
         let v = &x.v[r0 * dv..(r0 + n) * dv];
         let (g, beta) = (&x.g[r0..r0 + n], &x.beta[r0..r0 + n]);
-        let gamma = &mut self.gamma[..n];
-        let mut acc = 0.0;
-        for (c, &gi) in gamma.iter_mut().zip(g) {
-            acc += gi;
-            *c = acc;
+        // γ summed in f64: a pair's decay is a difference of two sums, which in f32 would
+        // lose the small steps after a large one (a chunk's γ can reach thousands).
+        let mut acc = 0.0f64;
+        for ((c, c64), &gi) in self.gamma[..n]
+            .iter_mut()
+            .zip(&mut self.gamma64[..n])
+            .zip(g)
+        {
+            acc += f64::from(gi);
+            (*c, *c64) = (acc as f32, acc);
         }
+        let (gamma, gamma64) = (&self.gamma[..n], &self.gamma64[..n]);
         let dec = &mut self.dec[..n * n];
         for (i, row) in dec.chunks_exact_mut(n).enumerate() {
             for (j, d) in row.iter_mut().enumerate() {
-                *d = if j <= i {
-                    (gamma[i] - gamma[j]).exp()
-                } else {
-                    0.0
+                *d = match j <= i {
+                    true => (gamma64[i] - gamma64[j]).exp() as f32,
+                    false => 0.0,
                 };
             }
         }
