@@ -92,17 +92,21 @@ fn time(repeat: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Res
 /// GFLOP/s of `a (m×k) · b (k×n)` for each shape, candle's kernel, OpenBLAS's (when
 /// loaded) and the bf16 product (oneMKL, when loaded; `a` rounded to bf16 in each call, `b`
 /// held in bf16 as weights are), as JSON.
+/// The sizes of a shape written `AxBx…` (`form` names them in the error).
+fn sizes(shape: &str, form: &str) -> anyhow::Result<Vec<usize>> {
+    shape
+        .split('x')
+        .map(|x| x.parse())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("shape {shape}: expected {form}"))
+}
+
 fn sgemm(shapes: &[String], repeat: usize) -> anyhow::Result<()> {
     use tokenlens::kernels;
     let dev = tokenlens::Device::Cpu;
     let mut out = serde_json::Map::new();
     for shape in shapes {
-        let d: Vec<usize> = shape
-            .split('x')
-            .map(|x| x.parse())
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("shape {shape}: expected MxKxN"))?;
-        let [m, k, n] = d[..] else {
+        let [m, k, n] = sizes(shape, "MxKxN")?[..] else {
             anyhow::bail!("shape {shape}: expected MxKxN");
         };
         let a = candle_core::Tensor::randn(0f32, 1.0, (m, k), &dev)?;
@@ -154,12 +158,7 @@ fn delta_rule(shapes: &[String], repeat: usize) -> anyhow::Result<()> {
     };
     let mut out = serde_json::Map::new();
     for shape in shapes {
-        let d: Vec<usize> = shape
-            .split('x')
-            .map(|x| x.parse())
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("shape {shape}: expected HEADSxTOKENS"))?;
-        let [heads, len] = d[..] else {
+        let [heads, len] = sizes(shape, "HEADSxTOKENS")?[..] else {
             anyhow::bail!("shape {shape}: expected HEADSxTOKENS");
         };
         let (dk, dv) = (128, 128);
