@@ -90,7 +90,7 @@ impl Back {
         let q = Mat::new(&x.q[r0 * dk..(r0 + n) * dk], n, dk);
         let k = Mat::new(&x.k[r0 * dk..(r0 + n) * dk], n, dk);
         let beta = &x.beta[r0..r0 + n];
-        let gamma = &w.gamma[..n];
+        let eg = &w.egamma[..n];
         let last = n - 1;
         let ([r_0, r_1], [w_0, w_1], [g_0, g_1], [c_0, c_1]) =
             (sc.read, sc.write, sc.gate, sc.recall);
@@ -101,14 +101,10 @@ impl Back {
 
         // dδ and u, the last row first: X1 = K D, Y_i = Σ_{j≥i} e^{γ_j−γ_i} (q_j·k_i) do_j.
         product(k, dend, &mut self.x1, false);
-        for i in 0..n {
-            for j in 0..n {
-                self.m[i * n + j] = match j >= i {
-                    true => w.decay(j, i) * w.qk[j * n + i],
-                    false => 0.0,
-                };
-            }
-        }
+        fill(&mut self.m, n, |i, j| match j >= i {
+            true => w.decay(j, i) * w.qk[j * n + i],
+            false => 0.0,
+        });
         product(Mat::new(&self.m, n, n), d_out, &mut self.y, false);
         for i in (0..n).rev() {
             let (head, tail) = self.u.split_at_mut((i + 1) * dv);
@@ -143,16 +139,14 @@ impl Back {
 
         // dq = r₁ [diag(e^γ) dO S₀ᵀ + Lq K], Lq_ij = e^{γ_i−γ_j} (do_i·δ_j) for j ≤ i.
         product(d_out, state.t(), out.q, false);
-        for (i, &gi) in gamma.iter().enumerate() {
-            let e = gi.exp();
+        for (i, &e) in eg.iter().enumerate() {
             out.q[rows(i, dk)].iter_mut().for_each(|x| *x *= e);
-            for j in 0..n {
-                self.m[i * n + j] = match j <= i {
-                    true => w.decay(i, j) * self.g[i * n + j],
-                    false => 0.0,
-                };
-            }
         }
+        let g = &self.g;
+        fill(&mut self.m, n, |i, j| match j <= i {
+            true => w.decay(i, j) * g[i * n + j],
+            false => 0.0,
+        });
         product(Mat::new(&self.m, n, n), k, out.q, true);
         out.q[..n * dk].iter_mut().for_each(|x| *x *= r_1);
 
@@ -161,29 +155,25 @@ impl Back {
         // Lk_ij = e^{γ_i−γ_j} (u_i·δ_j) (j < i).
         product(delta, dend.t(), out.k, false);
         product(u, state.t(), &mut self.b, false);
-        for (i, &gi) in gamma.iter().enumerate() {
-            let (el, e) = (w_0 * w.decay(last, i), c_1 * gi.exp());
+        for (i, &e) in eg.iter().enumerate() {
+            let (el, e) = (w_0 * w.decay(last, i), c_1 * e);
             let (a, b) = (&mut out.k[rows(i, dk)], &self.b[rows(i, dk)]);
             for (a, &b) in a.iter_mut().zip(b) {
                 *a = el * *a - e * b;
             }
-            for j in 0..n {
-                self.m[i * n + j] = match j >= i {
-                    true => w_0 * r_0 * w.decay(j, i) * self.g[j * n + i],
-                    false => 0.0,
-                };
-            }
         }
+        let g = &self.g;
+        fill(&mut self.m, n, |i, j| match j >= i {
+            true => w_0 * r_0 * w.decay(j, i) * g[j * n + i],
+            false => 0.0,
+        });
         product(Mat::new(&self.m, n, n), q, out.k, true);
-        for i in 0..n {
-            for j in 0..n {
-                self.m[i * n + j] = match j.cmp(&i) {
-                    std::cmp::Ordering::Greater => -w_0 * c_0 * w.decay(j, i) * self.f[j * n + i],
-                    std::cmp::Ordering::Less => -c_1 * w.decay(i, j) * self.f[i * n + j],
-                    std::cmp::Ordering::Equal => 0.0,
-                };
-            }
-        }
+        let f = &self.f;
+        fill(&mut self.m, n, |i, j| match j.cmp(&i) {
+            std::cmp::Ordering::Greater => -w_0 * c_0 * w.decay(j, i) * f[j * n + i],
+            std::cmp::Ordering::Less => -c_1 * w.decay(i, j) * f[i * n + j],
+            std::cmp::Ordering::Equal => 0.0,
+        });
         product(Mat::new(&self.m, n, n), k, out.k, true);
 
         // dg_i = decay (e^{γ_L} ⟨D, S₀⟩ + Σ_{j<i} α_j + Σ_{a≥i} ρ_a + T_i).
@@ -195,7 +185,7 @@ impl Back {
         }
 
         // The cotangent of S₀: e^{γ_L} D + r₀ Qᵀ diag(e^γ) dO − c₀ Kᵀ diag(e^γ) U.
-        let el = gamma[last].exp();
+        let el = eg[last];
         ds.iter_mut().for_each(|x| *x *= el);
         let scaled = |dst: &mut [f32], src: &[f32], c: f32| {
             for (i, (d, s)) in dst
@@ -204,7 +194,7 @@ impl Back {
                 .take(n)
                 .enumerate()
             {
-                let e = c * gamma[i].exp();
+                let e = c * eg[i];
                 d.iter_mut().zip(s).for_each(|(d, &s)| *d = e * s);
             }
         };
@@ -227,30 +217,26 @@ impl Back {
     ) {
         let n = w.n;
         let dv = self.u.len() / CHUNK;
-        let gamma = &w.gamma[..n];
+        let eg = &w.egamma[..n];
         let last = n - 1;
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
-        let base = gamma[last].exp() * dot(ds, s0);
+        let base = eg[last] * dot(ds, s0);
         // M_aj (a > j) = e^{γ_a−γ_j} (r₀ (q_a·k_j)(do_a·δ_j) − c₀ (k_a·k_j)(u_a·δ_j)).
-        for a in 0..n {
-            for j in 0..n {
-                self.m[a * n + j] = match j < a {
-                    true => {
-                        let (qk, kk) = (w.qk[a * n + j], w.kk[a * n + j]);
-                        w.decay(a, j)
-                            * (r_0 * qk * self.g[a * n + j] - c_0 * kk * self.f[a * n + j])
-                    }
-                    false => 0.0,
-                };
+        let (g, f) = (&self.g, &self.f);
+        fill(&mut self.m, n, |a, j| match j < a {
+            true => {
+                let at = a * n + j;
+                w.decay(a, j) * (r_0 * w.qk[at] * g[at] - c_0 * w.kk[at] * f[at])
             }
-        }
+            false => 0.0,
+        });
         fn row(v: &[f32], i: usize, dv: usize) -> &[f32] {
             &v[i * dv..(i + 1) * dv]
         }
         // ρ's suffix sums.
         let mut rho = 0.0;
         for a in (0..n).rev() {
-            rho += gamma[a].exp()
+            rho += eg[a]
                 * (r_0 * dot(row(&w.qs, a, dv), row(d_out, a, dv))
                     - c_0 * dot(row(&w.ks, a, dv), row(&self.u, a, dv)));
             dg[a] = rho;
@@ -267,18 +253,20 @@ impl Back {
     }
 }
 
+/// `m` `(n, n)` with `f(i, j)` at row `i`, column `j`.
+fn fill(m: &mut [f32], n: usize, f: impl Fn(usize, usize) -> f32) {
+    for (i, row) in m[..n * n].chunks_exact_mut(n).enumerate() {
+        for (j, x) in row.iter_mut().enumerate() {
+            *x = f(i, j);
+        }
+    }
+}
+
 /// Head `h`'s cotangents for every seed, `(seeds, len, ·)`, in the chunked form.
 pub(super) fn head(x: &Inputs, h: usize, d_out: &[f32], sc: &Scales, seeds: usize) -> Grads {
     let Dims { heads, len, dk, dv } = x.dims;
     let mut gr = Grads::zeros(seeds, len, dk, dv);
-    let mut kept = Vec::with_capacity(len.div_ceil(CHUNK));
-    super::chunked_head(
-        x,
-        h,
-        &mut vec![0.0; dk * dv],
-        &mut vec![0.0; len * dv],
-        Some(&mut kept),
-    );
+    let kept = super::kept_states(x, h);
     let mut ds = vec![vec![0.0f32; dk * dv]; seeds];
     let (mut work, mut back) = (Work::new(dk, dv), Back::new(dk, dv));
     for (c, s0) in kept.iter().enumerate().rev() {

@@ -29,9 +29,9 @@ pub const CHUNK: usize = 64;
 pub(super) struct Work {
     /// Tokens in the chunk.
     pub(super) n: usize,
-    /// Cumulative log decays `γ`, `(n,)`, and in f64.
-    pub(super) gamma: Vec<f32>,
+    /// Cumulative log decays `γ` (summed in f64) and `e^γ`, `(n,)`.
     gamma64: Vec<f64>,
+    pub(super) egamma: Vec<f32>,
     /// `K Kᵀ` and `Q Kᵀ`, `(n, n)`.
     pub(super) kk: Vec<f32>,
     pub(super) qk: Vec<f32>,
@@ -51,8 +51,8 @@ impl Work {
     pub(super) fn new(dk: usize, dv: usize) -> Self {
         Work {
             n: 0,
-            gamma: vec![0.0; CHUNK],
             gamma64: vec![0.0; CHUNK],
+            egamma: vec![0.0; CHUNK],
             kk: vec![0.0; CHUNK * CHUNK],
             qk: vec![0.0; CHUNK * CHUNK],
             ks: vec![0.0; CHUNK * dv],
@@ -85,15 +85,15 @@ impl Work {
         // γ summed in f64: a pair's decay is a difference of two sums, which in f32 would
         // lose the small steps after a large one (a chunk's γ can reach thousands).
         let mut acc = 0.0f64;
-        for ((c, c64), &gi) in self.gamma[..n]
+        for ((c64, e), &gi) in self.gamma64[..n]
             .iter_mut()
-            .zip(&mut self.gamma64[..n])
+            .zip(&mut self.egamma[..n])
             .zip(g)
         {
             acc += f64::from(gi);
-            (*c, *c64) = (acc as f32, acc);
+            (*c64, *e) = (acc, acc.exp() as f32);
         }
-        let (gamma, gamma64) = (&self.gamma[..n], &self.gamma64[..n]);
+        let gamma64 = &self.gamma64[..n];
         let dec = &mut self.dec[..n * n];
         for (i, row) in dec.chunks_exact_mut(n).enumerate() {
             for (j, d) in row.iter_mut().enumerate() {
@@ -114,7 +114,7 @@ impl Work {
         for i in 0..n {
             let (done, rest) = delta.split_at_mut(i * dv);
             let row = &mut rest[..dv];
-            let e = gamma[i].exp();
+            let e = self.egamma[i];
             let (vi, ksi) = (&v[i * dv..(i + 1) * dv], &self.ks[i * dv..(i + 1) * dv]);
             for ((d, &vj), &mj) in row.iter_mut().zip(vi).zip(ksi) {
                 *d = vj - e * mj;
@@ -143,10 +143,8 @@ impl Work {
         self.prepare(x, h, (t0, t1), s);
         let Dims { len, dk, dv, .. } = x.dims;
         let (n, r0) = (self.n, h * len + t0);
-        let gamma = &self.gamma[..n];
         // o = diag(e^γ) Q S₀ + P Δ, P lower with the diagonal: P_ij = e^{γ_i−γ_j} (q_i·k_j).
-        for i in 0..n {
-            let e = gamma[i].exp();
+        for (i, &e) in self.egamma[..n].iter().enumerate() {
             let (o, qs) = (
                 &mut out[i * dv..(i + 1) * dv],
                 &self.qs[i * dv..(i + 1) * dv],
@@ -163,7 +161,7 @@ impl Work {
         product(Mat::new(&self.p, n, n), delta, out, true);
         // S = e^{γ_last} S₀ + Σ_j (e^{γ_last−γ_j} k_j) δ_jᵀ.
         let last = n - 1;
-        let e = gamma[last].exp();
+        let e = self.egamma[last];
         s.iter_mut().for_each(|x| *x *= e);
         let kd = &mut self.kd[..n * dk];
         for (j, row) in kd.chunks_exact_mut(dk).enumerate() {

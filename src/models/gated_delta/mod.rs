@@ -278,6 +278,16 @@ fn chunked_head(
     }
 }
 
+/// Head `h`'s states before each chunk of the pass from a zero state, by the chunked form
+/// (its outputs unused): what a backward pass starts each chunk from.
+fn kept_states(x: &Inputs, h: usize) -> Vec<Vec<f32>> {
+    let Dims { len, dk, dv, .. } = x.dims;
+    let mut kept = Vec::with_capacity(len.div_ceil(CHECKPOINT));
+    let (mut s, mut out) = (vec![0.0; dk * dv], vec![0.0; len * dv]);
+    chunked_head(x, h, &mut s, &mut out, Some(&mut kept));
+    kept
+}
+
 /// Cotangents of the inputs from `d_out` `(seeds, heads, len, dv)`, the pass starting from
 /// zero states, with the products' shares `sc`, in the chunked form.
 pub fn backward(x: &Inputs, d_out: &[f32], sc: &Scales) -> Result<Grads, ShapeError> {
@@ -356,15 +366,7 @@ fn head_backward(x: &Inputs, h: usize, d_out: &[f32], sc: &Scales, seeds: usize)
     let Dims { len, dk, dv, .. } = x.dims;
     let n = dk * dv;
     let mut gr = Grads::zeros(seeds, len, dk, dv);
-    // The states before each chunk, from the chunked form (its outputs unused).
-    let mut kept = Vec::with_capacity(len.div_ceil(CHECKPOINT));
-    chunked_head(
-        x,
-        h,
-        &mut vec![0.0; n],
-        &mut vec![0.0; len * dv],
-        Some(&mut kept),
-    );
+    let kept = kept_states(x, h);
     let mut ds = vec![vec![0.0f32; n]; seeds];
     let mut chunk = Chunk::new(n, dv);
     for (c, start) in kept.iter().enumerate().rev() {
