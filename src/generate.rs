@@ -118,6 +118,7 @@ impl crate::Engine {
             answer,
             stop,
             precision: plan.precision,
+            precision_note: plan.note(),
             sampling: req.sampling,
         })
     }

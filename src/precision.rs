@@ -14,6 +14,8 @@ pub(crate) struct Plan {
     /// Forward-only passes: the prediction's and the lens' output layer, the perturbation
     /// curves, generation.
     pub forward: Products,
+    /// Why bf16, asked for, is not what the request runs in.
+    pub fallback: Option<&'static str>,
 }
 
 impl Plan {
@@ -22,6 +24,7 @@ impl Plan {
         precision: Precision::F32,
         attribution: Products::F32,
         forward: Products::F32,
+        fallback: None,
     };
 
     /// bf16 attribution, forward passes on the weights as stored.
@@ -29,13 +32,23 @@ impl Plan {
         precision: Precision::Bf16,
         attribution: Products::Bf16,
         forward: Products::Stored,
+        fallback: None,
     };
 
-    /// The `precision` event a stream sends for this plan (none for f32).
+    /// The `precision` event a stream sends for this plan (none for f32 asked for).
     pub fn event(&self) -> Option<StreamEvent> {
-        (self.precision != Precision::F32).then_some(StreamEvent::Precision {
-            precision: self.precision,
+        (self.precision != Precision::F32 || self.fallback.is_some()).then(|| {
+            StreamEvent::Precision {
+                precision: self.precision,
+                note: self.note(),
+            }
         })
+    }
+
+    /// What a reader is told beside the result when it is not in the precision asked for.
+    pub fn note(&self) -> Option<String> {
+        self.fallback
+            .map(|why| format!("bf16 was asked for; every product ran in f32: {why}"))
     }
 }
 
@@ -73,7 +86,7 @@ impl crate::Engine {
         match asked {
             Precision::F32 => Plan::F32,
             Precision::Auto if self.f32_seconds(tokens, backward) <= AUTO_F32_SECONDS => Plan::F32,
-            _ => self.bf16_or_f32(),
+            _ => self.bf16_or_f32(asked),
         }
     }
 
@@ -86,12 +99,15 @@ impl crate::Engine {
                 precision: Precision::Bf16,
                 attribution: Products::Bf16,
                 forward: Products::Stored,
+                fallback: None,
             },
-            _ => self.bf16_or_f32(),
+            _ => self.bf16_or_f32(asked),
         }
     }
 
-    fn bf16_or_f32(&self) -> Plan {
+    /// bf16 where the machine has it, else f32, noted as a fallback where bf16 was `asked`
+    /// for (`auto` is f32 on such a machine by definition).
+    fn bf16_or_f32(&self, asked: Precision) -> Plan {
         if !self.device().is_cpu() {
             // bf16 products on a GPU are candle's (cuBLAS, tensor cores).
             return Plan::BF16;
@@ -99,8 +115,14 @@ impl crate::Engine {
         match kernels::bf16_unavailable_reason() {
             None => Plan::BF16,
             Some(why) => {
+                if asked != Precision::Bf16 {
+                    return Plan::F32;
+                }
                 tracing::warn!(%why, "bf16 asked for: computing in f32");
-                Plan::F32
+                Plan {
+                    fallback: Some(why),
+                    ..Plan::F32
+                }
             }
         }
     }

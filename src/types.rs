@@ -92,6 +92,9 @@ pub struct Generation {
         skip_serializing_if = "Precision::is_exact"
     )]
     pub precision: Precision,
+    /// Why it is not in the precision asked for, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision_note: Option<String>,
     /// The sampling settings used.
     pub sampling: Sampling,
 }
@@ -249,6 +252,9 @@ pub struct Explanation {
         skip_serializing_if = "Precision::is_exact"
     )]
     pub precision: Precision,
+    /// Why it is not in the precision asked for, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision_note: Option<String>,
 }
 
 impl Explanation {
@@ -279,8 +285,12 @@ impl Explanation {
                 self.n_layers = *n_layers;
                 // A stream without a `precision` event ran in f32.
                 self.precision = Precision::F32;
+                self.precision_note = None;
             }
-            StreamEvent::Precision { precision } => self.precision = *precision,
+            StreamEvent::Precision { precision, note } => {
+                self.precision = *precision;
+                self.precision_note = note.clone();
+            }
             StreamEvent::Prediction { prediction, target } => {
                 self.prediction = Some(prediction.clone());
                 self.target = Some(target.clone());

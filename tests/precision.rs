@@ -71,6 +71,7 @@ fn bf16_explanations_agree_with_the_f32_references() {
             };
             let bf16 = e.explain(&req).unwrap();
             assert_eq!(bf16.precision, Precision::Bf16, "{}: ran in bf16", f.name);
+            assert_eq!(bf16.precision_note, None, "{}: as asked", f.name);
             let explained = t.logit - t.contrast_logit.unwrap_or(0.0);
             for (method, want) in &t.scores {
                 let ctx = format!("{} target {} {method}", f.name, t.id);
@@ -124,4 +125,51 @@ fn bf16_explanations_agree_with_the_f32_references() {
          worst trace layer {worst_trace:.4}, worst conservation {worst_cons:.4} ({checked} checks)"
     );
     assert!(checked >= 22 * 3 * 4, "only {checked} comparisons ran");
+}
+
+/// A bf16 request where the machine has no bf16 products is computed in f32 (the same scores
+/// as an f32 request), and the result says so and why; where it has them, bf16 says nothing
+/// more. Asking for f32, or `auto` (bf16 only where the machine has it), is never noted.
+#[test]
+fn a_bf16_request_says_what_it_ran_in() {
+    let e = crate::util::engine();
+    let ask = |precision, prompt: &str| {
+        let req = ExplainRequest {
+            methods: vec![Method::Saliency, Method::Attnlrp],
+            precision,
+            ..ExplainRequest::new(prompt.to_string())
+        };
+        e.explain(&req).unwrap()
+    };
+    let prompt = "The capital of France is";
+    let (bf16, f32) = (ask(Precision::Bf16, prompt), ask(Precision::F32, prompt));
+    // Long enough that `auto` picks bf16 where there is bf16.
+    let long = prompt.repeat(60);
+    assert!(e.f32_seconds(6 * 60, 2) > 1.0);
+    let auto = ask(Precision::Auto, &long);
+    assert_eq!(auto.precision_note, None);
+    let bf16_here = tokenlens::kernels::bf16_available();
+    let want = [Precision::F32, Precision::Bf16][usize::from(bf16_here)];
+    assert_eq!(auto.precision, want);
+    assert_eq!(
+        (f32.precision, &f32.precision_note),
+        (Precision::F32, &None)
+    );
+    match tokenlens::kernels::bf16_unavailable_reason() {
+        None => assert_eq!(
+            (bf16.precision, bf16.precision_note),
+            (Precision::Bf16, None)
+        ),
+        Some(why) => {
+            assert_eq!(bf16.precision, Precision::F32);
+            let note = bf16.precision_note.expect("a note on the fallback");
+            assert!(
+                note.contains("bf16 was asked for") && note.contains(why),
+                "{note}"
+            );
+            for (m, r) in &f32.methods {
+                assert_eq!(bf16.methods[m].scores, r.scores, "{m}: f32 either way");
+            }
+        }
+    }
 }

@@ -3,6 +3,8 @@
 import { expect, test } from '@playwright/test';
 import { expectClose, open, scores, tokenlens, generateGreedy } from './helpers';
 
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 const prompt = 'The capital of France is';
 
 test('bf16 from the form: the URL, the badges and the CLI agree', async ({ page }) => {
@@ -13,14 +15,24 @@ test('bf16 from the form: the URL, the badges and the CLI agree', async ({ page 
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   await expect(page).toHaveURL(/precision=bf16/);
   // The page's result is the CLI's (the same products, the same machine): bf16, or f32 on a
-  // CPU without bf16 instructions, which the engine then computes in and says so.
+  // CPU without bf16 instructions, which the engine then computes in and says so, and why,
+  // in the badge as in the CLI's JSON.
   const cli = tokenlens('explain', '-p', prompt, '--raw', '--precision', 'bf16',
     '--methods', 'saliency,input_x_gradient,attnlrp,cp_lrp');
   const ran = cli.precision ?? 'f32';
   expect(['bf16', 'f32']).toContain(ran);
   const badge = page.locator('[data-testid=prediction] .precision-badge');
   await expect(badge).toHaveAttribute('data-precision', ran);
-  await expect(badge).toHaveText(ran === 'bf16' ? 'bf16: approximate' : 'f32: exact');
+  if (ran === 'bf16') {
+    expect(cli.precision_note).toBeUndefined();
+    await expect(badge).toHaveText('bf16: approximate');
+    await expect(badge).not.toHaveAttribute('data-fallback');
+  } else {
+    expect(cli.precision_note).toContain('bf16 was asked for');
+    await expect(badge).toHaveText('f32: exact (bf16 unavailable)');
+    await expect(badge).toHaveAttribute('data-fallback', 'bf16');
+    await expect(badge).toHaveAttribute('title', new RegExp(`^${escape(cli.precision_note)}`));
+  }
   expectClose(await scores(page), cli.methods.saliency.scores, 1e-4);
   // The answer says it too (generation on the file's quantized weights is bf16's on any CPU).
   const ids = await generateGreedy(page, '4');
@@ -40,6 +52,7 @@ test('auto on a short prompt explains in f32, as the CLI', async ({ page }) => {
   await expect(page.locator('[data-testid=status]')).toHaveText('done');
   await expect(page).not.toHaveURL(/precision=/);
   await expect(page.locator('[data-testid=prediction] .precision-badge')).toHaveAttribute('data-precision', 'f32');
+  await expect(page.locator('[data-testid=prediction] .precision-badge')).not.toHaveAttribute('data-fallback');
   const cli = tokenlens('explain', '-p', prompt, '--raw', '--methods', 'saliency');
   expect(cli.precision ?? 'f32').toBe('f32');
   expectClose(await scores(page), cli.methods.saliency.scores, 1e-4);

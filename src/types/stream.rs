@@ -148,11 +148,14 @@ pub enum StreamEvent {
         /// Units in the stage.
         total: usize,
     },
-    /// The precision the request's products run in, after `tokens` (when it is not f32; a
-    /// stream without this event ran in f32).
+    /// The precision the request's products run in, after `tokens` (when it is not f32, or
+    /// not what was asked for; a stream without this event ran in f32 as asked).
     Precision {
-        /// `bf16` (an `auto` request resolved; `f32` is not sent).
+        /// `bf16`, or `f32` with a `note` (never `auto`).
         precision: super::Precision,
+        /// Why it is not the precision asked for (bf16 on a machine without bf16 products).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     /// The request waits for the model (servers only; sent about once a second until it
     /// starts).

@@ -63,7 +63,7 @@ pub fn AnswerSection(
                     <p class="answer-meta" data-testid="answer-meta">
                         {format!("{n} tokens")}
                         {stop}
-                        " · " <super::PrecisionBadge precision=a.precision/>
+                        " · " <super::PrecisionBadge precision=a.precision note=a.precision_note.clone()/>
                     </p>
                     <div class="row">
                         <button

@@ -183,18 +183,34 @@ pub fn arrow_keys(
 }
 
 /// What a result was computed in, beside it: "f32: exact" or "bf16: approximate", with what
-/// that means on hover.
+/// that means on hover; with `note`, why it is not what was asked for.
 #[component]
-pub fn PrecisionBadge(precision: tokenlens::Precision) -> impl IntoView {
-    let title = match precision {
+pub fn PrecisionBadge(
+    precision: tokenlens::Precision,
+    /// Why the result is not in the precision asked for.
+    note: Option<String>,
+) -> impl IntoView {
+    let what = match precision {
         tokenlens::Precision::Bf16 => {
             "bf16: the matrix products ran with bf16 operands (f32 sums) on the CPU's matrix units, generation on the model file's quantized weights; scores agree with f32 in ranking (Spearman ≥ 0.95 on the reference fixtures), not to the digit"
         }
         _ => "f32: every product in f32, as the PyTorch references compute",
     };
+    let (label, title) = match &note {
+        Some(why) => (
+            format!("{} (bf16 unavailable)", precision.label()),
+            format!("{why}. {what}"),
+        ),
+        None => (precision.label().to_string(), what.to_string()),
+    };
     view! {
-        <span class="precision-badge" data-precision=precision.name() title=title>
-            {precision.label()}
+        <span
+            class="precision-badge"
+            data-precision=precision.name()
+            data-fallback=note.is_some().then_some("bf16")
+            title=title
+        >
+            {label}
         </span>
     }
 }

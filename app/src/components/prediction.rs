@@ -21,6 +21,8 @@ pub struct Explained {
     pub generated: Option<tokenlens::GeneratedToken>,
     /// The precision it was computed in.
     pub precision: tokenlens::Precision,
+    /// Why that is not the precision asked for, when it is not.
+    pub precision_note: Option<String>,
 }
 
 /// The prediction panel; `on_explain` receives the view a candidate button asks for.
@@ -33,7 +35,7 @@ pub fn PredictionPanel(
     on_explain: Callback<ExplainSpec>,
 ) -> impl IntoView {
     let body = move || {
-        explained.get().map(|Explained { prediction: p, target: t, step, generated, precision }| {
+        explained.get().map(|Explained { prediction: p, target: t, step, generated, precision, precision_note }| {
             let target_id = t.token.id;
             let top = p
                 .top
@@ -117,7 +119,7 @@ pub fn PredictionPanel(
                 return view! {
                     <div class="prediction" data-testid="prediction">
                         <SpanLine span=span/>
-                        <p><super::PrecisionBadge precision=precision/></p>
+                        <p><super::PrecisionBadge precision=precision note=precision_note.clone()/></p>
                     </div>
                 }
                 .into_any();
@@ -179,7 +181,7 @@ pub fn PredictionPanel(
                             t.token.prob,
                             sig3(t.token.logit),
                         )}
-                        <super::PrecisionBadge precision=precision/>
+                        <super::PrecisionBadge precision=precision note=precision_note.clone()/>
                     </p>
                     <p class="score-switch" role="radiogroup" aria-label="what is explained">
                         "Explain its" {score_switch}

@@ -46,11 +46,11 @@ pub fn StepsSection(
         matrix.with(|mx| {
             let mx = mx.as_ref()?;
             let method = mx.method?;
-            let precision = mx.precision;
+            let (precision, note) = (mx.precision, mx.precision_note.clone());
             let header = view! {
                 <h2>
                     {format!("All steps: each answer token × its context ({}) ", method.label())}
-                    <super::PrecisionBadge precision=precision/>
+                    <super::PrecisionBadge precision=precision note=note/>
                 </h2>
             };
             if mx.tokens.is_empty() {

@@ -132,6 +132,9 @@ pub struct AnswerState {
     /// The precision it was generated in (see `Explanation::precision`).
     #[serde(default = "Precision::exact")]
     pub precision: Precision,
+    /// Why that is not the precision asked for, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision_note: Option<String>,
     /// The server's sealed record of the stream, once it is complete.
     #[serde(skip)]
     pub sealed: Option<Record>,
@@ -157,6 +160,7 @@ impl AnswerState {
             stop: None,
             asked: request.precision,
             precision: Precision::F32,
+            precision_note: None,
             sealed: None,
             steer: request.steer.clone(),
         }
@@ -186,7 +190,10 @@ impl Streamed for AnswerState {
         match ev {
             StreamEvent::Generated { token, .. } => self.tokens.push(token.clone()),
             StreamEvent::Finished { stop } => self.stop = Some(*stop),
-            StreamEvent::Precision { precision } => self.precision = *precision,
+            StreamEvent::Precision { precision, note } => {
+                self.precision = *precision;
+                self.precision_note = note.clone();
+            }
             _ => return false,
         }
         true
@@ -219,6 +226,9 @@ pub struct MatrixState {
     /// The precision it was computed in (see `Explanation::precision`).
     #[serde(default = "Precision::exact")]
     pub precision: Precision,
+    /// Why that is not the precision asked for, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision_note: Option<String>,
     /// The server's sealed record of the stream, once it is complete.
     #[serde(skip)]
     pub sealed: Option<Record>,
@@ -244,8 +254,12 @@ impl Streamed for MatrixState {
                 self.tokens = tokens.clone();
                 self.query_span = *query_span;
                 self.precision = Precision::F32;
+                self.precision_note = None;
             }
-            StreamEvent::Precision { precision } => self.precision = *precision,
+            StreamEvent::Precision { precision, note } => {
+                self.precision = *precision;
+                self.precision_note = note.clone();
+            }
             StreamEvent::Step { row } => self.rows.push(row.clone()),
             _ => return false,
         }

@@ -323,6 +323,30 @@ fn a_snapshot_replays_to_what_the_page_showed() {
     assert_eq!(back, s);
 }
 
+/// A result computed in f32 where bf16 was asked for keeps why, through a shared link.
+#[test]
+fn a_precision_fallback_is_replayed_with_its_note() {
+    let mut s = shared();
+    let note = "bf16 was asked for; every product ran in f32: no bf16 here";
+    let ev = line(StreamEvent::Precision {
+        precision: tokenlens::Precision::F32,
+        note: Some(note.into()),
+    });
+    for r in [&mut s.explanation, &mut s.matrix].into_iter().flatten() {
+        r.events.insert(1, ev.clone());
+    }
+    let r = s.replay().expect("replay");
+    let e = r.explanation.expect("explanation");
+    assert_eq!(
+        (e.precision, e.precision_note.as_deref()),
+        (tokenlens::Precision::F32, Some(note))
+    );
+    let m = r.matrix.expect("matrix");
+    assert_eq!(m.precision_note.as_deref(), Some(note));
+    // The answer's stream had none: generated as asked.
+    assert_eq!(r.answer.expect("answer").precision_note, None);
+}
+
 #[test]
 fn a_snapshot_whose_records_are_not_its_views_is_refused() {
     let refused = |f: &dyn Fn(&mut Snapshot)| {

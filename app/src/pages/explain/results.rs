@@ -33,6 +33,7 @@ fn explained(page: Page) -> Signal<Option<Explained>> {
                 step: r.step,
                 generated,
                 precision: r.precision,
+                precision_note: r.precision_note.clone(),
             })
         })
     })
