@@ -155,8 +155,11 @@ impl Weight {
             }
             // Inputs of many rows (a prompt's prefill, the curves' batches) convert the blocks
             // to bf16 once for the matrix units instead: each row's dot products over the
-            // blocks cost more (SmolLM2's and the 4B shape's prefill took 3-4× as long).
+            // blocks cost more (SmolLM2's and the 4B shape's prefill took 3-4× as long). A
+            // CPU without bf16 products multiplies them in f32 (on an AMD EPYC without bf16,
+            // a 217-token prefill took 2.5-2.9× as long through the blocks, BENCHMARKS.md).
             Products::Stored if rows > STORED_ROWS && bf16 => Products::Bf16,
+            Products::Stored if rows > STORED_ROWS => Products::F32,
             Products::Stored if self.readable_blocks().is_some() => Products::Stored,
             Products::Stored | Products::Bf16 if bf16 => Products::Bf16,
             _ => Products::F32,
