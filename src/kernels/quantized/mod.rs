@@ -150,6 +150,10 @@ fn ours<T: GgmlType>(ws: &[&QTensor], x: &Tensor, m: usize, k: usize) -> Result<
     let tiles = m.div_ceil(ROW_TILE);
     let mut outs: Vec<Vec<f32>> = mats.iter().map(|&(_, n)| vec![0f32; m * n]).collect();
     let ptrs: Vec<Out> = outs.iter_mut().map(|o| Out(o.as_mut_ptr())).collect();
+    #[cfg(target_arch = "x86_64")]
+    let four = x86::four_rows();
+    #[cfg(not(target_arch = "x86_64"))]
+    let four = true;
     super::parallel_for(tiles * quads.len(), |item| {
         let (tile, (i, r0)) = (item / quads.len(), quads[item % quads.len()]);
         let (w, n) = mats[i];
@@ -160,7 +164,7 @@ fn ours<T: GgmlType>(ws: &[&QTensor], x: &Tensor, m: usize, k: usize) -> Result<
             // SAFETY: (input row t, weight row r) of matrix i is written by this item alone;
             // t < m and r < n, inside the m × n output.
             let put = |r: usize, v: f32| unsafe { *dst.add(t * n + r) = v };
-            if r0 + 4 <= n {
+            if r0 + 4 <= n && four {
                 let (a, b, c, d) =
                     T::vec_dot_4(k, row(r0), row(r0 + 1), row(r0 + 2), row(r0 + 3), y);
                 for (j, v) in [a, b, c, d].into_iter().enumerate() {
