@@ -95,12 +95,7 @@ impl crate::Engine {
     pub(crate) fn generation_plan(&self, asked: Precision) -> Plan {
         match asked {
             Precision::F32 => Plan::F32,
-            _ if self.decoder().has_stored_blocks() => Plan {
-                precision: Precision::Bf16,
-                attribution: Products::Bf16,
-                forward: Products::Stored,
-                fallback: None,
-            },
+            _ if self.decoder().has_stored_blocks() => Plan::BF16,
             _ => self.bf16_or_f32(asked),
         }
     }
