@@ -79,7 +79,7 @@ SHAPES = {
         kv_heads=8, head_dim=128, ffn=8192, vocab=200064, context=131072, theta=1e4,
         eps=1e-5, qk_norm=False, tied=True, eos="<|endoftext|>", rotary=96, fused=True,
         longrope=dict(original=4096), window=262144,
-        template="microsoft__Phi-3.5-mini-instruct.jinja",
+        template="microsoft__Phi-4-mini-instruct.jinja",
     ),
     "smollm3-3b-shape": dict(
         arch="smollm3", tokenizer="llama3", pre="llama-bpe", layers=36, hidden=2048, heads=16,

@@ -41,6 +41,8 @@ MODELS = {
     "Qwen__Qwen3.5-4B.jinja": (None, "<|im_end|>"),
     "google__gemma-4-31B-it.jinja": ("<bos>", "<eos>"),
     "microsoft__Phi-3.5-mini-instruct.jinja": ("<s>", "<|endoftext|>"),
+    "microsoft__Phi-4-mini-instruct.jinja": ("<|endoftext|>", "<|endoftext|>"),
+    "allenai__OLMo-2-1124-13B-Instruct.jinja": ("<|endoftext|>", "<|endoftext|>"),
     "mistralai__Ministral-3-14B-Reasoning-2512.jinja": ("<s>", "</s>"),
     "mistralai__Mistral-Small-3.2-24B-Instruct-2506.jinja": ("<s>", "</s>"),
     "deepseek-ai__DeepSeek-V3.jinja": ("<\uff5cbegin\u2581of\u2581sentence\uff5c>", "<\uff5cend\u2581of\u2581sentence\uff5c>"),

@@ -39,7 +39,7 @@ fn real_templates_render_as_transformers() {
     )
     .unwrap();
     let now: jiff::civil::DateTime = fx.now.parse().unwrap();
-    assert!(fx.templates.len() >= 15, "expected the fifteen templates");
+    assert!(fx.templates.len() >= 17, "expected the seventeen templates");
     let mut failures = Vec::new();
     for (name, t) in &fx.templates {
         let source =
