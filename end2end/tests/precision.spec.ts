@@ -21,6 +21,16 @@ test('bf16 from the form: the URL, the badges and the CLI agree', async ({ page 
     '--methods', 'saliency,input_x_gradient,attnlrp,cp_lrp');
   const ran = cli.precision ?? 'f32';
   expect(['bf16', 'f32']).toContain(ran);
+  // The select said so before anything ran: where bf16 falls back, its option reads "runs in
+  // f32 here" and gives the CLI's reason.
+  const option = page.locator('select[name=precision] option[value=bf16]');
+  if (ran === 'bf16') {
+    await expect(option).toHaveText('bf16 (fast, approximate)');
+  } else {
+    const why = cli.precision_note.slice(cli.precision_note.indexOf(': ') + 2);
+    await expect(option).toHaveText('bf16 (runs in f32 here)');
+    await expect(option).toHaveAttribute('title', `Explanations run in f32 on this server: ${why}`);
+  }
   const badge = page.locator('[data-testid=prediction] .precision-badge');
   await expect(badge).toHaveAttribute('data-precision', ran);
   if (ran === 'bf16') {

@@ -9,6 +9,7 @@ pub mod estimate;
 pub mod export_bar;
 pub mod faithfulness;
 pub mod inside;
+pub mod precision_select;
 pub mod prediction;
 pub mod prompt_form;
 pub mod share_bar;

@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 use tokenlens::{Precision, Sampling, TargetSpec};
 
+use super::precision_select::PrecisionSelect;
 use super::Checkbox;
 use crate::pages::api::ModelList;
 use crate::state::{GenSpec, Input, ViewState, DEFAULT_MAX_NEW};
@@ -230,6 +231,16 @@ pub fn PromptForm(
             Err(e) => view! { <option value="">{format!("models unavailable: {e}")}</option> }.into_any(),
         })
     };
+    // Why the picked model (the default while none is picked) cannot multiply in bf16 here.
+    let bf16_unavailable = Signal::derive(move || {
+        let list = models.get()?.ok()?;
+        let picked = model.get();
+        let info = match picked.is_empty() {
+            true => list.models.into_iter().next(),
+            false => list.models.into_iter().find(|m| m.name == picked),
+        };
+        info?.bf16_unavailable
+    });
     let text_input = move |name: &'static str,
                            label: &'static str,
                            placeholder: &'static str,
@@ -286,7 +297,7 @@ pub fn PromptForm(
                 <label title="The chat template's enable_thinking: the model may reason in a <think> block before answering (Qwen3; other templates ignore it)">
                     <Checkbox name="thinking" label=" thinking" value=thinking disabled=Signal::derive(move || !chat.get())/>
                 </label>
-                <PrecisionSelect value=form.precision/>
+                <PrecisionSelect value=form.precision bf16_unavailable=bf16_unavailable/>
                 {text_input("target", "Target ", "most likely token", target)}
                 {text_input("contrast", "rather than ", "(optional)", contrast)}
                 <super::steer_input::SteerInput value=form.steer/>
@@ -311,38 +322,6 @@ pub fn PromptForm(
             </div>
             <GenerationSettings form=form/>
         </form>
-    }
-    .into_any()
-}
-
-/// The precision of the products: auto, f32 or bf16.
-#[component]
-fn PrecisionSelect(value: RwSignal<Precision>) -> AnyView {
-    let options = Precision::ALL
-        .map(|p| {
-            let label = match p {
-                Precision::Auto => "auto",
-                Precision::F32 => "f32 (exact)",
-                Precision::Bf16 => "bf16 (fast, approximate)",
-            };
-            view! { <option value=p.name() selected=move || value.get() == p>{label}</option> }
-        })
-        .collect_view();
-    view! {
-        <label title="How the matrix products are computed. f32: exact, as the PyTorch references. bf16: bf16 operands with f32 sums on the CPU's matrix units, and generation on the model file's quantized weights as llama.cpp runs them: several times faster, scores approximate. auto: f32 for explanations that take about a second or less, bf16 above; generation on the quantized weights.">
-            "Precision "
-            <select
-                name="precision"
-                prop:value=move || value.get().name()
-                on:change=move |ev| {
-                    if let Ok(p) = Precision::parse(&event_target_value(&ev)) {
-                        value.set(p);
-                    }
-                }
-            >
-                {options}
-            </select>
-        </label>
     }
     .into_any()
 }

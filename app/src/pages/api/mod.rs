@@ -28,6 +28,10 @@ pub struct ModelInfo {
     /// How its weights are held: dense, or as stored and converted per layer (and why).
     #[serde(default)]
     pub weights: String,
+    /// Why bf16 products are unavailable to this model here, if they are: a bf16
+    /// explanation then runs in f32 (and says so).
+    #[serde(default)]
+    pub bf16_unavailable: Option<String>,
 }
 
 /// The models a server offers, and those still loading.
@@ -89,6 +93,7 @@ pub async fn list_models() -> Result<ModelList, ServerFnError> {
             n_layers: m.engine.n_layers(),
             chat_template: m.engine.has_chat_template(),
             weights: m.engine.weights_note().to_string(),
+            bf16_unavailable: m.engine.bf16_unavailable().map(str::to_string),
         })
         .collect();
     let pending = state.pending.read().map_err(|_| poisoned())?.clone();
