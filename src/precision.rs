@@ -100,14 +100,24 @@ impl crate::Engine {
         }
     }
 
-    /// bf16 where the machine has it, else f32, noted as a fallback where bf16 was `asked`
-    /// for (`auto` is f32 on such a machine by definition).
-    fn bf16_or_f32(&self, asked: Precision) -> Plan {
-        if !self.device().is_cpu() {
-            // bf16 products on a GPU are candle's (cuBLAS, tensor cores).
-            return Plan::BF16;
+    /// Why this engine's explanations cannot multiply in bf16 (they run in f32), if they
+    /// cannot: a CPU without bf16 instructions, or oneMKL not installed. bf16 products on a
+    /// GPU are candle's (cuBLAS, tensor cores), always there.
+    pub fn bf16_unavailable(&self) -> Option<&'static str> {
+        match self.device().is_cpu() {
+            true => kernels::bf16_unavailable_reason(),
+            false => None,
         }
-        match kernels::bf16_unavailable_reason() {
+    }
+
+    /// bf16 where the machine has it, else f32, noted as a fallback where bf16 was `asked`
+    /// for (`auto` is f32 on such a machine by definition, and where bf16 is only emulated:
+    /// it would be no faster).
+    fn bf16_or_f32(&self, asked: Precision) -> Plan {
+        if asked == Precision::Auto && self.device().is_cpu() && !kernels::bf16_units() {
+            return Plan::F32;
+        }
+        match self.bf16_unavailable() {
             None => Plan::BF16,
             Some(why) => {
                 if asked != Precision::Bf16 {

@@ -128,6 +128,9 @@ fn fixtures_cover_the_required_cases() {
         "tests/fixtures/tiny-mistral",
         "tests/fixtures/tiny-qwen3-moe",
         "tests/fixtures/tiny-llama3",
+        // The bf16-conditioned twins (scripts/reference.py VARIANTS).
+        "tests/fixtures/tiny-gemma4-bf16",
+        "tests/fixtures/tiny-gemma4-moe-bf16",
     ] {
         let n = fx.iter().filter(|f| f.model == model).count();
         assert!(n >= 2, "{model}: {n} fixtures");

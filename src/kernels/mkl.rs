@@ -106,9 +106,6 @@ impl Kernel for Mkl {
 fn cpu_has_bf16() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::env::var("TOKENLENS_BF16_ANY_CPU").is_ok_and(|v| v == "1") {
-            return true;
-        }
         is_x86_feature_detected!("avx512bf16") || amx_bf16()
     }
     #[cfg(not(target_arch = "x86_64"))]

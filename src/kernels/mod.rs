@@ -69,20 +69,46 @@ pub fn init() {
 pub fn backend() -> String {
     let bf16 = match mkl::get() {
         Ok(m) => m.name.clone(),
+        Err(_) if bf16_emulated() => EMULATED.to_string(),
         Err(why) => format!("f32 ({why})"),
     };
     format!("f32: {}; bf16: {bf16}", openblas::describe())
 }
 
-/// Whether bf16 products run on this machine's matrix units (else a bf16 request computes
-/// in f32).
+/// What `TOKENLENS_BF16=emulate` computes, in words.
+const EMULATED: &str = "emulated (TOKENLENS_BF16=emulate: operands rounded to bf16, \
+                        products in f32; bf16's numbers at f32's speed)";
+
+/// Whether bf16 products are computed: on this machine's matrix units, or emulated where
+/// `TOKENLENS_BF16=emulate` asks for it (else a bf16 request computes in f32).
 pub fn bf16_available() -> bool {
+    bf16_units() || bf16_emulated()
+}
+
+/// Whether bf16 products run on this machine's matrix units (AMX-BF16, AVX512-BF16)
+/// through oneMKL: faster than f32, not only rounded.
+pub fn bf16_units() -> bool {
     mkl::get().is_ok()
+}
+
+/// `TOKENLENS_BF16=emulate`, on a machine without bf16 units: bf16 products are the f32
+/// products of operands rounded to bf16, as the matrix units multiply them (exact products,
+/// f32 sums; only the order of the sums differs). No faster than f32: for seeing and testing
+/// what bf16 does to an explanation on a CPU without bf16 instructions.
+pub fn bf16_emulated() -> bool {
+    static EMULATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *EMULATE.get_or_init(|| {
+        let on = std::env::var("TOKENLENS_BF16").is_ok_and(|v| v == "emulate");
+        on && !bf16_units()
+    })
 }
 
 /// Why bf16 products are not available, when they are not.
 pub fn bf16_unavailable_reason() -> Option<&'static str> {
-    mkl::get().err()
+    match bf16_emulated() {
+        true => None,
+        false => mkl::get().err(),
+    }
 }
 
 /// `a · b` for `a: (.., m, k)` and `b: (.., k, n)`, as `Tensor::matmul`; through OpenBLAS
@@ -98,7 +124,8 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 /// `a · b` with bf16 operands and f32 products and result: f32 operands are rounded to bf16
 /// first (bf16 ones are used as they are). On the CPU through oneMKL; without it, the f32
-/// product of the operands as given. On CUDA, candle's bf16 product.
+/// product of the operands as given (rounded to bf16 where bf16 is emulated). On CUDA,
+/// candle's bf16 product.
 pub fn matmul_bf16(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if !a.device().is_cpu() {
         let a = a.to_dtype(DType::BF16)?;
@@ -106,7 +133,11 @@ pub fn matmul_bf16(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         return a.matmul(&b)?.to_dtype(DType::F32);
     }
     let Ok(mkl) = mkl::get() else {
-        return matmul(&a.to_dtype(DType::F32)?, &b.to_dtype(DType::F32)?);
+        let f32_of = |t: &Tensor| match bf16_emulated() && t.dtype() == DType::F32 {
+            true => to_bf16(t)?.to_dtype(DType::F32),
+            false => t.to_dtype(DType::F32),
+        };
+        return matmul(&f32_of(a)?, &f32_of(b)?);
     };
     let a = to_bf16(a)?;
     let b = to_bf16(b)?;

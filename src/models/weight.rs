@@ -144,9 +144,12 @@ impl Weight {
     }
 
     /// The products this matrix can run: bf16 where the machine has no bf16 products is
-    /// f32, and stored products on a matrix without quantized blocks are bf16.
+    /// f32, and stored products on a matrix without quantized blocks are bf16 where bf16 is
+    /// faster (matrix units or a GPU; emulated bf16 is not).
     fn effective(&self, p: Products, x: &Tensor) -> Products {
-        let bf16 = !x.device().is_cpu() || kernels::bf16_available();
+        let gpu = !x.device().is_cpu();
+        let bf16 = gpu || kernels::bf16_available();
+        let fast = gpu || kernels::bf16_units();
         let rows = x.elem_count() / x.dims().last().copied().unwrap_or(1).max(1);
         match p {
             // On a GPU, candle's CUDA kernels read the blocks for any number of rows.
@@ -158,10 +161,11 @@ impl Weight {
             // blocks cost more (SmolLM2's and the 4B shape's prefill took 3-4× as long). A
             // CPU without bf16 products multiplies them in f32 (on an AMD EPYC without bf16,
             // a 217-token prefill took 2.5-2.9× as long through the blocks, BENCHMARKS.md).
-            Products::Stored if rows > STORED_ROWS && bf16 => Products::Bf16,
+            Products::Stored if rows > STORED_ROWS && fast => Products::Bf16,
             Products::Stored if rows > STORED_ROWS => Products::F32,
             Products::Stored if self.readable_blocks().is_some() => Products::Stored,
-            Products::Stored | Products::Bf16 if bf16 => Products::Bf16,
+            Products::Stored if fast => Products::Bf16,
+            Products::Bf16 if bf16 => Products::Bf16,
             _ => Products::F32,
         }
     }
@@ -562,8 +566,13 @@ mod tests {
                 let r = within(&got, &want, &fwd_bound, unit)?;
                 assert!(r <= 1.0, "form {i} {p:?}: {r} rounding units");
                 // Rounded, unless the machine has no bf16 products (then bf16 is f32) and
-                // the product reads no quantized blocks (form 2 has none).
-                if kernels::bf16_available() || (p == Products::Stored && i < 2) {
+                // the product reads no quantized blocks (form 2 has none; stored products
+                // there are bf16 only on the matrix units).
+                let rounded = match p {
+                    Products::Bf16 => kernels::bf16_available(),
+                    _ => kernels::bf16_units() || i < 2,
+                };
+                if rounded {
                     assert!(
                         max_diff(&got, &want)? > 0.0,
                         "form {i} {p:?}: not rounded at all?"
