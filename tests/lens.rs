@@ -70,10 +70,12 @@ fn lens_matches_transformers() {
     }
     println!("lens: worst probability difference {worst:e}; {ranks_moved} unlikely targets' ranks moved by rounding");
     // Every family's tiny checkpoint has its case (a family's lens goes through its own
-    // final norm and soft-cap).
+    // final norm and soft-cap); the bf16-conditioned twins (`tiny-*-bf16`, the same families
+    // and shapes: scripts/reference.py VARIANTS) are their families'.
     for dir in std::fs::read_dir(root().join("tests/fixtures")).unwrap() {
         let dir = dir.unwrap().path();
-        if !dir.join("config.json").exists() {
+        let twin = dir.to_string_lossy().ends_with("-bf16");
+        if !dir.join("config.json").exists() || twin {
             continue;
         }
         let model = format!(
@@ -166,16 +168,26 @@ fn the_lens_streams_after_the_map_and_stops_at_a_cancel() {
         last_method < report && report < lens,
         "the lens reports its progress"
     );
-    // A cancel at the lens' first report: nothing after it, no lens.
-    let mut seen = 0;
-    let r = e.explain_streaming(&req, &mut |_| {
-        seen += 1;
-        if seen > report {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
+    // A cancel at the lens' first report (found in this run's own events: how many progress
+    // reports come before it depends on how fast the machine is): nothing after it, no lens.
+    let (mut cancelled, mut after) = (false, 0);
+    let r = e.explain_streaming(&req, &mut |ev| {
+        if cancelled {
+            after += 1;
         }
+        if matches!(
+            ev,
+            StreamEvent::Progress {
+                stage: Stage::Lens,
+                ..
+            }
+        ) {
+            cancelled = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
     });
+    assert!(cancelled, "the lens reported its progress");
     assert!(matches!(r, Err(Error::Cancelled)), "not cancelled");
-    assert_eq!(seen, report + 1, "events after the cancel");
+    assert_eq!(after, 0, "events after the cancel");
 }
