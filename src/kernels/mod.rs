@@ -21,7 +21,7 @@ pub mod quantized;
 pub(crate) mod small;
 
 use candle_core::{DType, Result, Tensor};
-pub use convert::to_bf16;
+pub use convert::{bf16_as_f32, to_bf16};
 
 /// How a pass multiplies by matrices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -133,8 +133,8 @@ pub fn matmul_bf16(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         return a.matmul(&b)?.to_dtype(DType::F32);
     }
     let Ok(mkl) = mkl::get() else {
-        let f32_of = |t: &Tensor| match bf16_emulated() && t.dtype() == DType::F32 {
-            true => to_bf16(t)?.to_dtype(DType::F32),
+        let f32_of = |t: &Tensor| match bf16_emulated() || t.dtype() == DType::BF16 {
+            true => bf16_as_f32(t),
             false => t.to_dtype(DType::F32),
         };
         return matmul(&f32_of(a)?, &f32_of(b)?);
