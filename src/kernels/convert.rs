@@ -2,7 +2,7 @@
 //! instruction where the CPU has it (16 values an instruction; `half`'s scalar conversion
 //! took a fifth of a bf16 pass).
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, WithDType, D};
 use half::bf16;
 use std::mem::MaybeUninit;
 
@@ -13,30 +13,8 @@ use std::mem::MaybeUninit;
 pub fn to_bf16(t: &Tensor) -> Result<Tensor> {
     match t.dtype() {
         DType::BF16 => Ok(t.clone()),
-        DType::F32 if t.device().is_cpu() => {
-            if !t.is_contiguous() && t.rank() >= 2 {
-                let back = t.transpose(D::Minus2, D::Minus1)?;
-                if back.is_contiguous() {
-                    return to_bf16(&back)?.transpose(D::Minus2, D::Minus1);
-                }
-            }
-            let t = t.contiguous()?;
-            let (s, l) = t.storage_and_layout();
-            let candle_core::Storage::Cpu(c) = &*s else {
-                candle_core::bail!("to_bf16: not a CPU tensor")
-            };
-            let Some((a, b)) = l.contiguous_offsets() else {
-                candle_core::bail!("to_bf16: not contiguous")
-            };
-            let src = &c.as_slice::<f32>()?[a..b];
-            // SAFETY: `convert` writes every element of its destination.
-            let out = unsafe {
-                super::fill_chunks(src.len(), 1 << 14, |start, dst| {
-                    convert(&src[start..start + dst.len()], dst)
-                })
-            };
-            Tensor::from_vec(out, t.shape(), t.device())
-        }
+        // SAFETY: `convert` writes every element of its destination.
+        DType::F32 if t.device().is_cpu() => unsafe { map_elements(t, convert) },
         _ => t.to_dtype(DType::BF16),
     }
 }
@@ -45,45 +23,60 @@ pub fn to_bf16(t: &Tensor) -> Result<Tensor> {
 /// bf16 ones widened; in parallel, keeping a contiguous or transposed layout as [`to_bf16`]
 /// does. The operands of emulated bf16 products (`TOKENLENS_BF16=emulate`): candle's own
 /// conversion is one thread, a value at a time, and took a quarter of an emulated pass.
-pub fn bf16_as_f32(t: &Tensor) -> Result<Tensor> {
-    if !t.device().is_cpu() || !matches!(t.dtype(), DType::F32 | DType::BF16) {
+pub(crate) fn bf16_as_f32(t: &Tensor) -> Result<Tensor> {
+    if !t.device().is_cpu() {
         return t.to_dtype(DType::BF16)?.to_dtype(DType::F32);
     }
+    // SAFETY: each closure writes every element of its destination.
+    unsafe {
+        match t.dtype() {
+            DType::BF16 => map_elements(t, |src: &[bf16], dst| {
+                for (d, x) in dst.iter_mut().zip(src) {
+                    d.write(f32::from_bits((x.to_bits() as u32) << 16));
+                }
+            }),
+            DType::F32 => map_elements(t, |src: &[f32], dst| {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    d.write(round_to_bf16(x));
+                }
+            }),
+            _ => t.to_dtype(DType::BF16)?.to_dtype(DType::F32),
+        }
+    }
+}
+
+/// `f(source chunk, destination chunk)` over a CPU tensor's elements, on the pool, into a
+/// tensor of the same shape. A contiguous tensor, or the transpose of a contiguous one (its
+/// last two dimensions swapped: a product's operand), is mapped without reordering and keeps
+/// its layout; others are made contiguous first.
+///
+/// # Safety
+/// `f` must write every element of the destination chunk it is given (as long as its source).
+unsafe fn map_elements<T: WithDType, U: WithDType>(
+    t: &Tensor,
+    f: impl Fn(&[T], &mut [MaybeUninit<U>]) + Sync,
+) -> Result<Tensor> {
     if !t.is_contiguous() && t.rank() >= 2 {
         let back = t.transpose(D::Minus2, D::Minus1)?;
         if back.is_contiguous() {
-            return bf16_as_f32(&back)?.transpose(D::Minus2, D::Minus1);
+            // SAFETY: the caller's `f`.
+            return unsafe { map_elements(&back, f) }?.transpose(D::Minus2, D::Minus1);
         }
     }
     let t = t.contiguous()?;
     let (s, l) = t.storage_and_layout();
     let candle_core::Storage::Cpu(c) = &*s else {
-        candle_core::bail!("bf16_as_f32: not a CPU tensor")
+        candle_core::bail!("map_elements: not a CPU tensor")
     };
     let Some((a, b)) = l.contiguous_offsets() else {
-        candle_core::bail!("bf16_as_f32: not contiguous")
+        candle_core::bail!("map_elements: not contiguous")
     };
-    const CHUNK: usize = 1 << 14;
-    // SAFETY: each closure writes every element of its destination.
+    let src = &c.as_slice::<T>()?[a..b];
+    // SAFETY: the caller's `f` writes every element of each chunk.
     let out = unsafe {
-        match t.dtype() {
-            DType::BF16 => {
-                let src = &c.as_slice::<bf16>()?[a..b];
-                super::fill_chunks(src.len(), CHUNK, |start, dst| {
-                    for (d, x) in dst.iter_mut().zip(&src[start..]) {
-                        d.write(f32::from_bits((x.to_bits() as u32) << 16));
-                    }
-                })
-            }
-            _ => {
-                let src = &c.as_slice::<f32>()?[a..b];
-                super::fill_chunks(src.len(), CHUNK, |start, dst| {
-                    for (d, &x) in dst.iter_mut().zip(&src[start..]) {
-                        d.write(round_to_bf16(x));
-                    }
-                })
-            }
-        }
+        super::fill_chunks(src.len(), 1 << 14, |start, dst| {
+            f(&src[start..start + dst.len()], dst)
+        })
     };
     Tensor::from_vec(out, t.shape(), t.device())
 }

@@ -21,7 +21,8 @@ pub mod quantized;
 pub(crate) mod small;
 
 use candle_core::{DType, Result, Tensor};
-pub use convert::{bf16_as_f32, to_bf16};
+use convert::bf16_as_f32;
+pub use convert::to_bf16;
 
 /// How a pass multiplies by matrices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
