@@ -29,7 +29,10 @@ use tokenlens::{ExplainRequest, Method, Precision, TargetSpec};
 // of the largest score, whose order bf16 does not keep: swaps among values of 10⁻³ against a
 // top of 0.2); the rest unchanged. 2026-12-07, on an AMD EPYC without bf16 units, emulated
 // (`TOKENLENS_BF16=emulate`), with the Gemma 4 twins (26 fixtures, 588 checks): Spearman ≥
-// 0.915, top-5 ≥ 4 of 5, trace layers within 0.176, conservation within 0.124.
+// 0.915, top-5 ≥ 4 of 5, trace layers within 0.176, conservation within 0.124. 2026-12-07
+// again, with the Qwen3.5 twins (30 fixtures, 636 checks): the same worst cases (the twins':
+// Spearman ≥ 0.964, trace layers within 0.124, conservation within 0.006), conservation
+// within 0.090 (since the vectorized exponentials).
 const MIN_SPEARMAN: f64 = 0.9;
 const MIN_TOP5: usize = 3;
 const MIN_TOP5_MEAN: f64 = 4.0;

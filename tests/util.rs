@@ -131,21 +131,22 @@ impl Complete for tokenlens::Explanation {
 }
 
 /// Checkpoints whose own outputs move past the bf16 and stored-weight tolerances under bf16
-/// rounding of their products' inputs, in PyTorch as here: the tiny random Qwen3.5 (three
-/// Gated DeltaNet layers of width 32; in transformers, rounding each linear layer's input to
-/// bf16 moves its logits by up to 0.083 of their range, 0.034-0.148 over three seeds of the
-/// same shape, against 0.007 for the tiny Qwen3). Its f32 references hold at 1e-3; its bf16
-/// agreement waits for a better-conditioned fixture. The tiny Gemma 4s likewise, measured
-/// with `scripts/bf16_sensitivity.py gemma4 gemma4_moe gemma3` (transformers 5.25,
-/// 2026-12-07; the largest change under transformers' own bf16 autocast, as a share of the
-/// largest f32 value): with per-layer inputs of 4 values (E2B's have 256), saliency moves by
-/// up to 0.45 and the trace by 0.55; with experts (tiny-gemma4-moe), saliency by 0.06 but
-/// the trace by up to 0.37 (its chat prompt's second target, at layer 0 of the last position,
-/// where this engine's bf16 moves it by 0.41); the tiny Gemma 3: 0.12 and 0.05. The same
-/// Gemma 4 without per-layer inputs passed this test. The Gemma 4s have better-conditioned
-/// twins (`tiny-gemma4-bf16`, `tiny-gemma4-moe-bf16`: the same shapes, a narrower init or
-/// another seed; `scripts/reference.py` VARIANTS) that the bf16 test checks in their place;
-/// the Qwen3.5s have none yet (why: VARIANTS' comment).
+/// rounding of their products' inputs, in PyTorch as here, measured with
+/// `scripts/bf16_sensitivity.py` (transformers 5.25, the largest change under transformers'
+/// own bf16 autocast, as a share of the largest f32 value):
+/// - the tiny random Qwen3.5s (Gated DeltaNet layers of width 32, init 0.28): saliency by
+///   0.35, the trace by 0.26 (`--search qwen3_5 0.28 0`, whose targets include the
+///   contrast; in transformers, rounding each linear layer's input to bf16 moves the logits
+///   by up to 0.083 of their range, 0.007 for the tiny Qwen3);
+/// - the tiny Gemma 4s: with per-layer inputs of 4 values (E2B's have 256), saliency by up to
+///   0.45 and the trace by 0.55; with experts (tiny-gemma4-moe), saliency by 0.06 but the
+///   trace by up to 0.37 (its chat prompt's second target, at layer 0 of the last position,
+///   where this engine's bf16 moves it by 0.41). The same Gemma 4 without per-layer inputs
+///   passed this test.
+///
+/// (The tiny Gemma 3, which passes: 0.12 and 0.05.) Their f32 references hold at 1e-3. Each
+/// has a better-conditioned twin (`tiny-<family>-bf16`: the same shape, a narrower init or
+/// another seed; `scripts/reference.py` VARIANTS) that the bf16 test checks in its place.
 pub const BF16_SENSITIVE: &[&str] = &[
     "tests/fixtures/tiny-qwen3_5",
     "tests/fixtures/tiny-qwen3_5-moe",
