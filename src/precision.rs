@@ -110,6 +110,12 @@ impl crate::Engine {
         }
     }
 
+    /// Whether this engine's bf16 products are emulated (`TOKENLENS_BF16=emulate` on a CPU
+    /// without bf16 units): bf16's numbers, no faster than f32.
+    pub fn bf16_emulated(&self) -> bool {
+        self.device().is_cpu() && kernels::bf16_emulated()
+    }
+
     /// bf16 where the machine has it, else f32, noted as a fallback where bf16 was `asked`
     /// for (`auto` is f32 on such a machine by definition, and where bf16 is only emulated:
     /// it would be no faster).

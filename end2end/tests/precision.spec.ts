@@ -25,7 +25,11 @@ test('bf16 from the form: the URL, the badges and the CLI agree', async ({ page 
   // f32 here" and gives the CLI's reason.
   const option = page.locator('select[name=precision] option[value=bf16]');
   if (ran === 'bf16') {
-    await expect(option).toHaveText('bf16 (fast, approximate)');
+    // bf16 on this CPU's matrix units, or emulated where the server was started with
+    // TOKENLENS_BF16=emulate (the same numbers, at f32's speed: the option says so).
+    const emulated = process.env.TOKENLENS_BF16 === 'emulate';
+    await expect(option).toHaveText(emulated ? 'bf16 (emulated, approximate)' : 'bf16 (fast, approximate)');
+    await expect(page.locator('label[data-bf16]')).toHaveAttribute('data-bf16', emulated ? 'emulated' : 'available');
   } else {
     const why = cli.precision_note.slice(cli.precision_note.indexOf(': ') + 2);
     await expect(option).toHaveText('bf16 (runs in f32 here)');

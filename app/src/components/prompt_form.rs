@@ -231,16 +231,20 @@ pub fn PromptForm(
             Err(e) => view! { <option value="">{format!("models unavailable: {e}")}</option> }.into_any(),
         })
     };
-    // Why the picked model (the default while none is picked) cannot multiply in bf16 here.
-    let bf16_unavailable = Signal::derive(move || {
+    // The picked model (the default while none is picked): why it cannot multiply in bf16
+    // here, and whether its bf16 is emulated.
+    let picked_info = Memo::new(move |_| {
         let list = models.get()?.ok()?;
         let picked = model.get();
-        let info = match picked.is_empty() {
+        match picked.is_empty() {
             true => list.models.into_iter().next(),
             false => list.models.into_iter().find(|m| m.name == picked),
-        };
-        info?.bf16_unavailable
+        }
     });
+    let bf16_unavailable =
+        Signal::derive(move || picked_info.with(|i| i.as_ref()?.bf16_unavailable.clone()));
+    let bf16_emulated =
+        Signal::derive(move || picked_info.with(|i| i.as_ref().is_some_and(|i| i.bf16_emulated)));
     let text_input = move |name: &'static str,
                            label: &'static str,
                            placeholder: &'static str,
@@ -297,7 +301,7 @@ pub fn PromptForm(
                 <label title="The chat template's enable_thinking: the model may reason in a <think> block before answering (Qwen3; other templates ignore it)">
                     <Checkbox name="thinking" label=" thinking" value=thinking disabled=Signal::derive(move || !chat.get())/>
                 </label>
-                <PrecisionSelect value=form.precision bf16_unavailable=bf16_unavailable/>
+                <PrecisionSelect value=form.precision bf16_unavailable=bf16_unavailable bf16_emulated=bf16_emulated/>
                 {text_input("target", "Target ", "most likely token", target)}
                 {text_input("contrast", "rather than ", "(optional)", contrast)}
                 <super::steer_input::SteerInput value=form.steer/>

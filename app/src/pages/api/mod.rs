@@ -32,6 +32,10 @@ pub struct ModelInfo {
     /// explanation then runs in f32 (and says so).
     #[serde(default)]
     pub bf16_unavailable: Option<String>,
+    /// Whether its bf16 products are emulated here (`TOKENLENS_BF16=emulate`): bf16's
+    /// numbers, computed in f32, no faster.
+    #[serde(default)]
+    pub bf16_emulated: bool,
 }
 
 /// The models a server offers, and those still loading.
@@ -94,6 +98,7 @@ pub async fn list_models() -> Result<ModelList, ServerFnError> {
             chat_template: m.engine.has_chat_template(),
             weights: m.engine.weights_note().to_string(),
             bf16_unavailable: m.engine.bf16_unavailable().map(str::to_string),
+            bf16_emulated: m.engine.bf16_emulated(),
         })
         .collect();
     let pending = state.pending.read().map_err(|_| poisoned())?.clone();
