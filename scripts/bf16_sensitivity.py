@@ -36,10 +36,8 @@ def moved(family):
             g32, _, tr32, _ = R.attribute(model, fx["ids"], t["id"])
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 g16, _, tr16, _ = R.attribute(model, fx["ids"], t["id"])
-            s32, s16 = g32.norm(dim=-1), g16.float().norm(dim=-1)
-            tr32, tr16 = torch.tensor(tr32), torch.tensor(tr16)
-            yield (name, t["id"], float((s32 - s16).abs().max() / s32.abs().max()),
-                   float((tr32 - tr16).abs().max() / tr32.abs().max()))
+            yield (name, t["id"], share(g16.float().norm(dim=-1), g32.norm(dim=-1)),
+                   share(torch.tensor(tr16), torch.tensor(tr32)))
 
 
 def share(a, b):
